@@ -1,0 +1,316 @@
+/**
+ * The data of plot generation: what a caller asks for, what a project knows, what comes back, and the
+ * events a caller can watch while it happens. Every field is bounded, so bad input is rejected with the
+ * name of the field before any model is called.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+// =============================================================================
+// Shared field shapes
+// =============================================================================
+
+/** A trimmed, non-empty string of at most `max` characters. */
+const Text = (max: number) => Schema.Trim.pipe(Schema.nonEmptyString(), Schema.maxLength(max))
+
+/** An optional free-text field of at most `max` characters. */
+const OptionalText = (max: number) => Schema.optional(Schema.String.pipe(Schema.maxLength(max)))
+
+/** An array of at most `max` items. */
+const Bounded = <A, I, R>(item: Schema.Schema<A, I, R>, max: number) => Schema.Array(item).pipe(Schema.maxItems(max))
+
+/**
+ * The providers the AI gateway routes to.
+ *
+ * @since 0.1.0
+ * @category Providers
+ */
+export const ProviderName = Schema.Literal("openai", "anthropic")
+
+/**
+ * @since 0.1.0
+ * @category Providers
+ */
+export type ProviderName = typeof ProviderName.Type
+
+/**
+ * What the writer asks for: a full outline, the beats of one scene, or a handful of plot suggestions.
+ *
+ * @since 0.1.0
+ * @category Requests
+ */
+export const ContentKind = Schema.Literal("outline", "scene_beats", "suggestions")
+
+/**
+ * @since 0.1.0
+ * @category Requests
+ */
+export type ContentKind = typeof ContentKind.Type
+
+// =============================================================================
+// Project context
+// =============================================================================
+
+/**
+ * @since 0.1.0
+ * @category Project context
+ */
+export class Character extends Schema.Class<Character>("plot-engine/Character")({
+  name: Text(120),
+  role: OptionalText(120),
+  description: OptionalText(4_000),
+  traits: Schema.optional(Bounded(Text(120), 30)),
+  goals: OptionalText(2_000)
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category Project context
+ */
+export class PlotThread extends Schema.Class<PlotThread>("plot-engine/PlotThread")({
+  title: Text(200),
+  summary: OptionalText(4_000),
+  status: Schema.optional(Schema.Literal("open", "resolved", "abandoned"))
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category Project context
+ */
+export class Location extends Schema.Class<Location>("plot-engine/Location")({
+  name: Text(120),
+  description: OptionalText(4_000)
+}) {}
+
+/**
+ * A note about the world: its magic, history, politics, technology.
+ *
+ * @since 0.1.0
+ * @category Project context
+ */
+export class WorldNote extends Schema.Class<WorldNote>("plot-engine/WorldNote")({
+  topic: Text(200),
+  details: Schema.String.pipe(Schema.maxLength(8_000))
+}) {}
+
+/**
+ * An excerpt of what has already been written (a chapter or part of one).
+ *
+ * @since 0.1.0
+ * @category Project context
+ */
+export class ContentExcerpt extends Schema.Class<ContentExcerpt>("plot-engine/ContentExcerpt")({
+  title: Text(200),
+  text: Schema.String.pipe(Schema.maxLength(2_000_000))
+}) {}
+
+/**
+ * Everything the engine may tell the model about a novel. The top-level keys are those of the seed's
+ * assembled context; `previousContent` may be large, the context budget cuts it to fit.
+ *
+ * @since 0.1.0
+ * @category Project context
+ */
+export class ProjectContext extends Schema.Class<ProjectContext>("plot-engine/ProjectContext")({
+  title: OptionalText(200),
+  genre: OptionalText(100),
+  synopsis: OptionalText(8_000),
+  characters: Bounded(Character, 1_000),
+  plotThreads: Bounded(PlotThread, 1_000),
+  locations: Bounded(Location, 1_000),
+  worldBuilding: Bounded(WorldNote, 1_000),
+  previousContent: Bounded(ContentExcerpt, 2_000)
+}) {}
+
+// =============================================================================
+// Requests
+// =============================================================================
+
+/**
+ * Bounds of a request's numeric fields, exported so that callers can build forms that match.
+ *
+ * @since 0.1.0
+ * @category Requests
+ */
+export const Limits = {
+  promptMaxLength: 10_000,
+  minWordCount: 50,
+  maxWordCount: 20_000,
+  minTemperature: 0,
+  maxTemperature: 2
+} as const
+
+/**
+ * A request for plot content: the seed's `PlotGenerationParams` plus the choices a caller can make.
+ *
+ * @since 0.1.0
+ * @category Requests
+ */
+export class PlotRequest extends Schema.Class<PlotRequest>("plot-engine/PlotRequest")({
+  projectId: Schema.String.pipe(
+    Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
+      message: () => "a project id is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    })
+  ),
+  userPrompt: Text(Limits.promptMaxLength),
+  genre: Schema.optional(Text(100)),
+  targetWordCount: Schema.optional(
+    Schema.Int.pipe(Schema.between(Limits.minWordCount, Limits.maxWordCount))
+  ),
+  kind: Schema.optional(ContentKind),
+  /** The seed's `userPreference`: the provider the writer prefers. */
+  provider: Schema.optional(ProviderName),
+  /** Pins a model id; the provider is then required too. */
+  model: Schema.optional(Text(100)),
+  costSensitive: Schema.optional(Schema.Boolean),
+  temperature: Schema.optional(Schema.Number.pipe(Schema.between(Limits.minTemperature, Limits.maxTemperature)))
+}) {}
+
+/**
+ * The encoded (wire) form of a request, what a caller writes as JSON.
+ *
+ * @since 0.1.0
+ * @category Requests
+ */
+export type PlotRequestInput = typeof PlotRequest.Encoded
+
+/**
+ * Options of one generation that are not part of the request itself.
+ *
+ * @since 0.1.0
+ * @category Requests
+ */
+export interface GenerateOptions {
+  /** Turn a failed generation into a template result (default `true`), as the seed's `useFallback`. */
+  readonly useFallback?: boolean | undefined
+}
+
+// =============================================================================
+// Outline
+// =============================================================================
+
+/**
+ * One beat of a plot: what happens, who is in it, where.
+ *
+ * @since 0.1.0
+ * @category Outline
+ */
+export class PlotBeat extends Schema.Class<PlotBeat>("plot-engine/PlotBeat")({
+  summary: Text(2_000),
+  characters: Bounded(Text(120), 20),
+  location: Schema.String.pipe(Schema.maxLength(120))
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category Outline
+ */
+export class PlotAct extends Schema.Class<PlotAct>("plot-engine/PlotAct")({
+  title: Text(200),
+  summary: Text(4_000),
+  beats: Bounded(PlotBeat, 40).pipe(Schema.minItems(1))
+}) {}
+
+/**
+ * The structured plot a model returns (and the template generator builds): every field is required so
+ * that the same schema works with OpenAI's strict structured outputs.
+ *
+ * @since 0.1.0
+ * @category Outline
+ */
+export class PlotOutline extends Schema.Class<PlotOutline>("plot-engine/PlotOutline")({
+  title: Text(200),
+  logline: Text(1_000),
+  acts: Bounded(PlotAct, 12).pipe(Schema.minItems(1))
+}, {
+  identifier: "PlotOutline",
+  description: "A plot outline: a title, a one-sentence logline, and acts made of beats that name characters and locations"
+}) {}
+
+// =============================================================================
+// Result
+// =============================================================================
+
+/**
+ * Tokens a generation used, as the provider reported them (0 when it reported none).
+ *
+ * @since 0.1.0
+ * @category Result
+ */
+export class Usage extends Schema.Class<Usage>("plot-engine/Usage")({
+  inputTokens: Schema.NonNegativeInt,
+  outputTokens: Schema.NonNegativeInt,
+  totalTokens: Schema.NonNegativeInt
+}) {
+  static readonly zero = new Usage({ inputTokens: 0, outputTokens: 0, totalTokens: 0 })
+}
+
+/**
+ * What a generation produced. `provider` and `model` are `"template"` when the template generator
+ * built it; `estimatedCostUsd` is `null` when the model's price is unknown (never a false 0).
+ *
+ * @since 0.1.0
+ * @category Result
+ */
+export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult")({
+  requestId: Schema.String,
+  content: Schema.String,
+  outline: PlotOutline,
+  provider: Schema.Union(ProviderName, Schema.Literal("template")),
+  model: Schema.String,
+  reasoning: Schema.String,
+  usage: Usage,
+  estimatedCostUsd: Schema.NullOr(Schema.NonNegative),
+  retryCount: Schema.NonNegativeInt,
+  warnings: Schema.Array(Schema.String),
+  isTemplate: Schema.Boolean,
+  durationMs: Schema.NonNegative,
+  wordCount: Schema.NonNegativeInt
+}) {}
+
+// =============================================================================
+// Events
+// =============================================================================
+
+/**
+ * The stages of the pipeline, in order (the seed's `GenerationProgress.stage` plus model selection).
+ *
+ * @since 0.1.0
+ * @category Events
+ */
+export const Stage = Schema.Literal("retrieving_context", "selecting_model", "building_prompt", "generating", "parsing")
+
+/**
+ * @since 0.1.0
+ * @category Events
+ */
+export type Stage = typeof Stage.Type
+
+/**
+ * Everything `generateStream` tells a caller while a generation runs; the last event is `Completed`.
+ *
+ * @since 0.1.0
+ * @category Events
+ */
+export const GenerationEvent = Schema.Union(
+  Schema.TaggedStruct("Progress", {
+    stage: Stage,
+    message: Schema.String,
+    progress: Schema.Number.pipe(Schema.between(0, 100))
+  }),
+  Schema.TaggedStruct("ModelSelected", {
+    provider: ProviderName,
+    model: Schema.String,
+    reasoning: Schema.String
+  }),
+  Schema.TaggedStruct("TextDelta", { delta: Schema.String }),
+  Schema.TaggedStruct("Warning", { message: Schema.String }),
+  Schema.TaggedStruct("Completed", { result: PlotResult })
+)
+
+/**
+ * @since 0.1.0
+ * @category Events
+ */
+export type GenerationEvent = typeof GenerationEvent.Type

@@ -1,0 +1,125 @@
+/**
+ * Models as data: which provider serves them, how capable they are (tier), how much they read and write,
+ * and what they cost. Selection, context budgets and cost estimates all read this table.
+ *
+ * @since 0.1.0
+ */
+import * as Arr from "effect/Array"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { ProviderName, type Usage } from "./Domain.js"
+
+/**
+ * Capability tiers, the seed's three rows per provider: best quality, balance, speed.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const Tier = Schema.Literal("premium", "balanced", "fast")
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type Tier = typeof Tier.Type
+
+/**
+ * One model. Prices are USD per million tokens; `null` means unknown (the cost is then unknown, never 0).
+ * `retired` models are never chosen automatically but can still be pinned by id.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export class ModelInfo extends Schema.Class<ModelInfo>("plot-engine/ModelInfo")({
+  provider: ProviderName,
+  id: Schema.String.pipe(Schema.nonEmptyString()),
+  tier: Tier,
+  contextWindow: Schema.Int.pipe(Schema.positive()),
+  maxOutputTokens: Schema.Int.pipe(Schema.positive()),
+  inputPricePerMillion: Schema.NullOr(Schema.NonNegative),
+  outputPricePerMillion: Schema.NullOr(Schema.NonNegative),
+  /** Reasoning models (gpt-5, o-series) reject a `temperature`. */
+  acceptsTemperature: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  retired: Schema.optionalWith(Schema.Boolean, { default: () => false })
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type Catalog = ReadonlyArray<ModelInfo>
+
+const model = (fields: typeof ModelInfo.Encoded): ModelInfo => Schema.decodeSync(ModelInfo)(fields)
+
+/**
+ * The default catalog. Current models use the providers' public list prices as of 2025-11-01; the seed's
+ * six models keep the seed's context windows (its table says 128K for GPT-4) and their historical prices,
+ * marked retired so that they are only used when pinned.
+ *
+ * @since 0.1.0
+ * @category Catalog
+ */
+export const defaultCatalog: Catalog = [
+  // Anthropic, current
+  model({ provider: "anthropic", id: "claude-opus-4-1", tier: "premium", contextWindow: 200_000, maxOutputTokens: 32_000, inputPricePerMillion: 15, outputPricePerMillion: 75 }),
+  model({ provider: "anthropic", id: "claude-sonnet-4-5", tier: "balanced", contextWindow: 200_000, maxOutputTokens: 64_000, inputPricePerMillion: 3, outputPricePerMillion: 15 }),
+  model({ provider: "anthropic", id: "claude-haiku-4-5", tier: "fast", contextWindow: 200_000, maxOutputTokens: 64_000, inputPricePerMillion: 1, outputPricePerMillion: 5 }),
+  // OpenAI, current
+  model({ provider: "openai", id: "gpt-5", tier: "premium", contextWindow: 400_000, maxOutputTokens: 128_000, inputPricePerMillion: 1.25, outputPricePerMillion: 10, acceptsTemperature: false }),
+  model({ provider: "openai", id: "gpt-4.1", tier: "balanced", contextWindow: 1_047_576, maxOutputTokens: 32_768, inputPricePerMillion: 2, outputPricePerMillion: 8 }),
+  model({ provider: "openai", id: "gpt-4.1-mini", tier: "fast", contextWindow: 1_047_576, maxOutputTokens: 32_768, inputPricePerMillion: 0.4, outputPricePerMillion: 1.6 }),
+  // The seed's table (retired by the providers)
+  model({ provider: "openai", id: "gpt-4", tier: "premium", contextWindow: 128_000, maxOutputTokens: 4_096, inputPricePerMillion: 30, outputPricePerMillion: 60, retired: true }),
+  model({ provider: "openai", id: "gpt-4-turbo-preview", tier: "balanced", contextWindow: 128_000, maxOutputTokens: 4_096, inputPricePerMillion: 10, outputPricePerMillion: 30, retired: true }),
+  model({ provider: "openai", id: "gpt-3.5-turbo", tier: "fast", contextWindow: 16_385, maxOutputTokens: 4_096, inputPricePerMillion: 0.5, outputPricePerMillion: 1.5, retired: true }),
+  model({ provider: "anthropic", id: "claude-3-opus-20240229", tier: "premium", contextWindow: 200_000, maxOutputTokens: 4_096, inputPricePerMillion: 15, outputPricePerMillion: 75, retired: true }),
+  model({ provider: "anthropic", id: "claude-3-sonnet-20240229", tier: "balanced", contextWindow: 200_000, maxOutputTokens: 4_096, inputPricePerMillion: 3, outputPricePerMillion: 15, retired: true }),
+  model({ provider: "anthropic", id: "claude-3-haiku-20240307", tier: "fast", contextWindow: 200_000, maxOutputTokens: 4_096, inputPricePerMillion: 0.25, outputPricePerMillion: 1.25, retired: true })
+]
+
+/**
+ * Looks a model up by provider and id.
+ *
+ * @since 0.1.0
+ * @category Catalog
+ */
+export const find = (catalog: Catalog, provider: ProviderName, id: string): Option.Option<ModelInfo> =>
+  Arr.findFirst(catalog, (m) => m.provider === provider && m.id === id)
+
+/**
+ * The current (not retired) model of a provider at a tier.
+ *
+ * @since 0.1.0
+ * @category Catalog
+ */
+export const forTier = (catalog: Catalog, provider: ProviderName, tier: Tier): Option.Option<ModelInfo> =>
+  Arr.findFirst(catalog, (m) => m.provider === provider && m.tier === tier && !m.retired)
+
+/**
+ * What a model is assumed to be when it is pinned but not in the catalog: unknown price, a conservative
+ * window, so that budgets stay safe.
+ *
+ * @since 0.1.0
+ * @category Catalog
+ */
+export const unknownModel = (provider: ProviderName, id: string): ModelInfo =>
+  model({
+    provider,
+    id,
+    tier: "balanced",
+    contextWindow: 128_000,
+    maxOutputTokens: 4_096,
+    inputPricePerMillion: null,
+    outputPricePerMillion: null
+  })
+
+/**
+ * The cost in USD of a usage on a model, or `null` when the model's price is unknown.
+ *
+ * @since 0.1.0
+ * @category Cost
+ */
+export const cost = (info: ModelInfo, usage: Pick<Usage, "inputTokens" | "outputTokens">): number | null =>
+  info.inputPricePerMillion === null || info.outputPricePerMillion === null
+    ? null
+    : (usage.inputTokens * info.inputPricePerMillion + usage.outputTokens * info.outputPricePerMillion) / 1_000_000

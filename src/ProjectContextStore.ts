@@ -1,0 +1,137 @@
+/**
+ * Where the context of a project comes from. The engine ships an in-memory store and a store of JSON files
+ * (one `<projectId>.json` per project); a host backend provides its own layer over its database.
+ *
+ * @since 0.1.0
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { ProjectContext } from "./Domain.js"
+import { ProjectNotFoundError, RequestValidationError } from "./Errors.js"
+import { validationError } from "./internal/validation.js"
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Service {
+  readonly get: (projectId: string) => Effect.Effect<ProjectContext, ProjectNotFoundError | RequestValidationError>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export class ProjectContextStore extends Context.Tag("plot-engine/ProjectContextStore")<
+  ProjectContextStore,
+  Service
+>() {}
+
+/**
+ * A store over projects held in memory.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerMemory = (projects: Readonly<Record<string, ProjectContext>>): Layer.Layer<ProjectContextStore> =>
+  Layer.succeed(
+    ProjectContextStore,
+    ProjectContextStore.of({
+      get: (projectId) =>
+        Object.hasOwn(projects, projectId)
+          ? Effect.succeed(projects[projectId]!)
+          : Effect.fail(new ProjectNotFoundError({ projectId }))
+    })
+  )
+
+/** The largest project file read, so that a runaway file cannot exhaust memory. */
+const maxFileBytes = 64 * 1024 * 1024
+
+/**
+ * Reads and validates a project file: bad JSON or a bad field fails with `RequestValidationError` naming it.
+ *
+ * @since 0.1.0
+ * @category Files
+ */
+export const readProjectFile = Effect.fn("ProjectContextStore.readProjectFile")(function*(file: string, projectId: string) {
+  const fs = yield* FileSystem.FileSystem
+  const info = yield* fs.stat(file).pipe(Effect.mapError(() => new ProjectNotFoundError({ projectId })))
+  if (info.type !== "File") return yield* new ProjectNotFoundError({ projectId })
+  if (Number(info.size) > maxFileBytes) {
+    return yield* new RequestValidationError({ field: "project", reason: `file is larger than ${maxFileBytes} bytes` })
+  }
+  const text = yield* fs.readFileString(file).pipe(Effect.mapError(() => new ProjectNotFoundError({ projectId })))
+  return yield* decodeProject(text)
+})
+
+/**
+ * Decodes a project from JSON text.
+ *
+ * @since 0.1.0
+ * @category Files
+ */
+export const decodeProject = (text: string): Effect.Effect<ProjectContext, RequestValidationError> =>
+  Schema.decodeUnknown(Schema.parseJson(ProjectContext))(text, { onExcessProperty: "ignore" }).pipe(
+    Effect.mapError((error) =>
+      ParseResult.isParseError(error) ? validationError(error, "project") : new RequestValidationError({ field: "project", reason: String(error) })
+    )
+  )
+
+/**
+ * A store over a directory of `<projectId>.json` files, read on every request so that edits are seen.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerDirectory = (
+  directory: string
+): Layer.Layer<ProjectContextStore, never, FileSystem.FileSystem | Path.Path> =>
+  Layer.effect(
+    ProjectContextStore,
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const get = (projectId: string) =>
+        readProjectFile(path.join(directory, `${projectId}.json`), projectId).pipe(
+          Effect.provideService(FileSystem.FileSystem, fs)
+        )
+      return ProjectContextStore.of({ get })
+    })
+  )
+
+/**
+ * A store holding one project file, served under the file's name without `.json` (as the CLI uses it).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerFile = (file: string): Layer.Layer<ProjectContextStore, never, FileSystem.FileSystem | Path.Path> =>
+  Layer.effect(
+    ProjectContextStore,
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const ownId = projectIdOfFile(path.basename(file))
+      return ProjectContextStore.of({
+        get: (projectId) =>
+          projectId === ownId
+            ? readProjectFile(file, projectId).pipe(Effect.provideService(FileSystem.FileSystem, fs))
+            : Effect.fail(new ProjectNotFoundError({ projectId }))
+      })
+    })
+  )
+
+/**
+ * The project id of a file: its name without `.json`, with characters a project id cannot hold replaced.
+ *
+ * @since 0.1.0
+ * @category Files
+ */
+export const projectIdOfFile = (fileName: string): string =>
+  fileName.replace(/\.json$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 128) ||
+  "project"

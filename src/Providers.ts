@@ -1,0 +1,186 @@
+/**
+ * The AI gateway: which providers are configured, and a `LanguageModel` for any `(provider, model)` chosen
+ * at run time, through the real `@effect/ai-openai` and `@effect/ai-anthropic` clients over one HTTP client.
+ * Tests and benchmarks swap in other models with `layerModels`.
+ *
+ * @since 0.1.0
+ */
+import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
+import * as AnthropicLanguageModel from "@effect/ai-anthropic/AnthropicLanguageModel"
+import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
+import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
+import type * as LanguageModel from "@effect/ai/LanguageModel"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import type { ProviderName } from "./Domain.js"
+import { ProviderNotConfiguredError } from "./Errors.js"
+
+/**
+ * How to reach one provider. `baseUrl` defaults to the provider's public API (OpenAI's includes `/v1`,
+ * Anthropic's does not).
+ *
+ * @since 0.1.0
+ * @category Configuration
+ */
+export interface ProviderSettings {
+  readonly apiKey: Redacted.Redacted
+  readonly baseUrl?: string | undefined
+}
+
+/**
+ * The providers that are configured; one without settings is never offered.
+ *
+ * @since 0.1.0
+ * @category Configuration
+ */
+export interface GatewayConfig {
+  readonly openai?: ProviderSettings | undefined
+  readonly anthropic?: ProviderSettings | undefined
+}
+
+/**
+ * The parameters sent with every call: a max output token limit and, where the model accepts one, a
+ * temperature.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ModelParameters {
+  readonly maxOutputTokens: number
+  readonly temperature?: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Service {
+  /** The providers that can be called, in order of preference. */
+  readonly configured: ReadonlyArray<ProviderName>
+  /** A language model for a provider's model, with its parameters applied to every call. */
+  readonly languageModel: (
+    provider: ProviderName,
+    model: string,
+    parameters: ModelParameters
+  ) => Effect.Effect<LanguageModel.Service, ProviderNotConfiguredError>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export class Providers extends Context.Tag("plot-engine/Providers")<Providers, Service>() {}
+
+/**
+ * Makes a language model for one provider's model.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type ModelFactory = (model: string, parameters: ModelParameters) => Effect.Effect<LanguageModel.Service>
+
+const fromFactories = (factories: Partial<Record<ProviderName, ModelFactory>>): Service => {
+  const configured = (["openai", "anthropic"] as const).filter((provider) => factories[provider] !== undefined)
+  return Providers.of({
+    configured,
+    languageModel: (provider, model, parameters) => {
+      const factory = factories[provider]
+      return factory === undefined
+        ? Effect.fail(new ProviderNotConfiguredError({ provider }))
+        : factory(model, parameters)
+    }
+  })
+}
+
+/**
+ * Builds the real clients for the configured providers.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
+  const factories: Partial<Record<ProviderName, ModelFactory>> = {}
+  if (config.openai !== undefined) {
+    const client = yield* OpenAiClient.make({ apiKey: config.openai.apiKey, apiUrl: config.openai.baseUrl })
+    factories.openai = (model, parameters) =>
+      OpenAiLanguageModel.make({
+        model,
+        config: {
+          max_output_tokens: parameters.maxOutputTokens,
+          ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
+        }
+      }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
+  }
+  if (config.anthropic !== undefined) {
+    const client = yield* AnthropicClient.make({ apiKey: config.anthropic.apiKey, apiUrl: config.anthropic.baseUrl })
+    factories.anthropic = (model, parameters) =>
+      AnthropicLanguageModel.make({
+        model,
+        config: {
+          max_tokens: parameters.maxOutputTokens,
+          ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
+        }
+      }).pipe(Effect.provideService(AnthropicClient.AnthropicClient, client))
+  }
+  return fromFactories(factories)
+})
+
+/**
+ * The providers of an explicit configuration, over the `HttpClient` in context.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer = (config: GatewayConfig): Layer.Layer<Providers, never, HttpClient.HttpClient> =>
+  Layer.scoped(Providers, make(config))
+
+const providerSettings = (keyName: string, urlName: string): Config.Config<ProviderSettings | undefined> =>
+  Config.all({
+    apiKey: Config.option(Config.redacted(keyName)),
+    baseUrl: Config.option(Config.nonEmptyString(urlName))
+  }).pipe(
+    Config.map(({ apiKey, baseUrl }) =>
+      Option.match(apiKey, {
+        onNone: () => undefined,
+        onSome: (apiKey) => ({ apiKey, baseUrl: Option.getOrUndefined(baseUrl) })
+      })
+    )
+  )
+
+/**
+ * The gateway configuration from the environment: `OPENAI_API_KEY`, `OPENAI_BASE_URL` (with `/v1`),
+ * `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`. A provider without a key is not configured.
+ *
+ * @since 0.1.0
+ * @category Configuration
+ */
+export const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
+  openai: providerSettings("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+  anthropic: providerSettings("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+})
+
+/**
+ * The providers configured in the environment (see `gatewayConfig`).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerConfig: Layer.Layer<Providers, ConfigError.ConfigError, HttpClient.HttpClient> = Layer.scoped(
+  Providers,
+  Effect.flatMap(gatewayConfig, make)
+)
+
+/**
+ * Providers backed by given model factories: fakes in tests, the in-process simulator in benchmarks.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerModels = (factories: Partial<Record<ProviderName, ModelFactory>>): Layer.Layer<Providers> =>
+  Layer.succeed(Providers, fromFactories(factories))

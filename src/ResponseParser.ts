@@ -1,0 +1,210 @@
+/**
+ * Turns what a model sent into a validated `PlotOutline`, readable text and warnings. It accepts a decoded
+ * object (structured output) or text with JSON inside (alone, in a code fence, or with prose around it), and
+ * rejects with `ResponseParseError` what cannot be read, however large or hostile.
+ *
+ * @since 0.1.0
+ */
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { PlotOutline, type PlotRequest, type ProjectContext } from "./Domain.js"
+import { ResponseParseError } from "./Errors.js"
+import { closingIndex } from "./internal/json.js"
+import { formatPath } from "./internal/validation.js"
+import { targetWords } from "./PromptBuilder.js"
+
+/**
+ * The longest reply read; an outline is a few kilobytes, so anything past this is not one.
+ *
+ * @since 0.1.0
+ * @category Limits
+ */
+export const maxReplyLength = 512 * 1024
+
+/**
+ * A parsed reply.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface ParsedPlot {
+  readonly outline: PlotOutline
+  /** The outline as Markdown, for a person to read. */
+  readonly content: string
+  readonly wordCount: number
+  readonly warnings: ReadonlyArray<string>
+}
+
+const excerptOf = (text: string) => text.slice(0, 200)
+
+const fail = (reason: string, text: string) => Either.left(new ResponseParseError({ reason, excerpt: excerptOf(text) }))
+
+/**
+ * Finds the JSON object in a reply: the whole text, else a fenced code block, else the first balanced
+ * `{...}` in the prose that parses.
+ *
+ * @since 0.1.0
+ * @category Parsing
+ */
+export const extractJson = (text: string): Either.Either<unknown, ResponseParseError> => {
+  if (text.length > maxReplyLength) return fail(`the reply is longer than ${maxReplyLength} characters`, text)
+  const fenced = Array.from(text.matchAll(/```(?:json|JSON)?[ \t]*\n?([\s\S]*?)```/g), (match) => match[1]!)
+  for (const candidate of [text, ...fenced]) {
+    const parsed = parseObject(candidate.trim())
+    if (parsed !== undefined) return Either.right(parsed)
+  }
+  const embedded = firstEmbeddedObject(text)
+  return embedded === undefined ? fail("no JSON object found in the reply", text) : Either.right(embedded)
+}
+
+const parseObject = (candidate: string): unknown => {
+  if (!candidate.startsWith("{")) return undefined
+  try {
+    return JSON.parse(candidate)
+  } catch {
+    return undefined
+  }
+}
+
+/** How many `{` a reply may open before the parser stops looking for an object in its prose. */
+const maxObjectStarts = 16
+
+/**
+ * The first balanced `{...}` in prose that parses as JSON. The scan is string-aware (braces inside strings
+ * do not count) and tries a bounded number of starts, so hostile text costs linear time.
+ */
+const firstEmbeddedObject = (text: string): unknown => {
+  let start = text.indexOf("{")
+  for (let attempt = 0; start !== -1 && attempt < maxObjectStarts; attempt++) {
+    const end = closingIndex(text, start)
+    // An object that never closes will not close from a later start either.
+    if (end === -1) return undefined
+    const parsed = parseObject(text.slice(start, end + 1))
+    if (parsed !== undefined) return parsed
+    start = text.indexOf("{", start + 1)
+  }
+  return undefined
+}
+
+const decodeOutline = Schema.decodeUnknownEither(PlotOutline, { onExcessProperty: "ignore" })
+
+/**
+ * Validates a decoded value as a `PlotOutline`.
+ *
+ * @since 0.1.0
+ * @category Parsing
+ */
+export const validateOutline = (value: unknown, raw: string): Either.Either<PlotOutline, ResponseParseError> =>
+  Either.mapLeft(decodeOutline(value), (error) => {
+    const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+    const reason = first === undefined ? "invalid outline" : `${formatPath(first.path, "outline")}: ${first.message}`
+    return new ResponseParseError({ reason, excerpt: excerptOf(raw) })
+  })
+
+/**
+ * Renders an outline as Markdown.
+ *
+ * @since 0.1.0
+ * @category Rendering
+ */
+export const render = (outline: PlotOutline): string => {
+  const lines = [`# ${outline.title}`, "", `*${outline.logline}*`]
+  outline.acts.forEach((act, index) => {
+    lines.push("", `## Act ${index + 1}: ${act.title}`, "", act.summary, "")
+    for (const beat of act.beats) {
+      const where = beat.location.trim() === "" ? "" : ` (${beat.location})`
+      const who = beat.characters.length === 0 ? "" : ` [${beat.characters.join(", ")}]`
+      lines.push(`- ${beat.summary}${where}${who}`)
+    }
+  })
+  return lines.join("\n")
+}
+
+/**
+ * The number of words in a text.
+ *
+ * @since 0.1.0
+ * @category Rendering
+ */
+export const countWords = (text: string): number => text.match(/[\p{L}\p{N}][\p{L}\p{N}'’-]*/gu)?.length ?? 0
+
+/**
+ * How far from the target word count a result may be before it is worth a warning (either way).
+ *
+ * @since 0.1.0
+ * @category Quality
+ */
+export const wordCountTolerance = 0.5
+
+/** The main characters: the first few, who a plot about this project is expected to name. */
+const mainCharacterCount = 3
+
+/**
+ * Quality shortfalls of an outline as warnings: a word count far from the target, main characters that do not
+ * appear, beats that name characters the project does not know.
+ *
+ * @since 0.1.0
+ * @category Quality
+ */
+export const qualityWarnings = (
+  outline: PlotOutline,
+  wordCount: number,
+  request: PlotRequest,
+  context: ProjectContext
+): Array<string> => {
+  const warnings: Array<string> = []
+  const target = targetWords(request)
+  if (Math.abs(wordCount - target) > target * wordCountTolerance) {
+    warnings.push(`The result has ${wordCount} words, far from the ${target} asked for.`)
+  }
+  const text = render(outline).toLowerCase()
+  const missing = context.characters.slice(0, mainCharacterCount).filter((c) => !text.includes(c.name.toLowerCase()))
+  if (missing.length > 0) {
+    warnings.push(`The result does not mention ${missing.map((c) => c.name).join(", ")}.`)
+  }
+  if (context.characters.length > 0) {
+    const known = context.characters.map((c) => c.name.toLowerCase())
+    const unknown = new Set(
+      outline.acts.flatMap((act) => act.beats.flatMap((beat) => beat.characters)).filter((name) => {
+        const lower = name.toLowerCase()
+        return !known.some((k) => k.includes(lower) || lower.includes(k))
+      })
+    )
+    if (unknown.size > 0) {
+      warnings.push(`The result introduces characters the project does not have: ${[...unknown].slice(0, 5).join(", ")}.`)
+    }
+  }
+  return warnings
+}
+
+const finish = (outline: PlotOutline, request: PlotRequest, context: ProjectContext): ParsedPlot => {
+  const content = render(outline)
+  const wordCount = countWords(content)
+  return { outline, content, wordCount, warnings: qualityWarnings(outline, wordCount, request, context) }
+}
+
+/**
+ * Parses a text reply that should hold a `PlotOutline` as JSON.
+ *
+ * @since 0.1.0
+ * @category Parsing
+ */
+export const parseText = (
+  text: string,
+  request: PlotRequest,
+  context: ProjectContext
+): Either.Either<ParsedPlot, ResponseParseError> =>
+  extractJson(text).pipe(
+    Either.flatMap((value) => validateOutline(value, text)),
+    Either.map((outline) => finish(outline, request, context))
+  )
+
+/**
+ * Takes an outline already decoded by structured output.
+ *
+ * @since 0.1.0
+ * @category Parsing
+ */
+export const fromOutline = (outline: PlotOutline, request: PlotRequest, context: ProjectContext): ParsedPlot =>
+  finish(outline, request, context)

@@ -1,0 +1,32 @@
+/**
+ * plot-engine: plot content for novels from OpenAI and Anthropic, the Effect way.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as Domain from "./Domain.js"
+
+/** @since 0.1.0 */
+export * as Errors from "./Errors.js"
+
+/** @since 0.1.0 */
+export * as ModelCatalog from "./ModelCatalog.js"
+
+/** @since 0.1.0 */
+export * as PlotGeneration from "./PlotGeneration.js"
+
+/** @since 0.1.0 */
+export * as ProjectContextStore from "./ProjectContextStore.js"
+
+/** @since 0.1.0 */
+export * as PromptBuilder from "./PromptBuilder.js"
+
+/** @since 0.1.0 */
+export * as Providers from "./Providers.js"
+
+/** @since 0.1.0 */
+export * as ResponseParser from "./ResponseParser.js"
+
+/** @since 0.1.0 */
+export * as TemplateGenerator from "./TemplateGenerator.js"

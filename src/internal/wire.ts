@@ -1,0 +1,168 @@
+/**
+ * Reading what the providers send: error bodies, retry headers and rate-limit reset times (see WIRE.md).
+ * Pure functions over plain values, shared by the error classifier and the rate limiter.
+ */
+
+/** Response headers as the HTTP client records them: lower-case names. */
+export type Headers = Readonly<Record<string, string | undefined>>
+
+/** The fields of a provider error body that classification reads, from either dialect. */
+export interface ProviderErrorBody {
+  readonly type?: string | undefined
+  readonly code?: string | undefined
+  readonly message?: string | undefined
+  readonly detailsErrorCode?: string | undefined
+  readonly requestId?: string | undefined
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
+
+const stringField = (record: Record<string, unknown>, key: string): string | undefined =>
+  typeof record[key] === "string" ? record[key] : undefined
+
+/**
+ * Parses a provider error body: OpenAI `{"error":{type,code,message}}`, Anthropic
+ * `{"type":"error","error":{type,message,details},"request_id"}`, or an SSE error event of either. The body
+ * may arrive as an object, as JSON text, or as JSON text wrapped in a JSON string (how `AiError` records it).
+ */
+export const parseErrorBody = (body: unknown): ProviderErrorBody => {
+  let value: unknown = body
+  for (let depth = 0; depth < 2 && typeof value === "string"; depth++) {
+    try {
+      value = JSON.parse(value)
+    } catch {
+      return {}
+    }
+  }
+  if (!isRecord(value)) return {}
+  const error = isRecord(value.error) ? value.error : value
+  const details = isRecord(error.details) ? error.details : undefined
+  return {
+    type: stringField(error, "type"),
+    code: stringField(error, "code"),
+    message: stringField(error, "message"),
+    detailsErrorCode: details ? stringField(details, "error_code") : undefined,
+    requestId: stringField(value, "request_id")
+  }
+}
+
+/**
+ * Parses a Go duration as OpenAI writes reset times (`1s`, `6m0s`, `20ms`, `1h2m3.5s`) into milliseconds.
+ */
+export const parseGoDuration = (text: string): number | undefined => {
+  const pattern = /(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)/g
+  let total = 0
+  let consumed = 0
+  for (const match of text.trim().matchAll(pattern)) {
+    if (match.index !== consumed) return undefined
+    consumed += match[0].length
+    const value = Number(match[1])
+    switch (match[2]) {
+      case "h":
+        total += value * 3_600_000
+        break
+      case "m":
+        total += value * 60_000
+        break
+      case "s":
+        total += value * 1_000
+        break
+      case "ms":
+        total += value
+        break
+      case "us":
+      case "µs":
+        total += value / 1_000
+        break
+      case "ns":
+        total += value / 1_000_000
+        break
+    }
+  }
+  return consumed > 0 && consumed === text.trim().length ? total : undefined
+}
+
+const nonNegative = (n: number): number => Math.max(0, n)
+
+/**
+ * How long the provider asked us to wait, in milliseconds: `retry-after-ms`, then `retry-after` (seconds or
+ * an HTTP date), then the rate-limit reset headers of either provider. `undefined` when it said nothing.
+ */
+export const retryAfterMillis = (headers: Headers, nowMillis: number): number | undefined => {
+  const ms = headers["retry-after-ms"]
+  if (ms !== undefined && ms.trim() !== "" && Number.isFinite(Number(ms))) return nonNegative(Number(ms))
+
+  const after = headers["retry-after"]
+  if (after !== undefined && after.trim() !== "") {
+    const seconds = Number(after)
+    if (Number.isFinite(seconds)) return nonNegative(seconds * 1_000)
+    const date = Date.parse(after)
+    if (Number.isFinite(date)) return nonNegative(date - nowMillis)
+  }
+
+  return exhaustedBucketResetMillis(headers, nowMillis)
+}
+
+const openAiBuckets = ["requests", "tokens"] as const
+const anthropicBuckets = ["requests", "tokens", "input-tokens", "output-tokens"] as const
+
+/**
+ * When every bucket the provider reports as empty (`remaining` 0) is usable again: OpenAI's resets are
+ * relative Go durations, Anthropic's absolute RFC 3339 times. `undefined` when no bucket is empty.
+ */
+export const exhaustedBucketResetMillis = (headers: Headers, nowMillis: number): number | undefined => {
+  const waits: Array<number> = []
+  for (const bucket of openAiBuckets) {
+    const reset = headers[`x-ratelimit-reset-${bucket}`]
+    if (headers[`x-ratelimit-remaining-${bucket}`]?.trim() === "0" && reset !== undefined) {
+      const wait = parseGoDuration(reset)
+      if (wait !== undefined) waits.push(wait)
+    }
+  }
+  for (const bucket of anthropicBuckets) {
+    const reset = headers[`anthropic-ratelimit-${bucket}-reset`]
+    if (headers[`anthropic-ratelimit-${bucket}-remaining`]?.trim() === "0" && reset !== undefined) {
+      const at = Date.parse(reset)
+      if (Number.isFinite(at)) waits.push(nonNegative(at - nowMillis))
+    }
+  }
+  return waits.length > 0 ? Math.max(...waits) : undefined
+}
+
+/** `x-should-retry: true|false`, which the official SDKs obey over their own table. */
+export const shouldRetryHeader = (headers: Headers): boolean | undefined => {
+  const value = headers["x-should-retry"]?.trim().toLowerCase()
+  return value === "true" ? true : value === "false" ? false : undefined
+}
+
+/** The provider's request id: OpenAI's `x-request-id` or Anthropic's `request-id`. */
+export const requestIdOf = (headers: Headers): string | undefined => headers["x-request-id"] ?? headers["request-id"]
+
+/** Parses "Limit 30000, Requested 31538" out of OpenAI's rate-limit messages. */
+export const limitAndRequested = (message: string): { readonly limit: number; readonly requested: number } | undefined => {
+  const limit = /Limit (\d+)/i.exec(message)
+  const requested = /Requested (\d+)/i.exec(message)
+  return limit && requested ? { limit: Number(limit[1]), requested: Number(requested[1]) } : undefined
+}
+
+/**
+ * Parses how long a prompt was and how much fits out of a context-length message: OpenAI's "maximum context
+ * length is 128000 tokens. However, your messages resulted in 130512 tokens" or Anthropic's "prompt is too
+ * long: 208656 tokens > 200000 maximum".
+ */
+export const contextLengths = (
+  message: string
+): { readonly promptTokens?: number; readonly maxContextTokens?: number } => {
+  const anthropic = /prompt is too long:\s*(\d+)\s*tokens\s*>\s*(\d+)/i.exec(message)
+  if (anthropic) return { promptTokens: Number(anthropic[1]), maxContextTokens: Number(anthropic[2]) }
+  const max = /maximum context length is (\d+)/i.exec(message)
+  const used = /resulted in (\d+) tokens/i.exec(message)
+  return {
+    ...(used ? { promptTokens: Number(used[1]) } : {}),
+    ...(max ? { maxContextTokens: Number(max[1]) } : {})
+  }
+}
+
+/** Removes anything shaped like an API key from provider text (OpenAI's 401 echoes part of the key). */
+export const redactSecrets = (text: string): string =>
+  text.replace(/\b(sk|sk-ant|sess|key)-[A-Za-z0-9_\-*.]{4,}/g, "$1-[redacted]")

@@ -1,0 +1,182 @@
+/**
+ * The Anthropic Messages API on the wire (`POST /v1/messages`): reading requests, writing messages, SSE events
+ * and error bodies exactly as Anthropic does (see WIRE.md). Structured output arrives as a forced tool call,
+ * so the reply is then a `tool_use` block whose input matches the tool's schema.
+ *
+ * @since 0.1.0
+ */
+import type { SimFault, SimReply, SimRequest } from "./Core.js"
+import { deltas } from "./Core.js"
+import { type SseEvent, type WireError, isRecord, textOf } from "./Wire.js"
+
+/**
+ * A request as read, with the forced tool when there is one.
+ *
+ * @since 0.1.0
+ */
+export interface AnthropicRequest extends SimRequest {
+  readonly toolName?: string | undefined
+}
+
+/**
+ * An Anthropic error body.
+ *
+ * @since 0.1.0
+ */
+export const errorBody = (type: string, message: string, requestId: string) => ({
+  type: "error",
+  error: { type, message },
+  request_id: requestId
+})
+
+const invalid = (message: string): WireError => ({ status: 400, body: errorBody("invalid_request_error", message, "") })
+
+/**
+ * Reads a Messages API request body.
+ *
+ * @since 0.1.0
+ */
+export const parseRequest = (body: unknown): AnthropicRequest | WireError => {
+  if (!isRecord(body)) return invalid("Request body must be a JSON object.")
+  if (typeof body.model !== "string" || body.model === "") return invalid("model: Field required")
+  if (!Array.isArray(body.messages) || body.messages.length === 0) return invalid("messages: Field required")
+  if (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
+    return invalid("max_tokens: Field required")
+  }
+  const forced = isRecord(body.tool_choice) && body.tool_choice.type === "tool" ? String(body.tool_choice.name) : undefined
+  const tool = Array.isArray(body.tools)
+    ? body.tools.find((t): t is Record<string, unknown> => isRecord(t) && t.name === forced)
+    : undefined
+  const prompt = [textOf(body.system), textOf(body.messages)].filter((t) => t !== "").join("\n\n")
+  return {
+    dialect: "anthropic",
+    model: body.model,
+    prompt,
+    maxOutputTokens: body.max_tokens,
+    stream: body.stream === true,
+    ...(tool !== undefined ? { jsonSchema: tool.input_schema, toolName: forced } : {})
+  }
+}
+
+/**
+ * The 401 Anthropic sends for a wrong key.
+ *
+ * @since 0.1.0
+ */
+export const invalidApiKey = (requestId: string): WireError => ({
+  status: 401,
+  body: errorBody("authentication_error", "invalid x-api-key", requestId)
+})
+
+/**
+ * A fault as Anthropic sends it.
+ *
+ * @since 0.1.0
+ */
+export const faultError = (fault: SimFault, requestId: string): WireError => {
+  switch (fault._tag) {
+    case "ContextTooLong":
+      return {
+        status: 400,
+        body: errorBody(
+          "invalid_request_error",
+          `prompt is too long: ${fault.promptTokens} tokens > ${fault.contextWindow} maximum`,
+          requestId
+        )
+      }
+  }
+}
+
+const contentBlock = (request: AnthropicRequest, reply: SimReply, toolUseId: string) =>
+  request.toolName !== undefined && reply.object !== undefined
+    ? { type: "tool_use", id: toolUseId, name: request.toolName, input: reply.object }
+    : { type: "text", text: reply.text }
+
+const stopReason = (request: AnthropicRequest, reply: SimReply) =>
+  reply.stopReason === "max_tokens" ? "max_tokens" : request.toolName !== undefined ? "tool_use" : "end_turn"
+
+/**
+ * Ids of one message.
+ *
+ * @since 0.1.0
+ */
+export interface MessageIds {
+  readonly messageId: string
+  readonly toolUseId: string
+}
+
+const usage = (inputTokens: number, outputTokens: number) => ({
+  input_tokens: inputTokens,
+  cache_creation_input_tokens: 0,
+  cache_read_input_tokens: 0,
+  output_tokens: outputTokens,
+  service_tier: "standard"
+})
+
+/**
+ * The message object of a non-streamed reply.
+ *
+ * @since 0.1.0
+ */
+export const messageObject = (request: AnthropicRequest, reply: SimReply, ids: MessageIds) => ({
+  id: ids.messageId,
+  type: "message",
+  role: "assistant",
+  model: request.model,
+  content: [contentBlock(request, reply, ids.toolUseId)],
+  stop_reason: stopReason(request, reply),
+  stop_sequence: null,
+  usage: usage(reply.inputTokens, reply.outputTokens)
+})
+
+/**
+ * The SSE events of a streamed reply, in Anthropic's order.
+ *
+ * @since 0.1.0
+ */
+export const streamEvents = (request: AnthropicRequest, reply: SimReply, ids: MessageIds): Array<SseEvent> => {
+  const isTool = request.toolName !== undefined && reply.object !== undefined
+  const events: Array<SseEvent> = [
+    {
+      event: "message_start",
+      data: {
+        type: "message_start",
+        message: { ...messageObject(request, reply, ids), content: [], stop_reason: null, usage: usage(reply.inputTokens, 1) }
+      }
+    },
+    {
+      event: "content_block_start",
+      data: {
+        type: "content_block_start",
+        index: 0,
+        content_block: isTool
+          ? { type: "tool_use", id: ids.toolUseId, name: request.toolName, input: {} }
+          : { type: "text", text: "" }
+      }
+    },
+    { event: "ping", data: { type: "ping" } }
+  ]
+  for (const delta of deltas(reply.text)) {
+    events.push({
+      event: "content_block_delta",
+      data: {
+        type: "content_block_delta",
+        index: 0,
+        delta: isTool ? { type: "input_json_delta", partial_json: delta } : { type: "text_delta", text: delta }
+      }
+    })
+  }
+  events.push(
+    { event: "content_block_stop", data: { type: "content_block_stop", index: 0 } },
+    {
+      event: "message_delta",
+      data: {
+        type: "message_delta",
+        delta: { stop_reason: stopReason(request, reply), stop_sequence: null },
+        usage: { output_tokens: reply.outputTokens }
+      }
+    },
+    { event: "message_stop", data: { type: "message_stop" } }
+  )
+  return events
+}

@@ -1,0 +1,141 @@
+/**
+ * The simulator's core: given a request already parsed from either wire dialect, decide the outcome (a reply,
+ * or a fault) and count what was used. It knows nothing of HTTP, so the same core serves the HTTP face and
+ * the in-process face.
+ *
+ * @since 0.1.0
+ */
+import * as Content from "./Content.js"
+
+/**
+ * The wire dialects the simulator speaks.
+ *
+ * @since 0.1.0
+ */
+export type Dialect = "openai" | "anthropic"
+
+/**
+ * A request, whatever dialect it came in.
+ *
+ * @since 0.1.0
+ */
+export interface SimRequest {
+  readonly dialect: Dialect
+  readonly model: string
+  /** All the text of the request: instructions, system prompt and messages. */
+  readonly prompt: string
+  readonly maxOutputTokens: number
+  readonly stream: boolean
+  /** The JSON schema the reply must match, when structured output was asked for. */
+  readonly jsonSchema?: unknown
+}
+
+/**
+ * What the simulated model wrote.
+ *
+ * @since 0.1.0
+ */
+export interface SimReply {
+  readonly _tag: "Reply"
+  /** The reply as text (JSON text when structured output was asked for). */
+  readonly text: string
+  /** The structured value, when structured output was asked for. */
+  readonly object: unknown
+  readonly inputTokens: number
+  readonly outputTokens: number
+  /** `max_tokens` when the reply was cut at the output limit. */
+  readonly stopReason: "end" | "max_tokens"
+}
+
+/**
+ * A failure the provider would send, in dialect-neutral terms; the wire modules render it.
+ *
+ * @since 0.1.0
+ */
+export type SimFault = {
+  readonly _tag: "ContextTooLong"
+  readonly promptTokens: number
+  readonly contextWindow: number
+}
+
+/**
+ * @since 0.1.0
+ */
+export type Outcome = SimReply | SimFault
+
+/**
+ * The context windows the simulator enforces, by model id prefix (longest prefix wins).
+ *
+ * @since 0.1.0
+ */
+export const contextWindows: ReadonlyArray<readonly [prefix: string, tokens: number]> = [
+  ["gpt-4.1", 1_047_576],
+  ["gpt-5", 400_000],
+  ["gpt-4o", 128_000],
+  ["gpt-4-turbo", 128_000],
+  ["gpt-4", 128_000],
+  ["gpt-3.5", 16_385],
+  ["claude", 200_000]
+]
+
+/**
+ * The context window of a model id (128,000 for ids the simulator does not know).
+ *
+ * @since 0.1.0
+ */
+export const contextWindowOf = (model: string): number => {
+  const match = contextWindows
+    .filter(([prefix]) => model.startsWith(prefix))
+    .sort((a, b) => b[0].length - a[0].length)[0]
+  return match === undefined ? 128_000 : match[1]
+}
+
+/**
+ * How many words to write: what the prompt asks for, within what the output limit allows.
+ *
+ * @since 0.1.0
+ */
+export const wordsFor = (request: SimRequest): number => {
+  const allowed = Math.max(40, Math.floor((request.maxOutputTokens * 0.75) / 1.4))
+  return Math.min(Content.wordsAskedFor(request.prompt) ?? allowed, allowed)
+}
+
+/**
+ * Decides the outcome of a request: a context-length fault when the prompt does not fit the model, else a
+ * reply written from the prompt, deterministic for a given request and seed.
+ *
+ * @since 0.1.0
+ */
+export const respond = (request: SimRequest, seed: number): Outcome => {
+  const inputTokens = Content.countTokens(request.prompt)
+  const contextWindow = contextWindowOf(request.model)
+  if (inputTokens + request.maxOutputTokens > contextWindow) {
+    return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }
+  }
+  const writer = Content.makeWriter(request.prompt, seed ^ Content.hash(request.model))
+  const words = wordsFor(request)
+  const schema = request.jsonSchema ?? Content.schemaInPrompt(request.prompt)
+  const object = schema === undefined ? undefined : Content.fromSchema(schema, writer, words)
+  const body = object === undefined ? Content.prose(writer, words) : JSON.stringify(object)
+  // Asked for JSON in plain text: answer as chat models do, with a sentence and a fenced block.
+  const text = request.jsonSchema === undefined && object !== undefined
+    ? `Here is the plot you asked for.\n\n\`\`\`json\n${JSON.stringify(object, null, 2)}\n\`\`\``
+    : body
+  const outputTokens = Content.countTokens(text)
+  if (outputTokens > request.maxOutputTokens) {
+    const cut = text.slice(0, request.maxOutputTokens * 4)
+    return { _tag: "Reply", text: cut, object: undefined, inputTokens, outputTokens: request.maxOutputTokens, stopReason: "max_tokens" }
+  }
+  return { _tag: "Reply", text, object, inputTokens, outputTokens, stopReason: "end" }
+}
+
+/**
+ * Splits a reply into stream deltas of a few words each, as providers stream tokens.
+ *
+ * @since 0.1.0
+ */
+export const deltas = (text: string, size = 24): Array<string> => {
+  const out: Array<string> = []
+  for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size))
+  return out
+}

@@ -1,0 +1,184 @@
+/**
+ * The OpenAI Responses API on the wire (`POST /v1/responses`): reading requests, writing responses, SSE
+ * events and error bodies exactly as OpenAI does (see WIRE.md).
+ *
+ * @since 0.1.0
+ */
+import type { SimFault, SimReply, SimRequest } from "./Core.js"
+import { deltas } from "./Core.js"
+import { type SseEvent, type WireError, isRecord, textOf } from "./Wire.js"
+
+/**
+ * A request as read, with the output format to echo back.
+ *
+ * @since 0.1.0
+ */
+export interface OpenAiRequest extends SimRequest {
+  readonly textFormat: unknown
+}
+
+/**
+ * Reads a Responses API request body.
+ *
+ * @since 0.1.0
+ */
+export const parseRequest = (body: unknown): OpenAiRequest | WireError => {
+  if (!isRecord(body)) return invalid("Request body must be a JSON object.", null)
+  if (typeof body.model !== "string" || body.model === "") return invalid("Missing required parameter: 'model'.", "model")
+  if (body.input === undefined) return invalid("Missing required parameter: 'input'.", "input")
+  const maxOutputTokens = body.max_output_tokens ?? 4_096
+  if (typeof maxOutputTokens !== "number" || !Number.isInteger(maxOutputTokens) || maxOutputTokens < 16) {
+    return invalid("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.", "max_output_tokens")
+  }
+  const format = isRecord(body.text) && isRecord(body.text.format) ? body.text.format : undefined
+  const prompt = [textOf(body.instructions), textOf(body.input)].filter((t) => t !== "").join("\n\n")
+  return {
+    dialect: "openai",
+    model: body.model,
+    prompt,
+    maxOutputTokens,
+    stream: body.stream === true,
+    textFormat: format ?? { type: "text" },
+    ...(format?.type === "json_schema" ? { jsonSchema: format.schema } : {})
+  }
+}
+
+const invalid = (message: string, param: string | null): WireError => ({
+  status: 400,
+  body: { error: { message, type: "invalid_request_error", param, code: null } }
+})
+
+/**
+ * The 401 OpenAI sends for a wrong key; it echoes the key's first and last characters only.
+ *
+ * @since 0.1.0
+ */
+export const invalidApiKey = (presented: string | undefined): WireError => {
+  const masked = presented === undefined || presented.length < 8
+    ? "(none)"
+    : `${presented.slice(0, 3)}${"*".repeat(Math.min(presented.length - 7, 20))}${presented.slice(-4)}`
+  return {
+    status: 401,
+    body: {
+      error: {
+        message: `Incorrect API key provided: ${masked}. You can find your API key at https://platform.openai.com/account/api-keys.`,
+        type: "invalid_request_error",
+        param: null,
+        code: "invalid_api_key"
+      }
+    }
+  }
+}
+
+/**
+ * A fault as OpenAI sends it.
+ *
+ * @since 0.1.0
+ */
+export const faultError = (fault: SimFault): WireError => {
+  switch (fault._tag) {
+    case "ContextTooLong":
+      return {
+        status: 400,
+        body: {
+          error: {
+            message: `This model's maximum context length is ${fault.contextWindow} tokens. However, your messages resulted in ${fault.promptTokens} tokens. Please reduce the length of the messages.`,
+            type: "invalid_request_error",
+            param: "input",
+            code: "context_length_exceeded"
+          }
+        }
+      }
+  }
+}
+
+/**
+ * Ids of one response.
+ *
+ * @since 0.1.0
+ */
+export interface ResponseIds {
+  readonly responseId: string
+  readonly messageId: string
+  readonly createdAt: number
+}
+
+const message = (reply: SimReply, ids: ResponseIds, status: "in_progress" | "completed") => ({
+  id: ids.messageId,
+  type: "message",
+  status,
+  role: "assistant",
+  content: status === "in_progress" ? [] : [outputText(reply.text)]
+})
+
+const outputText = (text: string) => ({ type: "output_text", text, annotations: [], logprobs: [] })
+
+/**
+ * The response object, in progress (no output yet) or final.
+ *
+ * @since 0.1.0
+ */
+export const responseObject = (
+  request: OpenAiRequest,
+  reply: SimReply,
+  ids: ResponseIds,
+  state: "in_progress" | "final"
+) => {
+  const incomplete = reply.stopReason === "max_tokens"
+  return {
+    id: ids.responseId,
+    object: "response",
+    created_at: ids.createdAt,
+    status: state === "in_progress" ? "in_progress" : incomplete ? "incomplete" : "completed",
+    background: false,
+    error: null,
+    incomplete_details: state === "final" && incomplete ? { reason: "max_output_tokens" } : null,
+    instructions: null,
+    max_output_tokens: request.maxOutputTokens,
+    model: request.model,
+    output: state === "in_progress" ? [] : [message(reply, ids, "completed")],
+    parallel_tool_calls: true,
+    previous_response_id: null,
+    reasoning: { effort: null, summary: null },
+    service_tier: "default",
+    store: true,
+    temperature: 1,
+    text: { format: request.textFormat, verbosity: "medium" },
+    tool_choice: "auto",
+    tools: [],
+    top_p: 1,
+    truncation: "disabled",
+    usage: state === "in_progress" ? null : {
+      input_tokens: reply.inputTokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: reply.outputTokens,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: reply.inputTokens + reply.outputTokens
+    },
+    user: null,
+    metadata: {}
+  }
+}
+
+/**
+ * The SSE events of a streamed response, in OpenAI's order, each with its `sequence_number`.
+ *
+ * @since 0.1.0
+ */
+export const streamEvents = (request: OpenAiRequest, reply: SimReply, ids: ResponseIds): Array<SseEvent> => {
+  const events: Array<Record<string, unknown>> = []
+  const item = { item_id: ids.messageId, output_index: 0, content_index: 0 }
+  events.push({ type: "response.created", response: responseObject(request, reply, ids, "in_progress") })
+  events.push({ type: "response.in_progress", response: responseObject(request, reply, ids, "in_progress") })
+  events.push({ type: "response.output_item.added", output_index: 0, item: message(reply, ids, "in_progress") })
+  events.push({ type: "response.content_part.added", ...item, part: outputText("") })
+  for (const delta of deltas(reply.text)) events.push({ type: "response.output_text.delta", ...item, delta, logprobs: [] })
+  events.push({ type: "response.output_text.done", ...item, text: reply.text, logprobs: [] })
+  events.push({ type: "response.content_part.done", ...item, part: outputText(reply.text) })
+  events.push({ type: "response.output_item.done", output_index: 0, item: message(reply, ids, "completed") })
+  events.push({
+    type: reply.stopReason === "max_tokens" ? "response.incomplete" : "response.completed",
+    response: responseObject(request, reply, ids, "final")
+  })
+  return events.map((data, sequence) => ({ event: data.type as string, data: { ...data, sequence_number: sequence } }))
+}
