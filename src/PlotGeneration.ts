@@ -260,7 +260,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         (error) =>
           Effect.gen(function*() {
             yield* Effect.logWarning("Generation failed; using the template fallback").pipe(
-              Effect.annotateLogs({ errorType: Errors.errorType(error), requestId })
+              Effect.annotateLogs({ requestId, errorType: Errors.errorType(error), error: error.message })
             )
             const outline = TemplateGenerator.generate(request, context)
             const parsed = ResponseParser.fromOutline(outline, request, context)

@@ -67,14 +67,14 @@ export const targetWords = (request: PlotRequest): number =>
   request.targetWordCount ?? defaultWordCount[request.kind ?? "outline"]
 
 /**
- * The output token limit for a target word count: about 4/3 tokens a word, 30 % for the JSON around the
+ * The output token limit for a target word count: about 4/3 tokens a word, 60 % more for the JSON around the
  * prose, and a floor so that a short request still has room for a whole outline; never above the model's.
  *
  * @since 0.1.0
  * @category Sizing
  */
 export const maxOutputTokensFor = (words: number, model: ModelInfo): number =>
-  Math.min(model.maxOutputTokens, Math.max(1_024, Math.ceil(((words * 4) / 3) * 1.3) + 300))
+  Math.min(model.maxOutputTokens, Math.max(1_024, Math.ceil(((words * 4) / 3) * 1.6) + 500))
 
 /**
  * JSON as data: `<` is escaped (still valid JSON) so that the text can never contain a closing delimiter.

@@ -126,10 +126,16 @@ const builders: Readonly<Record<ContentKind, typeof threeActs>> = {
   suggestions
 }
 
-/** The request's premise as a clause: its first sentence, lower-cased at the start, without final stop. */
+/**
+ * The request's premise as a clause: its first sentence, after any "Outline the next chapters:" lead-in,
+ * lower-cased at the start, without its final stop.
+ */
 const premiseOf = (prompt: string): string => {
-  const first = prompt.split(/(?<=[.!?])\s/)[0]!.trim().replace(/[.!?]+$/, "").slice(0, 200)
-  return first.length === 0 ? "something changes" : first.charAt(0).toLowerCase() + first.slice(1)
+  const sentence = prompt.split(/(?<=[.!?])\s/)[0]!.trim()
+  const colon = sentence.indexOf(":")
+  const clause = (colon !== -1 && colon < 80 ? sentence.slice(colon + 1) : sentence).trim().replace(/[.!?]+$/, "")
+  const short = clause.slice(0, 200)
+  return short.length === 0 ? "something changes" : short.charAt(0).toLowerCase() + short.slice(1)
 }
 
 /**

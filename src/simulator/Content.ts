@@ -148,6 +148,9 @@ const titleTemplates: ReadonlyArray<string> = [
   "The {P} Reckoning", "Shadows over {P}", "What {A} Kept", "The Last Light of {P}", "A Debt at {P}", "{A} and the Tide"
 ]
 
+/** A thread title inside a sentence: "The cracked lens" reads as "the cracked lens". */
+const midSentence = (phrase: string) => phrase.replace(/^(The|A|An) /, (article) => article.toLowerCase())
+
 /**
  * A deterministic writer over a cast.
  *
@@ -186,7 +189,7 @@ export const makeWriter = (prompt: string, seed: number): Writer => {
       .replaceAll("{a}", a)
       .replaceAll("{b}", b)
       .replaceAll("{p}", pick(cast.places))
-      .replaceAll("{t}", pick(cast.threads))
+      .replaceAll("{t}", midSentence(pick(cast.threads)))
       .replaceAll("{A}", a.split(" ")[0]!)
       .replaceAll("{P}", pick(cast.places).replace(/^the /i, ""))
     return sentence.charAt(0).toUpperCase() + sentence.slice(1)
@@ -262,7 +265,8 @@ export const fromSchema = (root: unknown, writer: Writer, words: number): unknow
   const resolve = (schema: JsonSchema): JsonSchema => {
     let current = schema
     for (let i = 0; i < maxDepth && current.$ref !== undefined; i++) {
-      const name = current.$ref.replace(/^#\/(\$defs|definitions)\//, "")
+      // JSON pointer escapes: `~1` is "/", `~0` is "~".
+      const name = current.$ref.replace(/^#\/(\$defs|definitions)\//, "").replaceAll("~1", "/").replaceAll("~0", "~")
       current = current.$ref === "#" ? schemaRoot : definitions[name] ?? {}
     }
     if (current.allOf !== undefined) {
@@ -274,70 +278,90 @@ export const fromSchema = (root: unknown, writer: Writer, words: number): unknow
     }
     return current
   }
-  const hasNestedArray = (schema: JsonSchema): boolean =>
-    Object.values(resolve(schema).properties ?? {}).some((p) => resolve(p).type === "array")
+  /** Does an item schema hold arrays of objects (an act holds beats), rather than being a leaf (a beat)? */
+  const holdsObjects = (schema: JsonSchema): boolean =>
+    Object.values(resolve(schema).properties ?? {}).some((p) => {
+      const property = resolve(p)
+      return property.type === "array" && resolve(property.items ?? {}).properties !== undefined
+    })
   // Leaf objects (beats) carry about 30 words; three groups (acts) share them.
   const leafItems = Math.max(2, Math.round(words / 3 / 32))
+  /** Properties that refer to people or places: filled last, from the names the object's own text mentions. */
+  const isReference = (key: string) => /character|who|location|place|setting/i.test(key)
 
-  const text = (key: string, schema: JsonSchema): string => {
+  const clip = (value: string, schema: JsonSchema): string => {
+    const max = schema.maxLength ?? Infinity
+    const clipped = value.length > max ? value.slice(0, max) : value
+    return clipped.length < (schema.minLength ?? 0) ? clipped.padEnd(schema.minLength ?? 0, ".") : clipped
+  }
+
+  const text = (key: string, schema: JsonSchema, mentioned: string): string => {
     const lower = key.toLowerCase()
-    const value = lower.includes("title") || lower === "name"
-      ? (lower === "name" ? writer.character() : writer.title())
+    if (/location|place|setting/.test(lower)) {
+      return clip(writer.cast.places.find((p) => mentioned.includes(p)) ?? writer.place(), schema)
+    }
+    if (/character|who/.test(lower) || lower === "name") return clip(writer.character(), schema)
+    const value = lower.includes("title")
+      ? writer.title()
       : lower.includes("logline") || lower.includes("premise")
       ? writer.logline()
-      : lower.includes("location") || lower.includes("place") || lower.includes("setting")
-      ? writer.place()
-      : lower.includes("character") || lower.includes("who")
-      ? writer.character()
       : lower.includes("summary") && writer.int(0, 1) === 0
       ? writer.actSummary()
       : writer.beat()
-    const max = schema.maxLength ?? Infinity
-    const min = schema.minLength ?? 0
-    const clipped = value.length > max ? value.slice(0, max) : value
-    return clipped.length < min ? clipped.padEnd(min, ".") : clipped
+    return clip(value, schema)
   }
 
-  const go = (key: string, raw: JsonSchema, depth: number): unknown => {
+  const names = (key: string, item: JsonSchema, count: number, mentioned: string): Array<string> => {
+    // The people the text names, when it names any; otherwise a few of the cast.
+    const inText = /character|who/i.test(key) ? writer.cast.characters.filter((c) => mentioned.includes(c)) : []
+    const values = new Set(inText.slice(0, Math.max(count, inText.length)).map((name) => clip(name, item)))
+    if (values.size > 0) return [...values]
+    for (let i = 0; values.size < count && i < count * 4; i++) values.add(text(key, item, mentioned))
+    return [...values]
+  }
+
+  const go = (key: string, raw: JsonSchema, depth: number, mentioned: string): unknown => {
     const schema = resolve(raw)
     if (schema.const !== undefined) return schema.const
     if (schema.enum !== undefined && schema.enum.length > 0) return writer.pick(schema.enum)
     const alternatives = schema.anyOf ?? schema.oneOf
     if (alternatives !== undefined) {
       const nonNull = alternatives.find((a) => resolve(a).type !== "null") ?? alternatives[0] ?? {}
-      return go(key, nonNull, depth)
+      return go(key, nonNull, depth, mentioned)
     }
     const type = Array.isArray(schema.type) ? schema.type.find((t) => t !== "null") : schema.type
     if (depth > maxDepth) return type === "array" ? [] : type === "object" ? {} : null
     switch (type) {
       case "object":
       case undefined: {
-        if (type === undefined && schema.properties === undefined) return text(key, schema)
+        if (type === undefined && schema.properties === undefined) return text(key, schema, mentioned)
+        const entries = Object.entries(schema.properties ?? {})
         const out: Record<string, unknown> = {}
-        for (const [name, property] of Object.entries(schema.properties ?? {})) out[name] = go(name, property, depth + 1)
-        return out
+        for (const [name, property] of entries.filter(([name]) => !isReference(name))) {
+          out[name] = go(name, property, depth + 1, "")
+        }
+        const ownText = JSON.stringify(out)
+        for (const [name, property] of entries.filter(([name]) => isReference(name))) {
+          out[name] = go(name, property, depth + 1, ownText)
+        }
+        // Keep the schema's property order.
+        return Object.fromEntries(entries.map(([name]) => [name, out[name]]))
       }
       case "array": {
         const item = resolve(schema.items ?? {})
         const itemType = Array.isArray(item.type) ? item.type[0] : item.type
         const wanted = itemType === "string"
           ? writer.int(1, Math.min(3, writer.cast.characters.length))
-          : item.properties !== undefined && hasNestedArray(item)
+          : holdsObjects(item)
           ? 3
           : leafItems
         const count = Math.max(schema.minItems ?? 0, Math.min(schema.maxItems ?? Infinity, wanted))
         const singular = key.replace(/s$/, "")
-        if (itemType === "string") {
-          const names = new Set<string>()
-          for (let i = 0; names.size < count && i < count * 4; i++) names.add(text(singular, item))
-          const values = [...names]
-          while (values.length < count) values.push(text(singular, item))
-          return values
-        }
-        return Array.from({ length: count }, () => go(singular, item, depth + 1))
+        if (itemType === "string") return names(key, item, count, mentioned)
+        return Array.from({ length: count }, () => go(singular, item, depth + 1, mentioned))
       }
       case "string":
-        return text(key, schema)
+        return text(key, schema, mentioned)
       case "integer":
         return writer.int(Math.ceil(schema.minimum ?? 1), Math.floor(schema.maximum ?? 10))
       case "number":
@@ -350,7 +374,7 @@ export const fromSchema = (root: unknown, writer: Writer, words: number): unknow
         return null
     }
   }
-  return go("root", schemaRoot, 0)
+  return go("root", schemaRoot, 0, "")
 }
 
 /**

@@ -112,21 +112,28 @@ export const respond = (request: SimRequest, seed: number): Outcome => {
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }
   }
-  const writer = Content.makeWriter(request.prompt, seed ^ Content.hash(request.model))
-  const words = wordsFor(request)
   const schema = request.jsonSchema ?? Content.schemaInPrompt(request.prompt)
-  const object = schema === undefined ? undefined : Content.fromSchema(schema, writer, words)
-  const body = object === undefined ? Content.prose(writer, words) : JSON.stringify(object)
-  // Asked for JSON in plain text: answer as chat models do, with a sentence and a fenced block.
-  const text = request.jsonSchema === undefined && object !== undefined
-    ? `Here is the plot you asked for.\n\n\`\`\`json\n${JSON.stringify(object, null, 2)}\n\`\`\``
-    : body
-  const outputTokens = Content.countTokens(text)
-  if (outputTokens > request.maxOutputTokens) {
-    const cut = text.slice(0, request.maxOutputTokens * 4)
-    return { _tag: "Reply", text: cut, object: undefined, inputTokens, outputTokens: request.maxOutputTokens, stopReason: "max_tokens" }
+  // A model asked for more than its output limit holds writes less, as a real one wraps up early; only what
+  // still does not fit is cut off at the limit.
+  let words = wordsFor(request)
+  for (let attempt = 0; ; attempt++) {
+    const writer = Content.makeWriter(request.prompt, seed ^ Content.hash(request.model))
+    const object = schema === undefined ? undefined : Content.fromSchema(schema, writer, words)
+    const body = object === undefined ? Content.prose(writer, words) : JSON.stringify(object)
+    // Asked for JSON in plain text: answer as chat models do, with a sentence and a fenced block.
+    const text = request.jsonSchema === undefined && object !== undefined
+      ? `Here is the plot you asked for.\n\n\`\`\`json\n${JSON.stringify(object, null, 2)}\n\`\`\``
+      : body
+    const outputTokens = Content.countTokens(text)
+    if (outputTokens <= request.maxOutputTokens) {
+      return { _tag: "Reply", text, object, inputTokens, outputTokens, stopReason: "end" }
+    }
+    if (attempt === 3) {
+      const cut = text.slice(0, request.maxOutputTokens * 4)
+      return { _tag: "Reply", text: cut, object: undefined, inputTokens, outputTokens: request.maxOutputTokens, stopReason: "max_tokens" }
+    }
+    words = Math.floor((words * request.maxOutputTokens) / outputTokens * 0.9)
   }
-  return { _tag: "Reply", text, object, inputTokens, outputTokens, stopReason: "end" }
 }
 
 /**

@@ -1,0 +1,200 @@
+/**
+ * The `plot-engine` command line: `generate` runs the whole pipeline for a project file, `simulate` serves
+ * the gateway simulator. With no provider configured, `generate` starts the simulator in-process and says so.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Console from "effect/Console"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import { randomBytes } from "node:crypto"
+import * as path from "node:path"
+import type { GenerationEvent, PlotRequestInput, PlotResult } from "../Domain.js"
+import * as Errors from "../Errors.js"
+import * as PlotGeneration from "../PlotGeneration.js"
+import * as ProjectContextStore from "../ProjectContextStore.js"
+import * as Providers from "../Providers.js"
+import * as GatewaySimulator from "../simulator/GatewaySimulator.js"
+
+// =============================================================================
+// Gateway
+// =============================================================================
+
+/**
+ * The gateway to use: the configured providers, or, when none is configured, the embedded simulator with
+ * fresh keys (a scoped resource: it stops when the command ends).
+ *
+ * @since 0.1.0
+ */
+export const resolveGateway = Effect.fnUntraced(function*(log: (line: string) => Effect.Effect<void>) {
+  const configured = yield* Providers.gatewayConfig
+  if (configured.openai !== undefined || configured.anthropic !== undefined) return configured
+  const keys = { openai: `sim-${randomBytes(12).toString("hex")}`, anthropic: `sim-${randomBytes(12).toString("hex")}` }
+  const context = yield* Layer.build(GatewaySimulator.layer({ apiKeys: keys }))
+  const simulator = Context.get(context, GatewaySimulator.GatewaySimulator)
+  yield* log(`Offline: no provider is configured, so plots come from the embedded gateway simulator at ${simulator.url}.`)
+  return {
+    openai: { apiKey: Redacted.make(keys.openai), baseUrl: simulator.openaiBaseUrl },
+    anthropic: { apiKey: Redacted.make(keys.anthropic), baseUrl: simulator.anthropicBaseUrl }
+  } satisfies Providers.GatewayConfig
+})
+
+// =============================================================================
+// Output
+// =============================================================================
+
+const describeEvent = (event: GenerationEvent): string | undefined => {
+  switch (event._tag) {
+    case "Progress":
+      return `[${String(event.progress).padStart(3)}%] ${event.message}`
+    case "ModelSelected":
+      return `       model: ${event.provider}/${event.model} (${event.reasoning})`
+    case "Warning":
+      return `       warning: ${event.message}`
+    case "TextDelta":
+    case "Completed":
+      return undefined
+  }
+}
+
+const formatCost = (cost: number | null) => (cost === null ? "unknown (no price for this model)" : `$${cost.toFixed(6)}`)
+
+/**
+ * The summary printed after a plot.
+ *
+ * @since 0.1.0
+ */
+export const summary = (result: PlotResult): string =>
+  [
+    "",
+    "---",
+    `Provider:  ${result.provider}`,
+    `Model:     ${result.model} (${result.reasoning})`,
+    `Tokens:    ${result.usage.inputTokens} in, ${result.usage.outputTokens} out`,
+    `Cost:      ${formatCost(result.estimatedCostUsd)}`,
+    `Duration:  ${(result.durationMs / 1000).toFixed(2)} s`,
+    `Retries:   ${result.retryCount}`,
+    `Words:     ${result.wordCount}`,
+    ...(result.warnings.length === 0 ? [] : ["Warnings:", ...result.warnings.map((w) => `  - ${w}`)])
+  ].join("\n")
+
+// =============================================================================
+// generate
+// =============================================================================
+
+const projectOption = Options.file("project", { exists: "yes" }).pipe(
+  Options.withDescription("The project file (JSON: characters, plotThreads, locations, worldBuilding, previousContent)")
+)
+const promptOption = Options.text("prompt").pipe(Options.withDescription("What to generate"))
+const genreOption = Options.text("genre").pipe(Options.optional)
+const wordsOption = Options.integer("words").pipe(Options.withDescription("Target word count"), Options.optional)
+const kindOption = Options.choice("kind", ["outline", "scene_beats", "suggestions"]).pipe(Options.optional)
+const providerOption = Options.choice("provider", ["openai", "anthropic"]).pipe(Options.optional)
+const modelOption = Options.text("model").pipe(Options.withDescription("Pin a model id (with --provider)"), Options.optional)
+const jsonOption = Options.boolean("json").pipe(
+  Options.withDescription("Print only the PlotResult as JSON on stdout (progress goes to stderr)")
+)
+const noFallbackOption = Options.boolean("no-fallback").pipe(
+  Options.withDescription("Fail instead of falling back to a template")
+)
+
+const generate = Command.make(
+  "generate",
+  {
+    project: projectOption,
+    prompt: promptOption,
+    genre: genreOption,
+    words: wordsOption,
+    kind: kindOption,
+    provider: providerOption,
+    model: modelOption,
+    json: jsonOption,
+    noFallback: noFallbackOption
+  },
+  (args) =>
+    Effect.gen(function*() {
+      // With --json, stdout carries only the result: everything for people goes to stderr.
+      const log = (line: string) => (args.json ? Console.error(line) : Console.log(line))
+      const gateway = yield* resolveGateway(log)
+      const request: PlotRequestInput = {
+        projectId: ProjectContextStore.projectIdOfFile(path.basename(args.project)),
+        userPrompt: args.prompt,
+        ...Option.match(args.genre, { onNone: () => ({}), onSome: (genre) => ({ genre }) }),
+        ...Option.match(args.words, { onNone: () => ({}), onSome: (targetWordCount) => ({ targetWordCount }) }),
+        ...Option.match(args.kind, { onNone: () => ({}), onSome: (kind) => ({ kind }) }),
+        ...Option.match(args.provider, { onNone: () => ({}), onSome: (provider) => ({ provider }) }),
+        ...Option.match(args.model, { onNone: () => ({}), onSome: (model) => ({ model }) })
+      }
+      const layer = PlotGeneration.layer().pipe(
+        Layer.provide(Providers.layer(gateway)),
+        Layer.provide(ProjectContextStore.layerFile(args.project)),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+      const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
+        engine.generateStream(request, { useFallback: !args.noFallback }).pipe(
+          Stream.tap((event) => {
+            const line = describeEvent(event)
+            return line === undefined ? Effect.void : log(line)
+          }),
+          Stream.runLast
+        )).pipe(Effect.provide(layer), Effect.either)
+      if (outcome._tag === "Left") {
+        const error = outcome.left
+        yield* Console.error(Errors.userMessage(error))
+        yield* Console.error(`(${Errors.errorType(error)}) ${error.message}`)
+        process.exitCode = 1
+        return
+      }
+      const last = Option.getOrUndefined(outcome.right)
+      if (last?._tag !== "Completed") return yield* Effect.dieMessage("generation ended without a result")
+      const result = last.result
+      if (args.json) {
+        yield* Console.log(JSON.stringify(result, null, 2))
+      } else {
+        yield* Console.log(`\n${result.content}`)
+        yield* Console.log(summary(result))
+      }
+    }).pipe(Effect.scoped)
+).pipe(Command.withDescription("Generate plot content for a project"))
+
+// =============================================================================
+// simulate
+// =============================================================================
+
+const simulate = Command.make(
+  "simulate",
+  {
+    port: Options.integer("port").pipe(Options.withDefault(8787)),
+    seed: Options.integer("seed").pipe(Options.withDefault(1))
+  },
+  ({ port, seed }) =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      yield* Console.log(`Gateway simulator listening on ${simulator.url}`)
+      yield* Console.log(`  OPENAI_BASE_URL=${simulator.openaiBaseUrl}`)
+      yield* Console.log(`  ANTHROPIC_BASE_URL=${simulator.anthropicBaseUrl}`)
+      yield* Console.log("Any non-empty API key is accepted. Stop with Ctrl-C.")
+      return yield* Effect.never
+    }).pipe(Effect.provide(GatewaySimulator.layer({ port, seed })))
+).pipe(Command.withDescription("Serve the gateway simulator (OpenAI Responses and Anthropic Messages APIs)"))
+
+/**
+ * The root command.
+ *
+ * @since 0.1.0
+ */
+export const command = Command.make("plot-engine").pipe(Command.withSubcommands([generate, simulate]))
+
+/**
+ * Runs the CLI on an argv.
+ *
+ * @since 0.1.0
+ */
+export const run = Command.run(command, { name: "plot-engine", version: "0.1.0" })
