@@ -171,7 +171,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
     return Effect.gen(function*() {
       let text = ""
-      let usage = Usage.zero
+      let usage: Usage | undefined
       yield* model.streamText({ prompt: prompt.prompt }).pipe(
         Stream.catchAll(classifyAt),
         Stream.runForEach((part): Effect.Effect<void, Errors.ProviderError> => {
@@ -191,6 +191,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           }
         })
       )
+      if (usage === undefined) {
+        // The connection closed (or an undecodable error event was skipped) before the provider finished.
+        return yield* new Errors.ServerError({
+          provider: selection.model.provider,
+          model: selection.model.id,
+          detail: "the stream ended before the response was complete"
+        })
+      }
       yield* emit({ _tag: "Progress", stage: "parsing", message: stageMessages.parsing, progress: stageProgress.parsing })
       const parsed = yield* Either.match(ResponseParser.parseText(text, request, context), {
         onLeft: Effect.fail,

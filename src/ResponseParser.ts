@@ -89,6 +89,21 @@ const firstEmbeddedObject = (text: string): unknown => {
 
 const decodeOutline = Schema.decodeUnknownEither(PlotOutline, { onExcessProperty: "ignore" })
 
+/** An outline nests four levels deep; hostile JSON nested thousands deep must not reach recursive code. */
+const maxNesting = 32
+
+/** Whether a parsed JSON value nests deeper than `max`, found without recursion. */
+const nestedDeeperThan = (value: unknown, max: number): boolean => {
+  const stack: Array<readonly [unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop()!
+    if (typeof current !== "object" || current === null) continue
+    if (depth >= max) return true
+    for (const child of Object.values(current)) stack.push([child, depth + 1])
+  }
+  return false
+}
+
 /**
  * Validates a decoded value as a `PlotOutline`.
  *
@@ -96,7 +111,9 @@ const decodeOutline = Schema.decodeUnknownEither(PlotOutline, { onExcessProperty
  * @category Parsing
  */
 export const validateOutline = (value: unknown, raw: string): Either.Either<PlotOutline, ResponseParseError> =>
-  Either.mapLeft(decodeOutline(value), (error) => {
+  nestedDeeperThan(value, maxNesting)
+    ? fail(`the reply nests deeper than ${maxNesting} levels`, raw)
+    : Either.mapLeft(decodeOutline(value), (error) => {
     const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
     const reason = first === undefined ? "invalid outline" : `${formatPath(first.path, "outline")}: ${first.message}`
     return new ResponseParseError({ reason, excerpt: excerptOf(raw) })

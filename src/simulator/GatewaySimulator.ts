@@ -78,6 +78,8 @@ export interface Service {
  */
 export class GatewaySimulator extends Context.Tag("plot-engine/simulator/GatewaySimulator")<GatewaySimulator, Service>() {}
 
+const bearerToken = (authorization: string | undefined) => authorization?.replace(/^Bearer\s+/i, "")
+
 const sseResponse = (events: ReadonlyArray<SseEvent>, headers: Record<string, string>) =>
   HttpServerResponse.stream(
     Stream.fromIterable(events).pipe(Stream.map(encodeSse), Stream.encodeText),
@@ -119,7 +121,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const n = ++sequence
     const requestId = `req_sim${n.toString(16).padStart(10, "0")}`
     const headers = { "x-request-id": requestId, "openai-processing-ms": "1" }
-    const presented = request.headers.authorization?.replace(/^Bearer\s+/i, "")
+    const presented = bearerToken(request.headers.authorization)
     if (!keyAccepted(options.apiKeys?.openai, presented)) {
       yield* record("openai", 401)
       return errorResponse(OpenAiWire.invalidApiKey(presented), headers)
@@ -147,7 +149,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const n = ++sequence
     const requestId = `req_sim${n.toString(16).padStart(10, "0")}`
     const headers = { "request-id": requestId }
-    if (!keyAccepted(options.apiKeys?.anthropic, request.headers["x-api-key"])) {
+    // Anthropic takes the key as `x-api-key`; its newer SDKs send it as a bearer token, which it also accepts.
+    const presented = request.headers["x-api-key"] ?? bearerToken(request.headers.authorization)
+    if (!keyAccepted(options.apiKeys?.anthropic, presented)) {
       yield* record("anthropic", 401)
       return errorResponse(AnthropicWire.invalidApiKey(requestId), headers)
     }

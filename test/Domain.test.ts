@@ -1,0 +1,75 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import { PlotOutline, PlotRequest, ProjectContext } from "../src/Domain.js"
+import { validationError } from "../src/internal/validation.js"
+
+const decodeRequest = (input: unknown) =>
+  Either.mapLeft(Schema.decodeUnknownEither(PlotRequest)(input, { onExcessProperty: "error" }), (e) => validationError(e))
+
+const fieldOf = (input: unknown) => {
+  const result = decodeRequest(input)
+  return Either.isLeft(result) ? result.left.field : undefined
+}
+
+const valid = { projectId: "novel-1", userPrompt: "Outline the next chapter" }
+
+describe("PlotRequest", () => {
+  it("accepts a minimal request and trims the prompt", () => {
+    const result = decodeRequest({ ...valid, userPrompt: "  Outline it  " })
+    expect(Either.isRight(result) && result.right.userPrompt).toBe("Outline it")
+  })
+
+  it.each([
+    ["projectId", { ...valid, projectId: "../etc/passwd" }],
+    ["projectId", { ...valid, projectId: "" }],
+    ["userPrompt", { ...valid, userPrompt: "   " }],
+    ["userPrompt", { ...valid, userPrompt: "x".repeat(10_001) }],
+    ["targetWordCount", { ...valid, targetWordCount: 10 }],
+    ["targetWordCount", { ...valid, targetWordCount: 20_001 }],
+    ["targetWordCount", { ...valid, targetWordCount: 500.5 }],
+    ["genre", { ...valid, genre: "g".repeat(101) }],
+    ["provider", { ...valid, provider: "mistral" }],
+    ["kind", { ...valid, kind: "poem" }],
+    ["temperature", { ...valid, temperature: 2.5 }],
+    ["costSensitive", { ...valid, costSensitive: "yes" }],
+    ["surprise", { ...valid, surprise: true }]
+  ])("names the bad field %s", (field, input) => {
+    expect(fieldOf(input)).toBe(field)
+  })
+})
+
+describe("ProjectContext", () => {
+  it("names the path of a bad nested field", () => {
+    const result = Schema.decodeUnknownEither(ProjectContext)({
+      characters: [{ name: "Mara" }, { name: "" }],
+      plotThreads: [],
+      locations: [],
+      worldBuilding: [],
+      previousContent: []
+    })
+    expect(Either.isLeft(result) && validationError(result.left, "project").field).toBe("project.characters[1].name")
+  })
+
+  it("bounds the number of characters", () => {
+    const result = Schema.decodeUnknownEither(ProjectContext)({
+      characters: Array.from({ length: 1_001 }, (_, i) => ({ name: `C${i}` })),
+      plotThreads: [],
+      locations: [],
+      worldBuilding: [],
+      previousContent: []
+    })
+    expect(Either.isLeft(result) && validationError(result.left, "project").field).toBe("project.characters")
+  })
+})
+
+describe("PlotOutline", () => {
+  it("requires at least one act with at least one beat", () => {
+    expect(Either.isLeft(Schema.decodeUnknownEither(PlotOutline)({ title: "T", logline: "L", acts: [] }))).toBe(true)
+    expect(
+      Either.isLeft(
+        Schema.decodeUnknownEither(PlotOutline)({ title: "T", logline: "L", acts: [{ title: "A", summary: "S", beats: [] }] })
+      )
+    ).toBe(true)
+  })
+})

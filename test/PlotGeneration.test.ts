@@ -1,0 +1,204 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import type { PlotRequestInput } from "../src/Domain.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as Providers from "../src/Providers.js"
+import * as TemplateGenerator from "../src/TemplateGenerator.js"
+import { type Answer, type Call, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
+import { sampleProject } from "./utils/fixtures.js"
+
+const serverError = httpError(500, { error: { message: "The server had an error", type: "server_error", param: null, code: null } })
+const authError = httpError(401, { error: { message: "Incorrect API key provided", type: "invalid_request_error", param: null, code: "invalid_api_key" } })
+
+/** The engine over a scripted OpenAI model and the sample project; `calls` records what the model was sent. */
+const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) =>
+  PlotGeneration.layer().pipe(
+    Layer.provide(Providers.layerModels({ openai: (model, parameters) => scripted(answers, calls)(model, parameters) })),
+    Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
+  )
+
+const request: PlotRequestInput = { projectId: "lighthouse-keeper", userPrompt: "What happens next?", targetWordCount: 120 }
+
+const generate = (input: PlotRequestInput = request, options?: { useFallback?: boolean }) =>
+  Effect.flatMap(PlotGeneration.PlotGeneration, (engine) => engine.generate(input, options))
+
+describe("PlotGeneration.generate", () => {
+  it.effect("returns the parsed plot with usage, cost and the model that wrote it", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const result = yield* generate()
+      expect(result.isTemplate).toBe(false)
+      expect([result.provider, result.model]).toEqual(["openai", "gpt-4.1"])
+      expect(result.outline.title).toBe("The Lamp Beneath")
+      expect(result.usage).toMatchObject({ inputTokens: 1_000, outputTokens: 200, totalTokens: 1_200 })
+      // gpt-4.1 at $2 in and $8 out per million tokens
+      expect(result.estimatedCostUsd).toBeCloseTo(0.0036, 10)
+      expect(result.retryCount).toBe(0)
+      expect(calls).toHaveLength(1)
+      expect(calls[0]!.parameters).toEqual({ maxOutputTokens: 1_024, temperature: 0.8 })
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson, { inputTokens: 1_000, outputTokens: 200 })], calls)))
+  })
+
+  it.effect("falls back to template on persistent failure (the seed's test)", () =>
+    Effect.gen(function*() {
+      const result = yield* generate(request, { useFallback: true })
+      expect(result.isTemplate).toBe(true)
+      expect(result.provider).toBe("template")
+      expect(result.warnings.some((w) => w.includes("generated from a template"))).toBe(true)
+      expect(result.warnings).toContain(TemplateGenerator.templateWarning)
+    }).pipe(Effect.provide(engine([fail(serverError)]))))
+
+  it.effect("falls back by default", () =>
+    Effect.gen(function*() {
+      expect((yield* generate()).isTemplate).toBe(true)
+    }).pipe(Effect.provide(engine([fail(serverError)]))))
+
+  it.effect("fails with the typed error when fallback is off", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(generate(request, { useFallback: false }))
+      expect(error._tag).toBe("ServerError")
+    }).pipe(Effect.provide(engine([fail(serverError)]))))
+
+  it.effect("never hides an auth failure behind a template", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(generate())
+      expect(error._tag).toBe("AuthError")
+    }).pipe(Effect.provide(engine([fail(authError)]))))
+
+  it.effect("rejects a bad request before calling any model", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const error = yield* Effect.flip(generate({ ...request, targetWordCount: 5 }))
+      expect(error._tag === "RequestValidationError" && error.field).toBe("targetWordCount")
+      expect(calls).toHaveLength(0)
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson)], calls)))
+  })
+
+  it.effect("fails for an unknown project", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(generate({ ...request, projectId: "missing" }))
+      expect(error._tag).toBe("ProjectNotFoundError")
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
+
+  it.effect("fails for a provider that is not configured", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(generate({ ...request, provider: "anthropic" }))
+      expect(error._tag).toBe("ProviderNotConfiguredError")
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
+
+  it.effect("sends a pinned model and its parameters", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const result = yield* generate({ ...request, provider: "openai", model: "gpt-5", temperature: 0.3 })
+      expect(result.model).toBe("gpt-5")
+      expect(calls[0]).toMatchObject({ model: "gpt-5", parameters: { maxOutputTokens: 1_024, temperature: undefined } })
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson)], calls)))
+  })
+
+  it.effect("requires a provider with a pinned model", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(generate({ ...request, model: "gpt-5" }))
+      expect(error._tag === "RequestValidationError" && error.field).toBe("provider")
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
+
+  it.effect("gives an unknown price as an unknown cost, not 0", () =>
+    Effect.gen(function*() {
+      const result = yield* generate({ ...request, provider: "openai", model: "gpt-9-experimental" })
+      expect(result.estimatedCostUsd).toBeNull()
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
+
+  it.effect("measures its duration on the Clock", () =>
+    Effect.gen(function*() {
+      const slow = Providers.layerModels({
+        openai: (model, parameters) =>
+          Effect.map(scripted([text(sampleOutlineJson)])(model, parameters), (lm) =>
+            ({ ...lm, generateObject: (options: any) => Effect.zipRight(Effect.sleep("2500 millis"), lm.generateObject(options)) }) as LanguageModel.Service)
+      })
+      const fiber = yield* generate().pipe(
+        Effect.provide(PlotGeneration.layer().pipe(
+          Layer.provide(slow),
+          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
+        )),
+        Effect.fork
+      )
+      yield* TestClock.adjust("2500 millis")
+      const result = yield* Fiber.join(fiber)
+      expect(result.durationMs).toBe(2_500)
+    }))
+})
+
+describe("PlotGeneration.generateStream", () => {
+  it.effect("reports every stage in order with rising progress, the text, then the result", () =>
+    Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream(request)))
+      const tags = events.map((e) => (e._tag === "Progress" ? e.stage : e._tag))
+      expect(tags).toEqual([
+        "retrieving_context",
+        "selecting_model",
+        "ModelSelected",
+        "building_prompt",
+        "generating",
+        "TextDelta",
+        "TextDelta",
+        "parsing",
+        "Completed"
+      ])
+      const progress = events.flatMap((e) => (e._tag === "Progress" ? [e.progress] : []))
+      expect(progress).toEqual([...progress].sort((a, b) => a - b))
+      const last = events.at(-1)!
+      expect(last._tag === "Completed" && last.result.outline.title).toBe("The Lamp Beneath")
+    }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
+
+  it.effect("handles an error event mid-stream like any failure: no partial text in the result", () =>
+    Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream(request)))
+      const last = events.at(-1)!
+      expect(last._tag === "Completed" && last.result.isTemplate).toBe(true)
+      expect(last._tag === "Completed" && last.result.content).not.toContain("PARTIAL")
+    }).pipe(Effect.provide(engine([{
+      _tag: "StreamError",
+      partial: "PARTIAL {\"title\":",
+      event: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }
+    }]))))
+
+  it.effect("ends with the typed failure and no Completed event when fallback is off", () =>
+    Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const seen: Array<string> = []
+      const error = yield* Effect.flip(
+        Stream.runForEach(engineService.generateStream(request, { useFallback: false }), (e) => Effect.sync(() => seen.push(e._tag)))
+      )
+      expect(error._tag).toBe("ServerError")
+      expect(seen).not.toContain("Completed")
+    }).pipe(Effect.provide(engine([fail(serverError)]))))
+})
+
+describe("PlotGeneration.generateStream truncation", () => {
+  it.effect("treats a stream that ends without finishing as a server failure", () =>
+    Effect.gen(function*() {
+      const truncated = Providers.layerModels({
+        openai: () =>
+          LanguageModel.make({
+            generateText: () => Effect.succeed([]),
+            streamText: () => Stream.make({ type: "text-delta" as const, id: "t", delta: sampleOutlineJson })
+          })
+      })
+      const engineService = yield* PlotGeneration.PlotGeneration.pipe(
+        Effect.provide(PlotGeneration.layer().pipe(
+          Layer.provide(truncated),
+          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
+        ))
+      )
+      const error = yield* Effect.flip(Stream.runDrain(engineService.generateStream(request, { useFallback: false })))
+      expect(error._tag === "ServerError" && error.detail).toBe("the stream ended before the response was complete")
+    }))
+})

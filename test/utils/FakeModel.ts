@@ -1,0 +1,123 @@
+/**
+ * Fakes for unit tests: a scripted `LanguageModel` and the `AiError`s the real clients produce.
+ */
+import * as AiError from "@effect/ai/AiError"
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import type * as Response from "@effect/ai/Response"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import { PlotAct, PlotBeat, PlotOutline } from "../../src/Domain.js"
+import type { ModelParameters } from "../../src/Providers.js"
+
+/** What one scripted call answers: text (JSON or prose), an error, or an error event mid-stream. */
+export type Answer =
+  | { readonly _tag: "Text"; readonly text: string; readonly inputTokens?: number; readonly outputTokens?: number }
+  | { readonly _tag: "Fail"; readonly error: AiError.AiError }
+  | { readonly _tag: "StreamError"; readonly partial: string; readonly event: unknown }
+
+export const text = (value: string, usage?: { inputTokens: number; outputTokens: number }): Answer => ({
+  _tag: "Text",
+  text: value,
+  ...usage
+})
+export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
+
+/** A call the fake model received. */
+export interface Call {
+  readonly model: string
+  readonly parameters: ModelParameters
+  readonly prompt: unknown
+  readonly streamed: boolean
+}
+
+/**
+ * A language model that answers from a script, one answer per call (the last repeats), and records calls.
+ */
+export const scripted = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) =>
+(model: string, parameters: ModelParameters) =>
+  LanguageModel.make({
+    generateText: (options) =>
+      Effect.suspend(() => {
+        calls.push({ model, parameters, prompt: options.prompt, streamed: false })
+        const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
+        switch (answer._tag) {
+          case "Fail":
+            return Effect.fail(answer.error)
+          case "StreamError":
+            return Effect.fail(httpError(500, answer.event))
+          case "Text":
+            return Effect.succeed<Array<Response.PartEncoded>>([
+              { type: "text", text: answer.text },
+              finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
+            ])
+        }
+      }),
+    streamText: (options) =>
+      Stream.suspend(() => {
+        calls.push({ model, parameters, prompt: options.prompt, streamed: true })
+        const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
+        switch (answer._tag) {
+          case "Fail":
+            return Stream.fail(answer.error)
+          case "StreamError":
+            return Stream.make<Array<Response.StreamPartEncoded>>(
+              { type: "text-delta", id: "t", delta: answer.partial },
+              { type: "error", error: answer.event }
+            )
+          case "Text": {
+            const half = Math.floor(answer.text.length / 2)
+            return Stream.make<Array<Response.StreamPartEncoded>>(
+              { type: "text-delta", id: "t", delta: answer.text.slice(0, half) },
+              { type: "text-delta", id: "t", delta: answer.text.slice(half) },
+              finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
+            )
+          }
+        }
+      })
+  })
+
+const finish = (inputTokens: number, outputTokens: number) => ({
+  type: "finish" as const,
+  reason: "stop" as const,
+  usage: { inputTokens, outputTokens, totalTokens: inputTokens + outputTokens }
+})
+
+/** The `HttpResponseError` the real clients produce for a status, body and headers. */
+export const httpError = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new AiError.HttpResponseError({
+    module: "OpenAiClient",
+    method: "createResponse",
+    reason: "StatusCode",
+    request: { method: "POST", url: "http://gateway/v1/responses", urlParams: [], hash: Option.none(), headers: {} },
+    response: { status, headers: { "content-type": "application/json", ...headers } },
+    body: JSON.stringify(body, null, 2)
+  })
+
+/** A transport failure (connection refused or reset). */
+export const transportError = () =>
+  new AiError.HttpRequestError({
+    module: "OpenAiClient",
+    method: "createResponse",
+    reason: "Transport",
+    request: { method: "POST", url: "http://gateway/v1/responses", urlParams: [], hash: Option.none(), headers: {} },
+    description: "connect ECONNREFUSED 127.0.0.1:1"
+  })
+
+/** A valid outline naming the sample project's people and places. */
+export const sampleOutline = new PlotOutline({
+  title: "The Lamp Beneath",
+  logline: "Mara Quinn must decide whether to renew the bargain with the sea.",
+  acts: [
+    new PlotAct({
+      title: "Setup",
+      summary: "The light fails and Mara Quinn finds the blue cloth.",
+      beats: [
+        new PlotBeat({ summary: "Mara Quinn climbs to the lamp room.", characters: ["Mara Quinn"], location: "Saltmarsh Light" }),
+        new PlotBeat({ summary: "Elias Thorne asks why the light failed.", characters: ["Elias Thorne"], location: "Saltmarsh Light" })
+      ]
+    })
+  ]
+})
+
+export const sampleOutlineJson = JSON.stringify(sampleOutline)
