@@ -133,5 +133,5 @@ export const layerFile = (file: string): Layer.Layer<ProjectContextStore, never,
  * @category Files
  */
 export const projectIdOfFile = (fileName: string): string =>
-  fileName.replace(/\.json$/i, "").replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 128) ||
+  fileName.replace(/\.json$/i, "").replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 128) ||
   "project"

@@ -1,0 +1,86 @@
+/**
+ * The CLI as a person runs it: a real process, offline on the embedded simulator or against a gateway given
+ * by the environment.
+ */
+import { describe, expect, it, layer } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { execFile } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { PlotResult } from "../../src/Domain.js"
+import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
+import { sampleProjectFile } from "../utils/fixtures.js"
+
+const root = fileURLToPath(new URL("../..", import.meta.url))
+
+interface Run {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs the CLI from source with only the given provider variables set. */
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  Effect.async<Run>((resume) => {
+    const { OPENAI_API_KEY: _a, ANTHROPIC_API_KEY: _b, OPENAI_BASE_URL: _c, ANTHROPIC_BASE_URL: _d, ...base } = process.env
+    execFile(
+      process.execPath,
+      ["--import", "tsx", "src/cli/main.ts", ...args],
+      { cwd: root, env: { ...base, ...env }, timeout: 60_000 },
+      (error, stdout, stderr) =>
+        resume(Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr }))
+    )
+  })
+
+const generate = ["generate", "--project", sampleProjectFile, "--prompt", "What does Mara find under the floor?"]
+
+describe("plot-engine generate, offline", () => {
+  it.effect("prints only the PlotResult on stdout with --json, and says it is offline on stderr", () =>
+    Effect.gen(function*() {
+      const run = yield* cli([...generate, "--words", "400", "--json"])
+      expect(run.code).toBe(0)
+      const result = Schema.decodeUnknownSync(PlotResult)(JSON.parse(run.stdout))
+      expect(result.isTemplate).toBe(false)
+      expect(result.provider).toBe("openai")
+      expect(run.stderr).toContain("embedded gateway simulator")
+      expect(run.stderr).toContain("AI is generating your plot content")
+    }), 60_000)
+
+  it.effect("prints the stages, the plot and a summary", () =>
+    Effect.gen(function*() {
+      const run = yield* cli([...generate, "--provider", "anthropic"])
+      expect(run.code).toBe(0)
+      expect(run.stdout).toContain("[ 10%] Gathering relevant project context...")
+      expect(run.stdout).toMatch(/\n# .+\n/)
+      expect(run.stdout).toMatch(/Model: {5}claude-sonnet-4-5 \(User preference\)/)
+      expect(run.stdout).toMatch(/Cost: {6}\$0\.\d+/)
+    }), 60_000)
+
+  it.effect("exits non-zero with the field named on bad input", () =>
+    Effect.gen(function*() {
+      const run = yield* cli([...generate, "--words", "5"])
+      expect(run.code).not.toBe(0)
+      expect(run.stderr).toContain("targetWordCount")
+    }), 60_000)
+})
+
+layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))("plot-engine generate, against a gateway", (it) => {
+  it.effect("fails after exactly one request with the authentication message on a wrong key", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const run = yield* cli(generate, { OPENAI_API_KEY: "sk-wrong-key-654321", OPENAI_BASE_URL: simulator.openaiBaseUrl })
+      expect(run.code).not.toBe(0)
+      expect(run.stderr).toContain("There's an issue with API authentication. Please check your settings.")
+      expect(run.stderr + run.stdout).not.toContain("sk-wrong-key-654321")
+      expect((yield* simulator.stats).requests).toBe(1)
+    }), 60_000)
+
+  it.effect("generates through the configured gateway", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const run = yield* cli([...generate, "--json"], { OPENAI_API_KEY: "sk-right-key-123456", OPENAI_BASE_URL: simulator.openaiBaseUrl })
+      expect(run.code).toBe(0)
+      expect(run.stderr).not.toContain("embedded gateway simulator")
+      expect(JSON.parse(run.stdout).provider).toBe("openai")
+    }), 60_000)
+})
