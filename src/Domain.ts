@@ -262,6 +262,8 @@ export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult
   reasoning: Schema.String,
   usage: Usage,
   estimatedCostUsd: Schema.NullOr(Schema.NonNegative),
+  /** What the call was expected to cost before it was made (prompt tokens, expected reply), or `null`. */
+  preCallEstimateUsd: Schema.NullOr(Schema.NonNegative),
   retryCount: Schema.NonNegativeInt,
   warnings: Schema.Array(Schema.String),
   isTemplate: Schema.Boolean,
@@ -302,7 +304,9 @@ export const GenerationEvent = Schema.Union(
   Schema.TaggedStruct("ModelSelected", {
     provider: ProviderName,
     model: Schema.String,
-    reasoning: Schema.String
+    reasoning: Schema.String,
+    /** The cost expected before the call, or `null` when the model's price is unknown. */
+    estimatedCostUsd: Schema.NullOr(Schema.NonNegative)
   }),
   Schema.TaggedStruct("TextDelta", { delta: Schema.String }),
   Schema.TaggedStruct("Warning", { message: Schema.String }),

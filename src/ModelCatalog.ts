@@ -4,10 +4,15 @@
  *
  * @since 0.1.0
  */
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as Arr from "effect/Array"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { ProviderName, type Usage } from "./Domain.js"
+import { RequestValidationError } from "./Errors.js"
+import { validationError } from "./internal/validation.js"
 
 /**
  * Capability tiers, the seed's three rows per provider: best quality, balance, speed.
@@ -78,6 +83,17 @@ export const defaultCatalog: Catalog = [
 ]
 
 /**
+ * The seed's six models as the seed describes them (not retired), for users who pin the seed's table and for
+ * checking the seed's examples.
+ *
+ * @since 0.1.0
+ * @category Catalog
+ */
+export const seedCatalog: Catalog = defaultCatalog
+  .filter((m) => m.retired)
+  .map((m) => new ModelInfo({ ...m, retired: false }))
+
+/**
  * Looks a model up by provider and id.
  *
  * @since 0.1.0
@@ -123,3 +139,51 @@ export const cost = (info: ModelInfo, usage: Pick<Usage, "inputTokens" | "output
   info.inputPricePerMillion === null || info.outputPricePerMillion === null
     ? null
     : (usage.inputTokens * info.inputPricePerMillion + usage.outputTokens * info.outputPricePerMillion) / 1_000_000
+
+// =============================================================================
+// Overrides
+// =============================================================================
+
+/**
+ * Replaces models of the base catalog by `(provider, id)` with the overrides, and adds the new ones.
+ *
+ * @since 0.1.0
+ * @category Overrides
+ */
+export const merge = (base: Catalog, overrides: Catalog): Catalog => [
+  ...base.map((m) => overrides.find((o) => o.provider === m.provider && o.id === m.id) ?? m),
+  ...overrides.filter((o) => !base.some((m) => m.provider === o.provider && m.id === o.id))
+]
+
+/**
+ * Decodes a catalog from JSON text (an array of models); a bad field is named, as `catalog[2].contextWindow`.
+ *
+ * @since 0.1.0
+ * @category Overrides
+ */
+export const decode = (text: string): Effect.Effect<Catalog, RequestValidationError> =>
+  Schema.decodeUnknown(Schema.parseJson(Schema.Array(ModelInfo)))(text, { onExcessProperty: "error" }).pipe(
+    Effect.mapError((error) => validationError(error, "catalog"))
+  )
+
+/**
+ * The catalog in effect: the default catalog with the models of `PLOT_ENGINE_MODELS_FILE` (a JSON file) and
+ * then of `PLOT_ENGINE_MODELS` (inline JSON) merged over it, each optional.
+ *
+ * @since 0.1.0
+ * @category Overrides
+ */
+export const load = Effect.fn("ModelCatalog.load")(function*() {
+  const file = yield* Config.option(Config.nonEmptyString("PLOT_ENGINE_MODELS_FILE"))
+  const inline = yield* Config.option(Config.nonEmptyString("PLOT_ENGINE_MODELS"))
+  let catalog = defaultCatalog
+  if (Option.isSome(file)) {
+    const fs = yield* FileSystem.FileSystem
+    const text = yield* fs.readFileString(file.value).pipe(
+      Effect.mapError(() => new RequestValidationError({ field: "PLOT_ENGINE_MODELS_FILE", reason: `cannot read ${file.value}` }))
+    )
+    catalog = merge(catalog, yield* decode(text))
+  }
+  if (Option.isSome(inline)) catalog = merge(catalog, yield* decode(inline.value))
+  return catalog
+})

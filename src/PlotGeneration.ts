@@ -6,12 +6,16 @@
  */
 import type * as AiError from "@effect/ai/AiError"
 import type * as LanguageModel from "@effect/ai/LanguageModel"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -22,14 +26,15 @@ import {
   PlotRequest,
   type PlotRequestInput,
   PlotResult,
-  type ProjectContext,
-  type ProviderName,
+  ProjectContext,
   type Stage,
   Usage
 } from "./Domain.js"
+import * as ContextBudget from "./ContextBudget.js"
 import * as Errors from "./Errors.js"
 import { validationError } from "./internal/validation.js"
 import * as ModelCatalog from "./ModelCatalog.js"
+import * as ModelSelector from "./ModelSelector.js"
 import * as PromptBuilder from "./PromptBuilder.js"
 import { Providers } from "./Providers.js"
 import { ProjectContextStore } from "./ProjectContextStore.js"
@@ -66,6 +71,13 @@ export class PlotGeneration extends Context.Tag("plot-engine/PlotGeneration")<Pl
 export interface Options {
   /** The models known to the engine (default `ModelCatalog.defaultCatalog`). */
   readonly catalog?: ModelCatalog.Catalog | undefined
+  /** The most tokens of project context sent (default `ContextBudget.defaultMaxContextTokens`, 32,000). */
+  readonly maxContextTokens?: number | undefined
+  /**
+   * How to count tokens for an encoding model (see `ContextBudget.encodingModel`); default the real tokenizer.
+   * Counts are cached by text either way.
+   */
+  readonly tokenCount?: ((encodingModel: string) => ContextBudget.Count) | undefined
 }
 
 /**
@@ -104,6 +116,8 @@ interface CallOutcome {
   readonly usage: Usage
 }
 
+const emptyContext = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
+
 const decodeRequest = (input: PlotRequestInput): Effect.Effect<PlotRequest, Errors.RequestValidationError> =>
   Schema.decodeUnknown(PlotRequest)(input, { onExcessProperty: "error" }).pipe(
     Effect.mapError((error) => validationError(error))
@@ -126,27 +140,88 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const store = yield* ProjectContextStore
   const catalog = options.catalog ?? ModelCatalog.defaultCatalog
 
-  const selectModel = (request: PlotRequest): Effect.Effect<Selection, Errors.ProviderNotConfiguredError | Errors.RequestValidationError> => {
+  // Token counts, cached by text per encoding: repeated generations over a project do not re-tokenize it.
+  const counters = new Map<string, ContextBudget.CachedCount>()
+  const countFor = (encoding: string): ContextBudget.Count => {
+    let counter = counters.get(encoding)
+    if (counter === undefined) {
+      counter = ContextBudget.cached(options.tokenCount?.(encoding) ?? ContextBudget.openAiCount(encoding))
+      counters.set(encoding, counter)
+    }
+    return counter.count
+  }
+  // Claude's counts are estimated from o200k with a margin that each reported usage corrects.
+  let anthropicFactor = ContextBudget.anthropicMargin
+  const countForModel = (model: ModelCatalog.ModelInfo): ContextBudget.Count => {
+    const count = countFor(ContextBudget.encodingModel(model))
+    return model.provider === "anthropic" ? (text) => Math.ceil(count(text) * anthropicFactor) : count
+  }
+  const calibrate = (model: ModelCatalog.ModelInfo, estimatedInputTokens: number, usage: Usage) =>
+    Effect.sync(() => {
+      if (model.provider !== "anthropic" || usage.inputTokens === 0 || estimatedInputTokens === 0) return
+      const observed = (usage.inputTokens / estimatedInputTokens) * anthropicFactor
+      anthropicFactor = Math.min(2, Math.max(1, 0.7 * anthropicFactor + 0.3 * observed * 1.05))
+    })
+
+  const selectModel = (
+    request: PlotRequest,
+    contextTokens: number
+  ): Effect.Effect<Selection, Errors.ProviderNotConfiguredError | Errors.RequestValidationError> => {
     if (request.model !== undefined) {
       if (request.provider === undefined) {
         return Effect.fail(new Errors.RequestValidationError({ field: "provider", reason: "is required when a model is pinned" }))
       }
+      if (!providers.configured.includes(request.provider)) {
+        return Effect.fail(new Errors.ProviderNotConfiguredError({ provider: request.provider }))
+      }
       const info = ModelCatalog.find(catalog, request.provider, request.model)
       return Effect.succeed({
-        model: info._tag === "Some" ? info.value : ModelCatalog.unknownModel(request.provider, request.model),
+        model: Option.getOrElse(info, () => ModelCatalog.unknownModel(request.provider!, request.model!)),
         reasoning: "Model pinned by the request"
       })
     }
-    const provider: ProviderName | undefined = request.provider ?? providers.configured[0]
-    if (provider === undefined) return Effect.fail(new Errors.ProviderNotConfiguredError({ provider: "openai" }))
-    if (!providers.configured.includes(provider)) return Effect.fail(new Errors.ProviderNotConfiguredError({ provider }))
-    const info = ModelCatalog.forTier(catalog, provider, "balanced")
-    return info._tag === "Some"
-      ? Effect.succeed({
-        model: info.value,
-        reasoning: request.provider === undefined ? "Balanced model of the first configured provider" : "User preference"
-      })
-      : Effect.fail(new Errors.RequestValidationError({ field: "provider", reason: `has no model in the catalog` }))
+    if (request.provider !== undefined && !providers.configured.includes(request.provider)) {
+      return Effect.fail(new Errors.ProviderNotConfiguredError({ provider: request.provider }))
+    }
+    const words = PromptBuilder.targetWords(request)
+    const selection = ModelSelector.selectModel(
+      {
+        taskComplexity: ModelSelector.assessComplexity(request),
+        targetWordCount: words,
+        projectContext: contextTokens,
+        userPreference: request.provider,
+        costSensitive: request.costSensitive
+      },
+      { catalog, providers: providers.configured, outputTokens: PromptBuilder.expectedOutputTokens(words) }
+    )
+    return Option.match(selection, {
+      onNone: () => Effect.fail(new Errors.ProviderNotConfiguredError({ provider: request.provider ?? "openai" })),
+      onSome: (chosen) =>
+        Effect.succeed({
+          model: Option.getOrElse(
+            ModelCatalog.find(catalog, chosen.provider, chosen.model),
+            () => ModelCatalog.unknownModel(chosen.provider, chosen.model)
+          ),
+          reasoning: chosen.reasoning
+        })
+    })
+  }
+
+  /** Fits the context into the chosen model's budget and builds the prompt around it. */
+  const prepare = (request: PlotRequest, context: ProjectContext, model: ModelCatalog.ModelInfo) => {
+    const count = countForModel(model)
+    const frame = PromptBuilder.build(request, emptyContext, model)
+    const promptTokens = count(frame.system) + count(frame.user)
+    const budget = ContextBudget.budgetFor(model, {
+      maxOutputTokens: frame.maxOutputTokens,
+      promptTokens,
+      maxContextTokens: options.maxContextTokens
+    })
+    const fitted = ContextBudget.fit(context, budget, count)
+    const prompt = PromptBuilder.build(request, fitted.context, model)
+    const inputTokens = promptTokens + fitted.tokens
+    const outputTokens = Math.min(prompt.maxOutputTokens, PromptBuilder.expectedOutputTokens(PromptBuilder.targetWords(request)))
+    return { prompt, fitted, inputTokens, estimatedCostUsd: ModelCatalog.cost(model, { inputTokens, outputTokens }) }
   }
 
   const callModel = (
@@ -222,26 +297,30 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
     const generated = Effect.gen(function*() {
       yield* progress("selecting_model")
-      const selection = yield* selectModel(request)
+      // Sized with o200k before a model is known: close enough to choose a window.
+      const contextTokens = ContextBudget.measure(context, countFor("gpt-4o"))
+      const selection = yield* selectModel(request, contextTokens)
+      yield* progress("building_prompt")
+      const prepared = prepare(request, context, selection.model)
       if (emit !== undefined) {
         yield* emit({
           _tag: "ModelSelected",
           provider: selection.model.provider,
           model: selection.model.id,
-          reasoning: selection.reasoning
+          reasoning: selection.reasoning,
+          estimatedCostUsd: prepared.estimatedCostUsd
         })
+        for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
       }
-
-      yield* progress("building_prompt")
-      const prompt = PromptBuilder.build(request, context, selection.model)
+      const prompt = prepared.prompt
 
       yield* progress("generating")
       const model = yield* providers.languageModel(selection.model.provider, selection.model.id, {
         maxOutputTokens: prompt.maxOutputTokens,
         temperature: prompt.temperature
       })
-      const outcome = yield* callModel(model, selection, prompt, request, context, emit)
-      if (emit === undefined) yield* progress("parsing")
+      const outcome = yield* callModel(model, selection, prompt, request, prepared.fitted.context, emit)
+      yield* calibrate(selection.model, prepared.inputTokens, outcome.usage)
       const finishedAt = yield* Clock.currentTimeMillis
       return new PlotResult({
         requestId,
@@ -252,8 +331,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         reasoning: selection.reasoning,
         usage: outcome.usage,
         estimatedCostUsd: ModelCatalog.cost(selection.model, outcome.usage),
+        preCallEstimateUsd: prepared.estimatedCostUsd,
         retryCount: 0,
-        warnings: outcome.parsed.warnings,
+        warnings: [...prepared.fitted.warnings, ...outcome.parsed.warnings],
         isTemplate: false,
         durationMs: finishedAt - startedAt,
         wordCount: outcome.parsed.wordCount
@@ -282,6 +362,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               reasoning: `The AI failed (${Errors.errorType(error)}); the template fallback was used`,
               usage: Usage.zero,
               estimatedCostUsd: 0,
+              preCallEstimateUsd: null,
               retryCount: 0,
               warnings: [TemplateGenerator.templateWarning, Errors.userMessage(error), ...parsed.warnings],
               isTemplate: true,
@@ -322,3 +403,26 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
  */
 export const layer = (options: Options = {}): Layer.Layer<PlotGeneration, never, Providers | ProjectContextStore> =>
   Layer.effect(PlotGeneration, make(options))
+
+/**
+ * The service configured from the environment: `PLOT_ENGINE_MAX_CONTEXT_TOKENS` (default 32,000) and the
+ * catalog of `ModelCatalog.load` (`PLOT_ENGINE_MODELS_FILE`, `PLOT_ENGINE_MODELS`).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerConfig: Layer.Layer<
+  PlotGeneration,
+  ConfigError.ConfigError | Errors.RequestValidationError,
+  Providers | ProjectContextStore | FileSystem.FileSystem
+> = Layer.effect(
+  PlotGeneration,
+  Effect.gen(function*() {
+    const maxContextTokens = yield* Config.integer("PLOT_ENGINE_MAX_CONTEXT_TOKENS").pipe(
+      Config.validate({ message: "must be a positive number of tokens", validation: (n) => n > 0 }),
+      Config.withDefault(ContextBudget.defaultMaxContextTokens)
+    )
+    const catalog = yield* ModelCatalog.load()
+    return yield* make({ catalog, maxContextTokens })
+  })
+)

@@ -67,6 +67,15 @@ export const targetWords = (request: PlotRequest): number =>
   request.targetWordCount ?? defaultWordCount[request.kind ?? "outline"]
 
 /**
+ * The tokens a reply of a target word count is expected to take: about 4/3 tokens a word, and 60 % more for
+ * the JSON around the prose.
+ *
+ * @since 0.1.0
+ * @category Sizing
+ */
+export const expectedOutputTokens = (words: number): number => Math.ceil(((words * 4) / 3) * 1.6)
+
+/**
  * The output token limit for a target word count: about 4/3 tokens a word, 60 % more for the JSON around the
  * prose, and a floor so that a short request still has room for a whole outline; never above the model's.
  *
@@ -74,7 +83,7 @@ export const targetWords = (request: PlotRequest): number =>
  * @category Sizing
  */
 export const maxOutputTokensFor = (words: number, model: ModelInfo): number =>
-  Math.min(model.maxOutputTokens, Math.max(1_024, Math.ceil(((words * 4) / 3) * 1.6) + 500))
+  Math.min(model.maxOutputTokens, Math.max(1_024, expectedOutputTokens(words) + 500))
 
 /**
  * JSON as data: `<` is escaped (still valid JSON) so that the text can never contain a closing delimiter.

@@ -6,7 +6,8 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as LanguageModel from "@effect/ai/LanguageModel"
-import type { PlotRequestInput } from "../src/Domain.js"
+import * as ContextBudget from "../src/ContextBudget.js"
+import { ContentExcerpt, type PlotRequestInput, ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as Providers from "../src/Providers.js"
@@ -35,11 +36,14 @@ describe("PlotGeneration.generate", () => {
     return Effect.gen(function*() {
       const result = yield* generate()
       expect(result.isTemplate).toBe(false)
-      expect([result.provider, result.model]).toEqual(["openai", "gpt-4.1"])
+      // A short, plain request is low complexity: the fast OpenAI model.
+      expect([result.provider, result.model]).toEqual(["openai", "gpt-4.1-mini"])
+      expect(result.reasoning).toBe("Fast and cost-effective for simple tasks")
       expect(result.outline.title).toBe("The Lamp Beneath")
       expect(result.usage).toMatchObject({ inputTokens: 1_000, outputTokens: 200, totalTokens: 1_200 })
-      // gpt-4.1 at $2 in and $8 out per million tokens
-      expect(result.estimatedCostUsd).toBeCloseTo(0.0036, 10)
+      // gpt-4.1-mini at $0.40 in and $1.60 out per million tokens
+      expect(result.estimatedCostUsd).toBeCloseTo(0.00072, 10)
+      expect(result.preCallEstimateUsd).toBeGreaterThan(0)
       expect(result.retryCount).toBe(0)
       expect(calls).toHaveLength(1)
       expect(calls[0]!.parameters).toEqual({ maxOutputTokens: 1_024, temperature: 0.8 })
@@ -143,8 +147,8 @@ describe("PlotGeneration.generateStream", () => {
       expect(tags).toEqual([
         "retrieving_context",
         "selecting_model",
-        "ModelSelected",
         "building_prompt",
+        "ModelSelected",
         "generating",
         "TextDelta",
         "TextDelta",
@@ -201,4 +205,57 @@ describe("PlotGeneration.generateStream truncation", () => {
       const error = yield* Effect.flip(Stream.runDrain(engineService.generateStream(request, { useFallback: false })))
       expect(error._tag === "ServerError" && error.detail).toBe("the stream ended before the response was complete")
     }))
+})
+
+describe("PlotGeneration model selection and context budget", () => {
+  const chapters = Array.from({ length: 30 }, (_, i) =>
+    new ContentExcerpt({ title: `Chapter ${i + 1}`, text: `Chapter ${i + 1}. ${"Mara kept the light. ".repeat(1_500)}` }))
+  const hugeProject = new ProjectContext({ ...sampleProject, previousContent: chapters })
+
+  const engineWith = (answers: ReadonlyArray<Answer>, calls: Array<Call>, options: PlotGeneration.Options, configured: ReadonlyArray<"openai" | "anthropic"> = ["openai", "anthropic"]) =>
+    PlotGeneration.layer(options).pipe(
+      Layer.provide(Providers.layerModels(Object.fromEntries(configured.map((p) => [p, scripted(answers, calls)])))),
+      Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject, huge: hugeProject }))
+    )
+
+  it.effect("sends a complex, long request to the premium model of a configured provider", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const result = yield* generate({ ...request, userPrompt: "A detailed betrayal with nuanced character development", targetWordCount: 2_500 })
+      expect([result.provider, result.model]).toEqual(["openai", "gpt-5"])
+      expect(result.reasoning).toBe("High complexity requires best model (anthropic is not configured)")
+      expect(calls[0]!.model).toBe("gpt-5")
+    }).pipe(Effect.provide(engineWith([text(sampleOutlineJson)], calls, {}, ["openai"])))
+  })
+
+  it.effect("cuts a project larger than the budget, sends the cut prompt, and warns", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream({ ...request, projectId: "huge" })))
+      const warning = events.find((e) => e._tag === "Warning")
+      expect(warning?._tag === "Warning" && warning.message).toMatch(/^The project context was cut to fit \d+ tokens: dropped \d+ of 30 previous chapters/)
+      const last = events.at(-1)
+      expect(last?._tag === "Completed" && last.result.warnings[0]).toBe(warning?._tag === "Warning" && warning.message)
+      const sent = JSON.stringify(calls[0]!.prompt)
+      expect(sent).toContain("Chapter 30")
+      expect(sent).not.toContain("Chapter 1.")
+      expect(ContextBudget.estimateTokens(sent)).toBeLessThan(12_000)
+    }).pipe(Effect.provide(engineWith([text(sampleOutlineJson)], calls, { maxContextTokens: 8_000 })))
+  })
+
+  it.effect("does not re-tokenize an unchanged project", () => {
+    const tokenized: Array<string> = []
+    const tokenCount = () => (text: string) => {
+      tokenized.push(text)
+      return ContextBudget.estimateTokens(text)
+    }
+    return Effect.gen(function*() {
+      yield* generate()
+      const first = tokenized.length
+      yield* generate()
+      expect(first).toBeGreaterThan(10)
+      expect(tokenized.length).toBe(first)
+    }).pipe(Effect.provide(engineWith([text(sampleOutlineJson)], [], { tokenCount })))
+  })
 })

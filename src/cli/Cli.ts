@@ -7,6 +7,7 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -55,7 +56,7 @@ const describeEvent = (event: GenerationEvent): string | undefined => {
     case "Progress":
       return `[${String(event.progress).padStart(3)}%] ${event.message}`
     case "ModelSelected":
-      return `       model: ${event.provider}/${event.model} (${event.reasoning})`
+      return `       model: ${event.provider}/${event.model} (${event.reasoning}), estimated cost ${formatCost(event.estimatedCostUsd)}`
     case "Warning":
       return `       warning: ${event.message}`
     case "TextDelta":
@@ -78,7 +79,9 @@ export const summary = (result: PlotResult): string =>
     `Provider:  ${result.provider}`,
     `Model:     ${result.model} (${result.reasoning})`,
     `Tokens:    ${result.usage.inputTokens} in, ${result.usage.outputTokens} out`,
-    `Cost:      ${formatCost(result.estimatedCostUsd)}`,
+    `Cost:      ${formatCost(result.estimatedCostUsd)}${
+      result.preCallEstimateUsd === null ? "" : ` (estimated ${formatCost(result.preCallEstimateUsd)} before the call)`
+    }`,
     `Duration:  ${(result.durationMs / 1000).toFixed(2)} s`,
     `Retries:   ${result.retryCount}`,
     `Words:     ${result.wordCount}`,
@@ -132,7 +135,7 @@ const generate = Command.make(
         ...Option.match(args.provider, { onNone: () => ({}), onSome: (provider) => ({ provider }) }),
         ...Option.match(args.model, { onNone: () => ({}), onSome: (model) => ({ model }) })
       }
-      const layer = PlotGeneration.layer().pipe(
+      const layer = PlotGeneration.layerConfig.pipe(
         Layer.provide(Providers.layer(gateway)),
         Layer.provide(ProjectContextStore.layerFile(args.project)),
         Layer.provide(NodeHttpClient.layerUndici)
@@ -144,7 +147,15 @@ const generate = Command.make(
             return line === undefined ? Effect.void : log(line)
           }),
           Stream.runLast
-        )).pipe(Effect.provide(layer), Effect.either)
+        )).pipe(
+          Effect.provide(layer),
+          Effect.mapError((error) =>
+            ConfigError.isConfigError(error)
+              ? new Errors.RequestValidationError({ field: "configuration", reason: String(error) })
+              : error
+          ),
+          Effect.either
+        )
       if (outcome._tag === "Left") {
         const error = outcome.left
         yield* Console.error(Errors.userMessage(error))

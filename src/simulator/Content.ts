@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as o200k from "gpt-tokenizer/encoding/o200k_base"
 import { closingIndex } from "../internal/json.js"
 
 // =============================================================================
@@ -404,8 +405,9 @@ export const wordsAskedFor = (prompt: string): number | undefined => {
 }
 
 /**
- * An estimate of the tokens in a text: about four characters a token, as both providers document.
+ * The tokens of a text as the simulated gateway bills them: the o200k encoding of current OpenAI models, for
+ * both dialects (Claude's own tokenizer is not public).
  *
  * @since 0.1.0
  */
-export const countTokens = (text: string): number => Math.ceil(text.length / 4)
+export const countTokens = (text: string): number => o200k.countTokens(text)

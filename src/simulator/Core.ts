@@ -129,7 +129,7 @@ export const respond = (request: SimRequest, seed: number): Outcome => {
       return { _tag: "Reply", text, object, inputTokens, outputTokens, stopReason: "end" }
     }
     if (attempt === 3) {
-      const cut = text.slice(0, request.maxOutputTokens * 4)
+      const cut = text.slice(0, request.maxOutputTokens * 3)
       return { _tag: "Reply", text: cut, object: undefined, inputTokens, outputTokens: request.maxOutputTokens, stopReason: "max_tokens" }
     }
     words = Math.floor((words * request.maxOutputTokens) / outputTokens * 0.9)

@@ -6,6 +6,9 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { execFile } from "node:child_process"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { PlotResult } from "../../src/Domain.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
@@ -52,7 +55,7 @@ describe("plot-engine generate, offline", () => {
       expect(run.code).toBe(0)
       expect(run.stdout).toContain("[ 10%] Gathering relevant project context...")
       expect(run.stdout).toMatch(/\n# .+\n/)
-      expect(run.stdout).toMatch(/Model: {5}claude-sonnet-4-5 \(User preference\)/)
+      expect(run.stdout).toMatch(/Model: {5}claude-haiku-4-5 \(User preference\)/)
       expect(run.stdout).toMatch(/Cost: {6}\$0\.\d+/)
     }), 60_000)
 
@@ -63,6 +66,18 @@ describe("plot-engine generate, offline", () => {
       expect(run.stderr).toContain("targetWordCount")
     }), 60_000)
 })
+
+/** A copy of the sample project with hundreds of thousands of tokens of previous chapters. */
+const hugeProjectFile = () => {
+  const project = JSON.parse(readFileSync(sampleProjectFile, "utf8"))
+  project.previousContent = Array.from({ length: 60 }, (_, i) => ({
+    title: `Chapter ${i + 1}`,
+    text: `Chapter ${i + 1}. ${"The fog came in over Greyhaven and Mara kept the light burning through the night. ".repeat(400)}`
+  }))
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-cli-")), "huge-novel.json")
+  writeFileSync(file, JSON.stringify(project))
+  return file
+}
 
 layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))("plot-engine generate, against a gateway", (it) => {
   it.effect("fails after exactly one request with the authentication message on a wrong key", () =>
@@ -82,5 +97,23 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))("p
       expect(run.code).toBe(0)
       expect(run.stderr).not.toContain("embedded gateway simulator")
       expect(JSON.parse(run.stdout).provider).toBe("openai")
+    }), 60_000)
+
+  it.effect("sends a project far larger than any budget within the budget, and warns that context was cut", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const before = yield* simulator.stats
+      const run = yield* cli(
+        ["generate", "--project", hugeProjectFile(), "--prompt", "What happens after the storm?", "--json"],
+        { OPENAI_API_KEY: "sk-right-key-123456", OPENAI_BASE_URL: simulator.openaiBaseUrl }
+      )
+      expect(run.code).toBe(0)
+      const result = JSON.parse(run.stdout)
+      expect(result.isTemplate).toBe(false)
+      expect(result.warnings[0]).toMatch(/^The project context was cut to fit \d+ tokens: dropped \d+ of 60 previous chapters/)
+      const after = yield* simulator.stats
+      // About 1.2 million characters of project went in; what was sent fits the 32,000-token budget plus the frame.
+      expect(after.inputTokens - before.inputTokens).toBeLessThanOrEqual(32_000 + 2_500)
+      expect(after.inputTokens - before.inputTokens).toBeGreaterThan(0.9 * 32_000)
     }), 60_000)
 })

@@ -70,6 +70,6 @@ describe("Core.respond", () => {
 
   it("rejects a prompt longer than the model's context window", () => {
     const outcome = Core.respond(simRequest({ model: "gpt-3.5-turbo", prompt: "word ".repeat(20_000) }), 1)
-    expect(outcome).toEqual({ _tag: "ContextTooLong", promptTokens: 25_000, contextWindow: 16_385 })
+    expect(outcome).toEqual({ _tag: "ContextTooLong", promptTokens: 20_001, contextWindow: 16_385 })
   })
 })

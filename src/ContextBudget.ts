@@ -1,0 +1,356 @@
+/**
+ * Making the project context fit (seed §8): count its tokens, then cut it by the seed's priority (previous
+ * content first, then world building, then locations; characters and plot threads last), item by item,
+ * trimming the one item that straddles the budget so that the budget is used well.
+ *
+ * Token counts come from `@effect/ai`'s `OpenAiTokenizer` (gpt-tokenizer). Anthropic's tokenizer has not been
+ * public since Claude 3, so Anthropic counts are the o200k count times a safety margin that the reported usage
+ * corrects. Counts of unchanged texts are cached, so repeated generations over a project do not re-tokenize it.
+ *
+ * @since 0.1.0
+ */
+import * as OpenAiTokenizer from "@effect/ai-openai/OpenAiTokenizer"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import {
+  Character,
+  ContentExcerpt,
+  Location,
+  PlotThread,
+  ProjectContext,
+  WorldNote
+} from "./Domain.js"
+import type { ModelInfo } from "./ModelCatalog.js"
+import { asData } from "./PromptBuilder.js"
+
+// =============================================================================
+// Counting
+// =============================================================================
+
+/**
+ * Counts the tokens of a text.
+ *
+ * @since 0.1.0
+ * @category Counting
+ */
+export type Count = (text: string) => number
+
+/**
+ * The rough count both providers document: about four characters a token.
+ *
+ * @since 0.1.0
+ * @category Counting
+ */
+export const estimateTokens: Count = (text) => Math.ceil(text.length / 4)
+
+/**
+ * The model whose encoding counts an OpenAI model's tokens. gpt-tokenizer 2.9 knows gpt-4o (o200k) but not
+ * gpt-4.1 or gpt-5, which use the same encoding; the older models count with their own (cl100k).
+ *
+ * @since 0.1.0
+ * @category Counting
+ */
+export const encodingModel = (model: Pick<ModelInfo, "provider" | "id">): string =>
+  model.provider === "openai" && /^gpt-(4|3\.5)(-turbo|-32k|-0|$)/.test(model.id) && !model.id.startsWith("gpt-4o")
+    ? model.id.startsWith("gpt-3.5") ? "gpt-3.5-turbo" : "gpt-4"
+    : "gpt-4o"
+
+/**
+ * A count through `@effect/ai`'s OpenAI tokenizer (synchronous underneath); a text it cannot encode is
+ * estimated instead.
+ *
+ * @since 0.1.0
+ * @category Counting
+ */
+export const openAiCount = (model: string): Count => {
+  const tokenizer = OpenAiTokenizer.make({ model })
+  return (text) =>
+    Either.match(Effect.runSync(Effect.either(tokenizer.tokenize(text))), {
+      onLeft: () => estimateTokens(text),
+      onRight: (tokens) => tokens.length
+    })
+}
+
+/**
+ * The margin added to the o200k count of a text to estimate Claude's count, before reported usage corrects it.
+ *
+ * @since 0.1.0
+ * @category Counting
+ */
+export const anthropicMargin = 1.15
+
+/**
+ * A count with a cache of the most recent `capacity` texts, and how many texts it had to tokenize.
+ *
+ * @since 0.1.0
+ * @category Counting
+ */
+export interface CachedCount {
+  readonly count: Count
+  /** Texts tokenized so far (cache misses). */
+  readonly tokenized: () => number
+}
+
+/**
+ * Caches a count by text, evicting the least recently used past `capacity`.
+ *
+ * @since 0.1.0
+ * @category Counting
+ */
+export const cached = (count: Count, capacity = 20_000): CachedCount => {
+  const cache = new Map<string, number>()
+  let misses = 0
+  return {
+    count: (text) => {
+      const hit = cache.get(text)
+      if (hit !== undefined) {
+        cache.delete(text)
+        cache.set(text, hit)
+        return hit
+      }
+      misses++
+      const tokens = count(text)
+      cache.set(text, tokens)
+      if (cache.size > capacity) cache.delete(cache.keys().next().value!)
+      return tokens
+    },
+    tokenized: () => misses
+  }
+}
+
+// =============================================================================
+// Measuring
+// =============================================================================
+
+/**
+ * The parts of a context, from the highest priority (kept longest) to the lowest (cut first).
+ *
+ * @since 0.1.0
+ * @category Measuring
+ */
+export const sections = ["characters", "plotThreads", "locations", "worldBuilding", "previousContent"] as const
+
+/**
+ * @since 0.1.0
+ * @category Measuring
+ */
+export type Section = typeof sections[number]
+
+/** JSON punctuation between items of an array, per item. */
+const itemOverhead = 2
+
+/** The title, genre and synopsis, which are always kept (they are short and bounded). */
+const headerText = (context: ProjectContext) =>
+  asData({ title: context.title, genre: context.genre, synopsis: context.synopsis })
+
+const itemTokens = (item: unknown, count: Count) => count(asData(item)) + itemOverhead
+
+/**
+ * The tokens a context takes in a prompt, as this module measures it (each item's JSON counted alone).
+ *
+ * @since 0.1.0
+ * @category Measuring
+ */
+export const measure = (context: ProjectContext, count: Count): number => {
+  let total = count(headerText(context))
+  for (const section of sections) for (const item of context[section]) total += itemTokens(item, count)
+  return total
+}
+
+// =============================================================================
+// Fitting
+// =============================================================================
+
+/**
+ * A fitted context and what was cut.
+ *
+ * @since 0.1.0
+ * @category Fitting
+ */
+export interface Fitted {
+  readonly context: ProjectContext
+  readonly tokens: number
+  readonly originalTokens: number
+  /** How many items of each section were dropped. */
+  readonly dropped: Readonly<Record<Section, number>>
+  /** The item that was shortened to use the last of the budget, if any. */
+  readonly trimmed: string | undefined
+  /** What was cut, for the result's warnings (empty when nothing was). */
+  readonly warnings: ReadonlyArray<string>
+}
+
+type Item = Character | PlotThread | Location | WorldNote | ContentExcerpt
+
+/** The item's label, for warnings. */
+const labelOf = (item: Item): string =>
+  item instanceof Character || item instanceof Location ? item.name : item instanceof WorldNote ? item.topic : item.title
+
+/** The long text field of an item, which trimming shortens; chapters keep their end, the rest their start. */
+const trimField = (item: Item): { readonly text: string; readonly keepEnd: boolean; readonly with: (text: string) => Item } => {
+  if (item instanceof Character) return { text: item.description ?? "", keepEnd: false, with: (description) => new Character({ ...item, description }) }
+  if (item instanceof PlotThread) return { text: item.summary ?? "", keepEnd: false, with: (summary) => new PlotThread({ ...item, summary }) }
+  if (item instanceof Location) return { text: item.description ?? "", keepEnd: false, with: (description) => new Location({ ...item, description }) }
+  if (item instanceof WorldNote) return { text: item.details, keepEnd: false, with: (details) => new WorldNote({ ...item, details }) }
+  return { text: item.text, keepEnd: true, with: (text) => new ContentExcerpt({ ...item, text }) }
+}
+
+/** A trimmed item is only worth keeping with at least this many tokens of its text. */
+const minTrimmedTextTokens = 16
+
+/**
+ * Shortens an item's long text so that the item takes at most `budget` tokens, or `undefined` when even a
+ * short version does not fit. The cut is estimated from the text's token density, then tightened.
+ */
+const trim = (item: Item, budget: number, count: Count): Item | undefined => {
+  const field = trimField(item)
+  const bare = itemTokens(field.with(""), count)
+  const textBudget = budget - bare - 2
+  if (textBudget < minTrimmedTextTokens || field.text.length === 0) return undefined
+  const density = field.text.length / Math.max(1, count(field.text))
+  let length = Math.min(field.text.length - 1, Math.floor(textBudget * density))
+  for (let attempt = 0; attempt < 12 && length > 0; attempt++) {
+    const text = field.keepEnd ? `[…] ${field.text.slice(field.text.length - length)}` : `${field.text.slice(0, length)} […]`
+    const candidate = field.with(text)
+    const tokens = itemTokens(candidate, count)
+    if (tokens <= budget) return candidate
+    length = Math.floor(length * Math.min(0.97, budget / tokens))
+  }
+  return undefined
+}
+
+const noneDropped: Record<Section, number> = { characters: 0, plotThreads: 0, locations: 0, worldBuilding: 0, previousContent: 0 }
+
+const describeCut = (original: ProjectContext, dropped: Record<Section, number>, trimmed: string | undefined, budget: number) => {
+  const names: Record<Section, string> = {
+    characters: "characters",
+    plotThreads: "plot threads",
+    locations: "locations",
+    worldBuilding: "world notes",
+    previousContent: "previous chapters"
+  }
+  const parts = sections
+    .filter((s) => dropped[s] > 0)
+    .map((s) => `${dropped[s]} of ${original[s].length} ${names[s]}`)
+  const what = [
+    ...(parts.length > 0 ? [`dropped ${parts.join(", ")}`] : []),
+    ...(trimmed === undefined ? [] : [`shortened "${trimmed}"`])
+  ].join("; ")
+  return `The project context was cut to fit ${budget} tokens: ${what}.`
+}
+
+/**
+ * Cuts a context to at most `maxTokens` (as `measure` counts): items are kept by priority (characters, plot
+ * threads, locations, world notes, then previous chapters from the most recent back) while they fit; the first
+ * that does not is shortened to fill what is left, and everything after it is dropped. A context that fits is
+ * returned unchanged, so fitting twice changes nothing.
+ *
+ * @since 0.1.0
+ * @category Fitting
+ */
+export const fit = (context: ProjectContext, maxTokens: number, count: Count): Fitted => {
+  const originalTokens = measure(context, count)
+  if (originalTokens <= maxTokens) {
+    return { context, tokens: originalTokens, originalTokens, dropped: noneDropped, trimmed: undefined, warnings: [] }
+  }
+  const kept: Record<Section, Array<Item | undefined>> = {
+    characters: [],
+    plotThreads: [],
+    locations: [],
+    worldBuilding: [],
+    previousContent: []
+  }
+  let remaining = maxTokens - count(headerText(context))
+  let trimmed: string | undefined
+  let full = remaining < 0
+  for (const section of sections) {
+    const items: ReadonlyArray<Item> = context[section]
+    kept[section] = items.map(() => undefined)
+    // The most recent chapters matter most for what comes next.
+    const order = section === "previousContent" ? items.map((_, i) => items.length - 1 - i) : items.map((_, i) => i)
+    for (const index of order) {
+      if (full) break
+      const item = items[index]!
+      const tokens = itemTokens(item, count)
+      if (tokens <= remaining) {
+        kept[section][index] = item
+        remaining -= tokens
+        continue
+      }
+      const shortened = trim(item, remaining, count)
+      if (shortened !== undefined) {
+        kept[section][index] = shortened
+        remaining -= itemTokens(shortened, count)
+        trimmed = labelOf(item)
+      }
+      full = true
+    }
+  }
+  const keep = <A extends Item>(section: Section) => kept[section].filter((item): item is A => item !== undefined)
+  const fitted = new ProjectContext({
+    ...context,
+    characters: keep<Character>("characters"),
+    plotThreads: keep<PlotThread>("plotThreads"),
+    locations: keep<Location>("locations"),
+    worldBuilding: keep<WorldNote>("worldBuilding"),
+    previousContent: keep<ContentExcerpt>("previousContent")
+  })
+  const dropped = Object.fromEntries(
+    sections.map((s) => [s, context[s].length - fitted[s].length])
+  ) as Record<Section, number>
+  return {
+    context: fitted,
+    tokens: measure(fitted, count),
+    originalTokens,
+    dropped,
+    trimmed,
+    warnings: [describeCut(context, dropped, trimmed, maxTokens)]
+  }
+}
+
+// =============================================================================
+// Budgets
+// =============================================================================
+
+/**
+ * The default context budget: generous for a plot, well under every current model's window.
+ *
+ * @since 0.1.0
+ * @category Budgets
+ */
+export const defaultMaxContextTokens = 32_000
+
+/**
+ * The tokens the project context may take for a model: the configured budget, never more than what the
+ * model's window leaves after the reply and the rest of the prompt.
+ *
+ * @since 0.1.0
+ * @category Budgets
+ */
+export const budgetFor = (
+  model: Pick<ModelInfo, "contextWindow">,
+  input: { readonly maxOutputTokens: number; readonly promptTokens: number; readonly maxContextTokens?: number | undefined }
+): number =>
+  Math.max(0, Math.min(input.maxContextTokens ?? defaultMaxContextTokens, model.contextWindow - input.maxOutputTokens - input.promptTokens))
+
+/**
+ * The context budget for the one retry after the provider rejected a prompt as too long: half of what was
+ * sent, or what the provider's message says fits, whichever is smaller; always strictly less than was sent.
+ *
+ * @since 0.1.0
+ * @category Budgets
+ */
+export const reducedBudget = (input: {
+  /** The context tokens that were sent. */
+  readonly sentContextTokens: number
+  /** The rest of the prompt (instructions, request), in tokens. */
+  readonly promptTokens: number
+  readonly maxOutputTokens: number
+  /** The model's limit, when the provider's message gave it. */
+  readonly maxContextTokens?: number | undefined
+}): number => {
+  const half = Math.floor(input.sentContextTokens / 2)
+  const fits = input.maxContextTokens === undefined
+    ? half
+    : input.maxContextTokens - input.maxOutputTokens - input.promptTokens
+  return Math.max(0, Math.min(half, fits, input.sentContextTokens - 1))
+}

@@ -1,0 +1,154 @@
+/**
+ * Choosing the model for a request (seed TASK-003): score the task's complexity exactly as the seed's §2 does,
+ * then map the seed's rules onto capability tiers of the catalog, so that the rules outlive model names.
+ *
+ * The seed's example test "selects GPT-4 for high complexity tasks" contradicts its own algorithm (which
+ * sends high complexity to Claude Opus); the algorithm wins here.
+ *
+ * @since 0.1.0
+ */
+import * as Arr from "effect/Array"
+import * as Option from "effect/Option"
+import type { PlotRequest, ProviderName } from "./Domain.js"
+import * as ModelCatalog from "./ModelCatalog.js"
+
+/**
+ * @since 0.1.0
+ * @category Complexity
+ */
+export type Complexity = "low" | "medium" | "high"
+
+/**
+ * Scores a request as the seed does: words over 2,000 (+2) or over 1,000 (+1); a prompt over 200 characters
+ * (+1); "character development", "complex", "nuanced" or "detailed" in the prompt (+2); a fantasy, sci-fi or
+ * literary fiction genre (+1). 4 or more is high, 2 or more medium, else low.
+ *
+ * @since 0.1.0
+ * @category Complexity
+ */
+export const complexityScore = (
+  request: Pick<PlotRequest, "targetWordCount" | "userPrompt" | "genre">
+): number => {
+  let score = 0
+  if (request.targetWordCount !== undefined && request.targetWordCount > 2_000) score += 2
+  else if (request.targetWordCount !== undefined && request.targetWordCount > 1_000) score += 1
+  if (request.userPrompt.length > 200) score += 1
+  if (/character development|complex|nuanced|detailed/i.test(request.userPrompt)) score += 2
+  if (request.genre !== undefined && /fantasy|sci-fi|literary fiction/i.test(request.genre)) score += 1
+  return score
+}
+
+/**
+ * The seed's `assessTaskComplexity`.
+ *
+ * @since 0.1.0
+ * @category Complexity
+ */
+export const assessComplexity = (request: Pick<PlotRequest, "targetWordCount" | "userPrompt" | "genre">): Complexity => {
+  const score = complexityScore(request)
+  return score >= 4 ? "high" : score >= 2 ? "medium" : "low"
+}
+
+/**
+ * The seed's `ModelSelectionCriteria`; `projectContext` is the project context's size in tokens.
+ *
+ * @since 0.1.0
+ * @category Selection
+ */
+export interface ModelSelectionCriteria {
+  readonly taskComplexity: Complexity
+  readonly targetWordCount: number
+  readonly projectContext: number
+  readonly userPreference?: ProviderName | undefined
+  readonly costSensitive?: boolean | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category Selection
+ */
+export interface SelectionOptions {
+  /** The models to choose from (default `ModelCatalog.defaultCatalog`). */
+  readonly catalog?: ModelCatalog.Catalog | undefined
+  /** The providers that can be called (default both). */
+  readonly providers?: ReadonlyArray<ProviderName> | undefined
+  /** Tokens to keep free for the reply when judging whether the context fits (default 0). */
+  readonly outputTokens?: number | undefined
+}
+
+/**
+ * What was chosen, and why.
+ *
+ * @since 0.1.0
+ * @category Selection
+ */
+export interface ModelSelection {
+  readonly provider: ProviderName
+  readonly model: string
+  readonly reasoning: string
+}
+
+/** The seed's rule: which provider and tier a request calls for, before configuration and fit. */
+const rule = (criteria: ModelSelectionCriteria): { provider: ProviderName; tier: ModelCatalog.Tier; reasoning: string } => {
+  if (criteria.taskComplexity === "high" || criteria.targetWordCount > 2_000) {
+    return { provider: "anthropic", tier: "premium", reasoning: "High complexity requires best model" }
+  }
+  if (criteria.taskComplexity === "medium") {
+    return criteria.costSensitive
+      ? { provider: "anthropic", tier: "balanced", reasoning: "Balanced quality/cost" }
+      : { provider: "openai", tier: "balanced", reasoning: "High quality, good speed" }
+  }
+  return { provider: "openai", tier: "fast", reasoning: "Fast and cost-effective for simple tasks" }
+}
+
+const otherProvider = (provider: ProviderName): ProviderName => (provider === "openai" ? "anthropic" : "openai")
+
+/**
+ * Chooses a model by the seed's rules mapped onto tiers: the user's preferred provider wins (at the tier the
+ * task calls for); high complexity or more than 2,000 words goes to premium Anthropic; medium to balanced
+ * Anthropic when cost sensitive, else balanced OpenAI; low to fast OpenAI. Only configured providers are chosen:
+ * when the rule's provider is not, the other provider's model of the same tier is. When the context does not
+ * fit the chosen model's window, a bigger-window model of the same tier is chosen, and `reasoning` says so.
+ * `None` when no configured provider has a model of the tier.
+ *
+ * @since 0.1.0
+ * @category Selection
+ */
+export const selectModel = (
+  criteria: ModelSelectionCriteria,
+  options: SelectionOptions = {}
+): Option.Option<ModelSelection> => {
+  const catalog = options.catalog ?? ModelCatalog.defaultCatalog
+  const providers = options.providers ?? ["openai", "anthropic"]
+  const base = rule(criteria)
+  const preferred = criteria.userPreference !== undefined && providers.includes(criteria.userPreference)
+    ? { provider: criteria.userPreference, note: "User preference" }
+    : providers.includes(base.provider)
+    ? { provider: base.provider, note: base.reasoning }
+    : { provider: otherProvider(base.provider), note: `${base.reasoning} (${base.provider} is not configured)` }
+  const candidates = catalog.filter((m) => m.tier === base.tier && !m.retired && providers.includes(m.provider))
+  const first = Arr.findFirst(candidates, (m) => m.provider === preferred.provider).pipe(
+    Option.orElse(() => Arr.head(candidates))
+  )
+  const needed = criteria.projectContext + (options.outputTokens ?? 0)
+  return Option.map(first, (chosen) => {
+    if (chosen.contextWindow >= needed) {
+      return { provider: chosen.provider, model: chosen.id, reasoning: preferred.note }
+    }
+    const bigger = candidates
+      .filter((m) => m.contextWindow > chosen.contextWindow)
+      .sort((a, b) => a.contextWindow - b.contextWindow)
+    const fits = bigger.find((m) => m.contextWindow >= needed) ?? bigger.at(-1)
+    return fits === undefined
+      ? {
+        provider: chosen.provider,
+        model: chosen.id,
+        reasoning: `${preferred.note}; the context (${criteria.projectContext} tokens) will be cut to fit its window`
+      }
+      : {
+        provider: fits.provider,
+        model: fits.id,
+        reasoning: `${preferred.note}; ${fits.id} instead of ${chosen.id} for its larger context window (${fits.contextWindow} tokens)`
+      }
+  })
+}

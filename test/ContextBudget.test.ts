@@ -1,0 +1,184 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Arbitrary from "effect/Arbitrary"
+import * as FastCheck from "effect/FastCheck"
+import { Character, ContentExcerpt, Location, PlotThread, ProjectContext, WorldNote } from "../src/Domain.js"
+import * as ContextBudget from "../src/ContextBudget.js"
+import { sampleProject } from "./utils/fixtures.js"
+
+const count = ContextBudget.estimateTokens
+
+const items = <A>(schema: Parameters<typeof Arbitrary.make<A, any, never>>[0], max: number) =>
+  FastCheck.array(Arbitrary.make(schema), { maxLength: max })
+
+/** Contexts from tiny to far larger than the budgets below, built from the schemas' own arbitraries. */
+const contexts: FastCheck.Arbitrary<ProjectContext> = FastCheck.record({
+  characters: items(Character, 12),
+  plotThreads: items(PlotThread, 8),
+  locations: items(Location, 8),
+  worldBuilding: items(WorldNote, 8),
+  previousContent: FastCheck.array(
+    FastCheck.record({
+      title: FastCheck.constantFrom("Chapter 1", "Chapter 2", "Interlude"),
+      text: FastCheck.lorem({ maxCount: 400, mode: "sentences" })
+    }).map((e) => new ContentExcerpt(e)),
+    { maxLength: 20 }
+  )
+}).map((fields) => new ProjectContext(fields))
+
+const budgets = FastCheck.integer({ min: 600, max: 12_000 })
+
+/** The position of every kept item in the priority order, and of every cut one. */
+const priorityPositions = (original: ProjectContext, fitted: ProjectContext) => {
+  const keptPositions: Array<number> = []
+  const cutPositions: Array<number> = []
+  let position = 0
+  for (const section of ContextBudget.sections) {
+    const all: ReadonlyArray<unknown> = original[section]
+    const order = section === "previousContent" ? [...all.keys()].reverse() : [...all.keys()]
+    const kept = fitted[section] as ReadonlyArray<unknown>
+    for (const index of order) {
+      const item = all[index]
+      // An item kept unchanged is the same object; a trimmed one counts as cut.
+      if (kept.includes(item)) keptPositions.push(position)
+      else cutPositions.push(position)
+      position++
+    }
+  }
+  return { keptPositions, cutPositions }
+}
+
+describe("ContextBudget.fit properties", () => {
+  it("stays within the budget for any context", () => {
+    FastCheck.assert(
+      FastCheck.property(contexts, budgets, (context, budget) => {
+        expect(ContextBudget.fit(context, budget, count).tokens).toBeLessThanOrEqual(budget)
+      }),
+      { numRuns: 150 }
+    )
+  })
+
+  it("never keeps a lower-priority item while a higher-priority one was cut", () => {
+    FastCheck.assert(
+      FastCheck.property(contexts, budgets, (context, budget) => {
+        const { cutPositions, keptPositions } = priorityPositions(context, ContextBudget.fit(context, budget, count).context)
+        if (cutPositions.length > 0 && keptPositions.length > 0) {
+          expect(Math.max(...keptPositions)).toBeLessThan(Math.min(...cutPositions))
+        }
+      }),
+      { numRuns: 150 }
+    )
+  })
+
+  it("changes nothing when fitted twice", () => {
+    FastCheck.assert(
+      FastCheck.property(contexts, budgets, (context, budget) => {
+        const once = ContextBudget.fit(context, budget, count)
+        const twice = ContextBudget.fit(once.context, budget, count)
+        expect(twice.context).toEqual(once.context)
+        expect(twice.warnings).toEqual([])
+      }),
+      { numRuns: 100 }
+    )
+  })
+
+  it("uses at least 90 % of the budget when the context is larger", () => {
+    FastCheck.assert(
+      FastCheck.property(contexts, budgets, (context, budget) => {
+        const fitted = ContextBudget.fit(context, budget, count)
+        if (fitted.originalTokens > budget) expect(fitted.tokens).toBeGreaterThanOrEqual(0.9 * budget)
+      }),
+      { numRuns: 150 }
+    )
+  })
+})
+
+describe("ContextBudget.fit", () => {
+  const chapters = Array.from({ length: 40 }, (_, i) => new ContentExcerpt({ title: `Chapter ${i + 1}`, text: "The fog rolled in. ".repeat(2_000) }))
+  const huge = new ProjectContext({ ...sampleProject, previousContent: chapters })
+
+  it("returns a context that fits unchanged, with no warnings", () => {
+    const fitted = ContextBudget.fit(sampleProject, 100_000, count)
+    expect(fitted.context).toBe(sampleProject)
+    expect(fitted.warnings).toEqual([])
+  })
+
+  it("cuts the oldest chapters first and keeps every character, thread and location", () => {
+    const fitted = ContextBudget.fit(huge, 16_000, count)
+    expect(fitted.context.characters).toEqual(sampleProject.characters)
+    expect(fitted.context.plotThreads).toEqual(sampleProject.plotThreads)
+    expect(fitted.context.locations).toEqual(sampleProject.locations)
+    const titles = fitted.context.previousContent.map((c) => c.title)
+    expect(titles.at(-1)).toBe("Chapter 40")
+    expect(titles).not.toContain("Chapter 1")
+    expect(fitted.dropped.previousContent).toBe(40 - titles.length)
+    expect(fitted.warnings[0]).toMatch(/^The project context was cut to fit 16000 tokens: dropped \d+ of 40 previous chapters; shortened "Chapter \d+"\.$/)
+  })
+
+  it("keeps the end of a shortened chapter, the part nearest to what comes next", () => {
+    const fitted = ContextBudget.fit(huge, 16_000, count)
+    const shortened = fitted.context.previousContent[0]!
+    expect(shortened.text.startsWith("[…] ")).toBe(true)
+    expect(shortened.text.endsWith(chapters[0]!.text.slice(-40))).toBe(true)
+  })
+
+  it("counts with the real tokenizer too", () => {
+    const tokens = ContextBudget.openAiCount("gpt-4o")
+    const fitted = ContextBudget.fit(huge, 16_000, tokens)
+    expect(fitted.tokens).toBeLessThanOrEqual(16_000)
+    expect(fitted.tokens).toBeGreaterThanOrEqual(14_400)
+  })
+})
+
+describe("ContextBudget counting", () => {
+  it("caches counts of unchanged texts", () => {
+    let calls = 0
+    const counter = ContextBudget.cached((text) => {
+      calls++
+      return count(text)
+    })
+    ContextBudget.measure(sampleProject, counter.count)
+    const first = calls
+    ContextBudget.measure(sampleProject, counter.count)
+    expect(calls).toBe(first)
+    expect(counter.tokenized()).toBe(first)
+  })
+
+  it("evicts the least recently used past its capacity", () => {
+    const counter = ContextBudget.cached(count, 2)
+    counter.count("a")
+    counter.count("b")
+    counter.count("a")
+    counter.count("c")
+    counter.count("a")
+    counter.count("b")
+    expect(counter.tokenized()).toBe(4)
+  })
+
+  it("maps OpenAI models onto the encoding gpt-tokenizer knows", () => {
+    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-4.1" })).toBe("gpt-4o")
+    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-5" })).toBe("gpt-4o")
+    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-4" })).toBe("gpt-4")
+    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-4-turbo-preview" })).toBe("gpt-4")
+    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-3.5-turbo" })).toBe("gpt-3.5-turbo")
+    expect(ContextBudget.encodingModel({ provider: "anthropic", id: "claude-sonnet-4-5" })).toBe("gpt-4o")
+    expect(ContextBudget.openAiCount("gpt-4o")("Mara climbed the hundred and twelve steps.")).toBeGreaterThan(5)
+  })
+})
+
+describe("ContextBudget budgets", () => {
+  it("never exceeds the model's window minus the reply and the rest of the prompt", () => {
+    expect(ContextBudget.budgetFor({ contextWindow: 200_000 }, { maxOutputTokens: 4_000, promptTokens: 1_000 })).toBe(32_000)
+    expect(ContextBudget.budgetFor({ contextWindow: 16_385 }, { maxOutputTokens: 4_096, promptTokens: 1_000 })).toBe(11_289)
+    expect(ContextBudget.budgetFor({ contextWindow: 200_000 }, { maxOutputTokens: 4_000, promptTokens: 1_000, maxContextTokens: 8_000 }))
+      .toBe(8_000)
+  })
+
+  it("gives the retry after a context-length rejection strictly less than was sent", () => {
+    expect(ContextBudget.reducedBudget({ sentContextTokens: 30_000, promptTokens: 1_000, maxOutputTokens: 4_000 })).toBe(15_000)
+    // The provider said the model takes 16,385: 16,385 - 4,000 - 1,000 = 11,385 is smaller than half.
+    expect(
+      ContextBudget.reducedBudget({ sentContextTokens: 30_000, promptTokens: 1_000, maxOutputTokens: 4_000, maxContextTokens: 16_385 })
+    ).toBe(11_385)
+    expect(ContextBudget.reducedBudget({ sentContextTokens: 1, promptTokens: 0, maxOutputTokens: 0 })).toBe(0)
+  })
+})
