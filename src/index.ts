@@ -5,6 +5,9 @@
  */
 
 /** @since 0.1.0 */
+export * as ContextBudget from "./ContextBudget.js"
+
+/** @since 0.1.0 */
 export * as Domain from "./Domain.js"
 
 /** @since 0.1.0 */
@@ -12,6 +15,9 @@ export * as Errors from "./Errors.js"
 
 /** @since 0.1.0 */
 export * as ModelCatalog from "./ModelCatalog.js"
+
+/** @since 0.1.0 */
+export * as ModelSelector from "./ModelSelector.js"
 
 /** @since 0.1.0 */
 export * as PlotGeneration from "./PlotGeneration.js"

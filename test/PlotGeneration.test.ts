@@ -259,3 +259,19 @@ describe("PlotGeneration model selection and context budget", () => {
     }).pipe(Effect.provide(engineWith([text(sampleOutlineJson)], [], { tokenCount })))
   })
 })
+
+describe("PlotGeneration token calibration", () => {
+  it.effect("corrects the Anthropic estimate with the usage Claude reports", () =>
+    Effect.gen(function*() {
+      const anthropicRequest = { ...request, provider: "anthropic" as const }
+      const first = yield* generate(anthropicRequest)
+      const second = yield* generate(anthropicRequest)
+      // Claude reported far fewer input tokens than the o200k count with its margin: the next estimate is lower.
+      expect(second.preCallEstimateUsd!).toBeLessThan(first.preCallEstimateUsd!)
+    }).pipe(Effect.provide(
+      PlotGeneration.layer().pipe(
+        Layer.provide(Providers.layerModels({ anthropic: scripted([text(sampleOutlineJson, { inputTokens: 100, outputTokens: 50 })]) })),
+        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
+      )
+    )))
+})

@@ -1,0 +1,63 @@
+/**
+ * Benchmark `context`: fitting a 200,000-token project into a 16,000-token budget with the real tokenizer,
+ * cold (a fresh token cache) and warm (the cache of the previous fit over the same project).
+ */
+import * as ContextBudget from "../src/ContextBudget.js"
+import { ContentExcerpt, ProjectContext } from "../src/Domain.js"
+import { sampleProject } from "./fixtures.js"
+
+const sentences = [
+  "The fog came in over Greyhaven before the boats were home.",
+  "Mara counted the steps again, as her father had taught her, and the count came out wrong.",
+  "At the Drowned Bell the fishermen spoke of a second lamp beneath the water.",
+  "Isolde Varga wrote three letters that night and burned two of them.",
+  "Elias Thorne smiled at the harbour as if it owed him money."
+]
+
+/** A project whose previous chapters hold about `tokens` tokens (o200k), varied enough not to compress. */
+export const largeProject = (tokens: number): ProjectContext => {
+  const count = ContextBudget.openAiCount("gpt-4o")
+  const chapters: Array<ContentExcerpt> = []
+  let total = 0
+  for (let chapter = 1; total < tokens; chapter++) {
+    const paragraphs = Array.from({ length: 120 }, (_, p) =>
+      sentences.map((s, i) => s.replace("night", `night ${chapter}-${p}-${i}`)).join(" "))
+    const text = paragraphs.join("\n\n")
+    chapters.push(new ContentExcerpt({ title: `Chapter ${chapter}`, text }))
+    total += count(text)
+  }
+  return new ProjectContext({ ...sampleProject, previousContent: chapters })
+}
+
+const time = (f: () => void): number => {
+  const start = performance.now()
+  f()
+  return performance.now() - start
+}
+
+const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+export const run = () => {
+  const project = largeProject(200_000)
+  const projectTokens = ContextBudget.measure(project, ContextBudget.openAiCount("gpt-4o"))
+  const budget = 16_000
+  const cold: Array<number> = []
+  const warm: Array<number> = []
+  let fitted: ContextBudget.Fitted | undefined
+  for (let i = 0; i < 5; i++) {
+    const counter = ContextBudget.cached(ContextBudget.openAiCount("gpt-4o"))
+    cold.push(time(() => (fitted = ContextBudget.fit(project, budget, counter.count))))
+    for (let j = 0; j < 20; j++) warm.push(time(() => ContextBudget.fit(project, budget, counter.count)))
+  }
+  return {
+    projectTokens,
+    budget,
+    fittedTokens: fitted!.tokens,
+    budgetUsed: fitted!.tokens / budget,
+    chaptersKept: fitted!.context.previousContent.length,
+    chaptersTotal: project.previousContent.length,
+    coldMsMedian: median(cold),
+    warmMsMedian: median(warm),
+    speedup: median(cold) / median(warm)
+  }
+}

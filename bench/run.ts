@@ -1,0 +1,33 @@
+/**
+ * Runs the benchmarks: `npm run bench` runs them all, `npm run bench -- NAME` one. Each writes its figures
+ * to `bench/results/NAME.json` and prints them. Absolute times vary between runs and machines.
+ */
+import { mkdirSync, writeFileSync } from "node:fs"
+import { cpus, totalmem } from "node:os"
+import * as Context from "./context.js"
+
+const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
+  context: Context.run
+}
+
+const selected = process.argv.slice(2)
+const unknown = selected.filter((name) => !(name in benchmarks))
+if (unknown.length > 0) {
+  console.error(`Unknown benchmark(s): ${unknown.join(", ")}. Known: ${Object.keys(benchmarks).join(", ")}`)
+  process.exit(2)
+}
+
+const results = new URL("./results/", import.meta.url)
+mkdirSync(results, { recursive: true })
+const machine = { cpus: `${cpus().length} x ${cpus()[0]?.model ?? "unknown"}`, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
+console.log(`Machine: ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}`)
+
+for (const name of selected.length > 0 ? selected : Object.keys(benchmarks)) {
+  const figures = await benchmarks[name]!()
+  writeFileSync(new URL(`${name}.json`, results), JSON.stringify({ benchmark: name, machine, ...figures }, null, 2) + "\n")
+  console.log(`\n## ${name}\n`)
+  console.log("| figure | value |\n| --- | --- |")
+  for (const [key, value] of Object.entries(figures)) {
+    console.log(`| ${key} | ${typeof value === "number" ? Number(value.toFixed(3)) : JSON.stringify(value)} |`)
+  }
+}
