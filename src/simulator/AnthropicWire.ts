@@ -6,7 +6,8 @@
  * @since 0.1.0
  */
 import type { SimFault, SimReply, SimRequest } from "./Core.js"
-import { deltas } from "./Core.js"
+import { contextWindowOf, deltas } from "./Core.js"
+import { type Fault, retryHeaders } from "./Faults.js"
 import { type SseEvent, type WireError, isRecord, textOf } from "./Wire.js"
 
 /**
@@ -30,6 +31,7 @@ export const errorBody = (type: string, message: string, requestId: string) => (
 })
 
 const invalid = (message: string): WireError => ({ status: 400, body: errorBody("invalid_request_error", message, "") })
+
 
 /**
  * Reads a Messages API request body.
@@ -68,23 +70,63 @@ export const invalidApiKey = (requestId: string): WireError => ({
   body: errorBody("authentication_error", "invalid x-api-key", requestId)
 })
 
+const anthropicError = (status: number, type: string, message: string, requestId: string, headers: Record<string, string> = {}, details?: Record<string, unknown>): WireError => ({
+  status,
+  body: { type: "error", error: { type, message, ...(details === undefined ? {} : { details }) }, request_id: requestId },
+  headers
+})
+
 /**
- * A fault as Anthropic sends it.
+ * A fault that has an HTTP answer, as Anthropic sends it; `undefined` for the faults that are not an HTTP
+ * answer (hangs, resets, broken bodies and streams).
  *
  * @since 0.1.0
  */
-export const faultError = (fault: SimFault, requestId: string): WireError => {
-  switch (fault._tag) {
-    case "ContextTooLong":
-      return {
-        status: 400,
-        body: errorBody(
-          "invalid_request_error",
-          `prompt is too long: ${fault.promptTokens} tokens > ${fault.contextWindow} maximum`,
-          requestId
-        )
-      }
+export const faultError = (fault: Fault | SimFault, request: SimRequest, requestId: string): WireError | undefined => {
+  if ("_tag" in fault) {
+    return anthropicError(400, "invalid_request_error", `prompt is too long: ${fault.promptTokens} tokens > ${fault.contextWindow} maximum`, requestId)
   }
+  const retry = retryHeaders(fault)
+  switch (fault.kind) {
+    case "rate_limit":
+      return anthropicError(429, "rate_limit_error", "This request would exceed the rate limit for your organization of 50 requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.", requestId, retry)
+    case "insufficient_quota":
+      return anthropicError(429, "rate_limit_error", "You have reached your specified workspace API usage limits. You will regain access on the first of next month.", requestId, retry, { error_code: "enforced_spend_limit_reached" })
+    case "request_too_large":
+      return anthropicError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.", requestId)
+    case "server_error":
+      return anthropicError(500, "api_error", "Internal server error", requestId, retry)
+    case "bad_gateway":
+      return anthropicError(502, "api_error", "Bad gateway", requestId, retry)
+    case "unavailable":
+      return anthropicError(503, "api_error", "Service unavailable", requestId, retry)
+    case "overloaded":
+      return anthropicError(529, "overloaded_error", "Overloaded", requestId, { "x-should-retry": "true", ...retry })
+    case "gateway_timeout":
+      return anthropicError(504, "timeout_error", "Request timed out", requestId, retry)
+    case "auth":
+      return invalidApiKey(requestId)
+    case "invalid_request":
+      return anthropicError(400, "invalid_request_error", "temperature: Input should be less than or equal to 1", requestId)
+    case "context_length":
+      return faultError({ _tag: "ContextTooLong", promptTokens: contextWindowOf(request.model) + 8_656, contextWindow: contextWindowOf(request.model) }, request, requestId)
+    case "hang":
+    case "reset":
+    case "malformed_json":
+    case "truncated_sse":
+    case "stream_error":
+      return undefined
+  }
+}
+
+/**
+ * The error event Anthropic sends mid-stream, after HTTP 200.
+ *
+ * @since 0.1.0
+ */
+export const streamErrorEvent: SseEvent = {
+  event: "error",
+  data: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }
 }
 
 const contentBlock = (request: AnthropicRequest, reply: SimReply, toolUseId: string) =>

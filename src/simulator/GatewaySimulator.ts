@@ -10,6 +10,8 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -18,6 +20,7 @@ import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import * as AnthropicWire from "./AnthropicWire.js"
 import * as Core from "./Core.js"
+import * as Faults from "./Faults.js"
 import * as OpenAiWire from "./OpenAiWire.js"
 import { encodeSse, isWireError, type SseEvent, type WireError } from "./Wire.js"
 
@@ -34,6 +37,8 @@ export interface Options {
   readonly seed?: number | undefined
   /** The keys each dialect accepts; a dialect without one accepts any non-empty key. */
   readonly apiKeys?: { readonly openai?: string | undefined; readonly anthropic?: string | undefined } | undefined
+  /** Random fault rates and latency from the start (scripts are set with `script`). */
+  readonly faults?: Faults.RandomFaults | undefined
 }
 
 /**
@@ -43,9 +48,13 @@ export interface Options {
  * @category Models
  */
 export interface Stats {
+  /** Every request that reached a provider endpoint (each attempt a client made). */
   readonly requests: number
   readonly byDialect: Readonly<Record<Core.Dialect, number>>
   readonly byStatus: Readonly<Record<string, number>>
+  readonly faults: Readonly<Partial<Record<Faults.FaultKind, number>>>
+  /** Requests whose client went away before the answer was complete. */
+  readonly closedByClient: number
   readonly inputTokens: number
   readonly outputTokens: number
 }
@@ -54,6 +63,8 @@ const emptyStats: Stats = {
   requests: 0,
   byDialect: { openai: 0, anthropic: 0 },
   byStatus: {},
+  faults: {},
+  closedByClient: 0,
   inputTokens: 0,
   outputTokens: 0
 }
@@ -70,6 +81,10 @@ export interface Service {
   /** The base URL to give an Anthropic client (without `/v1`). */
   readonly anthropicBaseUrl: string
   readonly stats: Effect.Effect<Stats>
+  /** Scripts the answers to the next requests made with an API key, in order (`"ok"` for a normal reply). */
+  readonly script: (apiKey: string, steps: ReadonlyArray<Faults.ScriptStep>) => Effect.Effect<void>
+  /** Sets the random fault rates and latency. */
+  readonly setRandomFaults: (faults: Faults.RandomFaults) => Effect.Effect<void>
 }
 
 /**
@@ -80,14 +95,65 @@ export class GatewaySimulator extends Context.Tag("plot-engine/simulator/Gateway
 
 const bearerToken = (authorization: string | undefined) => authorization?.replace(/^Bearer\s+/i, "")
 
-const sseResponse = (events: ReadonlyArray<SseEvent>, headers: Record<string, string>) =>
+/** What differs between the two APIs: paths, headers, bodies and events. */
+interface Face<R extends Core.SimRequest> {
+  readonly dialect: Core.Dialect
+  readonly expectedKey: string | undefined
+  readonly presentedKey: (headers: Readonly<Record<string, string | undefined>>) => string | undefined
+  readonly headers: (requestId: string) => Record<string, string>
+  readonly invalidKey: (presented: string | undefined, requestId: string) => WireError
+  readonly parse: (body: unknown) => R | WireError
+  readonly faultError: (fault: Faults.Fault | Core.SimFault, request: R, requestId: string) => WireError | undefined
+  readonly json: (request: R, reply: Core.SimReply, n: number, createdAt: number) => unknown
+  readonly events: (request: R, reply: Core.SimReply, n: number, createdAt: number) => Array<SseEvent>
+  readonly streamError: (sequence: number) => SseEvent
+}
+
+const hex = (n: number, width: number) => n.toString(16).padStart(width, "0")
+
+const openAiFace = (expectedKey: string | undefined): Face<OpenAiWire.OpenAiRequest> => {
+  const ids = (n: number, createdAt: number) => ({ responseId: `resp_sim${hex(n, 12)}`, messageId: `msg_sim${hex(n, 12)}`, createdAt })
+  return {
+    dialect: "openai",
+    expectedKey,
+    presentedKey: (headers) => bearerToken(headers.authorization),
+    headers: (requestId) => ({ "x-request-id": requestId, "openai-processing-ms": "1" }),
+    invalidKey: (presented) => OpenAiWire.invalidApiKey(presented),
+    parse: OpenAiWire.parseRequest,
+    faultError: (fault, request) => OpenAiWire.faultError(fault, request),
+    json: (request, reply, n, createdAt) => OpenAiWire.responseObject(request, reply, ids(n, createdAt), "final"),
+    events: (request, reply, n, createdAt) => OpenAiWire.streamEvents(request, reply, ids(n, createdAt)),
+    streamError: OpenAiWire.streamErrorEvent
+  }
+}
+
+const anthropicFace = (expectedKey: string | undefined): Face<AnthropicWire.AnthropicRequest> => {
+  const ids = (n: number) => ({ messageId: `msg_sim${hex(n, 16)}`, toolUseId: `toolu_sim${hex(n, 14)}` })
+  return {
+    dialect: "anthropic",
+    expectedKey,
+    // Anthropic takes the key as `x-api-key`; its newer SDKs send it as a bearer token, which it also accepts.
+    presentedKey: (headers) => headers["x-api-key"] ?? bearerToken(headers.authorization),
+    headers: (requestId) => ({ "request-id": requestId }),
+    invalidKey: (_, requestId) => AnthropicWire.invalidApiKey(requestId),
+    parse: AnthropicWire.parseRequest,
+    faultError: AnthropicWire.faultError,
+    json: (request, reply, n) => AnthropicWire.messageObject(request, reply, ids(n)),
+    events: (request, reply, n) => AnthropicWire.streamEvents(request, reply, ids(n)),
+    streamError: () => AnthropicWire.streamErrorEvent
+  }
+}
+
+const sseResponse = (events: ReadonlyArray<SseEvent>, headers: Record<string, string>, tail = "") =>
   HttpServerResponse.stream(
-    Stream.fromIterable(events).pipe(Stream.map(encodeSse), Stream.encodeText),
+    Stream.fromIterable(events).pipe(Stream.map(encodeSse), Stream.concat(Stream.make(tail)), Stream.encodeText),
     { contentType: "text/event-stream", headers: { ...headers, "cache-control": "no-cache" } }
   )
 
 const errorResponse = (error: WireError, headers: Record<string, string>) =>
-  HttpServerResponse.unsafeJson(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
+  typeof error.body === "string"
+    ? HttpServerResponse.text(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
+    : HttpServerResponse.unsafeJson(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
 
 /**
  * Starts the simulator's HTTP app on the `HttpServer` in context.
@@ -98,13 +164,16 @@ const errorResponse = (error: WireError, headers: Record<string, string>) =>
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const seed = options.seed ?? 1
   const stats = yield* Ref.make(emptyStats)
+  const plan = Faults.makePlan(seed, options.faults)
   let sequence = 0
 
-  const record = (dialect: Core.Dialect, status: number, reply?: Core.SimReply) =>
+  const record = (dialect: Core.Dialect, status: number, fault?: Faults.FaultKind, reply?: Core.SimReply) =>
     Ref.update(stats, (s) => ({
+      ...s,
       requests: s.requests + 1,
       byDialect: { ...s.byDialect, [dialect]: s.byDialect[dialect] + 1 },
       byStatus: { ...s.byStatus, [status]: (s.byStatus[status] ?? 0) + 1 },
+      faults: fault === undefined ? s.faults : { ...s.faults, [fault]: (s.faults[fault] ?? 0) + 1 },
       inputTokens: s.inputTokens + (reply?.inputTokens ?? 0),
       outputTokens: s.outputTokens + (reply?.outputTokens ?? 0)
     }))
@@ -113,69 +182,85 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     Effect.orElseSucceed(() => undefined)
   )
 
-  const keyAccepted = (expected: string | undefined, presented: string | undefined) =>
-    presented !== undefined && presented !== "" && (expected === undefined || presented === expected)
-
-  const openai = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const n = ++sequence
-    const requestId = `req_sim${n.toString(16).padStart(10, "0")}`
-    const headers = { "x-request-id": requestId, "openai-processing-ms": "1" }
-    const presented = bearerToken(request.headers.authorization)
-    if (!keyAccepted(options.apiKeys?.openai, presented)) {
-      yield* record("openai", 401)
-      return errorResponse(OpenAiWire.invalidApiKey(presented), headers)
-    }
-    const parsed = OpenAiWire.parseRequest(yield* readJson)
-    if (isWireError(parsed)) {
-      yield* record("openai", parsed.status)
-      return errorResponse(parsed, headers)
-    }
-    const outcome = Core.respond(parsed, seed)
-    if (outcome._tag !== "Reply") {
-      const error = OpenAiWire.faultError(outcome)
-      yield* record("openai", error.status)
-      return errorResponse(error, headers)
-    }
-    yield* record("openai", 200, outcome)
-    const ids = { responseId: `resp_sim${n.toString(16).padStart(12, "0")}`, messageId: `msg_sim${n.toString(16).padStart(12, "0")}`, createdAt: Math.floor(Date.now() / 1000) }
-    return parsed.stream
-      ? sseResponse(OpenAiWire.streamEvents(parsed, outcome, ids), headers)
-      : HttpServerResponse.unsafeJson(OpenAiWire.responseObject(parsed, outcome, ids, "final"), { headers })
-  })
-
-  const anthropic = Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const n = ++sequence
-    const requestId = `req_sim${n.toString(16).padStart(10, "0")}`
-    const headers = { "request-id": requestId }
-    // Anthropic takes the key as `x-api-key`; its newer SDKs send it as a bearer token, which it also accepts.
-    const presented = request.headers["x-api-key"] ?? bearerToken(request.headers.authorization)
-    if (!keyAccepted(options.apiKeys?.anthropic, presented)) {
-      yield* record("anthropic", 401)
-      return errorResponse(AnthropicWire.invalidApiKey(requestId), headers)
-    }
-    const parsed = AnthropicWire.parseRequest(yield* readJson)
-    if (isWireError(parsed)) {
-      yield* record("anthropic", parsed.status)
-      return errorResponse(parsed, headers)
-    }
-    const outcome = Core.respond(parsed, seed)
-    if (outcome._tag !== "Reply") {
-      const error = AnthropicWire.faultError(outcome, requestId)
-      yield* record("anthropic", error.status)
-      return errorResponse(error, headers)
-    }
-    yield* record("anthropic", 200, outcome)
-    const ids = { messageId: `msg_sim${n.toString(16).padStart(16, "0")}`, toolUseId: `toolu_sim${n.toString(16).padStart(14, "0")}` }
-    return parsed.stream
-      ? sseResponse(AnthropicWire.streamEvents(parsed, outcome, ids), headers)
-      : HttpServerResponse.unsafeJson(AnthropicWire.messageObject(parsed, outcome, ids), { headers })
-  })
+  const serve = <R extends Core.SimRequest>(face: Face<R>) =>
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const n = ++sequence
+      const requestId = `req_sim${hex(n, 10)}`
+      const headers = face.headers(requestId)
+      const presented = face.presentedKey(request.headers)
+      if (presented === undefined || presented === "" || (face.expectedKey !== undefined && presented !== face.expectedKey)) {
+        yield* record(face.dialect, 401)
+        return errorResponse(face.invalidKey(presented, requestId), headers)
+      }
+      const parsed = face.parse(yield* readJson)
+      if (isWireError(parsed)) {
+        yield* record(face.dialect, parsed.status)
+        return errorResponse(parsed, headers)
+      }
+      const fault = plan.next(presented)
+      const random = plan.random()
+      if (random.latencyMs !== undefined && random.latencyMs > 0) yield* Effect.sleep(random.latencyMs)
+      const outcome = Core.respond(parsed, seed)
+      if (outcome._tag !== "Reply" && fault === undefined) {
+        const error = face.faultError(outcome, parsed, requestId)!
+        yield* record(face.dialect, error.status)
+        return errorResponse(error, headers)
+      }
+      const reply: Core.SimReply = outcome._tag === "Reply"
+        ? outcome
+        : { _tag: "Reply", text: "", object: undefined, inputTokens: 0, outputTokens: 0, stopReason: "end" }
+      const createdAt = Math.floor((yield* Clock.currentTimeMillis) / 1000)
+      if (fault !== undefined) {
+        const error = face.faultError(fault, parsed, requestId)
+        if (error !== undefined) {
+          yield* record(face.dialect, error.status, fault.kind)
+          return errorResponse(error, headers)
+        }
+        const socket = NodeHttpServerRequest.toIncomingMessage(request).socket
+        switch (fault.kind) {
+          case "hang":
+            yield* record(face.dialect, 0, fault.kind)
+            yield* Effect.sleep(random.hangMs ?? 600_000)
+            socket.destroy()
+            return HttpServerResponse.empty()
+          case "reset":
+            yield* record(face.dialect, 0, fault.kind)
+            socket.destroy()
+            return HttpServerResponse.empty()
+          case "malformed_json":
+          case "truncated_sse":
+          case "stream_error": {
+            yield* record(face.dialect, 200, fault.kind, reply)
+            const events = face.events(parsed, reply, n, createdAt)
+            const half = events.slice(0, Math.max(2, Math.floor(events.length / 2)))
+            if (!parsed.stream) {
+              const body = JSON.stringify(face.json(parsed, reply, n, createdAt))
+              return HttpServerResponse.text(body.slice(0, Math.floor(body.length / 2)), {
+                headers: { ...headers, "content-type": "application/json" }
+              })
+            }
+            return fault.kind === "malformed_json"
+              ? sseResponse(half, headers, `event: ${events[half.length]?.event ?? "message"}\ndata: {"type":"resp\n\n`)
+              : fault.kind === "truncated_sse"
+              ? sseResponse(half, headers)
+              : sseResponse([...half, face.streamError(half.length)], headers)
+          }
+          default:
+            return yield* Effect.dieMessage(`fault ${fault.kind} has no HTTP answer`)
+        }
+      }
+      yield* record(face.dialect, 200, undefined, reply)
+      return parsed.stream
+        ? sseResponse(face.events(parsed, reply, n, createdAt), headers)
+        : HttpServerResponse.unsafeJson(face.json(parsed, reply, n, createdAt), { headers })
+    }).pipe(
+      Effect.onInterrupt(() => Ref.update(stats, (s) => ({ ...s, closedByClient: s.closedByClient + 1 })))
+    )
 
   const app = HttpRouter.empty.pipe(
-    HttpRouter.post("/v1/responses", openai),
-    HttpRouter.post("/v1/messages", anthropic),
+    HttpRouter.post("/v1/responses", serve(openAiFace(options.apiKeys?.openai))),
+    HttpRouter.post("/v1/messages", serve(anthropicFace(options.apiKeys?.anthropic))),
     HttpRouter.get("/__simulator/stats", Effect.map(Ref.get(stats), (s) => HttpServerResponse.unsafeJson(s)))
   )
   yield* HttpServer.serveEffect(app)
@@ -185,7 +270,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     url,
     openaiBaseUrl: `${url}/v1`,
     anthropicBaseUrl: url,
-    stats: Ref.get(stats)
+    stats: Ref.get(stats),
+    script: (apiKey, steps) => Effect.sync(() => plan.script(apiKey, steps)),
+    setRandomFaults: (faults) => Effect.sync(() => plan.setRandom(faults))
   })
 })
 

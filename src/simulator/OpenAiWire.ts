@@ -5,7 +5,8 @@
  * @since 0.1.0
  */
 import type { SimFault, SimReply, SimRequest } from "./Core.js"
-import { deltas } from "./Core.js"
+import { contextWindowOf, deltas } from "./Core.js"
+import { type Fault, retryHeaders } from "./Faults.js"
 import { type SseEvent, type WireError, isRecord, textOf } from "./Wire.js"
 
 /**
@@ -70,27 +71,83 @@ export const invalidApiKey = (presented: string | undefined): WireError => {
   }
 }
 
+const openAiError = (status: number, type: string, code: string | null, message: string, headers: Record<string, string> = {}, param: string | null = null): WireError => ({
+  status,
+  body: { error: { message, type, param, code } },
+  headers
+})
+
+const html = (status: number, title: string): WireError => ({
+  status,
+  body: `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n</body>\r\n</html>\r\n`,
+  headers: { "content-type": "text/html" }
+})
+
 /**
- * A fault as OpenAI sends it.
+ * A fault that has an HTTP answer, as OpenAI (or the gateway in front of it) sends it; `undefined` for the
+ * faults that are not an HTTP answer (hangs, resets, broken bodies and streams).
  *
  * @since 0.1.0
  */
-export const faultError = (fault: SimFault): WireError => {
-  switch (fault._tag) {
-    case "ContextTooLong":
-      return {
-        status: 400,
-        body: {
-          error: {
-            message: `This model's maximum context length is ${fault.contextWindow} tokens. However, your messages resulted in ${fault.promptTokens} tokens. Please reduce the length of the messages.`,
-            type: "invalid_request_error",
-            param: "input",
-            code: "context_length_exceeded"
-          }
-        }
-      }
+export const faultError = (fault: Fault | SimFault, request: SimRequest): WireError | undefined => {
+  if ("_tag" in fault) {
+    return openAiError(
+      400,
+      "invalid_request_error",
+      "context_length_exceeded",
+      `This model's maximum context length is ${fault.contextWindow} tokens. However, your messages resulted in ${fault.promptTokens} tokens. Please reduce the length of the messages.`,
+      {},
+      "input"
+    )
+  }
+  const retry = retryHeaders(fault)
+  switch (fault.kind) {
+    case "rate_limit": {
+      const seconds = ((fault.retryAfterMs ?? 1_000) / 1_000).toFixed(3).replace(/\.?0+$/, "")
+      return openAiError(429, "requests", "rate_limit_exceeded", `Rate limit reached for ${request.model} in organization org-simulator on requests per min (RPM): Limit 60, Used 60, Requested 1. Please try again in ${seconds}s. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
+    }
+    case "insufficient_quota":
+      return openAiError(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.", retry)
+    case "request_too_large":
+      return openAiError(429, "tokens", "rate_limit_exceeded", `Request too large for ${request.model} in organization org-simulator on tokens per min (TPM): Limit 30000, Requested ${30_000 + request.maxOutputTokens}. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
+    case "server_error":
+      return openAiError(500, "server_error", null, "The server had an error processing your request. Sorry about that! You can retry your request, or contact us through our help center if you keep seeing this error.", retry)
+    case "bad_gateway":
+      return html(502, "502 Bad Gateway")
+    case "unavailable":
+      return openAiError(503, "server_error", null, "The engine is currently overloaded, please try again later.", retry)
+    case "overloaded":
+      return openAiError(529, "server_error", null, "Overloaded", { "x-should-retry": "true", ...retry })
+    case "gateway_timeout":
+      return html(504, "504 Gateway Time-out")
+    case "auth":
+      return invalidApiKey(undefined)
+    case "invalid_request":
+      return openAiError(400, "invalid_request_error", "invalid_value", "Invalid value for 'temperature': expected a number between 0 and 2.", {}, "temperature")
+    case "context_length":
+      return faultError({ _tag: "ContextTooLong", promptTokens: contextWindowOf(request.model) + 1_000, contextWindow: contextWindowOf(request.model) }, request)
+    case "hang":
+    case "reset":
+    case "malformed_json":
+    case "truncated_sse":
+    case "stream_error":
+      return undefined
   }
 }
+
+/**
+ * The error event OpenAI sends mid-stream, after HTTP 200 (WIRE.md).
+ *
+ * @since 0.1.0
+ */
+export const streamErrorEvent = (sequence: number): SseEvent => ({
+  event: "error",
+  data: {
+    type: "error",
+    sequence_number: sequence,
+    error: { type: "server_error", code: "server_error", message: "The server had an error while processing your request. Sorry about that!", param: null }
+  }
+})
 
 /**
  * Ids of one response.

@@ -1,0 +1,148 @@
+/**
+ * The simulator's faults: every failure DESIGN §7 names, scripted per API key (in order: 429, 429, ok) or
+ * drawn at random rates from a seeded generator, plus latency. The wire modules render each fault with the
+ * provider's real status, body and headers.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * Every fault the simulator can produce.
+ *
+ * @since 0.1.0
+ */
+export type FaultKind =
+  /** 429 that passes with time, with retry headers. */
+  | "rate_limit"
+  /** 429 (OpenAI `insufficient_quota`) or Anthropic's spend limit: waiting cannot help. */
+  | "insufficient_quota"
+  /** OpenAI 429 "Request too large" (requested > limit) or Anthropic 413. */
+  | "request_too_large"
+  | "server_error"
+  | "bad_gateway"
+  | "unavailable"
+  /** 529 overloaded, with `x-should-retry: true`. */
+  | "overloaded"
+  /** 504 from the gateway. */
+  | "gateway_timeout"
+  | "auth"
+  | "invalid_request"
+  /** The provider's context-length error. */
+  | "context_length"
+  /** No answer at all until the client gives up. */
+  | "hang"
+  /** The connection is destroyed without an answer. */
+  | "reset"
+  /** 200 with a body that is not valid JSON (or SSE data that is not). */
+  | "malformed_json"
+  /** SSE that stops before the response completes. */
+  | "truncated_sse"
+  /** An error event after HTTP 200, mid-stream. */
+  | "stream_error"
+
+/**
+ * A fault with its details.
+ *
+ * @since 0.1.0
+ */
+export interface Fault {
+  readonly kind: FaultKind
+  /** Sent as `retry-after-ms`. */
+  readonly retryAfterMs?: number | undefined
+  /** Sent as `retry-after`: seconds or an HTTP date. */
+  readonly retryAfter?: string | undefined
+}
+
+/**
+ * One scripted answer: a fault, or `"ok"` for a normal reply.
+ *
+ * @since 0.1.0
+ */
+export type ScriptStep = Fault | FaultKind | "ok"
+
+/**
+ * Random fault rates (0-1 each, summing to at most 1) and latency.
+ *
+ * @since 0.1.0
+ */
+export interface RandomFaults {
+  readonly rates?: Partial<Record<FaultKind, number>> | undefined
+  /** Latency added to every answer, in milliseconds (on Effect's `Clock`). */
+  readonly latencyMs?: number | undefined
+  /** How long a hang lasts before the simulator closes the connection (default 10 minutes). */
+  readonly hangMs?: number | undefined
+  /** The retry-after of random 429s, in milliseconds (default 1,000). */
+  readonly rateLimitRetryAfterMs?: number | undefined
+}
+
+/**
+ * Normalizes a script step.
+ *
+ * @since 0.1.0
+ */
+export const toFault = (step: ScriptStep): Fault | undefined =>
+  step === "ok" ? undefined : typeof step === "string" ? { kind: step } : step
+
+/**
+ * Scripts per API key and random rates, drawn in order; a key's script runs out into the random rates.
+ *
+ * @since 0.1.0
+ */
+export interface FaultPlan {
+  /** The next fault for a request made with this key, or `undefined` for a normal reply. */
+  readonly next: (apiKey: string) => Fault | undefined
+  readonly script: (apiKey: string, steps: ReadonlyArray<ScriptStep>) => void
+  readonly setRandom: (random: RandomFaults) => void
+  readonly random: () => RandomFaults
+}
+
+/**
+ * A plan seeded for reproducible random faults.
+ *
+ * @since 0.1.0
+ */
+export const makePlan = (seed: number, random: RandomFaults = {}): FaultPlan => {
+  const scripts = new Map<string, Array<ScriptStep>>()
+  let settings = random
+  // xorshift32: reproducible draws for a given seed and order of requests.
+  let state = (seed >>> 0) || 0x9e3779b9
+  const draw = () => {
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    return (state >>> 0) / 4294967296
+  }
+  return {
+    next: (apiKey) => {
+      const script = scripts.get(apiKey)
+      if (script !== undefined && script.length > 0) return toFault(script.shift()!)
+      const rates = settings.rates
+      if (rates === undefined) return undefined
+      let roll = draw()
+      for (const [kind, rate] of Object.entries(rates) as Array<[FaultKind, number]>) {
+        if (roll < rate) {
+          return kind === "rate_limit" ? { kind, retryAfterMs: settings.rateLimitRetryAfterMs ?? 1_000 } : { kind }
+        }
+        roll -= rate
+      }
+      return undefined
+    },
+    script: (apiKey, steps) => {
+      scripts.set(apiKey, [...steps])
+    },
+    setRandom: (next) => {
+      settings = next
+    },
+    random: () => settings
+  }
+}
+
+/**
+ * The retry headers of a fault.
+ *
+ * @since 0.1.0
+ */
+export const retryHeaders = (fault: Fault): Record<string, string> => ({
+  ...(fault.retryAfterMs === undefined ? {} : { "retry-after-ms": String(fault.retryAfterMs) }),
+  ...(fault.retryAfter === undefined ? {} : { "retry-after": fault.retryAfter })
+})
