@@ -309,6 +309,27 @@ export const GenerationEvent = Schema.Union(
     estimatedCostUsd: Schema.NullOr(Schema.NonNegative)
   }),
   Schema.TaggedStruct("TextDelta", { delta: Schema.String }),
+  /** A failed attempt will be retried after `delayMs` (text deltas since the last attempt began are void). */
+  Schema.TaggedStruct("Retrying", {
+    provider: ProviderName,
+    model: Schema.String,
+    errorType: Schema.String,
+    message: Schema.String,
+    attempt: Schema.Int,
+    delayMs: Schema.NonNegative
+  }),
+  /** The chain moves on to another model. */
+  Schema.TaggedStruct("Fallback", {
+    from: Schema.String,
+    to: Schema.String,
+    reason: Schema.String
+  }),
+  /** A model's circuit breaker changed state. */
+  Schema.TaggedStruct("CircuitChanged", {
+    provider: ProviderName,
+    model: Schema.String,
+    state: Schema.Literal("closed", "open", "half_open")
+  }),
   Schema.TaggedStruct("Warning", { message: Schema.String }),
   Schema.TaggedStruct("Completed", { result: PlotResult })
 )

@@ -152,3 +152,27 @@ export const selectModel = (
       }
   })
 }
+
+/**
+ * The fallback chain for a chosen model (seed §8, model downgrading): the model itself, then the cheaper
+ * current models of the same provider, most capable first, then the other provider's model of the same tier
+ * when that provider is configured.
+ *
+ * @since 0.1.0
+ * @category Selection
+ */
+export const fallbackChain = (
+  chosen: ModelCatalog.ModelInfo,
+  options: Pick<SelectionOptions, "catalog" | "providers"> = {}
+): Array<ModelCatalog.ModelInfo> => {
+  const catalog = options.catalog ?? ModelCatalog.defaultCatalog
+  const providers = options.providers ?? ["openai", "anthropic"]
+  const priceOf = (m: ModelCatalog.ModelInfo) => (m.inputPricePerMillion ?? Infinity) + (m.outputPricePerMillion ?? Infinity)
+  const cheaper = catalog
+    .filter((m) => m.provider === chosen.provider && m.id !== chosen.id && !m.retired && priceOf(m) < priceOf(chosen))
+    .sort((a, b) => priceOf(b) - priceOf(a))
+  const other = providers.includes(otherProvider(chosen.provider))
+    ? Option.toArray(ModelCatalog.forTier(catalog, otherProvider(chosen.provider), chosen.tier))
+    : []
+  return [chosen, ...cheaper, ...other]
+}

@@ -11,12 +11,15 @@ import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionPlan from "effect/ExecutionPlan"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import {
@@ -27,15 +30,18 @@ import {
   type PlotRequestInput,
   PlotResult,
   ProjectContext,
+  type ProviderName,
   type Stage,
   Usage
 } from "./Domain.js"
+import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as ContextBudget from "./ContextBudget.js"
 import * as Errors from "./Errors.js"
 import { validationError } from "./internal/validation.js"
 import * as ModelCatalog from "./ModelCatalog.js"
 import * as ModelSelector from "./ModelSelector.js"
 import * as PromptBuilder from "./PromptBuilder.js"
+import * as RetryPolicy from "./RetryPolicy.js"
 import { Providers } from "./Providers.js"
 import { ProjectContextStore } from "./ProjectContextStore.js"
 import * as ResponseParser from "./ResponseParser.js"
@@ -78,6 +84,10 @@ export interface Options {
    * Counts are cached by text either way.
    */
   readonly tokenCount?: ((encodingModel: string) => ContextBudget.Count) | undefined
+  /** Retries, budgets and deadline (default `RetryPolicy.defaults`, the seed's table). */
+  readonly retryPolicy?: RetryPolicy.Policy | undefined
+  /** The circuit breaker per model (default 5 failures, 30 seconds). */
+  readonly circuitBreaker?: CircuitBreaker.Options | undefined
 }
 
 /**
@@ -110,6 +120,36 @@ interface Selection {
   readonly reasoning: string
 }
 
+/** A prompt made for one model: the fitted context, its size and its expected cost. */
+interface Prepared {
+  readonly prompt: PromptBuilder.BuiltPrompt
+  readonly fitted: ContextBudget.Fitted
+  /** The prompt without the project context, in tokens. */
+  readonly promptTokens: number
+  readonly inputTokens: number
+  readonly estimatedCostUsd: number | null
+}
+
+/** The model a step of the fallback chain calls. */
+class ChainStep extends Context.Tag("plot-engine/PlotGeneration/ChainStep")<ChainStep, {
+  readonly index: number
+  readonly model: ModelCatalog.ModelInfo
+}>() {}
+
+/** What one generation's chain has done so far. */
+interface ChainRun {
+  attempts: number
+  lastStep: number
+  lastError: Errors.ProviderError | Errors.ResponseParseError | undefined
+  /** The context budget for a model's retry after it rejected a prompt as too long. */
+  readonly reduced: Map<string, number>
+  readonly warnings: Array<string>
+}
+
+const modelKey = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">) => `${model.provider}/${model.id}`
+
+const noEvents: Emit = () => Effect.void
+
 /** What one call to a model produced. */
 interface CallOutcome {
   readonly parsed: ResponseParser.ParsedPlot
@@ -139,6 +179,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const providers = yield* Providers
   const store = yield* ProjectContextStore
   const catalog = options.catalog ?? ModelCatalog.defaultCatalog
+  const policy = options.retryPolicy ?? RetryPolicy.defaults
+  const breaker = yield* CircuitBreaker.make(options.circuitBreaker)
 
   // Token counts, cached by text per encoding: repeated generations over a project do not re-tokenize it.
   const counters = new Map<string, ContextBudget.CachedCount>()
@@ -207,8 +249,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     })
   }
 
-  /** Fits the context into the chosen model's budget and builds the prompt around it. */
-  const prepare = (request: PlotRequest, context: ProjectContext, model: ModelCatalog.ModelInfo) => {
+  /** Fits the context into a model's budget (or the reduced one of a retry) and builds the prompt around it. */
+  const prepare = (
+    request: PlotRequest,
+    context: ProjectContext,
+    model: ModelCatalog.ModelInfo,
+    reducedBudget: number | undefined
+  ): Prepared => {
     const count = countForModel(model)
     const frame = PromptBuilder.build(request, emptyContext, model)
     const promptTokens = count(frame.system) + count(frame.user)
@@ -217,16 +264,17 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       promptTokens,
       maxContextTokens: options.maxContextTokens
     })
-    const fitted = ContextBudget.fit(context, budget, count)
+    const fitted = ContextBudget.fit(context, Math.min(budget, reducedBudget ?? budget), count)
     const prompt = PromptBuilder.build(request, fitted.context, model)
     const inputTokens = promptTokens + fitted.tokens
     const outputTokens = Math.min(prompt.maxOutputTokens, PromptBuilder.expectedOutputTokens(PromptBuilder.targetWords(request)))
-    return { prompt, fitted, inputTokens, estimatedCostUsd: ModelCatalog.cost(model, { inputTokens, outputTokens }) }
+    return { prompt, fitted, promptTokens, inputTokens, estimatedCostUsd: ModelCatalog.cost(model, { inputTokens, outputTokens }) }
   }
 
+  /** One call to a model: structured output, or a stream of text parsed at the end. */
   const callModel = (
     model: LanguageModel.Service,
-    selection: Selection,
+    target: ModelCatalog.ModelInfo,
     prompt: PromptBuilder.BuiltPrompt,
     request: PlotRequest,
     context: ProjectContext,
@@ -234,7 +282,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> => {
     const classifyAt = (error: AiError.AiError) =>
       Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
-        Effect.fail(Errors.classify(error, { provider: selection.model.provider, model: selection.model.id, nowMillis })))
+        Effect.fail(Errors.classify(error, { provider: target.provider, model: target.id, nowMillis })))
     if (emit === undefined) {
       return model.generateObject({ prompt: prompt.prompt, schema: PlotOutline, objectName: "plot_outline" }).pipe(
         Effect.catchAll(classifyAt),
@@ -245,6 +293,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
     }
     return Effect.gen(function*() {
+      // Text of this attempt only: a failed attempt's partial text never reaches the result.
       let text = ""
       let usage: Usage | undefined
       yield* model.streamText({ prompt: prompt.prompt }).pipe(
@@ -258,9 +307,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               usage = usageOf(part.usage)
               return Effect.void
             case "error":
-              return Effect.fail(
-                Errors.classifyStreamError(part.error, { provider: selection.model.provider, model: selection.model.id })
-              )
+              return Effect.fail(Errors.classifyStreamError(part.error, { provider: target.provider, model: target.id }))
             default:
               return Effect.void
           }
@@ -269,8 +316,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       if (usage === undefined) {
         // The connection closed (or an undecodable error event was skipped) before the provider finished.
         return yield* new Errors.ServerError({
-          provider: selection.model.provider,
-          model: selection.model.id,
+          provider: target.provider,
+          model: target.id,
           detail: "the stream ended before the response was complete"
         })
       }
@@ -283,9 +330,167 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     })
   }
 
-  const run = Effect.fnUntraced(function*(input: PlotRequestInput, generateOptions: GenerateOptions, emit: Emit | undefined) {
+  /**
+   * The whole fallback chain for a selection: an `ExecutionPlan` with a step per model, one retry schedule
+   * shared by every step (so retries never multiply across hops), one attempt budget and one deadline.
+   */
+  const runChain = Effect.fnUntraced(function*(
+    request: PlotRequest,
+    context: ProjectContext,
+    selection: Selection,
+    emit: Emit,
+    streaming: boolean
+  ) {
+    const chain = request.model === undefined
+      ? ModelSelector.fallbackChain(selection.model, { catalog, providers: providers.configured })
+      : [selection.model]
+    const run: ChainRun = { attempts: 0, lastStep: -1, lastError: undefined, reduced: new Map(), warnings: [] }
+
+    const attempt = Effect.gen(function*() {
+      const step = yield* ChainStep
+      const target = step.model
+      const key = modelKey(target)
+      run.attempts++
+      if (run.lastStep !== -1 && run.lastStep !== step.index) {
+        const from = modelKey(chain[run.lastStep]!)
+        const reason = run.lastError === undefined ? "failure" : Errors.errorType(run.lastError)
+        run.warnings.push(`Fell back from ${from} to ${key} after ${reason}.`)
+        yield* emit({ _tag: "Fallback", from, to: key, reason })
+      }
+      run.lastStep = step.index
+      if (!(yield* breaker.tryAcquire(key))) {
+        return yield* new Errors.ServerError({
+          provider: target.provider,
+          model: target.id,
+          shouldRetry: false,
+          detail: "skipped: its circuit breaker is open"
+        })
+      }
+      const prepared = prepare(request, context, target, run.reduced.get(key))
+      if (step.index === 0 && run.attempts === 1) {
+        for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
+      }
+      const languageModel = yield* providers.languageModel(target.provider, target.id, {
+        maxOutputTokens: prepared.prompt.maxOutputTokens,
+        temperature: prepared.prompt.temperature
+      })
+      const outcome = yield* callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
+        Effect.timeoutFail({
+          duration: policy.attemptTimeout,
+          onTimeout: () =>
+            new Errors.TimeoutError({
+              provider: target.provider,
+              model: target.id,
+              detail: `no answer within the attempt timeout of ${Duration.format(policy.attemptTimeout)}`
+            })
+        }),
+        Effect.tapError((error) => onAttemptFailure(run, target, prepared, error, emit))
+      )
+      yield* breakerEvent(target, yield* breaker.onSuccess(key), emit)
+      yield* calibrate(target, prepared.inputTokens, outcome.usage)
+      return { outcome, model: target, prepared }
+    })
+
+    const retries = yield* RetryPolicy.make(policy, Effect.sync(() => run.attempts < policy.maxAttempts))
+    const schedule = retries.pipe(
+      Schedule.tapOutput((retry) => {
+        const error = retry.error
+        const target = "provider" in error ? `${error.provider}/${error.model}` : modelKey(chain[Math.max(0, run.lastStep)]!)
+        const [provider, model] = target.split("/") as [ProviderName, string]
+        return emit({
+          _tag: "Retrying",
+          provider,
+          model,
+          errorType: Errors.errorType(error),
+          message: Errors.userMessage(error),
+          attempt: run.attempts + 1,
+          delayMs: Duration.toMillis(retry.delay)
+        })
+      })
+    )
+    const plan = ExecutionPlan.make(
+      ...chain.map((model, index) => ({
+        provide: Context.make(ChainStep, { index, model }),
+        schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
+        while: (error: RetryPolicy.RetryableError) => canRunOn(model, error, run)
+      })) as unknown as [ExecutionPlan.make.Step]
+    )
+    const deadline = Duration.format(policy.deadline)
+    const done = yield* attempt.pipe(
+      Effect.withExecutionPlan(plan),
+      Effect.timeoutFail({
+        duration: policy.deadline,
+        onTimeout: () =>
+          new Errors.TimeoutError({
+            provider: chain[Math.max(0, run.lastStep)]!.provider,
+            model: chain[Math.max(0, run.lastStep)]!.id,
+            detail: `the generation did not finish within its deadline of ${deadline}`
+          })
+      }),
+      Effect.mapError((error) => ({ error: error as RetryPolicy.RetryableError, run }))
+    )
+    return { ...done, run }
+  })
+
+  /** Whether a step may run (or keep retrying) after a failure: fail fast, hop on, or skip a model. */
+  const canRunOn = (model: ModelCatalog.ModelInfo, error: RetryPolicy.RetryableError, run: ChainRun) =>
+    Effect.gen(function*() {
+      if (run.attempts >= policy.maxAttempts) return false
+      if ((yield* breaker.state(modelKey(model))) === "open") return false
+      switch (error._tag) {
+        case "AuthError":
+        case "InvalidRequestError":
+          return false
+        case "QuotaExhaustedError":
+          // Waiting cannot help, and the same provider's other models share its quota.
+          return error.provider !== model.provider
+        case "ContextTooLongError": {
+          if (error.provider === model.provider && error.model === model.id) return true
+          const failed = ModelCatalog.find(catalog, error.provider, error.model)
+          return Option.match(failed, { onNone: () => true, onSome: (f) => model.contextWindow > f.contextWindow })
+        }
+        default:
+          return true
+      }
+    })
+
+  /** Books a failed attempt: the breaker, the reduced context after a context-length rejection, the error. */
+  const onAttemptFailure = (
+    run: ChainRun,
+    target: ModelCatalog.ModelInfo,
+    prepared: Prepared,
+    error: Errors.ProviderError | Errors.ResponseParseError,
+    emit: Emit
+  ) =>
+    Effect.gen(function*() {
+      run.lastError = error
+      if (error._tag === "ContextTooLongError") {
+        run.reduced.set(
+          modelKey(target),
+          ContextBudget.reducedBudget({
+            sentContextTokens: prepared.fitted.tokens,
+            promptTokens: prepared.promptTokens,
+            maxOutputTokens: prepared.prompt.maxOutputTokens,
+            maxContextTokens: error.maxContextTokens
+          })
+        )
+      }
+      if (Errors.isTransient(error) && error._tag !== "RateLimitError") {
+        yield* breakerEvent(target, yield* breaker.onFailure(modelKey(target)), emit)
+      }
+    })
+
+  const breakerEvent = (target: ModelCatalog.ModelInfo, state: CircuitBreaker.State | undefined, emit: Emit) =>
+    state === undefined ? Effect.void : emit({ _tag: "CircuitChanged", provider: target.provider, model: target.id, state })
+
+  const run = Effect.fnUntraced(function*(
+    input: PlotRequestInput,
+    generateOptions: GenerateOptions,
+    emit: Emit,
+    streaming: boolean
+  ) {
     const progress = (stage: Stage) =>
-      emit === undefined ? Effect.void : emit({ _tag: "Progress", stage, message: stageMessages[stage], progress: stageProgress[stage] })
+      emit({ _tag: "Progress", stage, message: stageMessages[stage], progress: stageProgress[stage] })
     const startedAt = yield* Clock.currentTimeMillis
     const requestId = `gen_${(yield* Random.nextIntBetween(0, 2 ** 31)).toString(16).padStart(8, "0")}${
       (yield* Random.nextIntBetween(0, 2 ** 31)).toString(16).padStart(8, "0")
@@ -295,64 +500,50 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     yield* progress("retrieving_context")
     const context = yield* store.get(request.projectId)
 
-    const generated = Effect.gen(function*() {
-      yield* progress("selecting_model")
-      // Sized with o200k before a model is known: close enough to choose a window.
-      const contextTokens = ContextBudget.measure(context, countFor("gpt-4o"))
-      const selection = yield* selectModel(request, contextTokens)
-      yield* progress("building_prompt")
-      const prepared = prepare(request, context, selection.model)
-      if (emit !== undefined) {
-        yield* emit({
-          _tag: "ModelSelected",
-          provider: selection.model.provider,
-          model: selection.model.id,
-          reasoning: selection.reasoning,
-          estimatedCostUsd: prepared.estimatedCostUsd
-        })
-        for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
-      }
-      const prompt = prepared.prompt
-
-      yield* progress("generating")
-      const model = yield* providers.languageModel(selection.model.provider, selection.model.id, {
-        maxOutputTokens: prompt.maxOutputTokens,
-        temperature: prompt.temperature
-      })
-      const outcome = yield* callModel(model, selection, prompt, request, prepared.fitted.context, emit)
-      yield* calibrate(selection.model, prepared.inputTokens, outcome.usage)
-      const finishedAt = yield* Clock.currentTimeMillis
-      return new PlotResult({
-        requestId,
-        content: outcome.parsed.content,
-        outline: outcome.parsed.outline,
-        provider: selection.model.provider,
-        model: selection.model.id,
-        reasoning: selection.reasoning,
-        usage: outcome.usage,
-        estimatedCostUsd: ModelCatalog.cost(selection.model, outcome.usage),
-        preCallEstimateUsd: prepared.estimatedCostUsd,
-        retryCount: 0,
-        warnings: [...prepared.fitted.warnings, ...outcome.parsed.warnings],
-        isTemplate: false,
-        durationMs: finishedAt - startedAt,
-        wordCount: outcome.parsed.wordCount
-      })
+    yield* progress("selecting_model")
+    // Sized with o200k before a model is known: close enough to choose a window.
+    const contextTokens = ContextBudget.measure(context, countFor("gpt-4o"))
+    const selection = yield* selectModel(request, contextTokens)
+    yield* progress("building_prompt")
+    yield* emit({
+      _tag: "ModelSelected",
+      provider: selection.model.provider,
+      model: selection.model.id,
+      reasoning: selection.reasoning,
+      estimatedCostUsd: prepare(request, context, selection.model, undefined).estimatedCostUsd
     })
+    yield* progress("generating")
 
     const useFallback = generateOptions.useFallback ?? true
-    return yield* generated.pipe(
-      Effect.catchIf(
-        (error): error is Errors.ProviderError | Errors.ResponseParseError =>
-          useFallback && (Errors.isTransient(error) || error._tag === "ResponseParseError"),
-        (error) =>
-          Effect.gen(function*() {
+    const finishedIn = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
+    return yield* runChain(request, context, selection, emit, streaming).pipe(
+      Effect.flatMap(({ model, outcome, prepared, run }) =>
+        Effect.map(finishedIn, (durationMs) =>
+          new PlotResult({
+            requestId,
+            content: outcome.parsed.content,
+            outline: outcome.parsed.outline,
+            provider: model.provider,
+            model: model.id,
+            reasoning: model.id === selection.model.id ? selection.reasoning : `${selection.reasoning}; ${run.warnings.at(-1)}`,
+            usage: outcome.usage,
+            estimatedCostUsd: ModelCatalog.cost(model, outcome.usage),
+            preCallEstimateUsd: prepared.estimatedCostUsd,
+            retryCount: run.attempts - 1,
+            warnings: [...prepared.fitted.warnings, ...run.warnings, ...outcome.parsed.warnings],
+            isTemplate: false,
+            durationMs,
+            wordCount: outcome.parsed.wordCount
+          }))
+      ),
+      Effect.catchAll(({ error, run }) =>
+        useFallback && (Errors.isTransient(error) || error._tag === "ResponseParseError")
+          ? Effect.gen(function*() {
             yield* Effect.logWarning("Generation failed; using the template fallback").pipe(
               Effect.annotateLogs({ requestId, errorType: Errors.errorType(error), error: error.message })
             )
             const outline = TemplateGenerator.generate(request, context)
             const parsed = ResponseParser.fromOutline(outline, request, context)
-            const finishedAt = yield* Clock.currentTimeMillis
             return new PlotResult({
               requestId,
               content: parsed.content,
@@ -363,26 +554,27 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               usage: Usage.zero,
               estimatedCostUsd: 0,
               preCallEstimateUsd: null,
-              retryCount: 0,
-              warnings: [TemplateGenerator.templateWarning, Errors.userMessage(error), ...parsed.warnings],
+              retryCount: Math.max(0, run.attempts - 1),
+              warnings: [TemplateGenerator.templateWarning, Errors.userMessage(error), ...run.warnings, ...parsed.warnings],
               isTemplate: true,
-              durationMs: finishedAt - startedAt,
+              durationMs: yield* finishedIn,
               wordCount: parsed.wordCount
             })
           })
+          : Effect.fail(error)
       )
     )
   })
 
   const generate = Effect.fn("PlotGeneration.generate")(
-    (request: PlotRequestInput, options?: GenerateOptions) => run(request, options ?? {}, undefined)
+    (request: PlotRequestInput, options?: GenerateOptions) => run(request, options ?? {}, noEvents, false)
   )
 
   const generateStream = (request: PlotRequestInput, options?: GenerateOptions) =>
     Stream.unwrapScoped(
       Effect.gen(function*() {
         const mailbox = yield* Mailbox.make<GenerationEvent, Errors.GenerationError>()
-        yield* run(request, options ?? {}, (event) => Effect.asVoid(mailbox.offer(event))).pipe(
+        yield* run(request, options ?? {}, (event) => Effect.asVoid(mailbox.offer(event)), true).pipe(
           Effect.flatMap((result) => mailbox.offer({ _tag: "Completed", result })),
           Effect.withSpan("PlotGeneration.generateStream"),
           Mailbox.into(mailbox),

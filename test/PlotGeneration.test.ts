@@ -30,6 +30,14 @@ const request: PlotRequestInput = { projectId: "lighthouse-keeper", userPrompt: 
 const generate = (input: PlotRequestInput = request, options?: { useFallback?: boolean }) =>
   Effect.flatMap(PlotGeneration.PlotGeneration, (engine) => engine.generate(input, options))
 
+/** Runs an effect that sleeps in virtual time to its end: forked, the clock moved past every delay, joined. */
+const settled = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(effect)
+    yield* TestClock.adjust("10 minutes")
+    return yield* Fiber.join(fiber)
+  })
+
 describe("PlotGeneration.generate", () => {
   it.effect("returns the parsed plot with usage, cost and the model that wrote it", () => {
     const calls: Array<Call> = []
@@ -52,7 +60,7 @@ describe("PlotGeneration.generate", () => {
 
   it.effect("falls back to template on persistent failure (the seed's test)", () =>
     Effect.gen(function*() {
-      const result = yield* generate(request, { useFallback: true })
+      const result = yield* settled(generate(request, { useFallback: true }))
       expect(result.isTemplate).toBe(true)
       expect(result.provider).toBe("template")
       expect(result.warnings.some((w) => w.includes("generated from a template"))).toBe(true)
@@ -61,12 +69,12 @@ describe("PlotGeneration.generate", () => {
 
   it.effect("falls back by default", () =>
     Effect.gen(function*() {
-      expect((yield* generate()).isTemplate).toBe(true)
+      expect((yield* settled(generate())).isTemplate).toBe(true)
     }).pipe(Effect.provide(engine([fail(serverError)]))))
 
   it.effect("fails with the typed error when fallback is off", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(generate(request, { useFallback: false }))
+      const error = yield* Effect.flip(settled(generate(request, { useFallback: false })))
       expect(error._tag).toBe("ServerError")
     }).pipe(Effect.provide(engine([fail(serverError)]))))
 
@@ -164,7 +172,7 @@ describe("PlotGeneration.generateStream", () => {
   it.effect("handles an error event mid-stream like any failure: no partial text in the result", () =>
     Effect.gen(function*() {
       const engineService = yield* PlotGeneration.PlotGeneration
-      const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream(request)))
+      const events = Chunk.toArray(yield* settled(Stream.runCollect(engineService.generateStream(request))))
       const last = events.at(-1)!
       expect(last._tag === "Completed" && last.result.isTemplate).toBe(true)
       expect(last._tag === "Completed" && last.result.content).not.toContain("PARTIAL")
@@ -178,9 +186,9 @@ describe("PlotGeneration.generateStream", () => {
     Effect.gen(function*() {
       const engineService = yield* PlotGeneration.PlotGeneration
       const seen: Array<string> = []
-      const error = yield* Effect.flip(
+      const error = yield* Effect.flip(settled(
         Stream.runForEach(engineService.generateStream(request, { useFallback: false }), (e) => Effect.sync(() => seen.push(e._tag)))
-      )
+      ))
       expect(error._tag).toBe("ServerError")
       expect(seen).not.toContain("Completed")
     }).pipe(Effect.provide(engine([fail(serverError)]))))
@@ -202,7 +210,7 @@ describe("PlotGeneration.generateStream truncation", () => {
           Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
         ))
       )
-      const error = yield* Effect.flip(Stream.runDrain(engineService.generateStream(request, { useFallback: false })))
+      const error = yield* Effect.flip(settled(Stream.runDrain(engineService.generateStream(request, { useFallback: false }))))
       expect(error._tag === "ServerError" && error.detail).toBe("the stream ended before the response was complete")
     }))
 })

@@ -1,0 +1,105 @@
+/**
+ * A circuit breaker per (provider, model): after `threshold` consecutive failures the model is skipped for a
+ * cool-down, then one probe is let through (half-open); a success closes the circuit, a failure opens it
+ * again. Time is Effect's `Clock`, so `TestClock` drives it.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as SynchronizedRef from "effect/SynchronizedRef"
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type State = "closed" | "open" | "half_open"
+
+/**
+ * @since 0.1.0
+ * @category Options
+ */
+export interface Options {
+  /** Consecutive failures that open the circuit (default 5). */
+  readonly threshold?: number | undefined
+  /** How long an open circuit skips the model before a probe (default 30 seconds). */
+  readonly cooldown?: Duration.DurationInput | undefined
+}
+
+interface Entry {
+  readonly state: State
+  readonly failures: number
+  readonly openedAt: number
+  /** In half-open, whether the one probe is out. */
+  readonly probing: boolean
+}
+
+const closed: Entry = { state: "closed", failures: 0, openedAt: 0, probing: false }
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface CircuitBreaker {
+  /** Whether a call may go to the model now; in half-open this takes the one probe. */
+  readonly tryAcquire: (key: string) => Effect.Effect<boolean>
+  /** Records a success; returns the new state when it changed. */
+  readonly onSuccess: (key: string) => Effect.Effect<State | undefined>
+  /** Records a failure; returns the new state when it changed. */
+  readonly onFailure: (key: string) => Effect.Effect<State | undefined>
+  /** The state now (an open circuit past its cool-down reads as half-open). */
+  readonly state: (key: string) => Effect.Effect<State>
+}
+
+/**
+ * Makes a breaker holding the state of every key.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
+  Effect.gen(function*() {
+    const threshold = options.threshold ?? 5
+    const cooldownMillis = Duration.toMillis(options.cooldown ?? "30 seconds")
+    const entries = yield* SynchronizedRef.make(new Map<string, Entry>())
+
+    const current = (map: Map<string, Entry>, key: string, now: number): Entry => {
+      const entry = map.get(key) ?? closed
+      return entry.state === "open" && now - entry.openedAt >= cooldownMillis
+        ? { ...entry, state: "half_open", probing: false }
+        : entry
+    }
+
+    const update = <A>(key: string, f: (entry: Entry, now: number) => readonly [A, Entry]) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        SynchronizedRef.modify(entries, (map) => {
+          const [result, next] = f(current(map, key, now), now)
+          return [result, new Map(map).set(key, next)] as const
+        }))
+
+    return {
+      tryAcquire: (key) =>
+        update(key, (entry) => {
+          switch (entry.state) {
+            case "closed":
+              return [true, entry]
+            case "open":
+              return [false, entry]
+            case "half_open":
+              return entry.probing ? [false, entry] : [true, { ...entry, probing: true }]
+          }
+        }),
+      onSuccess: (key) => update(key, (entry) => [entry.state === "closed" ? undefined : "closed", closed]),
+      onFailure: (key) =>
+        update(key, (entry, now) => {
+          if (entry.state === "half_open") return ["open", { state: "open", failures: entry.failures + 1, openedAt: now, probing: false }]
+          const failures = entry.failures + 1
+          return failures >= threshold && entry.state === "closed"
+            ? ["open", { state: "open", failures, openedAt: now, probing: false }]
+            : [undefined, { ...entry, failures }]
+        }),
+      state: (key) =>
+        Effect.zipWith(Clock.currentTimeMillis, SynchronizedRef.get(entries), (now, map) => current(map, key, now).state)
+    }
+  })

@@ -1,0 +1,191 @@
+/**
+ * How failures are retried (seed §3): one `Schedule` per error type, with the seed's table as defaults,
+ * composed into one schedule that dispatches on the failure's tag, takes the delay the provider asked for
+ * (`retry-after-ms`, `retry-after`, reset headers) as the floor of the next delay, obeys `x-should-retry`,
+ * and stops (so the fallback chain hops on) when the provider asks for a wait above the cap.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleInterval from "effect/ScheduleInterval"
+import * as ScheduleIntervals from "effect/ScheduleIntervals"
+import * as SynchronizedRef from "effect/SynchronizedRef"
+import type { ProviderError, ResponseParseError } from "./Errors.js"
+
+/**
+ * The failures a generation retries or hops on.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export type RetryableError = ProviderError | ResponseParseError
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export type Tag = RetryableError["_tag"]
+
+/**
+ * One row of the seed's table: how many retries, at what delay, doubled each time or not, with how much
+ * random jitter added (the seed adds 0-1 s to its exponential backoff).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Rule {
+  readonly retries: number
+  readonly delay: Duration.DurationInput
+  readonly exponential: boolean
+  readonly jitter: Duration.DurationInput
+}
+
+/**
+ * A whole policy: a rule per failure, the cap on one delay, and the budgets of a generation.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Policy {
+  readonly rules: Readonly<Record<Tag, Rule>>
+  /** The longest delay slept; a provider asking for longer is not waited for: the chain hops on. */
+  readonly maxDelay: Duration.DurationInput
+  /** Attempts across the whole fallback chain, first attempts and retries alike. */
+  readonly maxAttempts: number
+  /** How long one attempt may take. */
+  readonly attemptTimeout: Duration.DurationInput
+  /** How long the whole generation may take, retries and hops included. */
+  readonly deadline: Duration.DurationInput
+}
+
+const never: Rule = { retries: 0, delay: 0, exponential: false, jitter: 0 }
+
+/**
+ * The seed's table: rate limit 5 retries at 1 s x 2^n capped at 60 s plus up to 1 s of jitter; timeout 2 at
+ * 2 s; server 3 at 5 s; network 3 at 3 s; context too long 1 at once (with a smaller prompt); none for auth,
+ * invalid request and quota. A reply that cannot be parsed gets one corrective retry at once.
+ *
+ * @since 0.1.0
+ * @category Defaults
+ */
+export const defaults: Policy = {
+  rules: {
+    RateLimitError: { retries: 5, delay: "1 second", exponential: true, jitter: "1 second" },
+    TimeoutError: { retries: 2, delay: "2 seconds", exponential: false, jitter: 0 },
+    ServerError: { retries: 3, delay: "5 seconds", exponential: false, jitter: 0 },
+    NetworkError: { retries: 3, delay: "3 seconds", exponential: false, jitter: 0 },
+    ContextTooLongError: { retries: 1, delay: 0, exponential: false, jitter: 0 },
+    ResponseParseError: { retries: 1, delay: 0, exponential: false, jitter: 0 },
+    AuthError: never,
+    InvalidRequestError: never,
+    QuotaExhaustedError: never
+  },
+  maxDelay: "60 seconds",
+  maxAttempts: 12,
+  attemptTimeout: "60 seconds",
+  deadline: "180 seconds"
+}
+
+/**
+ * The schedule of one rule: its delays (doubling or fixed), with jitter from Effect's `Random` (pin it in
+ * tests with `Random.fixed`), capped at `maxDelay`, for `retries` recurrences. Its output is the delay.
+ *
+ * @since 0.1.0
+ * @category Schedules
+ */
+export const forRule = (rule: Rule, maxDelay: Duration.DurationInput): Schedule.Schedule<Duration.Duration> => {
+  const jitterMillis = Duration.toMillis(rule.jitter)
+  const cap = Duration.decode(maxDelay)
+  const base: Schedule.Schedule<unknown> = rule.exponential ? Schedule.exponential(rule.delay, 2) : Schedule.spaced(rule.delay)
+  return base.pipe(
+    Schedule.addDelayEffect(() =>
+      jitterMillis > 0 ? Effect.map(Random.next, (r) => Duration.millis(Math.floor(r * jitterMillis))) : Effect.succeed(Duration.zero)
+    ),
+    Schedule.modifyDelay((_, delay) => Duration.min(delay, cap)),
+    Schedule.zipLeft(Schedule.recurs(rule.retries)),
+    Schedule.delays
+  )
+}
+
+/**
+ * A decision to retry: the failure, the delay before the next attempt, and how many retries of this kind.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Retry {
+  readonly error: RetryableError
+  readonly delay: Duration.Duration
+  /** Retries of this kind of failure so far, this one included. */
+  readonly retry: number
+}
+
+type Counts = Partial<Record<Tag, { readonly state: unknown; readonly retries: number }>>
+
+/**
+ * The policy as one schedule over failures. Each kind of failure keeps its own schedule and count; a delay
+ * the provider asked for is the floor of the next delay; `x-should-retry: false` stops, `x-should-retry: true`
+ * retries a kind the table would not (on the server rule); a requested wait above `maxDelay` stops, so the
+ * fallback chain can hop on at once. `allow` is consulted before every retry (the attempt budget).
+ *
+ * The counts live outside the schedule's own state, so one schedule serves every step of a fallback chain and
+ * its retries never multiply across hops: a kind of failure gets its table's retries once per generation.
+ *
+ * @since 0.1.0
+ * @category Schedules
+ */
+export const make = (
+  policy: Policy,
+  allow: Effect.Effect<boolean> = Effect.succeed(true)
+): Effect.Effect<Schedule.Schedule<Retry, RetryableError>> =>
+  Effect.map(SynchronizedRef.make<Counts>({}), (counts) => {
+    const schedules = Object.fromEntries(
+      Object.entries(policy.rules).map(([tag, rule]) => [tag, forRule(rule, policy.maxDelay)])
+    ) as Record<Tag, Schedule.Schedule<Duration.Duration>>
+    const maxDelayMillis = Duration.toMillis(policy.maxDelay)
+    return Schedule.makeWithState<void, RetryableError, Retry>(
+      undefined,
+      (now, error) =>
+        Effect.gen(function*() {
+          const stop = [undefined, { error, delay: Duration.zero, retry: 0 }, ScheduleDecision.done] as const
+          const shouldRetry = "shouldRetry" in error ? error.shouldRetry : undefined
+          const requested = "retryAfterMs" in error ? error.retryAfterMs : undefined
+          if (shouldRetry === false || (requested !== undefined && requested > maxDelayMillis)) return stop
+          if (!(yield* allow)) return stop
+          const tag: Tag = shouldRetry === true && policy.rules[error._tag].retries === 0 ? "ServerError" : error._tag
+          return yield* SynchronizedRef.modifyEffect(counts, (all) =>
+            Effect.gen(function*() {
+              const current = all[tag] ?? { state: schedules[tag].initial, retries: 0 }
+              const [next, , decision] = yield* schedules[tag].step(now, error, current.state)
+              if (ScheduleDecision.isDone(decision)) return [stop, all] as const
+              const delayMillis = Math.max(ScheduleIntervals.start(decision.intervals) - now, requested ?? 0)
+              const retry = [
+                undefined,
+                { error, delay: Duration.millis(delayMillis), retry: current.retries + 1 },
+                ScheduleDecision.continueWith(ScheduleInterval.after(now + delayMillis))
+              ] as const
+              return [retry, { ...all, [tag]: { state: next, retries: current.retries + 1 } }] as const
+            }))
+        })
+    )
+  })
+
+/**
+ * The default policy with its budgets from the environment: `PLOT_ENGINE_MAX_ATTEMPTS`,
+ * `PLOT_ENGINE_ATTEMPT_TIMEOUT`, `PLOT_ENGINE_DEADLINE` and `PLOT_ENGINE_MAX_RETRY_DELAY` (durations such as
+ * "60 seconds").
+ *
+ * @since 0.1.0
+ * @category Configuration
+ */
+export const config: Config.Config<Policy> = Config.all({
+  maxAttempts: Config.integer("PLOT_ENGINE_MAX_ATTEMPTS").pipe(Config.withDefault(defaults.maxAttempts)),
+  attemptTimeout: Config.duration("PLOT_ENGINE_ATTEMPT_TIMEOUT").pipe(Config.withDefault(Duration.decode(defaults.attemptTimeout))),
+  deadline: Config.duration("PLOT_ENGINE_DEADLINE").pipe(Config.withDefault(Duration.decode(defaults.deadline))),
+  maxDelay: Config.duration("PLOT_ENGINE_MAX_RETRY_DELAY").pipe(Config.withDefault(Duration.decode(defaults.maxDelay)))
+}).pipe(Config.map((budgets) => ({ ...defaults, ...budgets })))
