@@ -59,6 +59,14 @@ const describeEvent = (event: GenerationEvent): string | undefined => {
       return `       model: ${event.provider}/${event.model} (${event.reasoning}), estimated cost ${formatCost(event.estimatedCostUsd)}`
     case "Warning":
       return `       warning: ${event.message}`
+    case "Retrying":
+      return `       ${event.message} (${event.errorType} from ${event.provider}/${event.model}; attempt ${event.attempt} in ${
+        (event.delayMs / 1000).toFixed(1)
+      } s)`
+    case "Fallback":
+      return `       falling back from ${event.from} to ${event.to} (${event.reason})`
+    case "CircuitChanged":
+      return `       circuit ${event.state.replace("_", "-")} for ${event.provider}/${event.model}`
     case "TextDelta":
     case "Completed":
       return undefined

@@ -4,6 +4,7 @@
 import * as AiError from "@effect/ai/AiError"
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -15,6 +16,8 @@ export type Answer =
   | { readonly _tag: "Text"; readonly text: string; readonly inputTokens?: number; readonly outputTokens?: number }
   | { readonly _tag: "Fail"; readonly error: AiError.AiError }
   | { readonly _tag: "StreamError"; readonly partial: string; readonly event: unknown }
+  /** No answer at all. */
+  | { readonly _tag: "Hang" }
 
 export const text = (value: string, usage?: { inputTokens: number; outputTokens: number }): Answer => ({
   _tag: "Text",
@@ -25,6 +28,8 @@ export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error }
 
 /** A call the fake model received. */
 export interface Call {
+  /** When the call was made, on the Clock. */
+  readonly at: number
   readonly model: string
   readonly parameters: ModelParameters
   readonly prompt: unknown
@@ -38,14 +43,16 @@ export const scripted = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []
 (model: string, parameters: ModelParameters) =>
   LanguageModel.make({
     generateText: (options) =>
-      Effect.suspend(() => {
-        calls.push({ model, parameters, prompt: options.prompt, streamed: false })
+      Effect.flatMap(Clock.currentTimeMillis, (at) => {
+        calls.push({ at, model, parameters, prompt: options.prompt, streamed: false })
         const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
         switch (answer._tag) {
           case "Fail":
             return Effect.fail(answer.error)
           case "StreamError":
             return Effect.fail(httpError(500, answer.event))
+          case "Hang":
+            return Effect.never
           case "Text":
             return Effect.succeed<Array<Response.PartEncoded>>([
               { type: "text", text: answer.text },
@@ -54,12 +61,14 @@ export const scripted = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []
         }
       }),
     streamText: (options) =>
-      Stream.suspend(() => {
-        calls.push({ model, parameters, prompt: options.prompt, streamed: true })
+      Stream.unwrap(Effect.map(Clock.currentTimeMillis, (at) => {
+        calls.push({ at, model, parameters, prompt: options.prompt, streamed: true })
         const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
         switch (answer._tag) {
           case "Fail":
             return Stream.fail(answer.error)
+          case "Hang":
+            return Stream.never
           case "StreamError":
             return Stream.make<Array<Response.StreamPartEncoded>>(
               { type: "text-delta", id: "t", delta: answer.partial },
@@ -74,7 +83,7 @@ export const scripted = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []
             )
           }
         }
-      })
+      }))
   })
 
 const finish = (inputTokens: number, outputTokens: number) => ({

@@ -1,0 +1,292 @@
+/**
+ * The seed's retry table, Retry-After, the fallback chain and the circuit breaker, exact in virtual time:
+ * every delay is read off the Clock at which the fake model was called, jitter pinned with `Random.fixed`.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import type { GenerationEvent, PlotRequestInput, ProviderName } from "../src/Domain.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as Providers from "../src/Providers.js"
+import * as RetryPolicy from "../src/RetryPolicy.js"
+import * as TemplateGenerator from "../src/TemplateGenerator.js"
+import { type Answer, type Call, fail, httpError, sampleOutlineJson, scripted, text, transportError } from "./utils/FakeModel.js"
+import { sampleProject } from "./utils/fixtures.js"
+
+// ---------------------------------------------------------------------------------------------------------------
+// What providers send
+// ---------------------------------------------------------------------------------------------------------------
+
+const openAiBody = (type: string, code: string | null, message: string) => ({ error: { message, type, param: null, code } })
+const rateLimited = (headers: Record<string, string> = {}) =>
+  fail(httpError(429, openAiBody("requests", "rate_limit_exceeded", "Rate limit reached for requests"), headers))
+const serverError = fail(httpError(500, openAiBody("server_error", null, "The server had an error")))
+const overloaded = fail(httpError(529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, { "x-should-retry": "true" }))
+const gatewayTimeout = fail(httpError(504, "Gateway Timeout"))
+const unauthorized = fail(httpError(401, openAiBody("invalid_request_error", "invalid_api_key", "Incorrect API key provided")))
+const invalid = fail(httpError(400, openAiBody("invalid_request_error", "invalid_value", "Invalid value for 'temperature'")))
+const noQuota = fail(httpError(429, openAiBody("insufficient_quota", "insufficient_quota", "You exceeded your current quota")))
+const tooLong = fail(httpError(400, openAiBody("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.")))
+const networkDown = fail(transportError())
+const ok = text(sampleOutlineJson)
+
+// ---------------------------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------------------------
+
+interface Scripts {
+  readonly openai?: ReadonlyArray<Answer>
+  readonly anthropic?: ReadonlyArray<Answer>
+}
+
+/** The engine over scripted providers; `calls` records every call with its time. */
+const engine = (scripts: Scripts, calls: Array<Call>, options: PlotGeneration.Options = {}) =>
+  PlotGeneration.layer(options).pipe(
+    Layer.provide(Providers.layerModels(Object.fromEntries(
+      (Object.entries(scripts) as Array<[ProviderName, ReadonlyArray<Answer>]>).map(([provider, answers]) => [provider, scripted(answers, calls)])
+    ))),
+    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
+  )
+
+const pinned: PlotRequestInput = { projectId: "novel", userPrompt: "What happens next?", provider: "openai", model: "gpt-4.1" }
+const chosen: PlotRequestInput = { projectId: "novel", userPrompt: "What happens next?" }
+
+/** Generates to the end in virtual time, collecting the events. */
+const generate = (input: PlotRequestInput, options?: { useFallback?: boolean }, advance: Duration.DurationInput = "30 minutes") =>
+  Effect.gen(function*() {
+    const engine = yield* PlotGeneration.PlotGeneration
+    const events: Array<GenerationEvent> = []
+    const fiber = yield* engine.generateStream(input, options).pipe(
+      Stream.runForEach((event) => Effect.sync(() => events.push(event))),
+      Effect.either,
+      Effect.fork
+    )
+    yield* TestClock.adjust(advance)
+    const outcome = yield* Fiber.join(fiber)
+    const completed = events.find((e) => e._tag === "Completed")
+    return { outcome, events, result: completed?._tag === "Completed" ? completed.result : undefined }
+  }).pipe(Effect.withRandom(Random.fixed([0.5])))
+
+/** The delays between consecutive calls, in milliseconds. */
+const gaps = (calls: ReadonlyArray<Call>) => calls.slice(1).map((call, i) => call.at - calls[i]!.at)
+
+const retrying = (events: ReadonlyArray<GenerationEvent>) =>
+  events.flatMap((e) => (e._tag === "Retrying" ? [[e.errorType, e.delayMs] as const] : []))
+
+// ---------------------------------------------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------------------------------------------
+
+describe("RetryPolicy: the seed's table, one row at a time (one model, always failing)", () => {
+  it.effect.each([
+    ["rate limit: 5 retries, 1 s x 2^n + jitter (pinned at 0.5 s)", rateLimited(), "RateLimitError", [1_500, 2_500, 4_500, 8_500, 16_500]],
+    ["timeout: 2 retries at 2 s", gatewayTimeout, "TimeoutError", [2_000, 2_000]],
+    ["server: 3 retries at 5 s", serverError, "ServerError", [5_000, 5_000, 5_000]],
+    ["network: 3 retries at 3 s", networkDown, "NetworkError", [3_000, 3_000, 3_000]],
+    ["context too long: 1 retry at once", tooLong, "ContextTooLongError", [0]],
+    ["auth: no retry", unauthorized, "AuthError", []],
+    ["invalid request: no retry", invalid, "InvalidRequestError", []],
+    ["quota: no retry", noQuota, "QuotaExhaustedError", []]
+  ] as const)("%s", ([_, answer, tag, delays]) => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { outcome } = yield* generate(pinned, { useFallback: false })
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe(tag)
+      expect(calls).toHaveLength(delays.length + 1)
+      expect(gaps(calls)).toEqual(delays)
+    }).pipe(Effect.provide(engine({ openai: [answer] }, calls)))
+  })
+
+  it("caps a long exponential backoff at 60 s", () => {
+    const rule = { ...RetryPolicy.defaults.rules.RateLimitError, retries: 9 }
+    const delays = Effect.runSync(
+      Schedule.run(RetryPolicy.forRule(rule, RetryPolicy.defaults.maxDelay), 0, Array.from({ length: 9 }, (_, i) => i)).pipe(
+        Effect.withRandom(Random.fixed([0.5]))
+      )
+    )
+    expect(Chunk.toArray(delays).slice(0, 9).map(Duration.toMillis)).toEqual([
+      1_500, 2_500, 4_500, 8_500, 16_500, 32_500, 60_000, 60_000, 60_000
+    ])
+  })
+})
+
+describe("RetryPolicy: the issue's scenarios", () => {
+  it.effect("429, 429, ok: 3 attempts, delays 1 s and 2 s plus the pinned jitter", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { events, result } = yield* generate(pinned)
+      expect(result?.isTemplate).toBe(false)
+      expect(result?.retryCount).toBe(2)
+      expect(calls).toHaveLength(3)
+      expect(gaps(calls)).toEqual([1_500, 2_500])
+      expect(retrying(events)).toEqual([["rate_limit", 1_500], ["rate_limit", 2_500]])
+    }).pipe(Effect.provide(engine({ openai: [rateLimited(), rateLimited(), ok] }, calls)))
+  })
+
+  it.effect("honours retry-after-ms: 1500 as the floor of the delay", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      yield* generate(pinned).pipe(Effect.withRandom(Random.fixed([0])))
+      expect(gaps(calls)).toEqual([1_500])
+    }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after-ms": "1500" }), ok] }, calls)))
+  })
+
+  it.effect("does not sleep 120 s for retry-after: 120; hops to the next model at once", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { events, result } = yield* generate(chosen)
+      expect(calls.map((c) => [c.model, c.at])).toEqual([["gpt-4.1-mini", 0], ["claude-haiku-4-5", 0]])
+      expect(result?.model).toBe("claude-haiku-4-5")
+      expect(events).toContainEqual({ _tag: "Fallback", from: "openai/gpt-4.1-mini", to: "anthropic/claude-haiku-4-5", reason: "rate_limit" })
+      expect(result?.warnings).toContain("Fell back from openai/gpt-4.1-mini to anthropic/claude-haiku-4-5 after rate_limit.")
+    }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after": "120" }), ok], anthropic: [ok] }, calls)))
+  })
+
+  it.effect("fails a wrong key after one attempt with AuthError, on no other model", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { outcome } = yield* generate(chosen)
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe("AuthError")
+      expect(calls).toHaveLength(1)
+    }).pipe(Effect.provide(engine({ openai: [unauthorized], anthropic: [ok] }, calls)))
+  })
+
+  it.effect("retries context_length_exceeded exactly once, with a strictly smaller prompt", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { outcome } = yield* generate(pinned, { useFallback: false })
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe("ContextTooLongError")
+      expect(calls).toHaveLength(2)
+      expect(JSON.stringify(calls[1]!.prompt).length).toBeLessThan(JSON.stringify(calls[0]!.prompt).length)
+    }).pipe(Effect.provide(engine({ openai: [tooLong] }, calls)))
+  })
+
+  it.effect("after the smaller retry, moves only to a model with a bigger window", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      // premium Anthropic (200K) is chosen; gpt-5 (400K) has the bigger window.
+      const { result } = yield* generate({ ...chosen, userPrompt: "A detailed, nuanced betrayal", targetWordCount: 2_500 })
+      expect(calls.map((c) => c.model)).toEqual(["claude-opus-4-1", "claude-opus-4-1", "gpt-5"])
+      expect(result?.model).toBe("gpt-5")
+    }).pipe(Effect.provide(engine({ anthropic: [tooLong], openai: [ok] }, calls)))
+  })
+
+  it.effect("retries 529 overloaded, then succeeds", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* generate(pinned)
+      expect(result?.isTemplate).toBe(false)
+      expect(gaps(calls)).toEqual([5_000])
+    }).pipe(Effect.provide(engine({ openai: [overloaded, ok] }, calls)))
+  })
+
+  it.effect("turns 5 x 500 into the template, with its warning", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* generate(chosen)
+      expect(result?.isTemplate).toBe(true)
+      expect(result?.warnings[0]).toBe(TemplateGenerator.templateWarning)
+      // One model configured: the first attempt and the table's 3 retries.
+      expect(calls).toHaveLength(4)
+      expect(result?.retryCount).toBe(3)
+    }).pipe(Effect.provide(engine({ openai: [serverError, serverError, serverError, serverError, serverError] }, calls)))
+  })
+
+  it.effect("never multiplies retries across hops: the server rule's 3 retries cover the whole chain", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* generate(chosen)
+      expect(result?.isTemplate).toBe(true)
+      expect(calls.map((c) => c.model)).toEqual(["gpt-4.1-mini", "gpt-4.1-mini", "gpt-4.1-mini", "gpt-4.1-mini", "claude-haiku-4-5"])
+    }).pipe(Effect.provide(engine({ openai: [serverError], anthropic: [serverError] }, calls)))
+  })
+
+  it.effect("does not retry insufficient_quota; goes to the other provider", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* generate({ ...chosen, userPrompt: "A detailed betrayal" , costSensitive: false })
+      expect(calls.map((c) => c.model)).toEqual(["gpt-4.1", "claude-sonnet-4-5"])
+      expect(result?.provider).toBe("anthropic")
+    }).pipe(Effect.provide(engine({ openai: [noQuota], anthropic: [ok] }, calls)))
+  })
+
+  it.effect("fails on insufficient_quota when there is no other provider", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { outcome } = yield* generate(chosen)
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe("QuotaExhaustedError")
+      expect(calls).toHaveLength(1)
+    }).pipe(Effect.provide(engine({ openai: [noQuota] }, calls)))
+  })
+
+  it.effect("downgrades to a cheaper model of the same provider before the other provider", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* generate({ ...chosen, userPrompt: "A detailed betrayal" })
+      // gpt-4.1 fails with a retry-after above the cap: gpt-4.1-mini is next.
+      expect(calls.map((c) => c.model)).toEqual(["gpt-4.1", "gpt-4.1-mini"])
+      expect(result?.model).toBe("gpt-4.1-mini")
+    }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after": "300" }), ok] }, calls)))
+  })
+
+  it.effect("gives each attempt its timeout, and the generation its deadline", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { outcome } = yield* generate(pinned, { useFallback: false })
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe("TimeoutError")
+      // 60 s per attempt, 2 s between: 3 attempts = 184 s > the 180 s deadline, so the third is cut short.
+      expect(calls.map((c) => c.at)).toEqual([0, 62_000, 124_000])
+      expect(outcome._tag === "Left" && outcome.left.message).toContain("deadline")
+    }).pipe(Effect.provide(engine({ openai: [{ _tag: "Hang" }] }, calls)))
+  })
+
+  it.effect("stops after the attempt budget", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      yield* generate(pinned, { useFallback: false })
+      expect(calls).toHaveLength(3)
+    }).pipe(Effect.provide(engine({ openai: [rateLimited()] }, calls, { retryPolicy: { ...RetryPolicy.defaults, maxAttempts: 3 } })))
+  })
+})
+
+describe("CircuitBreaker in the chain", () => {
+  it.effect("opens after 5 failures, skips the model, and half-opens for one probe after 30 s", () => {
+    const calls: Array<Call> = []
+    const noRetries = { ...RetryPolicy.defaults, rules: { ...RetryPolicy.defaults.rules, ServerError: { ...RetryPolicy.defaults.rules.ServerError, retries: 0 } } }
+    return Effect.gen(function*() {
+      const states: Array<string> = []
+      for (let i = 0; i < 5; i++) {
+        const { events } = yield* generate(pinned, {}, "1 second")
+        for (const e of events) if (e._tag === "CircuitChanged") states.push(`${e.model}:${e.state}`)
+      }
+      expect(calls).toHaveLength(5)
+      expect(states).toEqual(["gpt-4.1:open"])
+      // Open: the model is not called; the template answers.
+      const skipped = yield* generate(pinned, {}, "1 second")
+      expect(calls).toHaveLength(5)
+      expect(skipped.result?.isTemplate).toBe(true)
+      // Still open just before the cool-down ends (opened at 4 s, now 6 s)...
+      yield* TestClock.adjust("27 seconds")
+      yield* generate(pinned, {}, "0 seconds")
+      expect(calls).toHaveLength(5)
+      // ...then half-open: one probe goes through, succeeds, and closes the circuit.
+      yield* TestClock.adjust("1 second")
+      const probe = yield* generate(pinned, {}, "0 seconds")
+      expect(calls).toHaveLength(6)
+      expect(probe.result?.isTemplate).toBe(false)
+      expect(probe.events).toContainEqual({ _tag: "CircuitChanged", provider: "openai", model: "gpt-4.1", state: "closed" })
+    }).pipe(Effect.provide(engine(
+      { openai: [serverError, serverError, serverError, serverError, serverError, ok] },
+      calls,
+      { retryPolicy: noRetries, circuitBreaker: { threshold: 5, cooldown: "30 seconds" } }
+    )))
+  })
+})
