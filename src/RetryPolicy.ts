@@ -92,6 +92,19 @@ export const defaults: Policy = {
 }
 
 /**
+ * A policy with every rule changed by `f` (for example, short delays for a test against a local gateway).
+ *
+ * @since 0.1.0
+ * @category Defaults
+ */
+export const mapRules = (policy: Policy, f: (rule: Rule, tag: Tag) => Rule): Policy => ({
+  ...policy,
+  rules: Object.fromEntries(
+    Object.entries(policy.rules).map(([tag, rule]) => [tag, f(rule, tag as Tag)])
+  ) as Record<Tag, Rule>
+})
+
+/**
  * The schedule of one rule: its delays (doubling or fixed), with jitter from Effect's `Random` (pin it in
  * tests with `Random.fixed`), capped at `maxDelay`, for `retries` recurrences. Its output is the delay.
  *

@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
+import type { Socket } from "node:net"
 import * as AnthropicWire from "./AnthropicWire.js"
 import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
@@ -150,6 +151,15 @@ const sseResponse = (events: ReadonlyArray<SseEvent>, headers: Record<string, st
     { contentType: "text/event-stream", headers: { ...headers, "cache-control": "no-cache" } }
   )
 
+/** Completes when the client closes the connection. */
+const closed = (socket: Socket) =>
+  Effect.async<void>((resume) => {
+    if (socket.destroyed) return resume(Effect.void)
+    const onClose = () => resume(Effect.void)
+    socket.once("close", onClose)
+    return Effect.sync(() => socket.off("close", onClose))
+  })
+
 const errorResponse = (error: WireError, headers: Record<string, string>) =>
   typeof error.body === "string"
     ? HttpServerResponse.text(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
@@ -221,7 +231,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         switch (fault.kind) {
           case "hang":
             yield* record(face.dialect, 0, fault.kind)
-            yield* Effect.sleep(random.hangMs ?? 600_000)
+            // Hold the connection without a word until the client gives up (or the hang ends).
+            yield* Effect.raceFirst(Effect.sleep(random.hangMs ?? 600_000), closed(socket))
             socket.destroy()
             return HttpServerResponse.empty()
           case "reset":

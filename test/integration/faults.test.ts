@@ -1,0 +1,168 @@
+/**
+ * Faults over real HTTP: the real `@effect/ai-openai` and `@effect/ai-anthropic` clients against the
+ * simulator's scripted faults, through the whole engine (the seed's §6 integration tests among them). Delays
+ * are configured short: these run on the wall clock.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import type { GenerationEvent, ProviderName } from "../../src/Domain.js"
+import * as PlotGeneration from "../../src/PlotGeneration.js"
+import * as ProjectContextStore from "../../src/ProjectContextStore.js"
+import * as Providers from "../../src/Providers.js"
+import * as RetryPolicy from "../../src/RetryPolicy.js"
+import type { ScriptStep } from "../../src/simulator/Faults.js"
+import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
+import * as TemplateGenerator from "../../src/TemplateGenerator.js"
+import { sampleProject } from "../utils/fixtures.js"
+
+/** The seed's table with its delays cut to 10 ms, and short timeouts. */
+const fastPolicy: RetryPolicy.Policy = {
+  ...RetryPolicy.mapRules(RetryPolicy.defaults, (rule) => ({ ...rule, delay: "10 millis", jitter: 0 })),
+  attemptTimeout: "1500 millis",
+  deadline: "20 seconds"
+}
+
+let keyCount = 0
+
+/**
+ * An engine over the simulator with fresh keys, the simulator scripted for them, and one provider (so that
+ * there is no hop unless a test wants one).
+ */
+const scriptedEngine = (provider: ProviderName, steps: ReadonlyArray<ScriptStep>) =>
+  Effect.gen(function*() {
+    const simulator = yield* GatewaySimulator.GatewaySimulator
+    const key = `sk-fault-${provider}-${++keyCount}-0123456789`
+    yield* simulator.script(key, steps)
+    const settings = { apiKey: Redacted.make(key), baseUrl: provider === "openai" ? simulator.openaiBaseUrl : simulator.anthropicBaseUrl }
+    const providers = yield* Providers.make({ [provider]: settings })
+    const engine = yield* PlotGeneration.make({ retryPolicy: fastPolicy }).pipe(
+      Effect.provideService(Providers.Providers, providers),
+      Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
+    )
+    const before = (yield* simulator.stats).requests
+    const attempts = Effect.map(simulator.stats, (stats) => stats.requests - before)
+    return { engine, attempts }
+  })
+
+const request = (provider: ProviderName) => ({ projectId: "novel", userPrompt: "What happens at the Drowned Bell?", provider })
+
+const collect = (stream: Stream.Stream<GenerationEvent, unknown>) =>
+  Effect.map(Stream.runCollect(stream), (chunk) => [...chunk])
+
+/** Each test on its own simulator, on the wall clock. */
+const live = (name: string, body: () => Effect.Effect<void, unknown, GatewaySimulator.GatewaySimulator | HttpClient.HttpClient | Scope.Scope>) =>
+  it.scopedLive(name, () => Effect.provide(body(), Layer.merge(GatewaySimulator.layer(), NodeHttpClient.layerUndici)))
+
+describe("faults over HTTP", () => {
+  describe("the seed's §6 integration tests", () => {
+    live("retries on rate limit and succeeds: 3 attempts", () =>
+      Effect.gen(function*() {
+        const { attempts, engine } = yield* scriptedEngine("openai", [
+          { kind: "rate_limit", retryAfterMs: 20 },
+          { kind: "rate_limit", retryAfterMs: 20 },
+          "ok"
+        ])
+        const result = yield* engine.generate(request("openai"))
+        expect(yield* attempts).toBe(3)
+        expect(result.isTemplate).toBe(false)
+        expect(result.retryCount).toBe(2)
+        expect(result.content.length).toBeGreaterThan(100)
+      }))
+
+    live("falls back to template on persistent failure", () =>
+      Effect.gen(function*() {
+        const { attempts, engine } = yield* scriptedEngine("anthropic", Array(10).fill("server_error"))
+        const result = yield* engine.generate(request("anthropic"), { useFallback: true })
+        expect(result.isTemplate).toBe(true)
+        expect(result.warnings.some((w) => w.includes("generated from a template"))).toBe(true)
+        expect(result.warnings).toContain(TemplateGenerator.templateWarning)
+        expect(yield* attempts).toBe(4)
+      }))
+  })
+
+  for (const provider of ["openai", "anthropic"] as const) {
+    describe(provider, () => {
+      live("retries an error event that arrives mid-stream, and keeps its partial text out of the result", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["stream_error", "ok"])
+          const events = yield* collect(engine.generateStream(request(provider)))
+          const last = events.at(-1)
+          expect(yield* attempts).toBe(2)
+          expect(events.some((e) => e._tag === "Retrying" && e.errorType === "server_error")).toBe(true)
+          expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
+          expect(last?._tag === "Completed" && last.result.retryCount).toBe(1)
+        }))
+
+      live("retries a connection reset as a network error", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["reset", "ok"])
+          const events = yield* collect(engine.generateStream(request(provider)))
+          expect(yield* attempts).toBe(2)
+          expect(events.some((e) => e._tag === "Retrying" && e.errorType === "network_error")).toBe(true)
+        }))
+
+      live("retries malformed JSON and a truncated stream as server errors", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["malformed_json", "truncated_sse", "ok"])
+          const events = yield* collect(engine.generateStream(request(provider)))
+          const last = events.at(-1)
+          expect(yield* attempts).toBe(3)
+          expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
+        }))
+
+      live("retries a malformed JSON body of a non-streamed reply", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["malformed_json", "ok"])
+          const result = yield* engine.generate(request(provider))
+          expect(yield* attempts).toBe(2)
+          expect(result.isTemplate).toBe(false)
+        }))
+
+      live("times out a hung attempt and retries", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["hang", "ok"])
+          const events = yield* collect(engine.generateStream(request(provider)))
+          expect(yield* attempts).toBe(2)
+          expect(events.some((e) => e._tag === "Retrying" && e.errorType === "timeout")).toBe(true)
+        }))
+
+      live("fails a wrong key after one request", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["auth"])
+          const error = yield* Effect.flip(engine.generate(request(provider)))
+          expect(error._tag).toBe("AuthError")
+          expect(yield* attempts).toBe(1)
+        }))
+
+      live("does not retry an exhausted quota", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["insufficient_quota"])
+          const error = yield* Effect.flip(engine.generate(request(provider)))
+          expect(error._tag).toBe("QuotaExhaustedError")
+          expect(yield* attempts).toBe(1)
+        }))
+
+      live("retries the context-length error once with a smaller prompt", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["context_length", "context_length"])
+          const error = yield* Effect.flip(engine.generate(request(provider)))
+          expect(error._tag).toBe("ContextTooLongError")
+          expect(yield* attempts).toBe(2)
+        }))
+
+      live("retries 529 overloaded, and 502 and 503 from the gateway", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["overloaded", "bad_gateway", "unavailable", "ok"])
+          const result = yield* engine.generate(request(provider))
+          expect(yield* attempts).toBe(4)
+          expect(result.isTemplate).toBe(false)
+        }))
+    })
+  }
+})
