@@ -116,4 +116,44 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))("p
       expect(after.inputTokens - before.inputTokens).toBeLessThanOrEqual(32_000 + 2_500)
       expect(after.inputTokens - before.inputTokens).toBeGreaterThan(0.9 * 32_000)
     }), 60_000)
+
+  it.effect("retries a 429 after the retry-after-ms it asked for", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const key = "sk-right-key-123456"
+      yield* simulator.script(key, [{ kind: "rate_limit", retryAfterMs: 2_500 }, "ok"])
+      const before = (yield* simulator.stats).requests
+      const started = Date.now()
+      const run = yield* cli(generate, { OPENAI_API_KEY: key, OPENAI_BASE_URL: simulator.openaiBaseUrl })
+      expect(run.code).toBe(0)
+      expect(run.stdout).toContain("We're experiencing high demand. Your request will retry automatically in a moment... (rate_limit from openai/gpt-4.1-mini; attempt 2 in 2.5 s)")
+      expect(run.stdout).toContain("Retries:   1")
+      expect((yield* simulator.stats).requests - before).toBe(2)
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2_500)
+    }), 60_000)
+
+  it.effect("does not retry insufficient_quota", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const key = "sk-right-key-123456"
+      yield* simulator.script(key, ["insufficient_quota"])
+      const before = (yield* simulator.stats).requests
+      const run = yield* cli(generate, { OPENAI_API_KEY: key, OPENAI_BASE_URL: simulator.openaiBaseUrl })
+      expect(run.code).not.toBe(0)
+      expect(run.stderr).toContain("The AI service's usage limit has been reached.")
+      expect((yield* simulator.stats).requests - before).toBe(1)
+    }), 60_000)
+
+  it.effect("retries a connection reset", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const key = "sk-right-key-123456"
+      yield* simulator.script(key, ["reset", "ok"])
+      const before = (yield* simulator.stats).requests
+      const run = yield* cli([...generate, "--json"], { OPENAI_API_KEY: key, OPENAI_BASE_URL: simulator.openaiBaseUrl })
+      expect(run.code).toBe(0)
+      expect(JSON.parse(run.stdout).retryCount).toBe(1)
+      expect(run.stderr).toContain("network_error")
+      expect((yield* simulator.stats).requests - before).toBe(2)
+    }), 60_000)
 })
