@@ -370,10 +370,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       if (step.index === 0 && run.attempts === 1) {
         for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
       }
+      // The chain holds configured providers only (selection checked them), so this cannot fail.
       const languageModel = yield* providers.languageModel(target.provider, target.id, {
         maxOutputTokens: prepared.prompt.maxOutputTokens,
         temperature: prepared.prompt.temperature
-      })
+      }).pipe(Effect.orDie)
       const outcome = yield* callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
         Effect.timeoutFail({
           duration: policy.attemptTimeout,
@@ -408,13 +409,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         })
       })
     )
-    const plan = ExecutionPlan.make(
-      ...chain.map((model, index) => ({
-        provide: Context.make(ChainStep, { index, model }),
-        schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
-        while: (error: RetryPolicy.RetryableError) => canRunOn(model, error, run)
-      })) as unknown as [ExecutionPlan.make.Step]
-    )
+    // A hop starts at once (`Schedule.once` lets the previous step's failure through without a delay), then
+    // follows the shared schedule; `while` decides whether a step may run at all after that failure.
+    const step = (model: ModelCatalog.ModelInfo, index: number) => ({
+      provide: Layer.succeed(ChainStep, { index, model }),
+      schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
+      while: (error: RetryPolicy.RetryableError) => canRunOn(model, error, run)
+    })
+    const [first, ...rest] = chain
+    const plan = ExecutionPlan.make(step(first!, 0), ...rest.map((model, i) => step(model, i + 1)))
     const deadline = Duration.format(policy.deadline)
     const done = yield* attempt.pipe(
       Effect.withExecutionPlan(plan),
@@ -427,7 +430,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             detail: `the generation did not finish within its deadline of ${deadline}`
           })
       }),
-      Effect.mapError((error) => ({ error: error as RetryPolicy.RetryableError, run }))
+      Effect.mapError((error) => ({ error, run }))
     )
     return { ...done, run }
   })
@@ -597,8 +600,9 @@ export const layer = (options: Options = {}): Layer.Layer<PlotGeneration, never,
   Layer.effect(PlotGeneration, make(options))
 
 /**
- * The service configured from the environment: `PLOT_ENGINE_MAX_CONTEXT_TOKENS` (default 32,000) and the
- * catalog of `ModelCatalog.load` (`PLOT_ENGINE_MODELS_FILE`, `PLOT_ENGINE_MODELS`).
+ * The service configured from the environment: `PLOT_ENGINE_MAX_CONTEXT_TOKENS` (default 32,000), the
+ * catalog of `ModelCatalog.load` (`PLOT_ENGINE_MODELS_FILE`, `PLOT_ENGINE_MODELS`) and the retry budgets of
+ * `RetryPolicy.config`.
  *
  * @since 0.1.0
  * @category Layers
@@ -615,6 +619,7 @@ export const layerConfig: Layer.Layer<
       Config.withDefault(ContextBudget.defaultMaxContextTokens)
     )
     const catalog = yield* ModelCatalog.load()
-    return yield* make({ catalog, maxContextTokens })
+    const retryPolicy = yield* RetryPolicy.config
+    return yield* make({ catalog, maxContextTokens, retryPolicy })
   })
 )

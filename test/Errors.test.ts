@@ -123,3 +123,56 @@ describe("Errors for people", () => {
     expect(Errors.isTransient(new Errors.AuthError({ provider: "openai", model: "gpt-4.1", detail: "bad key" }))).toBe(false)
   })
 })
+
+describe("Errors.classify over every example of WIRE.md", () => {
+  const oa = (type: string, code: string | null, message: string) => ({ error: { message, type, param: null, code } })
+  const an = (type: string, message: string, extra: Record<string, unknown> = {}) => ({ type: "error", error: { type, message, ...extra }, request_id: "req_body" })
+  it.each([
+    ["OpenAI 429 tokens, transient", "openai", 429, oa("tokens", "rate_limit_exceeded", "Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms."), { "retry-after-ms": "644" }, "RateLimitError", 644],
+    ["OpenAI 429 requests, transient", "openai", 429, oa("requests", "rate_limit_exceeded", "Rate limit reached for requests"), { "retry-after": "2" }, "RateLimitError", 2_000],
+    ["OpenAI 429 request too large", "openai", 429, oa("tokens", "rate_limit_exceeded", "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 31538."), {}, "QuotaExhaustedError", undefined],
+    ["OpenAI 429 insufficient_quota", "openai", 429, oa("insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details."), {}, "QuotaExhaustedError", undefined],
+    ["OpenAI 429 insufficient_quota, older body", "openai", 429, oa("insufficient_quota", null, "You exceeded your current quota"), {}, "QuotaExhaustedError", undefined],
+    ["OpenAI 400 context_length_exceeded", "openai", 400, oa("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens."), {}, "ContextTooLongError", undefined],
+    ["OpenAI 401 invalid_api_key", "openai", 401, oa("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-abc***xyz."), {}, "AuthError", undefined],
+    ["OpenAI 500 server_error", "openai", 500, oa("server_error", null, "The server had an error processing your request."), {}, "ServerError", undefined],
+    ["OpenAI reset headers (Go durations) on a 429", "openai", 429, oa("requests", "rate_limit_exceeded", "Rate limit reached"), { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s", "x-ratelimit-remaining-tokens": "100", "x-ratelimit-reset-tokens": "20ms" }, "RateLimitError", 360_000],
+    ["Anthropic 400 invalid_request_error", "anthropic", 400, an("invalid_request_error", "max_tokens: Field required"), {}, "InvalidRequestError", undefined],
+    ["Anthropic 400 prompt is too long", "anthropic", 400, an("invalid_request_error", "prompt is too long: 208656 tokens > 200000 maximum"), {}, "ContextTooLongError", undefined],
+    ["Anthropic 401 authentication_error", "anthropic", 401, an("authentication_error", "invalid x-api-key"), {}, "AuthError", undefined],
+    ["Anthropic 403 permission_error", "anthropic", 403, an("permission_error", "Your API key does not have permission"), {}, "AuthError", undefined],
+    ["Anthropic 404 not_found_error", "anthropic", 404, an("not_found_error", "model: claude-x"), {}, "InvalidRequestError", undefined],
+    ["Anthropic 413 request_too_large", "anthropic", 413, an("request_too_large", "Request exceeds the maximum allowed number of bytes."), {}, "ContextTooLongError", undefined],
+    ["Anthropic 429 rate_limit_error", "anthropic", 429, an("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"), { "retry-after": "30" }, "RateLimitError", 30_000],
+    ["Anthropic 429 spend limit", "anthropic", 429, an("rate_limit_error", "You have reached your specified workspace API usage limits.", { details: { error_code: "enforced_spend_limit_reached" } }), {}, "QuotaExhaustedError", undefined],
+    ["Anthropic reset headers (RFC 3339) on a 429", "anthropic", 429, an("rate_limit_error", "rate limited"), { "anthropic-ratelimit-input-tokens-remaining": "0", "anthropic-ratelimit-input-tokens-reset": "2025-08-21T12:40:59Z", "anthropic-ratelimit-requests-remaining": "12", "anthropic-ratelimit-requests-reset": "2025-08-21T12:40:05Z" }, "RateLimitError", 59_000],
+    ["Anthropic 500 api_error", "anthropic", 500, an("api_error", "Internal server error"), {}, "ServerError", undefined],
+    ["Anthropic 529 overloaded_error", "anthropic", 529, an("overloaded_error", "Overloaded"), { "x-should-retry": "true" }, "ServerError", undefined],
+    ["Anthropic 402 billing_error", "anthropic", 402, an("billing_error", "Your credit balance is too low"), {}, "QuotaExhaustedError", undefined],
+    ["Anthropic 504 timeout_error", "anthropic", 504, an("timeout_error", "Request timed out"), {}, "TimeoutError", undefined]
+  ] as const)("%s", (_, provider, status, body, headers, tag, retryAfterMs) => {
+    const error = Errors.classify(httpError(status, body, headers), { ...at, provider })
+    expect(error._tag).toBe(tag)
+    expect("retryAfterMs" in error ? error.retryAfterMs : undefined).toBe(retryAfterMs)
+    expect("status" in error ? error.status : undefined).toBe(status)
+  })
+
+  it("reads the request id from either header or the body", () => {
+    expect(Errors.classify(httpError(500, {}, { "x-request-id": "req_oa" }), at)).toMatchObject({ requestId: "req_oa" })
+    expect(Errors.classify(httpError(500, an("api_error", "x"), { "request-id": "req_an" }), anthropic)).toMatchObject({ requestId: "req_an" })
+    expect(Errors.classify(httpError(500, an("api_error", "x")), anthropic)).toMatchObject({ requestId: "req_body" })
+  })
+
+  it("obeys x-should-retry: false", () => {
+    expect(Errors.classify(httpError(500, {}, { "x-should-retry": "false" }), at)).toMatchObject({ shouldRetry: false })
+  })
+
+  it("classifies both providers' mid-stream error events", () => {
+    expect(Errors.classifyStreamError({ type: "error", sequence_number: 2, error: { type: "server_error", code: "server_error", message: "boom", param: null } }, at)._tag)
+      .toBe("ServerError")
+    expect(Errors.classifyStreamError({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, anthropic)._tag)
+      .toBe("ServerError")
+    expect(Errors.classifyStreamError({ type: "error", error: { type: "rate_limit_error", message: "slow" } }, anthropic)._tag)
+      .toBe("RateLimitError")
+  })
+})

@@ -11,6 +11,7 @@ import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -22,6 +23,7 @@ import * as Errors from "../Errors.js"
 import * as PlotGeneration from "../PlotGeneration.js"
 import * as ProjectContextStore from "../ProjectContextStore.js"
 import * as Providers from "../Providers.js"
+import * as Faults from "../simulator/Faults.js"
 import * as GatewaySimulator from "../simulator/GatewaySimulator.js"
 
 // =============================================================================
@@ -187,21 +189,56 @@ const generate = Command.make(
 // simulate
 // =============================================================================
 
+/**
+ * Parses fault rates written as `rate_limit=0.1,server_error=0.05`.
+ *
+ * @since 0.1.0
+ */
+export const parseFaultRates = (text: string): Either.Either<Partial<Record<Faults.FaultKind, number>>, string> => {
+  const rates: Partial<Record<Faults.FaultKind, number>> = {}
+  for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const [kind, value] = part.split("=") as [string, string | undefined]
+    const rate = Number(value)
+    if (!(Faults.faultKinds as ReadonlyArray<string>).includes(kind)) {
+      return Either.left(`unknown fault "${kind}"; known: ${Faults.faultKinds.join(", ")}`)
+    }
+    if (value === undefined || !Number.isFinite(rate) || rate < 0 || rate > 1) return Either.left(`the rate of ${kind} must be between 0 and 1`)
+    rates[kind as Faults.FaultKind] = rate
+  }
+  const total = Object.values(rates).reduce((sum, rate) => sum + rate, 0)
+  return total > 1 ? Either.left(`the fault rates add up to ${total}, more than 1`) : Either.right(rates)
+}
+
 const simulate = Command.make(
   "simulate",
   {
     port: Options.integer("port").pipe(Options.withDefault(8787)),
-    seed: Options.integer("seed").pipe(Options.withDefault(1))
+    seed: Options.integer("seed").pipe(Options.withDefault(1)),
+    faults: Options.text("faults").pipe(
+      Options.withDescription("Random fault rates, such as rate_limit=0.1,server_error=0.05,reset=0.02"),
+      Options.withDefault("")
+    ),
+    latencyMs: Options.integer("latency-ms").pipe(Options.withDescription("Latency added to every answer"), Options.withDefault(0))
   },
-  ({ port, seed }) =>
+  ({ faults, latencyMs, port, seed }) =>
     Effect.gen(function*() {
-      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const rates = yield* Either.match(parseFaultRates(faults), {
+        onLeft: (reason) => Effect.fail(new Errors.RequestValidationError({ field: "--faults", reason })),
+        onRight: Effect.succeed
+      })
+      const context = yield* Layer.build(GatewaySimulator.layer({ port, seed, faults: { rates, latencyMs } }))
+      const simulator = Context.get(context, GatewaySimulator.GatewaySimulator)
       yield* Console.log(`Gateway simulator listening on ${simulator.url}`)
       yield* Console.log(`  OPENAI_BASE_URL=${simulator.openaiBaseUrl}`)
       yield* Console.log(`  ANTHROPIC_BASE_URL=${simulator.anthropicBaseUrl}`)
+      if (Object.keys(rates).length > 0) yield* Console.log(`  faults: ${faults}`)
       yield* Console.log("Any non-empty API key is accepted. Stop with Ctrl-C.")
       return yield* Effect.never
-    }).pipe(Effect.provide(GatewaySimulator.layer({ port, seed })))
+    }).pipe(
+      Effect.scoped,
+      Effect.catchTag("RequestValidationError", (error) =>
+        Effect.zipRight(Console.error(error.message), Effect.sync(() => void (process.exitCode = 2))))
+    )
 ).pipe(Command.withDescription("Serve the gateway simulator (OpenAI Responses and Anthropic Messages APIs)"))
 
 /**

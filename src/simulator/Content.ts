@@ -22,8 +22,12 @@ export const hash = (text: string, seed = 0x811c9dc5): number => {
   return h >>> 0
 }
 
-/** mulberry32: a small, fast, seedable generator of numbers in [0, 1). */
-const generator = (seed: number) => {
+/**
+ * mulberry32: a small, fast, seedable generator of numbers in [0, 1).
+ *
+ * @since 0.1.0
+ */
+export const generator = (seed: number) => {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import { generator, hash } from "./Content.js"
 
 /**
  * Every fault the simulator can produce.
@@ -39,6 +40,30 @@ export type FaultKind =
   | "truncated_sse"
   /** An error event after HTTP 200, mid-stream. */
   | "stream_error"
+
+/**
+ * Every fault kind, for parsing and listing.
+ *
+ * @since 0.1.0
+ */
+export const faultKinds: ReadonlyArray<FaultKind> = [
+  "rate_limit",
+  "insufficient_quota",
+  "request_too_large",
+  "server_error",
+  "bad_gateway",
+  "unavailable",
+  "overloaded",
+  "gateway_timeout",
+  "auth",
+  "invalid_request",
+  "context_length",
+  "hang",
+  "reset",
+  "malformed_json",
+  "truncated_sse",
+  "stream_error"
+]
 
 /**
  * A fault with its details.
@@ -104,14 +129,8 @@ export interface FaultPlan {
 export const makePlan = (seed: number, random: RandomFaults = {}): FaultPlan => {
   const scripts = new Map<string, Array<ScriptStep>>()
   let settings = random
-  // xorshift32: reproducible draws for a given seed and order of requests.
-  let state = (seed >>> 0) || 0x9e3779b9
-  const draw = () => {
-    state ^= state << 13
-    state ^= state >>> 17
-    state ^= state << 5
-    return (state >>> 0) / 4294967296
-  }
+  // Reproducible draws for a given seed and order of requests.
+  const draw = generator(hash("faults", seed))
   return {
     next: (apiKey) => {
       const script = scripts.get(apiKey)
