@@ -5,6 +5,9 @@
  */
 
 /** @since 0.1.0 */
+export * as CircuitBreaker from "./CircuitBreaker.js"
+
+/** @since 0.1.0 */
 export * as ContextBudget from "./ContextBudget.js"
 
 /** @since 0.1.0 */
@@ -33,6 +36,9 @@ export * as Providers from "./Providers.js"
 
 /** @since 0.1.0 */
 export * as ResponseParser from "./ResponseParser.js"
+
+/** @since 0.1.0 */
+export * as RetryPolicy from "./RetryPolicy.js"
 
 /** @since 0.1.0 */
 export * as TemplateGenerator from "./TemplateGenerator.js"
