@@ -166,3 +166,37 @@ export const contextLengths = (
 /** Removes anything shaped like an API key from provider text (OpenAI's 401 echoes part of the key). */
 export const redactSecrets = (text: string): string =>
   text.replace(/\b(sk|sk-ant|sess|key)-[A-Za-z0-9_\-*.]{4,}/g, "$1-[redacted]")
+
+/** What the provider reports about one bucket. */
+export interface BucketReport {
+  readonly limit?: number | undefined
+  readonly remaining?: number | undefined
+}
+
+const numberHeader = (headers: Headers, name: string): number | undefined => {
+  const value = headers[name]
+  const n = value === undefined ? NaN : Number(value)
+  return Number.isFinite(n) ? n : undefined
+}
+
+const report = (headers: Headers, limit: string, remaining: string): BucketReport | undefined => {
+  const bucket = { limit: numberHeader(headers, limit), remaining: numberHeader(headers, remaining) }
+  return bucket.limit === undefined && bucket.remaining === undefined ? undefined : bucket
+}
+
+/**
+ * The buckets a response's rate-limit headers describe, by the limiter's names: `rpm` and `tpm` from OpenAI's
+ * `x-ratelimit-*`, `rpm`, `itpm` and `otpm` from Anthropic's `anthropic-ratelimit-*`.
+ */
+export const rateLimitReport = (headers: Headers): Partial<Record<"rpm" | "tpm" | "itpm" | "otpm", BucketReport>> => {
+  const out: Partial<Record<"rpm" | "tpm" | "itpm" | "otpm", BucketReport>> = {}
+  const add = (bucket: "rpm" | "tpm" | "itpm" | "otpm", value: BucketReport | undefined) => {
+    if (value !== undefined) out[bucket] = value
+  }
+  add("rpm", report(headers, "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests"))
+  add("tpm", report(headers, "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"))
+  if (out.rpm === undefined) add("rpm", report(headers, "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-requests-remaining"))
+  add("itpm", report(headers, "anthropic-ratelimit-input-tokens-limit", "anthropic-ratelimit-input-tokens-remaining"))
+  add("otpm", report(headers, "anthropic-ratelimit-output-tokens-limit", "anthropic-ratelimit-output-tokens-remaining"))
+  return out
+}

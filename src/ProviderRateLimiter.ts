@@ -1,0 +1,413 @@
+/**
+ * The Semaphore-plus-RateLimiter layer (seed §4): per key (a provider, or a provider's model), a `Semaphore`
+ * for concurrent requests and `@effect/experimental` `RateLimiter` token buckets for requests per minute and
+ * tokens per minute (OpenAI style: prompt plus max output, counted at admission) or input and output tokens per
+ * minute (Anthropic style).
+ *
+ * Admission reserves the estimate up front and reconciles it with the reported usage afterwards. Waiters are
+ * served first come, first served: the permit queue is fair, and a reservation is a place in the buckets'
+ * virtual schedule, so nobody polls. A waiter that is interrupted gives back what it reserved; a waiter past
+ * the queue timeout fails with a local `RateLimitError`. A provider 429 closes the key's gate for every caller
+ * until its retry-after, and rate-limit headers lower the local budget when the provider knows less is left.
+ *
+ * @since 0.1.0
+ */
+import * as RateLimiter from "@effect/experimental/RateLimiter"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as SynchronizedRef from "effect/SynchronizedRef"
+import type { ProviderName } from "./Domain.js"
+import { QuotaExhaustedError, RateLimitError } from "./Errors.js"
+import * as Wire from "./internal/wire.js"
+
+// =============================================================================
+// Quotas
+// =============================================================================
+
+/**
+ * A provider's quota. OpenAI-style quotas set `tokensPerMinute`; Anthropic-style ones set
+ * `inputTokensPerMinute` and `outputTokensPerMinute`.
+ *
+ * @since 0.1.0
+ * @category Quotas
+ */
+export interface Quota {
+  readonly requestsPerMinute: number
+  readonly tokensPerMinute?: number | undefined
+  readonly inputTokensPerMinute?: number | undefined
+  readonly outputTokensPerMinute?: number | undefined
+  readonly maxConcurrent: number
+}
+
+/**
+ * The seed's defaults (60 RPM, 90,000 TPM, 5 concurrent) for OpenAI, and Anthropic's first paid tier shape
+ * (50 RPM, 40,000 input and 8,000 output tokens per minute) for Anthropic.
+ *
+ * @since 0.1.0
+ * @category Quotas
+ */
+export const defaultQuotas: Readonly<Record<ProviderName, Quota>> = {
+  openai: { requestsPerMinute: 60, tokensPerMinute: 90_000, maxConcurrent: 5 },
+  anthropic: { requestsPerMinute: 50, inputTokensPerMinute: 40_000, outputTokensPerMinute: 8_000, maxConcurrent: 5 }
+}
+
+/**
+ * What one request is expected to use: the prompt's tokens and the output limit sent with it.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Estimate {
+  readonly inputTokens: number
+  readonly outputTokens: number
+}
+
+/**
+ * Who a request is for.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Target {
+  readonly provider: ProviderName
+  readonly model: string
+}
+
+/**
+ * An admitted request; `reconcile` replaces the estimate with what the provider reported.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Admission {
+  readonly reconcile: (usage: Estimate) => Effect.Effect<void>
+}
+
+/**
+ * The state of one key, for observability.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface KeySnapshot {
+  readonly key: string
+  /** The limits in force (lower than configured once the provider has said so). */
+  readonly quota: Quota
+  readonly queued: number
+  readonly inFlight: number
+  /** Until when (epoch milliseconds) a provider 429 closed the gate, when it is closed. */
+  readonly pausedUntil: number | undefined
+}
+
+// =============================================================================
+// Service
+// =============================================================================
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Service {
+  /** Waits for a permit and for the budgets, in arrival order; the permit is held for the scope. */
+  readonly admit: (
+    target: Target,
+    estimate: Estimate
+  ) => Effect.Effect<Admission, RateLimitError | QuotaExhaustedError, Scope.Scope>
+  /** A provider 429: closes the key's gate for every caller for `millis` (and, adaptive, lowers the limits). */
+  readonly pause: (target: Target, millis: number) => Effect.Effect<void>
+  /** Rate-limit headers of a response: lower the local budget when the provider reports less left. */
+  readonly observe: (target: Target, headers: Wire.Headers) => Effect.Effect<void>
+  readonly snapshot: Effect.Effect<ReadonlyArray<KeySnapshot>>
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export class ProviderRateLimiter extends Context.Tag("plot-engine/ProviderRateLimiter")<ProviderRateLimiter, Service>() {}
+
+/**
+ * @since 0.1.0
+ * @category Options
+ */
+export interface Options {
+  /** Quotas per provider (default `defaultQuotas`). */
+  readonly quotas?: Partial<Record<ProviderName, Quota>> | undefined
+  /** One budget per provider (default) or per provider and model. */
+  readonly keyBy?: "provider" | "model" | undefined
+  /** How long a request may wait for admission (default 5 minutes). */
+  readonly queueTimeout?: Duration.DurationInput | undefined
+  /**
+   * Learn lower limits from the provider: its limit headers and its 429s (default `true`). Off, only the
+   * remaining-budget headers and the 429 pause apply.
+   */
+  readonly adaptive?: boolean | undefined
+  /** Prefixes the store's keys, so that several engines can share one Redis (default `plot-engine:`). */
+  readonly prefix?: string | undefined
+}
+
+const window = Duration.minutes(1)
+
+interface KeyState {
+  readonly key: string
+  readonly semaphore: Effect.Semaphore
+  /** Makes each reservation across the buckets one step, so that reservations keep arrival order. */
+  readonly reserving: Effect.Semaphore
+  quota: Quota
+  queued: number
+  inFlight: number
+  pausedUntil: number
+}
+
+/** The buckets a quota has, each with its limit and the share of an estimate it takes. */
+const bucketsOf = (quota: Quota, estimate: Estimate) => {
+  const buckets: Array<{ readonly name: string; readonly limit: number; readonly tokens: number }> = [
+    { name: "rpm", limit: quota.requestsPerMinute, tokens: 1 }
+  ]
+  if (quota.tokensPerMinute !== undefined) {
+    buckets.push({ name: "tpm", limit: quota.tokensPerMinute, tokens: estimate.inputTokens + estimate.outputTokens })
+  }
+  if (quota.inputTokensPerMinute !== undefined) {
+    buckets.push({ name: "itpm", limit: quota.inputTokensPerMinute, tokens: estimate.inputTokens })
+  }
+  if (quota.outputTokensPerMinute !== undefined) {
+    buckets.push({ name: "otpm", limit: quota.outputTokensPerMinute, tokens: estimate.outputTokens })
+  }
+  return buckets
+}
+
+/**
+ * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = Effect.fnUntraced(function*(options: Options = {}) {
+  const limiter = yield* RateLimiter.RateLimiter
+  const quotas = { ...defaultQuotas, ...options.quotas }
+  const queueTimeoutMillis = Duration.toMillis(options.queueTimeout ?? "5 minutes")
+  const adaptive = options.adaptive ?? true
+  const prefix = options.prefix ?? "plot-engine:"
+  const states = yield* SynchronizedRef.make(new Map<string, KeyState>())
+
+  const keyOf = (target: Target) => (options.keyBy === "model" ? `${target.provider}/${target.model}` : target.provider)
+
+  const stateOf = (target: Target) =>
+    SynchronizedRef.modifyEffect(states, (map) => {
+      const key = keyOf(target)
+      const existing = map.get(key)
+      if (existing !== undefined) return Effect.succeed([existing, map] as const)
+      const quota = quotas[target.provider]
+      return Effect.map(
+        Effect.all([Effect.makeSemaphore(quota.maxConcurrent), Effect.makeSemaphore(1)]),
+        ([semaphore, reserving]) => {
+          const state: KeyState = { key, semaphore, reserving, quota, queued: 0, inFlight: 0, pausedUntil: 0 }
+          return [state, new Map(map).set(key, state)] as const
+        }
+      )
+    })
+
+  /** Takes tokens from a bucket (negative tokens give them back); returns the wait before they are there. */
+  const take = (state: KeyState, bucket: string, limit: number, tokens: number) =>
+    limiter.consume({
+      key: `${prefix}${state.key}:${bucket}`,
+      limit,
+      tokens,
+      window,
+      algorithm: "token-bucket",
+      onExceeded: "delay"
+    }).pipe(
+      Effect.map((result) => ({ delay: Duration.toMillis(result.delay), remaining: result.remaining })),
+      // A store failure must not stop generation: the request goes ahead and the provider limits it.
+      Effect.catchAll((error) =>
+        Effect.as(Effect.logWarning("Rate limiter store failed; admitting without it").pipe(Effect.annotateLogs({ error: error.message })), {
+          delay: 0,
+          remaining: limit
+        })
+      )
+    )
+
+  const giveBack = (state: KeyState, estimate: Estimate) =>
+    Effect.forEach(bucketsOf(state.quota, estimate), (b) => take(state, b.name, b.limit, -b.tokens), { discard: true })
+
+  const localError = (target: Target, detail: string) =>
+    new RateLimitError({ provider: target.provider, model: target.model, local: true, shouldRetry: false, detail })
+
+  const admit = (target: Target, estimate: Estimate) =>
+    Effect.gen(function*() {
+      const state = yield* stateOf(target)
+      const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
+      if (tooLarge !== undefined) {
+        return yield* new QuotaExhaustedError({
+          provider: target.provider,
+          model: target.model,
+          reason: "request_too_large",
+          detail: `the request needs ${tooLarge.tokens} of a ${tooLarge.name} budget of ${tooLarge.limit}: it can never be admitted`
+        })
+      }
+      const deadline = (yield* Clock.currentTimeMillis) + queueTimeoutMillis
+      const timedOut = localError(
+        target,
+        `waited longer than the queue timeout of ${Duration.format(Duration.millis(queueTimeoutMillis))}`
+      )
+      const reserved = estimate
+      const wait = Effect.gen(function*() {
+        // 1. A concurrency permit, in arrival order, held until the scope closes.
+        yield* Effect.acquireRelease(state.semaphore.take(1), () => state.semaphore.release(1)).pipe(
+          Effect.timeoutFail({ duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)), onTimeout: () => timedOut })
+        )
+        // 2. In arrival order (the lock is fair): the gate a provider 429 closed, for everybody (re-read on
+        // waking: a later 429 may extend it), then one reservation across every bucket.
+        const delay = yield* state.reserving.withPermits(1)(Effect.gen(function*() {
+          for (let now = yield* Clock.currentTimeMillis; now < state.pausedUntil; now = yield* Clock.currentTimeMillis) {
+            if (state.pausedUntil > deadline) return yield* timedOut
+            yield* Effect.sleep(state.pausedUntil - now)
+          }
+          const results = yield* Effect.forEach(bucketsOf(state.quota, reserved), (b) => take(state, b.name, b.limit, b.tokens))
+          return Math.max(0, ...results.map((r) => r.delay))
+        }))
+        if ((yield* Clock.currentTimeMillis) + delay > deadline) {
+          yield* giveBack(state, reserved)
+          return yield* timedOut
+        }
+        // 3. The wait the reservation implies.
+        yield* Effect.sleep(delay).pipe(Effect.onInterrupt(() => giveBack(state, reserved)))
+      })
+      state.queued++
+      yield* wait.pipe(Effect.ensuring(Effect.sync(() => state.queued--)))
+      yield* Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
+      return {
+        reconcile: (usage: Estimate) =>
+          Effect.forEach(
+            bucketsOf(state.quota, usage).map((b, i) => ({ ...b, reserved: bucketsOf(state.quota, reserved)[i]!.tokens })),
+            // Give back what was not used; charge what went over.
+            (b) => (b.tokens === b.reserved ? Effect.void : take(state, b.name, b.limit, b.tokens - b.reserved)),
+            { discard: true }
+          )
+      } satisfies Admission
+    })
+
+  const pause = (target: Target, millis: number) =>
+    Effect.gen(function*() {
+      const state = yield* stateOf(target)
+      const now = yield* Clock.currentTimeMillis
+      state.pausedUntil = Math.max(state.pausedUntil, now + millis)
+      if (adaptive) {
+        // The provider refused while the local budget allowed: the configured limits are too high.
+        const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
+        state.quota = {
+          ...state.quota,
+          requestsPerMinute: lower(state.quota.requestsPerMinute)!,
+          tokensPerMinute: lower(state.quota.tokensPerMinute),
+          inputTokensPerMinute: lower(state.quota.inputTokensPerMinute),
+          outputTokensPerMinute: lower(state.quota.outputTokensPerMinute)
+        }
+      }
+    })
+
+  const observe = (target: Target, headers: Wire.Headers) =>
+    Effect.gen(function*() {
+      const state = yield* stateOf(target)
+      const reported = Wire.rateLimitReport(headers)
+      for (const [bucket, report] of Object.entries(reported) as Array<[string, Wire.BucketReport]>) {
+        const field = quotaField[bucket]
+        if (field === undefined) continue
+        const configured = state.quota[field]
+        if (configured === undefined) continue
+        if (adaptive && report.limit !== undefined && report.limit < configured) {
+          state.quota = { ...state.quota, [field]: report.limit }
+        }
+        if (report.remaining !== undefined) {
+          const limit = state.quota[field]!
+          // What the local bucket holds now, then debt for what the provider says is not there.
+          const { remaining } = yield* take(state, bucket, limit, 0)
+          if (report.remaining < remaining) yield* take(state, bucket, limit, remaining - report.remaining)
+        }
+      }
+    })
+
+  const snapshot = Effect.map(SynchronizedRef.get(states), (map) =>
+    [...map.values()].map((s): KeySnapshot => ({
+      key: s.key,
+      quota: s.quota,
+      queued: s.queued,
+      inFlight: s.inFlight,
+      pausedUntil: s.pausedUntil > 0 ? s.pausedUntil : undefined
+    })))
+
+  return ProviderRateLimiter.of({ admit, pause, observe, snapshot })
+})
+
+const quotaField: Readonly<Record<string, "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute">> = {
+  rpm: "requestsPerMinute",
+  tpm: "tokensPerMinute",
+  itpm: "inputTokensPerMinute",
+  otpm: "outputTokensPerMinute"
+}
+
+// =============================================================================
+// Layers
+// =============================================================================
+
+/**
+ * The limiter with an in-memory store (one process).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerMemory = (options: Options = {}): Layer.Layer<ProviderRateLimiter> =>
+  Layer.effect(ProviderRateLimiter, make(options)).pipe(
+    Layer.provide(RateLimiter.layer),
+    Layer.provide(RateLimiter.layerStoreMemory)
+  )
+
+/**
+ * The limiter over the `RateLimiterStore` in context: `@effect/experimental/RateLimiter/Redis` shares one quota
+ * between the instances of a backend.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerStore = (options: Options = {}): Layer.Layer<ProviderRateLimiter, never, RateLimiter.RateLimiterStore> =>
+  Layer.effect(ProviderRateLimiter, make(options)).pipe(Layer.provide(RateLimiter.layer))
+
+const quotaConfig = (provider: "OPENAI" | "ANTHROPIC", defaults: Quota): Config.Config<Quota> => {
+  const optionalInt = (name: string, fallback: number | undefined) =>
+    Config.option(Config.integer(`PLOT_ENGINE_${provider}_${name}`)).pipe(
+      Config.map((value) => Option.getOrElse(value, () => fallback))
+    )
+  return Config.all({
+    requestsPerMinute: Config.integer(`PLOT_ENGINE_${provider}_RPM`).pipe(Config.withDefault(defaults.requestsPerMinute)),
+    tokensPerMinute: optionalInt("TPM", defaults.tokensPerMinute),
+    inputTokensPerMinute: optionalInt("ITPM", defaults.inputTokensPerMinute),
+    outputTokensPerMinute: optionalInt("OTPM", defaults.outputTokensPerMinute),
+    maxConcurrent: Config.integer(`PLOT_ENGINE_${provider}_MAX_CONCURRENT`).pipe(Config.withDefault(defaults.maxConcurrent))
+  })
+}
+
+/**
+ * Quotas from the environment: `PLOT_ENGINE_OPENAI_RPM`, `PLOT_ENGINE_OPENAI_TPM`, `PLOT_ENGINE_ANTHROPIC_RPM`,
+ * `PLOT_ENGINE_ANTHROPIC_ITPM`, `PLOT_ENGINE_ANTHROPIC_OTPM`, `PLOT_ENGINE_<PROVIDER>_MAX_CONCURRENT`.
+ *
+ * @since 0.1.0
+ * @category Configuration
+ */
+export const quotasConfig: Config.Config<Record<ProviderName, Quota>> = Config.all({
+  openai: quotaConfig("OPENAI", defaultQuotas.openai),
+  anthropic: quotaConfig("ANTHROPIC", defaultQuotas.anthropic)
+})
+
+/**
+ * The in-memory limiter with its quotas from the environment (see `quotasConfig`).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
+  Layer.unwrapEffect(Effect.map(quotasConfig, (quotas) => layerMemory({ ...options, quotas })))

@@ -1,0 +1,189 @@
+/**
+ * The Semaphore-plus-RateLimiter layer in virtual time: admission times are exact.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as TestClock from "effect/TestClock"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
+
+const target = { provider: "openai", model: "gpt-4.1" } as const
+
+const limiter = (quota: Partial<ProviderRateLimiter.Quota>, options: Partial<ProviderRateLimiter.Options> = {}) =>
+  ProviderRateLimiter.layerMemory({
+    quotas: { openai: { requestsPerMinute: 10_000, tokensPerMinute: 10_000_000, maxConcurrent: 100, ...quota } },
+    ...options
+  })
+
+/** Admits a request and records when; holds the permit for `holdMillis`. */
+const request = (log: Array<readonly [string, number]>, name: string, estimate: ProviderRateLimiter.Estimate, holdMillis = 0) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const admission = yield* rateLimiter.admit(target, estimate)
+      log.push([name, yield* Clock.currentTimeMillis])
+      if (holdMillis > 0) yield* Effect.sleep(holdMillis)
+      return admission
+    })
+  )
+
+const small = { inputTokens: 10, outputTokens: 10 }
+
+describe("ProviderRateLimiter", () => {
+  it.effect("admits in arrival order through the concurrency permits", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const fibers = []
+      for (const name of ["a", "b", "c", "d"]) {
+        fibers.push(yield* Effect.fork(request(log, name, small, 1_000)))
+        yield* Effect.yieldNow()
+      }
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.joinAll(fibers)
+      expect(log).toEqual([["a", 0], ["b", 1_000], ["c", 2_000], ["d", 3_000]])
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("admits at exact times when the requests-per-minute budget binds", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const fibers = yield* Effect.forEach(["a", "b", "c", "d"], (name) => Effect.fork(request(log, name, small)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(fibers)
+      // A bucket of 2 that refills one request every 30 s.
+      expect(log).toEqual([["a", 0], ["b", 0], ["c", 30_000], ["d", 60_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 2 }))))
+
+  it.effect("admits at exact times when the tokens-per-minute budget binds (prompt plus max output)", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const estimate = { inputTokens: 400, outputTokens: 200 }
+      const fibers = yield* Effect.forEach(["a", "b", "c"], (name) => Effect.fork(request(log, name, estimate)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(fibers)
+      // 1,000 tokens a minute is one token every 60 ms: b waits for 200 tokens, c for 600 more.
+      expect(log).toEqual([["a", 0], ["b", 12_000], ["c", 48_000]])
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
+  it.effect("counts input and output tokens apart for an Anthropic-style quota", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const anthropic = { provider: "anthropic", model: "claude-sonnet-4-5" } as const
+      const admit = (name: string) =>
+        Effect.scoped(Effect.flatMap(rateLimiter.admit(anthropic, { inputTokens: 100, outputTokens: 600 }), () =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push([name, now])))))
+      const fibers = yield* Effect.forEach(["a", "b"], (name) => Effect.fork(admit(name)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(fibers)
+      // The output budget binds: 1,000 a minute, so b waits for 200 output tokens at 60 ms each.
+      expect(log).toEqual([["a", 0], ["b", 12_000]])
+    }).pipe(Effect.provide(ProviderRateLimiter.layerMemory({
+      quotas: { anthropic: { requestsPerMinute: 1_000, inputTokensPerMinute: 100_000, outputTokensPerMinute: 1_000, maxConcurrent: 10 } }
+    }))))
+
+  it.effect("gives back what an interrupted waiter reserved", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      yield* request(log, "a", { inputTokens: 1_000, outputTokens: 0 })
+      const b = yield* Effect.fork(request(log, "b", { inputTokens: 600, outputTokens: 0 }))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.interrupt(b)
+      const c = yield* Effect.fork(request(log, "c", { inputTokens: 600, outputTokens: 0 }))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(c)
+      // At 10 s the bucket has refilled 166 whole tokens (one per 60 ms): with b's 600 back, c waits for 434 more,
+      // until 36.04 s; without them it would wait until 72 s.
+      expect(log).toEqual([["a", 0], ["c", 36_040]])
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
+  it.effect("fails a waiter past the queue timeout with a local RateLimitError, at once, and gives back", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      yield* request(log, "a", small)
+      const error = yield* Effect.flip(request(log, "b", small))
+      expect(error._tag).toBe("RateLimitError")
+      expect(error._tag === "RateLimitError" && error.local).toBe(true)
+      expect(error.message).toContain("queue timeout")
+      expect(yield* Clock.currentTimeMillis).toBe(0)
+      // b's reservation was given back: a minute later the bucket holds one request again, and c goes at once.
+      yield* TestClock.adjust("1 minute")
+      yield* request(log, "c", small)
+      expect(log).toEqual([["a", 0], ["c", 60_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1 }, { queueTimeout: "5 seconds" }))))
+
+  it.effect("pauses every caller of the key after a provider 429, until its retry-after", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      yield* rateLimiter.pause(target, 20_000)
+      const fibers = yield* Effect.forEach(["a", "b"], (name) => Effect.fork(request(log, name, small)))
+      yield* TestClock.adjust("30 seconds")
+      yield* Fiber.joinAll(fibers)
+      expect(log).toEqual([["a", 20_000], ["b", 20_000]])
+      const [snapshot] = yield* rateLimiter.snapshot
+      expect(snapshot?.pausedUntil).toBe(20_000)
+    }).pipe(Effect.provide(limiter({}, { adaptive: false }))))
+
+  it.effect("reconciles with the reported usage: unused tokens come back", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const admission = yield* request(log, "a", { inputTokens: 500, outputTokens: 500 })
+      yield* admission.reconcile({ inputTokens: 300, outputTokens: 100 })
+      yield* request(log, "b", { inputTokens: 300, outputTokens: 300 })
+      expect(log).toEqual([["a", 0], ["b", 0]])
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
+  it.effect("reconciles with the reported usage: tokens over the estimate are charged", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const admission = yield* request(log, "a", { inputTokens: 200, outputTokens: 200 })
+      yield* admission.reconcile({ inputTokens: 200, outputTokens: 800 })
+      const b = yield* Effect.fork(request(log, "b", { inputTokens: 100, outputTokens: 0 }))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(b)
+      // 1,000 used of 1,000: b waits for 100 tokens.
+      expect(log).toEqual([["a", 0], ["b", 6_000]])
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
+  it.effect("fails at once a request larger than a whole budget", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(request([], "a", { inputTokens: 900, outputTokens: 200 }))
+      expect(error._tag === "QuotaExhaustedError" && error.reason).toBe("request_too_large")
+      expect(error.message).toContain("can never be admitted")
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
+  it.effect("returns every permit: nothing queued or in flight afterwards", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const fibers = yield* Effect.forEach(["a", "b", "c"], (name) => Effect.fork(request([], name, small, 500)))
+      yield* TestClock.adjust("250 millis")
+      const during = yield* rateLimiter.snapshot
+      expect([during[0]?.inFlight, during[0]?.queued]).toEqual([2, 1])
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.joinAll(fibers)
+      const after = yield* rateLimiter.snapshot
+      expect([after[0]?.inFlight, after[0]?.queued]).toEqual([0, 0])
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 2 }))))
+
+  it.effect("lowers the local budget when the provider reports less left", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      yield* request(log, "a", small)
+      yield* rateLimiter.observe(target, { "x-ratelimit-remaining-tokens": "0", "x-ratelimit-limit-tokens": "1000" })
+      const b = yield* Effect.fork(request(log, "b", { inputTokens: 50, outputTokens: 50 }))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(b)
+      expect(log).toEqual([["a", 0], ["b", 6_000]])
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
+  it.effect("adapts configured limits down to the provider's own", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      yield* request([], "a", small)
+      yield* rateLimiter.observe(target, { "x-ratelimit-limit-requests": "60", "x-ratelimit-limit-tokens": "90000" })
+      const [snapshot] = yield* rateLimiter.snapshot
+      expect(snapshot?.quota).toMatchObject({ requestsPerMinute: 60, tokensPerMinute: 90_000 })
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 120, tokensPerMinute: 180_000 }))))
+})
