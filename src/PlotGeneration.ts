@@ -41,6 +41,7 @@ import { validationError } from "./internal/validation.js"
 import * as ModelCatalog from "./ModelCatalog.js"
 import * as ModelSelector from "./ModelSelector.js"
 import * as PromptBuilder from "./PromptBuilder.js"
+import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
 import * as RetryPolicy from "./RetryPolicy.js"
 import { Providers } from "./Providers.js"
 import { ProjectContextStore } from "./ProjectContextStore.js"
@@ -181,6 +182,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const catalog = options.catalog ?? ModelCatalog.defaultCatalog
   const policy = options.retryPolicy ?? RetryPolicy.defaults
   const breaker = yield* CircuitBreaker.make(options.circuitBreaker)
+  const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
 
   // Token counts, cached by text per encoding: repeated generations over a project do not re-tokenize it.
   const counters = new Map<string, ContextBudget.CachedCount>()
@@ -375,7 +377,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         maxOutputTokens: prepared.prompt.maxOutputTokens,
         temperature: prepared.prompt.temperature
       }).pipe(Effect.orDie)
-      const outcome = yield* callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
+      const call = callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
         Effect.timeoutFail({
           duration: policy.attemptTimeout,
           onTimeout: () =>
@@ -384,7 +386,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               model: target.id,
               detail: `no answer within the attempt timeout of ${Duration.format(policy.attemptTimeout)}`
             })
-        }),
+        })
+      )
+      const outcome = yield* admitted(target, prepared, call).pipe(
         Effect.tapError((error) => onAttemptFailure(run, target, prepared, error, emit))
       )
       yield* breakerEvent(target, yield* breaker.onSuccess(key), emit)
@@ -454,6 +458,37 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         }
         default:
           return true
+      }
+    })
+
+  /**
+   * A call through the rate limiter, when one is provided: admitted with the estimate (prompt tokens and the
+   * output limit), reconciled with the reported usage; a provider 429 pauses every caller of the key.
+   */
+  const admitted = <E>(
+    target: ModelCatalog.ModelInfo,
+    prepared: Prepared,
+    call: Effect.Effect<CallOutcome, E>
+  ): Effect.Effect<CallOutcome, E | Errors.RateLimitError | Errors.QuotaExhaustedError> =>
+    Option.match(rateLimiter, {
+      onNone: () => call,
+      onSome: (limiter) => {
+        const limiterTarget = { provider: target.provider, model: target.id }
+        return Effect.scoped(Effect.gen(function*() {
+          const admission = yield* limiter.admit(limiterTarget, {
+            inputTokens: prepared.inputTokens,
+            outputTokens: prepared.prompt.maxOutputTokens
+          })
+          const outcome = yield* call
+          yield* admission.reconcile({ inputTokens: outcome.usage.inputTokens, outputTokens: outcome.usage.outputTokens })
+          return outcome
+        })).pipe(
+          Effect.tapError((error) =>
+            error instanceof Errors.RateLimitError && !error.local
+              ? limiter.pause(limiterTarget, error.retryAfterMs ?? 1_000)
+              : Effect.void
+          )
+        )
       }
     })
 

@@ -10,7 +10,7 @@ import * as AnthropicLanguageModel from "@effect/ai-anthropic/AnthropicLanguageM
 import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
 import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
 import type * as LanguageModel from "@effect/ai/LanguageModel"
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -20,6 +20,7 @@ import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type { ProviderName } from "./Domain.js"
 import { ProviderNotConfiguredError } from "./Errors.js"
+import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
 
 /**
  * How to reach one provider. `baseUrl` defaults to the provider's public API (OpenAI's includes `/v1`,
@@ -106,8 +107,20 @@ const fromFactories = (factories: Partial<Record<ProviderName, ModelFactory>>): 
  */
 export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
   const factories: Partial<Record<ProviderName, ModelFactory>> = {}
+  // Every response's rate-limit headers go to the limiter, when there is one, so that it learns what is left.
+  const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
+  const observed = (provider: ProviderName) => (client: HttpClient.HttpClient) =>
+    Option.match(rateLimiter, {
+      onNone: () => client,
+      onSome: (limiter) =>
+        HttpClient.tap(client, (response) => limiter.observe({ provider, model: "" }, response.headers))
+    })
   if (config.openai !== undefined) {
-    const client = yield* OpenAiClient.make({ apiKey: config.openai.apiKey, apiUrl: config.openai.baseUrl })
+    const client = yield* OpenAiClient.make({
+      apiKey: config.openai.apiKey,
+      apiUrl: config.openai.baseUrl,
+      transformClient: observed("openai")
+    })
     factories.openai = (model, parameters) =>
       OpenAiLanguageModel.make({
         model,
@@ -118,7 +131,11 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
       }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
   }
   if (config.anthropic !== undefined) {
-    const client = yield* AnthropicClient.make({ apiKey: config.anthropic.apiKey, apiUrl: config.anthropic.baseUrl })
+    const client = yield* AnthropicClient.make({
+      apiKey: config.anthropic.apiKey,
+      apiUrl: config.anthropic.baseUrl,
+      transformClient: observed("anthropic")
+    })
     factories.anthropic = (model, parameters) =>
       AnthropicLanguageModel.make({
         model,

@@ -10,6 +10,7 @@ import * as ContextBudget from "../src/ContextBudget.js"
 import { ContentExcerpt, type PlotRequestInput, ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as TemplateGenerator from "../src/TemplateGenerator.js"
 import { type Answer, type Call, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
@@ -282,4 +283,26 @@ describe("PlotGeneration token calibration", () => {
         Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
       )
     )))
+})
+
+describe("PlotGeneration through the rate limiter", () => {
+  it.effect("admits each attempt through the limiter, and a provider 429 pauses the key for everyone", () => {
+    const calls: Array<Call> = []
+    const rateLimited = fail(httpError(429, { error: { message: "Rate limit reached", type: "requests", param: null, code: "rate_limit_exceeded" } }, { "retry-after-ms": "20000" }))
+    return Effect.gen(function*() {
+      const first = yield* Effect.fork(generate())
+      const second = yield* Effect.fork(generate())
+      yield* TestClock.adjust("10 minutes")
+      yield* Fiber.join(first)
+      yield* Fiber.join(second)
+      // The second generation asked during the pause: it waits for the gate like the first one's retry.
+      expect(calls.map((c) => c.at)).toEqual([0, 20_000, 20_000])
+    }).pipe(Effect.provide(
+      PlotGeneration.layer().pipe(
+        Layer.provide(Providers.layerModels({ openai: scripted([rateLimited, text(sampleOutlineJson)], calls) })),
+        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+        Layer.provide(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } } }))
+      )
+    ))
+  })
 })

@@ -22,6 +22,7 @@ import type { GenerationEvent, PlotRequestInput, PlotResult } from "../Domain.js
 import * as Errors from "../Errors.js"
 import * as PlotGeneration from "../PlotGeneration.js"
 import * as ProjectContextStore from "../ProjectContextStore.js"
+import * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import * as Providers from "../Providers.js"
 import * as Faults from "../simulator/Faults.js"
 import * as GatewaySimulator from "../simulator/GatewaySimulator.js"
@@ -148,6 +149,7 @@ const generate = Command.make(
       const layer = PlotGeneration.layerConfig.pipe(
         Layer.provide(Providers.layer(gateway)),
         Layer.provide(ProjectContextStore.layerFile(args.project)),
+        Layer.provide(ProviderRateLimiter.layerConfig()),
         Layer.provide(NodeHttpClient.layerUndici)
       )
       const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
