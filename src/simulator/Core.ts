@@ -6,6 +6,8 @@
  * @since 0.1.0
  */
 import * as Content from "./Content.js"
+import type { Fault } from "./Faults.js"
+import type * as Quotas from "./Quotas.js"
 
 /**
  * The wire dialects the simulator speaks.
@@ -106,8 +108,7 @@ export const wordsFor = (request: SimRequest): number => {
  *
  * @since 0.1.0
  */
-export const respond = (request: SimRequest, seed: number): Outcome => {
-  const inputTokens = Content.countTokens(request.prompt)
+export const respond = (request: SimRequest, seed: number, inputTokens = Content.countTokens(request.prompt)): Outcome => {
   const contextWindow = contextWindowOf(request.model)
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }
@@ -146,3 +147,14 @@ export const deltas = (text: string, size = 24): Array<string> => {
   for (let i = 0; i < text.length; i += size) out.push(text.slice(i, i + size))
   return out
 }
+
+/**
+ * What a quota refusal is, as a fault to render: a 429 with its numbers, or, when the request could never fit
+ * the bucket, "request too large".
+ *
+ * @since 0.1.0
+ */
+export const quotaFault = (limited: Extract<Quotas.Admission, { _tag: "Limited" }>): Fault =>
+  limited.requested > limited.limit
+    ? { kind: "request_too_large", quota: limited, headers: limited.headers }
+    : { kind: "rate_limit", retryAfterMs: limited.retryAfterMs, quota: limited, headers: limited.headers }

@@ -76,6 +76,15 @@ export interface Fault {
   readonly retryAfterMs?: number | undefined
   /** Sent as `retry-after`: seconds or an HTTP date. */
   readonly retryAfter?: string | undefined
+  /** For a quota's 429: the bucket and the numbers OpenAI puts in its message. */
+  readonly quota?: {
+    readonly bucket: "requests" | "tokens" | "input tokens" | "output tokens"
+    readonly limit: number
+    readonly used: number
+    readonly requested: number
+  } | undefined
+  /** Extra headers (a quota's rate-limit headers). */
+  readonly headers?: Readonly<Record<string, string>> | undefined
 }
 
 /**
@@ -162,6 +171,7 @@ export const makePlan = (seed: number, random: RandomFaults = {}): FaultPlan => 
  * @since 0.1.0
  */
 export const retryHeaders = (fault: Fault): Record<string, string> => ({
+  ...fault.headers,
   ...(fault.retryAfterMs === undefined ? {} : { "retry-after-ms": String(fault.retryAfterMs) }),
   ...(fault.retryAfter === undefined ? {} : { "retry-after": fault.retryAfter })
 })

@@ -20,9 +20,11 @@ import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import type { Socket } from "node:net"
 import * as AnthropicWire from "./AnthropicWire.js"
+import * as Content from "./Content.js"
 import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
 import * as OpenAiWire from "./OpenAiWire.js"
+import * as Quotas from "./Quotas.js"
 import { encodeSse, isWireError, type SseEvent, type WireError } from "./Wire.js"
 
 /**
@@ -40,6 +42,8 @@ export interface Options {
   readonly apiKeys?: { readonly openai?: string | undefined; readonly anthropic?: string | undefined } | undefined
   /** Random fault rates and latency from the start (scripts are set with `script`). */
   readonly faults?: Faults.RandomFaults | undefined
+  /** Quotas per API key and model (none by default). */
+  readonly quotas?: Quotas.QuotaOptions | undefined
 }
 
 /**
@@ -175,6 +179,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const seed = options.seed ?? 1
   const stats = yield* Ref.make(emptyStats)
   const plan = Faults.makePlan(seed, options.faults)
+  const quotas = Quotas.make(options.quotas ?? {})
   let sequence = 0
 
   const record = (dialect: Core.Dialect, status: number, fault?: Faults.FaultKind, reply?: Core.SimReply) =>
@@ -208,10 +213,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         yield* record(face.dialect, parsed.status)
         return errorResponse(parsed, headers)
       }
-      const fault = plan.next(presented)
+      const inputTokens = Content.countTokens(parsed.prompt)
+      const now = yield* Clock.currentTimeMillis
+      const admission = quotas.admit(face.dialect, presented, parsed.model, { inputTokens, maxOutputTokens: parsed.maxOutputTokens }, now)
+      const fault = plan.next(presented) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
       const random = plan.random()
       if (random.latencyMs !== undefined && random.latencyMs > 0) yield* Effect.sleep(random.latencyMs)
-      const outcome = Core.respond(parsed, seed)
+      const outcome = Core.respond(parsed, seed, inputTokens)
       if (outcome._tag !== "Reply" && fault === undefined) {
         const error = face.faultError(outcome, parsed, requestId)!
         yield* record(face.dialect, error.status)
@@ -262,9 +270,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         }
       }
       yield* record(face.dialect, 200, undefined, reply)
+      if (admission._tag === "Admitted") admission.settle(reply.outputTokens, yield* Clock.currentTimeMillis)
+      const answerHeaders = { ...headers, ...admission.headers }
       return parsed.stream
-        ? sseResponse(face.events(parsed, reply, n, createdAt), headers)
-        : HttpServerResponse.unsafeJson(face.json(parsed, reply, n, createdAt), { headers })
+        ? sseResponse(face.events(parsed, reply, n, createdAt), answerHeaders)
+        : HttpServerResponse.unsafeJson(face.json(parsed, reply, n, createdAt), { headers: answerHeaders })
     }).pipe(
       Effect.onInterrupt(() => Ref.update(stats, (s) => ({ ...s, closedByClient: s.closedByClient + 1 })))
     )

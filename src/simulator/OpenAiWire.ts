@@ -104,12 +104,15 @@ export const faultError = (fault: Fault | SimFault, request: SimRequest): WireEr
   switch (fault.kind) {
     case "rate_limit": {
       const seconds = ((fault.retryAfterMs ?? 1_000) / 1_000).toFixed(3).replace(/\.?0+$/, "")
-      return openAiError(429, "requests", "rate_limit_exceeded", `Rate limit reached for ${request.model} in organization org-simulator on requests per min (RPM): Limit 60, Used 60, Requested 1. Please try again in ${seconds}s. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
+      const quota = fault.quota ?? { bucket: "requests", limit: 60, used: 60, requested: 1 }
+      const tokens = quota.bucket !== "requests"
+      const on = tokens ? "tokens per min (TPM)" : "requests per min (RPM)"
+      return openAiError(429, tokens ? "tokens" : "requests", "rate_limit_exceeded", `Rate limit reached for ${request.model} in organization org-simulator on ${on}: Limit ${quota.limit}, Used ${quota.used}, Requested ${quota.requested}. Please try again in ${seconds}s. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
     }
     case "insufficient_quota":
       return openAiError(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.", retry)
     case "request_too_large":
-      return openAiError(429, "tokens", "rate_limit_exceeded", `Request too large for ${request.model} in organization org-simulator on tokens per min (TPM): Limit 30000, Requested ${30_000 + request.maxOutputTokens}. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
+      return openAiError(429, "tokens", "rate_limit_exceeded", `Request too large for ${request.model} in organization org-simulator on tokens per min (TPM): Limit ${fault.quota?.limit ?? 30_000}, Requested ${fault.quota?.requested ?? 30_000 + request.maxOutputTokens}. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
     case "server_error":
       return openAiError(500, "server_error", null, "The server had an error processing your request. Sorry about that! You can retry your request, or contact us through our help center if you keep seeing this error.", retry)
     case "bad_gateway":

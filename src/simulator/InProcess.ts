@@ -1,0 +1,169 @@
+/**
+ * The simulator's in-process face: the same core, quotas and faults as a `LanguageModel`, on Effect's `Clock`
+ * (so it runs in virtual time under `TestClock`). Its failures are the `AiError.HttpResponseError` values the
+ * real clients produce for the same answers, with the same status, headers and body.
+ *
+ * @since 0.1.0
+ */
+import * as AiError from "@effect/ai/AiError"
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import type * as Prompt from "@effect/ai/Prompt"
+import type * as Response from "@effect/ai/Response"
+import * as Tool from "@effect/ai/Tool"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as AnthropicWire from "./AnthropicWire.js"
+import * as Content from "./Content.js"
+import * as Core from "./Core.js"
+import * as Faults from "./Faults.js"
+import * as OpenAiWire from "./OpenAiWire.js"
+import * as Quotas from "./Quotas.js"
+import type { WireError } from "./Wire.js"
+
+/**
+ * @since 0.1.0
+ * @category Options
+ */
+export interface Options {
+  readonly seed?: number | undefined
+  readonly quotas?: Quotas.QuotaOptions | undefined
+  readonly faults?: Faults.RandomFaults | undefined
+  /** The key quotas and scripts are kept under (default `in-process`). */
+  readonly apiKey?: string | undefined
+  /** Called with the rate-limit headers of every answer, as an HTTP client would see them. */
+  readonly onResponse?: ((dialect: Core.Dialect, headers: Readonly<Record<string, string>>) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * What the in-process simulator has answered.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Counts {
+  requests: number
+  limited: number
+  inputTokens: number
+  outputTokens: number
+}
+
+/**
+ * @since 0.1.0
+ * @category Models
+ */
+export interface InProcessSimulator {
+  /** A language model of a dialect's model, with the call parameters a provider would receive. */
+  readonly languageModel: (
+    dialect: Core.Dialect,
+    model: string,
+    parameters: { readonly maxOutputTokens: number }
+  ) => Effect.Effect<LanguageModel.Service>
+  readonly plan: Faults.FaultPlan
+  readonly counts: Readonly<Counts>
+}
+
+const promptText = (prompt: Prompt.Prompt): string =>
+  prompt.content
+    .map((message) =>
+      typeof message.content === "string"
+        ? message.content
+        : message.content.map((part) => ("text" in part && typeof part.text === "string" ? part.text : "")).join("\n")
+    )
+    .join("\n\n")
+
+/** The error a real client builds from a wire answer. */
+const toAiError = (dialect: Core.Dialect, error: WireError): AiError.AiError =>
+  new AiError.HttpResponseError({
+    module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
+    method: "inProcess",
+    reason: "StatusCode",
+    request: {
+      method: "POST",
+      url: dialect === "openai" ? "in-process/v1/responses" : "in-process/v1/messages",
+      urlParams: [],
+      hash: Option.none(),
+      headers: {}
+    },
+    response: { status: error.status, headers: { "content-type": "application/json", ...error.headers } },
+    body: JSON.stringify(error.body, null, 2)
+  })
+
+/**
+ * Makes an in-process simulator.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (options: Options = {}): InProcessSimulator => {
+  const seed = options.seed ?? 1
+  const apiKey = options.apiKey ?? "in-process"
+  const quotas = Quotas.make(options.quotas ?? {})
+  const plan = Faults.makePlan(seed, options.faults)
+  const counts: Counts = { requests: 0, limited: 0, inputTokens: 0, outputTokens: 0 }
+  let sequence = 0
+
+  const answer = (dialect: Core.Dialect, model: string, maxOutputTokens: number, providerOptions: LanguageModel.ProviderOptions) =>
+    Effect.gen(function*() {
+      const n = ++sequence
+      counts.requests++
+      const responseFormat = providerOptions.responseFormat
+      const request: Core.SimRequest = {
+        dialect,
+        model,
+        prompt: promptText(providerOptions.prompt),
+        maxOutputTokens,
+        stream: false,
+        ...(responseFormat.type === "json" ? { jsonSchema: Tool.getJsonSchemaFromSchemaAst(responseFormat.schema.ast) } : {})
+      }
+      const inputTokens = Content.countTokens(request.prompt)
+      const admission = quotas.admit(dialect, apiKey, model, { inputTokens, maxOutputTokens }, yield* Clock.currentTimeMillis)
+      const fault = plan.next(apiKey) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
+      const latency = plan.random().latencyMs
+      if (latency !== undefined && latency > 0) yield* Effect.sleep(latency)
+      const requestId = `req_inproc${n}`
+      const render = (f: Faults.Fault | Core.SimFault) =>
+        dialect === "openai" ? OpenAiWire.faultError(f, request) : AnthropicWire.faultError(f, request, requestId)
+      if (fault !== undefined) {
+        if (fault.kind === "rate_limit") counts.limited++
+        const error = render(fault) ?? { status: 500, body: { error: { type: "server_error", message: `fault ${fault.kind}` } } }
+        return yield* Effect.fail(toAiError(dialect, error))
+      }
+      const outcome = Core.respond(request, seed, inputTokens)
+      if (outcome._tag !== "Reply") return yield* Effect.fail(toAiError(dialect, render(outcome)!))
+      if (admission._tag === "Admitted") admission.settle(outcome.outputTokens, yield* Clock.currentTimeMillis)
+      counts.inputTokens += outcome.inputTokens
+      counts.outputTokens += outcome.outputTokens
+      if (options.onResponse !== undefined) yield* options.onResponse(dialect, admission.headers)
+      return outcome
+    })
+
+  const usage = (reply: Core.SimReply) => ({
+    inputTokens: reply.inputTokens,
+    outputTokens: reply.outputTokens,
+    totalTokens: reply.inputTokens + reply.outputTokens
+  })
+  const reason = (reply: Core.SimReply) => (reply.stopReason === "max_tokens" ? "length" as const : "stop" as const)
+
+  return {
+    plan,
+    counts,
+    languageModel: (dialect, model, parameters) =>
+      LanguageModel.make({
+        generateText: (providerOptions) =>
+          Effect.map(answer(dialect, model, parameters.maxOutputTokens, providerOptions), (reply): Array<Response.PartEncoded> => [
+            { type: "text", text: reply.text },
+            { type: "finish", reason: reason(reply), usage: usage(reply) }
+          ]),
+        streamText: (providerOptions) =>
+          Stream.unwrap(
+            Effect.map(answer(dialect, model, parameters.maxOutputTokens, providerOptions), (reply) =>
+              Stream.fromIterable<Response.StreamPartEncoded>([
+                ...Core.deltas(reply.text).map((delta) => ({ type: "text-delta" as const, id: "t", delta })),
+                { type: "finish", reason: reason(reply), usage: usage(reply) }
+              ]))
+          )
+      })
+  }
+}
