@@ -5,9 +5,11 @@
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import * as Context from "./context.js"
+import * as RateLimit from "./ratelimit.js"
 
 const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
-  context: Context.run
+  context: Context.run,
+  ratelimit: RateLimit.run
 }
 
 const selected = process.argv.slice(2)
@@ -26,8 +28,14 @@ for (const name of selected.length > 0 ? selected : Object.keys(benchmarks)) {
   const figures = await benchmarks[name]!()
   writeFileSync(new URL(`${name}.json`, results), JSON.stringify({ benchmark: name, machine, ...figures }, null, 2) + "\n")
   console.log(`\n## ${name}\n`)
-  console.log("| figure | value |\n| --- | --- |")
   for (const [key, value] of Object.entries(figures)) {
-    console.log(`| ${key} | ${typeof value === "number" ? Number(value.toFixed(3)) : JSON.stringify(value)} |`)
+    if (Array.isArray(value) && typeof value[0] === "object") {
+      // A list of rows: a table of its own.
+      const columns = Object.keys(value[0] as object)
+      console.log(`| ${columns.join(" | ")} |\n| ${columns.map(() => "---").join(" | ")} |`)
+      for (const row of value as Array<Record<string, unknown>>) console.log(`| ${columns.map((c) => String(row[c])).join(" | ")} |`)
+      continue
+    }
+    console.log(`- ${key}: ${typeof value === "number" ? Number(value.toFixed(3)) : JSON.stringify(value)}`)
   }
 }

@@ -285,7 +285,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       return {
         reconcile: (usage: Estimate) =>
           Effect.forEach(
-            bucketsOf(state.quota, usage).map((b, i) => ({ ...b, reserved: bucketsOf(state.quota, reserved)[i]!.tokens })),
+            // OpenAI keeps the max output it counted at admission, so its tokens bucket reconciles the prompt only;
+            // Anthropic corrects its output bucket to what was written.
+            bucketsOf(state.quota, { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }).map((b, i) => ({
+              ...b,
+              tokens: b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens,
+              reserved: bucketsOf(state.quota, reserved)[i]!.tokens
+            })),
             // Give back what was not used; charge what went over.
             (b) => (b.tokens === b.reserved ? Effect.void : take(state, b.name, b.limit, b.tokens - b.reserved)),
             { discard: true }

@@ -125,26 +125,47 @@ describe("ProviderRateLimiter", () => {
       expect(snapshot?.pausedUntil).toBe(20_000)
     }).pipe(Effect.provide(limiter({}, { adaptive: false }))))
 
-  it.effect("reconciles with the reported usage: unused tokens come back", () =>
+  it.effect("reconciles an OpenAI-style budget on the prompt, keeping the max output counted as OpenAI does", () =>
     Effect.gen(function*() {
       const log: Array<readonly [string, number]> = []
       const admission = yield* request(log, "a", { inputTokens: 500, outputTokens: 500 })
       yield* admission.reconcile({ inputTokens: 300, outputTokens: 100 })
-      yield* request(log, "b", { inputTokens: 300, outputTokens: 300 })
+      // 200 prompt tokens come back; the 400 output tokens not written stay counted.
+      yield* request(log, "b", { inputTokens: 100, outputTokens: 100 })
       expect(log).toEqual([["a", 0], ["b", 0]])
     }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
 
-  it.effect("reconciles with the reported usage: tokens over the estimate are charged", () =>
+  const anthropic = { provider: "anthropic", model: "claude-sonnet-4-5" } as const
+  const anthropicLimiter = ProviderRateLimiter.layerMemory({
+    quotas: { anthropic: { requestsPerMinute: 1_000, inputTokensPerMinute: 100_000, outputTokensPerMinute: 1_000, maxConcurrent: 10 } }
+  })
+  const admitAnthropic = (log: Array<readonly [string, number]>, name: string, estimate: ProviderRateLimiter.Estimate) =>
+    Effect.scoped(Effect.gen(function*() {
+      const admission = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).admit(anthropic, estimate)
+      log.push([name, yield* Clock.currentTimeMillis])
+      return admission
+    }))
+
+  it.effect("reconciles Anthropic's output budget to what was written: unused tokens come back", () =>
     Effect.gen(function*() {
       const log: Array<readonly [string, number]> = []
-      const admission = yield* request(log, "a", { inputTokens: 200, outputTokens: 200 })
-      yield* admission.reconcile({ inputTokens: 200, outputTokens: 800 })
-      const b = yield* Effect.fork(request(log, "b", { inputTokens: 100, outputTokens: 0 }))
+      const admission = yield* admitAnthropic(log, "a", { inputTokens: 10, outputTokens: 800 })
+      yield* admission.reconcile({ inputTokens: 10, outputTokens: 100 })
+      yield* admitAnthropic(log, "b", { inputTokens: 10, outputTokens: 800 })
+      expect(log).toEqual([["a", 0], ["b", 0]])
+    }).pipe(Effect.provide(anthropicLimiter)))
+
+  it.effect("reconciles Anthropic's output budget to what was written: tokens over the estimate are charged", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const admission = yield* admitAnthropic(log, "a", { inputTokens: 10, outputTokens: 200 })
+      yield* admission.reconcile({ inputTokens: 10, outputTokens: 800 })
+      const b = yield* Effect.fork(admitAnthropic(log, "b", { inputTokens: 10, outputTokens: 300 }))
       yield* TestClock.adjust("1 minute")
       yield* Fiber.join(b)
-      // 1,000 used of 1,000: b waits for 100 tokens.
+      // 800 of 1,000 written: b waits for 100 output tokens, one every 60 ms.
       expect(log).toEqual([["a", 0], ["b", 6_000]])
-    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+    }).pipe(Effect.provide(anthropicLimiter)))
 
   it.effect("fails at once a request larger than a whole budget", () =>
     Effect.gen(function*() {

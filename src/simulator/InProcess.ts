@@ -103,6 +103,17 @@ export const make = (options: Options = {}): InProcessSimulator => {
   const plan = Faults.makePlan(seed, options.faults)
   const counts: Counts = { requests: 0, limited: 0, inputTokens: 0, outputTokens: 0 }
   let sequence = 0
+  // Retries send the same prompt again: count each prompt once.
+  const promptTokens = new Map<string, number>()
+  const countPrompt = (prompt: string) => {
+    let tokens = promptTokens.get(prompt)
+    if (tokens === undefined) {
+      tokens = Content.countTokens(prompt)
+      if (promptTokens.size >= 4_096) promptTokens.delete(promptTokens.keys().next().value!)
+      promptTokens.set(prompt, tokens)
+    }
+    return tokens
+  }
 
   const answer = (dialect: Core.Dialect, model: string, maxOutputTokens: number, providerOptions: LanguageModel.ProviderOptions) =>
     Effect.gen(function*() {
@@ -117,7 +128,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
         stream: false,
         ...(responseFormat.type === "json" ? { jsonSchema: Tool.getJsonSchemaFromSchemaAst(responseFormat.schema.ast) } : {})
       }
-      const inputTokens = Content.countTokens(request.prompt)
+      const inputTokens = countPrompt(request.prompt)
       const admission = quotas.admit(dialect, apiKey, model, { inputTokens, maxOutputTokens }, yield* Clock.currentTimeMillis)
       const fault = plan.next(apiKey) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
       const latency = plan.random().latencyMs
