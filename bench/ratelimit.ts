@@ -6,12 +6,8 @@
  * no limiter at all, only retries (`no-limiter`). Every variant retries a provider 429 after its retry-after.
  */
 import * as LanguageModel from "@effect/ai/LanguageModel"
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
-import * as TestClock from "effect/TestClock"
-import * as TestContext from "effect/TestContext"
 import type { ProviderName } from "../src/Domain.js"
 import * as Errors from "../src/Errors.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
@@ -19,8 +15,9 @@ import { generator } from "../src/simulator/Content.js"
 import * as InProcess from "../src/simulator/InProcess.js"
 import type { QuotaOptions } from "../src/simulator/Quotas.js"
 import { makeSeedRateLimiter } from "./seed-naive-limiter.js"
+import { runInVirtualTime } from "./virtual-time.js"
 
-const requestCount = 2_000
+const requestCount = Number(process.env.RATELIMIT_REQUESTS ?? 2_000)
 /** Every call takes this long at the provider, so that concurrency matters as it does for real. */
 const latencyMs = 2_000
 
@@ -132,23 +129,8 @@ const percentile = (values: ReadonlyArray<number>, p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
 }
 
-/** Runs an effect in virtual time, moving the clock to each next wake-up until it is done. */
-const inVirtualTime = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    while (true) {
-      yield* Effect.yieldNow({ priority: 1 })
-      const done = yield* Fiber.poll(fiber)
-      if (done._tag === "Some") return yield* Fiber.join(fiber)
-      const sleeps = Chunk.toReadonlyArray(yield* TestClock.sleeps())
-      if (sleeps.length === 0) continue
-      const now = yield* Clock.currentTimeMillis
-      yield* TestClock.adjust(Math.max(1, Math.min(...sleeps) - now))
-    }
-  }).pipe(Effect.provide(TestContext.TestContext))
-
 const runOne = (scenario: Scenario, variant: Variant) =>
-  inVirtualTime(Effect.gen(function*() {
+  runInVirtualTime(Effect.gen(function*() {
     const requests = workload()
     const wrapper = yield* variant.make(scenario)
     const simulator = InProcess.make({
@@ -215,16 +197,16 @@ const runOne = (scenario: Scenario, variant: Variant) =>
       p99WaitMs: Math.round(percentile(waits, 99)),
       drainMinutes: Number(minutes.toFixed(2))
     }
-  }))
+  })).value
 
 export const run = () =>
-  Effect.runPromise(Effect.gen(function*() {
+  Effect.runSync(Effect.gen(function*() {
     const results = []
     const only = process.env.RATELIMIT_VARIANTS?.split(",")
     for (const scenario of scenarios) {
       for (const variant of variants.filter((v) => only === undefined || only.includes(v.name))) {
         const started = performance.now()
-        const result = yield* runOne(scenario, variant)
+        const result = runOne(scenario, variant)
         results.push({ ...result, wallSeconds: Number(((performance.now() - started) / 1_000).toFixed(1)) })
         console.error(`  ratelimit ${scenario.name}/${variant.name}: ${JSON.stringify(result)}`)
       }

@@ -13,6 +13,7 @@
  * @since 0.1.0
  */
 import * as RateLimiter from "@effect/experimental/RateLimiter"
+import * as RateLimiterRedis from "@effect/experimental/RateLimiter/Redis"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -21,6 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type { RedisOptions } from "ioredis"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import type { ProviderName } from "./Domain.js"
 import { QuotaExhaustedError, RateLimitError } from "./Errors.js"
@@ -382,6 +384,16 @@ export const layerMemory = (options: Options = {}): Layer.Layer<ProviderRateLimi
  */
 export const layerStore = (options: Options = {}): Layer.Layer<ProviderRateLimiter, never, RateLimiter.RateLimiterStore> =>
   Layer.effect(ProviderRateLimiter, make(options)).pipe(Layer.provide(RateLimiter.layer))
+
+/**
+ * The limiter over Redis, so that several instances of a backend share one provider quota (concurrency stays
+ * per instance).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerRedis = (options: Options & { readonly redis: RedisOptions }): Layer.Layer<ProviderRateLimiter> =>
+  layerStore(options).pipe(Layer.provide(RateLimiterRedis.layerStore(options.redis)))
 
 const quotaConfig = (provider: "OPENAI" | "ANTHROPIC", defaults: Quota): Config.Config<Quota> => {
   const optionalInt = (name: string, fallback: number | undefined) =>

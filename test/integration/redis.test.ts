@@ -1,0 +1,63 @@
+/**
+ * Two limiter instances in separate runtimes, sharing one Redis, share one quota: together they never exceed
+ * it, and together they use at least 90 % of it. Needs a Redis server: `REDIS_URL` (CI starts one). Bounded: a
+ * few seconds of wall time.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import { randomUUID } from "node:crypto"
+import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
+
+const redisUrl = process.env.REDIS_URL
+if (redisUrl === undefined) {
+  if (process.env.CI === "true") throw new Error("REDIS_URL is not set: CI must start a Redis server for the Redis suite")
+  console.warn("REDIS_URL is not set: the Redis rate limiter suite is skipped (CI runs it)")
+}
+
+/** 60 requests a minute: a bucket of 60 that refills one a second. */
+const quota = { requestsPerMinute: 60, tokensPerMinute: 10_000_000, maxConcurrent: 50 }
+const seconds = 5
+
+describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => {
+  it.live("shares one quota between two runtimes: never above it, at least 90 % of it", () =>
+    Effect.gen(function*() {
+      const url = new URL(redisUrl!)
+      const options = {
+        quotas: { openai: quota },
+        queueTimeout: Duration.seconds(seconds),
+        prefix: `plot-engine-test-${randomUUID()}:`,
+        redis: { host: url.hostname, port: Number(url.port || 6379) }
+      }
+      const runtimes = [
+        ManagedRuntime.make(ProviderRateLimiter.layerRedis(options)),
+        ManagedRuntime.make(ProviderRateLimiter.layerRedis(options))
+      ]
+      const start = yield* Clock.currentTimeMillis
+      /** One instance admitting as fast as it is let, until the window is over. */
+      const instance = (runtime: (typeof runtimes)[number]) =>
+        Effect.promise(() =>
+          runtime.runPromise(Effect.gen(function*() {
+            const limiter = yield* ProviderRateLimiter.ProviderRateLimiter
+            let admitted = 0
+            yield* Effect.forEach(Array.from({ length: 200 }), () =>
+              Effect.scoped(limiter.admit({ provider: "openai", model: "gpt-4.1" }, { inputTokens: 1, outputTokens: 1 })).pipe(
+                Effect.flatMap(() => Clock.currentTimeMillis),
+                Effect.tap((now) => Effect.sync(() => now - start <= seconds * 1_000 && admitted++)),
+                Effect.ignore
+              ), { concurrency: 50, discard: true })
+            return admitted
+          }))
+        )
+      const [a, b] = yield* Effect.all([instance(runtimes[0]!), instance(runtimes[1]!)], { concurrency: 2 })
+      yield* Effect.promise(() => Promise.all(runtimes.map((r) => r.dispose())))
+      // The bucket's 60 plus one a second for the window.
+      const allowed = 60 + seconds
+      expect(a! + b!).toBeLessThanOrEqual(allowed)
+      expect(a! + b!).toBeGreaterThanOrEqual(0.9 * allowed)
+      expect(a).toBeGreaterThan(0)
+      expect(b).toBeGreaterThan(0)
+    }), 30_000)
+})
