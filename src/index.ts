@@ -32,6 +32,9 @@ export * as ProjectContextStore from "./ProjectContextStore.js"
 export * as PromptBuilder from "./PromptBuilder.js"
 
 /** @since 0.1.0 */
+export * as ProviderRateLimiter from "./ProviderRateLimiter.js"
+
+/** @since 0.1.0 */
 export * as Providers from "./Providers.js"
 
 /** @since 0.1.0 */
