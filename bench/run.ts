@@ -5,10 +5,12 @@
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import * as Context from "./context.js"
+import * as LimiterScale from "./limiter-scale.js"
 import * as RateLimit from "./ratelimit.js"
 
 const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
   context: Context.run,
+  "limiter-scale": LimiterScale.run,
   ratelimit: RateLimit.run
 }
 

@@ -162,6 +162,9 @@ interface KeyState {
   /** Makes each reservation across the buckets one step, so that reservations keep arrival order. */
   readonly reserving: Effect.Semaphore
   quota: Quota
+  /** The semaphore's size, and how many of its permits are taken (waiting for budget or in flight). */
+  readonly permits: number
+  permitsHeld: number
   queued: number
   inFlight: number
   pausedUntil: number
@@ -209,7 +212,17 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       return Effect.map(
         Effect.all([Effect.makeSemaphore(quota.maxConcurrent), Effect.makeSemaphore(1)]),
         ([semaphore, reserving]) => {
-          const state: KeyState = { key, semaphore, reserving, quota, queued: 0, inFlight: 0, pausedUntil: 0 }
+          const state: KeyState = {
+            key,
+            semaphore,
+            reserving,
+            quota,
+            permits: quota.maxConcurrent,
+            permitsHeld: 0,
+            queued: 0,
+            inFlight: 0,
+            pausedUntil: 0
+          }
           return [state, new Map(map).set(key, state)] as const
         }
       )
@@ -260,10 +273,17 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
       const reserved = estimate
       const wait = Effect.gen(function*() {
-        // 1. A concurrency permit, in arrival order, held until the scope closes.
-        yield* Effect.acquireRelease(state.semaphore.take(1), () => state.semaphore.release(1)).pipe(
-          Effect.timeoutFail({ duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)), onTimeout: () => timedOut })
+        // 1. A concurrency permit, in arrival order, held until the scope closes. Only a waiter that has to
+        // queue for it gets a timer (checked and taken without yielding, so nobody slips in between).
+        const permit = Effect.acquireRelease(
+          Effect.tap(state.semaphore.take(1), () => state.permitsHeld++),
+          () => Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1))
         )
+        yield* state.permitsHeld < state.permits
+          ? permit
+          : permit.pipe(
+            Effect.timeoutFail({ duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)), onTimeout: () => timedOut })
+          )
         // 2. In arrival order (the lock is fair): the gate a provider 429 closed, for everybody (re-read on
         // waking: a later 429 may extend it), then one reservation across every bucket.
         const delay = yield* state.reserving.withPermits(1)(Effect.gen(function*() {
