@@ -34,6 +34,7 @@ import {
   type Stage,
   Usage
 } from "./Domain.js"
+import * as Alerts from "./Alerts.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as ContextBudget from "./ContextBudget.js"
 import * as Errors from "./Errors.js"
@@ -46,6 +47,7 @@ import * as RetryPolicy from "./RetryPolicy.js"
 import { Providers } from "./Providers.js"
 import { ProjectContextStore } from "./ProjectContextStore.js"
 import * as ResponseParser from "./ResponseParser.js"
+import * as Telemetry from "./Telemetry.js"
 import * as TemplateGenerator from "./TemplateGenerator.js"
 
 /**
@@ -142,6 +144,8 @@ interface ChainRun {
   attempts: number
   lastStep: number
   lastError: Errors.ProviderError | Errors.ResponseParseError | undefined
+  /** Rate-limit errors met, for the alerts. */
+  rateLimitErrors: number
   /** The context budget for a model's retry after it rejected a prompt as too long. */
   readonly reduced: Map<string, number>
   readonly warnings: Array<string>
@@ -183,6 +187,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const policy = options.retryPolicy ?? RetryPolicy.defaults
   const breaker = yield* CircuitBreaker.make(options.circuitBreaker)
   const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
+  const alerts = yield* Effect.serviceOption(Alerts.Alerts)
 
   // Token counts, cached by text per encoding: repeated generations over a project do not re-tokenize it.
   const counters = new Map<string, ContextBudget.CachedCount>()
@@ -346,7 +351,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const chain = request.model === undefined
       ? ModelSelector.fallbackChain(selection.model, { catalog, providers: providers.configured })
       : [selection.model]
-    const run: ChainRun = { attempts: 0, lastStep: -1, lastError: undefined, reduced: new Map(), warnings: [] }
+    const run: ChainRun = { attempts: 0, lastStep: -1, lastError: undefined, rateLimitErrors: 0, reduced: new Map(), warnings: [] }
 
     const attempt = Effect.gen(function*() {
       const step = yield* ChainStep
@@ -502,6 +507,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   ) =>
     Effect.gen(function*() {
       run.lastError = error
+      if (error._tag === "RateLimitError") run.rateLimitErrors++
+      yield* Telemetry.recordError(error)
       if (error._tag === "ContextTooLongError") {
         run.reduced.set(
           modelKey(target),
@@ -556,8 +563,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const finishedIn = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
     return yield* runChain(request, context, selection, emit, streaming).pipe(
       Effect.flatMap(({ model, outcome, prepared, run }) =>
-        Effect.map(finishedIn, (durationMs) =>
-          new PlotResult({
+        Effect.map(finishedIn, (durationMs) => ({
+          rateLimitErrors: run.rateLimitErrors,
+          result: new PlotResult({
             requestId,
             content: outcome.parsed.content,
             outline: outcome.parsed.outline,
@@ -572,7 +580,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             isTemplate: false,
             durationMs,
             wordCount: outcome.parsed.wordCount
-          }))
+          })
+        }))
       ),
       Effect.catchAll(({ error, run }) =>
         useFallback && (Errors.isTransient(error) || error._tag === "ResponseParseError")
@@ -582,7 +591,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             )
             const outline = TemplateGenerator.generate(request, context)
             const parsed = ResponseParser.fromOutline(outline, request, context)
-            return new PlotResult({
+            const result = new PlotResult({
               requestId,
               content: parsed.content,
               outline,
@@ -598,11 +607,29 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               durationMs: yield* finishedIn,
               wordCount: parsed.wordCount
             })
+            return { result, rateLimitErrors: run.rateLimitErrors }
           })
-          : Effect.fail(error)
-      )
+          : Effect.zipRight(
+            Effect.all([Telemetry.recordFailure(error), observe("failure", finishedIn, run.rateLimitErrors)], { discard: true }),
+            Effect.fail(error)
+          )
+      ),
+      Effect.tap(({ rateLimitErrors, result }) =>
+        Effect.all([
+          Telemetry.recordResult(result),
+          observe(result.isTemplate ? "template" : "success", Effect.succeed(result.durationMs), rateLimitErrors)
+        ], { discard: true })
+      ),
+      Effect.map(({ result }) => result)
     )
   })
+
+  /** Tells the alerts, when there are any, how a generation went. */
+  const observe = (outcome: Alerts.Observation["outcome"], durationMs: Effect.Effect<number>, rateLimitErrors: number) =>
+    Option.match(alerts, {
+      onNone: () => Effect.void,
+      onSome: (service) => Effect.flatMap(durationMs, (ms) => service.record({ outcome, durationMs: ms, rateLimitErrors }))
+    })
 
   const generate = Effect.fn("PlotGeneration.generate")(
     (request: PlotRequestInput, options?: GenerateOptions) => run(request, options ?? {}, noEvents, false)

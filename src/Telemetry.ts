@@ -1,0 +1,134 @@
+/**
+ * The engine's metrics, with stable names (seed §7): generations by outcome, their duration, tokens in and
+ * out, retries, errors by type, template fallbacks and cost, tagged by provider and model. They are Effect
+ * `Metric`s: read them with `Metric.value`, export them with `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import type { PlotResult } from "./Domain.js"
+import * as Errors from "./Errors.js"
+
+/**
+ * Generations, tagged `outcome` (`success`, `template`, `failure`), `provider` and `model`.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const generations = Metric.counter("plot_engine_generations_total", {
+  description: "Plot generations, by outcome",
+  incremental: true
+})
+
+/**
+ * How long generations took, in milliseconds.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const generationDuration = Metric.histogram(
+  "plot_engine_generation_duration_ms",
+  MetricBoundaries.exponential({ start: 100, factor: 2, count: 12 }),
+  "Generation duration in milliseconds"
+)
+
+/**
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const inputTokens = Metric.counter("plot_engine_input_tokens_total", {
+  description: "Prompt tokens the providers reported",
+  incremental: true
+})
+
+/**
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const outputTokens = Metric.counter("plot_engine_output_tokens_total", {
+  description: "Output tokens the providers reported",
+  incremental: true
+})
+
+/**
+ * Retries across fallback chains.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const retries = Metric.counter("plot_engine_retries_total", { description: "Retried attempts", incremental: true })
+
+/**
+ * Failures, tagged `error_type` (the seed's enum), whether retried or final.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const errors = Metric.counter("plot_engine_errors_total", { description: "Failures by type", incremental: true })
+
+/**
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const templateFallbacks = Metric.counter("plot_engine_template_fallbacks_total", {
+  description: "Results built by the template generator",
+  incremental: true
+})
+
+/**
+ * The estimated cost of generations, in USD (unknown prices add nothing).
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const costUsd = Metric.counter("plot_engine_cost_usd_total", { description: "Estimated cost in USD", incremental: true })
+
+const tagged = <In, Out>(metric: Metric.Metric<any, In, Out>, tags: Record<string, string>) =>
+  Object.entries(tags).reduce((m, [key, value]) => Metric.tagged(m, key, value), metric)
+
+/**
+ * Records a finished generation.
+ *
+ * @since 0.1.0
+ * @category Recording
+ */
+export const recordResult = (result: PlotResult): Effect.Effect<void> => {
+  const tags = { provider: result.provider, model: result.model }
+  return Effect.all([
+    Metric.increment(tagged(generations, { ...tags, outcome: result.isTemplate ? "template" : "success" })),
+    Metric.update(tagged(generationDuration, tags), result.durationMs),
+    Metric.incrementBy(tagged(inputTokens, tags), result.usage.inputTokens),
+    Metric.incrementBy(tagged(outputTokens, tags), result.usage.outputTokens),
+    Metric.incrementBy(tagged(retries, tags), result.retryCount),
+    result.isTemplate ? Metric.increment(templateFallbacks) : Effect.void,
+    result.estimatedCostUsd === null ? Effect.void : Metric.incrementBy(tagged(costUsd, tags), result.estimatedCostUsd)
+  ], { discard: true })
+}
+
+/**
+ * Records a failure: every failed attempt, and the final failure of a generation.
+ *
+ * @since 0.1.0
+ * @category Recording
+ */
+export const recordError = (error: Errors.GenerationError): Effect.Effect<void> =>
+  Metric.increment(tagged(errors, {
+    error_type: Errors.errorType(error),
+    provider: "provider" in error ? error.provider : "none",
+    model: "model" in error ? error.model : "none"
+  }))
+
+/**
+ * Records a generation that ended in a typed failure.
+ *
+ * @since 0.1.0
+ * @category Recording
+ */
+export const recordFailure = (error: Errors.GenerationError): Effect.Effect<void> =>
+  Metric.increment(tagged(generations, {
+    provider: "provider" in error ? error.provider : "none",
+    model: "model" in error ? error.model : "none",
+    outcome: "failure"
+  }))

@@ -1,0 +1,90 @@
+/**
+ * The metrics after scripted generations: exact counts, token sums and cost.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Random from "effect/Random"
+import * as TestClock from "effect/TestClock"
+import * as Alerts from "../src/Alerts.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as Providers from "../src/Providers.js"
+import * as Telemetry from "../src/Telemetry.js"
+import { type Answer, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
+import { sampleProject } from "./utils/fixtures.js"
+
+const rateLimited = fail(httpError(429, { error: { message: "Rate limit reached", type: "requests", param: null, code: "rate_limit_exceeded" } }, { "retry-after-ms": "1000" }))
+const serverError = fail(httpError(500, { error: { message: "boom", type: "server_error", param: null, code: null } }))
+const unauthorized = fail(httpError(401, { error: { message: "bad key", type: "invalid_request_error", param: null, code: "invalid_api_key" } }))
+
+const request = { projectId: "novel", userPrompt: "What happens next?", provider: "openai" as const, model: "gpt-4.1" }
+
+const engine = (answers: ReadonlyArray<Answer>) =>
+  PlotGeneration.layer().pipe(
+    Layer.provide(Providers.layerModels({ openai: scripted(answers) })),
+    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+    Layer.provideMerge(Alerts.layer())
+  )
+
+const value = (metric: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
+  Effect.map(Metric.value(Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), metric)), (state) => state.count)
+
+const settle = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(effect)
+    yield* TestClock.adjust("10 minutes")
+    return yield* Fiber.join(fiber)
+  })
+
+describe("Telemetry", () => {
+  it.effect("counts a success with two retries, a template and a failure, with their tokens and cost", () =>
+    Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const model = { provider: "openai", model: "gpt-4.1" }
+      // 1. Two 429s, then a success reporting 1,000 tokens in and 500 out.
+      yield* settle(engineService.generate(request))
+      // 2. Server errors until the template.
+      yield* settle(engineService.generate(request))
+      // 3. A wrong key: a typed failure.
+      yield* Effect.flip(engineService.generate(request))
+
+      expect(yield* value(Telemetry.generations, { ...model, outcome: "success" })).toBe(1)
+      expect(yield* value(Telemetry.generations, { provider: "template", model: "template", outcome: "template" })).toBe(1)
+      expect(yield* value(Telemetry.generations, { ...model, outcome: "failure" })).toBe(1)
+      expect(yield* value(Telemetry.inputTokens, model)).toBe(1_000)
+      expect(yield* value(Telemetry.outputTokens, model)).toBe(500)
+      expect(yield* value(Telemetry.retries, model)).toBe(2)
+      expect(yield* value(Telemetry.retries, { provider: "template", model: "template" })).toBe(3)
+      expect(yield* value(Telemetry.errors, { error_type: "rate_limit", ...model })).toBe(2)
+      expect(yield* value(Telemetry.errors, { error_type: "server_error", ...model })).toBe(4)
+      expect(yield* value(Telemetry.errors, { error_type: "auth_error", ...model })).toBe(1)
+      expect((yield* Metric.value(Telemetry.templateFallbacks)).count).toBe(1)
+      // gpt-4.1: $2 per million in, $8 per million out.
+      expect(yield* value(Telemetry.costUsd, model)).toBeCloseTo(0.006, 10)
+      const duration = yield* Metric.value(Metric.tagged(Metric.tagged(Telemetry.generationDuration, "provider", "openai"), "model", "gpt-4.1"))
+      expect(duration.count).toBe(1)
+      // 1.5 s and 2.5 s of backoff (jitter pinned at 0.5).
+      expect(duration.sum).toBe(4_000)
+
+      // The alerts saw them too. Ten virtual minutes passed between generations, so only the failure is
+      // inside the 5-minute windows now: an error rate of 1 of 1.
+      const alerts = yield* Alerts.Alerts
+      yield* TestClock.adjust("1 millis")
+      expect(yield* alerts.active).toEqual(["error_rate"])
+    }).pipe(
+      Effect.withRandom(Random.fixed([0.5])),
+      Effect.provide(engine([
+        rateLimited,
+        rateLimited,
+        text(sampleOutlineJson, { inputTokens: 1_000, outputTokens: 500 }),
+        serverError,
+        serverError,
+        serverError,
+        serverError,
+        unauthorized
+      ]))
+    ))
+})
