@@ -247,6 +247,28 @@ export class Usage extends Schema.Class<Usage>("plot-engine/Usage")({
 }
 
 /**
+ * The seed's `AIGenerationMetrics` of one generation (§7), as it is logged and sent to analytics.
+ *
+ * @since 0.1.0
+ * @category Result
+ */
+export class GenerationMetrics extends Schema.Class<GenerationMetrics>("plot-engine/GenerationMetrics")({
+  requestDurationMs: Schema.NonNegative,
+  promptTokens: Schema.NonNegativeInt,
+  completionTokens: Schema.NonNegativeInt,
+  totalTokens: Schema.NonNegativeInt,
+  wordCount: Schema.NonNegativeInt,
+  warnings: Schema.NonNegativeInt,
+  isTemplate: Schema.Boolean,
+  retryCount: Schema.NonNegativeInt,
+  /** Why the AI failed, for a template result (the seed's error type). */
+  errorType: Schema.optional(Schema.String),
+  modelUsed: Schema.String,
+  /** `null` when the model's price is unknown. */
+  estimatedCostUSD: Schema.NullOr(Schema.NonNegative)
+}) {}
+
+/**
  * What a generation produced. `provider` and `model` are `"template"` when the template generator
  * built it; `estimatedCostUsd` is `null` when the model's price is unknown (never a false 0).
  *
@@ -268,7 +290,9 @@ export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult
   warnings: Schema.Array(Schema.String),
   isTemplate: Schema.Boolean,
   durationMs: Schema.NonNegative,
-  wordCount: Schema.NonNegativeInt
+  wordCount: Schema.NonNegativeInt,
+  /** The seed's `AIGenerationMetrics` of this generation. */
+  metrics: GenerationMetrics
 }) {}
 
 // =============================================================================

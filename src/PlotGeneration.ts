@@ -24,6 +24,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import {
   type GenerateOptions,
+  GenerationMetrics,
   type GenerationEvent,
   PlotOutline,
   PlotRequest,
@@ -160,6 +161,25 @@ interface CallOutcome {
   readonly parsed: ResponseParser.ParsedPlot
   readonly usage: Usage
 }
+
+/** A result with its seed-style metrics, derived from it once. */
+const makeResult = (fields: Omit<PlotResult, "metrics">, errorType?: Errors.ErrorType): PlotResult =>
+  new PlotResult({
+    ...fields,
+    metrics: new GenerationMetrics({
+      requestDurationMs: fields.durationMs,
+      promptTokens: fields.usage.inputTokens,
+      completionTokens: fields.usage.outputTokens,
+      totalTokens: fields.usage.totalTokens,
+      wordCount: fields.wordCount,
+      warnings: fields.warnings.length,
+      isTemplate: fields.isTemplate,
+      retryCount: fields.retryCount,
+      ...(errorType === undefined ? {} : { errorType }),
+      modelUsed: fields.model,
+      estimatedCostUSD: fields.estimatedCostUsd
+    })
+  })
 
 const emptyContext = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
 
@@ -353,8 +373,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       : [selection.model]
     const run: ChainRun = { attempts: 0, lastStep: -1, lastError: undefined, rateLimitErrors: 0, reduced: new Map(), warnings: [] }
 
-    const attempt = Effect.gen(function*() {
-      const step = yield* ChainStep
+    const attemptOn = (step: ChainStep["Type"]) => Effect.gen(function*() {
       const target = step.model
       const key = modelKey(target)
       run.attempts++
@@ -374,6 +393,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         })
       }
       const prepared = prepare(request, context, target, run.reduced.get(key))
+      yield* Effect.annotateCurrentSpan({
+        "gen_ai.system": target.provider,
+        "gen_ai.request.model": target.id,
+        "gen_ai.request.max_tokens": prepared.prompt.maxOutputTokens,
+        ...(prepared.prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prepared.prompt.temperature }),
+        "plot_engine.attempt": run.attempts
+      })
+      yield* Effect.logDebug("Prompt").pipe(Effect.annotateLogs({ system: prepared.prompt.system, user: prepared.prompt.user }))
       if (step.index === 0 && run.attempts === 1) {
         for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
       }
@@ -398,8 +425,18 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
       yield* breakerEvent(target, yield* breaker.onSuccess(key), emit)
       yield* calibrate(target, prepared.inputTokens, outcome.usage)
+      yield* Effect.annotateCurrentSpan({
+        "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
+        "gen_ai.usage.output_tokens": outcome.usage.outputTokens
+      })
       return { outcome, model: target, prepared }
     })
+    // One span per attempt, with the GenAI semantic-convention attributes, and logs that say which model.
+    const attempt = Effect.flatMap(ChainStep, (step) =>
+      attemptOn(step).pipe(
+        Effect.annotateLogs({ provider: step.model.provider, model: step.model.id }),
+        Effect.withSpan("PlotGeneration.attempt")
+      ))
 
     const retries = yield* RetryPolicy.make(policy, Effect.sync(() => run.attempts < policy.maxAttempts))
     const schedule = retries.pipe(
@@ -483,7 +520,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           const admission = yield* limiter.admit(limiterTarget, {
             inputTokens: prepared.inputTokens,
             outputTokens: prepared.prompt.maxOutputTokens
-          })
+          }).pipe(Effect.withSpan("ProviderRateLimiter.admit"))
           const outcome = yield* call
           yield* admission.reconcile({ inputTokens: outcome.usage.inputTokens, outputTokens: outcome.usage.outputTokens })
           return outcome
@@ -541,6 +578,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       (yield* Random.nextIntBetween(0, 2 ** 31)).toString(16).padStart(8, "0")
     }`
     const request = yield* decodeRequest(input)
+    yield* Effect.annotateCurrentSpan({ "plot_engine.request_id": requestId, "plot_engine.project_id": request.projectId })
 
     yield* progress("retrieving_context")
     const context = yield* store.get(request.projectId)
@@ -562,10 +600,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const useFallback = generateOptions.useFallback ?? true
     const finishedIn = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
     return yield* runChain(request, context, selection, emit, streaming).pipe(
+      Effect.annotateLogs({ requestId, projectId: request.projectId }),
       Effect.flatMap(({ model, outcome, prepared, run }) =>
         Effect.map(finishedIn, (durationMs) => ({
           rateLimitErrors: run.rateLimitErrors,
-          result: new PlotResult({
+          result: makeResult({
             requestId,
             content: outcome.parsed.content,
             outline: outcome.parsed.outline,
@@ -591,7 +630,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             )
             const outline = TemplateGenerator.generate(request, context)
             const parsed = ResponseParser.fromOutline(outline, request, context)
-            const result = new PlotResult({
+            const result = makeResult({
               requestId,
               content: parsed.content,
               outline,
@@ -606,7 +645,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               isTemplate: true,
               durationMs: yield* finishedIn,
               wordCount: parsed.wordCount
-            })
+            }, Errors.errorType(error))
             return { result, rateLimitErrors: run.rateLimitErrors }
           })
           : Effect.zipRight(
