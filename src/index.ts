@@ -5,6 +5,9 @@
  */
 
 /** @since 0.1.0 */
+export * as Alerts from "./Alerts.js"
+
+/** @since 0.1.0 */
 export * as CircuitBreaker from "./CircuitBreaker.js"
 
 /** @since 0.1.0 */
@@ -42,6 +45,9 @@ export * as ResponseParser from "./ResponseParser.js"
 
 /** @since 0.1.0 */
 export * as RetryPolicy from "./RetryPolicy.js"
+
+/** @since 0.1.0 */
+export * as Telemetry from "./Telemetry.js"
 
 /** @since 0.1.0 */
 export * as TemplateGenerator from "./TemplateGenerator.js"
