@@ -33,6 +33,7 @@ import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
+import * as Telemetry from "../src/Telemetry.js"
 
 // =============================================================================
 // The API
@@ -108,6 +109,7 @@ export const ServerLive = (port: number) =>
       Layer.provide(ProviderRateLimiter.layerConfig()),
       Layer.provide(NodeHttpClient.layerUndici),
       Layer.provide(NodeContext.layer),
+      Layer.provide(Telemetry.layerOtlpConfig),
       HttpServer.withLogAddress,
       // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))

@@ -5,9 +5,17 @@
  *
  * @since 0.1.0
  */
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import type * as Resource from "@effect/opentelemetry/Resource"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Option from "effect/Option"
 import type { PlotResult } from "./Domain.js"
 import * as Errors from "./Errors.js"
 
@@ -132,3 +140,35 @@ export const recordFailure = (error: Errors.GenerationError): Effect.Effect<void
     model: "model" in error ? error.model : "none",
     outcome: "failure"
   }))
+
+// =============================================================================
+// OpenTelemetry
+// =============================================================================
+
+/**
+ * Exports the engine's spans through OpenTelemetry with a span processor of your choice (an OTLP exporter, or an
+ * in-memory one in tests).
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const layerOpenTelemetry = (spanProcessor: SpanProcessor): Layer.Layer<Resource.Resource> =>
+  NodeSdk.layer(() => ({ resource: { serviceName: "plot-engine", serviceVersion: "0.1.0" }, spanProcessor }))
+
+/**
+ * OpenTelemetry export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (spans to `{endpoint}/v1/traces` over OTLP/HTTP),
+ * nothing otherwise.
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")), (endpoint) =>
+    Option.match(endpoint, {
+      onNone: () => Layer.empty,
+      onSome: (url) =>
+        Layer.discard(
+          layerOpenTelemetry(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${url.replace(/\/$/, "")}/v1/traces` })))
+        )
+    }))
+)

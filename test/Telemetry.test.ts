@@ -8,6 +8,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Alerts from "../src/Alerts.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
@@ -87,4 +88,31 @@ describe("Telemetry", () => {
         unauthorized
       ]))
     ))
+})
+
+describe("Telemetry.layerOpenTelemetry", () => {
+  it.effect("exports a span per generation and per attempt, with the GenAI attributes", () => {
+    const exporter = new InMemorySpanExporter()
+    return Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      yield* engineService.generate(request)
+      const spans = exporter.getFinishedSpans()
+      const names = spans.map((s) => s.name)
+      expect(names).toContain("PlotGeneration.generate")
+      const attempt = spans.find((s) => s.name === "PlotGeneration.attempt")
+      expect(attempt?.attributes).toMatchObject({
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-4.1",
+        "gen_ai.usage.input_tokens": 1_000,
+        "gen_ai.usage.output_tokens": 500
+      })
+      expect(typeof attempt?.attributes["gen_ai.request.max_tokens"]).toBe("number")
+      // The attempt is a child of the generation.
+      const generation = spans.find((s) => s.name === "PlotGeneration.generate")
+      expect(attempt?.parentSpanContext?.spanId).toBe(generation?.spanContext().spanId)
+    }).pipe(
+      Effect.provide(engine([text(sampleOutlineJson, { inputTokens: 1_000, outputTokens: 500 })])),
+      Effect.provide(Telemetry.layerOpenTelemetry(new SimpleSpanProcessor(exporter)))
+    )
+  })
 })

@@ -26,6 +26,7 @@ import * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import * as Providers from "../Providers.js"
 import * as Faults from "../simulator/Faults.js"
 import * as GatewaySimulator from "../simulator/GatewaySimulator.js"
+import * as Telemetry from "../Telemetry.js"
 
 // =============================================================================
 // Gateway
@@ -150,7 +151,8 @@ const generate = Command.make(
         Layer.provide(Providers.layer(gateway)),
         Layer.provide(ProjectContextStore.layerFile(args.project)),
         Layer.provide(ProviderRateLimiter.layerConfig()),
-        Layer.provide(NodeHttpClient.layerUndici)
+        Layer.provide(NodeHttpClient.layerUndici),
+        Layer.provide(Telemetry.layerOtlpConfig)
       )
       const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
         engine.generateStream(request, { useFallback: !args.noFallback }).pipe(
