@@ -77,6 +77,52 @@ const describeEvent = (event: GenerationEvent): string | undefined => {
   }
 }
 
+const plainProgress = (event: GenerationEvent, log: (line: string) => Effect.Effect<void>) => {
+  const line = describeEvent(event)
+  return line === undefined ? Effect.void : log(line)
+}
+
+/**
+ * A progress line that rewrites itself on a terminal: stage, percent, text received and retries; events that
+ * matter beyond the moment (model, warnings, retries, fallbacks) are kept above it as lines of their own.
+ *
+ * @since 0.1.0
+ */
+export const liveProgress = () => {
+  let stage = "starting"
+  let percent = 0
+  let characters = 0
+  let retries = 0
+  const render = () =>
+    Effect.sync(() => {
+      const text = characters > 0 ? `, ${characters} characters received` : ""
+      const retried = retries > 0 ? `, ${retries} ${retries === 1 ? "retry" : "retries"}` : ""
+      process.stdout.write(`\r\x1b[2K[${String(percent).padStart(3)}%] ${stage}${text}${retried}`)
+    })
+  const above = (line: string) => Effect.sync(() => process.stdout.write(`\r\x1b[2K${line}\n`))
+  return (event: GenerationEvent): Effect.Effect<void> => {
+    switch (event._tag) {
+      case "Progress":
+        stage = event.message
+        percent = event.progress
+        return render()
+      case "TextDelta":
+        characters += event.delta.length
+        return render()
+      case "Retrying":
+        retries++
+        characters = 0
+        return Effect.zipRight(above(describeEvent(event)!), render())
+      case "Completed":
+        return Effect.sync(() => process.stdout.write("\r\x1b[2K"))
+      default: {
+        const line = describeEvent(event)
+        return line === undefined ? render() : Effect.zipRight(above(line), render())
+      }
+    }
+  }
+}
+
 const formatCost = (cost: number | null) => (cost === null ? "unknown (no price for this model)" : `$${cost.toFixed(6)}`)
 
 /**
@@ -138,6 +184,8 @@ const generate = Command.make(
       // With --json, stdout carries only the result: everything for people goes to stderr.
       const log = (line: string) => (args.json ? Console.error(line) : Console.log(line))
       const gateway = yield* resolveGateway(log)
+      // On a terminal (and not --json), one progress line that updates in place; plain lines otherwise.
+      const live = !args.json && process.stdout.isTTY ? liveProgress() : undefined
       const request: PlotRequestInput = {
         projectId: ProjectContextStore.projectIdOfFile(path.basename(args.project)),
         userPrompt: args.prompt,
@@ -156,10 +204,7 @@ const generate = Command.make(
       )
       const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
         engine.generateStream(request, { useFallback: !args.noFallback }).pipe(
-          Stream.tap((event) => {
-            const line = describeEvent(event)
-            return line === undefined ? Effect.void : log(line)
-          }),
+          Stream.tap((event) => (live === undefined ? plainProgress(event, log) : live(event))),
           Stream.runLast
         )).pipe(
           Effect.provide(layer),
