@@ -48,6 +48,11 @@ export interface CircuitBreaker {
   readonly onSuccess: (key: string) => Effect.Effect<State | undefined>
   /** Records a failure; returns the new state when it changed. */
   readonly onFailure: (key: string) => Effect.Effect<State | undefined>
+  /**
+   * Ends a call that says nothing about the model's health (interrupted, or refused before it reached the
+   * provider): a half-open circuit lets another probe through.
+   */
+  readonly release: (key: string) => Effect.Effect<void>
   /** The state now (an open circuit past its cool-down reads as half-open). */
   readonly state: (key: string) => Effect.Effect<State>
 }
@@ -91,6 +96,7 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
           }
         }),
       onSuccess: (key) => update(key, (entry) => [entry.state === "closed" ? undefined : "closed", closed]),
+      release: (key) => update(key, (entry) => [undefined, entry.state === "half_open" ? { ...entry, probing: false } : entry]),
       onFailure: (key) =>
         update(key, (entry, now) => {
           if (entry.state === "half_open") return ["open", { state: "open", failures: entry.failures + 1, openedAt: now, probing: false }]

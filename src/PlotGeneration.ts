@@ -421,7 +421,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         })
       )
       const outcome = yield* admitted(target, prepared, call).pipe(
-        Effect.tapError((error) => onAttemptFailure(run, target, prepared, error, emit))
+        Effect.tapError((error) => onAttemptFailure(run, target, prepared, error, emit)),
+        Effect.onInterrupt(() => breaker.release(key))
       )
       yield* breakerEvent(target, yield* breaker.onSuccess(key), emit)
       yield* calibrate(target, prepared.inputTokens, outcome.usage)
@@ -557,8 +558,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           })
         )
       }
+      // The model's health: transient failures of the provider count; the rest (rate limits, refusals before the
+      // call, bad requests) only hand a half-open circuit's probe back.
       if (Errors.isTransient(error) && error._tag !== "RateLimitError") {
         yield* breakerEvent(target, yield* breaker.onFailure(modelKey(target)), emit)
+      } else {
+        yield* breaker.release(modelKey(target))
       }
     })
 
