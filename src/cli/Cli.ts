@@ -20,6 +20,7 @@ import { randomBytes } from "node:crypto"
 import * as path from "node:path"
 import type { GenerationEvent, PlotRequestInput, PlotResult } from "../Domain.js"
 import * as Errors from "../Errors.js"
+import * as Batch from "./Batch.js"
 import * as PlotGeneration from "../PlotGeneration.js"
 import * as ProjectContextStore from "../ProjectContextStore.js"
 import * as ProviderRateLimiter from "../ProviderRateLimiter.js"
@@ -290,12 +291,80 @@ const simulate = Command.make(
     )
 ).pipe(Command.withDescription("Serve the gateway simulator (OpenAI Responses and Anthropic Messages APIs)"))
 
+// =============================================================================
+// batch
+// =============================================================================
+
+const progressBar = (done: ReadonlyArray<Batch.Outcome>, total: number, elapsedMs: number) => {
+  const width = 24
+  const filled = Math.round((done.length / total) * width)
+  const rate = done.length / Math.max(0.001, elapsedMs / 1000)
+  const retries = done.reduce((sum, o) => sum + ("result" in o ? o.result.retryCount : 0), 0)
+  const failed = done.filter((o) => "error" in o).length
+  const eta = rate > 0 ? Math.ceil((total - done.length) / rate) : 0
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done.length}/${total}  ${rate.toFixed(1)}/s  retries ${retries}  failed ${failed}  ETA ${eta} s`
+}
+
+const batch = Command.make(
+  "batch",
+  {
+    requests: Options.file("requests", { exists: "yes" }).pipe(Options.withDescription("A JSONL file: one PlotRequest per line")),
+    projects: Options.directory("projects", { exists: "yes" }).pipe(
+      Options.withDescription("The directory of <projectId>.json project files"),
+      Options.withDefault("examples/projects")
+    ),
+    concurrency: Options.integer("concurrency").pipe(Options.withDefault(4)),
+    out: Options.file("out").pipe(Options.withDescription("Where to write one result or typed error per line"), Options.optional),
+    report: Options.directory("report").pipe(Options.withDescription("Where to write an HTML report"), Options.optional)
+  },
+  (args) =>
+    Effect.gen(function*() {
+      if (args.concurrency < 1) return yield* new Errors.RequestValidationError({ field: "--concurrency", reason: "must be at least 1" })
+      const gateway = yield* resolveGateway((line) => Console.error(line))
+      const requests = yield* Batch.readRequests(args.requests)
+      const quotas = yield* ProviderRateLimiter.quotasConfig
+      const layer = PlotGeneration.layerConfig.pipe(
+        Layer.provide(Providers.layer(gateway)),
+        Layer.provide(ProjectContextStore.layerDirectory(args.projects)),
+        Layer.provide(ProviderRateLimiter.layerConfig()),
+        Layer.provide(NodeHttpClient.layerUndici),
+        Layer.provide(Telemetry.layerOtlpConfig)
+      )
+      const startedAt = Date.now()
+      const tty = process.stderr.isTTY === true
+      const { outcomes, summary } = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
+        Batch.run(engine, requests, {
+          concurrency: args.concurrency,
+          out: Option.getOrUndefined(args.out),
+          onProgress: (done) =>
+            Effect.sync(() => {
+              const line = progressBar(done, requests.length, Date.now() - startedAt)
+              process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`)
+            })
+        })).pipe(Effect.provide(layer))
+      if (tty) process.stderr.write("\n")
+      yield* Console.log(Batch.describeSummary(summary))
+      if (Option.isSome(args.report)) {
+        const file = Batch.writeReport(args.report.value, outcomes, summary, quotas.openai.requestsPerMinute)
+        yield* Console.log(`Report:    ${file}`)
+      }
+      if (summary.failed > 0) process.exitCode = 1
+    }).pipe(
+      Effect.scoped,
+      Effect.catchAll((error) =>
+        Effect.zipRight(
+          Console.error(ConfigError.isConfigError(error) ? String(error) : error.message),
+          Effect.sync(() => void (process.exitCode = 2))
+        ))
+    )
+).pipe(Command.withDescription("Generate plots for every request of a JSONL file"))
+
 /**
  * The root command.
  *
  * @since 0.1.0
  */
-export const command = Command.make("plot-engine").pipe(Command.withSubcommands([generate, simulate]))
+export const command = Command.make("plot-engine").pipe(Command.withSubcommands([generate, batch, simulate]))
 
 /**
  * Runs the CLI on an argv.

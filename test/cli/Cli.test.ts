@@ -157,3 +157,28 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))("p
       expect((yield* simulator.stats).requests - before).toBe(2)
     }), 60_000)
 })
+
+describe("plot-engine batch, offline", () => {
+  it.effect("writes one line per request (results and typed errors) and an HTML report with its charts", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-batch-"))
+      const requests = path.join(dir, "requests.jsonl")
+      const lines = readFileSync(fileURLToPath(new URL("../../examples/batch.jsonl", import.meta.url)), "utf8").trim().split("\n").slice(0, 4)
+      writeFileSync(requests, [...lines, JSON.stringify({ projectId: "lighthouse-keeper", userPrompt: "Too short", targetWordCount: 5 })].join("\n") + "\n")
+      const out = path.join(dir, "out", "results.jsonl")
+      const report = path.join(dir, "report")
+      const run = yield* cli(["batch", "--requests", requests, "--projects", path.dirname(sampleProjectFile), "--out", out, "--report", report, "--concurrency", "2"])
+      // One request was invalid: the batch says so with its exit code.
+      expect(run.code).toBe(1)
+      expect(run.stdout).toContain("Requests:  5 (4 succeeded, 0 templates, 1 failed)")
+      const written = readFileSync(out, "utf8").trim().split("\n").map((line) => JSON.parse(line))
+      expect(written.map((w) => w.index).sort()).toEqual([0, 1, 2, 3, 4])
+      expect(written.filter((w) => w.result !== undefined).every((w) => Schema.is(PlotResult)(Schema.decodeUnknownSync(PlotResult)(w.result)))).toBe(true)
+      expect(written.find((w) => w.index === 4)).toMatchObject({ errorType: "validation_error", error: { _tag: "RequestValidationError", field: "targetWordCount" } })
+      const html = readFileSync(path.join(report, "index.html"), "utf8")
+      expect(html).toContain('<canvas id="throughput"')
+      expect(html).toContain('<canvas id="latency"')
+      expect(html).toContain("new Chart(")
+      expect(html.length).toBeGreaterThan(100_000) // Chart.js itself, inlined for offline viewing
+    }), 60_000)
+})

@@ -1,0 +1,240 @@
+/**
+ * Batch generation for the CLI: many requests through one engine (and its rate limiter), one result or typed
+ * error per output line as each finishes, a summary, and an HTML report whose charts Chart.js draws.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import type { PlotRequestInput, PlotResult } from "../Domain.js"
+import * as Errors from "../Errors.js"
+import type * as PlotGeneration from "../PlotGeneration.js"
+
+/**
+ * How one request of a batch ended.
+ *
+ * @since 0.1.0
+ */
+export type Outcome =
+  | { readonly index: number; readonly finishedAt: number; readonly result: PlotResult }
+  | { readonly index: number; readonly finishedAt: number; readonly error: Errors.GenerationError }
+
+/**
+ * Reads a JSONL file of requests; a line that is not JSON is named by its number.
+ *
+ * @since 0.1.0
+ */
+export const readRequests = (file: string): Effect.Effect<ReadonlyArray<PlotRequestInput>, Errors.RequestValidationError> =>
+  Effect.try({
+    try: () => readFileSync(file, "utf8"),
+    catch: () => new Errors.RequestValidationError({ field: "--requests", reason: `cannot read ${file}` })
+  }).pipe(
+    Effect.flatMap((text) =>
+      Effect.forEach(
+        text.split("\n").map((line, i) => [line.trim(), i + 1] as const).filter(([line]) => line !== ""),
+        ([line, number]) =>
+          Effect.try({
+            try: () => JSON.parse(line) as PlotRequestInput,
+            catch: () => new Errors.RequestValidationError({ field: `line ${number}`, reason: "is not JSON" })
+          })
+      )
+    )
+  )
+
+/**
+ * The summary figures of a batch.
+ *
+ * @since 0.1.0
+ */
+export interface Summary {
+  readonly requests: number
+  readonly succeeded: number
+  readonly templates: number
+  readonly failed: number
+  readonly inputTokens: number
+  readonly outputTokens: number
+  readonly costUsd: number
+  readonly retries: number
+  readonly latencyP50Ms: number
+  readonly latencyP95Ms: number
+  readonly elapsedMs: number
+}
+
+const percentile = (values: ReadonlyArray<number>, p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+
+/**
+ * Sums up the outcomes of a batch.
+ *
+ * @since 0.1.0
+ */
+export const summarize = (outcomes: ReadonlyArray<Outcome>, elapsedMs: number): Summary => {
+  const results = outcomes.flatMap((o) => ("result" in o ? [o.result] : []))
+  return {
+    requests: outcomes.length,
+    succeeded: results.filter((r) => !r.isTemplate).length,
+    templates: results.filter((r) => r.isTemplate).length,
+    failed: outcomes.length - results.length,
+    inputTokens: results.reduce((sum, r) => sum + r.usage.inputTokens, 0),
+    outputTokens: results.reduce((sum, r) => sum + r.usage.outputTokens, 0),
+    costUsd: results.reduce((sum, r) => sum + (r.estimatedCostUsd ?? 0), 0),
+    retries: results.reduce((sum, r) => sum + r.retryCount, 0),
+    latencyP50Ms: percentile(results.map((r) => r.durationMs), 50),
+    latencyP95Ms: percentile(results.map((r) => r.durationMs), 95),
+    elapsedMs
+  }
+}
+
+/**
+ * The summary as lines for a person.
+ *
+ * @since 0.1.0
+ */
+export const describeSummary = (s: Summary): string =>
+  [
+    `Requests:  ${s.requests} (${s.succeeded} succeeded, ${s.templates} templates, ${s.failed} failed)`,
+    `Tokens:    ${s.inputTokens} in, ${s.outputTokens} out`,
+    `Cost:      $${s.costUsd.toFixed(6)}`,
+    `Retries:   ${s.retries}`,
+    `Latency:   p50 ${(s.latencyP50Ms / 1000).toFixed(2)} s, p95 ${(s.latencyP95Ms / 1000).toFixed(2)} s`,
+    `Elapsed:   ${(s.elapsedMs / 1000).toFixed(1)} s`
+  ].join("\n")
+
+/** One output line: the result, or the typed error with what a person should read. */
+const outputLine = (outcome: Outcome) =>
+  JSON.stringify(
+    "result" in outcome
+      ? { index: outcome.index, result: outcome.result }
+      : {
+        index: outcome.index,
+        error: { ...outcome.error, _tag: outcome.error._tag, message: outcome.error.message },
+        errorType: Errors.errorType(outcome.error),
+        userMessage: Errors.userMessage(outcome.error)
+      }
+  ) + "\n"
+
+/**
+ * Runs a batch: requests `concurrency` at a time, each outcome appended to `out` as it finishes (so what
+ * finished is kept if the batch is interrupted), `onProgress` told after each.
+ *
+ * @since 0.1.0
+ */
+export const run = Effect.fnUntraced(function*(
+  engine: PlotGeneration.Service,
+  requests: ReadonlyArray<PlotRequestInput>,
+  options: {
+    readonly concurrency: number
+    readonly out?: string | undefined
+    readonly onProgress: (done: ReadonlyArray<Outcome>) => Effect.Effect<void>
+  }
+) {
+  const out = options.out
+  if (out !== undefined) {
+    yield* Effect.try({
+      try: () => {
+        mkdirSync(path.dirname(out), { recursive: true })
+        writeFileSync(out, "")
+      },
+      catch: () => new Errors.RequestValidationError({ field: "--out", reason: `cannot write ${out}` })
+    })
+  }
+  const startedAt = yield* Clock.currentTimeMillis
+  const outcomes: Array<Outcome> = []
+  yield* Stream.fromIterable(requests.map((request, index) => ({ request, index }))).pipe(
+    Stream.mapEffect(({ index, request }) =>
+      engine.generate(request).pipe(
+        Effect.either,
+        Effect.flatMap((either) =>
+          Effect.map(Clock.currentTimeMillis, (now): Outcome =>
+            either._tag === "Right"
+              ? { index, finishedAt: now - startedAt, result: either.right }
+              : { index, finishedAt: now - startedAt, error: either.left })
+        ),
+        Effect.tap((outcome) =>
+          Effect.suspend(() => {
+            outcomes.push(outcome)
+            if (out !== undefined) appendFileSync(out, outputLine(outcome))
+            return options.onProgress(outcomes)
+          })
+        )
+      ), { concurrency: options.concurrency, unordered: true }),
+    Stream.runDrain
+  )
+  return { outcomes, summary: summarize(outcomes, (yield* Clock.currentTimeMillis) - startedAt) }
+})
+
+// =============================================================================
+// Report
+// =============================================================================
+
+/** Chart.js's browser build, read from the installed package (its exports map does not name the file). */
+const chartJs = () =>
+  readFileSync(path.join(path.dirname(createRequire(import.meta.url).resolve("chart.js")), "chart.umd.min.js"), "utf8")
+
+const escapeHtml = (text: string) =>
+  text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
+
+/**
+ * Writes `index.html` into `directory`: the summary, throughput over time against the requests-per-minute
+ * quota, and the latency distribution, drawn by Chart.js (inlined, so the report opens offline).
+ *
+ * @since 0.1.0
+ */
+export const writeReport = (
+  directory: string,
+  outcomes: ReadonlyArray<Outcome>,
+  summary: Summary,
+  requestsPerMinute: number
+): string => {
+  mkdirSync(directory, { recursive: true })
+  const seconds = Math.max(1, Math.ceil(summary.elapsedMs / 1000))
+  const bucket = Math.max(1, Math.ceil(seconds / 60))
+  const throughput = Array.from({ length: Math.ceil(seconds / bucket) }, (_, i) =>
+    outcomes.filter((o) => Math.floor(o.finishedAt / 1000 / bucket) === i).length * (60 / bucket))
+  const latencies = outcomes.flatMap((o) => ("result" in o ? [o.result.durationMs / 1000] : []))
+  const width = Math.max(0.1, Math.ceil((Math.max(0, ...latencies) / 10) * 10) / 10)
+  const histogram = Array.from({ length: 10 }, (_, i) =>
+    latencies.filter((l) => l >= i * width && (l < (i + 1) * width || (i === 9 && l === (i + 1) * width))).length)
+  const data = {
+    throughputLabels: throughput.map((_, i) => `${i * bucket}s`),
+    throughput,
+    quota: throughput.map(() => requestsPerMinute),
+    latencyLabels: histogram.map((_, i) => `${(i * width).toFixed(1)}-${((i + 1) * width).toFixed(1)} s`),
+    histogram
+  }
+  const html = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>plot-engine batch report</title>
+<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:960px}pre{background:#f4f4f4;padding:1rem}canvas{margin:1rem 0}</style>
+</head>
+<body>
+<h1>plot-engine batch report</h1>
+<pre>${escapeHtml(describeSummary(summary))}</pre>
+<h2>Throughput (requests per minute) against the quota</h2>
+<canvas id="throughput" width="900" height="320"></canvas>
+<h2>Latency distribution</h2>
+<canvas id="latency" width="900" height="320"></canvas>
+<script>${chartJs()}</script>
+<script>
+const data = ${JSON.stringify(data).replace(/</g, "\\u003c")};
+new Chart(document.getElementById("throughput"), { type: "line", data: { labels: data.throughputLabels, datasets: [
+  { label: "completed per minute", data: data.throughput, borderColor: "#2563eb", tension: 0.2 },
+  { label: "requests-per-minute quota", data: data.quota, borderColor: "#dc2626", borderDash: [6, 4], pointRadius: 0 }
+] }, options: { animation: false, scales: { y: { beginAtZero: true } } } });
+new Chart(document.getElementById("latency"), { type: "bar", data: { labels: data.latencyLabels, datasets: [
+  { label: "generations", data: data.histogram, backgroundColor: "#16a34a" }
+] }, options: { animation: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } } });
+</script>
+</body>
+</html>
+`
+  const file = path.join(directory, "index.html")
+  writeFileSync(file, html)
+  return file
+}
