@@ -181,8 +181,9 @@ const escapeHtml = (text: string) =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
 
 /**
- * Writes `index.html` into `directory`: the summary, throughput over time against the requests-per-minute
- * quota, and the latency distribution, drawn by Chart.js (inlined, so the report opens offline).
+ * Writes `index.html` into `directory`: the summary, requests completed over time against what the
+ * requests-per-minute quota allows, and the latency distribution, drawn by Chart.js (inlined, so the report
+ * opens offline).
  *
  * @since 0.1.0
  */
@@ -193,18 +194,21 @@ export const writeReport = (
   requestsPerMinute: number
 ): string => {
   mkdirSync(directory, { recursive: true })
-  const seconds = Math.max(1, Math.ceil(summary.elapsedMs / 1000))
-  const bucket = Math.max(1, Math.ceil(seconds / 60))
-  const throughput = Array.from({ length: Math.ceil(seconds / bucket) }, (_, i) =>
-    outcomes.filter((o) => Math.floor(o.finishedAt / 1000 / bucket) === i).length * (60 / bucket))
+  // Completions over time, cumulative, beside what the quota allows by then: a full bucket of a minute's
+  // requests at the start, then the per-minute rate.
+  const points = 40
+  const step = Math.max(1, summary.elapsedMs) / points
+  const times = Array.from({ length: points + 1 }, (_, i) => i * step)
+  const throughput = times.map((t) => outcomes.filter((o) => o.finishedAt <= t).length)
+  const allowance = times.map((t) => Math.round(requestsPerMinute + (requestsPerMinute * t) / 60_000))
   const latencies = outcomes.flatMap((o) => ("result" in o ? [o.result.durationMs / 1000] : []))
   const width = Math.max(0.1, Math.ceil((Math.max(0, ...latencies) / 10) * 10) / 10)
   const histogram = Array.from({ length: 10 }, (_, i) =>
     latencies.filter((l) => l >= i * width && (l < (i + 1) * width || (i === 9 && l === (i + 1) * width))).length)
   const data = {
-    throughputLabels: throughput.map((_, i) => `${i * bucket}s`),
+    throughputLabels: times.map((t) => `${(t / 1000).toFixed(1)} s`),
     throughput,
-    quota: throughput.map(() => requestsPerMinute),
+    quota: allowance,
     latencyLabels: histogram.map((_, i) => `${(i * width).toFixed(1)}-${((i + 1) * width).toFixed(1)} s`),
     histogram
   }
@@ -216,7 +220,7 @@ export const writeReport = (
 <body>
 <h1>plot-engine batch report</h1>
 <pre>${escapeHtml(describeSummary(summary))}</pre>
-<h2>Throughput (requests per minute) against the quota</h2>
+<h2>Requests completed over time, against what the requests-per-minute quota allows</h2>
 <canvas id="throughput" width="900" height="320"></canvas>
 <h2>Latency distribution</h2>
 <canvas id="latency" width="900" height="320"></canvas>
@@ -224,8 +228,8 @@ export const writeReport = (
 <script>
 const data = ${JSON.stringify(data).replace(/</g, "\\u003c")};
 new Chart(document.getElementById("throughput"), { type: "line", data: { labels: data.throughputLabels, datasets: [
-  { label: "completed per minute", data: data.throughput, borderColor: "#2563eb", tension: 0.2 },
-  { label: "requests-per-minute quota", data: data.quota, borderColor: "#dc2626", borderDash: [6, 4], pointRadius: 0 }
+  { label: "completed (cumulative)", data: data.throughput, borderColor: "#2563eb", pointRadius: 0, stepped: true },
+  { label: "allowed by the quota (bucket + rate)", data: data.quota, borderColor: "#dc2626", borderDash: [6, 4], pointRadius: 0 }
 ] }, options: { animation: false, scales: { y: { beginAtZero: true } } } });
 new Chart(document.getElementById("latency"), { type: "bar", data: { labels: data.latencyLabels, datasets: [
   { label: "generations", data: data.histogram, backgroundColor: "#16a34a" }
