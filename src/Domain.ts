@@ -261,6 +261,8 @@ export class GenerationMetrics extends Schema.Class<GenerationMetrics>("plot-eng
   warnings: Schema.NonNegativeInt,
   isTemplate: Schema.Boolean,
   retryCount: Schema.NonNegativeInt,
+  /** Rate-limit errors met on the way (429s), beyond the seed's fields. */
+  rateLimitErrors: Schema.NonNegativeInt,
   /** Why the AI failed, for a template result (the seed's error type). */
   errorType: Schema.optional(Schema.String),
   modelUsed: Schema.String,

@@ -163,7 +163,10 @@ interface CallOutcome {
 }
 
 /** A result with its seed-style metrics, derived from it once. */
-const makeResult = (fields: Omit<PlotResult, "metrics">, errorType?: Errors.ErrorType): PlotResult =>
+const makeResult = (
+  fields: Omit<PlotResult, "metrics">,
+  { errorType, rateLimitErrors }: { readonly errorType?: Errors.ErrorType; readonly rateLimitErrors: number }
+): PlotResult =>
   new PlotResult({
     ...fields,
     metrics: new GenerationMetrics({
@@ -175,6 +178,7 @@ const makeResult = (fields: Omit<PlotResult, "metrics">, errorType?: Errors.Erro
       warnings: fields.warnings.length,
       isTemplate: fields.isTemplate,
       retryCount: fields.retryCount,
+      rateLimitErrors,
       ...(errorType === undefined ? {} : { errorType }),
       modelUsed: fields.model,
       estimatedCostUSD: fields.estimatedCostUsd
@@ -624,7 +628,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             isTemplate: false,
             durationMs,
             wordCount: outcome.parsed.wordCount
-          })
+          }, { rateLimitErrors: run.rateLimitErrors })
         }))
       ),
       Effect.catchAll(({ error, run }) =>
@@ -650,7 +654,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               isTemplate: true,
               durationMs: yield* finishedIn,
               wordCount: parsed.wordCount
-            }, Errors.errorType(error))
+            }, { errorType: Errors.errorType(error), rateLimitErrors: run.rateLimitErrors })
             return { result, rateLimitErrors: run.rateLimitErrors }
           })
           : Effect.zipRight(

@@ -20,6 +20,8 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { RedisOptions } from "ioredis"
@@ -155,6 +157,28 @@ export interface Options {
 }
 
 const window = Duration.minutes(1)
+
+/**
+ * Requests waiting for admission, tagged `key`.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const queueDepth = Metric.gauge("plot_engine_limiter_queue_depth", {
+  description: "Requests waiting for admission"
+})
+
+/**
+ * How long admissions waited, in milliseconds, tagged `key`.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const waitTime = Metric.histogram(
+  "plot_engine_limiter_wait_ms",
+  MetricBoundaries.exponential({ start: 10, factor: 4, count: 10 }),
+  "How long admissions waited for the rate limiter"
+)
 
 interface KeyState {
   readonly key: string
@@ -301,8 +325,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         // 3. The wait the reservation implies.
         yield* Effect.sleep(delay).pipe(Effect.onInterrupt(() => giveBack(state, reserved)))
       })
+      const queuedAt = yield* Clock.currentTimeMillis
+      const depth = Metric.tagged(queueDepth, "key", state.key)
       state.queued++
-      yield* wait.pipe(Effect.ensuring(Effect.sync(() => state.queued--)))
+      yield* Metric.incrementBy(depth, 1)
+      yield* wait.pipe(Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1))))
+      yield* Metric.update(Metric.tagged(waitTime, "key", state.key), (yield* Clock.currentTimeMillis) - queuedAt)
       yield* Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
       return {
         reconcile: (usage: Estimate) =>

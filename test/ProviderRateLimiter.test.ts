@@ -5,6 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
 import * as TestClock from "effect/TestClock"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 
@@ -207,4 +208,24 @@ describe("ProviderRateLimiter", () => {
       const [snapshot] = yield* rateLimiter.snapshot
       expect(snapshot?.quota).toMatchObject({ requestsPerMinute: 60, tokensPerMinute: 90_000 })
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 120, tokensPerMinute: 180_000 }))))
+})
+
+describe("ProviderRateLimiter metrics", () => {
+  it.effect("reports the queue depth while requests wait, and how long they waited", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      // Metrics are global: this test reads what it adds.
+      const before = yield* Metric.value(Metric.tagged(ProviderRateLimiter.waitTime, "key", "openai"))
+      const fibers = yield* Effect.forEach(["a", "b", "c"], (name) => Effect.fork(request(log, name, small)))
+      yield* TestClock.adjust("1 second")
+      const depth = yield* Metric.value(Metric.tagged(ProviderRateLimiter.queueDepth, "key", "openai"))
+      expect(depth.value).toBe(1)
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(fibers)
+      expect((yield* Metric.value(Metric.tagged(ProviderRateLimiter.queueDepth, "key", "openai"))).value).toBe(0)
+      const waits = yield* Metric.value(Metric.tagged(ProviderRateLimiter.waitTime, "key", "openai"))
+      expect(waits.count - before.count).toBe(3)
+      // a and b at once, c after 30 s.
+      expect(waits.sum - before.sum).toBe(30_000)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 2 }))))
 })

@@ -300,9 +300,10 @@ const progressBar = (done: ReadonlyArray<Batch.Outcome>, total: number, elapsedM
   const filled = Math.round((done.length / total) * width)
   const rate = done.length / Math.max(0.001, elapsedMs / 1000)
   const retries = done.reduce((sum, o) => sum + ("result" in o ? o.result.retryCount : 0), 0)
+  const rateLimited = done.reduce((sum, o) => sum + ("result" in o ? o.result.metrics.rateLimitErrors : 0), 0)
   const failed = done.filter((o) => "error" in o).length
   const eta = rate > 0 ? Math.ceil((total - done.length) / rate) : 0
-  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done.length}/${total}  ${rate.toFixed(1)}/s  retries ${retries}  failed ${failed}  ETA ${eta} s`
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done.length}/${total}  ${rate.toFixed(1)}/s  retries ${retries}  429s ${rateLimited}  failed ${failed}  ETA ${eta} s`
 }
 
 const batch = Command.make(
