@@ -8,7 +8,8 @@
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import type * as Resource from "@effect/opentelemetry/Resource"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import type { Attributes, AttributeValue, Context as OtelContext } from "@opentelemetry/api"
+import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
@@ -18,6 +19,7 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type { PlotResult } from "./Domain.js"
 import * as Errors from "./Errors.js"
+import * as Wire from "./internal/wire.js"
 
 /**
  * Generations, tagged `outcome` (`success`, `template`, `failure`), `provider` and `model`.
@@ -145,15 +147,66 @@ export const recordFailure = (error: Errors.GenerationError): Effect.Effect<void
 // OpenTelemetry
 // =============================================================================
 
+const redactValue = (value: AttributeValue | undefined): AttributeValue | undefined =>
+  typeof value === "string"
+    ? Wire.redactSecrets(value)
+    : Array.isArray(value)
+    ? value.map((v) => (typeof v === "string" ? Wire.redactSecrets(v) : v)) as AttributeValue
+    : value
+
+const redactAttributes = (attributes: Attributes): Attributes =>
+  Object.fromEntries(Object.entries(attributes).map(([key, value]) => [key, redactValue(value)]))
+
+/**
+ * A span processor that removes secrets from what it passes on. A failed span's exception event holds the
+ * printed cause, and a cause printed outside Effect's redaction context shows request headers in full: the
+ * `authorization` or `x-api-key` of a provider call would otherwise be exported.
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export class RedactingSpanProcessor implements SpanProcessor {
+  constructor(private readonly inner: SpanProcessor) {}
+  onStart(span: Span, parentContext: OtelContext): void {
+    this.inner.onStart(span, parentContext)
+  }
+  onEnd(span: ReadableSpan): void {
+    this.inner.onEnd(
+      new Proxy(span, {
+        get: (target, property) => {
+          if (property === "attributes") return redactAttributes(target.attributes)
+          if (property === "events") {
+            return target.events.map((event) => event.attributes === undefined ? event : { ...event, attributes: redactAttributes(event.attributes) })
+          }
+          if (property === "status") {
+            return target.status.message === undefined ? target.status : { ...target.status, message: Wire.redactSecrets(target.status.message) }
+          }
+          const value = Reflect.get(target, property, target)
+          return typeof value === "function" ? value.bind(target) : value
+        }
+      })
+    )
+  }
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush()
+  }
+  shutdown(): Promise<void> {
+    return this.inner.shutdown()
+  }
+}
+
 /**
  * Exports the engine's spans through OpenTelemetry with a span processor of your choice (an OTLP exporter, or an
- * in-memory one in tests).
+ * in-memory one in tests), secrets removed on the way (`RedactingSpanProcessor`).
  *
  * @since 0.1.0
  * @category OpenTelemetry
  */
 export const layerOpenTelemetry = (spanProcessor: SpanProcessor): Layer.Layer<Resource.Resource> =>
-  NodeSdk.layer(() => ({ resource: { serviceName: "plot-engine", serviceVersion: "0.1.0" }, spanProcessor }))
+  NodeSdk.layer(() => ({
+    resource: { serviceName: "plot-engine", serviceVersion: "0.1.0" },
+    spanProcessor: new RedactingSpanProcessor(spanProcessor)
+  }))
 
 /**
  * OpenTelemetry export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (spans to `{endpoint}/v1/traces` over OTLP/HTTP),

@@ -163,9 +163,15 @@ export const contextLengths = (
   }
 }
 
-/** Removes anything shaped like an API key from provider text (OpenAI's 401 echoes part of the key). */
+/**
+ * Removes anything shaped like an API key from text: `sk-...` keys (OpenAI's 401 echoes part of the key),
+ * bearer tokens and `x-api-key` header values (a request printed into an error or a span).
+ */
 export const redactSecrets = (text: string): string =>
-  text.replace(/\b(sk|sk-ant|sess|key)-[A-Za-z0-9_\-*.]{4,}/g, "$1-[redacted]")
+  text
+    .replace(/\b(Bearer)\s+[A-Za-z0-9_\-.~+/=*]{6,}/gi, "$1 [redacted]")
+    .replace(/(x-api-key\\*"?\s*[:=]\s*\\*"?)[^"\\\s,]+/gi, "$1[redacted]")
+    .replace(/\b(sk|sk-ant|sess|key)-[A-Za-z0-9_\-*.]{4,}/g, "$1-[redacted]")
 
 /** What the provider reports about one bucket. */
 export interface BucketReport {
