@@ -16,7 +16,6 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Config from "effect/Config"
@@ -26,14 +25,11 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
-import { resolveGateway } from "../src/cli/Cli.js"
+import { engineLayer, resolveGateway } from "../src/cli/Cli.js"
 import { GenerationEvent, PlotRequest, type PlotRequestInput, PlotResult } from "../src/Domain.js"
 import * as Errors from "../src/Errors.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
-import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
-import * as Providers from "../src/Providers.js"
-import * as Telemetry from "../src/Telemetry.js"
 
 // =============================================================================
 // The API
@@ -103,13 +99,8 @@ export const ServerLive = (port: number) =>
     const gateway = yield* resolveGateway((line) => Effect.log(line))
     return HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiBuilder.api(PlotsApi).pipe(Layer.provide(PlotsLive))),
-      Layer.provide(PlotGeneration.layerConfig),
-      Layer.provide(Providers.layer(gateway)),
-      Layer.provide(ProjectContextStore.layerDirectory(projectsDirectory)),
-      Layer.provide(ProviderRateLimiter.layerConfig()),
-      Layer.provide(NodeHttpClient.layerUndici),
+      Layer.provide(engineLayer(gateway, ProjectContextStore.layerDirectory(projectsDirectory))),
       Layer.provide(NodeContext.layer),
-      Layer.provide(Telemetry.layerOtlpConfig),
       HttpServer.withLogAddress,
       // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))

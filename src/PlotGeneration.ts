@@ -367,8 +367,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
    */
   const runChain = Effect.fnUntraced(function*(
     request: PlotRequest,
-    context: ProjectContext,
     selection: Selection,
+    prepareFor: (model: ModelCatalog.ModelInfo, reducedBudget: number | undefined) => Prepared,
     emit: Emit,
     streaming: boolean
   ) {
@@ -396,7 +396,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           detail: "skipped: its circuit breaker is open"
         })
       }
-      const prepared = prepare(request, context, target, run.reduced.get(key))
+      const prepared = prepareFor(target, run.reduced.get(key))
       yield* Effect.annotateCurrentSpan({
         "gen_ai.system": target.provider,
         "gen_ai.request.model": target.id,
@@ -597,18 +597,29 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const contextTokens = ContextBudget.measure(context, countFor("gpt-4o"))
     const selection = yield* selectModel(request, contextTokens)
     yield* progress("building_prompt")
+    // One prompt per model and budget for this generation: the estimate below and the first attempt share it.
+    const prepared = new Map<string, Prepared>()
+    const prepareFor = (model: ModelCatalog.ModelInfo, reducedBudget: number | undefined): Prepared => {
+      const key = `${modelKey(model)}:${reducedBudget ?? "full"}`
+      let entry = prepared.get(key)
+      if (entry === undefined) {
+        entry = prepare(request, context, model, reducedBudget)
+        prepared.set(key, entry)
+      }
+      return entry
+    }
     yield* emit({
       _tag: "ModelSelected",
       provider: selection.model.provider,
       model: selection.model.id,
       reasoning: selection.reasoning,
-      estimatedCostUsd: prepare(request, context, selection.model, undefined).estimatedCostUsd
+      estimatedCostUsd: prepareFor(selection.model, undefined).estimatedCostUsd
     })
     yield* progress("generating")
 
     const useFallback = generateOptions.useFallback ?? true
     const finishedIn = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
-    return yield* runChain(request, context, selection, emit, streaming).pipe(
+    return yield* runChain(request, selection, prepareFor, emit, streaming).pipe(
       Effect.annotateLogs({ requestId, projectId: request.projectId }),
       Effect.flatMap(({ model, outcome, prepared, run }) =>
         Effect.map(finishedIn, (durationMs) => ({

@@ -52,6 +52,24 @@ export const resolveGateway = Effect.fnUntraced(function*(log: (line: string) =>
   } satisfies Providers.GatewayConfig
 })
 
+/**
+ * The engine as the CLI and the example server run it: configured from the environment, over a gateway and a
+ * project store, with the rate limiter, one HTTP client and (when configured) OpenTelemetry export.
+ *
+ * @since 0.1.0
+ */
+export const engineLayer = <E, R>(
+  gateway: Providers.GatewayConfig,
+  store: Layer.Layer<ProjectContextStore.ProjectContextStore, E, R>
+) =>
+  PlotGeneration.layerConfig.pipe(
+    Layer.provide(Providers.layer(gateway)),
+    Layer.provide(store),
+    Layer.provide(ProviderRateLimiter.layerConfig()),
+    Layer.provide(NodeHttpClient.layerUndici),
+    Layer.provide(Telemetry.layerOtlpConfig)
+  )
+
 // =============================================================================
 // Output
 // =============================================================================
@@ -196,13 +214,7 @@ const generate = Command.make(
         ...Option.match(args.provider, { onNone: () => ({}), onSome: (provider) => ({ provider }) }),
         ...Option.match(args.model, { onNone: () => ({}), onSome: (model) => ({ model }) })
       }
-      const layer = PlotGeneration.layerConfig.pipe(
-        Layer.provide(Providers.layer(gateway)),
-        Layer.provide(ProjectContextStore.layerFile(args.project)),
-        Layer.provide(ProviderRateLimiter.layerConfig()),
-        Layer.provide(NodeHttpClient.layerUndici),
-        Layer.provide(Telemetry.layerOtlpConfig)
-      )
+      const layer = engineLayer(gateway, ProjectContextStore.layerFile(args.project))
       const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
         engine.generateStream(request, { useFallback: !args.noFallback }).pipe(
           Stream.tap((event) => (live === undefined ? plainProgress(event, log) : live(event))),
@@ -324,13 +336,7 @@ const batch = Command.make(
       const gateway = yield* resolveGateway((line) => Console.error(line))
       const requests = yield* Batch.readRequests(args.requests)
       const quotas = yield* ProviderRateLimiter.quotasConfig
-      const layer = PlotGeneration.layerConfig.pipe(
-        Layer.provide(Providers.layer(gateway)),
-        Layer.provide(ProjectContextStore.layerDirectory(args.projects)),
-        Layer.provide(ProviderRateLimiter.layerConfig()),
-        Layer.provide(NodeHttpClient.layerUndici),
-        Layer.provide(Telemetry.layerOtlpConfig)
-      )
+      const layer = engineLayer(gateway, ProjectContextStore.layerDirectory(args.projects))
       const startedAt = Date.now()
       const tty = process.stderr.isTTY === true
       const { outcomes, summary } = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
