@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionPlan from "effect/ExecutionPlan"
+import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
@@ -510,25 +511,33 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   /**
    * A call through the rate limiter, when one is provided: admitted with the estimate (prompt tokens and the
-   * output limit), reconciled with the reported usage; a provider 429 pauses every caller of the key.
+   * output limit), reconciled however it ends (the reported usage, or no output when it failed or was cut
+   * off); a provider 429 pauses every caller of the key. Every call sent is counted by outcome.
    */
-  const admitted = <E>(
+  const admitted = (
     target: ModelCatalog.ModelInfo,
     prepared: Prepared,
-    call: Effect.Effect<CallOutcome, E>
-  ): Effect.Effect<CallOutcome, E | Errors.RateLimitError | Errors.QuotaExhaustedError> =>
-    Option.match(rateLimiter, {
-      onNone: () => call,
-      onSome: (limiter) => {
-        const limiterTarget = { provider: target.provider, model: target.id }
-        return Effect.scoped(Effect.gen(function*() {
+    call: Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError>
+  ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> => {
+    const limiterTarget = { provider: target.provider, model: target.id }
+    const counted = call.pipe(Effect.onExit((exit) => Telemetry.recordProviderCall(limiterTarget, exit)))
+    return Option.match(rateLimiter, {
+      onNone: () => counted,
+      onSome: (limiter) =>
+        Effect.scoped(Effect.gen(function*() {
           const admission = yield* limiter.admit(limiterTarget, {
             inputTokens: prepared.inputTokens,
             outputTokens: prepared.prompt.maxOutputTokens
           }).pipe(Effect.withSpan("ProviderRateLimiter.admit"))
-          const outcome = yield* call
-          yield* admission.reconcile({ inputTokens: outcome.usage.inputTokens, outputTokens: outcome.usage.outputTokens })
-          return outcome
+          return yield* counted.pipe(
+            Effect.onExit((exit) =>
+              admission.reconcile(
+                Exit.isSuccess(exit)
+                  ? { inputTokens: exit.value.usage.inputTokens, outputTokens: exit.value.usage.outputTokens }
+                  : { inputTokens: prepared.inputTokens, outputTokens: 0 }
+              )
+            )
+          )
         })).pipe(
           Effect.tapError((error) =>
             error instanceof Errors.RateLimitError && !error.local
@@ -536,8 +545,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               : Effect.void
           )
         )
-      }
     })
+  }
 
   /** Books a failed attempt: the breaker, the reduced context after a context-length rejection, the error. */
   const onAttemptFailure = (

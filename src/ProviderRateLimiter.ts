@@ -105,6 +105,10 @@ export interface KeySnapshot {
   readonly quota: Quota
   readonly queued: number
   readonly inFlight: number
+  /** Concurrency permits free now (at most `quota.maxConcurrent`). */
+  readonly permitsFree: number
+  /** What each bucket (`rpm`, `tpm`, `itpm`, `otpm`) holds now: reservations and refills both show here. */
+  readonly available: Readonly<Record<string, number>>
   /** Until when (epoch milliseconds) a provider 429 closed the gate, when it is closed. */
   readonly pausedUntil: number | undefined
 }
@@ -272,8 +276,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
     )
 
+  /** Gives tokens back to a bucket, never past its limit (the store would let it overflow and allow a burst). */
+  const refund = (state: KeyState, bucket: string, limit: number, tokens: number) =>
+    Effect.flatMap(take(state, bucket, limit, 0), ({ remaining }) => {
+      const back = Math.min(tokens, limit - remaining)
+      return back > 0 ? take(state, bucket, limit, -back) : Effect.void
+    })
+
   const giveBack = (state: KeyState, estimate: Estimate) =>
-    Effect.forEach(bucketsOf(state.quota, estimate), (b) => take(state, b.name, b.limit, -b.tokens), { discard: true })
+    Effect.forEach(bucketsOf(state.quota, estimate), (b) => refund(state, b.name, b.limit, b.tokens), { discard: true })
 
   const localError = (target: Target, detail: string) =>
     new RateLimitError({ provider: target.provider, model: target.model, local: true, shouldRetry: false, detail })
@@ -299,9 +310,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       const wait = Effect.gen(function*() {
         // 1. A concurrency permit, in arrival order, held until the scope closes. Only a waiter that has to
         // queue for it gets a timer (checked and taken without yielding, so nobody slips in between).
-        const permit = Effect.acquireRelease(
-          Effect.tap(state.semaphore.take(1), () => state.permitsHeld++),
-          () => Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1))
+        // The wait for it stays interruptible (a timeout or the caller may end it); once taken, its release is
+        // registered before anything can interrupt.
+        const permit = Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(
+            restore(state.semaphore.take(1)),
+            Effect.sync(() => state.permitsHeld++)
+          ).pipe(
+            Effect.zipRight(Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1))))
+          )
         )
         yield* state.permitsHeld < state.permits
           ? permit
@@ -343,7 +360,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               reserved: bucketsOf(state.quota, reserved)[i]!.tokens
             })),
             // Give back what was not used; charge what went over.
-            (b) => (b.tokens === b.reserved ? Effect.void : take(state, b.name, b.limit, b.tokens - b.reserved)),
+            (b) =>
+              b.tokens > b.reserved
+                ? take(state, b.name, b.limit, b.tokens - b.reserved)
+                : b.tokens < b.reserved
+                ? refund(state, b.name, b.limit, b.reserved - b.tokens)
+                : Effect.void,
             { discard: true }
           )
       } satisfies Admission
@@ -388,14 +410,21 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       }
     })
 
-  const snapshot = Effect.map(SynchronizedRef.get(states), (map) =>
-    [...map.values()].map((s): KeySnapshot => ({
-      key: s.key,
-      quota: s.quota,
-      queued: s.queued,
-      inFlight: s.inFlight,
-      pausedUntil: s.pausedUntil > 0 ? s.pausedUntil : undefined
-    })))
+  const snapshot = Effect.flatMap(SynchronizedRef.get(states), (map) =>
+    Effect.forEach(map.values(), (s) =>
+      Effect.map(
+        Effect.forEach(bucketsOf(s.quota, { inputTokens: 0, outputTokens: 0 }), (b) =>
+          Effect.map(take(s, b.name, b.limit, 0), ({ remaining }) => [b.name, remaining] as const)),
+        (available): KeySnapshot => ({
+          key: s.key,
+          quota: s.quota,
+          queued: s.queued,
+          inFlight: s.inFlight,
+          permitsFree: s.permits - s.permitsHeld,
+          available: Object.fromEntries(available),
+          pausedUntil: s.pausedUntil > 0 ? s.pausedUntil : undefined
+        })
+      )))
 
   return ProviderRateLimiter.of({ admit, pause, observe, snapshot })
 })

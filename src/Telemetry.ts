@@ -1,7 +1,7 @@
 /**
  * The engine's metrics, with stable names (seed §7): generations by outcome, their duration, tokens in and
- * out, retries, errors by type, template fallbacks and cost, tagged by provider and model. They are Effect
- * `Metric`s: read them with `Metric.value`, export them with `@effect/opentelemetry`.
+ * out, retries, calls to providers, errors by type, template fallbacks and cost, tagged by provider and
+ * model. They are Effect `Metric`s: read them with `Metric.value`, export them with `@effect/opentelemetry`.
  *
  * @since 0.1.0
  */
@@ -10,9 +10,11 @@ import type * as Resource from "@effect/opentelemetry/Resource"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import type { Attributes, AttributeValue, Context as OtelContext } from "@opentelemetry/api"
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
@@ -69,6 +71,18 @@ export const outputTokens = Metric.counter("plot_engine_output_tokens_total", {
  * @category Metrics
  */
 export const retries = Metric.counter("plot_engine_retries_total", { description: "Retried attempts", incremental: true })
+
+/**
+ * Calls sent to a provider, tagged `provider`, `model` and `outcome` (`success`, an error type, or
+ * `interrupted`). Attempts the engine decided against (an open circuit, a local queue timeout) are not calls.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const providerCalls = Metric.counter("plot_engine_provider_calls_total", {
+  description: "Calls sent to a provider, by outcome",
+  incremental: true
+})
 
 /**
  * Failures, tagged `error_type` (the seed's enum), whether retried or final.
@@ -128,6 +142,26 @@ export const recordError = (error: Errors.GenerationError): Effect.Effect<void> 
     error_type: Errors.errorType(error),
     provider: "provider" in error ? error.provider : "none",
     model: "model" in error ? error.model : "none"
+  }))
+
+/**
+ * Records one call sent to a provider, by how it ended.
+ *
+ * @since 0.1.0
+ * @category Recording
+ */
+export const recordProviderCall = (
+  target: { readonly provider: string; readonly model: string },
+  outcome: Exit.Exit<unknown, Errors.GenerationError>
+): Effect.Effect<void> =>
+  Metric.increment(tagged(providerCalls, {
+    provider: target.provider,
+    model: target.model,
+    outcome: Exit.match(outcome, {
+      onSuccess: () => "success",
+      onFailure: (cause) =>
+        Option.match(Cause.failureOption(cause), { onNone: () => "interrupted", onSome: Errors.errorType })
+    })
   }))
 
 /**

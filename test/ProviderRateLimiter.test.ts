@@ -113,6 +113,31 @@ describe("ProviderRateLimiter", () => {
       expect(log).toEqual([["a", 0], ["c", 60_000]])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1 }, { queueTimeout: "5 seconds" }))))
 
+  it.effect("times out a waiter queued for a concurrency permit at exactly the queue timeout", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const holder = yield* Effect.fork(request(log, "a", small, 60_000))
+      const waiter = yield* Effect.fork(Effect.flip(request(log, "b", small)))
+      yield* TestClock.adjust("5 seconds")
+      const error = yield* Fiber.join(waiter)
+      expect(error._tag === "RateLimitError" && error.local).toBe(true)
+      expect(yield* Clock.currentTimeMillis).toBe(5_000)
+      yield* Fiber.interrupt(holder)
+      const [snapshot] = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).snapshot
+      expect(snapshot).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }, { queueTimeout: "5 seconds" }))))
+
+  it.effect("never fills a bucket past its limit when tokens come back", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const admission = yield* Effect.scoped(rateLimiter.admit(target, { inputTokens: 500, outputTokens: 0 }))
+      // Half a minute refills the 500; then the whole estimate comes back unused.
+      yield* TestClock.adjust("30 seconds")
+      yield* admission.reconcile({ inputTokens: 0, outputTokens: 0 })
+      const [snapshot] = yield* rateLimiter.snapshot
+      expect(snapshot?.available.tpm).toBe(1_000)
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
   it.effect("pauses every caller of the key after a provider 429, until its retry-after", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

@@ -193,6 +193,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       outputTokens: s.outputTokens + (reply?.outputTokens ?? 0)
     }))
 
+  const clientClosed = Ref.update(stats, (s) => ({ ...s, closedByClient: s.closedByClient + 1 }))
+
   const readJson = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => request.json).pipe(
     Effect.orElseSucceed(() => undefined)
   )
@@ -240,7 +242,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           case "hang":
             yield* record(face.dialect, 0, fault.kind)
             // Hold the connection without a word until the client gives up (or the hang ends).
-            yield* Effect.raceFirst(Effect.sleep(random.hangMs ?? 600_000), closed(socket))
+            if (yield* Effect.raceFirst(Effect.as(Effect.sleep(random.hangMs ?? 600_000), false), Effect.as(closed(socket), true))) {
+              yield* clientClosed
+            }
             socket.destroy()
             return HttpServerResponse.empty()
           case "reset":
@@ -275,9 +279,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       return parsed.stream
         ? sseResponse(face.events(parsed, reply, n, createdAt), answerHeaders)
         : HttpServerResponse.unsafeJson(face.json(parsed, reply, n, createdAt), { headers: answerHeaders })
-    }).pipe(
-      Effect.onInterrupt(() => Ref.update(stats, (s) => ({ ...s, closedByClient: s.closedByClient + 1 })))
-    )
+    }).pipe(Effect.onInterrupt(() => clientClosed))
 
   const app = HttpRouter.empty.pipe(
     HttpRouter.post("/v1/responses", serve(openAiFace(options.apiKeys?.openai))),
