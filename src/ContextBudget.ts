@@ -3,15 +3,14 @@
  * content first, then world building, then locations; characters and plot threads last), item by item,
  * trimming the one item that straddles the budget so that the budget is used well.
  *
- * Token counts come from `@effect/ai`'s `OpenAiTokenizer` (gpt-tokenizer). Anthropic's tokenizer has not been
- * public since Claude 3, so Anthropic counts are the o200k count times a safety margin that the reported usage
- * corrects. Counts of unchanged texts are cached, so repeated generations over a project do not re-tokenize it.
+ * Token counts come from gpt-tokenizer (the tokenizer `@effect/ai`'s `OpenAiTokenizer` wraps). Anthropic's
+ * tokenizer has not been public since Claude 3, so Anthropic counts are the o200k count times a safety margin
+ * that the reported usage corrects. Counts of unchanged texts are cached, so repeated generations over a project do not re-tokenize it.
  *
  * @since 0.1.0
  */
-import * as OpenAiTokenizer from "@effect/ai-openai/OpenAiTokenizer"
-import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as cl100k from "gpt-tokenizer/encoding/cl100k_base"
+import * as o200k from "gpt-tokenizer/encoding/o200k_base"
 import {
   Character,
   ContentExcerpt,
@@ -56,19 +55,22 @@ export const encodingModel = (model: Pick<ModelInfo, "provider" | "id">): string
     : "gpt-4o"
 
 /**
- * A count through `@effect/ai`'s OpenAI tokenizer (synchronous underneath); a text it cannot encode is
- * estimated instead.
+ * A count with the model's encoding from gpt-tokenizer (o200k for current OpenAI models, cl100k for the older
+ * ones), the tokenizer `@effect/ai`'s `OpenAiTokenizer` wraps, called directly: a text is counted as text,
+ * without the chat framing of a message, in a few microseconds. A text it cannot encode is estimated instead.
  *
  * @since 0.1.0
  * @category Counting
  */
 export const openAiCount = (model: string): Count => {
-  const tokenizer = OpenAiTokenizer.make({ model })
-  return (text) =>
-    Either.match(Effect.runSync(Effect.either(tokenizer.tokenize(text))), {
-      onLeft: () => estimateTokens(text),
-      onRight: (tokens) => tokens.length
-    })
+  const countTokens = encodingModel({ provider: "openai", id: model }) === "gpt-4o" ? o200k.countTokens : cl100k.countTokens
+  return (text) => {
+    try {
+      return countTokens(text)
+    } catch {
+      return estimateTokens(text)
+    }
+  }
 }
 
 /**
@@ -143,7 +145,31 @@ const itemOverhead = 2
 const headerText = (context: ProjectContext) =>
   asData({ title: context.title, genre: context.genre, synopsis: context.synopsis })
 
-const itemTokens = (item: unknown, count: Count) => count(asData(item)) + itemOverhead
+/**
+ * Items and contexts are immutable, so what a count makes of one is remembered for as long as both live:
+ * a warm request over the same project measures and fits it without rendering or hashing its text again.
+ */
+const itemMemo = new WeakMap<Count, WeakMap<object, number>>()
+const fitMemo = new WeakMap<Count, WeakMap<ProjectContext, Map<number, Fitted>>>()
+
+const memoOf = <K extends object, V extends object>(memo: WeakMap<K, V>, key: K, make: () => V): V => {
+  let value = memo.get(key)
+  if (value === undefined) {
+    value = make()
+    memo.set(key, value)
+  }
+  return value
+}
+
+const itemTokens = (item: object, count: Count) => {
+  const memo = memoOf(itemMemo, count, () => new WeakMap<object, number>())
+  let tokens = memo.get(item)
+  if (tokens === undefined) {
+    tokens = count(asData(item)) + itemOverhead
+    memo.set(item, tokens)
+  }
+  return tokens
+}
 
 /**
  * The tokens a context takes in a prompt, as this module measures it (each item's JSON counted alone).
@@ -248,6 +274,16 @@ const describeCut = (original: ProjectContext, dropped: Record<Section, number>,
  * @category Fitting
  */
 export const fit = (context: ProjectContext, maxTokens: number, count: Count): Fitted => {
+  const memo = memoOf(memoOf(fitMemo, count, () => new WeakMap()), context, () => new Map<number, Fitted>())
+  let fitted = memo.get(maxTokens)
+  if (fitted === undefined) {
+    fitted = fitUncached(context, maxTokens, count)
+    memo.set(maxTokens, fitted)
+  }
+  return fitted
+}
+
+const fitUncached = (context: ProjectContext, maxTokens: number, count: Count): Fitted => {
   const originalTokens = measure(context, count)
   if (originalTokens <= maxTokens) {
     return { context, tokens: originalTokens, originalTokens, dropped: noneDropped, trimmed: undefined, warnings: [] }

@@ -224,17 +224,29 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
     return counter.count
   }
-  // Claude's counts are estimated from o200k with a margin that each reported usage corrects.
+  // Claude's counts are estimated from o200k with a margin that each reported usage corrects. The margin moves
+  // in steps of 0.01, and each step's count is one function, so that what it measured stays remembered.
   let anthropicFactor = ContextBudget.anthropicMargin
+  const scaledCounts = new Map<string, ContextBudget.Count>()
   const countForModel = (model: ModelCatalog.ModelInfo): ContextBudget.Count => {
-    const count = countFor(ContextBudget.encodingModel(model))
-    return model.provider === "anthropic" ? (text) => Math.ceil(count(text) * anthropicFactor) : count
+    const encoding = ContextBudget.encodingModel(model)
+    const count = countFor(encoding)
+    if (model.provider !== "anthropic") return count
+    const key = `${encoding}:${anthropicFactor}`
+    let scaled = scaledCounts.get(key)
+    if (scaled === undefined) {
+      const factor = anthropicFactor
+      scaled = (text) => Math.ceil(count(text) * factor)
+      scaledCounts.set(key, scaled)
+    }
+    return scaled
   }
   const calibrate = (model: ModelCatalog.ModelInfo, estimatedInputTokens: number, usage: Usage) =>
     Effect.sync(() => {
       if (model.provider !== "anthropic" || usage.inputTokens === 0 || estimatedInputTokens === 0) return
       const observed = (usage.inputTokens / estimatedInputTokens) * anthropicFactor
-      anthropicFactor = Math.min(2, Math.max(1, 0.7 * anthropicFactor + 0.3 * observed * 1.05))
+      const next = Math.min(2, Math.max(1, 0.7 * anthropicFactor + 0.3 * observed * 1.05))
+      anthropicFactor = Math.round(next * 100) / 100
     })
 
   const selectModel = (

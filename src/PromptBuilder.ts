@@ -107,6 +107,18 @@ const shapeOf = (kind: ContentKind, words: number): string => {
   }
 }
 
+/** The project's data block, rendered once per (immutable) context. */
+const projectBlocks = new WeakMap<ProjectContext, string>()
+
+const projectBlock = (context: ProjectContext): string => {
+  let block = projectBlocks.get(context)
+  if (block === undefined) {
+    block = asData(compactContext(context))
+    projectBlocks.set(context, block)
+  }
+  return block
+}
+
 /** Drops empty optional fields so that the data block carries only what the project has. */
 const compactContext = (context: ProjectContext) => ({
   ...(context.title === undefined ? {} : { title: context.title }),
@@ -157,7 +169,7 @@ export const build = (request: PlotRequest, context: ProjectContext, model: Mode
   }
   const user = [
     delimiters.project[0],
-    asData(compactContext(context)),
+    projectBlock(context),
     delimiters.project[1],
     delimiters.request[0],
     asData(writerRequest),
