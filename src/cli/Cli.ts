@@ -257,6 +257,7 @@ const generate = Command.make(
  * @since 0.1.0
  */
 export const parseFaultRates = (text: string): Either.Either<Partial<Record<Faults.FaultKind, number>>, string> => {
+  if (text.trim() === "chaos") return Either.right({ ...Faults.chaosMix })
   const rates: Partial<Record<Faults.FaultKind, number>> = {}
   for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
     const [kind, value] = part.split("=") as [string, string | undefined]
@@ -277,7 +278,7 @@ const simulate = Command.make(
     port: Options.integer("port").pipe(Options.withDefault(8787)),
     seed: Options.integer("seed").pipe(Options.withDefault(1)),
     faults: Options.text("faults").pipe(
-      Options.withDescription("Random fault rates, such as rate_limit=0.1,server_error=0.05,reset=0.02"),
+      Options.withDescription("Random fault rates, such as rate_limit=0.1,server_error=0.05,reset=0.02, or chaos for the soak's mix"),
       Options.withDefault("")
     ),
     latencyMs: Options.integer("latency-ms").pipe(Options.withDescription("Latency added to every answer"), Options.withDefault(0))

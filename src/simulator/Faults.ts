@@ -110,6 +110,22 @@ export interface RandomFaults {
 }
 
 /**
+ * The chaos mix of the reliability soak and the faults benchmark: 10 % rate limits, 5 % server errors, 3 %
+ * overloaded, 2 % each of hangs, resets, malformed JSON and error events mid-stream (26 % in all).
+ *
+ * @since 0.1.0
+ */
+export const chaosMix: Readonly<Partial<Record<FaultKind, number>>> = {
+  rate_limit: 0.10,
+  server_error: 0.05,
+  overloaded: 0.03,
+  hang: 0.02,
+  reset: 0.02,
+  malformed_json: 0.02,
+  stream_error: 0.02
+}
+
+/**
  * Normalizes a script step.
  *
  * @since 0.1.0
