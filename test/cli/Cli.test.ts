@@ -4,13 +4,16 @@
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { execFile } from "node:child_process"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Cli from "../../src/cli/Cli.js"
 import { PlotResult } from "../../src/Domain.js"
+import * as Faults from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 import { sampleProjectFile } from "../utils/fixtures.js"
 
@@ -117,6 +120,48 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))("p
       expect(after.inputTokens - before.inputTokens).toBeGreaterThan(0.9 * 32_000)
     }), 60_000)
 
+  it.effect("never prints the key: not on stdout, stderr, the output file or the report, whatever failed", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      const key = "sk-right-key-123456"
+      yield* simulator.script(key, [
+        "auth",
+        "insufficient_quota",
+        { kind: "rate_limit", retryAfterMs: 20 },
+        "ok",
+        "invalid_request",
+        "context_length",
+        "ok",
+        "malformed_json",
+        "ok"
+      ])
+      const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-batch-"))
+      const requests = path.join(dir, "requests.jsonl")
+      const lines = readFileSync(fileURLToPath(new URL("../../examples/batch.jsonl", import.meta.url)), "utf8").trim().split("\n").slice(0, 6)
+      writeFileSync(requests, lines.map((line) => JSON.stringify({ ...JSON.parse(line), provider: "openai" })).join("\n") + "\n")
+      const out = path.join(dir, "results.jsonl")
+      const report = path.join(dir, "report")
+      const env = { OPENAI_API_KEY: key, OPENAI_BASE_URL: simulator.openaiBaseUrl, PLOT_ENGINE_MAX_RETRY_DELAY: "50 millis" }
+      const batch = yield* cli(
+        ["batch", "--requests", requests, "--projects", path.dirname(sampleProjectFile), "--out", out, "--report", report, "--concurrency", "1"],
+        env
+      )
+      yield* simulator.script(key, ["auth"])
+      const single = yield* cli(generate, env)
+      expect(single.code).not.toBe(0)
+      const printed = [
+        batch.stdout,
+        batch.stderr,
+        single.stdout,
+        single.stderr,
+        readFileSync(out, "utf8"),
+        readFileSync(path.join(report, "index.html"), "utf8")
+      ].join("\n")
+      // Failures were printed, and the key with none of them.
+      expect(printed).toContain("AuthError")
+      for (const fragment of [key, "right-key-123456", "sk-right-key"]) expect(printed).not.toContain(fragment)
+    }), 60_000)
+
   it.effect("retries a 429 after the retry-after-ms it asked for", () =>
     Effect.gen(function*() {
       const simulator = yield* GatewaySimulator.GatewaySimulator
@@ -181,4 +226,14 @@ describe("plot-engine batch, offline", () => {
       expect(html).toContain("new Chart(")
       expect(html.length).toBeGreaterThan(100_000) // Chart.js itself, inlined for offline viewing
     }), 60_000)
+})
+
+describe("--faults", () => {
+  it("takes rates by kind, or chaos for the soak's mix, and refuses what cannot be", () => {
+    expect(Cli.parseFaultRates("rate_limit=0.1, reset=0.02")).toEqual(Either.right({ rate_limit: 0.1, reset: 0.02 }))
+    expect(Cli.parseFaultRates("chaos")).toEqual(Either.right(Faults.chaosMix))
+    expect(Either.isLeft(Cli.parseFaultRates("meteor=0.1"))).toBe(true)
+    expect(Either.isLeft(Cli.parseFaultRates("reset=2"))).toBe(true)
+    expect(Either.isLeft(Cli.parseFaultRates("reset=0.6,hang=0.6"))).toBe(true)
+  })
 })
