@@ -21,7 +21,10 @@ export type State = "closed" | "open" | "half_open"
  * @category Options
  */
 export interface Options {
-  /** Consecutive failures that open the circuit (default 5). */
+  /**
+   * Consecutive failures that open the circuit (default 10). Not 5: with one call in five failing at random (a
+   * bad hour, not an outage), five in a row come every few thousand calls and would stop a working model.
+   */
   readonly threshold?: number | undefined
   /** How long an open circuit skips the model before a probe (default 30 seconds). */
   readonly cooldown?: Duration.DurationInput | undefined
@@ -65,7 +68,7 @@ export interface CircuitBreaker {
  */
 export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
   Effect.gen(function*() {
-    const threshold = options.threshold ?? 5
+    const threshold = options.threshold ?? 10
     const cooldownMillis = Duration.toMillis(options.cooldown ?? "30 seconds")
     const entries = yield* SynchronizedRef.make(new Map<string, Entry>())
 

@@ -91,7 +91,7 @@ export interface Options {
   readonly tokenCount?: ((encodingModel: string) => ContextBudget.Count) | undefined
   /** Retries, budgets and deadline (default `RetryPolicy.defaults`, the seed's table). */
   readonly retryPolicy?: RetryPolicy.Policy | undefined
-  /** The circuit breaker per model (default 5 failures, 30 seconds). */
+  /** The circuit breaker per model (default 10 consecutive failures, 30 seconds). */
   readonly circuitBreaker?: CircuitBreaker.Options | undefined
 }
 
@@ -393,7 +393,6 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     const attemptOn = (step: ChainStep["Type"]) => Effect.gen(function*() {
       const target = step.model
       const key = modelKey(target)
-      run.attempts++
       if (run.lastStep !== -1 && run.lastStep !== step.index) {
         const from = modelKey(chain[run.lastStep]!)
         const reason = run.lastError === undefined ? "failure" : Errors.errorType(run.lastError)
@@ -401,6 +400,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         yield* emit({ _tag: "Fallback", from, to: key, reason })
       }
       run.lastStep = step.index
+      // A model whose circuit is open is skipped without spending an attempt: the chain hops on at once.
       if (!(yield* breaker.tryAcquire(key))) {
         return yield* new Errors.ServerError({
           provider: target.provider,
@@ -409,6 +409,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           detail: "skipped: its circuit breaker is open"
         })
       }
+      run.attempts++
       const prepared = prepareFor(target, run.reduced.get(key))
       yield* Effect.annotateCurrentSpan({
         "gen_ai.system": target.provider,
@@ -418,7 +419,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         "plot_engine.attempt": run.attempts
       })
       yield* Effect.logDebug("Prompt").pipe(Effect.annotateLogs({ system: prepared.prompt.system, user: prepared.prompt.user }))
-      if (step.index === 0 && run.attempts === 1) {
+      if (run.attempts === 1) {
         for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
       }
       // The chain holds configured providers only (selection checked them), so this cannot fail.
