@@ -1,7 +1,8 @@
 /**
  * Benchmark `limiter-scale`: 10,000 and 100,000 requests queued at once in the rate limiter (a budget of 1,000
  * requests a minute, so nearly all of them wait), in virtual time. Reports the memory each queued waiter takes
- * and how many admissions per second of CPU the limiter makes while the queue drains.
+ * and how many admissions per second of CPU the limiter makes while the queue drains; then, on the real clock,
+ * the CPU the process uses while they wait (no polling: next to none).
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -56,4 +57,30 @@ const scale = (waiters: number) => {
   }
 }
 
-export const run = () => ({ runs: [scale(10_000), scale(100_000)] })
+/**
+ * CPU used while `waiters` requests sit queued, on the real clock: a budget of one request a minute holds them
+ * all; two seconds of waiting are measured, then they are interrupted. A polling limiter would burn CPU here.
+ */
+const idleCpu = (waiters: number) =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const limiter = yield* ProviderRateLimiter.ProviderRateLimiter.pipe(
+      Effect.provide(ProviderRateLimiter.layerMemory({
+        quotas: { openai: { requestsPerMinute: 1, tokensPerMinute: 1_000_000_000, maxConcurrent: waiters } },
+        queueTimeout: "1 day"
+      }))
+    )
+    const target = { provider: "openai", model: "gpt-4.1" } as const
+    yield* Effect.forkScoped(Effect.forEach(Array.from({ length: waiters }), () =>
+      Effect.scoped(limiter.admit(target, { inputTokens: 100, outputTokens: 100 })), { concurrency: "unbounded", discard: true }))
+    // Let every waiter queue, then measure.
+    yield* Effect.sleep("2 seconds")
+    const cpuStart = process.cpuUsage()
+    yield* Effect.sleep("2 seconds")
+    const cpu = process.cpuUsage(cpuStart)
+    return { waiters, cpuMsPerSecondWhileWaiting: Number(((cpu.user + cpu.system) / 1_000 / 2).toFixed(2)) }
+  })))
+
+export const run = async () => ({
+  runs: [scale(10_000), scale(100_000)],
+  idle: [await idleCpu(10_000), await idleCpu(100_000)]
+})

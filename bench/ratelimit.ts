@@ -1,5 +1,5 @@
 /**
- * Benchmark `ratelimit`: 2,000 requests of mixed sizes submitted at once against the simulator's in-process
+ * Benchmark `ratelimit`: 400 requests (`RATELIMIT_REQUESTS`) of mixed sizes submitted at once against the simulator's in-process
  * face in virtual time, for an OpenAI-style quota (60 RPM, 90,000 TPM) and an Anthropic-style one (50 RPM,
  * 40,000 ITPM, 8,000 OTPM), through four variants: this limiter at the quota (`configured`), this limiter
  * configured 2x too high and learning from headers and 429s (`adaptive`), the seed's class (`seed-naive`), and
@@ -17,7 +17,7 @@ import type { QuotaOptions } from "../src/simulator/Quotas.js"
 import { makeSeedRateLimiter } from "./seed-naive-limiter.js"
 import { runInVirtualTime } from "./virtual-time.js"
 
-const requestCount = Number(process.env.RATELIMIT_REQUESTS ?? 2_000)
+const requestCount = Number(process.env.RATELIMIT_REQUESTS ?? 400)
 /** Every call takes this long at the provider, so that concurrency matters as it does for real. */
 const latencyMs = 2_000
 
@@ -142,6 +142,8 @@ const runOne = (scenario: Scenario, variant: Variant) =>
     const random = generator(429)
     const used = { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 }
     const waits: Array<number> = []
+    // What each minute admitted, for the utilization-over-time chart.
+    const perMinute: Array<{ requests: number; tokens: number; inputTokens: number; outputTokens: number }> = []
     yield* Effect.forEach(requests, (spec) =>
       Effect.gen(function*() {
         const model = yield* simulator.languageModel(scenario.name, scenario.model, { maxOutputTokens: spec.maxOutputTokens })
@@ -154,6 +156,11 @@ const runOne = (scenario: Scenario, variant: Variant) =>
             Effect.catchTag("ResponseParseError", () => Effect.dieMessage("no parsing in this benchmark"))
           )
           waits.push(startedAt)
+          const minute = (perMinute[Math.floor(startedAt / 60_000)] ??= { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 })
+          minute.requests++
+          minute.tokens += spec.promptTokens + spec.maxOutputTokens
+          minute.inputTokens += spec.promptTokens
+          minute.outputTokens += response.usage.outputTokens ?? 0
           return { inputTokens: response.usage.inputTokens ?? 0, outputTokens: response.usage.outputTokens ?? 0 }
         })
         const estimate = { inputTokens: spec.promptTokens, outputTokens: spec.maxOutputTokens }
@@ -187,7 +194,18 @@ const runOne = (scenario: Scenario, variant: Variant) =>
       q.inputTokensPerMinute === undefined ? 0 : used.inputTokens / (q.inputTokensPerMinute * minutes),
       q.outputTokensPerMinute === undefined ? 0 : simulator.counts.outputTokens / (q.outputTokensPerMinute * minutes)
     )
+    // Each whole minute's use of its tightest budget, in percent.
+    const series = Array.from({ length: Math.floor(minutes) }, (_, i) => {
+      const m = perMinute[i] ?? { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 }
+      return Math.round(100 * Math.max(
+        m.requests / q.requestsPerMinute,
+        q.tokensPerMinute === undefined ? 0 : m.tokens / q.tokensPerMinute,
+        q.inputTokensPerMinute === undefined ? 0 : m.inputTokens / q.inputTokensPerMinute,
+        q.outputTokensPerMinute === undefined ? 0 : m.outputTokens / q.outputTokensPerMinute
+      ))
+    })
     return {
+      series,
       scenario: scenario.name,
       name: variant.name,
       requests: used.requests,
@@ -202,14 +220,16 @@ const runOne = (scenario: Scenario, variant: Variant) =>
 export const run = () =>
   Effect.runSync(Effect.gen(function*() {
     const results = []
+    const series: Record<string, ReadonlyArray<number>> = {}
     const only = process.env.RATELIMIT_VARIANTS?.split(",")
     for (const scenario of scenarios) {
       for (const variant of variants.filter((v) => only === undefined || only.includes(v.name))) {
         const started = performance.now()
-        const result = runOne(scenario, variant)
+        const { series: minutes, ...result } = runOne(scenario, variant)
         results.push({ ...result, wallSeconds: Number(((performance.now() - started) / 1_000).toFixed(1)) })
+        series[`${scenario.name}/${variant.name}`] = minutes
         console.error(`  ratelimit ${scenario.name}/${variant.name}: ${JSON.stringify(result)}`)
       }
     }
-    return { variants: results }
+    return { variants: results, utilizationPerMinute: series }
   }))

@@ -5,12 +5,19 @@
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import * as Context from "./context.js"
+import * as Faults from "./faults.js"
+import * as HttpPath from "./http-path.js"
 import * as LimiterScale from "./limiter-scale.js"
+import * as Pipeline from "./pipeline.js"
 import * as RateLimit from "./ratelimit.js"
+import * as Report from "./report.js"
 
 const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
   context: Context.run,
+  "http-path": HttpPath.run,
+  faults: Faults.run,
   "limiter-scale": LimiterScale.run,
+  pipeline: Pipeline.run,
   ratelimit: RateLimit.run
 }
 
@@ -31,6 +38,8 @@ for (const name of selected.length > 0 ? selected : Object.keys(benchmarks)) {
   writeFileSync(new URL(`${name}.json`, results), JSON.stringify({ benchmark: name, machine, ...figures }, null, 2) + "\n")
   console.log(`\n## ${name}\n`)
   for (const [key, value] of Object.entries(figures)) {
+    // Series are for the charts; the JSON holds them.
+    if (key === "utilizationPerMinute" || key === "latencies") continue
     if (Array.isArray(value) && typeof value[0] === "object") {
       // A list of rows: a table of its own.
       const columns = Object.keys(value[0] as object)
@@ -41,3 +50,5 @@ for (const name of selected.length > 0 ? selected : Object.keys(benchmarks)) {
     console.log(`- ${key}: ${typeof value === "number" ? Number(value.toFixed(3)) : JSON.stringify(value)}`)
   }
 }
+
+console.log(`\nReport: ${await Report.write()}`)

@@ -163,7 +163,10 @@ interface CallOutcome {
   readonly usage: Usage
 }
 
-/** A result with its seed-style metrics, derived from it once. */
+/**
+ * A result with its seed-style metrics, derived from it once. Its parts are already valid (the outline was
+ * decoded or built by the template), so the constructors skip validating them again: that took 100 µs.
+ */
 const makeResult = (
   fields: Omit<PlotResult, "metrics">,
   { errorType, rateLimitErrors }: { readonly errorType?: Errors.ErrorType; readonly rateLimitErrors: number }
@@ -183,8 +186,8 @@ const makeResult = (
       ...(errorType === undefined ? {} : { errorType }),
       modelUsed: fields.model,
       estimatedCostUSD: fields.estimatedCostUsd
-    })
-  })
+    }, true)
+  }, true)
 
 const emptyContext = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
 

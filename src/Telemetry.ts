@@ -109,8 +109,24 @@ export const templateFallbacks = Metric.counter("plot_engine_template_fallbacks_
  */
 export const costUsd = Metric.counter("plot_engine_cost_usd_total", { description: "Estimated cost in USD", incremental: true })
 
-const tagged = <In, Out>(metric: Metric.Metric<any, In, Out>, tags: Record<string, string>) =>
-  Object.entries(tags).reduce((m, [key, value]) => Metric.tagged(m, key, value), metric)
+/** Tagged metrics are built once per metric and tag set: a generation records several, and building costs. */
+const taggedCache = new WeakMap<object, Map<string, unknown>>()
+
+const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Record<string, string>): M => {
+  let byTags = taggedCache.get(metric)
+  if (byTags === undefined) {
+    byTags = new Map()
+    taggedCache.set(metric, byTags)
+  }
+  const key = Object.entries(tags).map(([k, v]) => `${k}\u0000${v}`).join("\u0001")
+  let cached = byTags.get(key) as M | undefined
+  if (cached === undefined) {
+    cached = Object.entries(tags).reduce<Metric.Metric<any, any, any>>((m, [k, v]) => Metric.tagged(m, k, v), metric) as M
+    // A bounded cache: tag values come from a small set (providers, models, outcomes, error types).
+    if (byTags.size < 10_000) byTags.set(key, cached)
+  }
+  return cached
+}
 
 /**
  * Records a finished generation.

@@ -1,0 +1,120 @@
+/**
+ * The gateway simulator in a process of its own (as `plot-engine simulate`), so that the benchmarks measure
+ * the client side only, and a bare-SDK baseline and an engine built the way a host builds it.
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Effect from "effect/Effect"
+import * as JSONSchema from "effect/JSONSchema"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+import OpenAI from "openai"
+import { PlotOutline, PlotRequest, type PlotRequestInput } from "../src/Domain.js"
+import * as ModelCatalog from "../src/ModelCatalog.js"
+import * as PromptBuilder from "../src/PromptBuilder.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as Providers from "../src/Providers.js"
+import type * as RetryPolicy from "../src/RetryPolicy.js"
+import { sampleProject } from "./fixtures.js"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+
+export interface Gateway {
+  readonly url: string
+  readonly openaiBaseUrl: string
+  readonly stop: () => void
+}
+
+/** Starts `plot-engine simulate` on a free port, with optional `--faults`; resolves once it listens. */
+export const startGateway = (args: ReadonlyArray<string> = []): Promise<Gateway> =>
+  new Promise((resolve, reject) => {
+    const child: ChildProcess = spawn(
+      process.execPath,
+      ["--import", "tsx", "src/cli/main.ts", "simulate", "--port", "0", ...args],
+      { cwd: root, stdio: ["ignore", "pipe", "inherit"] }
+    )
+    let output = ""
+    child.stdout!.on("data", (data: Buffer) => {
+      output += data.toString()
+      const match = /listening on (http:\/\/\S+)/.exec(output)
+      if (match !== null) {
+        resolve({ url: match[1]!, openaiBaseUrl: `${match[1]!}/v1`, stop: () => child.kill("SIGINT") })
+      }
+    })
+    child.once("exit", (code) => reject(new Error(`the simulator exited with ${code}: ${output}`)))
+  })
+
+/** An engine over OpenAI at the gateway, as a host builds it (real client, undici), with logs at errors only. */
+export const engineRuntime = (gateway: Gateway, options: { readonly retryPolicy?: RetryPolicy.Policy } = {}) =>
+  ManagedRuntime.make(
+    Layer.scoped(
+      PlotGeneration.PlotGeneration,
+      Effect.flatMap(
+        Providers.make({ openai: { apiKey: Redacted.make("sk-bench-0123456789"), baseUrl: gateway.openaiBaseUrl } }),
+        (providers) =>
+          PlotGeneration.make(options).pipe(
+            Effect.provideService(Providers.Providers, providers),
+            Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
+          )
+      )
+    ).pipe(
+      Layer.provide(NodeHttpClient.layerUndici),
+      Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
+    )
+  )
+
+/** Runs `task(i)` for i in 0..n-1, `concurrency` at a time; returns each one's latency in milliseconds. */
+export const pool = async <A>(n: number, concurrency: number, task: (i: number) => Promise<A>) => {
+  const latencies: Array<number> = []
+  const results: Array<A> = []
+  let next = 0
+  const worker = async () => {
+    while (next < n) {
+      const i = next++
+      const start = performance.now()
+      results[i] = await task(i)
+      latencies.push(performance.now() - start)
+    }
+  }
+  const start = performance.now()
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
+  return { latencies, results, wallMillis: performance.now() - start }
+}
+
+export const percentile = (values: ReadonlyArray<number>, p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
+}
+
+/**
+ * The official `openai` SDK making the call the engine makes for a request (the same messages, output limit,
+ * temperature and JSON schema) with nothing around it; `options` are the SDK's own (retries, timeout).
+ */
+export const sdkGenerate = (
+  gateway: Gateway,
+  modelId: string,
+  request: PlotRequestInput,
+  options: { readonly maxRetries?: number; readonly timeout?: number } = { maxRetries: 0 }
+) => {
+  const model = ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", modelId)
+  if (model._tag === "None") throw new Error(`unknown model ${modelId}`)
+  const sdk = new OpenAI({ apiKey: "sk-bench-0123456789", baseURL: gateway.openaiBaseUrl, ...options })
+  const schema = JSONSchema.make(PlotOutline) as unknown as Record<string, unknown>
+  return async (i: number) => {
+    const built = PromptBuilder.build(new PlotRequest({ ...request, userPrompt: `${request.userPrompt} (${i})` }), sampleProject, model.value)
+    const response = await sdk.responses.create({
+      model: modelId,
+      input: [{ role: "system", content: built.system }, { role: "user", content: built.user }],
+      max_output_tokens: built.maxOutputTokens,
+      ...(built.temperature === undefined ? {} : { temperature: built.temperature }),
+      text: { format: { type: "json_schema", name: "plot_outline", schema, strict: false } }
+    })
+    return JSON.parse(response.output_text) as unknown
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Benchmark `http-path`: `generate` through the real `@effect/ai-openai` client to the simulator (its own
+ * process, loopback) at concurrency 1, 16 and 64, beside the official `openai` SDK sending the same request
+ * (the same messages, output limit and JSON schema) with nothing around it. The ratio is the engine's cost.
+ */
+import * as Effect from "effect/Effect"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import { engineRuntime, percentile, pool, sdkGenerate, startGateway } from "./gateway.js"
+
+const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
+const concurrencies = [1, 16, 64]
+const requestsAt = (concurrency: number) => (concurrency === 1 ? 150 : 600)
+
+interface Row {
+  readonly concurrency: number
+  readonly client: "engine" | "openai SDK"
+  readonly requests: number
+  readonly throughputPerSecond: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+}
+
+const row = (concurrency: number, client: Row["client"], run: { latencies: Array<number>; wallMillis: number }): Row => ({
+  concurrency,
+  client,
+  requests: run.latencies.length,
+  throughputPerSecond: Math.round((run.latencies.length / run.wallMillis) * 1000),
+  p50Ms: Number(percentile(run.latencies, 50).toFixed(2)),
+  p99Ms: Number(percentile(run.latencies, 99).toFixed(2))
+})
+
+export const run = async () => {
+  const gateway = await startGateway()
+  const runtime = engineRuntime(gateway)
+  try {
+    const engine = (i: number) =>
+      runtime.runPromise(
+        PlotGeneration.PlotGeneration.pipe(
+          Effect.flatMap((service) => service.generate({ ...request, userPrompt: `${request.userPrompt} (${i})` })),
+          Effect.filterOrDieMessage((result) => !result.isTemplate, "the benchmark's generation fell back to the template")
+        )
+      )
+    // The model the engine chooses, and the same prompt for the bare SDK.
+    const first = await engine(0)
+    const bare = sdkGenerate(gateway, first.model, request)
+    // Warm both paths (JIT, connections, the engine's token cache).
+    await pool(100, 16, engine)
+    await pool(100, 16, bare)
+
+    const rows: Array<Row> = []
+    for (const concurrency of concurrencies) {
+      const n = requestsAt(concurrency)
+      rows.push(row(concurrency, "openai SDK", await pool(n, concurrency, bare)))
+      rows.push(row(concurrency, "engine", await pool(n, concurrency, engine)))
+    }
+    const ratio = (concurrency: number) => {
+      const engineRow = rows.find((r) => r.concurrency === concurrency && r.client === "engine")!
+      const sdkRow = rows.find((r) => r.concurrency === concurrency && r.client === "openai SDK")!
+      return Number((engineRow.throughputPerSecond / sdkRow.throughputPerSecond).toFixed(3))
+    }
+    return {
+      model: first.model,
+      rows,
+      throughputRatio: Object.fromEntries(concurrencies.map((c) => [`c${c}`, ratio(c)])),
+      target: "engine throughput >= 90 % of the bare SDK's at concurrency 16"
+    }
+  } finally {
+    await runtime.dispose()
+    gateway.stop()
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Benchmark `pipeline`: what the engine adds around a model call. `generate` on an instant in-process model
+ * versus a bare `LanguageModel.generateText` on the same model, for the small sample project and a
+ * 50,000-token project, with the token cache cold (a fresh engine) and warm: microseconds per request.
+ */
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import type * as Response from "@effect/ai/Response"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import type { ProjectContext } from "../src/Domain.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as Providers from "../src/Providers.js"
+import { largeProject } from "./context.js"
+import { sampleProject } from "./fixtures.js"
+
+/** A valid outline naming the sample project's people, as the model's whole answer. */
+export const answer = JSON.stringify({
+  title: "The Lamp Beneath",
+  logline: "Mara Quinn must decide whether to renew the bargain with the sea.",
+  acts: [{
+    title: "Setup",
+    summary: "The light fails and Mara Quinn finds the blue cloth under the floor of the lamp room.",
+    beats: [
+      { summary: "Mara Quinn climbs to the lamp room and counts the steps.", characters: ["Mara Quinn"], location: "Saltmarsh Light" },
+      { summary: "Elias Thorne asks why the light failed, and smiles at the harbour.", characters: ["Elias Thorne"], location: "" }
+    ]
+  }]
+})
+
+const parts: Array<Response.PartEncoded> = [
+  { type: "text", text: answer },
+  { type: "finish", reason: "stop", usage: { inputTokens: 1_000, outputTokens: 300, totalTokens: 1_300 } }
+]
+
+/** Answers at once, the same outline every time. */
+const instantModel = LanguageModel.make({
+  generateText: () => Effect.succeed(parts),
+  streamText: () => Effect.dieMessage("not streamed in this benchmark") as never
+})
+
+const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
+
+const quiet = Logger.withMinimumLogLevel(LogLevel.Error)
+
+/** Microseconds per run of `effect`, over `n` sequential runs. */
+const perRequest = <E>(n: number, effect: (i: number) => Effect.Effect<unknown, E>) =>
+  Effect.gen(function*() {
+    const start = performance.now()
+    for (let i = 0; i < n; i++) yield* effect(i)
+    return ((performance.now() - start) * 1_000) / n
+  })
+
+const measure = (project: ProjectContext, label: string) =>
+  Effect.gen(function*() {
+    const model = yield* instantModel
+    const makeEngine = PlotGeneration.make().pipe(
+      Effect.provide(Providers.layerModels({ openai: () => Effect.succeed(model) })),
+      Effect.provide(ProjectContextStore.layerMemory({ novel: project }))
+    )
+    const generate = (engine: PlotGeneration.Service) => (i: number) =>
+      engine.generate({ ...request, userPrompt: `${request.userPrompt} (${i})` })
+    const bare = (i: number) =>
+      LanguageModel.generateText({ prompt: `${request.userPrompt} (${i})` }).pipe(
+        Effect.provideService(LanguageModel.LanguageModel, model)
+      )
+
+    // Cold: a fresh engine (empty token cache) for each request.
+    const coldRuns = project === sampleProject ? 200 : 5
+    const cold = yield* perRequest(coldRuns, (i) => Effect.flatMap(makeEngine, (engine) => generate(engine)(i)))
+    // Warm: one engine, the project's counts cached after the first request.
+    const engine = yield* makeEngine
+    yield* perRequest(500, generate(engine))
+    const warm = yield* perRequest(5_000, generate(engine))
+    yield* perRequest(500, bare)
+    const bareMicros = yield* perRequest(5_000, bare)
+    return {
+      project: label,
+      bareGenerateTextUs: Math.round(bareMicros),
+      engineWarmUs: Math.round(warm),
+      engineColdUs: Math.round(cold),
+      warmOverheadUs: Math.round(warm - bareMicros),
+      warmRatio: Number((warm / bareMicros).toFixed(1))
+    }
+  }).pipe(quiet)
+
+export const run = () =>
+  Effect.runPromise(Effect.gen(function*() {
+    const rows = [yield* measure(sampleProject, "small (sample)"), yield* measure(largeProject(50_000), "50,000 tokens")]
+    return { rows, target: "warm overhead below 250 µs per request" }
+  }))

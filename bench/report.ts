@@ -1,0 +1,184 @@
+/**
+ * The performance report: `bench/results/report.md` with SVG charts drawn by Vega-Lite, from the figures each
+ * benchmark wrote under `bench/results/` (a benchmark not run yet is left out).
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import * as vega from "vega"
+import * as vegaLite from "vega-lite"
+
+const results = new URL("./results/", import.meta.url)
+
+type Figures = Record<string, any>
+
+const load = (name: string): Figures | undefined => {
+  const file = new URL(`${name}.json`, results)
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Figures) : undefined
+}
+
+/** Renders a Vega-Lite spec to `results/<name>.svg` and returns the Markdown that shows it. */
+const chart = async (name: string, title: string, spec: vegaLite.TopLevelSpec): Promise<string> => {
+  const view = new vega.View(vega.parse(vegaLite.compile({ width: 560, height: 260, ...spec } as vegaLite.TopLevelSpec).spec), {
+    renderer: "none"
+  })
+  writeFileSync(new URL(`${name}.svg`, results), await view.toSVG())
+  view.finalize()
+  return `![${title}](${name}.svg)\n`
+}
+
+const table = (rows: ReadonlyArray<Record<string, unknown>>): string => {
+  const columns = Object.keys(rows[0] ?? {})
+  return [
+    `| ${columns.join(" | ")} |`,
+    `| ${columns.map(() => "---").join(" | ")} |`,
+    ...rows.map((row) => `| ${columns.map((c) => String(row[c])).join(" | ")} |`)
+  ].join("\n") + "\n"
+}
+
+const sections: Record<string, (f: Figures) => Promise<string>> = {
+  pipeline: async (f) =>
+    [
+      "## Pipeline overhead\n",
+      "`generate` on an instant in-process model against a bare `LanguageModel.generateText` on the same model, ",
+      "one request at a time. Warm: one engine, its token cache filled; cold: a fresh engine per request. ",
+      `Target: ${f.target}.\n\n`,
+      table(f.rows),
+      "\n",
+      await chart("pipeline", "Microseconds per request", {
+        data: {
+          values: f.rows.flatMap((r: any) => [
+            { project: r.project, path: "bare generateText", us: r.bareGenerateTextUs },
+            { project: r.project, path: "engine, warm", us: r.engineWarmUs },
+            { project: r.project, path: "engine, cold", us: r.engineColdUs }
+          ])
+        },
+        height: 160,
+        mark: { type: "point", filled: true, size: 140 },
+        encoding: {
+          y: { field: "project", type: "nominal", title: null },
+          x: { field: "us", type: "quantitative", title: "µs per request (log scale)", scale: { type: "log" } },
+          color: { field: "path", type: "nominal", title: null },
+          shape: { field: "path", type: "nominal", title: null }
+        }
+      } as any)
+    ].join(""),
+
+  "http-path": async (f) =>
+    [
+      "## HTTP path\n",
+      `\`generate\` through the real \`@effect/ai-openai\` client to the simulator (its own process, loopback), `,
+      `beside the official \`openai\` SDK sending the same request with nothing around it; model ${f.model}. `,
+      `Throughput ratio engine / SDK: ${Object.entries(f.throughputRatio).map(([c, r]) => `${c} ${r}`).join(", ")}. `,
+      `Target: ${f.target}.\n\n`,
+      table(f.rows),
+      "\n",
+      await chart("http-path", "Requests per second", {
+        data: { values: f.rows },
+        mark: "bar",
+        encoding: {
+          x: { field: "concurrency", type: "ordinal", title: "concurrency", axis: { labelAngle: 0 } },
+          xOffset: { field: "client", type: "nominal" },
+          y: { field: "throughputPerSecond", type: "quantitative", title: "requests / s" },
+          color: { field: "client", type: "nominal", title: null }
+        }
+      } as any)
+    ].join(""),
+
+  faults: async (f) =>
+    [
+      "## Under faults\n",
+      "The chaos mix of the reliability soak (10 % 429, 5 % 500, 3 % 529, 2 % each of hangs, resets, malformed ",
+      "JSON and mid-stream errors), the engine against the official SDK's own retries. Success is real content; ",
+      `the engine's template fallbacks are counted apart. Target: ${f.target}.\n\n`,
+      table(f.rows),
+      "\n",
+      await chart("faults", "Latency distribution under faults", {
+        data: {
+          values: [
+            ...f.latencies.engine.map((ms: number) => ({ client: "engine", ms: Math.max(1, ms) })),
+            ...f.latencies.sdk.map((ms: number) => ({ client: "openai SDK", ms: Math.max(1, ms) }))
+          ]
+        },
+        transform: [
+          { sort: [{ field: "ms" }], window: [{ op: "cume_dist", as: "fraction" }], groupby: ["client"] }
+        ],
+        mark: { type: "line", interpolate: "step-after" },
+        encoding: {
+          x: { field: "ms", type: "quantitative", title: "latency (ms, log scale)", scale: { type: "log" } },
+          y: { field: "fraction", type: "quantitative", title: "share of requests done", axis: { format: "%" } },
+          color: { field: "client", type: "nominal" }
+        }
+      } as any)
+    ].join(""),
+
+  ratelimit: async (f) => {
+    const series = Object.entries(f.utilizationPerMinute as Record<string, Array<number>>).flatMap(([key, minutes]) => {
+      const [scenario, variant] = key.split("/")
+      return minutes.map((percent, minute) => ({ scenario, variant, minute, percent }))
+    })
+    const charts = []
+    for (const scenario of ["openai", "anthropic"]) {
+      charts.push(await chart(`ratelimit-${scenario}`, `Utilization per minute, ${scenario}`, {
+        data: { values: series.filter((s) => s.scenario === scenario) },
+        mark: { type: "line", point: false },
+        encoding: {
+          x: { field: "minute", type: "quantitative", title: "minute of the drain" },
+          y: { field: "percent", type: "quantitative", title: `% of the tightest ${scenario} budget used` },
+          color: { field: "variant", type: "nominal" },
+          strokeDash: { field: "variant", type: "nominal" }
+        }
+      } as any))
+    }
+    return [
+      "## Rate limiting\n",
+      "Requests of mixed sizes submitted at once to the simulator's in-process face (virtual time, 2 s latency), ",
+      "for an OpenAI-style quota (60 RPM, 90,000 TPM) and an Anthropic-style one (50 RPM, 40,000 ITPM, 8,000 OTPM): ",
+      "this limiter at the quota (`configured`), 2x too high and learning (`adaptive`), the seed's class ",
+      "(`seed-naive`) and no limiter (`no-limiter`, retries only). Utilization is over the whole drain; the ",
+      "buckets start full, so the first minute may exceed 100 %.\n\n",
+      table(f.variants),
+      "\n",
+      ...charts
+    ].join("")
+  },
+
+  "limiter-scale": async (f) =>
+    [
+      "## Limiter scale\n",
+      "Requests queued at once in the limiter (a budget of 1,000 a minute in virtual time): memory per waiter and ",
+      "admissions per second of CPU while the queue drains; then, on the real clock, the CPU used while they wait.\n\n",
+      table(f.runs),
+      "\n",
+      table(f.idle),
+      "\n"
+    ].join(""),
+
+  context: async (f) =>
+    [
+      "## Context fitting\n",
+      "A 200,000-token project fitted into a 16,000-token budget with the real tokenizer.\n\n",
+      table([Object.fromEntries(Object.entries(f).filter(([k]) => k !== "benchmark" && k !== "machine"))]),
+      "\n"
+    ].join("")
+}
+
+/** Writes `bench/results/report.md` (and its charts) from whatever figures are there. */
+export const write = async (): Promise<string> => {
+  const parts: Array<string> = []
+  let machine: Figures | undefined
+  for (const [name, section] of Object.entries(sections)) {
+    const figures = load(name)
+    if (figures === undefined) continue
+    machine ??= figures.machine
+    parts.push(await section(figures))
+  }
+  const header = [
+    "# plot-engine performance report\n",
+    machine === undefined ? "" : `Machine: ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}. `,
+    `Written ${new Date().toISOString()} by \`npm run bench\`.\n\n`,
+    "Absolute times vary between runs and machines (and with what else the machine is doing); the ratios ",
+    "between paths measured in the same run are the figures to compare.\n\n"
+  ].join("")
+  const file = new URL("report.md", results)
+  writeFileSync(file, header + parts.join("\n"))
+  return file.pathname
+}
