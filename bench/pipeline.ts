@@ -60,7 +60,9 @@ const measure = (project: ProjectContext, label: string) =>
       Effect.provide(ProjectContextStore.layerMemory({ novel: project }))
     )
     const generate = (engine: PlotGeneration.Service) => (i: number) =>
-      engine.generate({ ...request, userPrompt: `${request.userPrompt} (${i})` })
+      engine.generate({ ...request, userPrompt: `${request.userPrompt} (${i})` }).pipe(
+        Effect.filterOrDieMessage((result) => !result.isTemplate, "the benchmark's generation fell back to the template")
+      )
     const bare = (i: number) =>
       LanguageModel.generateText({ prompt: `${request.userPrompt} (${i})` }).pipe(
         Effect.provideService(LanguageModel.LanguageModel, model)
