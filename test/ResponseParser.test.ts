@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
 import * as ResponseParser from "../src/ResponseParser.js"
 import { sampleOutline, sampleOutlineJson } from "./utils/FakeModel.js"
 import { emptyProject, request, sampleProject } from "./utils/fixtures.js"
@@ -93,5 +94,19 @@ describe("ResponseParser warnings", () => {
     expect(parsed.content.startsWith("# The Lamp Beneath")).toBe(true)
     expect(parsed.content).toContain("- Mara Quinn climbs to the lamp room. (Saltmarsh Light) [Mara Quinn]")
     expect(parsed.wordCount).toBe(ResponseParser.countWords(parsed.content))
+  })
+})
+
+describe("countWords", () => {
+  it("counts words as the pattern [letter or digit][letters, digits, apostrophes, hyphens]* does, in any script", () => {
+    const pattern = /[\p{L}\p{N}][\p{L}\p{N}'’-]*/gu
+    const texts = FastCheck.oneof(
+      FastCheck.string({ unit: "grapheme" }),
+      FastCheck.string({ unit: FastCheck.constantFrom("a", "Z", "7", "é", "漢", "🌊", " ", "-", "'", "’", ".", "\n", "ß") })
+    )
+    FastCheck.assert(FastCheck.property(texts, (text) => ResponseParser.countWords(text) === (text.match(pattern)?.length ?? 0)), {
+      numRuns: 2_000
+    })
+    expect(ResponseParser.countWords("Mara's rock-solid plan, 2 nights — l'été 🌊 漢字")).toBe(7)
   })
 })
