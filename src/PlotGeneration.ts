@@ -421,7 +421,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         ...(prepared.prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prepared.prompt.temperature }),
         "plot_engine.attempt": run.attempts
       })
-      yield* Effect.logDebug("Prompt").pipe(Effect.annotateLogs({ system: prepared.prompt.system, user: prepared.prompt.user }))
+      // The prompt goes in the message, not in the log annotations: annotations live in a FiberRef whose every
+      // update compares (hashes) them, and hashing a 100 KB prompt twice cost a millisecond per attempt.
+      yield* Effect.logDebug("Prompt", { system: prepared.prompt.system, user: prepared.prompt.user })
       if (run.attempts === 1) {
         for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
       }

@@ -167,14 +167,10 @@ export const build = (request: PlotRequest, context: ProjectContext, model: Mode
     targetWordCount: words,
     ...(request.genre === undefined ? {} : { genre: request.genre })
   }
-  const user = [
-    delimiters.project[0],
-    projectBlock(context),
-    delimiters.project[1],
-    delimiters.request[0],
-    asData(writerRequest),
-    delimiters.request[1]
-  ].join("\n")
+  // Concatenated, not joined: a join copies the (cached, possibly large) project block into a new string on
+  // every request; a concatenation defers the copy to whoever reads the whole text (the HTTP body, once).
+  const user = `${delimiters.project[0]}\n` + projectBlock(context) +
+    `\n${delimiters.project[1]}\n${delimiters.request[0]}\n${asData(writerRequest)}\n${delimiters.request[1]}`
   return {
     system,
     user,
