@@ -2,6 +2,7 @@
  * The gateway simulator in a process of its own (as `plot-engine simulate`), so that the benchmarks measure
  * the client side only, and a bare-SDK baseline and an engine built the way a host builds it.
  */
+import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Effect from "effect/Effect"
 import * as JSONSchema from "effect/JSONSchema"
@@ -117,4 +118,33 @@ export const sdkGenerate = (
     })
     return JSON.parse(response.output_text) as unknown
   }
+}
+
+/**
+ * The `@effect/ai-openai` client alone (as `Providers` configures it), asked for the same structured output
+ * with `LanguageModel.generateObject`: what the engine's provider client costs before the engine adds anything.
+ */
+export const effectAiGenerate = async (gateway: Gateway, modelId: string, request: PlotRequestInput) => {
+  const model = ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", modelId)
+  if (model._tag === "None") throw new Error(`unknown model ${modelId}`)
+  const runtime = ManagedRuntime.make(
+    Layer.scoped(
+      Providers.Providers,
+      Providers.make({ openai: { apiKey: Redacted.make("sk-bench-0123456789"), baseUrl: gateway.openaiBaseUrl } })
+    ).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  )
+  const probe = PromptBuilder.build(new PlotRequest(request), sampleProject, model.value)
+  const languageModel = await runtime.runPromise(
+    Effect.flatMap(Providers.Providers, (providers) =>
+      providers.languageModel("openai", modelId, { maxOutputTokens: probe.maxOutputTokens, temperature: probe.temperature }))
+  )
+  const generate = (i: number) => {
+    const built = PromptBuilder.build(new PlotRequest({ ...request, userPrompt: `${request.userPrompt} (${i})` }), sampleProject, model.value)
+    return runtime.runPromise(
+      LanguageModel.generateObject({ prompt: built.prompt, schema: PlotOutline, objectName: "plot_outline" }).pipe(
+        Effect.provideService(LanguageModel.LanguageModel, languageModel)
+      )
+    )
+  }
+  return { generate, dispose: () => runtime.dispose() }
 }

@@ -1,11 +1,12 @@
 /**
  * Benchmark `http-path`: `generate` through the real `@effect/ai-openai` client to the simulator (its own
  * process, loopback) at concurrency 1, 16 and 64, beside the official `openai` SDK sending the same request
- * (the same messages, output limit and JSON schema) with nothing around it. The ratio is the engine's cost.
+ * (the same messages, output limit and JSON schema) with nothing around it, and the `@effect/ai-openai` client
+ * alone making the call. The ratios say what the client costs and what the engine adds.
  */
 import * as Effect from "effect/Effect"
 import * as PlotGeneration from "../src/PlotGeneration.js"
-import { engineRuntime, percentile, pool, sdkGenerate, startGateway } from "./gateway.js"
+import { effectAiGenerate, engineRuntime, percentile, pool, sdkGenerate, startGateway } from "./gateway.js"
 
 const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
 const concurrencies = [1, 16, 64]
@@ -13,7 +14,7 @@ const requestsAt = (concurrency: number) => (concurrency === 1 ? 150 : 600)
 
 interface Row {
   readonly concurrency: number
-  readonly client: "engine" | "openai SDK"
+  readonly client: "engine" | "@effect/ai client alone" | "openai SDK"
   readonly requests: number
   readonly throughputPerSecond: number
   readonly p50Ms: number
@@ -43,25 +44,30 @@ export const run = async () => {
     // The model the engine chooses, and the same prompt for the bare SDK.
     const first = await engine(0)
     const bare = sdkGenerate(gateway, first.model, request)
-    // Warm both paths (JIT, connections, the engine's token cache).
+    const client = await effectAiGenerate(gateway, first.model, request)
+    // Warm every path (JIT, connections, the engine's token cache).
     await pool(100, 16, engine)
+    await pool(100, 16, client.generate)
     await pool(100, 16, bare)
 
     const rows: Array<Row> = []
     for (const concurrency of concurrencies) {
       const n = requestsAt(concurrency)
       rows.push(row(concurrency, "openai SDK", await pool(n, concurrency, bare)))
+      rows.push(row(concurrency, "@effect/ai client alone", await pool(n, concurrency, client.generate)))
       rows.push(row(concurrency, "engine", await pool(n, concurrency, engine)))
     }
-    const ratio = (concurrency: number) => {
-      const engineRow = rows.find((r) => r.concurrency === concurrency && r.client === "engine")!
+    await client.dispose()
+    const ratio = (concurrency: number, client: Row["client"]) => {
+      const clientRow = rows.find((r) => r.concurrency === concurrency && r.client === client)!
       const sdkRow = rows.find((r) => r.concurrency === concurrency && r.client === "openai SDK")!
-      return Number((engineRow.throughputPerSecond / sdkRow.throughputPerSecond).toFixed(3))
+      return Number((clientRow.throughputPerSecond / sdkRow.throughputPerSecond).toFixed(3))
     }
     return {
       model: first.model,
       rows,
-      throughputRatio: Object.fromEntries(concurrencies.map((c) => [`c${c}`, ratio(c)])),
+      throughputRatio: Object.fromEntries(concurrencies.map((c) => [`c${c}`, ratio(c, "engine")])),
+      clientAloneRatio: Object.fromEntries(concurrencies.map((c) => [`c${c}`, ratio(c, "@effect/ai client alone")])),
       target: "engine throughput >= 90 % of the bare SDK's at concurrency 16"
     }
   } finally {
