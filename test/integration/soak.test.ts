@@ -35,9 +35,13 @@ const generations = Number(process.env.SOAK_GENERATIONS ?? 2_000)
 const concurrency = Number(process.env.SOAK_CONCURRENCY ?? 16)
 const deadlineMillis = 10_000
 
-/** The seed's table with 20 ms delays (jitter kept), short timeouts, and a deadline per generation. */
+/**
+ * The seed's table with 20 ms delays (jitter kept), short timeouts, a deadline per generation, and 3 attempts,
+ * so that some generations run out of attempts and end as templates or typed failures too.
+ */
 const policy: RetryPolicy.Policy = {
   ...RetryPolicy.mapRules(RetryPolicy.defaults, (rule) => ({ ...rule, delay: "20 millis" })),
+  maxAttempts: 3,
   attemptTimeout: "2 seconds",
   deadline: `${deadlineMillis} millis`
 }
@@ -52,9 +56,9 @@ const anthropicQuota = {
 }
 
 type Outcome =
-  | { readonly _tag: "Content" | "Template"; readonly result: PlotResult; readonly millis: number }
-  | { readonly _tag: "TypedFailure"; readonly error: string; readonly millis: number }
-  | { readonly _tag: "Defect"; readonly cause: string; readonly millis: number }
+  | { readonly _tag: "Content" | "Template"; readonly result: PlotResult; readonly millis: number; readonly fallback: boolean }
+  | { readonly _tag: "TypedFailure"; readonly error: string; readonly millis: number; readonly fallback: boolean }
+  | { readonly _tag: "Defect"; readonly cause: string; readonly millis: number; readonly fallback: boolean }
 
 /** The sum of a counter over every tag set. */
 const counterTotal = (name: string) =>
@@ -100,11 +104,11 @@ it.scopedLive(`chaos soak: ${generations} generations over HTTP with the chaos f
         const exit = yield* Effect.exit(generation)
         const millis = performance.now() - startedAt
         return Exit.match(exit, {
-          onSuccess: (result): Outcome => ({ _tag: result.isTemplate ? "Template" : "Content", result, millis }),
+          onSuccess: (result): Outcome => ({ _tag: result.isTemplate ? "Template" : "Content", result, millis, fallback: options.useFallback }),
           onFailure: (cause): Outcome =>
             Cause.isFailType(cause)
-              ? { _tag: "TypedFailure", error: cause.error._tag, millis }
-              : { _tag: "Defect", cause: Cause.pretty(cause), millis }
+              ? { _tag: "TypedFailure", error: cause.error._tag, millis, fallback: options.useFallback }
+              : { _tag: "Defect", cause: Cause.pretty(cause), millis, fallback: options.useFallback }
         })
       })
     }
@@ -149,6 +153,11 @@ it.scopedLive(`chaos soak: ${generations} generations over HTTP with the chaos f
     expect(byTag("Defect").map((d) => d._tag === "Defect" && d.cause).slice(0, 3)).toEqual([])
     expect(outcomes.length).toBe(generations)
     expect(byTag("Content").length + byTag("Template").length + byTag("TypedFailure").length).toBe(generations)
+    // Three attempts are not always enough: some generations ran out, as templates where the fallback was on and
+    // typed failures where it was off (the chaos mix holds only transient faults).
+    expect(byTag("Template").length + byTag("TypedFailure").length).toBeGreaterThan(0)
+    expect(byTag("Template").every((o) => o.fallback)).toBe(true)
+    expect(byTag("TypedFailure").every((o) => !o.fallback)).toBe(true)
     // The deadline, plus the scheduler's share after it fires.
     expect(slowest).toBeLessThan(deadlineMillis + 500)
 
