@@ -7,7 +7,8 @@
 import * as Effect from "effect/Effect"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
-import { engineRuntime, percentile, pool, sdkGenerate, startGateway } from "./gateway.js"
+import { nthRequest, percentile } from "./fixtures.js"
+import { engineRuntime, pool, sdkGenerate, startGateway } from "./gateway.js"
 
 const requests = Number(process.env.FAULTS_REQUESTS ?? 400)
 const concurrency = 16
@@ -43,7 +44,7 @@ export const run = async () => {
     const engine = (i: number) =>
       runtime.runPromise(
         PlotGeneration.PlotGeneration.pipe(
-          Effect.flatMap((service) => service.generate({ ...request, userPrompt: `${request.userPrompt} (${i})` })),
+          Effect.flatMap((service) => service.generate(nthRequest(request, i))),
           Effect.map((result): Outcome => (result.isTemplate ? "template" : "content")),
           Effect.orElseSucceed((): Outcome => "failure")
         )

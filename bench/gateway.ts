@@ -22,7 +22,7 @@ import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as Providers from "../src/Providers.js"
 import type * as RetryPolicy from "../src/RetryPolicy.js"
-import { sampleProject } from "./fixtures.js"
+import { nthRequest, sampleProject } from "./fixtures.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 
@@ -88,9 +88,11 @@ export const pool = async <A>(n: number, concurrency: number, task: (i: number) 
   return { latencies, results, wallMillis: performance.now() - start }
 }
 
-export const percentile = (values: ReadonlyArray<number>, p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
+/** The prompt the engine builds for the `i`-th request on an OpenAI model, for the baselines to send. */
+const prompts = (modelId: string, request: PlotRequestInput) => {
+  const model = ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", modelId)
+  if (model._tag === "None") throw new Error(`unknown model ${modelId}`)
+  return (i: number) => PromptBuilder.build(new PlotRequest(nthRequest(request, i)), sampleProject, model.value)
 }
 
 /**
@@ -103,12 +105,11 @@ export const sdkGenerate = (
   request: PlotRequestInput,
   options: { readonly maxRetries?: number; readonly timeout?: number } = { maxRetries: 0 }
 ) => {
-  const model = ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", modelId)
-  if (model._tag === "None") throw new Error(`unknown model ${modelId}`)
+  const promptOf = prompts(modelId, request)
   const sdk = new OpenAI({ apiKey: "sk-bench-0123456789", baseURL: gateway.openaiBaseUrl, ...options })
   const schema = JSONSchema.make(PlotOutline) as unknown as Record<string, unknown>
   return async (i: number) => {
-    const built = PromptBuilder.build(new PlotRequest({ ...request, userPrompt: `${request.userPrompt} (${i})` }), sampleProject, model.value)
+    const built = promptOf(i)
     const response = await sdk.responses.create({
       model: modelId,
       input: [{ role: "system", content: built.system }, { role: "user", content: built.user }],
@@ -125,26 +126,23 @@ export const sdkGenerate = (
  * with `LanguageModel.generateObject`: what the engine's provider client costs before the engine adds anything.
  */
 export const effectAiGenerate = async (gateway: Gateway, modelId: string, request: PlotRequestInput) => {
-  const model = ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", modelId)
-  if (model._tag === "None") throw new Error(`unknown model ${modelId}`)
+  const promptOf = prompts(modelId, request)
   const runtime = ManagedRuntime.make(
     Layer.scoped(
       Providers.Providers,
       Providers.make({ openai: { apiKey: Redacted.make("sk-bench-0123456789"), baseUrl: gateway.openaiBaseUrl } })
     ).pipe(Layer.provide(NodeHttpClient.layerUndici))
   )
-  const probe = PromptBuilder.build(new PlotRequest(request), sampleProject, model.value)
+  const probe = promptOf(0)
   const languageModel = await runtime.runPromise(
     Effect.flatMap(Providers.Providers, (providers) =>
       providers.languageModel("openai", modelId, { maxOutputTokens: probe.maxOutputTokens, temperature: probe.temperature }))
   )
-  const generate = (i: number) => {
-    const built = PromptBuilder.build(new PlotRequest({ ...request, userPrompt: `${request.userPrompt} (${i})` }), sampleProject, model.value)
-    return runtime.runPromise(
-      LanguageModel.generateObject({ prompt: built.prompt, schema: PlotOutline, objectName: "plot_outline" }).pipe(
+  const generate = (i: number) =>
+    runtime.runPromise(
+      LanguageModel.generateObject({ prompt: promptOf(i).prompt, schema: PlotOutline, objectName: "plot_outline" }).pipe(
         Effect.provideService(LanguageModel.LanguageModel, languageModel)
       )
     )
-  }
   return { generate, dispose: () => runtime.dispose() }
 }

@@ -6,7 +6,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as PlotGeneration from "../src/PlotGeneration.js"
-import { effectAiGenerate, engineRuntime, percentile, pool, sdkGenerate, startGateway } from "./gateway.js"
+import { nthRequest, percentile } from "./fixtures.js"
+import { effectAiGenerate, engineRuntime, pool, sdkGenerate, startGateway } from "./gateway.js"
 
 const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
 const concurrencies = [1, 16, 64]
@@ -37,7 +38,7 @@ export const run = async () => {
     const engine = (i: number) =>
       runtime.runPromise(
         PlotGeneration.PlotGeneration.pipe(
-          Effect.flatMap((service) => service.generate({ ...request, userPrompt: `${request.userPrompt} (${i})` })),
+          Effect.flatMap((service) => service.generate(nthRequest(request, i))),
           Effect.filterOrDieMessage((result) => !result.isTemplate, "the benchmark's generation fell back to the template")
         )
       )

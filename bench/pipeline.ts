@@ -13,7 +13,7 @@ import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as Providers from "../src/Providers.js"
 import { largeProject } from "./context.js"
-import { sampleProject } from "./fixtures.js"
+import { nthRequest, sampleProject } from "./fixtures.js"
 
 /** A valid outline naming the sample project's people, as the model's whole answer. */
 export const answer = JSON.stringify({
@@ -65,11 +65,11 @@ const measure = (project: ProjectContext, label: string) =>
       Effect.provide(ProjectContextStore.layerMemory({ novel: project }))
     )
     const generate = (engine: PlotGeneration.Service) => (i: number) =>
-      engine.generate({ ...request, userPrompt: `${request.userPrompt} (${i})` }).pipe(
+      engine.generate(nthRequest(request, i)).pipe(
         Effect.filterOrDieMessage((result) => !result.isTemplate, "the benchmark's generation fell back to the template")
       )
     const bare = (i: number) =>
-      LanguageModel.generateText({ prompt: `${request.userPrompt} (${i})` }).pipe(
+      LanguageModel.generateText({ prompt: nthRequest(request, i).userPrompt }).pipe(
         Effect.provideService(LanguageModel.LanguageModel, model)
       )
 

@@ -14,6 +14,7 @@ import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import { generator } from "../src/simulator/Content.js"
 import * as InProcess from "../src/simulator/InProcess.js"
 import type { QuotaOptions } from "../src/simulator/Quotas.js"
+import { percentile } from "./fixtures.js"
 import { makeSeedRateLimiter } from "./seed-naive-limiter.js"
 import { runInVirtualTime } from "./virtual-time.js"
 
@@ -123,11 +124,6 @@ const variants: ReadonlyArray<Variant> = [
     make: () => Effect.succeed({ admit: (_, call) => call, onRateLimited: () => Effect.void, onResponse: () => Effect.void })
   }
 ]
-
-const percentile = (values: ReadonlyArray<number>, p: number) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
-}
 
 const runOne = (scenario: Scenario, variant: Variant) =>
   runInVirtualTime(Effect.gen(function*() {

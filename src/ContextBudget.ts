@@ -5,7 +5,8 @@
  *
  * Token counts come from gpt-tokenizer (the tokenizer `@effect/ai`'s `OpenAiTokenizer` wraps). Anthropic's
  * tokenizer has not been public since Claude 3, so Anthropic counts are the o200k count times a safety margin
- * that the reported usage corrects. Counts of unchanged texts are cached, so repeated generations over a project do not re-tokenize it.
+ * that the reported usage corrects. Counts of unchanged texts are cached, so repeated generations over a
+ * project do not re-tokenize it.
  *
  * @since 0.1.0
  */

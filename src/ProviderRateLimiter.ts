@@ -276,9 +276,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
     )
 
+  /** What a bucket holds now (taking nothing). */
+  const level = (state: KeyState, bucket: string, limit: number) =>
+    Effect.map(take(state, bucket, limit, 0), (result) => result.remaining)
+
   /** Gives tokens back to a bucket, never past its limit (the store would let it overflow and allow a burst). */
   const refund = (state: KeyState, bucket: string, limit: number, tokens: number) =>
-    Effect.flatMap(take(state, bucket, limit, 0), ({ remaining }) => {
+    Effect.flatMap(level(state, bucket, limit), (remaining) => {
       const back = Math.min(tokens, limit - remaining)
       return back > 0 ? take(state, bucket, limit, -back) : Effect.void
     })
@@ -404,7 +408,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         if (report.remaining !== undefined) {
           const limit = state.quota[field]!
           // What the local bucket holds now, then debt for what the provider says is not there.
-          const { remaining } = yield* take(state, bucket, limit, 0)
+          const remaining = yield* level(state, bucket, limit)
           if (report.remaining < remaining) yield* take(state, bucket, limit, remaining - report.remaining)
         }
       }
@@ -414,7 +418,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     Effect.forEach(map.values(), (s) =>
       Effect.map(
         Effect.forEach(bucketsOf(s.quota, { inputTokens: 0, outputTokens: 0 }), (b) =>
-          Effect.map(take(s, b.name, b.limit, 0), ({ remaining }) => [b.name, remaining] as const)),
+          Effect.map(level(s, b.name, b.limit), (remaining) => [b.name, remaining] as const)),
         (available): KeySnapshot => ({
           key: s.key,
           quota: s.quota,

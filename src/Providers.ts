@@ -137,11 +137,11 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
   // Every response's rate-limit headers go to the limiter, when there is one, so that it learns what is left.
   const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
   const observed = (provider: ProviderName) => (client: HttpClient.HttpClient) =>
-    Option.match(rateLimiter, {
-      onNone: () => boundedChunks(client),
+    boundedChunks(Option.match(rateLimiter, {
+      onNone: () => client,
       onSome: (limiter) =>
-        boundedChunks(HttpClient.tap(client, (response) => limiter.observe({ provider, model: "" }, response.headers)))
-    })
+        HttpClient.tap(client, (response) => limiter.observe({ provider, model: "" }, response.headers))
+    }))
   if (config.openai !== undefined) {
     const client = yield* OpenAiClient.make({
       apiKey: config.openai.apiKey,

@@ -7,9 +7,6 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
-import * as MetricState from "effect/MetricState"
-import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -25,6 +22,7 @@ import * as Providers from "../src/Providers.js"
 import * as GatewaySimulator from "../src/simulator/GatewaySimulator.js"
 import { type Answer, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
+import { counterTotal, engineOverSimulator } from "./utils/simulated.js"
 
 const quota = { requestsPerMinute: 50, inputTokensPerMinute: 40_000, outputTokensPerMinute: 8_000, maxConcurrent: 2 }
 const request = { projectId: "novel", userPrompt: "What happens at the Drowned Bell?", provider: "anthropic" as const }
@@ -43,16 +41,7 @@ const limiterState = Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (li
 )
 
 /** Calls to any model that ended interrupted. */
-const interruptedCalls = Effect.map(Metric.snapshot, (pairs) =>
-  pairs.reduce(
-    (sum, pair) =>
-      pair.metricKey.name === "plot_engine_provider_calls_total" &&
-        pair.metricKey.tags.some((tag) => tag.key === "outcome" && tag.value === "interrupted") &&
-        MetricState.isCounterState(pair.metricState)
-        ? sum + Number(pair.metricState.count)
-        : sum,
-    0
-  ))
+const interruptedCalls = counterTotal("plot_engine_provider_calls_total", { outcome: "interrupted" })
 
 describe("interrupting a generation", () => {
   it.effect("mid-call gives back the permit and the output it reserved; the prompt stays counted", () =>
@@ -154,16 +143,7 @@ describe("interrupting a generation over HTTP", () => {
           const simulator = yield* GatewaySimulator.GatewaySimulator
           const key = `sk-interrupt-${provider}-${streamed}-0123456789`
           yield* simulator.script(key, ["hang"])
-          const providers = yield* Providers.make({
-            [provider]: {
-              apiKey: Redacted.make(key),
-              baseUrl: provider === "openai" ? simulator.openaiBaseUrl : simulator.anthropicBaseUrl
-            }
-          })
-          const engineService = yield* PlotGeneration.make().pipe(
-            Effect.provideService(Providers.Providers, providers),
-            Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
-          )
+          const engineService = yield* engineOverSimulator({ [provider]: key })
           const events: Array<GenerationEvent> = []
           const fiber = yield* Effect.fork(
             streamed

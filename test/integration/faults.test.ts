@@ -9,17 +9,13 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type { GenerationEvent, ProviderName } from "../../src/Domain.js"
-import * as PlotGeneration from "../../src/PlotGeneration.js"
-import * as ProjectContextStore from "../../src/ProjectContextStore.js"
-import * as Providers from "../../src/Providers.js"
 import * as RetryPolicy from "../../src/RetryPolicy.js"
 import type { ScriptStep } from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 import * as TemplateGenerator from "../../src/TemplateGenerator.js"
-import { sampleProject } from "../utils/fixtures.js"
+import { engineOverSimulator } from "../utils/simulated.js"
 
 /** The seed's table with its delays cut to 10 ms, and short timeouts. */
 const fastPolicy: RetryPolicy.Policy = {
@@ -39,12 +35,7 @@ const scriptedEngine = (provider: ProviderName, steps: ReadonlyArray<ScriptStep>
     const simulator = yield* GatewaySimulator.GatewaySimulator
     const key = `sk-fault-${provider}-${++keyCount}-0123456789`
     yield* simulator.script(key, steps)
-    const settings = { apiKey: Redacted.make(key), baseUrl: provider === "openai" ? simulator.openaiBaseUrl : simulator.anthropicBaseUrl }
-    const providers = yield* Providers.make({ [provider]: settings })
-    const engine = yield* PlotGeneration.make({ retryPolicy: fastPolicy }).pipe(
-      Effect.provideService(Providers.Providers, providers),
-      Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
-    )
+    const engine = yield* engineOverSimulator({ [provider]: key }, { retryPolicy: fastPolicy })
     const before = (yield* simulator.stats).requests
     const attempts = Effect.map(simulator.stats, (stats) => stats.requests - before)
     return { engine, attempts }

@@ -10,17 +10,13 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import { inspect } from "node:util"
-import * as PlotGeneration from "../../src/PlotGeneration.js"
-import * as ProjectContextStore from "../../src/ProjectContextStore.js"
-import * as Providers from "../../src/Providers.js"
 import * as RetryPolicy from "../../src/RetryPolicy.js"
 import { type FaultKind, faultKinds } from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 import * as Telemetry from "../../src/Telemetry.js"
-import { sampleProject } from "../utils/fixtures.js"
+import { engineOverSimulator } from "../utils/simulated.js"
 
 const keys = { openai: "sk-proj-SECRETopenai0123456789abcdef", anthropic: "sk-ant-api03-SECRETanthropic0123456789" }
 /** Distinctive pieces of the keys: none may appear anywhere, even in part. */
@@ -41,14 +37,7 @@ describe("secrets", () => {
     })
     return Effect.gen(function*() {
       const simulator = yield* GatewaySimulator.GatewaySimulator
-      const providers = yield* Providers.make({
-        openai: { apiKey: Redacted.make(keys.openai), baseUrl: simulator.openaiBaseUrl },
-        anthropic: { apiKey: Redacted.make(keys.anthropic), baseUrl: simulator.anthropicBaseUrl }
-      })
-      const engine = yield* PlotGeneration.make({ retryPolicy: fastPolicy }).pipe(
-        Effect.provideService(Providers.Providers, providers),
-        Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
-      )
+      const engine = yield* engineOverSimulator(keys, { retryPolicy: fastPolicy })
       const seen: Array<string> = []
       const kinds: ReadonlyArray<FaultKind> = faultKinds.filter((k) => k !== "hang")
       for (const provider of ["openai", "anthropic"] as const) {

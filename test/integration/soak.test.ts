@@ -15,21 +15,15 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Metric from "effect/Metric"
-import * as MetricState from "effect/MetricState"
-import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Supervisor from "effect/Supervisor"
 import type { PlotResult, ProviderName } from "../../src/Domain.js"
-import * as PlotGeneration from "../../src/PlotGeneration.js"
-import * as ProjectContextStore from "../../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
-import * as Providers from "../../src/Providers.js"
 import * as RetryPolicy from "../../src/RetryPolicy.js"
 import * as Faults from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
-import { sampleProject } from "../utils/fixtures.js"
+import { counterTotal, engineOverSimulator } from "../utils/simulated.js"
 
 const generations = Number(process.env.SOAK_GENERATIONS ?? 2_000)
 const concurrency = Number(process.env.SOAK_CONCURRENCY ?? 16)
@@ -60,26 +54,13 @@ type Outcome =
   | { readonly _tag: "TypedFailure"; readonly error: string; readonly millis: number; readonly fallback: boolean }
   | { readonly _tag: "Defect"; readonly cause: string; readonly millis: number; readonly fallback: boolean }
 
-/** The sum of a counter over every tag set. */
-const counterTotal = (name: string) =>
-  Effect.map(Metric.snapshot, (pairs) =>
-    pairs.reduce(
-      (sum, pair) =>
-        pair.metricKey.name === name && MetricState.isCounterState(pair.metricState) ? sum + Number(pair.metricState.count) : sum,
-      0
-    ))
-
 it.scopedLive(`chaos soak: ${generations} generations over HTTP with the chaos fault mix`, () =>
   Effect.gen(function*() {
     const simulator = yield* GatewaySimulator.GatewaySimulator
     const limiter = yield* ProviderRateLimiter.ProviderRateLimiter
-    const providers = yield* Providers.make({
-      openai: { apiKey: Redacted.make("sk-soak-openai-0123456789"), baseUrl: simulator.openaiBaseUrl },
-      anthropic: { apiKey: Redacted.make("sk-ant-soak-0123456789"), baseUrl: simulator.anthropicBaseUrl }
-    })
-    const engine = yield* PlotGeneration.make({ retryPolicy: policy, circuitBreaker: { cooldown: "200 millis" } }).pipe(
-      Effect.provideService(Providers.Providers, providers),
-      Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
+    const engine = yield* engineOverSimulator(
+      { openai: "sk-soak-openai-0123456789", anthropic: "sk-ant-soak-0123456789" },
+      { retryPolicy: policy, circuitBreaker: { cooldown: "200 millis" } }
     )
     const callsBefore = yield* counterTotal("plot_engine_provider_calls_total")
 
