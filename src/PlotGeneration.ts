@@ -27,7 +27,6 @@ import {
   type GenerateOptions,
   GenerationMetrics,
   type GenerationEvent,
-  PlotOutline,
   PlotRequest,
   type PlotRequestInput,
   PlotResult,
@@ -213,6 +212,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const store = yield* ProjectContextStore
   const catalog = options.catalog ?? ModelCatalog.defaultCatalog
   const policy = options.retryPolicy ?? RetryPolicy.defaults
+  const attemptTimeoutMillis = Duration.toMillis(policy.attemptTimeout)
+  const deadlineMillis = Duration.toMillis(policy.deadline)
   const breaker = yield* CircuitBreaker.make(options.circuitBreaker)
   const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
   const alerts = yield* Effect.serviceOption(Alerts.Alerts)
@@ -331,12 +332,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
         Effect.fail(Errors.classify(error, { provider: target.provider, model: target.id, nowMillis })))
     if (emit === undefined) {
-      return model.generateObject({ prompt: prompt.prompt, schema: PlotOutline, objectName: "plot_outline" }).pipe(
+      return model.generateObject({ prompt: prompt.prompt, schema: ResponseParser.structuredOutline, objectName: "plot_outline" }).pipe(
         Effect.catchAll(classifyAt),
-        Effect.map((response) => ({
-          parsed: ResponseParser.fromOutline(response.value, request, context),
-          usage: usageOf(response.usage)
-        }))
+        Effect.flatMap((response) =>
+          Either.match(ResponseParser.parseStructured(response.value, response.text, request, context), {
+            onLeft: Effect.fail,
+            onRight: (parsed) => Effect.succeed({ parsed, usage: usageOf(response.usage) })
+          })
+        )
       )
     }
     return Effect.gen(function*() {
@@ -378,20 +381,31 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   }
 
   /**
-   * The whole fallback chain for a selection: an `ExecutionPlan` with a step per model, one retry schedule
-   * shared by every step (so retries never multiply across hops), one attempt budget and one deadline.
+   * The whole fallback chain for a selection: the first attempt, then, only if it fails, an `ExecutionPlan`
+   * with a step per model and one retry schedule shared by every step (so retries never multiply across hops);
+   * one attempt budget and one deadline over all of it. A generation that succeeds at once builds neither the
+   * plan nor the schedule, and runs under one timer (its attempt's, cut to the deadline when that is nearer).
    */
   const runChain = Effect.fnUntraced(function*(
     request: PlotRequest,
     selection: Selection,
     prepareFor: (model: ModelCatalog.ModelInfo, reducedBudget: number | undefined) => Prepared,
     emit: Emit,
-    streaming: boolean
+    streaming: boolean,
+    logAnnotations: Readonly<Record<string, string>>
   ) {
     const chain = request.model === undefined
       ? ModelSelector.fallbackChain(selection.model, { catalog, providers: providers.configured })
       : [selection.model]
     const run: ChainRun = { attempts: 0, lastStep: -1, lastError: undefined, rateLimitErrors: 0, reduced: new Map(), warnings: [] }
+    const deadlineAt = (yield* Clock.currentTimeMillis) + deadlineMillis
+    const pastDeadline = (target: ModelCatalog.ModelInfo) =>
+      new Errors.TimeoutError({
+        provider: target.provider,
+        model: target.id,
+        detail: `the generation did not finish within its deadline of ${Duration.format(policy.deadline)}`
+      })
+    const lastTarget = () => chain[Math.max(0, run.lastStep)]!
 
     const attemptOn = (step: ChainStep["Type"]) => Effect.gen(function*() {
       const target = step.model
@@ -432,18 +446,25 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         maxOutputTokens: prepared.prompt.maxOutputTokens,
         temperature: prepared.prompt.temperature
       }).pipe(Effect.orDie)
-      const call = callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
-        Effect.timeoutFail({
-          duration: policy.attemptTimeout,
-          onTimeout: () =>
-            new Errors.TimeoutError({
-              provider: target.provider,
-              model: target.id,
-              detail: `no answer within the attempt timeout of ${Duration.format(policy.attemptTimeout)}`
-            })
-        })
-      )
-      const outcome = yield* admitted(target, prepared, call).pipe(
+      // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to
+      // the deadline when that comes first; a call that would start at the deadline is not sent.
+      const call = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const remaining = deadlineAt - now
+        if (remaining <= 0) return Effect.fail(pastDeadline(target))
+        return callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
+          Effect.timeoutFail({
+            duration: Math.min(attemptTimeoutMillis, remaining),
+            onTimeout: () =>
+              remaining < attemptTimeoutMillis ? pastDeadline(target) : new Errors.TimeoutError({
+                provider: target.provider,
+                model: target.id,
+                detail: `no answer within the attempt timeout of ${Duration.format(policy.attemptTimeout)}`
+              })
+          }),
+          Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
+        )
+      })
+      const outcome = yield* admitted(target, prepared, call, deadlineAt, pastDeadline).pipe(
         Effect.tapError((error) => onAttemptFailure(run, target, prepared, error, emit)),
         Effect.onInterrupt(() => breaker.release(key))
       )
@@ -456,50 +477,59 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       return { outcome, model: target, prepared }
     })
     // One span per attempt, with the GenAI semantic-convention attributes, and logs that say which model.
-    const attempt = Effect.flatMap(ChainStep, (step) =>
+    const attempt = (step: ChainStep["Type"]) =>
       attemptOn(step).pipe(
-        Effect.annotateLogs({ provider: step.model.provider, model: step.model.id }),
-        Effect.withSpan("PlotGeneration.attempt")
-      ))
+        Effect.annotateLogs({ ...logAnnotations, provider: step.model.provider, model: step.model.id }),
+        Effect.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
+      )
 
-    const retries = yield* RetryPolicy.make(policy, Effect.sync(() => run.attempts < policy.maxAttempts))
-    const schedule = retries.pipe(
-      Schedule.tapOutput((retry) => {
-        const error = retry.error
-        const target = "provider" in error ? `${error.provider}/${error.model}` : modelKey(chain[Math.max(0, run.lastStep)]!)
-        const [provider, model] = target.split("/") as [ProviderName, string]
-        return emit({
-          _tag: "Retrying",
-          provider,
-          model,
-          errorType: Errors.errorType(error),
-          message: Errors.userMessage(error),
-          attempt: run.attempts + 1,
-          delayMs: Duration.toMillis(retry.delay)
-        })
-      })
-    )
-    // A hop starts at once (`Schedule.once` lets the previous step's failure through without a delay), then
-    // follows the shared schedule; `while` decides whether a step may run at all after that failure.
-    const step = (model: ModelCatalog.ModelInfo, index: number) => ({
-      provide: Layer.succeed(ChainStep, { index, model }),
-      schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
-      while: (error: RetryPolicy.RetryableError) => canRunOn(model, error, run)
-    })
-    const [first, ...rest] = chain
-    const plan = ExecutionPlan.make(step(first!, 0), ...rest.map((model, i) => step(model, i + 1)))
-    const deadline = Duration.format(policy.deadline)
-    const done = yield* attempt.pipe(
-      Effect.withExecutionPlan(plan),
-      Effect.timeoutFail({
-        duration: policy.deadline,
-        onTimeout: () =>
-          new Errors.TimeoutError({
-            provider: chain[Math.max(0, run.lastStep)]!.provider,
-            model: chain[Math.max(0, run.lastStep)]!.id,
-            detail: `the generation did not finish within its deadline of ${deadline}`
+    /** The rest of the chain after the first attempt failed: retries and hops, until the deadline. */
+    const afterFailure = (firstFailure: RetryPolicy.RetryableError) =>
+      Effect.gen(function*() {
+        const retries = yield* RetryPolicy.make(policy, Effect.sync(() => run.attempts < policy.maxAttempts))
+        const schedule = retries.pipe(
+          Schedule.tapOutput((retry) => {
+            const error = retry.error
+            const target = "provider" in error ? `${error.provider}/${error.model}` : modelKey(lastTarget())
+            const [provider, model] = target.split("/") as [ProviderName, string]
+            return emit({
+              _tag: "Retrying",
+              provider,
+              model,
+              errorType: Errors.errorType(error),
+              message: Errors.userMessage(error),
+              attempt: run.attempts + 1,
+              delayMs: Duration.toMillis(retry.delay)
+            })
           })
-      }),
+        )
+        // A hop starts at once (`Schedule.once` lets the previous step's failure through without a delay), then
+        // follows the shared schedule; `while` decides whether a step may run at all after that failure.
+        const step = (model: ModelCatalog.ModelInfo, index: number) => ({
+          provide: Layer.succeed(ChainStep, { index, model }),
+          schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
+          while: (error: RetryPolicy.RetryableError) => canRunOn(model, error, run)
+        })
+        const [first, ...rest] = chain
+        const plan = ExecutionPlan.make(step(first!, 0), ...rest.map((model, i) => step(model, i + 1)))
+        // The plan's first step starts from the first attempt's failure (it has already run), so that the
+        // schedule decides on it exactly as if the plan had made that attempt itself.
+        let replay: RetryPolicy.RetryableError | undefined = firstFailure
+        const planned = Effect.suspend(() => {
+          if (replay === undefined) return Effect.flatMap(ChainStep, attempt)
+          const failure = replay
+          replay = undefined
+          return Effect.fail(failure)
+        })
+        const remaining = deadlineAt - (yield* Clock.currentTimeMillis)
+        return yield* planned.pipe(
+          Effect.withExecutionPlan(plan),
+          Effect.timeoutFail({ duration: Math.max(0, remaining), onTimeout: () => pastDeadline(lastTarget()) })
+        )
+      })
+
+    const done = yield* attempt({ index: 0, model: chain[0]! }).pipe(
+      Effect.catchAll(afterFailure),
       Effect.mapError((error) => ({ error, run }))
     )
     return { ...done, run }
@@ -529,25 +559,29 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   /**
    * A call through the rate limiter, when one is provided: admitted with the estimate (prompt tokens and the
-   * output limit), reconciled however it ends (the reported usage, or no output when it failed or was cut
-   * off); a provider 429 pauses every caller of the key. Every call sent is counted by outcome.
+   * output limit) no later than the deadline, reconciled however it ends (the reported usage, or no output when
+   * it failed or was cut off); a provider 429 pauses every caller of the key.
    */
   const admitted = (
     target: ModelCatalog.ModelInfo,
     prepared: Prepared,
-    call: Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError>
-  ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> => {
-    const limiterTarget = { provider: target.provider, model: target.id }
-    const counted = call.pipe(Effect.onExit((exit) => Telemetry.recordProviderCall(limiterTarget, exit)))
-    return Option.match(rateLimiter, {
-      onNone: () => counted,
-      onSome: (limiter) =>
-        Effect.scoped(Effect.gen(function*() {
+    call: Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError>,
+    deadlineAt: number,
+    pastDeadline: (target: ModelCatalog.ModelInfo) => Errors.TimeoutError
+  ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> =>
+    Option.match(rateLimiter, {
+      onNone: () => call,
+      onSome: (limiter) => {
+        const limiterTarget = { provider: target.provider, model: target.id }
+        return Effect.scoped(Effect.gen(function*() {
           const admission = yield* limiter.admit(limiterTarget, {
             inputTokens: prepared.inputTokens,
             outputTokens: prepared.prompt.maxOutputTokens
-          }).pipe(Effect.withSpan("ProviderRateLimiter.admit"))
-          return yield* counted.pipe(
+          }, { until: deadlineAt }).pipe(
+            Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(target))),
+            Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+          )
+          return yield* call.pipe(
             Effect.onExit((exit) =>
               admission.reconcile(
                 Exit.isSuccess(exit)
@@ -563,8 +597,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               : Effect.void
           )
         )
+      }
     })
-  }
 
   /** Books a failed attempt: the breaker, the reduced context after a context-length rejection, the error. */
   const onAttemptFailure = (
@@ -646,8 +680,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
     const useFallback = generateOptions.useFallback ?? true
     const finishedIn = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
-    return yield* runChain(request, selection, prepareFor, emit, streaming).pipe(
-      Effect.annotateLogs({ requestId, projectId: request.projectId }),
+    return yield* runChain(request, selection, prepareFor, emit, streaming, { requestId, projectId: request.projectId }).pipe(
       Effect.flatMap(({ model, outcome, prepared, run }) =>
         Effect.map(finishedIn, (durationMs) => ({
           rateLimitErrors: run.rateLimitErrors,

@@ -21,13 +21,15 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { RedisOptions } from "ioredis"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import type { ProviderName } from "./Domain.js"
-import { QuotaExhaustedError, RateLimitError } from "./Errors.js"
+import { QuotaExhaustedError, RateLimitError, TimeoutError } from "./Errors.js"
+import * as Metrics from "./internal/metrics.js"
 import * as Wire from "./internal/wire.js"
 
 // =============================================================================
@@ -84,6 +86,21 @@ export interface Target {
 }
 
 /**
+ * How long a caller will wait to be admitted.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface AdmitOptions {
+  /**
+   * The caller's own deadline (epoch milliseconds). When it comes before the queue timeout, a wait that cannot
+   * end by then fails with a `TimeoutError`: at once when the wait is known (the budgets, a closed gate), at the
+   * deadline when queued for a permit.
+   */
+  readonly until?: number | undefined
+}
+
+/**
  * An admitted request; `reconcile` replaces the estimate with what the provider reported.
  *
  * @since 0.1.0
@@ -125,8 +142,9 @@ export interface Service {
   /** Waits for a permit and for the budgets, in arrival order; the permit is held for the scope. */
   readonly admit: (
     target: Target,
-    estimate: Estimate
-  ) => Effect.Effect<Admission, RateLimitError | QuotaExhaustedError, Scope.Scope>
+    estimate: Estimate,
+    options?: AdmitOptions
+  ) => Effect.Effect<Admission, RateLimitError | QuotaExhaustedError | TimeoutError, Scope.Scope>
   /** A provider 429: closes the key's gate for every caller for `millis` (and, adaptive, lowers the limits). */
   readonly pause: (target: Target, millis: number) => Effect.Effect<void>
   /** Rate-limit headers of a response: lower the local budget when the provider reports less left. */
@@ -168,9 +186,9 @@ const window = Duration.minutes(1)
  * @since 0.1.0
  * @category Metrics
  */
-export const queueDepth = Metric.gauge("plot_engine_limiter_queue_depth", {
+export const queueDepth = Metrics.fromKey(MetricKey.gauge("plot_engine_limiter_queue_depth", {
   description: "Requests waiting for admission"
-})
+}))
 
 /**
  * How long admissions waited, in milliseconds, tagged `key`.
@@ -178,11 +196,11 @@ export const queueDepth = Metric.gauge("plot_engine_limiter_queue_depth", {
  * @since 0.1.0
  * @category Metrics
  */
-export const waitTime = Metric.histogram(
+export const waitTime = Metrics.fromKey(MetricKey.histogram(
   "plot_engine_limiter_wait_ms",
   MetricBoundaries.exponential({ start: 10, factor: 4, count: 10 }),
   "How long admissions waited for the rate limiter"
-)
+))
 
 interface KeyState {
   readonly key: string
@@ -293,7 +311,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const localError = (target: Target, detail: string) =>
     new RateLimitError({ provider: target.provider, model: target.model, local: true, shouldRetry: false, detail })
 
-  const admit = (target: Target, estimate: Estimate) =>
+  const admit = (target: Target, estimate: Estimate, options?: AdmitOptions) =>
     Effect.gen(function*() {
       const state = yield* stateOf(target)
       const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
@@ -305,11 +323,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           detail: `the request needs ${tooLarge.tokens} of a ${tooLarge.name} budget of ${tooLarge.limit}: it can never be admitted`
         })
       }
-      const deadline = (yield* Clock.currentTimeMillis) + queueTimeoutMillis
-      const timedOut = localError(
-        target,
-        `waited longer than the queue timeout of ${Duration.format(Duration.millis(queueTimeoutMillis))}`
-      )
+      const queueDeadline = (yield* Clock.currentTimeMillis) + queueTimeoutMillis
+      const callerFirst = options?.until !== undefined && options.until < queueDeadline
+      const deadline = callerFirst ? options!.until! : queueDeadline
+      const timedOut = callerFirst
+        ? new TimeoutError({ provider: target.provider, model: target.model, detail: "the caller's deadline came before a permit and budget" })
+        : localError(target, `waited longer than the queue timeout of ${Duration.format(Duration.millis(queueTimeoutMillis))}`)
       const reserved = estimate
       const wait = Effect.gen(function*() {
         // 1. A concurrency permit, in arrival order, held until the scope closes. Only a waiter that has to
@@ -347,11 +366,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         yield* Effect.sleep(delay).pipe(Effect.onInterrupt(() => giveBack(state, reserved)))
       })
       const queuedAt = yield* Clock.currentTimeMillis
-      const depth = Metric.tagged(queueDepth, "key", state.key)
+      const depth = Metrics.tagged(queueDepth, { key: state.key })
       state.queued++
       yield* Metric.incrementBy(depth, 1)
       yield* wait.pipe(Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1))))
-      yield* Metric.update(Metric.tagged(waitTime, "key", state.key), (yield* Clock.currentTimeMillis) - queuedAt)
+      yield* Metric.update(Metrics.tagged(waitTime, { key: state.key }), (yield* Clock.currentTimeMillis) - queuedAt)
       yield* Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
       return {
         reconcile: (usage: Estimate) =>

@@ -101,6 +101,25 @@ const fromFactories = (factories: Partial<Record<ProviderName, ModelFactory>>): 
 }
 
 /** The most bytes of a response body handed on at once; see `boundedChunks`. */
+/**
+ * The clients' language models are stateless (the HTTP client and the parameters, fixed when made), so one
+ * is made per model and parameters and kept: making one per attempt cost tens of microseconds. A few hundred
+ * kinds at most; past that the memory starts again.
+ */
+const remembered = (factory: ModelFactory): ModelFactory => {
+  const models = new Map<string, LanguageModel.Service>()
+  return (model, parameters) => {
+    const key = `${model}\u0000${parameters.maxOutputTokens}\u0000${parameters.temperature ?? ""}`
+    const known = models.get(key)
+    if (known !== undefined) return Effect.succeed(known)
+    return Effect.tap(factory(model, parameters), (service) =>
+      Effect.sync(() => {
+        if (models.size >= 256) models.clear()
+        models.set(key, service)
+      }))
+  }
+}
+
 const maxChunkBytes = 1_024
 
 /**
@@ -148,14 +167,14 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
       apiUrl: config.openai.baseUrl,
       transformClient: observed("openai")
     })
-    factories.openai = (model, parameters) =>
+    factories.openai = remembered((model, parameters) =>
       OpenAiLanguageModel.make({
         model,
         config: {
           max_output_tokens: parameters.maxOutputTokens,
           ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
         }
-      }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
+      }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client)))
   }
   if (config.anthropic !== undefined) {
     const client = yield* AnthropicClient.make({
@@ -163,14 +182,14 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
       apiUrl: config.anthropic.baseUrl,
       transformClient: observed("anthropic")
     })
-    factories.anthropic = (model, parameters) =>
+    factories.anthropic = remembered((model, parameters) =>
       AnthropicLanguageModel.make({
         model,
         config: {
           max_tokens: parameters.maxOutputTokens,
           ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
         }
-      }).pipe(Effect.provideService(AnthropicClient.AnthropicClient, client))
+      }).pipe(Effect.provideService(AnthropicClient.AnthropicClient, client)))
   }
   return fromFactories(factories)
 })

@@ -17,11 +17,15 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as Option from "effect/Option"
 import type { PlotResult } from "./Domain.js"
 import * as Errors from "./Errors.js"
+import * as Metrics from "./internal/metrics.js"
 import * as Wire from "./internal/wire.js"
+
+const tagged = Metrics.tagged
 
 /**
  * Generations, tagged `outcome` (`success`, `template`, `failure`), `provider` and `model`.
@@ -29,10 +33,10 @@ import * as Wire from "./internal/wire.js"
  * @since 0.1.0
  * @category Metrics
  */
-export const generations = Metric.counter("plot_engine_generations_total", {
+export const generations = Metrics.fromKey(MetricKey.counter("plot_engine_generations_total", {
   description: "Plot generations, by outcome",
   incremental: true
-})
+}))
 
 /**
  * How long generations took, in milliseconds.
@@ -40,29 +44,29 @@ export const generations = Metric.counter("plot_engine_generations_total", {
  * @since 0.1.0
  * @category Metrics
  */
-export const generationDuration = Metric.histogram(
+export const generationDuration = Metrics.fromKey(MetricKey.histogram(
   "plot_engine_generation_duration_ms",
   MetricBoundaries.exponential({ start: 100, factor: 2, count: 12 }),
   "Generation duration in milliseconds"
-)
+))
 
 /**
  * @since 0.1.0
  * @category Metrics
  */
-export const inputTokens = Metric.counter("plot_engine_input_tokens_total", {
+export const inputTokens = Metrics.fromKey(MetricKey.counter("plot_engine_input_tokens_total", {
   description: "Prompt tokens the providers reported",
   incremental: true
-})
+}))
 
 /**
  * @since 0.1.0
  * @category Metrics
  */
-export const outputTokens = Metric.counter("plot_engine_output_tokens_total", {
+export const outputTokens = Metrics.fromKey(MetricKey.counter("plot_engine_output_tokens_total", {
   description: "Output tokens the providers reported",
   incremental: true
-})
+}))
 
 /**
  * Retries across fallback chains.
@@ -70,7 +74,7 @@ export const outputTokens = Metric.counter("plot_engine_output_tokens_total", {
  * @since 0.1.0
  * @category Metrics
  */
-export const retries = Metric.counter("plot_engine_retries_total", { description: "Retried attempts", incremental: true })
+export const retries = Metrics.fromKey(MetricKey.counter("plot_engine_retries_total", { description: "Retried attempts", incremental: true }))
 
 /**
  * Calls sent to a provider, tagged `provider`, `model` and `outcome` (`success`, an error type, or
@@ -79,10 +83,10 @@ export const retries = Metric.counter("plot_engine_retries_total", { description
  * @since 0.1.0
  * @category Metrics
  */
-export const providerCalls = Metric.counter("plot_engine_provider_calls_total", {
+export const providerCalls = Metrics.fromKey(MetricKey.counter("plot_engine_provider_calls_total", {
   description: "Calls sent to a provider, by outcome",
   incremental: true
-})
+}))
 
 /**
  * Failures, tagged `error_type` (the seed's enum), whether retried or final.
@@ -90,16 +94,16 @@ export const providerCalls = Metric.counter("plot_engine_provider_calls_total", 
  * @since 0.1.0
  * @category Metrics
  */
-export const errors = Metric.counter("plot_engine_errors_total", { description: "Failures by type", incremental: true })
+export const errors = Metrics.fromKey(MetricKey.counter("plot_engine_errors_total", { description: "Failures by type", incremental: true }))
 
 /**
  * @since 0.1.0
  * @category Metrics
  */
-export const templateFallbacks = Metric.counter("plot_engine_template_fallbacks_total", {
+export const templateFallbacks = Metrics.fromKey(MetricKey.counter("plot_engine_template_fallbacks_total", {
   description: "Results built by the template generator",
   incremental: true
-})
+}))
 
 /**
  * The estimated cost of generations, in USD (unknown prices add nothing).
@@ -107,26 +111,7 @@ export const templateFallbacks = Metric.counter("plot_engine_template_fallbacks_
  * @since 0.1.0
  * @category Metrics
  */
-export const costUsd = Metric.counter("plot_engine_cost_usd_total", { description: "Estimated cost in USD", incremental: true })
-
-/** Tagged metrics are built once per metric and tag set: a generation records several, and building costs. */
-const taggedCache = new WeakMap<object, Map<string, unknown>>()
-
-const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Record<string, string>): M => {
-  let byTags = taggedCache.get(metric)
-  if (byTags === undefined) {
-    byTags = new Map()
-    taggedCache.set(metric, byTags)
-  }
-  const key = Object.entries(tags).map(([k, v]) => `${k}\u0000${v}`).join("\u0001")
-  let cached = byTags.get(key) as M | undefined
-  if (cached === undefined) {
-    cached = Object.entries(tags).reduce<Metric.Metric<any, any, any>>((m, [k, v]) => Metric.tagged(m, k, v), metric) as M
-    // A bounded cache: tag values come from a small set (providers, models, outcomes, error types).
-    if (byTags.size < 10_000) byTags.set(key, cached)
-  }
-  return cached
-}
+export const costUsd = Metrics.fromKey(MetricKey.counter("plot_engine_cost_usd_total", { description: "Estimated cost in USD", incremental: true }))
 
 /**
  * Records a finished generation.
@@ -136,15 +121,15 @@ const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Record<
  */
 export const recordResult = (result: PlotResult): Effect.Effect<void> => {
   const tags = { provider: result.provider, model: result.model }
-  return Effect.all([
-    Metric.increment(tagged(generations, { ...tags, outcome: result.isTemplate ? "template" : "success" })),
-    Metric.update(tagged(generationDuration, tags), result.durationMs),
-    Metric.incrementBy(tagged(inputTokens, tags), result.usage.inputTokens),
-    Metric.incrementBy(tagged(outputTokens, tags), result.usage.outputTokens),
-    Metric.incrementBy(tagged(retries, tags), result.retryCount),
-    result.isTemplate ? Metric.increment(templateFallbacks) : Effect.void,
-    result.estimatedCostUsd === null ? Effect.void : Metric.incrementBy(tagged(costUsd, tags), result.estimatedCostUsd)
-  ], { discard: true })
+  return Metrics.record((labels) => {
+    tagged(generations, { ...tags, outcome: result.isTemplate ? "template" : "success" }).unsafeUpdate(1, labels)
+    tagged(generationDuration, tags).unsafeUpdate(result.durationMs, labels)
+    tagged(inputTokens, tags).unsafeUpdate(result.usage.inputTokens, labels)
+    tagged(outputTokens, tags).unsafeUpdate(result.usage.outputTokens, labels)
+    tagged(retries, tags).unsafeUpdate(result.retryCount, labels)
+    if (result.isTemplate) templateFallbacks.unsafeUpdate(1, labels)
+    if (result.estimatedCostUsd !== null) tagged(costUsd, tags).unsafeUpdate(result.estimatedCostUsd, labels)
+  })
 }
 
 /**
