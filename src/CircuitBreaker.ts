@@ -8,7 +8,7 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as SynchronizedRef from "effect/SynchronizedRef"
+import * as Ref from "effect/Ref"
 
 /**
  * @since 0.1.0
@@ -70,20 +70,23 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
   Effect.gen(function*() {
     const threshold = options.threshold ?? 10
     const cooldownMillis = Duration.toMillis(options.cooldown ?? "30 seconds")
-    const entries = yield* SynchronizedRef.make(new Map<string, Entry>())
+    const entries = yield* Ref.make<ReadonlyMap<string, Entry>>(new Map())
 
-    const current = (map: Map<string, Entry>, key: string, now: number): Entry => {
+    const current = (map: ReadonlyMap<string, Entry>, key: string, now: number): Entry => {
       const entry = map.get(key) ?? closed
       return entry.state === "open" && now - entry.openedAt >= cooldownMillis
         ? { ...entry, state: "half_open", probing: false }
         : entry
     }
 
+    // The map is replaced, never changed in place, and only when an entry changes (most calls find a closed
+    // circuit and leave it closed).
     const update = <A>(key: string, f: (entry: Entry, now: number) => readonly [A, Entry]) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        SynchronizedRef.modify(entries, (map) => {
-          const [result, next] = f(current(map, key, now), now)
-          return [result, new Map(map).set(key, next)] as const
+        Ref.modify(entries, (map) => {
+          const entry = current(map, key, now)
+          const [result, next] = f(entry, now)
+          return [result, next === entry && map.get(key) === entry ? map : new Map(map).set(key, next)] as const
         }))
 
     return {
@@ -98,7 +101,7 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
               return entry.probing ? [false, entry] : [true, { ...entry, probing: true }]
           }
         }),
-      onSuccess: (key) => update(key, (entry) => [entry.state === "closed" ? undefined : "closed", closed]),
+      onSuccess: (key) => update(key, (entry) => [entry.state === "closed" ? undefined : "closed", entry.state === "closed" && entry.failures === 0 ? entry : closed]),
       release: (key) => update(key, (entry) => [undefined, entry.state === "half_open" ? { ...entry, probing: false } : entry]),
       onFailure: (key) =>
         update(key, (entry, now) => {
@@ -109,6 +112,6 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
             : [undefined, { ...entry, failures }]
         }),
       state: (key) =>
-        Effect.zipWith(Clock.currentTimeMillis, SynchronizedRef.get(entries), (now, map) => current(map, key, now).state)
+        Effect.zipWith(Clock.currentTimeMillis, Ref.get(entries), (now, map) => current(map, key, now).state)
     }
   })

@@ -151,6 +151,7 @@ const headerText = (context: ProjectContext) =>
  * a warm request over the same project measures and fits it without rendering or hashing its text again.
  */
 const itemMemo = new WeakMap<Count, WeakMap<object, number>>()
+const measureMemo = new WeakMap<Count, WeakMap<ProjectContext, number>>()
 const fitMemo = new WeakMap<Count, WeakMap<ProjectContext, Map<number, Fitted>>>()
 
 const memoOf = <K extends object, V extends object>(memo: WeakMap<K, V>, key: K, make: () => V): V => {
@@ -179,8 +180,13 @@ const itemTokens = (item: object, count: Count) => {
  * @category Measuring
  */
 export const measure = (context: ProjectContext, count: Count): number => {
-  let total = count(headerText(context))
-  for (const section of sections) for (const item of context[section]) total += itemTokens(item, count)
+  const memo = memoOf(measureMemo, count, () => new WeakMap<ProjectContext, number>())
+  let total = memo.get(context)
+  if (total === undefined) {
+    total = count(headerText(context))
+    for (const section of sections) for (const item of context[section]) total += itemTokens(item, count)
+    memo.set(context, total)
+  }
   return total
 }
 

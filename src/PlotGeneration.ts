@@ -17,6 +17,7 @@ import * as ExecutionPlan from "effect/ExecutionPlan"
 import * as Exit from "effect/Exit"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
@@ -190,10 +191,10 @@ const makeResult = (
 
 const emptyContext = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
 
-const decodeRequest = (input: PlotRequestInput): Effect.Effect<PlotRequest, Errors.RequestValidationError> =>
-  Schema.decodeUnknown(PlotRequest)(input, { onExcessProperty: "error" }).pipe(
-    Effect.mapError((error) => validationError(error))
-  )
+const decodePlotRequest = Schema.decodeUnknownEither(PlotRequest, { onExcessProperty: "error" })
+
+const decodeRequest = (input: PlotRequestInput): Either.Either<PlotRequest, Errors.RequestValidationError> =>
+  Either.mapLeft(decodePlotRequest(input), (error) => validationError(error))
 
 const usageOf = (usage: { readonly inputTokens?: number | undefined; readonly outputTokens?: number | undefined }) => {
   const inputTokens = usage.inputTokens ?? 0
@@ -246,8 +247,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     return scaled
   }
   const calibrate = (model: ModelCatalog.ModelInfo, estimatedInputTokens: number, usage: Usage) =>
-    Effect.sync(() => {
-      if (model.provider !== "anthropic" || usage.inputTokens === 0 || estimatedInputTokens === 0) return
+    model.provider !== "anthropic" ? Effect.void : Effect.sync(() => {
+      if (usage.inputTokens === 0 || estimatedInputTokens === 0) return
       const observed = (usage.inputTokens / estimatedInputTokens) * anthropicFactor
       const next = Math.min(2, Math.max(1, 0.7 * anthropicFactor + 0.3 * observed * 1.05))
       anthropicFactor = Math.round(next * 100) / 100
@@ -436,8 +437,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         "plot_engine.attempt": run.attempts
       })
       // The prompt goes in the message, not in the log annotations: annotations live in a FiberRef whose every
-      // update compares (hashes) them, and hashing a 100 KB prompt twice cost a millisecond per attempt.
-      yield* Effect.logDebug("Prompt", { system: prepared.prompt.system, user: prepared.prompt.user })
+      // update compares (hashes) them, and hashing a 100 KB prompt twice cost a millisecond per attempt. Only
+      // built at debug level: annotating costs even when the line is filtered out.
+      yield* Effect.whenLogLevel(
+        Effect.logDebug("Prompt", { system: prepared.prompt.system, user: prepared.prompt.user }).pipe(
+          Effect.annotateLogs({ ...logAnnotations, provider: target.provider, model: target.id })
+        ),
+        LogLevel.Debug
+      )
       if (run.attempts === 1) {
         for (const message of prepared.fitted.warnings) yield* emit({ _tag: "Warning", message })
       }
@@ -476,12 +483,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       })
       return { outcome, model: target, prepared }
     })
-    // One span per attempt, with the GenAI semantic-convention attributes, and logs that say which model.
+    // One span per attempt, with the GenAI semantic-convention attributes.
     const attempt = (step: ChainStep["Type"]) =>
-      attemptOn(step).pipe(
-        Effect.annotateLogs({ ...logAnnotations, provider: step.model.provider, model: step.model.id }),
-        Effect.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
-      )
+      attemptOn(step).pipe(Effect.withSpan("PlotGeneration.attempt", { captureStackTrace: false }))
 
     /** The rest of the chain after the first attempt failed: retries and hops, until the deadline. */
     const afterFailure = (firstFailure: RetryPolicy.RetryableError) =>

@@ -38,4 +38,18 @@ describe("hostile structured output", () => {
       const outcome = yield* generate
       expect(outcome._tag === "Left" && outcome.left._tag).toBe("ResponseParseError")
     }).pipe(Effect.provide(engine(reply))))
+
+  it.effect("names the field that broke the schema, and quotes the reply", () =>
+    Effect.gen(function*() {
+      const outcome = yield* generate
+      const error = outcome._tag === "Left" && outcome.left._tag === "ResponseParseError" ? outcome.left : undefined
+      expect(error?.reason).toMatch(/^outline\.title: /)
+      expect(error?.excerpt).toContain('"logline":"L"')
+    }).pipe(Effect.provide(engine(JSON.stringify({ title: 42, logline: "L", acts: [] })))))
+
+  it.effect("rejects an outline nested past the guard without decoding it", () =>
+    Effect.gen(function*() {
+      const outcome = yield* generate
+      expect(outcome._tag === "Left" && outcome.left._tag === "ResponseParseError" && outcome.left.reason).toContain("nests deeper")
+    }).pipe(Effect.provide(engine(`{"title":"T","logline":"L","acts":${"[".repeat(100)}${"]".repeat(100)}}`))))
 })

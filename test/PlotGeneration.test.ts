@@ -3,6 +3,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as LanguageModel from "@effect/ai/LanguageModel"
@@ -12,6 +13,7 @@ import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
+import * as RetryPolicy from "../src/RetryPolicy.js"
 import * as TemplateGenerator from "../src/TemplateGenerator.js"
 import { type Answer, type Call, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
@@ -300,6 +302,31 @@ describe("PlotGeneration through the rate limiter", () => {
     }).pipe(Effect.provide(
       PlotGeneration.layer().pipe(
         Layer.provide(Providers.layerModels({ openai: scripted([rateLimited, text(sampleOutlineJson)], calls) })),
+        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+        Layer.provide(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } } }))
+      )
+    ))
+  })
+
+  it.effect("ends a generation queued in the limiter at its deadline, without sending it", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      // The first generation holds the only permit (its call hangs); the second, queued behind it, fails at its
+      // 30 s deadline with the deadline's TimeoutError (not the limiter's queue timeout) and is never sent.
+      const first = yield* Effect.fork(generate(request, { useFallback: false }))
+      yield* Effect.yieldNow()
+      const second = yield* Effect.fork(Effect.flip(generate(request, { useFallback: false })))
+      yield* TestClock.adjust("29999 millis")
+      expect(yield* Fiber.poll(second)).toEqual(Option.none())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(second)
+      expect(error._tag).toBe("TimeoutError")
+      expect(error.message).toContain("deadline of 30s")
+      expect(calls).toHaveLength(1)
+      yield* Fiber.interrupt(first)
+    }).pipe(Effect.provide(
+      PlotGeneration.layer({ retryPolicy: { ...RetryPolicy.defaults, deadline: "30 seconds" } }).pipe(
+        Layer.provide(Providers.layerModels({ openai: scripted([{ _tag: "Hang" }], calls) })),
         Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
         Layer.provide(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } } }))
       )

@@ -6,6 +6,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 
@@ -126,6 +127,42 @@ describe("ProviderRateLimiter", () => {
       const [snapshot] = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).snapshot
       expect(snapshot).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
     }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }, { queueTimeout: "5 seconds" }))))
+
+  it.effect("fails a waiter whose own deadline comes first with a TimeoutError, at once when the wait is known", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      yield* request(log, "a", small)
+      // The next request slot is 60 s away; the caller will not wait past 10 s (the queue timeout is 30 s).
+      const error = yield* Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { until: 10_000 })))
+      expect(error._tag).toBe("TimeoutError")
+      expect(error.message).toContain("deadline")
+      expect(yield* Clock.currentTimeMillis).toBe(0)
+      // Its reservation was given back: a minute later the next request goes at once.
+      yield* TestClock.adjust("1 minute")
+      yield* request(log, "c", small)
+      expect(log).toEqual([["a", 0], ["c", 60_000]])
+      // A later deadline than the queue timeout changes nothing: the queue timeout applies.
+      const queued = yield* Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { until: 10 * 60_000 })))
+      expect(queued._tag === "RateLimitError" && queued.local).toBe(true)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1 }, { queueTimeout: "30 seconds" }))))
+
+  it.effect("times out a waiter queued for a permit at exactly its own deadline", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      const holder = yield* Effect.fork(request(log, "a", small, 60_000))
+      yield* Effect.yieldNow()
+      const waiter = yield* Effect.fork(Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { until: 2_500 }))))
+      yield* TestClock.adjust("2499 millis")
+      expect(yield* Fiber.poll(waiter)).toEqual(Option.none())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(waiter)
+      expect(error._tag).toBe("TimeoutError")
+      yield* Fiber.interrupt(holder)
+      const [snapshot] = yield* rateLimiter.snapshot
+      expect(snapshot).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }, { queueTimeout: "30 seconds" }))))
 
   it.effect("never fills a bucket past its limit when tokens come back", () =>
     Effect.gen(function*() {
