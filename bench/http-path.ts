@@ -11,7 +11,13 @@ import { effectAiGenerate, engineRuntime, pool, sdkGenerate, startGateway } from
 
 const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
 const concurrencies = [1, 16, 64]
-const requestsAt = (concurrency: number) => (concurrency === 1 ? 150 : 600)
+const requestsAt = (concurrency: number) => (concurrency === 1 ? 100 : 400)
+const rounds = 3
+
+interface Run {
+  readonly latencies: Array<number>
+  readonly wallMillis: number
+}
 
 interface Row {
   readonly concurrency: number
@@ -22,7 +28,7 @@ interface Row {
   readonly p99Ms: number
 }
 
-const row = (concurrency: number, client: Row["client"], run: { latencies: Array<number>; wallMillis: number }): Row => ({
+const row = (concurrency: number, client: Row["client"], run: Run): Row => ({
   concurrency,
   client,
   requests: run.latencies.length,
@@ -51,12 +57,23 @@ export const run = async () => {
     await pool(100, 16, client.generate)
     await pool(100, 16, bare)
 
+    // Three rounds per concurrency, the clients taking turns within each, so that the VM's drift over a run
+    // falls on all three alike; each client's figures are over its three rounds together.
     const rows: Array<Row> = []
     for (const concurrency of concurrencies) {
-      const n = requestsAt(concurrency)
-      rows.push(row(concurrency, "openai SDK", await pool(n, concurrency, bare)))
-      rows.push(row(concurrency, "@effect/ai client alone", await pool(n, concurrency, client.generate)))
-      rows.push(row(concurrency, "engine", await pool(n, concurrency, engine)))
+      const runs = { "openai SDK": [] as Array<Run>, "@effect/ai client alone": [] as Array<Run>, engine: [] as Array<Run> }
+      for (let round = 0; round < rounds; round++) {
+        const n = requestsAt(concurrency)
+        runs["openai SDK"].push(await pool(n, concurrency, bare))
+        runs["@effect/ai client alone"].push(await pool(n, concurrency, client.generate))
+        runs.engine.push(await pool(n, concurrency, engine))
+      }
+      for (const [name, clientRuns] of Object.entries(runs)) {
+        rows.push(row(concurrency, name as Row["client"], {
+          latencies: clientRuns.flatMap((r) => r.latencies),
+          wallMillis: clientRuns.reduce((sum, r) => sum + r.wallMillis, 0)
+        }))
+      }
     }
     await client.dispose()
     const ratio = (concurrency: number, client: Row["client"]) => {

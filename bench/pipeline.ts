@@ -1,7 +1,9 @@
 /**
  * Benchmark `pipeline`: what the engine adds around a model call. `generate` on an instant in-process model
  * versus a bare `LanguageModel.generateText` on the same model, for the small sample project and a
- * 50,000-token project, with the token cache cold (a fresh engine) and warm: microseconds per request.
+ * 50,000-token project, with the token cache cold (a fresh engine) and warm: microseconds per request. Beside
+ * it, the bare structured call the engine makes (`generateObject` with the same schema): `@effect/ai` builds
+ * its decoders per call, so that part of the overhead is the library's, paid by anyone asking for an object.
  */
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"
@@ -12,6 +14,7 @@ import type { ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as Providers from "../src/Providers.js"
+import * as ResponseParser from "../src/ResponseParser.js"
 import { largeProject } from "./context.js"
 import { nthRequest, sampleProject } from "./fixtures.js"
 
@@ -72,6 +75,12 @@ const measure = (project: ProjectContext, label: string) =>
       LanguageModel.generateText({ prompt: nthRequest(request, i).userPrompt }).pipe(
         Effect.provideService(LanguageModel.LanguageModel, model)
       )
+    const bareStructured = (i: number) =>
+      LanguageModel.generateObject({
+        prompt: nthRequest(request, i).userPrompt,
+        schema: ResponseParser.structuredOutline,
+        objectName: "plot_outline"
+      }).pipe(Effect.provideService(LanguageModel.LanguageModel, model))
 
     // Cold: a fresh engine (empty token cache) for each request.
     const coldRuns = project === sampleProject ? 200 : 5
@@ -82,12 +91,16 @@ const measure = (project: ProjectContext, label: string) =>
     const warm = yield* perRequest(5_000, generate(engine))
     yield* perRequest(500, bare)
     const bareMicros = yield* perRequest(5_000, bare)
+    yield* perRequest(500, bareStructured)
+    const structuredMicros = yield* perRequest(5_000, bareStructured)
     return {
       project: label,
       bareGenerateTextUs: Math.round(bareMicros),
+      bareGenerateObjectUs: Math.round(structuredMicros),
       engineWarmUs: Math.round(warm),
       engineColdUs: Math.round(cold),
       warmOverheadUs: Math.round(warm - bareMicros),
+      warmOverheadOverObjectUs: Math.round(warm - structuredMicros),
       warmRatio: Number((warm / bareMicros).toFixed(1))
     }
   }).pipe(quiet)

@@ -40,6 +40,8 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       "## Pipeline overhead\n",
       "`generate` on an instant in-process model against a bare `LanguageModel.generateText` on the same model, ",
       "one request at a time. Warm: one engine, its token cache filled; cold: a fresh engine per request. ",
+      "`bareGenerateObjectUs` is the structured call the engine makes, alone (`generateObject` with the same ",
+      "schema): `@effect/ai` builds its decoders on every call, so that much of the overhead is the library's. ",
       `Target: ${f.target}.\n\n`,
       table(f.rows),
       "\n",
@@ -47,6 +49,7 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
         data: {
           values: f.rows.flatMap((r: any) => [
             { project: r.project, path: "bare generateText", us: r.bareGenerateTextUs },
+            { project: r.project, path: "bare generateObject", us: r.bareGenerateObjectUs },
             { project: r.project, path: "engine, warm", us: r.engineWarmUs },
             { project: r.project, path: "engine, cold", us: r.engineColdUs }
           ])

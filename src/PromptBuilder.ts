@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import type * as Prompt from "@effect/ai/Prompt"
+import * as Prompt from "@effect/ai/Prompt"
 import * as JSONSchema from "effect/JSONSchema"
 import { type ContentKind, PlotOutline, type PlotRequest, type ProjectContext } from "./Domain.js"
 import type { ModelInfo } from "./ModelCatalog.js"
@@ -19,8 +19,11 @@ import type { ModelInfo } from "./ModelCatalog.js"
 export interface BuiltPrompt {
   readonly system: string
   readonly user: string
-  /** The messages, as `LanguageModel` takes them. */
-  readonly prompt: Prompt.RawInput
+  /**
+   * The messages, as `LanguageModel` takes them: already a `Prompt`, which it uses as is (from plain messages it
+   * would decode them again on every call).
+   */
+  readonly prompt: Prompt.Prompt
   readonly maxOutputTokens: number
   /** `undefined` when the model rejects a temperature (reasoning models). */
   readonly temperature: number | undefined
@@ -131,16 +134,10 @@ const compactContext = (context: ProjectContext) => ({
   previousContent: context.previousContent
 })
 
-/**
- * The system prompt alone: role, rules on data, output shape.
- *
- * @since 0.1.0
- * @category Building
- */
-export const systemPrompt = (request: PlotRequest): string => {
-  const kind = request.kind ?? "outline"
-  const words = targetWords(request)
-  return [
+const systemPrompts = new Map<string, string>()
+
+const makeSystemPrompt = (kind: ContentKind, words: number): string =>
+  [
     "You are a plot development assistant for a novelist. You write plot content that fits their project.",
     `The writer's request is between ${delimiters.request[0]} and ${delimiters.request[1]}; their project is between ${
       delimiters.project[0]
@@ -150,6 +147,26 @@ export const systemPrompt = (request: PlotRequest): string => {
     "keep to its established facts, and advance its open plot threads.",
     `Respond with only a JSON object that matches this JSON Schema:\n${outlineSchema}`
   ].join("\n")
+
+/**
+ * The system prompt alone: role, rules on data, output shape.
+ *
+ * @since 0.1.0
+ * @category Building
+ */
+export const systemPrompt = (request: PlotRequest): string => {
+  const kind = request.kind ?? "outline"
+  const words = targetWords(request)
+  // One string per kind and length, kept: the same object each time, so that counting its tokens finds it in
+  // the count cache without hashing 2 KB again.
+  const key = `${kind}:${words}`
+  let prompt = systemPrompts.get(key)
+  if (prompt === undefined) {
+    prompt = makeSystemPrompt(kind, words)
+    if (systemPrompts.size >= 1_000) systemPrompts.clear()
+    systemPrompts.set(key, prompt)
+  }
+  return prompt
 }
 
 /**
@@ -174,10 +191,10 @@ export const build = (request: PlotRequest, context: ProjectContext, model: Mode
   return {
     system,
     user,
-    prompt: [
-      { role: "system", content: system },
-      { role: "user", content: user }
-    ],
+    prompt: Prompt.fromMessages([
+      Prompt.systemMessage({ content: system }),
+      Prompt.userMessage({ content: [Prompt.makePart("text", { text: user })] })
+    ]),
     maxOutputTokens: maxOutputTokensFor(words, model),
     temperature: model.acceptsTemperature ? request.temperature ?? defaultTemperature : undefined
   }

@@ -172,6 +172,12 @@ export const countWords = (text: string): number => {
     let letterOrDigit: boolean
     if (code < 128) {
       letterOrDigit = (code >= 48 && code <= 57) || (code >= 65 && code <= 90) || (code >= 97 && code <= 122)
+    } else if (code >= 0x2000 && code <= 0x206f) {
+      // General punctuation (dashes, curly quotes, ellipses), common in prose: never a letter.
+      letterOrDigit = false
+    } else if (code >= 0xc0 && code <= 0x24f && code !== 0xd7 && code !== 0xf7) {
+      // Accented Latin letters.
+      letterOrDigit = true
     } else {
       const point = text.codePointAt(i)!
       letterOrDigit = letterOrDigitPattern.test(String.fromCodePoint(point))

@@ -1,3 +1,4 @@
+import * as Prompt from "@effect/ai/Prompt"
 import { describe, expect, it } from "@effect/vitest"
 import * as Option from "effect/Option"
 import { Character, ProjectContext } from "../src/Domain.js"
@@ -44,10 +45,10 @@ describe("PromptBuilder.build", () => {
     const writer = JSON.parse(block(prompt.user, PromptBuilder.delimiters.request))
     expect(project.characters.map((c: { name: string }) => c.name)).toContain("Mara Quinn")
     expect(writer.prompt).toBe("Mara finds the letters")
-    expect(prompt.prompt).toEqual([
+    expect(prompt.prompt).toEqual(Prompt.make([
       { role: "system", content: prompt.system },
       { role: "user", content: prompt.user }
-    ])
+    ]))
   })
 
   it("keeps injected text and fake delimiters inside the data", () => {
