@@ -306,10 +306,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     reducedBudget: number | undefined
   ): Prepared => {
     const count = countForModel(model)
-    const frame = PromptBuilder.build(request, emptyContext, model)
+    // The prompt without the project, to size what is left for it.
+    const frame = PromptBuilder.texts(request, emptyContext)
     const promptTokens = count(frame.system) + count(frame.user)
     const budget = ContextBudget.budgetFor(model, {
-      maxOutputTokens: frame.maxOutputTokens,
+      maxOutputTokens: PromptBuilder.maxOutputTokensFor(PromptBuilder.targetWords(request), model),
       promptTokens,
       maxContextTokens: options.maxContextTokens
     })

@@ -176,18 +176,7 @@ export const systemPrompt = (request: PlotRequest): string => {
  * @category Building
  */
 export const build = (request: PlotRequest, context: ProjectContext, model: ModelInfo): BuiltPrompt => {
-  const words = targetWords(request)
-  const system = systemPrompt(request)
-  const writerRequest = {
-    prompt: request.userPrompt,
-    kind: request.kind ?? "outline",
-    targetWordCount: words,
-    ...(request.genre === undefined ? {} : { genre: request.genre })
-  }
-  // Concatenated, not joined: a join copies the (cached, possibly large) project block into a new string on
-  // every request; a concatenation defers the copy to whoever reads the whole text (the HTTP body, once).
-  const user = `${delimiters.project[0]}\n` + projectBlock(context) +
-    `\n${delimiters.project[1]}\n${delimiters.request[0]}\n${asData(writerRequest)}\n${delimiters.request[1]}`
+  const { system, user } = texts(request, context)
   return {
     system,
     user,
@@ -195,7 +184,27 @@ export const build = (request: PlotRequest, context: ProjectContext, model: Mode
       Prompt.systemMessage({ content: system }),
       Prompt.userMessage({ content: [Prompt.makePart("text", { text: user })] })
     ]),
-    maxOutputTokens: maxOutputTokensFor(words, model),
+    maxOutputTokens: maxOutputTokensFor(targetWords(request), model),
     temperature: model.acceptsTemperature ? request.temperature ?? defaultTemperature : undefined
   }
+}
+
+/**
+ * The system and user texts alone, as `build` writes them (for sizing a prompt without making its messages).
+ *
+ * @since 0.1.0
+ * @category Building
+ */
+export const texts = (request: PlotRequest, context: ProjectContext): { readonly system: string; readonly user: string } => {
+  const writerRequest = {
+    prompt: request.userPrompt,
+    kind: request.kind ?? "outline",
+    targetWordCount: targetWords(request),
+    ...(request.genre === undefined ? {} : { genre: request.genre })
+  }
+  // Concatenated, not joined: a join copies the (cached, possibly large) project block into a new string on
+  // every request; a concatenation defers the copy to whoever reads the whole text (the HTTP body, once).
+  const user = `${delimiters.project[0]}\n` + projectBlock(context) +
+    `\n${delimiters.project[1]}\n${delimiters.request[0]}\n${asData(writerRequest)}\n${delimiters.request[1]}`
+  return { system: systemPrompt(request), user }
 }

@@ -10,8 +10,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
 import type * as MetricKeyType from "effect/MetricKeyType"
-import type * as MetricLabel from "effect/MetricLabel"
-import * as MetricLabelModule from "effect/MetricLabel"
+import * as MetricLabel from "effect/MetricLabel"
 
 const keys = new WeakMap<object, MetricKey.MetricKey<any>>()
 const taggedCache = new WeakMap<object, Map<string, unknown>>()
@@ -25,7 +24,8 @@ export const fromKey = <Type extends MetricKeyType.MetricKeyType<any, any>>(key:
 
 /**
  * The metric with these tags (in this order, as `Metric.tagged` one after another would give), made once per tag
- * set: tag values come from small sets (providers, models, outcomes, error types, limiter keys).
+ * set: tag values come from small sets (providers, models, outcomes, error types, limiter keys). Only for a
+ * metric made by `fromKey`.
  */
 export const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Readonly<Record<string, string>>): M => {
   let byTags = taggedCache.get(metric)
@@ -37,10 +37,9 @@ export const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: 
   let cached = byTags.get(id) as M | undefined
   if (cached === undefined) {
     const key = keys.get(metric)
-    const labels = Object.entries(tags).map(([k, v]) => MetricLabelModule.make(k, v))
-    cached = (key === undefined
-      ? labels.reduce<Metric.Metric<any, any, any>>((m, label) => Metric.taggedWithLabels(m, [label]), metric)
-      : Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labels))) as M
+    if (key === undefined) throw new Error("Metrics.tagged: the metric was not made by Metrics.fromKey")
+    const labels = Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v))
+    cached = Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labels)) as M
     if (byTags.size < 10_000) byTags.set(id, cached)
   }
   return cached
