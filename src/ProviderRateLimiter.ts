@@ -398,8 +398,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     Effect.gen(function*() {
       const state = yield* stateOf(target)
       const now = yield* Clock.currentTimeMillis
+      // Refusals of calls already in flight when the first came belong to the same episode: one cut for all.
+      const alreadyPaused = state.pausedUntil > now
       state.pausedUntil = Math.max(state.pausedUntil, now + millis)
-      if (adaptive) {
+      if (adaptive && !alreadyPaused) {
         // The provider refused while the local budget allowed: the configured limits are too high.
         const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
         state.quota = {

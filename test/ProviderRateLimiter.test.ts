@@ -188,6 +188,22 @@ describe("ProviderRateLimiter", () => {
       expect(snapshot?.pausedUntil).toBe(20_000)
     }).pipe(Effect.provide(limiter({}, { adaptive: false }))))
 
+  it.effect("lowers its limits by a tenth per 429 episode: refusals during a pause do not compound", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const quota = Effect.map(rateLimiter.snapshot, ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute])
+      // Three calls in flight refused together: one cut.
+      yield* rateLimiter.pause(target, 10_000)
+      yield* rateLimiter.pause(target, 10_000)
+      yield* TestClock.adjust("5 seconds")
+      yield* rateLimiter.pause(target, 10_000)
+      expect(yield* quota).toEqual([900, 9_000])
+      // A refusal after the pause ended is a new episode.
+      yield* TestClock.adjust("11 seconds")
+      yield* rateLimiter.pause(target, 10_000)
+      expect(yield* quota).toEqual([810, 8_100])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 10_000 }))))
+
   it.effect("reconciles an OpenAI-style budget on the prompt, keeping the max output counted as OpenAI does", () =>
     Effect.gen(function*() {
       const log: Array<readonly [string, number]> = []
