@@ -455,11 +455,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         temperature: prepared.prompt.temperature
       }).pipe(Effect.orDie)
       // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to
-      // the deadline when that comes first; a call that would start at the deadline is not sent.
-      const call = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const remaining = deadlineAt - now
-        if (remaining <= 0) return Effect.fail(pastDeadline(target))
-        return callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
+      // the deadline when that comes first (`remaining`, the time left then).
+      const call = (remaining: number) =>
+        callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
           Effect.timeoutFail({
             duration: Math.min(attemptTimeoutMillis, remaining),
             onTimeout: () =>
@@ -471,7 +469,6 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           }),
           Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
         )
-      })
       const outcome = yield* admitted(target, prepared, call, deadlineAt, pastDeadline).pipe(
         Effect.tapError((error) => onAttemptFailure(run, target, prepared, error, emit)),
         Effect.onInterrupt(() => breaker.release(key))
@@ -565,17 +562,20 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   /**
    * A call through the rate limiter, when one is provided: admitted with the estimate (prompt tokens and the
    * output limit) no later than the deadline, reconciled however it ends (the reported usage, or no output when
-   * it failed or was cut off); a provider 429 pauses every caller of the key.
+   * it failed or was cut off); a provider 429 pauses every caller of the key. A call that would start at the
+   * deadline is not sent, and gives its whole reservation back.
    */
   const admitted = (
     target: ModelCatalog.ModelInfo,
     prepared: Prepared,
-    call: Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError>,
+    call: (remaining: number) => Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError>,
     deadlineAt: number,
     pastDeadline: (target: ModelCatalog.ModelInfo) => Errors.TimeoutError
   ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> =>
     Option.match(rateLimiter, {
-      onNone: () => call,
+      onNone: () =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          now >= deadlineAt ? Effect.fail(pastDeadline(target)) : call(deadlineAt - now)),
       onSome: (limiter) => {
         const limiterTarget = { provider: target.provider, model: target.id }
         return Effect.scoped(Effect.gen(function*() {
@@ -586,7 +586,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(target))),
             Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
           )
-          return yield* call.pipe(
+          const now = yield* Clock.currentTimeMillis
+          if (now >= deadlineAt) {
+            yield* admission.cancel
+            return yield* pastDeadline(target)
+          }
+          return yield* call(deadlineAt - now).pipe(
             Effect.onExit((exit) =>
               admission.reconcile(
                 Exit.isSuccess(exit)

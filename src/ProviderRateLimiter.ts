@@ -101,13 +101,15 @@ export interface AdmitOptions {
 }
 
 /**
- * An admitted request; `reconcile` replaces the estimate with what the provider reported.
+ * An admitted request: `reconcile` replaces the estimate with what the provider reported once the call was made;
+ * `cancel` gives every reservation back (the request too) when the call was not sent after all.
  *
  * @since 0.1.0
  * @category Models
  */
 export interface Admission {
   readonly reconcile: (usage: Estimate) => Effect.Effect<void>
+  readonly cancel: Effect.Effect<void>
 }
 
 /**
@@ -390,7 +392,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
                 ? refund(state, b.name, b.limit, b.reserved - b.tokens)
                 : Effect.void,
             { discard: true }
-          )
+          ),
+        cancel: giveBack(state, reserved)
       } satisfies Admission
     })
 

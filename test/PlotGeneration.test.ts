@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -304,6 +305,30 @@ describe("PlotGeneration through the rate limiter", () => {
         Layer.provide(Providers.layerModels({ openai: scripted([rateLimited, text(sampleOutlineJson)], calls) })),
         Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
         Layer.provide(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } } }))
+      )
+    ))
+  })
+
+  it.effect("does not send a call admitted at its deadline, and gives its reservation back", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      // Two requests a minute, one back every 30 s: the third is admitted exactly at its 30 s deadline.
+      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(Effect.either(generate(request, { useFallback: false }))))
+      yield* TestClock.adjust("30 seconds")
+      const [first, second, third] = yield* Fiber.joinAll(fibers)
+      expect([first!._tag, second!._tag]).toEqual(["Right", "Right"])
+      const error = Either.getLeft(third!).pipe(Option.getOrThrow)
+      expect(error._tag).toBe("TimeoutError")
+      expect(error.message).toContain("deadline of 30s")
+      expect(calls.map((c) => c.at)).toEqual([0, 0])
+      // The request it was admitted with is back in the bucket for the next caller.
+      const [snapshot] = yield* Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (limiter) => limiter.snapshot)
+      expect(snapshot?.available.rpm).toBe(1)
+    }).pipe(Effect.provide(
+      PlotGeneration.layer({ retryPolicy: { ...RetryPolicy.defaults, deadline: "30 seconds" } }).pipe(
+        Layer.provide(Providers.layerModels({ openai: scripted([text(sampleOutlineJson), text(sampleOutlineJson)], calls) })),
+        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+        Layer.provideMerge(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 2, tokensPerMinute: 1_000_000, maxConcurrent: 10 } } }))
       )
     ))
   })

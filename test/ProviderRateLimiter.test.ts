@@ -188,6 +188,17 @@ describe("ProviderRateLimiter", () => {
       expect(snapshot?.pausedUntil).toBe(20_000)
     }).pipe(Effect.provide(limiter({}, { adaptive: false }))))
 
+  it.effect("gives every reservation back, the request too, when an admitted call is cancelled", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const admission = yield* request([], "a", { inputTokens: 300, outputTokens: 200 })
+      const [before] = yield* rateLimiter.snapshot
+      expect([before?.available.rpm, before?.available.tpm]).toEqual([1, 500])
+      yield* admission.cancel
+      const [after] = yield* rateLimiter.snapshot
+      expect([after?.available.rpm, after?.available.tpm]).toEqual([2, 1_000])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 2, tokensPerMinute: 1_000 }))))
+
   it.effect("lowers its limits by a tenth per 429 episode: refusals during a pause do not compound", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
