@@ -393,8 +393,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     selection: Selection,
     prepareFor: (model: ModelCatalog.ModelInfo, reducedBudget: number | undefined) => Prepared,
     emit: Emit,
-    streaming: boolean,
-    logAnnotations: Readonly<Record<string, string>>
+    streaming: boolean
   ) {
     const chain = request.model === undefined
       ? ModelSelector.fallbackChain(selection.model, { catalog, providers: providers.configured })
@@ -439,11 +438,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       })
       // The prompt goes in the message, not in the log annotations: annotations live in a FiberRef whose every
       // update compares (hashes) them, and hashing a 100 KB prompt twice cost a millisecond per attempt. Only
-      // built at debug level: annotating costs even when the line is filtered out.
+      // built at debug level.
       yield* Effect.whenLogLevel(
-        Effect.logDebug("Prompt", { system: prepared.prompt.system, user: prepared.prompt.user }).pipe(
-          Effect.annotateLogs({ ...logAnnotations, provider: target.provider, model: target.id })
-        ),
+        Effect.logDebug("Prompt", { system: prepared.prompt.system, user: prepared.prompt.user }),
         LogLevel.Debug
       )
       if (run.attempts === 1) {
@@ -481,9 +478,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       })
       return { outcome, model: target, prepared }
     })
-    // One span per attempt, with the GenAI semantic-convention attributes.
+    // One span per attempt, with the GenAI semantic-convention attributes; its logs (the model's own too) say
+    // which model.
     const attempt = (step: ChainStep["Type"]) =>
-      attemptOn(step).pipe(Effect.withSpan("PlotGeneration.attempt", { captureStackTrace: false }))
+      attemptOn(step).pipe(
+        Effect.annotateLogs({ provider: step.model.provider, model: step.model.id }),
+        Effect.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
+      )
 
     /** The rest of the chain after the first attempt failed: retries and hops, until the deadline. */
     const afterFailure = (firstFailure: RetryPolicy.RetryableError) =>
@@ -690,7 +691,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
     const useFallback = generateOptions.useFallback ?? true
     const finishedIn = Effect.map(Clock.currentTimeMillis, (now) => now - startedAt)
-    return yield* runChain(request, selection, prepareFor, emit, streaming, { requestId, projectId: request.projectId }).pipe(
+    return yield* runChain(request, selection, prepareFor, emit, streaming).pipe(
       Effect.flatMap(({ model, outcome, prepared, run }) =>
         Effect.map(finishedIn, (durationMs) => ({
           rateLimitErrors: run.rateLimitErrors,
@@ -716,7 +717,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         useFallback && (Errors.isTransient(error) || error._tag === "ResponseParseError")
           ? Effect.gen(function*() {
             yield* Effect.logWarning("Generation failed; using the template fallback").pipe(
-              Effect.annotateLogs({ requestId, errorType: Errors.errorType(error), error: error.message })
+              Effect.annotateLogs({ errorType: Errors.errorType(error), error: error.message })
             )
             const outline = TemplateGenerator.generate(request, context)
             const parsed = ResponseParser.fromOutline(outline, request, context)
@@ -749,7 +750,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           observe(result.isTemplate ? "template" : "success", Effect.succeed(result.durationMs), rateLimitErrors)
         ], { discard: true })
       ),
-      Effect.map(({ result }) => result)
+      Effect.map(({ result }) => result),
+      // Every log line of the generation, the models' own too, says which request and project it belongs to.
+      Effect.annotateLogs({ requestId, projectId: request.projectId })
     )
   })
 

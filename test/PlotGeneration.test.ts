@@ -3,7 +3,9 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -70,6 +72,42 @@ describe("PlotGeneration.generate", () => {
       expect(result.warnings.some((w) => w.includes("generated from a template"))).toBe(true)
       expect(result.warnings).toContain(TemplateGenerator.templateWarning)
     }).pipe(Effect.provide(engine([fail(serverError)]))))
+
+  it.effect("annotates every log line of a generation, the model's own too, with the request, project and model", () => {
+    const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
+    const capture = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ annotations, message }) => {
+        lines.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+      })
+    )
+    const script = scripted([fail(serverError), text(sampleOutlineJson)])
+    const loggingModel = (model: string, parameters: Providers.ModelParameters) =>
+      Effect.map(script(model, parameters), (languageModel) => ({
+        ...languageModel,
+        generateObject: ((options: Parameters<typeof languageModel.generateObject>[0]) =>
+          Effect.zipRight(Effect.logInfo("model called"), languageModel.generateObject(options))) as typeof languageModel.generateObject
+      }))
+    return Effect.gen(function*() {
+      const result = yield* settled(generate())
+      const modelLines = lines.filter((line) => Array.isArray(line.message) && line.message[0] === "model called")
+      expect(modelLines).toHaveLength(2)
+      for (const line of modelLines) {
+        expect(line.annotations).toEqual({
+          requestId: result.requestId,
+          projectId: "lighthouse-keeper",
+          provider: "openai",
+          model: result.model
+        })
+      }
+      expect(result.retryCount).toBe(1)
+    }).pipe(Effect.provide(
+      PlotGeneration.layer().pipe(
+        Layer.provide(Providers.layerModels({ openai: loggingModel })),
+        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
+      )
+    ), Effect.provide(capture))
+  })
 
   it.effect("falls back by default", () =>
     Effect.gen(function*() {
