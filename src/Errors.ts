@@ -373,7 +373,7 @@ const classifyBody = (input: {
   ) {
     return new ServerError(fields)
   }
-  if (status !== undefined && status >= 400) {
+  if ((status !== undefined && status >= 400) || type === "invalid_request_error") {
     return new InvalidRequestError(fields)
   }
   // An error event with a type we do not know, or an odd status: a retry may help.

@@ -157,6 +157,11 @@ const modelKey = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">) => `${
 
 const noEvents: Emit = () => Effect.void
 
+/** The text a streamed call has received so far. */
+interface Received {
+  text: string
+}
+
 /** What one call to a model produced. */
 interface CallOutcome {
   readonly parsed: ResponseParser.ParsedPlot
@@ -321,14 +326,18 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     return { prompt, fitted, promptTokens, inputTokens, estimatedCostUsd: ModelCatalog.cost(model, { inputTokens, outputTokens }) }
   }
 
-  /** One call to a model: structured output, or a stream of text parsed at the end. */
+  /**
+   * One call to a model: structured output, or a stream of text parsed at the end (`received` holds what a
+   * stream has written so far, for the rate limiter when the call fails midway).
+   */
   const callModel = (
     model: LanguageModel.Service,
     target: ModelCatalog.ModelInfo,
     prompt: PromptBuilder.BuiltPrompt,
     request: PlotRequest,
     context: ProjectContext,
-    emit: Emit | undefined
+    emit: Emit | undefined,
+    received: Received
   ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> => {
     const classifyAt = (error: AiError.AiError) =>
       Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
@@ -346,14 +355,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }
     return Effect.gen(function*() {
       // Text of this attempt only: a failed attempt's partial text never reaches the result.
-      let text = ""
+      received.text = ""
       let usage: Usage | undefined
       yield* model.streamText({ prompt: prompt.prompt }).pipe(
         Stream.catchAll(classifyAt),
         Stream.runForEach((part): Effect.Effect<void, Errors.ProviderError> => {
           switch (part.type) {
             case "text-delta":
-              text += part.delta
+              received.text += part.delta
               return emit({ _tag: "TextDelta", delta: part.delta })
             case "finish":
               usage = usageOf(part.usage)
@@ -374,7 +383,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         })
       }
       yield* emit({ _tag: "Progress", stage: "parsing", message: stageMessages.parsing, progress: stageProgress.parsing })
-      const parsed = yield* Either.match(ResponseParser.parseText(text, request, context), {
+      const parsed = yield* Either.match(ResponseParser.parseText(received.text, request, context), {
         onLeft: Effect.fail,
         onRight: Effect.succeed
       })
@@ -453,8 +462,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       }).pipe(Effect.orDie)
       // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to
       // the deadline when that comes first (`remaining`, the time left then).
+      const received: Received = { text: "" }
       const call = (remaining: number) =>
-        callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined).pipe(
+        callModel(languageModel, target, prepared.prompt, request, prepared.fitted.context, streaming ? emit : undefined, received).pipe(
           Effect.timeoutFail({
             duration: Math.min(attemptTimeoutMillis, remaining),
             onTimeout: () =>
@@ -466,7 +476,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           }),
           Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
         )
-      const outcome = yield* admitted(target, prepared, call, deadlineAt, pastDeadline).pipe(
+      const outcome = yield* admitted(target, prepared, call, received, deadlineAt, pastDeadline).pipe(
         Effect.tapError((error) => onAttemptFailure(run, target, prepared, error, emit)),
         Effect.onInterrupt(() => breaker.release(key))
       )
@@ -562,14 +572,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   /**
    * A call through the rate limiter, when one is provided: admitted with the estimate (prompt tokens and the
-   * output limit) no later than the deadline, reconciled however it ends (the reported usage, or no output when
-   * it failed or was cut off); a provider 429 pauses every caller of the key. A call that would start at the
+   * output limit) no later than the deadline, reconciled however it ends (the reported usage; when it failed or
+   * was cut off, the prompt and what a stream had written, about four characters a token); a provider 429
+   * pauses every caller of the key. A call that would start at the
    * deadline is not sent, and gives its whole reservation back.
    */
   const admitted = (
     target: ModelCatalog.ModelInfo,
     prepared: Prepared,
     call: (remaining: number) => Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError>,
+    received: Received,
     deadlineAt: number,
     pastDeadline: (target: ModelCatalog.ModelInfo) => Errors.TimeoutError
   ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> =>
@@ -597,7 +609,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
               admission.reconcile(
                 Exit.isSuccess(exit)
                   ? { inputTokens: exit.value.usage.inputTokens, outputTokens: exit.value.usage.outputTokens }
-                  : { inputTokens: prepared.inputTokens, outputTokens: 0 }
+                  : { inputTokens: prepared.inputTokens, outputTokens: ContextBudget.estimateTokens(received.text) }
               )
             )
           )

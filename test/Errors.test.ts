@@ -174,5 +174,8 @@ describe("Errors.classify over every example of WIRE.md", () => {
       .toBe("ServerError")
     expect(Errors.classifyStreamError({ type: "error", error: { type: "rate_limit_error", message: "slow" } }, anthropic)._tag)
       .toBe("RateLimitError")
+    // A refusal has no status mid-stream: its type says it is the request's fault, not worth a retry.
+    expect(Errors.classifyStreamError({ type: "error", error: { type: "invalid_request_error", message: "blocked" } }, anthropic)._tag)
+      .toBe("InvalidRequestError")
   })
 })

@@ -66,6 +66,19 @@ describe("interrupting a generation", () => {
       expect((yield* interruptedCalls) - interruptedBefore).toBe(1)
     }).pipe(Effect.provide(engine([hang]))))
 
+  it.effect("a stream failing midway keeps what it wrote counted in the output budget", () =>
+    Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const error = yield* Effect.flip(Stream.runDrain(engineService.generateStream(request, { useFallback: false })))
+      expect(error._tag).toBe("InvalidRequestError")
+      // 400 characters written before the error event: about 100 tokens stay counted; the rest comes back.
+      expect((yield* limiterState).available.otpm).toBe(quota.outputTokensPerMinute - 100)
+    }).pipe(Effect.provide(engine([{
+      _tag: "StreamError",
+      partial: "x".repeat(400),
+      event: { type: "error", error: { type: "invalid_request_error", message: "Output blocked by content filtering policy" } }
+    }]))))
+
   it.effect("while it waits for admission gives back everything it reserved", () =>
     Effect.gen(function*() {
       const engineService = yield* PlotGeneration.PlotGeneration
