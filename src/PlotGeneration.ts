@@ -86,7 +86,7 @@ export interface Options {
   readonly maxContextTokens?: number | undefined
   /**
    * How to count tokens for an encoding model (see `ContextBudget.encodingModel`); default the real tokenizer.
-   * Counts are cached by text either way.
+   * Counts of the project's texts and of the system prompts are remembered either way.
    */
   readonly tokenCount?: ((encodingModel: string) => ContextBudget.Count) | undefined
   /** Retries, budgets and deadline (default `RetryPolicy.defaults`, the seed's table). */
@@ -157,6 +157,12 @@ const modelKey = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">) => `${
 
 const noEvents: Emit = () => Effect.void
 
+/** Token counts of one encoding: `remembered` for texts that come again, `once` for a request's own. */
+interface Counter {
+  readonly remembered: ContextBudget.Count
+  readonly once: ContextBudget.Count
+}
+
 /** The text a streamed call has received so far. */
 interface Received {
   text: string
@@ -224,30 +230,36 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
   const alerts = yield* Effect.serviceOption(Alerts.Alerts)
 
-  // Token counts, cached by text per encoding: repeated generations over a project do not re-tokenize it.
-  const counters = new Map<string, ContextBudget.CachedCount>()
-  const countFor = (encoding: string): ContextBudget.Count => {
+  // Token counts per encoding: the project's texts and the system prompts are remembered, so that repeated
+  // generations over a project do not re-tokenize them; a request's own text is counted once and forgotten (it
+  // will not come again, and thousands of them would only fill the cache).
+  const counters = new Map<string, Counter>()
+  const countFor = (encoding: string): Counter => {
     let counter = counters.get(encoding)
     if (counter === undefined) {
-      counter = ContextBudget.cached(options.tokenCount?.(encoding) ?? ContextBudget.openAiCount(encoding))
+      const once = options.tokenCount?.(encoding) ?? ContextBudget.openAiCount(encoding)
+      counter = { remembered: ContextBudget.cached(once).count, once }
       counters.set(encoding, counter)
     }
-    return counter.count
+    return counter
   }
   // Claude's counts are estimated from o200k with a margin that each reported usage corrects. The margin moves
-  // in steps of 0.01, and each step's count is one function, so that what it measured stays remembered.
+  // in steps of 0.01; each step's counts are made once.
   let anthropicFactor = ContextBudget.anthropicMargin
-  const scaledCounts = new Map<string, ContextBudget.Count>()
-  const countForModel = (model: ModelCatalog.ModelInfo): ContextBudget.Count => {
+  const scaledCounters = new Map<string, Counter>()
+  const countForModel = (model: ModelCatalog.ModelInfo): Counter => {
     const encoding = ContextBudget.encodingModel(model)
-    const count = countFor(encoding)
-    if (model.provider !== "anthropic") return count
+    const counter = countFor(encoding)
+    if (model.provider !== "anthropic") return counter
     const key = `${encoding}:${anthropicFactor}`
-    let scaled = scaledCounts.get(key)
+    let scaled = scaledCounters.get(key)
     if (scaled === undefined) {
       const factor = anthropicFactor
-      scaled = (text) => Math.ceil(count(text) * factor)
-      scaledCounts.set(key, scaled)
+      scaled = {
+        remembered: (text) => Math.ceil(counter.remembered(text) * factor),
+        once: (text) => Math.ceil(counter.once(text) * factor)
+      }
+      scaledCounters.set(key, scaled)
     }
     return scaled
   }
@@ -310,16 +322,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     model: ModelCatalog.ModelInfo,
     reducedBudget: number | undefined
   ): Prepared => {
-    const count = countForModel(model)
+    const counter = countForModel(model)
     // The prompt without the project, to size what is left for it.
     const frame = PromptBuilder.texts(request, emptyContext)
-    const promptTokens = count(frame.system) + count(frame.user)
+    const promptTokens = counter.remembered(frame.system) + counter.once(frame.user)
     const budget = ContextBudget.budgetFor(model, {
       maxOutputTokens: PromptBuilder.maxOutputTokensFor(PromptBuilder.targetWords(request), model),
       promptTokens,
       maxContextTokens: options.maxContextTokens
     })
-    const fitted = ContextBudget.fit(context, Math.min(budget, reducedBudget ?? budget), count)
+    const fitted = ContextBudget.fit(context, Math.min(budget, reducedBudget ?? budget), counter.remembered)
     const prompt = PromptBuilder.build(request, fitted.context, model)
     const inputTokens = promptTokens + fitted.tokens
     const outputTokens = Math.min(prompt.maxOutputTokens, PromptBuilder.expectedOutputTokens(PromptBuilder.targetWords(request)))
@@ -678,7 +690,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
     yield* progress("selecting_model")
     // Sized with o200k before a model is known: close enough to choose a window.
-    const contextTokens = ContextBudget.measure(context, countFor("gpt-4o"))
+    const contextTokens = ContextBudget.measure(context, countFor("gpt-4o").remembered)
     const selection = yield* selectModel(request, contextTokens)
     yield* progress("building_prompt")
     // One prompt per model and budget for this generation: the estimate below and the first attempt share it.

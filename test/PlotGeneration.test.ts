@@ -294,7 +294,7 @@ describe("PlotGeneration model selection and context budget", () => {
     }).pipe(Effect.provide(engineWith([text(sampleOutlineJson)], calls, { maxContextTokens: 8_000 })))
   })
 
-  it.effect("does not re-tokenize an unchanged project", () => {
+  it.effect("does not re-tokenize an unchanged project: a second request counts only its own text", () => {
     const tokenized: Array<string> = []
     const tokenCount = () => (text: string) => {
       tokenized.push(text)
@@ -303,9 +303,12 @@ describe("PlotGeneration model selection and context budget", () => {
     return Effect.gen(function*() {
       yield* generate()
       const first = tokenized.length
-      yield* generate()
+      yield* generate({ ...request, userPrompt: "And after that?" })
       expect(first).toBeGreaterThan(10)
-      expect(tokenized.length).toBe(first)
+      const second = tokenized.slice(first)
+      expect(second).toHaveLength(1)
+      expect(second[0]).toContain("And after that?")
+      expect(second[0]).not.toContain(sampleProject.characters[0]!.name)
     }).pipe(Effect.provide(engineWith([text(sampleOutlineJson)], [], { tokenCount })))
   })
 })
