@@ -200,8 +200,6 @@ const makeResult = (
     }, true)
   }, true)
 
-const emptyContext = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
-
 const decodePlotRequest = Schema.decodeUnknownEither(PlotRequest, { onExcessProperty: "error" })
 
 const decodeRequest = (input: PlotRequestInput): Either.Either<PlotRequest, Errors.RequestValidationError> =>
@@ -323,9 +321,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     reducedBudget: number | undefined
   ): Prepared => {
     const counter = countForModel(model)
-    // The prompt without the project, to size what is left for it.
-    const frame = PromptBuilder.texts(request, emptyContext)
-    const promptTokens = counter.remembered(frame.system) + counter.once(frame.user)
+    // The prompt without the project, to size what is left for it: only the writer's words are new (counting
+    // text costs more on a busy server than in a loop: the tokenizer's table is large and falls out of the
+    // CPU's caches).
+    const sizing = PromptBuilder.sizing(request)
+    const promptTokens = counter.remembered(sizing.shared[0]) + counter.remembered(sizing.shared[1]) + counter.once(sizing.own)
     const budget = ContextBudget.budgetFor(model, {
       maxOutputTokens: PromptBuilder.maxOutputTokensFor(PromptBuilder.targetWords(request), model),
       promptTokens,

@@ -7,7 +7,7 @@
  */
 import * as Prompt from "@effect/ai/Prompt"
 import * as JSONSchema from "effect/JSONSchema"
-import { type ContentKind, PlotOutline, type PlotRequest, type ProjectContext } from "./Domain.js"
+import { type ContentKind, PlotOutline, type PlotRequest, ProjectContext } from "./Domain.js"
 import type { ModelInfo } from "./ModelCatalog.js"
 
 /**
@@ -66,7 +66,7 @@ export const delimiters = {
  * @since 0.1.0
  * @category Sizing
  */
-export const targetWords = (request: PlotRequest): number =>
+export const targetWords = (request: Pick<PlotRequest, "targetWordCount" | "kind">): number =>
   request.targetWordCount ?? defaultWordCount[request.kind ?? "outline"]
 
 /**
@@ -154,7 +154,7 @@ const makeSystemPrompt = (kind: ContentKind, words: number): string =>
  * @since 0.1.0
  * @category Building
  */
-export const systemPrompt = (request: PlotRequest): string => {
+export const systemPrompt = (request: Pick<PlotRequest, "targetWordCount" | "kind">): string => {
   const kind = request.kind ?? "outline"
   const words = targetWords(request)
   // One string per kind and length, kept: the same object each time, so that counting its tokens finds it in
@@ -195,7 +195,10 @@ export const build = (request: PlotRequest, context: ProjectContext, model: Mode
  * @since 0.1.0
  * @category Building
  */
-export const texts = (request: PlotRequest, context: ProjectContext): { readonly system: string; readonly user: string } => {
+export const texts = (
+  request: Pick<PlotRequest, "userPrompt" | "kind" | "targetWordCount" | "genre">,
+  context: ProjectContext
+): { readonly system: string; readonly user: string } => {
   const writerRequest = {
     prompt: request.userPrompt,
     kind: request.kind ?? "outline",
@@ -207,4 +210,20 @@ export const texts = (request: PlotRequest, context: ProjectContext): { readonly
   const user = `${delimiters.project[0]}\n` + projectBlock(context) +
     `\n${delimiters.project[1]}\n${delimiters.request[0]}\n${asData(writerRequest)}\n${delimiters.request[1]}`
   return { system: systemPrompt(request), user }
+}
+
+const emptyProject = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
+
+/**
+ * The prompt without the project, in two parts for sizing it: `shared`, its texts without the writer's words
+ * (the same for every request of a kind, length and genre, so a count cache keeps their counts), and `own`, the
+ * writer's words as the prompt carries them. Their counts add up to the whole's, give or take a token where the
+ * words meet the JSON around them.
+ *
+ * @since 0.1.0
+ * @category Building
+ */
+export const sizing = (request: PlotRequest): { readonly shared: readonly [string, string]; readonly own: string } => {
+  const { system, user } = texts({ ...request, userPrompt: "" }, emptyProject)
+  return { shared: [system, user], own: asData(request.userPrompt) }
 }
