@@ -3,7 +3,8 @@
  * versus a bare `LanguageModel.generateText` on the same model, for the small sample project and a
  * 50,000-token project, with the token cache cold (a fresh engine) and warm: microseconds per request. Beside
  * it, the bare structured call the engine makes (`generateObject` with the same schema): `@effect/ai` builds
- * its decoders per call, so that part of the overhead is the library's, paid by anyone asking for an object.
+ * its decoders per call, so that part of the overhead is the library's, paid by anyone asking for an object;
+ * and that call with a timeout and a span, as any caller that bounds and traces its calls makes it.
  */
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"
@@ -81,6 +82,13 @@ const measure = (project: ProjectContext, label: string) =>
         schema: ResponseParser.structuredOutline,
         objectName: "plot_outline"
       }).pipe(Effect.provideService(LanguageModel.LanguageModel, model))
+    // The same call timed out after a minute and traced by a span: what any caller that bounds and traces its
+    // calls pays, before doing anything else.
+    const guardedStructured = (i: number) =>
+      bareStructured(i).pipe(
+        Effect.timeoutFail({ duration: "1 minute", onTimeout: () => "timed out" }),
+        Effect.withSpan("bench.call", { captureStackTrace: false })
+      )
 
     // Cold: a fresh engine (empty token cache) for each request.
     const coldRuns = project === sampleProject ? 200 : 5
@@ -93,14 +101,18 @@ const measure = (project: ProjectContext, label: string) =>
     const bareMicros = yield* perRequest(5_000, bare)
     yield* perRequest(500, bareStructured)
     const structuredMicros = yield* perRequest(5_000, bareStructured)
+    yield* perRequest(500, guardedStructured)
+    const guardedMicros = yield* perRequest(5_000, guardedStructured)
     return {
       project: label,
       bareGenerateTextUs: Math.round(bareMicros),
       bareGenerateObjectUs: Math.round(structuredMicros),
+      timedTracedObjectUs: Math.round(guardedMicros),
       engineWarmUs: Math.round(warm),
       engineColdUs: Math.round(cold),
       warmOverheadUs: Math.round(warm - bareMicros),
       warmOverheadOverObjectUs: Math.round(warm - structuredMicros),
+      warmOverheadOverTimedTracedUs: Math.round(warm - guardedMicros),
       warmRatio: Number((warm / bareMicros).toFixed(1))
     }
   }).pipe(quiet)

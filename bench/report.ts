@@ -42,6 +42,9 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       "one request at a time. Warm: one engine, its token cache filled; cold: a fresh engine per request. ",
       "`bareGenerateObjectUs` is the structured call the engine makes, alone (`generateObject` with the same ",
       "schema): `@effect/ai` builds its decoders on every call, so that much of the overhead is the library's. ",
+      "`timedTracedObjectUs` is that call with a timeout and a span, as any caller that bounds and traces its ",
+      "calls makes it; `warmOverheadOverTimedTracedUs` is then what the engine's own work costs (context, model ",
+      "choice, prompt, breaker, validation, rendering, metrics, result). ",
       `Target: ${f.target}.\n\n`,
       table(f.rows),
       "\n",
@@ -50,6 +53,7 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
           values: f.rows.flatMap((r: any) => [
             { project: r.project, path: "bare generateText", us: r.bareGenerateTextUs },
             { project: r.project, path: "bare generateObject", us: r.bareGenerateObjectUs },
+            { project: r.project, path: "generateObject, timed and traced", us: r.timedTracedObjectUs },
             { project: r.project, path: "engine, warm", us: r.engineWarmUs },
             { project: r.project, path: "engine, cold", us: r.engineColdUs }
           ])
