@@ -86,7 +86,7 @@ export interface Options {
   readonly maxContextTokens?: number | undefined
   /**
    * How to count tokens for an encoding model (see `ContextBudget.encodingModel`); default the real tokenizer.
-   * Counts of the project's texts and of the system prompts are remembered either way.
+   * Counts of the project's texts and of the prompt's fixed parts are remembered either way.
    */
   readonly tokenCount?: ((encodingModel: string) => ContextBudget.Count) | undefined
   /** Retries, budgets and deadline (default `RetryPolicy.defaults`, the seed's table). */
@@ -228,8 +228,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
   const alerts = yield* Effect.serviceOption(Alerts.Alerts)
 
-  // Token counts per encoding: the project's texts and the system prompts are remembered, so that repeated
-  // generations over a project do not re-tokenize them; a request's own text is counted once and forgotten (it
+  // Token counts per encoding: the project's texts and the prompt's fixed parts are remembered, so that repeated
+  // generations over a project do not re-tokenize them; the writer's words are counted once and forgotten (they
   // will not come again, and thousands of them would only fill the cache).
   const counters = new Map<string, Counter>()
   const countFor = (encoding: string): Counter => {
@@ -586,8 +586,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
    * A call through the rate limiter, when one is provided: admitted with the estimate (prompt tokens and the
    * output limit) no later than the deadline, reconciled however it ends (the reported usage; when it failed or
    * was cut off, the prompt and what a stream had written, about four characters a token); a provider 429
-   * pauses every caller of the key. A call that would start at the
-   * deadline is not sent, and gives its whole reservation back.
+   * pauses every caller of the key. A call that would start at the deadline is not sent, and gives its whole
+   * reservation back.
    */
   const admitted = (
     target: ModelCatalog.ModelInfo,
