@@ -61,6 +61,30 @@ const perRequest = <E>(n: number, effect: (i: number) => Effect.Effect<unknown, 
     return batches.sort((a, b) => a - b)[2]!
   })
 
+/**
+ * Microseconds per run of each path, measured in turns: seven rounds of a batch of 1,000 runs per path (the
+ * order rotating each round), each path's figure the median of its batches. The VM's speed drifts over seconds;
+ * taking turns puts the drift on every path alike, so that their differences mean something.
+ */
+const inTurns = <K extends string>(paths: Record<K, (i: number) => Effect.Effect<unknown, unknown>>) =>
+  Effect.gen(function*() {
+    const names = Object.keys(paths) as Array<K>
+    const batches = new Map<K, Array<number>>(names.map((name) => [name, []]))
+    const size = 1_000
+    for (const name of names) for (let i = 0; i < 500; i++) yield* paths[name](i)
+    for (let round = 0; round < 7; round++) {
+      for (let turn = 0; turn < names.length; turn++) {
+        const name = names[(round + turn) % names.length]!
+        const start = performance.now()
+        for (let i = 0; i < size; i++) yield* paths[name](round * size + i)
+        batches.get(name)!.push(((performance.now() - start) * 1_000) / size)
+      }
+    }
+    return Object.fromEntries(
+      names.map((name) => [name, batches.get(name)!.sort((a, b) => a - b)[3]!])
+    ) as Record<K, number>
+  })
+
 const measure = (project: ProjectContext, label: string) =>
   Effect.gen(function*() {
     const model = yield* instantModel
@@ -93,16 +117,14 @@ const measure = (project: ProjectContext, label: string) =>
     // Cold: a fresh engine (empty token cache) for each request.
     const coldRuns = project === sampleProject ? 200 : 5
     const cold = yield* perRequest(coldRuns, (i) => Effect.flatMap(makeEngine, (engine) => generate(engine)(i)))
-    // Warm: one engine, the project's counts cached after the first request.
+    // Warm: one engine, the project's counts cached after its first requests.
     const engine = yield* makeEngine
-    yield* perRequest(500, generate(engine))
-    const warm = yield* perRequest(5_000, generate(engine))
-    yield* perRequest(500, bare)
-    const bareMicros = yield* perRequest(5_000, bare)
-    yield* perRequest(500, bareStructured)
-    const structuredMicros = yield* perRequest(5_000, bareStructured)
-    yield* perRequest(500, guardedStructured)
-    const guardedMicros = yield* perRequest(5_000, guardedStructured)
+    const { bareMicros, guardedMicros, structuredMicros, warm } = yield* inTurns({
+      warm: generate(engine),
+      bareMicros: bare,
+      structuredMicros: bareStructured,
+      guardedMicros: guardedStructured
+    })
     return {
       project: label,
       bareGenerateTextUs: Math.round(bareMicros),
