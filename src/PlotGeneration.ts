@@ -326,15 +326,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     // CPU's caches).
     const sizing = PromptBuilder.sizing(request)
     const promptTokens = counter.remembered(sizing.shared[0]) + counter.remembered(sizing.shared[1]) + counter.once(sizing.own)
-    const budget = ContextBudget.budgetFor(model, {
-      maxOutputTokens: PromptBuilder.maxOutputTokensFor(PromptBuilder.targetWords(request), model),
-      promptTokens,
-      maxContextTokens: options.maxContextTokens
-    })
+    const words = PromptBuilder.targetWords(request)
+    const maxOutputTokens = PromptBuilder.maxOutputTokensFor(words, model)
+    const budget = ContextBudget.budgetFor(model, { maxOutputTokens, promptTokens, maxContextTokens: options.maxContextTokens })
     const fitted = ContextBudget.fit(context, Math.min(budget, reducedBudget ?? budget), counter.remembered)
     const prompt = PromptBuilder.build(request, fitted.context, model)
     const inputTokens = promptTokens + fitted.tokens
-    const outputTokens = Math.min(prompt.maxOutputTokens, PromptBuilder.expectedOutputTokens(PromptBuilder.targetWords(request)))
+    const outputTokens = Math.min(maxOutputTokens, PromptBuilder.expectedOutputTokens(words))
     return { prompt, fitted, promptTokens, inputTokens, estimatedCostUsd: ModelCatalog.cost(model, { inputTokens, outputTokens }) }
   }
 
@@ -596,11 +594,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     received: Received,
     deadlineAt: number,
     pastDeadline: (target: ModelCatalog.ModelInfo) => Errors.TimeoutError
-  ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> =>
-    Option.match(rateLimiter, {
-      onNone: () =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          now >= deadlineAt ? Effect.fail(pastDeadline(target)) : call(deadlineAt - now)),
+  ): Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError> => {
+    // Sends the call with the time left, or, at the deadline, does `notSent` instead and fails.
+    const whileTimeLeft = (
+      notSent: Effect.Effect<void>,
+      send: (remaining: number) => Effect.Effect<CallOutcome, Errors.ProviderError | Errors.ResponseParseError>
+    ) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        now >= deadlineAt ? Effect.zipRight(notSent, Effect.fail(pastDeadline(target))) : send(deadlineAt - now))
+    return Option.match(rateLimiter, {
+      onNone: () => whileTimeLeft(Effect.void, call),
       onSome: (limiter) => {
         const limiterTarget = { provider: target.provider, model: target.id }
         return Effect.scoped(Effect.gen(function*() {
@@ -611,20 +614,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(target))),
             Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
           )
-          const now = yield* Clock.currentTimeMillis
-          if (now >= deadlineAt) {
-            yield* admission.cancel
-            return yield* pastDeadline(target)
-          }
-          return yield* call(deadlineAt - now).pipe(
-            Effect.onExit((exit) =>
-              admission.reconcile(
-                Exit.isSuccess(exit)
-                  ? { inputTokens: exit.value.usage.inputTokens, outputTokens: exit.value.usage.outputTokens }
-                  : { inputTokens: prepared.inputTokens, outputTokens: ContextBudget.estimateTokens(received.text) }
+          return yield* whileTimeLeft(admission.cancel, (remaining) =>
+            call(remaining).pipe(
+              Effect.onExit((exit) =>
+                admission.reconcile(
+                  Exit.isSuccess(exit)
+                    ? { inputTokens: exit.value.usage.inputTokens, outputTokens: exit.value.usage.outputTokens }
+                    : { inputTokens: prepared.inputTokens, outputTokens: ContextBudget.estimateTokens(received.text) }
+                )
               )
-            )
-          )
+            ))
         })).pipe(
           Effect.tapError((error) =>
             error instanceof Errors.RateLimitError && !error.local
@@ -634,6 +633,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         )
       }
     })
+  }
 
   /** Books a failed attempt: the breaker, the reduced context after a context-length rejection, the error. */
   const onAttemptFailure = (

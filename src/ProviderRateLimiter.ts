@@ -326,8 +326,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         })
       }
       const queueDeadline = (yield* Clock.currentTimeMillis) + queueTimeoutMillis
-      const callerFirst = options?.until !== undefined && options.until < queueDeadline
-      const deadline = callerFirst ? options!.until! : queueDeadline
+      const until = options?.until
+      const callerFirst = until !== undefined && until < queueDeadline
+      const deadline = callerFirst ? until : queueDeadline
       const timedOut = callerFirst
         ? new TimeoutError({ provider: target.provider, model: target.model, detail: "the caller's deadline came before a permit and budget" })
         : localError(target, `waited longer than the queue timeout of ${Duration.format(Duration.millis(queueTimeoutMillis))}`)

@@ -100,7 +100,6 @@ const fromFactories = (factories: Partial<Record<ProviderName, ModelFactory>>): 
   })
 }
 
-/** The most bytes of a response body handed on at once; see `boundedChunks`. */
 /**
  * The clients' language models are stateless (the HTTP client and the parameters, fixed when made), so one
  * is made per model and parameters and kept: making one per attempt cost tens of microseconds. A few hundred
@@ -120,6 +119,7 @@ const remembered = (factory: ModelFactory): ModelFactory => {
   }
 }
 
+/** The most bytes of a response body handed on at once; see `boundedChunks`. */
 const maxChunkBytes = 1_024
 
 /**
