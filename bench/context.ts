@@ -5,6 +5,7 @@
  */
 import * as ContextBudget from "../src/ContextBudget.js"
 import { ContentExcerpt, ProjectContext } from "../src/Domain.js"
+import * as TokenCount from "../src/TokenCount.js"
 import { percentile, sampleProject } from "./fixtures.js"
 
 const sentences = [
@@ -17,12 +18,14 @@ const sentences = [
 
 /** A project whose previous chapters hold about `tokens` tokens (o200k), varied enough not to compress. */
 export const largeProject = (tokens: number): ProjectContext => {
-  const count = ContextBudget.openAiCount("gpt-4o")
+  const count = TokenCount.openAiCount("gpt-4o")
   const chapters: Array<ContentExcerpt> = []
   let total = 0
   for (let chapter = 1; total < tokens; chapter++) {
-    const paragraphs = Array.from({ length: 120 }, (_, p) =>
-      sentences.map((s, i) => s.replace("night", `night ${chapter}-${p}-${i}`)).join(" "))
+    const paragraphs = Array.from(
+      { length: 120 },
+      (_, p) => sentences.map((s, i) => s.replace("night", `night ${chapter}-${p}-${i}`)).join(" ")
+    )
     const text = paragraphs.join("\n\n")
     chapters.push(new ContentExcerpt({ title: `Chapter ${chapter}`, text }))
     total += count(text)
@@ -40,19 +43,21 @@ const median = (values: ReadonlyArray<number>) => percentile(values, 50)
 
 export const run = () => {
   const project = largeProject(200_000)
-  const projectTokens = ContextBudget.measure(project, ContextBudget.openAiCount("gpt-4o"))
+  const projectTokens = ContextBudget.measure(project, TokenCount.openAiCount("gpt-4o"))
   const budget = 16_000
   const cold: Array<number> = []
   const warmSameBudget: Array<number> = []
   const warmOtherBudget: Array<number> = []
   let fitted: ContextBudget.Fitted | undefined
   for (let i = 0; i < 5; i++) {
-    const counter = ContextBudget.cached(ContextBudget.openAiCount("gpt-4o"))
+    const counter = TokenCount.cached(TokenCount.openAiCount("gpt-4o"))
     cold.push(time(() => (fitted = ContextBudget.fit(project, budget, counter.count))))
     // The same project and budget again: the fit itself is remembered.
     for (let j = 0; j < 20; j++) warmSameBudget.push(time(() => ContextBudget.fit(project, budget, counter.count)))
     // Another budget (another model): a new fit over counts already known, nothing tokenized again.
-    for (let j = 0; j < 20; j++) warmOtherBudget.push(time(() => ContextBudget.fit(project, budget - 1 - 20 * i - j, counter.count)))
+    for (let j = 0; j < 20; j++) {
+      warmOtherBudget.push(time(() => ContextBudget.fit(project, budget - 1 - 20 * i - j, counter.count)))
+    }
   }
   return {
     projectTokens,

@@ -12,7 +12,11 @@ import { engineRuntime, pool, sdkGenerate, startGateway } from "./gateway.js"
 
 const requests = Number(process.env.FAULTS_REQUESTS ?? 400)
 const concurrency = 16
-const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
+const request = {
+  projectId: "novel",
+  userPrompt: "What does Mara find under the floor of the lamp room?",
+  provider: "openai" as const
+}
 
 type Outcome = "content" | "template" | "failure"
 
@@ -49,8 +53,12 @@ export const run = async () => {
           Effect.orElseSucceed((): Outcome => "failure")
         )
       )
-    const model = (await runtime.runPromise(Effect.flatMap(PlotGeneration.PlotGeneration, (s) => s.generate(request)))).model
-    const sdk = sdkGenerate(gateway, model === "template" ? "gpt-4.1-mini" : model, request, { maxRetries: 2, timeout: 5_000 })
+    const model = (await runtime.runPromise(Effect.flatMap(PlotGeneration.PlotGeneration, (s) =>
+      s.generate(request)))).model
+    const sdk = sdkGenerate(gateway, model === "template" ? "gpt-4.1-mini" : model, request, {
+      maxRetries: 2,
+      timeout: 5_000
+    })
     const bare = (i: number) => sdk(i).then((): Outcome => "content", (): Outcome => "failure")
 
     const engineRun = summarize("engine", await pool(requests, concurrency, engine))

@@ -15,11 +15,13 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 import OpenAI from "openai"
+import * as Alerts from "../src/Alerts.js"
 import { PlotOutline, PlotRequest, type PlotRequestInput } from "../src/Domain.js"
 import * as ModelCatalog from "../src/ModelCatalog.js"
-import * as PromptBuilder from "../src/PromptBuilder.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as PromptBuilder from "../src/PromptBuilder.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import type * as RetryPolicy from "../src/RetryPolicy.js"
 import { nthRequest, sampleProject } from "./fixtures.js"
@@ -51,20 +53,19 @@ export const startGateway = (args: ReadonlyArray<string> = []): Promise<Gateway>
     child.once("exit", (code) => reject(new Error(`the simulator exited with ${code}: ${output}`)))
   })
 
-/** An engine over OpenAI at the gateway, as a host builds it (real client, undici), with logs at errors only. */
+/**
+ * An engine over OpenAI at the gateway, as a host builds it (real client, undici), with logs at errors only and
+ * no local rate limit (what is measured is the engine's own cost, and the gateway's faults).
+ */
 export const engineRuntime = (gateway: Gateway, options: { readonly retryPolicy?: RetryPolicy.Policy } = {}) =>
   ManagedRuntime.make(
-    Layer.scoped(
-      PlotGeneration.PlotGeneration,
-      Effect.flatMap(
-        Providers.make({ openai: { apiKey: Redacted.make("sk-bench-0123456789"), baseUrl: gateway.openaiBaseUrl } }),
-        (providers) =>
-          PlotGeneration.make(options).pipe(
-            Effect.provideService(Providers.Providers, providers),
-            Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
-          )
-      )
-    ).pipe(
+    PlotGeneration.layer(options).pipe(
+      Layer.provide(
+        Providers.layer({ openai: { apiKey: Redacted.make("sk-bench-0123456789"), baseUrl: gateway.openaiBaseUrl } })
+      ),
+      Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+      Layer.provide(ProviderRateLimiter.layerUnlimited),
+      Layer.provide(Alerts.layerDisabled),
       Layer.provide(NodeHttpClient.layerUndici),
       Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
     )
@@ -135,14 +136,21 @@ export const effectAiGenerate = async (gateway: Gateway, modelId: string, reques
   )
   const probe = promptOf(0)
   const languageModel = await runtime.runPromise(
-    Effect.flatMap(Providers.Providers, (providers) =>
-      providers.languageModel("openai", modelId, { maxOutputTokens: probe.maxOutputTokens, temperature: probe.temperature }))
+    Effect.flatMap(
+      Providers.Providers,
+      (providers) =>
+        providers.languageModel("openai", modelId, {
+          maxOutputTokens: probe.maxOutputTokens,
+          temperature: probe.temperature
+        })
+    )
   )
   const generate = (i: number) =>
     runtime.runPromise(
-      LanguageModel.generateObject({ prompt: promptOf(i).prompt, schema: PlotOutline, objectName: "plot_outline" }).pipe(
-        Effect.provideService(LanguageModel.LanguageModel, languageModel)
-      )
+      LanguageModel.generateObject({ prompt: promptOf(i).prompt, schema: PlotOutline, objectName: "plot_outline" })
+        .pipe(
+          Effect.provideService(LanguageModel.LanguageModel, languageModel)
+        )
     )
   return { generate, dispose: () => runtime.dispose() }
 }

@@ -9,7 +9,11 @@ import * as PlotGeneration from "../src/PlotGeneration.js"
 import { nthRequest, percentile } from "./fixtures.js"
 import { effectAiGenerate, engineRuntime, pool, sdkGenerate, startGateway } from "./gateway.js"
 
-const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
+const request = {
+  projectId: "novel",
+  userPrompt: "What does Mara find under the floor of the lamp room?",
+  provider: "openai" as const
+}
 const concurrencies = [1, 16, 64]
 const requestsAt = (concurrency: number) => (concurrency === 1 ? 100 : 400)
 const rounds = 3
@@ -45,7 +49,10 @@ export const run = async () => {
       runtime.runPromise(
         PlotGeneration.PlotGeneration.pipe(
           Effect.flatMap((service) => service.generate(nthRequest(request, i))),
-          Effect.filterOrDieMessage((result) => !result.isTemplate, "the benchmark's generation fell back to the template")
+          Effect.filterOrDieMessage(
+            (result) => !result.isTemplate,
+            "the benchmark's generation fell back to the template"
+          )
         )
       )
     // The model the engine chooses, and the same prompt for the bare SDK.
@@ -61,7 +68,11 @@ export const run = async () => {
     // falls on all three alike; each client's figures are over its three rounds together.
     const rows: Array<Row> = []
     for (const concurrency of concurrencies) {
-      const runs = { "openai SDK": [] as Array<Run>, "@effect/ai client alone": [] as Array<Run>, engine: [] as Array<Run> }
+      const runs = {
+        "openai SDK": [] as Array<Run>,
+        "@effect/ai client alone": [] as Array<Run>,
+        engine: [] as Array<Run>
+      }
       for (let round = 0; round < rounds; round++) {
         const n = requestsAt(concurrency)
         runs["openai SDK"].push(await pool(n, concurrency, bare))

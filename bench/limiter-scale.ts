@@ -34,11 +34,17 @@ const scale = (waiters: number) => {
     baseline = heapUsed()
     const target = { provider: "openai", model: "gpt-4.1" } as const
     let admitted = 0
-    const all = Effect.forEach(Array.from({ length: waiters }), () =>
-      Effect.scoped(Effect.zipRight(limiter.admit(target, { inputTokens: 100, outputTokens: 100 }), Effect.sync(() => admitted++))), {
-      concurrency: "unbounded",
-      discard: true
-    })
+    const all = Effect.forEach(
+      Array.from({ length: waiters }),
+      () =>
+        Effect.scoped(
+          Effect.zipRight(limiter.admit(target, { inputTokens: 100, outputTokens: 100 }), Effect.sync(() => admitted++))
+        ),
+      {
+        concurrency: "unbounded",
+        discard: true
+      }
+    )
     const fiber = yield* Effect.fork(all)
     // Once every waiter has reserved its turn and sleeps, the queue is at its longest.
     yield* Effect.sleep("1 millis")
@@ -71,7 +77,10 @@ const idleCpu = (waiters: number) =>
     )
     const target = { provider: "openai", model: "gpt-4.1" } as const
     yield* Effect.forkScoped(Effect.forEach(Array.from({ length: waiters }), () =>
-      Effect.scoped(limiter.admit(target, { inputTokens: 100, outputTokens: 100 })), { concurrency: "unbounded", discard: true }))
+      Effect.scoped(limiter.admit(target, { inputTokens: 100, outputTokens: 100 })), {
+      concurrency: "unbounded",
+      discard: true
+    }))
     // Let every waiter queue, then measure.
     yield* Effect.sleep("2 seconds")
     const cpuStart = process.cpuUsage()

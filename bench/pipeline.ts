@@ -11,9 +11,11 @@ import type * as Response from "@effect/ai/Response"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Alerts from "../src/Alerts.js"
 import type { ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as ResponseParser from "../src/ResponseParser.js"
 import { largeProject } from "./context.js"
@@ -27,8 +29,16 @@ export const answer = JSON.stringify({
     title: "Setup",
     summary: "The light fails and Mara Quinn finds the blue cloth under the floor of the lamp room.",
     beats: [
-      { summary: "Mara Quinn climbs to the lamp room and counts the steps.", characters: ["Mara Quinn"], location: "Saltmarsh Light" },
-      { summary: "Elias Thorne asks why the light failed, and smiles at the harbour.", characters: ["Elias Thorne"], location: "" }
+      {
+        summary: "Mara Quinn climbs to the lamp room and counts the steps.",
+        characters: ["Mara Quinn"],
+        location: "Saltmarsh Light"
+      },
+      {
+        summary: "Elias Thorne asks why the light failed, and smiles at the harbour.",
+        characters: ["Elias Thorne"],
+        location: ""
+      }
     ]
   }]
 })
@@ -44,7 +54,11 @@ const instantModel = LanguageModel.make({
   streamText: () => Effect.dieMessage("not streamed in this benchmark") as never
 })
 
-const request = { projectId: "novel", userPrompt: "What does Mara find under the floor of the lamp room?", provider: "openai" as const }
+const request = {
+  projectId: "novel",
+  userPrompt: "What does Mara find under the floor of the lamp room?",
+  provider: "openai" as const
+}
 
 const quiet = Logger.withMinimumLogLevel(LogLevel.Error)
 
@@ -90,11 +104,16 @@ const measure = (project: ProjectContext, label: string) =>
     const model = yield* instantModel
     const makeEngine = PlotGeneration.make().pipe(
       Effect.provide(Providers.layerModels({ openai: () => Effect.succeed(model) })),
-      Effect.provide(ProjectContextStore.layerMemory({ novel: project }))
+      Effect.provide(ProjectContextStore.layerMemory({ novel: project })),
+      Effect.provide(ProviderRateLimiter.layerUnlimited),
+      Effect.provide(Alerts.layerDisabled)
     )
     const generate = (engine: PlotGeneration.Service) => (i: number) =>
       engine.generate(nthRequest(request, i)).pipe(
-        Effect.filterOrDieMessage((result) => !result.isTemplate, "the benchmark's generation fell back to the template")
+        Effect.filterOrDieMessage(
+          (result) => !result.isTemplate,
+          "the benchmark's generation fell back to the template"
+        )
       )
     const bare = (i: number) =>
       LanguageModel.generateText({ prompt: nthRequest(request, i).userPrompt }).pipe(
@@ -141,6 +160,9 @@ const measure = (project: ProjectContext, label: string) =>
 
 export const run = () =>
   Effect.runPromise(Effect.gen(function*() {
-    const rows = [yield* measure(sampleProject, "small (sample)"), yield* measure(largeProject(50_000), "50,000 tokens")]
+    const rows = [
+      yield* measure(sampleProject, "small (sample)"),
+      yield* measure(largeProject(50_000), "50,000 tokens")
+    ]
     return { rows, target: "warm overhead below 250 µs per request" }
   }))

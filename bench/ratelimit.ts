@@ -9,7 +9,8 @@ import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { ProviderName } from "../src/Domain.js"
-import * as Errors from "../src/Errors.js"
+import type * as Errors from "../src/Errors.js"
+import * as Classify from "../src/internal/classify.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import { generator } from "../src/simulator/Content.js"
 import * as InProcess from "../src/simulator/InProcess.js"
@@ -64,8 +65,10 @@ const workload = () => {
 /** A prompt of exactly `tokens` o200k tokens (" word" is one token). */
 const promptOf = (tokens: number) => "word" + " word".repeat(tokens - 1)
 
-type Admit = (estimate: ProviderRateLimiter.Estimate, call: Effect.Effect<{ readonly inputTokens: number; readonly outputTokens: number }, Errors.ProviderError>) =>
-  Effect.Effect<unknown, Errors.ProviderError | Errors.RateLimitError | Errors.QuotaExhaustedError>
+type Admit = (
+  estimate: ProviderRateLimiter.Estimate,
+  call: Effect.Effect<{ readonly inputTokens: number; readonly outputTokens: number }, Errors.ProviderError>
+) => Effect.Effect<unknown, Errors.ProviderError | Errors.RateLimitError | Errors.QuotaExhaustedError>
 
 interface Variant {
   readonly name: "configured" | "adaptive" | "seed-naive" | "no-limiter"
@@ -77,12 +80,22 @@ interface Variant {
   }>
 }
 
-const limiterVariant = (name: "configured" | "adaptive", quota: (s: Scenario) => ProviderRateLimiter.Quota, adaptive: boolean): Variant => ({
+const limiterVariant = (
+  name: "configured" | "adaptive",
+  quota: (s: Scenario) => ProviderRateLimiter.Quota,
+  adaptive: boolean
+): Variant => ({
   name,
   make: (scenario) =>
     Effect.gen(function*() {
       const limiter = yield* ProviderRateLimiter.ProviderRateLimiter.pipe(
-        Effect.provide(ProviderRateLimiter.layerMemory({ quotas: { [scenario.name]: quota(scenario) }, adaptive, queueTimeout: "1 day" }))
+        Effect.provide(
+          ProviderRateLimiter.layerMemory({
+            quotas: { [scenario.name]: quota(scenario) },
+            adaptive,
+            queueTimeout: "1 day"
+          })
+        )
       )
       const target = { provider: scenario.name, model: scenario.model }
       return {
@@ -121,7 +134,8 @@ const variants: ReadonlyArray<Variant> = [
   },
   {
     name: "no-limiter",
-    make: () => Effect.succeed({ admit: (_, call) => call, onRateLimited: () => Effect.void, onResponse: () => Effect.void })
+    make: () =>
+      Effect.succeed({ admit: (_, call) => call, onRateLimited: () => Effect.void, onResponse: () => Effect.void })
   }
 ]
 
@@ -142,17 +156,22 @@ const runOne = (scenario: Scenario, variant: Variant) =>
     const perMinute: Array<{ requests: number; tokens: number; inputTokens: number; outputTokens: number }> = []
     yield* Effect.forEach(requests, (spec) =>
       Effect.gen(function*() {
-        const model = yield* simulator.languageModel(scenario.name, scenario.model, { maxOutputTokens: spec.maxOutputTokens })
+        const model = yield* simulator.languageModel(scenario.name, scenario.model, {
+          maxOutputTokens: spec.maxOutputTokens
+        })
         const prompt = promptOf(spec.promptTokens)
         const call = Effect.gen(function*() {
           const startedAt = yield* Clock.currentTimeMillis
           const response = yield* LanguageModel.generateText({ prompt }).pipe(
             Effect.provideService(LanguageModel.LanguageModel, model),
-            Effect.mapError((error) => Errors.classify(error, { provider: scenario.name, model: scenario.model, nowMillis: startedAt })),
+            Effect.mapError((error) =>
+              Classify.classify(error, { provider: scenario.name, model: scenario.model, nowMillis: startedAt })
+            ),
             Effect.catchTag("ResponseParseError", () => Effect.dieMessage("no parsing in this benchmark"))
           )
           waits.push(startedAt)
-          const minute = (perMinute[Math.floor(startedAt / 60_000)] ??= { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 })
+          const minute =
+            (perMinute[Math.floor(startedAt / 60_000)] ??= { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 })
           minute.requests++
           minute.tokens += spec.promptTokens + spec.maxOutputTokens
           minute.inputTokens += spec.promptTokens
@@ -165,7 +184,9 @@ const runOne = (scenario: Scenario, variant: Variant) =>
           const outcome = yield* Effect.either(wrapper.admit(estimate, call))
           if (outcome._tag === "Right") break
           const error = outcome.left
-          if (error._tag !== "RateLimitError" || error.local) return yield* Effect.dieMessage(`unexpected ${error._tag}: ${error.message}`)
+          if (error._tag !== "RateLimitError" || error.local) {
+            return yield* Effect.dieMessage(`unexpected ${error._tag}: ${error.message}`)
+          }
           provider429s++
           retries++
           const retryAfterMs = error.retryAfterMs ?? 1_000
@@ -193,12 +214,14 @@ const runOne = (scenario: Scenario, variant: Variant) =>
     // Each whole minute's use of its tightest budget, in percent.
     const series = Array.from({ length: Math.floor(minutes) }, (_, i) => {
       const m = perMinute[i] ?? { requests: 0, tokens: 0, inputTokens: 0, outputTokens: 0 }
-      return Math.round(100 * Math.max(
-        m.requests / q.requestsPerMinute,
-        q.tokensPerMinute === undefined ? 0 : m.tokens / q.tokensPerMinute,
-        q.inputTokensPerMinute === undefined ? 0 : m.inputTokens / q.inputTokensPerMinute,
-        q.outputTokensPerMinute === undefined ? 0 : m.outputTokens / q.outputTokensPerMinute
-      ))
+      return Math.round(
+        100 * Math.max(
+          m.requests / q.requestsPerMinute,
+          q.tokensPerMinute === undefined ? 0 : m.tokens / q.tokensPerMinute,
+          q.inputTokensPerMinute === undefined ? 0 : m.inputTokens / q.inputTokensPerMinute,
+          q.outputTokensPerMinute === undefined ? 0 : m.outputTokens / q.outputTokensPerMinute
+        )
+      )
     })
     return {
       series,
@@ -213,19 +236,18 @@ const runOne = (scenario: Scenario, variant: Variant) =>
     }
   })).value
 
-export const run = () =>
-  Effect.runSync(Effect.gen(function*() {
-    const results = []
-    const series: Record<string, ReadonlyArray<number>> = {}
-    const only = process.env.RATELIMIT_VARIANTS?.split(",")
-    for (const scenario of scenarios) {
-      for (const variant of variants.filter((v) => only === undefined || only.includes(v.name))) {
-        const started = performance.now()
-        const { series: minutes, ...result } = runOne(scenario, variant)
-        results.push({ ...result, wallSeconds: Number(((performance.now() - started) / 1_000).toFixed(1)) })
-        series[`${scenario.name}/${variant.name}`] = minutes
-        console.error(`  ratelimit ${scenario.name}/${variant.name}: ${JSON.stringify(result)}`)
-      }
+export const run = () => {
+  const results = []
+  const series: Record<string, ReadonlyArray<number>> = {}
+  const only = process.env.RATELIMIT_VARIANTS?.split(",")
+  for (const scenario of scenarios) {
+    for (const variant of variants.filter((v) => only === undefined || only.includes(v.name))) {
+      const started = performance.now()
+      const { series: minutes, ...result } = runOne(scenario, variant)
+      results.push({ ...result, wallSeconds: Number(((performance.now() - started) / 1_000).toFixed(1)) })
+      series[`${scenario.name}/${variant.name}`] = minutes
+      console.error(`  ratelimit ${scenario.name}/${variant.name}: ${JSON.stringify(result)}`)
     }
-    return { variants: results, utilizationPerMinute: series }
-  }))
+  }
+  return { variants: results, utilizationPerMinute: series }
+}

@@ -17,9 +17,12 @@ const load = (name: string): Figures | undefined => {
 
 /** Renders a Vega-Lite spec to `results/<name>.svg` and returns the Markdown that shows it. */
 const chart = async (name: string, title: string, spec: vegaLite.TopLevelSpec): Promise<string> => {
-  const view = new vega.View(vega.parse(vegaLite.compile({ width: 560, height: 260, ...spec } as vegaLite.TopLevelSpec).spec), {
-    renderer: "none"
-  })
+  const view = new vega.View(
+    vega.parse(vegaLite.compile({ width: 560, height: 260, ...spec } as vegaLite.TopLevelSpec).spec),
+    {
+      renderer: "none"
+    }
+  )
   writeFileSync(new URL(`${name}.svg`, results), await view.toSVG())
   view.finalize()
   return `![${title}](${name}.svg)\n`
@@ -76,7 +79,9 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       `\`generate\` through the real \`@effect/ai-openai\` client to the simulator (its own process, loopback), `,
       `beside the official \`openai\` SDK sending the same request with nothing around it; model ${f.model}. `,
       `Throughput ratio engine / SDK: ${Object.entries(f.throughputRatio).map(([c, r]) => `${c} ${r}`).join(", ")}; `,
-      `the \`@effect/ai\` client alone / SDK: ${Object.entries(f.clientAloneRatio ?? {}).map(([c, r]) => `${c} ${r}`).join(", ")}. `,
+      `the \`@effect/ai\` client alone / SDK: ${
+        Object.entries(f.clientAloneRatio ?? {}).map(([c, r]) => `${c} ${r}`).join(", ")
+      }. `,
       `Target: ${f.target}.\n\n`,
       table(f.rows),
       "\n",
@@ -126,16 +131,18 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
     })
     const charts = []
     for (const scenario of ["openai", "anthropic"]) {
-      charts.push(await chart(`ratelimit-${scenario}`, `Utilization per minute, ${scenario}`, {
-        data: { values: series.filter((s) => s.scenario === scenario) },
-        mark: { type: "line", point: false },
-        encoding: {
-          x: { field: "minute", type: "quantitative", title: "minute of the drain" },
-          y: { field: "percent", type: "quantitative", title: `% of the tightest ${scenario} budget used` },
-          color: { field: "variant", type: "nominal" },
-          strokeDash: { field: "variant", type: "nominal" }
-        }
-      } as any))
+      charts.push(
+        await chart(`ratelimit-${scenario}`, `Utilization per minute, ${scenario}`, {
+          data: { values: series.filter((s) => s.scenario === scenario) },
+          mark: { type: "line", point: false },
+          encoding: {
+            x: { field: "minute", type: "quantitative", title: "minute of the drain" },
+            y: { field: "percent", type: "quantitative", title: `% of the tightest ${scenario} budget used` },
+            color: { field: "variant", type: "nominal" },
+            strokeDash: { field: "variant", type: "nominal" }
+          }
+        } as any)
+      )
     }
     return [
       "## Rate limiting\n",

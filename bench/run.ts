@@ -33,13 +33,22 @@ if (unknown.length > 0) {
 
 const results = new URL("./results/", import.meta.url)
 mkdirSync(results, { recursive: true })
-const machine = { cpus: `${cpus().length} x ${cpus()[0]?.model ?? "unknown"}`, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
+const machine = {
+  cpus: `${cpus().length} x ${cpus()[0]?.model ?? "unknown"}`,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version
+}
 console.log(`Machine: ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}`)
 
 if (selected.length === 0) {
   // All of them, each in a process of its own: one benchmark's heap (100,000 waiters) must not slow the next.
   for (const name of Object.keys(benchmarks)) {
-    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), name, "--no-report"], { stdio: "inherit" })
+    const child = spawnSync(process.execPath, [
+      ...process.execArgv,
+      fileURLToPath(import.meta.url),
+      name,
+      "--no-report"
+    ], { stdio: "inherit" })
     if (child.status !== 0) process.exit(child.status ?? 1)
   }
   console.log(`\nReport: ${await Report.write()}`)
@@ -48,7 +57,10 @@ if (selected.length === 0) {
 
 for (const name of selected.filter((name) => name !== "--no-report")) {
   const figures = await benchmarks[name]!()
-  writeFileSync(new URL(`${name}.json`, results), JSON.stringify({ benchmark: name, machine, ...figures }, null, 2) + "\n")
+  writeFileSync(
+    new URL(`${name}.json`, results),
+    JSON.stringify({ benchmark: name, machine, ...figures }, null, 2) + "\n"
+  )
   console.log(`\n## ${name}\n`)
   for (const [key, value] of Object.entries(figures)) {
     // Series are for the charts; the JSON holds them.
@@ -57,7 +69,9 @@ for (const name of selected.filter((name) => name !== "--no-report")) {
       // A list of rows: a table of its own.
       const columns = Object.keys(value[0] as object)
       console.log(`| ${columns.join(" | ")} |\n| ${columns.map(() => "---").join(" | ")} |`)
-      for (const row of value as Array<Record<string, unknown>>) console.log(`| ${columns.map((c) => String(row[c])).join(" | ")} |`)
+      for (const row of value as Array<Record<string, unknown>>) {
+        console.log(`| ${columns.map((c) => String(row[c])).join(" | ")} |`)
+      }
       continue
     }
     console.log(`- ${key}: ${typeof value === "number" ? Number(value.toFixed(3)) : JSON.stringify(value)}`)

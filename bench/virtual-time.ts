@@ -76,7 +76,12 @@ export const runInVirtualTime = <A, E>(effect: Effect.Effect<A, E>): { readonly 
     currentTimeNanos: Effect.sync(() => BigInt(Math.round(now * 1_000_000))),
     sleep: (duration) =>
       Effect.async<void>((resume) => {
-        const sleeper: Sleeper = { at: now + Duration.toMillis(duration), seq: seq++, wake: () => resume(Effect.void), cancelled: false }
+        const sleeper: Sleeper = {
+          at: now + Duration.toMillis(duration),
+          seq: seq++,
+          wake: () => resume(Effect.void),
+          cancelled: false
+        }
         sleepers.push(sleeper)
         return Effect.sync(() => {
           sleeper.cancelled = true

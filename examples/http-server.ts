@@ -8,6 +8,9 @@
  * Run it with `npm run example:server` (port from `PORT`, default 3000). With no provider configured it uses
  * the embedded gateway simulator, like the CLI.
  */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
@@ -15,9 +18,6 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -25,9 +25,9 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
-import { engineLayer, resolveGateway } from "../src/cli/Cli.js"
 import { GenerationEvent, PlotRequest, type PlotRequestInput, PlotResult } from "../src/Domain.js"
 import * as Errors from "../src/Errors.js"
+import * as PlotEngine from "../src/PlotEngine.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 
@@ -73,16 +73,23 @@ const PlotsLive = HttpApiBuilder.group(PlotsApi, "plots", (handlers) =>
           HttpServerResponse.stream(
             // The engine validates the body itself: a bad field ends the stream with an error event naming it.
             engine.generateStream(body as PlotRequestInput).pipe(
-              Stream.map((event) => `event: ${event._tag === "Completed" ? "completed" : event._tag}\ndata: ${JSON.stringify(encodeEvent(event))}\n\n`),
+              Stream.map((event) =>
+                `event: ${event._tag === "Completed" ? "completed" : event._tag}\ndata: ${
+                  JSON.stringify(encodeEvent(event))
+                }\n\n`
+              ),
               // A typed failure ends the stream with an `error` event that says what to do.
               Stream.catchAll((error) =>
-                Stream.make(`event: error\ndata: ${JSON.stringify({ type: Errors.errorType(error), message: Errors.userMessage(error) })}\n\n`)
+                Stream.make(
+                  `event: error\ndata: ${
+                    JSON.stringify({ type: Errors.errorType(error), message: Errors.userMessage(error) })
+                  }\n\n`
+                )
               ),
               Stream.encodeText
             ),
             { contentType: "text/event-stream", headers: { "cache-control": "no-cache" } }
-          )
-        ))
+          )))
   }))
 
 // =============================================================================
@@ -96,10 +103,10 @@ const projectsDirectory = fileURLToPath(new URL("./projects/", import.meta.url))
  */
 export const ServerLive = (port: number) =>
   Layer.unwrapScoped(Effect.gen(function*() {
-    const gateway = yield* resolveGateway((line) => Effect.log(line))
+    const gateway = yield* PlotEngine.resolveGateway((line) => Effect.log(line))
     return HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiBuilder.api(PlotsApi).pipe(Layer.provide(PlotsLive))),
-      Layer.provide(engineLayer(gateway, ProjectContextStore.layerDirectory(projectsDirectory))),
+      Layer.provide(PlotEngine.layer({ gateway, store: ProjectContextStore.layerDirectory(projectsDirectory) })),
       Layer.provide(NodeContext.layer),
       HttpServer.withLogAddress,
       // Merged, so that whoever builds this layer can read the address (tests listen on port 0).

@@ -1,5 +1,5 @@
 /**
- * The seed's alerts (§7) over rolling windows on Effect's `Clock`: error rate above 5 % in 5 minutes, mean
+ * Alert rules over rolling windows on Effect's `Clock`: error rate above 5 % in 5 minutes, mean
  * latency above 10 seconds, more than 10 rate-limit errors in a minute, template fallback rate above 20 %.
  * Raised and resolved alerts come as a `Stream` and as warning logs. A window that empties resolves its alert
  * at the exact instant it passes: the evaluator sleeps until the next observation leaves a window, it never polls.
@@ -54,7 +54,8 @@ export interface Thresholds {
 }
 
 /**
- * The seed's rules.
+ * The default rules: error rate above 5 % in 5 minutes, mean latency above 10 s in 5 minutes, more than 10
+ * rate-limit errors in a minute, template rate above 20 % in 5 minutes.
  *
  * @since 0.1.0
  * @category Models
@@ -115,13 +116,23 @@ export const evaluate = (
     items.length === 0 ? 0 : items.filter((o) => o.outcome === outcome).length / items.length
   const errors = rate(inside("error_rate"), "failure")
   const latencies = inside("mean_latency")
-  const meanLatency = latencies.length === 0 ? 0 : latencies.reduce((sum, o) => sum + o.durationMs, 0) / latencies.length
+  const meanLatency = latencies.length === 0
+    ? 0
+    : latencies.reduce((sum, o) => sum + o.durationMs, 0) / latencies.length
   const rateLimits = inside("rate_limit_errors").reduce((sum, o) => sum + o.rateLimitErrors, 0)
   const templates = rate(inside("template_rate"), "template")
   return {
     error_rate: { value: errors, threshold: thresholds.errorRate, firing: errors > thresholds.errorRate },
-    mean_latency: { value: meanLatency, threshold: thresholds.meanLatencyMs, firing: meanLatency > thresholds.meanLatencyMs },
-    rate_limit_errors: { value: rateLimits, threshold: thresholds.rateLimitErrors, firing: rateLimits > thresholds.rateLimitErrors },
+    mean_latency: {
+      value: meanLatency,
+      threshold: thresholds.meanLatencyMs,
+      firing: meanLatency > thresholds.meanLatencyMs
+    },
+    rate_limit_errors: {
+      value: rateLimits,
+      threshold: thresholds.rateLimitErrors,
+      firing: rateLimits > thresholds.rateLimitErrors
+    },
     template_rate: { value: templates, threshold: thresholds.templateRate, firing: templates > thresholds.templateRate }
   }
 }
@@ -192,8 +203,14 @@ export const make = (thresholds: Thresholds = defaultThresholds): Effect.Effect<
 
     return {
       record: (observation) =>
-        Effect.flatMap(Clock.currentTimeMillis, (at) =>
-          Effect.zipRight(Ref.update(observations, (all) => [...all, { ...observation, at }]), Queue.offer(wake, undefined))),
+        Effect.flatMap(
+          Clock.currentTimeMillis,
+          (at) =>
+            Effect.zipRight(
+              Ref.update(observations, (all) => [...all, { ...observation, at }]),
+              Queue.offer(wake, undefined)
+            )
+        ),
       events: Stream.fromPubSub(hub),
       active: Effect.map(Ref.get(firing), (set) => [...set])
     }
@@ -207,3 +224,15 @@ export const make = (thresholds: Thresholds = defaultThresholds): Effect.Effect<
  */
 export const layer = (thresholds: Thresholds = defaultThresholds): Layer.Layer<Alerts> =>
   Layer.scoped(Alerts, make(thresholds))
+
+/**
+ * No alerts: observations are dropped. Choosing it is explicit, so that forgetting the alerts is a type error.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerDisabled: Layer.Layer<Alerts> = Layer.succeed(Alerts, {
+  record: () => Effect.void,
+  events: Stream.empty,
+  active: Effect.succeed([])
+})

@@ -44,7 +44,7 @@ const closed: Entry = { state: "closed", failures: 0, openedAt: 0, probing: fals
  * @since 0.1.0
  * @category Models
  */
-export interface CircuitBreaker {
+export interface Service {
   /** Whether a call may go to the model now; in half-open this takes the one probe. */
   readonly tryAcquire: (key: string) => Effect.Effect<boolean>
   /** Records a success; returns the new state when it changed. */
@@ -66,7 +66,7 @@ export interface CircuitBreaker {
  * @since 0.1.0
  * @category Constructors
  */
-export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
+export const make = (options: Options = {}): Effect.Effect<Service> =>
   Effect.gen(function*() {
     const threshold = options.threshold ?? 10
     const cooldownMillis = Duration.toMillis(options.cooldown ?? "30 seconds")
@@ -101,11 +101,23 @@ export const make = (options: Options = {}): Effect.Effect<CircuitBreaker> =>
               return entry.probing ? [false, entry] : [true, { ...entry, probing: true }]
           }
         }),
-      onSuccess: (key) => update(key, (entry) => [entry.state === "closed" ? undefined : "closed", entry.state === "closed" && entry.failures === 0 ? entry : closed]),
-      release: (key) => update(key, (entry) => [undefined, entry.state === "half_open" ? { ...entry, probing: false } : entry]),
+      onSuccess: (key) =>
+        update(
+          key,
+          (
+            entry
+          ) => [
+            entry.state === "closed" ? undefined : "closed",
+            entry.state === "closed" && entry.failures === 0 ? entry : closed
+          ]
+        ),
+      release: (key) =>
+        update(key, (entry) => [undefined, entry.state === "half_open" ? { ...entry, probing: false } : entry]),
       onFailure: (key) =>
         update(key, (entry, now) => {
-          if (entry.state === "half_open") return ["open", { state: "open", failures: entry.failures + 1, openedAt: now, probing: false }]
+          if (entry.state === "half_open") {
+            return ["open", { state: "open", failures: entry.failures + 1, openedAt: now, probing: false }]
+          }
           const failures = entry.failures + 1
           return failures >= threshold && entry.state === "closed"
             ? ["open", { state: "open", failures, openedAt: now, probing: false }]

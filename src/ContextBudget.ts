@@ -1,125 +1,17 @@
 /**
- * Making the project context fit (seed §8): count its tokens, then cut it by the seed's priority (previous
- * content first, then world building, then locations; characters and plot threads last), item by item,
- * trimming the one item that straddles the budget so that the budget is used well.
+ * Making the project context fit a model: measure its tokens, then cut it by priority (previous chapters first,
+ * the oldest first, then world notes, then locations; characters and plot threads last), item by item, trimming
+ * the one item that straddles the budget so that the budget is used well.
  *
- * Token counts come from gpt-tokenizer (the tokenizer `@effect/ai`'s `OpenAiTokenizer` wraps). Anthropic's
- * tokenizer has not been public since Claude 3, so Anthropic counts are the o200k count times a safety margin
- * that the reported usage corrects. Counts of unchanged texts are cached, so repeated generations over a
- * project do not re-tokenize it.
+ * Counts come from a `TokenCount.Count`; what a count makes of an (immutable) item or context is remembered, so
+ * repeated generations over a project neither render nor tokenize it again.
  *
  * @since 0.1.0
  */
-import * as cl100k from "gpt-tokenizer/encoding/cl100k_base"
-import * as o200k from "gpt-tokenizer/encoding/o200k_base"
-import {
-  Character,
-  ContentExcerpt,
-  Location,
-  PlotThread,
-  ProjectContext,
-  WorldNote
-} from "./Domain.js"
-import type { ModelInfo } from "./ModelCatalog.js"
-import { asData } from "./PromptBuilder.js"
-
-// =============================================================================
-// Counting
-// =============================================================================
-
-/**
- * Counts the tokens of a text.
- *
- * @since 0.1.0
- * @category Counting
- */
-export type Count = (text: string) => number
-
-/**
- * The rough count both providers document: about four characters a token.
- *
- * @since 0.1.0
- * @category Counting
- */
-export const estimateTokens: Count = (text) => Math.ceil(text.length / 4)
-
-/**
- * The model whose encoding counts an OpenAI model's tokens. gpt-tokenizer 2.9 knows gpt-4o (o200k) but not
- * gpt-4.1 or gpt-5, which use the same encoding; the older models count with their own (cl100k).
- *
- * @since 0.1.0
- * @category Counting
- */
-export const encodingModel = (model: Pick<ModelInfo, "provider" | "id">): string =>
-  model.provider === "openai" && /^gpt-(4|3\.5)(-turbo|-32k|-0|$)/.test(model.id) && !model.id.startsWith("gpt-4o")
-    ? model.id.startsWith("gpt-3.5") ? "gpt-3.5-turbo" : "gpt-4"
-    : "gpt-4o"
-
-/**
- * A count with the model's encoding from gpt-tokenizer (o200k for current OpenAI models, cl100k for the older
- * ones), the tokenizer `@effect/ai`'s `OpenAiTokenizer` wraps, called directly: a text is counted as text,
- * without the chat framing of a message, in a few microseconds. A text it cannot encode is estimated instead.
- *
- * @since 0.1.0
- * @category Counting
- */
-export const openAiCount = (model: string): Count => {
-  const countTokens = encodingModel({ provider: "openai", id: model }) === "gpt-4o" ? o200k.countTokens : cl100k.countTokens
-  return (text) => {
-    try {
-      return countTokens(text)
-    } catch {
-      return estimateTokens(text)
-    }
-  }
-}
-
-/**
- * The margin added to the o200k count of a text to estimate Claude's count, before reported usage corrects it.
- *
- * @since 0.1.0
- * @category Counting
- */
-export const anthropicMargin = 1.15
-
-/**
- * A count with a cache of the most recent `capacity` texts, and how many texts it had to tokenize.
- *
- * @since 0.1.0
- * @category Counting
- */
-export interface CachedCount {
-  readonly count: Count
-  /** Texts tokenized so far (cache misses). */
-  readonly tokenized: () => number
-}
-
-/**
- * Caches a count by text, evicting the least recently used past `capacity`.
- *
- * @since 0.1.0
- * @category Counting
- */
-export const cached = (count: Count, capacity = 20_000): CachedCount => {
-  const cache = new Map<string, number>()
-  let misses = 0
-  return {
-    count: (text) => {
-      const hit = cache.get(text)
-      if (hit !== undefined) {
-        cache.delete(text)
-        cache.set(text, hit)
-        return hit
-      }
-      misses++
-      const tokens = count(text)
-      cache.set(text, tokens)
-      if (cache.size > capacity) cache.delete(cache.keys().next().value!)
-      return tokens
-    },
-    tokenized: () => misses
-  }
-}
+import * as Domain from "./Domain.js"
+import type * as ModelCatalog from "./ModelCatalog.js"
+import * as PromptBuilder from "./PromptBuilder.js"
+import type * as TokenCount from "./TokenCount.js"
 
 // =============================================================================
 // Measuring
@@ -143,16 +35,16 @@ export type Section = typeof sections[number]
 const itemOverhead = 2
 
 /** The title, genre and synopsis, which are always kept (they are short and bounded). */
-const headerText = (context: ProjectContext) =>
-  asData({ title: context.title, genre: context.genre, synopsis: context.synopsis })
+const headerText = (context: Domain.ProjectContext) =>
+  PromptBuilder.asData({ title: context.title, genre: context.genre, synopsis: context.synopsis })
 
 /**
  * Items and contexts are immutable, so what a count makes of one is remembered for as long as both live:
  * a warm request over the same project measures and fits it without rendering or hashing its text again.
  */
-const itemMemo = new WeakMap<Count, WeakMap<object, number>>()
-const measureMemo = new WeakMap<Count, WeakMap<ProjectContext, number>>()
-const fitMemo = new WeakMap<Count, WeakMap<ProjectContext, Map<number, Fitted>>>()
+const itemMemo = new WeakMap<TokenCount.Count, WeakMap<object, number>>()
+const measureMemo = new WeakMap<TokenCount.Count, WeakMap<Domain.ProjectContext, number>>()
+const fitMemo = new WeakMap<TokenCount.Count, WeakMap<Domain.ProjectContext, Map<number, Fitted>>>()
 
 const memoOf = <K extends object, V extends object>(memo: WeakMap<K, V>, key: K, make: () => V): V => {
   let value = memo.get(key)
@@ -163,11 +55,11 @@ const memoOf = <K extends object, V extends object>(memo: WeakMap<K, V>, key: K,
   return value
 }
 
-const itemTokens = (item: object, count: Count) => {
+const itemTokens = (item: object, count: TokenCount.Count) => {
   const memo = memoOf(itemMemo, count, () => new WeakMap<object, number>())
   let tokens = memo.get(item)
   if (tokens === undefined) {
-    tokens = count(asData(item)) + itemOverhead
+    tokens = count(PromptBuilder.asData(item)) + itemOverhead
     memo.set(item, tokens)
   }
   return tokens
@@ -179,8 +71,8 @@ const itemTokens = (item: object, count: Count) => {
  * @since 0.1.0
  * @category Measuring
  */
-export const measure = (context: ProjectContext, count: Count): number => {
-  const memo = memoOf(measureMemo, count, () => new WeakMap<ProjectContext, number>())
+export const measure = (context: Domain.ProjectContext, count: TokenCount.Count): number => {
+  const memo = memoOf(measureMemo, count, () => new WeakMap<Domain.ProjectContext, number>())
   let total = memo.get(context)
   if (total === undefined) {
     total = count(headerText(context))
@@ -201,7 +93,7 @@ export const measure = (context: ProjectContext, count: Count): number => {
  * @category Fitting
  */
 export interface Fitted {
-  readonly context: ProjectContext
+  readonly context: Domain.ProjectContext
   readonly tokens: number
   readonly originalTokens: number
   /** How many items of each section were dropped. */
@@ -212,19 +104,49 @@ export interface Fitted {
   readonly warnings: ReadonlyArray<string>
 }
 
-type Item = Character | PlotThread | Location | WorldNote | ContentExcerpt
+type Item = Domain.Character | Domain.PlotThread | Domain.Location | Domain.WorldNote | Domain.ContentExcerpt
 
 /** The item's label, for warnings. */
 const labelOf = (item: Item): string =>
-  item instanceof Character || item instanceof Location ? item.name : item instanceof WorldNote ? item.topic : item.title
+  item instanceof Domain.Character || item instanceof Domain.Location
+    ? item.name
+    : item instanceof Domain.WorldNote
+    ? item.topic
+    : item.title
 
 /** The long text field of an item, which trimming shortens; chapters keep their end, the rest their start. */
-const trimField = (item: Item): { readonly text: string; readonly keepEnd: boolean; readonly with: (text: string) => Item } => {
-  if (item instanceof Character) return { text: item.description ?? "", keepEnd: false, with: (description) => new Character({ ...item, description }) }
-  if (item instanceof PlotThread) return { text: item.summary ?? "", keepEnd: false, with: (summary) => new PlotThread({ ...item, summary }) }
-  if (item instanceof Location) return { text: item.description ?? "", keepEnd: false, with: (description) => new Location({ ...item, description }) }
-  if (item instanceof WorldNote) return { text: item.details, keepEnd: false, with: (details) => new WorldNote({ ...item, details }) }
-  return { text: item.text, keepEnd: true, with: (text) => new ContentExcerpt({ ...item, text }) }
+const trimField = (
+  item: Item
+): { readonly text: string; readonly keepEnd: boolean; readonly with: (text: string) => Item } => {
+  if (item instanceof Domain.Character) {
+    return {
+      text: item.description ?? "",
+      keepEnd: false,
+      with: (description) => new Domain.Character({ ...item, description })
+    }
+  }
+  if (item instanceof Domain.PlotThread) {
+    return {
+      text: item.summary ?? "",
+      keepEnd: false,
+      with: (summary) => new Domain.PlotThread({ ...item, summary })
+    }
+  }
+  if (item instanceof Domain.Location) {
+    return {
+      text: item.description ?? "",
+      keepEnd: false,
+      with: (description) => new Domain.Location({ ...item, description })
+    }
+  }
+  if (item instanceof Domain.WorldNote) {
+    return {
+      text: item.details,
+      keepEnd: false,
+      with: (details) => new Domain.WorldNote({ ...item, details })
+    }
+  }
+  return { text: item.text, keepEnd: true, with: (text) => new Domain.ContentExcerpt({ ...item, text }) }
 }
 
 /** A trimmed item is only worth keeping with at least this many tokens of its text. */
@@ -234,7 +156,7 @@ const minTrimmedTextTokens = 16
  * Shortens an item's long text so that the item takes at most `budget` tokens, or `undefined` when even a
  * short version does not fit. The cut is estimated from the text's token density, then tightened.
  */
-const trim = (item: Item, budget: number, count: Count): Item | undefined => {
+const trim = (item: Item, budget: number, count: TokenCount.Count): Item | undefined => {
   const field = trimField(item)
   const bare = itemTokens(field.with(""), count)
   const textBudget = budget - bare - 2
@@ -242,7 +164,9 @@ const trim = (item: Item, budget: number, count: Count): Item | undefined => {
   const density = field.text.length / Math.max(1, count(field.text))
   let length = Math.min(field.text.length - 1, Math.floor(textBudget * density))
   for (let attempt = 0; attempt < 12 && length > 0; attempt++) {
-    const text = field.keepEnd ? `[…] ${field.text.slice(field.text.length - length)}` : `${field.text.slice(0, length)} […]`
+    const text = field.keepEnd
+      ? `[…] ${field.text.slice(field.text.length - length)}`
+      : `${field.text.slice(0, length)} […]`
     const candidate = field.with(text)
     const tokens = itemTokens(candidate, count)
     if (tokens <= budget) return candidate
@@ -251,9 +175,20 @@ const trim = (item: Item, budget: number, count: Count): Item | undefined => {
   return undefined
 }
 
-const noneDropped: Record<Section, number> = { characters: 0, plotThreads: 0, locations: 0, worldBuilding: 0, previousContent: 0 }
+const noneDropped: Record<Section, number> = {
+  characters: 0,
+  plotThreads: 0,
+  locations: 0,
+  worldBuilding: 0,
+  previousContent: 0
+}
 
-const describeCut = (original: ProjectContext, dropped: Record<Section, number>, trimmed: string | undefined, budget: number) => {
+const describeCut = (
+  original: Domain.ProjectContext,
+  dropped: Record<Section, number>,
+  trimmed: string | undefined,
+  budget: number
+) => {
   const names: Record<Section, string> = {
     characters: "characters",
     plotThreads: "plot threads",
@@ -280,7 +215,7 @@ const describeCut = (original: ProjectContext, dropped: Record<Section, number>,
  * @since 0.1.0
  * @category Fitting
  */
-export const fit = (context: ProjectContext, maxTokens: number, count: Count): Fitted => {
+export const fit = (context: Domain.ProjectContext, maxTokens: number, count: TokenCount.Count): Fitted => {
   const memo = memoOf(memoOf(fitMemo, count, () => new WeakMap()), context, () => new Map<number, Fitted>())
   let fitted = memo.get(maxTokens)
   if (fitted === undefined) {
@@ -290,7 +225,7 @@ export const fit = (context: ProjectContext, maxTokens: number, count: Count): F
   return fitted
 }
 
-const fitUncached = (context: ProjectContext, maxTokens: number, count: Count): Fitted => {
+const fitUncached = (context: Domain.ProjectContext, maxTokens: number, count: TokenCount.Count): Fitted => {
   const originalTokens = measure(context, count)
   if (originalTokens <= maxTokens) {
     return { context, tokens: originalTokens, originalTokens, dropped: noneDropped, trimmed: undefined, warnings: [] }
@@ -329,13 +264,13 @@ const fitUncached = (context: ProjectContext, maxTokens: number, count: Count): 
     }
   }
   const keep = <A extends Item>(section: Section) => kept[section].filter((item): item is A => item !== undefined)
-  const fitted = new ProjectContext({
+  const fitted = new Domain.ProjectContext({
     ...context,
-    characters: keep<Character>("characters"),
-    plotThreads: keep<PlotThread>("plotThreads"),
-    locations: keep<Location>("locations"),
-    worldBuilding: keep<WorldNote>("worldBuilding"),
-    previousContent: keep<ContentExcerpt>("previousContent")
+    characters: keep<Domain.Character>("characters"),
+    plotThreads: keep<Domain.PlotThread>("plotThreads"),
+    locations: keep<Domain.Location>("locations"),
+    worldBuilding: keep<Domain.WorldNote>("worldBuilding"),
+    previousContent: keep<Domain.ContentExcerpt>("previousContent")
   })
   const dropped = Object.fromEntries(
     sections.map((s) => [s, context[s].length - fitted[s].length])
@@ -370,10 +305,20 @@ export const defaultMaxContextTokens = 32_000
  * @category Budgets
  */
 export const budgetFor = (
-  model: Pick<ModelInfo, "contextWindow">,
-  input: { readonly maxOutputTokens: number; readonly promptTokens: number; readonly maxContextTokens?: number | undefined }
+  model: Pick<ModelCatalog.ModelInfo, "contextWindow">,
+  input: {
+    readonly maxOutputTokens: number
+    readonly promptTokens: number
+    readonly maxContextTokens?: number | undefined
+  }
 ): number =>
-  Math.max(0, Math.min(input.maxContextTokens ?? defaultMaxContextTokens, model.contextWindow - input.maxOutputTokens - input.promptTokens))
+  Math.max(
+    0,
+    Math.min(
+      input.maxContextTokens ?? defaultMaxContextTokens,
+      model.contextWindow - input.maxOutputTokens - input.promptTokens
+    )
+  )
 
 /**
  * The context budget for the one retry after the provider rejected a prompt as too long: half of what was

@@ -225,7 +225,8 @@ export class PlotOutline extends Schema.Class<PlotOutline>("plot-engine/PlotOutl
   acts: Bounded(PlotAct, 12).pipe(Schema.minItems(1))
 }, {
   identifier: "PlotOutline",
-  description: "A plot outline: a title, a one-sentence logline, and acts made of beats that name characters and locations"
+  description:
+    "A plot outline: a title, a one-sentence logline, and acts made of beats that name characters and locations"
 }) {}
 
 // =============================================================================

@@ -1,14 +1,44 @@
 /**
- * Every failure a caller can see, as a tagged error in the type, classified from what the provider really
- * sent (status, headers, body `error.type` / `error.code`, transport reason), never from a message alone.
+ * Every failure a caller can see, as a tagged error in the type. Provider failures are classified from what the
+ * provider really sent (status, headers, body `error.type` / `error.code`, transport reason), never from a message
+ * alone; `docs/provider-wire.md` lists the cases.
+ *
+ * @example
+ * ```ts
+ * import { Errors, PlotGeneration } from "plot-engine"
+ * import { Effect } from "effect"
+ *
+ * const program = PlotGeneration.generate({ projectId: "my-novel", userPrompt: "What happens next?" }).pipe(
+ *   Effect.catchTags({
+ *     RateLimitError: (error) => Effect.succeed(`busy, retry in ${error.retryAfterMs ?? 1000} ms`),
+ *     ProjectNotFoundError: (error) => Effect.succeed(`no project ${error.projectId}`)
+ *   }),
+ *   // Whatever is left is still a GenerationError: a sentence for the writer
+ *   Effect.catchAll((error) => Effect.succeed(Errors.userMessage(error)))
+ * )
+ * ```
  *
  * @since 0.1.0
  */
-import type * as AiError from "@effect/ai/AiError"
+import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import { ProviderName } from "./Domain.js"
-import * as Wire from "./internal/wire.js"
+import * as Domain from "./Domain.js"
+import * as Validation from "./internal/validation.js"
+
+/**
+ * Marks every error of this module, for `isGenerationError`.
+ *
+ * @since 0.1.0
+ * @category Type ids
+ */
+export const TypeId: unique symbol = Symbol.for("plot-engine/Errors")
+
+/**
+ * @since 0.1.0
+ * @category Type ids
+ */
+export type TypeId = typeof TypeId
 
 // =============================================================================
 // Provider errors
@@ -16,7 +46,7 @@ import * as Wire from "./internal/wire.js"
 
 /** What every provider error carries: who failed, how, and what the provider asked for. */
 const providerFields = {
-  provider: ProviderName,
+  provider: Domain.ProviderName,
   model: Schema.String,
   /** The HTTP status, when the failure came with one. */
   status: Schema.optional(Schema.Int),
@@ -31,10 +61,18 @@ const providerFields = {
 }
 
 const describe = (
-  self: { readonly provider: string; readonly model: string; readonly status?: number | undefined; readonly detail: string },
+  self: {
+    readonly provider: string
+    readonly model: string
+    readonly status?: number | undefined
+    readonly detail: string
+  },
   what: string,
   advice: string
-) => `${what} from ${self.provider}/${self.model}${self.status === undefined ? "" : ` (HTTP ${self.status})`}: ${self.detail}. ${advice}`
+) =>
+  `${what} from ${self.provider}/${self.model}${
+    self.status === undefined ? "" : ` (HTTP ${self.status})`
+  }: ${self.detail}. ${advice}`
 
 /**
  * The provider is rate limiting us (429 that will pass with time), or the local limiter gave up waiting.
@@ -42,11 +80,14 @@ const describe = (
  * @since 0.1.0
  * @category Errors
  */
-export class RateLimitError extends Schema.TaggedError<RateLimitError>()("RateLimitError", {
-  ...providerFields,
-  /** `true` when the local rate limiter refused, before any request reached the provider. */
-  local: Schema.optionalWith(Schema.Boolean, { default: () => false })
-}) {
+export class RateLimitError
+  extends Schema.TaggedError<RateLimitError>("plot-engine/Errors/RateLimitError")("RateLimitError", {
+    ...providerFields,
+    /** `true` when the local rate limiter refused, before any request reached the provider. */
+    local: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, this.local ? "Local rate limit" : "Rate limited", "Retry after the requested delay.")
   }
@@ -58,7 +99,10 @@ export class RateLimitError extends Schema.TaggedError<RateLimitError>()("RateLi
  * @since 0.1.0
  * @category Errors
  */
-export class TimeoutError extends Schema.TaggedError<TimeoutError>()("TimeoutError", providerFields) {
+export class TimeoutError
+  extends Schema.TaggedError<TimeoutError>("plot-engine/Errors/TimeoutError")("TimeoutError", providerFields)
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Timed out", "Retry, or raise the timeout if the model is slow.")
   }
@@ -70,7 +114,10 @@ export class TimeoutError extends Schema.TaggedError<TimeoutError>()("TimeoutErr
  * @since 0.1.0
  * @category Errors
  */
-export class ServerError extends Schema.TaggedError<ServerError>()("ServerError", providerFields) {
+export class ServerError
+  extends Schema.TaggedError<ServerError>("plot-engine/Errors/ServerError")("ServerError", providerFields)
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Server error", "Retry later or use another model.")
   }
@@ -82,7 +129,10 @@ export class ServerError extends Schema.TaggedError<ServerError>()("ServerError"
  * @since 0.1.0
  * @category Errors
  */
-export class AuthError extends Schema.TaggedError<AuthError>()("AuthError", providerFields) {
+export class AuthError
+  extends Schema.TaggedError<AuthError>("plot-engine/Errors/AuthError")("AuthError", providerFields)
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Authentication failed", "Check the provider's API key and its permissions.")
   }
@@ -94,10 +144,13 @@ export class AuthError extends Schema.TaggedError<AuthError>()("AuthError", prov
  * @since 0.1.0
  * @category Errors
  */
-export class InvalidRequestError extends Schema.TaggedError<InvalidRequestError>()(
-  "InvalidRequestError",
-  providerFields
-) {
+export class InvalidRequestError
+  extends Schema.TaggedError<InvalidRequestError>("plot-engine/Errors/InvalidRequestError")(
+    "InvalidRequestError",
+    providerFields
+  )
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Invalid request", "Change the request or the model; retrying will not help.")
   }
@@ -109,13 +162,16 @@ export class InvalidRequestError extends Schema.TaggedError<InvalidRequestError>
  * @since 0.1.0
  * @category Errors
  */
-export class ContextTooLongError extends Schema.TaggedError<ContextTooLongError>()("ContextTooLongError", {
-  ...providerFields,
-  /** The prompt's length in tokens, as the provider counted it. */
-  promptTokens: Schema.optional(Schema.NonNegativeInt),
-  /** The most the model accepts, as the provider said. */
-  maxContextTokens: Schema.optional(Schema.NonNegativeInt)
-}) {
+export class ContextTooLongError
+  extends Schema.TaggedError<ContextTooLongError>("plot-engine/Errors/ContextTooLongError")("ContextTooLongError", {
+    ...providerFields,
+    /** The prompt's length in tokens, as the provider counted it. */
+    promptTokens: Schema.optional(Schema.NonNegativeInt),
+    /** The most the model accepts, as the provider said. */
+    maxContextTokens: Schema.optional(Schema.NonNegativeInt)
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Context too long", "Send less project context or use a model with a larger window.")
   }
@@ -127,7 +183,10 @@ export class ContextTooLongError extends Schema.TaggedError<ContextTooLongError>
  * @since 0.1.0
  * @category Errors
  */
-export class NetworkError extends Schema.TaggedError<NetworkError>()("NetworkError", providerFields) {
+export class NetworkError
+  extends Schema.TaggedError<NetworkError>("plot-engine/Errors/NetworkError")("NetworkError", providerFields)
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Network failure", "Check the gateway URL and the connection.")
   }
@@ -140,30 +199,40 @@ export class NetworkError extends Schema.TaggedError<NetworkError>()("NetworkErr
  * @since 0.1.0
  * @category Errors
  */
-export class QuotaExhaustedError extends Schema.TaggedError<QuotaExhaustedError>()("QuotaExhaustedError", {
-  ...providerFields,
-  reason: Schema.Literal("insufficient_quota", "spend_limit", "request_too_large")
-}) {
+export class QuotaExhaustedError
+  extends Schema.TaggedError<QuotaExhaustedError>("plot-engine/Errors/QuotaExhaustedError")("QuotaExhaustedError", {
+    ...providerFields,
+    reason: Schema.Literal("insufficient_quota", "spend_limit", "request_too_large")
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Quota exhausted", "Raise the plan's quota or spend limit, or send a smaller request.")
   }
 }
 
 /**
- * The failures that come from calling a provider.
+ * The failures that come from calling a provider, as a schema (to encode them, or to declare them in an API).
  *
  * @since 0.1.0
  * @category Errors
  */
-export type ProviderError =
-  | RateLimitError
-  | TimeoutError
-  | ServerError
-  | AuthError
-  | InvalidRequestError
-  | ContextTooLongError
-  | NetworkError
-  | QuotaExhaustedError
+export const ProviderError = Schema.Union(
+  RateLimitError,
+  TimeoutError,
+  ServerError,
+  AuthError,
+  InvalidRequestError,
+  ContextTooLongError,
+  NetworkError,
+  QuotaExhaustedError
+)
+
+/**
+ * @since 0.1.0
+ * @category Errors
+ */
+export type ProviderError = typeof ProviderError.Type
 
 // =============================================================================
 // Engine errors
@@ -175,15 +244,32 @@ export type ProviderError =
  * @since 0.1.0
  * @category Errors
  */
-export class RequestValidationError extends Schema.TaggedError<RequestValidationError>()(
-  "RequestValidationError",
-  {
-    field: Schema.String,
-    reason: Schema.String
-  }
-) {
+export class RequestValidationError
+  extends Schema.TaggedError<RequestValidationError>("plot-engine/Errors/RequestValidationError")(
+    "RequestValidationError",
+    {
+      field: Schema.String,
+      reason: Schema.String
+    }
+  )
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return `Invalid ${this.field}: ${this.reason}`
+  }
+
+  /**
+   * The first issue of a Schema parse error, naming its field as a path under `root` (`project.characters[3].name`).
+   * Quoted values are shortened: the bad value may be megabytes long, and the error must not carry it back.
+   */
+  static fromParseError(error: ParseResult.ParseError, root?: string): RequestValidationError {
+    const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+    return first === undefined
+      ? new RequestValidationError({ field: root ?? "input", reason: "is invalid" })
+      : new RequestValidationError({
+        field: Validation.formatPath(first.path, root),
+        reason: Validation.abbreviate(first.message)
+      })
   }
 }
 
@@ -193,11 +279,14 @@ export class RequestValidationError extends Schema.TaggedError<RequestValidation
  * @since 0.1.0
  * @category Errors
  */
-export class ResponseParseError extends Schema.TaggedError<ResponseParseError>()("ResponseParseError", {
-  reason: Schema.String,
-  /** The start of the reply, for diagnosis (at most 200 characters). */
-  excerpt: Schema.String
-}) {
+export class ResponseParseError
+  extends Schema.TaggedError<ResponseParseError>("plot-engine/Errors/ResponseParseError")("ResponseParseError", {
+    reason: Schema.String,
+    /** The start of the reply, for diagnosis (at most 200 characters). */
+    excerpt: Schema.String
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return `The model's reply is not a valid plot outline: ${this.reason}`
   }
@@ -209,9 +298,12 @@ export class ResponseParseError extends Schema.TaggedError<ResponseParseError>()
  * @since 0.1.0
  * @category Errors
  */
-export class ProjectNotFoundError extends Schema.TaggedError<ProjectNotFoundError>()("ProjectNotFoundError", {
-  projectId: Schema.String
-}) {
+export class ProjectNotFoundError
+  extends Schema.TaggedError<ProjectNotFoundError>("plot-engine/Errors/ProjectNotFoundError")("ProjectNotFoundError", {
+    projectId: Schema.String
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     return `No project "${this.projectId}" in the project store`
   }
@@ -223,10 +315,13 @@ export class ProjectNotFoundError extends Schema.TaggedError<ProjectNotFoundErro
  * @since 0.1.0
  * @category Errors
  */
-export class ProviderNotConfiguredError extends Schema.TaggedError<ProviderNotConfiguredError>()(
-  "ProviderNotConfiguredError",
-  { provider: ProviderName }
-) {
+export class ProviderNotConfiguredError
+  extends Schema.TaggedError<ProviderNotConfiguredError>("plot-engine/Errors/ProviderNotConfiguredError")(
+    "ProviderNotConfiguredError",
+    { provider: Domain.ProviderName }
+  )
+{
+  readonly [TypeId]: TypeId = TypeId
   override get message() {
     const env = this.provider === "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY"
     return `The ${this.provider} provider is not configured: set ${env}`
@@ -234,151 +329,50 @@ export class ProviderNotConfiguredError extends Schema.TaggedError<ProviderNotCo
 }
 
 /**
- * Every failure `PlotGeneration.generate` can end with.
+ * Every failure `PlotGeneration.generate` can end with, as a schema.
  *
  * @since 0.1.0
  * @category Errors
  */
-export type GenerationError =
-  | ProviderError
-  | RequestValidationError
-  | ResponseParseError
-  | ProjectNotFoundError
-  | ProviderNotConfiguredError
-
-// =============================================================================
-// Classification
-// =============================================================================
+export const GenerationError = Schema.Union(
+  ...ProviderError.members,
+  RequestValidationError,
+  ResponseParseError,
+  ProjectNotFoundError,
+  ProviderNotConfiguredError
+)
 
 /**
- * Who was called, and when (for `retry-after` given as an HTTP date).
- *
  * @since 0.1.0
- * @category Classification
+ * @category Errors
  */
-export interface ClassifyContext {
-  readonly provider: ProviderName
-  readonly model: string
-  readonly nowMillis?: number | undefined
-}
+export type GenerationError = typeof GenerationError.Type
 
 /**
- * Turns an error event that arrived in a stream after HTTP 200 into a provider error, by its `error.type`.
+ * Whether a value is one of this module's errors.
+ *
+ * @example
+ * ```ts
+ * import { Errors } from "plot-engine"
+ *
+ * Errors.isGenerationError(new Errors.ProjectNotFoundError({ projectId: "x" })) // true
+ * Errors.isGenerationError(new Error("boom")) // false
+ * ```
  *
  * @since 0.1.0
- * @category Classification
+ * @category Guards
  */
-export const classifyStreamError = (event: unknown, context: ClassifyContext): ProviderError => {
-  const body = Wire.parseErrorBody(event)
-  return classifyBody({ ...context, body, headers: {}, status: undefined })
-}
+export const isGenerationError = (u: unknown): u is GenerationError => Predicate.hasProperty(u, TypeId)
 
 /**
- * Classifies a failure of `@effect/ai` into the engine's taxonomy (see DESIGN §5 and WIRE.md).
+ * Whether a value is one of the failures of a provider call.
  *
  * @since 0.1.0
- * @category Classification
+ * @category Guards
  */
-export const classify = (error: AiError.AiError, context: ClassifyContext): ProviderError | ResponseParseError => {
-  const base = { provider: context.provider, model: context.model }
-  switch (error._tag) {
-    case "HttpRequestError":
-      return new NetworkError({ ...base, detail: `${error.reason}: ${Wire.redactSecrets(error.description ?? "request failed")}` })
-    case "HttpResponseError": {
-      const headers = error.response.headers as Wire.Headers
-      if (error.reason !== "StatusCode" && error.response.status >= 200 && error.response.status < 300) {
-        // A 2xx whose body could not be read: the gateway sent something broken.
-        return new ServerError({
-          ...base,
-          status: error.response.status,
-          ...optional("requestId", Wire.requestIdOf(headers)),
-          detail: `unreadable response (${error.reason})`
-        })
-      }
-      return classifyBody({
-        ...context,
-        status: error.response.status,
-        headers,
-        body: Wire.parseErrorBody(error.body)
-      })
-    }
-    case "MalformedOutput":
-      // The client could not decode the provider's response: the gateway is at fault, a retry may help.
-      // The language model could not decode the object the model wrote: the reply is at fault.
-      return error.module === "LanguageModel"
-        ? new ResponseParseError({ reason: Wire.redactSecrets(error.description ?? "invalid structured output"), excerpt: "" })
-        : new ServerError({ ...base, detail: Wire.redactSecrets(error.description ?? "malformed response") })
-    case "MalformedInput":
-      return new InvalidRequestError({ ...base, detail: Wire.redactSecrets(error.description ?? "malformed input") })
-    case "UnknownError":
-      return new ServerError({ ...base, detail: Wire.redactSecrets(error.description ?? "unknown failure") })
-  }
-}
+export const isProviderError = (u: unknown): u is ProviderError => isGenerationError(u) && providerErrorTags.has(u._tag)
 
-const optional = <K extends string, A>(key: K, value: A | undefined): { [P in K]?: A } =>
-  (value === undefined ? {} : { [key]: value }) as { [P in K]?: A }
-
-const classifyBody = (input: {
-  readonly provider: ProviderName
-  readonly model: string
-  readonly nowMillis?: number | undefined
-  readonly status: number | undefined
-  readonly headers: Wire.Headers
-  readonly body: Wire.ProviderErrorBody
-}): ProviderError => {
-  const { body, headers, status } = input
-  const detail = Wire.redactSecrets(body.message ?? (status === undefined ? "error event" : `HTTP ${status}`))
-  const shouldRetry = Wire.shouldRetryHeader(headers)
-  const fields = {
-    provider: input.provider,
-    model: input.model,
-    detail,
-    ...optional("status", status),
-    ...optional("requestId", Wire.requestIdOf(headers) ?? body.requestId),
-    ...optional("retryAfterMs", Wire.retryAfterMillis(headers, input.nowMillis ?? Date.now())),
-    ...optional("shouldRetry", shouldRetry)
-  }
-  const type = body.type ?? ""
-  const code = body.code ?? ""
-  const message = body.message ?? ""
-
-  if (type === "insufficient_quota" || code === "insufficient_quota" || type === "billing_error" || status === 402) {
-    return new QuotaExhaustedError({ ...fields, reason: "insufficient_quota" })
-  }
-  if (body.detailsErrorCode === "enforced_spend_limit_reached") {
-    return new QuotaExhaustedError({ ...fields, reason: "spend_limit" })
-  }
-  if (
-    status === 413 || type === "request_too_large" || code === "context_length_exceeded" ||
-    /prompt is too long/i.test(message)
-  ) {
-    return new ContextTooLongError({ ...fields, ...Wire.contextLengths(message) })
-  }
-  if (status === 429 || type === "rate_limit_error" || code === "rate_limit_exceeded" || type === "tokens" || type === "requests") {
-    const sizes = Wire.limitAndRequested(message)
-    if (/request too large/i.test(message) || (sizes !== undefined && sizes.requested > sizes.limit)) {
-      return new QuotaExhaustedError({ ...fields, reason: "request_too_large" })
-    }
-    return new RateLimitError(fields)
-  }
-  if (status === 401 || status === 403 || type === "authentication_error" || type === "permission_error") {
-    return new AuthError(fields)
-  }
-  if (status === 408 || status === 504 || type === "timeout_error") {
-    return new TimeoutError(fields)
-  }
-  if (
-    (status !== undefined && status >= 500) || type === "api_error" || type === "server_error" ||
-    type === "overloaded_error"
-  ) {
-    return new ServerError(fields)
-  }
-  if ((status !== undefined && status >= 400) || type === "invalid_request_error") {
-    return new InvalidRequestError(fields)
-  }
-  // An error event with a type we do not know, or an odd status: a retry may help.
-  return new ServerError(fields)
-}
+const providerErrorTags: ReadonlySet<string> = new Set(ProviderError.members.map((member) => member._tag))
 
 // =============================================================================
 // For people

@@ -10,9 +10,8 @@ import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { ProviderName, type Usage } from "./Domain.js"
-import { RequestValidationError } from "./Errors.js"
-import { validationError } from "./internal/validation.js"
+import * as Domain from "./Domain.js"
+import * as Errors from "./Errors.js"
 
 /**
  * Capability tiers, the seed's three rows per provider: best quality, balance, speed.
@@ -36,7 +35,7 @@ export type Tier = typeof Tier.Type
  * @category Models
  */
 export class ModelInfo extends Schema.Class<ModelInfo>("plot-engine/ModelInfo")({
-  provider: ProviderName,
+  provider: Domain.ProviderName,
   id: Schema.String.pipe(Schema.nonEmptyString()),
   tier: Tier,
   contextWindow: Schema.Int.pipe(Schema.positive()),
@@ -66,20 +65,123 @@ const model = (fields: typeof ModelInfo.Encoded): ModelInfo => Schema.decodeSync
  */
 export const defaultCatalog: Catalog = [
   // Anthropic, current
-  model({ provider: "anthropic", id: "claude-opus-4-1", tier: "premium", contextWindow: 200_000, maxOutputTokens: 32_000, inputPricePerMillion: 15, outputPricePerMillion: 75 }),
-  model({ provider: "anthropic", id: "claude-sonnet-4-5", tier: "balanced", contextWindow: 200_000, maxOutputTokens: 64_000, inputPricePerMillion: 3, outputPricePerMillion: 15 }),
-  model({ provider: "anthropic", id: "claude-haiku-4-5", tier: "fast", contextWindow: 200_000, maxOutputTokens: 64_000, inputPricePerMillion: 1, outputPricePerMillion: 5 }),
+  model({
+    provider: "anthropic",
+    id: "claude-opus-4-1",
+    tier: "premium",
+    contextWindow: 200_000,
+    maxOutputTokens: 32_000,
+    inputPricePerMillion: 15,
+    outputPricePerMillion: 75
+  }),
+  model({
+    provider: "anthropic",
+    id: "claude-sonnet-4-5",
+    tier: "balanced",
+    contextWindow: 200_000,
+    maxOutputTokens: 64_000,
+    inputPricePerMillion: 3,
+    outputPricePerMillion: 15
+  }),
+  model({
+    provider: "anthropic",
+    id: "claude-haiku-4-5",
+    tier: "fast",
+    contextWindow: 200_000,
+    maxOutputTokens: 64_000,
+    inputPricePerMillion: 1,
+    outputPricePerMillion: 5
+  }),
   // OpenAI, current
-  model({ provider: "openai", id: "gpt-5", tier: "premium", contextWindow: 400_000, maxOutputTokens: 128_000, inputPricePerMillion: 1.25, outputPricePerMillion: 10, acceptsTemperature: false }),
-  model({ provider: "openai", id: "gpt-4.1", tier: "balanced", contextWindow: 1_047_576, maxOutputTokens: 32_768, inputPricePerMillion: 2, outputPricePerMillion: 8 }),
-  model({ provider: "openai", id: "gpt-4.1-mini", tier: "fast", contextWindow: 1_047_576, maxOutputTokens: 32_768, inputPricePerMillion: 0.4, outputPricePerMillion: 1.6 }),
+  model({
+    provider: "openai",
+    id: "gpt-5",
+    tier: "premium",
+    contextWindow: 400_000,
+    maxOutputTokens: 128_000,
+    inputPricePerMillion: 1.25,
+    outputPricePerMillion: 10,
+    acceptsTemperature: false
+  }),
+  model({
+    provider: "openai",
+    id: "gpt-4.1",
+    tier: "balanced",
+    contextWindow: 1_047_576,
+    maxOutputTokens: 32_768,
+    inputPricePerMillion: 2,
+    outputPricePerMillion: 8
+  }),
+  model({
+    provider: "openai",
+    id: "gpt-4.1-mini",
+    tier: "fast",
+    contextWindow: 1_047_576,
+    maxOutputTokens: 32_768,
+    inputPricePerMillion: 0.4,
+    outputPricePerMillion: 1.6
+  }),
   // The seed's table (retired by the providers)
-  model({ provider: "openai", id: "gpt-4", tier: "premium", contextWindow: 128_000, maxOutputTokens: 4_096, inputPricePerMillion: 30, outputPricePerMillion: 60, retired: true }),
-  model({ provider: "openai", id: "gpt-4-turbo-preview", tier: "balanced", contextWindow: 128_000, maxOutputTokens: 4_096, inputPricePerMillion: 10, outputPricePerMillion: 30, retired: true }),
-  model({ provider: "openai", id: "gpt-3.5-turbo", tier: "fast", contextWindow: 16_385, maxOutputTokens: 4_096, inputPricePerMillion: 0.5, outputPricePerMillion: 1.5, retired: true }),
-  model({ provider: "anthropic", id: "claude-3-opus-20240229", tier: "premium", contextWindow: 200_000, maxOutputTokens: 4_096, inputPricePerMillion: 15, outputPricePerMillion: 75, retired: true }),
-  model({ provider: "anthropic", id: "claude-3-sonnet-20240229", tier: "balanced", contextWindow: 200_000, maxOutputTokens: 4_096, inputPricePerMillion: 3, outputPricePerMillion: 15, retired: true }),
-  model({ provider: "anthropic", id: "claude-3-haiku-20240307", tier: "fast", contextWindow: 200_000, maxOutputTokens: 4_096, inputPricePerMillion: 0.25, outputPricePerMillion: 1.25, retired: true })
+  model({
+    provider: "openai",
+    id: "gpt-4",
+    tier: "premium",
+    contextWindow: 128_000,
+    maxOutputTokens: 4_096,
+    inputPricePerMillion: 30,
+    outputPricePerMillion: 60,
+    retired: true
+  }),
+  model({
+    provider: "openai",
+    id: "gpt-4-turbo-preview",
+    tier: "balanced",
+    contextWindow: 128_000,
+    maxOutputTokens: 4_096,
+    inputPricePerMillion: 10,
+    outputPricePerMillion: 30,
+    retired: true
+  }),
+  model({
+    provider: "openai",
+    id: "gpt-3.5-turbo",
+    tier: "fast",
+    contextWindow: 16_385,
+    maxOutputTokens: 4_096,
+    inputPricePerMillion: 0.5,
+    outputPricePerMillion: 1.5,
+    retired: true
+  }),
+  model({
+    provider: "anthropic",
+    id: "claude-3-opus-20240229",
+    tier: "premium",
+    contextWindow: 200_000,
+    maxOutputTokens: 4_096,
+    inputPricePerMillion: 15,
+    outputPricePerMillion: 75,
+    retired: true
+  }),
+  model({
+    provider: "anthropic",
+    id: "claude-3-sonnet-20240229",
+    tier: "balanced",
+    contextWindow: 200_000,
+    maxOutputTokens: 4_096,
+    inputPricePerMillion: 3,
+    outputPricePerMillion: 15,
+    retired: true
+  }),
+  model({
+    provider: "anthropic",
+    id: "claude-3-haiku-20240307",
+    tier: "fast",
+    contextWindow: 200_000,
+    maxOutputTokens: 4_096,
+    inputPricePerMillion: 0.25,
+    outputPricePerMillion: 1.25,
+    retired: true
+  })
 ]
 
 /**
@@ -99,7 +201,7 @@ export const seedCatalog: Catalog = defaultCatalog
  * @since 0.1.0
  * @category Catalog
  */
-export const find = (catalog: Catalog, provider: ProviderName, id: string): Option.Option<ModelInfo> =>
+export const find = (catalog: Catalog, provider: Domain.ProviderName, id: string): Option.Option<ModelInfo> =>
   Arr.findFirst(catalog, (m) => m.provider === provider && m.id === id)
 
 /**
@@ -108,7 +210,7 @@ export const find = (catalog: Catalog, provider: ProviderName, id: string): Opti
  * @since 0.1.0
  * @category Catalog
  */
-export const forTier = (catalog: Catalog, provider: ProviderName, tier: Tier): Option.Option<ModelInfo> =>
+export const forTier = (catalog: Catalog, provider: Domain.ProviderName, tier: Tier): Option.Option<ModelInfo> =>
   Arr.findFirst(catalog, (m) => m.provider === provider && m.tier === tier && !m.retired)
 
 /**
@@ -118,7 +220,7 @@ export const forTier = (catalog: Catalog, provider: ProviderName, tier: Tier): O
  * @since 0.1.0
  * @category Catalog
  */
-export const unknownModel = (provider: ProviderName, id: string): ModelInfo =>
+export const unknownModel = (provider: Domain.ProviderName, id: string): ModelInfo =>
   model({
     provider,
     id,
@@ -135,7 +237,7 @@ export const unknownModel = (provider: ProviderName, id: string): ModelInfo =>
  * @since 0.1.0
  * @category Cost
  */
-export const cost = (info: ModelInfo, usage: Pick<Usage, "inputTokens" | "outputTokens">): number | null =>
+export const cost = (info: ModelInfo, usage: Pick<Domain.Usage, "inputTokens" | "outputTokens">): number | null =>
   info.inputPricePerMillion === null || info.outputPricePerMillion === null
     ? null
     : (usage.inputTokens * info.inputPricePerMillion + usage.outputTokens * info.outputPricePerMillion) / 1_000_000
@@ -161,9 +263,9 @@ export const merge = (base: Catalog, overrides: Catalog): Catalog => [
  * @since 0.1.0
  * @category Overrides
  */
-export const decode = (text: string): Effect.Effect<Catalog, RequestValidationError> =>
+export const decode = (text: string): Effect.Effect<Catalog, Errors.RequestValidationError> =>
   Schema.decodeUnknown(Schema.parseJson(Schema.Array(ModelInfo)))(text, { onExcessProperty: "error" }).pipe(
-    Effect.mapError((error) => validationError(error, "catalog"))
+    Effect.mapError((error) => Errors.RequestValidationError.fromParseError(error, "catalog"))
   )
 
 /**
@@ -180,7 +282,9 @@ export const load = Effect.fn("ModelCatalog.load")(function*() {
   if (Option.isSome(file)) {
     const fs = yield* FileSystem.FileSystem
     const text = yield* fs.readFileString(file.value).pipe(
-      Effect.mapError(() => new RequestValidationError({ field: "PLOT_ENGINE_MODELS_FILE", reason: `cannot read ${file.value}` }))
+      Effect.mapError(() =>
+        new Errors.RequestValidationError({ field: "PLOT_ENGINE_MODELS_FILE", reason: `cannot read ${file.value}` })
+      )
     )
     catalog = merge(catalog, yield* decode(text))
   }

@@ -9,7 +9,7 @@
  */
 import * as Arr from "effect/Array"
 import * as Option from "effect/Option"
-import type { PlotRequest, ProviderName } from "./Domain.js"
+import type * as Domain from "./Domain.js"
 import * as ModelCatalog from "./ModelCatalog.js"
 
 /**
@@ -27,7 +27,7 @@ export type Complexity = "low" | "medium" | "high"
  * @category Complexity
  */
 export const complexityScore = (
-  request: Pick<PlotRequest, "targetWordCount" | "userPrompt" | "genre">
+  request: Pick<Domain.PlotRequest, "targetWordCount" | "userPrompt" | "genre">
 ): number => {
   let score = 0
   if (request.targetWordCount !== undefined && request.targetWordCount > 2_000) score += 2
@@ -44,7 +44,9 @@ export const complexityScore = (
  * @since 0.1.0
  * @category Complexity
  */
-export const assessComplexity = (request: Pick<PlotRequest, "targetWordCount" | "userPrompt" | "genre">): Complexity => {
+export const assessComplexity = (
+  request: Pick<Domain.PlotRequest, "targetWordCount" | "userPrompt" | "genre">
+): Complexity => {
   const score = complexityScore(request)
   return score >= 4 ? "high" : score >= 2 ? "medium" : "low"
 }
@@ -59,7 +61,7 @@ export interface ModelSelectionCriteria {
   readonly taskComplexity: Complexity
   readonly targetWordCount: number
   readonly projectContext: number
-  readonly userPreference?: ProviderName | undefined
+  readonly userPreference?: Domain.ProviderName | undefined
   readonly costSensitive?: boolean | undefined
 }
 
@@ -71,7 +73,7 @@ export interface SelectionOptions {
   /** The models to choose from (default `ModelCatalog.defaultCatalog`). */
   readonly catalog?: ModelCatalog.Catalog | undefined
   /** The providers that can be called (default both). */
-  readonly providers?: ReadonlyArray<ProviderName> | undefined
+  readonly providers?: ReadonlyArray<Domain.ProviderName> | undefined
   /** Tokens to keep free for the reply when judging whether the context fits (default 0). */
   readonly outputTokens?: number | undefined
 }
@@ -83,13 +85,15 @@ export interface SelectionOptions {
  * @category Selection
  */
 export interface ModelSelection {
-  readonly provider: ProviderName
+  readonly provider: Domain.ProviderName
   readonly model: string
   readonly reasoning: string
 }
 
 /** The seed's rule: which provider and tier a request calls for, before configuration and fit. */
-const rule = (criteria: ModelSelectionCriteria): { provider: ProviderName; tier: ModelCatalog.Tier; reasoning: string } => {
+const rule = (
+  criteria: ModelSelectionCriteria
+): { provider: Domain.ProviderName; tier: ModelCatalog.Tier; reasoning: string } => {
   if (criteria.taskComplexity === "high" || criteria.targetWordCount > 2_000) {
     return { provider: "anthropic", tier: "premium", reasoning: "High complexity requires best model" }
   }
@@ -101,7 +105,9 @@ const rule = (criteria: ModelSelectionCriteria): { provider: ProviderName; tier:
   return { provider: "openai", tier: "fast", reasoning: "Fast and cost-effective for simple tasks" }
 }
 
-const otherProvider = (provider: ProviderName): ProviderName => (provider === "openai" ? "anthropic" : "openai")
+const otherProvider = (
+  provider: Domain.ProviderName
+): Domain.ProviderName => (provider === "openai" ? "anthropic" : "openai")
 
 /**
  * Chooses a model by the seed's rules mapped onto tiers: the user's preferred provider wins (at the tier the
@@ -148,7 +154,8 @@ export const selectModel = (
       : {
         provider: fits.provider,
         model: fits.id,
-        reasoning: `${preferred.note}; ${fits.id} instead of ${chosen.id} for its larger context window (${fits.contextWindow} tokens)`
+        reasoning:
+          `${preferred.note}; ${fits.id} instead of ${chosen.id} for its larger context window (${fits.contextWindow} tokens)`
       }
   })
 }
@@ -167,7 +174,8 @@ export const fallbackChain = (
 ): Array<ModelCatalog.ModelInfo> => {
   const catalog = options.catalog ?? ModelCatalog.defaultCatalog
   const providers = options.providers ?? ["openai", "anthropic"]
-  const priceOf = (m: ModelCatalog.ModelInfo) => (m.inputPricePerMillion ?? Infinity) + (m.outputPricePerMillion ?? Infinity)
+  const priceOf = (m: ModelCatalog.ModelInfo) =>
+    (m.inputPricePerMillion ?? Infinity) + (m.outputPricePerMillion ?? Infinity)
   const cheaper = catalog
     .filter((m) => m.provider === chosen.provider && m.id !== chosen.id && !m.retired && priceOf(m) < priceOf(chosen))
     .sort((a, b) => priceOf(b) - priceOf(a))

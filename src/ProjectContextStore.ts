@@ -11,16 +11,17 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import { ProjectContext } from "./Domain.js"
-import { ProjectNotFoundError, RequestValidationError } from "./Errors.js"
-import { validationError } from "./internal/validation.js"
+import * as Domain from "./Domain.js"
+import * as Errors from "./Errors.js"
 
 /**
  * @since 0.1.0
  * @category Models
  */
 export interface Service {
-  readonly get: (projectId: string) => Effect.Effect<ProjectContext, ProjectNotFoundError | RequestValidationError>
+  readonly get: (
+    projectId: string
+  ) => Effect.Effect<Domain.ProjectContext, Errors.ProjectNotFoundError | Errors.RequestValidationError>
 }
 
 /**
@@ -38,14 +39,16 @@ export class ProjectContextStore extends Context.Tag("plot-engine/ProjectContext
  * @since 0.1.0
  * @category Layers
  */
-export const layerMemory = (projects: Readonly<Record<string, ProjectContext>>): Layer.Layer<ProjectContextStore> =>
+export const layerMemory = (
+  projects: Readonly<Record<string, Domain.ProjectContext>>
+): Layer.Layer<ProjectContextStore> =>
   Layer.succeed(
     ProjectContextStore,
     ProjectContextStore.of({
       get: (projectId) =>
         Object.hasOwn(projects, projectId)
           ? Effect.succeed(projects[projectId]!)
-          : Effect.fail(new ProjectNotFoundError({ projectId }))
+          : Effect.fail(new Errors.ProjectNotFoundError({ projectId }))
     })
   )
 
@@ -53,21 +56,28 @@ export const layerMemory = (projects: Readonly<Record<string, ProjectContext>>):
 const maxFileBytes = 64 * 1024 * 1024
 
 /**
- * Reads and validates a project file: bad JSON or a bad field fails with `RequestValidationError` naming it.
+ * Reads and validates a project file: bad JSON or a bad field fails with `Errors.RequestValidationError` naming it.
  *
  * @since 0.1.0
  * @category Files
  */
-export const readProjectFile = Effect.fn("ProjectContextStore.readProjectFile")(function*(file: string, projectId: string) {
-  const fs = yield* FileSystem.FileSystem
-  const info = yield* fs.stat(file).pipe(Effect.mapError(() => new ProjectNotFoundError({ projectId })))
-  if (info.type !== "File") return yield* new ProjectNotFoundError({ projectId })
-  if (Number(info.size) > maxFileBytes) {
-    return yield* new RequestValidationError({ field: "project", reason: `file is larger than ${maxFileBytes} bytes` })
+export const readProjectFile = Effect.fn("ProjectContextStore.readProjectFile")(
+  function*(file: string, projectId: string) {
+    const fs = yield* FileSystem.FileSystem
+    const info = yield* fs.stat(file).pipe(Effect.mapError(() => new Errors.ProjectNotFoundError({ projectId })))
+    if (info.type !== "File") return yield* new Errors.ProjectNotFoundError({ projectId })
+    if (Number(info.size) > maxFileBytes) {
+      return yield* new Errors.RequestValidationError({
+        field: "project",
+        reason: `file is larger than ${maxFileBytes} bytes`
+      })
+    }
+    const text = yield* fs.readFileString(file).pipe(
+      Effect.mapError(() => new Errors.ProjectNotFoundError({ projectId }))
+    )
+    return yield* decodeProject(text)
   }
-  const text = yield* fs.readFileString(file).pipe(Effect.mapError(() => new ProjectNotFoundError({ projectId })))
-  return yield* decodeProject(text)
-})
+)
 
 /**
  * Decodes a project from JSON text.
@@ -75,10 +85,12 @@ export const readProjectFile = Effect.fn("ProjectContextStore.readProjectFile")(
  * @since 0.1.0
  * @category Files
  */
-export const decodeProject = (text: string): Effect.Effect<ProjectContext, RequestValidationError> =>
-  Schema.decodeUnknown(Schema.parseJson(ProjectContext))(text, { onExcessProperty: "ignore" }).pipe(
+export const decodeProject = (text: string): Effect.Effect<Domain.ProjectContext, Errors.RequestValidationError> =>
+  Schema.decodeUnknown(Schema.parseJson(Domain.ProjectContext))(text, { onExcessProperty: "ignore" }).pipe(
     Effect.mapError((error) =>
-      ParseResult.isParseError(error) ? validationError(error, "project") : new RequestValidationError({ field: "project", reason: String(error) })
+      ParseResult.isParseError(error)
+        ? Errors.RequestValidationError.fromParseError(error, "project")
+        : new Errors.RequestValidationError({ field: "project", reason: String(error) })
     )
   )
 
@@ -121,7 +133,7 @@ export const layerFile = (file: string): Layer.Layer<ProjectContextStore, never,
         get: (projectId) =>
           projectId === ownId
             ? readProjectFile(file, projectId).pipe(Effect.provideService(FileSystem.FileSystem, fs))
-            : Effect.fail(new ProjectNotFoundError({ projectId }))
+            : Effect.fail(new Errors.ProjectNotFoundError({ projectId }))
       })
     })
   )

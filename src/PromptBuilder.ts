@@ -7,8 +7,8 @@
  */
 import * as Prompt from "@effect/ai/Prompt"
 import * as JSONSchema from "effect/JSONSchema"
-import { type ContentKind, PlotOutline, type PlotRequest, ProjectContext } from "./Domain.js"
-import type { ModelInfo } from "./ModelCatalog.js"
+import * as Domain from "./Domain.js"
+import type * as ModelCatalog from "./ModelCatalog.js"
 
 /**
  * A prompt ready to send.
@@ -43,7 +43,7 @@ export const defaultTemperature = 0.8
  * @since 0.1.0
  * @category Defaults
  */
-export const defaultWordCount: Readonly<Record<ContentKind, number>> = {
+export const defaultWordCount: Readonly<Record<Domain.ContentKind, number>> = {
   outline: 1_000,
   scene_beats: 600,
   suggestions: 400
@@ -66,7 +66,7 @@ export const delimiters = {
  * @since 0.1.0
  * @category Sizing
  */
-export const targetWords = (request: Pick<PlotRequest, "targetWordCount" | "kind">): number =>
+export const targetWords = (request: Pick<Domain.PlotRequest, "targetWordCount" | "kind">): number =>
   request.targetWordCount ?? defaultWordCount[request.kind ?? "outline"]
 
 /**
@@ -85,7 +85,7 @@ export const expectedOutputTokens = (words: number): number => Math.ceil(((words
  * @since 0.1.0
  * @category Sizing
  */
-export const maxOutputTokensFor = (words: number, model: ModelInfo): number =>
+export const maxOutputTokensFor = (words: number, model: ModelCatalog.ModelInfo): number =>
   Math.min(model.maxOutputTokens, Math.max(1_024, expectedOutputTokens(words) + 500))
 
 /**
@@ -96,9 +96,9 @@ export const maxOutputTokensFor = (words: number, model: ModelInfo): number =>
  */
 export const asData = (value: unknown): string => JSON.stringify(value, null, 1).replace(/</g, "\\u003c")
 
-const outlineSchema = JSON.stringify(JSONSchema.make(PlotOutline))
+const outlineSchema = JSON.stringify(JSONSchema.make(Domain.PlotOutline))
 
-const shapeOf = (kind: ContentKind, words: number): string => {
+const shapeOf = (kind: Domain.ContentKind, words: number): string => {
   const beats = Math.max(3, Math.min(40, Math.round(words / 120)))
   switch (kind) {
     case "outline":
@@ -111,9 +111,9 @@ const shapeOf = (kind: ContentKind, words: number): string => {
 }
 
 /** The project's data block, rendered once per (immutable) context. */
-const projectBlocks = new WeakMap<ProjectContext, string>()
+const projectBlocks = new WeakMap<Domain.ProjectContext, string>()
 
-const projectBlock = (context: ProjectContext): string => {
+const projectBlock = (context: Domain.ProjectContext): string => {
   let block = projectBlocks.get(context)
   if (block === undefined) {
     block = asData(compactContext(context))
@@ -123,7 +123,7 @@ const projectBlock = (context: ProjectContext): string => {
 }
 
 /** Drops empty optional fields so that the data block carries only what the project has. */
-const compactContext = (context: ProjectContext) => ({
+const compactContext = (context: Domain.ProjectContext) => ({
   ...(context.title === undefined ? {} : { title: context.title }),
   ...(context.genre === undefined ? {} : { genre: context.genre }),
   ...(context.synopsis === undefined ? {} : { synopsis: context.synopsis }),
@@ -136,7 +136,7 @@ const compactContext = (context: ProjectContext) => ({
 
 const systemPrompts = new Map<string, string>()
 
-const makeSystemPrompt = (kind: ContentKind, words: number): string =>
+const makeSystemPrompt = (kind: Domain.ContentKind, words: number): string =>
   [
     "You are a plot development assistant for a novelist. You write plot content that fits their project.",
     `The writer's request is between ${delimiters.request[0]} and ${delimiters.request[1]}; their project is between ${
@@ -154,7 +154,7 @@ const makeSystemPrompt = (kind: ContentKind, words: number): string =>
  * @since 0.1.0
  * @category Building
  */
-export const systemPrompt = (request: Pick<PlotRequest, "targetWordCount" | "kind">): string => {
+export const systemPrompt = (request: Pick<Domain.PlotRequest, "targetWordCount" | "kind">): string => {
   const kind = request.kind ?? "outline"
   const words = targetWords(request)
   // One string per kind and length, kept: the same object each time, so that counting its tokens finds it in
@@ -175,7 +175,11 @@ export const systemPrompt = (request: Pick<PlotRequest, "targetWordCount" | "kin
  * @since 0.1.0
  * @category Building
  */
-export const build = (request: PlotRequest, context: ProjectContext, model: ModelInfo): BuiltPrompt => {
+export const build = (
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext,
+  model: ModelCatalog.ModelInfo
+): BuiltPrompt => {
   const { system, user } = texts(request, context)
   return {
     system,
@@ -196,8 +200,8 @@ export const build = (request: PlotRequest, context: ProjectContext, model: Mode
  * @category Building
  */
 export const texts = (
-  request: Pick<PlotRequest, "userPrompt" | "kind" | "targetWordCount" | "genre">,
-  context: ProjectContext
+  request: Pick<Domain.PlotRequest, "userPrompt" | "kind" | "targetWordCount" | "genre">,
+  context: Domain.ProjectContext
 ): { readonly system: string; readonly user: string } => {
   const writerRequest = {
     prompt: request.userPrompt,
@@ -212,7 +216,13 @@ export const texts = (
   return { system: systemPrompt(request), user }
 }
 
-const emptyProject = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
+const emptyProject = new Domain.ProjectContext({
+  characters: [],
+  plotThreads: [],
+  locations: [],
+  worldBuilding: [],
+  previousContent: []
+})
 
 /**
  * The prompt without the project, in two parts for sizing it: `shared`, its texts without the writer's words
@@ -223,7 +233,9 @@ const emptyProject = new ProjectContext({ characters: [], plotThreads: [], locat
  * @since 0.1.0
  * @category Building
  */
-export const sizing = (request: PlotRequest): { readonly shared: readonly [string, string]; readonly own: string } => {
+export const sizing = (
+  request: Domain.PlotRequest
+): { readonly shared: readonly [string, string]; readonly own: string } => {
   const { system, user } = texts({ ...request, userPrompt: "" }, emptyProject)
   return { shared: [system, user], own: asData(request.userPrompt) }
 }

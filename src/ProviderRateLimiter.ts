@@ -1,5 +1,5 @@
 /**
- * The Semaphore-plus-RateLimiter layer (seed §4): per key (a provider, or a provider's model), a `Semaphore`
+ * The Semaphore-plus-RateLimiter layer: per key (a provider, or a provider's model), a `Semaphore`
  * for concurrent requests and `@effect/experimental` `RateLimiter` token buckets for requests per minute and
  * tokens per minute (OpenAI style: prompt plus max output, counted at admission) or input and output tokens per
  * minute (Anthropic style).
@@ -13,7 +13,6 @@
  * @since 0.1.0
  */
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import * as RateLimiterRedis from "@effect/experimental/RateLimiter/Redis"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -21,14 +20,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as MetricKey from "effect/MetricKey"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { RedisOptions } from "ioredis"
 import * as SynchronizedRef from "effect/SynchronizedRef"
-import type { ProviderName } from "./Domain.js"
-import { QuotaExhaustedError, RateLimitError, TimeoutError } from "./Errors.js"
+import type * as Domain from "./Domain.js"
+import * as Errors from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
 import * as Wire from "./internal/wire.js"
 
@@ -58,7 +56,7 @@ export interface Quota {
  * @since 0.1.0
  * @category Quotas
  */
-export const defaultQuotas: Readonly<Record<ProviderName, Quota>> = {
+export const defaultQuotas: Readonly<Record<Domain.ProviderName, Quota>> = {
   openai: { requestsPerMinute: 60, tokensPerMinute: 90_000, maxConcurrent: 5 },
   anthropic: { requestsPerMinute: 50, inputTokensPerMinute: 40_000, outputTokensPerMinute: 8_000, maxConcurrent: 5 }
 }
@@ -81,7 +79,7 @@ export interface Estimate {
  * @category Models
  */
 export interface Target {
-  readonly provider: ProviderName
+  readonly provider: Domain.ProviderName
   readonly model: string
 }
 
@@ -146,7 +144,7 @@ export interface Service {
     target: Target,
     estimate: Estimate,
     options?: AdmitOptions
-  ) => Effect.Effect<Admission, RateLimitError | QuotaExhaustedError | TimeoutError, Scope.Scope>
+  ) => Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError | Errors.TimeoutError, Scope.Scope>
   /** A provider 429: closes the key's gate for every caller for `millis` (and, adaptive, lowers the limits). */
   readonly pause: (target: Target, millis: number) => Effect.Effect<void>
   /** Rate-limit headers of a response: lower the local budget when the provider reports less left. */
@@ -158,7 +156,9 @@ export interface Service {
  * @since 0.1.0
  * @category Models
  */
-export class ProviderRateLimiter extends Context.Tag("plot-engine/ProviderRateLimiter")<ProviderRateLimiter, Service>() {}
+export class ProviderRateLimiter
+  extends Context.Tag("plot-engine/ProviderRateLimiter")<ProviderRateLimiter, Service>()
+{}
 
 /**
  * @since 0.1.0
@@ -166,7 +166,7 @@ export class ProviderRateLimiter extends Context.Tag("plot-engine/ProviderRateLi
  */
 export interface Options {
   /** Quotas per provider (default `defaultQuotas`). */
-  readonly quotas?: Partial<Record<ProviderName, Quota>> | undefined
+  readonly quotas?: Partial<Record<Domain.ProviderName, Quota>> | undefined
   /** One budget per provider (default) or per provider and model. */
   readonly keyBy?: "provider" | "model" | undefined
   /** How long a request may wait for admission (default 5 minutes). */
@@ -289,10 +289,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       Effect.map((result) => ({ delay: Duration.toMillis(result.delay), remaining: result.remaining })),
       // A store failure must not stop generation: the request goes ahead and the provider limits it.
       Effect.catchAll((error) =>
-        Effect.as(Effect.logWarning("Rate limiter store failed; admitting without it").pipe(Effect.annotateLogs({ error: error.message })), {
-          delay: 0,
-          remaining: limit
-        })
+        Effect.as(
+          Effect.logWarning("Rate limiter store failed; admitting without it").pipe(
+            Effect.annotateLogs({ error: error.message })
+          ),
+          {
+            delay: 0,
+            remaining: limit
+          }
+        )
       )
     )
 
@@ -311,18 +316,25 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     Effect.forEach(bucketsOf(state.quota, estimate), (b) => refund(state, b.name, b.limit, b.tokens), { discard: true })
 
   const localError = (target: Target, detail: string) =>
-    new RateLimitError({ provider: target.provider, model: target.model, local: true, shouldRetry: false, detail })
+    new Errors.RateLimitError({
+      provider: target.provider,
+      model: target.model,
+      local: true,
+      shouldRetry: false,
+      detail
+    })
 
   const admit = (target: Target, estimate: Estimate, options?: AdmitOptions) =>
     Effect.gen(function*() {
       const state = yield* stateOf(target)
       const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
       if (tooLarge !== undefined) {
-        return yield* new QuotaExhaustedError({
+        return yield* new Errors.QuotaExhaustedError({
           provider: target.provider,
           model: target.model,
           reason: "request_too_large",
-          detail: `the request needs ${tooLarge.tokens} of a ${tooLarge.name} budget of ${tooLarge.limit}: it can never be admitted`
+          detail:
+            `the request needs ${tooLarge.tokens} of a ${tooLarge.name} budget of ${tooLarge.limit}: it can never be admitted`
         })
       }
       const queueDeadline = (yield* Clock.currentTimeMillis) + queueTimeoutMillis
@@ -330,8 +342,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       const callerFirst = until !== undefined && until < queueDeadline
       const deadline = callerFirst ? until : queueDeadline
       const timedOut = callerFirst
-        ? new TimeoutError({ provider: target.provider, model: target.model, detail: "the caller's deadline came before a permit and budget" })
-        : localError(target, `waited longer than the queue timeout of ${Duration.format(Duration.millis(queueTimeoutMillis))}`)
+        ? new Errors.TimeoutError({
+          provider: target.provider,
+          model: target.model,
+          detail: "the caller's deadline came before a permit and budget"
+        })
+        : localError(
+          target,
+          `waited longer than the queue timeout of ${Duration.format(Duration.millis(queueTimeoutMillis))}`
+        )
       const reserved = estimate
       const wait = Effect.gen(function*() {
         // 1. A concurrency permit, in arrival order, held until the scope closes. Only a waiter that has to
@@ -343,23 +362,39 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
             restore(state.semaphore.take(1)),
             Effect.sync(() => state.permitsHeld++)
           ).pipe(
-            Effect.zipRight(Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1))))
+            Effect.zipRight(Effect.addFinalizer(() =>
+              Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1))
+            ))
           )
         )
         yield* state.permitsHeld < state.permits
           ? permit
           : permit.pipe(
-            Effect.timeoutFail({ duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)), onTimeout: () => timedOut })
+            Effect.timeoutFail({
+              duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
+              onTimeout: () =>
+                timedOut
+            })
           )
         // 2. In arrival order (the lock is fair): the gate a provider 429 closed, for everybody (re-read on
         // waking: a later 429 may extend it), then one reservation across every bucket.
         const delay = yield* state.reserving.withPermits(1)(Effect.gen(function*() {
-          for (let now = yield* Clock.currentTimeMillis; now < state.pausedUntil; now = yield* Clock.currentTimeMillis) {
+          for (
+            let now = yield* Clock.currentTimeMillis;
+            now < state.pausedUntil;
+            now = yield* Clock.currentTimeMillis
+          ) {
             if (state.pausedUntil > deadline) return yield* timedOut
             yield* Effect.sleep(state.pausedUntil - now)
           }
-          const results = yield* Effect.forEach(bucketsOf(state.quota, reserved), (b) => take(state, b.name, b.limit, b.tokens))
-          return Math.max(0, ...results.map((r) => r.delay))
+          const results = yield* Effect.forEach(bucketsOf(state.quota, reserved), (b) =>
+            take(state, b.name, b.limit, b.tokens))
+          return Math.max(
+            0,
+            ...results.map((r) =>
+              r.delay
+            )
+          )
         }))
         if ((yield* Clock.currentTimeMillis) + delay > deadline) {
           yield* giveBack(state, reserved)
@@ -372,7 +407,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       const depth = Metrics.tagged(queueDepth, { key: state.key })
       state.queued++
       yield* Metric.incrementBy(depth, 1)
-      yield* wait.pipe(Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1))))
+      yield* wait.pipe(
+        Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1)))
+      )
       yield* Metric.update(Metrics.tagged(waitTime, { key: state.key }), (yield* Clock.currentTimeMillis) - queuedAt)
       yield* Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
       return {
@@ -380,7 +417,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           Effect.forEach(
             // OpenAI keeps the max output it counted at admission, so its tokens bucket reconciles the prompt only;
             // Anthropic corrects its output bucket to what was written.
-            bucketsOf(state.quota, { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }).map((b, i) => ({
+            bucketsOf(state.quota, { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }).map((
+              b,
+              i
+            ) => ({
               ...b,
               tokens: b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens,
               reserved: bucketsOf(state.quota, reserved)[i]!.tokens
@@ -442,8 +482,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const snapshot = Effect.flatMap(SynchronizedRef.get(states), (map) =>
     Effect.forEach(map.values(), (s) =>
       Effect.map(
-        Effect.forEach(bucketsOf(s.quota, { inputTokens: 0, outputTokens: 0 }), (b) =>
-          Effect.map(level(s, b.name, b.limit), (remaining) => [b.name, remaining] as const)),
+        Effect.forEach(
+          bucketsOf(s.quota, { inputTokens: 0, outputTokens: 0 }),
+          (b) => Effect.map(level(s, b.name, b.limit), (remaining) => [b.name, remaining] as const)
+        ),
         (available): KeySnapshot => ({
           key: s.key,
           quota: s.quota,
@@ -458,7 +500,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   return ProviderRateLimiter.of({ admit, pause, observe, snapshot })
 })
 
-const quotaField: Readonly<Record<string, "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute">> = {
+const quotaField: Readonly<
+  Record<string, "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute">
+> = {
   rpm: "requestsPerMinute",
   tpm: "tokensPerMinute",
   itpm: "inputTokensPerMinute",
@@ -468,6 +512,24 @@ const quotaField: Readonly<Record<string, "requestsPerMinute" | "tokensPerMinute
 // =============================================================================
 // Layers
 // =============================================================================
+
+/**
+ * No local limit: every request is admitted at once, and the provider's 429s are only retried. For tests in
+ * virtual time, and for hosts that limit rate elsewhere; choosing it is explicit, so that forgetting a limiter
+ * is a type error rather than an unthrottled engine.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerUnlimited: Layer.Layer<ProviderRateLimiter> = Layer.succeed(
+  ProviderRateLimiter,
+  ProviderRateLimiter.of({
+    admit: () => Effect.succeed({ reconcile: () => Effect.void, cancel: Effect.void }),
+    pause: () => Effect.void,
+    observe: () => Effect.void,
+    snapshot: Effect.succeed([])
+  })
+)
 
 /**
  * The limiter with an in-memory store (one process).
@@ -482,24 +544,16 @@ export const layerMemory = (options: Options = {}): Layer.Layer<ProviderRateLimi
   )
 
 /**
- * The limiter over the `RateLimiterStore` in context: `@effect/experimental/RateLimiter/Redis` shares one quota
- * between the instances of a backend.
+ * The limiter over the `RateLimiterStore` in context: `plot-engine/ProviderRateLimiter/Redis` provides one over
+ * Redis, so that the instances of a backend share one provider quota.
  *
  * @since 0.1.0
  * @category Layers
  */
-export const layerStore = (options: Options = {}): Layer.Layer<ProviderRateLimiter, never, RateLimiter.RateLimiterStore> =>
+export const layerStore = (
+  options: Options = {}
+): Layer.Layer<ProviderRateLimiter, never, RateLimiter.RateLimiterStore> =>
   Layer.effect(ProviderRateLimiter, make(options)).pipe(Layer.provide(RateLimiter.layer))
-
-/**
- * The limiter over Redis, so that several instances of a backend share one provider quota (concurrency stays
- * per instance).
- *
- * @since 0.1.0
- * @category Layers
- */
-export const layerRedis = (options: Options & { readonly redis: RedisOptions }): Layer.Layer<ProviderRateLimiter> =>
-  layerStore(options).pipe(Layer.provide(RateLimiterRedis.layerStore(options.redis)))
 
 const quotaConfig = (provider: "OPENAI" | "ANTHROPIC", defaults: Quota): Config.Config<Quota> => {
   const optionalInt = (name: string, fallback: number | undefined) =>
@@ -507,11 +561,15 @@ const quotaConfig = (provider: "OPENAI" | "ANTHROPIC", defaults: Quota): Config.
       Config.map((value) => Option.getOrElse(value, () => fallback))
     )
   return Config.all({
-    requestsPerMinute: Config.integer(`PLOT_ENGINE_${provider}_RPM`).pipe(Config.withDefault(defaults.requestsPerMinute)),
+    requestsPerMinute: Config.integer(`PLOT_ENGINE_${provider}_RPM`).pipe(
+      Config.withDefault(defaults.requestsPerMinute)
+    ),
     tokensPerMinute: optionalInt("TPM", defaults.tokensPerMinute),
     inputTokensPerMinute: optionalInt("ITPM", defaults.inputTokensPerMinute),
     outputTokensPerMinute: optionalInt("OTPM", defaults.outputTokensPerMinute),
-    maxConcurrent: Config.integer(`PLOT_ENGINE_${provider}_MAX_CONCURRENT`).pipe(Config.withDefault(defaults.maxConcurrent))
+    maxConcurrent: Config.integer(`PLOT_ENGINE_${provider}_MAX_CONCURRENT`).pipe(
+      Config.withDefault(defaults.maxConcurrent)
+    )
   })
 }
 
@@ -522,7 +580,7 @@ const quotaConfig = (provider: "OPENAI" | "ANTHROPIC", defaults: Quota): Config.
  * @since 0.1.0
  * @category Configuration
  */
-export const quotasConfig: Config.Config<Record<ProviderName, Quota>> = Config.all({
+export const quotasConfig: Config.Config<Record<Domain.ProviderName, Quota>> = Config.all({
   openai: quotaConfig("OPENAI", defaultQuotas.openai),
   anthropic: quotaConfig("ANTHROPIC", defaultQuotas.anthropic)
 })

@@ -15,13 +15,15 @@ import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Stream from "effect/Stream"
 import type * as Redacted from "effect/Redacted"
-import type { ProviderName } from "./Domain.js"
-import { ProviderNotConfiguredError } from "./Errors.js"
-import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
+import * as Stream from "effect/Stream"
+import type * as Domain from "./Domain.js"
+import * as Errors from "./Errors.js"
+import type * as Wire from "./internal/wire.js"
 
 /**
  * How to reach one provider. `baseUrl` defaults to the provider's public API (OpenAI's includes `/v1`,
@@ -64,13 +66,13 @@ export interface ModelParameters {
  */
 export interface Service {
   /** The providers that can be called, in order of preference. */
-  readonly configured: ReadonlyArray<ProviderName>
+  readonly configured: ReadonlyArray<Domain.ProviderName>
   /** A language model for a provider's model, with its parameters applied to every call. */
   readonly languageModel: (
-    provider: ProviderName,
+    provider: Domain.ProviderName,
     model: string,
     parameters: ModelParameters
-  ) => Effect.Effect<LanguageModel.Service, ProviderNotConfiguredError>
+  ) => Effect.Effect<LanguageModel.Service, Errors.ProviderNotConfiguredError>
 }
 
 /**
@@ -87,14 +89,14 @@ export class Providers extends Context.Tag("plot-engine/Providers")<Providers, S
  */
 export type ModelFactory = (model: string, parameters: ModelParameters) => Effect.Effect<LanguageModel.Service>
 
-const fromFactories = (factories: Partial<Record<ProviderName, ModelFactory>>): Service => {
+const fromFactories = (factories: Partial<Record<Domain.ProviderName, ModelFactory>>): Service => {
   const configured = (["openai", "anthropic"] as const).filter((provider) => factories[provider] !== undefined)
   return Providers.of({
     configured,
     languageModel: (provider, model, parameters) => {
       const factory = factories[provider]
       return factory === undefined
-        ? Effect.fail(new ProviderNotConfiguredError({ provider }))
+        ? Effect.fail(new Errors.ProviderNotConfiguredError({ provider }))
         : factory(model, parameters)
     }
   })
@@ -119,6 +121,59 @@ const remembered = (factory: ModelFactory): ModelFactory => {
   }
 }
 
+// =============================================================================
+// Response headers
+// =============================================================================
+
+/**
+ * Who hears the headers of the responses a call receives; by default nobody.
+ *
+ * @since 0.1.0
+ * @category Response headers
+ */
+export type HeadersObserver = (headers: Wire.Headers) => Effect.Effect<void>
+
+const currentHeadersObserver = globalValue(
+  Symbol.for("plot-engine/Providers/currentHeadersObserver"),
+  () => FiberRef.unsafeMake<HeadersObserver>(() => Effect.void)
+)
+
+/**
+ * Lets `observer` hear the headers of every response `effect` receives: the engine passes each call's to its
+ * rate limiter, for that call's provider and model, so that the limiter learns what the provider has left.
+ *
+ * @example
+ * ```ts
+ * import { Providers } from "plot-engine"
+ * import { Effect } from "effect"
+ *
+ * const call = Effect.void // a call through a model of `Providers`
+ * const logged = call.pipe(
+ *   Providers.observeHeaders((headers) => Effect.log(headers["x-ratelimit-remaining-requests"]))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category Response headers
+ */
+export const observeHeaders =
+  (observer: HeadersObserver) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.locally(effect, currentHeadersObserver, observer)
+
+/**
+ * Reports a response's headers to the current call's observer. The real clients of `make` call it for every
+ * response; a `ModelFactory` over another transport can too.
+ *
+ * @since 0.1.0
+ * @category Response headers
+ */
+export const reportHeaders = (headers: Wire.Headers): Effect.Effect<void> =>
+  FiberRef.getWith(currentHeadersObserver, (observe) => observe(headers))
+
+// =============================================================================
+// The real clients
+// =============================================================================
+
 /** The most bytes of a response body handed on at once; see `boundedChunks`. */
 const maxChunkBytes = 1_024
 
@@ -129,21 +184,24 @@ const maxChunkBytes = 1_024
  * Splitting bytes is safe: the text decoder downstream joins characters split across pieces.
  */
 const boundedChunks = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  HttpClient.transformResponse(client, Effect.map((response) =>
-    Object.create(response, {
-      stream: {
-        get: () =>
-          Stream.mapConcat(response.stream, (bytes) => {
-            if (bytes.length <= maxChunkBytes) return [bytes]
-            const pieces: Array<Uint8Array> = []
-            for (let start = 0; start < bytes.length; start += maxChunkBytes) {
-              pieces.push(bytes.subarray(start, start + maxChunkBytes))
-            }
-            return pieces
-          })
-      }
-    }) as typeof response
-  ))
+  HttpClient.transformResponse(
+    client,
+    Effect.map((response) =>
+      Object.create(response, {
+        stream: {
+          get: () =>
+            Stream.mapConcat(response.stream, (bytes) => {
+              if (bytes.length <= maxChunkBytes) return [bytes]
+              const pieces: Array<Uint8Array> = []
+              for (let start = 0; start < bytes.length; start += maxChunkBytes) {
+                pieces.push(bytes.subarray(start, start + maxChunkBytes))
+              }
+              return pieces
+            })
+        }
+      }) as typeof response
+    )
+  )
 
 /**
  * Builds the real clients for the configured providers.
@@ -152,20 +210,15 @@ const boundedChunks = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
  * @category Constructors
  */
 export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
-  const factories: Partial<Record<ProviderName, ModelFactory>> = {}
-  // Every response's rate-limit headers go to the limiter, when there is one, so that it learns what is left.
-  const rateLimiter = yield* Effect.serviceOption(ProviderRateLimiter.ProviderRateLimiter)
-  const observed = (provider: ProviderName) => (client: HttpClient.HttpClient) =>
-    boundedChunks(Option.match(rateLimiter, {
-      onNone: () => client,
-      onSome: (limiter) =>
-        HttpClient.tap(client, (response) => limiter.observe({ provider, model: "" }, response.headers))
-    }))
+  const factories: Partial<Record<Domain.ProviderName, ModelFactory>> = {}
+  // Every response's headers go to whoever observes the call (see `observeHeaders`).
+  const observed = (client: HttpClient.HttpClient) =>
+    boundedChunks(HttpClient.tap(client, (response) => reportHeaders(response.headers)))
   if (config.openai !== undefined) {
     const client = yield* OpenAiClient.make({
       apiKey: config.openai.apiKey,
       apiUrl: config.openai.baseUrl,
-      transformClient: observed("openai")
+      transformClient: observed
     })
     factories.openai = remembered((model, parameters) =>
       OpenAiLanguageModel.make({
@@ -174,13 +227,14 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
           max_output_tokens: parameters.maxOutputTokens,
           ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
         }
-      }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client)))
+      }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
+    )
   }
   if (config.anthropic !== undefined) {
     const client = yield* AnthropicClient.make({
       apiKey: config.anthropic.apiKey,
       apiUrl: config.anthropic.baseUrl,
-      transformClient: observed("anthropic")
+      transformClient: observed
     })
     factories.anthropic = remembered((model, parameters) =>
       AnthropicLanguageModel.make({
@@ -189,7 +243,8 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
           max_tokens: parameters.maxOutputTokens,
           ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
         }
-      }).pipe(Effect.provideService(AnthropicClient.AnthropicClient, client)))
+      }).pipe(Effect.provideService(AnthropicClient.AnthropicClient, client))
+    )
   }
   return fromFactories(factories)
 })
@@ -245,5 +300,5 @@ export const layerConfig: Layer.Layer<Providers, ConfigError.ConfigError, HttpCl
  * @since 0.1.0
  * @category Layers
  */
-export const layerModels = (factories: Partial<Record<ProviderName, ModelFactory>>): Layer.Layer<Providers> =>
+export const layerModels = (factories: Partial<Record<Domain.ProviderName, ModelFactory>>): Layer.Layer<Providers> =>
   Layer.succeed(Providers, fromFactories(factories))

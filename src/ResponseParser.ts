@@ -1,7 +1,7 @@
 /**
- * Turns what a model sent into a validated `PlotOutline`, readable text and warnings. It accepts a decoded
+ * Turns what a model sent into a validated `Domain.PlotOutline`, readable text and warnings. It accepts a decoded
  * object (structured output) or text with JSON inside (alone, in a code fence, or with prose around it), and
- * rejects with `ResponseParseError` what cannot be read, however large or hostile.
+ * rejects with `Errors.ResponseParseError` what cannot be read, however large or hostile.
  *
  * @since 0.1.0
  */
@@ -10,11 +10,11 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import { PlotOutline, type PlotRequest, type ProjectContext } from "./Domain.js"
-import { ResponseParseError } from "./Errors.js"
-import { closingIndex } from "./internal/json.js"
-import { formatPath } from "./internal/validation.js"
-import { targetWords } from "./PromptBuilder.js"
+import * as Domain from "./Domain.js"
+import * as Errors from "./Errors.js"
+import * as Json from "./internal/json.js"
+import * as Validation from "./internal/validation.js"
+import * as PromptBuilder from "./PromptBuilder.js"
 
 /**
  * The longest reply read; an outline is a few kilobytes, so anything past this is not one.
@@ -31,7 +31,7 @@ export const maxReplyLength = 512 * 1024
  * @category Models
  */
 export interface ParsedPlot {
-  readonly outline: PlotOutline
+  readonly outline: Domain.PlotOutline
   /** The outline as Markdown, for a person to read. */
   readonly content: string
   readonly wordCount: number
@@ -40,7 +40,8 @@ export interface ParsedPlot {
 
 const excerptOf = (text: string) => text.slice(0, 200)
 
-const fail = (reason: string, text: string) => Either.left(new ResponseParseError({ reason, excerpt: excerptOf(text) }))
+const fail = (reason: string, text: string) =>
+  Either.left(new Errors.ResponseParseError({ reason, excerpt: excerptOf(text) }))
 
 /**
  * Finds the JSON object in a reply: the whole text, else a fenced code block, else the first balanced
@@ -49,7 +50,7 @@ const fail = (reason: string, text: string) => Either.left(new ResponseParseErro
  * @since 0.1.0
  * @category Parsing
  */
-export const extractJson = (text: string): Either.Either<unknown, ResponseParseError> => {
+export const extractJson = (text: string): Either.Either<unknown, Errors.ResponseParseError> => {
   if (text.length > maxReplyLength) return fail(`the reply is longer than ${maxReplyLength} characters`, text)
   const fenced = Array.from(text.matchAll(/```(?:json|JSON)?[ \t]*\n?([\s\S]*?)```/g), (match) => match[1]!)
   for (const candidate of [text, ...fenced]) {
@@ -79,7 +80,7 @@ const maxObjectStarts = 16
 const firstEmbeddedObject = (text: string): unknown => {
   let start = text.indexOf("{")
   for (let attempt = 0; start !== -1 && attempt < maxObjectStarts; attempt++) {
-    const end = closingIndex(text, start)
+    const end = Json.closingIndex(text, start)
     // An object that never closes will not close from a later start either.
     if (end === -1) return undefined
     const parsed = parseObject(text.slice(start, end + 1))
@@ -89,7 +90,7 @@ const firstEmbeddedObject = (text: string): unknown => {
   return undefined
 }
 
-const decodeOutline = Schema.decodeUnknownEither(PlotOutline, { onExcessProperty: "ignore" })
+const decodeOutline = Schema.decodeUnknownEither(Domain.PlotOutline, { onExcessProperty: "ignore" })
 
 /** An outline nests four levels deep; hostile JSON nested thousands deep must not reach recursive code. */
 const maxNesting = 32
@@ -107,24 +108,29 @@ const nestedDeeperThan = (value: unknown, max: number): boolean => {
 }
 
 /**
- * Validates a decoded value as a `PlotOutline`.
+ * Validates a decoded value as a `Domain.PlotOutline`.
  *
  * @since 0.1.0
  * @category Parsing
  */
-export const validateOutline = (value: unknown, raw: string): Either.Either<PlotOutline, ResponseParseError> =>
+export const validateOutline = (
+  value: unknown,
+  raw: string
+): Either.Either<Domain.PlotOutline, Errors.ResponseParseError> =>
   nestedDeeperThan(value, maxNesting)
     ? fail(`the reply nests deeper than ${maxNesting} levels`, raw)
     : Either.mapLeft(decodeOutline(value), (error) => {
-    const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-    const reason = first === undefined ? "invalid outline" : `${formatPath(first.path, "outline")}: ${first.message}`
-    return new ResponseParseError({ reason, excerpt: excerptOf(raw) })
-  })
+      const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+      const reason = first === undefined
+        ? "invalid outline"
+        : `${Validation.formatPath(first.path, "outline")}: ${first.message}`
+      return new Errors.ResponseParseError({ reason, excerpt: excerptOf(raw) })
+    })
 
 /**
- * What structured output asks the provider for: `PlotOutline`'s JSON Schema and description, exactly as
+ * What structured output asks the provider for: `Domain.PlotOutline`'s JSON Schema and description, exactly as
  * `generateObject` would send them, computed once. The reply arrives as plain JSON and is validated by
- * `validateOutline` (one decoder compiled once, with the nesting guard); handing `PlotOutline` itself to
+ * `validateOutline` (one decoder compiled once, with the nesting guard); handing `Domain.PlotOutline` itself to
  * `generateObject` rebuilt its JSON Schema and its decoder on every call, a third of a generation's CPU.
  *
  * @since 0.1.0
@@ -133,8 +139,8 @@ export const validateOutline = (value: unknown, raw: string): Either.Either<Plot
 export const structuredOutline: Schema.Schema<{ readonly [key: string]: unknown }> = Schema.declare(
   (value: unknown): value is { readonly [key: string]: unknown } => Predicate.isRecord(value),
   {
-    jsonSchema: Tool.getJsonSchemaFromSchemaAst(PlotOutline.ast),
-    description: Tool.getDescriptionFromSchemaAst(PlotOutline.ast) ?? "A plot outline"
+    jsonSchema: Tool.getJsonSchemaFromSchemaAst(Domain.PlotOutline.ast),
+    description: Tool.getDescriptionFromSchemaAst(Domain.PlotOutline.ast) ?? "A plot outline"
   }
 )
 
@@ -144,7 +150,7 @@ export const structuredOutline: Schema.Schema<{ readonly [key: string]: unknown 
  * @since 0.1.0
  * @category Rendering
  */
-export const render = (outline: PlotOutline): string => {
+export const render = (outline: Domain.PlotOutline): string => {
   const lines = [`# ${outline.title}`, "", `*${outline.logline}*`]
   outline.acts.forEach((act, index) => {
     lines.push("", `## Act ${index + 1}: ${act.title}`, "", act.summary, "")
@@ -215,14 +221,14 @@ const mainCharacterCount = 3
  * @category Quality
  */
 export const qualityWarnings = (
-  outline: PlotOutline,
+  outline: Domain.PlotOutline,
   wordCount: number,
-  request: PlotRequest,
-  context: ProjectContext,
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext,
   content: string = render(outline)
 ): Array<string> => {
   const warnings: Array<string> = []
-  const target = targetWords(request)
+  const target = PromptBuilder.targetWords(request)
   if (Math.abs(wordCount - target) > target * wordCountTolerance) {
     warnings.push(`The result has ${wordCount} words, far from the ${target} asked for.`)
   }
@@ -240,29 +246,35 @@ export const qualityWarnings = (
       })
     )
     if (unknown.size > 0) {
-      warnings.push(`The result introduces characters the project does not have: ${[...unknown].slice(0, 5).join(", ")}.`)
+      warnings.push(
+        `The result introduces characters the project does not have: ${[...unknown].slice(0, 5).join(", ")}.`
+      )
     }
   }
   return warnings
 }
 
-const finish = (outline: PlotOutline, request: PlotRequest, context: ProjectContext): ParsedPlot => {
+const finish = (
+  outline: Domain.PlotOutline,
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext
+): ParsedPlot => {
   const content = render(outline)
   const wordCount = countWords(content)
   return { outline, content, wordCount, warnings: qualityWarnings(outline, wordCount, request, context, content) }
 }
 
 /**
- * Parses a text reply that should hold a `PlotOutline` as JSON.
+ * Parses a text reply that should hold a `Domain.PlotOutline` as JSON.
  *
  * @since 0.1.0
  * @category Parsing
  */
 export const parseText = (
   text: string,
-  request: PlotRequest,
-  context: ProjectContext
-): Either.Either<ParsedPlot, ResponseParseError> =>
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext
+): Either.Either<ParsedPlot, Errors.ResponseParseError> =>
   extractJson(text).pipe(
     Either.flatMap((value) => validateOutline(value, text)),
     Either.map((outline) => finish(outline, request, context))
@@ -278,9 +290,9 @@ export const parseText = (
 export const parseStructured = (
   value: unknown,
   raw: string,
-  request: PlotRequest,
-  context: ProjectContext
-): Either.Either<ParsedPlot, ResponseParseError> =>
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext
+): Either.Either<ParsedPlot, Errors.ResponseParseError> =>
   Either.map(validateOutline(value, raw), (outline) => finish(outline, request, context))
 
 /**
@@ -289,5 +301,8 @@ export const parseStructured = (
  * @since 0.1.0
  * @category Parsing
  */
-export const fromOutline = (outline: PlotOutline, request: PlotRequest, context: ProjectContext): ParsedPlot =>
-  finish(outline, request, context)
+export const fromOutline = (
+  outline: Domain.PlotOutline,
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext
+): ParsedPlot => finish(outline, request, context)

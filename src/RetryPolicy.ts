@@ -15,7 +15,7 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleInterval from "effect/ScheduleInterval"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as SynchronizedRef from "effect/SynchronizedRef"
-import type { ProviderError, ResponseParseError } from "./Errors.js"
+import type * as Errors from "./Errors.js"
 
 /**
  * The failures a generation retries or hops on.
@@ -23,7 +23,7 @@ import type { ProviderError, ResponseParseError } from "./Errors.js"
  * @since 0.1.0
  * @category Models
  */
-export type RetryableError = ProviderError | ResponseParseError
+export type RetryableError = Errors.ProviderError | Errors.ResponseParseError
 
 /**
  * @since 0.1.0
@@ -114,10 +114,14 @@ export const mapRules = (policy: Policy, f: (rule: Rule, tag: Tag) => Rule): Pol
 export const forRule = (rule: Rule, maxDelay: Duration.DurationInput): Schedule.Schedule<Duration.Duration> => {
   const jitterMillis = Duration.toMillis(rule.jitter)
   const cap = Duration.decode(maxDelay)
-  const base: Schedule.Schedule<unknown> = rule.exponential ? Schedule.exponential(rule.delay, 2) : Schedule.spaced(rule.delay)
+  const base: Schedule.Schedule<unknown> = rule.exponential
+    ? Schedule.exponential(rule.delay, 2)
+    : Schedule.spaced(rule.delay)
   return base.pipe(
     Schedule.addDelayEffect(() =>
-      jitterMillis > 0 ? Effect.map(Random.next, (r) => Duration.millis(Math.floor(r * jitterMillis))) : Effect.succeed(Duration.zero)
+      jitterMillis > 0
+        ? Effect.map(Random.next, (r) => Duration.millis(Math.floor(r * jitterMillis)))
+        : Effect.succeed(Duration.zero)
     ),
     Schedule.modifyDelay((_, delay) => Duration.min(delay, cap)),
     Schedule.zipLeft(Schedule.recurs(rule.retries)),
@@ -198,7 +202,9 @@ export const make = (
  */
 export const config: Config.Config<Policy> = Config.all({
   maxAttempts: Config.integer("PLOT_ENGINE_MAX_ATTEMPTS").pipe(Config.withDefault(defaults.maxAttempts)),
-  attemptTimeout: Config.duration("PLOT_ENGINE_ATTEMPT_TIMEOUT").pipe(Config.withDefault(Duration.decode(defaults.attemptTimeout))),
+  attemptTimeout: Config.duration("PLOT_ENGINE_ATTEMPT_TIMEOUT").pipe(
+    Config.withDefault(Duration.decode(defaults.attemptTimeout))
+  ),
   deadline: Config.duration("PLOT_ENGINE_DEADLINE").pipe(Config.withDefault(Duration.decode(defaults.deadline))),
   maxDelay: Config.duration("PLOT_ENGINE_MAX_RETRY_DELAY").pipe(Config.withDefault(Duration.decode(defaults.maxDelay)))
 }).pipe(Config.map((budgets) => ({ ...defaults, ...budgets })))

@@ -1,29 +1,30 @@
 /**
- * The engine's metrics, with stable names (seed §7): generations by outcome, their duration, tokens in and
- * out, retries, calls to providers, errors by type, template fallbacks and cost, tagged by provider and
- * model. They are Effect `Metric`s: read them with `Metric.value`, export them with `@effect/opentelemetry`.
+ * The engine's metrics, with stable names: generations by outcome, their duration, tokens in and out, retries,
+ * calls to providers, errors by type, template fallbacks and cost, tagged by provider and model. They are
+ * Effect `Metric`s: read them with `Metric.value`; spans go out through `plot-engine/Telemetry/OpenTelemetry`.
+ *
+ * @example
+ * ```ts
+ * import { Telemetry } from "plot-engine"
+ * import { Effect, Metric } from "effect"
+ *
+ * const successes = Metric.value(
+ *   Telemetry.generations.pipe(Metric.tagged("outcome", "success"), Metric.tagged("provider", "openai"))
+ * )
+ * ```
  *
  * @since 0.1.0
  */
-import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
-import type * as Resource from "@effect/opentelemetry/Resource"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
-import type { Attributes, AttributeValue, Context as OtelContext } from "@opentelemetry/api"
-import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Cause from "effect/Cause"
-import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
-import * as Effect from "effect/Effect"
+import type * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as MetricKey from "effect/MetricKey"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
-import type { PlotResult } from "./Domain.js"
+import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
-import * as Wire from "./internal/wire.js"
 
 const tagged = Metrics.tagged
 
@@ -74,7 +75,9 @@ export const outputTokens = Metrics.fromKey(MetricKey.counter("plot_engine_outpu
  * @since 0.1.0
  * @category Metrics
  */
-export const retries = Metrics.fromKey(MetricKey.counter("plot_engine_retries_total", { description: "Retried attempts", incremental: true }))
+export const retries = Metrics.fromKey(
+  MetricKey.counter("plot_engine_retries_total", { description: "Retried attempts", incremental: true })
+)
 
 /**
  * Calls sent to a provider, tagged `provider`, `model` and `outcome` (`success`, an error type, or
@@ -89,12 +92,14 @@ export const providerCalls = Metrics.fromKey(MetricKey.counter("plot_engine_prov
 }))
 
 /**
- * Failures, tagged `error_type` (the seed's enum), whether retried or final.
+ * Failures, tagged `error_type` (`Errors.errorType`), whether retried or final.
  *
  * @since 0.1.0
  * @category Metrics
  */
-export const errors = Metrics.fromKey(MetricKey.counter("plot_engine_errors_total", { description: "Failures by type", incremental: true }))
+export const errors = Metrics.fromKey(
+  MetricKey.counter("plot_engine_errors_total", { description: "Failures by type", incremental: true })
+)
 
 /**
  * @since 0.1.0
@@ -111,7 +116,9 @@ export const templateFallbacks = Metrics.fromKey(MetricKey.counter("plot_engine_
  * @since 0.1.0
  * @category Metrics
  */
-export const costUsd = Metrics.fromKey(MetricKey.counter("plot_engine_cost_usd_total", { description: "Estimated cost in USD", incremental: true }))
+export const costUsd = Metrics.fromKey(
+  MetricKey.counter("plot_engine_cost_usd_total", { description: "Estimated cost in USD", incremental: true })
+)
 
 /**
  * Records a finished generation.
@@ -119,7 +126,7 @@ export const costUsd = Metrics.fromKey(MetricKey.counter("plot_engine_cost_usd_t
  * @since 0.1.0
  * @category Recording
  */
-export const recordResult = (result: PlotResult): Effect.Effect<void> => {
+export const recordResult = (result: Domain.PlotResult): Effect.Effect<void> => {
   const tags = { provider: result.provider, model: result.model }
   return Metrics.record((labels) => {
     tagged(generations, { ...tags, outcome: result.isTemplate ? "template" : "success" }).unsafeUpdate(1, labels)
@@ -177,86 +184,3 @@ export const recordFailure = (error: Errors.GenerationError): Effect.Effect<void
     model: "model" in error ? error.model : "none",
     outcome: "failure"
   }))
-
-// =============================================================================
-// OpenTelemetry
-// =============================================================================
-
-const redactValue = (value: AttributeValue | undefined): AttributeValue | undefined =>
-  typeof value === "string"
-    ? Wire.redactSecrets(value)
-    : Array.isArray(value)
-    ? value.map((v) => (typeof v === "string" ? Wire.redactSecrets(v) : v)) as AttributeValue
-    : value
-
-const redactAttributes = (attributes: Attributes): Attributes =>
-  Object.fromEntries(Object.entries(attributes).map(([key, value]) => [key, redactValue(value)]))
-
-/**
- * A span processor that removes secrets from what it passes on. A failed span's exception event holds the
- * printed cause, and a cause printed outside Effect's redaction context shows request headers in full: the
- * `authorization` or `x-api-key` of a provider call would otherwise be exported.
- *
- * @since 0.1.0
- * @category OpenTelemetry
- */
-export class RedactingSpanProcessor implements SpanProcessor {
-  constructor(private readonly inner: SpanProcessor) {}
-  onStart(span: Span, parentContext: OtelContext): void {
-    this.inner.onStart(span, parentContext)
-  }
-  onEnd(span: ReadableSpan): void {
-    this.inner.onEnd(
-      new Proxy(span, {
-        get: (target, property) => {
-          if (property === "attributes") return redactAttributes(target.attributes)
-          if (property === "events") {
-            return target.events.map((event) => event.attributes === undefined ? event : { ...event, attributes: redactAttributes(event.attributes) })
-          }
-          if (property === "status") {
-            return target.status.message === undefined ? target.status : { ...target.status, message: Wire.redactSecrets(target.status.message) }
-          }
-          const value = Reflect.get(target, property, target)
-          return typeof value === "function" ? value.bind(target) : value
-        }
-      })
-    )
-  }
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush()
-  }
-  shutdown(): Promise<void> {
-    return this.inner.shutdown()
-  }
-}
-
-/**
- * Exports the engine's spans through OpenTelemetry with a span processor of your choice (an OTLP exporter, or an
- * in-memory one in tests), secrets removed on the way (`RedactingSpanProcessor`).
- *
- * @since 0.1.0
- * @category OpenTelemetry
- */
-export const layerOpenTelemetry = (spanProcessor: SpanProcessor): Layer.Layer<Resource.Resource> =>
-  NodeSdk.layer(() => ({
-    resource: { serviceName: "plot-engine", serviceVersion: "0.1.0" },
-    spanProcessor: new RedactingSpanProcessor(spanProcessor)
-  }))
-
-/**
- * OpenTelemetry export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (spans to `{endpoint}/v1/traces` over OTLP/HTTP),
- * nothing otherwise.
- *
- * @since 0.1.0
- * @category OpenTelemetry
- */
-export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
-  Effect.map(Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")), (endpoint) =>
-    Option.match(endpoint, {
-      onNone: () => Layer.empty,
-      onSome: (url) =>
-        Layer.discard(
-          layerOpenTelemetry(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${url.replace(/\/$/, "")}/v1/traces` })))
-        )
-    }))
-)

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { type Character, type ContentKind, type Location, PlotAct, PlotBeat, PlotOutline, type PlotRequest, type ProjectContext } from "./Domain.js"
+import * as Domain from "./Domain.js"
 
 /**
  * The warning every template result carries (the seed's test looks for "generated from a template").
@@ -24,16 +24,16 @@ interface Cast {
   readonly thread: string
 }
 
-const roleScore = (character: Character, words: ReadonlyArray<string>): boolean =>
+const roleScore = (character: Domain.Character, words: ReadonlyArray<string>): boolean =>
   words.some((word) => `${character.role ?? ""} ${character.description ?? ""}`.toLowerCase().includes(word))
 
-const castOf = (request: PlotRequest, context: ProjectContext): Cast => {
+const castOf = (request: Domain.PlotRequest, context: Domain.ProjectContext): Cast => {
   const characters = context.characters
   const hero = characters.find((c) => roleScore(c, ["protagonist", "hero", "heroine", "main"])) ?? characters[0]
   const rival = characters.find((c) => c !== hero && roleScore(c, ["antagonist", "villain", "rival", "enemy"])) ??
     characters.find((c) => c !== hero)
   const ally = characters.find((c) => c !== hero && c !== rival)
-  const places = context.locations.map((l: Location) => l.name)
+  const places = context.locations.map((l: Domain.Location) => l.name)
   const openThread = context.plotThreads.find((t) => t.status !== "resolved") ?? context.plotThreads[0]
   return {
     hero: hero?.name ?? "the protagonist",
@@ -45,42 +45,65 @@ const castOf = (request: PlotRequest, context: ProjectContext): Cast => {
 }
 
 const beat = (summary: string, characters: ReadonlyArray<string>, location: string) =>
-  new PlotBeat({ summary, characters: characters.filter((c) => !c.startsWith("the ") && !c.startsWith("an ")), location })
+  new Domain.PlotBeat({
+    summary,
+    characters: characters.filter((c) => !c.startsWith("the ") && !c.startsWith("an ")),
+    location
+  })
 
-const threeActs = (cast: Cast, premise: string, place: (i: number) => string): Array<PlotAct> => [
-  new PlotAct({
+const threeActs = (cast: Cast, premise: string, place: (i: number) => string): Array<Domain.PlotAct> => [
+  new Domain.PlotAct({
     title: "Setup",
     summary: `${cast.hero}'s ordinary world is disturbed when ${premise}.`,
     beats: [
-      beat(`We meet ${cast.hero} at ${place(0)}, holding together a life that is about to change.`, [cast.hero], place(0)),
+      beat(
+        `We meet ${cast.hero} at ${place(0)}, holding together a life that is about to change.`,
+        [cast.hero],
+        place(0)
+      ),
       beat(`An inciting event ties ${cast.hero} to "${cast.thread}".`, [cast.hero], place(1)),
-      beat(`${cast.hero} refuses the call until ${cast.ally} shows what staying would cost.`, [cast.hero, cast.ally], place(1)),
+      beat(
+        `${cast.hero} refuses the call until ${cast.ally} shows what staying would cost.`,
+        [cast.hero, cast.ally],
+        place(1)
+      ),
       beat(`${cast.hero} commits, and ${cast.rival} takes notice.`, [cast.hero, cast.rival], place(2))
     ]
   }),
-  new PlotAct({
+  new Domain.PlotAct({
     title: "Confrontation",
     summary: `${cast.hero} and ${cast.ally} push toward the truth while ${cast.rival} raises the stakes.`,
     beats: [
       beat(`${cast.hero} and ${cast.ally} follow the first lead to ${place(2)}.`, [cast.hero, cast.ally], place(2)),
       beat(`${cast.rival} strikes first; an early victory turns out to be a trap.`, [cast.rival, cast.hero], place(3)),
-      beat(`At the midpoint a revelation about "${cast.thread}" changes what ${cast.hero} wants.`, [cast.hero], place(3)),
-      beat(`Everything falls apart: ${cast.ally} is lost or turns away, and ${cast.hero} stands alone.`, [cast.hero, cast.ally], place(4))
+      beat(
+        `At the midpoint a revelation about "${cast.thread}" changes what ${cast.hero} wants.`,
+        [cast.hero],
+        place(3)
+      ),
+      beat(`Everything falls apart: ${cast.ally} is lost or turns away, and ${cast.hero} stands alone.`, [
+        cast.hero,
+        cast.ally
+      ], place(4))
     ]
   }),
-  new PlotAct({
+  new Domain.PlotAct({
     title: "Resolution",
     summary: `${cast.hero} faces ${cast.rival} and settles "${cast.thread}" at a price.`,
     beats: [
       beat(`${cast.hero} finds a new resolve in what the story has taught.`, [cast.hero], place(4)),
       beat(`The confrontation with ${cast.rival} at ${place(5)}.`, [cast.hero, cast.rival], place(5)),
-      beat(`The aftermath: what ${cast.hero} kept, what was lost, and what comes next.`, [cast.hero, cast.ally], place(0))
+      beat(
+        `The aftermath: what ${cast.hero} kept, what was lost, and what comes next.`,
+        [cast.hero, cast.ally],
+        place(0)
+      )
     ]
   })
 ]
 
-const sceneBeats = (cast: Cast, premise: string, place: (i: number) => string): Array<PlotAct> => [
-  new PlotAct({
+const sceneBeats = (cast: Cast, premise: string, place: (i: number) => string): Array<Domain.PlotAct> => [
+  new Domain.PlotAct({
     title: "Scene",
     summary: `A scene in which ${premise}.`,
     beats: [
@@ -93,8 +116,8 @@ const sceneBeats = (cast: Cast, premise: string, place: (i: number) => string): 
   })
 ]
 
-const suggestions = (cast: Cast, premise: string, place: (i: number) => string): Array<PlotAct> => [
-  new PlotAct({
+const suggestions = (cast: Cast, premise: string, place: (i: number) => string): Array<Domain.PlotAct> => [
+  new Domain.PlotAct({
     title: "Raise the stakes",
     summary: `${cast.rival} makes the cost of "${cast.thread}" personal.`,
     beats: [
@@ -102,7 +125,7 @@ const suggestions = (cast: Cast, premise: string, place: (i: number) => string):
       beat(`${cast.hero} must act before ready.`, [cast.hero], place(1))
     ]
   }),
-  new PlotAct({
+  new Domain.PlotAct({
     title: "A hidden loyalty",
     summary: `${cast.ally} has been keeping a secret about ${premise}.`,
     beats: [
@@ -110,7 +133,7 @@ const suggestions = (cast: Cast, premise: string, place: (i: number) => string):
       beat(`${cast.ally} explains, and trust has to be rebuilt.`, [cast.ally, cast.hero], place(2))
     ]
   }),
-  new PlotAct({
+  new Domain.PlotAct({
     title: "An unexpected alliance",
     summary: `${cast.hero} and ${cast.rival} need each other for a while.`,
     beats: [
@@ -120,7 +143,7 @@ const suggestions = (cast: Cast, premise: string, place: (i: number) => string):
   })
 ]
 
-const builders: Readonly<Record<ContentKind, typeof threeActs>> = {
+const builders: Readonly<Record<Domain.ContentKind, typeof threeActs>> = {
   outline: threeActs,
   scene_beats: sceneBeats,
   suggestions
@@ -144,18 +167,19 @@ const premiseOf = (prompt: string): string => {
  * @since 0.1.0
  * @category Generating
  */
-export const generate = (request: PlotRequest, context: ProjectContext): PlotOutline => {
+export const generate = (request: Domain.PlotRequest, context: Domain.ProjectContext): Domain.PlotOutline => {
   const cast = castOf(request, context)
   const place = (i: number) => cast.places[i % cast.places.length]!
   const kind = request.kind ?? "outline"
   const acts = builders[kind](cast, premiseOf(request.userPrompt), place)
   const title = context.title === undefined ? `${cast.hero}: ${cast.thread}` : `${context.title}: ${cast.thread}`
-  return new PlotOutline({
+  return new Domain.PlotOutline({
     title: title.slice(0, 200),
-    logline: `When ${premiseOf(request.userPrompt)}, ${cast.hero} must face ${cast.rival} to resolve "${cast.thread}".`.slice(
-      0,
-      1_000
-    ),
+    logline: `When ${premiseOf(request.userPrompt)}, ${cast.hero} must face ${cast.rival} to resolve "${cast.thread}".`
+      .slice(
+        0,
+        1_000
+      ),
     acts
   })
 }

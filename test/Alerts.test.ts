@@ -73,7 +73,11 @@ describe("Alerts", () => {
 
   it.effect("template rate: 20 % does not fire, above it does, and it resolves when the window has passed", () =>
     Effect.gen(function*() {
-      const { afterLast, beforeLast, events } = yield* scenario([ok(), ok(), ok(), ok(), template], template, "10 minutes")
+      const { afterLast, beforeLast, events } = yield* scenario(
+        [ok(), ok(), ok(), ok(), template],
+        template,
+        "10 minutes"
+      )
       expect(beforeLast).toEqual([])
       expect(afterLast).toEqual(["template_rate"])
       expect(events[0]).toMatchObject({ _tag: "Raised", rule: "template_rate", at: 1_000 })

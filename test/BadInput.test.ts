@@ -11,16 +11,25 @@ import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import * as Alerts from "../src/Alerts.js"
 import { PlotRequest, ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import { sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
 
 const engine = PlotGeneration.layer().pipe(
-  Layer.provide(Providers.layerModels({ openai: scripted([text(sampleOutlineJson)]), anthropic: scripted([text(sampleOutlineJson)]) })),
-  Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
+  Layer.provide(
+    Providers.layerModels({
+      openai: scripted([text(sampleOutlineJson)]),
+      anthropic: scripted([text(sampleOutlineJson)])
+    })
+  ),
+  Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+  Layer.provide(ProviderRateLimiter.layerUnlimited),
+  Layer.provide(Alerts.layerDisabled)
 )
 
 /** Valid requests (encoded, as a caller sends them) for the sample project. */
@@ -45,13 +54,33 @@ const badValues = FastCheck.constantFrom<ReadonlyArray<unknown>>(
   [1e9]
 ).map(([value]) => value)
 
-const requestFields = ["projectId", "userPrompt", "genre", "targetWordCount", "kind", "provider", "model", "costSensitive", "temperature"] as const
+const requestFields = [
+  "projectId",
+  "userPrompt",
+  "genre",
+  "targetWordCount",
+  "kind",
+  "provider",
+  "model",
+  "costSensitive",
+  "temperature"
+] as const
 
 /** A mutation of a request: one field set to a bad value, a required field removed, or an unknown one added. */
 const mutations = FastCheck.oneof(
-  FastCheck.record({ _tag: FastCheck.constant("set" as const), field: FastCheck.constantFrom(...requestFields), value: badValues }),
-  FastCheck.record({ _tag: FastCheck.constant("remove" as const), field: FastCheck.constantFrom("projectId", "userPrompt") }),
-  FastCheck.record({ _tag: FastCheck.constant("add" as const), field: FastCheck.constantFrom("prompt", "__proto_", "system", "maxTokens") })
+  FastCheck.record({
+    _tag: FastCheck.constant("set" as const),
+    field: FastCheck.constantFrom(...requestFields),
+    value: badValues
+  }),
+  FastCheck.record({
+    _tag: FastCheck.constant("remove" as const),
+    field: FastCheck.constantFrom("projectId", "userPrompt")
+  }),
+  FastCheck.record({
+    _tag: FastCheck.constant("add" as const),
+    field: FastCheck.constantFrom("prompt", "__proto_", "system", "maxTokens")
+  })
 )
 
 type Mutation = typeof mutations extends FastCheck.Arbitrary<infer A> ? A : never
@@ -91,7 +120,10 @@ describe("bad requests, generated", () => {
         const ended = yield* outcome(engineService, request)
         // The only refusal a valid request may meet: a pinned model without its provider.
         if (ended._tag === "Failure") {
-          expect([ended.error._tag, "field" in ended.error ? ended.error.field : undefined]).toEqual(["RequestValidationError", "provider"])
+          expect([ended.error._tag, "field" in ended.error ? ended.error.field : undefined]).toEqual([
+            "RequestValidationError",
+            "provider"
+          ])
         }
       }
     }).pipe(Effect.provide(engine)))
@@ -107,9 +139,15 @@ describe("bad requests, generated", () => {
         refused++
         // A pinned model may still lack its provider, and a project id of the right shape may name no project;
         // anything else is the mutated field, by name.
-        if (ended.error._tag === "RequestValidationError" && ended.error.field === "provider" && mutation.field !== "provider") continue
+        if (
+          ended.error._tag === "RequestValidationError" && ended.error.field === "provider" &&
+          mutation.field !== "provider"
+        ) continue
         if (ended.error._tag === "ProjectNotFoundError" && mutation.field === "projectId") continue
-        expect([ended.error._tag, "field" in ended.error ? ended.error.field : undefined]).toEqual(["RequestValidationError", mutation.field])
+        expect([ended.error._tag, "field" in ended.error ? ended.error.field : undefined]).toEqual([
+          "RequestValidationError",
+          mutation.field
+        ])
       }
       // Most mutations are invalid by construction: the property did test refusals.
       expect(refused).toBeGreaterThan(200)
@@ -187,7 +225,18 @@ describe("bad project files, generated", () => {
 
   it.effect("text that is not a project at all is refused, naming the project", () =>
     Effect.gen(function*() {
-      for (const text of ["", "{", "null", "[]", "\"novel\"", "{\"characters\": 3}", "\u0000\u0001", "{\"title\": \"\ud800\"}"]) {
+      for (
+        const text of [
+          "",
+          "{",
+          "null",
+          "[]",
+          "\"novel\"",
+          "{\"characters\": 3}",
+          "\u0000\u0001",
+          "{\"title\": \"\ud800\"}"
+        ]
+      ) {
         const error = yield* Effect.flip(ProjectContextStore.decodeProject(text))
         expect(error._tag).toBe("RequestValidationError")
         expect(error.field.startsWith("project")).toBe(true)
@@ -203,7 +252,9 @@ describe("oversized input", () => {
       const engineService = yield* PlotGeneration.PlotGeneration
       const before = heapMb()
       for (let i = 0; i < 5; i++) {
-        const error = yield* Effect.flip(engineService.generate({ projectId: "novel", userPrompt: "x".repeat(10 * 2 ** 20) + i }))
+        const error = yield* Effect.flip(
+          engineService.generate({ projectId: "novel", userPrompt: "x".repeat(10 * 2 ** 20) + i })
+        )
         expect(error).toMatchObject({ _tag: "RequestValidationError", field: "userPrompt" })
         // The error says what is wrong, without quoting the 10 MB.
         expect(error.message.length).toBeLessThan(500)
@@ -214,7 +265,10 @@ describe("oversized input", () => {
 
   it.effect("a project with 100,000 characters is refused, naming the list, within bounded memory", () =>
     Effect.gen(function*() {
-      const characters = Array.from({ length: 100_000 }, (_, i) => ({ name: `Extra ${i}`, role: "crowd", description: "Stands in the fog." }))
+      const characters = Array.from(
+        { length: 100_000 },
+        (_, i) => ({ name: `Extra ${i}`, role: "crowd", description: "Stands in the fog." })
+      )
       const file = JSON.stringify({ ...Schema.encodeSync(ProjectContext)(sampleProject), characters })
       const before = heapMb()
       const error = yield* Effect.flip(ProjectContextStore.decodeProject(file))
@@ -230,10 +284,15 @@ describe("oversized input", () => {
         name: `Keeper ${i}`,
         description: `Keeper ${i} of the ${i}th light. `.repeat(110).slice(0, 3_900)
       }))
-      const project = Schema.decodeUnknownSync(ProjectContext)({ ...Schema.encodeSync(ProjectContext)(sampleProject), characters })
+      const project = Schema.decodeUnknownSync(ProjectContext)({
+        ...Schema.encodeSync(ProjectContext)(sampleProject),
+        characters
+      })
       const engineService = yield* PlotGeneration.make().pipe(
         Effect.provide(Providers.layerModels({ openai: scripted([text(sampleOutlineJson)]) })),
-        Effect.provide(ProjectContextStore.layerMemory({ huge: project }))
+        Effect.provide(ProjectContextStore.layerMemory({ huge: project })),
+        Effect.provide(ProviderRateLimiter.layerUnlimited),
+        Effect.provide(Alerts.layerDisabled)
       )
       const result = yield* engineService.generate({ projectId: "huge", userPrompt: "Who keeps the light?" })
       expect(result.isTemplate).toBe(false)

@@ -1,11 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Arbitrary from "effect/Arbitrary"
 import * as FastCheck from "effect/FastCheck"
-import { Character, ContentExcerpt, Location, PlotThread, ProjectContext, WorldNote } from "../src/Domain.js"
 import * as ContextBudget from "../src/ContextBudget.js"
+import { Character, ContentExcerpt, Location, PlotThread, ProjectContext, WorldNote } from "../src/Domain.js"
+import * as TokenCount from "../src/TokenCount.js"
 import { sampleProject } from "./utils/fixtures.js"
 
-const count = ContextBudget.estimateTokens
+const count = TokenCount.estimateTokens
 
 const items = <A>(schema: Parameters<typeof Arbitrary.make<A, any, never>>[0], max: number) =>
   FastCheck.array(Arbitrary.make(schema), { maxLength: max })
@@ -60,7 +61,10 @@ describe("ContextBudget.fit properties", () => {
   it("never keeps a lower-priority item while a higher-priority one was cut", () => {
     FastCheck.assert(
       FastCheck.property(contexts, budgets, (context, budget) => {
-        const { cutPositions, keptPositions } = priorityPositions(context, ContextBudget.fit(context, budget, count).context)
+        const { cutPositions, keptPositions } = priorityPositions(
+          context,
+          ContextBudget.fit(context, budget, count).context
+        )
         if (cutPositions.length > 0 && keptPositions.length > 0) {
           expect(Math.max(...keptPositions)).toBeLessThan(Math.min(...cutPositions))
         }
@@ -93,7 +97,10 @@ describe("ContextBudget.fit properties", () => {
 })
 
 describe("ContextBudget.fit", () => {
-  const chapters = Array.from({ length: 40 }, (_, i) => new ContentExcerpt({ title: `Chapter ${i + 1}`, text: "The fog rolled in. ".repeat(2_000) }))
+  const chapters = Array.from(
+    { length: 40 },
+    (_, i) => new ContentExcerpt({ title: `Chapter ${i + 1}`, text: "The fog rolled in. ".repeat(2_000) })
+  )
   const huge = new ProjectContext({ ...sampleProject, previousContent: chapters })
 
   it("returns a context that fits unchanged, with no warnings", () => {
@@ -111,7 +118,9 @@ describe("ContextBudget.fit", () => {
     expect(titles.at(-1)).toBe("Chapter 40")
     expect(titles).not.toContain("Chapter 1")
     expect(fitted.dropped.previousContent).toBe(40 - titles.length)
-    expect(fitted.warnings[0]).toMatch(/^The project context was cut to fit 16000 tokens: dropped \d+ of 40 previous chapters; shortened "Chapter \d+"\.$/)
+    expect(fitted.warnings[0]).toMatch(
+      /^The project context was cut to fit 16000 tokens: dropped \d+ of 40 previous chapters; shortened "Chapter \d+"\.$/
+    )
   })
 
   it("keeps the end of a shortened chapter, the part nearest to what comes next", () => {
@@ -122,7 +131,7 @@ describe("ContextBudget.fit", () => {
   })
 
   it("counts with the real tokenizer too", () => {
-    const tokens = ContextBudget.openAiCount("gpt-4o")
+    const tokens = TokenCount.openAiCount("gpt-4o")
     const fitted = ContextBudget.fit(huge, 16_000, tokens)
     expect(fitted.tokens).toBeLessThanOrEqual(16_000)
     expect(fitted.tokens).toBeGreaterThanOrEqual(14_400)
@@ -132,7 +141,7 @@ describe("ContextBudget.fit", () => {
 describe("ContextBudget counting", () => {
   it("caches counts of unchanged texts", () => {
     let calls = 0
-    const counter = ContextBudget.cached((text) => {
+    const counter = TokenCount.cached((text) => {
       calls++
       return count(text)
     })
@@ -144,7 +153,7 @@ describe("ContextBudget counting", () => {
   })
 
   it("evicts the least recently used past its capacity", () => {
-    const counter = ContextBudget.cached(count, 2)
+    const counter = TokenCount.cached(count, 2)
     counter.count("a")
     counter.count("b")
     counter.count("a")
@@ -155,29 +164,45 @@ describe("ContextBudget counting", () => {
   })
 
   it("maps OpenAI models onto the encoding gpt-tokenizer knows", () => {
-    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-4.1" })).toBe("gpt-4o")
-    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-5" })).toBe("gpt-4o")
-    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-4" })).toBe("gpt-4")
-    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-4-turbo-preview" })).toBe("gpt-4")
-    expect(ContextBudget.encodingModel({ provider: "openai", id: "gpt-3.5-turbo" })).toBe("gpt-3.5-turbo")
-    expect(ContextBudget.encodingModel({ provider: "anthropic", id: "claude-sonnet-4-5" })).toBe("gpt-4o")
-    expect(ContextBudget.openAiCount("gpt-4o")("Mara climbed the hundred and twelve steps.")).toBeGreaterThan(5)
+    expect(TokenCount.encodingModel({ provider: "openai", id: "gpt-4.1" })).toBe("gpt-4o")
+    expect(TokenCount.encodingModel({ provider: "openai", id: "gpt-5" })).toBe("gpt-4o")
+    expect(TokenCount.encodingModel({ provider: "openai", id: "gpt-4" })).toBe("gpt-4")
+    expect(TokenCount.encodingModel({ provider: "openai", id: "gpt-4-turbo-preview" })).toBe("gpt-4")
+    expect(TokenCount.encodingModel({ provider: "openai", id: "gpt-3.5-turbo" })).toBe("gpt-3.5-turbo")
+    expect(TokenCount.encodingModel({ provider: "anthropic", id: "claude-sonnet-4-5" })).toBe("gpt-4o")
+    expect(TokenCount.openAiCount("gpt-4o")("Mara climbed the hundred and twelve steps.")).toBeGreaterThan(5)
   })
 })
 
 describe("ContextBudget budgets", () => {
   it("never exceeds the model's window minus the reply and the rest of the prompt", () => {
-    expect(ContextBudget.budgetFor({ contextWindow: 200_000 }, { maxOutputTokens: 4_000, promptTokens: 1_000 })).toBe(32_000)
-    expect(ContextBudget.budgetFor({ contextWindow: 16_385 }, { maxOutputTokens: 4_096, promptTokens: 1_000 })).toBe(11_289)
-    expect(ContextBudget.budgetFor({ contextWindow: 200_000 }, { maxOutputTokens: 4_000, promptTokens: 1_000, maxContextTokens: 8_000 }))
+    expect(ContextBudget.budgetFor({ contextWindow: 200_000 }, { maxOutputTokens: 4_000, promptTokens: 1_000 })).toBe(
+      32_000
+    )
+    expect(ContextBudget.budgetFor({ contextWindow: 16_385 }, { maxOutputTokens: 4_096, promptTokens: 1_000 })).toBe(
+      11_289
+    )
+    expect(
+      ContextBudget.budgetFor({ contextWindow: 200_000 }, {
+        maxOutputTokens: 4_000,
+        promptTokens: 1_000,
+        maxContextTokens: 8_000
+      })
+    )
       .toBe(8_000)
   })
 
   it("gives the retry after a context-length rejection strictly less than was sent", () => {
-    expect(ContextBudget.reducedBudget({ sentContextTokens: 30_000, promptTokens: 1_000, maxOutputTokens: 4_000 })).toBe(15_000)
+    expect(ContextBudget.reducedBudget({ sentContextTokens: 30_000, promptTokens: 1_000, maxOutputTokens: 4_000 }))
+      .toBe(15_000)
     // The provider said the model takes 16,385: 16,385 - 4,000 - 1,000 = 11,385 is smaller than half.
     expect(
-      ContextBudget.reducedBudget({ sentContextTokens: 30_000, promptTokens: 1_000, maxOutputTokens: 4_000, maxContextTokens: 16_385 })
+      ContextBudget.reducedBudget({
+        sentContextTokens: 30_000,
+        promptTokens: 1_000,
+        maxOutputTokens: 4_000,
+        maxContextTokens: 16_385
+      })
     ).toBe(11_385)
     expect(ContextBudget.reducedBudget({ sentContextTokens: 1, promptTokens: 0, maxOutputTokens: 0 })).toBe(0)
   })

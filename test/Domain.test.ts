@@ -2,10 +2,13 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { PlotOutline, PlotRequest, ProjectContext } from "../src/Domain.js"
-import { validationError } from "../src/internal/validation.js"
+import * as Errors from "../src/Errors.js"
 
 const decodeRequest = (input: unknown) =>
-  Either.mapLeft(Schema.decodeUnknownEither(PlotRequest)(input, { onExcessProperty: "error" }), (e) => validationError(e))
+  Either.mapLeft(
+    Schema.decodeUnknownEither(PlotRequest)(input, { onExcessProperty: "error" }),
+    (e) => Errors.RequestValidationError.fromParseError(e)
+  )
 
 const fieldOf = (input: unknown) => {
   const result = decodeRequest(input)
@@ -48,7 +51,9 @@ describe("ProjectContext", () => {
       worldBuilding: [],
       previousContent: []
     })
-    expect(Either.isLeft(result) && validationError(result.left, "project").field).toBe("project.characters[1].name")
+    expect(Either.isLeft(result) && Errors.RequestValidationError.fromParseError(result.left, "project").field).toBe(
+      "project.characters[1].name"
+    )
   })
 
   it("bounds the number of characters", () => {
@@ -59,7 +64,9 @@ describe("ProjectContext", () => {
       worldBuilding: [],
       previousContent: []
     })
-    expect(Either.isLeft(result) && validationError(result.left, "project").field).toBe("project.characters")
+    expect(Either.isLeft(result) && Errors.RequestValidationError.fromParseError(result.left, "project").field).toBe(
+      "project.characters"
+    )
   })
 })
 
@@ -68,7 +75,11 @@ describe("PlotOutline", () => {
     expect(Either.isLeft(Schema.decodeUnknownEither(PlotOutline)({ title: "T", logline: "L", acts: [] }))).toBe(true)
     expect(
       Either.isLeft(
-        Schema.decodeUnknownEither(PlotOutline)({ title: "T", logline: "L", acts: [{ title: "A", summary: "S", beats: [] }] })
+        Schema.decodeUnknownEither(PlotOutline)({
+          title: "T",
+          logline: "L",
+          acts: [{ title: "A", summary: "S", beats: [] }]
+        })
       )
     ).toBe(true)
   })

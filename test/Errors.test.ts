@@ -1,16 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Errors from "../src/Errors.js"
+import * as Classify from "../src/internal/classify.js"
 import { httpError, transportError } from "./utils/FakeModel.js"
 
 const at = { provider: "openai" as const, model: "gpt-4.1", nowMillis: Date.parse("2025-08-21T12:40:00Z") }
 const anthropic = { ...at, provider: "anthropic" as const, model: "claude-sonnet-4-5" }
 
-describe("Errors.classify", () => {
+describe("Classify.classify", () => {
   it("reads a transient OpenAI 429 with retry-after-ms", () => {
-    const error = Errors.classify(
+    const error = Classify.classify(
       httpError(429, {
         error: {
-          message: "Rate limit reached for gpt-4.1 on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms.",
+          message:
+            "Rate limit reached for gpt-4.1 on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms.",
           type: "tokens",
           param: null,
           code: "rate_limit_exceeded"
@@ -19,11 +21,15 @@ describe("Errors.classify", () => {
       at
     )
     expect(error._tag).toBe("RateLimitError")
-    expect(error._tag === "RateLimitError" && [error.retryAfterMs, error.requestId, error.status]).toEqual([644, "req_1", 429])
+    expect(error._tag === "RateLimitError" && [error.retryAfterMs, error.requestId, error.status]).toEqual([
+      644,
+      "req_1",
+      429
+    ])
   })
 
   it("tells a request too large for the TPM budget from a transient 429", () => {
-    const error = Errors.classify(
+    const error = Classify.classify(
       httpError(429, {
         error: {
           message: "Request too large for gpt-4.1 on tokens per min (TPM): Limit 30000, Requested 31538.",
@@ -38,26 +44,41 @@ describe("Errors.classify", () => {
   })
 
   it("reads insufficient_quota as quota exhausted", () => {
-    const error = Errors.classify(
-      httpError(429, { error: { message: "You exceeded your current quota", type: "insufficient_quota", param: null, code: "insufficient_quota" } }),
+    const error = Classify.classify(
+      httpError(429, {
+        error: {
+          message: "You exceeded your current quota",
+          type: "insufficient_quota",
+          param: null,
+          code: "insufficient_quota"
+        }
+      }),
       at
     )
     expect(error._tag === "QuotaExhaustedError" && error.reason).toBe("insufficient_quota")
   })
 
   it("reads Anthropic's spend limit as quota exhausted", () => {
-    const error = Errors.classify(
-      httpError(429, { type: "error", error: { type: "rate_limit_error", message: "spend limit", details: { error_code: "enforced_spend_limit_reached" } } }),
+    const error = Classify.classify(
+      httpError(429, {
+        type: "error",
+        error: {
+          type: "rate_limit_error",
+          message: "spend limit",
+          details: { error_code: "enforced_spend_limit_reached" }
+        }
+      }),
       anthropic
     )
     expect(error._tag === "QuotaExhaustedError" && error.reason).toBe("spend_limit")
   })
 
   it("reads context_length_exceeded and the sizes in its message", () => {
-    const error = Errors.classify(
+    const error = Classify.classify(
       httpError(400, {
         error: {
-          message: "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.",
+          message:
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.",
           type: "invalid_request_error",
           param: "input",
           code: "context_length_exceeded"
@@ -65,20 +86,36 @@ describe("Errors.classify", () => {
       }),
       at
     )
-    expect(error._tag === "ContextTooLongError" && [error.promptTokens, error.maxContextTokens]).toEqual([130_512, 128_000])
+    expect(error._tag === "ContextTooLongError" && [error.promptTokens, error.maxContextTokens]).toEqual([
+      130_512,
+      128_000
+    ])
   })
 
   it("reads Anthropic's 'prompt is too long' 400", () => {
-    const error = Errors.classify(
-      httpError(400, { type: "error", error: { type: "invalid_request_error", message: "prompt is too long: 208656 tokens > 200000 maximum" } }),
+    const error = Classify.classify(
+      httpError(400, {
+        type: "error",
+        error: { type: "invalid_request_error", message: "prompt is too long: 208656 tokens > 200000 maximum" }
+      }),
       anthropic
     )
-    expect(error._tag === "ContextTooLongError" && [error.promptTokens, error.maxContextTokens]).toEqual([208_656, 200_000])
+    expect(error._tag === "ContextTooLongError" && [error.promptTokens, error.maxContextTokens]).toEqual([
+      208_656,
+      200_000
+    ])
   })
 
   it("reads a 401 as an auth error and keeps the key out of the detail", () => {
-    const error = Errors.classify(
-      httpError(401, { error: { message: "Incorrect API key provided: sk-proj-abcdef123456.", type: "invalid_request_error", param: null, code: "invalid_api_key" } }),
+    const error = Classify.classify(
+      httpError(401, {
+        error: {
+          message: "Incorrect API key provided: sk-proj-abcdef123456.",
+          type: "invalid_request_error",
+          param: null,
+          code: "invalid_api_key"
+        }
+      }),
       at
     )
     expect(error._tag).toBe("AuthError")
@@ -86,30 +123,40 @@ describe("Errors.classify", () => {
   })
 
   it("reads Anthropic's 529 overloaded as a server error that should be retried", () => {
-    const error = Errors.classify(
-      httpError(529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, { "x-should-retry": "true", "request-id": "req_a" }),
+    const error = Classify.classify(
+      httpError(529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, {
+        "x-should-retry": "true",
+        "request-id": "req_a"
+      }),
       anthropic
     )
     expect(error._tag === "ServerError" && [error.shouldRetry, error.requestId]).toEqual([true, "req_a"])
   })
 
   it("reads retry-after as an HTTP date", () => {
-    const error = Errors.classify(
-      httpError(429, { type: "error", error: { type: "rate_limit_error", message: "slow down" } }, { "retry-after": "Thu, 21 Aug 2025 12:40:30 GMT" }),
+    const error = Classify.classify(
+      httpError(429, { type: "error", error: { type: "rate_limit_error", message: "slow down" } }, {
+        "retry-after": "Thu, 21 Aug 2025 12:40:30 GMT"
+      }),
       anthropic
     )
     expect(error._tag === "RateLimitError" && error.retryAfterMs).toBe(30_000)
   })
 
   it("reads 504 as a timeout and a transport failure as a network error", () => {
-    expect(Errors.classify(httpError(504, "Gateway Timeout"), at)._tag).toBe("TimeoutError")
-    expect(Errors.classify(transportError(), at)._tag).toBe("NetworkError")
+    expect(Classify.classify(httpError(504, "Gateway Timeout"), at)._tag).toBe("TimeoutError")
+    expect(Classify.classify(transportError(), at)._tag).toBe("NetworkError")
   })
 
   it("classifies an error event that arrived mid-stream by its type", () => {
-    expect(Errors.classifyStreamError({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, anthropic)._tag)
+    expect(
+      Classify.classifyStreamError(
+        { type: "error", error: { type: "overloaded_error", message: "Overloaded" } },
+        anthropic
+      )._tag
+    )
       .toBe("ServerError")
-    expect(Errors.classifyStreamError({ type: "error", code: "rate_limit_exceeded", message: "slow" }, at)._tag)
+    expect(Classify.classifyStreamError({ type: "error", code: "rate_limit_exceeded", message: "slow" }, at)._tag)
       .toBe("RateLimitError")
   })
 })
@@ -118,64 +165,304 @@ describe("Errors for people", () => {
   it("gives the seed's error type and sentence", () => {
     const error = new Errors.RateLimitError({ provider: "openai", model: "gpt-4.1", detail: "slow down" })
     expect(Errors.errorType(error)).toBe("rate_limit")
-    expect(Errors.userMessage(error)).toBe("We're experiencing high demand. Your request will retry automatically in a moment...")
+    expect(Errors.userMessage(error)).toBe(
+      "We're experiencing high demand. Your request will retry automatically in a moment..."
+    )
     expect(Errors.isTransient(error)).toBe(true)
-    expect(Errors.isTransient(new Errors.AuthError({ provider: "openai", model: "gpt-4.1", detail: "bad key" }))).toBe(false)
+    expect(Errors.isTransient(new Errors.AuthError({ provider: "openai", model: "gpt-4.1", detail: "bad key" }))).toBe(
+      false
+    )
   })
 })
 
-describe("Errors.classify over every example of WIRE.md", () => {
+describe("Classify.classify over every example of WIRE.md", () => {
   const oa = (type: string, code: string | null, message: string) => ({ error: { message, type, param: null, code } })
-  const an = (type: string, message: string, extra: Record<string, unknown> = {}) => ({ type: "error", error: { type, message, ...extra }, request_id: "req_body" })
-  it.each([
-    ["OpenAI 429 tokens, transient", "openai", 429, oa("tokens", "rate_limit_exceeded", "Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms."), { "retry-after-ms": "644" }, "RateLimitError", 644],
-    ["OpenAI 429 requests, transient", "openai", 429, oa("requests", "rate_limit_exceeded", "Rate limit reached for requests"), { "retry-after": "2" }, "RateLimitError", 2_000],
-    ["OpenAI 429 request too large", "openai", 429, oa("tokens", "rate_limit_exceeded", "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 31538."), {}, "QuotaExhaustedError", undefined],
-    ["OpenAI 429 insufficient_quota", "openai", 429, oa("insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details."), {}, "QuotaExhaustedError", undefined],
-    ["OpenAI 429 insufficient_quota, older body", "openai", 429, oa("insufficient_quota", null, "You exceeded your current quota"), {}, "QuotaExhaustedError", undefined],
-    ["OpenAI 400 context_length_exceeded", "openai", 400, oa("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens."), {}, "ContextTooLongError", undefined],
-    ["OpenAI 401 invalid_api_key", "openai", 401, oa("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-abc***xyz."), {}, "AuthError", undefined],
-    ["OpenAI 500 server_error", "openai", 500, oa("server_error", null, "The server had an error processing your request."), {}, "ServerError", undefined],
-    ["OpenAI reset headers (Go durations) on a 429", "openai", 429, oa("requests", "rate_limit_exceeded", "Rate limit reached"), { "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s", "x-ratelimit-remaining-tokens": "100", "x-ratelimit-reset-tokens": "20ms" }, "RateLimitError", 360_000],
-    ["Anthropic 400 invalid_request_error", "anthropic", 400, an("invalid_request_error", "max_tokens: Field required"), {}, "InvalidRequestError", undefined],
-    ["Anthropic 400 prompt is too long", "anthropic", 400, an("invalid_request_error", "prompt is too long: 208656 tokens > 200000 maximum"), {}, "ContextTooLongError", undefined],
-    ["Anthropic 401 authentication_error", "anthropic", 401, an("authentication_error", "invalid x-api-key"), {}, "AuthError", undefined],
-    ["Anthropic 403 permission_error", "anthropic", 403, an("permission_error", "Your API key does not have permission"), {}, "AuthError", undefined],
-    ["Anthropic 404 not_found_error", "anthropic", 404, an("not_found_error", "model: claude-x"), {}, "InvalidRequestError", undefined],
-    ["Anthropic 413 request_too_large", "anthropic", 413, an("request_too_large", "Request exceeds the maximum allowed number of bytes."), {}, "ContextTooLongError", undefined],
-    ["Anthropic 429 rate_limit_error", "anthropic", 429, an("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"), { "retry-after": "30" }, "RateLimitError", 30_000],
-    ["Anthropic 429 spend limit", "anthropic", 429, an("rate_limit_error", "You have reached your specified workspace API usage limits.", { details: { error_code: "enforced_spend_limit_reached" } }), {}, "QuotaExhaustedError", undefined],
-    ["Anthropic reset headers (RFC 3339) on a 429", "anthropic", 429, an("rate_limit_error", "rate limited"), { "anthropic-ratelimit-input-tokens-remaining": "0", "anthropic-ratelimit-input-tokens-reset": "2025-08-21T12:40:59Z", "anthropic-ratelimit-requests-remaining": "12", "anthropic-ratelimit-requests-reset": "2025-08-21T12:40:05Z" }, "RateLimitError", 59_000],
-    ["Anthropic 500 api_error", "anthropic", 500, an("api_error", "Internal server error"), {}, "ServerError", undefined],
-    ["Anthropic 529 overloaded_error", "anthropic", 529, an("overloaded_error", "Overloaded"), { "x-should-retry": "true" }, "ServerError", undefined],
-    ["Anthropic 402 billing_error", "anthropic", 402, an("billing_error", "Your credit balance is too low"), {}, "QuotaExhaustedError", undefined],
-    ["Anthropic 504 timeout_error", "anthropic", 504, an("timeout_error", "Request timed out"), {}, "TimeoutError", undefined]
-  ] as const)("%s", (_, provider, status, body, headers, tag, retryAfterMs) => {
-    const error = Errors.classify(httpError(status, body, headers), { ...at, provider })
+  const an = (type: string, message: string, extra: Record<string, unknown> = {}) => ({
+    type: "error",
+    error: { type, message, ...extra },
+    request_id: "req_body"
+  })
+  it.each(
+    [
+      [
+        "OpenAI 429 tokens, transient",
+        "openai",
+        429,
+        oa(
+          "tokens",
+          "rate_limit_exceeded",
+          "Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms."
+        ),
+        { "retry-after-ms": "644" },
+        "RateLimitError",
+        644
+      ],
+      [
+        "OpenAI 429 requests, transient",
+        "openai",
+        429,
+        oa("requests", "rate_limit_exceeded", "Rate limit reached for requests"),
+        { "retry-after": "2" },
+        "RateLimitError",
+        2_000
+      ],
+      [
+        "OpenAI 429 request too large",
+        "openai",
+        429,
+        oa(
+          "tokens",
+          "rate_limit_exceeded",
+          "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 31538."
+        ),
+        {},
+        "QuotaExhaustedError",
+        undefined
+      ],
+      [
+        "OpenAI 429 insufficient_quota",
+        "openai",
+        429,
+        oa(
+          "insufficient_quota",
+          "insufficient_quota",
+          "You exceeded your current quota, please check your plan and billing details."
+        ),
+        {},
+        "QuotaExhaustedError",
+        undefined
+      ],
+      [
+        "OpenAI 429 insufficient_quota, older body",
+        "openai",
+        429,
+        oa("insufficient_quota", null, "You exceeded your current quota"),
+        {},
+        "QuotaExhaustedError",
+        undefined
+      ],
+      [
+        "OpenAI 400 context_length_exceeded",
+        "openai",
+        400,
+        oa(
+          "invalid_request_error",
+          "context_length_exceeded",
+          "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens."
+        ),
+        {},
+        "ContextTooLongError",
+        undefined
+      ],
+      [
+        "OpenAI 401 invalid_api_key",
+        "openai",
+        401,
+        oa("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-abc***xyz."),
+        {},
+        "AuthError",
+        undefined
+      ],
+      [
+        "OpenAI 500 server_error",
+        "openai",
+        500,
+        oa("server_error", null, "The server had an error processing your request."),
+        {},
+        "ServerError",
+        undefined
+      ],
+      [
+        "OpenAI reset headers (Go durations) on a 429",
+        "openai",
+        429,
+        oa("requests", "rate_limit_exceeded", "Rate limit reached"),
+        {
+          "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-reset-requests": "6m0s",
+          "x-ratelimit-remaining-tokens": "100",
+          "x-ratelimit-reset-tokens": "20ms"
+        },
+        "RateLimitError",
+        360_000
+      ],
+      [
+        "Anthropic 400 invalid_request_error",
+        "anthropic",
+        400,
+        an("invalid_request_error", "max_tokens: Field required"),
+        {},
+        "InvalidRequestError",
+        undefined
+      ],
+      [
+        "Anthropic 400 prompt is too long",
+        "anthropic",
+        400,
+        an("invalid_request_error", "prompt is too long: 208656 tokens > 200000 maximum"),
+        {},
+        "ContextTooLongError",
+        undefined
+      ],
+      [
+        "Anthropic 401 authentication_error",
+        "anthropic",
+        401,
+        an("authentication_error", "invalid x-api-key"),
+        {},
+        "AuthError",
+        undefined
+      ],
+      [
+        "Anthropic 403 permission_error",
+        "anthropic",
+        403,
+        an("permission_error", "Your API key does not have permission"),
+        {},
+        "AuthError",
+        undefined
+      ],
+      [
+        "Anthropic 404 not_found_error",
+        "anthropic",
+        404,
+        an("not_found_error", "model: claude-x"),
+        {},
+        "InvalidRequestError",
+        undefined
+      ],
+      [
+        "Anthropic 413 request_too_large",
+        "anthropic",
+        413,
+        an("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+        {},
+        "ContextTooLongError",
+        undefined
+      ],
+      [
+        "Anthropic 429 rate_limit_error",
+        "anthropic",
+        429,
+        an("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+        { "retry-after": "30" },
+        "RateLimitError",
+        30_000
+      ],
+      [
+        "Anthropic 429 spend limit",
+        "anthropic",
+        429,
+        an("rate_limit_error", "You have reached your specified workspace API usage limits.", {
+          details: { error_code: "enforced_spend_limit_reached" }
+        }),
+        {},
+        "QuotaExhaustedError",
+        undefined
+      ],
+      [
+        "Anthropic reset headers (RFC 3339) on a 429",
+        "anthropic",
+        429,
+        an("rate_limit_error", "rate limited"),
+        {
+          "anthropic-ratelimit-input-tokens-remaining": "0",
+          "anthropic-ratelimit-input-tokens-reset": "2025-08-21T12:40:59Z",
+          "anthropic-ratelimit-requests-remaining": "12",
+          "anthropic-ratelimit-requests-reset": "2025-08-21T12:40:05Z"
+        },
+        "RateLimitError",
+        59_000
+      ],
+      [
+        "Anthropic 500 api_error",
+        "anthropic",
+        500,
+        an("api_error", "Internal server error"),
+        {},
+        "ServerError",
+        undefined
+      ],
+      [
+        "Anthropic 529 overloaded_error",
+        "anthropic",
+        529,
+        an("overloaded_error", "Overloaded"),
+        { "x-should-retry": "true" },
+        "ServerError",
+        undefined
+      ],
+      [
+        "Anthropic 402 billing_error",
+        "anthropic",
+        402,
+        an("billing_error", "Your credit balance is too low"),
+        {},
+        "QuotaExhaustedError",
+        undefined
+      ],
+      [
+        "Anthropic 504 timeout_error",
+        "anthropic",
+        504,
+        an("timeout_error", "Request timed out"),
+        {},
+        "TimeoutError",
+        undefined
+      ]
+    ] as const
+  )("%s", (_, provider, status, body, headers, tag, retryAfterMs) => {
+    const error = Classify.classify(httpError(status, body, headers), { ...at, provider })
     expect(error._tag).toBe(tag)
     expect("retryAfterMs" in error ? error.retryAfterMs : undefined).toBe(retryAfterMs)
     expect("status" in error ? error.status : undefined).toBe(status)
   })
 
   it("reads the request id from either header or the body", () => {
-    expect(Errors.classify(httpError(500, {}, { "x-request-id": "req_oa" }), at)).toMatchObject({ requestId: "req_oa" })
-    expect(Errors.classify(httpError(500, an("api_error", "x"), { "request-id": "req_an" }), anthropic)).toMatchObject({ requestId: "req_an" })
-    expect(Errors.classify(httpError(500, an("api_error", "x")), anthropic)).toMatchObject({ requestId: "req_body" })
+    expect(Classify.classify(httpError(500, {}, { "x-request-id": "req_oa" }), at)).toMatchObject({
+      requestId: "req_oa"
+    })
+    expect(Classify.classify(httpError(500, an("api_error", "x"), { "request-id": "req_an" }), anthropic))
+      .toMatchObject({
+        requestId: "req_an"
+      })
+    expect(Classify.classify(httpError(500, an("api_error", "x")), anthropic)).toMatchObject({ requestId: "req_body" })
   })
 
   it("obeys x-should-retry: false", () => {
-    expect(Errors.classify(httpError(500, {}, { "x-should-retry": "false" }), at)).toMatchObject({ shouldRetry: false })
+    expect(Classify.classify(httpError(500, {}, { "x-should-retry": "false" }), at)).toMatchObject({
+      shouldRetry: false
+    })
   })
 
   it("classifies both providers' mid-stream error events", () => {
-    expect(Errors.classifyStreamError({ type: "error", sequence_number: 2, error: { type: "server_error", code: "server_error", message: "boom", param: null } }, at)._tag)
+    expect(
+      Classify.classifyStreamError({
+        type: "error",
+        sequence_number: 2,
+        error: { type: "server_error", code: "server_error", message: "boom", param: null }
+      }, at)._tag
+    )
       .toBe("ServerError")
-    expect(Errors.classifyStreamError({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, anthropic)._tag)
+    expect(
+      Classify.classifyStreamError(
+        { type: "error", error: { type: "overloaded_error", message: "Overloaded" } },
+        anthropic
+      )._tag
+    )
       .toBe("ServerError")
-    expect(Errors.classifyStreamError({ type: "error", error: { type: "rate_limit_error", message: "slow" } }, anthropic)._tag)
+    expect(
+      Classify.classifyStreamError({ type: "error", error: { type: "rate_limit_error", message: "slow" } }, anthropic)
+        ._tag
+    )
       .toBe("RateLimitError")
     // A refusal has no status mid-stream: its type says it is the request's fault, not worth a retry.
-    expect(Errors.classifyStreamError({ type: "error", error: { type: "invalid_request_error", message: "blocked" } }, anthropic)._tag)
+    expect(
+      Classify.classifyStreamError(
+        { type: "error", error: { type: "invalid_request_error", message: "blocked" } },
+        anthropic
+      )._tag
+    )
       .toBe("InvalidRequestError")
   })
 })

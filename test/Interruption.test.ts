@@ -2,8 +2,8 @@
  * Interruption: a generation interrupted mid-call gives back its permit and the output it reserved, emits no
  * `Completed`, and over real HTTP closes its request; a batch interrupted half way keeps what finished.
  */
-import { describe, expect, it } from "@effect/vitest"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -13,6 +13,7 @@ import * as TestClock from "effect/TestClock"
 import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
+import * as Alerts from "../src/Alerts.js"
 import * as Batch from "../src/cli/Batch.js"
 import type { GenerationEvent } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
@@ -33,7 +34,8 @@ const engine = (answers: ReadonlyArray<Answer>) =>
   PlotGeneration.layer().pipe(
     Layer.provide(Providers.layerModels({ anthropic: scripted(answers) })),
     Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provideMerge(ProviderRateLimiter.layerMemory({ quotas: { anthropic: quota } }))
+    Layer.provideMerge(ProviderRateLimiter.layerMemory({ quotas: { anthropic: quota } })),
+    Layer.provide(Alerts.layerDisabled)
   )
 
 const limiterState = Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (limiter) => limiter.snapshot).pipe(
@@ -76,7 +78,10 @@ describe("interrupting a generation", () => {
     }).pipe(Effect.provide(engine([{
       _tag: "StreamError",
       partial: "x".repeat(400),
-      event: { type: "error", error: { type: "invalid_request_error", message: "Output blocked by content filtering policy" } }
+      event: {
+        type: "error",
+        error: { type: "invalid_request_error", message: "Output blocked by content filtering policy" }
+      }
     }]))))
 
   it.effect("while it waits for admission gives back everything it reserved", () =>
@@ -151,24 +156,31 @@ describe("interrupting a generation over HTTP", () => {
 
   for (const provider of ["openai", "anthropic"] as const) {
     for (const streamed of [false, true]) {
-      it.scopedLive(`closes the ${provider} request ${streamed ? "(streamed)" : ""} and the simulator sees it`, () =>
-        Effect.gen(function*() {
-          const simulator = yield* GatewaySimulator.GatewaySimulator
-          const key = `sk-interrupt-${provider}-${streamed}-0123456789`
-          yield* simulator.script(key, ["hang"])
-          const engineService = yield* engineOverSimulator({ [provider]: key })
-          const events: Array<GenerationEvent> = []
-          const fiber = yield* Effect.fork(
-            streamed
-              ? Stream.runForEach(engineService.generateStream({ ...request, provider }), (event) => Effect.sync(() => events.push(event)))
-              : Effect.asVoid(engineService.generate({ ...request, provider }))
-          )
-          yield* until(simulator, (stats) => stats.requests === 1)
-          yield* Fiber.interrupt(fiber)
-          const stats = yield* until(simulator, (stats) => stats.closedByClient === 1)
-          expect(stats).toMatchObject({ requests: 1, closedByClient: 1, faults: { hang: 1 } })
-          expect(events.some((event) => event._tag === "Completed")).toBe(false)
-        }).pipe(Effect.provide(Layer.merge(GatewaySimulator.layer(), NodeHttpClient.layerUndici))), 15_000)
+      it.scopedLive(
+        `closes the ${provider} request ${streamed ? "(streamed)" : ""} and the simulator sees it`,
+        () =>
+          Effect.gen(function*() {
+            const simulator = yield* GatewaySimulator.GatewaySimulator
+            const key = `sk-interrupt-${provider}-${streamed}-0123456789`
+            yield* simulator.script(key, ["hang"])
+            const engineService = yield* engineOverSimulator({ [provider]: key })
+            const events: Array<GenerationEvent> = []
+            const fiber = yield* Effect.fork(
+              streamed
+                ? Stream.runForEach(
+                  engineService.generateStream({ ...request, provider }),
+                  (event) => Effect.sync(() => events.push(event))
+                )
+                : Effect.asVoid(engineService.generate({ ...request, provider }))
+            )
+            yield* until(simulator, (stats) => stats.requests === 1)
+            yield* Fiber.interrupt(fiber)
+            const stats = yield* until(simulator, (stats) => stats.closedByClient === 1)
+            expect(stats).toMatchObject({ requests: 1, closedByClient: 1, faults: { hang: 1 } })
+            expect(events.some((event) => event._tag === "Completed")).toBe(false)
+          }).pipe(Effect.provide(Layer.merge(GatewaySimulator.layer(), NodeHttpClient.layerUndici))),
+        15_000
+      )
     }
   }
 })

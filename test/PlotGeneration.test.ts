@@ -1,3 +1,4 @@
+import * as LanguageModel from "@effect/ai/LanguageModel"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -9,8 +10,7 @@ import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import * as LanguageModel from "@effect/ai/LanguageModel"
-import * as ContextBudget from "../src/ContextBudget.js"
+import * as Alerts from "../src/Alerts.js"
 import { ContentExcerpt, type PlotRequestInput, ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
@@ -18,20 +18,33 @@ import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
 import * as TemplateGenerator from "../src/TemplateGenerator.js"
+import * as TokenCount from "../src/TokenCount.js"
 import { type Answer, type Call, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
 
-const serverError = httpError(500, { error: { message: "The server had an error", type: "server_error", param: null, code: null } })
-const authError = httpError(401, { error: { message: "Incorrect API key provided", type: "invalid_request_error", param: null, code: "invalid_api_key" } })
+const serverError = httpError(500, {
+  error: { message: "The server had an error", type: "server_error", param: null, code: null }
+})
+const authError = httpError(401, {
+  error: { message: "Incorrect API key provided", type: "invalid_request_error", param: null, code: "invalid_api_key" }
+})
 
 /** The engine over a scripted OpenAI model and the sample project; `calls` records what the model was sent. */
 const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) =>
   PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ openai: (model, parameters) => scripted(answers, calls)(model, parameters) })),
-    Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
+    Layer.provide(
+      Providers.layerModels({ openai: (model, parameters) => scripted(answers, calls)(model, parameters) })
+    ),
+    Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+    Layer.provide(ProviderRateLimiter.layerUnlimited),
+    Layer.provide(Alerts.layerDisabled)
   )
 
-const request: PlotRequestInput = { projectId: "lighthouse-keeper", userPrompt: "What happens next?", targetWordCount: 120 }
+const request: PlotRequestInput = {
+  projectId: "lighthouse-keeper",
+  userPrompt: "What happens next?",
+  targetWordCount: 120
+}
 
 const generate = (input: PlotRequestInput = request, options?: { useFallback?: boolean }) =>
   Effect.flatMap(PlotGeneration.PlotGeneration, (engine) => engine.generate(input, options))
@@ -86,7 +99,10 @@ describe("PlotGeneration.generate", () => {
       Effect.map(script(model, parameters), (languageModel) => ({
         ...languageModel,
         generateObject: ((options: Parameters<typeof languageModel.generateObject>[0]) =>
-          Effect.zipRight(Effect.logInfo("model called"), languageModel.generateObject(options))) as typeof languageModel.generateObject
+          Effect.zipRight(
+            Effect.logInfo("model called"),
+            languageModel.generateObject(options)
+          )) as typeof languageModel.generateObject
       }))
     return Effect.gen(function*() {
       const result = yield* settled(generate())
@@ -101,12 +117,17 @@ describe("PlotGeneration.generate", () => {
         })
       }
       expect(result.retryCount).toBe(1)
-    }).pipe(Effect.provide(
-      PlotGeneration.layer().pipe(
-        Layer.provide(Providers.layerModels({ openai: loggingModel })),
-        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
-      )
-    ), Effect.provide(capture))
+    }).pipe(
+      Effect.provide(
+        PlotGeneration.layer().pipe(
+          Layer.provide(Providers.layerModels({ openai: loggingModel })),
+          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+          Layer.provide(ProviderRateLimiter.layerUnlimited),
+          Layer.provide(Alerts.layerDisabled)
+        )
+      ),
+      Effect.provide(capture)
+    )
   })
 
   it.effect("falls back by default", () =>
@@ -173,13 +194,20 @@ describe("PlotGeneration.generate", () => {
       const slow = Providers.layerModels({
         openai: (model, parameters) =>
           Effect.map(scripted([text(sampleOutlineJson)])(model, parameters), (lm) =>
-            ({ ...lm, generateObject: (options: any) => Effect.zipRight(Effect.sleep("2500 millis"), lm.generateObject(options)) }) as LanguageModel.Service)
+            ({
+              ...lm,
+              generateObject: (options: any) => Effect.zipRight(Effect.sleep("2500 millis"), lm.generateObject(options))
+            }) as LanguageModel.Service)
       })
       const fiber = yield* generate().pipe(
-        Effect.provide(PlotGeneration.layer().pipe(
-          Layer.provide(slow),
-          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
-        )),
+        Effect.provide(
+          PlotGeneration.layer().pipe(
+            Layer.provide(slow),
+            Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+            Layer.provide(ProviderRateLimiter.layerUnlimited),
+            Layer.provide(Alerts.layerDisabled)
+          )
+        ),
         Effect.fork
       )
       yield* TestClock.adjust("2500 millis")
@@ -229,7 +257,8 @@ describe("PlotGeneration.generateStream", () => {
       const engineService = yield* PlotGeneration.PlotGeneration
       const seen: Array<string> = []
       const error = yield* Effect.flip(settled(
-        Stream.runForEach(engineService.generateStream(request, { useFallback: false }), (e) => Effect.sync(() => seen.push(e._tag)))
+        Stream.runForEach(engineService.generateStream(request, { useFallback: false }), (e) =>
+          Effect.sync(() => seen.push(e._tag)))
       ))
       expect(error._tag).toBe("ServerError")
       expect(seen).not.toContain("Completed")
@@ -247,31 +276,54 @@ describe("PlotGeneration.generateStream truncation", () => {
           })
       })
       const engineService = yield* PlotGeneration.PlotGeneration.pipe(
-        Effect.provide(PlotGeneration.layer().pipe(
-          Layer.provide(truncated),
-          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
-        ))
+        Effect.provide(
+          PlotGeneration.layer().pipe(
+            Layer.provide(truncated),
+            Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+            Layer.provide(ProviderRateLimiter.layerUnlimited),
+            Layer.provide(Alerts.layerDisabled)
+          )
+        )
       )
-      const error = yield* Effect.flip(settled(Stream.runDrain(engineService.generateStream(request, { useFallback: false }))))
+      const error = yield* Effect.flip(
+        settled(Stream.runDrain(engineService.generateStream(request, { useFallback: false })))
+      )
       expect(error._tag === "ServerError" && error.detail).toBe("the stream ended before the response was complete")
     }))
 })
 
 describe("PlotGeneration model selection and context budget", () => {
-  const chapters = Array.from({ length: 30 }, (_, i) =>
-    new ContentExcerpt({ title: `Chapter ${i + 1}`, text: `Chapter ${i + 1}. ${"Mara kept the light. ".repeat(1_500)}` }))
+  const chapters = Array.from(
+    { length: 30 },
+    (_, i) =>
+      new ContentExcerpt({
+        title: `Chapter ${i + 1}`,
+        text: `Chapter ${i + 1}. ${"Mara kept the light. ".repeat(1_500)}`
+      })
+  )
   const hugeProject = new ProjectContext({ ...sampleProject, previousContent: chapters })
 
-  const engineWith = (answers: ReadonlyArray<Answer>, calls: Array<Call>, options: PlotGeneration.Options, configured: ReadonlyArray<"openai" | "anthropic"> = ["openai", "anthropic"]) =>
+  const engineWith = (
+    answers: ReadonlyArray<Answer>,
+    calls: Array<Call>,
+    options: PlotGeneration.Options,
+    configured: ReadonlyArray<"openai" | "anthropic"> = ["openai", "anthropic"]
+  ) =>
     PlotGeneration.layer(options).pipe(
       Layer.provide(Providers.layerModels(Object.fromEntries(configured.map((p) => [p, scripted(answers, calls)])))),
-      Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject, huge: hugeProject }))
+      Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject, huge: hugeProject })),
+      Layer.provide(ProviderRateLimiter.layerUnlimited),
+      Layer.provide(Alerts.layerDisabled)
     )
 
   it.effect("sends a complex, long request to the premium model of a configured provider", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      const result = yield* generate({ ...request, userPrompt: "A detailed betrayal with nuanced character development", targetWordCount: 2_500 })
+      const result = yield* generate({
+        ...request,
+        userPrompt: "A detailed betrayal with nuanced character development",
+        targetWordCount: 2_500
+      })
       expect([result.provider, result.model]).toEqual(["openai", "gpt-5"])
       expect(result.reasoning).toBe("High complexity requires best model (anthropic is not configured)")
       expect(calls[0]!.model).toBe("gpt-5")
@@ -282,15 +334,19 @@ describe("PlotGeneration model selection and context budget", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
       const engineService = yield* PlotGeneration.PlotGeneration
-      const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream({ ...request, projectId: "huge" })))
+      const events = Chunk.toArray(
+        yield* Stream.runCollect(engineService.generateStream({ ...request, projectId: "huge" }))
+      )
       const warning = events.find((e) => e._tag === "Warning")
-      expect(warning?._tag === "Warning" && warning.message).toMatch(/^The project context was cut to fit \d+ tokens: dropped \d+ of 30 previous chapters/)
+      expect(warning?._tag === "Warning" && warning.message).toMatch(
+        /^The project context was cut to fit \d+ tokens: dropped \d+ of 30 previous chapters/
+      )
       const last = events.at(-1)
       expect(last?._tag === "Completed" && last.result.warnings[0]).toBe(warning?._tag === "Warning" && warning.message)
       const sent = JSON.stringify(calls[0]!.prompt)
       expect(sent).toContain("Chapter 30")
       expect(sent).not.toContain("Chapter 1.")
-      expect(ContextBudget.estimateTokens(sent)).toBeLessThan(12_000)
+      expect(TokenCount.estimateTokens(sent)).toBeLessThan(12_000)
     }).pipe(Effect.provide(engineWith([text(sampleOutlineJson)], calls, { maxContextTokens: 8_000 })))
   })
 
@@ -298,7 +354,7 @@ describe("PlotGeneration model selection and context budget", () => {
     const tokenized: Array<string> = []
     const tokenCount = () => (text: string) => {
       tokenized.push(text)
-      return ContextBudget.estimateTokens(text)
+      return TokenCount.estimateTokens(text)
     }
     return Effect.gen(function*() {
       yield* generate()
@@ -321,8 +377,14 @@ describe("PlotGeneration token calibration", () => {
       expect(second.preCallEstimateUsd!).toBeLessThan(first.preCallEstimateUsd!)
     }).pipe(Effect.provide(
       PlotGeneration.layer().pipe(
-        Layer.provide(Providers.layerModels({ anthropic: scripted([text(sampleOutlineJson, { inputTokens: 100, outputTokens: 50 })]) })),
-        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject }))
+        Layer.provide(
+          Providers.layerModels({
+            anthropic: scripted([text(sampleOutlineJson, { inputTokens: 100, outputTokens: 50 })])
+          })
+        ),
+        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+        Layer.provide(ProviderRateLimiter.layerUnlimited),
+        Layer.provide(Alerts.layerDisabled)
       )
     )))
 })
@@ -330,7 +392,11 @@ describe("PlotGeneration token calibration", () => {
 describe("PlotGeneration through the rate limiter", () => {
   it.effect("admits each attempt through the limiter, and a provider 429 pauses the key for everyone", () => {
     const calls: Array<Call> = []
-    const rateLimited = fail(httpError(429, { error: { message: "Rate limit reached", type: "requests", param: null, code: "rate_limit_exceeded" } }, { "retry-after-ms": "20000" }))
+    const rateLimited = fail(
+      httpError(429, {
+        error: { message: "Rate limit reached", type: "requests", param: null, code: "rate_limit_exceeded" }
+      }, { "retry-after-ms": "20000" })
+    )
     return Effect.gen(function*() {
       const first = yield* Effect.fork(generate())
       const second = yield* Effect.fork(generate())
@@ -343,7 +409,12 @@ describe("PlotGeneration through the rate limiter", () => {
       PlotGeneration.layer().pipe(
         Layer.provide(Providers.layerModels({ openai: scripted([rateLimited, text(sampleOutlineJson)], calls) })),
         Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-        Layer.provide(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } } }))
+        Layer.provide(
+          ProviderRateLimiter.layerMemory({
+            quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } }
+          })
+        ),
+        Layer.provide(Alerts.layerDisabled)
       )
     ))
   })
@@ -352,7 +423,10 @@ describe("PlotGeneration through the rate limiter", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
       // Two requests a minute, one back every 30 s: the third is admitted exactly at its 30 s deadline.
-      const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.fork(Effect.either(generate(request, { useFallback: false }))))
+      const fibers = yield* Effect.forEach(
+        [1, 2, 3],
+        () => Effect.fork(Effect.either(generate(request, { useFallback: false })))
+      )
       yield* TestClock.adjust("30 seconds")
       const [first, second, third] = yield* Fiber.joinAll(fibers)
       expect([first!._tag, second!._tag]).toEqual(["Right", "Right"])
@@ -365,9 +439,16 @@ describe("PlotGeneration through the rate limiter", () => {
       expect(snapshot?.available.rpm).toBe(1)
     }).pipe(Effect.provide(
       PlotGeneration.layer({ retryPolicy: { ...RetryPolicy.defaults, deadline: "30 seconds" } }).pipe(
-        Layer.provide(Providers.layerModels({ openai: scripted([text(sampleOutlineJson), text(sampleOutlineJson)], calls) })),
+        Layer.provide(
+          Providers.layerModels({ openai: scripted([text(sampleOutlineJson), text(sampleOutlineJson)], calls) })
+        ),
         Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-        Layer.provideMerge(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 2, tokensPerMinute: 1_000_000, maxConcurrent: 10 } } }))
+        Layer.provideMerge(
+          ProviderRateLimiter.layerMemory({
+            quotas: { openai: { requestsPerMinute: 2, tokensPerMinute: 1_000_000, maxConcurrent: 10 } }
+          })
+        ),
+        Layer.provide(Alerts.layerDisabled)
       )
     ))
   })
@@ -392,7 +473,12 @@ describe("PlotGeneration through the rate limiter", () => {
       PlotGeneration.layer({ retryPolicy: { ...RetryPolicy.defaults, deadline: "30 seconds" } }).pipe(
         Layer.provide(Providers.layerModels({ openai: scripted([{ _tag: "Hang" }], calls) })),
         Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-        Layer.provide(ProviderRateLimiter.layerMemory({ quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } } }))
+        Layer.provide(
+          ProviderRateLimiter.layerMemory({
+            quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } }
+          })
+        ),
+        Layer.provide(Alerts.layerDisabled)
       )
     ))
   })

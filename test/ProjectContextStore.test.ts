@@ -1,5 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
 import * as NodeContext from "@effect/platform-node/NodeContext"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -7,12 +7,16 @@ import * as path from "node:path"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import { sampleProject, sampleProjectFile } from "./utils/fixtures.js"
 
-const get = (projectId: string) => Effect.flatMap(ProjectContextStore.ProjectContextStore, (store) => store.get(projectId))
+const get = (projectId: string) =>
+  Effect.flatMap(ProjectContextStore.ProjectContextStore, (store) => store.get(projectId))
 
 const directory = () => {
   const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-"))
   writeFileSync(path.join(dir, "broken.json"), "{ not json")
-  writeFileSync(path.join(dir, "nameless.json"), JSON.stringify({ ...JSON.parse(JSON.stringify(sampleProject)), characters: [{ role: "hero" }] }))
+  writeFileSync(
+    path.join(dir, "nameless.json"),
+    JSON.stringify({ ...JSON.parse(JSON.stringify(sampleProject)), characters: [{ role: "hero" }] })
+  )
   return dir
 }
 

@@ -2,9 +2,9 @@ import * as Prompt from "@effect/ai/Prompt"
 import { describe, expect, it } from "@effect/vitest"
 import * as Option from "effect/Option"
 import { Character, ProjectContext } from "../src/Domain.js"
-import * as ContextBudget from "../src/ContextBudget.js"
 import * as ModelCatalog from "../src/ModelCatalog.js"
 import * as PromptBuilder from "../src/PromptBuilder.js"
+import * as TokenCount from "../src/TokenCount.js"
 import { request, sampleProject } from "./utils/fixtures.js"
 
 const gpt41 = Option.getOrThrow(ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", "gpt-4.1"))
@@ -78,8 +78,14 @@ describe("PromptBuilder.build", () => {
 })
 
 describe("PromptBuilder.sizing", () => {
-  const count = ContextBudget.openAiCount("gpt-4o")
-  const emptyProject = new ProjectContext({ characters: [], plotThreads: [], locations: [], worldBuilding: [], previousContent: [] })
+  const count = TokenCount.openAiCount("gpt-4o")
+  const emptyProject = new ProjectContext({
+    characters: [],
+    plotThreads: [],
+    locations: [],
+    worldBuilding: [],
+    previousContent: []
+  })
 
   it("splits the prompt without the project into what requests share and the writer's own words", () => {
     const a = PromptBuilder.sizing(request({ userPrompt: "What happens next?", genre: "gothic" }))

@@ -19,7 +19,12 @@ const limiter = (quota: Partial<ProviderRateLimiter.Quota>, options: Partial<Pro
   })
 
 /** Admits a request and records when; holds the permit for `holdMillis`. */
-const request = (log: Array<readonly [string, number]>, name: string, estimate: ProviderRateLimiter.Estimate, holdMillis = 0) =>
+const request = (
+  log: Array<readonly [string, number]>,
+  name: string,
+  estimate: ProviderRateLimiter.Estimate,
+  holdMillis = 0
+) =>
   Effect.scoped(
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
@@ -74,14 +79,23 @@ describe("ProviderRateLimiter", () => {
       const anthropic = { provider: "anthropic", model: "claude-sonnet-4-5" } as const
       const admit = (name: string) =>
         Effect.scoped(Effect.flatMap(rateLimiter.admit(anthropic, { inputTokens: 100, outputTokens: 600 }), () =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push([name, now])))))
-      const fibers = yield* Effect.forEach(["a", "b"], (name) => Effect.fork(admit(name)))
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.sync(() => log.push([name, now])))))
+      const fibers = yield* Effect.forEach(["a", "b"], (name) =>
+        Effect.fork(admit(name)))
       yield* TestClock.adjust("2 minutes")
       yield* Fiber.joinAll(fibers)
       // The output budget binds: 1,000 a minute, so b waits for 200 output tokens at 60 ms each.
       expect(log).toEqual([["a", 0], ["b", 12_000]])
     }).pipe(Effect.provide(ProviderRateLimiter.layerMemory({
-      quotas: { anthropic: { requestsPerMinute: 1_000, inputTokensPerMinute: 100_000, outputTokensPerMinute: 1_000, maxConcurrent: 10 } }
+      quotas: {
+        anthropic: {
+          requestsPerMinute: 1_000,
+          inputTokensPerMinute: 100_000,
+          outputTokensPerMinute: 1_000,
+          maxConcurrent: 10
+        }
+      }
     }))))
 
   it.effect("gives back what an interrupted waiter reserved", () =>
@@ -202,7 +216,10 @@ describe("ProviderRateLimiter", () => {
   it.effect("lowers its limits by a tenth per 429 episode: refusals during a pause do not compound", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const quota = Effect.map(rateLimiter.snapshot, ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute])
+      const quota = Effect.map(
+        rateLimiter.snapshot,
+        ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]
+      )
       // Three calls in flight refused together: one cut.
       yield* rateLimiter.pause(target, 10_000)
       yield* rateLimiter.pause(target, 10_000)
@@ -227,9 +244,20 @@ describe("ProviderRateLimiter", () => {
 
   const anthropic = { provider: "anthropic", model: "claude-sonnet-4-5" } as const
   const anthropicLimiter = ProviderRateLimiter.layerMemory({
-    quotas: { anthropic: { requestsPerMinute: 1_000, inputTokensPerMinute: 100_000, outputTokensPerMinute: 1_000, maxConcurrent: 10 } }
+    quotas: {
+      anthropic: {
+        requestsPerMinute: 1_000,
+        inputTokensPerMinute: 100_000,
+        outputTokensPerMinute: 1_000,
+        maxConcurrent: 10
+      }
+    }
   })
-  const admitAnthropic = (log: Array<readonly [string, number]>, name: string, estimate: ProviderRateLimiter.Estimate) =>
+  const admitAnthropic = (
+    log: Array<readonly [string, number]>,
+    name: string,
+    estimate: ProviderRateLimiter.Estimate
+  ) =>
     Effect.scoped(Effect.gen(function*() {
       const admission = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).admit(anthropic, estimate)
       log.push([name, yield* Clock.currentTimeMillis])

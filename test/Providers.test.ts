@@ -1,11 +1,11 @@
 /**
  * What the real clients are sent for structured output, and that their models are made once.
  */
-import { describe, expect, it } from "@effect/vitest"
-import * as LanguageModel from "@effect/ai/LanguageModel"
+import type * as LanguageModel from "@effect/ai/LanguageModel"
 import * as Tool from "@effect/ai/Tool"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { PlotOutline } from "../src/Domain.js"
@@ -29,7 +29,13 @@ const providers = (bodies: Array<Record<string, any>>) =>
   }).pipe(Effect.provideService(HttpClient.HttpClient, capturing(bodies)))
 
 const structuredCall = (model: LanguageModel.Service) =>
-  Effect.ignore(model.generateObject({ prompt: "Outline it.", schema: ResponseParser.structuredOutline, objectName: "plot_outline" }))
+  Effect.ignore(
+    model.generateObject({
+      prompt: "Outline it.",
+      schema: ResponseParser.structuredOutline,
+      objectName: "plot_outline"
+    })
+  )
 
 describe("Providers", () => {
   it.scoped("sends PlotOutline's JSON Schema and description as structured output to both providers", () =>
@@ -40,7 +46,13 @@ describe("Providers", () => {
       yield* structuredCall(yield* service.languageModel("anthropic", "claude-sonnet-4-5", { maxOutputTokens: 500 }))
       const schema = Tool.getJsonSchemaFromSchemaAst(PlotOutline.ast)
       const description = Tool.getDescriptionFromSchemaAst(PlotOutline.ast)
-      expect(bodies[0]!.text.format).toEqual({ type: "json_schema", name: "plot_outline", description, schema, strict: true })
+      expect(bodies[0]!.text.format).toEqual({
+        type: "json_schema",
+        name: "plot_outline",
+        description,
+        schema,
+        strict: true
+      })
       expect(bodies[0]!.max_output_tokens).toBe(500)
       expect(bodies[1]!.tools).toEqual([{ name: "plot_outline", description, input_schema: schema }])
       expect(bodies[1]!.tool_choice).toMatchObject({ type: "tool", name: "plot_outline" })

@@ -18,7 +18,9 @@ describe("ResponseParser.parseText", () => {
   })
 
   it("reads JSON in a code fence with prose around it", () => {
-    const result = parse(`Sure! Here is your plot:\n\n\`\`\`json\n${sampleOutlineJson}\n\`\`\`\n\nLet me know if you want changes.`)
+    const result = parse(
+      `Sure! Here is your plot:\n\n\`\`\`json\n${sampleOutlineJson}\n\`\`\`\n\nLet me know if you want changes.`
+    )
     expect(Either.isRight(result) && result.right.outline.acts.length).toBe(1)
   })
 
@@ -102,11 +104,16 @@ describe("countWords", () => {
     const pattern = /[\p{L}\p{N}][\p{L}\p{N}'’-]*/gu
     const texts = FastCheck.oneof(
       FastCheck.string({ unit: "grapheme" }),
-      FastCheck.string({ unit: FastCheck.constantFrom("a", "Z", "7", "é", "漢", "🌊", " ", "-", "'", "’", ".", "\n", "ß") })
+      FastCheck.string({
+        unit: FastCheck.constantFrom("a", "Z", "7", "é", "漢", "🌊", " ", "-", "'", "’", ".", "\n", "ß")
+      })
     )
-    FastCheck.assert(FastCheck.property(texts, (text) => ResponseParser.countWords(text) === (text.match(pattern)?.length ?? 0)), {
-      numRuns: 2_000
-    })
+    FastCheck.assert(
+      FastCheck.property(texts, (text) => ResponseParser.countWords(text) === (text.match(pattern)?.length ?? 0)),
+      {
+        numRuns: 2_000
+      }
+    )
     expect(ResponseParser.countWords("Mara's rock-solid plan, 2 nights — l'été 🌊 漢字")).toBe(7)
   })
 })

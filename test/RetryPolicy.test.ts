@@ -12,29 +12,61 @@ import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Alerts from "../src/Alerts.js"
 import type { GenerationEvent, PlotRequestInput, ProviderName } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
 import * as TemplateGenerator from "../src/TemplateGenerator.js"
-import { type Answer, type Call, fail, httpError, sampleOutlineJson, scripted, text, transportError } from "./utils/FakeModel.js"
+import {
+  type Answer,
+  type Call,
+  fail,
+  httpError,
+  sampleOutlineJson,
+  scripted,
+  text,
+  transportError
+} from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // What providers send
 // ---------------------------------------------------------------------------------------------------------------
 
-const openAiBody = (type: string, code: string | null, message: string) => ({ error: { message, type, param: null, code } })
+const openAiBody = (type: string, code: string | null, message: string) => ({
+  error: { message, type, param: null, code }
+})
 const rateLimited = (headers: Record<string, string> = {}) =>
   fail(httpError(429, openAiBody("requests", "rate_limit_exceeded", "Rate limit reached for requests"), headers))
 const serverError = fail(httpError(500, openAiBody("server_error", null, "The server had an error")))
-const overloaded = fail(httpError(529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, { "x-should-retry": "true" }))
+const overloaded = fail(
+  httpError(529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, {
+    "x-should-retry": "true"
+  })
+)
 const gatewayTimeout = fail(httpError(504, "Gateway Timeout"))
-const unauthorized = fail(httpError(401, openAiBody("invalid_request_error", "invalid_api_key", "Incorrect API key provided")))
-const invalid = fail(httpError(400, openAiBody("invalid_request_error", "invalid_value", "Invalid value for 'temperature'")))
-const noQuota = fail(httpError(429, openAiBody("insufficient_quota", "insufficient_quota", "You exceeded your current quota")))
-const tooLong = fail(httpError(400, openAiBody("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens.")))
+const unauthorized = fail(
+  httpError(401, openAiBody("invalid_request_error", "invalid_api_key", "Incorrect API key provided"))
+)
+const invalid = fail(
+  httpError(400, openAiBody("invalid_request_error", "invalid_value", "Invalid value for 'temperature'"))
+)
+const noQuota = fail(
+  httpError(429, openAiBody("insufficient_quota", "insufficient_quota", "You exceeded your current quota"))
+)
+const tooLong = fail(
+  httpError(
+    400,
+    openAiBody(
+      "invalid_request_error",
+      "context_length_exceeded",
+      "This model's maximum context length is 128000 tokens. However, your messages resulted in 130512 tokens."
+    )
+  )
+)
 const networkDown = fail(transportError())
 const ok = text(sampleOutlineJson)
 
@@ -51,16 +83,29 @@ interface Scripts {
 const engine = (scripts: Scripts, calls: Array<Call>, options: PlotGeneration.Options = {}) =>
   PlotGeneration.layer(options).pipe(
     Layer.provide(Providers.layerModels(Object.fromEntries(
-      (Object.entries(scripts) as Array<[ProviderName, ReadonlyArray<Answer>]>).map(([provider, answers]) => [provider, scripted(answers, calls)])
+      (Object.entries(scripts) as Array<[ProviderName, ReadonlyArray<Answer>]>).map((
+        [provider, answers]
+      ) => [provider, scripted(answers, calls)])
     ))),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
+    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+    Layer.provide(ProviderRateLimiter.layerUnlimited),
+    Layer.provide(Alerts.layerDisabled)
   )
 
-const pinned: PlotRequestInput = { projectId: "novel", userPrompt: "What happens next?", provider: "openai", model: "gpt-4.1" }
+const pinned: PlotRequestInput = {
+  projectId: "novel",
+  userPrompt: "What happens next?",
+  provider: "openai",
+  model: "gpt-4.1"
+}
 const chosen: PlotRequestInput = { projectId: "novel", userPrompt: "What happens next?" }
 
 /** Generates to the end in virtual time, collecting the events. */
-const generate = (input: PlotRequestInput, options?: { useFallback?: boolean }, advance: Duration.DurationInput = "30 minutes") =>
+const generate = (
+  input: PlotRequestInput,
+  options?: { useFallback?: boolean },
+  advance: Duration.DurationInput = "30 minutes"
+) =>
   Effect.gen(function*() {
     const engine = yield* PlotGeneration.PlotGeneration
     const events: Array<GenerationEvent> = []
@@ -86,16 +131,24 @@ const retrying = (events: ReadonlyArray<GenerationEvent>) =>
 // ---------------------------------------------------------------------------------------------------------------
 
 describe("RetryPolicy: the seed's table, one row at a time (one model, always failing)", () => {
-  it.effect.each([
-    ["rate limit: 5 retries, 1 s x 2^n + jitter (pinned at 0.5 s)", rateLimited(), "RateLimitError", [1_500, 2_500, 4_500, 8_500, 16_500]],
-    ["timeout: 2 retries at 2 s", gatewayTimeout, "TimeoutError", [2_000, 2_000]],
-    ["server: 3 retries at 5 s", serverError, "ServerError", [5_000, 5_000, 5_000]],
-    ["network: 3 retries at 3 s", networkDown, "NetworkError", [3_000, 3_000, 3_000]],
-    ["context too long: 1 retry at once", tooLong, "ContextTooLongError", [0]],
-    ["auth: no retry", unauthorized, "AuthError", []],
-    ["invalid request: no retry", invalid, "InvalidRequestError", []],
-    ["quota: no retry", noQuota, "QuotaExhaustedError", []]
-  ] as const)("%s", ([_, answer, tag, delays]) => {
+  it.effect.each(
+    [
+      ["rate limit: 5 retries, 1 s x 2^n + jitter (pinned at 0.5 s)", rateLimited(), "RateLimitError", [
+        1_500,
+        2_500,
+        4_500,
+        8_500,
+        16_500
+      ]],
+      ["timeout: 2 retries at 2 s", gatewayTimeout, "TimeoutError", [2_000, 2_000]],
+      ["server: 3 retries at 5 s", serverError, "ServerError", [5_000, 5_000, 5_000]],
+      ["network: 3 retries at 3 s", networkDown, "NetworkError", [3_000, 3_000, 3_000]],
+      ["context too long: 1 retry at once", tooLong, "ContextTooLongError", [0]],
+      ["auth: no retry", unauthorized, "AuthError", []],
+      ["invalid request: no retry", invalid, "InvalidRequestError", []],
+      ["quota: no retry", noQuota, "QuotaExhaustedError", []]
+    ] as const
+  )("%s", ([_, answer, tag, delays]) => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
       const { outcome } = yield* generate(pinned, { useFallback: false })
@@ -108,12 +161,21 @@ describe("RetryPolicy: the seed's table, one row at a time (one model, always fa
   it("caps a long exponential backoff at 60 s", () => {
     const rule = { ...RetryPolicy.defaults.rules.RateLimitError, retries: 9 }
     const delays = Effect.runSync(
-      Schedule.run(RetryPolicy.forRule(rule, RetryPolicy.defaults.maxDelay), 0, Array.from({ length: 9 }, (_, i) => i)).pipe(
-        Effect.withRandom(Random.fixed([0.5]))
-      )
+      Schedule.run(RetryPolicy.forRule(rule, RetryPolicy.defaults.maxDelay), 0, Array.from({ length: 9 }, (_, i) => i))
+        .pipe(
+          Effect.withRandom(Random.fixed([0.5]))
+        )
     )
     expect(Chunk.toArray(delays).slice(0, 9).map(Duration.toMillis)).toEqual([
-      1_500, 2_500, 4_500, 8_500, 16_500, 32_500, 60_000, 60_000, 60_000
+      1_500,
+      2_500,
+      4_500,
+      8_500,
+      16_500,
+      32_500,
+      60_000,
+      60_000,
+      60_000
     ])
   })
 })
@@ -145,8 +207,15 @@ describe("RetryPolicy: the issue's scenarios", () => {
       const { events, result } = yield* generate(chosen)
       expect(calls.map((c) => [c.model, c.at])).toEqual([["gpt-4.1-mini", 0], ["claude-haiku-4-5", 0]])
       expect(result?.model).toBe("claude-haiku-4-5")
-      expect(events).toContainEqual({ _tag: "Fallback", from: "openai/gpt-4.1-mini", to: "anthropic/claude-haiku-4-5", reason: "rate_limit" })
-      expect(result?.warnings).toContain("Fell back from openai/gpt-4.1-mini to anthropic/claude-haiku-4-5 after rate_limit.")
+      expect(events).toContainEqual({
+        _tag: "Fallback",
+        from: "openai/gpt-4.1-mini",
+        to: "anthropic/claude-haiku-4-5",
+        reason: "rate_limit"
+      })
+      expect(result?.warnings).toContain(
+        "Fell back from openai/gpt-4.1-mini to anthropic/claude-haiku-4-5 after rate_limit."
+      )
     }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after": "120" }), ok], anthropic: [ok] }, calls)))
   })
 
@@ -173,7 +242,11 @@ describe("RetryPolicy: the issue's scenarios", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
       // premium Anthropic (200K) is chosen; gpt-5 (400K) has the bigger window.
-      const { result } = yield* generate({ ...chosen, userPrompt: "A detailed, nuanced betrayal", targetWordCount: 2_500 })
+      const { result } = yield* generate({
+        ...chosen,
+        userPrompt: "A detailed, nuanced betrayal",
+        targetWordCount: 2_500
+      })
       expect(calls.map((c) => c.model)).toEqual(["claude-opus-4-1", "claude-opus-4-1", "gpt-5"])
       expect(result?.model).toBe("gpt-5")
     }).pipe(Effect.provide(engine({ anthropic: [tooLong], openai: [ok] }, calls)))
@@ -197,7 +270,9 @@ describe("RetryPolicy: the issue's scenarios", () => {
       // One model configured: the first attempt and the table's 3 retries.
       expect(calls).toHaveLength(4)
       expect(result?.retryCount).toBe(3)
-    }).pipe(Effect.provide(engine({ openai: [serverError, serverError, serverError, serverError, serverError] }, calls)))
+    }).pipe(
+      Effect.provide(engine({ openai: [serverError, serverError, serverError, serverError, serverError] }, calls))
+    )
   })
 
   it.effect("never multiplies retries across hops: the server rule's 3 retries cover the whole chain", () => {
@@ -205,14 +280,20 @@ describe("RetryPolicy: the issue's scenarios", () => {
     return Effect.gen(function*() {
       const { result } = yield* generate(chosen)
       expect(result?.isTemplate).toBe(true)
-      expect(calls.map((c) => c.model)).toEqual(["gpt-4.1-mini", "gpt-4.1-mini", "gpt-4.1-mini", "gpt-4.1-mini", "claude-haiku-4-5"])
+      expect(calls.map((c) => c.model)).toEqual([
+        "gpt-4.1-mini",
+        "gpt-4.1-mini",
+        "gpt-4.1-mini",
+        "gpt-4.1-mini",
+        "claude-haiku-4-5"
+      ])
     }).pipe(Effect.provide(engine({ openai: [serverError], anthropic: [serverError] }, calls)))
   })
 
   it.effect("does not retry insufficient_quota; goes to the other provider", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      const { result } = yield* generate({ ...chosen, userPrompt: "A detailed betrayal" , costSensitive: false })
+      const { result } = yield* generate({ ...chosen, userPrompt: "A detailed betrayal", costSensitive: false })
       expect(calls.map((c) => c.model)).toEqual(["gpt-4.1", "claude-sonnet-4-5"])
       expect(result?.provider).toBe("anthropic")
     }).pipe(Effect.provide(engine({ openai: [noQuota], anthropic: [ok] }, calls)))
@@ -253,14 +334,21 @@ describe("RetryPolicy: the issue's scenarios", () => {
     return Effect.gen(function*() {
       yield* generate(pinned, { useFallback: false })
       expect(calls).toHaveLength(3)
-    }).pipe(Effect.provide(engine({ openai: [rateLimited()] }, calls, { retryPolicy: { ...RetryPolicy.defaults, maxAttempts: 3 } })))
+    }).pipe(
+      Effect.provide(
+        engine({ openai: [rateLimited()] }, calls, { retryPolicy: { ...RetryPolicy.defaults, maxAttempts: 3 } })
+      )
+    )
   })
 })
 
 describe("CircuitBreaker in the chain", () => {
   it.effect("opens after 5 failures, skips the model, and half-opens for one probe after 30 s", () => {
     const calls: Array<Call> = []
-    const noRetries = { ...RetryPolicy.defaults, rules: { ...RetryPolicy.defaults.rules, ServerError: { ...RetryPolicy.defaults.rules.ServerError, retries: 0 } } }
+    const noRetries = {
+      ...RetryPolicy.defaults,
+      rules: { ...RetryPolicy.defaults.rules, ServerError: { ...RetryPolicy.defaults.rules.ServerError, retries: 0 } }
+    }
     return Effect.gen(function*() {
       const states: Array<string> = []
       for (let i = 0; i < 5; i++) {
@@ -282,7 +370,12 @@ describe("CircuitBreaker in the chain", () => {
       const probe = yield* generate(pinned, {}, "0 seconds")
       expect(calls).toHaveLength(6)
       expect(probe.result?.isTemplate).toBe(false)
-      expect(probe.events).toContainEqual({ _tag: "CircuitChanged", provider: "openai", model: "gpt-4.1", state: "closed" })
+      expect(probe.events).toContainEqual({
+        _tag: "CircuitChanged",
+        provider: "openai",
+        model: "gpt-4.1",
+        state: "closed"
+      })
     }).pipe(Effect.provide(engine(
       { openai: [serverError, serverError, serverError, serverError, serverError, ok] },
       calls,

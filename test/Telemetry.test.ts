@@ -2,24 +2,32 @@
  * The metrics after scripted generations: exact counts, token sums and cost.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
-import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Alerts from "../src/Alerts.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as Telemetry from "../src/Telemetry.js"
+import * as OpenTelemetry from "../src/Telemetry/OpenTelemetry.js"
 import { type Answer, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
 
-const rateLimited = fail(httpError(429, { error: { message: "Rate limit reached", type: "requests", param: null, code: "rate_limit_exceeded" } }, { "retry-after-ms": "1000" }))
+const rateLimited = fail(
+  httpError(429, {
+    error: { message: "Rate limit reached", type: "requests", param: null, code: "rate_limit_exceeded" }
+  }, { "retry-after-ms": "1000" })
+)
 const serverError = fail(httpError(500, { error: { message: "boom", type: "server_error", param: null, code: null } }))
-const unauthorized = fail(httpError(401, { error: { message: "bad key", type: "invalid_request_error", param: null, code: "invalid_api_key" } }))
+const unauthorized = fail(
+  httpError(401, { error: { message: "bad key", type: "invalid_request_error", param: null, code: "invalid_api_key" } })
+)
 
 const request = { projectId: "novel", userPrompt: "What happens next?", provider: "openai" as const, model: "gpt-4.1" }
 
@@ -27,11 +35,15 @@ const engine = (answers: ReadonlyArray<Answer>) =>
   PlotGeneration.layer().pipe(
     Layer.provide(Providers.layerModels({ openai: scripted(answers) })),
     Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provideMerge(Alerts.layer())
+    Layer.provideMerge(Alerts.layer()),
+    Layer.provide(ProviderRateLimiter.layerUnlimited)
   )
 
 const value = (metric: Metric.Metric.Counter<number>, tags: Record<string, string>) =>
-  Effect.map(Metric.value(Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), metric)), (state) => state.count)
+  Effect.map(
+    Metric.value(Object.entries(tags).reduce((m, [k, v]) => Metric.tagged(m, k, v), metric)),
+    (state) => state.count
+  )
 
 const settle = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
@@ -53,7 +65,8 @@ describe("Telemetry", () => {
       yield* Effect.flip(engineService.generate(request))
 
       expect(yield* value(Telemetry.generations, { ...model, outcome: "success" })).toBe(1)
-      expect(yield* value(Telemetry.generations, { provider: "template", model: "template", outcome: "template" })).toBe(1)
+      expect(yield* value(Telemetry.generations, { provider: "template", model: "template", outcome: "template" }))
+        .toBe(1)
       expect(yield* value(Telemetry.generations, { ...model, outcome: "failure" })).toBe(1)
       expect(yield* value(Telemetry.inputTokens, model)).toBe(1_000)
       expect(yield* value(Telemetry.outputTokens, model)).toBe(500)
@@ -70,7 +83,9 @@ describe("Telemetry", () => {
       expect(yield* value(Telemetry.providerCalls, { ...model, outcome: "auth_error" })).toBe(1)
       // gpt-4.1: $2 per million in, $8 per million out.
       expect(yield* value(Telemetry.costUsd, model)).toBeCloseTo(0.006, 10)
-      const duration = yield* Metric.value(Metric.tagged(Metric.tagged(Telemetry.generationDuration, "provider", "openai"), "model", "gpt-4.1"))
+      const duration = yield* Metric.value(
+        Metric.tagged(Metric.tagged(Telemetry.generationDuration, "provider", "openai"), "model", "gpt-4.1")
+      )
       expect(duration.count).toBe(1)
       // 1.5 s and 2.5 s of backoff (jitter pinned at 0.5).
       expect(duration.sum).toBe(4_000)
@@ -95,7 +110,7 @@ describe("Telemetry", () => {
     ))
 })
 
-describe("Telemetry.layerOpenTelemetry", () => {
+describe("OpenTelemetry.layer", () => {
   it.effect("exports a span per generation and per attempt, with the GenAI attributes", () => {
     const exporter = new InMemorySpanExporter()
     return Effect.gen(function*() {
@@ -117,7 +132,7 @@ describe("Telemetry.layerOpenTelemetry", () => {
       expect(attempt?.parentSpanContext?.spanId).toBe(generation?.spanContext().spanId)
     }).pipe(
       Effect.provide(engine([text(sampleOutlineJson, { inputTokens: 1_000, outputTokens: 500 })])),
-      Effect.provide(Telemetry.layerOpenTelemetry(new SimpleSpanProcessor(exporter)))
+      Effect.provide(OpenTelemetry.layer(new SimpleSpanProcessor(exporter)))
     )
   })
 })

@@ -10,7 +10,7 @@ import * as Stream from "effect/Stream"
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
-import type { PlotRequestInput, PlotResult } from "../Domain.js"
+import type * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import type * as PlotGeneration from "../PlotGeneration.js"
 
@@ -20,7 +20,7 @@ import type * as PlotGeneration from "../PlotGeneration.js"
  * @since 0.1.0
  */
 export type Outcome =
-  | { readonly index: number; readonly finishedAt: number; readonly result: PlotResult }
+  | { readonly index: number; readonly finishedAt: number; readonly result: Domain.PlotResult }
   | { readonly index: number; readonly finishedAt: number; readonly error: Errors.GenerationError }
 
 /**
@@ -28,7 +28,9 @@ export type Outcome =
  *
  * @since 0.1.0
  */
-export const readRequests = (file: string): Effect.Effect<ReadonlyArray<PlotRequestInput>, Errors.RequestValidationError> =>
+export const readRequests = (
+  file: string
+): Effect.Effect<ReadonlyArray<Domain.PlotRequestInput>, Errors.RequestValidationError> =>
   Effect.try({
     try: () => readFileSync(file, "utf8"),
     catch: () => new Errors.RequestValidationError({ field: "--requests", reason: `cannot read ${file}` })
@@ -38,7 +40,7 @@ export const readRequests = (file: string): Effect.Effect<ReadonlyArray<PlotRequ
         text.split("\n").map((line, i) => [line.trim(), i + 1] as const).filter(([line]) => line !== ""),
         ([line, number]) =>
           Effect.try({
-            try: () => JSON.parse(line) as PlotRequestInput,
+            try: () => JSON.parse(line) as Domain.PlotRequestInput,
             catch: () => new Errors.RequestValidationError({ field: `line ${number}`, reason: "is not JSON" })
           })
       )
@@ -127,7 +129,7 @@ const outputLine = (outcome: Outcome) =>
  */
 export const run = Effect.fnUntraced(function*(
   engine: PlotGeneration.Service,
-  requests: ReadonlyArray<PlotRequestInput>,
+  requests: ReadonlyArray<Domain.PlotRequestInput>,
   options: {
     readonly concurrency: number
     readonly out?: string | undefined
@@ -203,8 +205,11 @@ export const writeReport = (
   const allowance = times.map((t) => Math.round(requestsPerMinute + (requestsPerMinute * t) / 60_000))
   const latencies = outcomes.flatMap((o) => ("result" in o ? [o.result.durationMs / 1000] : []))
   const width = Math.max(0.1, Math.ceil((Math.max(0, ...latencies) / 10) * 10) / 10)
-  const histogram = Array.from({ length: 10 }, (_, i) =>
-    latencies.filter((l) => l >= i * width && (l < (i + 1) * width || (i === 9 && l === (i + 1) * width))).length)
+  const histogram = Array.from(
+    { length: 10 },
+    (_, i) =>
+      latencies.filter((l) => l >= i * width && (l < (i + 1) * width || (i === 9 && l === (i + 1) * width))).length
+  )
   const data = {
     throughputLabels: times.map((t) => `${(t / 1000).toFixed(1)} s`),
     throughput,

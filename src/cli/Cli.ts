@@ -1,12 +1,12 @@
 /**
- * The `plot-engine` command line: `generate` runs the whole pipeline for a project file, `simulate` serves
- * the gateway simulator. With no provider configured, `generate` starts the simulator in-process and says so.
+ * The `plot-engine` command line: `generate` runs the whole pipeline for a project file, `batch` a file of
+ * requests, `simulate` serves the gateway simulator. With no provider configured, `generate` and `batch` start
+ * the simulator in-process and say so. The engine is `PlotEngine`'s, as the example server's is.
  *
  * @since 0.1.0
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
@@ -14,72 +14,31 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
-import { randomBytes } from "node:crypto"
 import * as path from "node:path"
-import type { GenerationEvent, PlotRequestInput, PlotResult } from "../Domain.js"
+import * as Alerts from "../Alerts.js"
+import type * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
-import * as Batch from "./Batch.js"
+import * as PlotEngine from "../PlotEngine.js"
 import * as PlotGeneration from "../PlotGeneration.js"
 import * as ProjectContextStore from "../ProjectContextStore.js"
 import * as ProviderRateLimiter from "../ProviderRateLimiter.js"
-import * as Providers from "../Providers.js"
 import * as Faults from "../simulator/Faults.js"
 import * as GatewaySimulator from "../simulator/GatewaySimulator.js"
-import * as Telemetry from "../Telemetry.js"
-
-// =============================================================================
-// Gateway
-// =============================================================================
-
-/**
- * The gateway to use: the configured providers, or, when none is configured, the embedded simulator with
- * fresh keys (a scoped resource: it stops when the command ends).
- *
- * @since 0.1.0
- */
-export const resolveGateway = Effect.fnUntraced(function*(log: (line: string) => Effect.Effect<void>) {
-  const configured = yield* Providers.gatewayConfig
-  if (configured.openai !== undefined || configured.anthropic !== undefined) return configured
-  const keys = { openai: `sim-${randomBytes(12).toString("hex")}`, anthropic: `sim-${randomBytes(12).toString("hex")}` }
-  const context = yield* Layer.build(GatewaySimulator.layer({ apiKeys: keys }))
-  const simulator = Context.get(context, GatewaySimulator.GatewaySimulator)
-  yield* log(`Offline: no provider is configured, so plots come from the embedded gateway simulator at ${simulator.url}.`)
-  return {
-    openai: { apiKey: Redacted.make(keys.openai), baseUrl: simulator.openaiBaseUrl },
-    anthropic: { apiKey: Redacted.make(keys.anthropic), baseUrl: simulator.anthropicBaseUrl }
-  } satisfies Providers.GatewayConfig
-})
-
-/**
- * The engine as the CLI and the example server run it: configured from the environment, over a gateway and a
- * project store, with the rate limiter, one HTTP client and (when configured) OpenTelemetry export.
- *
- * @since 0.1.0
- */
-export const engineLayer = <E, R>(
-  gateway: Providers.GatewayConfig,
-  store: Layer.Layer<ProjectContextStore.ProjectContextStore, E, R>
-) =>
-  PlotGeneration.layerConfig.pipe(
-    Layer.provide(Providers.layer(gateway)),
-    Layer.provide(store),
-    Layer.provide(ProviderRateLimiter.layerConfig()),
-    Layer.provide(NodeHttpClient.layerUndici),
-    Layer.provide(Telemetry.layerOtlpConfig)
-  )
+import * as Batch from "./Batch.js"
 
 // =============================================================================
 // Output
 // =============================================================================
 
-const describeEvent = (event: GenerationEvent): string | undefined => {
+const describeEvent = (event: Domain.GenerationEvent): string | undefined => {
   switch (event._tag) {
     case "Progress":
       return `[${String(event.progress).padStart(3)}%] ${event.message}`
     case "ModelSelected":
-      return `       model: ${event.provider}/${event.model} (${event.reasoning}), estimated cost ${formatCost(event.estimatedCostUsd)}`
+      return `       model: ${event.provider}/${event.model} (${event.reasoning}), estimated cost ${
+        formatCost(event.estimatedCostUsd)
+      }`
     case "Warning":
       return `       warning: ${event.message}`
     case "Retrying":
@@ -96,7 +55,7 @@ const describeEvent = (event: GenerationEvent): string | undefined => {
   }
 }
 
-const plainProgress = (event: GenerationEvent, log: (line: string) => Effect.Effect<void>) => {
+const plainProgress = (event: Domain.GenerationEvent, log: (line: string) => Effect.Effect<void>) => {
   const line = describeEvent(event)
   return line === undefined ? Effect.void : log(line)
 }
@@ -119,7 +78,7 @@ export const liveProgress = () => {
       process.stdout.write(`\r\x1b[2K[${String(percent).padStart(3)}%] ${stage}${text}${retried}`)
     })
   const above = (line: string) => Effect.sync(() => process.stdout.write(`\r\x1b[2K${line}\n`))
-  return (event: GenerationEvent): Effect.Effect<void> => {
+  return (event: Domain.GenerationEvent): Effect.Effect<void> => {
     switch (event._tag) {
       case "Progress":
         stage = event.message
@@ -142,14 +101,16 @@ export const liveProgress = () => {
   }
 }
 
-const formatCost = (cost: number | null) => (cost === null ? "unknown (no price for this model)" : `$${cost.toFixed(6)}`)
+const formatCost = (
+  cost: number | null
+) => (cost === null ? "unknown (no price for this model)" : `$${cost.toFixed(6)}`)
 
 /**
  * The summary printed after a plot.
  *
  * @since 0.1.0
  */
-export const summary = (result: PlotResult): string =>
+export const summary = (result: Domain.PlotResult): string =>
   [
     "",
     "---",
@@ -177,9 +138,12 @@ const genreOption = Options.text("genre").pipe(Options.optional)
 const wordsOption = Options.integer("words").pipe(Options.withDescription("Target word count"), Options.optional)
 const kindOption = Options.choice("kind", ["outline", "scene_beats", "suggestions"]).pipe(Options.optional)
 const providerOption = Options.choice("provider", ["openai", "anthropic"]).pipe(Options.optional)
-const modelOption = Options.text("model").pipe(Options.withDescription("Pin a model id (with --provider)"), Options.optional)
+const modelOption = Options.text("model").pipe(
+  Options.withDescription("Pin a model id (with --provider)"),
+  Options.optional
+)
 const jsonOption = Options.boolean("json").pipe(
-  Options.withDescription("Print only the PlotResult as JSON on stdout (progress goes to stderr)")
+  Options.withDescription("Print only the Domain.PlotResult as JSON on stdout (progress goes to stderr)")
 )
 const noFallbackOption = Options.boolean("no-fallback").pipe(
   Options.withDescription("Fail instead of falling back to a template")
@@ -202,10 +166,10 @@ const generate = Command.make(
     Effect.gen(function*() {
       // With --json, stdout carries only the result: everything for people goes to stderr.
       const log = (line: string) => (args.json ? Console.error(line) : Console.log(line))
-      const gateway = yield* resolveGateway(log)
+      const gateway = yield* PlotEngine.resolveGateway(log)
       // On a terminal (and not --json), one progress line that updates in place; plain lines otherwise.
       const live = !args.json && process.stdout.isTTY ? liveProgress() : undefined
-      const request: PlotRequestInput = {
+      const request: Domain.PlotRequestInput = {
         projectId: ProjectContextStore.projectIdOfFile(path.basename(args.project)),
         userPrompt: args.prompt,
         ...Option.match(args.genre, { onNone: () => ({}), onSome: (genre) => ({ genre }) }),
@@ -214,7 +178,12 @@ const generate = Command.make(
         ...Option.match(args.provider, { onNone: () => ({}), onSome: (provider) => ({ provider }) }),
         ...Option.match(args.model, { onNone: () => ({}), onSome: (model) => ({ model }) })
       }
-      const layer = engineLayer(gateway, ProjectContextStore.layerFile(args.project))
+      // One generation has no window for the alerts to watch.
+      const layer = PlotEngine.layer({
+        gateway,
+        store: ProjectContextStore.layerFile(args.project),
+        alerts: Alerts.layerDisabled
+      })
       const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
         engine.generateStream(request, { useFallback: !args.noFallback }).pipe(
           Stream.tap((event) => (live === undefined ? plainProgress(event, log) : live(event))),
@@ -236,7 +205,9 @@ const generate = Command.make(
         return
       }
       const last = Option.getOrUndefined(outcome.right)
-      if (last?._tag !== "Completed") return yield* Effect.dieMessage("generation ended without a result")
+      if (last?._tag !== "Completed") {
+        return yield* Effect.dieMessage("generation ended without a result")
+      }
       const result = last.result
       if (args.json) {
         yield* Console.log(JSON.stringify(result, null, 2))
@@ -265,7 +236,9 @@ export const parseFaultRates = (text: string): Either.Either<Partial<Record<Faul
     if (!(Faults.faultKinds as ReadonlyArray<string>).includes(kind)) {
       return Either.left(`unknown fault "${kind}"; known: ${Faults.faultKinds.join(", ")}`)
     }
-    if (value === undefined || !Number.isFinite(rate) || rate < 0 || rate > 1) return Either.left(`the rate of ${kind} must be between 0 and 1`)
+    if (value === undefined || !Number.isFinite(rate) || rate < 0 || rate > 1) {
+      return Either.left(`the rate of ${kind} must be between 0 and 1`)
+    }
     rates[kind as Faults.FaultKind] = rate
   }
   const total = Object.values(rates).reduce((sum, rate) => sum + rate, 0)
@@ -278,10 +251,15 @@ const simulate = Command.make(
     port: Options.integer("port").pipe(Options.withDefault(8787)),
     seed: Options.integer("seed").pipe(Options.withDefault(1)),
     faults: Options.text("faults").pipe(
-      Options.withDescription("Random fault rates, such as rate_limit=0.1,server_error=0.05,reset=0.02, or chaos for the soak's mix"),
+      Options.withDescription(
+        "Random fault rates, such as rate_limit=0.1,server_error=0.05,reset=0.02, or chaos for the soak's mix"
+      ),
       Options.withDefault("")
     ),
-    latencyMs: Options.integer("latency-ms").pipe(Options.withDescription("Latency added to every answer"), Options.withDefault(0))
+    latencyMs: Options.integer("latency-ms").pipe(
+      Options.withDescription("Latency added to every answer"),
+      Options.withDefault(0)
+    )
   },
   ({ faults, latencyMs, port, seed }) =>
     Effect.gen(function*() {
@@ -316,28 +294,41 @@ const progressBar = (done: ReadonlyArray<Batch.Outcome>, total: number, elapsedM
   const rateLimited = done.reduce((sum, o) => sum + ("result" in o ? o.result.metrics.rateLimitErrors : 0), 0)
   const failed = done.filter((o) => "error" in o).length
   const eta = rate > 0 ? Math.ceil((total - done.length) / rate) : 0
-  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done.length}/${total}  ${rate.toFixed(1)}/s  retries ${retries}  429s ${rateLimited}  failed ${failed}  ETA ${eta} s`
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done.length}/${total}  ${
+    rate.toFixed(1)
+  }/s  retries ${retries}  429s ${rateLimited}  failed ${failed}  ETA ${eta} s`
 }
 
 const batch = Command.make(
   "batch",
   {
-    requests: Options.file("requests", { exists: "yes" }).pipe(Options.withDescription("A JSONL file: one PlotRequest per line")),
+    requests: Options.file("requests", { exists: "yes" }).pipe(
+      Options.withDescription("A JSONL file: one PlotRequest per line")
+    ),
     projects: Options.directory("projects", { exists: "yes" }).pipe(
       Options.withDescription("The directory of <projectId>.json project files"),
       Options.withDefault("examples/projects")
     ),
     concurrency: Options.integer("concurrency").pipe(Options.withDefault(4)),
-    out: Options.file("out").pipe(Options.withDescription("Where to write one result or typed error per line"), Options.optional),
+    out: Options.file("out").pipe(
+      Options.withDescription("Where to write one result or typed error per line"),
+      Options.optional
+    ),
     report: Options.directory("report").pipe(Options.withDescription("Where to write an HTML report"), Options.optional)
   },
   (args) =>
     Effect.gen(function*() {
-      if (args.concurrency < 1) return yield* new Errors.RequestValidationError({ field: "--concurrency", reason: "must be at least 1" })
-      const gateway = yield* resolveGateway((line) => Console.error(line))
+      if (args.concurrency < 1) {
+        return yield* new Errors.RequestValidationError({ field: "--concurrency", reason: "must be at least 1" })
+      }
+      const gateway = yield* PlotEngine.resolveGateway((line) => Console.error(line))
       const requests = yield* Batch.readRequests(args.requests)
       const quotas = yield* ProviderRateLimiter.quotasConfig
-      const layer = engineLayer(gateway, ProjectContextStore.layerDirectory(args.projects))
+      const layer = PlotEngine.layer({
+        gateway,
+        store: ProjectContextStore.layerDirectory(args.projects),
+        alerts: Alerts.layerDisabled
+      })
       const startedAt = Date.now()
       const tty = process.stderr.isTTY === true
       const { outcomes, summary } = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
@@ -350,20 +341,27 @@ const batch = Command.make(
               process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`)
             })
         })).pipe(Effect.provide(layer))
-      if (tty) process.stderr.write("\n")
+      if (tty) {
+        process.stderr.write("\n")
+      }
       yield* Console.log(Batch.describeSummary(summary))
       if (Option.isSome(args.report)) {
         const file = Batch.writeReport(args.report.value, outcomes, summary, quotas.openai.requestsPerMinute)
         yield* Console.log(`Report:    ${file}`)
       }
-      if (summary.failed > 0) process.exitCode = 1
+      if (summary.failed > 0) {
+        process.exitCode = 1
+      }
     }).pipe(
       Effect.scoped,
       Effect.catchAll((error) =>
         Effect.zipRight(
           Console.error(ConfigError.isConfigError(error) ? String(error) : error.message),
-          Effect.sync(() => void (process.exitCode = 2))
-        ))
+          Effect.sync(() =>
+            void (process.exitCode = 2)
+          )
+        )
+      )
     )
 ).pipe(Command.withDescription("Generate plots for every request of a JSONL file"))
 

@@ -27,7 +27,10 @@ export const fromKey = <Type extends MetricKeyType.MetricKeyType<any, any>>(key:
  * set: tag values come from small sets (providers, models, outcomes, error types, limiter keys). Only for a
  * metric made by `fromKey`.
  */
-export const tagged = <M extends Metric.Metric<any, any, any>>(metric: M, tags: Readonly<Record<string, string>>): M => {
+export const tagged = <M extends Metric.Metric<any, any, any>>(
+  metric: M,
+  tags: Readonly<Record<string, string>>
+): M => {
   let byTags = taggedCache.get(metric)
   if (byTags === undefined) {
     byTags = new Map()

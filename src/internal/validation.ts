@@ -1,8 +1,6 @@
 /**
- * Turning Schema parse errors into `RequestValidationError`s that name the first bad field.
+ * Naming a Schema parse error's field and shortening its reason, for the errors that report bad input.
  */
-import * as ParseResult from "effect/ParseResult"
-import { RequestValidationError } from "../Errors.js"
 
 /** Renders a path such as `["characters", 3, "name"]` as `characters[3].name`. */
 export const formatPath = (path: ReadonlyArray<PropertyKey>, root?: string): string => {
@@ -18,7 +16,7 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>, root?: string): str
 const maxReasonLength = 300
 
 /** Shortens the quoted values in a reason (a linear scan: a regex would recurse on megabytes), then the reason. */
-const abbreviate = (reason: string): string => {
+export const abbreviate = (reason: string): string => {
   let out = ""
   let index = 0
   while (index < reason.length && out.length <= maxReasonLength) {
@@ -34,13 +32,4 @@ const abbreviate = (reason: string): string => {
     index = close + 1
   }
   return out.length <= maxReasonLength ? out : `${out.slice(0, maxReasonLength)}…`
-}
-
-/** The first issue of a parse error, as a `RequestValidationError` naming its field. */
-export const validationError = (error: ParseResult.ParseError, root?: string): RequestValidationError => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const first = issues[0]
-  return first === undefined
-    ? new RequestValidationError({ field: root ?? "input", reason: "is invalid" })
-    : new RequestValidationError({ field: formatPath(first.path, root), reason: abbreviate(first.message) })
 }

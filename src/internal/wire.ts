@@ -139,7 +139,9 @@ export const shouldRetryHeader = (headers: Headers): boolean | undefined => {
 export const requestIdOf = (headers: Headers): string | undefined => headers["x-request-id"] ?? headers["request-id"]
 
 /** Parses "Limit 30000, Requested 31538" out of OpenAI's rate-limit messages. */
-export const limitAndRequested = (message: string): { readonly limit: number; readonly requested: number } | undefined => {
+export const limitAndRequested = (
+  message: string
+): { readonly limit: number; readonly requested: number } | undefined => {
   const limit = /Limit (\d+)/i.exec(message)
   const requested = /Requested (\d+)/i.exec(message)
   return limit && requested ? { limit: Number(limit[1]), requested: Number(requested[1]) } : undefined
@@ -201,7 +203,9 @@ export const rateLimitReport = (headers: Headers): Partial<Record<"rpm" | "tpm" 
   }
   add("rpm", report(headers, "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests"))
   add("tpm", report(headers, "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens"))
-  if (out.rpm === undefined) add("rpm", report(headers, "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-requests-remaining"))
+  if (out.rpm === undefined) {
+    add("rpm", report(headers, "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-requests-remaining"))
+  }
   add("itpm", report(headers, "anthropic-ratelimit-input-tokens-limit", "anthropic-ratelimit-input-tokens-remaining"))
   add("otpm", report(headers, "anthropic-ratelimit-output-tokens-limit", "anthropic-ratelimit-output-tokens-remaining"))
   return out

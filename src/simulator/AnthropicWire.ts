@@ -1,21 +1,20 @@
 /**
  * The Anthropic Messages API on the wire (`POST /v1/messages`): reading requests, writing messages, SSE events
- * and error bodies exactly as Anthropic does (see WIRE.md). Structured output arrives as a forced tool call,
+ * and error bodies exactly as Anthropic does (see `docs/provider-wire.md`). Structured output arrives as a forced tool call,
  * so the reply is then a `tool_use` block whose input matches the tool's schema.
  *
  * @since 0.1.0
  */
-import type { SimFault, SimReply, SimRequest } from "./Core.js"
-import { contextWindowOf, deltas } from "./Core.js"
-import { type Fault, retryHeaders } from "./Faults.js"
-import { type SseEvent, type WireError, isRecord, textOf } from "./Wire.js"
+import * as Core from "./Core.js"
+import * as Faults from "./Faults.js"
+import * as Wire from "./Wire.js"
 
 /**
  * A request as read, with the forced tool when there is one.
  *
  * @since 0.1.0
  */
-export interface AnthropicRequest extends SimRequest {
+export interface AnthropicRequest extends Core.SimRequest {
   readonly toolName?: string | undefined
 }
 
@@ -30,26 +29,30 @@ export const errorBody = (type: string, message: string, requestId: string) => (
   request_id: requestId
 })
 
-const invalid = (message: string): WireError => ({ status: 400, body: errorBody("invalid_request_error", message, "") })
-
+const invalid = (message: string): Wire.WireError => ({
+  status: 400,
+  body: errorBody("invalid_request_error", message, "")
+})
 
 /**
  * Reads a Messages API request body.
  *
  * @since 0.1.0
  */
-export const parseRequest = (body: unknown): AnthropicRequest | WireError => {
-  if (!isRecord(body)) return invalid("Request body must be a JSON object.")
+export const parseRequest = (body: unknown): AnthropicRequest | Wire.WireError => {
+  if (!Wire.isRecord(body)) return invalid("Request body must be a JSON object.")
   if (typeof body.model !== "string" || body.model === "") return invalid("model: Field required")
   if (!Array.isArray(body.messages) || body.messages.length === 0) return invalid("messages: Field required")
   if (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
     return invalid("max_tokens: Field required")
   }
-  const forced = isRecord(body.tool_choice) && body.tool_choice.type === "tool" ? String(body.tool_choice.name) : undefined
-  const tool = Array.isArray(body.tools)
-    ? body.tools.find((t): t is Record<string, unknown> => isRecord(t) && t.name === forced)
+  const forced = Wire.isRecord(body.tool_choice) && body.tool_choice.type === "tool"
+    ? String(body.tool_choice.name)
     : undefined
-  const prompt = [textOf(body.system), textOf(body.messages)].filter((t) => t !== "").join("\n\n")
+  const tool = Array.isArray(body.tools)
+    ? body.tools.find((t): t is Record<string, unknown> => Wire.isRecord(t) && t.name === forced)
+    : undefined
+  const prompt = [Wire.textOf(body.system), Wire.textOf(body.messages)].filter((t) => t !== "").join("\n\n")
   return {
     dialect: "anthropic",
     model: body.model,
@@ -65,14 +68,25 @@ export const parseRequest = (body: unknown): AnthropicRequest | WireError => {
  *
  * @since 0.1.0
  */
-export const invalidApiKey = (requestId: string): WireError => ({
+export const invalidApiKey = (requestId: string): Wire.WireError => ({
   status: 401,
   body: errorBody("authentication_error", "invalid x-api-key", requestId)
 })
 
-const anthropicError = (status: number, type: string, message: string, requestId: string, headers: Record<string, string> = {}, details?: Record<string, unknown>): WireError => ({
+const anthropicError = (
+  status: number,
+  type: string,
+  message: string,
+  requestId: string,
+  headers: Record<string, string> = {},
+  details?: Record<string, unknown>
+): Wire.WireError => ({
   status,
-  body: { type: "error", error: { type, message, ...(details === undefined ? {} : { details }) }, request_id: requestId },
+  body: {
+    type: "error",
+    error: { type, message, ...(details === undefined ? {} : { details }) },
+    request_id: requestId
+  },
   headers
 })
 
@@ -82,16 +96,38 @@ const anthropicError = (status: number, type: string, message: string, requestId
  *
  * @since 0.1.0
  */
-export const faultError = (fault: Fault | SimFault, request: SimRequest, requestId: string): WireError | undefined => {
+export const faultError = (
+  fault: Faults.Fault | Core.SimFault,
+  request: Core.SimRequest,
+  requestId: string
+): Wire.WireError | undefined => {
   if ("_tag" in fault) {
-    return anthropicError(400, "invalid_request_error", `prompt is too long: ${fault.promptTokens} tokens > ${fault.contextWindow} maximum`, requestId)
+    return anthropicError(
+      400,
+      "invalid_request_error",
+      `prompt is too long: ${fault.promptTokens} tokens > ${fault.contextWindow} maximum`,
+      requestId
+    )
   }
-  const retry = retryHeaders(fault)
+  const retry = Faults.retryHeaders(fault)
   switch (fault.kind) {
     case "rate_limit":
-      return anthropicError(429, "rate_limit_error", "This request would exceed the rate limit for your organization of 50 requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.", requestId, retry)
+      return anthropicError(
+        429,
+        "rate_limit_error",
+        "This request would exceed the rate limit for your organization of 50 requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.",
+        requestId,
+        retry
+      )
     case "insufficient_quota":
-      return anthropicError(429, "rate_limit_error", "You have reached your specified workspace API usage limits. You will regain access on the first of next month.", requestId, retry, { error_code: "enforced_spend_limit_reached" })
+      return anthropicError(
+        429,
+        "rate_limit_error",
+        "You have reached your specified workspace API usage limits. You will regain access on the first of next month.",
+        requestId,
+        retry,
+        { error_code: "enforced_spend_limit_reached" }
+      )
     case "request_too_large":
       return anthropicError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.", requestId)
     case "server_error":
@@ -107,9 +143,22 @@ export const faultError = (fault: Fault | SimFault, request: SimRequest, request
     case "auth":
       return invalidApiKey(requestId)
     case "invalid_request":
-      return anthropicError(400, "invalid_request_error", "temperature: Input should be less than or equal to 1", requestId)
+      return anthropicError(
+        400,
+        "invalid_request_error",
+        "temperature: Input should be less than or equal to 1",
+        requestId
+      )
     case "context_length":
-      return faultError({ _tag: "ContextTooLong", promptTokens: contextWindowOf(request.model) + 8_656, contextWindow: contextWindowOf(request.model) }, request, requestId)
+      return faultError(
+        {
+          _tag: "ContextTooLong",
+          promptTokens: Core.contextWindowOf(request.model) + 8_656,
+          contextWindow: Core.contextWindowOf(request.model)
+        },
+        request,
+        requestId
+      )
     case "hang":
     case "reset":
     case "malformed_json":
@@ -124,17 +173,17 @@ export const faultError = (fault: Fault | SimFault, request: SimRequest, request
  *
  * @since 0.1.0
  */
-export const streamErrorEvent: SseEvent = {
+export const streamErrorEvent: Wire.SseEvent = {
   event: "error",
   data: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }
 }
 
-const contentBlock = (request: AnthropicRequest, reply: SimReply, toolUseId: string) =>
+const contentBlock = (request: AnthropicRequest, reply: Core.SimReply, toolUseId: string) =>
   request.toolName !== undefined && reply.object !== undefined
     ? { type: "tool_use", id: toolUseId, name: request.toolName, input: reply.object }
     : { type: "text", text: reply.text }
 
-const stopReason = (request: AnthropicRequest, reply: SimReply) =>
+const stopReason = (request: AnthropicRequest, reply: Core.SimReply) =>
   reply.stopReason === "max_tokens" ? "max_tokens" : request.toolName !== undefined ? "tool_use" : "end_turn"
 
 /**
@@ -160,7 +209,7 @@ const usage = (inputTokens: number, outputTokens: number) => ({
  *
  * @since 0.1.0
  */
-export const messageObject = (request: AnthropicRequest, reply: SimReply, ids: MessageIds) => ({
+export const messageObject = (request: AnthropicRequest, reply: Core.SimReply, ids: MessageIds) => ({
   id: ids.messageId,
   type: "message",
   role: "assistant",
@@ -176,14 +225,23 @@ export const messageObject = (request: AnthropicRequest, reply: SimReply, ids: M
  *
  * @since 0.1.0
  */
-export const streamEvents = (request: AnthropicRequest, reply: SimReply, ids: MessageIds): Array<SseEvent> => {
+export const streamEvents = (
+  request: AnthropicRequest,
+  reply: Core.SimReply,
+  ids: MessageIds
+): Array<Wire.SseEvent> => {
   const isTool = request.toolName !== undefined && reply.object !== undefined
-  const events: Array<SseEvent> = [
+  const events: Array<Wire.SseEvent> = [
     {
       event: "message_start",
       data: {
         type: "message_start",
-        message: { ...messageObject(request, reply, ids), content: [], stop_reason: null, usage: usage(reply.inputTokens, 1) }
+        message: {
+          ...messageObject(request, reply, ids),
+          content: [],
+          stop_reason: null,
+          usage: usage(reply.inputTokens, 1)
+        }
       }
     },
     {
@@ -198,7 +256,7 @@ export const streamEvents = (request: AnthropicRequest, reply: SimReply, ids: Me
     },
     { event: "ping", data: { type: "ping" } }
   ]
-  for (const delta of deltas(reply.text)) {
+  for (const delta of Core.deltas(reply.text)) {
     events.push({
       event: "content_block_delta",
       data: {

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import * as o200k from "gpt-tokenizer/encoding/o200k_base"
-import { closingIndex } from "../internal/json.js"
+import * as Json from "../internal/json.js"
 
 // =============================================================================
 // Randomness
@@ -59,7 +59,7 @@ const arrayAfterKey = (text: string, keys: ReadonlyArray<string>): string | unde
     const match = new RegExp(`"${key}"\\s*:\\s*\\[`).exec(text)
     if (match === null) continue
     const start = match.index + match[0].length - 1
-    const end = closingIndex(text, start)
+    const end = Json.closingIndex(text, start)
     if (end !== -1) return text.slice(start, end + 1)
   }
   return undefined
@@ -85,9 +85,52 @@ const fieldValues = (segment: string | undefined, field: string, limit: number):
 }
 
 const stopWords = new Set([
-  "The", "A", "An", "And", "But", "Or", "In", "On", "At", "To", "Of", "For", "With", "From", "By", "As", "It", "He",
-  "She", "They", "We", "You", "I", "This", "That", "These", "Those", "When", "While", "After", "Before", "Write",
-  "Respond", "Use", "Never", "Keep", "JSON", "Schema", "Both", "Their", "His", "Her", "Act", "Chapter", "What", "How"
+  "The",
+  "A",
+  "An",
+  "And",
+  "But",
+  "Or",
+  "In",
+  "On",
+  "At",
+  "To",
+  "Of",
+  "For",
+  "With",
+  "From",
+  "By",
+  "As",
+  "It",
+  "He",
+  "She",
+  "They",
+  "We",
+  "You",
+  "I",
+  "This",
+  "That",
+  "These",
+  "Those",
+  "When",
+  "While",
+  "After",
+  "Before",
+  "Write",
+  "Respond",
+  "Use",
+  "Never",
+  "Keep",
+  "JSON",
+  "Schema",
+  "Both",
+  "Their",
+  "His",
+  "Her",
+  "Act",
+  "Chapter",
+  "What",
+  "How"
 ])
 
 /** Capitalised phrases, for prompts that carry no structured project data. */
@@ -114,8 +157,16 @@ export const castOf = (prompt: string): Cast => {
   const threads = fieldValues(arrayAfterKey(prompt, ["plotThreads", "threads", "plot_threads"]), "title", 8)
   const nouns = characters.length === 0 || places.length === 0 ? properNouns(prompt, 8) : []
   return {
-    characters: characters.length > 0 ? characters : nouns.length > 0 ? nouns.slice(0, 4) : ["the narrator", "a stranger"],
-    places: places.length > 0 ? places : nouns.length > 4 ? nouns.slice(4) : ["the old town", "the harbour", "the road north"],
+    characters: characters.length > 0
+      ? characters
+      : nouns.length > 0
+      ? nouns.slice(0, 4)
+      : ["the narrator", "a stranger"],
+    places: places.length > 0
+      ? places
+      : nouns.length > 4
+      ? nouns.slice(4)
+      : ["the old town", "the harbour", "the road north"],
     threads: threads.length > 0 ? threads : ["the secret at the heart of the story"]
   }
 }
@@ -150,7 +201,12 @@ const actTemplates: ReadonlyArray<string> = [
 ]
 
 const titleTemplates: ReadonlyArray<string> = [
-  "The {P} Reckoning", "Shadows over {P}", "What {A} Kept", "The Last Light of {P}", "A Debt at {P}", "{A} and the Tide"
+  "The {P} Reckoning",
+  "Shadows over {P}",
+  "What {A} Kept",
+  "The Last Light of {P}",
+  "A Debt at {P}",
+  "{A} and the Tide"
 ]
 
 /** A thread title inside a sentence: "The cracked lens" reads as "the cracked lens". */
@@ -389,7 +445,7 @@ export const fromSchema = (root: unknown, writer: Writer, words: number): unknow
  */
 export const schemaInPrompt = (prompt: string): unknown => {
   const start = prompt.indexOf("{\"$schema\"")
-  const end = start === -1 ? -1 : closingIndex(prompt, start)
+  const end = start === -1 ? -1 : Json.closingIndex(prompt, start)
   if (end === -1) return undefined
   try {
     return JSON.parse(prompt.slice(start, end + 1))

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import * as Content from "./Content.js"
-import type { Fault } from "./Faults.js"
+import type * as Faults from "./Faults.js"
 import type * as Quotas from "./Quotas.js"
 
 /**
@@ -108,7 +108,11 @@ export const wordsFor = (request: SimRequest): number => {
  *
  * @since 0.1.0
  */
-export const respond = (request: SimRequest, seed: number, inputTokens = Content.countTokens(request.prompt)): Outcome => {
+export const respond = (
+  request: SimRequest,
+  seed: number,
+  inputTokens = Content.countTokens(request.prompt)
+): Outcome => {
   const contextWindow = contextWindowOf(request.model)
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }
@@ -117,7 +121,7 @@ export const respond = (request: SimRequest, seed: number, inputTokens = Content
   // A model asked for more than its output limit holds writes less, as a real one wraps up early; only what
   // still does not fit is cut off at the limit.
   let words = wordsFor(request)
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0;; attempt++) {
     const writer = Content.makeWriter(request.prompt, seed ^ Content.hash(request.model))
     const object = schema === undefined ? undefined : Content.fromSchema(schema, writer, words)
     const body = object === undefined ? Content.prose(writer, words) : JSON.stringify(object)
@@ -131,7 +135,14 @@ export const respond = (request: SimRequest, seed: number, inputTokens = Content
     }
     if (attempt === 3) {
       const cut = text.slice(0, request.maxOutputTokens * 3)
-      return { _tag: "Reply", text: cut, object: undefined, inputTokens, outputTokens: request.maxOutputTokens, stopReason: "max_tokens" }
+      return {
+        _tag: "Reply",
+        text: cut,
+        object: undefined,
+        inputTokens,
+        outputTokens: request.maxOutputTokens,
+        stopReason: "max_tokens"
+      }
     }
     words = Math.floor((words * request.maxOutputTokens) / outputTokens * 0.9)
   }
@@ -154,7 +165,7 @@ export const deltas = (text: string, size = 24): Array<string> => {
  *
  * @since 0.1.0
  */
-export const quotaFault = (limited: Extract<Quotas.Admission, { _tag: "Limited" }>): Fault =>
+export const quotaFault = (limited: Extract<Quotas.Admission, { _tag: "Limited" }>): Faults.Fault =>
   limited.requested > limited.limit
     ? { kind: "request_too_large", quota: limited, headers: limited.headers }
     : { kind: "rate_limit", retryAfterMs: limited.retryAfterMs, quota: limited, headers: limited.headers }

@@ -1,11 +1,11 @@
 /**
  * The simulator's faults: every failure DESIGN §7 names, scripted per API key (in order: 429, 429, ok) or
- * drawn at random rates from a seeded generator, plus latency. The wire modules render each fault with the
+ * drawn at random rates from a seeded Content.generator, plus latency. The wire modules render each fault with the
  * provider's real status, body and headers.
  *
  * @since 0.1.0
  */
-import { generator, hash } from "./Content.js"
+import * as Content from "./Content.js"
 
 /**
  * Every fault the simulator can produce.
@@ -155,7 +155,7 @@ export const makePlan = (seed: number, random: RandomFaults = {}): FaultPlan => 
   const scripts = new Map<string, Array<ScriptStep>>()
   let settings = random
   // Reproducible draws for a given seed and order of requests.
-  const draw = generator(hash("faults", seed))
+  const draw = Content.generator(Content.hash("faults", seed))
   return {
     next: (apiKey) => {
       const script = scripts.get(apiKey)

@@ -5,12 +5,12 @@
  *
  * @since 0.1.0
  */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -25,7 +25,7 @@ import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
 import * as OpenAiWire from "./OpenAiWire.js"
 import * as Quotas from "./Quotas.js"
-import { encodeSse, isWireError, type SseEvent, type WireError } from "./Wire.js"
+import * as Wire from "./Wire.js"
 
 /**
  * @since 0.1.0
@@ -96,7 +96,9 @@ export interface Service {
  * @since 0.1.0
  * @category Models
  */
-export class GatewaySimulator extends Context.Tag("plot-engine/simulator/GatewaySimulator")<GatewaySimulator, Service>() {}
+export class GatewaySimulator
+  extends Context.Tag("plot-engine/simulator/GatewaySimulator")<GatewaySimulator, Service>()
+{}
 
 const bearerToken = (authorization: string | undefined) => authorization?.replace(/^Bearer\s+/i, "")
 
@@ -106,18 +108,26 @@ interface Face<R extends Core.SimRequest> {
   readonly expectedKey: string | undefined
   readonly presentedKey: (headers: Readonly<Record<string, string | undefined>>) => string | undefined
   readonly headers: (requestId: string) => Record<string, string>
-  readonly invalidKey: (presented: string | undefined, requestId: string) => WireError
-  readonly parse: (body: unknown) => R | WireError
-  readonly faultError: (fault: Faults.Fault | Core.SimFault, request: R, requestId: string) => WireError | undefined
+  readonly invalidKey: (presented: string | undefined, requestId: string) => Wire.WireError
+  readonly parse: (body: unknown) => R | Wire.WireError
+  readonly faultError: (
+    fault: Faults.Fault | Core.SimFault,
+    request: R,
+    requestId: string
+  ) => Wire.WireError | undefined
   readonly json: (request: R, reply: Core.SimReply, n: number, createdAt: number) => unknown
-  readonly events: (request: R, reply: Core.SimReply, n: number, createdAt: number) => Array<SseEvent>
-  readonly streamError: (sequence: number) => SseEvent
+  readonly events: (request: R, reply: Core.SimReply, n: number, createdAt: number) => Array<Wire.SseEvent>
+  readonly streamError: (sequence: number) => Wire.SseEvent
 }
 
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0")
 
 const openAiFace = (expectedKey: string | undefined): Face<OpenAiWire.OpenAiRequest> => {
-  const ids = (n: number, createdAt: number) => ({ responseId: `resp_sim${hex(n, 12)}`, messageId: `msg_sim${hex(n, 12)}`, createdAt })
+  const ids = (n: number, createdAt: number) => ({
+    responseId: `resp_sim${hex(n, 12)}`,
+    messageId: `msg_sim${hex(n, 12)}`,
+    createdAt
+  })
   return {
     dialect: "openai",
     expectedKey,
@@ -149,9 +159,9 @@ const anthropicFace = (expectedKey: string | undefined): Face<AnthropicWire.Anth
   }
 }
 
-const sseResponse = (events: ReadonlyArray<SseEvent>, headers: Record<string, string>, tail = "") =>
+const sseResponse = (events: ReadonlyArray<Wire.SseEvent>, headers: Record<string, string>, tail = "") =>
   HttpServerResponse.stream(
-    Stream.fromIterable(events).pipe(Stream.map(encodeSse), Stream.concat(Stream.make(tail)), Stream.encodeText),
+    Stream.fromIterable(events).pipe(Stream.map(Wire.encodeSse), Stream.concat(Stream.make(tail)), Stream.encodeText),
     { contentType: "text/event-stream", headers: { ...headers, "cache-control": "no-cache" } }
   )
 
@@ -164,7 +174,7 @@ const closed = (socket: Socket) =>
     return Effect.sync(() => socket.off("close", onClose))
   })
 
-const errorResponse = (error: WireError, headers: Record<string, string>) =>
+const errorResponse = (error: Wire.WireError, headers: Record<string, string>) =>
   typeof error.body === "string"
     ? HttpServerResponse.text(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
     : HttpServerResponse.unsafeJson(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
@@ -206,18 +216,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       const requestId = `req_sim${hex(n, 10)}`
       const headers = face.headers(requestId)
       const presented = face.presentedKey(request.headers)
-      if (presented === undefined || presented === "" || (face.expectedKey !== undefined && presented !== face.expectedKey)) {
+      if (
+        presented === undefined || presented === "" ||
+        (face.expectedKey !== undefined && presented !== face.expectedKey)
+      ) {
         yield* record(face.dialect, 401)
         return errorResponse(face.invalidKey(presented, requestId), headers)
       }
       const parsed = face.parse(yield* readJson)
-      if (isWireError(parsed)) {
+      if (Wire.isWireError(parsed)) {
         yield* record(face.dialect, parsed.status)
         return errorResponse(parsed, headers)
       }
       const inputTokens = Content.countTokens(parsed.prompt)
       const now = yield* Clock.currentTimeMillis
-      const admission = quotas.admit(face.dialect, presented, parsed.model, { inputTokens, maxOutputTokens: parsed.maxOutputTokens }, now)
+      const admission = quotas.admit(face.dialect, presented, parsed.model, {
+        inputTokens,
+        maxOutputTokens: parsed.maxOutputTokens
+      }, now)
       const fault = plan.next(presented) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
       const random = plan.random()
       if (random.latencyMs !== undefined && random.latencyMs > 0) yield* Effect.sleep(random.latencyMs)
@@ -242,7 +258,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           case "hang":
             yield* record(face.dialect, 0, fault.kind)
             // Hold the connection without a word until the client gives up (or the hang ends).
-            if (yield* Effect.raceFirst(Effect.as(Effect.sleep(random.hangMs ?? 600_000), false), Effect.as(closed(socket), true))) {
+            if (
+              yield* Effect.raceFirst(
+                Effect.as(Effect.sleep(random.hangMs ?? 600_000), false),
+                Effect.as(closed(socket), true)
+              )
+            ) {
               yield* clientClosed
             }
             socket.destroy()

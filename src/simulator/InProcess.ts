@@ -20,7 +20,7 @@ import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
 import * as OpenAiWire from "./OpenAiWire.js"
 import * as Quotas from "./Quotas.js"
-import type { WireError } from "./Wire.js"
+import type * as Wire from "./Wire.js"
 
 /**
  * @since 0.1.0
@@ -33,7 +33,9 @@ export interface Options {
   /** The key quotas and scripts are kept under (default `in-process`). */
   readonly apiKey?: string | undefined
   /** Called with the rate-limit headers of every answer, as an HTTP client would see them. */
-  readonly onResponse?: ((dialect: Core.Dialect, headers: Readonly<Record<string, string>>) => Effect.Effect<void>) | undefined
+  readonly onResponse?:
+    | ((dialect: Core.Dialect, headers: Readonly<Record<string, string>>) => Effect.Effect<void>)
+    | undefined
 }
 
 /**
@@ -74,7 +76,7 @@ const promptText = (prompt: Prompt.Prompt): string =>
     .join("\n\n")
 
 /** The error a real client builds from a wire answer. */
-const toAiError = (dialect: Core.Dialect, error: WireError): AiError.AiError =>
+const toAiError = (dialect: Core.Dialect, error: Wire.WireError): AiError.AiError =>
   new AiError.HttpResponseError({
     module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
     method: "inProcess",
@@ -115,7 +117,12 @@ export const make = (options: Options = {}): InProcessSimulator => {
     return tokens
   }
 
-  const answer = (dialect: Core.Dialect, model: string, maxOutputTokens: number, providerOptions: LanguageModel.ProviderOptions) =>
+  const answer = (
+    dialect: Core.Dialect,
+    model: string,
+    maxOutputTokens: number,
+    providerOptions: LanguageModel.ProviderOptions
+  ) =>
     Effect.gen(function*() {
       const n = ++sequence
       counts.requests++
@@ -126,10 +133,18 @@ export const make = (options: Options = {}): InProcessSimulator => {
         prompt: promptText(providerOptions.prompt),
         maxOutputTokens,
         stream: false,
-        ...(responseFormat.type === "json" ? { jsonSchema: Tool.getJsonSchemaFromSchemaAst(responseFormat.schema.ast) } : {})
+        ...(responseFormat.type === "json"
+          ? { jsonSchema: Tool.getJsonSchemaFromSchemaAst(responseFormat.schema.ast) }
+          : {})
       }
       const inputTokens = countPrompt(request.prompt)
-      const admission = quotas.admit(dialect, apiKey, model, { inputTokens, maxOutputTokens }, yield* Clock.currentTimeMillis)
+      const admission = quotas.admit(
+        dialect,
+        apiKey,
+        model,
+        { inputTokens, maxOutputTokens },
+        yield* Clock.currentTimeMillis
+      )
       const fault = plan.next(apiKey) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
       const latency = plan.random().latencyMs
       if (latency !== undefined && latency > 0) yield* Effect.sleep(latency)
@@ -138,7 +153,8 @@ export const make = (options: Options = {}): InProcessSimulator => {
         dialect === "openai" ? OpenAiWire.faultError(f, request) : AnthropicWire.faultError(f, request, requestId)
       if (fault !== undefined) {
         if (fault.kind === "rate_limit") counts.limited++
-        const error = render(fault) ?? { status: 500, body: { error: { type: "server_error", message: `fault ${fault.kind}` } } }
+        const error = render(fault) ??
+          { status: 500, body: { error: { type: "server_error", message: `fault ${fault.kind}` } } }
         return yield* Effect.fail(toAiError(dialect, error))
       }
       const outcome = Core.respond(request, seed, inputTokens)
@@ -163,10 +179,13 @@ export const make = (options: Options = {}): InProcessSimulator => {
     languageModel: (dialect, model, parameters) =>
       LanguageModel.make({
         generateText: (providerOptions) =>
-          Effect.map(answer(dialect, model, parameters.maxOutputTokens, providerOptions), (reply): Array<Response.PartEncoded> => [
-            { type: "text", text: reply.text },
-            { type: "finish", reason: reason(reply), usage: usage(reply) }
-          ]),
+          Effect.map(
+            answer(dialect, model, parameters.maxOutputTokens, providerOptions),
+            (reply): Array<Response.PartEncoded> => [
+              { type: "text", text: reply.text },
+              { type: "finish", reason: reason(reply), usage: usage(reply) }
+            ]
+          ),
         streamText: (providerOptions) =>
           Stream.unwrap(
             Effect.map(answer(dialect, model, parameters.maxOutputTokens, providerOptions), (reply) =>

@@ -1,20 +1,19 @@
 /**
  * The OpenAI Responses API on the wire (`POST /v1/responses`): reading requests, writing responses, SSE
- * events and error bodies exactly as OpenAI does (see WIRE.md).
+ * events and error bodies exactly as OpenAI does (see `docs/provider-wire.md`).
  *
  * @since 0.1.0
  */
-import type { SimFault, SimReply, SimRequest } from "./Core.js"
-import { contextWindowOf, deltas } from "./Core.js"
-import { type Fault, retryHeaders } from "./Faults.js"
-import { type SseEvent, type WireError, isRecord, textOf } from "./Wire.js"
+import * as Core from "./Core.js"
+import * as Faults from "./Faults.js"
+import * as Wire from "./Wire.js"
 
 /**
  * A request as read, with the output format to echo back.
  *
  * @since 0.1.0
  */
-export interface OpenAiRequest extends SimRequest {
+export interface OpenAiRequest extends Core.SimRequest {
   readonly textFormat: unknown
 }
 
@@ -23,16 +22,21 @@ export interface OpenAiRequest extends SimRequest {
  *
  * @since 0.1.0
  */
-export const parseRequest = (body: unknown): OpenAiRequest | WireError => {
-  if (!isRecord(body)) return invalid("Request body must be a JSON object.", null)
-  if (typeof body.model !== "string" || body.model === "") return invalid("Missing required parameter: 'model'.", "model")
+export const parseRequest = (body: unknown): OpenAiRequest | Wire.WireError => {
+  if (!Wire.isRecord(body)) return invalid("Request body must be a JSON object.", null)
+  if (typeof body.model !== "string" || body.model === "") {
+    return invalid("Missing required parameter: 'model'.", "model")
+  }
   if (body.input === undefined) return invalid("Missing required parameter: 'input'.", "input")
   const maxOutputTokens = body.max_output_tokens ?? 4_096
   if (typeof maxOutputTokens !== "number" || !Number.isInteger(maxOutputTokens) || maxOutputTokens < 16) {
-    return invalid("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.", "max_output_tokens")
+    return invalid(
+      "Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16.",
+      "max_output_tokens"
+    )
   }
-  const format = isRecord(body.text) && isRecord(body.text.format) ? body.text.format : undefined
-  const prompt = [textOf(body.instructions), textOf(body.input)].filter((t) => t !== "").join("\n\n")
+  const format = Wire.isRecord(body.text) && Wire.isRecord(body.text.format) ? body.text.format : undefined
+  const prompt = [Wire.textOf(body.instructions), Wire.textOf(body.input)].filter((t) => t !== "").join("\n\n")
   return {
     dialect: "openai",
     model: body.model,
@@ -44,7 +48,7 @@ export const parseRequest = (body: unknown): OpenAiRequest | WireError => {
   }
 }
 
-const invalid = (message: string, param: string | null): WireError => ({
+const invalid = (message: string, param: string | null): Wire.WireError => ({
   status: 400,
   body: { error: { message, type: "invalid_request_error", param, code: null } }
 })
@@ -54,7 +58,7 @@ const invalid = (message: string, param: string | null): WireError => ({
  *
  * @since 0.1.0
  */
-export const invalidApiKey = (presented: string | undefined): WireError => {
+export const invalidApiKey = (presented: string | undefined): Wire.WireError => {
   const masked = presented === undefined || presented.length < 8
     ? "(none)"
     : `${presented.slice(0, 3)}${"*".repeat(Math.min(presented.length - 7, 20))}${presented.slice(-4)}`
@@ -62,7 +66,8 @@ export const invalidApiKey = (presented: string | undefined): WireError => {
     status: 401,
     body: {
       error: {
-        message: `Incorrect API key provided: ${masked}. You can find your API key at https://platform.openai.com/account/api-keys.`,
+        message:
+          `Incorrect API key provided: ${masked}. You can find your API key at https://platform.openai.com/account/api-keys.`,
         type: "invalid_request_error",
         param: null,
         code: "invalid_api_key"
@@ -71,15 +76,23 @@ export const invalidApiKey = (presented: string | undefined): WireError => {
   }
 }
 
-const openAiError = (status: number, type: string, code: string | null, message: string, headers: Record<string, string> = {}, param: string | null = null): WireError => ({
+const openAiError = (
+  status: number,
+  type: string,
+  code: string | null,
+  message: string,
+  headers: Record<string, string> = {},
+  param: string | null = null
+): Wire.WireError => ({
   status,
   body: { error: { message, type, param, code } },
   headers
 })
 
-const html = (status: number, title: string): WireError => ({
+const html = (status: number, title: string): Wire.WireError => ({
   status,
-  body: `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n</body>\r\n</html>\r\n`,
+  body:
+    `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n</body>\r\n</html>\r\n`,
   headers: { "content-type": "text/html" }
 })
 
@@ -89,7 +102,10 @@ const html = (status: number, title: string): WireError => ({
  *
  * @since 0.1.0
  */
-export const faultError = (fault: Fault | SimFault, request: SimRequest): WireError | undefined => {
+export const faultError = (
+  fault: Faults.Fault | Core.SimFault,
+  request: Core.SimRequest
+): Wire.WireError | undefined => {
   if ("_tag" in fault) {
     return openAiError(
       400,
@@ -100,25 +116,59 @@ export const faultError = (fault: Fault | SimFault, request: SimRequest): WireEr
       "input"
     )
   }
-  const retry = retryHeaders(fault)
+  const retry = Faults.retryHeaders(fault)
   switch (fault.kind) {
     case "rate_limit": {
       const seconds = ((fault.retryAfterMs ?? 1_000) / 1_000).toFixed(3).replace(/\.?0+$/, "")
       const quota = fault.quota ?? { bucket: "requests", limit: 60, used: 60, requested: 1 }
       const tokens = quota.bucket !== "requests"
       const on = tokens ? "tokens per min (TPM)" : "requests per min (RPM)"
-      return openAiError(429, tokens ? "tokens" : "requests", "rate_limit_exceeded", `Rate limit reached for ${request.model} in organization org-simulator on ${on}: Limit ${quota.limit}, Used ${quota.used}, Requested ${quota.requested}. Please try again in ${seconds}s. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
+      return openAiError(
+        429,
+        tokens ? "tokens" : "requests",
+        "rate_limit_exceeded",
+        `Rate limit reached for ${request.model} in organization org-simulator on ${on}: Limit ${quota.limit}, Used ${quota.used}, Requested ${quota.requested}. Please try again in ${seconds}s. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+        retry
+      )
     }
     case "insufficient_quota":
-      return openAiError(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.", retry)
+      return openAiError(
+        429,
+        "insufficient_quota",
+        "insufficient_quota",
+        "You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        retry
+      )
     case "request_too_large":
-      return openAiError(429, "tokens", "rate_limit_exceeded", `Request too large for ${request.model} in organization org-simulator on tokens per min (TPM): Limit ${fault.quota?.limit ?? 30_000}, Requested ${fault.quota?.requested ?? 30_000 + request.maxOutputTokens}. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.`, retry)
+      return openAiError(
+        429,
+        "tokens",
+        "rate_limit_exceeded",
+        `Request too large for ${request.model} in organization org-simulator on tokens per min (TPM): Limit ${
+          fault.quota?.limit ?? 30_000
+        }, Requested ${
+          fault.quota?.requested ?? 30_000 + request.maxOutputTokens
+        }. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+        retry
+      )
     case "server_error":
-      return openAiError(500, "server_error", null, "The server had an error processing your request. Sorry about that! You can retry your request, or contact us through our help center if you keep seeing this error.", retry)
+      return openAiError(
+        500,
+        "server_error",
+        null,
+        "The server had an error processing your request. Sorry about that! You can retry your request, or contact us through our help center if you keep seeing this error.",
+        retry
+      )
     case "bad_gateway":
       return html(502, "502 Bad Gateway")
     case "unavailable":
-      return openAiError(503, "server_error", null, "The engine is currently overloaded, please try again later.", retry)
+      return openAiError(
+        503,
+        "server_error",
+        null,
+        "The engine is currently overloaded, please try again later.",
+        retry
+      )
     case "overloaded":
       return openAiError(529, "server_error", null, "Overloaded", { "x-should-retry": "true", ...retry })
     case "gateway_timeout":
@@ -126,9 +176,20 @@ export const faultError = (fault: Fault | SimFault, request: SimRequest): WireEr
     case "auth":
       return invalidApiKey(undefined)
     case "invalid_request":
-      return openAiError(400, "invalid_request_error", "invalid_value", "Invalid value for 'temperature': expected a number between 0 and 2.", {}, "temperature")
+      return openAiError(
+        400,
+        "invalid_request_error",
+        "invalid_value",
+        "Invalid value for 'temperature': expected a number between 0 and 2.",
+        {},
+        "temperature"
+      )
     case "context_length":
-      return faultError({ _tag: "ContextTooLong", promptTokens: contextWindowOf(request.model) + 1_000, contextWindow: contextWindowOf(request.model) }, request)
+      return faultError({
+        _tag: "ContextTooLong",
+        promptTokens: Core.contextWindowOf(request.model) + 1_000,
+        contextWindow: Core.contextWindowOf(request.model)
+      }, request)
     case "hang":
     case "reset":
     case "malformed_json":
@@ -143,12 +204,17 @@ export const faultError = (fault: Fault | SimFault, request: SimRequest): WireEr
  *
  * @since 0.1.0
  */
-export const streamErrorEvent = (sequence: number): SseEvent => ({
+export const streamErrorEvent = (sequence: number): Wire.SseEvent => ({
   event: "error",
   data: {
     type: "error",
     sequence_number: sequence,
-    error: { type: "server_error", code: "server_error", message: "The server had an error while processing your request. Sorry about that!", param: null }
+    error: {
+      type: "server_error",
+      code: "server_error",
+      message: "The server had an error while processing your request. Sorry about that!",
+      param: null
+    }
   }
 })
 
@@ -163,7 +229,7 @@ export interface ResponseIds {
   readonly createdAt: number
 }
 
-const message = (reply: SimReply, ids: ResponseIds, status: "in_progress" | "completed") => ({
+const message = (reply: Core.SimReply, ids: ResponseIds, status: "in_progress" | "completed") => ({
   id: ids.messageId,
   type: "message",
   status,
@@ -180,7 +246,7 @@ const outputText = (text: string) => ({ type: "output_text", text, annotations: 
  */
 export const responseObject = (
   request: OpenAiRequest,
-  reply: SimReply,
+  reply: Core.SimReply,
   ids: ResponseIds,
   state: "in_progress" | "final"
 ) => {
@@ -225,14 +291,16 @@ export const responseObject = (
  *
  * @since 0.1.0
  */
-export const streamEvents = (request: OpenAiRequest, reply: SimReply, ids: ResponseIds): Array<SseEvent> => {
+export const streamEvents = (request: OpenAiRequest, reply: Core.SimReply, ids: ResponseIds): Array<Wire.SseEvent> => {
   const events: Array<Record<string, unknown>> = []
   const item = { item_id: ids.messageId, output_index: 0, content_index: 0 }
   events.push({ type: "response.created", response: responseObject(request, reply, ids, "in_progress") })
   events.push({ type: "response.in_progress", response: responseObject(request, reply, ids, "in_progress") })
   events.push({ type: "response.output_item.added", output_index: 0, item: message(reply, ids, "in_progress") })
   events.push({ type: "response.content_part.added", ...item, part: outputText("") })
-  for (const delta of deltas(reply.text)) events.push({ type: "response.output_text.delta", ...item, delta, logprobs: [] })
+  for (const delta of Core.deltas(reply.text)) {
+    events.push({ type: "response.output_text.delta", ...item, delta, logprobs: [] })
+  }
   events.push({ type: "response.output_text.done", ...item, text: reply.text, logprobs: [] })
   events.push({ type: "response.content_part.done", ...item, part: outputText(reply.text) })
   events.push({ type: "response.output_item.done", output_index: 0, item: message(reply, ids, "completed") })

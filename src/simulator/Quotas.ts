@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import type { Dialect } from "./Core.js"
+import type * as Core from "./Core.js"
 
 /**
  * @since 0.1.0
@@ -73,7 +73,11 @@ const rfc3339 = (millis: number) => new Date(millis).toISOString().replace(/\.\d
  * @since 0.1.0
  */
 export type Admission =
-  | { readonly _tag: "Admitted"; readonly headers: Record<string, string>; readonly settle: (outputTokens: number, now: number) => void }
+  | {
+    readonly _tag: "Admitted"
+    readonly headers: Record<string, string>
+    readonly settle: (outputTokens: number, now: number) => void
+  }
   | {
     readonly _tag: "Limited"
     readonly headers: Record<string, string>
@@ -92,7 +96,7 @@ export type Admission =
  */
 export interface Quotas {
   readonly admit: (
-    dialect: Dialect,
+    dialect: Core.Dialect,
     apiKey: string,
     model: string,
     usage: { readonly inputTokens: number; readonly maxOutputTokens: number },
@@ -117,7 +121,12 @@ export const make = (options: QuotaOptions): Quotas => {
     return b
   }
 
-  const openai = (quota: OpenAiQuota, key: string, usage: { inputTokens: number; maxOutputTokens: number }, now: number): Admission => {
+  const openai = (
+    quota: OpenAiQuota,
+    key: string,
+    usage: { inputTokens: number; maxOutputTokens: number },
+    now: number
+  ): Admission => {
     const requests = bucket(`${key}:rpm`, quota.requestsPerMinute, now)
     const tokens = bucket(`${key}:tpm`, quota.tokensPerMinute, now)
     const wanted = usage.inputTokens + usage.maxOutputTokens
@@ -136,7 +145,11 @@ export const make = (options: QuotaOptions): Quotas => {
       const retryAfterMs = Math.max(requestWait, tokenWait)
       return {
         _tag: "Limited",
-        headers: { ...headers(), "retry-after-ms": String(retryAfterMs), "retry-after": String(Math.ceil(retryAfterMs / 1_000)) },
+        headers: {
+          ...headers(),
+          "retry-after-ms": String(retryAfterMs),
+          "retry-after": String(Math.ceil(retryAfterMs / 1_000))
+        },
         retryAfterMs,
         bucket: byTokens ? "tokens" : "requests",
         limit: byTokens ? quota.tokensPerMinute : quota.requestsPerMinute,
@@ -154,7 +167,12 @@ export const make = (options: QuotaOptions): Quotas => {
     }
   }
 
-  const anthropic = (quota: AnthropicQuota, key: string, usage: { inputTokens: number; maxOutputTokens: number }, now: number): Admission => {
+  const anthropic = (
+    quota: AnthropicQuota,
+    key: string,
+    usage: { inputTokens: number; maxOutputTokens: number },
+    now: number
+  ): Admission => {
     const requests = bucket(`${key}:rpm`, quota.requestsPerMinute, now)
     const input = bucket(`${key}:itpm`, quota.inputTokensPerMinute, now)
     const output = bucket(`${key}:otpm`, quota.outputTokensPerMinute, now)
@@ -173,7 +191,13 @@ export const make = (options: QuotaOptions): Quotas => {
     const waits = [
       ["requests", waitFor(requests, 1), quota.requestsPerMinute, requests, 1],
       ["input tokens", waitFor(input, usage.inputTokens), quota.inputTokensPerMinute, input, usage.inputTokens],
-      ["output tokens", waitFor(output, usage.maxOutputTokens), quota.outputTokensPerMinute, output, usage.maxOutputTokens]
+      [
+        "output tokens",
+        waitFor(output, usage.maxOutputTokens),
+        quota.outputTokensPerMinute,
+        output,
+        usage.maxOutputTokens
+      ]
     ] as const
     const worst = [...waits].sort((a, b) => b[1] - a[1])[0]!
     if (worst[1] > 0) {
@@ -205,9 +229,13 @@ export const make = (options: QuotaOptions): Quotas => {
     admit: (dialect, apiKey, model, usage, now) => {
       const key = `${apiKey}:${model}`
       if (dialect === "openai") {
-        return options.openai === undefined ? { _tag: "Admitted", headers: {}, settle: () => undefined } : openai(options.openai, key, usage, now)
+        return options.openai === undefined
+          ? { _tag: "Admitted", headers: {}, settle: () => undefined }
+          : openai(options.openai, key, usage, now)
       }
-      return options.anthropic === undefined ? { _tag: "Admitted", headers: {}, settle: () => undefined } : anthropic(options.anthropic, key, usage, now)
+      return options.anthropic === undefined
+        ? { _tag: "Admitted", headers: {}, settle: () => undefined }
+        : anthropic(options.anthropic, key, usage, now)
     }
   }
 }

@@ -33,7 +33,8 @@ export const isWireError = (u: unknown): u is WireError => isRecord(u) && typeof
 /**
  * @since 0.1.0
  */
-export const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+export const isRecord = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
 
 /**
  * All the text in message content of either dialect: a string, content parts (`text`, `input_text`,

@@ -2,9 +2,9 @@
  * A whole SSE stream written in one piece (as a fast provider or a buffering proxy delivers it): the providers'
  * clients get it in bounded pieces, and characters split across pieces come out whole.
  */
-import { expect, it } from "@effect/vitest"
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
@@ -26,28 +26,55 @@ const oneChunkServer = Effect.acquireRelease(
       request.on("end", () => {
         const parsed = OpenAiWire.parseRequest(JSON.parse(body))
         if (!("prompt" in parsed)) return response.writeHead(400).end()
-        const reply = { _tag: "Reply" as const, text, object: undefined, inputTokens: 10, outputTokens: 3_000, stopReason: "end" as const }
-        const events = OpenAiWire.streamEvents(parsed, reply, { responseId: "resp_1", messageId: "msg_1", createdAt: 0 })
+        const reply = {
+          _tag: "Reply" as const,
+          text,
+          object: undefined,
+          inputTokens: 10,
+          outputTokens: 3_000,
+          stopReason: "end" as const
+        }
+        const events = OpenAiWire.streamEvents(parsed, reply, {
+          responseId: "resp_1",
+          messageId: "msg_1",
+          createdAt: 0
+        })
         response.writeHead(200, { "content-type": "text/event-stream" })
         response.end(events.map(encodeSse).join(""))
       })
     })
-    server.listen(0, "127.0.0.1", () =>
-      resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, close: () => server.close() })))
+    server.listen(
+      0,
+      "127.0.0.1",
+      () =>
+        resume(Effect.succeed({
+          url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+          close: () => server.close()
+        }))
+    )
   }),
   (server) => Effect.sync(server.close)
 )
 
-it.scopedLive("a stream written in one piece arrives whole, multi-byte characters included", () =>
-  Effect.gen(function*() {
-    const server = yield* oneChunkServer
-    const providers = yield* Providers.make({ openai: { apiKey: Redacted.make("sk-chunks-0123456789"), baseUrl: server.url } })
-    const model = yield* providers.languageModel("openai", "gpt-4.1-mini", { maxOutputTokens: 4_000, temperature: undefined })
-    let received = ""
-    yield* LanguageModel.streamText({ prompt: "Tell it all" }).pipe(
-      Stream.runForEach((part) => Effect.sync(() => (received += part.type === "text-delta" ? part.delta : ""))),
-      Effect.provideService(LanguageModel.LanguageModel, model)
-    )
-    expect(received.length).toBe(text.length)
-    expect(received).toBe(text)
-  }).pipe(Effect.provide(NodeHttpClient.layerUndici)), 30_000)
+it.scopedLive(
+  "a stream written in one piece arrives whole, multi-byte characters included",
+  () =>
+    Effect.gen(function*() {
+      const server = yield* oneChunkServer
+      const providers = yield* Providers.make({
+        openai: { apiKey: Redacted.make("sk-chunks-0123456789"), baseUrl: server.url }
+      })
+      const model = yield* providers.languageModel("openai", "gpt-4.1-mini", {
+        maxOutputTokens: 4_000,
+        temperature: undefined
+      })
+      let received = ""
+      yield* LanguageModel.streamText({ prompt: "Tell it all" }).pipe(
+        Stream.runForEach((part) => Effect.sync(() => (received += part.type === "text-delta" ? part.delta : ""))),
+        Effect.provideService(LanguageModel.LanguageModel, model)
+      )
+      expect(received.length).toBe(text.length)
+      expect(received).toBe(text)
+    }).pipe(Effect.provide(NodeHttpClient.layerUndici)),
+  30_000
+)

@@ -3,9 +3,9 @@
  * simulator's scripted faults, through the whole engine (the seed's §6 integration tests among them). Delays
  * are configured short: these run on the wall clock.
  */
-import { describe, expect, it } from "@effect/vitest"
-import type * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -41,13 +41,20 @@ const scriptedEngine = (provider: ProviderName, steps: ReadonlyArray<ScriptStep>
     return { engine, attempts }
   })
 
-const request = (provider: ProviderName) => ({ projectId: "novel", userPrompt: "What happens at the Drowned Bell?", provider })
+const request = (provider: ProviderName) => ({
+  projectId: "novel",
+  userPrompt: "What happens at the Drowned Bell?",
+  provider
+})
 
 const collect = (stream: Stream.Stream<GenerationEvent, unknown>) =>
   Effect.map(Stream.runCollect(stream), (chunk) => [...chunk])
 
 /** Each test on its own simulator, on the wall clock. */
-const live = (name: string, body: () => Effect.Effect<void, unknown, GatewaySimulator.GatewaySimulator | HttpClient.HttpClient | Scope.Scope>) =>
+const live = (
+  name: string,
+  body: () => Effect.Effect<void, unknown, GatewaySimulator.GatewaySimulator | HttpClient.HttpClient | Scope.Scope>
+) =>
   it.scopedLive(name, () => Effect.provide(body(), Layer.merge(GatewaySimulator.layer(), NodeHttpClient.layerUndici)))
 
 describe("faults over HTTP", () => {
@@ -79,16 +86,19 @@ describe("faults over HTTP", () => {
 
   for (const provider of ["openai", "anthropic"] as const) {
     describe(provider, () => {
-      live("retries an error event that arrives mid-stream, and keeps its partial text out of the result", () =>
-        Effect.gen(function*() {
-          const { attempts, engine } = yield* scriptedEngine(provider, ["stream_error", "ok"])
-          const events = yield* collect(engine.generateStream(request(provider)))
-          const last = events.at(-1)
-          expect(yield* attempts).toBe(2)
-          expect(events.some((e) => e._tag === "Retrying" && e.errorType === "server_error")).toBe(true)
-          expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
-          expect(last?._tag === "Completed" && last.result.retryCount).toBe(1)
-        }))
+      live(
+        "retries an error event that arrives mid-stream, and keeps its partial text out of the result",
+        () =>
+          Effect.gen(function*() {
+            const { attempts, engine } = yield* scriptedEngine(provider, ["stream_error", "ok"])
+            const events = yield* collect(engine.generateStream(request(provider)))
+            const last = events.at(-1)
+            expect(yield* attempts).toBe(2)
+            expect(events.some((e) => e._tag === "Retrying" && e.errorType === "server_error")).toBe(true)
+            expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
+            expect(last?._tag === "Completed" && last.result.retryCount).toBe(1)
+          })
+      )
 
       live("retries a connection reset as a network error", () =>
         Effect.gen(function*() {
@@ -149,7 +159,12 @@ describe("faults over HTTP", () => {
 
       live("retries 529 overloaded, and 502 and 503 from the gateway", () =>
         Effect.gen(function*() {
-          const { attempts, engine } = yield* scriptedEngine(provider, ["overloaded", "bad_gateway", "unavailable", "ok"])
+          const { attempts, engine } = yield* scriptedEngine(provider, [
+            "overloaded",
+            "bad_gateway",
+            "unavailable",
+            "ok"
+          ])
           const result = yield* engine.generate(request(provider))
           expect(yield* attempts).toBe(4)
           expect(result.isTemplate).toBe(false)

@@ -10,10 +10,13 @@ import * as Effect from "effect/Effect"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import { randomUUID } from "node:crypto"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
+import * as ProviderRateLimiterRedis from "../../src/ProviderRateLimiter/Redis.js"
 
 const redisUrl = process.env.REDIS_URL
 if (redisUrl === undefined) {
-  if (process.env.CI === "true") throw new Error("REDIS_URL is not set: CI must start a Redis server for the Redis suite")
+  if (process.env.CI === "true") {
+    throw new Error("REDIS_URL is not set: CI must start a Redis server for the Redis suite")
+  }
   console.warn("REDIS_URL is not set: the Redis rate limiter suite is skipped (CI runs it)")
 }
 
@@ -32,8 +35,8 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
         redis: { host: url.hostname, port: Number(url.port || 6379) }
       }
       const runtimes = [
-        ManagedRuntime.make(ProviderRateLimiter.layerRedis(options)),
-        ManagedRuntime.make(ProviderRateLimiter.layerRedis(options))
+        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options)),
+        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options))
       ]
       const start = yield* Clock.currentTimeMillis
       /** One instance admitting as fast as it is let, until the window is over. */
@@ -43,7 +46,9 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
             const limiter = yield* ProviderRateLimiter.ProviderRateLimiter
             let admitted = 0
             yield* Effect.forEach(Array.from({ length: 200 }), () =>
-              Effect.scoped(limiter.admit({ provider: "openai", model: "gpt-4.1" }, { inputTokens: 1, outputTokens: 1 })).pipe(
+              Effect.scoped(
+                limiter.admit({ provider: "openai", model: "gpt-4.1" }, { inputTokens: 1, outputTokens: 1 })
+              ).pipe(
                 Effect.flatMap(() => Clock.currentTimeMillis),
                 Effect.tap((now) => Effect.sync(() => now - start <= seconds * 1_000 && admitted++)),
                 Effect.ignore

@@ -2,8 +2,8 @@
  * Keys never leak: generations with keys set, through every kind of failure, at debug log level; the logs,
  * the errors (JSON, inspect, message), the events, the metrics and the spans are searched for the keys.
  */
-import { describe, expect, it } from "@effect/vitest"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { describe, expect, it } from "@effect/vitest"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -15,7 +15,7 @@ import { inspect } from "node:util"
 import * as RetryPolicy from "../../src/RetryPolicy.js"
 import { type FaultKind, faultKinds } from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
-import * as Telemetry from "../../src/Telemetry.js"
+import * as OpenTelemetry from "../../src/Telemetry/OpenTelemetry.js"
 import { engineOverSimulator } from "../utils/simulated.js"
 
 const keys = { openai: "sk-proj-SECRETopenai0123456789abcdef", anthropic: "sk-ant-api03-SECRETanthropic0123456789" }
@@ -46,18 +46,30 @@ describe("secrets", () => {
           yield* simulator.script(keys[provider], [kind])
           const request = { projectId: "novel", userPrompt: `What happens next? (${kind})`, provider }
           const plain = yield* Effect.either(engine.generate(request, { useFallback: false }))
-          if (plain._tag === "Left") seen.push(JSON.stringify(plain.left), inspect(plain.left, { depth: 8 }), plain.left.message, String(plain.left))
-          else seen.push(JSON.stringify(plain.right))
+          if (plain._tag === "Left") {
+            seen.push(
+              JSON.stringify(plain.left),
+              inspect(plain.left, { depth: 8 }),
+              plain.left.message,
+              String(plain.left)
+            )
+          } else seen.push(JSON.stringify(plain.right))
           yield* simulator.script(keys[provider], [kind])
           yield* engine.generateStream(request, { useFallback: true }).pipe(
             Stream.runForEach((event) => Effect.sync(() => seen.push(JSON.stringify(event)))),
-            Effect.catchAll((error) => Effect.sync(() => seen.push(JSON.stringify(error), inspect(error, { depth: 8 }), error.message)))
+            Effect.catchAll((error) =>
+              Effect.sync(() => seen.push(JSON.stringify(error), inspect(error, { depth: 8 }), error.message))
+            )
           )
         }
       }
       const metrics = yield* Metric.snapshot
       seen.push(inspect(metrics, { depth: 8 }))
-      seen.push(...exporter.getFinishedSpans().map((span) => JSON.stringify({ name: span.name, attributes: span.attributes, events: span.events })))
+      seen.push(
+        ...exporter.getFinishedSpans().map((span) =>
+          JSON.stringify({ name: span.name, attributes: span.attributes, events: span.events })
+        )
+      )
       seen.push(...logs)
       expect(seen.length).toBeGreaterThan(100)
       expect(logs.some((line) => line.includes("Prompt"))).toBe(true)
@@ -71,7 +83,7 @@ describe("secrets", () => {
       expect(leaks).toEqual([])
     }).pipe(
       Effect.provide(Layer.mergeAll(GatewaySimulator.layer({ apiKeys: keys }), NodeHttpClient.layerUndici)),
-      Effect.provide(Telemetry.layerOpenTelemetry(new SimpleSpanProcessor(exporter))),
+      Effect.provide(OpenTelemetry.layer(new SimpleSpanProcessor(exporter))),
       Effect.provide(Logger.replace(Logger.defaultLogger, captured)),
       Logger.withMinimumLogLevel(LogLevel.Debug)
     )

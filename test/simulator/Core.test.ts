@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
-import * as Schema from "effect/Schema"
 import * as JSONSchema from "effect/JSONSchema"
+import * as Schema from "effect/Schema"
 import { PlotOutline } from "../../src/Domain.js"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as PromptBuilder from "../../src/PromptBuilder.js"
@@ -31,7 +31,9 @@ describe("Content.castOf", () => {
   })
 
   it("falls back to the capitalised names of a plain prompt", () => {
-    expect(Content.castOf("A story about Anna Karenina and Count Vronsky in Moscow").characters).toContain("Anna Karenina")
+    expect(Content.castOf("A story about Anna Karenina and Count Vronsky in Moscow").characters).toContain(
+      "Anna Karenina"
+    )
   })
 })
 
@@ -45,7 +47,9 @@ describe("Core.respond", () => {
     for (let seed = 0; seed < 25; seed++) {
       const reply = Core.respond(simRequest(), seed)
       expect(reply._tag).toBe("Reply")
-      if (reply._tag === "Reply") expect(Either.isRight(Schema.decodeUnknownEither(PlotOutline)(reply.object))).toBe(true)
+      if (reply._tag === "Reply") {
+        expect(Either.isRight(Schema.decodeUnknownEither(PlotOutline)(reply.object))).toBe(true)
+      }
     }
   })
 
@@ -59,12 +63,22 @@ describe("Core.respond", () => {
     const outline = reply._tag === "Reply" ? Schema.decodeUnknownSync(PlotOutline)(reply.object) : undefined
     const beat = outline!.acts[0]!.beats[0]!
     for (const name of beat.characters) expect(beat.summary).toContain(name)
-    expect(["Saltmarsh Light", "Greyhaven Harbour", "The Drowned Bell", "Netmender's Row", "The Teeth", "St. Brendan's Church"])
+    expect([
+      "Saltmarsh Light",
+      "Greyhaven Harbour",
+      "The Drowned Bell",
+      "Netmender's Row",
+      "The Teeth",
+      "St. Brendan's Church"
+    ])
       .toContain(beat.location)
   })
 
   it("keeps within the output limit", () => {
-    const reply = Core.respond(simRequest({ jsonSchema: undefined, prompt: "Tell a long story about Mara.", maxOutputTokens: 100 }), 1)
+    const reply = Core.respond(
+      simRequest({ jsonSchema: undefined, prompt: "Tell a long story about Mara.", maxOutputTokens: 100 }),
+      1
+    )
     expect(reply._tag === "Reply" && reply.outputTokens).toBeLessThanOrEqual(100)
   })
 

@@ -17,7 +17,10 @@ describe("Faults.makePlan", () => {
 
   it("draws random faults at their rates, reproducibly for a seed", () => {
     const draw = (seed: number) => {
-      const plan = Faults.makePlan(seed, { rates: { rate_limit: 0.1, server_error: 0.05, reset: 0.02 }, rateLimitRetryAfterMs: 250 })
+      const plan = Faults.makePlan(seed, {
+        rates: { rate_limit: 0.1, server_error: 0.05, reset: 0.02 },
+        rateLimitRetryAfterMs: 250
+      })
       return Array.from({ length: 20_000 }, () => plan.next("k"))
     }
     const faults = draw(7)
@@ -33,7 +36,9 @@ describe("Faults.makePlan", () => {
 describe("parseFaultRates (the simulate command's --faults)", () => {
   it("reads rates and rejects what is not one", async () => {
     const { parseFaultRates } = await import("../../src/cli/Cli.js")
-    expect(parseFaultRates("rate_limit=0.1, server_error=0.05")).toEqual(Either.right({ rate_limit: 0.1, server_error: 0.05 }))
+    expect(parseFaultRates("rate_limit=0.1, server_error=0.05")).toEqual(
+      Either.right({ rate_limit: 0.1, server_error: 0.05 })
+    )
     expect(parseFaultRates("")).toEqual(Either.right({}))
     expect(Either.isLeft(parseFaultRates("bogus=0.1"))).toBe(true)
     expect(Either.isLeft(parseFaultRates("reset=2"))).toBe(true)

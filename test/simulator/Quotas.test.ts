@@ -1,11 +1,13 @@
-import { describe, expect, it } from "@effect/vitest"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
+import * as Alerts from "../../src/Alerts.js"
 import * as PlotGeneration from "../../src/PlotGeneration.js"
 import * as ProjectContextStore from "../../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
 import * as Providers from "../../src/Providers.js"
 import * as Core from "../../src/simulator/Core.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
@@ -16,7 +18,8 @@ import { sampleProject } from "../utils/fixtures.js"
 describe("Quotas", () => {
   it("admits OpenAI-style requests while both buckets hold them, with the real headers", () => {
     const quotas = Quotas.make({ openai: { requestsPerMinute: 2, tokensPerMinute: 10_000 } })
-    const ask = (now: number) => quotas.admit("openai", "k", "gpt-4.1", { inputTokens: 1_000, maxOutputTokens: 1_000 }, now)
+    const ask = (now: number) =>
+      quotas.admit("openai", "k", "gpt-4.1", { inputTokens: 1_000, maxOutputTokens: 1_000 }, now)
     const first = ask(0)
     expect(first._tag).toBe("Admitted")
     expect(first.headers).toMatchObject({
@@ -29,17 +32,26 @@ describe("Quotas", () => {
     })
     expect(ask(0)._tag).toBe("Admitted")
     const third = ask(0)
-    expect(third._tag === "Limited" && [third.bucket, third.retryAfterMs, third.headers["retry-after-ms"]]).toEqual(["requests", 30_000, "30000"])
+    expect(third._tag === "Limited" && [third.bucket, third.retryAfterMs, third.headers["retry-after-ms"]]).toEqual([
+      "requests",
+      30_000,
+      "30000"
+    ])
     expect(ask(30_000)._tag).toBe("Admitted")
   })
 
   it("counts Anthropic output at max_tokens, then corrects it with what was written", () => {
-    const quotas = Quotas.make({ anthropic: { requestsPerMinute: 100, inputTokensPerMinute: 100_000, outputTokensPerMinute: 1_000 } })
+    const quotas = Quotas.make({
+      anthropic: { requestsPerMinute: 100, inputTokensPerMinute: 100_000, outputTokensPerMinute: 1_000 }
+    })
     const ask = () => quotas.admit("anthropic", "k", "claude-sonnet-4-5", { inputTokens: 100, maxOutputTokens: 800 }, 0)
     const first = ask()
     expect(first._tag).toBe("Admitted")
     const limited = ask()
-    expect(limited._tag === "Limited" && [limited.bucket, limited.headers["retry-after"]]).toEqual(["output tokens", "36"])
+    expect(limited._tag === "Limited" && [limited.bucket, limited.headers["retry-after"]]).toEqual([
+      "output tokens",
+      "36"
+    ])
     if (first._tag === "Admitted") first.settle(100, 0)
     expect(ask()._tag).toBe("Admitted")
   })
@@ -51,7 +63,8 @@ describe("Quotas", () => {
   })
 
   it("writes resets as Go durations", () => {
-    expect([Quotas.goDuration(20), Quotas.goDuration(1_000), Quotas.goDuration(360_000), Quotas.goDuration(61_500)]).toEqual(["20ms", "1s", "6m0s", "1m1.5s"])
+    expect([Quotas.goDuration(20), Quotas.goDuration(1_000), Quotas.goDuration(360_000), Quotas.goDuration(61_500)])
+      .toEqual(["20ms", "1s", "6m0s", "1m1.5s"])
   })
 })
 
@@ -74,7 +87,14 @@ describe("the HTTP face with quotas", () => {
       expect(limited.status).toBe(429)
       expect(Number(limited.headers.get("retry-after-ms"))).toBeGreaterThan(59_000)
       expect((yield* Effect.promise(() => limited.json())).error.code).toBe("rate_limit_exceeded")
-    }).pipe(Effect.provide(Layer.merge(GatewaySimulator.layer({ quotas: { openai: { requestsPerMinute: 1, tokensPerMinute: 100_000 } } }), NodeHttpClient.layerUndici))))
+    }).pipe(
+      Effect.provide(
+        Layer.merge(
+          GatewaySimulator.layer({ quotas: { openai: { requestsPerMinute: 1, tokensPerMinute: 100_000 } } }),
+          NodeHttpClient.layerUndici
+        )
+      )
+    ))
 })
 
 describe("the in-process face", () => {
@@ -82,7 +102,12 @@ describe("the in-process face", () => {
     const simulator = InProcess.make({ quotas: { openai: { requestsPerMinute: 1, tokensPerMinute: 1_000_000 } } })
     return Effect.gen(function*() {
       const engine = yield* PlotGeneration.PlotGeneration
-      const request = { projectId: "novel", userPrompt: "What happens next?", provider: "openai" as const, model: "gpt-4.1" }
+      const request = {
+        projectId: "novel",
+        userPrompt: "What happens next?",
+        provider: "openai" as const,
+        model: "gpt-4.1"
+      }
       const first = yield* engine.generate(request)
       const second = yield* Effect.fork(engine.generate(request))
       yield* TestClock.adjust("2 minutes")
@@ -95,8 +120,12 @@ describe("the in-process face", () => {
       expect(simulator.counts).toMatchObject({ requests: 3, limited: 1 })
     }).pipe(Effect.provide(
       PlotGeneration.layer().pipe(
-        Layer.provide(Providers.layerModels({ openai: (model, parameters) => simulator.languageModel("openai", model, parameters) })),
-        Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject }))
+        Layer.provide(
+          Providers.layerModels({ openai: (model, parameters) => simulator.languageModel("openai", model, parameters) })
+        ),
+        Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+        Layer.provide(ProviderRateLimiter.layerUnlimited),
+        Layer.provide(Alerts.layerDisabled)
       )
     ))
   })

@@ -39,52 +39,52 @@ export interface Call {
 /**
  * A language model that answers from a script, one answer per call (the last repeats), and records calls.
  */
-export const scripted = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) =>
-(model: string, parameters: ModelParameters) =>
-  LanguageModel.make({
-    generateText: (options) =>
-      Effect.flatMap(Clock.currentTimeMillis, (at) => {
-        calls.push({ at, model, parameters, prompt: options.prompt, streamed: false })
-        const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
-        switch (answer._tag) {
-          case "Fail":
-            return Effect.fail(answer.error)
-          case "StreamError":
-            return Effect.fail(httpError(500, answer.event))
-          case "Hang":
-            return Effect.never
-          case "Text":
-            return Effect.succeed<Array<Response.PartEncoded>>([
-              { type: "text", text: answer.text },
-              finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
-            ])
-        }
-      }),
-    streamText: (options) =>
-      Stream.unwrap(Effect.map(Clock.currentTimeMillis, (at) => {
-        calls.push({ at, model, parameters, prompt: options.prompt, streamed: true })
-        const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
-        switch (answer._tag) {
-          case "Fail":
-            return Stream.fail(answer.error)
-          case "Hang":
-            return Stream.never
-          case "StreamError":
-            return Stream.make<Array<Response.StreamPartEncoded>>(
-              { type: "text-delta", id: "t", delta: answer.partial },
-              { type: "error", error: answer.event }
-            )
-          case "Text": {
-            const half = Math.floor(answer.text.length / 2)
-            return Stream.make<Array<Response.StreamPartEncoded>>(
-              { type: "text-delta", id: "t", delta: answer.text.slice(0, half) },
-              { type: "text-delta", id: "t", delta: answer.text.slice(half) },
-              finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
-            )
+export const scripted =
+  (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) => (model: string, parameters: ModelParameters) =>
+    LanguageModel.make({
+      generateText: (options) =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) => {
+          calls.push({ at, model, parameters, prompt: options.prompt, streamed: false })
+          const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
+          switch (answer._tag) {
+            case "Fail":
+              return Effect.fail(answer.error)
+            case "StreamError":
+              return Effect.fail(httpError(500, answer.event))
+            case "Hang":
+              return Effect.never
+            case "Text":
+              return Effect.succeed<Array<Response.PartEncoded>>([
+                { type: "text", text: answer.text },
+                finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
+              ])
           }
-        }
-      }))
-  })
+        }),
+      streamText: (options) =>
+        Stream.unwrap(Effect.map(Clock.currentTimeMillis, (at) => {
+          calls.push({ at, model, parameters, prompt: options.prompt, streamed: true })
+          const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
+          switch (answer._tag) {
+            case "Fail":
+              return Stream.fail(answer.error)
+            case "Hang":
+              return Stream.never
+            case "StreamError":
+              return Stream.make<Array<Response.StreamPartEncoded>>(
+                { type: "text-delta", id: "t", delta: answer.partial },
+                { type: "error", error: answer.event }
+              )
+            case "Text": {
+              const half = Math.floor(answer.text.length / 2)
+              return Stream.make<Array<Response.StreamPartEncoded>>(
+                { type: "text-delta", id: "t", delta: answer.text.slice(0, half) },
+                { type: "text-delta", id: "t", delta: answer.text.slice(half) },
+                finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
+              )
+            }
+          }
+        }))
+    })
 
 const finish = (inputTokens: number, outputTokens: number) => ({
   type: "finish" as const,
@@ -122,8 +122,16 @@ export const sampleOutline = new PlotOutline({
       title: "Setup",
       summary: "The light fails and Mara Quinn finds the blue cloth.",
       beats: [
-        new PlotBeat({ summary: "Mara Quinn climbs to the lamp room.", characters: ["Mara Quinn"], location: "Saltmarsh Light" }),
-        new PlotBeat({ summary: "Elias Thorne asks why the light failed.", characters: ["Elias Thorne"], location: "Saltmarsh Light" })
+        new PlotBeat({
+          summary: "Mara Quinn climbs to the lamp room.",
+          characters: ["Mara Quinn"],
+          location: "Saltmarsh Light"
+        }),
+        new PlotBeat({
+          summary: "Elias Thorne asks why the light failed.",
+          characters: ["Elias Thorne"],
+          location: "Saltmarsh Light"
+        })
       ]
     })
   ]

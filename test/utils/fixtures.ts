@@ -6,7 +6,9 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { PlotRequest, ProjectContext } from "../../src/Domain.js"
 
-export const sampleProjectFile = fileURLToPath(new URL("../../examples/projects/lighthouse-keeper.json", import.meta.url))
+export const sampleProjectFile = fileURLToPath(
+  new URL("../../examples/projects/lighthouse-keeper.json", import.meta.url)
+)
 
 export const sampleProject: ProjectContext = Schema.decodeUnknownSync(ProjectContext)(
   JSON.parse(readFileSync(sampleProjectFile, "utf8"))

@@ -1,0 +1,119 @@
+/**
+ * The engine as an application runs it, the composition root the CLI and the example server share: configured
+ * from the environment, over a gateway (the configured providers, or the embedded simulator when none is) and a
+ * project store, with the rate limiter, the alerts, one HTTP client and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+ * set, span export over OTLP.
+ *
+ * An entry point of its own (`plot-engine/PlotEngine`): it loads Node's HTTP stack and the simulator, which a
+ * host that composes its own layers does not need.
+ *
+ * @example
+ * ```ts
+ * import * as PlotEngine from "plot-engine/PlotEngine"
+ * import { PlotGeneration, ProjectContextStore } from "plot-engine"
+ * import * as NodeContext from "@effect/platform-node/NodeContext"
+ * import { Effect, Layer } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const gateway = yield* PlotEngine.resolveGateway((line) => Effect.log(line))
+ *   const engine = PlotEngine.layer({ gateway, store: ProjectContextStore.layerDirectory("./projects") })
+ *   return yield* PlotGeneration.generate({ projectId: "my-novel", userPrompt: "What happens next?" }).pipe(
+ *     Effect.provide(engine)
+ *   )
+ * }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { randomBytes } from "node:crypto"
+import * as Alerts from "./Alerts.js"
+import * as PlotGeneration from "./PlotGeneration.js"
+import type * as ProjectContextStore from "./ProjectContextStore.js"
+import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
+import * as Providers from "./Providers.js"
+import * as GatewaySimulator from "./simulator/GatewaySimulator.js"
+
+/**
+ * The gateway to use: the configured providers, or, when none is configured, the embedded simulator with fresh
+ * keys, said through `log` (a scoped resource: the simulator stops when the scope closes).
+ *
+ * @since 0.1.0
+ * @category Gateway
+ */
+export const resolveGateway = Effect.fnUntraced(function*(log: (line: string) => Effect.Effect<void>) {
+  const configured = yield* Providers.gatewayConfig
+  if (configured.openai !== undefined || configured.anthropic !== undefined) return configured
+  const keys = { openai: `sim-${randomBytes(12).toString("hex")}`, anthropic: `sim-${randomBytes(12).toString("hex")}` }
+  const context = yield* Layer.build(GatewaySimulator.layer({ apiKeys: keys }))
+  const simulator = Context.get(context, GatewaySimulator.GatewaySimulator)
+  yield* log(
+    `Offline: no provider is configured, so plots come from the embedded gateway simulator at ${simulator.url}.`
+  )
+  return {
+    openai: { apiKey: Redacted.make(keys.openai), baseUrl: simulator.openaiBaseUrl },
+    anthropic: { apiKey: Redacted.make(keys.anthropic), baseUrl: simulator.anthropicBaseUrl }
+  } satisfies Providers.GatewayConfig
+})
+
+/**
+ * What the engine runs over.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export interface Options<E, R> {
+  readonly gateway: Providers.GatewayConfig
+  readonly store: Layer.Layer<ProjectContextStore.ProjectContextStore, E, R>
+  /** The alerts (default `Alerts.layer()`, which logs what it raises and resolves). */
+  readonly alerts?: Layer.Layer<Alerts.Alerts> | undefined
+}
+
+/**
+ * Span export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The OpenTelemetry packages are loaded only
+ * then, so that they can stay uninstalled where nobody exports.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.gen(function*() {
+    const endpoint = yield* Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    if (Option.isNone(endpoint)) return Layer.empty
+    const OpenTelemetry = yield* Effect.tryPromise({
+      try: () => import("./Telemetry/OpenTelemetry.js"),
+      catch: () =>
+        ConfigError.InvalidData(
+          ["OTEL_EXPORTER_OTLP_ENDPOINT"],
+          "is set, but the OpenTelemetry packages are not installed: npm install @effect/opentelemetry " +
+            "@opentelemetry/api @opentelemetry/resources @opentelemetry/sdk-trace-base @opentelemetry/sdk-trace-node " +
+            "@opentelemetry/exporter-trace-otlp-http"
+        )
+    })
+    return OpenTelemetry.layerOtlp(endpoint.value)
+  })
+)
+
+/**
+ * The engine configured from the environment (`PlotGeneration.layerConfig`, `ProviderRateLimiter.layerConfig`)
+ * over a gateway and a store, with one HTTP client for both providers.
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layer = <E, R>(options: Options<E, R>) =>
+  PlotGeneration.layerConfig.pipe(
+    Layer.provide(Providers.layer(options.gateway)),
+    Layer.provide(options.store),
+    Layer.provide(ProviderRateLimiter.layerConfig()),
+    Layer.provide(options.alerts ?? Alerts.layer()),
+    Layer.provide(NodeHttpClient.layerUndici),
+    Layer.provide(layerOtlpConfig)
+  )

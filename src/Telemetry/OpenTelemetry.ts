@@ -1,0 +1,118 @@
+/**
+ * The engine's spans through OpenTelemetry, secrets removed on the way. An entry point of its own: importing
+ * `plot-engine` loads no OpenTelemetry SDK; a host that exports spans installs `@effect/opentelemetry` and the
+ * `@opentelemetry/*` packages it needs (for OTLP over HTTP: `sdk-trace-base`, `sdk-trace-node`, `resources`,
+ * `exporter-trace-otlp-http`).
+ *
+ * @example
+ * ```ts
+ * import * as OpenTelemetry from "plot-engine/Telemetry/OpenTelemetry"
+ * import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base"
+ * import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+ *
+ * // Provide it beside the engine's layer: every generation's spans go to the collector, keys removed.
+ * const Tracing = OpenTelemetry.layer(new BatchSpanProcessor(new OTLPTraceExporter({ url: "http://localhost:4318/v1/traces" })))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import type * as Resource from "@effect/opentelemetry/Resource"
+import type { Attributes, AttributeValue, Context as OtelContext } from "@opentelemetry/api"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Wire from "../internal/wire.js"
+
+const redactValue = (value: AttributeValue | undefined): AttributeValue | undefined =>
+  typeof value === "string"
+    ? Wire.redactSecrets(value)
+    : Array.isArray(value)
+    ? value.map((v) => (typeof v === "string" ? Wire.redactSecrets(v) : v)) as AttributeValue
+    : value
+
+const redactAttributes = (attributes: Attributes): Attributes =>
+  Object.fromEntries(Object.entries(attributes).map(([key, value]) => [key, redactValue(value)]))
+
+/**
+ * A span processor that removes secrets from what it passes on. A failed span's exception event holds the
+ * printed cause, and a cause printed outside Effect's redaction context shows request headers in full: the
+ * `authorization` or `x-api-key` of a provider call would otherwise be exported.
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export class RedactingSpanProcessor implements SpanProcessor {
+  constructor(private readonly inner: SpanProcessor) {}
+  onStart(span: Span, parentContext: OtelContext): void {
+    this.inner.onStart(span, parentContext)
+  }
+  onEnd(span: ReadableSpan): void {
+    this.inner.onEnd(
+      new Proxy(span, {
+        get: (target, property) => {
+          if (property === "attributes") return redactAttributes(target.attributes)
+          if (property === "events") {
+            return target.events.map((event) =>
+              event.attributes === undefined ? event : { ...event, attributes: redactAttributes(event.attributes) }
+            )
+          }
+          if (property === "status") {
+            return target.status.message === undefined
+              ? target.status
+              : { ...target.status, message: Wire.redactSecrets(target.status.message) }
+          }
+          const value = Reflect.get(target, property, target)
+          return typeof value === "function" ? value.bind(target) : value
+        }
+      })
+    )
+  }
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush()
+  }
+  shutdown(): Promise<void> {
+    return this.inner.shutdown()
+  }
+}
+
+/**
+ * Exports the engine's spans through OpenTelemetry with a span processor of your choice (an OTLP exporter, or an
+ * in-memory one in tests), secrets removed on the way (`RedactingSpanProcessor`).
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const layer = (spanProcessor: SpanProcessor): Layer.Layer<Resource.Resource> =>
+  NodeSdk.layer(() => ({
+    resource: { serviceName: "plot-engine", serviceVersion: "0.1.0" },
+    spanProcessor: new RedactingSpanProcessor(spanProcessor)
+  }))
+
+/**
+ * Spans to an OTLP/HTTP collector at `endpoint` (`{endpoint}/v1/traces`), in batches.
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const layerOtlp = (endpoint: string): Layer.Layer<never> =>
+  Layer.discard(
+    layer(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint.replace(/\/$/, "")}/v1/traces` })))
+  )
+
+/**
+ * OpenTelemetry export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `layerOtlp`), nothing otherwise.
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(
+    Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
+    Option.match({ onNone: () => Layer.empty, onSome: layerOtlp })
+  )
+)

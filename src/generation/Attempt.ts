@@ -1,0 +1,237 @@
+/**
+ * One attempt of a generation on one model: its circuit breaker asked, its prompt prepared, admitted through the
+ * rate limiter, the call made under one timer, and what came of it booked (the breaker, the chain's state, the
+ * metrics). Each attempt is a span with the GenAI attributes, and its logs say which model.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as LogLevel from "effect/LogLevel"
+import * as Ref from "effect/Ref"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
+import * as ContextBudget from "../ContextBudget.js"
+import * as Errors from "../Errors.js"
+import type * as ModelCatalog from "../ModelCatalog.js"
+import * as Providers from "../Providers.js"
+import type * as RetryPolicy from "../RetryPolicy.js"
+import * as Telemetry from "../Telemetry.js"
+import * as TokenCount from "../TokenCount.js"
+import * as Call from "./Call.js"
+import type * as Chain from "./Chain.js"
+import * as Engine from "./Engine.js"
+import type * as Prepare from "./Prepare.js"
+
+/** A step of the fallback chain: which model, at which place. */
+export interface Step {
+  readonly index: number
+  readonly model: ModelCatalog.ModelInfo
+}
+
+/** An attempt that produced a plot. */
+export interface Success {
+  readonly outcome: Call.Outcome
+  readonly model: ModelCatalog.ModelInfo
+  readonly prepared: Prepare.Prepared
+}
+
+/** The failure of a generation that ran out of time, named after the model it was on. */
+export const pastDeadline = (policy: RetryPolicy.Policy, target: ModelCatalog.ModelInfo): Errors.TimeoutError =>
+  new Errors.TimeoutError({
+    provider: target.provider,
+    model: target.id,
+    detail: `the generation did not finish within its deadline of ${Duration.format(policy.deadline)}`
+  })
+
+/**
+ * Runs one attempt on a step's model, in a span of its own; its logs, the model's own too, say which model.
+ * A model whose circuit is open is skipped without spending an attempt (a `ServerError` that asks for no
+ * retry), so that the chain hops on at once.
+ */
+export const run = (
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  state: Ref.Ref<Chain.State>,
+  step: Step,
+  deadlineAt: number
+): Effect.Effect<Success, RetryPolicy.RetryableError> =>
+  attempt(engine, generation, state, step.model, deadlineAt).pipe(
+    Effect.annotateLogs({ provider: step.model.provider, model: step.model.id }),
+    Effect.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
+  )
+
+const attempt = Effect.fnUntraced(function*(
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  state: Ref.Ref<Chain.State>,
+  target: ModelCatalog.ModelInfo,
+  deadlineAt: number
+) {
+  const key = Engine.modelKey(target)
+  if (!(yield* engine.breaker.tryAcquire(key))) {
+    return yield* new Errors.ServerError({
+      provider: target.provider,
+      model: target.id,
+      shouldRetry: false,
+      detail: "skipped: its circuit breaker is open"
+    })
+  }
+  const { attempts, reducedBudgets } = yield* Ref.updateAndGet(state, (chain) => ({
+    ...chain,
+    attempts: chain.attempts + 1
+  }))
+  const prepared = yield* generation.prompts.forModel(target, reducedBudgets.get(key))
+  const { prompt } = prepared
+  yield* Effect.annotateCurrentSpan({
+    "gen_ai.system": target.provider,
+    "gen_ai.request.model": target.id,
+    "gen_ai.request.max_tokens": prompt.maxOutputTokens,
+    ...(prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prompt.temperature }),
+    "plot_engine.attempt": attempts
+  })
+  // The prompt goes in the message, not in the log annotations: annotations are compared (hashed) on every
+  // update, and hashing a 100 KB prompt cost a millisecond per attempt. Only built at debug level.
+  yield* Effect.whenLogLevel(Effect.logDebug("Prompt", { system: prompt.system, user: prompt.user }), LogLevel.Debug)
+  if (attempts === 1) {
+    for (const message of prepared.fitted.warnings) yield* generation.emit({ _tag: "Warning", message })
+  }
+  // The chain holds configured providers only (the selection checked them), so this cannot fail.
+  const languageModel = yield* engine.providers.languageModel(target.provider, target.id, {
+    maxOutputTokens: prompt.maxOutputTokens,
+    temperature: prompt.temperature
+  }).pipe(Effect.orDie)
+  const input: Call.Input = { target, prompt, request: generation.request, context: prepared.fitted.context }
+  const attemptTimeoutMillis = Duration.toMillis(engine.policy.attemptTimeout)
+  // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to the
+  // deadline when that comes first (`remaining`, the time left then).
+  const timedCall = (remaining: number, written: Ref.Ref<number>) =>
+    (generation.mode === "object"
+      ? Call.structured(languageModel, input)
+      : Call.streamed(languageModel, input, generation.emit, written)).pipe(
+        Effect.timeoutFail({
+          duration: Math.min(attemptTimeoutMillis, remaining),
+          onTimeout: () =>
+            remaining < attemptTimeoutMillis ? pastDeadline(engine.policy, target) : new Errors.TimeoutError({
+              provider: target.provider,
+              model: target.id,
+              detail: `no answer within the attempt timeout of ${Duration.format(engine.policy.attemptTimeout)}`
+            })
+        }),
+        Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
+      )
+  const outcome = yield* admitted(engine, target, prepared, deadlineAt, timedCall).pipe(
+    Effect.tapError((error) => booked(engine, generation, state, target, prepared, error)),
+    Effect.onInterrupt(() => engine.breaker.release(key))
+  )
+  yield* breakerChanged(generation.emit, target, yield* engine.breaker.onSuccess(key))
+  yield* engine.tokens.calibrate(target, prepared.inputTokens, outcome.usage.inputTokens)
+  yield* Effect.annotateCurrentSpan({
+    "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
+    "gen_ai.usage.output_tokens": outcome.usage.outputTokens
+  })
+  return { outcome, model: target, prepared } satisfies Success
+})
+
+/**
+ * A call through the rate limiter: admitted with the estimate (the prompt's tokens and the output limit) no
+ * later than the deadline, the limiter hearing its response headers, and reconciled however it ends (with the
+ * reported usage; when it failed or was cut off, with the prompt and what a stream had written, about four
+ * characters a token). A provider 429 pauses every caller of the key. A call that would start at the deadline
+ * is not sent, and gives its whole reservation back.
+ */
+const admitted = (
+  engine: Engine.Engine,
+  target: ModelCatalog.ModelInfo,
+  prepared: Prepare.Prepared,
+  deadlineAt: number,
+  call: (remaining: number, written: Ref.Ref<number>) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
+): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
+  const limiterTarget = { provider: target.provider, model: target.id }
+  const estimate = { inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens }
+  return Effect.scoped(Effect.gen(function*() {
+    const admission = yield* engine.limiter.admit(limiterTarget, estimate, { until: deadlineAt }).pipe(
+      Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(engine.policy, target))),
+      Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+    )
+    const now = yield* Clock.currentTimeMillis
+    if (now >= deadlineAt) {
+      yield* admission.cancel
+      return yield* pastDeadline(engine.policy, target)
+    }
+    const written = yield* Ref.make(0)
+    return yield* call(deadlineAt - now, written).pipe(
+      Providers.observeHeaders((headers) => engine.limiter.observe(limiterTarget, headers)),
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit)
+          ? admission.reconcile({
+            inputTokens: exit.value.usage.inputTokens,
+            outputTokens: exit.value.usage.outputTokens
+          })
+          : Effect.flatMap(Ref.get(written), (characters) =>
+            admission.reconcile({
+              inputTokens: prepared.inputTokens,
+              outputTokens: TokenCount.tokensOfLength(characters)
+            }))
+      )
+    )
+  })).pipe(
+    Effect.tapError((error) =>
+      error._tag === "RateLimitError" && !error.local
+        ? engine.limiter.pause(limiterTarget, error.retryAfterMs ?? 1_000)
+        : Effect.void
+    )
+  )
+}
+
+/**
+ * Books a failed attempt: the error and the count of rate limits in the chain's state, the reduced context
+ * budget after a context-length rejection, the metrics, and the model's health. Transient failures of the
+ * provider count against its circuit; the rest (rate limits, refusals before the call, bad requests) only hand
+ * a half-open circuit's probe back.
+ */
+const booked = (
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  state: Ref.Ref<Chain.State>,
+  target: ModelCatalog.ModelInfo,
+  prepared: Prepare.Prepared,
+  error: RetryPolicy.RetryableError
+): Effect.Effect<void> => {
+  const key = Engine.modelKey(target)
+  return Effect.zipRight(
+    Ref.update(state, (chain) => ({
+      ...chain,
+      lastError: error,
+      rateLimitErrors: chain.rateLimitErrors + (error._tag === "RateLimitError" ? 1 : 0),
+      reducedBudgets: error._tag === "ContextTooLongError"
+        ? new Map(chain.reducedBudgets).set(
+          key,
+          ContextBudget.reducedBudget({
+            sentContextTokens: prepared.fitted.tokens,
+            promptTokens: prepared.promptTokens,
+            maxOutputTokens: prepared.prompt.maxOutputTokens,
+            maxContextTokens: error.maxContextTokens
+          })
+        )
+        : chain.reducedBudgets
+    })),
+    Effect.zipRight(
+      Telemetry.recordError(error),
+      Errors.isTransient(error) && error._tag !== "RateLimitError"
+        ? Effect.flatMap(engine.breaker.onFailure(key), (changed) => breakerChanged(generation.emit, target, changed))
+        : engine.breaker.release(key)
+    )
+  )
+}
+
+/** Tells the caller a model's circuit changed state, when it did. */
+const breakerChanged = (
+  emit: Engine.Emit,
+  target: ModelCatalog.ModelInfo,
+  state: CircuitBreaker.State | undefined
+): Effect.Effect<void> =>
+  state === undefined
+    ? Effect.void
+    : emit({ _tag: "CircuitChanged", provider: target.provider, model: target.id, state })

@@ -1,0 +1,81 @@
+/**
+ * What the stages of a generation share: the engine's collaborators, fixed when the service is made, and one
+ * generation's values, fixed once its model is chosen. The stages are plain functions over these two records.
+ *
+ * @internal
+ */
+import type * as Effect from "effect/Effect"
+import type * as Alerts from "../Alerts.js"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
+import type * as Domain from "../Domain.js"
+import type * as ModelCatalog from "../ModelCatalog.js"
+import type * as ProjectContextStore from "../ProjectContextStore.js"
+import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
+import type * as Providers from "../Providers.js"
+import type * as RetryPolicy from "../RetryPolicy.js"
+import type * as TokenCount from "../TokenCount.js"
+import type * as Prepare from "./Prepare.js"
+
+/** The engine's collaborators and settings. */
+export interface Engine {
+  readonly providers: Providers.Service
+  readonly store: ProjectContextStore.Service
+  readonly limiter: ProviderRateLimiter.Service
+  readonly alerts: Alerts.Service
+  readonly breaker: CircuitBreaker.Service
+  readonly tokens: TokenCount.Service
+  readonly catalog: ModelCatalog.Catalog
+  readonly policy: RetryPolicy.Policy
+  readonly maxContextTokens: number | undefined
+}
+
+/** Tells the caller of `generateStream` what happens (`generate` drops the events). */
+export type Emit = (event: Domain.GenerationEvent) => Effect.Effect<void>
+
+/**
+ * How a call asks for the outline: as a structured object at once (`generate`), or as text streamed to the
+ * caller while it is written (`generateStream`).
+ */
+export type Mode = "object" | "stream"
+
+/** One generation, once its model is chosen. */
+export interface Generation {
+  readonly requestId: string
+  readonly request: Domain.PlotRequest
+  readonly context: Domain.ProjectContext
+  readonly selection: Prepare.Selection
+  readonly prompts: Prepare.Prompts
+  /** When the generation began, on the `Clock`. */
+  readonly startedAt: number
+  readonly mode: Mode
+  readonly emit: Emit
+}
+
+/** The key of a model in the engine's per-model state (the circuit breaker): never parsed back. */
+export const modelKey = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">): string =>
+  `${model.provider}\u0000${model.id}`
+
+/** A model as people read it, in events and warnings. */
+export const modelLabel = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">): string =>
+  `${model.provider}/${model.id}`
+
+/** How far through a generation each stage is, for progress bars. */
+export const stageProgress: Readonly<Record<Domain.Stage, number>> = {
+  retrieving_context: 10,
+  selecting_model: 20,
+  building_prompt: 30,
+  generating: 40,
+  parsing: 90
+}
+
+const stageMessages: Readonly<Record<Domain.Stage, string>> = {
+  retrieving_context: "Gathering relevant project context...",
+  selecting_model: "Choosing the model for this request...",
+  building_prompt: "Preparing the request...",
+  generating: "AI is generating your plot content...",
+  parsing: "Reading the result..."
+}
+
+/** Tells the caller a stage began. */
+export const progress = (emit: Emit, stage: Domain.Stage): Effect.Effect<void> =>
+  emit({ _tag: "Progress", stage, message: stageMessages[stage], progress: stageProgress[stage] })

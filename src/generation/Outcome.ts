@@ -1,0 +1,136 @@
+/**
+ * The last stage of a generation: the `PlotResult` of the attempt that succeeded, or, when the chain failed
+ * with a failure that time might have cured (or a reply that could not be read) and the fallback is on, the
+ * template's; otherwise the typed failure. Either way the metrics and the alerts hear how it went.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Domain from "../Domain.js"
+import * as Errors from "../Errors.js"
+import * as ModelCatalog from "../ModelCatalog.js"
+import * as ResponseParser from "../ResponseParser.js"
+import type * as RetryPolicy from "../RetryPolicy.js"
+import * as Telemetry from "../Telemetry.js"
+import * as TemplateGenerator from "../TemplateGenerator.js"
+import type * as Attempt from "./Attempt.js"
+import type * as Chain from "./Chain.js"
+import type * as Engine from "./Engine.js"
+
+/**
+ * A result with its `GenerationMetrics`, derived from it once. Its parts are already valid (the outline was
+ * decoded or built by the template), so the constructors skip validating them again: that took 100 µs.
+ */
+export const makeResult = (
+  fields: Omit<Domain.PlotResult, "metrics">,
+  { errorType, rateLimitErrors }: { readonly errorType?: Errors.ErrorType; readonly rateLimitErrors: number }
+): Domain.PlotResult =>
+  new Domain.PlotResult({
+    ...fields,
+    metrics: new Domain.GenerationMetrics({
+      requestDurationMs: fields.durationMs,
+      promptTokens: fields.usage.inputTokens,
+      completionTokens: fields.usage.outputTokens,
+      totalTokens: fields.usage.totalTokens,
+      wordCount: fields.wordCount,
+      warnings: fields.warnings.length,
+      isTemplate: fields.isTemplate,
+      retryCount: fields.retryCount,
+      rateLimitErrors,
+      ...(errorType === undefined ? {} : { errorType }),
+      modelUsed: fields.model,
+      estimatedCostUSD: fields.estimatedCostUsd
+    }, true)
+  }, true)
+
+/** How long the generation has taken so far. */
+const elapsed = (generation: Engine.Generation) =>
+  Effect.map(Clock.currentTimeMillis, (now) => now - generation.startedAt)
+
+/** The result of the attempt that produced a plot. */
+export const succeeded = Effect.fnUntraced(function*(
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  chain: Chain.State,
+  { model, outcome, prepared }: Attempt.Success
+) {
+  const { selection } = generation
+  const result = makeResult({
+    requestId: generation.requestId,
+    content: outcome.parsed.content,
+    outline: outcome.parsed.outline,
+    provider: model.provider,
+    model: model.id,
+    reasoning: model.id === selection.model.id
+      ? selection.reasoning
+      : `${selection.reasoning}; ${chain.warnings.at(-1)}`,
+    usage: outcome.usage,
+    estimatedCostUsd: ModelCatalog.cost(model, outcome.usage),
+    preCallEstimateUsd: prepared.estimatedCostUsd,
+    retryCount: chain.attempts - 1,
+    warnings: [...prepared.fitted.warnings, ...chain.warnings, ...outcome.parsed.warnings],
+    isTemplate: false,
+    durationMs: yield* elapsed(generation),
+    wordCount: outcome.parsed.wordCount
+  }, { rateLimitErrors: chain.rateLimitErrors })
+  yield* recorded(engine, result, chain)
+  return result
+})
+
+/**
+ * The end of a chain that failed: the template's result when the fallback is on and the failure is one that time
+ * might have cured or a reply that could not be read, else the failure itself.
+ */
+export const failed = Effect.fnUntraced(function*(
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  chain: Chain.State,
+  error: RetryPolicy.RetryableError,
+  useFallback: boolean
+) {
+  if (!useFallback || !(Errors.isTransient(error) || error._tag === "ResponseParseError")) {
+    yield* Telemetry.recordFailure(error)
+    yield* engine.alerts.record({
+      outcome: "failure",
+      durationMs: yield* elapsed(generation),
+      rateLimitErrors: chain.rateLimitErrors
+    })
+    return yield* Effect.fail(error)
+  }
+  yield* Effect.logWarning("Generation failed; using the template fallback").pipe(
+    Effect.annotateLogs({ errorType: Errors.errorType(error), error: error.message })
+  )
+  const { context, request } = generation
+  const outline = TemplateGenerator.generate(request, context)
+  const parsed = ResponseParser.fromOutline(outline, request, context)
+  const result = makeResult({
+    requestId: generation.requestId,
+    content: parsed.content,
+    outline,
+    provider: "template",
+    model: "template",
+    reasoning: `The AI failed (${Errors.errorType(error)}); the template fallback was used`,
+    usage: Domain.Usage.zero,
+    estimatedCostUsd: 0,
+    preCallEstimateUsd: null,
+    retryCount: Math.max(0, chain.attempts - 1),
+    warnings: [TemplateGenerator.templateWarning, Errors.userMessage(error), ...chain.warnings, ...parsed.warnings],
+    isTemplate: true,
+    durationMs: yield* elapsed(generation),
+    wordCount: parsed.wordCount
+  }, { errorType: Errors.errorType(error), rateLimitErrors: chain.rateLimitErrors })
+  yield* recorded(engine, result, chain)
+  return result
+})
+
+/** Tells the metrics and the alerts about a result. */
+const recorded = (engine: Engine.Engine, result: Domain.PlotResult, chain: Chain.State): Effect.Effect<void> =>
+  Effect.zipRight(
+    Telemetry.recordResult(result),
+    engine.alerts.record({
+      outcome: result.isTemplate ? "template" : "success",
+      durationMs: result.durationMs,
+      rateLimitErrors: chain.rateLimitErrors
+    })
+  )

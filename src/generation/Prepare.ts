@@ -1,0 +1,220 @@
+/**
+ * The first stage of a generation: the request checked, the project's context read, the model chosen, and the
+ * prompt for each model the chain may call (the context fitted to its budget), made once per generation.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import * as ContextBudget from "../ContextBudget.js"
+import * as Domain from "../Domain.js"
+import * as Errors from "../Errors.js"
+import * as ModelCatalog from "../ModelCatalog.js"
+import * as ModelSelector from "../ModelSelector.js"
+import * as PromptBuilder from "../PromptBuilder.js"
+import type * as TokenCount from "../TokenCount.js"
+import * as Engine from "./Engine.js"
+
+/** A model chosen for a request, with why. */
+export interface Selection {
+  readonly model: ModelCatalog.ModelInfo
+  readonly reasoning: string
+}
+
+/** A prompt made for one model: the fitted context, its size and its expected cost. */
+export interface Prepared {
+  readonly prompt: PromptBuilder.BuiltPrompt
+  readonly fitted: ContextBudget.Fitted
+  /** The prompt without the project context, in tokens. */
+  readonly promptTokens: number
+  /** The whole prompt, in tokens: what the rate limiter reserves for the input. */
+  readonly inputTokens: number
+  readonly estimatedCostUsd: number | null
+}
+
+/** The prompts of one generation, one per model and context budget, each made once. */
+export interface Prompts {
+  /** The prompt for a model, with the full context budget or, after a context-length rejection, a reduced one. */
+  readonly forModel: (model: ModelCatalog.ModelInfo, reducedBudget: number | undefined) => Effect.Effect<Prepared>
+}
+
+// =============================================================================
+// Decisions
+// =============================================================================
+
+const decodePlotRequest = Schema.decodeUnknownEither(Domain.PlotRequest, { onExcessProperty: "error" })
+
+/** The request with every field checked; the first bad one is named. */
+export const decodeRequest = (
+  input: Domain.PlotRequestInput
+): Either.Either<Domain.PlotRequest, Errors.RequestValidationError> =>
+  Either.mapLeft(decodePlotRequest(input), (error) => Errors.RequestValidationError.fromParseError(error))
+
+/**
+ * The model for a request: the pinned one (its provider required and configured), else the one the selector
+ * chooses among the configured providers for the request's complexity and the context's size.
+ */
+export const selectModel = (
+  request: Domain.PlotRequest,
+  contextTokens: number,
+  options: { readonly catalog: ModelCatalog.Catalog; readonly configured: ReadonlyArray<Domain.ProviderName> }
+): Either.Either<Selection, Errors.ProviderNotConfiguredError | Errors.RequestValidationError> => {
+  const { catalog, configured } = options
+  const known = (provider: Domain.ProviderName, id: string) =>
+    Option.getOrElse(ModelCatalog.find(catalog, provider, id), () => ModelCatalog.unknownModel(provider, id))
+  if (request.provider !== undefined && !configured.includes(request.provider)) {
+    return Either.left(new Errors.ProviderNotConfiguredError({ provider: request.provider }))
+  }
+  if (request.model !== undefined) {
+    return request.provider === undefined
+      ? Either.left(
+        new Errors.RequestValidationError({ field: "provider", reason: "is required when a model is pinned" })
+      )
+      : Either.right({ model: known(request.provider, request.model), reasoning: "Model pinned by the request" })
+  }
+  const words = PromptBuilder.targetWords(request)
+  const selection = ModelSelector.selectModel(
+    {
+      taskComplexity: ModelSelector.assessComplexity(request),
+      targetWordCount: words,
+      projectContext: contextTokens,
+      userPreference: request.provider,
+      costSensitive: request.costSensitive
+    },
+    { catalog, providers: configured, outputTokens: PromptBuilder.expectedOutputTokens(words) }
+  )
+  return Option.match(selection, {
+    onNone: () => Either.left(new Errors.ProviderNotConfiguredError({ provider: request.provider ?? "openai" })),
+    onSome: (chosen) => Either.right({ model: known(chosen.provider, chosen.model), reasoning: chosen.reasoning })
+  })
+}
+
+/**
+ * The prompt for a model: the context fitted into what the model's window leaves (or into the reduced budget of
+ * a retry after a context-length rejection), and the prompt built around it. The prompt without the project is
+ * sized from its texts: only the writer's words are new (the fixed parts are counted once and remembered).
+ */
+export const prepare = (
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext,
+  model: ModelCatalog.ModelInfo,
+  counter: TokenCount.Counter,
+  options: { readonly maxContextTokens: number | undefined; readonly reducedBudget: number | undefined }
+): Prepared => {
+  const sizing = PromptBuilder.sizing(request)
+  const promptTokens = counter.remembered(sizing.shared[0]) + counter.remembered(sizing.shared[1]) +
+    counter.once(sizing.own)
+  const words = PromptBuilder.targetWords(request)
+  const maxOutputTokens = PromptBuilder.maxOutputTokensFor(words, model)
+  const budget = ContextBudget.budgetFor(model, {
+    maxOutputTokens,
+    promptTokens,
+    maxContextTokens: options.maxContextTokens
+  })
+  const fitted = ContextBudget.fit(context, Math.min(budget, options.reducedBudget ?? budget), counter.remembered)
+  const prompt = PromptBuilder.build(request, fitted.context, model)
+  const inputTokens = promptTokens + fitted.tokens
+  const outputTokens = Math.min(maxOutputTokens, PromptBuilder.expectedOutputTokens(words))
+  return {
+    prompt,
+    fitted,
+    promptTokens,
+    inputTokens,
+    estimatedCostUsd: ModelCatalog.cost(model, { inputTokens, outputTokens })
+  }
+}
+
+/** The prompts of one generation: the cost estimate and the first attempt share the first model's. */
+export const prompts = (
+  engine: Engine.Engine,
+  request: Domain.PlotRequest,
+  context: Domain.ProjectContext
+): Prompts => {
+  const made = new Map<ModelCatalog.ModelInfo, Map<number | "full", Prepared>>()
+  return {
+    forModel: (model, reducedBudget) => {
+      let byBudget = made.get(model)
+      if (byBudget === undefined) {
+        byBudget = new Map()
+        made.set(model, byBudget)
+      }
+      const known = byBudget.get(reducedBudget ?? "full")
+      if (known !== undefined) return Effect.succeed(known)
+      return Effect.map(engine.tokens.forModel(model), (counter) => {
+        const prepared = prepare(request, context, model, counter, {
+          maxContextTokens: engine.maxContextTokens,
+          reducedBudget
+        })
+        byBudget.set(reducedBudget ?? "full", prepared)
+        return prepared
+      })
+    }
+  }
+}
+
+// =============================================================================
+// The stage
+// =============================================================================
+
+/** A request id that says what it is: `gen_` and 64 random bits, from Effect's `Random` (pinned in tests). */
+const newRequestId = Effect.zipWith(
+  Random.nextIntBetween(0, 2 ** 31),
+  Random.nextIntBetween(0, 2 ** 31),
+  (high, low) => `gen_${high.toString(16).padStart(8, "0")}${low.toString(16).padStart(8, "0")}`
+)
+
+/**
+ * Starts a generation: the request decoded, the project's context retrieved, the model chosen and its cost
+ * estimated, each stage reported as it begins.
+ */
+export const start = Effect.fnUntraced(function*(
+  engine: Engine.Engine,
+  input: Domain.PlotRequestInput,
+  emit: Engine.Emit,
+  mode: Engine.Mode
+) {
+  const startedAt = yield* Clock.currentTimeMillis
+  const requestId = yield* newRequestId
+  const request = yield* decodeRequest(input)
+  yield* Effect.annotateCurrentSpan({
+    "plot_engine.request_id": requestId,
+    "plot_engine.project_id": request.projectId
+  })
+
+  yield* Engine.progress(emit, "retrieving_context")
+  const context = yield* engine.store.get(request.projectId)
+
+  yield* Engine.progress(emit, "selecting_model")
+  // Sized with o200k before a model is known: close enough to choose a window.
+  const contextTokens = ContextBudget.measure(context, engine.tokens.forEncoding("gpt-4o").remembered)
+  const selection = yield* selectModel(request, contextTokens, {
+    catalog: engine.catalog,
+    configured: engine.providers.configured
+  })
+
+  yield* Engine.progress(emit, "building_prompt")
+  const generationPrompts = prompts(engine, request, context)
+  const first = yield* generationPrompts.forModel(selection.model, undefined)
+  yield* emit({
+    _tag: "ModelSelected",
+    provider: selection.model.provider,
+    model: selection.model.id,
+    reasoning: selection.reasoning,
+    estimatedCostUsd: first.estimatedCostUsd
+  })
+  yield* Engine.progress(emit, "generating")
+  return {
+    requestId,
+    request,
+    context,
+    selection,
+    prompts: generationPrompts,
+    startedAt,
+    mode,
+    emit
+  } satisfies Engine.Generation
+})

@@ -1,0 +1,150 @@
+/**
+ * Classifying what a provider sent into the engine's tagged errors: from the HTTP status, the headers and the
+ * error body's `error.type` / `error.code` (either dialect, `docs/provider-wire.md`), or from the transport's
+ * reason; never from a message alone, except where a provider gives nothing else (context-length and
+ * request-too-large messages, which only their text tells apart).
+ *
+ * @internal
+ */
+import type * as AiError from "@effect/ai/AiError"
+import type * as Domain from "../Domain.js"
+import * as Errors from "../Errors.js"
+import * as Wire from "./wire.js"
+
+/**
+ * Who was called, and when (for `retry-after` given as an HTTP date).
+ */
+export interface ClassifyContext {
+  readonly provider: Domain.ProviderName
+  readonly model: string
+  readonly nowMillis?: number | undefined
+}
+
+/**
+ * Turns an error event that arrived in a stream after HTTP 200 into a provider error, by its `error.type`.
+ */
+export const classifyStreamError = (event: unknown, context: ClassifyContext): Errors.ProviderError => {
+  const body = Wire.parseErrorBody(event)
+  return classifyBody({ ...context, body, headers: {}, status: undefined })
+}
+
+/**
+ * Classifies a failure of `@effect/ai` into the engine's errors: transport failures are `NetworkError`s, a 2xx
+ * that could not be read is a `ServerError`, an object the model wrote that does not decode is a
+ * `ResponseParseError`, and any other HTTP failure is classified from its status, headers and body.
+ */
+export const classify = (
+  error: AiError.AiError,
+  context: ClassifyContext
+): Errors.ProviderError | Errors.ResponseParseError => {
+  const base = { provider: context.provider, model: context.model }
+  switch (error._tag) {
+    case "HttpRequestError":
+      return new Errors.NetworkError({
+        ...base,
+        detail: `${error.reason}: ${Wire.redactSecrets(error.description ?? "request failed")}`
+      })
+    case "HttpResponseError": {
+      const headers = error.response.headers as Wire.Headers
+      if (error.reason !== "StatusCode" && error.response.status >= 200 && error.response.status < 300) {
+        // A 2xx whose body could not be read: the gateway sent something broken.
+        return new Errors.ServerError({
+          ...base,
+          status: error.response.status,
+          ...optional("requestId", Wire.requestIdOf(headers)),
+          detail: `unreadable response (${error.reason})`
+        })
+      }
+      return classifyBody({
+        ...context,
+        status: error.response.status,
+        headers,
+        body: Wire.parseErrorBody(error.body)
+      })
+    }
+    case "MalformedOutput":
+      // From `LanguageModel`, the object the model wrote does not decode: the reply is at fault. From a client,
+      // the provider's response itself could not be read: the gateway is at fault, and a retry may help.
+      return error.module === "LanguageModel"
+        ? new Errors.ResponseParseError({
+          reason: Wire.redactSecrets(error.description ?? "invalid structured output"),
+          excerpt: ""
+        })
+        : new Errors.ServerError({ ...base, detail: Wire.redactSecrets(error.description ?? "malformed response") })
+    case "MalformedInput":
+      return new Errors.InvalidRequestError({
+        ...base,
+        detail: Wire.redactSecrets(error.description ?? "malformed input")
+      })
+    case "UnknownError":
+      return new Errors.ServerError({ ...base, detail: Wire.redactSecrets(error.description ?? "unknown failure") })
+  }
+}
+
+const optional = <K extends string, A>(key: K, value: A | undefined): { [P in K]?: A } =>
+  (value === undefined ? {} : { [key]: value }) as { [P in K]?: A }
+
+const classifyBody = (input: {
+  readonly provider: Domain.ProviderName
+  readonly model: string
+  readonly nowMillis?: number | undefined
+  readonly status: number | undefined
+  readonly headers: Wire.Headers
+  readonly body: Wire.ProviderErrorBody
+}): Errors.ProviderError => {
+  const { body, headers, status } = input
+  const detail = Wire.redactSecrets(body.message ?? (status === undefined ? "error event" : `HTTP ${status}`))
+  const shouldRetry = Wire.shouldRetryHeader(headers)
+  const fields = {
+    provider: input.provider,
+    model: input.model,
+    detail,
+    ...optional("status", status),
+    ...optional("requestId", Wire.requestIdOf(headers) ?? body.requestId),
+    ...optional("retryAfterMs", Wire.retryAfterMillis(headers, input.nowMillis ?? Date.now())),
+    ...optional("shouldRetry", shouldRetry)
+  }
+  const type = body.type ?? ""
+  const code = body.code ?? ""
+  const message = body.message ?? ""
+
+  if (type === "insufficient_quota" || code === "insufficient_quota" || type === "billing_error" || status === 402) {
+    return new Errors.QuotaExhaustedError({ ...fields, reason: "insufficient_quota" })
+  }
+  if (body.detailsErrorCode === "enforced_spend_limit_reached") {
+    return new Errors.QuotaExhaustedError({ ...fields, reason: "spend_limit" })
+  }
+  if (
+    status === 413 || type === "request_too_large" || code === "context_length_exceeded" ||
+    /prompt is too long/i.test(message)
+  ) {
+    return new Errors.ContextTooLongError({ ...fields, ...Wire.contextLengths(message) })
+  }
+  if (
+    status === 429 || type === "rate_limit_error" || code === "rate_limit_exceeded" || type === "tokens" ||
+    type === "requests"
+  ) {
+    const sizes = Wire.limitAndRequested(message)
+    if (/request too large/i.test(message) || (sizes !== undefined && sizes.requested > sizes.limit)) {
+      return new Errors.QuotaExhaustedError({ ...fields, reason: "request_too_large" })
+    }
+    return new Errors.RateLimitError(fields)
+  }
+  if (status === 401 || status === 403 || type === "authentication_error" || type === "permission_error") {
+    return new Errors.AuthError(fields)
+  }
+  if (status === 408 || status === 504 || type === "timeout_error") {
+    return new Errors.TimeoutError(fields)
+  }
+  if (
+    (status !== undefined && status >= 500) || type === "api_error" || type === "server_error" ||
+    type === "overloaded_error"
+  ) {
+    return new Errors.ServerError(fields)
+  }
+  if ((status !== undefined && status >= 400) || type === "invalid_request_error") {
+    return new Errors.InvalidRequestError(fields)
+  }
+  // An error event with a type we do not know, or an odd status: a retry may help.
+  return new Errors.ServerError(fields)
+}
