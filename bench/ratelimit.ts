@@ -2,7 +2,7 @@
  * Benchmark `ratelimit`: 400 requests (`RATELIMIT_REQUESTS`) of mixed sizes submitted at once against the simulator's in-process
  * face in virtual time, for an OpenAI-style quota (60 RPM, 90,000 TPM) and an Anthropic-style one (50 RPM,
  * 40,000 ITPM, 8,000 OTPM), through four variants: this limiter at the quota (`configured`), this limiter
- * configured 2x too high and learning from headers and 429s (`adaptive`), the seed's class (`seed-naive`), and
+ * configured 2x too high and learning from headers and 429s (`adaptive`), a naive polling limiter (`naive`), and
  * no limiter at all, only retries (`no-limiter`). Every variant retries a provider 429 after its retry-after.
  */
 import * as LanguageModel from "@effect/ai/LanguageModel"
@@ -16,7 +16,7 @@ import { generator } from "../src/simulator/Content.js"
 import * as InProcess from "../src/simulator/InProcess.js"
 import type { QuotaOptions } from "../src/simulator/Quotas.js"
 import { percentile } from "./fixtures.js"
-import { makeSeedRateLimiter } from "./seed-naive-limiter.js"
+import { makeNaiveRateLimiter } from "./naive-limiter.js"
 import { runInVirtualTime } from "./virtual-time.js"
 
 const requestCount = Number(process.env.RATELIMIT_REQUESTS ?? 400)
@@ -71,7 +71,7 @@ type Admit = (
 ) => Effect.Effect<unknown, Errors.ProviderError | Errors.RateLimitError | Errors.QuotaExhaustedError>
 
 interface Variant {
-  readonly name: "configured" | "adaptive" | "seed-naive" | "no-limiter"
+  readonly name: "configured" | "adaptive" | "naive" | "no-limiter"
   /** Builds the admission wrapper and what the simulator's answers feed back. */
   readonly make: (scenario: Scenario) => Effect.Effect<{
     readonly admit: Admit
@@ -115,18 +115,18 @@ const variants: ReadonlyArray<Variant> = [
   limiterVariant("configured", (s) => s.quota, false),
   limiterVariant("adaptive", (s) => doubled(s.quota), true),
   {
-    name: "seed-naive",
+    name: "naive",
     make: (scenario) =>
       Effect.sync(() => {
         const tokens = (scenario.quota.tokensPerMinute ?? 0) + (scenario.quota.inputTokensPerMinute ?? 0) +
           (scenario.quota.outputTokensPerMinute ?? 0)
-        const seed = makeSeedRateLimiter({
+        const naive = makeNaiveRateLimiter({
           maxRequestsPerMinute: scenario.quota.requestsPerMinute,
           maxTokensPerMinute: tokens,
           maxConcurrentRequests: scenario.quota.maxConcurrent
         })
         return {
-          admit: (estimate, call) => seed.execute(call, estimate.inputTokens + estimate.outputTokens),
+          admit: (estimate, call) => naive.execute(call, estimate.inputTokens + estimate.outputTokens),
           onRateLimited: () => Effect.void,
           onResponse: () => Effect.void
         }

@@ -106,8 +106,8 @@ export class ContentExcerpt extends Schema.Class<ContentExcerpt>("plot-engine/Co
 }) {}
 
 /**
- * Everything the engine may tell the model about a novel. The top-level keys are those of the seed's
- * assembled context; `previousContent` may be large, the context budget cuts it to fit.
+ * Everything the engine may tell the model about a novel: its characters, plot threads, locations, world notes
+ * and the chapters written so far. `previousContent` may be large; the context budget cuts it to fit.
  *
  * @since 0.1.0
  * @category Project context
@@ -142,7 +142,7 @@ export const Limits = {
 } as const
 
 /**
- * A request for plot content: the seed's `PlotGenerationParams` plus the choices a caller can make.
+ * A request for plot content: what to write, for which project, and the choices a caller can make.
  *
  * @since 0.1.0
  * @category Requests
@@ -159,7 +159,7 @@ export class PlotRequest extends Schema.Class<PlotRequest>("plot-engine/PlotRequ
     Schema.Int.pipe(Schema.between(Limits.minWordCount, Limits.maxWordCount))
   ),
   kind: Schema.optional(ContentKind),
-  /** The seed's `userPreference`: the provider the writer prefers. */
+  /** The provider the writer prefers: chosen when configured, at the tier the task needs. */
   provider: Schema.optional(ProviderName),
   /** Pins a model id; the provider is then required too. */
   model: Schema.optional(Text(100)),
@@ -182,7 +182,7 @@ export type PlotRequestInput = typeof PlotRequest.Encoded
  * @category Requests
  */
 export interface GenerateOptions {
-  /** Turn a failed generation into a template result (default `true`), as the seed's `useFallback`. */
+  /** Turn a generation that failed for good into a template result (default `true`). */
   readonly useFallback?: boolean | undefined
 }
 
@@ -248,7 +248,7 @@ export class Usage extends Schema.Class<Usage>("plot-engine/Usage")({
 }
 
 /**
- * The seed's `AIGenerationMetrics` of one generation (§7), as it is logged and sent to analytics.
+ * The figures of one generation, as they are logged and sent to analytics.
  *
  * @since 0.1.0
  * @category Result
@@ -262,9 +262,9 @@ export class GenerationMetrics extends Schema.Class<GenerationMetrics>("plot-eng
   warnings: Schema.NonNegativeInt,
   isTemplate: Schema.Boolean,
   retryCount: Schema.NonNegativeInt,
-  /** Rate-limit errors met on the way (429s), beyond the seed's fields. */
+  /** Rate-limit errors met on the way (429s). */
   rateLimitErrors: Schema.NonNegativeInt,
-  /** Why the AI failed, for a template result (the seed's error type). */
+  /** Why the AI failed, for a template result (`Errors.errorType`). */
   errorType: Schema.optional(Schema.String),
   modelUsed: Schema.String,
   /** `null` when the model's price is unknown. */
@@ -294,7 +294,7 @@ export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult
   isTemplate: Schema.Boolean,
   durationMs: Schema.NonNegative,
   wordCount: Schema.NonNegativeInt,
-  /** The seed's `AIGenerationMetrics` of this generation. */
+  /** The figures of this generation, for analytics. */
   metrics: GenerationMetrics
 }) {}
 
@@ -303,7 +303,7 @@ export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult
 // =============================================================================
 
 /**
- * The stages of the pipeline, in order (the seed's `GenerationProgress.stage` plus model selection).
+ * The stages of the pipeline, in order.
  *
  * @since 0.1.0
  * @category Events

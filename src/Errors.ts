@@ -379,7 +379,7 @@ const providerErrorTags: ReadonlySet<string> = new Set(ProviderError.members.map
 // =============================================================================
 
 /**
- * The seed's `ErrorType` values, plus `quota_exhausted`, `validation` and `parse` for the engine's own.
+ * The kind of a failure as one word, for logs, metrics and clients: one per error of this module.
  *
  * @since 0.1.0
  * @category For people
@@ -414,7 +414,7 @@ const errorTypes: { readonly [K in GenerationError["_tag"]]: ErrorType } = {
 }
 
 /**
- * The seed's error type of a failure.
+ * The kind of a failure (see `ErrorType`).
  *
  * @since 0.1.0
  * @category For people
@@ -433,7 +433,7 @@ export const isTransient = (error: GenerationError): boolean =>
   Predicate.isTagged(error, "ServerError") || Predicate.isTagged(error, "NetworkError")
 
 /**
- * The sentence to show a writer (the seed's §5): nothing technical, nothing secret.
+ * The sentence to show a writer: what happened and what will happen next, nothing technical, nothing secret.
  *
  * @since 0.1.0
  * @category For people

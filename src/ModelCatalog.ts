@@ -14,7 +14,7 @@ import * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
 
 /**
- * Capability tiers, the seed's three rows per provider: best quality, balance, speed.
+ * Capability tiers, three per provider: best quality, balance, speed.
  *
  * @since 0.1.0
  * @category Models
@@ -56,9 +56,9 @@ export type Catalog = ReadonlyArray<ModelInfo>
 const model = (fields: typeof ModelInfo.Encoded): ModelInfo => Schema.decodeSync(ModelInfo)(fields)
 
 /**
- * The default catalog. Current models use the providers' public list prices as of 2025-11-01; the seed's
- * six models keep the seed's context windows (its table says 128K for GPT-4) and their historical prices,
- * marked retired so that they are only used when pinned.
+ * The default catalog. Current models use the providers' public list prices as of 2025-11-01. The six models
+ * of 2024 (GPT-4, GPT-4 Turbo, GPT-3.5 Turbo and Claude 3 Opus, Sonnet and Haiku) keep their historical prices
+ * and a 128K window for GPT-4, marked retired so that they are only used when pinned.
  *
  * @since 0.1.0
  * @category Catalog
@@ -121,7 +121,7 @@ export const defaultCatalog: Catalog = [
     inputPricePerMillion: 0.4,
     outputPricePerMillion: 1.6
   }),
-  // The seed's table (retired by the providers)
+  // The models of 2024 (retired by the providers)
   model({
     provider: "openai",
     id: "gpt-4",
@@ -185,13 +185,13 @@ export const defaultCatalog: Catalog = [
 ]
 
 /**
- * The seed's six models as the seed describes them (not retired), for users who pin the seed's table and for
- * checking the seed's examples.
+ * The six models of 2024, not retired: for hosts that still choose among them, and for checking the selection
+ * rules on the model names they were first written for.
  *
  * @since 0.1.0
  * @category Catalog
  */
-export const seedCatalog: Catalog = defaultCatalog
+export const legacyCatalog: Catalog = defaultCatalog
   .filter((m) => m.retired)
   .map((m) => new ModelInfo({ ...m, retired: false }))
 

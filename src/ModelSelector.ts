@@ -1,9 +1,8 @@
 /**
- * Choosing the model for a request (seed TASK-003): score the task's complexity exactly as the seed's §2 does,
- * then map the seed's rules onto capability tiers of the catalog, so that the rules outlive model names.
- *
- * The seed's example test "selects GPT-4 for high complexity tasks" contradicts its own algorithm (which
- * sends high complexity to Claude Opus); the algorithm wins here.
+ * Choosing the model for a request: score the task's complexity (word count, prompt length, keywords, genre),
+ * then apply the selection rules to capability tiers of the catalog rather than to model names, so that the
+ * rules outlive the models. High complexity goes to premium Anthropic (Claude Opus), not to OpenAI's premium
+ * model.
  *
  * @since 0.1.0
  */
@@ -19,7 +18,7 @@ import * as ModelCatalog from "./ModelCatalog.js"
 export type Complexity = "low" | "medium" | "high"
 
 /**
- * Scores a request as the seed does: words over 2,000 (+2) or over 1,000 (+1); a prompt over 200 characters
+ * Scores a request: words over 2,000 (+2) or over 1,000 (+1); a prompt over 200 characters
  * (+1); "character development", "complex", "nuanced" or "detailed" in the prompt (+2); a fantasy, sci-fi or
  * literary fiction genre (+1). 4 or more is high, 2 or more medium, else low.
  *
@@ -39,7 +38,7 @@ export const complexityScore = (
 }
 
 /**
- * The seed's `assessTaskComplexity`.
+ * A request's complexity: its score (`complexityScore`) of 4 or more is high, 2 or more medium, else low.
  *
  * @since 0.1.0
  * @category Complexity
@@ -52,7 +51,7 @@ export const assessComplexity = (
 }
 
 /**
- * The seed's `ModelSelectionCriteria`; `projectContext` is the project context's size in tokens.
+ * What a model is chosen by; `projectContext` is the project context's size in tokens.
  *
  * @since 0.1.0
  * @category Selection
@@ -90,7 +89,7 @@ export interface ModelSelection {
   readonly reasoning: string
 }
 
-/** The seed's rule: which provider and tier a request calls for, before configuration and fit. */
+/** The rule: which provider and tier a request calls for, before configuration and fit. */
 const rule = (
   criteria: ModelSelectionCriteria
 ): { provider: Domain.ProviderName; tier: ModelCatalog.Tier; reasoning: string } => {
@@ -110,7 +109,7 @@ const otherProvider = (
 ): Domain.ProviderName => (provider === "openai" ? "anthropic" : "openai")
 
 /**
- * Chooses a model by the seed's rules mapped onto tiers: the user's preferred provider wins (at the tier the
+ * Chooses a model by the rules, on tiers: the user's preferred provider wins (at the tier the
  * task calls for); high complexity or more than 2,000 words goes to premium Anthropic; medium to balanced
  * Anthropic when cost sensitive, else balanced OpenAI; low to fast OpenAI. Only configured providers are chosen:
  * when the rule's provider is not, the other provider's model of the same tier is. When the context does not
@@ -161,7 +160,7 @@ export const selectModel = (
 }
 
 /**
- * The fallback chain for a chosen model (seed §8, model downgrading): the model itself, then the cheaper
+ * The fallback chain for a chosen model (downgrading, then the other provider): the model itself, then the cheaper
  * current models of the same provider, most capable first, then the other provider's model of the same tier
  * when that provider is configured.
  *

@@ -28,6 +28,7 @@ import * as SynchronizedRef from "effect/SynchronizedRef"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
+import * as TokenBuckets from "./internal/tokenBuckets.js"
 import * as Wire from "./internal/wire.js"
 
 // =============================================================================
@@ -50,7 +51,7 @@ export interface Quota {
 }
 
 /**
- * The seed's defaults (60 RPM, 90,000 TPM, 5 concurrent) for OpenAI, and Anthropic's first paid tier shape
+ * 60 requests and 90,000 tokens a minute, 5 at a time, for OpenAI, and Anthropic's first paid tier shape
  * (50 RPM, 40,000 input and 8,000 output tokens per minute) for Anthropic.
  *
  * @since 0.1.0
@@ -204,6 +205,7 @@ export const waitTime = Metrics.fromKey(MetricKey.histogram(
   "How long admissions waited for the rate limiter"
 ))
 
+/** The state of one key: its permits, what waits and runs, the limits in force and the gate a 429 closed. */
 interface KeyState {
   readonly key: string
   readonly semaphore: Effect.Semaphore
@@ -216,6 +218,14 @@ interface KeyState {
   queued: number
   inFlight: number
   pausedUntil: number
+}
+
+/** What every key of one limiter shares. */
+interface Shared {
+  readonly buckets: TokenBuckets.TokenBuckets
+  readonly prefix: string
+  readonly queueTimeoutMillis: number
+  readonly adaptive: boolean
 }
 
 /** The buckets a quota has, each with its limit and the share of an estimate it takes. */
@@ -235,6 +245,18 @@ const bucketsOf = (quota: Quota, estimate: Estimate) => {
   return buckets
 }
 
+const nothing: Estimate = { inputTokens: 0, outputTokens: 0 }
+
+/** The store key of one bucket of a key. */
+const bucketKey = (shared: Shared, state: KeyState, bucket: string) => `${shared.prefix}${state.key}:${bucket}`
+
+const giveBack = (shared: Shared, state: KeyState, estimate: Estimate) =>
+  Effect.forEach(
+    bucketsOf(state.quota, estimate),
+    (b) => shared.buckets.refund(bucketKey(shared, state, b.name), b.limit, b.tokens),
+    { discard: true }
+  )
+
 /**
  * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
  *
@@ -242,18 +264,18 @@ const bucketsOf = (quota: Quota, estimate: Estimate) => {
  * @category Constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
-  const limiter = yield* RateLimiter.RateLimiter
+  const shared: Shared = {
+    buckets: TokenBuckets.make(yield* RateLimiter.RateLimiter, window),
+    prefix: options.prefix ?? "plot-engine:",
+    queueTimeoutMillis: Duration.toMillis(options.queueTimeout ?? "5 minutes"),
+    adaptive: options.adaptive ?? true
+  }
   const quotas = { ...defaultQuotas, ...options.quotas }
-  const queueTimeoutMillis = Duration.toMillis(options.queueTimeout ?? "5 minutes")
-  const adaptive = options.adaptive ?? true
-  const prefix = options.prefix ?? "plot-engine:"
   const states = yield* SynchronizedRef.make(new Map<string, KeyState>())
-
-  const keyOf = (target: Target) => (options.keyBy === "model" ? `${target.provider}/${target.model}` : target.provider)
 
   const stateOf = (target: Target) =>
     SynchronizedRef.modifyEffect(states, (map) => {
-      const key = keyOf(target)
+      const key = options.keyBy === "model" ? `${target.provider}/${target.model}` : target.provider
       const existing = map.get(key)
       if (existing !== undefined) return Effect.succeed([existing, map] as const)
       const quota = quotas[target.provider]
@@ -276,229 +298,204 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
     })
 
-  /** Takes tokens from a bucket (negative tokens give them back); returns the wait before they are there. */
-  const take = (state: KeyState, bucket: string, limit: number, tokens: number) =>
-    limiter.consume({
-      key: `${prefix}${state.key}:${bucket}`,
-      limit,
-      tokens,
-      window,
-      algorithm: "token-bucket",
-      onExceeded: "delay"
-    }).pipe(
-      Effect.map((result) => ({ delay: Duration.toMillis(result.delay), remaining: result.remaining })),
-      // A store failure must not stop generation: the request goes ahead and the provider limits it.
-      Effect.catchAll((error) =>
-        Effect.as(
-          Effect.logWarning("Rate limiter store failed; admitting without it").pipe(
-            Effect.annotateLogs({ error: error.message })
-          ),
-          {
-            delay: 0,
-            remaining: limit
-          }
+  return ProviderRateLimiter.of({
+    admit: (target, estimate, admitOptions) =>
+      Effect.flatMap(stateOf(target), (state) => admitTo(shared, state, target, estimate, admitOptions)),
+    pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => pauseKey(shared, state, millis)),
+    observe: (target, headers) => Effect.flatMap(stateOf(target), (state) => observeOn(shared, state, headers)),
+    snapshot: Effect.flatMap(
+      SynchronizedRef.get(states),
+      (map) => Effect.forEach(map.values(), (state) => snapshotOf(shared, state))
+    )
+  })
+})
+
+/** Admits a request to a key: its place in the queue, the wait, and the admission that settles it. */
+const admitTo = (
+  shared: Shared,
+  state: KeyState,
+  target: Target,
+  estimate: Estimate,
+  options: AdmitOptions | undefined
+): Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError | Errors.TimeoutError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
+    if (tooLarge !== undefined) {
+      return yield* new Errors.QuotaExhaustedError({
+        provider: target.provider,
+        model: target.model,
+        reason: "request_too_large",
+        detail:
+          `the request needs ${tooLarge.tokens} of a ${tooLarge.name} budget of ${tooLarge.limit}: it can never be admitted`
+      })
+    }
+    const queuedAt = yield* Clock.currentTimeMillis
+    const queueDeadline = queuedAt + shared.queueTimeoutMillis
+    const until = options?.until
+    const callerFirst = until !== undefined && until < queueDeadline
+    const timedOut = callerFirst
+      ? new Errors.TimeoutError({
+        provider: target.provider,
+        model: target.model,
+        detail: "the caller's deadline came before a permit and budget"
+      })
+      : new Errors.RateLimitError({
+        provider: target.provider,
+        model: target.model,
+        local: true,
+        shouldRetry: false,
+        detail: `waited longer than the queue timeout of ${Duration.format(Duration.millis(shared.queueTimeoutMillis))}`
+      })
+    const depth = Metrics.tagged(queueDepth, { key: state.key })
+    state.queued++
+    yield* Metric.incrementBy(depth, 1)
+    yield* waitFor(shared, state, estimate, callerFirst ? until : queueDeadline, timedOut).pipe(
+      Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1)))
+    )
+    yield* Metric.update(Metrics.tagged(waitTime, { key: state.key }), (yield* Clock.currentTimeMillis) - queuedAt)
+    yield* Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
+    return { reconcile: reconcileWith(shared, state, estimate), cancel: giveBack(shared, state, estimate) }
+  })
+
+/**
+ * The wait of one request, in three steps: a concurrency permit (held until the admission's scope closes), the
+ * gate a provider 429 closed, then one reservation across every bucket and the sleep it implies. Fails with
+ * `timedOut` when the wait cannot end by `deadline`, giving back what it reserved.
+ */
+const waitFor = (
+  shared: Shared,
+  state: KeyState,
+  reserved: Estimate,
+  deadline: number,
+  timedOut: Errors.RateLimitError | Errors.TimeoutError
+): Effect.Effect<void, Errors.RateLimitError | Errors.TimeoutError, Scope.Scope> =>
+  Effect.gen(function*() {
+    // 1. A permit, in arrival order. Only a waiter that has to queue for it gets a timer (checked and taken
+    // without yielding, so nobody slips in between). The wait stays interruptible (a timeout or the caller may
+    // end it); once taken, its release is registered before anything can interrupt.
+    const permit = Effect.uninterruptibleMask((restore) =>
+      Effect.zipRight(restore(state.semaphore.take(1)), Effect.sync(() => state.permitsHeld++)).pipe(
+        Effect.zipRight(
+          Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1)))
         )
       )
     )
-
-  /** What a bucket holds now (taking nothing). */
-  const level = (state: KeyState, bucket: string, limit: number) =>
-    Effect.map(take(state, bucket, limit, 0), (result) => result.remaining)
-
-  /** Gives tokens back to a bucket, never past its limit (the store would let it overflow and allow a burst). */
-  const refund = (state: KeyState, bucket: string, limit: number, tokens: number) =>
-    Effect.flatMap(level(state, bucket, limit), (remaining) => {
-      const back = Math.min(tokens, limit - remaining)
-      return back > 0 ? take(state, bucket, limit, -back) : Effect.void
-    })
-
-  const giveBack = (state: KeyState, estimate: Estimate) =>
-    Effect.forEach(bucketsOf(state.quota, estimate), (b) => refund(state, b.name, b.limit, b.tokens), { discard: true })
-
-  const localError = (target: Target, detail: string) =>
-    new Errors.RateLimitError({
-      provider: target.provider,
-      model: target.model,
-      local: true,
-      shouldRetry: false,
-      detail
-    })
-
-  const admit = (target: Target, estimate: Estimate, options?: AdmitOptions) =>
-    Effect.gen(function*() {
-      const state = yield* stateOf(target)
-      const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
-      if (tooLarge !== undefined) {
-        return yield* new Errors.QuotaExhaustedError({
-          provider: target.provider,
-          model: target.model,
-          reason: "request_too_large",
-          detail:
-            `the request needs ${tooLarge.tokens} of a ${tooLarge.name} budget of ${tooLarge.limit}: it can never be admitted`
-        })
-      }
-      const queueDeadline = (yield* Clock.currentTimeMillis) + queueTimeoutMillis
-      const until = options?.until
-      const callerFirst = until !== undefined && until < queueDeadline
-      const deadline = callerFirst ? until : queueDeadline
-      const timedOut = callerFirst
-        ? new Errors.TimeoutError({
-          provider: target.provider,
-          model: target.model,
-          detail: "the caller's deadline came before a permit and budget"
-        })
-        : localError(
-          target,
-          `waited longer than the queue timeout of ${Duration.format(Duration.millis(queueTimeoutMillis))}`
-        )
-      const reserved = estimate
-      const wait = Effect.gen(function*() {
-        // 1. A concurrency permit, in arrival order, held until the scope closes. Only a waiter that has to
-        // queue for it gets a timer (checked and taken without yielding, so nobody slips in between).
-        // The wait for it stays interruptible (a timeout or the caller may end it); once taken, its release is
-        // registered before anything can interrupt.
-        const permit = Effect.uninterruptibleMask((restore) =>
-          Effect.zipRight(
-            restore(state.semaphore.take(1)),
-            Effect.sync(() => state.permitsHeld++)
-          ).pipe(
-            Effect.zipRight(Effect.addFinalizer(() =>
-              Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1))
-            ))
-          )
-        )
-        yield* state.permitsHeld < state.permits
-          ? permit
-          : permit.pipe(
-            Effect.timeoutFail({
-              duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
-              onTimeout: () =>
-                timedOut
-            })
-          )
-        // 2. In arrival order (the lock is fair): the gate a provider 429 closed, for everybody (re-read on
-        // waking: a later 429 may extend it), then one reservation across every bucket.
-        const delay = yield* state.reserving.withPermits(1)(Effect.gen(function*() {
-          for (
-            let now = yield* Clock.currentTimeMillis;
-            now < state.pausedUntil;
-            now = yield* Clock.currentTimeMillis
-          ) {
-            if (state.pausedUntil > deadline) return yield* timedOut
-            yield* Effect.sleep(state.pausedUntil - now)
-          }
-          const results = yield* Effect.forEach(bucketsOf(state.quota, reserved), (b) =>
-            take(state, b.name, b.limit, b.tokens))
-          return Math.max(
-            0,
-            ...results.map((r) =>
-              r.delay
-            )
-          )
-        }))
-        if ((yield* Clock.currentTimeMillis) + delay > deadline) {
-          yield* giveBack(state, reserved)
-          return yield* timedOut
-        }
-        // 3. The wait the reservation implies.
-        yield* Effect.sleep(delay).pipe(Effect.onInterrupt(() => giveBack(state, reserved)))
+    yield* state.permitsHeld < state.permits ? permit : permit.pipe(
+      Effect.timeoutFail({
+        duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
+        onTimeout: () => timedOut
       })
-      const queuedAt = yield* Clock.currentTimeMillis
-      const depth = Metrics.tagged(queueDepth, { key: state.key })
-      state.queued++
-      yield* Metric.incrementBy(depth, 1)
-      yield* wait.pipe(
-        Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1)))
+    )
+    // 2. In arrival order (the lock is fair): the gate a provider 429 closed, for everybody (re-read on waking:
+    // a later 429 may extend it), then one reservation across every bucket.
+    const delay = yield* state.reserving.withPermits(1)(Effect.gen(function*() {
+      for (let now = yield* Clock.currentTimeMillis; now < state.pausedUntil; now = yield* Clock.currentTimeMillis) {
+        if (state.pausedUntil > deadline) return yield* timedOut
+        yield* Effect.sleep(state.pausedUntil - now)
+      }
+      const results = yield* Effect.forEach(
+        bucketsOf(state.quota, reserved),
+        (b) => shared.buckets.take(bucketKey(shared, state, b.name), b.limit, b.tokens)
       )
-      yield* Metric.update(Metrics.tagged(waitTime, { key: state.key }), (yield* Clock.currentTimeMillis) - queuedAt)
-      yield* Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
-      return {
-        reconcile: (usage: Estimate) =>
-          Effect.forEach(
-            // OpenAI keeps the max output it counted at admission, so its tokens bucket reconciles the prompt only;
-            // Anthropic corrects its output bucket to what was written.
-            bucketsOf(state.quota, { inputTokens: usage.inputTokens, outputTokens: usage.outputTokens }).map((
-              b,
-              i
-            ) => ({
-              ...b,
-              tokens: b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens,
-              reserved: bucketsOf(state.quota, reserved)[i]!.tokens
-            })),
-            // Give back what was not used; charge what went over.
-            (b) =>
-              b.tokens > b.reserved
-                ? take(state, b.name, b.limit, b.tokens - b.reserved)
-                : b.tokens < b.reserved
-                ? refund(state, b.name, b.limit, b.reserved - b.tokens)
-                : Effect.void,
-            { discard: true }
-          ),
-        cancel: giveBack(state, reserved)
-      } satisfies Admission
-    })
+      return Math.max(0, ...results.map((result) => result.delay))
+    }))
+    if ((yield* Clock.currentTimeMillis) + delay > deadline) {
+      yield* giveBack(shared, state, reserved)
+      return yield* timedOut
+    }
+    // 3. The wait the reservation implies.
+    yield* Effect.sleep(delay).pipe(Effect.onInterrupt(() => giveBack(shared, state, reserved)))
+  })
 
-  const pause = (target: Target, millis: number) =>
-    Effect.gen(function*() {
-      const state = yield* stateOf(target)
-      const now = yield* Clock.currentTimeMillis
-      // Refusals of calls already in flight when the first came belong to the same episode: one cut for all.
-      const alreadyPaused = state.pausedUntil > now
-      state.pausedUntil = Math.max(state.pausedUntil, now + millis)
-      if (adaptive && !alreadyPaused) {
-        // The provider refused while the local budget allowed: the configured limits are too high.
-        const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
-        state.quota = {
-          ...state.quota,
-          requestsPerMinute: lower(state.quota.requestsPerMinute)!,
-          tokensPerMinute: lower(state.quota.tokensPerMinute),
-          inputTokensPerMinute: lower(state.quota.inputTokensPerMinute),
-          outputTokensPerMinute: lower(state.quota.outputTokensPerMinute)
-        }
+/**
+ * Replaces a reservation with what the provider reported: what was not used goes back, what went over is
+ * charged. OpenAI keeps the max output it counted at admission, so its tokens bucket reconciles the prompt only;
+ * Anthropic corrects its output bucket to what was written.
+ */
+const reconcileWith =
+  (shared: Shared, state: KeyState, reserved: Estimate) => (usage: Estimate): Effect.Effect<void> => {
+    const wanted = bucketsOf(state.quota, reserved)
+    return Effect.forEach(
+      bucketsOf(state.quota, usage),
+      (b, i) => {
+        const used = b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens
+        const held = wanted[i]!.tokens
+        const key = bucketKey(shared, state, b.name)
+        return used > held
+          ? Effect.asVoid(shared.buckets.take(key, b.limit, used - held))
+          : used < held
+          ? shared.buckets.refund(key, b.limit, held - used)
+          : Effect.void
+      },
+      { discard: true }
+    )
+  }
+
+/**
+ * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limits
+ * (and what the buckets hold) come down by a tenth, once per episode: the refusals of calls already in flight
+ * when the first came are the same episode.
+ */
+const pauseKey = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const alreadyPaused = state.pausedUntil > now
+    state.pausedUntil = Math.max(state.pausedUntil, now + millis)
+    if (!shared.adaptive || alreadyPaused) return
+    // The provider refused while the local budget allowed: the limits in force are too high.
+    const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
+    state.quota = {
+      ...state.quota,
+      requestsPerMinute: lower(state.quota.requestsPerMinute)!,
+      tokensPerMinute: lower(state.quota.tokensPerMinute),
+      inputTokensPerMinute: lower(state.quota.inputTokensPerMinute),
+      outputTokensPerMinute: lower(state.quota.outputTokensPerMinute)
+    }
+    for (const b of bucketsOf(state.quota, nothing)) {
+      yield* shared.buckets.lowerTo(bucketKey(shared, state, b.name), b.limit, b.limit)
+    }
+  })
+
+/**
+ * A response's rate-limit headers: with `adaptive`, a limit the provider reports below the one in force lowers
+ * it; a bucket never holds more than the provider says is left, nor than its limit.
+ */
+const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const reported = Wire.rateLimitReport(headers)
+    for (const [bucket, report] of Object.entries(reported) as Array<[string, Wire.BucketReport]>) {
+      const field = quotaField[bucket]
+      if (field === undefined) continue
+      const configured = state.quota[field]
+      if (configured === undefined) continue
+      if (shared.adaptive && report.limit !== undefined && report.limit < configured) {
+        state.quota = { ...state.quota, [field]: report.limit }
       }
+      const limit = state.quota[field]!
+      yield* shared.buckets.lowerTo(bucketKey(shared, state, bucket), limit, report.remaining ?? limit)
+    }
+  })
+
+const snapshotOf = (shared: Shared, state: KeyState): Effect.Effect<KeySnapshot> =>
+  Effect.map(
+    Effect.forEach(
+      bucketsOf(state.quota, nothing),
+      (b) =>
+        Effect.map(
+          shared.buckets.level(bucketKey(shared, state, b.name), b.limit),
+          (remaining) => [b.name, remaining] as const
+        )
+    ),
+    (available) => ({
+      key: state.key,
+      quota: state.quota,
+      queued: state.queued,
+      inFlight: state.inFlight,
+      permitsFree: state.permits - state.permitsHeld,
+      available: Object.fromEntries(available),
+      pausedUntil: state.pausedUntil > 0 ? state.pausedUntil : undefined
     })
-
-  const observe = (target: Target, headers: Wire.Headers) =>
-    Effect.gen(function*() {
-      const state = yield* stateOf(target)
-      const reported = Wire.rateLimitReport(headers)
-      for (const [bucket, report] of Object.entries(reported) as Array<[string, Wire.BucketReport]>) {
-        const field = quotaField[bucket]
-        if (field === undefined) continue
-        const configured = state.quota[field]
-        if (configured === undefined) continue
-        if (adaptive && report.limit !== undefined && report.limit < configured) {
-          state.quota = { ...state.quota, [field]: report.limit }
-        }
-        if (report.remaining !== undefined) {
-          const limit = state.quota[field]!
-          // What the local bucket holds now, then debt for what the provider says is not there.
-          const remaining = yield* level(state, bucket, limit)
-          if (report.remaining < remaining) yield* take(state, bucket, limit, remaining - report.remaining)
-        }
-      }
-    })
-
-  const snapshot = Effect.flatMap(SynchronizedRef.get(states), (map) =>
-    Effect.forEach(map.values(), (s) =>
-      Effect.map(
-        Effect.forEach(
-          bucketsOf(s.quota, { inputTokens: 0, outputTokens: 0 }),
-          (b) => Effect.map(level(s, b.name, b.limit), (remaining) => [b.name, remaining] as const)
-        ),
-        (available): KeySnapshot => ({
-          key: s.key,
-          quota: s.quota,
-          queued: s.queued,
-          inFlight: s.inFlight,
-          permitsFree: s.permits - s.permitsHeld,
-          available: Object.fromEntries(available),
-          pausedUntil: s.pausedUntil > 0 ? s.pausedUntil : undefined
-        })
-      )))
-
-  return ProviderRateLimiter.of({ admit, pause, observe, snapshot })
-})
+  )
 
 const quotaField: Readonly<
   Record<string, "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute">

@@ -1,5 +1,5 @@
 /**
- * How failures are retried (seed §3): one `Schedule` per error type, with the seed's table as defaults,
+ * How failures are retried: one `Schedule` per error type, with the table of `defaults`,
  * composed into one schedule that dispatches on the failure's tag, takes the delay the provider asked for
  * (`retry-after-ms`, `retry-after`, reset headers) as the floor of the next delay, obeys `x-should-retry`,
  * and stops (so the fallback chain hops on) when the provider asks for a wait above the cap.
@@ -32,8 +32,8 @@ export type RetryableError = Errors.ProviderError | Errors.ResponseParseError
 export type Tag = RetryableError["_tag"]
 
 /**
- * One row of the seed's table: how many retries, at what delay, doubled each time or not, with how much
- * random jitter added (the seed adds 0-1 s to its exponential backoff).
+ * One row of the retry table: how many retries, at what delay, doubled each time or not, with how much
+ * random jitter added (0 to `jitter`, drawn from Effect's `Random`).
  *
  * @since 0.1.0
  * @category Models
@@ -66,7 +66,7 @@ export interface Policy {
 const never: Rule = { retries: 0, delay: 0, exponential: false, jitter: 0 }
 
 /**
- * The seed's table: rate limit 5 retries at 1 s x 2^n capped at 60 s plus up to 1 s of jitter; timeout 2 at
+ * The default table: rate limit 5 retries at 1 s x 2^n capped at 60 s plus up to 1 s of jitter; timeout 2 at
  * 2 s; server 3 at 5 s; network 3 at 3 s; context too long 1 at once (with a smaller prompt); none for auth,
  * invalid request and quota. A reply that cannot be parsed gets one corrective retry at once.
  *

@@ -7,7 +7,7 @@
 import * as Domain from "./Domain.js"
 
 /**
- * The warning every template result carries (the seed's test looks for "generated from a template").
+ * The warning every template result carries: it says the content was generated from a template.
  *
  * @since 0.1.0
  * @category Warnings

@@ -1,6 +1,12 @@
 /**
  * plot-engine: plot content for novels from OpenAI and Anthropic, the Effect way.
  *
+ * The main entry loads the library alone. Heavier parts have entry points of their own:
+ * `plot-engine/ProviderRateLimiter/Redis` (one quota across instances, over `ioredis`),
+ * `plot-engine/Telemetry/OpenTelemetry` (span export through the OpenTelemetry SDK), `plot-engine/PlotEngine`
+ * (the composition root an application runs: Node's HTTP stack, the embedded simulator) and
+ * `plot-engine/simulator/*` (the gateway simulator).
+ *
  * @since 0.1.0
  */
 
@@ -51,3 +57,6 @@ export * as Telemetry from "./Telemetry.js"
 
 /** @since 0.1.0 */
 export * as TemplateGenerator from "./TemplateGenerator.js"
+
+/** @since 0.1.0 */
+export * as TokenCount from "./TokenCount.js"

@@ -162,7 +162,7 @@ describe("Classify.classify", () => {
 })
 
 describe("Errors for people", () => {
-  it("gives the seed's error type and sentence", () => {
+  it("gives the error type and the writer's sentence", () => {
     const error = new Errors.RateLimitError({ provider: "openai", model: "gpt-4.1", detail: "slow down" })
     expect(Errors.errorType(error)).toBe("rate_limit")
     expect(Errors.userMessage(error)).toBe(
@@ -175,7 +175,7 @@ describe("Errors for people", () => {
   })
 })
 
-describe("Classify.classify over every example of WIRE.md", () => {
+describe("Classify.classify over every example of docs/provider-wire.md", () => {
   const oa = (type: string, code: string | null, message: string) => ({ error: { message, type, param: null, code } })
   const an = (type: string, message: string, extra: Record<string, unknown> = {}) => ({
     type: "error",

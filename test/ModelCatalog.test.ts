@@ -12,7 +12,7 @@ const find = (catalog: ModelCatalog.Catalog, provider: "openai" | "anthropic", i
   Option.getOrUndefined(ModelCatalog.find(catalog, provider, id))
 
 describe("ModelCatalog", () => {
-  it("holds current models per tier and the seed's six, retired", () => {
+  it("holds current models per tier and the six of 2024, retired", () => {
     for (const provider of ["openai", "anthropic"] as const) {
       for (const tier of ["premium", "balanced", "fast"] as const) {
         expect(Option.isSome(ModelCatalog.forTier(ModelCatalog.defaultCatalog, provider, tier))).toBe(true)

@@ -41,7 +41,7 @@ const select = (criteria: Partial<ModelSelector.ModelSelectionCriteria>, options
     )
   )
 
-describe("ModelSelector.selectModel, by the seed's rules", () => {
+describe("ModelSelector.selectModel, by the selection rules", () => {
   it.each(
     [
       [
@@ -92,17 +92,17 @@ describe("ModelSelector.selectModel, by the seed's rules", () => {
     expect(select(criteria)).toEqual({ provider, model, reasoning })
   })
 
-  // The seed's examples, on the seed's own table of models.
-  it("selects GPT-3.5 for low complexity tasks (the seed's example)", () => {
+  // The original examples, on the models of 2024 they were written for.
+  it("selects GPT-3.5 for low complexity tasks (the original example)", () => {
     const result = select({ taskComplexity: "low", targetWordCount: 500, projectContext: 1_000 }, {
-      catalog: ModelCatalog.seedCatalog
+      catalog: ModelCatalog.legacyCatalog
     })
     expect(result.model).toContain("gpt-3.5")
   })
 
-  it("selects Claude Opus, not GPT-4, for high complexity: the seed's algorithm wins over its example test", () => {
+  it("selects Claude Opus, not GPT-4, for high complexity: the algorithm wins over the original example test", () => {
     const result = select({ taskComplexity: "high", targetWordCount: 3_000, projectContext: 5_000 }, {
-      catalog: ModelCatalog.seedCatalog
+      catalog: ModelCatalog.legacyCatalog
     })
     expect(result).toEqual({
       provider: "anthropic",
@@ -111,13 +111,14 @@ describe("ModelSelector.selectModel, by the seed's rules", () => {
     })
   })
 
-  it("selects the seed's medium models", () => {
-    expect(select({ taskComplexity: "medium" }, { catalog: ModelCatalog.seedCatalog }).model).toBe(
+  it("selects the medium models of 2024", () => {
+    expect(select({ taskComplexity: "medium" }, { catalog: ModelCatalog.legacyCatalog }).model).toBe(
       "gpt-4-turbo-preview"
     )
-    expect(select({ taskComplexity: "medium", costSensitive: true }, { catalog: ModelCatalog.seedCatalog }).model).toBe(
-      "claude-3-sonnet-20240229"
-    )
+    expect(select({ taskComplexity: "medium", costSensitive: true }, { catalog: ModelCatalog.legacyCatalog }).model)
+      .toBe(
+        "claude-3-sonnet-20240229"
+      )
   })
 })
 

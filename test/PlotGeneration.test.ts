@@ -77,7 +77,7 @@ describe("PlotGeneration.generate", () => {
     }).pipe(Effect.provide(engine([text(sampleOutlineJson, { inputTokens: 1_000, outputTokens: 200 })], calls)))
   })
 
-  it.effect("falls back to template on persistent failure (the seed's test)", () =>
+  it.effect("falls back to template on persistent failure (the original test)", () =>
     Effect.gen(function*() {
       const result = yield* settled(generate(request, { useFallback: true }))
       expect(result.isTemplate).toBe(true)

@@ -325,6 +325,20 @@ describe("ProviderRateLimiter", () => {
       const [snapshot] = yield* rateLimiter.snapshot
       expect(snapshot?.quota).toMatchObject({ requestsPerMinute: 60, tokensPerMinute: 90_000 })
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 120, tokensPerMinute: 180_000 }))))
+
+  it.effect("lowers the buckets with the limits: never more than the provider's new limit, nor than it has left", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      yield* request([], "a", small)
+      // Configured at 600 a minute, 599 left locally; the provider allows 10 and has 9 left.
+      yield* rateLimiter.observe(target, { "x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9" })
+      const [afterHeaders] = yield* rateLimiter.snapshot
+      expect([afterHeaders?.quota.requestsPerMinute, afterHeaders?.available.rpm]).toEqual([10, 9])
+      // A lower limit alone brings the bucket down to it.
+      yield* rateLimiter.observe(target, { "x-ratelimit-limit-requests": "5" })
+      const [afterLimit] = yield* rateLimiter.snapshot
+      expect([afterLimit?.quota.requestsPerMinute, afterLimit?.available.rpm]).toEqual([5, 5])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 600, tokensPerMinute: 1_000_000 }))))
 })
 
 describe("ProviderRateLimiter metrics", () => {

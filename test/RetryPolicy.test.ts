@@ -1,5 +1,5 @@
 /**
- * The seed's retry table, Retry-After, the fallback chain and the circuit breaker, exact in virtual time:
+ * The default retry table, Retry-After, the fallback chain and the circuit breaker, exact in virtual time:
  * every delay is read off the Clock at which the fake model was called, jitter pinned with `Random.fixed`.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -130,7 +130,7 @@ const retrying = (events: ReadonlyArray<GenerationEvent>) =>
 // The table
 // ---------------------------------------------------------------------------------------------------------------
 
-describe("RetryPolicy: the seed's table, one row at a time (one model, always failing)", () => {
+describe("RetryPolicy: the default table, one row at a time (one model, always failing)", () => {
   it.effect.each(
     [
       ["rate limit: 5 retries, 1 s x 2^n + jitter (pinned at 0.5 s)", rateLimited(), "RateLimitError", [

@@ -1,5 +1,6 @@
 /**
- * Reading what the providers send: error bodies, retry headers and rate-limit reset times (see WIRE.md).
+ * Reading what the providers send: error bodies, retry headers and rate-limit reset times
+ * (`docs/provider-wire.md` lists the shapes and their sources).
  * Pure functions over plain values, shared by the error classifier and the rate limiter.
  */
 

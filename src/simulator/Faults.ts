@@ -1,5 +1,5 @@
 /**
- * The simulator's faults: every failure DESIGN §7 names, scripted per API key (in order: 429, 429, ok) or
+ * The simulator's faults: every failure the engine classifies, scripted per API key (in order: 429, 429, ok) or
  * drawn at random rates from a seeded Content.generator, plus latency. The wire modules render each fault with the
  * provider's real status, body and headers.
  *

@@ -179,6 +179,69 @@ const errorResponse = (error: Wire.WireError, headers: Record<string, string>) =
     ? HttpServerResponse.text(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
     : HttpServerResponse.unsafeJson(error.body, { status: error.status, headers: { ...headers, ...error.headers } })
 
+/** A request the fault plan picked a fault for that is not an error body: how its answer goes wrong. */
+interface FaultedRequest<R extends Core.SimRequest> {
+  readonly face: Face<R>
+  readonly fault: Faults.Fault
+  readonly request: R
+  /** The reply a cut-short answer starts from. */
+  readonly reply: Core.SimReply
+  readonly n: number
+  readonly createdAt: number
+  readonly headers: Record<string, string>
+  readonly socket: Socket
+  readonly hangMs: number
+  readonly record: (status: number, reply?: Core.SimReply) => Effect.Effect<void>
+  readonly clientClosed: Effect.Effect<void>
+}
+
+/**
+ * A connection held silent (`hang`) or dropped (`reset`), or an answer cut short: half a JSON body, half a stream
+ * (`truncated_sse`), half a stream then a broken event (`malformed_json`) or an error event (`stream_error`).
+ */
+const answerFault = <R extends Core.SimRequest>(
+  faulted: FaultedRequest<R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  Effect.gen(function*() {
+    const { createdAt, face, fault, headers, n, reply, request, socket } = faulted
+    switch (fault.kind) {
+      case "hang":
+        yield* faulted.record(0)
+        // Hold the connection without a word until the client gives up (or the hang ends).
+        if (
+          yield* Effect.raceFirst(Effect.as(Effect.sleep(faulted.hangMs), false), Effect.as(closed(socket), true))
+        ) {
+          yield* faulted.clientClosed
+        }
+        socket.destroy()
+        return HttpServerResponse.empty()
+      case "reset":
+        yield* faulted.record(0)
+        socket.destroy()
+        return HttpServerResponse.empty()
+      case "malformed_json":
+      case "truncated_sse":
+      case "stream_error": {
+        yield* faulted.record(200, reply)
+        const events = face.events(request, reply, n, createdAt)
+        const half = events.slice(0, Math.max(2, Math.floor(events.length / 2)))
+        if (!request.stream) {
+          const body = JSON.stringify(face.json(request, reply, n, createdAt))
+          return HttpServerResponse.text(body.slice(0, Math.floor(body.length / 2)), {
+            headers: { ...headers, "content-type": "application/json" }
+          })
+        }
+        return fault.kind === "malformed_json"
+          ? sseResponse(half, headers, `event: ${events[half.length]?.event ?? "message"}\ndata: {"type":"resp\n\n`)
+          : fault.kind === "truncated_sse"
+          ? sseResponse(half, headers)
+          : sseResponse([...half, face.streamError(half.length)], headers)
+      }
+      default:
+        return yield* Effect.dieMessage(`fault ${fault.kind} has no HTTP answer`)
+    }
+  })
+
 /**
  * Starts the simulator's HTTP app on the `HttpServer` in context.
  *
@@ -253,46 +316,19 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           yield* record(face.dialect, error.status, fault.kind)
           return errorResponse(error, headers)
         }
-        const socket = NodeHttpServerRequest.toIncomingMessage(request).socket
-        switch (fault.kind) {
-          case "hang":
-            yield* record(face.dialect, 0, fault.kind)
-            // Hold the connection without a word until the client gives up (or the hang ends).
-            if (
-              yield* Effect.raceFirst(
-                Effect.as(Effect.sleep(random.hangMs ?? 600_000), false),
-                Effect.as(closed(socket), true)
-              )
-            ) {
-              yield* clientClosed
-            }
-            socket.destroy()
-            return HttpServerResponse.empty()
-          case "reset":
-            yield* record(face.dialect, 0, fault.kind)
-            socket.destroy()
-            return HttpServerResponse.empty()
-          case "malformed_json":
-          case "truncated_sse":
-          case "stream_error": {
-            yield* record(face.dialect, 200, fault.kind, reply)
-            const events = face.events(parsed, reply, n, createdAt)
-            const half = events.slice(0, Math.max(2, Math.floor(events.length / 2)))
-            if (!parsed.stream) {
-              const body = JSON.stringify(face.json(parsed, reply, n, createdAt))
-              return HttpServerResponse.text(body.slice(0, Math.floor(body.length / 2)), {
-                headers: { ...headers, "content-type": "application/json" }
-              })
-            }
-            return fault.kind === "malformed_json"
-              ? sseResponse(half, headers, `event: ${events[half.length]?.event ?? "message"}\ndata: {"type":"resp\n\n`)
-              : fault.kind === "truncated_sse"
-              ? sseResponse(half, headers)
-              : sseResponse([...half, face.streamError(half.length)], headers)
-          }
-          default:
-            return yield* Effect.dieMessage(`fault ${fault.kind} has no HTTP answer`)
-        }
+        return yield* answerFault({
+          face,
+          fault,
+          request: parsed,
+          reply,
+          n,
+          createdAt,
+          headers,
+          socket: NodeHttpServerRequest.toIncomingMessage(request).socket,
+          hangMs: random.hangMs ?? 600_000,
+          record: (status, reply) => record(face.dialect, status, fault.kind, reply),
+          clientClosed
+        })
       }
       yield* record(face.dialect, 200, undefined, reply)
       if (admission._tag === "Admitted") admission.settle(reply.outputTokens, yield* Clock.currentTimeMillis)

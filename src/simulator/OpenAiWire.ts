@@ -200,7 +200,7 @@ export const faultError = (
 }
 
 /**
- * The error event OpenAI sends mid-stream, after HTTP 200 (WIRE.md).
+ * The error event OpenAI sends mid-stream, after HTTP 200 (`docs/provider-wire.md`).
  *
  * @since 0.1.0
  */

@@ -104,6 +104,117 @@ export interface Quotas {
   ) => Admission
 }
 
+/** The bucket of a key, made full when first asked for (or when its capacity changed), refilled to `now`. */
+type BucketOf = (key: string, capacity: number, now: number) => Bucket
+
+/** OpenAI's accounting: a request and its prompt plus max output, counted at admission and kept. */
+const admitOpenAi = (
+  bucket: BucketOf,
+  quota: OpenAiQuota,
+  key: string,
+  usage: { inputTokens: number; maxOutputTokens: number },
+  now: number
+): Admission => {
+  const requests = bucket(`${key}:rpm`, quota.requestsPerMinute, now)
+  const tokens = bucket(`${key}:tpm`, quota.tokensPerMinute, now)
+  const wanted = usage.inputTokens + usage.maxOutputTokens
+  const headers = () => ({
+    "x-ratelimit-limit-requests": String(quota.requestsPerMinute),
+    "x-ratelimit-limit-tokens": String(quota.tokensPerMinute),
+    "x-ratelimit-remaining-requests": String(Math.floor(requests.level)),
+    "x-ratelimit-remaining-tokens": String(Math.floor(tokens.level)),
+    "x-ratelimit-reset-requests": goDuration(untilFull(requests)),
+    "x-ratelimit-reset-tokens": goDuration(untilFull(tokens))
+  })
+  const requestWait = waitFor(requests, 1)
+  const tokenWait = waitFor(tokens, wanted)
+  if (requestWait > 0 || tokenWait > 0) {
+    const byTokens = tokenWait >= requestWait
+    const retryAfterMs = Math.max(requestWait, tokenWait)
+    return {
+      _tag: "Limited",
+      headers: {
+        ...headers(),
+        "retry-after-ms": String(retryAfterMs),
+        "retry-after": String(Math.ceil(retryAfterMs / 1_000))
+      },
+      retryAfterMs,
+      bucket: byTokens ? "tokens" : "requests",
+      limit: byTokens ? quota.tokensPerMinute : quota.requestsPerMinute,
+      used: Math.ceil(byTokens ? quota.tokensPerMinute - tokens.level : quota.requestsPerMinute - requests.level),
+      requested: byTokens ? wanted : 1
+    }
+  }
+  requests.level -= 1
+  tokens.level -= wanted
+  return {
+    _tag: "Admitted",
+    headers: headers(),
+    // OpenAI keeps what was counted at admission.
+    settle: () => undefined
+  }
+}
+
+/** Anthropic's accounting: requests, input and output apart; the output corrected to what was written. */
+const admitAnthropic = (
+  bucket: BucketOf,
+  quota: AnthropicQuota,
+  key: string,
+  usage: { inputTokens: number; maxOutputTokens: number },
+  now: number
+): Admission => {
+  const requests = bucket(`${key}:rpm`, quota.requestsPerMinute, now)
+  const input = bucket(`${key}:itpm`, quota.inputTokensPerMinute, now)
+  const output = bucket(`${key}:otpm`, quota.outputTokensPerMinute, now)
+  const thousands = (n: number) => String(Math.max(0, Math.round(n / 1_000) * 1_000))
+  const headers = () => ({
+    "anthropic-ratelimit-requests-limit": String(quota.requestsPerMinute),
+    "anthropic-ratelimit-requests-remaining": String(Math.max(0, Math.floor(requests.level))),
+    "anthropic-ratelimit-requests-reset": rfc3339(now + untilFull(requests)),
+    "anthropic-ratelimit-input-tokens-limit": String(quota.inputTokensPerMinute),
+    "anthropic-ratelimit-input-tokens-remaining": thousands(input.level),
+    "anthropic-ratelimit-input-tokens-reset": rfc3339(now + untilFull(input)),
+    "anthropic-ratelimit-output-tokens-limit": String(quota.outputTokensPerMinute),
+    "anthropic-ratelimit-output-tokens-remaining": thousands(output.level),
+    "anthropic-ratelimit-output-tokens-reset": rfc3339(now + untilFull(output))
+  })
+  const waits = [
+    ["requests", waitFor(requests, 1), quota.requestsPerMinute, requests, 1],
+    ["input tokens", waitFor(input, usage.inputTokens), quota.inputTokensPerMinute, input, usage.inputTokens],
+    [
+      "output tokens",
+      waitFor(output, usage.maxOutputTokens),
+      quota.outputTokensPerMinute,
+      output,
+      usage.maxOutputTokens
+    ]
+  ] as const
+  const worst = [...waits].sort((a, b) => b[1] - a[1])[0]!
+  if (worst[1] > 0) {
+    return {
+      _tag: "Limited",
+      headers: { ...headers(), "retry-after": String(Math.ceil(worst[1] / 1_000)) },
+      retryAfterMs: Math.ceil(worst[1] / 1_000) * 1_000,
+      bucket: worst[0],
+      limit: worst[2],
+      used: Math.ceil(worst[2] - worst[3].level),
+      requested: worst[4]
+    }
+  }
+  requests.level -= 1
+  input.level -= usage.inputTokens
+  output.level -= usage.maxOutputTokens
+  return {
+    _tag: "Admitted",
+    headers: headers(),
+    // Anthropic corrects the output estimate with what was really written.
+    settle: (outputTokens, at) => {
+      refill(output, at)
+      output.level = Math.min(output.capacity, output.level + usage.maxOutputTokens - outputTokens)
+    }
+  }
+}
+
 /**
  * Makes the quota state.
  *
@@ -121,121 +232,17 @@ export const make = (options: QuotaOptions): Quotas => {
     return b
   }
 
-  const openai = (
-    quota: OpenAiQuota,
-    key: string,
-    usage: { inputTokens: number; maxOutputTokens: number },
-    now: number
-  ): Admission => {
-    const requests = bucket(`${key}:rpm`, quota.requestsPerMinute, now)
-    const tokens = bucket(`${key}:tpm`, quota.tokensPerMinute, now)
-    const wanted = usage.inputTokens + usage.maxOutputTokens
-    const headers = () => ({
-      "x-ratelimit-limit-requests": String(quota.requestsPerMinute),
-      "x-ratelimit-limit-tokens": String(quota.tokensPerMinute),
-      "x-ratelimit-remaining-requests": String(Math.floor(requests.level)),
-      "x-ratelimit-remaining-tokens": String(Math.floor(tokens.level)),
-      "x-ratelimit-reset-requests": goDuration(untilFull(requests)),
-      "x-ratelimit-reset-tokens": goDuration(untilFull(tokens))
-    })
-    const requestWait = waitFor(requests, 1)
-    const tokenWait = waitFor(tokens, wanted)
-    if (requestWait > 0 || tokenWait > 0) {
-      const byTokens = tokenWait >= requestWait
-      const retryAfterMs = Math.max(requestWait, tokenWait)
-      return {
-        _tag: "Limited",
-        headers: {
-          ...headers(),
-          "retry-after-ms": String(retryAfterMs),
-          "retry-after": String(Math.ceil(retryAfterMs / 1_000))
-        },
-        retryAfterMs,
-        bucket: byTokens ? "tokens" : "requests",
-        limit: byTokens ? quota.tokensPerMinute : quota.requestsPerMinute,
-        used: Math.ceil(byTokens ? quota.tokensPerMinute - tokens.level : quota.requestsPerMinute - requests.level),
-        requested: byTokens ? wanted : 1
-      }
-    }
-    requests.level -= 1
-    tokens.level -= wanted
-    return {
-      _tag: "Admitted",
-      headers: headers(),
-      // OpenAI keeps what was counted at admission.
-      settle: () => undefined
-    }
-  }
-
-  const anthropic = (
-    quota: AnthropicQuota,
-    key: string,
-    usage: { inputTokens: number; maxOutputTokens: number },
-    now: number
-  ): Admission => {
-    const requests = bucket(`${key}:rpm`, quota.requestsPerMinute, now)
-    const input = bucket(`${key}:itpm`, quota.inputTokensPerMinute, now)
-    const output = bucket(`${key}:otpm`, quota.outputTokensPerMinute, now)
-    const thousands = (n: number) => String(Math.max(0, Math.round(n / 1_000) * 1_000))
-    const headers = () => ({
-      "anthropic-ratelimit-requests-limit": String(quota.requestsPerMinute),
-      "anthropic-ratelimit-requests-remaining": String(Math.max(0, Math.floor(requests.level))),
-      "anthropic-ratelimit-requests-reset": rfc3339(now + untilFull(requests)),
-      "anthropic-ratelimit-input-tokens-limit": String(quota.inputTokensPerMinute),
-      "anthropic-ratelimit-input-tokens-remaining": thousands(input.level),
-      "anthropic-ratelimit-input-tokens-reset": rfc3339(now + untilFull(input)),
-      "anthropic-ratelimit-output-tokens-limit": String(quota.outputTokensPerMinute),
-      "anthropic-ratelimit-output-tokens-remaining": thousands(output.level),
-      "anthropic-ratelimit-output-tokens-reset": rfc3339(now + untilFull(output))
-    })
-    const waits = [
-      ["requests", waitFor(requests, 1), quota.requestsPerMinute, requests, 1],
-      ["input tokens", waitFor(input, usage.inputTokens), quota.inputTokensPerMinute, input, usage.inputTokens],
-      [
-        "output tokens",
-        waitFor(output, usage.maxOutputTokens),
-        quota.outputTokensPerMinute,
-        output,
-        usage.maxOutputTokens
-      ]
-    ] as const
-    const worst = [...waits].sort((a, b) => b[1] - a[1])[0]!
-    if (worst[1] > 0) {
-      return {
-        _tag: "Limited",
-        headers: { ...headers(), "retry-after": String(Math.ceil(worst[1] / 1_000)) },
-        retryAfterMs: Math.ceil(worst[1] / 1_000) * 1_000,
-        bucket: worst[0],
-        limit: worst[2],
-        used: Math.ceil(worst[2] - worst[3].level),
-        requested: worst[4]
-      }
-    }
-    requests.level -= 1
-    input.level -= usage.inputTokens
-    output.level -= usage.maxOutputTokens
-    return {
-      _tag: "Admitted",
-      headers: headers(),
-      // Anthropic corrects the output estimate with what was really written.
-      settle: (outputTokens, at) => {
-        refill(output, at)
-        output.level = Math.min(output.capacity, output.level + usage.maxOutputTokens - outputTokens)
-      }
-    }
-  }
-
   return {
     admit: (dialect, apiKey, model, usage, now) => {
       const key = `${apiKey}:${model}`
       if (dialect === "openai") {
         return options.openai === undefined
           ? { _tag: "Admitted", headers: {}, settle: () => undefined }
-          : openai(options.openai, key, usage, now)
+          : admitOpenAi(bucket, options.openai, key, usage, now)
       }
       return options.anthropic === undefined
         ? { _tag: "Admitted", headers: {}, settle: () => undefined }
-        : anthropic(options.anthropic, key, usage, now)
+        : admitAnthropic(bucket, options.anthropic, key, usage, now)
     }
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Faults over real HTTP: the real `@effect/ai-openai` and `@effect/ai-anthropic` clients against the
- * simulator's scripted faults, through the whole engine (the seed's §6 integration tests among them). Delays
+ * simulator's scripted faults, through the whole engine (the integration tests of the original testing strategy among them). Delays
  * are configured short: these run on the wall clock.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -17,7 +17,7 @@ import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 import * as TemplateGenerator from "../../src/TemplateGenerator.js"
 import { engineOverSimulator } from "../utils/simulated.js"
 
-/** The seed's table with its delays cut to 10 ms, and short timeouts. */
+/** The default retry table with its delays cut to 10 ms, and short timeouts. */
 const fastPolicy: RetryPolicy.Policy = {
   ...RetryPolicy.mapRules(RetryPolicy.defaults, (rule) => ({ ...rule, delay: "10 millis", jitter: 0 })),
   attemptTimeout: "1500 millis",
@@ -58,7 +58,7 @@ const live = (
   it.scopedLive(name, () => Effect.provide(body(), Layer.merge(GatewaySimulator.layer(), NodeHttpClient.layerUndici)))
 
 describe("faults over HTTP", () => {
-  describe("the seed's §6 integration tests", () => {
+  describe("the original integration tests", () => {
     live("retries on rate limit and succeeds: 3 attempts", () =>
       Effect.gen(function*() {
         const { attempts, engine } = yield* scriptedEngine("openai", [

@@ -30,7 +30,7 @@ const concurrency = Number(process.env.SOAK_CONCURRENCY ?? 16)
 const deadlineMillis = 10_000
 
 /**
- * The seed's table with 20 ms delays (jitter kept), short timeouts, a deadline per generation, and 3 attempts,
+ * The default retry table with 20 ms delays (jitter kept), short timeouts, a deadline per generation, and 3 attempts,
  * so that some generations run out of attempts and end as templates or typed failures too.
  */
 const policy: RetryPolicy.Policy = {

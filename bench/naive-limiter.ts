@@ -1,18 +1,19 @@
 /**
- * A faithful port of the seed's `RateLimiter` class (§4) to Effect's Clock, kept for comparison only: it polls
+ * The naive rate limiter a first design of this service used (a class that counts requests and tokens in the
+ * last minute), ported to Effect's Clock and kept for comparison only: it polls
  * (every 100 ms for a slot, every second for the budgets), counts a request's tokens only after it completes,
  * and so lets concurrent requests overshoot the tokens-per-minute budget.
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 
-export interface SeedRateLimitConfig {
+export interface NaiveRateLimitConfig {
   readonly maxRequestsPerMinute: number
   readonly maxTokensPerMinute: number
   readonly maxConcurrentRequests: number
 }
 
-export const makeSeedRateLimiter = (config: SeedRateLimitConfig) => {
+export const makeNaiveRateLimiter = (config: NaiveRateLimitConfig) => {
   let activeRequests = 0
   let requestTimestamps: Array<number> = []
   let tokenUsage: Array<{ timestamp: number; tokens: number }> = []
