@@ -140,7 +140,10 @@ export interface KeySnapshot {
  * @category Models
  */
 export interface Service {
-  /** Waits for a permit and for the budgets, in arrival order; the permit is held for the scope. */
+  /**
+   * Waits for a permit and for the budgets, in arrival order; the permit is held for the scope. A span
+   * `ProviderRateLimiter.admit` covers the wait.
+   */
   readonly admit: (
     target: Target,
     estimate: Estimate,
@@ -300,7 +303,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   return ProviderRateLimiter.of({
     admit: (target, estimate, admitOptions) =>
-      Effect.flatMap(stateOf(target), (state) => admitTo(shared, state, target, estimate, admitOptions)),
+      Effect.flatMap(stateOf(target), (state) => admitTo(shared, state, target, estimate, admitOptions)).pipe(
+        Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+      ),
     pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => pauseKey(shared, state, millis)),
     observe: (target, headers) => Effect.flatMap(stateOf(target), (state) => observeOn(shared, state, headers)),
     snapshot: Effect.flatMap(

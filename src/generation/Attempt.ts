@@ -152,8 +152,7 @@ const admitted = (
   const estimate = { inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens }
   return Effect.scoped(Effect.gen(function*() {
     const admission = yield* engine.limiter.admit(limiterTarget, estimate, { until: deadlineAt }).pipe(
-      Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(engine.policy, target))),
-      Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+      Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(engine.policy, target)))
     )
     const now = yield* Clock.currentTimeMillis
     if (now >= deadlineAt) {
