@@ -32,7 +32,7 @@ export default tseslint.config(
   },
   {
     // The library imports its own modules as namespaces (`import * as Errors from "./Errors.js"`), as Effect's do.
-    files: ["src/**/*.ts"],
+    files: ["src/**/*.ts", "examples/**/*.ts"],
     rules: {
       "no-restricted-syntax": ["error", {
         selector: "ImportDeclaration[source.value=/^\\.\\.?\\//] > ImportSpecifier",

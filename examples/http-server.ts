@@ -25,7 +25,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
-import { GenerationEvent, PlotRequest, type PlotRequestInput, PlotResult } from "../src/Domain.js"
+import * as Domain from "../src/Domain.js"
 import * as Errors from "../src/Errors.js"
 import * as PlotEngine from "../src/PlotEngine.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
@@ -37,8 +37,8 @@ import * as ProjectContextStore from "../src/ProjectContextStore.js"
 
 /** Every typed failure, with the HTTP status a client should see. */
 const generate = HttpApiEndpoint.post("generate", "/plots")
-  .setPayload(PlotRequest)
-  .addSuccess(PlotResult)
+  .setPayload(Domain.PlotRequest)
+  .addSuccess(Domain.PlotResult)
   .addError(Errors.RequestValidationError, { status: 400 })
   .addError(Errors.InvalidRequestError, { status: 400 })
   .addError(Errors.ProjectNotFoundError, { status: 404 })
@@ -53,7 +53,7 @@ const generate = HttpApiEndpoint.post("generate", "/plots")
   .addError(Errors.TimeoutError, { status: 504 })
 
 const stream = HttpApiEndpoint.post("stream", "/plots/stream")
-  .setPayload(PlotRequest)
+  .setPayload(Domain.PlotRequest)
   .addSuccess(HttpApiSchema.withEncoding(Schema.String, { kind: "Text", contentType: "text/event-stream" }))
 
 /**
@@ -61,18 +61,18 @@ const stream = HttpApiEndpoint.post("stream", "/plots/stream")
  */
 export class PlotsApi extends HttpApi.make("plot-engine").add(HttpApiGroup.make("plots").add(generate).add(stream)) {}
 
-const encodeEvent = Schema.encodeSync(GenerationEvent)
+const encodeEvent = Schema.encodeSync(Domain.GenerationEvent)
 
 const PlotsLive = HttpApiBuilder.group(PlotsApi, "plots", (handlers) =>
   Effect.gen(function*() {
     const engine = yield* PlotGeneration.PlotGeneration
     return handlers
-      .handle("generate", ({ payload }) => engine.generate(Schema.encodeSync(PlotRequest)(payload)))
+      .handle("generate", ({ payload }) => engine.generate(Schema.encodeSync(Domain.PlotRequest)(payload)))
       .handleRaw("stream", ({ request }) =>
         Effect.map(Effect.orElseSucceed(request.json, () => ({})), (body) =>
           HttpServerResponse.stream(
             // The engine validates the body itself: a bad field ends the stream with an error event naming it.
-            engine.generateStream(body as PlotRequestInput).pipe(
+            engine.generateStream(body as Domain.PlotRequestInput).pipe(
               Stream.map((event) =>
                 `event: ${event._tag === "Completed" ? "completed" : event._tag}\ndata: ${
                   JSON.stringify(encodeEvent(event))

@@ -170,7 +170,7 @@ export const selectModel = (
 export const fallbackChain = (
   chosen: ModelCatalog.ModelInfo,
   options: Pick<SelectionOptions, "catalog" | "providers"> = {}
-): Array<ModelCatalog.ModelInfo> => {
+): Arr.NonEmptyArray<ModelCatalog.ModelInfo> => {
   const catalog = options.catalog ?? ModelCatalog.defaultCatalog
   const providers = options.providers ?? ["openai", "anthropic"]
   const priceOf = (m: ModelCatalog.ModelInfo) =>

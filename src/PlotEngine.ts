@@ -26,6 +26,7 @@
  * @since 0.1.0
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -35,6 +36,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
 import * as Alerts from "./Alerts.js"
+import type * as Errors from "./Errors.js"
 import * as PlotGeneration from "./PlotGeneration.js"
 import type * as ProjectContextStore from "./ProjectContextStore.js"
 import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
@@ -89,10 +91,10 @@ export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Laye
     if (Option.isNone(endpoint)) return Layer.empty
     const OpenTelemetry = yield* Effect.tryPromise({
       try: () => import("./Telemetry/OpenTelemetry.js"),
-      catch: () =>
+      catch: (cause) =>
         ConfigError.InvalidData(
           ["OTEL_EXPORTER_OTLP_ENDPOINT"],
-          "is set, but the OpenTelemetry packages are not installed: npm install @effect/opentelemetry " +
+          `is set, but span export could not be loaded (${String(cause)}). It needs @effect/opentelemetry ` +
             "@opentelemetry/api @opentelemetry/resources @opentelemetry/sdk-trace-base @opentelemetry/sdk-trace-node " +
             "@opentelemetry/exporter-trace-otlp-http"
         )
@@ -108,7 +110,13 @@ export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Laye
  * @since 0.1.0
  * @category Layers
  */
-export const layer = <E, R>(options: Options<E, R>) =>
+export const layer = <E, R>(
+  options: Options<E, R>
+): Layer.Layer<
+  PlotGeneration.PlotGeneration,
+  ConfigError.ConfigError | Errors.RequestValidationError | E,
+  FileSystem.FileSystem | R
+> =>
   PlotGeneration.layerConfig.pipe(
     Layer.provide(Providers.layer(options.gateway)),
     Layer.provide(options.store),

@@ -10,6 +10,7 @@
  * @example
  * ```ts
  * import { Alerts, PlotGeneration, ProjectContextStore, ProviderRateLimiter, Providers } from "plot-engine"
+ * import * as NodeContext from "@effect/platform-node/NodeContext"
  * import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
  * import { Effect, Layer } from "effect"
  *
@@ -18,7 +19,8 @@
  *   Layer.provide(ProjectContextStore.layerDirectory("./projects")),
  *   Layer.provide(ProviderRateLimiter.layerConfig()), // the quotas, from PLOT_ENGINE_* variables
  *   Layer.provide(Alerts.layer()),
- *   Layer.provide(NodeHttpClient.layerUndici)
+ *   Layer.provide(NodeHttpClient.layerUndici),
+ *   Layer.provide(NodeContext.layer) // the file system the project store reads
  * )
  *
  * const program = PlotGeneration.generate({ projectId: "my-novel", userPrompt: "What happens at the wedding?" })
@@ -130,31 +132,27 @@ export const stageProgress: Readonly<Record<Domain.Stage, number>> = Engine.stag
 const noEvents: Engine.Emit = () => Effect.void
 
 /** One generation, from the request to its result (or typed failure), its stages told to `emit`. */
-const run = (
+const runGeneration = Effect.fnUntraced(function*(
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
-  options: Domain.GenerateOptions,
+  generateOptions: Domain.GenerateOptions,
   emit: Engine.Emit,
   mode: Engine.Mode
-): Effect.Effect<Domain.PlotResult, Errors.GenerationError> =>
-  Effect.flatMap(
-    Prepare.start(engine, input, emit, mode),
-    (generation) =>
-      Effect.flatMap(Ref.make(Chain.initial), (state) =>
-        Chain.run(engine, generation, state).pipe(
-          Effect.matchEffect({
-            onSuccess: (success) =>
-              Effect.flatMap(Ref.get(state), (chain) => Outcome.succeeded(engine, generation, chain, success)),
-            onFailure: (error) =>
-              Effect.flatMap(
-                Ref.get(state),
-                (chain) => Outcome.failed(engine, generation, chain, error, options.useFallback ?? true)
-              )
-          }),
-          // Every log line of the generation, the models' own too, says which request and project it belongs to.
-          Effect.annotateLogs({ requestId: generation.requestId, projectId: generation.request.projectId })
-        ))
+) {
+  const generation = yield* Prepare.start(engine, input, emit, mode)
+  const state = yield* Ref.make(Chain.initial)
+  const useFallback = generateOptions.useFallback ?? true
+  return yield* Chain.run(engine, generation, state).pipe(
+    Effect.matchEffect({
+      onSuccess: (success) =>
+        Effect.flatMap(Ref.get(state), (chain) => Outcome.succeeded(engine, generation, chain, success)),
+      onFailure: (error) =>
+        Effect.flatMap(Ref.get(state), (chain) => Outcome.failed(engine, generation, chain, error, useFallback))
+    }),
+    // Every log line of the generation, the models' own too, says which request and project it belongs to.
+    Effect.annotateLogs({ requestId: generation.requestId, projectId: generation.request.projectId })
   )
+})
 
 /**
  * Builds the service over its collaborators (see `Requirements`).
@@ -176,16 +174,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   }
 
   const generate = Effect.fn("PlotGeneration.generate")(
-    (request: Domain.PlotRequestInput, options?: Domain.GenerateOptions) =>
-      run(engine, request, options ?? {}, noEvents, "object")
+    (request: Domain.PlotRequestInput, generateOptions?: Domain.GenerateOptions) =>
+      runGeneration(engine, request, generateOptions ?? {}, noEvents, "object")
   )
 
-  const generateStream = (request: Domain.PlotRequestInput, options?: Domain.GenerateOptions) =>
+  const generateStream = (request: Domain.PlotRequestInput, generateOptions?: Domain.GenerateOptions) =>
     Stream.unwrapScoped(
       Effect.gen(function*() {
         const mailbox = yield* Mailbox.make<Domain.GenerationEvent, Errors.GenerationError>()
         const emit: Engine.Emit = (event) => Effect.asVoid(mailbox.offer(event))
-        yield* run(engine, request, options ?? {}, emit, "stream").pipe(
+        yield* runGeneration(engine, request, generateOptions ?? {}, emit, "stream").pipe(
           Effect.flatMap((result) => mailbox.offer({ _tag: "Completed", result })),
           Effect.withSpan("PlotGeneration.generateStream"),
           Mailbox.into(mailbox),

@@ -473,9 +473,10 @@ const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers): Effe
       if (field === undefined) continue
       const configured = state.quota[field]
       if (configured === undefined) continue
-      if (shared.adaptive && report.limit !== undefined && report.limit < configured) {
-        state.quota = { ...state.quota, [field]: report.limit }
-      }
+      const lowered = shared.adaptive && report.limit !== undefined && report.limit < configured
+      if (lowered) state.quota = { ...state.quota, [field]: report.limit }
+      // Each look at a bucket is a store call (a round trip with Redis): only when something may come down.
+      if (!lowered && report.remaining === undefined) continue
       const limit = state.quota[field]!
       yield* shared.buckets.lowerTo(bucketKey(shared, state, bucket), limit, report.remaining ?? limit)
     }

@@ -23,7 +23,6 @@ import type * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
-import type * as Wire from "./internal/wire.js"
 
 /**
  * How to reach one provider. `baseUrl` defaults to the provider's public API (OpenAI's includes `/v1`,
@@ -126,12 +125,20 @@ const remembered = (factory: ModelFactory): ModelFactory => {
 // =============================================================================
 
 /**
+ * Response headers as the HTTP client records them: lower-case names.
+ *
+ * @since 0.1.0
+ * @category Response headers
+ */
+export type Headers = Readonly<Record<string, string | undefined>>
+
+/**
  * Who hears the headers of the responses a call receives; by default nobody.
  *
  * @since 0.1.0
  * @category Response headers
  */
-export type HeadersObserver = (headers: Wire.Headers) => Effect.Effect<void>
+export type HeadersObserver = (headers: Headers) => Effect.Effect<void>
 
 const currentHeadersObserver = globalValue(
   Symbol.for("plot-engine/Providers/currentHeadersObserver"),
@@ -167,7 +174,7 @@ export const observeHeaders =
  * @since 0.1.0
  * @category Response headers
  */
-export const reportHeaders = (headers: Wire.Headers): Effect.Effect<void> =>
+export const reportHeaders = (headers: Headers): Effect.Effect<void> =>
   FiberRef.getWith(currentHeadersObserver, (observe) => observe(headers))
 
 // =============================================================================

@@ -136,7 +136,7 @@ export const anthropicMargin = 1.15
  * import { TokenCount } from "plot-engine"
  *
  * // Estimated 1,000 tokens at the starting margin; Anthropic reported 1,300.
- * TokenCount.calibratedMargin(1.15, 1_000, 1_300) // 1.24
+ * TokenCount.calibratedMargin(1.15, 1_000, 1_300) // 1.28
  * ```
  *
  * @since 0.1.0

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Schema from "effect/Schema"
 import * as Errors from "../src/Errors.js"
 import * as Classify from "../src/internal/classify.js"
 import { httpError, transportError } from "./utils/FakeModel.js"
@@ -464,5 +465,32 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
       )._tag
     )
       .toBe("InvalidRequestError")
+  })
+})
+
+describe("Errors as schemas", () => {
+  it("tells the engine's errors apart from anything else, and provider errors from the engine's own", () => {
+    const rateLimit = new Errors.RateLimitError({ provider: "openai", model: "gpt-4.1", detail: "slow down" })
+    const notFound = new Errors.ProjectNotFoundError({ projectId: "x" })
+    const notConfigured = new Errors.ProviderNotConfiguredError({ provider: "anthropic" })
+    expect([rateLimit, notFound, notConfigured].map(Errors.isGenerationError)).toEqual([true, true, true])
+    expect([rateLimit, notFound, notConfigured].map(Errors.isProviderError)).toEqual([true, false, false])
+    expect(Errors.isGenerationError(new Error("boom"))).toBe(false)
+    expect(Errors.isGenerationError({ _tag: "RateLimitError" })).toBe(false)
+  })
+
+  it("encodes and decodes every error through GenerationError", () => {
+    const error = new Errors.QuotaExhaustedError({
+      provider: "openai",
+      model: "gpt-4.1",
+      status: 429,
+      reason: "insufficient_quota",
+      detail: "You exceeded your current quota"
+    })
+    const encoded = Schema.encodeSync(Errors.GenerationError)(error)
+    expect(encoded).toMatchObject({ _tag: "QuotaExhaustedError", reason: "insufficient_quota", status: 429 })
+    const decoded = Schema.decodeUnknownSync(Errors.GenerationError)(encoded)
+    expect(decoded).toBeInstanceOf(Errors.QuotaExhaustedError)
+    expect(Errors.errorType(decoded)).toBe("quota_exhausted")
   })
 })

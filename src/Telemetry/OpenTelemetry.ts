@@ -21,11 +21,7 @@ import type * as Resource from "@effect/opentelemetry/Resource"
 import type { Attributes, AttributeValue, Context as OtelContext } from "@opentelemetry/api"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
-import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Wire from "../internal/wire.js"
 
 const redactValue = (value: AttributeValue | undefined): AttributeValue | undefined =>
@@ -103,16 +99,3 @@ export const layerOtlp = (endpoint: string): Layer.Layer<never> =>
   Layer.discard(
     layer(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint.replace(/\/$/, "")}/v1/traces` })))
   )
-
-/**
- * OpenTelemetry export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `layerOtlp`), nothing otherwise.
- *
- * @since 0.1.0
- * @category OpenTelemetry
- */
-export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
-  Effect.map(
-    Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
-    Option.match({ onNone: () => Layer.empty, onSome: layerOtlp })
-  )
-)

@@ -143,7 +143,7 @@ const modelOption = Options.text("model").pipe(
   Options.optional
 )
 const jsonOption = Options.boolean("json").pipe(
-  Options.withDescription("Print only the Domain.PlotResult as JSON on stdout (progress goes to stderr)")
+  Options.withDescription("Print only the PlotResult as JSON on stdout (progress goes to stderr)")
 )
 const noFallbackOption = Options.boolean("no-fallback").pipe(
   Options.withDescription("Fail instead of falling back to a template")

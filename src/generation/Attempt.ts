@@ -121,11 +121,11 @@ const attempt = Effect.fnUntraced(function*(
         }),
         Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
       )
-  const outcome = yield* admitted(engine, target, prepared, deadlineAt, timedCall).pipe(
-    Effect.tapError((error) => booked(engine, generation, state, target, prepared, error)),
+  const outcome = yield* callAdmitted(engine, target, prepared, deadlineAt, timedCall).pipe(
+    Effect.tapError((error) => bookFailure({ engine, generation, state, target, prepared }, error)),
     Effect.onInterrupt(() => engine.breaker.release(key))
   )
-  yield* breakerChanged(generation.emit, target, yield* engine.breaker.onSuccess(key))
+  yield* announceCircuit(generation.emit, target, yield* engine.breaker.onSuccess(key))
   yield* engine.tokens.calibrate(target, prepared.inputTokens, outcome.usage.inputTokens)
   yield* Effect.annotateCurrentSpan({
     "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
@@ -141,7 +141,7 @@ const attempt = Effect.fnUntraced(function*(
  * characters a token). A provider 429 pauses every caller of the key. A call that would start at the deadline
  * is not sent, and gives its whole reservation back.
  */
-const admitted = (
+const callAdmitted = (
   engine: Engine.Engine,
   target: ModelCatalog.ModelInfo,
   prepared: Prepare.Prepared,
@@ -190,12 +190,14 @@ const admitted = (
  * provider count against its circuit; the rest (rate limits, refusals before the call, bad requests) only hand
  * a half-open circuit's probe back.
  */
-const booked = (
-  engine: Engine.Engine,
-  generation: Engine.Generation,
-  state: Ref.Ref<Chain.State>,
-  target: ModelCatalog.ModelInfo,
-  prepared: Prepare.Prepared,
+const bookFailure = (
+  { engine, generation, prepared, state, target }: {
+    readonly engine: Engine.Engine
+    readonly generation: Engine.Generation
+    readonly state: Ref.Ref<Chain.State>
+    readonly target: ModelCatalog.ModelInfo
+    readonly prepared: Prepare.Prepared
+  },
   error: RetryPolicy.RetryableError
 ): Effect.Effect<void> => {
   const key = Engine.modelKey(target)
@@ -219,14 +221,14 @@ const booked = (
     Effect.zipRight(
       Telemetry.recordError(error),
       Errors.isTransient(error) && error._tag !== "RateLimitError"
-        ? Effect.flatMap(engine.breaker.onFailure(key), (changed) => breakerChanged(generation.emit, target, changed))
+        ? Effect.flatMap(engine.breaker.onFailure(key), (changed) => announceCircuit(generation.emit, target, changed))
         : engine.breaker.release(key)
     )
   )
 }
 
 /** Tells the caller a model's circuit changed state, when it did. */
-const breakerChanged = (
+const announceCircuit = (
   emit: Engine.Emit,
   target: ModelCatalog.ModelInfo,
   state: CircuitBreaker.State | undefined

@@ -42,7 +42,8 @@ const usageOf = (usage: { readonly inputTokens?: number | undefined; readonly ou
   return new Domain.Usage({ inputTokens, outputTokens, totalTokens: inputTokens + outputTokens })
 }
 
-const classified = (input: Input) => (error: AiError.AiError) =>
+/** Fails with the engine's error for what the client reported, read at the time of the failure. */
+const failClassified = (input: Input) => (error: AiError.AiError) =>
   Effect.flatMap(
     Clock.currentTimeMillis,
     (nowMillis) =>
@@ -60,7 +61,7 @@ export const structured = (
     objectName: "plot_outline"
   })
     .pipe(
-      Effect.catchAll(classified(input)),
+      Effect.catchAll(failClassified(input)),
       Effect.flatMap((response) =>
         Either.match(ResponseParser.parseStructured(response.value, response.text, input.request, input.context), {
           onLeft: Effect.fail,
@@ -81,7 +82,7 @@ export const streamed = (
   written: Ref.Ref<number>
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
   model.streamText({ prompt: input.prompt.prompt }).pipe(
-    Stream.catchAll(classified(input)),
+    Stream.catchAll(failClassified(input)),
     // This attempt's text only: a failed attempt's partial text never reaches the result.
     Stream.runFoldEffect(nothingReceived, (received, part): Effect.Effect<Received, Errors.ProviderError> => {
       switch (part.type) {

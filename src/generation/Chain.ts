@@ -7,6 +7,7 @@
  *
  * @internal
  */
+import type * as Arr from "effect/Array"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -27,8 +28,8 @@ import * as Engine from "./Engine.js"
 export interface State {
   /** Attempts made, first attempts and retries alike (a model skipped for its open circuit is not one). */
   readonly attempts: number
-  /** The place in the chain of the step entered last; -1 before the first. */
-  readonly lastStep: number
+  /** The step entered last; `undefined` before the first. */
+  readonly lastStep: Attempt.Step | undefined
   readonly lastError: RetryPolicy.RetryableError | undefined
   /** Rate-limit errors met, for the alerts. */
   readonly rateLimitErrors: number
@@ -41,7 +42,7 @@ export interface State {
 /** A chain that has done nothing yet. */
 export const initial: State = {
   attempts: 0,
-  lastStep: -1,
+  lastStep: undefined,
   lastError: undefined,
   rateLimitErrors: 0,
   reducedBudgets: new Map(),
@@ -51,8 +52,20 @@ export const initial: State = {
 /** The step an `ExecutionPlan` step runs: provided by the plan, read by the planned attempt. */
 class CurrentStep extends Context.Tag("plot-engine/generation/Chain/CurrentStep")<CurrentStep, Attempt.Step>() {}
 
+/** One run of a chain: what its steps share. */
+interface ChainRun {
+  readonly engine: Engine.Engine
+  readonly generation: Engine.Generation
+  readonly state: Ref.Ref<State>
+  readonly models: Arr.NonEmptyReadonlyArray<ModelCatalog.ModelInfo>
+  readonly deadlineAt: number
+}
+
 /** The models a generation may call, in order: a pinned model alone, else the fallback chain of the chosen one. */
-export const models = (engine: Engine.Engine, generation: Engine.Generation): ReadonlyArray<ModelCatalog.ModelInfo> =>
+export const models = (
+  engine: Engine.Engine,
+  generation: Engine.Generation
+): Arr.NonEmptyReadonlyArray<ModelCatalog.ModelInfo> =>
   generation.request.model === undefined
     ? ModelSelector.fallbackChain(generation.selection.model, {
       catalog: engine.catalog,
@@ -97,119 +110,109 @@ export const run = Effect.fnUntraced(function*(
   generation: Engine.Generation,
   state: Ref.Ref<State>
 ) {
-  const chain = models(engine, generation)
   const deadlineAt = (yield* Clock.currentTimeMillis) + Duration.toMillis(engine.policy.deadline)
-  const enter = (step: Attempt.Step) =>
-    Effect.zipRight(
-      hopped(generation.emit, chain, state, step),
-      Attempt.run(engine, generation, state, step, deadlineAt)
-    )
-  return yield* enter({ index: 0, model: chain[0]! }).pipe(
-    Effect.catchAll((firstFailure) => afterFailure(engine, generation, state, chain, enter, firstFailure, deadlineAt))
+  const chain: ChainRun = { engine, generation, state, models: models(engine, generation), deadlineAt }
+  return yield* enter(chain, { index: 0, model: chain.models[0] }).pipe(
+    Effect.catchAll((firstFailure) => retryAndHop(chain, firstFailure))
   )
 })
 
+/** Enters a step: notes a hop when it is another model than the last, then makes the attempt. */
+const enter = (chain: ChainRun, step: Attempt.Step): Effect.Effect<Attempt.Success, RetryPolicy.RetryableError> =>
+  Effect.zipRight(
+    noteHop(chain, step),
+    Attempt.run(chain.engine, chain.generation, chain.state, step, chain.deadlineAt)
+  )
+
 /**
- * Notes a hop to another model (a warning for the result, a `Fallback` event for the caller) when the step
- * entered is not the one tried last, and makes it the last.
+ * When the step entered is not the one tried last: a warning for the result and a `Fallback` event for the
+ * caller. Either way the step becomes the last.
  */
-const hopped = (
-  emit: Engine.Emit,
-  chain: ReadonlyArray<ModelCatalog.ModelInfo>,
-  state: Ref.Ref<State>,
-  step: Attempt.Step
-): Effect.Effect<void> =>
+const noteHop = (chain: ChainRun, step: Attempt.Step): Effect.Effect<void> =>
   Effect.flatMap(
-    Ref.modify(state, (current) => {
-      if (current.lastStep === -1 || current.lastStep === step.index) {
-        return [undefined, { ...current, lastStep: step.index }] as const
+    Ref.modify(chain.state, (current) => {
+      const last = current.lastStep
+      if (last === undefined || last.index === step.index) {
+        return [undefined, { ...current, lastStep: step }] as const
       }
-      const from = Engine.modelLabel(chain[current.lastStep]!)
+      const from = Engine.modelLabel(last.model)
       const to = Engine.modelLabel(step.model)
       const reason = current.lastError === undefined ? "failure" : Errors.errorType(current.lastError)
       return [
         { from, to, reason },
         {
           ...current,
-          lastStep: step.index,
+          lastStep: step,
           warnings: [...current.warnings, `Fell back from ${from} to ${to} after ${reason}.`]
         }
       ] as const
     }),
-    (hop) => (hop === undefined ? Effect.void : emit({ _tag: "Fallback", ...hop }))
+    (hop) => (hop === undefined ? Effect.void : chain.generation.emit({ _tag: "Fallback", ...hop }))
   )
+
+/** The model of the step entered last (the first before any). */
+const lastModel = (chain: ChainRun): Effect.Effect<ModelCatalog.ModelInfo> =>
+  Effect.map(Ref.get(chain.state), (current) => current.lastStep?.model ?? chain.models[0])
 
 /**
  * The rest of the chain after the first attempt failed: retries and hops, until the attempt budget or the
  * deadline runs out. A hop starts at once (`Schedule.once` lets the previous step's failure through without a
  * delay), then follows the shared schedule; `while` decides whether a step may run at all after a failure.
  */
-const afterFailure = Effect.fnUntraced(function*(
-  engine: Engine.Engine,
-  generation: Engine.Generation,
-  state: Ref.Ref<State>,
-  chain: ReadonlyArray<ModelCatalog.ModelInfo>,
-  enter: (step: Attempt.Step) => Effect.Effect<Attempt.Success, RetryPolicy.RetryableError>,
-  firstFailure: RetryPolicy.RetryableError,
-  deadlineAt: number
-) {
-  const { policy } = engine
-  const lastModel = Effect.map(Ref.get(state), (current) => chain[Math.max(0, current.lastStep)]!)
+const retryAndHop = Effect.fnUntraced(function*(chain: ChainRun, firstFailure: RetryPolicy.RetryableError) {
+  const { engine: { policy }, state } = chain
   const retries = yield* RetryPolicy.make(policy, Effect.map(Ref.get(state), (s) => s.attempts < policy.maxAttempts))
-  const schedule = retries.pipe(Schedule.tapOutput((retry) => retrying(generation.emit, state, lastModel, retry)))
+  const schedule = retries.pipe(Schedule.tapOutput((retry) => announceRetry(chain, retry)))
   const step = (model: ModelCatalog.ModelInfo, index: number) => ({
     provide: Layer.succeed(CurrentStep, { index, model }),
     schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
-    while: (error: RetryPolicy.RetryableError) => mayRun(engine, state, model, error)
+    while: (error: RetryPolicy.RetryableError) => mayTry(chain, model, error)
   })
-  const [first, ...rest] = chain
-  const plan = ExecutionPlan.make(step(first!, 0), ...rest.map((model, i) => step(model, i + 1)))
+  const [first, ...rest] = chain.models
+  const plan = ExecutionPlan.make(step(first, 0), ...rest.map((model, i) => step(model, i + 1)))
   // The plan's first step starts from the first attempt's failure (that attempt has run), so that the schedule
   // decides on it exactly as if the plan had made that attempt itself.
   const replay = yield* Ref.make<RetryPolicy.RetryableError | undefined>(firstFailure)
   const planned = Effect.flatMap(
     Ref.getAndSet(replay, undefined),
-    (failure) => (failure === undefined ? Effect.flatMap(CurrentStep, enter) : Effect.fail(failure))
+    (
+      failure
+    ) => (failure === undefined
+      ? Effect.flatMap(CurrentStep, (current) => enter(chain, current))
+      : Effect.fail(failure))
   )
-  const remaining = deadlineAt - (yield* Clock.currentTimeMillis)
+  const remaining = chain.deadlineAt - (yield* Clock.currentTimeMillis)
   return yield* planned.pipe(
     Effect.withExecutionPlan(plan),
     Effect.timeout(Math.max(0, remaining)),
     Effect.catchTag(
       "TimeoutException",
-      () => Effect.flatMap(lastModel, (model) => Effect.fail(Attempt.pastDeadline(policy, model)))
+      () => Effect.flatMap(lastModel(chain), (model) => Effect.fail(Attempt.pastDeadline(policy, model)))
     )
   )
 })
 
-/** Whether a model may run after a failure: attempts left, its circuit not open, and the failure allowing it. */
-const mayRun = (
-  engine: Engine.Engine,
-  state: Ref.Ref<State>,
+/** Whether a model may be tried after a failure: attempts left, its circuit not open, the failure allowing it. */
+const mayTry = (
+  chain: ChainRun,
   model: ModelCatalog.ModelInfo,
   error: RetryPolicy.RetryableError
 ): Effect.Effect<boolean> =>
   Effect.gen(function*() {
-    if ((yield* Ref.get(state)).attempts >= engine.policy.maxAttempts) return false
-    if ((yield* engine.breaker.state(Engine.modelKey(model))) === "open") return false
-    return mayRunAfter(engine.catalog, model, error)
+    if ((yield* Ref.get(chain.state)).attempts >= chain.engine.policy.maxAttempts) return false
+    if ((yield* chain.engine.breaker.state(Engine.modelKey(model))) === "open") return false
+    return mayRunAfter(chain.engine.catalog, model, error)
   })
 
-/** Tells the caller a failed attempt will be retried, on which model, why and when. */
-const retrying = (
-  emit: Engine.Emit,
-  state: Ref.Ref<State>,
-  lastModel: Effect.Effect<ModelCatalog.ModelInfo>,
-  retry: RetryPolicy.Retry
-): Effect.Effect<void> =>
+/** Tells the caller a failed attempt will be retried: on which model, why, and after how long. */
+const announceRetry = (chain: ChainRun, retry: RetryPolicy.Retry): Effect.Effect<void> =>
   Effect.gen(function*() {
     const { error } = retry
-    const on = "provider" in error ? { provider: error.provider, model: error.model } : yield* Effect.map(
-      lastModel,
-      (model) => ({ provider: model.provider, model: model.id })
-    )
-    const { attempts } = yield* Ref.get(state)
-    yield* emit({
+    const on = "provider" in error
+      ? { provider: error.provider, model: error.model }
+      : yield* Effect.map(lastModel(chain), (model) => ({ provider: model.provider, model: model.id }))
+    const { attempts } = yield* Ref.get(chain.state)
+    yield* chain.generation.emit({
       _tag: "Retrying",
       ...on,
       errorType: Errors.errorType(error),

@@ -74,7 +74,7 @@ export const succeeded = Effect.fnUntraced(function*(
     durationMs: yield* elapsed(generation),
     wordCount: outcome.parsed.wordCount
   }, { rateLimitErrors: chain.rateLimitErrors })
-  yield* recorded(engine, result, chain)
+  yield* record(engine, result, chain)
   return result
 })
 
@@ -120,12 +120,12 @@ export const failed = Effect.fnUntraced(function*(
     durationMs: yield* elapsed(generation),
     wordCount: parsed.wordCount
   }, { errorType: Errors.errorType(error), rateLimitErrors: chain.rateLimitErrors })
-  yield* recorded(engine, result, chain)
+  yield* record(engine, result, chain)
   return result
 })
 
 /** Tells the metrics and the alerts about a result. */
-const recorded = (engine: Engine.Engine, result: Domain.PlotResult, chain: Chain.State): Effect.Effect<void> =>
+const record = (engine: Engine.Engine, result: Domain.PlotResult, chain: Chain.State): Effect.Effect<void> =>
   Effect.zipRight(
     Telemetry.recordResult(result),
     engine.alerts.record({

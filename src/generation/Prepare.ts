@@ -134,22 +134,18 @@ export const prompts = (
   request: Domain.PlotRequest,
   context: Domain.ProjectContext
 ): Prompts => {
-  const made = new Map<ModelCatalog.ModelInfo, Map<number | "full", Prepared>>()
+  const made = new Map<string, Prepared>()
   return {
     forModel: (model, reducedBudget) => {
-      let byBudget = made.get(model)
-      if (byBudget === undefined) {
-        byBudget = new Map()
-        made.set(model, byBudget)
-      }
-      const known = byBudget.get(reducedBudget ?? "full")
+      const key = `${Engine.modelKey(model)}\u0000${reducedBudget ?? "full"}`
+      const known = made.get(key)
       if (known !== undefined) return Effect.succeed(known)
       return Effect.map(engine.tokens.forModel(model), (counter) => {
         const prepared = prepare(request, context, model, counter, {
           maxContextTokens: engine.maxContextTokens,
           reducedBudget
         })
-        byBudget.set(reducedBudget ?? "full", prepared)
+        made.set(key, prepared)
         return prepared
       })
     }

@@ -14,6 +14,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as Providers from "../Providers.js"
 import * as AnthropicWire from "./AnthropicWire.js"
 import * as Content from "./Content.js"
 import * as Core from "./Core.js"
@@ -32,7 +33,10 @@ export interface Options {
   readonly faults?: Faults.RandomFaults | undefined
   /** The key quotas and scripts are kept under (default `in-process`). */
   readonly apiKey?: string | undefined
-  /** Called with the rate-limit headers of every answer, as an HTTP client would see them. */
+  /**
+   * Called with the rate-limit headers of every answer, as an HTTP client would see them (default: reported to
+   * the call's observer, `Providers.reportHeaders`, as the real clients do).
+   */
   readonly onResponse?:
     | ((dialect: Core.Dialect, headers: Readonly<Record<string, string>>) => Effect.Effect<void>)
     | undefined
@@ -162,7 +166,9 @@ export const make = (options: Options = {}): InProcessSimulator => {
       if (admission._tag === "Admitted") admission.settle(outcome.outputTokens, yield* Clock.currentTimeMillis)
       counts.inputTokens += outcome.inputTokens
       counts.outputTokens += outcome.outputTokens
-      if (options.onResponse !== undefined) yield* options.onResponse(dialect, admission.headers)
+      yield* options.onResponse === undefined
+        ? Providers.reportHeaders(admission.headers)
+        : options.onResponse(dialect, admission.headers)
       return outcome
     })
 
