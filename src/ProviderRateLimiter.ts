@@ -13,23 +13,22 @@
  * @since 0.1.0
  */
 import * as RateLimiter from "@effect/experimental/RateLimiter"
-import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import type * as Domain from "./Domain.js"
-import * as Errors from "./Errors.js"
+import type * as Errors from "./Errors.js"
+import * as LimiterKeys from "./internal/limiterKeys.js"
 import * as Metrics from "./internal/metrics.js"
 import * as TokenBuckets from "./internal/tokenBuckets.js"
-import * as Wire from "./internal/wire.js"
+import type * as Wire from "./internal/wire.js"
 
 // =============================================================================
 // Quotas
@@ -97,6 +96,13 @@ export interface AdmitOptions {
    * deadline when queued for a permit.
    */
   readonly until?: number | undefined
+  /**
+   * The longest pause a provider 429 may impose on this caller, in milliseconds. When the key's gate is closed
+   * for longer, the caller is refused at once with a local `RateLimitError` carrying the wait, rather than slept:
+   * the engine passes its policy's cap on one delay, so that the fallback chain moves on to a model that is not
+   * paused.
+   */
+  readonly maxPause?: number | undefined
 }
 
 /**
@@ -169,10 +175,20 @@ export class ProviderRateLimiter
  * @category Options
  */
 export interface Options {
-  /** Quotas per provider (default `defaultQuotas`). */
+  /** Quotas per provider (default `defaultQuotas`): every key of the provider gets its provider's. */
   readonly quotas?: Partial<Record<Domain.ProviderName, Quota>> | undefined
-  /** One budget per provider (default) or per provider and model. */
+  /**
+   * One budget per provider and model (the default: both providers enforce their quotas per model), or one per
+   * provider.
+   */
   readonly keyBy?: "provider" | "model" | undefined
+  /**
+   * Models that share one quota, as some providers pool them (OpenAI's model families; Anthropic's limits per model
+   * class): each group's models are admitted under one key, `provider/name`. Only with `keyBy: "model"`.
+   */
+  readonly groups?: ReadonlyArray<Group> | undefined
+  /** Quotas of particular keys (`openai/gpt-5`, or a group's `provider/name`), over their provider's. */
+  readonly keyQuotas?: Readonly<Record<string, Quota>> | undefined
   /** How long a request may wait for admission (default 5 minutes). */
   readonly queueTimeout?: Duration.DurationInput | undefined
   /**
@@ -182,6 +198,41 @@ export interface Options {
   readonly adaptive?: boolean | undefined
   /** Prefixes the store's keys, so that several engines can share one Redis (default `plot-engine:`). */
   readonly prefix?: string | undefined
+}
+
+/**
+ * Models of one provider that share a quota.
+ *
+ * @since 0.1.0
+ * @category Options
+ */
+export interface Group {
+  readonly provider: Domain.ProviderName
+  /** The group's key is `provider/name`. */
+  readonly name: string
+  readonly models: ReadonlyArray<string>
+}
+
+/**
+ * The key a request is admitted under: `provider/model`, its group's `provider/name`, or with `keyBy:
+ * "provider"` the provider alone.
+ *
+ * @example
+ * ```ts
+ * import { ProviderRateLimiter } from "plot-engine"
+ *
+ * const options = { groups: [{ provider: "openai" as const, name: "gpt-4.1", models: ["gpt-4.1", "gpt-4.1-mini"] }] }
+ * ProviderRateLimiter.keyOf(options, { provider: "openai", model: "gpt-4.1-mini" }) // "openai/gpt-4.1"
+ * ProviderRateLimiter.keyOf(options, { provider: "openai", model: "gpt-5" }) // "openai/gpt-5"
+ * ```
+ *
+ * @since 0.1.0
+ * @category Keys
+ */
+export const keyOf = (options: Pick<Options, "keyBy" | "groups">, target: Target): string => {
+  if (options.keyBy === "provider") return target.provider
+  const group = options.groups?.find((g) => g.provider === target.provider && g.models.includes(target.model))
+  return `${target.provider}/${group === undefined ? target.model : group.name}`
 }
 
 const window = Duration.minutes(1)
@@ -208,58 +259,6 @@ export const waitTime = Metrics.fromKey(MetricKey.histogram(
   "How long admissions waited for the rate limiter"
 ))
 
-/** The state of one key: its permits, what waits and runs, the limits in force and the gate a 429 closed. */
-interface KeyState {
-  readonly key: string
-  readonly semaphore: Effect.Semaphore
-  /** Makes each reservation across the buckets one step, so that reservations keep arrival order. */
-  readonly reserving: Effect.Semaphore
-  quota: Quota
-  /** The semaphore's size, and how many of its permits are taken (waiting for budget or in flight). */
-  readonly permits: number
-  permitsHeld: number
-  queued: number
-  inFlight: number
-  pausedUntil: number
-}
-
-/** What every key of one limiter shares. */
-interface Shared {
-  readonly buckets: TokenBuckets.TokenBuckets
-  readonly prefix: string
-  readonly queueTimeoutMillis: number
-  readonly adaptive: boolean
-}
-
-/** The buckets a quota has, each with its limit and the share of an estimate it takes. */
-const bucketsOf = (quota: Quota, estimate: Estimate) => {
-  const buckets: Array<{ readonly name: string; readonly limit: number; readonly tokens: number }> = [
-    { name: "rpm", limit: quota.requestsPerMinute, tokens: 1 }
-  ]
-  if (quota.tokensPerMinute !== undefined) {
-    buckets.push({ name: "tpm", limit: quota.tokensPerMinute, tokens: estimate.inputTokens + estimate.outputTokens })
-  }
-  if (quota.inputTokensPerMinute !== undefined) {
-    buckets.push({ name: "itpm", limit: quota.inputTokensPerMinute, tokens: estimate.inputTokens })
-  }
-  if (quota.outputTokensPerMinute !== undefined) {
-    buckets.push({ name: "otpm", limit: quota.outputTokensPerMinute, tokens: estimate.outputTokens })
-  }
-  return buckets
-}
-
-const nothing: Estimate = { inputTokens: 0, outputTokens: 0 }
-
-/** The store key of one bucket of a key. */
-const bucketKey = (shared: Shared, state: KeyState, bucket: string) => `${shared.prefix}${state.key}:${bucket}`
-
-const giveBack = (shared: Shared, state: KeyState, estimate: Estimate) =>
-  Effect.forEach(
-    bucketsOf(state.quota, estimate),
-    (b) => shared.buckets.refund(bucketKey(shared, state, b.name), b.limit, b.tokens),
-    { discard: true }
-  )
-
 /**
  * Builds the limiter over the `RateLimiter` in context (memory or Redis store).
  *
@@ -267,250 +266,44 @@ const giveBack = (shared: Shared, state: KeyState, estimate: Estimate) =>
  * @category Constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
-  const shared: Shared = {
+  const shared: LimiterKeys.Shared = {
     buckets: TokenBuckets.make(yield* RateLimiter.RateLimiter, window),
     prefix: options.prefix ?? "plot-engine:",
     queueTimeoutMillis: Duration.toMillis(options.queueTimeout ?? "5 minutes"),
-    adaptive: options.adaptive ?? true
+    adaptive: options.adaptive ?? true,
+    queueDepth,
+    waitTime
   }
   const quotas = { ...defaultQuotas, ...options.quotas }
-  const states = yield* SynchronizedRef.make(new Map<string, KeyState>())
+  const states = yield* SynchronizedRef.make(new Map<string, LimiterKeys.KeyState>())
 
   const stateOf = (target: Target) =>
     SynchronizedRef.modifyEffect(states, (map) => {
-      const key = options.keyBy === "model" ? `${target.provider}/${target.model}` : target.provider
+      const key = keyOf(options, target)
       const existing = map.get(key)
       if (existing !== undefined) return Effect.succeed([existing, map] as const)
-      const quota = quotas[target.provider]
+      const quota = options.keyQuotas?.[key] ?? quotas[target.provider]
       return Effect.map(
-        Effect.all([Effect.makeSemaphore(quota.maxConcurrent), Effect.makeSemaphore(1)]),
-        ([semaphore, reserving]) => {
-          const state: KeyState = {
-            key,
-            semaphore,
-            reserving,
-            quota,
-            permits: quota.maxConcurrent,
-            permitsHeld: 0,
-            queued: 0,
-            inFlight: 0,
-            pausedUntil: 0
-          }
-          return [state, new Map(map).set(key, state)] as const
-        }
+        LimiterKeys.makeKeyState(key, quota),
+        (state) => [state, new Map(map).set(key, state)] as const
       )
     })
 
   return ProviderRateLimiter.of({
     admit: (target, estimate, admitOptions) =>
-      Effect.flatMap(stateOf(target), (state) => admitTo(shared, state, target, estimate, admitOptions)).pipe(
-        Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
-      ),
-    pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => pauseKey(shared, state, millis)),
-    observe: (target, headers) => Effect.flatMap(stateOf(target), (state) => observeOn(shared, state, headers)),
+      Effect.flatMap(stateOf(target), (state) => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions))
+        .pipe(
+          Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+        ),
+    pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis)),
+    observe: (target, headers) =>
+      Effect.flatMap(stateOf(target), (state) => LimiterKeys.observeOn(shared, state, headers)),
     snapshot: Effect.flatMap(
       SynchronizedRef.get(states),
-      (map) => Effect.forEach(map.values(), (state) => snapshotOf(shared, state))
+      (map) => Effect.forEach(map.values(), (state) => LimiterKeys.snapshotOf(shared, state))
     )
   })
 })
-
-/** Admits a request to a key: its place in the queue, the wait, and the admission that settles it. */
-const admitTo = (
-  shared: Shared,
-  state: KeyState,
-  target: Target,
-  estimate: Estimate,
-  options: AdmitOptions | undefined
-): Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError | Errors.TimeoutError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
-    if (tooLarge !== undefined) {
-      return yield* new Errors.QuotaExhaustedError({
-        provider: target.provider,
-        model: target.model,
-        reason: "request_too_large",
-        detail:
-          `the request needs ${tooLarge.tokens} of a ${tooLarge.name} budget of ${tooLarge.limit}: it can never be admitted`
-      })
-    }
-    const queuedAt = yield* Clock.currentTimeMillis
-    const queueDeadline = queuedAt + shared.queueTimeoutMillis
-    const until = options?.until
-    const callerFirst = until !== undefined && until < queueDeadline
-    const timedOut = callerFirst
-      ? new Errors.TimeoutError({
-        provider: target.provider,
-        model: target.model,
-        detail: "the caller's deadline came before a permit and budget"
-      })
-      : new Errors.RateLimitError({
-        provider: target.provider,
-        model: target.model,
-        local: true,
-        shouldRetry: false,
-        detail: `waited longer than the queue timeout of ${Duration.format(Duration.millis(shared.queueTimeoutMillis))}`
-      })
-    const depth = Metrics.tagged(queueDepth, { key: state.key })
-    state.queued++
-    yield* Metric.incrementBy(depth, 1)
-    yield* waitFor(shared, state, estimate, callerFirst ? until : queueDeadline, timedOut).pipe(
-      Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1)))
-    )
-    yield* Metric.update(Metrics.tagged(waitTime, { key: state.key }), (yield* Clock.currentTimeMillis) - queuedAt)
-    yield* Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
-    return { reconcile: reconcileWith(shared, state, estimate), cancel: giveBack(shared, state, estimate) }
-  })
-
-/**
- * The wait of one request, in three steps: a concurrency permit (held until the admission's scope closes), the
- * gate a provider 429 closed, then one reservation across every bucket and the sleep it implies. Fails with
- * `timedOut` when the wait cannot end by `deadline`, giving back what it reserved.
- */
-const waitFor = (
-  shared: Shared,
-  state: KeyState,
-  reserved: Estimate,
-  deadline: number,
-  timedOut: Errors.RateLimitError | Errors.TimeoutError
-): Effect.Effect<void, Errors.RateLimitError | Errors.TimeoutError, Scope.Scope> =>
-  Effect.gen(function*() {
-    // 1. A permit, in arrival order. Only a waiter that has to queue for it gets a timer (checked and taken
-    // without yielding, so nobody slips in between). The wait stays interruptible (a timeout or the caller may
-    // end it); once taken, its release is registered before anything can interrupt.
-    const permit = Effect.uninterruptibleMask((restore) =>
-      Effect.zipRight(restore(state.semaphore.take(1)), Effect.sync(() => state.permitsHeld++)).pipe(
-        Effect.zipRight(
-          Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1)))
-        )
-      )
-    )
-    yield* state.permitsHeld < state.permits ? permit : permit.pipe(
-      Effect.timeoutFail({
-        duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
-        onTimeout: () => timedOut
-      })
-    )
-    // 2. In arrival order (the lock is fair): the gate a provider 429 closed, for everybody (re-read on waking:
-    // a later 429 may extend it), then one reservation across every bucket.
-    const delay = yield* state.reserving.withPermits(1)(Effect.gen(function*() {
-      for (let now = yield* Clock.currentTimeMillis; now < state.pausedUntil; now = yield* Clock.currentTimeMillis) {
-        if (state.pausedUntil > deadline) return yield* timedOut
-        yield* Effect.sleep(state.pausedUntil - now)
-      }
-      const results = yield* Effect.forEach(
-        bucketsOf(state.quota, reserved),
-        (b) => shared.buckets.take(bucketKey(shared, state, b.name), b.limit, b.tokens)
-      )
-      return Math.max(0, ...results.map((result) => result.delay))
-    }))
-    if ((yield* Clock.currentTimeMillis) + delay > deadline) {
-      yield* giveBack(shared, state, reserved)
-      return yield* timedOut
-    }
-    // 3. The wait the reservation implies.
-    yield* Effect.sleep(delay).pipe(Effect.onInterrupt(() => giveBack(shared, state, reserved)))
-  })
-
-/**
- * Replaces a reservation with what the provider reported: what was not used goes back, what went over is
- * charged. OpenAI keeps the max output it counted at admission, so its tokens bucket reconciles the prompt only;
- * Anthropic corrects its output bucket to what was written.
- */
-const reconcileWith =
-  (shared: Shared, state: KeyState, reserved: Estimate) => (usage: Estimate): Effect.Effect<void> => {
-    const wanted = bucketsOf(state.quota, reserved)
-    return Effect.forEach(
-      bucketsOf(state.quota, usage),
-      (b, i) => {
-        const used = b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens
-        const held = wanted[i]!.tokens
-        const key = bucketKey(shared, state, b.name)
-        return used > held
-          ? Effect.asVoid(shared.buckets.take(key, b.limit, used - held))
-          : used < held
-          ? shared.buckets.refund(key, b.limit, held - used)
-          : Effect.void
-      },
-      { discard: true }
-    )
-  }
-
-/**
- * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limits
- * (and what the buckets hold) come down by a tenth, once per episode: the refusals of calls already in flight
- * when the first came are the same episode.
- */
-const pauseKey = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const now = yield* Clock.currentTimeMillis
-    const alreadyPaused = state.pausedUntil > now
-    state.pausedUntil = Math.max(state.pausedUntil, now + millis)
-    if (!shared.adaptive || alreadyPaused) return
-    // The provider refused while the local budget allowed: the limits in force are too high.
-    const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
-    state.quota = {
-      ...state.quota,
-      requestsPerMinute: lower(state.quota.requestsPerMinute)!,
-      tokensPerMinute: lower(state.quota.tokensPerMinute),
-      inputTokensPerMinute: lower(state.quota.inputTokensPerMinute),
-      outputTokensPerMinute: lower(state.quota.outputTokensPerMinute)
-    }
-    for (const b of bucketsOf(state.quota, nothing)) {
-      yield* shared.buckets.lowerTo(bucketKey(shared, state, b.name), b.limit, b.limit)
-    }
-  })
-
-/**
- * A response's rate-limit headers: with `adaptive`, a limit the provider reports below the one in force lowers
- * it; a bucket never holds more than the provider says is left, nor than its limit.
- */
-const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const reported = Wire.rateLimitReport(headers)
-    for (const [bucket, report] of Object.entries(reported) as Array<[string, Wire.BucketReport]>) {
-      const field = quotaField[bucket]
-      if (field === undefined) continue
-      const configured = state.quota[field]
-      if (configured === undefined) continue
-      const lowered = shared.adaptive && report.limit !== undefined && report.limit < configured
-      if (lowered) state.quota = { ...state.quota, [field]: report.limit }
-      // Each look at a bucket is a store call (a round trip with Redis): only when something may come down.
-      if (!lowered && report.remaining === undefined) continue
-      const limit = state.quota[field]!
-      yield* shared.buckets.lowerTo(bucketKey(shared, state, bucket), limit, report.remaining ?? limit)
-    }
-  })
-
-const snapshotOf = (shared: Shared, state: KeyState): Effect.Effect<KeySnapshot> =>
-  Effect.map(
-    Effect.forEach(
-      bucketsOf(state.quota, nothing),
-      (b) =>
-        Effect.map(
-          shared.buckets.level(bucketKey(shared, state, b.name), b.limit),
-          (remaining) => [b.name, remaining] as const
-        )
-    ),
-    (available) => ({
-      key: state.key,
-      quota: state.quota,
-      queued: state.queued,
-      inFlight: state.inFlight,
-      permitsFree: state.permits - state.permitsHeld,
-      available: Object.fromEntries(available),
-      pausedUntil: state.pausedUntil > 0 ? state.pausedUntil : undefined
-    })
-  )
-
-const quotaField: Readonly<
-  Record<string, "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute">
-> = {
-  rpm: "requestsPerMinute",
-  tpm: "tokensPerMinute",
-  itpm: "inputTokensPerMinute",
-  otpm: "outputTokensPerMinute"
-}
 
 // =============================================================================
 // Layers

@@ -39,7 +39,7 @@ const engine = (answers: ReadonlyArray<Answer>) =>
   )
 
 const limiterState = Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (limiter) => limiter.snapshot).pipe(
-  Effect.map((keys) => keys.find((key) => key.key === "anthropic")!)
+  Effect.map((keys) => keys.find((key) => key.key.startsWith("anthropic/"))!)
 )
 
 /** Calls to any model that ended interrupted. */

@@ -346,17 +346,98 @@ describe("ProviderRateLimiter metrics", () => {
     Effect.gen(function*() {
       const log: Array<readonly [string, number]> = []
       // Metrics are global: this test reads what it adds.
-      const before = yield* Metric.value(Metric.tagged(ProviderRateLimiter.waitTime, "key", "openai"))
+      const before = yield* Metric.value(Metric.tagged(ProviderRateLimiter.waitTime, "key", "openai/gpt-4.1"))
       const fibers = yield* Effect.forEach(["a", "b", "c"], (name) => Effect.fork(request(log, name, small)))
       yield* TestClock.adjust("1 second")
-      const depth = yield* Metric.value(Metric.tagged(ProviderRateLimiter.queueDepth, "key", "openai"))
+      const depth = yield* Metric.value(Metric.tagged(ProviderRateLimiter.queueDepth, "key", "openai/gpt-4.1"))
       expect(depth.value).toBe(1)
       yield* TestClock.adjust("2 minutes")
       yield* Fiber.joinAll(fibers)
-      expect((yield* Metric.value(Metric.tagged(ProviderRateLimiter.queueDepth, "key", "openai"))).value).toBe(0)
-      const waits = yield* Metric.value(Metric.tagged(ProviderRateLimiter.waitTime, "key", "openai"))
+      expect((yield* Metric.value(Metric.tagged(ProviderRateLimiter.queueDepth, "key", "openai/gpt-4.1"))).value).toBe(
+        0
+      )
+      const waits = yield* Metric.value(Metric.tagged(ProviderRateLimiter.waitTime, "key", "openai/gpt-4.1"))
       expect(waits.count - before.count).toBe(3)
       // a and b at once, c after 30 s.
       expect(waits.sum - before.sum).toBe(30_000)
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 2 }))))
+})
+
+describe("ProviderRateLimiter keys", () => {
+  /** Admits one request for `model` and records when. */
+  const admitFor = (log: Array<readonly [string, number]>, model: string) =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* (yield* ProviderRateLimiter.ProviderRateLimiter).admit({ provider: "openai", model }, small)
+      log.push([model, yield* Clock.currentTimeMillis])
+    }))
+
+  it("keys a request by provider and model, by its group, or by provider alone", () => {
+    const groups = [{ provider: "openai" as const, name: "gpt-4.1", models: ["gpt-4.1", "gpt-4.1-mini"] }]
+    expect(ProviderRateLimiter.keyOf({}, { provider: "openai", model: "gpt-5" })).toBe("openai/gpt-5")
+    expect(ProviderRateLimiter.keyOf({ groups }, { provider: "openai", model: "gpt-4.1-mini" })).toBe("openai/gpt-4.1")
+    expect(ProviderRateLimiter.keyOf({ groups }, { provider: "anthropic", model: "gpt-4.1-mini" })).toBe(
+      "anthropic/gpt-4.1-mini"
+    )
+    expect(ProviderRateLimiter.keyOf({ keyBy: "provider", groups }, { provider: "openai", model: "gpt-5" })).toBe(
+      "openai"
+    )
+  })
+
+  it.effect("gives every model its own budget by default: one model's exhausted quota does not hold another", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const fibers = yield* Effect.forEach(
+        ["gpt-5", "gpt-5", "gpt-4.1"],
+        (model) => Effect.fork(admitFor(log, model))
+      )
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(fibers)
+      expect(log).toEqual([["gpt-5", 0], ["gpt-4.1", 0], ["gpt-5", 60_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1 }))))
+
+  it.effect("lets a group's models share one budget, with a quota of its own", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const fibers = yield* Effect.forEach(
+        ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1"],
+        (model) => Effect.fork(admitFor(log, model))
+      )
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(fibers)
+      // The group's own quota: 2 a minute, one every 30 s once the first two are spent.
+      expect(log).toEqual([["gpt-4.1", 0], ["gpt-4.1-mini", 0], ["gpt-4.1", 30_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1 }, {
+      groups: [{ provider: "openai", name: "gpt-4.1", models: ["gpt-4.1", "gpt-4.1-mini"] }],
+      keyQuotas: { "openai/gpt-4.1": { requestsPerMinute: 2, tokensPerMinute: 10_000_000, maxConcurrent: 100 } }
+    }))))
+
+  it.effect("pauses only the key that was refused", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      yield* rateLimiter.pause({ provider: "openai", model: "gpt-5" }, 120_000)
+      const log: Array<readonly [string, number]> = []
+      const fibers = yield* Effect.forEach(["gpt-5", "gpt-4.1"], (model) => Effect.fork(admitFor(log, model)))
+      yield* TestClock.adjust("3 minutes")
+      yield* Fiber.joinAll(fibers)
+      expect(log).toEqual([["gpt-4.1", 0], ["gpt-5", 120_000]])
+    }).pipe(Effect.provide(limiter({}))))
+
+  it.effect("refuses at once, with the wait, a caller whose key is paused longer than it will wait", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      yield* rateLimiter.pause(target, 120_000)
+      const refused = yield* Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { maxPause: 60_000 })))
+      expect(refused).toMatchObject({ _tag: "RateLimitError", local: true, retryAfterMs: 120_000 })
+      expect(yield* Clock.currentTimeMillis).toBe(0)
+      // A pause within the caller's limit is waited, to the millisecond.
+      yield* TestClock.adjust("61 seconds")
+      const log: Array<readonly [string, number]> = []
+      const waiter = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        yield* rateLimiter.admit(target, small, { maxPause: 60_000 })
+        log.push(["admitted", yield* Clock.currentTimeMillis])
+      })))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(waiter)
+      expect(log).toEqual([["admitted", 120_000]])
+    }).pipe(Effect.provide(limiter({}))))
 })

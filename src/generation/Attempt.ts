@@ -151,7 +151,10 @@ const callAdmitted = (
   const limiterTarget = { provider: target.provider, model: target.id }
   const estimate = { inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens }
   return Effect.scoped(Effect.gen(function*() {
-    const admission = yield* engine.limiter.admit(limiterTarget, estimate, { until: deadlineAt }).pipe(
+    const admission = yield* engine.limiter.admit(limiterTarget, estimate, {
+      until: deadlineAt,
+      maxPause: Duration.toMillis(engine.policy.maxDelay)
+    }).pipe(
       Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(engine.policy, target)))
     )
     const now = yield* Clock.currentTimeMillis
