@@ -466,6 +466,54 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
     )
       .toBe("InvalidRequestError")
   })
+
+  it("reads OpenAI's mid-stream rate limit as production sends it: nested, its wait in the message or its headers", () => {
+    const nested = (extra: Record<string, unknown> = {}) => ({
+      type: "error",
+      sequence_number: 2,
+      error: {
+        type: "tokens",
+        code: "rate_limit_exceeded",
+        message:
+          "Rate limit reached for gpt-4.1 on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 1.5s.",
+        param: null,
+        ...extra
+      }
+    })
+    expect(Classify.classifyStreamError(nested(), at)).toMatchObject({ _tag: "RateLimitError", retryAfterMs: 1_500 })
+    // Headers inside the error say more precisely.
+    expect(Classify.classifyStreamError(nested({ headers: { "retry-after-ms": "1720" } }), at)).toMatchObject({
+      _tag: "RateLimitError",
+      retryAfterMs: 1_720
+    })
+    // The flat shape of the API reference: the event's own type says nothing, its code does.
+    expect(
+      Classify.classifyStreamError(
+        {
+          type: "error",
+          sequence_number: 2,
+          code: "rate_limit_exceeded",
+          message: "Please try again in 644ms.",
+          param: null
+        },
+        at
+      )
+    ).toMatchObject({ _tag: "RateLimitError", retryAfterMs: 644 })
+    // `response.failed` carries `response.error`: a code and a message.
+    expect(Classify.classifyStreamError({ code: "server_error", message: "The model failed" }, at)._tag).toBe(
+      "ServerError"
+    )
+    // An Anthropic error type the client did not know is still classified.
+    expect(
+      Classify.classifyStreamError({ type: "error", error: { type: "timeout_error", message: "late" } }, anthropic)._tag
+    ).toBe("TimeoutError")
+  })
+
+  it("takes a wait from the message when no header asks for one, never over a header", () => {
+    const body = oa("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again in 6m0s.")
+    expect(Classify.classify(httpError(429, body), at)).toMatchObject({ retryAfterMs: 360_000 })
+    expect(Classify.classify(httpError(429, body, { "retry-after": "2" }), at)).toMatchObject({ retryAfterMs: 2_000 })
+  })
 })
 
 describe("Errors as schemas", () => {

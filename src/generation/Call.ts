@@ -96,9 +96,14 @@ export const streamed = (
         case "finish":
           return Effect.succeed({ text: received.text, usage: usageOf(part.usage) })
         case "error":
-          return Effect.fail(
-            Classify.classifyStreamError(part.error, { provider: input.target.provider, model: input.target.id })
-          )
+          return Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
+            Effect.fail(
+              Classify.classifyStreamError(part.error, {
+                provider: input.target.provider,
+                model: input.target.id,
+                nowMillis
+              })
+            ))
         default:
           return Effect.succeed(received)
       }

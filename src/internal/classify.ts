@@ -92,7 +92,9 @@ const classifyBody = (input: {
   readonly headers: Wire.Headers
   readonly body: Wire.ProviderErrorBody
 }): Errors.ProviderError => {
-  const { body, headers, status } = input
+  const { body, status } = input
+  // A mid-stream error has no headers of its own; OpenAI puts a 429's inside its body.
+  const headers = body.headers === undefined ? input.headers : { ...body.headers, ...input.headers }
   const detail = Wire.redactSecrets(body.message ?? (status === undefined ? "error event" : `HTTP ${status}`))
   const shouldRetry = Wire.shouldRetryHeader(headers)
   const fields = {
@@ -101,7 +103,10 @@ const classifyBody = (input: {
     detail,
     ...optional("status", status),
     ...optional("requestId", Wire.requestIdOf(headers) ?? body.requestId),
-    ...optional("retryAfterMs", Wire.retryAfterMillis(headers, input.nowMillis ?? Date.now())),
+    ...optional(
+      "retryAfterMs",
+      Wire.retryAfterMillis(headers, input.nowMillis ?? Date.now()) ?? Wire.retryAfterInMessage(body.message ?? "")
+    ),
     ...optional("shouldRetry", shouldRetry)
   }
   const type = body.type ?? ""

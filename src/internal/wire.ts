@@ -14,6 +14,8 @@ export interface ProviderErrorBody {
   readonly message?: string | undefined
   readonly detailsErrorCode?: string | undefined
   readonly requestId?: string | undefined
+  /** Headers a mid-stream error carries inside its body (OpenAI puts a 429's rate-limit headers there). */
+  readonly headers?: Headers | undefined
 }
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
@@ -36,15 +38,39 @@ export const parseErrorBody = (body: unknown): ProviderErrorBody => {
     }
   }
   if (!isRecord(value)) return {}
-  const error = isRecord(value.error) ? value.error : value
+  const nested = isRecord(value.error)
+  const error = nested ? value.error as Record<string, unknown> : value
   const details = isRecord(error.details) ? error.details : undefined
+  const headers = isRecord(error.headers) ? stringRecord(error.headers) : undefined
   return {
-    type: stringField(error, "type"),
+    // An event in the flat shape has the event's own type ("error"), which says nothing about the failure.
+    type: nested || value.type !== "error" ? stringField(error, "type") : undefined,
     code: stringField(error, "code"),
     message: stringField(error, "message"),
     detailsErrorCode: details ? stringField(details, "error_code") : undefined,
-    requestId: stringField(value, "request_id")
+    requestId: stringField(value, "request_id"),
+    headers
   }
+}
+
+const stringRecord = (record: Record<string, unknown>): Headers =>
+  Object.fromEntries(
+    Object.entries(record).flatMap(([key, value]) =>
+      typeof value === "string"
+        ? [[key.toLowerCase(), value]]
+        : typeof value === "number"
+        ? [[key.toLowerCase(), String(value)]]
+        : []
+    )
+  )
+
+/**
+ * The wait a provider's message asks for, when no header does: OpenAI's rate-limit messages end with "Please try
+ * again in 1.5s" (or "644ms", "6m0s"), in the same Go durations as its reset headers.
+ */
+export const retryAfterInMessage = (message: string): number | undefined => {
+  const match = /try again in ((?:\d+(?:\.\d+)?(?:ms|us|µs|ns|h|m|s))+)/i.exec(message)
+  return match === null ? undefined : parseGoDuration(match[1]!)
 }
 
 /**

@@ -159,6 +159,11 @@ export const faultError = (
         request,
         requestId
       )
+    case "stream_rate_limit":
+      return request.stream ? undefined : faultError({ ...fault, kind: "rate_limit" }, request, requestId)
+    case "stream_error_flat":
+    case "response_failed":
+      return request.stream ? undefined : faultError({ ...fault, kind: "server_error" }, request, requestId)
     case "hang":
     case "reset":
     case "malformed_json":
@@ -173,10 +178,17 @@ export const faultError = (
  *
  * @since 0.1.0
  */
-export const streamErrorEvent: Wire.SseEvent = {
+export const streamErrorEvent = (fault: Faults.Fault): Wire.SseEvent => ({
   event: "error",
-  data: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }
-}
+  data: {
+    type: "error",
+    error: fault.kind === "stream_rate_limit"
+      ? { type: "rate_limit_error", message: "This request would exceed the rate limit for your organization." }
+      : fault.kind === "stream_error"
+      ? { type: "overloaded_error", message: "Overloaded" }
+      : { type: "api_error", message: "Internal server error" }
+  }
+})
 
 const contentBlock = (request: AnthropicRequest, reply: Core.SimReply, toolUseId: string) =>
   request.toolName !== undefined && reply.object !== undefined

@@ -38,8 +38,14 @@ export type FaultKind =
   | "malformed_json"
   /** SSE that stops before the response completes. */
   | "truncated_sse"
-  /** An error event after HTTP 200, mid-stream. */
+  /** An error event after HTTP 200, mid-stream (OpenAI: its fields nested under `error`, as production sends it). */
   | "stream_error"
+  /** A rate limit mid-stream (OpenAI: nested, "Please try again in 1.5s"); a 429 when not streamed. */
+  | "stream_rate_limit"
+  /** OpenAI's error event in the flat shape its API reference shows; Anthropic's `api_error`. */
+  | "stream_error_flat"
+  /** OpenAI's `response.failed` with `response.error`; Anthropic's `api_error` event. */
+  | "response_failed"
 
 /**
  * Every fault kind, for parsing and listing.
@@ -62,7 +68,10 @@ export const faultKinds: ReadonlyArray<FaultKind> = [
   "reset",
   "malformed_json",
   "truncated_sse",
-  "stream_error"
+  "stream_error",
+  "stream_rate_limit",
+  "stream_error_flat",
+  "response_failed"
 ]
 
 /**

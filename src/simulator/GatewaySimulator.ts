@@ -117,7 +117,14 @@ interface Face<R extends Core.SimRequest> {
   ) => Wire.WireError | undefined
   readonly json: (request: R, reply: Core.SimReply, n: number, createdAt: number) => unknown
   readonly events: (request: R, reply: Core.SimReply, n: number, createdAt: number) => Array<Wire.SseEvent>
-  readonly streamError: (sequence: number) => Wire.SseEvent
+  readonly streamError: (
+    fault: Faults.Fault,
+    request: R,
+    reply: Core.SimReply,
+    n: number,
+    createdAt: number,
+    sequence: number
+  ) => Wire.SseEvent
 }
 
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0")
@@ -138,7 +145,13 @@ const openAiFace = (expectedKey: string | undefined): Face<OpenAiWire.OpenAiRequ
     faultError: (fault, request) => OpenAiWire.faultError(fault, request),
     json: (request, reply, n, createdAt) => OpenAiWire.responseObject(request, reply, ids(n, createdAt), "final"),
     events: (request, reply, n, createdAt) => OpenAiWire.streamEvents(request, reply, ids(n, createdAt)),
-    streamError: OpenAiWire.streamErrorEvent
+    streamError: (fault, request, reply, n, createdAt, sequence) =>
+      OpenAiWire.streamErrorEvent(
+        fault,
+        request,
+        sequence,
+        () => OpenAiWire.responseObject(request, reply, ids(n, createdAt), "in_progress")
+      )
   }
 }
 
@@ -155,7 +168,7 @@ const anthropicFace = (expectedKey: string | undefined): Face<AnthropicWire.Anth
     faultError: AnthropicWire.faultError,
     json: (request, reply, n) => AnthropicWire.messageObject(request, reply, ids(n)),
     events: (request, reply, n) => AnthropicWire.streamEvents(request, reply, ids(n)),
-    streamError: () => AnthropicWire.streamErrorEvent
+    streamError: (fault) => AnthropicWire.streamErrorEvent(fault)
   }
 }
 
@@ -221,7 +234,10 @@ const answerFault = <R extends Core.SimRequest>(
         return HttpServerResponse.empty()
       case "malformed_json":
       case "truncated_sse":
-      case "stream_error": {
+      case "stream_error":
+      case "stream_rate_limit":
+      case "stream_error_flat":
+      case "response_failed": {
         yield* faulted.record(200, reply)
         const events = face.events(request, reply, n, createdAt)
         const half = events.slice(0, Math.max(2, Math.floor(events.length / 2)))
@@ -235,7 +251,7 @@ const answerFault = <R extends Core.SimRequest>(
           ? sseResponse(half, headers, `event: ${events[half.length]?.event ?? "message"}\ndata: {"type":"resp\n\n`)
           : fault.kind === "truncated_sse"
           ? sseResponse(half, headers)
-          : sseResponse([...half, face.streamError(half.length)], headers)
+          : sseResponse([...half, face.streamError(fault, request, reply, n, createdAt, half.length)], headers)
       }
       default:
         return yield* Effect.dieMessage(`fault ${fault.kind} has no HTTP answer`)

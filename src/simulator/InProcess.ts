@@ -153,8 +153,10 @@ export const make = (options: Options = {}): InProcessSimulator => {
       const latency = plan.random().latencyMs
       if (latency !== undefined && latency > 0) yield* Effect.sleep(latency)
       const requestId = `req_inproc${n}`
+      // In process, a fault is the failure it amounts to at the call (a mid-stream rate limit is a 429).
+      const atCall = { ...request, stream: false }
       const render = (f: Faults.Fault | Core.SimFault) =>
-        dialect === "openai" ? OpenAiWire.faultError(f, request) : AnthropicWire.faultError(f, request, requestId)
+        dialect === "openai" ? OpenAiWire.faultError(f, atCall) : AnthropicWire.faultError(f, atCall, requestId)
       if (fault !== undefined) {
         if (fault.kind === "rate_limit") counts.limited++
         const error = render(fault) ??

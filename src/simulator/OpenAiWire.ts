@@ -190,6 +190,11 @@ export const faultError = (
         promptTokens: Core.contextWindowOf(request.model) + 1_000,
         contextWindow: Core.contextWindowOf(request.model)
       }, request)
+    case "stream_rate_limit":
+      return request.stream ? undefined : faultError({ ...fault, kind: "rate_limit" }, request)
+    case "stream_error_flat":
+    case "response_failed":
+      return request.stream ? undefined : faultError({ ...fault, kind: "server_error" }, request)
     case "hang":
     case "reset":
     case "malformed_json":
@@ -204,7 +209,60 @@ export const faultError = (
  *
  * @since 0.1.0
  */
-export const streamErrorEvent = (sequence: number): Wire.SseEvent => ({
+export const streamErrorEvent = (
+  fault: Faults.Fault,
+  request: Core.SimRequest,
+  sequence: number,
+  response: () => Record<string, unknown>
+): Wire.SseEvent => {
+  switch (fault.kind) {
+    case "stream_rate_limit": {
+      const seconds = ((fault.retryAfterMs ?? 1_500) / 1_000).toFixed(3).replace(/\.?0+$/, "")
+      return {
+        event: "error",
+        data: {
+          type: "error",
+          sequence_number: sequence,
+          error: {
+            type: "tokens",
+            code: "rate_limit_exceeded",
+            message:
+              `Rate limit reached for ${request.model} in organization org-simulator on tokens per min (TPM): Limit 30000, Used 29000, Requested 1600. Please try again in ${seconds}s. Visit https://platform.openai.com/account/rate-limits to learn more.`,
+            param: null
+          }
+        }
+      }
+    }
+    case "stream_error_flat":
+      return {
+        event: "error",
+        data: {
+          type: "error",
+          sequence_number: sequence,
+          code: "server_error",
+          message: "The server had an error while processing your request. Sorry about that!",
+          param: null
+        }
+      }
+    case "response_failed":
+      return {
+        event: "response.failed",
+        data: {
+          type: "response.failed",
+          sequence_number: sequence,
+          response: {
+            ...response(),
+            status: "failed",
+            error: { code: "server_error", message: "The model failed to generate a response." }
+          }
+        }
+      }
+    default:
+      return nestedServerError(sequence)
+  }
+}
+
+const nestedServerError = (sequence: number): Wire.SseEvent => ({
   event: "error",
   data: {
     type: "error",

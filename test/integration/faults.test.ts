@@ -171,4 +171,44 @@ describe("faults over HTTP", () => {
         }))
     })
   }
+
+  describe("errors mid-stream, as the providers send them", () => {
+    for (const provider of ["openai", "anthropic"] as const) {
+      live(
+        `${provider}: a rate limit mid-stream is retried as a rate limit, and says so`,
+        () =>
+          Effect.gen(function*() {
+            const { attempts, engine } = yield* scriptedEngine(provider, [
+              { kind: "stream_rate_limit", retryAfterMs: 1_500 },
+              "ok"
+            ])
+            const events = yield* collect(engine.generateStream(request(provider)))
+            const retrying = events.find((e) => e._tag === "Retrying")
+            expect(yield* attempts).toBe(2)
+            expect(retrying?._tag === "Retrying" && retrying.errorType).toBe("rate_limit")
+            const last = events.at(-1)
+            expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
+            if (provider === "openai") {
+              // "Please try again in 1.5s": the wait the message asks for is the floor of the delay (10 ms here).
+              expect(retrying?._tag === "Retrying" && retrying.delayMs).toBe(1_500)
+              expect(last?._tag === "Completed" && last.result.durationMs).toBeGreaterThanOrEqual(1_500)
+            }
+          })
+      )
+
+      live(
+        `${provider}: an error event in the documented flat shape, and a failed response, are server errors`,
+        () =>
+          Effect.gen(function*() {
+            const { attempts, engine } = yield* scriptedEngine(provider, ["stream_error_flat", "response_failed", "ok"])
+            const events = yield* collect(engine.generateStream(request(provider)))
+            expect(yield* attempts).toBe(3)
+            expect(events.filter((e) => e._tag === "Retrying").map((e) => e._tag === "Retrying" && e.errorType))
+              .toEqual(["server_error", "server_error"])
+            const last = events.at(-1)
+            expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
+          })
+      )
+    }
+  })
 })
