@@ -120,10 +120,11 @@ const measure = (project: ProjectContext, label: string) =>
         Effect.provideService(LanguageModel.LanguageModel, model)
       )
     const bareStructured = (i: number) =>
-      LanguageModel.generateObject({
+      LanguageModel.generateText({
         prompt: nthRequest(request, i).userPrompt,
-        schema: ResponseParser.structuredOutline,
-        objectName: "plot_outline"
+        toolkit: ResponseParser.outlineToolkit,
+        toolChoice: { tool: "plot_outline" },
+        disableToolCallResolution: true
       }).pipe(Effect.provideService(LanguageModel.LanguageModel, model))
     // The same call timed out after a minute and traced by a span: what any caller that bounds and traces its
     // calls pays, before doing anything else.

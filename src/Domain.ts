@@ -35,6 +35,21 @@ export const ProviderName = Schema.Literal("openai", "anthropic")
 export type ProviderName = typeof ProviderName.Type
 
 /**
+ * How much hidden reasoning a reasoning model (OpenAI's gpt-5 family, o-series) spends before it writes: more
+ * effort, better plots, more output tokens (billed) and more time.
+ *
+ * @since 0.1.0
+ * @category Providers
+ */
+export const ReasoningEffort = Schema.Literal("minimal", "low", "medium", "high")
+
+/**
+ * @since 0.1.0
+ * @category Providers
+ */
+export type ReasoningEffort = typeof ReasoningEffort.Type
+
+/**
  * What the writer asks for: a full outline, the beats of one scene, or a handful of plot suggestions.
  *
  * @since 0.1.0
@@ -241,8 +256,11 @@ export class PlotOutline extends Schema.Class<PlotOutline>("plot-engine/PlotOutl
  */
 export class Usage extends Schema.Class<Usage>("plot-engine/Usage")({
   inputTokens: Schema.NonNegativeInt,
+  /** Everything the model wrote, its hidden reasoning included: providers bill reasoning as output. */
   outputTokens: Schema.NonNegativeInt,
-  totalTokens: Schema.NonNegativeInt
+  totalTokens: Schema.NonNegativeInt,
+  /** Of the output, the hidden reasoning of a reasoning model (when the provider reported it). */
+  reasoningTokens: Schema.optional(Schema.NonNegativeInt)
 }) {
   static readonly zero = new Usage({ inputTokens: 0, outputTokens: 0, totalTokens: 0 })
 }
@@ -335,7 +353,23 @@ export const GenerationEvent = Schema.Union(
     /** The cost expected before the call, or `null` when the model's price is unknown. */
     estimatedCostUsd: Schema.NullOr(Schema.NonNegative)
   }),
+  /**
+   * The outline's Markdown as its parts complete (a heading, an act, a beat): joined, the deltas of an attempt are
+   * the result's `content`. Never the model's raw JSON.
+   */
   Schema.TaggedStruct("TextDelta", { delta: Schema.String }),
+  /** The outline's title and logline, as soon as both are written. */
+  Schema.TaggedStruct("OutlineHeading", { title: Schema.String, logline: Schema.String }),
+  /** An act's title and summary, as soon as both are written (acts count from 1). */
+  Schema.TaggedStruct("ActStarted", { act: Schema.Int, title: Schema.String, summary: Schema.String }),
+  /** A beat, as soon as it is whole (beats count from 1 within their act). */
+  Schema.TaggedStruct("BeatWritten", {
+    act: Schema.Int,
+    beat: Schema.Int,
+    summary: Schema.String,
+    characters: Schema.Array(Schema.String),
+    location: Schema.String
+  }),
   /** A failed attempt will be retried after `delayMs` (text deltas since the last attempt began are void). */
   Schema.TaggedStruct("Retrying", {
     provider: ProviderName,

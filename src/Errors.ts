@@ -212,6 +212,31 @@ export class QuotaExhaustedError
 }
 
 /**
+ * The answer stopped at its output limit before the outline was written: a reasoning model spent the limit on
+ * hidden reasoning, or the reply was longer than the limit. The tokens were billed; the same request would fail
+ * the same way, so a retry needs a larger limit or less reasoning (`shouldRetry` is `false` when the model can
+ * give neither).
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class IncompleteResponseError extends Schema.TaggedError<IncompleteResponseError>(
+  "plot-engine/Errors/IncompleteResponseError"
+)("IncompleteResponseError", {
+  ...providerFields,
+  /** The output limit that ran out. */
+  maxOutputTokens: Schema.NonNegativeInt,
+  /** What the answer used of it (billed as output), and how much of that was hidden reasoning. */
+  outputTokens: Schema.NonNegativeInt,
+  reasoningTokens: Schema.optional(Schema.NonNegativeInt)
+}) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message() {
+    return describe(this, "Incomplete answer", "Give it a larger output limit or a lower reasoning effort.")
+  }
+}
+
+/**
  * The failures that come from calling a provider, as a schema (to encode them, or to declare them in an API).
  *
  * @since 0.1.0
@@ -225,7 +250,8 @@ export const ProviderError = Schema.Union(
   InvalidRequestError,
   ContextTooLongError,
   NetworkError,
-  QuotaExhaustedError
+  QuotaExhaustedError,
+  IncompleteResponseError
 )
 
 /**
@@ -393,6 +419,7 @@ export type ErrorType =
   | "context_too_long"
   | "network_error"
   | "quota_exhausted"
+  | "incomplete_response"
   | "validation_error"
   | "parse_error"
   | "not_found"
@@ -407,6 +434,7 @@ const errorTypes: { readonly [K in GenerationError["_tag"]]: ErrorType } = {
   ContextTooLongError: "context_too_long",
   NetworkError: "network_error",
   QuotaExhaustedError: "quota_exhausted",
+  IncompleteResponseError: "incomplete_response",
   RequestValidationError: "validation_error",
   ResponseParseError: "parse_error",
   ProjectNotFoundError: "not_found",
@@ -456,6 +484,8 @@ export const userMessage = (error: GenerationError): string => {
       return "The AI service's usage limit has been reached. Please try again later or check your plan."
     case "InvalidRequestError":
       return "The AI service could not accept this request. Please adjust it and try again."
+    case "IncompleteResponseError":
+      return "The AI ran out of room before it finished the plot."
     case "RequestValidationError":
       return `Please check your request: ${error.field} ${error.reason}.`
     case "ResponseParseError":

@@ -44,6 +44,13 @@ export class ModelInfo extends Schema.Class<ModelInfo>("plot-engine/ModelInfo")(
   outputPricePerMillion: Schema.NullOr(Schema.NonNegative),
   /** Reasoning models (gpt-5, o-series) reject a `temperature`. */
   acceptsTemperature: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  /**
+   * The reasoning efforts a reasoning model accepts (`reasoning.effort`), lowest first; empty for a model that does
+   * not reason. A reasoning model spends hidden tokens out of its output limit before it writes.
+   */
+  reasoningEfforts: Schema.optionalWith(Schema.Array(Domain.ReasoningEffort), { default: () => [] }),
+  /** Whether the model can think before it answers when asked (Claude's extended thinking); the engine does not ask. */
+  extendedThinking: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   retired: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }) {}
 
@@ -72,7 +79,8 @@ export const defaultCatalog: Catalog = [
     contextWindow: 200_000,
     maxOutputTokens: 32_000,
     inputPricePerMillion: 15,
-    outputPricePerMillion: 75
+    outputPricePerMillion: 75,
+    extendedThinking: true
   }),
   model({
     provider: "anthropic",
@@ -81,7 +89,8 @@ export const defaultCatalog: Catalog = [
     contextWindow: 200_000,
     maxOutputTokens: 64_000,
     inputPricePerMillion: 3,
-    outputPricePerMillion: 15
+    outputPricePerMillion: 15,
+    extendedThinking: true
   }),
   model({
     provider: "anthropic",
@@ -90,7 +99,8 @@ export const defaultCatalog: Catalog = [
     contextWindow: 200_000,
     maxOutputTokens: 64_000,
     inputPricePerMillion: 1,
-    outputPricePerMillion: 5
+    outputPricePerMillion: 5,
+    extendedThinking: true
   }),
   // OpenAI, current
   model({
@@ -101,7 +111,8 @@ export const defaultCatalog: Catalog = [
     maxOutputTokens: 128_000,
     inputPricePerMillion: 1.25,
     outputPricePerMillion: 10,
-    acceptsTemperature: false
+    acceptsTemperature: false,
+    reasoningEfforts: ["minimal", "low", "medium", "high"]
   }),
   model({
     provider: "openai",

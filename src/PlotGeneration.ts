@@ -114,6 +114,11 @@ export interface Options {
   readonly retryPolicy?: RetryPolicy.Policy | undefined
   /** The circuit breaker per model (default 10 consecutive failures, 30 seconds). */
   readonly circuitBreaker?: CircuitBreaker.Options | undefined
+  /**
+   * The reasoning effort asked of reasoning models, per kind of content (default
+   * `PromptBuilder.defaultReasoningEffort`: `medium` for an outline, `low` for beats and suggestions).
+   */
+  readonly reasoningEffort?: Partial<Record<Domain.ContentKind, Domain.ReasoningEffort>> | undefined
 }
 
 /**
@@ -170,7 +175,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
     catalog: options.catalog ?? ModelCatalog.defaultCatalog,
     policy: options.retryPolicy ?? RetryPolicy.defaults,
-    maxContextTokens: options.maxContextTokens
+    maxContextTokens: options.maxContextTokens,
+    reasoningEfforts: options.reasoningEffort
   }
 
   const generate = Effect.fn("PlotGeneration.generate")(

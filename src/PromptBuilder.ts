@@ -24,9 +24,23 @@ export interface BuiltPrompt {
    * would decode them again on every call).
    */
   readonly prompt: Prompt.Prompt
+  /** The output limit sent: the visible reply's, plus the reasoning reserve for a reasoning model. */
   readonly maxOutputTokens: number
   /** `undefined` when the model rejects a temperature (reasoning models). */
   readonly temperature: number | undefined
+  /** The reasoning effort sent, for a reasoning model; `undefined` for the others. */
+  readonly reasoningEffort: Domain.ReasoningEffort | undefined
+}
+
+/**
+ * What a reasoning model is asked for: its effort, and the output limit that holds its reasoning and the reply.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface OutputBudget {
+  readonly maxOutputTokens: number
+  readonly reasoningEffort: Domain.ReasoningEffort | undefined
 }
 
 /**
@@ -85,8 +99,84 @@ export const expectedOutputTokens = (words: number): number => Math.ceil(((words
  * @since 0.1.0
  * @category Sizing
  */
-export const maxOutputTokensFor = (words: number, model: ModelCatalog.ModelInfo): number =>
-  Math.min(model.maxOutputTokens, Math.max(1_024, expectedOutputTokens(words) + 500))
+export const maxOutputTokensFor = (
+  words: number,
+  model: ModelCatalog.ModelInfo,
+  reasoningEffort?: Domain.ReasoningEffort | undefined
+): number =>
+  Math.min(
+    model.maxOutputTokens,
+    Math.max(1_024, expectedOutputTokens(words) + 500) +
+      (reasoningEffort === undefined ? 0 : reasoningReserve[reasoningEffort])
+  )
+
+/**
+ * Output tokens kept for a reasoning model's hidden reasoning at each effort, on top of the visible reply: the
+ * model spends its reasoning out of the same limit, and a limit sized for the reply alone leaves it nothing to
+ * write with.
+ *
+ * @since 0.1.0
+ * @category Reasoning
+ */
+export const reasoningReserve: Readonly<Record<Domain.ReasoningEffort, number>> = {
+  minimal: 1_024,
+  low: 8_192,
+  medium: 16_384,
+  high: 32_768
+}
+
+/**
+ * The effort asked of a reasoning model by default, per kind of content: a whole outline is worth thinking
+ * through; beats and suggestions need less.
+ *
+ * @since 0.1.0
+ * @category Reasoning
+ */
+export const defaultReasoningEffort: Readonly<Record<Domain.ContentKind, Domain.ReasoningEffort>> = {
+  outline: "medium",
+  scene_beats: "low",
+  suggestions: "low"
+}
+
+const efforts: ReadonlyArray<Domain.ReasoningEffort> = ["minimal", "low", "medium", "high"]
+
+/**
+ * The effort to ask of a model for a kind of content: the wanted one (the configured, else the default), or the
+ * nearest below it the model accepts (else its lowest); `undefined` for a model that does not reason.
+ *
+ * @since 0.1.0
+ * @category Reasoning
+ */
+export const reasoningEffortFor = (
+  model: ModelCatalog.ModelInfo,
+  kind: Domain.ContentKind,
+  configured?: Partial<Record<Domain.ContentKind, Domain.ReasoningEffort>> | undefined
+): Domain.ReasoningEffort | undefined => {
+  if (model.reasoningEfforts.length === 0) return undefined
+  const wanted = efforts.indexOf(configured?.[kind] ?? defaultReasoningEffort[kind])
+  const accepted = model.reasoningEfforts.filter((effort) => efforts.indexOf(effort) <= wanted)
+  return accepted.at(-1) ?? model.reasoningEfforts[0]
+}
+
+/**
+ * The budget of the one retry after a reasoning model ran out of output tokens: twice the limit, within the
+ * model's; at the model's limit already, the next lower effort it accepts. `undefined` when neither can change:
+ * a retry would be the same request, and would fail the same way.
+ *
+ * @since 0.1.0
+ * @category Reasoning
+ */
+export const afterIncomplete = (model: ModelCatalog.ModelInfo, spent: OutputBudget): OutputBudget | undefined => {
+  if (spent.maxOutputTokens < model.maxOutputTokens) {
+    return { ...spent, maxOutputTokens: Math.min(model.maxOutputTokens, spent.maxOutputTokens * 2) }
+  }
+  const lower = spent.reasoningEffort === undefined
+    ? undefined
+    : model.reasoningEfforts.filter((effort) => efforts.indexOf(effort) < efforts.indexOf(spent.reasoningEffort!)).at(
+      -1
+    )
+  return lower === undefined ? undefined : { ...spent, reasoningEffort: lower }
+}
 
 /**
  * JSON as data: `<` is escaped (still valid JSON) so that the text can never contain a closing delimiter.
@@ -178,7 +268,8 @@ export const systemPrompt = (request: Pick<Domain.PlotRequest, "targetWordCount"
 export const build = (
   request: Domain.PlotRequest,
   context: Domain.ProjectContext,
-  model: ModelCatalog.ModelInfo
+  model: ModelCatalog.ModelInfo,
+  budget: OutputBudget = outputBudgetFor(request, model)
 ): BuiltPrompt => {
   const { system, user } = texts(request, context)
   return {
@@ -188,9 +279,26 @@ export const build = (
       Prompt.systemMessage({ content: system }),
       Prompt.userMessage({ content: [Prompt.makePart("text", { text: user })] })
     ]),
-    maxOutputTokens: maxOutputTokensFor(targetWords(request), model),
-    temperature: model.acceptsTemperature ? request.temperature ?? defaultTemperature : undefined
+    maxOutputTokens: budget.maxOutputTokens,
+    temperature: model.acceptsTemperature ? request.temperature ?? defaultTemperature : undefined,
+    reasoningEffort: budget.reasoningEffort
   }
+}
+
+/**
+ * The output budget of a request on a model: its effort (for a reasoning model) and the limit that holds the
+ * reasoning and the reply.
+ *
+ * @since 0.1.0
+ * @category Reasoning
+ */
+export const outputBudgetFor = (
+  request: Pick<Domain.PlotRequest, "targetWordCount" | "kind">,
+  model: ModelCatalog.ModelInfo,
+  configured?: Partial<Record<Domain.ContentKind, Domain.ReasoningEffort>> | undefined
+): OutputBudget => {
+  const reasoningEffort = reasoningEffortFor(model, request.kind ?? "outline", configured)
+  return { reasoningEffort, maxOutputTokens: maxOutputTokensFor(targetWords(request), model, reasoningEffort) }
 }
 
 /**

@@ -57,6 +57,8 @@ export interface GatewayConfig {
 export interface ModelParameters {
   readonly maxOutputTokens: number
   readonly temperature?: number | undefined
+  /** For a reasoning model: how much to reason (`reasoning.effort`). */
+  readonly reasoningEffort?: Domain.ReasoningEffort | undefined
 }
 
 /**
@@ -109,7 +111,9 @@ const fromFactories = (factories: Partial<Record<Domain.ProviderName, ModelFacto
 const remembered = (factory: ModelFactory): ModelFactory => {
   const models = new Map<string, LanguageModel.Service>()
   return (model, parameters) => {
-    const key = `${model}\u0000${parameters.maxOutputTokens}\u0000${parameters.temperature ?? ""}`
+    const key = `${model}\u0000${parameters.maxOutputTokens}\u0000${parameters.temperature ?? ""}\u0000${
+      parameters.reasoningEffort ?? ""
+    }`
     const known = models.get(key)
     if (known !== undefined) return Effect.succeed(known)
     return Effect.tap(factory(model, parameters), (service) =>
@@ -232,7 +236,8 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
         model,
         config: {
           max_output_tokens: parameters.maxOutputTokens,
-          ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
+          ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature }),
+          ...(parameters.reasoningEffort === undefined ? {} : { reasoning: { effort: parameters.reasoningEffort } })
         }
       }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
     )

@@ -6,9 +6,10 @@
  * @since 0.1.0
  */
 import * as Tool from "@effect/ai/Tool"
+import * as Toolkit from "@effect/ai/Toolkit"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
-import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
@@ -127,40 +128,86 @@ export const validateOutline = (
       return new Errors.ResponseParseError({ reason, excerpt: excerptOf(raw) })
     })
 
+const outlineDescription = Tool.getDescriptionFromSchemaAst(Domain.PlotOutline.ast) ?? "A plot outline"
+
 /**
- * What structured output asks the provider for: `Domain.PlotOutline`'s JSON Schema and description, exactly as
- * `generateObject` would send them, computed once. The reply arrives as plain JSON and is validated by
- * `validateOutline` (one decoder compiled once, with the nesting guard); handing `Domain.PlotOutline` itself to
- * `generateObject` rebuilt its JSON Schema and its decoder on every call, a third of a generation's CPU.
+ * The tool whose call is the outline: every call forces it (`toolChoice: { tool: "plot_outline" }`), so that both
+ * providers enforce `Domain.PlotOutline`'s JSON Schema on the reply, streamed or not (OpenAI a strict function
+ * call, Anthropic a tool use). Its JSON Schema is computed once; its parameters pass through as they are and are
+ * validated by `validateOutline` (one decoder compiled once, with the nesting guard): a schema rebuilt and a decoder
+ * compiled per call cost a third of a generation's CPU.
  *
  * @since 0.1.0
  * @category Parsing
  */
-export const structuredOutline: Schema.Schema<{ readonly [key: string]: unknown }> = Schema.declare(
-  (value: unknown): value is { readonly [key: string]: unknown } => Predicate.isRecord(value),
-  {
+export const outlineTool = Tool.make("plot_outline", { description: outlineDescription }).setParameters(
+  Schema.Struct({}, Schema.Record({ key: Schema.String, value: Schema.Unknown })).annotations({
     jsonSchema: Tool.getJsonSchemaFromSchemaAst(Domain.PlotOutline.ast),
-    description: Tool.getDescriptionFromSchemaAst(Domain.PlotOutline.ast) ?? "A plot outline"
-  }
+    description: outlineDescription
+  })
+)
+
+const outlineTools = Toolkit.make(outlineTool)
+
+/**
+ * The toolkit of a structured call: the outline tool alone. Its call is never run (calls disable tool call
+ * resolution: the call's parameters are the result), so its handler only dies.
+ *
+ * @since 0.1.0
+ * @category Parsing
+ */
+export const outlineToolkit: Toolkit.WithHandler<{ readonly plot_outline: typeof outlineTool }> = Effect.runSync(
+  Effect.provide(
+    outlineTools,
+    outlineTools.toLayer({ plot_outline: () => Effect.dieMessage("the outline tool is never run") })
+  )
 )
 
 /**
- * Renders an outline as Markdown.
+ * Renders an outline as Markdown: its heading, then each act with its beats. The pieces (`renderHeading`,
+ * `renderAct`, `renderBeat`) are what a stream shows as each part of the outline completes; joined, they are this.
  *
  * @since 0.1.0
  * @category Rendering
  */
 export const render = (outline: Domain.PlotOutline): string => {
-  const lines = [`# ${outline.title}`, "", `*${outline.logline}*`]
+  let out = renderHeading(outline.title, outline.logline)
   outline.acts.forEach((act, index) => {
-    lines.push("", `## Act ${index + 1}: ${act.title}`, "", act.summary, "")
-    for (const beat of act.beats) {
-      const where = beat.location.trim() === "" ? "" : ` (${beat.location})`
-      const who = beat.characters.length === 0 ? "" : ` [${beat.characters.join(", ")}]`
-      lines.push(`- ${beat.summary}${where}${who}`)
-    }
+    out += renderAct(index + 1, act.title, act.summary)
+    for (const beat of act.beats) out += renderBeat(beat)
   })
-  return lines.join("\n")
+  return out
+}
+
+/**
+ * The Markdown of an outline's title and logline.
+ *
+ * @since 0.1.0
+ * @category Rendering
+ */
+export const renderHeading = (title: string, logline: string): string => `# ${title}\n\n*${logline}*`
+
+/**
+ * The Markdown of an act's heading and summary (numbered from 1), as it follows what came before.
+ *
+ * @since 0.1.0
+ * @category Rendering
+ */
+export const renderAct = (act: number, title: string, summary: string): string =>
+  `\n\n## Act ${act}: ${title}\n\n${summary}\n`
+
+/**
+ * The Markdown line of a beat, as it follows its act or the beat before.
+ *
+ * @since 0.1.0
+ * @category Rendering
+ */
+export const renderBeat = (
+  beat: { readonly summary: string; readonly characters: ReadonlyArray<string>; readonly location: string }
+): string => {
+  const where = beat.location.trim() === "" ? "" : ` (${beat.location})`
+  const who = beat.characters.length === 0 ? "" : ` [${beat.characters.join(", ")}]`
+  return `\n- ${beat.summary}${where}${who}`
 }
 
 /**
@@ -281,7 +328,7 @@ export const parseText = (
   )
 
 /**
- * Validates the object a structured-output call returned (see `structuredOutline`); `raw` is the reply's text,
+ * Validates the object a structured call returned (the outline tool's parameters); `raw` is the reply's text,
  * for the excerpt of an error.
  *
  * @since 0.1.0

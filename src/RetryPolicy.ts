@@ -68,7 +68,8 @@ const never: Rule = { retries: 0, delay: 0, exponential: false, jitter: 0 }
 /**
  * The default table: rate limit 5 retries at 1 s x 2^n capped at 60 s plus up to 1 s of jitter; timeout 2 at
  * 2 s; server 3 at 5 s; network 3 at 3 s; context too long 1 at once (with a smaller prompt); none for auth,
- * invalid request and quota. A reply that cannot be parsed gets one corrective retry at once.
+ * invalid request and quota. A reply that cannot be parsed gets one corrective retry at once; an answer that ran
+ * out of output tokens, one retry with a larger limit or less reasoning.
  *
  * @since 0.1.0
  * @category Defaults
@@ -81,6 +82,7 @@ export const defaults: Policy = {
     NetworkError: { retries: 3, delay: "3 seconds", exponential: false, jitter: 0 },
     ContextTooLongError: { retries: 1, delay: 0, exponential: false, jitter: 0 },
     ResponseParseError: { retries: 1, delay: 0, exponential: false, jitter: 0 },
+    IncompleteResponseError: { retries: 1, delay: 0, exponential: false, jitter: 0 },
     AuthError: never,
     InvalidRequestError: never,
     QuotaExhaustedError: never

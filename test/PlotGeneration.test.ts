@@ -98,11 +98,11 @@ describe("PlotGeneration.generate", () => {
     const loggingModel = (model: string, parameters: Providers.ModelParameters) =>
       Effect.map(script(model, parameters), (languageModel) => ({
         ...languageModel,
-        generateObject: ((options: Parameters<typeof languageModel.generateObject>[0]) =>
+        generateText: ((options: Parameters<typeof languageModel.generateText>[0]) =>
           Effect.zipRight(
             Effect.logInfo("model called"),
-            languageModel.generateObject(options)
-          )) as typeof languageModel.generateObject
+            languageModel.generateText(options)
+          )) as typeof languageModel.generateText
       }))
     return Effect.gen(function*() {
       const result = yield* settled(generate())
@@ -173,7 +173,11 @@ describe("PlotGeneration.generate", () => {
     return Effect.gen(function*() {
       const result = yield* generate({ ...request, provider: "openai", model: "gpt-5", temperature: 0.3 })
       expect(result.model).toBe("gpt-5")
-      expect(calls[0]).toMatchObject({ model: "gpt-5", parameters: { maxOutputTokens: 1_024, temperature: undefined } })
+      // A reasoning model: no temperature, a medium effort for an outline, and room to reason before it writes.
+      expect(calls[0]).toMatchObject({
+        model: "gpt-5",
+        parameters: { maxOutputTokens: 1_024 + 16_384, temperature: undefined, reasoningEffort: "medium" }
+      })
     }).pipe(Effect.provide(engine([text(sampleOutlineJson)], calls)))
   })
 
@@ -196,7 +200,7 @@ describe("PlotGeneration.generate", () => {
           Effect.map(scripted([text(sampleOutlineJson)])(model, parameters), (lm) =>
             ({
               ...lm,
-              generateObject: (options: any) => Effect.zipRight(Effect.sleep("2500 millis"), lm.generateObject(options))
+              generateText: (options: any) => Effect.zipRight(Effect.sleep("2500 millis"), lm.generateText(options))
             }) as LanguageModel.Service)
       })
       const fiber = yield* generate().pipe(
@@ -217,7 +221,7 @@ describe("PlotGeneration.generate", () => {
 })
 
 describe("PlotGeneration.generateStream", () => {
-  it.effect("reports every stage in order with rising progress, the text, then the result", () =>
+  it.effect("reports every stage in order with rising progress, the outline as it completes, then the result", () =>
     Effect.gen(function*() {
       const engineService = yield* PlotGeneration.PlotGeneration
       const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream(request)))
@@ -228,7 +232,13 @@ describe("PlotGeneration.generateStream", () => {
         "building_prompt",
         "ModelSelected",
         "generating",
+        "OutlineHeading",
         "TextDelta",
+        "ActStarted",
+        "TextDelta",
+        "BeatWritten",
+        "TextDelta",
+        "BeatWritten",
         "TextDelta",
         "parsing",
         "Completed"
@@ -237,6 +247,17 @@ describe("PlotGeneration.generateStream", () => {
       expect(progress).toEqual([...progress].sort((a, b) => a - b))
       const last = events.at(-1)!
       expect(last._tag === "Completed" && last.result.outline.title).toBe("The Lamp Beneath")
+      // The prose is the result's Markdown, piece by piece; never the model's JSON.
+      const prose = events.flatMap((e) => (e._tag === "TextDelta" ? [e.delta] : [])).join("")
+      expect(last._tag === "Completed" && prose).toBe(last._tag === "Completed" && last.result.content)
+      expect(prose).not.toContain("{")
+      expect(events.find((e) => e._tag === "BeatWritten")).toMatchObject({
+        act: 1,
+        beat: 1,
+        summary: "Mara Quinn climbs to the lamp room.",
+        characters: ["Mara Quinn"],
+        location: "Saltmarsh Light"
+      })
     }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
 
   it.effect("handles an error event mid-stream like any failure: no partial text in the result", () =>

@@ -112,3 +112,46 @@ describe("PromptBuilder.sizing", () => {
     }
   })
 })
+
+describe("PromptBuilder reasoning", () => {
+  const gpt5 = Option.getOrThrow(ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", "gpt-5"))
+  const gpt41 = Option.getOrThrow(ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", "gpt-4.1"))
+  const oSeries = new ModelCatalog.ModelInfo({ ...gpt5, id: "o-series", reasoningEfforts: ["low", "medium", "high"] })
+
+  it("asks a reasoning model for the kind's effort, the nearest it accepts; nothing of the others", () => {
+    expect(PromptBuilder.reasoningEffortFor(gpt5, "outline")).toBe("medium")
+    expect(PromptBuilder.reasoningEffortFor(gpt5, "scene_beats")).toBe("low")
+    expect(PromptBuilder.reasoningEffortFor(gpt5, "outline", { outline: "high" })).toBe("high")
+    // No minimal on this model: its lowest.
+    expect(PromptBuilder.reasoningEffortFor(oSeries, "outline", { outline: "minimal" })).toBe("low")
+    expect(PromptBuilder.reasoningEffortFor(gpt41, "outline")).toBeUndefined()
+  })
+
+  it("keeps room for reasoning on top of the reply, within the model's limit", () => {
+    const words = 2_500
+    const reply = PromptBuilder.expectedOutputTokens(words) + 500
+    expect(PromptBuilder.maxOutputTokensFor(words, gpt41)).toBe(reply)
+    expect(PromptBuilder.maxOutputTokensFor(words, gpt5, "medium")).toBe(reply + 16_384)
+    const small = new ModelCatalog.ModelInfo({ ...gpt5, maxOutputTokens: 10_000 })
+    expect(PromptBuilder.maxOutputTokensFor(words, small, "high")).toBe(10_000)
+  })
+
+  it("after an answer that ran out: a larger limit, else less reasoning, else no retry", () => {
+    expect(PromptBuilder.afterIncomplete(gpt5, { maxOutputTokens: 20_000, reasoningEffort: "medium" })).toEqual({
+      maxOutputTokens: 40_000,
+      reasoningEffort: "medium"
+    })
+    expect(PromptBuilder.afterIncomplete(gpt5, { maxOutputTokens: 100_000, reasoningEffort: "high" })).toEqual({
+      maxOutputTokens: 128_000,
+      reasoningEffort: "high"
+    })
+    expect(PromptBuilder.afterIncomplete(gpt5, { maxOutputTokens: 128_000, reasoningEffort: "medium" })).toEqual({
+      maxOutputTokens: 128_000,
+      reasoningEffort: "low"
+    })
+    expect(PromptBuilder.afterIncomplete(gpt5, { maxOutputTokens: 128_000, reasoningEffort: "minimal" }))
+      .toBeUndefined()
+    expect(PromptBuilder.afterIncomplete(gpt41, { maxOutputTokens: 32_768, reasoningEffort: undefined }))
+      .toBeUndefined()
+  })
+})

@@ -1,5 +1,5 @@
 /**
- * What the real clients are sent for structured output, and that their models are made once.
+ * What the real clients are sent for structured output (by the engine too), and that their models are made once.
  */
 import type * as LanguageModel from "@effect/ai/LanguageModel"
 import * as Tool from "@effect/ai/Tool"
@@ -8,9 +8,15 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import * as Alerts from "../src/Alerts.js"
 import { PlotOutline } from "../src/Domain.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as ResponseParser from "../src/ResponseParser.js"
+import { sampleProject } from "./utils/fixtures.js"
 
 /** An HTTP client that keeps every JSON body it is sent and answers 400 (only the requests matter here). */
 const capturing = (bodies: Array<Record<string, any>>) =>
@@ -18,7 +24,15 @@ const capturing = (bodies: Array<Record<string, any>>) =>
     if (request.body._tag === "Uint8Array") bodies.push(JSON.parse(new TextDecoder().decode(request.body.body)))
     return Effect.succeed(HttpClientResponse.fromWeb(
       request,
-      new Response(JSON.stringify({ error: { message: "captured", type: "invalid_request_error" } }), { status: 400 })
+      // Each provider's own 400, so that the engine fails at once instead of retrying what it cannot read.
+      new Response(
+        JSON.stringify(
+          request.url.includes("/messages")
+            ? { type: "error", error: { type: "invalid_request_error", message: "captured" } }
+            : { error: { message: "captured", type: "invalid_request_error" } }
+        ),
+        { status: 400 }
+      )
     ))
   })
 
@@ -30,15 +44,16 @@ const providers = (bodies: Array<Record<string, any>>) =>
 
 const structuredCall = (model: LanguageModel.Service) =>
   Effect.ignore(
-    model.generateObject({
+    model.generateText({
       prompt: "Outline it.",
-      schema: ResponseParser.structuredOutline,
-      objectName: "plot_outline"
+      toolkit: ResponseParser.outlineToolkit,
+      toolChoice: { tool: "plot_outline" },
+      disableToolCallResolution: true
     })
   )
 
 describe("Providers", () => {
-  it.scoped("sends PlotOutline's JSON Schema and description as structured output to both providers", () =>
+  it.scoped("forces the outline tool with PlotOutline's JSON Schema on both providers (strict on OpenAI)", () =>
     Effect.gen(function*() {
       const bodies: Array<Record<string, any>> = []
       const service = yield* providers(bodies)
@@ -46,16 +61,40 @@ describe("Providers", () => {
       yield* structuredCall(yield* service.languageModel("anthropic", "claude-sonnet-4-5", { maxOutputTokens: 500 }))
       const schema = Tool.getJsonSchemaFromSchemaAst(PlotOutline.ast)
       const description = Tool.getDescriptionFromSchemaAst(PlotOutline.ast)
-      expect(bodies[0]!.text.format).toEqual({
-        type: "json_schema",
+      expect(bodies[0]!.tools).toEqual([{
+        type: "function",
         name: "plot_outline",
         description,
-        schema,
+        parameters: schema,
         strict: true
-      })
+      }])
+      expect(bodies[0]!.tool_choice).toEqual({ type: "function", name: "plot_outline" })
       expect(bodies[0]!.max_output_tokens).toBe(500)
       expect(bodies[1]!.tools).toEqual([{ name: "plot_outline", description, input_schema: schema }])
       expect(bodies[1]!.tool_choice).toMatchObject({ type: "tool", name: "plot_outline" })
+    }))
+
+  it.scoped("the engine forces the outline tool on every call, streamed or not, on both providers", () =>
+    Effect.gen(function*() {
+      const bodies: Array<Record<string, any>> = []
+      const engine = yield* PlotGeneration.make().pipe(
+        Effect.provideService(Providers.Providers, yield* providers(bodies)),
+        Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+        Effect.provide(ProviderRateLimiter.layerUnlimited),
+        Effect.provide(Alerts.layerDisabled)
+      )
+      for (const provider of ["openai", "anthropic"] as const) {
+        const request = { projectId: "novel", userPrompt: "What happens next?", provider }
+        yield* Effect.ignore(engine.generate(request, { useFallback: false }))
+        yield* Effect.ignore(Stream.runDrain(engine.generateStream(request, { useFallback: false })))
+      }
+      expect(bodies.map((body) => [body.stream === true, body.tool_choice])).toEqual([
+        [false, { type: "function", name: "plot_outline" }],
+        [true, { type: "function", name: "plot_outline" }],
+        [false, { type: "tool", name: "plot_outline" }],
+        [true, { type: "tool", name: "plot_outline" }]
+      ])
+      expect(bodies.every((body) => body.tools?.[0]?.name === "plot_outline")).toBe(true)
     }))
 
   it.scoped("makes one language model per model and parameters", () =>

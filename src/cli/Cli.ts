@@ -49,6 +49,10 @@ const describeEvent = (event: Domain.GenerationEvent): string | undefined => {
       return `       falling back from ${event.from} to ${event.to} (${event.reason})`
     case "CircuitChanged":
       return `       circuit ${event.state.replace("_", "-")} for ${event.provider}/${event.model}`
+    case "ActStarted":
+      return `       act ${event.act}: ${event.title}`
+    case "OutlineHeading":
+    case "BeatWritten":
     case "TextDelta":
     case "Completed":
       return undefined
@@ -61,19 +65,20 @@ const plainProgress = (event: Domain.GenerationEvent, log: (line: string) => Eff
 }
 
 /**
- * A progress line that rewrites itself on a terminal: stage, percent, text received and retries; events that
- * matter beyond the moment (model, warnings, retries, fallbacks) are kept above it as lines of their own.
+ * A progress line that rewrites itself on a terminal: stage, percent, the outline's acts and beats so far, and
+ * retries; events that matter beyond the moment (model, warnings, acts, retries, fallbacks) are kept above it as
+ * lines of their own.
  *
  * @since 0.1.0
  */
 export const liveProgress = () => {
   let stage = "starting"
   let percent = 0
-  let characters = 0
+  let beats = 0
   let retries = 0
   const render = () =>
     Effect.sync(() => {
-      const text = characters > 0 ? `, ${characters} characters received` : ""
+      const text = beats > 0 ? `, ${beats} ${beats === 1 ? "beat" : "beats"} written` : ""
       const retried = retries > 0 ? `, ${retries} ${retries === 1 ? "retry" : "retries"}` : ""
       process.stdout.write(`\r\x1b[2K[${String(percent).padStart(3)}%] ${stage}${text}${retried}`)
     })
@@ -84,12 +89,12 @@ export const liveProgress = () => {
         stage = event.message
         percent = event.progress
         return render()
-      case "TextDelta":
-        characters += event.delta.length
+      case "BeatWritten":
+        beats++
         return render()
       case "Retrying":
         retries++
-        characters = 0
+        beats = 0
         return Effect.zipRight(above(describeEvent(event)!), render())
       case "Completed":
         return Effect.sync(() => process.stdout.write("\r\x1b[2K"))

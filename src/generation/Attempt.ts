@@ -15,6 +15,7 @@ import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as ContextBudget from "../ContextBudget.js"
 import * as Errors from "../Errors.js"
 import type * as ModelCatalog from "../ModelCatalog.js"
+import * as PromptBuilder from "../PromptBuilder.js"
 import * as Providers from "../Providers.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
 import * as Telemetry from "../Telemetry.js"
@@ -78,17 +79,18 @@ const attempt = Effect.fnUntraced(function*(
       detail: "skipped: its circuit breaker is open"
     })
   }
-  const { attempts, reducedBudgets } = yield* Ref.updateAndGet(state, (chain) => ({
+  const { attempts, outputBudgets, reducedBudgets } = yield* Ref.updateAndGet(state, (chain) => ({
     ...chain,
     attempts: chain.attempts + 1
   }))
-  const prepared = yield* generation.prompts.forModel(target, reducedBudgets.get(key))
+  const prepared = yield* generation.prompts.forModel(target, reducedBudgets.get(key), outputBudgets.get(key))
   const { prompt } = prepared
   yield* Effect.annotateCurrentSpan({
     "gen_ai.system": target.provider,
     "gen_ai.request.model": target.id,
     "gen_ai.request.max_tokens": prompt.maxOutputTokens,
     ...(prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prompt.temperature }),
+    ...(prompt.reasoningEffort === undefined ? {} : { "plot_engine.reasoning_effort": prompt.reasoningEffort }),
     "plot_engine.attempt": attempts
   })
   // The prompt goes in the message, not in the log annotations: annotations are compared (hashed) on every
@@ -100,7 +102,8 @@ const attempt = Effect.fnUntraced(function*(
   // The chain holds configured providers only (the selection checked them), so this cannot fail.
   const languageModel = yield* engine.providers.languageModel(target.provider, target.id, {
     maxOutputTokens: prompt.maxOutputTokens,
-    temperature: prompt.temperature
+    temperature: prompt.temperature,
+    reasoningEffort: prompt.reasoningEffort
   }).pipe(Effect.orDie)
   const input: Call.Input = { target, prompt, request: generation.request, context: prepared.fitted.context }
   const attemptTimeoutMillis = Duration.toMillis(engine.policy.attemptTimeout)
@@ -219,7 +222,10 @@ const bookFailure = (
             maxContextTokens: error.maxContextTokens
           })
         )
-        : chain.reducedBudgets
+        : chain.reducedBudgets,
+      outputBudgets: error._tag === "IncompleteResponseError"
+        ? withBudget(chain.outputBudgets, key, PromptBuilder.afterIncomplete(target, prepared.prompt))
+        : chain.outputBudgets
     })),
     Effect.zipRight(
       Telemetry.recordError(error),
@@ -229,6 +235,12 @@ const bookFailure = (
     )
   )
 }
+
+const withBudget = (
+  budgets: ReadonlyMap<string, PromptBuilder.OutputBudget>,
+  key: string,
+  budget: PromptBuilder.OutputBudget | undefined
+) => (budget === undefined ? budgets : new Map(budgets).set(key, budget))
 
 /** Tells the caller a model's circuit changed state, when it did. */
 const announceCircuit = (

@@ -1,12 +1,15 @@
 /**
- * One call to a model and what came of it: the outline asked for as a structured object, or as text streamed to
- * the caller and parsed at the end. Failures are the engine's tagged errors, classified from what the provider
- * sent.
+ * One call to a model and what came of it. Every call forces the outline tool, so that the provider enforces the
+ * outline's JSON Schema on the reply, streamed or not: OpenAI as a strict function call, Anthropic as a tool use.
+ * A streamed call tells the caller each part of the outline as it completes (and its Markdown), never JSON
+ * fragments. Failures are the engine's tagged errors, classified from what the provider sent; an answer that
+ * stopped at its output limit before the outline was written is an `IncompleteResponseError`.
  *
  * @internal
  */
 import type * as AiError from "@effect/ai/AiError"
 import type * as LanguageModel from "@effect/ai/LanguageModel"
+import type * as Response from "@effect/ai/Response"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -15,8 +18,9 @@ import * as Stream from "effect/Stream"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as Classify from "../internal/classify.js"
+import * as OutlineStream from "../internal/outlineStream.js"
 import type * as ModelCatalog from "../ModelCatalog.js"
-import type * as PromptBuilder from "../PromptBuilder.js"
+import * as PromptBuilder from "../PromptBuilder.js"
 import * as ResponseParser from "../ResponseParser.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
 import * as Engine from "./Engine.js"
@@ -36,10 +40,36 @@ export interface Input {
   readonly context: Domain.ProjectContext
 }
 
-const usageOf = (usage: { readonly inputTokens?: number | undefined; readonly outputTokens?: number | undefined }) => {
+/** What an answer held when it ended. */
+interface Answer {
+  /** The outline tool's parameters, when the model called it whole. */
+  readonly params: unknown
+  /** The JSON of the tool call as it was streamed (empty when not streamed). */
+  readonly json: string
+  /** Text the model wrote beside (or instead of) the tool call. */
+  readonly text: string
+  readonly finishReason: Response.FinishReason | undefined
+  /** The usage the provider reported when it finished; `undefined` until then. */
+  readonly usage: Domain.Usage | undefined
+}
+
+/** The options of every call: the outline tool forced, and its call returned rather than run. */
+const callOptions = (input: Input) => ({
+  prompt: input.prompt.prompt,
+  toolkit: ResponseParser.outlineToolkit,
+  toolChoice: { tool: "plot_outline" } as const,
+  disableToolCallResolution: true
+})
+
+const usageOf = (usage: Response.Usage) => {
   const inputTokens = usage.inputTokens ?? 0
   const outputTokens = usage.outputTokens ?? 0
-  return new Domain.Usage({ inputTokens, outputTokens, totalTokens: inputTokens + outputTokens })
+  return new Domain.Usage({
+    inputTokens,
+    outputTokens,
+    totalTokens: inputTokens + outputTokens,
+    ...(usage.reasoningTokens === undefined ? {} : { reasoningTokens: usage.reasoningTokens })
+  })
 }
 
 /** Fails with the engine's error for what the client reported, read at the time of the failure. */
@@ -50,30 +80,29 @@ const failClassified = (input: Input) => (error: AiError.AiError) =>
       Effect.fail(Classify.classify(error, { provider: input.target.provider, model: input.target.id, nowMillis }))
   )
 
-/** The outline as a structured object (the provider's JSON-schema output or forced tool), validated at once. */
+/** The outline at once: the tool call of a whole answer, validated. */
 export const structured = (
   model: LanguageModel.Service,
   input: Input
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
-  model.generateObject({
-    prompt: input.prompt.prompt,
-    schema: ResponseParser.structuredOutline,
-    objectName: "plot_outline"
-  })
-    .pipe(
-      Effect.catchAll(failClassified(input)),
-      Effect.flatMap((response) =>
-        Either.match(ResponseParser.parseStructured(response.value, response.text, input.request, input.context), {
-          onLeft: Effect.fail,
-          onRight: (parsed) => Effect.succeed({ parsed, usage: usageOf(response.usage) })
-        })
-      )
+  model.generateText(callOptions(input)).pipe(
+    Effect.catchAll(failClassified(input)),
+    Effect.flatMap((response) =>
+      outcomeOf(input, {
+        params: response.toolCalls[0]?.params,
+        json: "",
+        text: response.text,
+        finishReason: response.finishReason,
+        usage: usageOf(response.usage)
+      })
     )
+  )
 
 /**
- * The outline as text, each piece told to the caller as it arrives, parsed once the provider finished. `written`
- * counts the characters received, so that a call cut off midway can still be accounted for; a stream that ends
- * before the provider's finish is a `ServerError`.
+ * The outline as it is written: each part told to the caller as it completes (`OutlineHeading`, `ActStarted`,
+ * `BeatWritten`, and its Markdown as a `TextDelta`), validated once the provider finished. `written` counts the
+ * characters received, so that a call cut off midway can still be accounted for; a stream that ends before the
+ * provider's finish is a `ServerError`.
  */
 export const streamed = (
   model: LanguageModel.Service,
@@ -81,58 +110,119 @@ export const streamed = (
   emit: Engine.Emit,
   written: Ref.Ref<number>
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
-  model.streamText({ prompt: input.prompt.prompt }).pipe(
-    Stream.catchAll(failClassified(input)),
-    // This attempt's text only: a failed attempt's partial text never reaches the result.
-    Stream.runFoldEffect(nothingReceived, (received, part): Effect.Effect<Received, Errors.ProviderError> => {
-      switch (part.type) {
-        case "text-delta": {
-          const text = received.text + part.delta
-          return Effect.as(
-            Effect.zipRight(Ref.set(written, text.length), emit({ _tag: "TextDelta", delta: part.delta })),
-            { text, usage: received.usage }
-          )
+  Effect.suspend(() => {
+    // This attempt's outline only: a failed attempt's parts never reach the result.
+    const scan = OutlineStream.make()
+    const show = (delta: string, received: Answer) =>
+      Effect.zipRight(
+        Ref.set(written, received.json.length + received.text.length),
+        Effect.forEach(scan(delta), (piece) => announce(emit, piece), { discard: true })
+      )
+    return model.streamText(callOptions(input)).pipe(
+      Stream.catchAll(failClassified(input)),
+      Stream.runFoldEffect(nothingYet, (received, part): Effect.Effect<Answer, Errors.ProviderError> => {
+        switch (part.type) {
+          case "tool-params-delta": {
+            const next = { ...received, json: received.json + part.delta }
+            return Effect.as(show(part.delta, next), next)
+          }
+          case "text-delta": {
+            const next = { ...received, text: received.text + part.delta }
+            // A model that writes the outline as text (a gateway that drops tools) is read the same way.
+            return Effect.as(show(part.delta, next), next)
+          }
+          case "tool-call":
+            return Effect.succeed({ ...received, params: part.params })
+          case "finish":
+            return Effect.succeed({ ...received, finishReason: part.reason, usage: usageOf(part.usage) })
+          case "error":
+            return Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
+              Effect.fail(
+                Classify.classifyStreamError(part.error, {
+                  provider: input.target.provider,
+                  model: input.target.id,
+                  nowMillis
+                })
+              ))
+          default:
+            return Effect.succeed(received)
         }
-        case "finish":
-          return Effect.succeed({ text: received.text, usage: usageOf(part.usage) })
-        case "error":
-          return Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
-            Effect.fail(
-              Classify.classifyStreamError(part.error, {
-                provider: input.target.provider,
-                model: input.target.id,
-                nowMillis
-              })
-            ))
-        default:
-          return Effect.succeed(received)
-      }
-    }),
-    Effect.flatMap(({ text, usage }): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
-      usage === undefined
-        // The connection closed (or an undecodable error event was skipped) before the provider finished.
-        ? Effect.fail(
-          new Errors.ServerError({
-            provider: input.target.provider,
-            model: input.target.id,
-            detail: "the stream ended before the response was complete"
-          })
-        )
-        : Effect.zipRight(
-          Engine.progress(emit, "parsing"),
-          Either.match(ResponseParser.parseText(text, input.request, input.context), {
-            onLeft: Effect.fail,
-            onRight: (parsed) => Effect.succeed({ parsed, usage })
-          })
-        )
+      }),
+      Effect.flatMap((received): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
+        received.usage === undefined
+          // The connection closed (or an undecodable error event was skipped) before the provider finished.
+          ? Effect.fail(
+            new Errors.ServerError({
+              provider: input.target.provider,
+              model: input.target.id,
+              detail: "the stream ended before the response was complete"
+            })
+          )
+          : Effect.zipRight(Engine.progress(emit, "parsing"), outcomeOf(input, received))
+      )
     )
-  )
+  })
 
-/** What a stream has delivered so far. */
-interface Received {
-  readonly text: string
-  /** The usage the provider reported when it finished; `undefined` until then. */
-  readonly usage: Domain.Usage | undefined
+const nothingYet: Answer = { params: undefined, json: "", text: "", finishReason: undefined, usage: undefined }
+
+/** Tells the caller a part of the outline is complete: the part, and its Markdown. */
+const announce = (emit: Engine.Emit, piece: OutlineStream.OutlinePiece): Effect.Effect<void> => {
+  switch (piece._tag) {
+    case "Heading":
+      return Effect.zipRight(
+        emit({ _tag: "OutlineHeading", title: piece.title, logline: piece.logline }),
+        emit({ _tag: "TextDelta", delta: ResponseParser.renderHeading(piece.title, piece.logline) })
+      )
+    case "Act":
+      return Effect.zipRight(
+        emit({ _tag: "ActStarted", act: piece.act, title: piece.title, summary: piece.summary }),
+        emit({ _tag: "TextDelta", delta: ResponseParser.renderAct(piece.act, piece.title, piece.summary) })
+      )
+    case "Beat":
+      return Effect.zipRight(
+        emit({
+          _tag: "BeatWritten",
+          act: piece.act,
+          beat: piece.beat,
+          summary: piece.summary,
+          characters: piece.characters,
+          location: piece.location
+        }),
+        emit({ _tag: "TextDelta", delta: ResponseParser.renderBeat(piece) })
+      )
+  }
 }
 
-const nothingReceived: Received = { text: "", usage: undefined }
+/**
+ * The outline an answer holds: the tool call's parameters, validated; else the JSON streamed or the text
+ * written; else, when the answer stopped at its output limit, an `IncompleteResponseError`.
+ */
+const outcomeOf = (input: Input, answer: Answer): Effect.Effect<Outcome, RetryPolicy.RetryableError> => {
+  const usage = answer.usage ?? Domain.Usage.zero
+  const parsed: Either.Either<ResponseParser.ParsedPlot, RetryPolicy.RetryableError> = answer.params !== undefined
+    ? ResponseParser.parseStructured(answer.params, answer.json || answer.text, input.request, input.context)
+    : answer.finishReason === "length"
+    ? Either.left(incomplete(input, usage))
+    : ResponseParser.parseText(answer.json || answer.text, input.request, input.context)
+  return Either.match(parsed, {
+    onLeft: (error) => Effect.fail(error),
+    onRight: (plot) => Effect.succeed({ parsed: plot, usage })
+  })
+}
+
+/** The answer stopped at its output limit: billed, and not worth the same request again. */
+const incomplete = (input: Input, usage: Domain.Usage): Errors.IncompleteResponseError => {
+  const { prompt, target } = input
+  const hidden = usage.reasoningTokens === undefined ? "" : `, ${usage.reasoningTokens} of them hidden reasoning`
+  return new Errors.IncompleteResponseError({
+    provider: target.provider,
+    model: target.id,
+    maxOutputTokens: prompt.maxOutputTokens,
+    outputTokens: usage.outputTokens,
+    ...(usage.reasoningTokens === undefined ? {} : { reasoningTokens: usage.reasoningTokens }),
+    // The same request again would fail the same way: only a larger limit or less reasoning may help.
+    shouldRetry: PromptBuilder.afterIncomplete(target, prompt) !== undefined,
+    detail:
+      `the answer stopped at its output limit of ${prompt.maxOutputTokens} tokens (${usage.outputTokens} written${hidden})`
+  })
+}

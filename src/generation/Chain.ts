@@ -20,6 +20,7 @@ import * as Schedule from "effect/Schedule"
 import * as Errors from "../Errors.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as ModelSelector from "../ModelSelector.js"
+import type * as PromptBuilder from "../PromptBuilder.js"
 import * as RetryPolicy from "../RetryPolicy.js"
 import * as Attempt from "./Attempt.js"
 import * as Engine from "./Engine.js"
@@ -35,6 +36,8 @@ export interface State {
   readonly rateLimitErrors: number
   /** The context budget of a model's retry after it rejected a prompt as too long, by `Engine.modelKey`. */
   readonly reducedBudgets: ReadonlyMap<string, number>
+  /** The output budget of a model's retry after its answer ran out of output tokens, by `Engine.modelKey`. */
+  readonly outputBudgets: ReadonlyMap<string, PromptBuilder.OutputBudget>
   /** What happened on the way, for the result's warnings (a hop to another model). */
   readonly warnings: ReadonlyArray<string>
 }
@@ -46,6 +49,7 @@ export const initial: State = {
   lastError: undefined,
   rateLimitErrors: 0,
   reducedBudgets: new Map(),
+  outputBudgets: new Map(),
   warnings: []
 }
 

@@ -27,6 +27,8 @@ export interface Engine {
   readonly catalog: ModelCatalog.Catalog
   readonly policy: RetryPolicy.Policy
   readonly maxContextTokens: number | undefined
+  /** The reasoning effort asked of reasoning models, per kind of content (over `PromptBuilder`'s defaults). */
+  readonly reasoningEfforts: Partial<Record<Domain.ContentKind, Domain.ReasoningEffort>> | undefined
 }
 
 /** Tells the caller of `generateStream` what happens (`generate` drops the events). */

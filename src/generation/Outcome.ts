@@ -1,7 +1,7 @@
 /**
  * The last stage of a generation: the `PlotResult` of the attempt that succeeded, or, when the chain failed
- * with a failure that time might have cured (or a reply that could not be read) and the fallback is on, the
- * template's; otherwise the typed failure. Either way the metrics and the alerts hear how it went.
+ * with a failure that time might have cured (or a reply that could not be read or was cut short) and the fallback
+ * is on, the template's; otherwise the typed failure. Either way the metrics and the alerts hear how it went.
  *
  * @internal
  */
@@ -89,7 +89,7 @@ export const failed = Effect.fnUntraced(function*(
   error: RetryPolicy.RetryableError,
   useFallback: boolean
 ) {
-  if (!useFallback || !(Errors.isTransient(error) || error._tag === "ResponseParseError")) {
+  if (!useFallback || !worthATemplate(error)) {
     yield* Telemetry.recordFailure(error)
     yield* engine.alerts.record({
       outcome: "failure",
@@ -123,6 +123,13 @@ export const failed = Effect.fnUntraced(function*(
   yield* record(engine, result, chain)
   return result
 })
+
+/**
+ * Failures a template may stand in for: those time might have cured, and answers the model could not get right
+ * (unreadable, or cut short at the output limit). Not a refusal of the request itself (auth, invalid, quota).
+ */
+const worthATemplate = (error: RetryPolicy.RetryableError): boolean =>
+  Errors.isTransient(error) || error._tag === "ResponseParseError" || error._tag === "IncompleteResponseError"
 
 /** Tells the metrics and the alerts about a result. */
 const record = (engine: Engine.Engine, result: Domain.PlotResult, chain: Chain.State): Effect.Effect<void> =>

@@ -38,8 +38,15 @@ export interface Prepared {
 
 /** The prompts of one generation, one per model and context budget, each made once. */
 export interface Prompts {
-  /** The prompt for a model, with the full context budget or, after a context-length rejection, a reduced one. */
-  readonly forModel: (model: ModelCatalog.ModelInfo, reducedBudget: number | undefined) => Effect.Effect<Prepared>
+  /**
+   * The prompt for a model, with the full context budget or, after a context-length rejection, a reduced one; and
+   * its output budget, or after an answer that ran out of output tokens, the one of its retry.
+   */
+  readonly forModel: (
+    model: ModelCatalog.ModelInfo,
+    reducedBudget: number | undefined,
+    outputBudget?: PromptBuilder.OutputBudget | undefined
+  ) => Effect.Effect<Prepared>
 }
 
 // =============================================================================
@@ -103,22 +110,32 @@ export const prepare = (
   context: Domain.ProjectContext,
   model: ModelCatalog.ModelInfo,
   counter: TokenCount.Counter,
-  options: { readonly maxContextTokens: number | undefined; readonly reducedBudget: number | undefined }
+  options: {
+    readonly maxContextTokens: number | undefined
+    readonly reducedBudget: number | undefined
+    readonly outputBudget?: PromptBuilder.OutputBudget | undefined
+    readonly reasoningEfforts?: Partial<Record<Domain.ContentKind, Domain.ReasoningEffort>> | undefined
+  }
 ): Prepared => {
   const sizing = PromptBuilder.sizing(request)
   const promptTokens = counter.remembered(sizing.shared[0]) + counter.remembered(sizing.shared[1]) +
     counter.once(sizing.own)
   const words = PromptBuilder.targetWords(request)
-  const maxOutputTokens = PromptBuilder.maxOutputTokensFor(words, model)
+  const output = options.outputBudget ?? PromptBuilder.outputBudgetFor(request, model, options.reasoningEfforts)
+  const { maxOutputTokens } = output
   const budget = ContextBudget.budgetFor(model, {
     maxOutputTokens,
     promptTokens,
     maxContextTokens: options.maxContextTokens
   })
   const fitted = ContextBudget.fit(context, Math.min(budget, options.reducedBudget ?? budget), counter.remembered)
-  const prompt = PromptBuilder.build(request, fitted.context, model)
+  const prompt = PromptBuilder.build(request, fitted.context, model, output)
   const inputTokens = promptTokens + fitted.tokens
-  const outputTokens = Math.min(maxOutputTokens, PromptBuilder.expectedOutputTokens(words))
+  // A reasoning model is expected to spend about half its reserve thinking, billed as output.
+  const reasoning = output.reasoningEffort === undefined
+    ? 0
+    : PromptBuilder.reasoningReserve[output.reasoningEffort] / 2
+  const outputTokens = Math.min(maxOutputTokens, PromptBuilder.expectedOutputTokens(words) + reasoning)
   return {
     prompt,
     fitted,
@@ -136,14 +153,18 @@ export const prompts = (
 ): Prompts => {
   const made = new Map<string, Prepared>()
   return {
-    forModel: (model, reducedBudget) => {
-      const key = `${Engine.modelKey(model)}\u0000${reducedBudget ?? "full"}`
+    forModel: (model, reducedBudget, outputBudget) => {
+      const key = `${Engine.modelKey(model)}\u0000${reducedBudget ?? "full"}\u0000${
+        outputBudget === undefined ? "" : `${outputBudget.maxOutputTokens}:${outputBudget.reasoningEffort ?? ""}`
+      }`
       const known = made.get(key)
       if (known !== undefined) return Effect.succeed(known)
       return Effect.map(engine.tokens.forModel(model), (counter) => {
         const prepared = prepare(request, context, model, counter, {
           maxContextTokens: engine.maxContextTokens,
-          reducedBudget
+          reducedBudget,
+          outputBudget,
+          reasoningEfforts: engine.reasoningEfforts
         })
         made.set(key, prepared)
         return prepared

@@ -63,9 +63,10 @@ export const classify = (
       })
     }
     case "MalformedOutput":
-      // From `LanguageModel`, the object the model wrote does not decode: the reply is at fault. From a client,
-      // the provider's response itself could not be read: the gateway is at fault, and a retry may help.
-      return error.module === "LanguageModel"
+      // From `LanguageModel`, the object the model wrote does not decode; from a client, a tool call's arguments
+      // are not JSON (an answer cut off in the middle of them): the reply is at fault. Otherwise the provider's
+      // response itself could not be read: the gateway is at fault, and a retry may help.
+      return error.module === "LanguageModel" || /tool call parameters/.test(error.description ?? "")
         ? new Errors.ResponseParseError({
           reason: Wire.redactSecrets(error.description ?? "invalid structured output"),
           excerpt: ""

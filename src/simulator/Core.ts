@@ -30,6 +30,8 @@ export interface SimRequest {
   readonly stream: boolean
   /** The JSON schema the reply must match, when structured output was asked for. */
   readonly jsonSchema?: unknown
+  /** The reasoning effort asked for (`reasoning.effort`); a reasoning model reasons at `medium` without one. */
+  readonly reasoningEffort?: string | undefined
 }
 
 /**
@@ -44,8 +46,11 @@ export interface SimReply {
   /** The structured value, when structured output was asked for. */
   readonly object: unknown
   readonly inputTokens: number
+  /** Everything written, hidden reasoning included (providers bill reasoning as output). */
   readonly outputTokens: number
-  /** `max_tokens` when the reply was cut at the output limit. */
+  /** The hidden reasoning a reasoning model spent out of the output limit before writing. */
+  readonly reasoningTokens: number
+  /** `max_tokens` when the reply was cut at the output limit (with no text when reasoning used all of it). */
   readonly stopReason: "end" | "max_tokens"
 }
 
@@ -97,10 +102,41 @@ export const contextWindowOf = (model: string): number => {
  *
  * @since 0.1.0
  */
-export const wordsFor = (request: SimRequest): number => {
-  const allowed = Math.max(40, Math.floor((request.maxOutputTokens * 0.75) / 1.4))
+export const wordsFor = (request: SimRequest, outputLimit = request.maxOutputTokens): number => {
+  const allowed = Math.max(40, Math.floor((outputLimit * 0.75) / 1.4))
   return Math.min(Content.wordsAskedFor(request.prompt) ?? allowed, allowed)
 }
+
+/**
+ * Whether a model reasons before it writes, as OpenAI's gpt-5 family and o-series do.
+ *
+ * @since 0.1.0
+ */
+export const isReasoningModel = (model: string): boolean => /^(gpt-5|o\d)/.test(model)
+
+/**
+ * The reasoning a reasoning model spends before it writes, at each effort, before one token per word it is asked
+ * to write: more effort, and a longer piece, take more thought.
+ *
+ * @since 0.1.0
+ */
+export const reasoningBase: Readonly<Record<string, number>> = {
+  minimal: 64,
+  low: 1_024,
+  medium: 4_096,
+  high: 12_288
+}
+
+/**
+ * The hidden reasoning of a request: none for a model that does not reason.
+ *
+ * @since 0.1.0
+ */
+export const reasoningTokensFor = (request: SimRequest): number =>
+  isReasoningModel(request.model)
+    ? (reasoningBase[request.reasoningEffort ?? "medium"] ?? reasoningBase.medium!) +
+      (Content.wordsAskedFor(request.prompt) ?? 500)
+    : 0
 
 /**
  * Decides the outcome of a request: a context-length fault when the prompt does not fit the model, else a
@@ -117,10 +153,24 @@ export const respond = (
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }
   }
+  // A reasoning model thinks first, out of the same output limit: when that uses it all, nothing is written.
+  const reasoningTokens = reasoningTokensFor(request)
+  if (reasoningTokens >= request.maxOutputTokens) {
+    return {
+      _tag: "Reply",
+      text: "",
+      object: undefined,
+      inputTokens,
+      outputTokens: request.maxOutputTokens,
+      reasoningTokens: request.maxOutputTokens,
+      stopReason: "max_tokens"
+    }
+  }
+  const visibleLimit = request.maxOutputTokens - reasoningTokens
   const schema = request.jsonSchema ?? Content.schemaInPrompt(request.prompt)
   // A model asked for more than its output limit holds writes less, as a real one wraps up early; only what
   // still does not fit is cut off at the limit.
-  let words = wordsFor(request)
+  let words = wordsFor(request, visibleLimit)
   for (let attempt = 0;; attempt++) {
     const writer = Content.makeWriter(request.prompt, seed ^ Content.hash(request.model))
     const object = schema === undefined ? undefined : Content.fromSchema(schema, writer, words)
@@ -130,21 +180,30 @@ export const respond = (
       ? `Here is the plot you asked for.\n\n\`\`\`json\n${JSON.stringify(object, null, 2)}\n\`\`\``
       : body
     const outputTokens = Content.countTokens(text)
-    if (outputTokens <= request.maxOutputTokens) {
-      return { _tag: "Reply", text, object, inputTokens, outputTokens, stopReason: "end" }
+    if (outputTokens <= visibleLimit) {
+      return {
+        _tag: "Reply",
+        text,
+        object,
+        inputTokens,
+        outputTokens: outputTokens + reasoningTokens,
+        reasoningTokens,
+        stopReason: "end"
+      }
     }
     if (attempt === 3) {
-      const cut = text.slice(0, request.maxOutputTokens * 3)
+      const cut = text.slice(0, visibleLimit * 3)
       return {
         _tag: "Reply",
         text: cut,
         object: undefined,
         inputTokens,
         outputTokens: request.maxOutputTokens,
+        reasoningTokens,
         stopReason: "max_tokens"
       }
     }
-    words = Math.floor((words * request.maxOutputTokens) / outputTokens * 0.9)
+    words = Math.floor((words * visibleLimit) / outputTokens * 0.9)
   }
 }
 

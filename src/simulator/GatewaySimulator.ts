@@ -324,7 +324,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       }
       const reply: Core.SimReply = outcome._tag === "Reply"
         ? outcome
-        : { _tag: "Reply", text: "", object: undefined, inputTokens: 0, outputTokens: 0, stopReason: "end" }
+        : {
+          _tag: "Reply",
+          text: "",
+          object: undefined,
+          inputTokens: 0,
+          outputTokens: 0,
+          reasoningTokens: 0,
+          stopReason: "end"
+        }
       const createdAt = Math.floor((yield* Clock.currentTimeMillis) / 1000)
       if (fault !== undefined) {
         const error = face.faultError(fault, parsed, requestId)

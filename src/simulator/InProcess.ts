@@ -124,13 +124,15 @@ export const make = (options: Options = {}): InProcessSimulator => {
   const answer = (
     dialect: Core.Dialect,
     model: string,
-    maxOutputTokens: number,
+    parameters: Providers.ModelParameters,
     providerOptions: LanguageModel.ProviderOptions
   ) =>
     Effect.gen(function*() {
       const n = ++sequence
       counts.requests++
+      const { maxOutputTokens } = parameters
       const responseFormat = providerOptions.responseFormat
+      const tool = forcedTool(providerOptions)
       const request: Core.SimRequest = {
         dialect,
         model,
@@ -139,7 +141,9 @@ export const make = (options: Options = {}): InProcessSimulator => {
         stream: false,
         ...(responseFormat.type === "json"
           ? { jsonSchema: Tool.getJsonSchemaFromSchemaAst(responseFormat.schema.ast) }
-          : {})
+          : {}),
+        ...(tool === undefined ? {} : { jsonSchema: Tool.getJsonSchemaFromSchemaAst(tool.parametersSchema.ast) }),
+        ...(parameters.reasoningEffort === undefined ? {} : { reasoningEffort: parameters.reasoningEffort })
       }
       const inputTokens = countPrompt(request.prompt)
       const admission = quotas.admit(
@@ -177,9 +181,13 @@ export const make = (options: Options = {}): InProcessSimulator => {
   const usage = (reply: Core.SimReply) => ({
     inputTokens: reply.inputTokens,
     outputTokens: reply.outputTokens,
-    totalTokens: reply.inputTokens + reply.outputTokens
+    totalTokens: reply.inputTokens + reply.outputTokens,
+    ...(reply.reasoningTokens > 0 ? { reasoningTokens: reply.reasoningTokens } : {})
   })
-  const reason = (reply: Core.SimReply) => (reply.stopReason === "max_tokens" ? "length" as const : "stop" as const)
+  const reason = (reply: Core.SimReply, tool: Tool.Any | undefined) =>
+    reply.stopReason === "max_tokens" ? "length" as const : tool === undefined ? "stop" as const : "tool-calls" as const
+  /** A forced tool's call, when the model wrote one whole. */
+  const called = (reply: Core.SimReply, tool: Tool.Any | undefined) => tool !== undefined && reply.object !== undefined
 
   return {
     plan,
@@ -187,21 +195,47 @@ export const make = (options: Options = {}): InProcessSimulator => {
     languageModel: (dialect, model, parameters) =>
       LanguageModel.make({
         generateText: (providerOptions) =>
-          Effect.map(
-            answer(dialect, model, parameters.maxOutputTokens, providerOptions),
-            (reply): Array<Response.PartEncoded> => [
-              { type: "text", text: reply.text },
-              { type: "finish", reason: reason(reply), usage: usage(reply) }
+          Effect.map(answer(dialect, model, parameters, providerOptions), (reply): Array<Response.PartEncoded> => {
+            const tool = forcedTool(providerOptions)
+            return [
+              called(reply, tool)
+                ? { type: "tool-call", id: "call_inproc", name: tool!.name, params: reply.object }
+                : { type: "text", text: reply.text },
+              { type: "finish", reason: reason(reply, tool), usage: usage(reply) }
             ]
-          ),
+          }),
         streamText: (providerOptions) =>
           Stream.unwrap(
-            Effect.map(answer(dialect, model, parameters.maxOutputTokens, providerOptions), (reply) =>
-              Stream.fromIterable<Response.StreamPartEncoded>([
-                ...Core.deltas(reply.text).map((delta) => ({ type: "text-delta" as const, id: "t", delta })),
-                { type: "finish", reason: reason(reply), usage: usage(reply) }
-              ]))
+            Effect.map(answer(dialect, model, parameters, providerOptions), (reply) => {
+              const tool = forcedTool(providerOptions)
+              const parts: Array<Response.StreamPartEncoded> = tool === undefined
+                ? Core.deltas(reply.text).map((delta) => ({ type: "text-delta" as const, id: "t", delta }))
+                : [
+                  { type: "tool-params-start", id: "call_inproc", name: tool.name },
+                  ...Core.deltas(reply.text).map((delta) => ({
+                    type: "tool-params-delta" as const,
+                    id: "call_inproc",
+                    delta
+                  })),
+                  { type: "tool-params-end", id: "call_inproc" },
+                  ...(called(reply, tool)
+                    ? [{ type: "tool-call" as const, id: "call_inproc", name: tool.name, params: reply.object }]
+                    : [])
+                ]
+              return Stream.fromIterable<Response.StreamPartEncoded>([
+                ...parts,
+                { type: "finish", reason: reason(reply, tool), usage: usage(reply) }
+              ])
+            })
           )
       })
   }
+}
+
+/** The tool a call forces (`toolChoice: { tool }`), whose parameters the reply must match. */
+const forcedTool = (options: LanguageModel.ProviderOptions): Tool.Any | undefined => {
+  const choice = options.toolChoice
+  return typeof choice === "object" && "tool" in choice
+    ? options.tools.find((tool) => tool.name === choice.tool)
+    : undefined
 }

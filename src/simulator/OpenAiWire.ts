@@ -15,6 +15,8 @@ import * as Wire from "./Wire.js"
  */
 export interface OpenAiRequest extends Core.SimRequest {
   readonly textFormat: unknown
+  /** The function the request forces (`tool_choice`), whose `parameters` the reply's arguments match. */
+  readonly toolName?: string | undefined
 }
 
 /**
@@ -37,6 +39,10 @@ export const parseRequest = (body: unknown): OpenAiRequest | Wire.WireError => {
   }
   const format = Wire.isRecord(body.text) && Wire.isRecord(body.text.format) ? body.text.format : undefined
   const prompt = [Wire.textOf(body.instructions), Wire.textOf(body.input)].filter((t) => t !== "").join("\n\n")
+  const effort = Wire.isRecord(body.reasoning) && typeof body.reasoning.effort === "string"
+    ? body.reasoning.effort
+    : undefined
+  const tool = forcedFunction(body)
   return {
     dialect: "openai",
     model: body.model,
@@ -44,8 +50,27 @@ export const parseRequest = (body: unknown): OpenAiRequest | Wire.WireError => {
     maxOutputTokens,
     stream: body.stream === true,
     textFormat: format ?? { type: "text" },
-    ...(format?.type === "json_schema" ? { jsonSchema: format.schema } : {})
+    ...(format?.type === "json_schema" ? { jsonSchema: format.schema } : {}),
+    ...(tool === undefined ? {} : { jsonSchema: tool.parameters, toolName: tool.name }),
+    ...(effort === undefined ? {} : { reasoningEffort: effort })
   }
+}
+
+/** The function tool a request forces: named by `tool_choice`, or the only one with `tool_choice: "required"`. */
+const forcedFunction = (body: Record<string, unknown>) => {
+  const functions = Array.isArray(body.tools)
+    ? body.tools.filter((t): t is Record<string, unknown> => Wire.isRecord(t) && t.type === "function")
+    : []
+  const choice = body.tool_choice
+  const name = Wire.isRecord(choice) && choice.type === "function"
+    ? choice.name
+    : choice === "required" && functions.length === 1
+    ? functions[0]!.name
+    : undefined
+  const tool = functions.find((t) => t.name === name)
+  return tool === undefined || typeof tool.name !== "string"
+    ? undefined
+    : { name: tool.name, parameters: tool.parameters }
 }
 
 const invalid = (message: string, param: string | null): Wire.WireError => ({
@@ -295,6 +320,28 @@ const message = (reply: Core.SimReply, ids: ResponseIds, status: "in_progress" |
   content: status === "in_progress" ? [] : [outputText(reply.text)]
 })
 
+const functionCall = (
+  request: OpenAiRequest,
+  reply: Core.SimReply,
+  ids: ResponseIds,
+  status: "in_progress" | "completed"
+) => ({
+  id: `fc_${ids.messageId.slice(4)}`,
+  type: "function_call",
+  status,
+  call_id: `call_${ids.messageId.slice(4)}`,
+  name: request.toolName,
+  arguments: status === "in_progress" ? "" : reply.text
+})
+
+/** What a response holds: nothing when reasoning used the whole budget, else the function call or the message. */
+const outputOf = (request: OpenAiRequest, reply: Core.SimReply, ids: ResponseIds) =>
+  reply.text === "" && reply.stopReason === "max_tokens"
+    ? []
+    : [
+      request.toolName === undefined ? message(reply, ids, "completed") : functionCall(request, reply, ids, "completed")
+    ]
+
 const outputText = (text: string) => ({ type: "output_text", text, annotations: [], logprobs: [] })
 
 /**
@@ -320,15 +367,15 @@ export const responseObject = (
     instructions: null,
     max_output_tokens: request.maxOutputTokens,
     model: request.model,
-    output: state === "in_progress" ? [] : [message(reply, ids, "completed")],
+    output: state === "in_progress" ? [] : outputOf(request, reply, ids),
     parallel_tool_calls: true,
     previous_response_id: null,
-    reasoning: { effort: null, summary: null },
+    reasoning: { effort: request.reasoningEffort ?? null, summary: null },
     service_tier: "default",
     store: true,
     temperature: 1,
     text: { format: request.textFormat, verbosity: "medium" },
-    tool_choice: "auto",
+    tool_choice: request.toolName === undefined ? "auto" : { type: "function", name: request.toolName },
     tools: [],
     top_p: 1,
     truncation: "disabled",
@@ -336,7 +383,7 @@ export const responseObject = (
       input_tokens: reply.inputTokens,
       input_tokens_details: { cached_tokens: 0 },
       output_tokens: reply.outputTokens,
-      output_tokens_details: { reasoning_tokens: 0 },
+      output_tokens_details: { reasoning_tokens: reply.reasoningTokens },
       total_tokens: reply.inputTokens + reply.outputTokens
     },
     user: null,
@@ -351,17 +398,33 @@ export const responseObject = (
  */
 export const streamEvents = (request: OpenAiRequest, reply: Core.SimReply, ids: ResponseIds): Array<Wire.SseEvent> => {
   const events: Array<Record<string, unknown>> = []
-  const item = { item_id: ids.messageId, output_index: 0, content_index: 0 }
   events.push({ type: "response.created", response: responseObject(request, reply, ids, "in_progress") })
   events.push({ type: "response.in_progress", response: responseObject(request, reply, ids, "in_progress") })
-  events.push({ type: "response.output_item.added", output_index: 0, item: message(reply, ids, "in_progress") })
-  events.push({ type: "response.content_part.added", ...item, part: outputText("") })
-  for (const delta of Core.deltas(reply.text)) {
-    events.push({ type: "response.output_text.delta", ...item, delta, logprobs: [] })
+  const written = !(reply.text === "" && reply.stopReason === "max_tokens")
+  if (written && request.toolName !== undefined) {
+    const call = functionCall(request, reply, ids, "in_progress")
+    const item = { item_id: call.id, output_index: 0 }
+    events.push({ type: "response.output_item.added", output_index: 0, item: call })
+    for (const delta of Core.deltas(reply.text)) {
+      events.push({ type: "response.function_call_arguments.delta", ...item, delta })
+    }
+    events.push({ type: "response.function_call_arguments.done", ...item, arguments: reply.text })
+    events.push({
+      type: "response.output_item.done",
+      output_index: 0,
+      item: functionCall(request, reply, ids, "completed")
+    })
+  } else if (written) {
+    const item = { item_id: ids.messageId, output_index: 0, content_index: 0 }
+    events.push({ type: "response.output_item.added", output_index: 0, item: message(reply, ids, "in_progress") })
+    events.push({ type: "response.content_part.added", ...item, part: outputText("") })
+    for (const delta of Core.deltas(reply.text)) {
+      events.push({ type: "response.output_text.delta", ...item, delta, logprobs: [] })
+    }
+    events.push({ type: "response.output_text.done", ...item, text: reply.text, logprobs: [] })
+    events.push({ type: "response.content_part.done", ...item, part: outputText(reply.text) })
+    events.push({ type: "response.output_item.done", output_index: 0, item: message(reply, ids, "completed") })
   }
-  events.push({ type: "response.output_text.done", ...item, text: reply.text, logprobs: [] })
-  events.push({ type: "response.content_part.done", ...item, part: outputText(reply.text) })
-  events.push({ type: "response.output_item.done", output_index: 0, item: message(reply, ids, "completed") })
   events.push({
     type: reply.stopReason === "max_tokens" ? "response.incomplete" : "response.completed",
     response: responseObject(request, reply, ids, "final")

@@ -32,6 +32,7 @@ const oneChunkServer = Effect.acquireRelease(
           object: undefined,
           inputTokens: 10,
           outputTokens: 3_000,
+          reasoningTokens: 0,
           stopReason: "end" as const
         }
         const events = OpenAiWire.streamEvents(parsed, reply, {

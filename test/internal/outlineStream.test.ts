@@ -1,0 +1,78 @@
+/**
+ * Reading an outline's JSON as it arrives: each part reported once, as soon as it is complete, whatever the size
+ * of the pieces; strings that hold braces, brackets, quotes or escapes are only strings.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as OutlineStream from "../../src/internal/outlineStream.js"
+import * as ResponseParser from "../../src/ResponseParser.js"
+import { sampleOutline } from "../utils/FakeModel.js"
+
+const outline = {
+  title: "The {Lamp} \"Beneath\"",
+  logline: "Mara must choose [again].",
+  acts: [
+    {
+      title: "Setup",
+      summary: "The light fails.",
+      beats: [
+        { summary: "Mara climbs, counting: 1, 2, 3}", characters: ["Mara Quinn"], location: "Saltmarsh Light" },
+        { summary: "Elias asks \\why\\.", characters: [], location: "" }
+      ]
+    },
+    {
+      title: "Storm",
+      summary: "The sea rises.",
+      beats: [{ summary: "The bell rings.", characters: ["Varga"], location: "Harbour" }]
+    }
+  ]
+}
+
+const scanAll = (pieces: ReadonlyArray<string>) => {
+  const scan = OutlineStream.make()
+  return pieces.flatMap((piece) => scan(piece))
+}
+
+const expected: ReadonlyArray<OutlineStream.OutlinePiece> = [
+  { _tag: "Heading", title: "The {Lamp} \"Beneath\"", logline: "Mara must choose [again]." },
+  { _tag: "Act", act: 1, title: "Setup", summary: "The light fails." },
+  {
+    _tag: "Beat",
+    act: 1,
+    beat: 1,
+    summary: "Mara climbs, counting: 1, 2, 3}",
+    characters: ["Mara Quinn"],
+    location: "Saltmarsh Light"
+  },
+  { _tag: "Beat", act: 1, beat: 2, summary: "Elias asks \\why\\.", characters: [], location: "" },
+  { _tag: "Act", act: 2, title: "Storm", summary: "The sea rises." },
+  { _tag: "Beat", act: 2, beat: 1, summary: "The bell rings.", characters: ["Varga"], location: "Harbour" }
+]
+
+describe("OutlineStream", () => {
+  it("reports the same parts in order whether the JSON comes whole, in halves or a character at a time", () => {
+    const json = JSON.stringify(outline, null, 2)
+    expect(scanAll([json])).toEqual(expected)
+    expect(scanAll([json.slice(0, 100), json.slice(100)])).toEqual(expected)
+    expect(scanAll([...json])).toEqual(expected)
+  })
+
+  it("reports a beat the moment its object closes, and nothing of a beat still open", () => {
+    const json = JSON.stringify(outline)
+    const cut = json.indexOf("\"Elias")
+    const scan = OutlineStream.make()
+    expect(scan(json.slice(0, cut)).map((piece) => piece._tag)).toEqual(["Heading", "Act", "Beat"])
+    expect(scan(json.slice(cut)).map((piece) => piece._tag)).toEqual(["Beat", "Act", "Beat"])
+  })
+
+  it("skips a sentence before the JSON, and its Markdown is the rendered outline", () => {
+    const pieces = scanAll(["Here is the plot you asked for:\n", JSON.stringify(sampleOutline)])
+    const prose = pieces.map((piece) =>
+      piece._tag === "Heading"
+        ? ResponseParser.renderHeading(piece.title, piece.logline)
+        : piece._tag === "Act"
+        ? ResponseParser.renderAct(piece.act, piece.title, piece.summary)
+        : ResponseParser.renderBeat(piece)
+    ).join("")
+    expect(prose).toBe(ResponseParser.render(sampleOutline))
+  })
+})
