@@ -50,6 +50,7 @@ const generate = HttpApiEndpoint.post("generate", "/plots")
   .addError(Errors.NetworkError, { status: 502 })
   .addError(Errors.ResponseParseError, { status: 502 })
   .addError(Errors.IncompleteResponseError, { status: 502 })
+  .addError(Errors.ModelNotFoundError, { status: 400 })
   .addError(Errors.ProviderNotConfiguredError, { status: 503 })
   .addError(Errors.TimeoutError, { status: 504 })
 

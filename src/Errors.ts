@@ -212,6 +212,23 @@ export class QuotaExhaustedError
 }
 
 /**
+ * The provider does not serve the model, or the key may not use it (OpenAI `model_not_found`, Anthropic
+ * `not_found_error`): the same model will not answer, another may.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class ModelNotFoundError extends Schema.TaggedError<ModelNotFoundError>("plot-engine/Errors/ModelNotFoundError")(
+  "ModelNotFoundError",
+  providerFields
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message() {
+    return describe(this, "Unknown model", "Check the model id, and that the key may use it.")
+  }
+}
+
+/**
  * The answer stopped at its output limit before the outline was written: a reasoning model spent the limit on
  * hidden reasoning, or the reply was longer than the limit. The tokens were billed; the same request would fail
  * the same way, so a retry needs a larger limit or less reasoning (`shouldRetry` is `false` when the model can
@@ -251,7 +268,8 @@ export const ProviderError = Schema.Union(
   ContextTooLongError,
   NetworkError,
   QuotaExhaustedError,
-  IncompleteResponseError
+  IncompleteResponseError,
+  ModelNotFoundError
 )
 
 /**
@@ -420,6 +438,7 @@ export type ErrorType =
   | "network_error"
   | "quota_exhausted"
   | "incomplete_response"
+  | "model_not_found"
   | "validation_error"
   | "parse_error"
   | "not_found"
@@ -435,6 +454,7 @@ const errorTypes: { readonly [K in GenerationError["_tag"]]: ErrorType } = {
   NetworkError: "network_error",
   QuotaExhaustedError: "quota_exhausted",
   IncompleteResponseError: "incomplete_response",
+  ModelNotFoundError: "model_not_found",
   RequestValidationError: "validation_error",
   ResponseParseError: "parse_error",
   ProjectNotFoundError: "not_found",
@@ -486,6 +506,8 @@ export const userMessage = (error: GenerationError): string => {
       return "The AI service could not accept this request. Please adjust it and try again."
     case "IncompleteResponseError":
       return "The AI ran out of room before it finished the plot."
+    case "ModelNotFoundError":
+      return "This AI model is not available. Please choose another model or check your settings."
     case "RequestValidationError":
       return `Please check your request: ${error.field} ${error.reason}.`
     case "ResponseParseError":

@@ -85,7 +85,8 @@ export const defaults: Policy = {
     IncompleteResponseError: { retries: 1, delay: 0, exponential: false, jitter: 0 },
     AuthError: never,
     InvalidRequestError: never,
-    QuotaExhaustedError: never
+    QuotaExhaustedError: never,
+    ModelNotFoundError: never
   },
   maxDelay: "60 seconds",
   maxAttempts: 12,

@@ -329,7 +329,7 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
         404,
         an("not_found_error", "model: claude-x"),
         {},
-        "InvalidRequestError",
+        "ModelNotFoundError",
         undefined
       ],
       [
@@ -507,6 +507,18 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
     expect(
       Classify.classifyStreamError({ type: "error", error: { type: "timeout_error", message: "late" } }, anthropic)._tag
     ).toBe("TimeoutError")
+  })
+
+  it("reads a model the provider does not serve, in both dialects", () => {
+    const openAi = oa(
+      "invalid_request_error",
+      "model_not_found",
+      "The model `gpt-x` does not exist or you do not have access to it."
+    )
+    expect(Classify.classify(httpError(404, openAi), at)).toMatchObject({ _tag: "ModelNotFoundError", status: 404 })
+    expect(Classify.classify(httpError(404, an("not_found_error", "model: claude-x")), anthropic)._tag).toBe(
+      "ModelNotFoundError"
+    )
   })
 
   it("takes a wait from the message when no header asks for one, never over a header", () => {

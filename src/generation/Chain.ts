@@ -79,8 +79,9 @@ export const models = (
 
 /**
  * Whether a failure lets a model run (again, or as the next hop): auth and invalid requests fail fast; an
- * exhausted quota moves to another provider only (the same provider's models share it); after a context-length
- * rejection, only the model itself (its smaller retry) or one with a bigger window may run.
+ * exhausted quota moves to another provider only (the same provider's models share it); a model the provider does
+ * not serve is not tried again, another is; after a context-length rejection, only the model itself (its smaller
+ * retry) or one with a bigger window may run.
  */
 export const mayRunAfter = (
   catalog: ModelCatalog.Catalog,
@@ -93,6 +94,8 @@ export const mayRunAfter = (
       return false
     case "QuotaExhaustedError":
       return error.provider !== model.provider
+    case "ModelNotFoundError":
+      return error.provider !== model.provider || error.model !== model.id
     case "ContextTooLongError": {
       if (error.provider === model.provider && error.model === model.id) return true
       return Option.match(ModelCatalog.find(catalog, error.provider, error.model), {

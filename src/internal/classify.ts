@@ -139,6 +139,9 @@ const classifyBody = (input: {
   if (status === 401 || status === 403 || type === "authentication_error" || type === "permission_error") {
     return new Errors.AuthError(fields)
   }
+  if (code === "model_not_found" || type === "not_found_error") {
+    return new Errors.ModelNotFoundError(fields)
+  }
   if (status === 408 || status === 504 || type === "timeout_error") {
     return new Errors.TimeoutError(fields)
   }

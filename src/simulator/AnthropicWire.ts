@@ -101,6 +101,9 @@ export const faultError = (
   request: Core.SimRequest,
   requestId: string
 ): Wire.WireError | undefined => {
+  if ("_tag" in fault && fault._tag === "ModelNotFound") {
+    return anthropicError(404, "not_found_error", `model: ${fault.model}`, requestId)
+  }
   if ("_tag" in fault) {
     return anthropicError(
       400,

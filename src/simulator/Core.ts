@@ -59,11 +59,14 @@ export interface SimReply {
  *
  * @since 0.1.0
  */
-export type SimFault = {
-  readonly _tag: "ContextTooLong"
-  readonly promptTokens: number
-  readonly contextWindow: number
-}
+export type SimFault =
+  | {
+    readonly _tag: "ContextTooLong"
+    readonly promptTokens: number
+    readonly contextWindow: number
+  }
+  /** A model the provider does not serve (or the key may not use). */
+  | { readonly _tag: "ModelNotFound"; readonly model: string }
 
 /**
  * @since 0.1.0
@@ -82,8 +85,19 @@ export const contextWindows: ReadonlyArray<readonly [prefix: string, tokens: num
   ["gpt-4-turbo", 128_000],
   ["gpt-4", 128_000],
   ["gpt-3.5", 16_385],
+  ["o1", 200_000],
+  ["o3", 200_000],
+  ["o4", 200_000],
   ["claude", 200_000]
 ]
+
+/**
+ * Whether the simulator serves a model: the families of `contextWindows`; any other id is answered as the
+ * provider answers a model it does not have.
+ *
+ * @since 0.1.0
+ */
+export const servesModel = (model: string): boolean => contextWindows.some(([prefix]) => model.startsWith(prefix))
 
 /**
  * The context window of a model id (128,000 for ids the simulator does not know).
@@ -149,6 +163,7 @@ export const respond = (
   seed: number,
   inputTokens = Content.countTokens(request.prompt)
 ): Outcome => {
+  if (!servesModel(request.model)) return { _tag: "ModelNotFound", model: request.model }
   const contextWindow = contextWindowOf(request.model)
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }

@@ -131,6 +131,16 @@ export const faultError = (
   fault: Faults.Fault | Core.SimFault,
   request: Core.SimRequest
 ): Wire.WireError | undefined => {
+  if ("_tag" in fault && fault._tag === "ModelNotFound") {
+    return openAiError(
+      404,
+      "invalid_request_error",
+      "model_not_found",
+      `The model \`${fault.model}\` does not exist or you do not have access to it.`,
+      {},
+      null
+    )
+  }
   if ("_tag" in fault) {
     return openAiError(
       400,

@@ -35,6 +35,11 @@ describe("Chain.mayRunAfter", () => {
     expect([mini, sonnet].map((next) => Chain.mayRunAfter(catalog, next, fromGpt))).toEqual([false, false])
   })
 
+  it("never tries a model the provider does not serve again; any other model may run", () => {
+    const notFound = new Errors.ModelNotFoundError(on)
+    expect([gpt41, mini, sonnet].map((next) => Chain.mayRunAfter(catalog, next, notFound))).toEqual([false, true, true])
+  })
+
   it("lets transient failures and unreadable replies run anywhere", () => {
     for (const error of [new Errors.RateLimitError(on), new Errors.ServerError(on), new Errors.NetworkError(on)]) {
       expect([gpt41, mini, sonnet].every((next) => Chain.mayRunAfter(catalog, next, error))).toBe(true)

@@ -111,6 +111,13 @@ layer(Layer.merge(GatewaySimulator.layer({ apiKeys: keys }), NodeHttpClient.laye
             const last = events.at(-1)
             expect(events.filter((e) => e._tag === "TextDelta").length).toBeGreaterThan(1)
             expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
+            // The provider streamed the outline tool's call; the writer saw its parts and their Markdown, no JSON.
+            const result = last?._tag === "Completed" ? last.result : undefined
+            const beats = events.filter((e) => e._tag === "BeatWritten")
+            expect(beats.length).toBe(result?.outline.acts.reduce((n, act) => n + act.beats.length, 0))
+            const prose = events.flatMap((e) => (e._tag === "TextDelta" ? [e.delta] : [])).join("")
+            expect(prose).toBe(result?.content)
+            expect(prose).not.toMatch(/[{}]/)
           }))
       })
     }

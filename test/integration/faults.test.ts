@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { GenerationEvent, ProviderName } from "../../src/Domain.js"
+import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as RetryPolicy from "../../src/RetryPolicy.js"
 import type { ScriptStep } from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
@@ -211,4 +212,43 @@ describe("faults over HTTP", () => {
       )
     }
   })
+})
+
+describe("a model the provider does not serve", () => {
+  const keys = { openai: "sk-unknown-model-openai-0123", anthropic: "sk-ant-unknown-model-0123" }
+  const liveBoth = (
+    name: string,
+    body: () => Effect.Effect<void, unknown, GatewaySimulator.GatewaySimulator | HttpClient.HttpClient | Scope.Scope>
+  ) =>
+    it.scopedLive(
+      name,
+      () => Effect.provide(body(), Layer.merge(GatewaySimulator.layer({ apiKeys: keys }), NodeHttpClient.layerUndici))
+    )
+
+  for (const provider of ["openai", "anthropic"] as const) {
+    liveBoth(`${provider}: a pinned one fails at once, typed, without a retry`, () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const engine = yield* engineOverSimulator({ [provider]: keys[provider] }, { retryPolicy: fastPolicy })
+        const error = yield* Effect.flip(engine.generate({ ...request(provider), model: "model-that-is-not-there" }))
+        expect(error).toMatchObject({ _tag: "ModelNotFoundError", status: 404, model: "model-that-is-not-there" })
+        expect((yield* simulator.stats).requests).toBe(1)
+      }))
+  }
+
+  liveBoth("a chosen one is left for the next model of the chain", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      // The fast OpenAI model renamed to an id the gateway does not serve.
+      const catalog = ModelCatalog.defaultCatalog.map((m) =>
+        m.id === "gpt-4.1-mini" ? new ModelCatalog.ModelInfo({ ...m, id: "gpt-turbo-unreleased" }) : m
+      )
+      const engine = yield* engineOverSimulator(keys, { retryPolicy: fastPolicy, catalog })
+      const result = yield* engine.generate({ projectId: "novel", userPrompt: "What happens at the Drowned Bell?" })
+      expect([result.model, result.isTemplate]).toEqual(["claude-haiku-4-5", false])
+      expect((yield* simulator.stats).requests).toBe(2)
+      expect(result.warnings).toContain(
+        "Fell back from openai/gpt-turbo-unreleased to anthropic/claude-haiku-4-5 after model_not_found."
+      )
+    }))
 })

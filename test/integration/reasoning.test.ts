@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
+import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 import { engineOverSimulator } from "../utils/simulated.js"
 
@@ -80,4 +81,18 @@ describe("reasoning models", () => {
         expect(result?.usage.reasoningTokens).toBe(3_524)
       })
   )
+})
+
+describe("a 429 on gpt-5 asking for two minutes, over HTTP, behind the rate limiter", () => {
+  live("the next model answers within 3 seconds", () =>
+    Effect.gen(function*() {
+      const simulator = yield* GatewaySimulator.GatewaySimulator
+      yield* simulator.script(key, [{ kind: "rate_limit", retryAfterMs: 120_000 }, "ok"])
+      const engine = yield* engineOverSimulator({ openai: key }, {}, ProviderRateLimiter.layerMemory())
+      const started = Date.now()
+      const result = yield* engine.generate(request)
+      expect(Date.now() - started).toBeLessThan(3_000)
+      expect([result.model, result.isTemplate]).toEqual(["gpt-4.1", false])
+      expect((yield* simulator.stats).requests).toBe(2)
+    }))
 })
