@@ -2,9 +2,9 @@
  * Benchmark `pipeline`: what the engine adds around a model call. `generate` on an instant in-process model
  * versus a bare `LanguageModel.generateText` on the same model, for the small sample project and a
  * 50,000-token project, with the token cache cold (a fresh engine) and warm: microseconds per request. Beside
- * it, the bare structured call the engine makes (`generateObject` with the same schema): `@effect/ai` builds
- * its decoders per call, so that part of the overhead is the library's, paid by anyone asking for an object;
- * and that call with a timeout and a span, as any caller that bounds and traces its calls makes it.
+ * it, the bare structured call the engine makes (`generateText` forcing the outline tool; `@effect/ai` is patched
+ * to make its response decoders once per toolkit, see `patches/`), and that call with a timeout and a span, as
+ * any caller that bounds and traces its calls makes it.
  */
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"

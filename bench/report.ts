@@ -44,8 +44,8 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       "`generate` on an instant in-process model against a bare `LanguageModel.generateText` on the same model, ",
       "one request at a time, the four warm paths taking turns in batches of 1,000 (seven rounds, the median batch). ",
       "Warm: one engine, its token cache filled; cold: a fresh engine per request. ",
-      "`bareGenerateObjectUs` is the structured call the engine makes, alone (`generateObject` with the same ",
-      "schema): `@effect/ai` builds its decoders on every call, so that much of the overhead is the library's. ",
+      "`bareGenerateObjectUs` is the structured call the engine makes, alone (`generateText` forcing the outline ",
+      "tool; `@effect/ai` is patched to make its response decoders once per toolkit). ",
       "`timedTracedObjectUs` is that call with a timeout and a span, as any caller that bounds and traces its ",
       "calls makes it; `warmOverheadOverTimedTracedUs` is then what the engine's own work costs (context, model ",
       "choice, prompt, breaker, validation, rendering, metrics, result). ",
@@ -56,8 +56,8 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
         data: {
           values: f.rows.flatMap((r: any) => [
             { project: r.project, path: "bare generateText", us: r.bareGenerateTextUs },
-            { project: r.project, path: "bare generateObject", us: r.bareGenerateObjectUs },
-            { project: r.project, path: "generateObject, timed and traced", us: r.timedTracedObjectUs },
+            { project: r.project, path: "bare structured call", us: r.bareGenerateObjectUs },
+            { project: r.project, path: "structured call, timed and traced", us: r.timedTracedObjectUs },
             { project: r.project, path: "engine, warm", us: r.engineWarmUs },
             { project: r.project, path: "engine, cold", us: r.engineColdUs }
           ])
