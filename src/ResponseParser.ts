@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import * as Tool from "@effect/ai/Tool"
-import * as Toolkit from "@effect/ai/Toolkit"
+import type * as Toolkit from "@effect/ai/Toolkit"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
@@ -147,8 +147,6 @@ export const outlineTool = Tool.make("plot_outline", { description: outlineDescr
   })
 )
 
-const outlineTools = Toolkit.make(outlineTool)
-
 /**
  * The toolkit of a structured call: the outline tool alone. Its call is never run (calls disable tool call
  * resolution: the call's parameters are the result), so its handler only dies.
@@ -156,12 +154,10 @@ const outlineTools = Toolkit.make(outlineTool)
  * @since 0.1.0
  * @category Parsing
  */
-export const outlineToolkit: Toolkit.WithHandler<{ readonly plot_outline: typeof outlineTool }> = Effect.runSync(
-  Effect.provide(
-    outlineTools,
-    outlineTools.toLayer({ plot_outline: () => Effect.dieMessage("the outline tool is never run") })
-  )
-)
+export const outlineToolkit: Toolkit.WithHandler<{ readonly plot_outline: typeof outlineTool }> = {
+  tools: { plot_outline: outlineTool },
+  handle: () => Effect.dieMessage("the outline tool is never run")
+}
 
 /**
  * Renders an outline as Markdown: its heading, then each act with its beats. The pieces (`renderHeading`,

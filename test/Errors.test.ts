@@ -519,6 +519,17 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
     expect(Classify.classify(httpError(404, an("not_found_error", "model: claude-x")), anthropic)._tag).toBe(
       "ModelNotFoundError"
     )
+    // A project without access to the model gets a 403 that names it: the model, not the key, is the problem.
+    expect(Classify.classify(httpError(403, openAi), at)._tag).toBe("ModelNotFoundError")
+    // A wrong path is a 404 too, but it names no model: the request is at fault.
+    expect(Classify.classify(httpError(404, an("not_found_error", "Not Found")), anthropic)._tag).toBe(
+      "InvalidRequestError"
+    )
+  })
+
+  it("reads a gateway's too_many_requests as a rate limit, whatever its status", () => {
+    const body = { error: { message: "Too many requests", type: "too_many_requests", code: "too_many_requests" } }
+    expect(Classify.classify(httpError(400, body), at)._tag).toBe("RateLimitError")
   })
 
   it("takes a wait from the message when no header asks for one, never over a header", () => {

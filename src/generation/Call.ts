@@ -72,13 +72,27 @@ const usageOf = (usage: Response.Usage) => {
   })
 }
 
-/** Fails with the engine's error for what the client reported, read at the time of the failure. */
+/**
+ * Fails with the engine's error for what the client reported, read at the time of the failure. A tool call whose
+ * arguments are not JSON was cut off at the output limit (the provider enforces the schema on what it finishes):
+ * both clients report it as malformed output, and it is an `IncompleteResponseError`.
+ */
 const failClassified = (input: Input) => (error: AiError.AiError) =>
-  Effect.flatMap(
-    Clock.currentTimeMillis,
-    (nowMillis) =>
-      Effect.fail(Classify.classify(error, { provider: input.target.provider, model: input.target.id, nowMillis }))
-  )
+  error._tag === "MalformedOutput" && /tool call parameters/.test(error.description ?? "")
+    ? Effect.fail(incomplete(input, cutOff(input)))
+    : Effect.flatMap(
+      Clock.currentTimeMillis,
+      (nowMillis) =>
+        Effect.fail(Classify.classify(error, { provider: input.target.provider, model: input.target.id, nowMillis }))
+    )
+
+/** What an answer cut off at its limit used, when the client failed before the provider's usage: the whole limit. */
+const cutOff = (input: Input) =>
+  new Domain.Usage({
+    inputTokens: 0,
+    outputTokens: input.prompt.maxOutputTokens,
+    totalTokens: input.prompt.maxOutputTokens
+  })
 
 /** The outline at once: the tool call of a whole answer, validated. */
 export const structured = (
@@ -195,15 +209,16 @@ const announce = (emit: Engine.Emit, piece: OutlineStream.OutlinePiece): Effect.
 
 /**
  * The outline an answer holds: the tool call's parameters, validated; else the JSON streamed or the text
- * written; else, when the answer stopped at its output limit, an `IncompleteResponseError`.
+ * written. When there is none to be had and the answer stopped at its output limit, an `IncompleteResponseError`
+ * (an answer cut off may still hold a whole outline: then it is taken).
  */
 const outcomeOf = (input: Input, answer: Answer): Effect.Effect<Outcome, RetryPolicy.RetryableError> => {
   const usage = answer.usage ?? Domain.Usage.zero
-  const parsed: Either.Either<ResponseParser.ParsedPlot, RetryPolicy.RetryableError> = answer.params !== undefined
-    ? ResponseParser.parseStructured(answer.params, answer.json || answer.text, input.request, input.context)
-    : answer.finishReason === "length"
-    ? Either.left(incomplete(input, usage))
-    : ResponseParser.parseText(answer.json || answer.text, input.request, input.context)
+  const written = answer.json || answer.text
+  const read: Either.Either<ResponseParser.ParsedPlot, RetryPolicy.RetryableError> = answer.params !== undefined
+    ? ResponseParser.parseStructured(answer.params, written, input.request, input.context)
+    : ResponseParser.parseText(written, input.request, input.context)
+  const parsed = Either.isLeft(read) && answer.finishReason === "length" ? Either.left(incomplete(input, usage)) : read
   return Either.match(parsed, {
     onLeft: (error) => Effect.fail(error),
     onRight: (plot) => Effect.succeed({ parsed: plot, usage })

@@ -63,10 +63,10 @@ export const classify = (
       })
     }
     case "MalformedOutput":
-      // From `LanguageModel`, the object the model wrote does not decode; from a client, a tool call's arguments
-      // are not JSON (an answer cut off in the middle of them): the reply is at fault. Otherwise the provider's
-      // response itself could not be read: the gateway is at fault, and a retry may help.
-      return error.module === "LanguageModel" || /tool call parameters/.test(error.description ?? "")
+      // From `LanguageModel`, the object the model wrote does not decode: the reply is at fault. From a client, the
+      // provider's response itself could not be read: the gateway is at fault, and a retry may help. (A tool call
+      // cut off at the output limit is read before this, by the call: see `generation/Call`.)
+      return error.module === "LanguageModel"
         ? new Errors.ResponseParseError({
           reason: Wire.redactSecrets(error.description ?? "invalid structured output"),
           excerpt: ""
@@ -127,7 +127,8 @@ const classifyBody = (input: {
     return new Errors.ContextTooLongError({ ...fields, ...Wire.contextLengths(message) })
   }
   if (
-    status === 429 || type === "rate_limit_error" || code === "rate_limit_exceeded" || type === "tokens" ||
+    status === 429 || type === "rate_limit_error" || code === "rate_limit_exceeded" ||
+    code === "too_many_requests" || type === "too_many_requests" || type === "tokens" ||
     type === "requests"
   ) {
     const sizes = Wire.limitAndRequested(message)
@@ -136,11 +137,14 @@ const classifyBody = (input: {
     }
     return new Errors.RateLimitError(fields)
   }
+  // Before auth: a project without access to a model gets a 403 with `model_not_found`. Anthropic's
+  // `not_found_error` is a model it does not serve only when its message names the model (a wrong path says
+  // "Not Found").
+  if (code === "model_not_found" || (type === "not_found_error" && /^model:/i.test(message))) {
+    return new Errors.ModelNotFoundError(fields)
+  }
   if (status === 401 || status === 403 || type === "authentication_error" || type === "permission_error") {
     return new Errors.AuthError(fields)
-  }
-  if (code === "model_not_found" || type === "not_found_error") {
-    return new Errors.ModelNotFoundError(fields)
   }
   if (status === 408 || status === 504 || type === "timeout_error") {
     return new Errors.TimeoutError(fields)

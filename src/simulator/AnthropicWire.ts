@@ -165,6 +165,7 @@ export const faultError = (
     case "stream_rate_limit":
       return request.stream ? undefined : faultError({ ...fault, kind: "rate_limit" }, request, requestId)
     case "stream_error_flat":
+      return request.stream ? undefined : faultError({ ...fault, kind: "gateway_timeout" }, request, requestId)
     case "response_failed":
       return request.stream ? undefined : faultError({ ...fault, kind: "server_error" }, request, requestId)
     case "hang":
@@ -172,6 +173,7 @@ export const faultError = (
     case "malformed_json":
     case "truncated_sse":
     case "stream_error":
+    case "cut_off":
       return undefined
   }
 }
@@ -189,13 +191,19 @@ export const streamErrorEvent = (fault: Faults.Fault): Wire.SseEvent => ({
       ? { type: "rate_limit_error", message: "This request would exceed the rate limit for your organization." }
       : fault.kind === "stream_error"
       ? { type: "overloaded_error", message: "Overloaded" }
+      : fault.kind === "stream_error_flat"
+      ? { type: "timeout_error", message: "Request timed out" }
       : { type: "api_error", message: "Internal server error" }
   }
 })
 
+/**
+ * A forced tool is answered with its `tool_use` block, whole or, cut off at the output limit, with what could be
+ * parsed of its input (nothing); otherwise the reply is text.
+ */
 const contentBlock = (request: AnthropicRequest, reply: Core.SimReply, toolUseId: string) =>
-  request.toolName !== undefined && reply.object !== undefined
-    ? { type: "tool_use", id: toolUseId, name: request.toolName, input: reply.object }
+  request.toolName !== undefined
+    ? { type: "tool_use", id: toolUseId, name: request.toolName, input: reply.object ?? {} }
     : { type: "text", text: reply.text }
 
 const stopReason = (request: AnthropicRequest, reply: Core.SimReply) =>
@@ -245,7 +253,8 @@ export const streamEvents = (
   reply: Core.SimReply,
   ids: MessageIds
 ): Array<Wire.SseEvent> => {
-  const isTool = request.toolName !== undefined && reply.object !== undefined
+  // A forced tool streams its input as JSON pieces, cut off where the output limit stopped it.
+  const isTool = request.toolName !== undefined
   const events: Array<Wire.SseEvent> = [
     {
       event: "message_start",

@@ -223,6 +223,20 @@ export const respond = (
 }
 
 /**
+ * A reply stopped at its output limit halfway through: the first half of its text, no object, the whole limit
+ * spent.
+ *
+ * @since 0.1.0
+ */
+export const cutOff = (reply: SimReply, request: SimRequest): SimReply => ({
+  ...reply,
+  text: reply.text.slice(0, Math.floor(reply.text.length / 2)),
+  object: undefined,
+  outputTokens: request.maxOutputTokens,
+  stopReason: "max_tokens"
+})
+
+/**
  * Splits a reply into stream deltas of a few words each, as providers stream tokens.
  *
  * @since 0.1.0

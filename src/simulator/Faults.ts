@@ -42,10 +42,15 @@ export type FaultKind =
   | "stream_error"
   /** A rate limit mid-stream (OpenAI: nested, "Please try again in 1.5s"); a 429 when not streamed. */
   | "stream_rate_limit"
-  /** OpenAI's error event in the flat shape its API reference shows; Anthropic's `api_error`. */
+  /**
+   * OpenAI's error event in the flat shape its API reference shows; Anthropic's `timeout_error` event (a type its
+   * client's schema did not list); a 500 or a 504 when not streamed.
+   */
   | "stream_error_flat"
   /** OpenAI's `response.failed` with `response.error`; Anthropic's `api_error` event. */
   | "response_failed"
+  /** The answer stops at its output limit midway: a tool call's JSON cut off (status incomplete, `max_tokens`). */
+  | "cut_off"
 
 /**
  * Every fault kind, for parsing and listing.
@@ -71,7 +76,8 @@ export const faultKinds: ReadonlyArray<FaultKind> = [
   "stream_error",
   "stream_rate_limit",
   "stream_error_flat",
-  "response_failed"
+  "response_failed",
+  "cut_off"
 ]
 
 /**

@@ -323,7 +323,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         return errorResponse(error, headers)
       }
       const reply: Core.SimReply = outcome._tag === "Reply"
-        ? outcome
+        ? fault?.kind === "cut_off" ? Core.cutOff(outcome, parsed) : outcome
         : {
           _tag: "Reply",
           text: "",
@@ -334,7 +334,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           stopReason: "end"
         }
       const createdAt = Math.floor((yield* Clock.currentTimeMillis) / 1000)
-      if (fault !== undefined) {
+      if (fault !== undefined && fault.kind !== "cut_off") {
         const error = face.faultError(fault, parsed, requestId)
         if (error !== undefined) {
           yield* record(face.dialect, error.status, fault.kind)

@@ -130,27 +130,13 @@ export const make = (options: Options = {}): InProcessSimulator => {
     Effect.gen(function*() {
       const n = ++sequence
       counts.requests++
-      const { maxOutputTokens } = parameters
-      const responseFormat = providerOptions.responseFormat
-      const tool = forcedTool(providerOptions)
-      const request: Core.SimRequest = {
-        dialect,
-        model,
-        prompt: promptText(providerOptions.prompt),
-        maxOutputTokens,
-        stream: false,
-        ...(responseFormat.type === "json"
-          ? { jsonSchema: Tool.getJsonSchemaFromSchemaAst(responseFormat.schema.ast) }
-          : {}),
-        ...(tool === undefined ? {} : { jsonSchema: Tool.getJsonSchemaFromSchemaAst(tool.parametersSchema.ast) }),
-        ...(parameters.reasoningEffort === undefined ? {} : { reasoningEffort: parameters.reasoningEffort })
-      }
+      const request = simRequest(dialect, model, parameters, providerOptions)
       const inputTokens = countPrompt(request.prompt)
       const admission = quotas.admit(
         dialect,
         apiKey,
         model,
-        { inputTokens, maxOutputTokens },
+        { inputTokens, maxOutputTokens: request.maxOutputTokens },
         yield* Clock.currentTimeMillis
       )
       const fault = plan.next(apiKey) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
@@ -161,14 +147,18 @@ export const make = (options: Options = {}): InProcessSimulator => {
       const atCall = { ...request, stream: false }
       const render = (f: Faults.Fault | Core.SimFault) =>
         dialect === "openai" ? OpenAiWire.faultError(f, atCall) : AnthropicWire.faultError(f, atCall, requestId)
-      if (fault !== undefined) {
-        if (fault.kind === "rate_limit") counts.limited++
+      if (fault !== undefined && fault.kind !== "cut_off") {
+        if (fault.kind === "rate_limit" || fault.kind === "stream_rate_limit") counts.limited++
         const error = render(fault) ??
           { status: 500, body: { error: { type: "server_error", message: `fault ${fault.kind}` } } }
         return yield* Effect.fail(toAiError(dialect, error))
       }
-      const outcome = Core.respond(request, seed, inputTokens)
-      if (outcome._tag !== "Reply") return yield* Effect.fail(toAiError(dialect, render(outcome)!))
+      const answered = Core.respond(request, seed, inputTokens)
+      if (answered._tag !== "Reply") {
+        if (admission._tag === "Admitted") admission.settle(0, yield* Clock.currentTimeMillis)
+        return yield* Effect.fail(toAiError(dialect, render(answered)!))
+      }
+      const outcome = fault?.kind === "cut_off" ? Core.cutOff(answered, request) : answered
       if (admission._tag === "Admitted") admission.settle(outcome.outputTokens, yield* Clock.currentTimeMillis)
       counts.inputTokens += outcome.inputTokens
       counts.outputTokens += outcome.outputTokens
@@ -178,58 +168,84 @@ export const make = (options: Options = {}): InProcessSimulator => {
       return outcome
     })
 
-  const usage = (reply: Core.SimReply) => ({
-    inputTokens: reply.inputTokens,
-    outputTokens: reply.outputTokens,
-    totalTokens: reply.inputTokens + reply.outputTokens,
-    ...(reply.reasoningTokens > 0 ? { reasoningTokens: reply.reasoningTokens } : {})
-  })
-  const reason = (reply: Core.SimReply, tool: Tool.Any | undefined) =>
-    reply.stopReason === "max_tokens" ? "length" as const : tool === undefined ? "stop" as const : "tool-calls" as const
-  /** A forced tool's call, when the model wrote one whole. */
-  const called = (reply: Core.SimReply, tool: Tool.Any | undefined) => tool !== undefined && reply.object !== undefined
-
   return {
     plan,
     counts,
     languageModel: (dialect, model, parameters) =>
       LanguageModel.make({
         generateText: (providerOptions) =>
-          Effect.map(answer(dialect, model, parameters, providerOptions), (reply): Array<Response.PartEncoded> => {
-            const tool = forcedTool(providerOptions)
-            return [
-              called(reply, tool)
-                ? { type: "tool-call", id: "call_inproc", name: tool!.name, params: reply.object }
-                : { type: "text", text: reply.text },
-              { type: "finish", reason: reason(reply, tool), usage: usage(reply) }
-            ]
-          }),
+          Effect.map(
+            answer(dialect, model, parameters, providerOptions),
+            (reply) => answerParts(reply, forcedTool(providerOptions))
+          ),
         streamText: (providerOptions) =>
           Stream.unwrap(
-            Effect.map(answer(dialect, model, parameters, providerOptions), (reply) => {
-              const tool = forcedTool(providerOptions)
-              const parts: Array<Response.StreamPartEncoded> = tool === undefined
-                ? Core.deltas(reply.text).map((delta) => ({ type: "text-delta" as const, id: "t", delta }))
-                : [
-                  { type: "tool-params-start", id: "call_inproc", name: tool.name },
-                  ...Core.deltas(reply.text).map((delta) => ({
-                    type: "tool-params-delta" as const,
-                    id: "call_inproc",
-                    delta
-                  })),
-                  { type: "tool-params-end", id: "call_inproc" },
-                  ...(called(reply, tool)
-                    ? [{ type: "tool-call" as const, id: "call_inproc", name: tool.name, params: reply.object }]
-                    : [])
-                ]
-              return Stream.fromIterable<Response.StreamPartEncoded>([
-                ...parts,
-                { type: "finish", reason: reason(reply, tool), usage: usage(reply) }
-              ])
-            })
+            Effect.map(
+              answer(dialect, model, parameters, providerOptions),
+              (reply) => Stream.fromIterable(streamParts(reply, forcedTool(providerOptions)))
+            )
           )
       })
   }
+}
+
+/** What a provider receives: the prompt, the output limit, the schema the answer must match, the effort. */
+const simRequest = (
+  dialect: Core.Dialect,
+  model: string,
+  parameters: Providers.ModelParameters,
+  providerOptions: LanguageModel.ProviderOptions
+): Core.SimRequest => {
+  const responseFormat = providerOptions.responseFormat
+  const tool = forcedTool(providerOptions)
+  return {
+    dialect,
+    model,
+    prompt: promptText(providerOptions.prompt),
+    maxOutputTokens: parameters.maxOutputTokens,
+    stream: false,
+    ...(responseFormat.type === "json"
+      ? { jsonSchema: Tool.getJsonSchemaFromSchemaAst(responseFormat.schema.ast) }
+      : {}),
+    ...(tool === undefined ? {} : { jsonSchema: Tool.getJsonSchemaFromSchemaAst(tool.parametersSchema.ast) }),
+    ...(parameters.reasoningEffort === undefined ? {} : { reasoningEffort: parameters.reasoningEffort })
+  }
+}
+
+const usage = (reply: Core.SimReply) => ({
+  inputTokens: reply.inputTokens,
+  outputTokens: reply.outputTokens,
+  totalTokens: reply.inputTokens + reply.outputTokens,
+  ...(reply.reasoningTokens > 0 ? { reasoningTokens: reply.reasoningTokens } : {})
+})
+
+const reason = (reply: Core.SimReply, tool: Tool.Any | undefined) =>
+  reply.stopReason === "max_tokens" ? "length" as const : tool === undefined ? "stop" as const : "tool-calls" as const
+
+/** A forced tool's call, when the model wrote one whole. */
+const called = (reply: Core.SimReply, tool: Tool.Any | undefined) => tool !== undefined && reply.object !== undefined
+
+/** A whole answer: the forced tool's call (or the text), and its finish. */
+const answerParts = (reply: Core.SimReply, tool: Tool.Any | undefined): Array<Response.PartEncoded> => [
+  called(reply, tool)
+    ? { type: "tool-call", id: "call_inproc", name: tool!.name, params: reply.object }
+    : { type: "text", text: reply.text },
+  { type: "finish", reason: reason(reply, tool), usage: usage(reply) }
+]
+
+/** A streamed answer: the forced tool's parameters in pieces (or the text), its call when whole, its finish. */
+const streamParts = (reply: Core.SimReply, tool: Tool.Any | undefined): Array<Response.StreamPartEncoded> => {
+  const parts: Array<Response.StreamPartEncoded> = tool === undefined
+    ? Core.deltas(reply.text).map((delta) => ({ type: "text-delta" as const, id: "t", delta }))
+    : [
+      { type: "tool-params-start", id: "call_inproc", name: tool.name },
+      ...Core.deltas(reply.text).map((delta) => ({ type: "tool-params-delta" as const, id: "call_inproc", delta })),
+      { type: "tool-params-end", id: "call_inproc" },
+      ...(called(reply, tool)
+        ? [{ type: "tool-call" as const, id: "call_inproc", name: tool.name, params: reply.object }]
+        : [])
+    ]
+  return [...parts, { type: "finish", reason: reason(reply, tool), usage: usage(reply) }]
 }
 
 /** The tool a call forces (`toolChoice: { tool }`), whose parameters the reply must match. */

@@ -235,6 +235,7 @@ export const faultError = (
     case "malformed_json":
     case "truncated_sse":
     case "stream_error":
+    case "cut_off":
       return undefined
   }
 }
@@ -338,7 +339,8 @@ const functionCall = (
 ) => ({
   id: `fc_${ids.messageId.slice(4)}`,
   type: "function_call",
-  status,
+  // Cut off at the output limit, the call is incomplete, its arguments whatever was written.
+  status: status === "completed" && reply.stopReason === "max_tokens" ? "incomplete" : status,
   call_id: `call_${ids.messageId.slice(4)}`,
   name: request.toolName,
   arguments: status === "in_progress" ? "" : reply.text

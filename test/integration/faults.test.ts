@@ -198,20 +198,51 @@ describe("faults over HTTP", () => {
       )
 
       live(
-        `${provider}: an error event in the documented flat shape, and a failed response, are server errors`,
+        provider === "openai"
+          ? "openai: an error event in the documented flat shape, and a failed response, are server errors"
+          : "anthropic: an error event of a type the client did not list is read by its type, an api_error event is a server error",
         () =>
           Effect.gen(function*() {
             const { attempts, engine } = yield* scriptedEngine(provider, ["stream_error_flat", "response_failed", "ok"])
             const events = yield* collect(engine.generateStream(request(provider)))
             expect(yield* attempts).toBe(3)
             expect(events.filter((e) => e._tag === "Retrying").map((e) => e._tag === "Retrying" && e.errorType))
-              .toEqual(["server_error", "server_error"])
+              .toEqual([provider === "openai" ? "server_error" : "timeout", "server_error"])
             const last = events.at(-1)
             expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
           })
       )
     }
   })
+})
+
+describe("an answer cut off at its output limit", () => {
+  for (const provider of ["openai", "anthropic"] as const) {
+    live(
+      `${provider}: the cut tool call is an incomplete response, asked again with room, plain`,
+      () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["cut_off", "ok"])
+          const result = yield* engine.generate(request(provider))
+          expect(yield* attempts).toBe(2)
+          expect([result.isTemplate, result.retryCount]).toEqual([false, 1])
+        })
+    )
+
+    live(
+      `${provider}: the cut tool call is an incomplete response, asked again with room, streamed`,
+      () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["cut_off", "ok"])
+          const events = yield* collect(engine.generateStream(request(provider)))
+          expect(yield* attempts).toBe(2)
+          expect(events.filter((e) => e._tag === "Retrying").map((e) => e._tag === "Retrying" && e.errorType))
+            .toEqual(["incomplete_response"])
+          const last = events.at(-1)
+          expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
+        })
+    )
+  }
 })
 
 describe("a model the provider does not serve", () => {
