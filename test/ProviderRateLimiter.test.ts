@@ -440,4 +440,16 @@ describe("ProviderRateLimiter keys", () => {
       yield* Fiber.join(waiter)
       expect(log).toEqual([["admitted", 120_000]])
     }).pipe(Effect.provide(limiter({}))))
+
+  it.effect("refuses such a caller at once even when every permit is taken", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const holder = yield* Effect.fork(Effect.scoped(Effect.zipRight(rateLimiter.admit(target, small), Effect.never)))
+      yield* TestClock.adjust("1 millis")
+      yield* rateLimiter.pause(target, 120_000)
+      const refused = yield* Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { maxPause: 60_000 })))
+      expect(refused).toMatchObject({ _tag: "RateLimitError", local: true, retryAfterMs: 120_000 })
+      expect(yield* Clock.currentTimeMillis).toBe(1)
+      yield* Fiber.interrupt(holder)
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
 })

@@ -131,9 +131,6 @@ export const admitTo = (
         shouldRetry: false,
         detail: `waited longer than the queue timeout of ${Duration.format(Duration.millis(shared.queueTimeoutMillis))}`
       })
-    const depth = Metrics.tagged(shared.queueDepth, { key: state.key })
-    state.queued++
-    yield* Metric.incrementBy(depth, 1)
     const pausedTooLong = (waitMillis: number) =>
       new Errors.RateLimitError({
         provider: target.provider,
@@ -144,10 +141,18 @@ export const admitTo = (
           Duration.format(Duration.millis(waitMillis))
         }, longer than this caller waits`
       })
+    // A key paused past what this caller waits is refused before it queues for a permit behind others.
+    const maxPause = options?.maxPause
+    if (maxPause !== undefined && state.pausedUntil - queuedAt > maxPause) {
+      return yield* pausedTooLong(state.pausedUntil - queuedAt)
+    }
+    const depth = Metrics.tagged(shared.queueDepth, { key: state.key })
+    state.queued++
+    yield* Metric.incrementBy(depth, 1)
     const limits = {
       deadline: callerFirst ? until : queueDeadline,
       timedOut,
-      maxPause: options?.maxPause,
+      maxPause,
       pausedTooLong
     }
     yield* waitFor(shared, state, estimate, limits).pipe(
