@@ -1,7 +1,8 @@
 /**
  * Reading an outline while its JSON is still arriving: an incremental scan that reports each part of the outline
  * as soon as it is complete (the title and logline, each act's title and summary, each beat as its object closes),
- * never a fragment. One pass over each character, whatever the size of the pieces the stream delivers.
+ * never a fragment, always in the outline's order. One pass over each character, whatever the size of the pieces
+ * the stream delivers.
  *
  * @internal
  */
@@ -10,22 +11,26 @@
 export type OutlinePiece =
   | { readonly _tag: "Heading"; readonly title: string; readonly logline: string }
   | { readonly _tag: "Act"; readonly act: number; readonly title: string; readonly summary: string }
-  | {
-    readonly _tag: "Beat"
-    readonly act: number
-    readonly beat: number
-    readonly summary: string
-    readonly characters: ReadonlyArray<string>
-    readonly location: string
-  }
+  | BeatPiece
+
+type BeatPiece = {
+  readonly _tag: "Beat"
+  readonly act: number
+  readonly beat: number
+  readonly summary: string
+  readonly characters: ReadonlyArray<string>
+  readonly location: string
+}
 
 /** Feeds the next piece of the JSON; returns the parts of the outline it completed. */
 export type OutlineScanner = (delta: string) => ReadonlyArray<OutlinePiece>
 
+type Path = ReadonlyArray<string | number>
+
 interface Frame {
   readonly kind: "object" | "array"
   /** Where the container sits in the document: keys and (0-based) indexes. */
-  readonly path: ReadonlyArray<string | number>
+  readonly path: Path
   /** Where it opened, in the whole text. */
   readonly start: number
   /** In an object: whether the next string is a key. */
@@ -34,18 +39,117 @@ interface Frame {
   key: string | number
 }
 
-/** `acts[i].beats[j]`: the act and beat indexes of a beat's object, else undefined. */
-const beatAt = (path: ReadonlyArray<string | number>): readonly [number, number] | undefined =>
-  path.length === 4 && path[0] === "acts" && path[2] === "beats" && typeof path[1] === "number" &&
-    typeof path[3] === "number"
-    ? [path[1], path[3]]
-    : undefined
+// =============================================================================
+// What is known of the outline, and what was told
+// =============================================================================
 
-const asString = (value: unknown): string => (typeof value === "string" ? value.trim() : "")
+interface ActSoFar {
+  title?: string
+  summary?: string
+  /** Its object closed: what it lacks it will never have. */
+  closed: boolean
+  told: boolean
+  readonly beats: Array<BeatPiece>
+  beatsTold: number
+}
+
+interface OutlineSoFar {
+  title?: string
+  logline?: string
+  /** The outline's object closed. */
+  closed: boolean
+  headingTold: boolean
+  readonly acts: Array<ActSoFar>
+}
+
+const actOf = (
+  outline: OutlineSoFar,
+  index: number
+): ActSoFar => (outline.acts[index] ??= { closed: false, told: false, beats: [], beatsTold: 0 })
+
+/** The schema trims every text of an outline but a beat's location; so does what is told while it streams. */
+const trimmed = (value: unknown): string => (typeof value === "string" ? value.trim() : "")
+
+/** Records a string value at `path`, when it is one the outline's parts are told from. */
+const recordString = (outline: OutlineSoFar, path: Path, value: string): void => {
+  if (path.length === 1 && path[0] === "title") outline.title = value.trim()
+  else if (path.length === 1 && path[0] === "logline") outline.logline = value.trim()
+  else if (path.length === 3 && path[0] === "acts" && typeof path[1] === "number") {
+    if (path[2] === "title") actOf(outline, path[1]).title = value.trim()
+    if (path[2] === "summary") actOf(outline, path[1]).summary = value.trim()
+  }
+}
+
+/** Records a closed container: the outline, an act, or a beat (read whole from its JSON). */
+const recordClosed = (outline: OutlineSoFar, path: Path, json: string): void => {
+  if (path.length === 0) outline.closed = true
+  else if (path.length === 2 && path[0] === "acts" && typeof path[1] === "number") actOf(outline, path[1]).closed = true
+  else if (
+    path.length === 4 && path[0] === "acts" && path[2] === "beats" && typeof path[1] === "number" &&
+    typeof path[3] === "number"
+  ) {
+    let value: Record<string, unknown>
+    try {
+      value = JSON.parse(json)
+    } catch {
+      return
+    }
+    actOf(outline, path[1]).beats[path[3]] = {
+      _tag: "Beat",
+      act: path[1] + 1,
+      beat: path[3] + 1,
+      summary: trimmed(value.summary),
+      characters: Array.isArray(value.characters) ? value.characters.map(trimmed) : [],
+      location: typeof value.location === "string" ? value.location : ""
+    }
+  }
+}
 
 /**
- * A scanner for one outline's JSON. It tolerates text around the object (a model that writes a sentence first):
- * reading starts at the first `{`.
+ * Tells, in the outline's order, what became complete: the heading once its title and logline are known; an act
+ * once its title and summary are known; its beats after it. Keys written in another order (beats before the
+ * act's title) hold what follows until what precedes it is known, or until its object closes without it.
+ */
+const tellReady = (outline: OutlineSoFar, out: Array<OutlinePiece>): void => {
+  if (!outline.headingTold) {
+    if (!outline.closed && (outline.title === undefined || outline.logline === undefined)) return
+    outline.headingTold = true
+    out.push({ _tag: "Heading", title: outline.title ?? "", logline: outline.logline ?? "" })
+  }
+  for (const [index, act] of outline.acts.entries()) {
+    if (act === undefined) continue
+    if (!act.told) {
+      const known = act.title !== undefined && act.summary !== undefined
+      if (!known && !act.closed && !outline.closed) return
+      act.told = true
+      out.push({ _tag: "Act", act: index + 1, title: act.title ?? "", summary: act.summary ?? "" })
+    }
+    for (; act.beatsTold < act.beats.length && act.beats[act.beatsTold] !== undefined; act.beatsTold++) {
+      out.push(act.beats[act.beatsTold]!)
+    }
+  }
+}
+
+// =============================================================================
+// The scan
+// =============================================================================
+
+/**
+ * Whether the `{` at `at` opens a JSON object: followed by a key or by `}`. `undefined` while the text ends
+ * before it can be told.
+ */
+const opensObject = (text: string, at: number): boolean | undefined => {
+  for (let i = at + 1; i < text.length; i++) {
+    const char = text[i]!
+    if (char === " " || char === "\n" || char === "\r" || char === "\t") continue
+    return char === "\"" || char === "}"
+  }
+  return undefined
+}
+
+/**
+ * A scanner for one outline's JSON. It tolerates text around the object (a model that writes a sentence first,
+ * braces and all): reading starts at the first `{` that opens an object.
  */
 export const make = (): OutlineScanner => {
   let text = ""
@@ -55,121 +159,73 @@ export const make = (): OutlineScanner => {
   let escaped = false
   let stringStart = 0
   const stack: Array<Frame> = []
-  // What is known of the heading and of each act, and what was already reported.
-  let title: string | undefined
-  let logline: string | undefined
-  let headingSent = false
-  const acts: Array<{ title?: string; summary?: string; sent: boolean }> = []
+  const outline: OutlineSoFar = { closed: false, headingTold: false, acts: [] }
 
-  const actOf = (index: number) => (acts[index] ??= { sent: false })
-
-  const onString = (frame: Frame | undefined, value: string, out: Array<OutlinePiece>) => {
+  const onString = (frame: Frame | undefined, value: string) => {
     if (frame === undefined) return
     if (frame.kind === "object" && frame.expectKey) {
       frame.key = value
       frame.expectKey = false
-      return
+    } else {
+      recordString(outline, [...frame.path, frame.key], value)
     }
-    const path = [...frame.path, frame.key]
-    if (path.length === 1 && path[0] === "title") title = value.trim()
-    else if (path.length === 1 && path[0] === "logline") logline = value.trim()
-    else if (path.length === 3 && path[0] === "acts" && typeof path[1] === "number") {
-      if (path[2] === "title") actOf(path[1]).title = value.trim()
-      if (path[2] === "summary") actOf(path[1]).summary = value.trim()
-    }
-    reportKnown(out)
   }
 
-  const reportKnown = (out: Array<OutlinePiece>) => {
-    if (!headingSent && title !== undefined && logline !== undefined) {
-      headingSent = true
-      out.push({ _tag: "Heading", title, logline })
-    }
-    acts.forEach((act, index) => {
-      if (!act.sent && act.title !== undefined && act.summary !== undefined) {
-        act.sent = true
-        out.push({ _tag: "Act", act: index + 1, title: act.title, summary: act.summary })
+  const step = (char: string, top: Frame | undefined) => {
+    if (inString) {
+      if (escaped) escaped = false
+      else if (char === "\\") escaped = true
+      else if (char === "\"") {
+        inString = false
+        let value: unknown
+        try {
+          value = JSON.parse(text.slice(stringStart, cursor + 1))
+        } catch {
+          value = undefined
+        }
+        if (typeof value === "string") onString(top, value)
       }
-    })
-  }
-
-  const onClose = (frame: Frame, end: number, out: Array<OutlinePiece>) => {
-    const at = beatAt(frame.path)
-    if (at === undefined || frame.kind !== "object") return
-    let value: Record<string, unknown>
-    try {
-      value = JSON.parse(text.slice(frame.start, end + 1))
-    } catch {
       return
     }
-    // A beat before its act's title and summary: the act is reported with what is known of it.
-    const act = actOf(at[0])
-    if (!headingSent && title !== undefined) {
-      headingSent = true
-      out.push({ _tag: "Heading", title, logline: logline ?? "" })
+    switch (char) {
+      case "\"":
+        inString = true
+        stringStart = cursor
+        break
+      case "{":
+      case "[": {
+        const path = top === undefined ? [] : [...top.path, top.key]
+        stack.push({ kind: char === "{" ? "object" : "array", path, start: cursor, expectKey: char === "{", key: 0 })
+        break
+      }
+      case "}":
+      case "]": {
+        const frame = stack.pop()
+        if (frame !== undefined) recordClosed(outline, frame.path, text.slice(frame.start, cursor + 1))
+        break
+      }
+      case ",":
+        if (top?.kind === "object") top.expectKey = true
+        else if (top?.kind === "array") top.key = (top.key as number) + 1
+        break
     }
-    if (!act.sent) {
-      act.sent = true
-      out.push({ _tag: "Act", act: at[0] + 1, title: act.title ?? "", summary: act.summary ?? "" })
-    }
-    out.push({
-      _tag: "Beat",
-      act: at[0] + 1,
-      beat: at[1] + 1,
-      summary: asString(value.summary),
-      characters: Array.isArray(value.characters) ? value.characters.map(asString) : [],
-      location: asString(value.location)
-    })
   }
 
   return (delta) => {
     text += delta
-    const out: Array<OutlinePiece> = []
-    for (; cursor < text.length; cursor++) {
+    for (; cursor < text.length && !outline.closed; cursor++) {
       const char = text[cursor]!
       if (!started) {
         if (char !== "{") continue
+        const opens = opensObject(text, cursor)
+        if (opens === undefined) break
+        if (!opens) continue
         started = true
       }
-      const top = stack.at(-1)
-      if (inString) {
-        if (escaped) escaped = false
-        else if (char === "\\") escaped = true
-        else if (char === "\"") {
-          inString = false
-          let value: unknown
-          try {
-            value = JSON.parse(text.slice(stringStart, cursor + 1))
-          } catch {
-            value = undefined
-          }
-          if (typeof value === "string") onString(top, value, out)
-        }
-        continue
-      }
-      switch (char) {
-        case "\"":
-          inString = true
-          stringStart = cursor
-          break
-        case "{":
-        case "[": {
-          const path = top === undefined ? [] : [...top.path, top.key]
-          stack.push({ kind: char === "{" ? "object" : "array", path, start: cursor, expectKey: char === "{", key: 0 })
-          break
-        }
-        case "}":
-        case "]": {
-          const frame = stack.pop()
-          if (frame !== undefined) onClose(frame, cursor, out)
-          break
-        }
-        case ",":
-          if (top?.kind === "object") top.expectKey = true
-          else if (top?.kind === "array") top.key = (top.key as number) + 1
-          break
-      }
+      step(char, stack.at(-1))
     }
+    const out: Array<OutlinePiece> = []
+    tellReady(outline, out)
     return out
   }
 }

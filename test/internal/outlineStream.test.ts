@@ -75,4 +75,60 @@ describe("OutlineStream", () => {
     ).join("")
     expect(prose).toBe(ResponseParser.render(sampleOutline))
   })
+
+  it("skips braces in the prose before the JSON", () => {
+    const pieces = scanAll(["Sure {as always}: here it is {", "\n  ", JSON.stringify(outline).slice(1)])
+    expect(pieces).toEqual(expected)
+  })
+
+  it("holds what comes before its act's title and summary, and tells it in order once they are known", () => {
+    const json = JSON.stringify({
+      acts: [{
+        beats: [{ location: "Harbour", characters: ["Varga"], summary: "The bell rings." }],
+        summary: "S",
+        title: "T"
+      }],
+      logline: "L",
+      title: "Title"
+    })
+    const scan = OutlineStream.make()
+    const beforeHeading = scan(json.slice(0, json.indexOf("\"logline")))
+    expect(beforeHeading).toEqual([])
+    expect(scan(json.slice(json.indexOf("\"logline")))).toEqual([
+      { _tag: "Heading", title: "Title", logline: "L" },
+      { _tag: "Act", act: 1, title: "T", summary: "S" },
+      { _tag: "Beat", act: 1, beat: 1, summary: "The bell rings.", characters: ["Varga"], location: "Harbour" }
+    ])
+  })
+
+  it("tells an act without a title when its object closes without one", () => {
+    const json = JSON.stringify({
+      title: "T",
+      logline: "L",
+      acts: [{ beats: [{ summary: "x", characters: [], location: "" }] }]
+    })
+    const pieces = scanAll([...json])
+    expect(pieces.map((piece) => piece._tag)).toEqual(["Heading", "Act", "Beat"])
+    expect(pieces[1]).toEqual({ _tag: "Act", act: 1, title: "", summary: "" })
+  })
+
+  it("keeps a location as written and trims the texts the schema trims; escapes split between pieces decode whole", () => {
+    const json = JSON.stringify({
+      title: "  Caf\u00e9  ",
+      logline: "L",
+      acts: [{
+        title: "T",
+        summary: "S",
+        beats: [{ summary: " na\u00efve ", characters: [" Zo\u00eb "], location: " the Quay " }]
+      }]
+    }).replace(/[^\x20-\x7e]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)
+    // Cut inside `\u00ef`, after its `\u0`.
+    const cut = json.indexOf("\\u00ef") + 3
+    expect(cut).toBeGreaterThan(3)
+    expect(scanAll([json.slice(0, cut), json.slice(cut)])).toEqual([
+      { _tag: "Heading", title: "Café", logline: "L" },
+      { _tag: "Act", act: 1, title: "T", summary: "S" },
+      { _tag: "Beat", act: 1, beat: 1, summary: "naïve", characters: ["Zoë"], location: " the Quay " }
+    ])
+  })
 })
