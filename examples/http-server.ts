@@ -50,7 +50,8 @@ const generate = HttpApiEndpoint.post("generate", "/plots")
   .addError(Errors.NetworkError, { status: 502 })
   .addError(Errors.ResponseParseError, { status: 502 })
   .addError(Errors.IncompleteResponseError, { status: 502 })
-  .addError(Errors.ModelNotFoundError, { status: 400 })
+  // The provider does not serve the model: the deployment's catalog is wrong, not the writer's request.
+  .addError(Errors.ModelNotFoundError, { status: 502 })
   .addError(Errors.ProviderNotConfiguredError, { status: 503 })
   .addError(Errors.TimeoutError, { status: 504 })
 

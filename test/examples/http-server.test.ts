@@ -39,6 +39,9 @@ describe("examples/http-server", () => {
       expect((yield* Effect.promise(() => missing.json()))._tag).toBe("ProjectNotFoundError")
       const invalid = yield* post(`${url}/plots`, { ...request, targetWordCount: 5 })
       expect(invalid.status).toBe(400)
+      const unserved = yield* post(`${url}/plots`, { ...request, provider: "openai", model: "model-that-is-not-there" })
+      expect(unserved.status).toBe(502)
+      expect((yield* Effect.promise(() => unserved.json()))._tag).toBe("ModelNotFoundError")
 
       const stream = yield* post(`${url}/plots/stream`, request)
       expect(stream.headers.get("content-type")).toContain("text/event-stream")
