@@ -70,9 +70,9 @@ const describe = (
   what: string,
   advice: string
 ) =>
-  `${what} from ${self.provider}/${self.model}${
-    self.status === undefined ? "" : ` (HTTP ${self.status})`
-  }: ${self.detail}. ${advice}`
+  `${what} from ${self.provider}/${self.model}${self.status === undefined ? "" : ` (HTTP ${self.status})`}: ${
+    self.detail.replace(/[.\s]+$/, "")
+  }. ${advice}`
 
 /**
  * The provider is rate limiting us (429 that will pass with time), or the local limiter gave up waiting.
@@ -481,7 +481,9 @@ export const isTransient = (error: GenerationError): boolean =>
   Predicate.isTagged(error, "ServerError") || Predicate.isTagged(error, "NetworkError")
 
 /**
- * The sentence to show a writer: what happened and what will happen next, nothing technical, nothing secret.
+ * The sentence to show a writer when a generation has ended on this failure: what happened and what they can do,
+ * nothing technical, nothing secret, and no promise of a retry (nothing more will happen). For a failure that will
+ * be retried, `retryMessage` says so.
  *
  * @since 0.1.0
  * @category For people
@@ -489,15 +491,17 @@ export const isTransient = (error: GenerationError): boolean =>
 export const userMessage = (error: GenerationError): string => {
   switch (error._tag) {
     case "RateLimitError":
-      return "We're experiencing high demand. Your request will retry automatically in a moment..."
+      return error.local
+        ? `Too many plots are being generated right now. Please try again${inAbout(error.retryAfterMs)}.`
+        : `The AI service is handling too many requests right now. Please try again${inAbout(error.retryAfterMs)}.`
     case "TimeoutError":
-      return "Generation is taking longer than expected. Retrying with optimized settings..."
+      return "The AI service took too long to write this plot. Please try again, or ask for a shorter one."
     case "ContextTooLongError":
-      return "Your project context is extensive. Optimizing and retrying..."
+      return "Your project context is too large for the AI model, even trimmed. Please shorten it or choose a model with a larger context."
     case "AuthError":
       return "There's an issue with API authentication. Please check your settings."
     case "ServerError":
-      return "The AI service encountered an error. Retrying automatically..."
+      return "The AI service failed to answer. Please try again later."
     case "NetworkError":
       return "We couldn't reach the AI service. Please check your connection and try again."
     case "QuotaExhaustedError":
@@ -505,16 +509,72 @@ export const userMessage = (error: GenerationError): string => {
     case "InvalidRequestError":
       return "The AI service could not accept this request. Please adjust it and try again."
     case "IncompleteResponseError":
-      return "The AI ran out of room before it finished the plot."
+      return "The AI ran out of room before it finished the plot. Please ask for a shorter one."
     case "ModelNotFoundError":
       return "This AI model is not available. Please choose another model or check your settings."
     case "RequestValidationError":
-      return `Please check your request: ${error.field} ${error.reason}.`
+      return `Please check your request: ${error.field} ${error.reason.replace(/[.\s]+$/, "")}.`
     case "ResponseParseError":
-      return "Unable to generate content. Please try again."
+      return "The AI's answer could not be read as a plot. Please try again."
     case "ProjectNotFoundError":
       return "We couldn't find this project. Please check that it exists."
     case "ProviderNotConfiguredError":
       return "This AI provider is not set up. Please check your settings."
+  }
+}
+
+const inAbout = (millis: number | undefined) =>
+  millis === undefined ? " in a few minutes" : ` in about ${Math.max(1, Math.ceil(millis / 1000))} s`
+
+/**
+ * The sentence to show a writer while a failed attempt is about to be made again on the same model: what
+ * happened and that a retry is coming. Only for a failure that is retried; `userMessage` is the final word.
+ *
+ * @since 0.1.0
+ * @category For people
+ */
+export const retryMessage = (error: GenerationError): string => {
+  switch (error._tag) {
+    case "RateLimitError":
+      return "We're experiencing high demand. Your request will retry automatically in a moment..."
+    case "TimeoutError":
+      return "Generation is taking longer than expected. Trying again..."
+    case "ContextTooLongError":
+      return "Your project context is extensive. Optimizing and retrying..."
+    case "ServerError":
+      return "The AI service encountered an error. Retrying automatically..."
+    case "NetworkError":
+      return "We couldn't reach the AI service. Retrying automatically..."
+    case "IncompleteResponseError":
+      return "The AI ran out of room before it finished. Asking again with more room..."
+    case "ResponseParseError":
+      return "The AI's answer could not be read. Asking again..."
+    default:
+      return userMessage(error)
+  }
+}
+
+/**
+ * Why a template stands in for the AI's plot, as the end of a sentence ("... because <reason>").
+ *
+ * @since 0.1.0
+ * @category For people
+ */
+export const templateReason = (error: GenerationError): string => {
+  switch (error._tag) {
+    case "RateLimitError":
+      return "the AI service kept refusing for its rate limit"
+    case "TimeoutError":
+      return "the AI service did not answer in time"
+    case "ServerError":
+      return "the AI service kept failing"
+    case "NetworkError":
+      return "the AI service could not be reached"
+    case "IncompleteResponseError":
+      return "the AI kept running out of room before it finished"
+    case "ResponseParseError":
+      return "the AI's answers could not be read as a plot"
+    default:
+      return `the AI failed (${errorType(error)})`
   }
 }

@@ -166,8 +166,18 @@ describe("Errors for people", () => {
   it("gives the error type and the writer's sentence", () => {
     const error = new Errors.RateLimitError({ provider: "openai", model: "gpt-4.1", detail: "slow down" })
     expect(Errors.errorType(error)).toBe("rate_limit")
-    expect(Errors.userMessage(error)).toBe(
+    // While it will be retried, and once nothing more will happen.
+    expect(Errors.retryMessage(error)).toBe(
       "We're experiencing high demand. Your request will retry automatically in a moment..."
+    )
+    expect(Errors.userMessage(error)).toBe(
+      "The AI service is handling too many requests right now. Please try again in a few minutes."
+    )
+    expect(Errors.userMessage(new Errors.RateLimitError({ ...error, local: true, retryAfterMs: 41_200 }))).toBe(
+      "Too many plots are being generated right now. Please try again in about 42 s."
+    )
+    expect(new Errors.ServerError({ provider: "openai", model: "gpt-4.1", detail: "boom." }).message).toBe(
+      "Server error from openai/gpt-4.1: boom. Retry later or use another model."
     )
     expect(Errors.isTransient(error)).toBe(true)
     expect(Errors.isTransient(new Errors.AuthError({ provider: "openai", model: "gpt-4.1", detail: "bad key" }))).toBe(

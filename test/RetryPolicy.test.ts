@@ -14,6 +14,7 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Alerts from "../src/Alerts.js"
 import type { GenerationEvent, PlotRequestInput, ProviderName } from "../src/Domain.js"
+import * as Errors from "../src/Errors.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
@@ -217,6 +218,47 @@ describe("RetryPolicy: the issue's scenarios", () => {
         "Fell back from openai/gpt-4.1-mini to anthropic/claude-haiku-4-5 after rate_limit."
       )
     }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after": "120" }), ok], anthropic: [ok] }, calls)))
+  })
+
+  it.effect("announces a retry only when the same model is called again: a hop is a Fallback, the end says no retry", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { events, outcome } = yield* generate(chosen, { useFallback: false })
+      const told = events.flatMap((e) =>
+        e._tag === "Retrying"
+          ? [["Retrying", `${e.provider}/${e.model}`, e.delayMs]]
+          : e._tag === "Fallback"
+          ? [["Fallback", e.from, e.to]]
+          : []
+      )
+      // gpt-4.1-mini: a 429 asking two minutes (a hop, not a retry); haiku: server errors, retried on the table
+      // (5 s each) until the budget of the server rule (3 retries) ends the chain.
+      expect(told).toEqual([
+        ["Fallback", "openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5"],
+        ["Retrying", "anthropic/claude-haiku-4-5", 5_000],
+        ["Retrying", "anthropic/claude-haiku-4-5", 5_000],
+        ["Retrying", "anthropic/claude-haiku-4-5", 5_000]
+      ])
+      expect(calls.map((c) => c.model)).toEqual([
+        "gpt-4.1-mini",
+        "claude-haiku-4-5",
+        "claude-haiku-4-5",
+        "claude-haiku-4-5",
+        "claude-haiku-4-5"
+      ])
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe("ServerError")
+      // Every Retrying event says it will retry; the failure's sentence for the writer does not.
+      expect(
+        events.filter((e) => e._tag === "Retrying").every((e) => e._tag === "Retrying" && /retry/i.test(e.message))
+      )
+        .toBe(true)
+      expect(outcome._tag === "Left" && Errors.userMessage(outcome.left)).toBe(
+        "The AI service failed to answer. Please try again later."
+      )
+    }).pipe(Effect.provide(engine({
+      openai: [rateLimited({ "retry-after": "120" })],
+      anthropic: Array(10).fill(serverError)
+    }, calls)))
   })
 
   it.effect("fails a wrong key after one attempt with AuthError, on no other model", () => {

@@ -169,12 +169,20 @@ const lastModel = (chain: ChainRun): Effect.Effect<ModelCatalog.ModelInfo> =>
 const retryAndHop = Effect.fnUntraced(function*(chain: ChainRun, firstFailure: RetryPolicy.RetryableError) {
   const { engine: { policy }, state } = chain
   const retries = yield* RetryPolicy.make(policy, Effect.map(Ref.get(state), (s) => s.attempts < policy.maxAttempts))
-  const schedule = retries.pipe(Schedule.tapOutput((retry) => announceRetry(chain, retry)))
-  const step = (model: ModelCatalog.ModelInfo, index: number) => ({
-    provide: Layer.succeed(CurrentStep, { index, model }),
-    schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
-    while: (error: RetryPolicy.RetryableError) => mayTry(chain, model, error)
-  })
+  const step = (model: ModelCatalog.ModelInfo, index: number) => {
+    // Announced only when the same model will be called again: the schedule's last output (it stops) and a retry
+    // the step's `while` refuses are a hop or the end, which a `Fallback` or the outcome tells.
+    const schedule = retries.pipe(Schedule.tapOutput((retry) =>
+      retry.retry === 0
+        ? Effect.void
+        : Effect.whenEffect(announceRetry(chain, model, retry), mayTry(chain, model, retry.error))
+    ))
+    return {
+      provide: Layer.succeed(CurrentStep, { index, model }),
+      schedule: index === 0 ? schedule : Schedule.andThen(Schedule.once, schedule),
+      while: (error: RetryPolicy.RetryableError) => mayTry(chain, model, error)
+    }
+  }
   const [first, ...rest] = chain.models
   const plan = ExecutionPlan.make(step(first, 0), ...rest.map((model, i) => step(model, i + 1)))
   // The plan's first step starts from the first attempt's failure (that attempt has run), so that the schedule
@@ -211,20 +219,19 @@ const mayTry = (
     return mayRunAfter(chain.engine.catalog, model, error)
   })
 
-/** Tells the caller a failed attempt will be retried: on which model, why, and after how long. */
-const announceRetry = (chain: ChainRun, retry: RetryPolicy.Retry): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const { error } = retry
-    const on = "provider" in error
-      ? { provider: error.provider, model: error.model }
-      : yield* Effect.map(lastModel(chain), (model) => ({ provider: model.provider, model: model.id }))
-    const { attempts } = yield* Ref.get(chain.state)
-    yield* chain.generation.emit({
+/** Tells the caller a failed attempt will be made again on `model`: why, and after how long. */
+const announceRetry = (
+  chain: ChainRun,
+  model: ModelCatalog.ModelInfo,
+  retry: RetryPolicy.Retry
+): Effect.Effect<void> =>
+  Effect.flatMap(Ref.get(chain.state), ({ attempts }) =>
+    chain.generation.emit({
       _tag: "Retrying",
-      ...on,
-      errorType: Errors.errorType(error),
-      message: Errors.userMessage(error),
+      provider: model.provider,
+      model: model.id,
+      errorType: Errors.errorType(retry.error),
+      message: Errors.retryMessage(retry.error),
       attempt: attempts + 1,
       delayMs: Duration.toMillis(retry.delay)
-    })
-  })
+    }))

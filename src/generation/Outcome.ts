@@ -115,7 +115,12 @@ export const failed = Effect.fnUntraced(function*(
     estimatedCostUsd: 0,
     preCallEstimateUsd: null,
     retryCount: Math.max(0, chain.attempts - 1),
-    warnings: [TemplateGenerator.templateWarning, Errors.userMessage(error), ...chain.warnings, ...parsed.warnings],
+    warnings: [
+      TemplateGenerator.templateWarning,
+      `The AI's plot could not be had: ${Errors.templateReason(error)}.`,
+      ...chain.warnings,
+      ...parsed.warnings
+    ],
     isTemplate: true,
     durationMs: yield* elapsed(generation),
     wordCount: parsed.wordCount
@@ -126,10 +131,13 @@ export const failed = Effect.fnUntraced(function*(
 
 /**
  * Failures a template may stand in for: those time might have cured, and answers the model could not get right
- * (unreadable, or cut short at the output limit). Not a refusal of the request itself (auth, invalid, quota).
+ * (unreadable, or cut short at the output limit). Not a refusal of the request itself (auth, invalid, quota), nor
+ * the local limiter's refusal: a saturated quota is answered "busy, try again in N s" at once, which a caller can
+ * act on (an HTTP 429 with Retry-After), rather than with a template.
  */
 const worthATemplate = (error: RetryPolicy.RetryableError): boolean =>
-  Errors.isTransient(error) || error._tag === "ResponseParseError" || error._tag === "IncompleteResponseError"
+  (Errors.isTransient(error) && !(error._tag === "RateLimitError" && error.local)) ||
+  error._tag === "ResponseParseError" || error._tag === "IncompleteResponseError"
 
 /** Tells the metrics and the alerts about a result. */
 const record = (engine: Engine.Engine, result: Domain.PlotResult, chain: Chain.State): Effect.Effect<void> =>
