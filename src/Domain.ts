@@ -370,7 +370,17 @@ export const GenerationEvent = Schema.Union(
     characters: Schema.Array(Schema.String),
     location: Schema.String
   }),
-  /** A failed attempt will be retried after `delayMs` (text deltas since the last attempt began are void). */
+  /**
+   * The request waits for the local quota of its model (`place` 1 is next; `expectedWaitMs` an estimate), told when
+   * the wait begins and again as it moves, so that a screen can say "about 40 s".
+   */
+  Schema.TaggedStruct("Queued", {
+    provider: ProviderName,
+    model: Schema.String,
+    place: Schema.Int,
+    expectedWaitMs: Schema.NonNegative
+  }),
+  /** A failed attempt will be made again on the same model after `delayMs` (text deltas since the last attempt began are void). */
   Schema.TaggedStruct("Retrying", {
     provider: ProviderName,
     model: Schema.String,

@@ -91,11 +91,17 @@ export interface Target {
  */
 export interface AdmitOptions {
   /**
-   * The caller's own deadline (epoch milliseconds). When it comes before the queue timeout, a wait that cannot
-   * end by then fails with a `TimeoutError`: at once when the wait is known (the budgets, a closed gate), at the
-   * deadline when queued for a permit.
+   * The caller's own deadline (epoch milliseconds). A wait that cannot end by then, or by the queue timeout when
+   * that comes first, fails with a local `RateLimitError` whose `retryAfterMs` is the wait foreseen: at once when
+   * the estimate shows it (the quota is saturated: the caller learns it now, not at its deadline), else when the
+   * time runs out.
    */
   readonly until?: number | undefined
+  /**
+   * Told when the caller has to wait: its place among the waiters of its key and the wait foreseen, then again
+   * every 5 seconds while it queues for a permit, and once more when it holds a permit and waits for the budget.
+   */
+  readonly onQueued?: ((queued: Queued) => Effect.Effect<void>) | undefined
   /**
    * The longest pause a provider 429 may impose on this caller, in milliseconds. When the key's gate is closed
    * for longer, the caller is refused at once with a local `RateLimitError` carrying the wait, rather than slept:
@@ -103,6 +109,18 @@ export interface AdmitOptions {
    * paused.
    */
   readonly maxPause?: number | undefined
+}
+
+/**
+ * A caller's wait for admission: its place among the waiters of its key (1 is next) and how long the wait should
+ * take, in milliseconds (an estimate).
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Queued {
+  readonly place: number
+  readonly expectedWaitMs: number
 }
 
 /**
@@ -154,7 +172,7 @@ export interface Service {
     target: Target,
     estimate: Estimate,
     options?: AdmitOptions
-  ) => Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError | Errors.TimeoutError, Scope.Scope>
+  ) => Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError, Scope.Scope>
   /** A provider 429: closes the key's gate for every caller for `millis` (and, adaptive, lowers the limits). */
   readonly pause: (target: Target, millis: number) => Effect.Effect<void>
   /** Rate-limit headers of a response: lower the local budget when the provider reports less left. */

@@ -19,10 +19,11 @@ import * as FiberRef from "effect/FiberRef"
 import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
+import * as Wire from "./internal/wire.js"
 
 /**
  * How to reach one provider. `baseUrl` defaults to the provider's public API (OpenAI's includes `/v1`,
@@ -222,6 +223,10 @@ const boundedChunks = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
  */
 export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
   const factories: Partial<Record<Domain.ProviderName, ModelFactory>> = {}
+  // Whatever their format, the keys are removed from every error, log, span and answer that could quote them.
+  for (const provider of [config.openai, config.anthropic]) {
+    if (provider !== undefined) Wire.registerSecret(Redacted.value(provider.apiKey))
+  }
   // Every response's headers go to whoever observes the call (see `observeHeaders`).
   const observed = (client: HttpClient.HttpClient) =>
     boundedChunks(HttpClient.tap(client, (response) => reportHeaders(response.headers)))

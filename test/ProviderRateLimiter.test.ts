@@ -120,7 +120,9 @@ describe("ProviderRateLimiter", () => {
       const error = yield* Effect.flip(request(log, "b", small))
       expect(error._tag).toBe("RateLimitError")
       expect(error._tag === "RateLimitError" && error.local).toBe(true)
-      expect(error.message).toContain("queue timeout")
+      // Refused on arrival: the next request slot is a minute away, more than the 5 s it may wait.
+      expect(error.message).toContain("the quota of openai/gpt-4.1 is saturated: about 60 s of waiting ahead")
+      expect(error._tag === "RateLimitError" && error.retryAfterMs).toBe(60_000)
       expect(yield* Clock.currentTimeMillis).toBe(0)
       // b's reservation was given back: a minute later the bucket holds one request again, and c goes at once.
       yield* TestClock.adjust("1 minute")
@@ -142,15 +144,15 @@ describe("ProviderRateLimiter", () => {
       expect(snapshot).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
     }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }, { queueTimeout: "5 seconds" }))))
 
-  it.effect("fails a waiter whose own deadline comes first with a TimeoutError, at once when the wait is known", () =>
+  it.effect("refuses a waiter whose own deadline comes first, at once when the wait is known, with the wait", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const log: Array<readonly [string, number]> = []
       yield* request(log, "a", small)
       // The next request slot is 60 s away; the caller will not wait past 10 s (the queue timeout is 30 s).
       const error = yield* Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { until: 10_000 })))
-      expect(error._tag).toBe("TimeoutError")
-      expect(error.message).toContain("deadline")
+      expect(error._tag === "RateLimitError" && [error.local, error.retryAfterMs]).toEqual([true, 60_000])
+      expect(error.message).toContain("longer than this request may wait (10 s)")
       expect(yield* Clock.currentTimeMillis).toBe(0)
       // Its reservation was given back: a minute later the next request goes at once.
       yield* TestClock.adjust("1 minute")
@@ -161,7 +163,7 @@ describe("ProviderRateLimiter", () => {
       expect(queued._tag === "RateLimitError" && queued.local).toBe(true)
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1 }, { queueTimeout: "30 seconds" }))))
 
-  it.effect("times out a waiter queued for a permit at exactly its own deadline", () =>
+  it.effect("refuses a waiter queued for a permit at exactly its own deadline", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const log: Array<readonly [string, number]> = []
@@ -172,7 +174,8 @@ describe("ProviderRateLimiter", () => {
       expect(yield* Fiber.poll(waiter)).toEqual(Option.none())
       yield* TestClock.adjust("1 millis")
       const error = yield* Fiber.join(waiter)
-      expect(error._tag).toBe("TimeoutError")
+      expect(error._tag === "RateLimitError" && error.local).toBe(true)
+      expect(error.message).toContain("every permit is taken")
       yield* Fiber.interrupt(holder)
       const [snapshot] = yield* rateLimiter.snapshot
       expect(snapshot).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })

@@ -124,7 +124,7 @@ const attempt = Effect.fnUntraced(function*(
         }),
         Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
       )
-  const outcome = yield* callAdmitted(engine, target, prepared, deadlineAt, timedCall).pipe(
+  const outcome = yield* callAdmitted(engine, generation.emit, target, prepared, deadlineAt, timedCall).pipe(
     Effect.tapError((error) => bookFailure({ engine, generation, state, target, prepared }, error)),
     Effect.onInterrupt(() => engine.breaker.release(key))
   )
@@ -138,14 +138,23 @@ const attempt = Effect.fnUntraced(function*(
 })
 
 /**
- * A call through the rate limiter: admitted with the estimate (the prompt's tokens and the output limit) no
- * later than the deadline, the limiter hearing its response headers, and reconciled however it ends (with the
+ * The time a wait for the quota leaves for the call itself: the attempt timeout, at most a quarter of the
+ * deadline. A generation admitted later would be cut by its deadline and end in a template after its time was
+ * spent queueing; it is refused instead, as soon as the wait is foreseen.
+ */
+const callReserve = (policy: RetryPolicy.Policy): number =>
+  Math.min(Duration.toMillis(policy.attemptTimeout), Duration.toMillis(policy.deadline) / 4)
+
+/**
+ * A call through the rate limiter: admitted with the estimate (the prompt's tokens and the output limit) while
+ * time for the call is left (`callReserve`), told to the caller while it queues (`Queued`), the limiter hearing its response headers, and reconciled however it ends (with the
  * reported usage; when it failed or was cut off, with the prompt and what a stream had written, about four
  * characters a token). A provider 429 pauses every caller of the key. A call that would start at the deadline
  * is not sent, and gives its whole reservation back.
  */
 const callAdmitted = (
   engine: Engine.Engine,
+  emit: Engine.Emit,
   target: ModelCatalog.ModelInfo,
   prepared: Prepare.Prepared,
   deadlineAt: number,
@@ -155,11 +164,10 @@ const callAdmitted = (
   const estimate = { inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens }
   return Effect.scoped(Effect.gen(function*() {
     const admission = yield* engine.limiter.admit(limiterTarget, estimate, {
-      until: deadlineAt,
-      maxPause: Duration.toMillis(engine.policy.maxDelay)
-    }).pipe(
-      Effect.catchTag("TimeoutError", () => Effect.fail(pastDeadline(engine.policy, target)))
-    )
+      until: deadlineAt - callReserve(engine.policy),
+      maxPause: Duration.toMillis(engine.policy.maxDelay),
+      onQueued: (queued) => emit({ _tag: "Queued", ...limiterTarget, ...queued })
+    })
     const now = yield* Clock.currentTimeMillis
     if (now >= deadlineAt) {
       yield* admission.cancel

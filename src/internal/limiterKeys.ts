@@ -8,7 +8,9 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Errors from "../Errors.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
@@ -36,6 +38,12 @@ export interface KeyState {
   queued: number
   inFlight: number
   pausedUntil: number
+  /** What the waiters that have not reserved yet will take: they are ahead of whoever arrives now. */
+  pending: { requests: number; inputTokens: number; outputTokens: number }
+  /** Permits taken after a wait so far: how far the permit queue has moved. */
+  permitsTakenAfterWaiting: number
+  /** How long an admitted request holds its permit, on average (recent calls weigh most); 0 before the first. */
+  meanHoldMillis: number
 }
 
 /** What every key of one limiter shares. */
@@ -62,7 +70,10 @@ export const makeKeyState = (key: string, quota: Quota): Effect.Effect<KeyState>
       permitsHeld: 0,
       queued: 0,
       inFlight: 0,
-      pausedUntil: 0
+      pausedUntil: 0,
+      pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
+      permitsTakenAfterWaiting: 0,
+      meanHoldMillis: 0
     })
   )
 
@@ -95,6 +106,48 @@ const giveBack = (shared: Shared, state: KeyState, estimate: Estimate) =>
     { discard: true }
   )
 
+/** What the waiters that have not reserved yet take from a bucket. */
+const pendingIn = (pending: KeyState["pending"], bucket: string): number => {
+  switch (bucket) {
+    case "rpm":
+      return pending.requests
+    case "tpm":
+      return pending.inputTokens + pending.outputTokens
+    case "itpm":
+      return pending.inputTokens
+    default:
+      return pending.outputTokens
+  }
+}
+
+/**
+ * How long a request at `place` in the key's queue should wait, in milliseconds: the longer of the budgets' wait
+ * (what the buckets hold against what the `aheadShare` of the waiters not yet reserved, and the request itself,
+ * take; each refills over the window) and the permits' wait (the rounds of permit holders ahead, each as long as a
+ * permit is held on average). An estimate, for the caller's screen and to refuse at once a wait that cannot end
+ * in time; the admission itself is exact.
+ */
+export const expectedWait = (
+  shared: Shared,
+  state: KeyState,
+  estimate: Estimate,
+  { aheadShare, place }: { readonly place: number; readonly aheadShare: number }
+): Effect.Effect<number> =>
+  Effect.map(
+    Effect.forEach(bucketsOf(state.quota, estimate), (b) =>
+      Effect.map(shared.buckets.level(bucketKey(shared, state, b.name), b.limit), (level) => {
+        const deficit = pendingIn(state.pending, b.name) * aheadShare + b.tokens - level
+        return deficit <= 0 ? 0 : (deficit * windowMillis) / b.limit
+      })),
+    (budgetWaits) => {
+      const free = state.permits - state.permitsHeld
+      const permitWait = place <= free ? 0 : Math.ceil((place - free) / state.permits) * state.meanHoldMillis
+      return Math.ceil(Math.max(0, permitWait, ...budgetWaits))
+    }
+  )
+
+const windowMillis = 60_000
+
 /** Admits a request to a key: its place in the queue, the wait, and the admission that settles it. */
 export const admitTo = (
   shared: Shared,
@@ -102,7 +155,7 @@ export const admitTo = (
   target: Target,
   estimate: Estimate,
   options: AdmitOptions | undefined
-): Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError | Errors.TimeoutError, Scope.Scope> =>
+): Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError, Scope.Scope> =>
   Effect.gen(function*() {
     const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
     if (tooLarge !== undefined) {
@@ -115,48 +168,61 @@ export const admitTo = (
       })
     }
     const queuedAt = yield* Clock.currentTimeMillis
-    const queueDeadline = queuedAt + shared.queueTimeoutMillis
-    const until = options?.until
-    const callerFirst = until !== undefined && until < queueDeadline
-    const timedOut = callerFirst
-      ? new Errors.TimeoutError({
-        provider: target.provider,
-        model: target.model,
-        detail: "the caller's deadline came before a permit and budget"
-      })
-      : new Errors.RateLimitError({
-        provider: target.provider,
-        model: target.model,
-        local: true,
-        shouldRetry: false,
-        detail: `waited longer than the queue timeout of ${Duration.format(Duration.millis(shared.queueTimeoutMillis))}`
-      })
-    const pausedTooLong = (waitMillis: number) =>
-      new Errors.RateLimitError({
-        provider: target.provider,
-        model: target.model,
-        local: true,
-        retryAfterMs: waitMillis,
-        detail: `the provider paused ${state.key} for ${
-          Duration.format(Duration.millis(waitMillis))
-        }, longer than this caller waits`
-      })
+    const deadline = Math.min(queuedAt + shared.queueTimeoutMillis, options?.until ?? Infinity)
+    const refusals: Refusals = {
+      saturated: (expectedWaitMs) =>
+        new Errors.RateLimitError({
+          provider: target.provider,
+          model: target.model,
+          local: true,
+          // A wait of unknown length (permits held by calls none of which has finished yet) asks for no delay.
+          ...(expectedWaitMs > 0 ? { retryAfterMs: expectedWaitMs } : {}),
+          detail: `the quota of ${state.key} is saturated: ${
+            expectedWaitMs > 0 ? `about ${formatSeconds(expectedWaitMs)} of waiting ahead` : "every permit is taken"
+          }, longer than this request may wait (${formatSeconds(deadline - queuedAt)})`
+        }),
+      pausedTooLong: (waitMillis) =>
+        new Errors.RateLimitError({
+          provider: target.provider,
+          model: target.model,
+          local: true,
+          retryAfterMs: waitMillis,
+          detail: `the provider paused ${state.key} for ${
+            Duration.format(Duration.millis(waitMillis))
+          }, longer than this request may wait`
+        })
+    }
     // A key paused past what this caller waits is refused before it queues for a permit behind others.
     const maxPause = options?.maxPause
-    if (maxPause !== undefined && state.pausedUntil - queuedAt > maxPause) {
-      return yield* pausedTooLong(state.pausedUntil - queuedAt)
+    const pausedFor = state.pausedUntil - queuedAt
+    if (pausedFor > 0 && (pausedFor > (maxPause ?? Infinity) || state.pausedUntil > deadline)) {
+      return yield* refusals.pausedTooLong(pausedFor)
     }
+    // A wait that cannot end in time is refused now, with how long it would take, not at the deadline.
+    const place = state.queued + 1
+    const expected = yield* expectedWait(shared, state, estimate, { place, aheadShare: 1 })
+    if (expected > 0 && queuedAt + expected > deadline) return yield* refusals.saturated(expected)
     const depth = Metrics.tagged(shared.queueDepth, { key: state.key })
     state.queued++
-    yield* Metric.incrementBy(depth, 1)
-    const limits = {
-      deadline: callerFirst ? until : queueDeadline,
-      timedOut,
-      maxPause,
-      pausedTooLong
+    let pending = true
+    addPending(state, estimate, 1)
+    const leavePending = () => {
+      if (pending) addPending(state, estimate, -1)
+      pending = false
     }
-    yield* waitFor(shared, state, estimate, limits).pipe(
-      Effect.ensuring(Effect.zipRight(Effect.sync(() => state.queued--), Metric.incrementBy(depth, -1)))
+    yield* Metric.incrementBy(depth, 1)
+    const onQueued = told(options?.onQueued)
+    if (onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)) {
+      yield* onQueued({ place, expectedWaitMs: expected })
+    }
+    yield* waitFor(shared, state, estimate, { deadline, maxPause, refusals, place, onQueued, leavePending }).pipe(
+      Effect.ensuring(Effect.zipRight(
+        Effect.sync(() => {
+          state.queued--
+          leavePending()
+        }),
+        Metric.incrementBy(depth, -1)
+      ))
     )
     yield* Metric.update(
       Metrics.tagged(shared.waitTime, { key: state.key }),
@@ -166,60 +232,120 @@ export const admitTo = (
     return { reconcile: reconcileWith(shared, state, estimate), cancel: giveBack(shared, state, estimate) }
   })
 
+/** A caller's `onQueued`, told only what changed since it was last told. */
+const told = (onQueued: AdmitOptions["onQueued"]): AdmitOptions["onQueued"] => {
+  if (onQueued === undefined) return undefined
+  let last: ProviderRateLimiter.Queued | undefined
+  return (queued) => {
+    if (last !== undefined && last.place === queued.place && last.expectedWaitMs === queued.expectedWaitMs) {
+      return Effect.void
+    }
+    last = queued
+    return onQueued(queued)
+  }
+}
+
+const formatSeconds = (millis: number) => `${Math.ceil(millis / 1000)} s`
+
+/** The local refusals of one admission: the quota saturated past its deadline, or a 429's pause too long. */
+interface Refusals {
+  readonly saturated: (expectedWaitMs: number) => Errors.RateLimitError
+  readonly pausedTooLong: (waitMillis: number) => Errors.RateLimitError
+}
+
+const addPending = (state: KeyState, estimate: Estimate, sign: 1 | -1) => {
+  state.pending = {
+    requests: state.pending.requests + sign,
+    inputTokens: state.pending.inputTokens + sign * estimate.inputTokens,
+    outputTokens: state.pending.outputTokens + sign * estimate.outputTokens
+  }
+}
+
+/** How often a caller queued for a permit hears its place again. */
+const queuedUpdateEvery = Duration.seconds(5)
+
 /**
  * The wait of one request, in three steps: a concurrency permit (held until the admission's scope closes), the
- * gate a provider 429 closed, then one reservation across every bucket and the sleep it implies. Fails with
- * `timedOut` when the wait cannot end by `deadline`, giving back what it reserved.
+ * gate a provider 429 closed, then one reservation across every bucket and the sleep it implies. Fails with a
+ * local `RateLimitError` when the wait cannot end by `deadline`, giving back what it reserved.
  */
 const waitFor = (
   shared: Shared,
   state: KeyState,
   reserved: Estimate,
-  { deadline, maxPause, pausedTooLong, timedOut }: {
+  { deadline, leavePending, maxPause, onQueued, place, refusals }: {
     readonly deadline: number
-    readonly timedOut: Errors.RateLimitError | Errors.TimeoutError
     readonly maxPause: number | undefined
-    readonly pausedTooLong: (waitMillis: number) => Errors.RateLimitError
+    readonly refusals: Refusals
+    readonly place: number
+    readonly onQueued: AdmitOptions["onQueued"]
+    readonly leavePending: () => void
   }
-): Effect.Effect<void, Errors.RateLimitError | Errors.TimeoutError, Scope.Scope> =>
+): Effect.Effect<void, Errors.RateLimitError, Scope.Scope> =>
   Effect.gen(function*() {
     // 1. A permit, in arrival order. Only a waiter that has to queue for it gets a timer (checked and taken
     // without yielding, so nobody slips in between). The wait stays interruptible (a timeout or the caller may
-    // end it); once taken, its release is registered before anything can interrupt.
+    // end it); once taken, its release is registered before anything can interrupt. How long permits are held
+    // is remembered, for the estimates.
     const permit = Effect.uninterruptibleMask((restore) =>
       Effect.zipRight(restore(state.semaphore.take(1)), Effect.sync(() => state.permitsHeld++)).pipe(
-        Effect.zipRight(
-          Effect.addFinalizer(() => Effect.zipRight(Effect.sync(() => state.permitsHeld--), state.semaphore.release(1)))
+        Effect.zipRight(Clock.currentTimeMillis),
+        Effect.flatMap((takenAt) =>
+          Effect.addFinalizer(() =>
+            Effect.map(Clock.currentTimeMillis, (now) => {
+              const held = now - takenAt
+              state.meanHoldMillis = state.meanHoldMillis === 0 ? held : 0.8 * state.meanHoldMillis + 0.2 * held
+              state.permitsHeld--
+            }).pipe(Effect.zipRight(state.semaphore.release(1)))
+          )
         )
       )
     )
-    yield* state.permitsHeld < state.permits ? permit : permit.pipe(
-      Effect.timeoutFail({
-        duration: Math.max(0, deadline - (yield* Clock.currentTimeMillis)),
-        onTimeout: () => timedOut
+    if (state.permitsHeld < state.permits) {
+      yield* permit
+    } else {
+      const movedBefore = state.permitsTakenAfterWaiting
+      const placeNow = () => Math.max(1, place - (state.permitsTakenAfterWaiting - movedBefore))
+      const estimateNow = Effect.suspend(() => {
+        const others = Math.max(1, state.pending.requests - 1)
+        const at = placeNow()
+        return expectedWait(shared, state, reserved, { place: at, aheadShare: Math.min(1, (at - 1) / others) })
       })
-    )
+      const ticker = onQueued === undefined ? undefined : yield* Effect.fork(
+        Effect.schedule(
+          Effect.flatMap(estimateNow, (expectedWaitMs) => onQueued({ place: placeNow(), expectedWaitMs })),
+          Schedule.spaced(queuedUpdateEvery)
+        )
+      )
+      yield* permit.pipe(
+        Effect.timeout(Math.max(0, deadline - (yield* Clock.currentTimeMillis))),
+        Effect.catchTag("TimeoutException", () => Effect.flatMap(estimateNow, (wait) => refusals.saturated(wait))),
+        Effect.ensuring(ticker === undefined ? Effect.void : Fiber.interrupt(ticker))
+      )
+      state.permitsTakenAfterWaiting++
+    }
     // 2. In arrival order (the lock is fair): the gate a provider 429 closed, for everybody (re-read on waking:
     // a later 429 may extend it), then one reservation across every bucket.
     const delay = yield* state.reserving.withPermits(1)(Effect.gen(function*() {
       for (let now = yield* Clock.currentTimeMillis; now < state.pausedUntil; now = yield* Clock.currentTimeMillis) {
-        if (maxPause !== undefined && state.pausedUntil - now > maxPause) {
-          return yield* pausedTooLong(state.pausedUntil - now)
+        if (state.pausedUntil - now > (maxPause ?? Infinity) || state.pausedUntil > deadline) {
+          return yield* refusals.pausedTooLong(state.pausedUntil - now)
         }
-        if (state.pausedUntil > deadline) return yield* timedOut
         yield* Effect.sleep(state.pausedUntil - now)
       }
       const results = yield* Effect.forEach(
         bucketsOf(state.quota, reserved),
         (b) => shared.buckets.take(bucketKey(shared, state, b.name), b.limit, b.tokens)
       )
+      leavePending()
       return Math.max(0, ...results.map((result) => result.delay))
     }))
-    if ((yield* Clock.currentTimeMillis) + delay > deadline) {
+    if (delay > 0 && (yield* Clock.currentTimeMillis) + delay > deadline) {
       yield* giveBack(shared, state, reserved)
-      return yield* timedOut
+      return yield* refusals.saturated(delay)
     }
     // 3. The wait the reservation implies.
+    if (delay > 0 && onQueued !== undefined) yield* onQueued({ place: 1, expectedWaitMs: delay })
     yield* Effect.sleep(delay).pipe(Effect.onInterrupt(() => giveBack(shared, state, reserved)))
   })
 

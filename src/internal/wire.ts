@@ -3,6 +3,7 @@
  * (`docs/provider-wire.md` lists the shapes and their sources).
  * Pure functions over plain values, shared by the error classifier and the rate limiter.
  */
+import { globalValue } from "effect/GlobalValue"
 
 /** Response headers as the HTTP client records them: lower-case names. */
 export type Headers = Readonly<Record<string, string | undefined>>
@@ -193,11 +194,43 @@ export const contextLengths = (
 }
 
 /**
- * Removes anything shaped like an API key from text: `sk-...` keys (OpenAI's 401 echoes part of the key),
- * bearer tokens and `x-api-key` header values (a request printed into an error or a span).
+ * The key values this process was configured with. Redaction must not depend on a key's format (an Azure key is
+ * 32 hex digits, a gateway's may be anything), and what prints text (an error's detail, a log, a span exporter,
+ * an out file) does not know which keys are configured; so the providers register them here once, and every
+ * redaction removes them. A process has a few keys, for its lifetime.
+ */
+const configuredSecrets = globalValue(
+  Symbol.for("plot-engine/internal/wire/configuredSecrets"),
+  () => new Set<string>()
+)
+
+/**
+ * Registers a configured key value, to be removed from every text `redactSecrets` cleans (values shorter than 8
+ * characters are not keys, and would erase ordinary words).
+ */
+export const registerSecret = (secret: string): void => {
+  if (secret.length >= 8) configuredSecrets.add(secret)
+}
+
+/** A run of the characters keys are made of, long enough to identify one. */
+const keyLikeRun = /[A-Za-z0-9_\-.~+/=]{8,}/g
+
+/** Removes the configured keys, whole or a piece of 8 characters or more (a gateway may quote a key in part). */
+const redactConfigured = (text: string): string =>
+  configuredSecrets.size === 0 ? text : text.replace(keyLikeRun, (run) => {
+    for (const secret of configuredSecrets) {
+      if (secret.includes(run) || run.includes(secret)) return "[redacted]"
+    }
+    return run
+  })
+
+/**
+ * Removes the configured keys (see `registerSecret`) and anything shaped like an API key from text: `sk-...` keys
+ * (OpenAI's 401 echoes part of the key), bearer tokens and `x-api-key` header values (a request printed into an
+ * error or a span).
  */
 export const redactSecrets = (text: string): string =>
-  text
+  redactConfigured(text)
     .replace(/\b(Bearer)\s+[A-Za-z0-9_\-.~+/=*]{6,}/gi, "$1 [redacted]")
     .replace(/(x-api-key\\*"?\s*[:=]\s*\\*"?)[^"\\\s,]+/gi, "$1[redacted]")
     .replace(/\b(sk|sk-ant|sess|key)-[A-Za-z0-9_\-*.]{4,}/g, "$1-[redacted]")
