@@ -61,6 +61,16 @@ export interface Policy {
   readonly attemptTimeout: Duration.DurationInput
   /** How long the whole generation may take, retries and hops included. */
   readonly deadline: Duration.DurationInput
+  /**
+   * How long a streamed answer may take to begin writing, from the call (unset: no limit but the attempt's). Not
+   * applied to reasoning models, which think in silence before they write.
+   */
+  readonly firstTokenTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a streamed answer that has begun writing may go without a part (keep-alives do not count: they carry
+   * none). Unset: no limit but the attempt's.
+   */
+  readonly idleTimeout?: Duration.DurationInput | undefined
 }
 
 const never: Rule = { retries: 0, delay: 0, exponential: false, jitter: 0 }
@@ -91,7 +101,9 @@ export const defaults: Policy = {
   maxDelay: "60 seconds",
   maxAttempts: 12,
   attemptTimeout: "60 seconds",
-  deadline: "180 seconds"
+  deadline: "180 seconds",
+  firstTokenTimeout: "30 seconds",
+  idleTimeout: "20 seconds"
 }
 
 /**
@@ -197,8 +209,8 @@ export const make = (
 
 /**
  * The default policy with its budgets from the environment: `PLOT_ENGINE_MAX_ATTEMPTS`,
- * `PLOT_ENGINE_ATTEMPT_TIMEOUT`, `PLOT_ENGINE_DEADLINE` and `PLOT_ENGINE_MAX_RETRY_DELAY` (durations such as
- * "60 seconds").
+ * `PLOT_ENGINE_ATTEMPT_TIMEOUT`, `PLOT_ENGINE_DEADLINE`, `PLOT_ENGINE_MAX_RETRY_DELAY`,
+ * `PLOT_ENGINE_FIRST_TOKEN_TIMEOUT` and `PLOT_ENGINE_IDLE_TIMEOUT` (durations such as "60 seconds").
  *
  * @since 0.1.0
  * @category Configuration
@@ -209,5 +221,11 @@ export const config: Config.Config<Policy> = Config.all({
     Config.withDefault(Duration.decode(defaults.attemptTimeout))
   ),
   deadline: Config.duration("PLOT_ENGINE_DEADLINE").pipe(Config.withDefault(Duration.decode(defaults.deadline))),
-  maxDelay: Config.duration("PLOT_ENGINE_MAX_RETRY_DELAY").pipe(Config.withDefault(Duration.decode(defaults.maxDelay)))
+  maxDelay: Config.duration("PLOT_ENGINE_MAX_RETRY_DELAY").pipe(Config.withDefault(Duration.decode(defaults.maxDelay))),
+  firstTokenTimeout: Config.duration("PLOT_ENGINE_FIRST_TOKEN_TIMEOUT").pipe(
+    Config.withDefault(Duration.decode(defaults.firstTokenTimeout!))
+  ),
+  idleTimeout: Config.duration("PLOT_ENGINE_IDLE_TIMEOUT").pipe(
+    Config.withDefault(Duration.decode(defaults.idleTimeout!))
+  )
 }).pipe(Config.map((budgets) => ({ ...defaults, ...budgets })))

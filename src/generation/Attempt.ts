@@ -112,7 +112,7 @@ const attempt = Effect.fnUntraced(function*(
   const timedCall = (remaining: number, written: Ref.Ref<number>) =>
     (generation.mode === "object"
       ? Call.structured(languageModel, input)
-      : Call.streamed(languageModel, input, generation.emit, written)).pipe(
+      : Call.streamed(languageModel, input, generation.emit, written, streamTimeouts(engine.policy, target))).pipe(
         Effect.timeoutFail({
           duration: Math.min(attemptTimeoutMillis, remaining),
           onTimeout: () =>
@@ -135,6 +135,14 @@ const attempt = Effect.fnUntraced(function*(
     "gen_ai.usage.output_tokens": outcome.usage.outputTokens
   })
   return { outcome, model: target, prepared } satisfies Success
+})
+
+/** A stream's silence limits: the policy's, without the first-token limit for a model that reasons first. */
+const streamTimeouts = (policy: RetryPolicy.Policy, target: ModelCatalog.ModelInfo): Call.StreamTimeouts => ({
+  firstToken: policy.firstTokenTimeout === undefined || target.reasoningEfforts.length > 0
+    ? undefined
+    : Duration.toMillis(policy.firstTokenTimeout),
+  idle: policy.idleTimeout === undefined ? undefined : Duration.toMillis(policy.idleTimeout)
 })
 
 /**

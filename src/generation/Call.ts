@@ -10,9 +10,11 @@
 import type * as AiError from "@effect/ai/AiError"
 import type * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as Domain from "../Domain.js"
@@ -38,6 +40,12 @@ export interface Input {
   readonly request: Domain.PlotRequest
   /** The context the prompt was built over (the fitted one), for the quality warnings. */
   readonly context: Domain.ProjectContext
+}
+
+/** How long a stream may be silent, in milliseconds: before it begins writing, and once it has. */
+export interface StreamTimeouts {
+  readonly firstToken: number | undefined
+  readonly idle: number | undefined
 }
 
 /** What an answer held when it ended. */
@@ -122,7 +130,8 @@ export const streamed = (
   model: LanguageModel.Service,
   input: Input,
   emit: Engine.Emit,
-  written: Ref.Ref<number>
+  written: Ref.Ref<number>,
+  timeouts: StreamTimeouts
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
   Effect.suspend(() => {
     // This attempt's outline only: a failed attempt's parts never reach the result.
@@ -134,6 +143,7 @@ export const streamed = (
       )
     return model.streamText(callOptions(input)).pipe(
       Stream.catchAll(failClassified(input)),
+      silenceLimited(input, timeouts),
       Stream.runFoldEffect(nothingYet, (received, part): Effect.Effect<Answer, Errors.ProviderError> => {
         switch (part.type) {
           case "tool-params-delta": {
@@ -176,6 +186,46 @@ export const streamed = (
       )
     )
   })
+
+/** Parts that show the answer is being written (not the response's metadata, which comes before any thinking). */
+const writes = (part: Response.StreamPart<any>): boolean =>
+  part.type !== "response-metadata" && part.type !== "text-start" && part.type !== "reasoning-start"
+
+/**
+ * Fails a stream with a `TimeoutError` when it is silent too long: before its first written part
+ * (`timeouts.firstToken`), then between parts (`timeouts.idle`). A gateway's keep-alives carry no part, so a
+ * stream that only keeps alive times out like one that sends nothing.
+ */
+const silenceLimited = (input: Input, timeouts: StreamTimeouts) =>
+<A extends Response.StreamPart<any>, E, R>(
+  parts: Stream.Stream<A, E, R>
+): Stream.Stream<A, E | Errors.TimeoutError, R> => {
+  if (timeouts.firstToken === undefined && timeouts.idle === undefined) return parts
+  const silent = (what: string, millis: number): Option.Option<E | Errors.TimeoutError> =>
+    Option.some(
+      new Errors.TimeoutError({
+        provider: input.target.provider,
+        model: input.target.id,
+        detail: `the stream ${what} for ${millis} ms`
+      })
+    )
+  return Stream.unwrapScoped(Effect.map(Stream.toPull(parts), (pull) => {
+    let writing = false
+    const next = Effect.suspend((): Effect.Effect<Chunk.Chunk<A>, Option.Option<E | Errors.TimeoutError>, R> => {
+      const limit = writing ? timeouts.idle : timeouts.firstToken
+      const timed = limit === undefined ? pull : pull.pipe(
+        Effect.timeoutFail({
+          duration: limit,
+          onTimeout: () => silent(writing ? "went silent" : "wrote nothing", limit)
+        })
+      )
+      return Effect.tap(timed, (chunk) => {
+        if (!writing && Chunk.some(chunk, writes)) writing = true
+      })
+    })
+    return Stream.repeatEffectChunkOption(next)
+  }))
+}
 
 const nothingYet: Answer = { params: undefined, json: "", text: "", finishReason: undefined, usage: undefined }
 

@@ -18,6 +18,11 @@ export type Answer =
   | { readonly _tag: "StreamError"; readonly partial: string; readonly event: unknown }
   /** No answer at all. */
   | { readonly _tag: "Hang" }
+  /**
+   * Streamed: the response's metadata at once, the first half of the text after `firstAfterMs`, the rest
+   * `gapMs` later (not streamed: the text after both).
+   */
+  | { readonly _tag: "Slow"; readonly text: string; readonly firstAfterMs: number; readonly gapMs: number }
 
 export const text = (value: string, usage?: { inputTokens: number; outputTokens: number }): Answer => ({
   _tag: "Text",
@@ -25,6 +30,12 @@ export const text = (value: string, usage?: { inputTokens: number; outputTokens:
   ...usage
 })
 export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
+export const slow = (value: string, firstAfterMs: number, gapMs: number): Answer => ({
+  _tag: "Slow",
+  text: value,
+  firstAfterMs,
+  gapMs
+})
 
 /** A call the fake model received. */
 export interface Call {
@@ -53,11 +64,15 @@ export const scripted =
               return Effect.fail(httpError(500, answer.event))
             case "Hang":
               return Effect.never
+            case "Slow":
             case "Text":
               return Effect.succeed<Array<Response.PartEncoded>>([
                 { type: "text", text: answer.text },
-                finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
-              ])
+                finish(
+                  "inputTokens" in answer ? answer.inputTokens ?? 100 : 100,
+                  "outputTokens" in answer ? answer.outputTokens ?? 50 : 50
+                )
+              ]).pipe(Effect.delay(answer._tag === "Slow" ? answer.firstAfterMs + answer.gapMs : 0))
           }
         }),
       streamText: (options) =>
@@ -74,6 +89,28 @@ export const scripted =
                 { type: "text-delta", id: "t", delta: answer.partial },
                 { type: "error", error: answer.event }
               )
+            case "Slow": {
+              const half = Math.floor(answer.text.length / 2)
+              return Stream.make<Array<Response.StreamPartEncoded>>({ type: "response-metadata", modelId: model }).pipe(
+                Stream.concat(Stream.fromEffect(Effect.delay(
+                  Effect.succeed<Response.StreamPartEncoded>({
+                    type: "text-delta",
+                    id: "t",
+                    delta: answer.text.slice(0, half)
+                  }),
+                  answer.firstAfterMs
+                ))),
+                Stream.concat(Stream.fromEffect(Effect.delay(
+                  Effect.succeed<Response.StreamPartEncoded>({
+                    type: "text-delta",
+                    id: "t",
+                    delta: answer.text.slice(half)
+                  }),
+                  answer.gapMs
+                ))),
+                Stream.concat(Stream.make(finish(100, 50)))
+              )
+            }
             case "Text": {
               const half = Math.floor(answer.text.length / 2)
               return Stream.make<Array<Response.StreamPartEncoded>>(
