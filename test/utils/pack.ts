@@ -5,6 +5,7 @@
  * run and the sources' last change).
  */
 import { execFile, execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -41,13 +42,15 @@ const latestChange = (file: string): number => {
 }
 
 /**
- * The test run and the version of the sources: the run is vitest's main process, the parent of the forked workers
- * (its default pool) or the process of the worker threads.
+ * The checkout, the test run and the version of the sources: the run is vitest's main process, the parent of the
+ * forked workers (its default pool) or the process of the worker threads.
  */
 const runKey = () =>
-  `${isMainThread ? process.ppid : process.pid}-${
+  [
+    createHash("sha256").update(root).digest("hex").slice(0, 12),
+    isMainThread ? process.ppid : process.pid,
     Math.floor(Math.max(...sources.map((source) => latestChange(path.join(root, source)))))
-  }`
+  ].join("-")
 
 type Outcome = { readonly tarball: string } | { readonly error: string }
 
