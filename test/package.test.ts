@@ -4,13 +4,12 @@
  * loads none of the heavy optional parts (Redis, the OpenTelemetry SDK, protobufjs, chart libraries).
  */
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { pathToFileURL } from "node:url"
 import { beforeAll, describe, expect, it } from "vitest"
-
-const root = fileURLToPath(new URL("..", import.meta.url))
+import { packedTarball, root, tarballFiles } from "./utils/pack.js"
 
 /** Packages the main entry must not load: each belongs to an entry point of its own, or to the CLI. */
 const heavy = [
@@ -62,17 +61,8 @@ appendFileSync(${JSON.stringify(log)}, Object.keys(createRequire(import.meta.url
 describe("the package", () => {
   let files: ReadonlyArray<string> = []
 
-  beforeAll(() => {
-    const destination = mkdtempSync(path.join(tmpdir(), "plot-engine-pack-"))
-    execFileSync("npm", ["pack", "--pack-destination", destination], {
-      cwd: root,
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, npm_config_loglevel: "error" }
-    })
-    const tarball = readdirSync(destination).find((file) => file.endsWith(".tgz"))!
-    files = execFileSync("tar", ["-tzf", path.join(destination, tarball)], { encoding: "utf8" })
-      .split("\n")
-      .filter((line) => line !== "")
+  beforeAll(async () => {
+    files = tarballFiles(await packedTarball())
   }, 240_000)
 
   it("ships the built library, its types, docs and licence, and no tests or benchmarks", () => {
