@@ -37,9 +37,11 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as Alerts from "./Alerts.js"
+import * as Analytics from "./Analytics.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as ContextBudget from "./ContextBudget.js"
 import type * as Domain from "./Domain.js"
@@ -171,6 +173,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     store: yield* ProjectContextStore.ProjectContextStore,
     limiter: yield* ProviderRateLimiter.ProviderRateLimiter,
     alerts: yield* Alerts.Alerts,
+    analytics: Option.getOrUndefined(yield* Effect.serviceOption(Analytics.Analytics)),
     breaker: yield* CircuitBreaker.make(options.circuitBreaker),
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
     catalog: options.catalog ?? ModelCatalog.defaultCatalog,

@@ -14,6 +14,9 @@
 export * as Alerts from "./Alerts.js"
 
 /** @since 0.1.0 */
+export * as Analytics from "./Analytics.js"
+
+/** @since 0.1.0 */
 export * as CircuitBreaker from "./CircuitBreaker.js"
 
 /** @since 0.1.0 */

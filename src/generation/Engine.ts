@@ -6,6 +6,7 @@
  */
 import type * as Effect from "effect/Effect"
 import type * as Alerts from "../Alerts.js"
+import type * as Analytics from "../Analytics.js"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as Domain from "../Domain.js"
 import type * as ModelCatalog from "../ModelCatalog.js"
@@ -22,6 +23,8 @@ export interface Engine {
   readonly store: ProjectContextStore.Service
   readonly limiter: ProviderRateLimiter.Service
   readonly alerts: Alerts.Service
+  /** The host's analytics, when it provided one. */
+  readonly analytics: Analytics.Service | undefined
   readonly breaker: CircuitBreaker.Service
   readonly tokens: TokenCount.Service
   readonly catalog: ModelCatalog.Catalog

@@ -7,6 +7,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Analytics from "../Analytics.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as ModelCatalog from "../ModelCatalog.js"
@@ -74,7 +75,7 @@ export const succeeded = Effect.fnUntraced(function*(
     durationMs: yield* elapsed(generation),
     wordCount: outcome.parsed.wordCount
   }, { rateLimitErrors: chain.rateLimitErrors })
-  yield* record(engine, result, chain)
+  yield* record(engine, generation, result, chain)
   return result
 })
 
@@ -90,11 +91,27 @@ export const failed = Effect.fnUntraced(function*(
   useFallback: boolean
 ) {
   if (!useFallback || !worthATemplate(error)) {
+    const durationMs = yield* elapsed(generation)
     yield* Telemetry.recordFailure(error)
-    yield* engine.alerts.record({
+    yield* engine.alerts.record({ outcome: "failure", durationMs, rateLimitErrors: chain.rateLimitErrors })
+    yield* Analytics.report(engine.analytics, {
+      ...about(generation),
       outcome: "failure",
-      durationMs: yield* elapsed(generation),
-      rateLimitErrors: chain.rateLimitErrors
+      metrics: new Domain.GenerationMetrics({
+        requestDurationMs: durationMs,
+        promptTokens: 0,
+        completionTokens: 0,
+        totalTokens: 0,
+        wordCount: 0,
+        warnings: chain.warnings.length,
+        isTemplate: false,
+        retryCount: Math.max(0, chain.attempts - 1),
+        rateLimitErrors: chain.rateLimitErrors,
+        errorType: Errors.errorType(error),
+        modelUsed: (chain.lastStep?.model ?? generation.selection.model).id,
+        // What the failed attempts were billed is not known here.
+        estimatedCostUSD: null
+      }, true)
     })
     return yield* Effect.fail(error)
   }
@@ -125,7 +142,7 @@ export const failed = Effect.fnUntraced(function*(
     durationMs: yield* elapsed(generation),
     wordCount: parsed.wordCount
   }, { errorType: Errors.errorType(error), rateLimitErrors: chain.rateLimitErrors })
-  yield* record(engine, result, chain)
+  yield* record(engine, generation, result, chain)
   return result
 })
 
@@ -139,13 +156,25 @@ const worthATemplate = (error: RetryPolicy.RetryableError): boolean =>
   (Errors.isTransient(error) && !(error._tag === "RateLimitError" && error.local)) ||
   error._tag === "ResponseParseError" || error._tag === "IncompleteResponseError"
 
-/** Tells the metrics and the alerts about a result. */
-const record = (engine: Engine.Engine, result: Domain.PlotResult, chain: Chain.State): Effect.Effect<void> =>
-  Effect.zipRight(
+/** Tells the metrics, the alerts and the analytics about a result. */
+const record = (
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  result: Domain.PlotResult,
+  chain: Chain.State
+): Effect.Effect<void> => {
+  const outcome = result.isTemplate ? "template" : "success"
+  return Effect.all([
     Telemetry.recordResult(result),
-    engine.alerts.record({
-      outcome: result.isTemplate ? "template" : "success",
-      durationMs: result.durationMs,
-      rateLimitErrors: chain.rateLimitErrors
-    })
-  )
+    engine.alerts.record({ outcome, durationMs: result.durationMs, rateLimitErrors: chain.rateLimitErrors }),
+    Analytics.report(engine.analytics, { ...about(generation), outcome, metrics: result.metrics })
+  ], { discard: true })
+}
+
+/** Which generation a report is about. */
+const about = (generation: Engine.Generation) => ({
+  event: "plot_generation" as const,
+  requestId: generation.requestId,
+  projectId: generation.request.projectId,
+  kind: generation.request.kind ?? "outline"
+})
