@@ -22,13 +22,14 @@
  * is the same envelope. Event names are the events' `_tag` in snake case: `progress`, `model_selected`,
  * `text_delta`, ..., `completed`, and `error`.
  *
+ * The envelope and the statuses are in `http-server/HttpErrors.ts`, the reading of bodies in `http-server/JsonBody.ts`.
+ *
  * Run it with `npm run example:server` (port from `PORT`, default 3000; body limit from `MAX_BODY_BYTES`). With
  * no provider configured it uses the embedded gateway simulator, like the CLI.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
@@ -37,7 +38,6 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSwagger from "@effect/platform/HttpApiSwagger"
 import * as HttpServer from "@effect/platform/HttpServer"
-import * as HttpServerError from "@effect/platform/HttpServerError"
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as OpenApi from "@effect/platform/OpenApi"
@@ -53,298 +53,26 @@ import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
 import * as Alerts from "../src/Alerts.js"
 import * as Domain from "../src/Domain.js"
-import * as Errors from "../src/Errors.js"
+import type * as Errors from "../src/Errors.js"
 import * as PlotEngine from "../src/PlotEngine.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
-
-// =============================================================================
-// Errors as HTTP answers
-// =============================================================================
-
-/**
- * A failure of the HTTP layer itself, before the engine is asked anything (or after a defect).
- */
-export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/examples/HttpError")("HttpError", {
-  status: Schema.Int,
-  type: Schema.Literal(
-    "malformed_json",
-    "json_too_deep",
-    "unsupported_media_type",
-    "payload_too_large",
-    "incomplete_body",
-    "not_found_route",
-    "internal"
-  ),
-  message: Schema.String
-}) {
-  static malformedJson(reason: string) {
-    return new HttpError({
-      status: 400,
-      type: "malformed_json",
-      message: `The request body is not valid JSON: ${reason}.`
-    })
-  }
-  static tooDeep(maxDepth: number) {
-    return new HttpError({
-      status: 400,
-      type: "json_too_deep",
-      message: `The JSON body nests deeper than ${maxDepth} levels; a PlotRequest is a flat object.`
-    })
-  }
-  static unsupportedMediaType() {
-    return new HttpError({
-      status: 415,
-      type: "unsupported_media_type",
-      message: "Send the request body as JSON, with Content-Type: application/json."
-    })
-  }
-  static payloadTooLarge(maxBytes: number) {
-    return new HttpError({
-      status: 413,
-      type: "payload_too_large",
-      message: `The request body is larger than ${maxBytes} bytes; a PlotRequest is far smaller.`
-    })
-  }
-  static incompleteBody() {
-    return new HttpError({
-      status: 400,
-      type: "incomplete_body",
-      message: "The request body was cut off before its end."
-    })
-  }
-  static routeNotFound(method: string) {
-    return new HttpError({
-      status: 404,
-      type: "not_found_route",
-      message: `No ${method} route at this path: see /openapi.json for the routes.`
-    })
-  }
-  static internal() {
-    return new HttpError({
-      status: 500,
-      type: "internal",
-      message: "Something went wrong on our side; it has been logged. Please try again."
-    })
-  }
-}
-
-/** What a client can be told about: the engine's typed errors and the HTTP layer's. */
-export type ApiError = Errors.GenerationError | HttpError
-
-const isApiError = (u: unknown): u is ApiError => Errors.isGenerationError(u) || u instanceof HttpError
-
-/**
- * The body of every answer that is not a 2xx, and the data of the stream's `error` event.
- */
-export class ErrorEnvelope extends Schema.Class<ErrorEnvelope>("ErrorEnvelope")({
-  error: Schema.Struct({
-    type: Schema.String.annotations({
-      description: "The kind of failure, one word: validation_error, not_found, rate_limit, malformed_json, ..."
-    }),
-    message: Schema.String.annotations({ description: "What happened and what to do, for people" }),
-    field: Schema.optional(Schema.String.annotations({ description: "The request field at fault (400s)" }))
-  })
-}) {}
-
-/** The HTTP status of each engine error: the caller's fault 4xx, the provider's 502, ours 503/504. */
-const engineStatus: { readonly [K in Errors.GenerationError["_tag"]]: number } = {
-  RequestValidationError: 400,
-  InvalidRequestError: 400,
-  ProjectNotFoundError: 404,
-  ContextTooLongError: 413,
-  RateLimitError: 429,
-  QuotaExhaustedError: 429,
-  AuthError: 502,
-  ServerError: 502,
-  NetworkError: 502,
-  ResponseParseError: 502,
-  IncompleteResponseError: 502,
-  // The provider does not serve the model: the deployment's catalog is wrong, not the writer's request.
-  ModelNotFoundError: 502,
-  ProviderNotConfiguredError: 503,
-  TimeoutError: 504
-}
-
-/** The status a client sees for an error. */
-export const errorStatus = (error: ApiError): number =>
-  error._tag === "HttpError" ? error.status : engineStatus[error._tag]
-
-/**
- * Cuts what the envelope repeats from the request (a field's name, a quoted value) to a bounded length: an error
- * answer must never grow with the request.
- */
-const bounded = (text: string, max: number) => text.length <= max ? text : `${text.slice(0, max - 1)}…`
-
-/** The envelope of an error. */
-export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded =>
-  error._tag === "HttpError"
-    ? { error: { type: error.type, message: error.message } }
-    : {
-      error: {
-        type: Errors.errorType(error),
-        message: bounded(Errors.userMessage(error), 600),
-        ...(error._tag === "RequestValidationError" ? { field: bounded(error.field, 200) } : {})
-      }
-    }
-
-/** `Retry-After` in whole seconds, rounded up, when the wait is known (rate limits, quotas). */
-export const retryAfterSeconds = (error: ApiError): number | undefined =>
-  (error._tag === "RateLimitError" || error._tag === "QuotaExhaustedError") && error.retryAfterMs !== undefined
-    ? Math.ceil(error.retryAfterMs / 1000)
-    : undefined
-
-/**
- * The HTTP answer to an error: its status, the envelope, and `Retry-After` when the wait is known. A plain
- * function, so that every status and header can be checked without provoking the failure.
- */
-export const errorResponse = (error: ApiError): HttpServerResponse.HttpServerResponse => {
-  const retryAfter = retryAfterSeconds(error)
-  return HttpServerResponse.unsafeJson(errorEnvelope(error), {
-    status: errorStatus(error),
-    headers: retryAfter === undefined ? {} : { "retry-after": String(retryAfter) }
-  })
-}
-
-/**
- * The error to tell a client about a failure: its own typed error, or `internal` for anything else (a defect,
- * an interruption), which is logged since the client is told nothing of it.
- */
-const clientErrorOf = (cause: Cause.Cause<unknown>): Effect.Effect<ApiError> => {
-  const failure = Cause.failureOption(cause)
-  return Option.isSome(failure) && isApiError(failure.value)
-    ? Effect.succeed(failure.value)
-    : Effect.as(Effect.logError("Unexpected failure while answering a request", cause), HttpError.internal())
-}
+import * as HttpErrors from "./http-server/HttpErrors.js"
+import * as JsonBody from "./http-server/JsonBody.js"
 
 // =============================================================================
 // Request bodies
 // =============================================================================
 
-/** The default body limit: a PlotRequest is at most a few tens of kilobytes. */
-export const defaultMaxBodyBytes = 1024 * 1024
-
-/** After a body is refused, how much more is read and dropped so that the client, still sending, reads the 413. */
-const drainBudgetBytes = 16 * 1024 * 1024
-
-/** The deepest nesting accepted: a PlotRequest has none, and Schema's error messages recurse into values. */
-const maxJsonDepth = 32
-
-/** Drops what is left of a refused body, then cuts the connection past `drainBudgetBytes`. */
-const drain = (source: NodeJS.ReadableStream & { destroy: () => void }) => {
-  let dropped = 0
-  source.on("data", (chunk: Buffer) => {
-    dropped += chunk.length
-    if (dropped > drainBudgetBytes) source.destroy()
-  })
-  source.resume()
-}
-
-/**
- * The body's bytes, at most `maxBytes`. Read from Node's request itself: the platform's limit
- * (`HttpIncomingMessage.withMaxBodySize`) destroys the request when it is exceeded, which resets the connection
- * before a 413 can be written. A declared `Content-Length` over the limit is refused without reading.
- */
-const readBody = (
-  request: HttpServerRequest.HttpServerRequest,
-  maxBytes: number
-): Effect.Effect<Uint8Array, HttpError> => {
-  const source = NodeHttpServerRequest.toIncomingMessage(request)
-  if (Number(request.headers["content-length"]) > maxBytes) {
-    drain(source)
-    return Effect.fail(HttpError.payloadTooLarge(maxBytes))
-  }
-  return Effect.async<Uint8Array, HttpError>((resume) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    const stop = () => {
-      source.off("data", onData)
-      source.off("end", onEnd)
-      source.off("error", onError)
-    }
-    const onData = (chunk: Buffer) => {
-      size += chunk.length
-      if (size <= maxBytes) return void chunks.push(chunk)
-      stop()
-      drain(source)
-      resume(Effect.fail(HttpError.payloadTooLarge(maxBytes)))
-    }
-    const onEnd = () => {
-      stop()
-      resume(Effect.succeed(Buffer.concat(chunks)))
-    }
-    const onError = () => {
-      stop()
-      resume(Effect.fail(HttpError.incompleteBody()))
-    }
-    source.on("data", onData)
-    source.on("end", onEnd)
-    source.on("error", onError)
-    return Effect.sync(stop)
-  })
-}
-
-/** Whether a JSON text nests arrays and objects deeper than `max`, counted without parsing it. */
-const nestsDeeperThan = (text: string, max: number): boolean => {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < text.length; i++) {
-    const char = text[i]
-    if (inString) {
-      if (char === "\\") i++
-      else if (char === "\"") inString = false
-    } else if (char === "\"") inString = true
-    else if (char === "[" || char === "{") {
-      if (++depth > max) return true
-    } else if (char === "]" || char === "}") depth--
-  }
-  return false
-}
-
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-
-/** A JSON text parsed, its error said without quoting the body back (V8's messages quote a piece of it). */
-const parseJson = (bytes: Uint8Array): Effect.Effect<unknown, HttpError> =>
-  Effect.suspend(() => {
-    let text: string
-    try {
-      text = utf8.decode(bytes)
-    } catch {
-      return Effect.fail(HttpError.malformedJson("it is not UTF-8"))
-    }
-    if (text.trim() === "") return Effect.fail(HttpError.malformedJson("the body is empty"))
-    // Checked before parsing: JSON.parse copes, but a 100,000-deep value overflows the stack of whatever walks it.
-    if (nestsDeeperThan(text, maxJsonDepth)) return Effect.fail(HttpError.tooDeep(maxJsonDepth))
-    try {
-      return Effect.succeed(JSON.parse(text) as unknown)
-    } catch (error) {
-      const message = String(error)
-      const position = /at position (\d+)/.exec(message)?.[1]
-      return Effect.fail(HttpError.malformedJson(
-        position !== undefined
-          ? `unexpected character at position ${position}`
-          : message.includes("end of JSON input")
-          ? "it ends before the value is complete"
-          : "it does not parse"
-      ))
-    }
-  })
-
 /**
  * A request's JSON body, not yet checked: the engine decodes it itself, so that both endpoints apply its rules
  * (unknown fields refused, each bad field named).
  */
-const readJson = (
-  request: HttpServerRequest.HttpServerRequest,
-  maxBytes: number
-): Effect.Effect<Domain.PlotRequestInput, HttpError> => {
-  const mediaType = (request.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase()
-  if (mediaType !== "application/json") return Effect.fail(HttpError.unsupportedMediaType())
+const readRequest = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) =>
   // The cast is the engine's contract: it takes the wire form and validates every field before anything else.
-  return Effect.flatMap(readBody(request, maxBytes), parseJson) as Effect.Effect<Domain.PlotRequestInput, HttpError>
-}
+  JsonBody.read(request, maxBytes) as Effect.Effect<Domain.PlotRequestInput, HttpErrors.HttpError>
 
 // =============================================================================
 // Server-sent events
@@ -393,7 +121,10 @@ const eventStreamResponse = (events: Stream.Stream<Domain.GenerationEvent, Error
     events.pipe(
       Stream.map((event) => serverSentEvent(eventName(event._tag), encodeEvent(event))),
       Stream.catchAllCause((cause) =>
-        Stream.fromEffect(Effect.map(clientErrorOf(cause), (error) => serverSentEvent("error", errorEnvelope(error))))
+        Stream.fromEffect(
+          Effect.map(HttpErrors.clientErrorOf(cause), (error) =>
+            serverSentEvent("error", HttpErrors.errorEnvelope(error)))
+        )
       ),
       Stream.encodeText
     ),
@@ -419,21 +150,8 @@ const stream = HttpApiEndpoint.post("stream", "/plots/stream")
     )
   )
 
-/** What each status means, for the OpenAPI document. */
-const errorStatuses = {
-  400: "Not JSON, nested too deep, or a field missing, bad or unknown (named in `field`)",
-  404: "No such project",
-  413: "The body is over the limit, or the project's context too long for the model",
-  415: "The body is not application/json",
-  429: "Rate limited or out of quota; `Retry-After` (seconds) when the wait is known",
-  500: "An unexpected failure, logged",
-  502: "The provider failed, refused the key, or does not serve the model",
-  503: "The provider asked for is not configured",
-  504: "The provider took too long"
-} as const
-
-const documentedError = (status: keyof typeof errorStatuses) =>
-  [ErrorEnvelope.annotations({ description: errorStatuses[status] }), { status }] as const
+const documentedError = (status: keyof typeof HttpErrors.statusDescriptions) =>
+  [HttpErrors.ErrorEnvelope.annotations({ description: HttpErrors.statusDescriptions[status] }), { status }] as const
 
 /** Both plot endpoints fail the same ways, always with the envelope. */
 class PlotsGroup extends HttpApiGroup.make("plots")
@@ -488,7 +206,7 @@ const withoutDecodeError = (spec: Record<string, any>) => {
         delete operation.responses["400"]
       } else {
         content.schema = others.length === 1 ? others[0] : { anyOf: others }
-        operation.responses["400"].description = errorStatuses[400]
+        operation.responses["400"].description = HttpErrors.statusDescriptions[400]
       }
     }
   }
@@ -525,23 +243,23 @@ const PlotsLive = (maxBodyBytes: number) =>
           "generate",
           Effect.fn("PlotsApi.generate")(
             function*({ request }) {
-              const body = yield* readJson(request, maxBodyBytes)
+              const body = yield* readRequest(request, maxBodyBytes)
               // Encoded by the API with the endpoint's success schema.
               return yield* engine.generate(body)
             },
-            Effect.catchAll((error) => Effect.succeed(errorResponse(error)))
+            Effect.catchAll((error) => Effect.succeed(HttpErrors.errorResponse(error)))
           )
         )
         .handleRaw(
           "stream",
           Effect.fn("PlotsApi.stream")(
             function*({ request }) {
-              const body = yield* readJson(request, maxBodyBytes)
+              const body = yield* readRequest(request, maxBodyBytes)
               // Pulled in the request's scope, which stays open until the response is written (or the client leaves).
               const pull = yield* Stream.toPull(engine.generateStream(body))
               return eventStreamResponse(yield* pullPreparation(pull))
             },
-            Effect.catchAll((error) => Effect.succeed(errorResponse(error)))
+            Effect.catchAll((error) => Effect.succeed(HttpErrors.errorResponse(error)))
           )
         )
     }))
@@ -566,22 +284,10 @@ const SystemLive = (gateway: typeof Health.Type["gateway"]) =>
         })))
     }))
 
-/**
- * The answer to a failure no handler answered: an unknown route, or a defect (logged). Never an empty body.
- */
-export const unhandledResponse = (
-  cause: Cause.Cause<unknown>
-): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
-  const failure = Cause.failureOption(cause)
-  return Option.isSome(failure) && failure.value instanceof HttpServerError.RouteNotFound
-    ? Effect.succeed(errorResponse(HttpError.routeNotFound(failure.value.request.method)))
-    : Effect.map(clientErrorOf(cause), errorResponse)
-}
-
 const UnhandledFailuresLive = HttpApiBuilder.middleware((app) =>
   Effect.catchAllCause(app, (cause) =>
     // Interrupted only: the client has gone, nobody is there to answer.
-    Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : unhandledResponse(cause))
+    Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : HttpErrors.unhandledResponse(cause))
 )
 
 // =============================================================================
@@ -626,7 +332,7 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
     const gateway = yield* PlotEngine.resolveGateway((line) => Effect.log(line))
     const simulated = configured.openai === undefined && configured.anthropic === undefined
     const api = HttpApiBuilder.api(PlotsApi).pipe(
-      Layer.provide(PlotsLive(options.maxBodyBytes ?? defaultMaxBodyBytes)),
+      Layer.provide(PlotsLive(options.maxBodyBytes ?? JsonBody.defaultMaxBytes)),
       Layer.provide(SystemLive(simulated ? "simulator" : "providers"))
     )
     return HttpApiBuilder.serve().pipe(
@@ -645,7 +351,7 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   Effect.gen(function*() {
     const port = yield* Config.integer("PORT").pipe(Config.withDefault(3000))
-    const maxBodyBytes = yield* Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(defaultMaxBodyBytes))
+    const maxBodyBytes = yield* Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(JsonBody.defaultMaxBytes))
     return yield* Layer.launch(ServerLive(port, { maxBodyBytes }))
   }).pipe(NodeRuntime.runMain)
 }

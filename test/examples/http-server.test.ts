@@ -12,7 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import { errorEnvelope, errorResponse, HttpError, ServerLive, unhandledResponse } from "../../examples/http-server.js"
+import { ServerLive } from "../../examples/http-server.js"
+import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 
@@ -233,42 +234,49 @@ layer(ServerLive(0), { excludeTestServices: true, timeout: "60 seconds" })("exam
 describe("examples/http-server errors", () => {
   it.effect("a rate limit is a 429 with Retry-After in whole seconds, rounded up, when the wait is known", () =>
     Effect.gen(function*() {
-      const local = errorResponse(new Errors.RateLimitError({ ...providerFields, retryAfterMs: 1_500, local: true }))
+      const local = HttpErrors.errorResponse(
+        new Errors.RateLimitError({ ...providerFields, retryAfterMs: 1_500, local: true })
+      )
       expect(local.status).toBe(429)
       expect(local.headers["retry-after"]).toBe("2")
       expect((yield* bodyOf(local)).error.type).toBe("rate_limit")
 
-      expect(errorResponse(new Errors.RateLimitError({ ...providerFields, retryAfterMs: 20 })).headers["retry-after"])
+      expect(
+        HttpErrors.errorResponse(new Errors.RateLimitError({ ...providerFields, retryAfterMs: 20 }))
+          .headers["retry-after"]
+      )
         .toBe("1")
-      const unknownWait = errorResponse(new Errors.RateLimitError({ ...providerFields, local: true }))
+      const unknownWait = HttpErrors.errorResponse(new Errors.RateLimitError({ ...providerFields, local: true }))
       expect(unknownWait.status).toBe(429)
       expect(unknownWait.headers["retry-after"]).toBeUndefined()
     }))
 
   it.effect("an exhausted quota is a 429, with Retry-After only when the provider gave one", () =>
     Effect.gen(function*() {
-      const quota = errorResponse(new Errors.QuotaExhaustedError({ ...providerFields, reason: "insufficient_quota" }))
+      const quota = HttpErrors.errorResponse(
+        new Errors.QuotaExhaustedError({ ...providerFields, reason: "insufficient_quota" })
+      )
       expect(quota.status).toBe(429)
       expect(quota.headers["retry-after"]).toBeUndefined()
       expect((yield* bodyOf(quota)).error.type).toBe("quota_exhausted")
-      const known = errorResponse(
+      const known = HttpErrors.errorResponse(
         new Errors.QuotaExhaustedError({ ...providerFields, reason: "spend_limit", retryAfterMs: 60_000 })
       )
       expect(known.headers["retry-after"]).toBe("60")
     }))
 
   it("gives each engine error its status", () => {
-    expect(errorResponse(new Errors.ProviderNotConfiguredError({ provider: "anthropic" })).status).toBe(503)
-    expect(errorResponse(new Errors.TimeoutError(providerFields)).status).toBe(504)
-    expect(errorResponse(new Errors.AuthError(providerFields)).status).toBe(502)
-    expect(errorResponse(new Errors.ContextTooLongError(providerFields)).status).toBe(413)
-    expect(errorResponse(new Errors.ProjectNotFoundError({ projectId: "x" })).status).toBe(404)
-    expect(errorResponse(HttpError.unsupportedMediaType()).status).toBe(415)
+    expect(HttpErrors.errorResponse(new Errors.ProviderNotConfiguredError({ provider: "anthropic" })).status).toBe(503)
+    expect(HttpErrors.errorResponse(new Errors.TimeoutError(providerFields)).status).toBe(504)
+    expect(HttpErrors.errorResponse(new Errors.AuthError(providerFields)).status).toBe(502)
+    expect(HttpErrors.errorResponse(new Errors.ContextTooLongError(providerFields)).status).toBe(413)
+    expect(HttpErrors.errorResponse(new Errors.ProjectNotFoundError({ projectId: "x" })).status).toBe(404)
+    expect(HttpErrors.errorResponse(HttpErrors.HttpError.unsupportedMediaType()).status).toBe(415)
   })
 
   it("never lets the envelope grow with the request", () => {
     const field = "k".repeat(100_000)
-    const envelope = errorEnvelope(new Errors.RequestValidationError({ field, reason: "is unexpected" }))
+    const envelope = HttpErrors.errorEnvelope(new Errors.RequestValidationError({ field, reason: "is unexpected" }))
     expect(envelope.error.type).toBe("validation_error")
     expect(JSON.stringify(envelope).length).toBeLessThan(1_000)
   })
@@ -280,7 +288,7 @@ describe("examples/http-server errors", () => {
         Logger.defaultLogger,
         Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${JSON.stringify(message)}`))
       )
-      const response = yield* unhandledResponse(Cause.die(new Error("boom"))).pipe(Effect.provide(capture))
+      const response = yield* HttpErrors.unhandledResponse(Cause.die(new Error("boom"))).pipe(Effect.provide(capture))
       expect(response.status).toBe(500)
       expect((yield* bodyOf(response)).error.type).toBe("internal")
       expect(lines).toHaveLength(1)
