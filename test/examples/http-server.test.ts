@@ -1,8 +1,11 @@
 /**
- * The embedding example for real: its HttpApi on a loopback port, both endpoints called over HTTP.
+ * The embedding example for real: its HttpApi on a loopback port, called over HTTP as a hostile client would, and
+ * its error mapping checked as plain functions where a failure is hard to provoke.
  */
 import * as HttpServer from "@effect/platform/HttpServer"
-import { describe, expect, it } from "@effect/vitest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { describe, expect, it, layer } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -10,6 +13,8 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import { ServerLive } from "../../examples/http-server.js"
+import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
+import * as Errors from "../../src/Errors.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 
 const post = (url: string, body: unknown) =>
@@ -17,45 +22,281 @@ const post = (url: string, body: unknown) =>
     fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
   )
 
-describe("examples/http-server", () => {
-  it.scopedLive("serves POST /plots and POST /plots/stream", () =>
-    Effect.gen(function*() {
-      const context = yield* Layer.build(ServerLive(0))
-      const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
-      const request = {
-        projectId: "lighthouse-keeper",
-        userPrompt: "What happens at the Drowned Bell?",
-        targetWordCount: 300
-      }
+/** A body sent as is, with the headers given. */
+const postRaw = (
+  url: string,
+  body: BodyInit,
+  headers: Record<string, string> = { "content-type": "application/json" }
+) =>
+  Effect.promise(() =>
+    fetch(url, { method: "POST", headers, body, ...(body instanceof ReadableStream ? { duplex: "half" } : {}) })
+  )
 
+const text = (response: Response) => Effect.promise(() => response.text())
+const json = (response: Response) => Effect.promise(() => response.json())
+
+/** The server's base URL, from the layer the tests share. */
+const baseUrl = Effect.map(HttpServer.HttpServer, (server) => HttpServer.formatAddress(server.address))
+
+/** Server-sent events, parsed. */
+const parseEvents = (body: string) =>
+  [...body.matchAll(/^event: (.+)\ndata: (.+)$/gm)].map((m) => ({ event: m[1]!, data: JSON.parse(m[2]!) }))
+
+const request = {
+  projectId: "lighthouse-keeper",
+  userPrompt: "What happens at the Drowned Bell?",
+  targetWordCount: 300
+}
+
+const providerFields = { provider: "openai", model: "gpt-4.1", detail: "slow down" } as const
+
+/** The body of a response built in process (not sent). */
+const bodyOf = (response: HttpServerResponse.HttpServerResponse) =>
+  Effect.promise(() => HttpServerResponse.toWeb(response).json())
+
+// Live services: the server keeps running between tests, on the real clock.
+layer(ServerLive(0), { excludeTestServices: true, timeout: "60 seconds" })("examples/http-server over HTTP", (it) => {
+  it.effect("refuses a 5 MB body with a 413 that does not quote it, declared or streamed", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      const huge = JSON.stringify({ ...request, userPrompt: "a".repeat(5 * 1024 * 1024) })
+      const declared = yield* postRaw(`${url}/plots`, huge)
+      const body = yield* text(declared)
+      expect(declared.status).toBe(413)
+      expect(body.length).toBeLessThan(64 * 1024)
+      expect(body).not.toContain("aaaa")
+      expect(JSON.parse(body).error.type).toBe("payload_too_large")
+
+      // No Content-Length: the limit is found while reading, and the answer still reaches the client.
+      const bytes = new TextEncoder().encode(huge)
+      const chunked = yield* postRaw(
+        `${url}/plots/stream`,
+        new ReadableStream({
+          start(controller) {
+            for (let i = 0; i < bytes.length; i += 256 * 1024) controller.enqueue(bytes.slice(i, i + 256 * 1024))
+            controller.close()
+          }
+        })
+      )
+      expect(chunked.status).toBe(413)
+      expect((yield* json(chunked)).error.type).toBe("payload_too_large")
+    }))
+
+  it.effect("answers malformed JSON, deep JSON and other media types with the envelope", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      const malformed = yield* postRaw(`${url}/plots`, "{\"projectId\": ")
+      expect(malformed.status).toBe(400)
+      const malformedBody = yield* json(malformed)
+      expect(malformedBody.error.type).toBe("malformed_json")
+      expect(malformedBody.error.message).toMatch(/not valid JSON/)
+
+      const deep = yield* postRaw(`${url}/plots`, "[".repeat(100_000) + "]".repeat(100_000))
+      expect(deep.status).toBe(400)
+      expect((yield* json(deep)).error.type).toBe("json_too_deep")
+
+      const form = yield* postRaw(`${url}/plots`, "projectId=lighthouse-keeper&userPrompt=hi", {
+        "content-type": "application/x-www-form-urlencoded"
+      })
+      expect(form.status).toBe(415)
+      expect((yield* json(form)).error.type).toBe("unsupported_media_type")
+
+      const route = yield* Effect.promise(() => fetch(`${url}/nowhere`))
+      expect(route.status).toBe(404)
+      expect((yield* json(route)).error.type).toBe("not_found_route")
+    }))
+
+  it.effect("POST /plots: a plot, or the engine's errors with their status and a message", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
       const plot = yield* post(`${url}/plots`, request)
       expect(plot.status).toBe(200)
-      const result = yield* Effect.promise(() => plot.json())
+      const result = yield* json(plot)
       expect(result.isTemplate).toBe(false)
       expect(result.metrics.modelUsed).toBe(result.model)
 
       const missing = yield* post(`${url}/plots`, { ...request, projectId: "no-such-novel" })
       expect(missing.status).toBe(404)
-      expect((yield* Effect.promise(() => missing.json()))._tag).toBe("ProjectNotFoundError")
+      const missingBody = yield* json(missing)
+      expect(missingBody.error.type).toBe("not_found")
+      expect(missingBody.error.message).toMatch(/couldn't find this project/)
+
       const invalid = yield* post(`${url}/plots`, { ...request, targetWordCount: 5 })
       expect(invalid.status).toBe(400)
+      expect((yield* json(invalid)).error).toMatchObject({ type: "validation_error", field: "targetWordCount" })
+
       const unserved = yield* post(`${url}/plots`, { ...request, provider: "openai", model: "model-that-is-not-there" })
       expect(unserved.status).toBe(502)
-      expect((yield* Effect.promise(() => unserved.json()))._tag).toBe("ModelNotFoundError")
+      expect((yield* json(unserved)).error.type).toBe("model_not_found")
+    }))
 
-      const stream = yield* post(`${url}/plots/stream`, request)
-      expect(stream.headers.get("content-type")).toContain("text/event-stream")
-      const text = yield* Effect.promise(() => stream.text())
-      const events = [...text.matchAll(/^event: (.+)\ndata: (.+)$/gm)].map((m) => ({
-        event: m[1]!,
-        data: JSON.parse(m[2]!)
-      }))
-      const stages = events.filter((e) => e.event === "Progress").map((e) => e.data.stage)
+  it.effect("both endpoints apply the engine's rules: an unknown field is a 400 that names it", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      for (const path of ["/plots", "/plots/stream"]) {
+        const response = yield* post(`${url}${path}`, { ...request, mood: "stormy" })
+        expect(response.status).toBe(400)
+        expect(response.headers.get("content-type")).toContain("application/json")
+        expect((yield* json(response)).error).toMatchObject({ type: "validation_error", field: "mood" })
+      }
+    }))
+
+  it.effect("POST /plots/stream: an unknown project is a 404 before any event", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      const response = yield* post(`${url}/plots/stream`, { ...request, projectId: "no-such-novel" })
+      expect(response.status).toBe(404)
+      expect(response.headers.get("content-type")).toContain("application/json")
+      const body = yield* json(response)
+      expect(body.error.type).toBe("not_found")
+      expect(body.error.message).toMatch(/couldn't find this project/)
+    }))
+
+  it.effect("POST /plots/stream: a 200 event stream, names in snake case, ending with `completed`", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      const response = yield* post(`${url}/plots/stream`, request)
+      expect(response.status).toBe(200)
+      expect(response.headers.get("content-type")).toContain("text/event-stream")
+      const events = parseEvents(yield* text(response))
+      for (const { event } of events) expect(event).toMatch(/^[a-z]+(_[a-z]+)*$/)
+      expect(events[0]?.event).toBe("progress")
+      const stages = events.filter((e) => e.event === "progress").map((e) => e.data.stage)
       expect(stages).toEqual(["retrieving_context", "selecting_model", "building_prompt", "generating", "parsing"])
+      expect(events.map((e) => e.event)).toContain("model_selected")
       expect(events.at(-1)?.event).toBe("completed")
       expect(events.at(-1)?.data.result.isTemplate).toBe(false)
-    }), 60_000)
+    }))
 
+  it.effect("POST /plots/stream: a failure once streaming is an `error` event with the envelope", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      // The model is chosen (and the stream committed) before the provider says it does not serve it.
+      const response = yield* post(`${url}/plots/stream`, { ...request, provider: "openai", model: "not-there" })
+      expect(response.status).toBe(200)
+      const events = parseEvents(yield* text(response))
+      expect(events.map((e) => e.event)).toContain("model_selected")
+      expect(events.at(-1)).toMatchObject({ event: "error", data: { error: { type: "model_not_found" } } })
+    }))
+
+  it.effect("GET /health: the providers and the limiter's keys, never an API key", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      // One generation first, so that the limiter has a key to show.
+      yield* text(yield* post(`${url}/plots`, request))
+      const response = yield* Effect.promise(() => fetch(`${url}/health`))
+      expect(response.status).toBe(200)
+      const health = yield* json(response)
+      expect(health).toMatchObject({ status: "ok", gateway: "simulator", providers: ["openai", "anthropic"] })
+      expect(health.limiter.length).toBeGreaterThan(0)
+      for (const key of health.limiter) {
+        expect(Object.keys(key).sort()).toEqual(["inFlight", "key", "pausedUntil", "permitsFree", "queued"])
+        expect(key.key).toMatch(/^(openai|anthropic)\//)
+      }
+      // The simulator's keys are `sim-` and hex.
+      expect(JSON.stringify(health)).not.toMatch(/sim-[0-9a-f]{8}/)
+    }))
+
+  it.effect("GET /openapi.json and /docs: the API as documented, errors as the envelope", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      const response = yield* Effect.promise(() => fetch(`${url}/openapi.json`))
+      expect(response.status).toBe(200)
+      const spec = yield* json(response)
+      expect(spec.openapi).toBe("3.1.0")
+      expect(Object.keys(spec.paths).sort()).toEqual(["/health", "/plots", "/plots/stream"])
+      for (const path of ["/plots", "/plots/stream"]) {
+        const responses = spec.paths[path].post.responses
+        expect(Object.keys(responses).sort()).toEqual(
+          ["200", "400", "404", "413", "415", "429", "500", "502", "503", "504"]
+        )
+        expect(responses["429"].content["application/json"].schema.$ref).toBe("#/components/schemas/ErrorEnvelope")
+        expect(responses["400"].content["application/json"].schema.$ref).toBe("#/components/schemas/ErrorEnvelope")
+      }
+      expect(spec.paths["/plots/stream"].post.responses["200"].content).toHaveProperty(["text/event-stream"])
+      expect(spec.paths["/health"].get.responses["200"].content["application/json"].schema.$ref).toBe(
+        "#/components/schemas/Health"
+      )
+      // This server never answers with the HttpApi's own decode error, so it is not documented.
+      const document = JSON.stringify(spec)
+      expect(document).not.toContain("HttpApiDecodeError")
+      for (const [, name] of document.matchAll(/"#\/components\/schemas\/([^"]+)"/g)) {
+        expect(spec.components.schemas).toHaveProperty([name!.replaceAll("~1", "/").replaceAll("~0", "~")])
+      }
+
+      const docs = yield* Effect.promise(() => fetch(`${url}/docs`))
+      expect(docs.status).toBe(200)
+      expect(docs.headers.get("content-type")).toContain("text/html")
+      yield* text(docs)
+    }))
+})
+
+describe("examples/http-server errors", () => {
+  it.effect("a rate limit is a 429 with Retry-After in whole seconds, rounded up, when the wait is known", () =>
+    Effect.gen(function*() {
+      const local = HttpErrors.errorResponse(
+        new Errors.RateLimitError({ ...providerFields, retryAfterMs: 1_500, local: true })
+      )
+      expect(local.status).toBe(429)
+      expect(local.headers["retry-after"]).toBe("2")
+      expect((yield* bodyOf(local)).error.type).toBe("rate_limit")
+
+      expect(
+        HttpErrors.errorResponse(new Errors.RateLimitError({ ...providerFields, retryAfterMs: 20 }))
+          .headers["retry-after"]
+      )
+        .toBe("1")
+      const unknownWait = HttpErrors.errorResponse(new Errors.RateLimitError({ ...providerFields, local: true }))
+      expect(unknownWait.status).toBe(429)
+      expect(unknownWait.headers["retry-after"]).toBeUndefined()
+    }))
+
+  it.effect("an exhausted quota is a 429, with Retry-After only when the provider gave one", () =>
+    Effect.gen(function*() {
+      const quota = HttpErrors.errorResponse(
+        new Errors.QuotaExhaustedError({ ...providerFields, reason: "insufficient_quota" })
+      )
+      expect(quota.status).toBe(429)
+      expect(quota.headers["retry-after"]).toBeUndefined()
+      expect((yield* bodyOf(quota)).error.type).toBe("quota_exhausted")
+      const known = HttpErrors.errorResponse(
+        new Errors.QuotaExhaustedError({ ...providerFields, reason: "spend_limit", retryAfterMs: 60_000 })
+      )
+      expect(known.headers["retry-after"]).toBe("60")
+    }))
+
+  it("gives each engine error its status", () => {
+    expect(HttpErrors.errorResponse(new Errors.ProviderNotConfiguredError({ provider: "anthropic" })).status).toBe(503)
+    expect(HttpErrors.errorResponse(new Errors.TimeoutError(providerFields)).status).toBe(504)
+    expect(HttpErrors.errorResponse(new Errors.AuthError(providerFields)).status).toBe(502)
+    expect(HttpErrors.errorResponse(new Errors.ContextTooLongError(providerFields)).status).toBe(413)
+    expect(HttpErrors.errorResponse(new Errors.ProjectNotFoundError({ projectId: "x" })).status).toBe(404)
+    expect(HttpErrors.errorResponse(HttpErrors.HttpError.unsupportedMediaType()).status).toBe(415)
+  })
+
+  it("never lets the envelope grow with the request", () => {
+    const field = "k".repeat(100_000)
+    const envelope = HttpErrors.errorEnvelope(new Errors.RequestValidationError({ field, reason: "is unexpected" }))
+    expect(envelope.error.type).toBe("validation_error")
+    expect(JSON.stringify(envelope).length).toBeLessThan(1_000)
+  })
+
+  it.effect("a defect is a 500 with the envelope, and logged", () =>
+    Effect.gen(function*() {
+      const lines: Array<string> = []
+      const capture = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${JSON.stringify(message)}`))
+      )
+      const response = yield* HttpErrors.unhandledResponse(Cause.die(new Error("boom"))).pipe(Effect.provide(capture))
+      expect(response.status).toBe(500)
+      expect((yield* bodyOf(response)).error.type).toBe("internal")
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toMatch(/^ERROR .*Unexpected failure/)
+    }))
+})
+
+describe("examples/http-server secrets", () => {
   it.scopedLive(
     "never prints a key: not in its answers, not in its logs, whatever the provider answers",
     () =>
@@ -114,6 +355,7 @@ describe("examples/http-server", () => {
             }
           }
         }
+        bodies.push(yield* Effect.promise(() => fetch(`${url}/health`).then((response) => response.text())))
         expect((yield* simulator.stats).requests).toBeGreaterThan(20)
         expect(lines.length).toBeGreaterThan(0)
         const everything = [...bodies, ...lines].join("\n")
