@@ -28,7 +28,6 @@
  * no provider configured it uses the embedded gateway simulator, like the CLI.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpApi from "@effect/platform/HttpApi"
@@ -51,7 +50,6 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
-import * as Alerts from "../src/Alerts.js"
 import * as Domain from "../src/Domain.js"
 import type * as Errors from "../src/Errors.js"
 import * as PlotEngine from "../src/PlotEngine.js"
@@ -297,24 +295,6 @@ const UnhandledFailuresLive = HttpApiBuilder.middleware((app) =>
 const projectsDirectory = fileURLToPath(new URL("./projects/", import.meta.url))
 
 /**
- * The engine as `PlotEngine.layer` composes it, but with the providers and the rate limiter kept in its output,
- * the same instances the engine uses, for `/health`.
- */
-const EngineLive = (gateway: Providers.GatewayConfig) =>
-  PlotGeneration.layerConfig.pipe(
-    Layer.provideMerge(
-      Layer.mergeAll(
-        Providers.layer(gateway),
-        ProjectContextStore.layerDirectory(projectsDirectory),
-        ProviderRateLimiter.layerConfig(),
-        Alerts.layer()
-      )
-    ),
-    Layer.provide(NodeHttpClient.layerUndici),
-    Layer.provide(PlotEngine.layerOtlpConfig)
-  )
-
-/**
  * @category Options
  */
 export interface ServerOptions {
@@ -340,7 +320,12 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(UnhandledFailuresLive),
       Layer.provide(api),
-      Layer.provide(EngineLive(gateway)),
+      Layer.provide(PlotEngine.layer({
+        gateway,
+        store: ProjectContextStore.layerDirectory(projectsDirectory),
+        // A client waits about a minute: a request that cannot be admitted within 30 s is answered 429 at once.
+        limiter: { queueTimeout: "30 seconds" }
+      })),
       Layer.provide(NodeContext.layer),
       HttpServer.withLogAddress,
       // Merged, so that whoever builds this layer can read the address (tests listen on port 0).

@@ -76,6 +76,11 @@ export interface Options<E, R> {
   readonly store: Layer.Layer<ProjectContextStore.ProjectContextStore, E, R>
   /** The alerts (default `Alerts.layer()`, which logs what it raises and resolves). */
   readonly alerts?: Layer.Layer<Alerts.Alerts> | undefined
+  /**
+   * The rate limiter's options besides its quotas (which come from the environment): a server that answers
+   * people sets a `queueTimeout` below what its clients wait (browsers and proxies give up at about a minute).
+   */
+  readonly limiter?: Omit<ProviderRateLimiter.Options, "quotas"> | undefined
 }
 
 /**
@@ -105,7 +110,8 @@ export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Laye
 
 /**
  * The engine configured from the environment (`PlotGeneration.layerConfig`, `ProviderRateLimiter.layerConfig`)
- * over a gateway and a store, with one HTTP client for both providers.
+ * over a gateway and a store, with one HTTP client for both providers. The providers and the rate limiter the
+ * engine uses are in the output too, for a host's health checks (`Providers.configured`, `snapshot`).
  *
  * @since 0.1.0
  * @category Layers
@@ -113,14 +119,13 @@ export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Laye
 export const layer = <E, R>(
   options: Options<E, R>
 ): Layer.Layer<
-  PlotGeneration.PlotGeneration,
+  PlotGeneration.PlotGeneration | Providers.Providers | ProviderRateLimiter.ProviderRateLimiter,
   ConfigError.ConfigError | Errors.RequestValidationError | E,
   FileSystem.FileSystem | R
 > =>
   PlotGeneration.layerConfig.pipe(
-    Layer.provide(Providers.layer(options.gateway)),
+    Layer.provideMerge(Layer.merge(Providers.layer(options.gateway), ProviderRateLimiter.layerConfig(options.limiter))),
     Layer.provide(options.store),
-    Layer.provide(ProviderRateLimiter.layerConfig()),
     Layer.provide(options.alerts ?? Alerts.layer()),
     Layer.provide(NodeHttpClient.layerUndici),
     Layer.provide(layerOtlpConfig)

@@ -400,10 +400,20 @@ export const quotasConfig: Config.Config<Record<Domain.ProviderName, Quota>> = C
 })
 
 /**
- * The in-memory limiter with its quotas from the environment (see `quotasConfig`).
+ * The in-memory limiter with its quotas from the environment (see `quotasConfig`) and its queue timeout from
+ * `PLOT_ENGINE_QUEUE_TIMEOUT` (a duration; `options.queueTimeout` wins over it).
  *
  * @since 0.1.0
  * @category Layers
  */
 export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
-  Layer.unwrapEffect(Effect.map(quotasConfig, (quotas) => layerMemory({ ...options, quotas })))
+  Layer.unwrapEffect(
+    Effect.map(
+      Config.all({
+        quotas: quotasConfig,
+        queueTimeout: Config.option(Config.duration("PLOT_ENGINE_QUEUE_TIMEOUT"))
+      }),
+      ({ queueTimeout, quotas }) =>
+        layerMemory({ queueTimeout: Option.getOrUndefined(queueTimeout), ...options, quotas })
+    )
+  )

@@ -1,6 +1,7 @@
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
@@ -440,22 +441,23 @@ describe("PlotGeneration through the rate limiter", () => {
     ))
   })
 
-  it.effect("does not send a call admitted at its deadline, and gives its reservation back", () => {
+  it.effect("refuses at once, without a template, a generation whose wait for the quota leaves its call no time", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      // Two requests a minute, one back every 30 s: the third is admitted exactly at its 30 s deadline.
+      // Two requests a minute, one back every 30 s: the third would be admitted at 30 s, but a generation with a
+      // 30 s deadline waits for the quota only until 22.5 s (a quarter of the deadline is left for the call).
       const fibers = yield* Effect.forEach(
         [1, 2, 3],
-        () => Effect.fork(Effect.either(generate(request, { useFallback: false })))
+        () => Effect.fork(Effect.either(Effect.zip(generate(request), Clock.currentTimeMillis)))
       )
       yield* TestClock.adjust("30 seconds")
       const [first, second, third] = yield* Fiber.joinAll(fibers)
       expect([first!._tag, second!._tag]).toEqual(["Right", "Right"])
       const error = Either.getLeft(third!).pipe(Option.getOrThrow)
-      expect(error._tag).toBe("TimeoutError")
-      expect(error.message).toContain("deadline of 30s")
+      expect(error._tag === "RateLimitError" && [error.local, error.retryAfterMs]).toEqual([true, 30_000])
+      expect(error.message).toContain("saturated")
       expect(calls.map((c) => c.at)).toEqual([0, 0])
-      // The request it was admitted with is back in the bucket for the next caller.
+      // It reserved nothing: at 30 s the bucket holds the request that came back.
       const [snapshot] = yield* Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (limiter) => limiter.snapshot)
       expect(snapshot?.available.rpm).toBe(1)
     }).pipe(Effect.provide(
@@ -474,20 +476,20 @@ describe("PlotGeneration through the rate limiter", () => {
     ))
   })
 
-  it.effect("ends a generation queued in the limiter at its deadline, without sending it", () => {
+  it.effect("ends a generation queued for a permit when its call would have no time left, without sending it", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      // The first generation holds the only permit (its call hangs); the second, queued behind it, fails at its
-      // 30 s deadline with the deadline's TimeoutError (not the limiter's queue timeout) and is never sent.
+      // The first generation holds the only permit (its call hangs); the second, queued behind it, is refused at
+      // 22.5 s (its 30 s deadline less the quarter left for the call), by the limiter, and is never sent.
       const first = yield* Effect.fork(generate(request, { useFallback: false }))
       yield* Effect.yieldNow()
-      const second = yield* Effect.fork(Effect.flip(generate(request, { useFallback: false })))
-      yield* TestClock.adjust("29999 millis")
+      const second = yield* Effect.fork(Effect.flip(generate(request)))
+      yield* TestClock.adjust("22499 millis")
       expect(yield* Fiber.poll(second)).toEqual(Option.none())
       yield* TestClock.adjust("1 millis")
       const error = yield* Fiber.join(second)
-      expect(error._tag).toBe("TimeoutError")
-      expect(error.message).toContain("deadline of 30s")
+      expect(error._tag === "RateLimitError" && error.local).toBe(true)
+      expect(error.message).toContain("every permit is taken")
       expect(calls).toHaveLength(1)
       yield* Fiber.interrupt(first)
     }).pipe(Effect.provide(

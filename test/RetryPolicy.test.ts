@@ -368,7 +368,12 @@ describe("RetryPolicy: the issue's scenarios", () => {
       // 60 s per attempt, 2 s between: 3 attempts = 184 s > the 180 s deadline, so the third is cut short.
       expect(calls.map((c) => c.at)).toEqual([0, 62_000, 124_000])
       expect(outcome._tag === "Left" && outcome.left.message).toContain("deadline")
-    }).pipe(Effect.provide(engine({ openai: [{ _tag: "Hang" }] }, calls)))
+    }).pipe(Effect.provide(
+      // Without the stream's first-token limit, which would end each silent attempt at 30 s.
+      engine({ openai: [{ _tag: "Hang" }] }, calls, {
+        retryPolicy: { ...RetryPolicy.defaults, firstTokenTimeout: undefined }
+      })
+    ))
   })
 
   it.effect("stops after the attempt budget", () => {

@@ -175,6 +175,8 @@ export const admitTo = (
           provider: target.provider,
           model: target.model,
           local: true,
+          // Not on this model again: it would queue behind the same crowd. The chain may move to another model.
+          shouldRetry: false,
           // A wait of unknown length (permits held by calls none of which has finished yet) asks for no delay.
           ...(expectedWaitMs > 0 ? { retryAfterMs: expectedWaitMs } : {}),
           detail: `the quota of ${state.key} is saturated: ${
