@@ -307,10 +307,16 @@ const bindings = (people: ReadonlyArray<string>, place: string, thread: string) 
  * project lists its main characters first, and a scene is about them unless the writer says otherwise).
  */
 const peopleFor = (cast: Cast, named: string, count: number): Array<string> => {
-  const lower = named.toLowerCase()
-  const mentioned = cast.characters
-    .filter((c) => lower.includes(c.toLowerCase()))
-    .sort((x, y) => lower.indexOf(x.toLowerCase()) - lower.indexOf(y.toLowerCase()))
+  // Where the words name someone, by full name or first name ("Mara confronts Elias"), or -1.
+  const at = (name: string) => {
+    const full = named.toLowerCase().indexOf(name.toLowerCase())
+    if (full !== -1) return full
+    const firstName = name.split(" ")[0]!
+    if (!/^\p{L}{2,}$/u.test(firstName)) return -1
+    const first = new RegExp(`(?<!\\p{L})${firstName}(?!\\p{L})`, "u").exec(named)
+    return first === null ? -1 : first.index
+  }
+  const mentioned = cast.characters.filter((c) => at(c) !== -1).sort((x, y) => at(x) - at(y))
   return [...mentioned, ...cast.characters.filter((c) => !mentioned.includes(c))].slice(0, count)
 }
 
@@ -488,8 +494,8 @@ const sceneParts = (tools: Tools, named: string): Parts => {
         }
       }
       const said = [expand(moment(leaf, leaves), scene)]
-      // The last beat ends the scene: nothing after it.
-      const more = leaf === leaves - 1 ? 0 : sentences - 1
+      // The turn and the close stand alone: a detail after them would blur them.
+      const more = leaf >= leaves - 2 ? 0 : sentences - 1
       for (let i = 0; i < more; i++) said.push(expand(details[nextDetail++ % details.length]!, scene))
       return said.join(" ")
     },

@@ -151,6 +151,8 @@ describe("Core.respond per kind", () => {
     }, 2)
     expect(outline.acts[0]!.beats.every((b) => b.location === "The Drowned Bell")).toBe(true)
     expect(outline.acts[0]!.summary).toMatch(/^Agnes Bell comes to The Drowned Bell .*Pip Arden/)
+    const byFirstNames = answer({ kind: "scene_beats", userPrompt: "Isolde questions Pip at Greyhaven Harbour" }, 2)
+    expect(byFirstNames.outline.acts[0]!.summary).toMatch(/^Isolde Varga comes to Greyhaven Harbour .*Pip Arden/)
   })
 
   it("writes suggestions as three alternatives with distinct titles, each a short arc", () => {
