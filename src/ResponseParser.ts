@@ -160,16 +160,17 @@ export const outlineToolkit: Toolkit.WithHandler<{ readonly plot_outline: typeof
 }
 
 /**
- * Renders an outline as Markdown: its heading, then each act with its beats. The pieces (`renderHeading`,
- * `renderAct`, `renderBeat`) are what a stream shows as each part of the outline completes; joined, they are this.
+ * Renders an outline as Markdown: its heading, then each act with its beats, each act headed as the kind reads it
+ * (`actLabel`). The pieces (`renderHeading`, `renderAct`, `renderBeat`) are what a stream shows as each part of the
+ * outline completes; joined, they are this.
  *
  * @since 0.1.0
  * @category Rendering
  */
-export const render = (outline: Domain.PlotOutline): string => {
+export const render = (outline: Domain.PlotOutline, kind: Domain.ContentKind = "outline"): string => {
   let out = renderHeading(outline.title, outline.logline)
   outline.acts.forEach((act, index) => {
-    out += renderAct(index + 1, act.title, act.summary)
+    out += renderAct(index + 1, act.title, act.summary, kind)
     for (const beat of act.beats) out += renderBeat(beat)
   })
   return out
@@ -184,13 +185,36 @@ export const render = (outline: Domain.PlotOutline): string => {
 export const renderHeading = (title: string, logline: string): string => `# ${title}\n\n*${logline}*`
 
 /**
+ * What an act is to the reader of a kind of content: an outline's "Act 2", a scene's "Scene" (scene beats are one
+ * act, the scene), a suggestion's "Option 2" (each act is one alternative). It depends on the act's number alone,
+ * not on how many acts there are, so that a stream can head an act before the rest is written.
+ *
+ * @since 0.1.0
+ * @category Rendering
+ */
+export const actLabel = (act: number, kind: Domain.ContentKind = "outline"): string => {
+  switch (kind) {
+    case "outline":
+      return `Act ${act}`
+    case "scene_beats":
+      return "Scene"
+    case "suggestions":
+      return `Option ${act}`
+  }
+}
+
+/**
  * The Markdown of an act's heading and summary (numbered from 1), as it follows what came before.
  *
  * @since 0.1.0
  * @category Rendering
  */
-export const renderAct = (act: number, title: string, summary: string): string =>
-  `\n\n## Act ${act}: ${title}\n\n${summary}\n`
+export const renderAct = (
+  act: number,
+  title: string,
+  summary: string,
+  kind: Domain.ContentKind = "outline"
+): string => `\n\n## ${actLabel(act, kind)}: ${title}\n\n${summary}\n`
 
 /**
  * The Markdown line of a beat, as it follows its act or the beat before.
@@ -268,7 +292,7 @@ export const qualityWarnings = (
   wordCount: number,
   request: Domain.PlotRequest,
   context: Domain.ProjectContext,
-  content: string = render(outline)
+  content: string = render(outline, request.kind)
 ): Array<string> => {
   const warnings: Array<string> = []
   const target = PromptBuilder.targetWords(request)
@@ -302,7 +326,7 @@ const finish = (
   request: Domain.PlotRequest,
   context: Domain.ProjectContext
 ): ParsedPlot => {
-  const content = render(outline)
+  const content = render(outline, request.kind)
   const wordCount = countWords(content)
   return { outline, content, wordCount, warnings: qualityWarnings(outline, wordCount, request, context, content) }
 }

@@ -40,6 +40,17 @@ describe("PromptBuilder.build", () => {
     expect(prompt.system).toContain("\"$schema\"")
   })
 
+  it("says what each kind of content asks for, and how it fits the outline", () => {
+    const system = (kind: "outline" | "scene_beats" | "suggestions") =>
+      PromptBuilder.build(request({ kind, targetWordCount: 600 }), sampleProject, gpt41).system
+    expect(system("outline")).toContain("a plot outline in three acts")
+    expect(system("scene_beats")).toContain("the beats of a single scene, not an outline")
+    expect(system("scene_beats")).toContain("one act that is the scene")
+    expect(system("suggestions")).toContain("three ALTERNATIVE directions the story could take next")
+    expect(system("suggestions")).toContain("each act is one alternative")
+    expect(new Set([system("outline"), system("scene_beats"), system("suggestions")]).size).toBe(3)
+  })
+
   it("puts the project and the request inside their data blocks", () => {
     const prompt = PromptBuilder.build(request({ userPrompt: "Mara finds the letters" }), sampleProject, gpt41)
     const project = JSON.parse(block(prompt.user, PromptBuilder.delimiters.project))

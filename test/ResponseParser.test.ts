@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
+import { PlotAct, PlotOutline } from "../src/Domain.js"
 import * as ResponseParser from "../src/ResponseParser.js"
 import { sampleOutline, sampleOutlineJson } from "./utils/FakeModel.js"
 import { emptyProject, request, sampleProject } from "./utils/fixtures.js"
@@ -96,6 +97,41 @@ describe("ResponseParser warnings", () => {
     expect(parsed.content.startsWith("# The Lamp Beneath")).toBe(true)
     expect(parsed.content).toContain("- Mara Quinn climbs to the lamp room. (Saltmarsh Light) [Mara Quinn]")
     expect(parsed.wordCount).toBe(ResponseParser.countWords(parsed.content))
+  })
+})
+
+describe("ResponseParser.render per kind", () => {
+  const twoActs = new PlotOutline({
+    ...sampleOutline,
+    acts: [sampleOutline.acts[0]!, new PlotAct({ ...sampleOutline.acts[0]!, title: "Second" })]
+  })
+  const headings = (kind?: "outline" | "scene_beats" | "suggestions") =>
+    ResponseParser.fromOutline(twoActs, request(kind === undefined ? {} : { kind }), sampleProject).content
+      .split("\n")
+      .filter((line) => line.startsWith("## "))
+
+  it("heads an outline's acts as acts", () => {
+    expect(headings()).toEqual(["## Act 1: Setup", "## Act 2: Second"])
+    expect(headings("outline")).toEqual(["## Act 1: Setup", "## Act 2: Second"])
+  })
+
+  it("heads scene beats as the scene", () => {
+    expect(headings("scene_beats")).toEqual(["## Scene: Setup", "## Scene: Second"])
+  })
+
+  it("heads suggestions as numbered options", () => {
+    expect(headings("suggestions")).toEqual(["## Option 1: Setup", "## Option 2: Second"])
+  })
+
+  it("is what the stream's pieces join to, for every kind", () => {
+    for (const kind of ["outline", "scene_beats", "suggestions"] as const) {
+      const pieces = ResponseParser.renderHeading(twoActs.title, twoActs.logline) +
+        twoActs.acts.map((act, index) =>
+          ResponseParser.renderAct(index + 1, act.title, act.summary, kind) +
+          act.beats.map(ResponseParser.renderBeat).join("")
+        ).join("")
+      expect(pieces).toBe(ResponseParser.render(twoActs, kind))
+    }
   })
 })
 

@@ -139,7 +139,7 @@ export const streamed = (
     const show = (delta: string, received: Answer) =>
       Effect.zipRight(
         Ref.set(written, received.json.length + received.text.length),
-        Effect.forEach(scan(delta), (piece) => announce(emit, piece), { discard: true })
+        Effect.forEach(scan(delta), (piece) => announce(emit, piece, input.request.kind), { discard: true })
       )
     return model.streamText(callOptions(input)).pipe(
       Stream.catchAll(failClassified(input)),
@@ -229,8 +229,12 @@ const silenceLimited = (input: Input, timeouts: StreamTimeouts) =>
 
 const nothingYet: Answer = { params: undefined, json: "", text: "", finishReason: undefined, usage: undefined }
 
-/** Tells the caller a part of the outline is complete: the part, and its Markdown. */
-const announce = (emit: Engine.Emit, piece: OutlineStream.OutlinePiece): Effect.Effect<void> => {
+/** Tells the caller a part of the outline is complete: the part, and its Markdown (headed as the kind reads it). */
+const announce = (
+  emit: Engine.Emit,
+  piece: OutlineStream.OutlinePiece,
+  kind: Domain.ContentKind | undefined
+): Effect.Effect<void> => {
   switch (piece._tag) {
     case "Heading":
       return Effect.zipRight(
@@ -240,7 +244,7 @@ const announce = (emit: Engine.Emit, piece: OutlineStream.OutlinePiece): Effect.
     case "Act":
       return Effect.zipRight(
         emit({ _tag: "ActStarted", act: piece.act, title: piece.title, summary: piece.summary }),
-        emit({ _tag: "TextDelta", delta: ResponseParser.renderAct(piece.act, piece.title, piece.summary) })
+        emit({ _tag: "TextDelta", delta: ResponseParser.renderAct(piece.act, piece.title, piece.summary, kind) })
       )
     case "Beat":
       return Effect.zipRight(

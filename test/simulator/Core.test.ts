@@ -2,9 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as JSONSchema from "effect/JSONSchema"
 import * as Schema from "effect/Schema"
-import { PlotOutline } from "../../src/Domain.js"
+import { PlotOutline, type PlotRequest } from "../../src/Domain.js"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as PromptBuilder from "../../src/PromptBuilder.js"
+import * as ResponseParser from "../../src/ResponseParser.js"
 import * as Content from "../../src/simulator/Content.js"
 import * as Core from "../../src/simulator/Core.js"
 import { request, sampleProject } from "../utils/fixtures.js"
@@ -85,5 +86,105 @@ describe("Core.respond", () => {
   it("rejects a prompt longer than the model's context window", () => {
     const outcome = Core.respond(simRequest({ model: "gpt-3.5-turbo", prompt: "word ".repeat(20_000) }), 1)
     expect(outcome).toEqual({ _tag: "ContextTooLong", promptTokens: 20_001, contextWindow: 16_385 })
+  })
+})
+
+describe("Content.kindAskedFor", () => {
+  it("reads the kind of the writer's request, an outline when it names none", () => {
+    const promptFor = (kind: "outline" | "scene_beats" | "suggestions") => {
+      const prompt = PromptBuilder.build(request({ kind }), sampleProject, gpt41)
+      return `${prompt.system}\n\n${prompt.user}`
+    }
+    expect(Content.kindAskedFor(promptFor("scene_beats"))).toBe("scene_beats")
+    expect(Content.kindAskedFor(promptFor("suggestions"))).toBe("suggestions")
+    expect(Content.kindAskedFor(promptFor("outline"))).toBe("outline")
+    expect(Content.kindAskedFor("Tell a story about Mara.")).toBe("outline")
+  })
+})
+
+describe("Core.respond per kind", () => {
+  const places = sampleProject.locations.map((l) => l.name)
+  const answer = (fields: Partial<typeof PlotRequest.Encoded>, seed: number) => {
+    const plotRequest = request(fields)
+    const prompt = PromptBuilder.build(plotRequest, sampleProject, gpt41)
+    const reply = Core.respond(
+      simRequest({ prompt: `${prompt.system}\n\n${prompt.user}`, maxOutputTokens: prompt.maxOutputTokens }),
+      seed
+    )
+    if (reply._tag !== "Reply") throw new Error(`no reply: ${reply._tag}`)
+    const parsed = ResponseParser.parseStructured(reply.object, reply.text, plotRequest, sampleProject)
+    if (Either.isLeft(parsed)) throw parsed.left
+    return parsed.right
+  }
+
+  it("writes an outline as three acts of beats", () => {
+    for (let seed = 0; seed < 5; seed++) {
+      const { content, outline } = answer({ kind: "outline" }, seed)
+      expect(outline.acts).toHaveLength(3)
+      expect(content).toContain("## Act 3: ")
+    }
+  })
+
+  it("writes scene beats as one scene, in one place, of several beats that name who is in them", () => {
+    for (let seed = 0; seed < 10; seed++) {
+      const { content, outline, warnings } = answer({ kind: "scene_beats" }, seed)
+      expect(outline.acts).toHaveLength(1)
+      const [scene] = outline.acts
+      expect(scene!.beats.length).toBeGreaterThanOrEqual(4)
+      expect(new Set(scene!.beats.map((b) => b.location)).size).toBe(1)
+      for (const beat of scene!.beats) {
+        expect(beat.characters.length).toBeGreaterThan(0)
+        for (const name of beat.characters) expect(beat.summary).toContain(name)
+      }
+      expect(scene!.beats[0]!.summary).toMatch(/arrives|opens|steps into/)
+      expect(scene!.beats.at(-2)!.summary).toMatch(/^The turn: /)
+      expect(content).toMatch(/\n## Scene: /)
+      expect(content).not.toContain("## Act")
+      expect(warnings).toEqual([])
+    }
+  })
+
+  it("sets the scene where the writer asks, with the people the writer names", () => {
+    const { outline } = answer({
+      kind: "scene_beats",
+      userPrompt: "Agnes Bell confronts Pip Arden at the Drowned Bell"
+    }, 2)
+    expect(outline.acts[0]!.beats.every((b) => b.location === "The Drowned Bell")).toBe(true)
+    expect(outline.acts[0]!.summary).toMatch(/^Agnes Bell comes to The Drowned Bell .*Pip Arden/)
+    const byFirstNames = answer({ kind: "scene_beats", userPrompt: "Isolde questions Pip at Greyhaven Harbour" }, 2)
+    expect(byFirstNames.outline.acts[0]!.summary).toMatch(/^Isolde Varga comes to Greyhaven Harbour .*Pip Arden/)
+  })
+
+  it("writes suggestions as three alternatives with distinct titles, each a short arc", () => {
+    for (let seed = 0; seed < 10; seed++) {
+      const { content, outline } = answer({ kind: "suggestions" }, seed)
+      const titles = outline.acts.map((a) => a.title)
+      expect(titles.length).toBeGreaterThanOrEqual(3)
+      expect(new Set(titles).size).toBe(titles.length)
+      for (const option of outline.acts) {
+        expect(option.beats.length).toBeGreaterThanOrEqual(2)
+        expect(option.beats.length).toBeLessThanOrEqual(4)
+        expect(places).toContain(option.beats[0]!.location)
+      }
+      expect(content).toContain("## Option 1: ")
+      expect(content).toContain("## Option 3: ")
+      expect(content).not.toContain("## Act")
+    }
+  })
+
+  it("tracks the target word count for every kind", () => {
+    for (const kind of ["outline", "scene_beats", "suggestions"] as const) {
+      for (const targetWordCount of [300, 600, 1_500]) {
+        const { wordCount } = answer({ kind, targetWordCount }, 1)
+        expect(Math.abs(wordCount - targetWordCount)).toBeLessThan(targetWordCount * ResponseParser.wordCountTolerance)
+      }
+    }
+  })
+
+  it("is deterministic for a seed, for every kind", () => {
+    for (const kind of ["scene_beats", "suggestions"] as const) {
+      expect(answer({ kind }, 4)).toEqual(answer({ kind }, 4))
+      expect(answer({ kind }, 4).content).not.toEqual(answer({ kind }, 5).content)
+    }
   })
 })
