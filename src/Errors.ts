@@ -312,7 +312,11 @@ export class RequestValidationError
       ? new RequestValidationError({ field: root ?? "input", reason: "is invalid" })
       : new RequestValidationError({
         field: Validation.formatPath(first.path, root),
-        reason: Validation.abbreviate(first.message)
+        // Not an object at all: Schema's own words ("Expected plot-engine/PlotRequest (Encoded side), actual
+        // [1,2]") name the class, not what the client should send.
+        reason: first.path.length === 0 && /^Expected .*, actual /s.test(first.message)
+          ? "must be a JSON object with the request's fields"
+          : Validation.abbreviate(first.message)
       })
   }
 }

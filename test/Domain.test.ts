@@ -18,6 +18,21 @@ const fieldOf = (input: unknown) => {
 const valid = { projectId: "novel-1", userPrompt: "Outline the next chapter" }
 
 describe("PlotRequest", () => {
+  it("names an unknown field, however long its name, in at most 200 characters", () => {
+    const result = decodeRequest({ ...valid, ["x".repeat(900_000)]: 1 })
+    const error = Either.isLeft(result) ? result.left : undefined
+    expect(error?.field).toBe(`${"x".repeat(60)}…`)
+    expect(error!.message.length).toBeLessThan(600)
+  })
+
+  it("says a body that is not an object must be one, in words a client understands", () => {
+    const result = decodeRequest([1, 2])
+    expect(Either.isLeft(result) && [result.left.field, result.left.reason]).toEqual([
+      "input",
+      "must be a JSON object with the request's fields"
+    ])
+  })
+
   it("accepts a minimal request and trims the prompt", () => {
     const result = decodeRequest({ ...valid, userPrompt: "  Outline it  " })
     expect(Either.isRight(result) && result.right.userPrompt).toBe("Outline it")

@@ -2,12 +2,21 @@
  * Naming a Schema parse error's field and shortening its reason, for the errors that report bad input.
  */
 
-/** Renders a path such as `["characters", 3, "name"]` as `characters[3].name`. */
+/** The longest field name kept: a client's unknown field may be named with megabytes. */
+const maxKeyLength = 60
+
+/** The longest path kept. */
+const maxPathLength = 200
+
+const shorten = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max)}…`)
+
+/** Renders a path such as `["characters", 3, "name"]` as `characters[3].name`, each name and the whole cut short. */
 export const formatPath = (path: ReadonlyArray<PropertyKey>, root?: string): string => {
   let out = root ?? ""
   for (const key of path) {
     if (typeof key === "number") out += `[${key}]`
-    else out += out === "" ? String(key) : `.${String(key)}`
+    else out += (out === "" ? "" : ".") + shorten(String(key), maxKeyLength)
+    if (out.length > maxPathLength) return shorten(out, maxPathLength)
   }
   return out === "" ? (root ?? "input") : out
 }
