@@ -122,15 +122,18 @@ const flagOfRequestField: Readonly<Record<string, string>> = {
   model: "--model"
 }
 
-/** A refusal of what the command line or the project file said, as a usage error; other failures stay as they are. */
+/**
+ * A refusal of what the command line, the project file or the environment said (named by its flag when it has
+ * one), as a usage error; other failures stay as they are.
+ */
 const usageErrorOf = (error: Errors.GenerationError, projectFile: string): UsageError | undefined => {
   switch (error._tag) {
     case "RequestValidationError": {
       const flag = flagOfRequestField[error.field]
       if (flag !== undefined) return UsageError.flag(flag, error.reason)
-      return error.field === "project" || error.field.startsWith("project.") || error.field.startsWith("project[")
+      return /^project\b/.test(error.field)
         ? UsageError.flag("--project", `${projectFile} is not a valid project: ${error.field} ${error.reason}`)
-        : undefined
+        : UsageError.flag(error.field, error.reason)
     }
     case "ProjectNotFoundError":
       return UsageError.flag("--project", `cannot read ${projectFile}`)

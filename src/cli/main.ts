@@ -24,7 +24,9 @@ process.once("SIGTERM", remember)
 const exitCodeSet = () => (process.exitCode === undefined ? undefined : Number(process.exitCode))
 
 const teardown: Runtime.Teardown = (exit, onExit) => {
-  if (Exit.isSuccess(exit)) return onExit(exitCodeSet() ?? 0)
+  // 0 lets the process end by itself, with the exit code a command set, once stdout is flushed; after a signal,
+  // runMain exits at once, with the code given.
+  if (Exit.isSuccess(exit)) return onExit(signal === undefined ? 0 : exitCodeSet() ?? 0)
   if (Cause.isInterruptedOnly(exit.cause) && signal !== undefined) {
     // A command may say that a signal is its normal end (simulate, a server).
     return onExit(exitCodeSet() ?? 128 + constants.signals[signal])
