@@ -94,11 +94,11 @@ const choiceOption = <const Choices extends ReadonlyArray<string>>(name: string,
     )
   )
 
-const existingPathOption = (name: string, type: "File" | "Directory") => {
+/** An option naming a file or directory that must exist; a default (`fallback`) is checked as a given value is. */
+const existingPathOption = (name: string, type: "File" | "Directory", fallback?: string) => {
   const kind = type === "File" ? "file" : "directory"
-  return Options.text(name).pipe(
-    Options.withPseudoName(kind),
-    Options.withDescription(`An existing ${kind}.`),
+  const text = Options.text(name).pipe(Options.withPseudoName(kind), Options.withDescription(`An existing ${kind}.`))
+  return (fallback === undefined ? text : Options.withDefault(text, fallback)).pipe(
     Options.mapEffect((file) =>
       Effect.flatMap(FileSystem.FileSystem, (fs) => fs.stat(file)).pipe(
         Effect.matchEffect({
@@ -489,9 +489,8 @@ const batch = Command.make(
     requests: existingPathOption("requests", "File").pipe(
       Options.withDescription("A JSONL file: one PlotRequest per line")
     ),
-    projects: existingPathOption("projects", "Directory").pipe(
-      Options.withDescription("The directory of <projectId>.json project files"),
-      Options.withDefault("examples/projects")
+    projects: existingPathOption("projects", "Directory", "examples/projects").pipe(
+      Options.withDescription("The directory of <projectId>.json project files (default: examples/projects)")
     ),
     concurrency: integerOption("concurrency", { min: 1 }).pipe(Options.withDefault(4)),
     out: Options.text("out").pipe(
