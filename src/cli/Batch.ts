@@ -7,7 +7,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import type * as Domain from "../Domain.js"
@@ -24,7 +24,8 @@ export type Outcome =
   | { readonly index: number; readonly finishedAt: number; readonly error: Errors.GenerationError }
 
 /**
- * Reads a JSONL file of requests; a line that is not JSON is named by its number.
+ * Reads a JSONL file of requests; a line that is not JSON is named by its number (the error's field is the flag,
+ * `--requests`).
  *
  * @since 0.1.0
  */
@@ -41,19 +42,65 @@ export const readRequests = (
         ([line, number]) =>
           Effect.try({
             try: () => JSON.parse(line) as Domain.PlotRequestInput,
-            catch: () => new Errors.RequestValidationError({ field: `line ${number}`, reason: "is not JSON" })
+            catch: () =>
+              new Errors.RequestValidationError({
+                field: "--requests",
+                reason: `line ${number} of ${file} is not JSON`
+              })
           })
       )
     )
   )
 
 /**
- * The summary figures of a batch.
+ * The indexes an earlier run wrote to `out`, for `--resume` to skip (none when the file does not exist yet). A
+ * last line cut short (the process killed as it wrote) is dropped from the file, so that what is appended starts
+ * on a line of its own; a line that is not an outcome of one of these requests is refused, named by `--out`.
+ *
+ * @since 0.1.0
+ */
+export const finishedIndexes = Effect.fnUntraced(function*(out: string, requests: number) {
+  const cannotRead = () => new Errors.RequestValidationError({ field: "--out", reason: `cannot read ${out}` })
+  const text = yield* Effect.try({ try: () => (existsSync(out) ? readFileSync(out, "utf8") : ""), catch: cannotRead })
+  const whole = text.slice(0, text.lastIndexOf("\n") + 1)
+  if (whole.length < text.length) {
+    yield* Effect.try({ try: () => truncateSync(out, Buffer.byteLength(whole)), catch: cannotRead })
+  }
+  const indexes = new Set<number>()
+  for (const [i, line] of whole.split("\n").entries()) {
+    if (line.trim() === "") continue
+    const index = indexOfLine(line)
+    if (index === undefined || index >= requests) {
+      return yield* new Errors.RequestValidationError({
+        field: "--out",
+        reason: `line ${i + 1} of ${out} is not the outcome of one of these ${requests} requests`
+      })
+    }
+    indexes.add(index)
+  }
+  return indexes as ReadonlySet<number>
+})
+
+const indexOfLine = (line: string): number | undefined => {
+  try {
+    const index: unknown = JSON.parse(line)?.index
+    return typeof index === "number" && Number.isInteger(index) && index >= 0 ? index : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The summary figures of a batch: `requests` in the file, of which `skipped` were finished by an earlier run
+ * (`--resume`), `succeeded`, `templates` and `failed` in this one, and `unfinished` when it was interrupted. The
+ * other figures are this run's.
  *
  * @since 0.1.0
  */
 export interface Summary {
   readonly requests: number
+  readonly skipped: number
+  readonly unfinished: number
   readonly succeeded: number
   readonly templates: number
   readonly failed: number
@@ -76,10 +123,15 @@ const percentile = (values: ReadonlyArray<number>, p: number) => {
  *
  * @since 0.1.0
  */
-export const summarize = (outcomes: ReadonlyArray<Outcome>, elapsedMs: number): Summary => {
+export const summarize = (
+  outcomes: ReadonlyArray<Outcome>,
+  counts: { readonly requests: number; readonly skipped: number; readonly elapsedMs: number }
+): Summary => {
   const results = outcomes.flatMap((o) => ("result" in o ? [o.result] : []))
   return {
-    requests: outcomes.length,
+    requests: counts.requests,
+    skipped: counts.skipped,
+    unfinished: counts.requests - counts.skipped - outcomes.length,
     succeeded: results.filter((r) => !r.isTemplate).length,
     templates: results.filter((r) => r.isTemplate).length,
     failed: outcomes.length - results.length,
@@ -89,7 +141,7 @@ export const summarize = (outcomes: ReadonlyArray<Outcome>, elapsedMs: number): 
     retries: results.reduce((sum, r) => sum + r.retryCount, 0),
     latencyP50Ms: percentile(results.map((r) => r.durationMs), 50),
     latencyP95Ms: percentile(results.map((r) => r.durationMs), 95),
-    elapsedMs
+    elapsedMs: counts.elapsedMs
   }
 }
 
@@ -100,7 +152,15 @@ export const summarize = (outcomes: ReadonlyArray<Outcome>, elapsedMs: number): 
  */
 export const describeSummary = (s: Summary): string =>
   [
-    `Requests:  ${s.requests} (${s.succeeded} succeeded, ${s.templates} templates, ${s.failed} failed)`,
+    `Requests:  ${s.requests} (${
+      [
+        ...(s.skipped > 0 ? [`${s.skipped} skipped as already done`] : []),
+        `${s.succeeded} succeeded`,
+        `${s.templates} templates`,
+        `${s.failed} failed`,
+        ...(s.unfinished > 0 ? [`${s.unfinished} unfinished`] : [])
+      ].join(", ")
+    })`,
     `Tokens:    ${s.inputTokens} in, ${s.outputTokens} out`,
     `Cost:      $${s.costUsd.toFixed(6)}`,
     `Retries:   ${s.retries}`,
@@ -123,7 +183,9 @@ const outputLine = (outcome: Outcome) =>
 
 /**
  * Runs a batch: requests `concurrency` at a time, each outcome appended to `out` as it finishes (so what
- * finished is kept if the batch is interrupted), `onProgress` told after each.
+ * finished is kept if the batch is interrupted), `onProgress` told after each (of this run's). With
+ * `alreadyFinished` (see `finishedIndexes`) those requests are skipped and `out` is appended to, not emptied.
+ * Interrupted, it tells `onInterrupt` what finished before it stops.
  *
  * @since 0.1.0
  */
@@ -133,22 +195,31 @@ export const run = Effect.fnUntraced(function*(
   options: {
     readonly concurrency: number
     readonly out?: string | undefined
+    readonly alreadyFinished?: ReadonlySet<number> | undefined
     readonly onProgress: (done: ReadonlyArray<Outcome>) => Effect.Effect<void>
+    readonly onInterrupt?: ((outcomes: ReadonlyArray<Outcome>, summary: Summary) => Effect.Effect<void>) | undefined
   }
 ) {
-  const out = options.out
+  const { alreadyFinished, out } = options
   if (out !== undefined) {
     yield* Effect.try({
       try: () => {
         mkdirSync(path.dirname(out), { recursive: true })
-        writeFileSync(out, "")
+        if (alreadyFinished === undefined) writeFileSync(out, "")
       },
       catch: () => new Errors.RequestValidationError({ field: "--out", reason: `cannot write ${out}` })
     })
   }
   const startedAt = yield* Clock.currentTimeMillis
   const outcomes: Array<Outcome> = []
-  yield* Stream.fromIterable(requests.map((request, index) => ({ request, index }))).pipe(
+  const summarizeNow = Effect.map(Clock.currentTimeMillis, (now) =>
+    summarize(outcomes, {
+      requests: requests.length,
+      skipped: alreadyFinished?.size ?? 0,
+      elapsedMs: now - startedAt
+    }))
+  const toRun = requests.flatMap((request, index) => alreadyFinished?.has(index) ? [] : [{ request, index }])
+  yield* Stream.fromIterable(toRun).pipe(
     Stream.mapEffect(({ index, request }) =>
       engine.generate(request).pipe(
         Effect.either,
@@ -166,9 +237,14 @@ export const run = Effect.fnUntraced(function*(
           })
         )
       ), { concurrency: options.concurrency, unordered: true }),
-    Stream.runDrain
+    Stream.runDrain,
+    Effect.onInterrupt(() =>
+      options.onInterrupt === undefined
+        ? Effect.void
+        : Effect.flatMap(summarizeNow, (summary) => options.onInterrupt!(outcomes, summary))
+    )
   )
-  return { outcomes, summary: summarize(outcomes, (yield* Clock.currentTimeMillis) - startedAt) }
+  return { outcomes, summary: yield* summarizeNow }
 })
 
 // =============================================================================

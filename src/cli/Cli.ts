@@ -3,21 +3,33 @@
  * requests, `simulate` serves the gateway simulator. With no provider configured, `generate` and `batch` start
  * the simulator in-process and say so. The engine is `PlotEngine`'s, as the example server's is.
  *
+ * Its contract with scripts: stdout carries only what a command produces (with `--json`, exactly one JSON
+ * document); every log line, progress line, warning and error goes to stderr. Exit codes: 0 done, 1 a generation
+ * (or a request of a batch) failed, 2 the command line, a file it names or the environment is wrong (nothing was
+ * generated), 128 + the signal's number when interrupted (set by `main.ts`).
+ *
  * @since 0.1.0
  */
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Cause from "effect/Cause"
 import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as path from "node:path"
 import * as Alerts from "../Alerts.js"
-import type * as Domain from "../Domain.js"
+import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as PlotEngine from "../PlotEngine.js"
 import * as PlotGeneration from "../PlotGeneration.js"
@@ -26,6 +38,166 @@ import * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import * as Faults from "../simulator/Faults.js"
 import * as GatewaySimulator from "../simulator/GatewaySimulator.js"
 import * as Batch from "./Batch.js"
+
+// =============================================================================
+// Usage errors
+// =============================================================================
+
+/**
+ * The command line, a file it names or the environment is wrong: one sentence on stderr, exit code 2.
+ *
+ * @since 0.1.0
+ */
+export class UsageError extends Schema.TaggedError<UsageError>("plot-engine/cli/UsageError")("UsageError", {
+  message: Schema.String
+}) {
+  /** A bad value of a flag, named first, so that the sentence says which flag to fix. */
+  static flag(flag: string, reason: string): UsageError {
+    return new UsageError({ message: flagSentence(flag, reason) })
+  }
+
+  /** An environment variable the engine could not read. */
+  static fromConfigError(error: ConfigError.ConfigError): UsageError {
+    return new UsageError({ message: `The environment's configuration is invalid: ${String(error)}.` })
+  }
+}
+
+const flagSentence = (flag: string, reason: string) => `${flag}: ${reason}.`
+
+// @effect/cli's messages for a bad value ("'abc' is not a integer", "Path 'x' must exist") do not say which flag
+// they are about: these options parse their text themselves and name it.
+const badValue = (flag: string, reason: string) => ValidationError.invalidValue(HelpDoc.p(flagSentence(flag, reason)))
+
+const integerOption = (name: string, range: { readonly min?: number; readonly max?: number } = {}) => {
+  const { max, min } = range
+  const bounds = min === undefined ? "" : max === undefined ? ` of at least ${min}` : ` from ${min} to ${max}`
+  return Options.text(name).pipe(
+    Options.withPseudoName("integer"),
+    Options.withDescription(`A whole number${bounds}.`),
+    Options.mapEffect((text) => {
+      const value = Number(text)
+      return /^\s*-?\d+\s*$/.test(text) && (min === undefined || value >= min) && (max === undefined || value <= max)
+        ? Effect.succeed(value)
+        : Effect.fail(badValue(`--${name}`, `must be a whole number${bounds}, not "${text}"`))
+    })
+  )
+}
+
+const choiceOption = <const Choices extends ReadonlyArray<string>>(name: string, choices: Choices) =>
+  Options.text(name).pipe(
+    Options.withPseudoName(choices.join(" | ")),
+    Options.withDescription(`One of ${choices.join(", ")}.`),
+    Options.mapEffect((text) =>
+      choices.includes(text)
+        ? Effect.succeed(text as Choices[number])
+        : Effect.fail(badValue(`--${name}`, `must be one of ${choices.join(", ")}, not "${text}"`))
+    )
+  )
+
+/** An option naming a file or directory that must exist; a default (`fallback`) is checked as a given value is. */
+const existingPathOption = (name: string, type: "File" | "Directory", fallback?: string) => {
+  const kind = type === "File" ? "file" : "directory"
+  const text = Options.text(name).pipe(Options.withPseudoName(kind), Options.withDescription(`An existing ${kind}.`))
+  return (fallback === undefined ? text : Options.withDefault(text, fallback)).pipe(
+    Options.mapEffect((file) =>
+      Effect.flatMap(FileSystem.FileSystem, (fs) => fs.stat(file)).pipe(
+        Effect.matchEffect({
+          onFailure: () => Effect.fail(badValue(`--${name}`, `there is no ${kind} ${file}`)),
+          onSuccess: (info) =>
+            info.type === type ? Effect.succeed(file) : Effect.fail(badValue(`--${name}`, `${file} is not a ${kind}`))
+        })
+      )
+    )
+  )
+}
+
+/** The request fields `generate` takes from its flags, for a refusal of the request to name the flag. */
+const flagOfRequestField: Readonly<Record<string, string>> = {
+  projectId: "--project",
+  userPrompt: "--prompt",
+  genre: "--genre",
+  targetWordCount: "--words",
+  kind: "--kind",
+  provider: "--provider",
+  model: "--model"
+}
+
+/**
+ * A refusal of what the command line, the project file or the environment said (named by its flag when it has
+ * one), as a usage error; other failures stay as they are.
+ */
+const usageErrorOf = (error: Errors.GenerationError, projectFile: string): UsageError | undefined => {
+  switch (error._tag) {
+    case "RequestValidationError": {
+      const flag = flagOfRequestField[error.field]
+      if (flag !== undefined) return UsageError.flag(flag, error.reason)
+      return /^project\b/.test(error.field)
+        ? UsageError.flag("--project", `${projectFile} is not a valid project: ${error.field} ${error.reason}`)
+        : UsageError.flag(error.field, error.reason)
+    }
+    case "ProjectNotFoundError":
+      return UsageError.flag("--project", `cannot read ${projectFile}`)
+    default:
+      return undefined
+  }
+}
+
+// =============================================================================
+// Logging
+// =============================================================================
+
+/**
+ * Every log line on stderr, whatever its level, so that stdout carries only what a command produces.
+ *
+ * @since 0.1.0
+ */
+export const layerLogger: Layer.Layer<never> = Logger.replace(
+  Logger.defaultLogger,
+  Logger.prettyLogger({ stderr: true, colors: process.stderr.isTTY === true, mode: "tty" })
+)
+
+const logLevelNames = LogLevel.allLevels.map((level) => level._tag.toLowerCase())
+
+/**
+ * Takes `--log-level LEVEL` (or `--log-level=LEVEL`) out of an argv wherever it stands before `--`. @effect/cli
+ * reads its built-in `--log-level` only before the subcommand (after it, the option is refused as unknown), and
+ * each subcommand's help lists it: here it works at either place.
+ *
+ * @since 0.1.0
+ */
+export const extractLogLevel = (
+  argv: ReadonlyArray<string>
+): Either.Either<
+  { readonly argv: ReadonlyArray<string>; readonly level: Option.Option<LogLevel.LogLevel> },
+  UsageError
+> => {
+  // The first two are the runtime and the script, as Command.run expects them.
+  const kept = argv.slice(0, 2)
+  let name: string | undefined
+  for (let i = 2; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === "--") {
+      kept.push(...argv.slice(i))
+      break
+    }
+    if (arg === "--log-level") {
+      name = argv[i + 1]
+      if (name === undefined) {
+        return Either.left(UsageError.flag("--log-level", `needs one of ${logLevelNames.join(", ")}`))
+      }
+      i++
+    } else if (arg.startsWith("--log-level=")) {
+      name = arg.slice("--log-level=".length)
+    } else {
+      kept.push(arg)
+    }
+  }
+  if (name === undefined) return Either.right({ argv: kept, level: Option.none() })
+  const level = LogLevel.allLevels.find((level) => level._tag.toLowerCase() === name)
+  return level === undefined
+    ? Either.left(UsageError.flag("--log-level", `must be one of ${logLevelNames.join(", ")}, not "${name}"`))
+    : Either.right({ argv: kept, level: Option.some(level) })
+}
 
 // =============================================================================
 // Output
@@ -59,15 +231,15 @@ const describeEvent = (event: Domain.GenerationEvent): string | undefined => {
   }
 }
 
-const plainProgress = (event: Domain.GenerationEvent, log: (line: string) => Effect.Effect<void>) => {
+const plainProgress = (event: Domain.GenerationEvent) => {
   const line = describeEvent(event)
-  return line === undefined ? Effect.void : log(line)
+  return line === undefined ? Effect.void : Console.error(line)
 }
 
 /**
- * A progress line that rewrites itself on a terminal: stage, percent, the outline's acts and beats so far, and
- * retries; events that matter beyond the moment (model, warnings, acts, retries, fallbacks) are kept above it as
- * lines of their own.
+ * A progress line on stderr that rewrites itself on a terminal: stage, percent, the outline's acts and beats so
+ * far, and retries; events that matter beyond the moment (model, warnings, acts, retries, fallbacks) are kept
+ * above it as lines of their own.
  *
  * @since 0.1.0
  */
@@ -80,9 +252,9 @@ export const liveProgress = () => {
     Effect.sync(() => {
       const text = beats > 0 ? `, ${beats} ${beats === 1 ? "beat" : "beats"} written` : ""
       const retried = retries > 0 ? `, ${retries} ${retries === 1 ? "retry" : "retries"}` : ""
-      process.stdout.write(`\r\x1b[2K[${String(percent).padStart(3)}%] ${stage}${text}${retried}`)
+      process.stderr.write(`\r\x1b[2K[${String(percent).padStart(3)}%] ${stage}${text}${retried}`)
     })
-  const above = (line: string) => Effect.sync(() => process.stdout.write(`\r\x1b[2K${line}\n`))
+  const above = (line: string) => Effect.sync(() => process.stderr.write(`\r\x1b[2K${line}\n`))
   return (event: Domain.GenerationEvent): Effect.Effect<void> => {
     switch (event._tag) {
       case "Progress":
@@ -97,7 +269,7 @@ export const liveProgress = () => {
         beats = 0
         return Effect.zipRight(above(describeEvent(event)!), render())
       case "Completed":
-        return Effect.sync(() => process.stdout.write("\r\x1b[2K"))
+        return Effect.sync(() => process.stderr.write("\r\x1b[2K"))
       default: {
         const line = describeEvent(event)
         return line === undefined ? render() : Effect.zipRight(above(line), render())
@@ -131,49 +303,43 @@ export const summary = (result: Domain.PlotResult): string =>
     ...(result.warnings.length === 0 ? [] : ["Warnings:", ...result.warnings.map((w) => `  - ${w}`)])
   ].join("\n")
 
+const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
+
 // =============================================================================
 // generate
 // =============================================================================
 
-const projectOption = Options.file("project", { exists: "yes" }).pipe(
-  Options.withDescription("The project file (JSON: characters, plotThreads, locations, worldBuilding, previousContent)")
-)
-const promptOption = Options.text("prompt").pipe(Options.withDescription("What to generate"))
-const genreOption = Options.text("genre").pipe(Options.optional)
-const wordsOption = Options.integer("words").pipe(Options.withDescription("Target word count"), Options.optional)
-const kindOption = Options.choice("kind", ["outline", "scene_beats", "suggestions"]).pipe(Options.optional)
-const providerOption = Options.choice("provider", ["openai", "anthropic"]).pipe(Options.optional)
-const modelOption = Options.text("model").pipe(
-  Options.withDescription("Pin a model id (with --provider)"),
-  Options.optional
-)
 const jsonOption = Options.boolean("json").pipe(
-  Options.withDescription("Print only the PlotResult as JSON on stdout (progress goes to stderr)")
-)
-const noFallbackOption = Options.boolean("no-fallback").pipe(
-  Options.withDescription("Fail instead of falling back to a template")
+  Options.withDescription("Print only the result as one JSON document on stdout")
 )
 
 const generate = Command.make(
   "generate",
   {
-    project: projectOption,
-    prompt: promptOption,
-    genre: genreOption,
-    words: wordsOption,
-    kind: kindOption,
-    provider: providerOption,
-    model: modelOption,
+    project: existingPathOption("project", "File").pipe(
+      Options.withDescription(
+        "The project file (JSON: characters, plotThreads, locations, worldBuilding, previousContent)"
+      )
+    ),
+    prompt: Options.text("prompt").pipe(Options.withDescription("What to generate")),
+    genre: Options.text("genre").pipe(Options.optional),
+    words: integerOption("words", { min: Domain.Limits.minWordCount, max: Domain.Limits.maxWordCount }).pipe(
+      Options.withDescription("Target word count"),
+      Options.optional
+    ),
+    kind: choiceOption("kind", ["outline", "scene_beats", "suggestions"]).pipe(Options.optional),
+    provider: choiceOption("provider", ["openai", "anthropic"]).pipe(Options.optional),
+    model: Options.text("model").pipe(Options.withDescription("Pin a model id (with --provider)"), Options.optional),
     json: jsonOption,
-    noFallback: noFallbackOption
+    noFallback: Options.boolean("no-fallback").pipe(
+      Options.withDescription("Fail instead of falling back to a template")
+    )
   },
   (args) =>
     Effect.gen(function*() {
-      // With --json, stdout carries only the result: everything for people goes to stderr.
-      const log = (line: string) => (args.json ? Console.error(line) : Console.log(line))
-      const gateway = yield* PlotEngine.resolveGateway(log)
-      // On a terminal (and not --json), one progress line that updates in place; plain lines otherwise.
-      const live = !args.json && process.stdout.isTTY ? liveProgress() : undefined
+      const gateway = yield* PlotEngine.resolveGateway((line) => Console.error(line))
+      // On a terminal, one progress line that updates in place; plain lines otherwise. Both on stderr.
+      const live = process.stderr.isTTY === true ? liveProgress() : undefined
       const request: Domain.PlotRequestInput = {
         projectId: ProjectContextStore.projectIdOfFile(path.basename(args.project)),
         userPrompt: args.prompt,
@@ -191,23 +357,27 @@ const generate = Command.make(
       })
       const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
         engine.generateStream(request, { useFallback: !args.noFallback }).pipe(
-          Stream.tap((event) => (live === undefined ? plainProgress(event, log) : live(event))),
+          Stream.tap((event) => (live === undefined ? plainProgress(event) : live(event))),
           Stream.runLast
         )).pipe(
           Effect.provide(layer),
-          Effect.mapError((error) =>
-            ConfigError.isConfigError(error)
-              ? new Errors.RequestValidationError({ field: "configuration", reason: String(error) })
-              : error
+          Effect.onInterrupt(() =>
+            Console.error(`${live === undefined ? "" : "\n"}Interrupted before the plot was finished.`)
           ),
           Effect.either
         )
-      if (outcome._tag === "Left") {
+      if (Either.isLeft(outcome)) {
         const error = outcome.left
+        if (ConfigError.isConfigError(error)) {
+          return yield* UsageError.fromConfigError(error)
+        }
+        const usage = usageErrorOf(error, args.project)
+        if (usage !== undefined) {
+          return yield* usage
+        }
         yield* Console.error(Errors.userMessage(error))
         yield* Console.error(`(${Errors.errorType(error)}) ${error.message}`)
-        process.exitCode = 1
-        return
+        return yield* setExitCode(1)
       }
       const last = Option.getOrUndefined(outcome.right)
       if (last?._tag !== "Completed") {
@@ -220,7 +390,11 @@ const generate = Command.make(
         yield* Console.log(`\n${result.content}`)
         yield* Console.log(summary(result))
       }
-    }).pipe(Effect.scoped)
+    }).pipe(
+      Effect.scoped,
+      Effect.catchIf(ConfigError.isConfigError, (error) =>
+        Effect.fail(UsageError.fromConfigError(error)))
+    )
 ).pipe(Command.withDescription("Generate plot content for a project"))
 
 // =============================================================================
@@ -253,15 +427,15 @@ export const parseFaultRates = (text: string): Either.Either<Partial<Record<Faul
 const simulate = Command.make(
   "simulate",
   {
-    port: Options.integer("port").pipe(Options.withDefault(8787)),
-    seed: Options.integer("seed").pipe(Options.withDefault(1)),
+    port: integerOption("port", { min: 0, max: 65_535 }).pipe(Options.withDefault(8787)),
+    seed: integerOption("seed").pipe(Options.withDefault(1)),
     faults: Options.text("faults").pipe(
       Options.withDescription(
         "Random fault rates, such as rate_limit=0.1,server_error=0.05,reset=0.02, or chaos for the soak's mix"
       ),
       Options.withDefault("")
     ),
-    latencyMs: Options.integer("latency-ms").pipe(
+    latencyMs: integerOption("latency-ms", { min: 0 }).pipe(
       Options.withDescription("Latency added to every answer"),
       Options.withDefault(0)
     )
@@ -269,21 +443,26 @@ const simulate = Command.make(
   ({ faults, latencyMs, port, seed }) =>
     Effect.gen(function*() {
       const rates = yield* Either.match(parseFaultRates(faults), {
-        onLeft: (reason) => Effect.fail(new Errors.RequestValidationError({ field: "--faults", reason })),
+        onLeft: (reason) => Effect.fail(UsageError.flag("--faults", reason)),
         onRight: Effect.succeed
       })
       const context = yield* Layer.build(GatewaySimulator.layer({ port, seed, faults: { rates, latencyMs } }))
       const simulator = Context.get(context, GatewaySimulator.GatewaySimulator)
+      // What it prints is what the command is for: the addresses, on stdout.
       yield* Console.log(`Gateway simulator listening on ${simulator.url}`)
       yield* Console.log(`  OPENAI_BASE_URL=${simulator.openaiBaseUrl}`)
       yield* Console.log(`  ANTHROPIC_BASE_URL=${simulator.anthropicBaseUrl}`)
       if (Object.keys(rates).length > 0) yield* Console.log(`  faults: ${faults}`)
-      yield* Console.log("Any non-empty API key is accepted. Stop with Ctrl-C.")
+      yield* Console.error("Any non-empty API key is accepted. Stop with Ctrl-C.")
       return yield* Effect.never
     }).pipe(
       Effect.scoped,
-      Effect.catchTag("RequestValidationError", (error) =>
-        Effect.zipRight(Console.error(error.message), Effect.sync(() => void (process.exitCode = 2))))
+      Effect.catchTag("ServeError", (error) =>
+        Effect.fail(UsageError.flag("--port", `cannot listen on ${port} (${String(error.cause)})`))),
+      // A signal is how a server ends: a normal end.
+      Effect.onInterrupt(() =>
+        setExitCode(0)
+      )
     )
 ).pipe(Command.withDescription("Serve the gateway simulator (OpenAI Responses and Anthropic Messages APIs)"))
 
@@ -293,7 +472,7 @@ const simulate = Command.make(
 
 const progressBar = (done: ReadonlyArray<Batch.Outcome>, total: number, elapsedMs: number) => {
   const width = 24
-  const filled = Math.round((done.length / total) * width)
+  const filled = total === 0 ? width : Math.round((done.length / total) * width)
   const rate = done.length / Math.max(0.001, elapsedMs / 1000)
   const retries = done.reduce((sum, o) => sum + ("result" in o ? o.result.retryCount : 0), 0)
   const rateLimited = done.reduce((sum, o) => sum + ("result" in o ? o.result.metrics.rateLimitErrors : 0), 0)
@@ -307,68 +486,110 @@ const progressBar = (done: ReadonlyArray<Batch.Outcome>, total: number, elapsedM
 const batch = Command.make(
   "batch",
   {
-    requests: Options.file("requests", { exists: "yes" }).pipe(
+    requests: existingPathOption("requests", "File").pipe(
       Options.withDescription("A JSONL file: one PlotRequest per line")
     ),
-    projects: Options.directory("projects", { exists: "yes" }).pipe(
-      Options.withDescription("The directory of <projectId>.json project files"),
-      Options.withDefault("examples/projects")
+    projects: existingPathOption("projects", "Directory", "examples/projects").pipe(
+      Options.withDescription("The directory of <projectId>.json project files (default: examples/projects)")
     ),
-    concurrency: Options.integer("concurrency").pipe(Options.withDefault(4)),
-    out: Options.file("out").pipe(
-      Options.withDescription("Where to write one result or typed error per line"),
+    concurrency: integerOption("concurrency", { min: 1 }).pipe(Options.withDefault(4)),
+    out: Options.text("out").pipe(
+      Options.withPseudoName("file"),
+      Options.withDescription("Where to write one result or typed error per line, each as its request finishes"),
       Options.optional
     ),
-    report: Options.directory("report").pipe(Options.withDescription("Where to write an HTML report"), Options.optional)
+    resume: Options.boolean("resume").pipe(
+      Options.withDescription(
+        "Skip the requests whose index is already in --out (an interrupted run's) and append to it"
+      )
+    ),
+    report: Options.text("report").pipe(
+      Options.withPseudoName("directory"),
+      Options.withDescription("Where to write an HTML report"),
+      Options.optional
+    ),
+    json: jsonOption
   },
   (args) =>
     Effect.gen(function*() {
-      if (args.concurrency < 1) {
-        return yield* new Errors.RequestValidationError({ field: "--concurrency", reason: "must be at least 1" })
+      const out = Option.getOrUndefined(args.out)
+      if (args.resume && out === undefined) {
+        return yield* UsageError.flag("--resume", "needs --out, the file the earlier run wrote")
       }
-      const gateway = yield* PlotEngine.resolveGateway((line) => Console.error(line))
       const requests = yield* Batch.readRequests(args.requests)
+      const alreadyFinished = args.resume && out !== undefined
+        ? yield* Batch.finishedIndexes(out, requests.length)
+        : undefined
+      const gateway = yield* PlotEngine.resolveGateway((line) => Console.error(line))
       const quotas = yield* ProviderRateLimiter.quotasConfig
       const layer = PlotEngine.layer({
         gateway,
         store: ProjectContextStore.layerDirectory(args.projects),
         alerts: Alerts.layerDisabled
       })
+      const toRun = requests.length - (alreadyFinished?.size ?? 0)
       const startedAt = Date.now()
       const tty = process.stderr.isTTY === true
+      const endProgressLine = Effect.sync(() => void (tty && process.stderr.write("\n")))
+      const writeReport = (outcomes: ReadonlyArray<Batch.Outcome>, summary: Batch.Summary) =>
+        Option.map(args.report, (directory) =>
+          Batch.writeReport(directory, outcomes, summary, quotas.openai.requestsPerMinute))
+      // Interrupted (SIGINT, SIGTERM), the batch tells what it did on stderr: stdout is for a finished batch.
+      const onInterrupt = (outcomes: ReadonlyArray<Batch.Outcome>, summary: Batch.Summary) =>
+        Effect.gen(function*() {
+          yield* endProgressLine
+          yield* Console.error(Batch.describeSummary(summary))
+          const report = writeReport(outcomes, summary)
+          if (Option.isSome(report)) {
+            yield* Console.error(`Report:    ${report.value}`)
+          }
+          const finished = summary.requests - summary.unfinished
+          yield* Console.error(
+            `Interrupted after ${finished} of ${summary.requests} requests; ${
+              out === undefined
+                ? "without --out, a rerun starts over."
+                : `rerun with --resume to run the other ${summary.unfinished}.`
+            }`
+          )
+        })
       const { outcomes, summary } = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
         Batch.run(engine, requests, {
           concurrency: args.concurrency,
-          out: Option.getOrUndefined(args.out),
+          out,
+          alreadyFinished,
           onProgress: (done) =>
             Effect.sync(() => {
-              const line = progressBar(done, requests.length, Date.now() - startedAt)
+              const line = progressBar(done, toRun, Date.now() - startedAt)
               process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`)
-            })
+            }),
+          onInterrupt
         })).pipe(Effect.provide(layer))
-      if (tty) {
-        process.stderr.write("\n")
-      }
-      yield* Console.log(Batch.describeSummary(summary))
-      if (Option.isSome(args.report)) {
-        const file = Batch.writeReport(args.report.value, outcomes, summary, quotas.openai.requestsPerMinute)
-        yield* Console.log(`Report:    ${file}`)
+      yield* endProgressLine
+      const report = writeReport(outcomes, summary)
+      if (args.json) {
+        yield* Console.log(JSON.stringify({ ...summary, report: Option.getOrNull(report) }, null, 2))
+      } else {
+        yield* Console.log(Batch.describeSummary(summary))
+        if (Option.isSome(report)) {
+          yield* Console.log(`Report:    ${report.value}`)
+        }
       }
       if (summary.failed > 0) {
-        process.exitCode = 1
+        yield* setExitCode(1)
       }
     }).pipe(
       Effect.scoped,
-      Effect.catchAll((error) =>
-        Effect.zipRight(
-          Console.error(ConfigError.isConfigError(error) ? String(error) : error.message),
-          Effect.sync(() =>
-            void (process.exitCode = 2)
-          )
-        )
-      )
+      Effect.catchIf(ConfigError.isConfigError, (error) =>
+        Effect.fail(UsageError.fromConfigError(error))),
+      // What Batch refuses (the requests file, --out) is named by its flag.
+      Effect.catchTag("RequestValidationError", (error) =>
+        Effect.fail(UsageError.flag(error.field, error.reason)))
     )
 ).pipe(Command.withDescription("Generate plots for every request of a JSONL file"))
+
+// =============================================================================
+// Running
+// =============================================================================
 
 /**
  * The root command.
@@ -378,8 +599,36 @@ const batch = Command.make(
 export const command = Command.make("plot-engine").pipe(Command.withSubcommands([generate, batch, simulate]))
 
 /**
- * Runs the CLI on an argv.
+ * Runs the CLI on an argv as @effect/cli does, failures included.
  *
  * @since 0.1.0
  */
 export const run = Command.run(command, { name: "plot-engine", version: "0.1.0" })
+
+/**
+ * The CLI as the executable runs it: `--log-level` taken wherever it stands, logs on stderr, a usage error as
+ * one sentence on stderr with exit code 2, an unexpected failure logged on stderr (exit code 1, by the runtime's
+ * teardown).
+ *
+ * @since 0.1.0
+ */
+export const main = (argv: ReadonlyArray<string>) =>
+  Effect.flatMap(extractLogLevel(argv), ({ argv, level }) =>
+    Option.match(level, {
+      onNone: () => run(argv),
+      onSome: (level) => Logger.withMinimumLogLevel(run(argv), level)
+    })).pipe(
+      Effect.catchIf(ValidationError.isValidationError, (error) =>
+        // @effect/cli has printed its message on stderr already; a few of its errors carry none.
+        Effect.zipRight(
+          HelpDoc.isEmpty(error.error) ? Console.error("The command line is not valid: see --help.") : Effect.void,
+          setExitCode(2)
+        )),
+      Effect.catchTag("UsageError", (error) => Effect.zipRight(Console.error(error.message), setExitCode(2))),
+      Effect.tapErrorCause((cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.void
+          : Effect.logError("plot-engine stopped on an unexpected error", cause)
+      ),
+      Effect.provide(layerLogger)
+    )

@@ -6,8 +6,8 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import { execFile } from "node:child_process"
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { execFile, spawn } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -25,21 +25,91 @@ interface Run {
   readonly stderr: string
 }
 
+/** How long one CLI process may take: startup alone (tsx compiling the sources) takes seconds on a busy machine. */
+const processTimeout = 120_000
+
+/** The environment with only the given provider variables set. */
+const childEnv = (env: Record<string, string>) => {
+  const { OPENAI_API_KEY: _a, ANTHROPIC_API_KEY: _b, OPENAI_BASE_URL: _c, ANTHROPIC_BASE_URL: _d, ...base } =
+    process.env
+  return { ...base, ...env }
+}
+
 /** Runs the CLI from source with only the given provider variables set. */
 const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   Effect.async<Run>((resume) => {
-    const { OPENAI_API_KEY: _a, ANTHROPIC_API_KEY: _b, OPENAI_BASE_URL: _c, ANTHROPIC_BASE_URL: _d, ...base } =
-      process.env
     execFile(
       process.execPath,
       ["--import", "tsx", "src/cli/main.ts", ...args],
-      { cwd: root, env: { ...base, ...env }, timeout: 60_000 },
+      { cwd: root, env: childEnv(env), timeout: processTimeout },
       (error, stdout, stderr) =>
         resume(
           Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
         )
     )
   })
+
+/** The `cli` script of package.json, what `npm run cli` runs. */
+const cliScript: string = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts.cli
+
+/** The child processes of a process, where /proc tells (Linux). */
+const childrenOf = (pid: number): ReadonlyArray<string> | undefined => {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").split(" ").filter((child) => child.trim() !== "")
+    )
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Runs the CLI as the `cli` script does (without npm in between) and sends it `signal` once its stderr matches
+ * `when`; tells the child processes it had then.
+ */
+const cliSignaled = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string>,
+  options: { readonly signal: NodeJS.Signals; readonly when: RegExp }
+) =>
+  Effect.async<Run & { readonly childrenWhenSignaled: ReadonlyArray<string> | undefined }>((resume) => {
+    const [, ...nodeArgs] = cliScript.split(" ")
+    const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: root, env: childEnv(env) })
+    let stdout = ""
+    let stderr = ""
+    let signaled = false
+    let childrenWhenSignaled: ReadonlyArray<string> | undefined
+    const timer = setTimeout(() => child.kill("SIGKILL"), processTimeout)
+    child.stdout.on("data", (chunk) => void (stdout += chunk))
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk
+      if (!signaled && options.when.test(stderr)) {
+        signaled = true
+        childrenWhenSignaled = childrenOf(child.pid!)
+        child.kill(options.signal)
+      }
+    })
+    child.on("close", (code) => {
+      clearTimeout(timer)
+      resume(Effect.succeed({ code: code ?? -1, stdout, stderr, childrenWhenSignaled }))
+    })
+    return Effect.sync(() => void child.kill("SIGKILL"))
+  })
+
+/** A JSONL file of the first `count` example requests, for OpenAI (the provider the test gateways configure). */
+const requestsFile = (count: number) => {
+  const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-batch-"))
+  const file = path.join(dir, "requests.jsonl")
+  const lines = readFileSync(fileURLToPath(new URL("../../examples/batch.jsonl", import.meta.url)), "utf8")
+    .trim()
+    .split("\n")
+    .slice(0, count)
+  writeFileSync(
+    file,
+    lines.map((line) => JSON.stringify({ ...JSON.parse(line), provider: "openai" })).join("\n") + "\n"
+  )
+  return { dir, file }
+}
 
 const generate = ["generate", "--project", sampleProjectFile, "--prompt", "What does Mara find under the floor?"]
 
@@ -56,25 +126,38 @@ describe("plot-engine generate, offline", () => {
         expect(run.stderr).toContain("embedded gateway simulator")
         expect(run.stderr).toContain("AI is generating your plot content")
       }),
-    60_000
+    processTimeout
   )
 
-  it.effect("prints the stages, the plot and a summary", () =>
+  it.effect("prints the stages on stderr, the plot and a summary on stdout", () =>
     Effect.gen(function*() {
       const run = yield* cli([...generate, "--provider", "anthropic"])
       expect(run.code).toBe(0)
-      expect(run.stdout).toContain("[ 10%] Gathering relevant project context...")
+      expect(run.stderr).toContain("[ 10%] Gathering relevant project context...")
+      expect(run.stdout).not.toContain("Gathering relevant project context")
       expect(run.stdout).toMatch(/\n# .+\n/)
       expect(run.stdout).toMatch(/Model: {5}claude-haiku-4-5 \(User preference\)/)
       expect(run.stdout).toMatch(/Cost: {6}\$0\.\d+/)
-    }), 60_000)
+    }), processTimeout)
+})
 
-  it.effect("exits non-zero with the field named on bad input", () =>
-    Effect.gen(function*() {
-      const run = yield* cli([...generate, "--words", "5"])
-      expect(run.code).not.toBe(0)
-      expect(run.stderr).toContain("targetWordCount")
-    }), 60_000)
+describe("plot-engine usage errors", () => {
+  it.effect(
+    "say in one sentence on stderr which flag is wrong, print nothing on stdout and exit 2",
+    () =>
+      Effect.gen(function*() {
+        const noPrompt = yield* cli(["generate", "--project", sampleProjectFile])
+        const noFile = yield* cli(["generate", "--project", "no-such-project.json", "--prompt", "What next?"])
+        const tooFewWords = yield* cli([...generate, "--words", "5"])
+        for (const [run, flag] of [[noPrompt, "--prompt"], [noFile, "--project"], [tooFewWords, "--words"]] as const) {
+          expect(run.code).toBe(2)
+          expect(run.stdout).toBe("")
+          expect(run.stderr.trim().split("\n")).toHaveLength(1)
+          expect(run.stderr).toContain(flag)
+        }
+      }),
+    3 * processTimeout
+  )
 })
 
 /** A copy of the sample project with hundreds of thousands of tokens of previous chapters. */
@@ -108,7 +191,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
           expect(run.stderr + run.stdout).not.toContain("sk-wrong-key-654321")
           expect((yield* simulator.stats).requests).toBe(1)
         }),
-      60_000
+      processTimeout
     )
 
     it.effect("generates through the configured gateway", () =>
@@ -121,7 +204,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
         expect(run.code).toBe(0)
         expect(run.stderr).not.toContain("embedded gateway simulator")
         expect(JSON.parse(run.stdout).provider).toBe("openai")
-      }), 60_000)
+      }), processTimeout)
 
     it.effect(
       "sends a project far larger than any budget within the budget, and warns that context was cut",
@@ -144,7 +227,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
           expect(after.inputTokens - before.inputTokens).toBeLessThanOrEqual(32_000 + 2_500)
           expect(after.inputTokens - before.inputTokens).toBeGreaterThan(0.9 * 32_000)
         }),
-      60_000
+      processTimeout
     )
 
     it.effect(
@@ -213,7 +296,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
             expect(printed).not.toContain(fragment)
           }
         }),
-      60_000
+      processTimeout
     )
 
     it.effect("retries a 429 after the retry-after-ms it asked for", () =>
@@ -225,13 +308,14 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
         const started = Date.now()
         const run = yield* cli(generate, { OPENAI_API_KEY: key, OPENAI_BASE_URL: simulator.openaiBaseUrl })
         expect(run.code).toBe(0)
-        expect(run.stdout).toContain(
+        expect(run.stderr).toContain(
           "We're experiencing high demand. Your request will retry automatically in a moment... (rate_limit from openai/gpt-4.1-mini; attempt 2 in 2.5 s)"
         )
         expect(run.stdout).toContain("Retries:   1")
+        expect(run.stdout).not.toContain("We're experiencing high demand")
         expect((yield* simulator.stats).requests - before).toBe(2)
         expect(Date.now() - started).toBeGreaterThanOrEqual(2_500)
-      }), 60_000)
+      }), processTimeout)
 
     it.effect("does not retry insufficient_quota", () =>
       Effect.gen(function*() {
@@ -243,7 +327,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
         expect(run.code).not.toBe(0)
         expect(run.stderr).toContain("The AI service's usage limit has been reached.")
         expect((yield* simulator.stats).requests - before).toBe(1)
-      }), 60_000)
+      }), processTimeout)
 
     it.effect("retries a connection reset", () =>
       Effect.gen(function*() {
@@ -259,7 +343,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
         expect(JSON.parse(run.stdout).retryCount).toBe(1)
         expect(run.stderr).toContain("network_error")
         expect((yield* simulator.stats).requests - before).toBe(2)
-      }), 60_000)
+      }), processTimeout)
   }
 )
 
@@ -312,9 +396,152 @@ describe("plot-engine batch, offline", () => {
         expect(html).toContain("new Chart(")
         expect(html.length).toBeGreaterThan(100_000) // Chart.js itself, inlined for offline viewing
       }),
-    60_000
+    processTimeout
   )
 })
+
+const failingKey = "sk-failing-key-123456"
+
+layer(GatewaySimulator.layer({ apiKeys: { openai: failingKey }, faults: { rates: { server_error: 1 } } }))(
+  "plot-engine generate, when the AI fails",
+  (it) => {
+    const env = (simulator: GatewaySimulator.Service) => ({
+      OPENAI_API_KEY: failingKey,
+      OPENAI_BASE_URL: simulator.openaiBaseUrl,
+      PLOT_ENGINE_MAX_ATTEMPTS: "2",
+      PLOT_ENGINE_MAX_RETRY_DELAY: "50 millis"
+    })
+
+    it.effect(
+      "prints one PlotResult through the template fallback with --json, and every log (debug too, --log-level after the subcommand) on stderr",
+      () =>
+        Effect.gen(function*() {
+          const simulator = yield* GatewaySimulator.GatewaySimulator
+          const run = yield* cli([...generate, "--json", "--log-level", "debug"], env(simulator))
+          expect(run.code).toBe(0)
+          const result = Schema.decodeUnknownSync(PlotResult)(JSON.parse(run.stdout))
+          expect(result.isTemplate).toBe(true)
+          expect(run.stderr).toContain("Generation failed; using the template fallback")
+          expect(run.stderr).toMatch(/DEBUG .*Prompt/)
+        }),
+      processTimeout
+    )
+
+    it.effect(
+      "prints nothing on stdout when it fails for good with --no-fallback, and exits 1",
+      () =>
+        Effect.gen(function*() {
+          const simulator = yield* GatewaySimulator.GatewaySimulator
+          const run = yield* cli([...generate, "--json", "--no-fallback"], env(simulator))
+          expect(run.code).toBe(1)
+          expect(run.stdout).toBe("")
+          expect(run.stderr).toContain("(server_error)")
+        }),
+      processTimeout
+    )
+  }
+)
+
+const slowKey = "sk-slow-key-123456"
+
+// The simulator's latency runs on its Clock: the real one here, not the TestClock (nobody would advance it).
+layer(GatewaySimulator.layer({ apiKeys: { openai: slowKey }, faults: { latencyMs: 300 } }), {
+  excludeTestServices: true
+})(
+  "plot-engine batch, interrupted and resumed",
+  (it) => {
+    const env = (simulator: GatewaySimulator.Service) => ({
+      OPENAI_API_KEY: slowKey,
+      OPENAI_BASE_URL: simulator.openaiBaseUrl
+    })
+    const indexesIn = (file: string) =>
+      readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line).index as number)
+
+    it("is run by the process npm starts: no wrapper in between to signal instead", () => {
+      expect(cliScript.split(" ")[0]).toBe("node")
+    })
+
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      it.effect(
+        `stops on ${signal} with whole lines written, the summary and what is left on stderr, exit code ${code}`,
+        () =>
+          Effect.gen(function*() {
+            const simulator = yield* GatewaySimulator.GatewaySimulator
+            const requests = requestsFile(12)
+            const out = path.join(requests.dir, "results.jsonl")
+            const run = yield* cliSignaled(
+              [
+                "batch",
+                "--requests",
+                requests.file,
+                "--projects",
+                path.dirname(sampleProjectFile),
+                "--out",
+                out,
+                "--concurrency",
+                "1",
+                "--json"
+              ],
+              env(simulator),
+              { signal, when: / 1\/12 / }
+            )
+            // The process signaled is the one doing the work.
+            expect(run.childrenWhenSignaled ?? []).toEqual([])
+            expect(run.code).toBe(code)
+            expect(run.stdout).toBe("")
+            expect(run.stderr).toMatch(/Requests: {2}12 \(\d+ succeeded, 0 templates, 0 failed, \d+ unfinished\)/)
+            const interrupted = run.stderr.match(/Interrupted after (\d+) of 12 requests; rerun with --resume/)
+            expect(interrupted).not.toBeNull()
+            const finished = Number(interrupted![1])
+            expect(finished).toBeGreaterThanOrEqual(1)
+            expect(finished).toBeLessThan(12)
+            expect(indexesIn(out)).toHaveLength(finished)
+          }),
+        processTimeout
+      )
+    }
+
+    it.effect(
+      "resumes: skips the indexes already in --out, appends the others, and counts both in its JSON summary",
+      () =>
+        Effect.gen(function*() {
+          const simulator = yield* GatewaySimulator.GatewaySimulator
+          const requests = requestsFile(4)
+          const out = path.join(requests.dir, "results.jsonl")
+          // Requests 0 and 2 finished before; the line of request 3 was cut short as the process died.
+          const earlier = [JSON.stringify({ index: 0, result: {} }), JSON.stringify({ index: 2, result: {} })]
+          writeFileSync(out, earlier.join("\n") + "\n" + "{\"index\":3,\"res")
+          const before = (yield* simulator.stats).requests
+          const run = yield* cli(
+            [
+              "batch",
+              "--requests",
+              requests.file,
+              "--projects",
+              path.dirname(sampleProjectFile),
+              "--out",
+              out,
+              "--resume",
+              "--json"
+            ],
+            env(simulator)
+          )
+          expect(run.code).toBe(0)
+          expect(JSON.parse(run.stdout)).toMatchObject({
+            requests: 4,
+            skipped: 2,
+            succeeded: 2,
+            failed: 0,
+            unfinished: 0
+          })
+          expect(readFileSync(out, "utf8").split("\n").slice(0, 2)).toEqual(earlier)
+          expect(indexesIn(out).sort()).toEqual([0, 1, 2, 3])
+          expect((yield* simulator.stats).requests - before).toBe(2)
+        }),
+      processTimeout
+    )
+  }
+)
 
 describe("--faults", () => {
   it("takes rates by kind, or chaos for the soak's mix, and refuses what cannot be", () => {
