@@ -217,6 +217,10 @@ const describeEvent = (event: Domain.GenerationEvent): string | undefined => {
       return `       ${event.message} (${event.errorType} from ${event.provider}/${event.model}; attempt ${event.attempt} in ${
         (event.delayMs / 1000).toFixed(1)
       } s)`
+    case "Queued":
+      return `       waiting for the ${event.provider}/${event.model} quota: ${
+        event.place === 1 ? "next" : `${event.place} in line`
+      }, about ${Math.max(1, Math.ceil(event.expectedWaitMs / 1000))} s`
     case "Fallback":
       return `       falling back from ${event.from} to ${event.to} (${event.reason})`
     case "CircuitChanged":
@@ -264,8 +268,16 @@ export const liveProgress = () => {
       case "BeatWritten":
         beats++
         return render()
+      case "Queued":
+        // A wait that moves: told in place, not as a line per update.
+        stage = describeEvent(event)!.trim()
+        return render()
       case "Retrying":
         retries++
+        beats = 0
+        return Effect.zipRight(above(describeEvent(event)!), render())
+      case "Fallback":
+        // The next model writes its own outline from the start.
         beats = 0
         return Effect.zipRight(above(describeEvent(event)!), render())
       case "Completed":
