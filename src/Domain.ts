@@ -266,6 +266,26 @@ export class Usage extends Schema.Class<Usage>("plot-engine/Usage")({
 }
 
 /**
+ * What one billed attempt of a generation used and cost: the one that produced the plot, and those that
+ * produced nothing used (an unreadable reply, an answer cut off at its limit, a stream that failed midway), which
+ * the provider bills all the same.
+ *
+ * @since 0.1.0
+ * @category Result
+ */
+export class AttemptCost extends Schema.Class<AttemptCost>("plot-engine/AttemptCost")({
+  provider: ProviderName,
+  model: Schema.String,
+  /** `success`, or the kind of failure (`Errors.errorType`). */
+  outcome: Schema.String,
+  usage: Usage,
+  /** `true` when the provider reported no usage (a stream cut off): the prompt and what it had written. */
+  estimated: Schema.Boolean,
+  /** `null` when the model's price is unknown. */
+  costUsd: Schema.NullOr(Schema.NonNegative)
+}) {}
+
+/**
  * The figures of one generation, as they are logged and sent to analytics.
  *
  * @since 0.1.0
@@ -304,6 +324,10 @@ export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult
   model: Schema.String,
   reasoning: Schema.String,
   usage: Usage,
+  /**
+   * What every billed attempt of the generation cost together (see `attempts`), failed ones included; `null`
+   * when a billed model's price is unknown (never a false 0).
+   */
   estimatedCostUsd: Schema.NullOr(Schema.NonNegative),
   /** What the call was expected to cost before it was made (prompt tokens, expected reply), or `null`. */
   preCallEstimateUsd: Schema.NullOr(Schema.NonNegative),
@@ -313,7 +337,9 @@ export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult
   durationMs: Schema.NonNegative,
   wordCount: Schema.NonNegativeInt,
   /** The figures of this generation, for analytics. */
-  metrics: GenerationMetrics
+  metrics: GenerationMetrics,
+  /** Every attempt the provider billed, in order: what each used and cost. */
+  attempts: Schema.optionalWith(Schema.Array(AttemptCost), { default: () => [] })
 }) {}
 
 // =============================================================================

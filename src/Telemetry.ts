@@ -16,7 +16,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
@@ -111,7 +111,7 @@ export const templateFallbacks = Metrics.fromKey(MetricKey.counter("plot_engine_
 }))
 
 /**
- * The estimated cost of generations, in USD (unknown prices add nothing).
+ * The estimated cost of every billed attempt, in USD, on its provider and model (unknown prices add nothing).
  *
  * @since 0.1.0
  * @category Metrics
@@ -119,6 +119,37 @@ export const templateFallbacks = Metrics.fromKey(MetricKey.counter("plot_engine_
 export const costUsd = Metrics.fromKey(
   MetricKey.counter("plot_engine_cost_usd_total", { description: "Estimated cost in USD", incremental: true })
 )
+
+/**
+ * What attempts that produced nothing used cost, in USD: replies that could not be read, answers cut off at their
+ * limit, streams that failed midway. Billed all the same.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const wastedCostUsd = Metrics.fromKey(
+  MetricKey.counter("plot_engine_wasted_cost_usd_total", {
+    description: "Estimated cost in USD of billed attempts whose output was not used",
+    incremental: true
+  })
+)
+
+/**
+ * Records what a billed attempt cost, on its own provider and model (a generation may bill several): the cost, and
+ * the wasted cost when it produced nothing used.
+ *
+ * @since 0.1.0
+ * @category Recording
+ */
+export const recordAttemptCost = (attempt: Domain.AttemptCost): Effect.Effect<void> => {
+  const cost = attempt.costUsd
+  if (cost === null) return Effect.void
+  const tags = { provider: attempt.provider, model: attempt.model }
+  return Metrics.record((labels) => {
+    tagged(costUsd, tags).unsafeUpdate(cost, labels)
+    if (attempt.outcome !== "success") tagged(wastedCostUsd, tags).unsafeUpdate(cost, labels)
+  })
+}
 
 /**
  * Records a finished generation.
@@ -135,7 +166,6 @@ export const recordResult = (result: Domain.PlotResult): Effect.Effect<void> => 
     tagged(outputTokens, tags).unsafeUpdate(result.usage.outputTokens, labels)
     tagged(retries, tags).unsafeUpdate(result.retryCount, labels)
     if (result.isTemplate) templateFallbacks.unsafeUpdate(1, labels)
-    if (result.estimatedCostUsd !== null) tagged(costUsd, tags).unsafeUpdate(result.estimatedCostUsd, labels)
   })
 }
 

@@ -13,8 +13,9 @@ import * as LogLevel from "effect/LogLevel"
 import * as Ref from "effect/Ref"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as ContextBudget from "../ContextBudget.js"
+import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
-import type * as ModelCatalog from "../ModelCatalog.js"
+import * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
 import * as Providers from "../Providers.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
@@ -109,10 +110,11 @@ const attempt = Effect.fnUntraced(function*(
   const attemptTimeoutMillis = Duration.toMillis(engine.policy.attemptTimeout)
   // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to the
   // deadline when that comes first (`remaining`, the time left then).
-  const timedCall = (remaining: number, written: Ref.Ref<number>) =>
+  const tally = yield* Call.makeTally
+  const timedCall = (remaining: number) =>
     (generation.mode === "object"
-      ? Call.structured(languageModel, input)
-      : Call.streamed(languageModel, input, generation.emit, written, streamTimeouts(engine.policy, target))).pipe(
+      ? Call.structured(languageModel, input, tally)
+      : Call.streamed(languageModel, input, generation.emit, tally, streamTimeouts(engine.policy, target))).pipe(
         Effect.timeoutFail({
           duration: Math.min(attemptTimeoutMillis, remaining),
           onTimeout: () =>
@@ -124,10 +126,11 @@ const attempt = Effect.fnUntraced(function*(
         }),
         Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
       )
-  const outcome = yield* callAdmitted(engine, generation.emit, target, prepared, deadlineAt, timedCall).pipe(
-    Effect.tapError((error) => bookFailure({ engine, generation, state, target, prepared }, error)),
+  const outcome = yield* callAdmitted(engine, generation.emit, target, prepared, deadlineAt, tally, timedCall).pipe(
+    Effect.tapError((error) => bookFailure({ engine, generation, state, target, prepared, tally }, error)),
     Effect.onInterrupt(() => engine.breaker.release(key))
   )
+  yield* bookCost(state, target, "success", { usage: outcome.usage, estimated: false })
   yield* announceCircuit(generation.emit, target, yield* engine.breaker.onSuccess(key))
   yield* engine.tokens.calibrate(target, prepared.inputTokens, outcome.usage.inputTokens)
   yield* Effect.annotateCurrentSpan({
@@ -166,7 +169,8 @@ const callAdmitted = (
   target: ModelCatalog.ModelInfo,
   prepared: Prepare.Prepared,
   deadlineAt: number,
-  call: (remaining: number, written: Ref.Ref<number>) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
+  tally: Call.Tally,
+  call: (remaining: number) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
 ): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
   const limiterTarget = { provider: target.provider, model: target.id }
   const estimate = { inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens }
@@ -181,20 +185,15 @@ const callAdmitted = (
       yield* admission.cancel
       return yield* pastDeadline(engine.policy, target)
     }
-    const written = yield* Ref.make(0)
-    return yield* call(deadlineAt - now, written).pipe(
+    return yield* call(deadlineAt - now).pipe(
       Providers.observeHeaders((headers) => engine.limiter.observe(limiterTarget, headers)),
       Effect.onExit((exit) =>
         Exit.isSuccess(exit)
-          ? admission.reconcile({
-            inputTokens: exit.value.usage.inputTokens,
-            outputTokens: exit.value.usage.outputTokens
-          })
-          : Effect.flatMap(Ref.get(written), (characters) =>
-            admission.reconcile({
-              inputTokens: prepared.inputTokens,
-              outputTokens: TokenCount.tokensOfLength(characters)
-            }))
+          ? admission.reconcile(exit.value.usage)
+          : Effect.flatMap(
+            spent(tally, prepared),
+            (spending) => admission.reconcile(spending?.usage ?? { inputTokens: prepared.inputTokens, outputTokens: 0 })
+          )
       )
     )
   })).pipe(
@@ -207,47 +206,105 @@ const callAdmitted = (
 }
 
 /**
- * Books a failed attempt: the error and the count of rate limits in the chain's state, the reduced context
+ * What a failed call was billed: the usage the provider reported (an answer that could not be used), else, for a
+ * stream cut off before its usage, the prompt and what it had written (about four characters a token); nothing
+ * when it wrote nothing (a refusal before any output is not billed).
+ */
+const spent = (
+  tally: Call.Tally,
+  prepared: Prepare.Prepared
+): Effect.Effect<{ readonly usage: Domain.Usage; readonly estimated: boolean } | undefined> =>
+  Effect.zipWith(Ref.get(tally.billed), Ref.get(tally.written), (billed, written) => {
+    if (billed !== undefined) return { usage: billed, estimated: false }
+    if (written === 0) return undefined
+    const outputTokens = TokenCount.tokensOfLength(written)
+    return {
+      usage: new Domain.Usage({
+        inputTokens: prepared.inputTokens,
+        outputTokens,
+        totalTokens: prepared.inputTokens + outputTokens
+      }),
+      estimated: true
+    }
+  })
+
+/**
+ * Books what an attempt the provider billed cost, in the chain's state and the cost metrics (a failed one in the
+ * wasted cost too).
+ */
+const bookCost = (
+  state: Ref.Ref<Chain.State>,
+  target: ModelCatalog.ModelInfo,
+  outcome: string,
+  { estimated, usage }: { readonly usage: Domain.Usage; readonly estimated: boolean }
+): Effect.Effect<void> => {
+  const attempt = new Domain.AttemptCost({
+    provider: target.provider,
+    model: target.id,
+    outcome,
+    usage,
+    estimated,
+    costUsd: ModelCatalog.cost(target, usage)
+  }, true)
+  return Effect.zipRight(
+    Ref.update(state, (chain) => ({ ...chain, billing: [...chain.billing, attempt] })),
+    Telemetry.recordAttemptCost(attempt)
+  )
+}
+
+/**
+ * Books a failed attempt: what it was billed, the error and the count of rate limits in the chain's state, the reduced context
  * budget after a context-length rejection, the metrics, and the model's health. Transient failures of the
  * provider count against its circuit; the rest (rate limits, refusals before the call, bad requests) only hand
  * a half-open circuit's probe back.
  */
 const bookFailure = (
-  { engine, generation, prepared, state, target }: {
+  { engine, generation, prepared, state, tally, target }: {
     readonly engine: Engine.Engine
     readonly generation: Engine.Generation
     readonly state: Ref.Ref<Chain.State>
     readonly target: ModelCatalog.ModelInfo
     readonly prepared: Prepare.Prepared
+    readonly tally: Call.Tally
   },
   error: RetryPolicy.RetryableError
 ): Effect.Effect<void> => {
   const key = Engine.modelKey(target)
+  const billed = Effect.flatMap(
+    spent(tally, prepared),
+    (spending) => (spending === undefined ? Effect.void : bookCost(state, target, Errors.errorType(error), spending))
+  )
   return Effect.zipRight(
-    Ref.update(state, (chain) => ({
-      ...chain,
-      lastError: error,
-      rateLimitErrors: chain.rateLimitErrors + (error._tag === "RateLimitError" ? 1 : 0),
-      reducedBudgets: error._tag === "ContextTooLongError"
-        ? new Map(chain.reducedBudgets).set(
-          key,
-          ContextBudget.reducedBudget({
-            sentContextTokens: prepared.fitted.tokens,
-            promptTokens: prepared.promptTokens,
-            maxOutputTokens: prepared.prompt.maxOutputTokens,
-            maxContextTokens: error.maxContextTokens
-          })
-        )
-        : chain.reducedBudgets,
-      outputBudgets: error._tag === "IncompleteResponseError"
-        ? withBudget(chain.outputBudgets, key, PromptBuilder.afterIncomplete(target, prepared.prompt))
-        : chain.outputBudgets
-    })),
+    billed,
     Effect.zipRight(
-      Telemetry.recordError(error),
-      Errors.isTransient(error) && error._tag !== "RateLimitError"
-        ? Effect.flatMap(engine.breaker.onFailure(key), (changed) => announceCircuit(generation.emit, target, changed))
-        : engine.breaker.release(key)
+      Ref.update(state, (chain) => ({
+        ...chain,
+        lastError: error,
+        rateLimitErrors: chain.rateLimitErrors + (error._tag === "RateLimitError" ? 1 : 0),
+        reducedBudgets: error._tag === "ContextTooLongError"
+          ? new Map(chain.reducedBudgets).set(
+            key,
+            ContextBudget.reducedBudget({
+              sentContextTokens: prepared.fitted.tokens,
+              promptTokens: prepared.promptTokens,
+              maxOutputTokens: prepared.prompt.maxOutputTokens,
+              maxContextTokens: error.maxContextTokens
+            })
+          )
+          : chain.reducedBudgets,
+        outputBudgets: error._tag === "IncompleteResponseError"
+          ? withBudget(chain.outputBudgets, key, PromptBuilder.afterIncomplete(target, prepared.prompt))
+          : chain.outputBudgets
+      })),
+      Effect.zipRight(
+        Telemetry.recordError(error),
+        Errors.isTransient(error) && error._tag !== "RateLimitError"
+          ? Effect.flatMap(
+            engine.breaker.onFailure(key),
+            (changed) => announceCircuit(generation.emit, target, changed)
+          )
+          : engine.breaker.release(key)
+      )
     )
   )
 }

@@ -42,6 +42,21 @@ export interface Input {
   readonly context: Domain.ProjectContext
 }
 
+/**
+ * What a call has received so far, kept when it fails: the characters written, and the usage the provider
+ * reported (an answer it billed, even one that could not be used).
+ */
+export interface Tally {
+  readonly written: Ref.Ref<number>
+  readonly billed: Ref.Ref<Domain.Usage | undefined>
+}
+
+/** A call that has received nothing yet. */
+export const makeTally: Effect.Effect<Tally> = Effect.map(
+  Effect.all([Ref.make(0), Ref.make<Domain.Usage | undefined>(undefined)]),
+  ([written, billed]) => ({ written, billed })
+)
+
 /** How long a stream may be silent, in milliseconds: before it begins writing, and once it has. */
 export interface StreamTimeouts {
   readonly firstToken: number | undefined
@@ -105,32 +120,37 @@ const cutOff = (input: Input) =>
 /** The outline at once: the tool call of a whole answer, validated. */
 export const structured = (
   model: LanguageModel.Service,
-  input: Input
+  input: Input,
+  tally: Tally
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
   model.generateText(callOptions(input)).pipe(
     Effect.catchAll(failClassified(input)),
-    Effect.flatMap((response) =>
-      outcomeOf(input, {
-        params: response.toolCalls[0]?.params,
-        json: "",
-        text: response.text,
-        finishReason: response.finishReason,
-        usage: usageOf(response.usage)
-      })
-    )
+    Effect.flatMap((response) => {
+      const usage = usageOf(response.usage)
+      return Effect.zipRight(
+        Ref.set(tally.billed, usage),
+        outcomeOf(input, {
+          params: response.toolCalls[0]?.params,
+          json: "",
+          text: response.text,
+          finishReason: response.finishReason,
+          usage
+        })
+      )
+    })
   )
 
 /**
  * The outline as it is written: each part told to the caller as it completes (`OutlineHeading`, `ActStarted`,
- * `BeatWritten`, and its Markdown as a `TextDelta`), validated once the provider finished. `written` counts the
- * characters received, so that a call cut off midway can still be accounted for; a stream that ends before the
+ * `BeatWritten`, and its Markdown as a `TextDelta`), validated once the provider finished. The `tally` counts the
+ * characters received and keeps the usage reported, so that a call that fails can still be accounted for; a stream that ends before the
  * provider's finish is a `ServerError`.
  */
 export const streamed = (
   model: LanguageModel.Service,
   input: Input,
   emit: Engine.Emit,
-  written: Ref.Ref<number>,
+  tally: Tally,
   timeouts: StreamTimeouts
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
   Effect.suspend(() => {
@@ -138,7 +158,7 @@ export const streamed = (
     const scan = OutlineStream.make()
     const show = (delta: string, received: Answer) =>
       Effect.zipRight(
-        Ref.set(written, received.json.length + received.text.length),
+        Ref.set(tally.written, received.json.length + received.text.length),
         Effect.forEach(scan(delta), (piece) => announce(emit, piece, input.request.kind), { discard: true })
       )
     return model.streamText(callOptions(input)).pipe(
@@ -157,8 +177,10 @@ export const streamed = (
           }
           case "tool-call":
             return Effect.succeed({ ...received, params: part.params })
-          case "finish":
-            return Effect.succeed({ ...received, finishReason: part.reason, usage: usageOf(part.usage) })
+          case "finish": {
+            const usage = usageOf(part.usage)
+            return Effect.as(Ref.set(tally.billed, usage), { ...received, finishReason: part.reason, usage })
+          }
           case "error":
             return Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
               Effect.fail(

@@ -17,6 +17,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import type * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as ModelSelector from "../ModelSelector.js"
@@ -40,6 +41,8 @@ export interface State {
   readonly outputBudgets: ReadonlyMap<string, PromptBuilder.OutputBudget>
   /** What happened on the way, for the result's warnings (a hop to another model). */
   readonly warnings: ReadonlyArray<string>
+  /** Every attempt the provider billed, in order, failed ones included. */
+  readonly billing: ReadonlyArray<Domain.AttemptCost>
 }
 
 /** A chain that has done nothing yet. */
@@ -50,7 +53,8 @@ export const initial: State = {
   rateLimitErrors: 0,
   reducedBudgets: new Map(),
   outputBudgets: new Map(),
-  warnings: []
+  warnings: [],
+  billing: []
 }
 
 /** The step an `ExecutionPlan` step runs: provided by the plan, read by the planned attempt. */

@@ -10,7 +10,6 @@ import * as Effect from "effect/Effect"
 import * as Analytics from "../Analytics.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
-import * as ModelCatalog from "../ModelCatalog.js"
 import * as ResponseParser from "../ResponseParser.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
 import * as Telemetry from "../Telemetry.js"
@@ -45,6 +44,13 @@ export const makeResult = (
     }, true)
   }, true)
 
+/** What billed attempts cost together; `null` when one model's price is unknown (never a false 0). */
+export const totalCost = (attempts: ReadonlyArray<Domain.AttemptCost>): number | null =>
+  attempts.reduce<number | null>(
+    (sum, attempt) => (sum === null || attempt.costUsd === null ? null : sum + attempt.costUsd),
+    0
+  )
+
 /** How long the generation has taken so far. */
 const elapsed = (generation: Engine.Generation) =>
   Effect.map(Clock.currentTimeMillis, (now) => now - generation.startedAt)
@@ -67,7 +73,8 @@ export const succeeded = Effect.fnUntraced(function*(
       ? selection.reasoning
       : `${selection.reasoning}; ${chain.warnings.at(-1)}`,
     usage: outcome.usage,
-    estimatedCostUsd: ModelCatalog.cost(model, outcome.usage),
+    estimatedCostUsd: totalCost(chain.billing),
+    attempts: chain.billing,
     preCallEstimateUsd: prepared.estimatedCostUsd,
     retryCount: chain.attempts - 1,
     warnings: [...prepared.fitted.warnings, ...chain.warnings, ...outcome.parsed.warnings],
@@ -109,8 +116,7 @@ export const failed = Effect.fnUntraced(function*(
         rateLimitErrors: chain.rateLimitErrors,
         errorType: Errors.errorType(error),
         modelUsed: (chain.lastStep?.model ?? generation.selection.model).id,
-        // What the failed attempts were billed is not known here.
-        estimatedCostUSD: null
+        estimatedCostUSD: totalCost(chain.billing)
       }, true)
     })
     return yield* Effect.fail(error)
@@ -129,7 +135,9 @@ export const failed = Effect.fnUntraced(function*(
     model: "template",
     reasoning: `The AI failed (${Errors.errorType(error)}); the template fallback was used`,
     usage: Domain.Usage.zero,
-    estimatedCostUsd: 0,
+    // What the failed attempts were billed: a template is free, the AI's failures are not.
+    estimatedCostUsd: totalCost(chain.billing),
+    attempts: chain.billing,
     preCallEstimateUsd: null,
     retryCount: Math.max(0, chain.attempts - 1),
     warnings: [

@@ -1,0 +1,86 @@
+/**
+ * The cost of a generation is what the provider billed for every attempt: an unreadable reply costs as much as a
+ * good one, and a template that stands in for failed attempts is not free when those attempts were billed.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as TestClock from "effect/TestClock"
+import * as Alerts from "../src/Alerts.js"
+import * as ModelCatalog from "../src/ModelCatalog.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
+import * as Providers from "../src/Providers.js"
+import { type Answer, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
+import { sampleProject } from "./utils/fixtures.js"
+import { counterTotal } from "./utils/simulated.js"
+
+const engine = (answers: ReadonlyArray<Answer>) =>
+  PlotGeneration.layer().pipe(
+    Layer.provide(Providers.layerModels({ openai: scripted(answers) })),
+    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+    Layer.provide(ProviderRateLimiter.layerUnlimited),
+    Layer.provide(Alerts.layerDisabled)
+  )
+
+const request = {
+  projectId: "novel",
+  userPrompt: "What happens next?",
+  provider: "openai" as const,
+  model: "gpt-4.1-mini"
+}
+const mini = Option.getOrThrow(ModelCatalog.find(ModelCatalog.defaultCatalog, "openai", "gpt-4.1-mini"))
+const costOf = (inputTokens: number, outputTokens: number) => ModelCatalog.cost(mini, { inputTokens, outputTokens })!
+
+const generate = Effect.gen(function*() {
+  const fiber = yield* Effect.fork(PlotGeneration.generate(request))
+  yield* TestClock.adjust("10 minutes")
+  return yield* Fiber.join(fiber)
+}).pipe(Effect.withRandom(Random.fixed([0.5])))
+
+const unreadable = text("I'm sorry, here is a long answer that is not an outline. ".repeat(200), {
+  inputTokens: 2_000,
+  outputTokens: 4_000
+})
+
+describe("the cost of a generation", () => {
+  it.effect("an unparsable 4,000-token reply, then a good one: the cost includes the failed attempt", () =>
+    Effect.gen(function*() {
+      const wastedBefore = yield* counterTotal("plot_engine_wasted_cost_usd_total", { model: "gpt-4.1-mini" })
+      const result = yield* generate
+      expect(result.isTemplate).toBe(false)
+      expect(result.attempts.map((a) => [a.model, a.outcome, a.usage.outputTokens, a.estimated])).toEqual([
+        ["gpt-4.1-mini", "parse_error", 4_000, false],
+        ["gpt-4.1-mini", "success", 50, false]
+      ])
+      expect(result.estimatedCostUsd).toBeCloseTo(costOf(2_000, 4_000) + costOf(2_000, 50), 12)
+      // The usage of the result is the plot's own; the wasted cost is counted apart.
+      expect(result.usage.outputTokens).toBe(50)
+      const wasted = (yield* counterTotal("plot_engine_wasted_cost_usd_total", { model: "gpt-4.1-mini" })) -
+        wastedBefore
+      expect(wasted).toBeCloseTo(costOf(2_000, 4_000), 12)
+    }).pipe(Effect.provide(engine([unreadable, text(sampleOutlineJson, { inputTokens: 2_000, outputTokens: 50 })]))))
+
+  it.effect("a template after billed failures costs what those failures were billed", () =>
+    Effect.gen(function*() {
+      const result = yield* generate
+      expect(result.isTemplate).toBe(true)
+      // The parse rule retries once: two unreadable replies, both billed.
+      expect(result.attempts.map((a) => a.outcome)).toEqual(["parse_error", "parse_error"])
+      expect(result.estimatedCostUsd).toBeCloseTo(2 * costOf(2_000, 4_000), 12)
+    }).pipe(Effect.provide(engine([unreadable]))))
+
+  it.effect("failures the provider does not bill (a 500 before any output) cost nothing", () =>
+    Effect.gen(function*() {
+      const result = yield* generate
+      expect(result.attempts.map((a) => a.outcome)).toEqual(["success"])
+      expect(result.estimatedCostUsd).toBeCloseTo(costOf(100, 50), 12)
+    }).pipe(Effect.provide(engine([
+      fail(httpError(500, { error: { message: "boom", type: "server_error", param: null, code: null } })),
+      text(sampleOutlineJson)
+    ]))))
+})
