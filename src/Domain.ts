@@ -255,12 +255,17 @@ export class PlotOutline extends Schema.Class<PlotOutline>("plot-engine/PlotOutl
  * @category Result
  */
 export class Usage extends Schema.Class<Usage>("plot-engine/Usage")({
+  /** Every input token, those read from or written to the prompt cache included (as OpenAI counts them). */
   inputTokens: Schema.NonNegativeInt,
   /** Everything the model wrote, its hidden reasoning included: providers bill reasoning as output. */
   outputTokens: Schema.NonNegativeInt,
   totalTokens: Schema.NonNegativeInt,
   /** Of the output, the hidden reasoning of a reasoning model (when the provider reported it). */
-  reasoningTokens: Schema.optional(Schema.NonNegativeInt)
+  reasoningTokens: Schema.optional(Schema.NonNegativeInt),
+  /** Of the input, what the provider read from its prompt cache (billed at the cached price). */
+  cachedInputTokens: Schema.optional(Schema.NonNegativeInt),
+  /** Of the input, what the provider wrote to its prompt cache (Anthropic bills it above the input price). */
+  cacheWriteTokens: Schema.optional(Schema.NonNegativeInt)
 }) {
   static readonly zero = new Usage({ inputTokens: 0, outputTokens: 0, totalTokens: 0 })
 }

@@ -42,6 +42,10 @@ export class ModelInfo extends Schema.Class<ModelInfo>("plot-engine/ModelInfo")(
   maxOutputTokens: Schema.Int.pipe(Schema.positive()),
   inputPricePerMillion: Schema.NullOr(Schema.NonNegative),
   outputPricePerMillion: Schema.NullOr(Schema.NonNegative),
+  /** Input read from the provider's prompt cache (default: the input price, no discount assumed). */
+  cachedInputPricePerMillion: Schema.optional(Schema.NullOr(Schema.NonNegative)),
+  /** Input written to the prompt cache (Anthropic: 1.25x the input price for five minutes; default the input price). */
+  cacheWritePricePerMillion: Schema.optional(Schema.NullOr(Schema.NonNegative)),
   /** Reasoning models (gpt-5, o-series) reject a `temperature`. */
   acceptsTemperature: Schema.optionalWith(Schema.Boolean, { default: () => true }),
   /**
@@ -80,6 +84,8 @@ export const defaultCatalog: Catalog = [
     maxOutputTokens: 32_000,
     inputPricePerMillion: 15,
     outputPricePerMillion: 75,
+    cachedInputPricePerMillion: 1.5,
+    cacheWritePricePerMillion: 18.75,
     extendedThinking: true
   }),
   model({
@@ -90,6 +96,8 @@ export const defaultCatalog: Catalog = [
     maxOutputTokens: 64_000,
     inputPricePerMillion: 3,
     outputPricePerMillion: 15,
+    cachedInputPricePerMillion: 0.3,
+    cacheWritePricePerMillion: 3.75,
     extendedThinking: true
   }),
   model({
@@ -100,6 +108,8 @@ export const defaultCatalog: Catalog = [
     maxOutputTokens: 64_000,
     inputPricePerMillion: 1,
     outputPricePerMillion: 5,
+    cachedInputPricePerMillion: 0.1,
+    cacheWritePricePerMillion: 1.25,
     extendedThinking: true
   }),
   // OpenAI, current
@@ -111,6 +121,7 @@ export const defaultCatalog: Catalog = [
     maxOutputTokens: 128_000,
     inputPricePerMillion: 1.25,
     outputPricePerMillion: 10,
+    cachedInputPricePerMillion: 0.125,
     acceptsTemperature: false,
     reasoningEfforts: ["minimal", "low", "medium", "high"]
   }),
@@ -121,7 +132,8 @@ export const defaultCatalog: Catalog = [
     contextWindow: 1_047_576,
     maxOutputTokens: 32_768,
     inputPricePerMillion: 2,
-    outputPricePerMillion: 8
+    outputPricePerMillion: 8,
+    cachedInputPricePerMillion: 0.5
   }),
   model({
     provider: "openai",
@@ -130,7 +142,8 @@ export const defaultCatalog: Catalog = [
     contextWindow: 1_047_576,
     maxOutputTokens: 32_768,
     inputPricePerMillion: 0.4,
-    outputPricePerMillion: 1.6
+    outputPricePerMillion: 1.6,
+    cachedInputPricePerMillion: 0.1
   }),
   // The models of 2024 (retired by the providers)
   model({
@@ -243,15 +256,33 @@ export const unknownModel = (provider: Domain.ProviderName, id: string): ModelIn
   })
 
 /**
- * The cost in USD of a usage on a model, or `null` when the model's price is unknown.
+ * What a call cost in USD, as the provider bills it: input not cached at the input price, input read from the
+ * prompt cache and input written to it at their prices (the input price when the catalog has none), output
+ * (reasoning included) at the output price; `null` when a price it needs is unknown.
  *
  * @since 0.1.0
  * @category Cost
  */
-export const cost = (info: ModelInfo, usage: Pick<Domain.Usage, "inputTokens" | "outputTokens">): number | null =>
-  info.inputPricePerMillion === null || info.outputPricePerMillion === null
-    ? null
-    : (usage.inputTokens * info.inputPricePerMillion + usage.outputTokens * info.outputPricePerMillion) / 1_000_000
+export const cost = (
+  info: ModelInfo,
+  usage: Pick<Domain.Usage, "inputTokens" | "outputTokens" | "cachedInputTokens" | "cacheWriteTokens">
+): number | null => {
+  const cached = usage.cachedInputTokens ?? 0
+  const written = usage.cacheWriteTokens ?? 0
+  const cachedPrice = cached === 0 ? 0 : info.cachedInputPricePerMillion === undefined
+    ? info.inputPricePerMillion
+    : info.cachedInputPricePerMillion
+  const writePrice = written === 0 ? 0 : info.cacheWritePricePerMillion === undefined
+    ? info.inputPricePerMillion
+    : info.cacheWritePricePerMillion
+  if (
+    info.inputPricePerMillion === null || info.outputPricePerMillion === null || cachedPrice === null ||
+    writePrice === null
+  ) return null
+  const uncached = Math.max(0, usage.inputTokens - cached - written)
+  return (uncached * info.inputPricePerMillion + cached * cachedPrice + written * writePrice +
+    usage.outputTokens * info.outputPricePerMillion) / 1_000_000
+}
 
 // =============================================================================
 // Overrides

@@ -60,6 +60,11 @@ export interface ModelParameters {
   readonly temperature?: number | undefined
   /** For a reasoning model: how much to reason (`reasoning.effort`). */
   readonly reasoningEffort?: Domain.ReasoningEffort | undefined
+  /**
+   * Requests that share a prompt prefix share this key (OpenAI's `prompt_cache_key`), so that they reach the
+   * machines that hold its cache. Anthropic caches up to the prompt's breakpoint instead.
+   */
+  readonly promptCacheKey?: string | undefined
 }
 
 /**
@@ -216,6 +221,26 @@ const boundedChunks = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
   )
 
 /**
+ * An OpenAI model whose calls carry `prompt_cache_key`: the client merges the request config in context into the
+ * body. The methods are generic over their options, which a wrapper passes through unchanged.
+ */
+const withPromptCacheKey = (service: LanguageModel.Service, key: string): LanguageModel.Service => {
+  const config = { prompt_cache_key: key }
+  const generateText = (options: Parameters<LanguageModel.Service["generateText"]>[0]) =>
+    Effect.provideService(service.generateText(options), OpenAiLanguageModel.Config, config)
+  const generateObject = (options: Parameters<LanguageModel.Service["generateObject"]>[0]) =>
+    Effect.provideService(service.generateObject(options), OpenAiLanguageModel.Config, config)
+  const streamText = (options: Parameters<LanguageModel.Service["streamText"]>[0]) =>
+    Stream.provideService(service.streamText(options), OpenAiLanguageModel.Config, config)
+  return {
+    ...service,
+    generateText: generateText as LanguageModel.Service["generateText"],
+    generateObject: generateObject as LanguageModel.Service["generateObject"],
+    streamText: streamText as LanguageModel.Service["streamText"]
+  }
+}
+
+/**
  * Builds the real clients for the configured providers.
  *
  * @since 0.1.0
@@ -236,7 +261,7 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
       apiUrl: config.openai.baseUrl,
       transformClient: observed
     })
-    factories.openai = remembered((model, parameters) =>
+    const models = remembered((model, parameters) =>
       OpenAiLanguageModel.make({
         model,
         config: {
@@ -246,6 +271,11 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
         }
       }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
     )
+    // The models are remembered without their cache key (one per project): the key is added to each call.
+    factories.openai = (model, parameters) =>
+      parameters.promptCacheKey === undefined
+        ? models(model, parameters)
+        : Effect.map(models(model, parameters), (service) => withPromptCacheKey(service, parameters.promptCacheKey!))
   }
   if (config.anthropic !== undefined) {
     const client = yield* AnthropicClient.make({

@@ -61,6 +61,17 @@ export const inputTokens = Metrics.fromKey(MetricKey.counter("plot_engine_input_
 }))
 
 /**
+ * Of the prompt tokens, those the providers read from their prompt cache.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const cachedInputTokens = Metrics.fromKey(MetricKey.counter("plot_engine_cached_input_tokens_total", {
+  description: "Prompt tokens the providers read from their prompt cache",
+  incremental: true
+}))
+
+/**
  * @since 0.1.0
  * @category Metrics
  */
@@ -163,6 +174,7 @@ export const recordResult = (result: Domain.PlotResult): Effect.Effect<void> => 
     tagged(generations, { ...tags, outcome: result.isTemplate ? "template" : "success" }).unsafeUpdate(1, labels)
     tagged(generationDuration, tags).unsafeUpdate(result.durationMs, labels)
     tagged(inputTokens, tags).unsafeUpdate(result.usage.inputTokens, labels)
+    tagged(cachedInputTokens, tags).unsafeUpdate(result.usage.cachedInputTokens ?? 0, labels)
     tagged(outputTokens, tags).unsafeUpdate(result.usage.outputTokens, labels)
     tagged(retries, tags).unsafeUpdate(result.retryCount, labels)
     if (result.isTemplate) templateFallbacks.unsafeUpdate(1, labels)

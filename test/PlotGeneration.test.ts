@@ -15,6 +15,7 @@ import * as Alerts from "../src/Alerts.js"
 import { ContentExcerpt, type PlotRequestInput, ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as PromptBuilder from "../src/PromptBuilder.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
@@ -74,7 +75,8 @@ describe("PlotGeneration.generate", () => {
       expect(result.preCallEstimateUsd).toBeGreaterThan(0)
       expect(result.retryCount).toBe(0)
       expect(calls).toHaveLength(1)
-      expect(calls[0]!.parameters).toEqual({ maxOutputTokens: 1_024, temperature: 0.8 })
+      expect(calls[0]!.parameters).toMatchObject({ maxOutputTokens: 1_024, temperature: 0.8 })
+      expect(calls[0]!.parameters.promptCacheKey).toBe(PromptBuilder.promptCacheKey("lighthouse-keeper"))
     }).pipe(Effect.provide(engine([text(sampleOutlineJson, { inputTokens: 1_000, outputTokens: 200 })], calls)))
   })
 

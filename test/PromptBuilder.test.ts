@@ -1,4 +1,3 @@
-import * as Prompt from "@effect/ai/Prompt"
 import { describe, expect, it } from "@effect/vitest"
 import * as Option from "effect/Option"
 import { Character, ProjectContext } from "../src/Domain.js"
@@ -33,16 +32,29 @@ describe("PromptBuilder.build", () => {
     expect(PromptBuilder.build(request({ targetWordCount: 10_000 }), sampleProject, gpt35).maxOutputTokens).toBe(4_096)
   })
 
-  it("states the target length and the output schema in the system prompt", () => {
+  it("states the output schema in the system prompt, and the kind and length after the writer's request", () => {
     const prompt = PromptBuilder.build(request({ targetWordCount: 750, kind: "scene_beats" }), sampleProject, gpt41)
-    expect(prompt.system).toContain("about 750 words")
-    expect(prompt.system).toContain("single scene")
     expect(prompt.system).toContain("\"$schema\"")
+    const afterRequest = prompt.user.slice(prompt.user.indexOf(PromptBuilder.delimiters.request[1]))
+    expect(afterRequest).toContain("about 750 words")
+    expect(afterRequest).toContain("single scene")
+  })
+
+  it("keeps the system prompt the same for every request, so that it and the project make a cacheable prefix", () => {
+    const system = (kind: "outline" | "scene_beats" | "suggestions", targetWordCount: number) =>
+      PromptBuilder.build(request({ kind, targetWordCount }), sampleProject, gpt41).system
+    expect(new Set([system("outline", 600), system("scene_beats", 900), system("suggestions", 2_000)]).size).toBe(1)
+    const prompt = PromptBuilder.build(request(), sampleProject, gpt41)
+    const [, user] = prompt.prompt.content
+    expect(user?.role === "user" && user.content.map((part) => part.options)).toEqual([
+      { anthropic: { cacheControl: { type: "ephemeral" } } },
+      {}
+    ])
   })
 
   it("says what each kind of content asks for, and how it fits the outline", () => {
     const system = (kind: "outline" | "scene_beats" | "suggestions") =>
-      PromptBuilder.build(request({ kind, targetWordCount: 600 }), sampleProject, gpt41).system
+      PromptBuilder.instructions({ kind, targetWordCount: 600 })
     expect(system("outline")).toContain("a plot outline in three acts")
     expect(system("scene_beats")).toContain("the beats of a single scene, not an outline")
     expect(system("scene_beats")).toContain("one act that is the scene")
@@ -57,10 +69,11 @@ describe("PromptBuilder.build", () => {
     const writer = JSON.parse(block(prompt.user, PromptBuilder.delimiters.request))
     expect(project.characters.map((c: { name: string }) => c.name)).toContain("Mara Quinn")
     expect(writer.prompt).toBe("Mara finds the letters")
-    expect(prompt.prompt).toEqual(Prompt.make([
-      { role: "system", content: prompt.system },
-      { role: "user", content: prompt.user }
-    ]))
+    // The messages carry the same texts: the system prompt, then the project and the request as two parts.
+    const [system, user] = prompt.prompt.content
+    expect(system?.role === "system" && system.content).toBe(prompt.system)
+    expect(user?.role === "user" && user.content.map((part) => part.type === "text" && part.text).join("\n"))
+      .toBe(prompt.user)
   })
 
   it("keeps injected text and fake delimiters inside the data", () => {

@@ -97,6 +97,47 @@ describe("Providers", () => {
       expect(bodies.every((body) => body.tools?.[0]?.name === "plot_outline")).toBe(true)
     }))
 
+  it.scoped("asks for the prompt cache: a stable prefix, OpenAI's key per project, Anthropic's breakpoint after the project", () =>
+    Effect.gen(function*() {
+      const bodies: Array<Record<string, any>> = []
+      const engine = yield* PlotGeneration.make().pipe(
+        Effect.provideService(Providers.Providers, yield* providers(bodies)),
+        Effect.provide(ProjectContextStore.layerMemory({ novel: sampleProject, other: sampleProject })),
+        Effect.provide(ProviderRateLimiter.layerUnlimited),
+        Effect.provide(Alerts.layerDisabled)
+      )
+      for (const provider of ["openai", "anthropic"] as const) {
+        for (
+          const [projectId, kind, targetWordCount] of [
+            ["novel", "outline", 600],
+            ["novel", "scene_beats", 900],
+            ["other", "outline", 600]
+          ] as const
+        ) {
+          const request = { projectId, userPrompt: "What happens next?", provider, kind, targetWordCount }
+          yield* Effect.ignore(Stream.runDrain(engine.generateStream(request, { useFallback: false })))
+        }
+      }
+      const [openai, anthropic] = [bodies.slice(0, 3), bodies.slice(3)]
+      // OpenAI: one key per project, the same for every request of it; project ids are not sent.
+      const keys = openai.map((body) => body.prompt_cache_key)
+      expect(keys[0]).toMatch(/^plot-engine-[A-Za-z0-9_-]{22}$/)
+      expect([keys[1] === keys[0], keys[2] === keys[0]]).toEqual([true, false])
+      expect(JSON.stringify(keys)).not.toContain("novel")
+      // The same system prompt whatever the kind and length: the prefix stays stable across requests.
+      const systemOf = (body: Record<string, any>) => JSON.stringify(body.input[0])
+      expect(new Set(openai.map(systemOf)).size).toBe(1)
+      expect(new Set(anthropic.map((body) => JSON.stringify(body.system))).size).toBe(1)
+      // Anthropic: the project block, then a breakpoint, then the writer's request.
+      const content = anthropic[0]!.messages[0].content
+      expect(content).toHaveLength(2)
+      expect(content[0].text).toContain("<project_data>")
+      expect(content[0].cache_control).toEqual({ type: "ephemeral" })
+      expect(content[1].text).toContain("What happens next?")
+      expect(content[1].cache_control).toBeUndefined()
+      expect(anthropic.every((body) => body.prompt_cache_key === undefined)).toBe(true)
+    }))
+
   it.scoped("makes one language model per model and parameters", () =>
     Effect.gen(function*() {
       const service = yield* providers([])

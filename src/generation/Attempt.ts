@@ -17,6 +17,7 @@ import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
+import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import * as Providers from "../Providers.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
 import * as Telemetry from "../Telemetry.js"
@@ -104,7 +105,8 @@ const attempt = Effect.fnUntraced(function*(
   const languageModel = yield* engine.providers.languageModel(target.provider, target.id, {
     maxOutputTokens: prompt.maxOutputTokens,
     temperature: prompt.temperature,
-    reasoningEffort: prompt.reasoningEffort
+    reasoningEffort: prompt.reasoningEffort,
+    promptCacheKey: PromptBuilder.promptCacheKey(generation.request.projectId)
   }).pipe(Effect.orDie)
   const input: Call.Input = { target, prompt, request: generation.request, context: prepared.fitted.context }
   const attemptTimeoutMillis = Duration.toMillis(engine.policy.attemptTimeout)
@@ -135,7 +137,9 @@ const attempt = Effect.fnUntraced(function*(
   yield* engine.tokens.calibrate(target, prepared.inputTokens, outcome.usage.inputTokens)
   yield* Effect.annotateCurrentSpan({
     "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
-    "gen_ai.usage.output_tokens": outcome.usage.outputTokens
+    "gen_ai.usage.output_tokens": outcome.usage.outputTokens,
+    "gen_ai.usage.cache_read.input_tokens": outcome.usage.cachedInputTokens ?? 0,
+    "gen_ai.usage.cache_creation.input_tokens": outcome.usage.cacheWriteTokens ?? 0
   })
   return { outcome, model: target, prepared } satisfies Success
 })
@@ -189,10 +193,15 @@ const callAdmitted = (
       Providers.observeHeaders((headers) => engine.limiter.observe(limiterTarget, headers)),
       Effect.onExit((exit) =>
         Exit.isSuccess(exit)
-          ? admission.reconcile(exit.value.usage)
+          ? admission.reconcile(countedByQuota(target, exit.value.usage))
           : Effect.flatMap(
             spent(tally, prepared),
-            (spending) => admission.reconcile(spending?.usage ?? { inputTokens: prepared.inputTokens, outputTokens: 0 })
+            (spending) =>
+              admission.reconcile(
+                spending === undefined
+                  ? { inputTokens: prepared.inputTokens, outputTokens: 0 }
+                  : countedByQuota(target, spending.usage)
+              )
           )
       )
     )
@@ -204,6 +213,15 @@ const callAdmitted = (
     )
   )
 }
+
+/**
+ * What the provider's quota counts of a call's usage: Anthropic does not count input read from its prompt cache
+ * against the input tokens per minute (its current models); OpenAI counts every input token.
+ */
+const countedByQuota = (target: ModelCatalog.ModelInfo, usage: Domain.Usage): ProviderRateLimiter.Estimate => ({
+  inputTokens: target.provider === "anthropic" ? usage.inputTokens - (usage.cachedInputTokens ?? 0) : usage.inputTokens,
+  outputTokens: usage.outputTokens
+})
 
 /**
  * What a failed call was billed: the usage the provider reported (an answer that could not be used), else, for a

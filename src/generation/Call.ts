@@ -84,15 +84,31 @@ const callOptions = (input: Input) => ({
   disableToolCallResolution: true
 })
 
-const usageOf = (usage: Response.Usage) => {
-  const inputTokens = usage.inputTokens ?? 0
+/**
+ * The usage a provider billed, every input token in `inputTokens` as OpenAI counts them. Anthropic counts only the
+ * input after the last cache breakpoint: what it read from the cache (`cachedInputTokens`) and what it wrote to it
+ * (`cache_creation_input_tokens`, in the finish part's metadata) come on top.
+ */
+const usageOf = (provider: Domain.ProviderName, usage: Response.Usage, metadata: unknown) => {
+  const cachedInputTokens = usage.cachedInputTokens ?? undefined
+  const cacheWriteTokens = provider === "anthropic" ? anthropicCacheWrites(metadata) : undefined
+  const inputTokens = (usage.inputTokens ?? 0) +
+    (provider === "anthropic" ? (cachedInputTokens ?? 0) + (cacheWriteTokens ?? 0) : 0)
   const outputTokens = usage.outputTokens ?? 0
   return new Domain.Usage({
     inputTokens,
     outputTokens,
     totalTokens: inputTokens + outputTokens,
-    ...(usage.reasoningTokens === undefined ? {} : { reasoningTokens: usage.reasoningTokens })
+    ...(usage.reasoningTokens === undefined ? {} : { reasoningTokens: usage.reasoningTokens }),
+    ...(cachedInputTokens ? { cachedInputTokens } : {}),
+    ...(cacheWriteTokens ? { cacheWriteTokens } : {})
   })
+}
+
+const anthropicCacheWrites = (metadata: unknown): number | undefined => {
+  const written = (metadata as { anthropic?: { usage?: { cache_creation_input_tokens?: unknown } } } | undefined)
+    ?.anthropic?.usage?.cache_creation_input_tokens
+  return typeof written === "number" && written > 0 ? written : undefined
 }
 
 /**
@@ -126,7 +142,8 @@ export const structured = (
   model.generateText(callOptions(input)).pipe(
     Effect.catchAll(failClassified(input)),
     Effect.flatMap((response) => {
-      const usage = usageOf(response.usage)
+      const finish = response.content.find((part) => part.type === "finish")
+      const usage = usageOf(input.target.provider, response.usage, finish?.metadata)
       return Effect.zipRight(
         Ref.set(tally.billed, usage),
         outcomeOf(input, {
@@ -178,7 +195,7 @@ export const streamed = (
           case "tool-call":
             return Effect.succeed({ ...received, params: part.params })
           case "finish": {
-            const usage = usageOf(part.usage)
+            const usage = usageOf(input.target.provider, part.usage, part.metadata)
             return Effect.as(Ref.set(tally.billed, usage), { ...received, finishReason: part.reason, usage })
           }
           case "error":
