@@ -7,6 +7,7 @@
  */
 import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
+import type * as PromptCache from "./PromptCache.js"
 import * as Wire from "./Wire.js"
 
 /**
@@ -35,6 +36,36 @@ const invalid = (message: string): Wire.WireError => ({
 })
 
 /**
+ * The prefix a request marks as cacheable: its blocks in the order Anthropic caches them (tools, system, messages)
+ * through the last one with `cache_control`, and that block's time to live (5 minutes unless it says `1h`).
+ */
+const breakpointOf = (body: Record<string, unknown>): PromptCache.Breakpoint | undefined => {
+  const blocks: Array<unknown> = [
+    ...(Array.isArray(body.tools) ? body.tools : []),
+    ...(Array.isArray(body.system) ? body.system : body.system === undefined ? [] : [body.system]),
+    ...(Array.isArray(body.messages)
+      ? body.messages.flatMap((message) =>
+        Wire.isRecord(message) && Array.isArray(message.content) ? message.content : [message]
+      )
+      : [])
+  ]
+  let marked = -1
+  blocks.forEach((block, index) => {
+    if (Wire.isRecord(block) && Wire.isRecord(block.cache_control)) marked = index
+  })
+  if (marked === -1) return undefined
+  const control = (blocks[marked] as { cache_control: Record<string, unknown> }).cache_control
+  const through = blocks.slice(0, marked + 1)
+  const tools = Array.isArray(body.tools) ? body.tools.length : 0
+  return {
+    prefix: through.map((block) => JSON.stringify(block)).join("\n"),
+    // Tools are not in the prompt's text, whose tokens are counted: the text is the rest.
+    text: through.slice(tools).map((block) => Wire.textOf(block)).filter((t) => t !== "").join("\n\n"),
+    ttlMillis: control.ttl === "1h" ? 3_600_000 : 300_000
+  }
+}
+
+/**
  * Reads a Messages API request body.
  *
  * @since 0.1.0
@@ -53,10 +84,12 @@ export const parseRequest = (body: unknown): AnthropicRequest | Wire.WireError =
     ? body.tools.find((t): t is Record<string, unknown> => Wire.isRecord(t) && t.name === forced)
     : undefined
   const prompt = [Wire.textOf(body.system), Wire.textOf(body.messages)].filter((t) => t !== "").join("\n\n")
+  const breakpoint = breakpointOf(body)
   return {
     dialect: "anthropic",
     model: body.model,
     prompt,
+    ...(breakpoint === undefined ? {} : { breakpoint }),
     maxOutputTokens: body.max_tokens,
     stream: body.stream === true,
     ...(tool !== undefined ? { jsonSchema: tool.input_schema, toolName: forced } : {})
@@ -219,13 +252,18 @@ export interface MessageIds {
   readonly toolUseId: string
 }
 
-const usage = (inputTokens: number, outputTokens: number) => ({
-  input_tokens: inputTokens,
-  cache_creation_input_tokens: 0,
-  cache_read_input_tokens: 0,
-  output_tokens: outputTokens,
-  service_tier: "standard"
-})
+/** Anthropic's usage: `input_tokens` is only what was neither read from the cache nor written to it. */
+const usage = (reply: Core.SimReply, outputTokens: number) => {
+  const read = reply.cache?.readTokens ?? 0
+  const written = reply.cache?.writtenTokens ?? 0
+  return {
+    input_tokens: Math.max(0, reply.inputTokens - read - written),
+    cache_creation_input_tokens: written,
+    cache_read_input_tokens: read,
+    output_tokens: outputTokens,
+    service_tier: "standard"
+  }
+}
 
 /**
  * The message object of a non-streamed reply.
@@ -240,7 +278,7 @@ export const messageObject = (request: AnthropicRequest, reply: Core.SimReply, i
   content: [contentBlock(request, reply, ids.toolUseId)],
   stop_reason: stopReason(request, reply),
   stop_sequence: null,
-  usage: usage(reply.inputTokens, reply.outputTokens)
+  usage: usage(reply, reply.outputTokens)
 })
 
 /**
@@ -264,7 +302,7 @@ export const streamEvents = (
           ...messageObject(request, reply, ids),
           content: [],
           stop_reason: null,
-          usage: usage(reply.inputTokens, 1)
+          usage: usage(reply, 1)
         }
       }
     },

@@ -7,6 +7,7 @@
  */
 import * as Content from "./Content.js"
 import type * as Faults from "./Faults.js"
+import type * as PromptCache from "./PromptCache.js"
 import type * as Quotas from "./Quotas.js"
 
 /**
@@ -32,6 +33,8 @@ export interface SimRequest {
   readonly jsonSchema?: unknown
   /** The reasoning effort asked for (`reasoning.effort`); a reasoning model reasons at `medium` without one. */
   readonly reasoningEffort?: string | undefined
+  /** Anthropic: the prefix through the request's last `cache_control` block, when it has one. */
+  readonly breakpoint?: PromptCache.Breakpoint | undefined
 }
 
 /**
@@ -52,6 +55,8 @@ export interface SimReply {
   readonly reasoningTokens: number
   /** `max_tokens` when the reply was cut at the output limit (with no text when reasoning used all of it). */
   readonly stopReason: "end" | "max_tokens"
+  /** Of the input, what was read from the prompt cache and written to it (none when absent). */
+  readonly cache?: PromptCache.CacheUse | undefined
 }
 
 /**

@@ -24,6 +24,7 @@ import * as Content from "./Content.js"
 import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
 import * as OpenAiWire from "./OpenAiWire.js"
+import * as PromptCache from "./PromptCache.js"
 import * as Quotas from "./Quotas.js"
 import * as Wire from "./Wire.js"
 
@@ -269,6 +270,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const stats = yield* Ref.make(emptyStats)
   const plan = Faults.makePlan(seed, options.faults)
   const quotas = Quotas.make(options.quotas ?? {})
+  const promptCache = PromptCache.make()
   let sequence = 0
 
   const record = (dialect: Core.Dialect, status: number, fault?: Faults.FaultKind, reply?: Core.SimReply) =>
@@ -309,8 +311,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       }
       const inputTokens = Content.countTokens(parsed.prompt)
       const now = yield* Clock.currentTimeMillis
+      const cache = face.dialect === "openai"
+        ? promptCache.openai(presented, parsed.model, parsed.prompt, now)
+        : promptCache.anthropic(presented, parsed.model, parsed.breakpoint, now)
+      // Anthropic does not count input read from its cache against the input tokens per minute; OpenAI does.
       const admission = quotas.admit(face.dialect, presented, parsed.model, {
-        inputTokens,
+        inputTokens: face.dialect === "anthropic" ? inputTokens - cache.readTokens : inputTokens,
         maxOutputTokens: parsed.maxOutputTokens
       }, now)
       const fault = plan.next(presented) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
@@ -323,7 +329,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         return errorResponse(error, headers)
       }
       const reply: Core.SimReply = outcome._tag === "Reply"
-        ? fault?.kind === "cut_off" ? Core.cutOff(outcome, parsed) : outcome
+        ? { ...(fault?.kind === "cut_off" ? Core.cutOff(outcome, parsed) : outcome), cache }
         : {
           _tag: "Reply",
           text: "",

@@ -393,7 +393,7 @@ export const responseObject = (
     truncation: "disabled",
     usage: state === "in_progress" ? null : {
       input_tokens: reply.inputTokens,
-      input_tokens_details: { cached_tokens: 0 },
+      input_tokens_details: { cached_tokens: reply.cache?.readTokens ?? 0 },
       output_tokens: reply.outputTokens,
       output_tokens_details: { reasoning_tokens: reply.reasoningTokens },
       total_tokens: reply.inputTokens + reply.outputTokens
