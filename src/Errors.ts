@@ -377,6 +377,34 @@ export class ProviderNotConfiguredError
 }
 
 /**
+ * A project's spend budget would be passed: the generation was refused before any call, on its pre-call
+ * estimate, by the `SpendLedger`.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export class BudgetExceededError
+  extends Schema.TaggedError<BudgetExceededError>("plot-engine/Errors/BudgetExceededError")("BudgetExceededError", {
+    projectId: Schema.String,
+    period: Schema.Literal("day", "month"),
+    limitUsd: Schema.NonNegative,
+    /** Spent in the period so far, generations under way included. */
+    spentUsd: Schema.NonNegative,
+    /** What this generation was expected to cost. */
+    estimateUsd: Schema.NonNegative,
+    /** When the period ends and its budget is whole again (epoch milliseconds). */
+    resetsAt: Schema.Number
+  })
+{
+  readonly [TypeId]: TypeId = TypeId
+  override get message() {
+    return `Project "${this.projectId}" would pass its ${this.period === "day" ? "daily" : "monthly"} budget of $${
+      this.limitUsd.toFixed(2)
+    }: $${this.spentUsd.toFixed(4)} spent, this generation expected to cost $${this.estimateUsd.toFixed(4)}`
+  }
+}
+
+/**
  * Every failure `PlotGeneration.generate` can end with, as a schema.
  *
  * @since 0.1.0
@@ -387,7 +415,8 @@ export const GenerationError = Schema.Union(
   RequestValidationError,
   ResponseParseError,
   ProjectNotFoundError,
-  ProviderNotConfiguredError
+  ProviderNotConfiguredError,
+  BudgetExceededError
 )
 
 /**
@@ -447,6 +476,7 @@ export type ErrorType =
   | "parse_error"
   | "not_found"
   | "not_configured"
+  | "budget_exceeded"
 
 const errorTypes: { readonly [K in GenerationError["_tag"]]: ErrorType } = {
   RateLimitError: "rate_limit",
@@ -462,7 +492,8 @@ const errorTypes: { readonly [K in GenerationError["_tag"]]: ErrorType } = {
   RequestValidationError: "validation_error",
   ResponseParseError: "parse_error",
   ProjectNotFoundError: "not_found",
-  ProviderNotConfiguredError: "not_configured"
+  ProviderNotConfiguredError: "not_configured",
+  BudgetExceededError: "budget_exceeded"
 }
 
 /**
@@ -524,6 +555,10 @@ export const userMessage = (error: GenerationError): string => {
       return "We couldn't find this project. Please check that it exists."
     case "ProviderNotConfiguredError":
       return "This AI provider is not set up. Please check your settings."
+    case "BudgetExceededError":
+      return `This project has reached its spending limit for ${
+        error.period === "day" ? "today" : "this month"
+      }. Please try again when it resets, or raise the limit.`
   }
 }
 

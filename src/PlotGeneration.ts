@@ -55,6 +55,7 @@ import * as ProjectContextStore from "./ProjectContextStore.js"
 import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
 import * as Providers from "./Providers.js"
 import * as RetryPolicy from "./RetryPolicy.js"
+import * as SpendLedger from "./SpendLedger.js"
 import * as TokenCount from "./TokenCount.js"
 
 // =============================================================================
@@ -147,6 +148,7 @@ const runGeneration = Effect.fnUntraced(function*(
   mode: Engine.Mode
 ) {
   const generation = yield* Prepare.start(engine, input, emit, mode)
+  const reservation = yield* Prepare.reserveBudget(engine, generation)
   const state = yield* Ref.make(Chain.initial)
   const useFallback = generateOptions.useFallback ?? true
   return yield* Chain.run(engine, generation, state).pipe(
@@ -156,6 +158,12 @@ const runGeneration = Effect.fnUntraced(function*(
       onFailure: (error) =>
         Effect.flatMap(Ref.get(state), (chain) => Outcome.failed(engine, generation, chain, error, useFallback))
     }),
+    // The budget pays what every billed attempt cost, however the generation ends.
+    Effect.ensuring(
+      reservation === undefined
+        ? Effect.void
+        : Effect.flatMap(Ref.get(state), (chain) => reservation.settle(Outcome.totalCost(chain.billing) ?? 0))
+    ),
     // Every log line of the generation, the models' own too, says which request and project it belongs to.
     Effect.annotateLogs({ requestId: generation.requestId, projectId: generation.request.projectId })
   )
@@ -174,6 +182,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     limiter: yield* ProviderRateLimiter.ProviderRateLimiter,
     alerts: yield* Alerts.Alerts,
     analytics: Option.getOrUndefined(yield* Effect.serviceOption(Analytics.Analytics)),
+    ledger: Option.getOrUndefined(yield* Effect.serviceOption(SpendLedger.SpendLedger)),
     breaker: yield* CircuitBreaker.make(options.circuitBreaker),
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
     catalog: options.catalog ?? ModelCatalog.defaultCatalog,

@@ -56,6 +56,9 @@ export * as ResponseParser from "./ResponseParser.js"
 export * as RetryPolicy from "./RetryPolicy.js"
 
 /** @since 0.1.0 */
+export * as SpendLedger from "./SpendLedger.js"
+
+/** @since 0.1.0 */
 export * as Telemetry from "./Telemetry.js"
 
 /** @since 0.1.0 */

@@ -112,6 +112,8 @@ const engineStatus: { readonly [K in Errors.GenerationError["_tag"]]: number } =
   // The provider does not serve the model: the deployment's catalog is wrong, not the writer's request.
   ModelNotFoundError: 502,
   ProviderNotConfiguredError: 503,
+  // The project's own spend limit, not the provider's: the client may come back when the period resets.
+  BudgetExceededError: 429,
   TimeoutError: 504
 }
 

@@ -14,6 +14,7 @@ import type * as ProjectContextStore from "../ProjectContextStore.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import type * as Providers from "../Providers.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
+import type * as SpendLedger from "../SpendLedger.js"
 import type * as TokenCount from "../TokenCount.js"
 import type * as Prepare from "./Prepare.js"
 
@@ -25,6 +26,8 @@ export interface Engine {
   readonly alerts: Alerts.Service
   /** The host's analytics, when it provided one. */
   readonly analytics: Analytics.Service | undefined
+  /** The projects' spend budgets, when the host provided a ledger. */
+  readonly ledger: SpendLedger.Service | undefined
   readonly breaker: CircuitBreaker.Service
   readonly tokens: TokenCount.Service
   readonly catalog: ModelCatalog.Catalog

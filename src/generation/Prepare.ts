@@ -16,6 +16,7 @@ import * as Errors from "../Errors.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as ModelSelector from "../ModelSelector.js"
 import * as PromptBuilder from "../PromptBuilder.js"
+import type * as SpendLedger from "../SpendLedger.js"
 import type * as TokenCount from "../TokenCount.js"
 import * as Engine from "./Engine.js"
 
@@ -235,3 +236,19 @@ export const start = Effect.fnUntraced(function*(
     emit
   } satisfies Engine.Generation
 })
+
+/**
+ * Holds the generation's pre-call estimate against its project's spend budgets, when the host provided a ledger:
+ * a generation that would pass one fails here, before any call (an unknown price holds nothing).
+ */
+export const reserveBudget = (
+  engine: Engine.Engine,
+  generation: Engine.Generation
+): Effect.Effect<SpendLedger.Reservation | undefined, Errors.BudgetExceededError> => {
+  const ledger = engine.ledger
+  if (ledger === undefined) return Effect.succeed(undefined)
+  return Effect.flatMap(
+    generation.prompts.forModel(generation.selection.model, undefined),
+    (first) => ledger.reserve(generation.request.projectId, first.estimatedCostUsd ?? 0)
+  )
+}
