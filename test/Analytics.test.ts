@@ -63,7 +63,8 @@ describe("Analytics", () => {
       expect(reports[0]!.metrics).toMatchObject({ promptTokens: 100, completionTokens: 50, isTemplate: false })
       // The server errors were retried three times before the template.
       expect(reports[1]!.metrics.retryCount).toBe(3)
-      expect(reports[2]!.metrics.estimatedCostUSD).toBeNull()
+      // Refused before any output: nothing billed.
+      expect(reports[2]!.metrics.estimatedCostUSD).toBe(0)
     })
   })
 
