@@ -72,11 +72,14 @@ export const layer = (track: (report: GenerationReport) => Effect.Effect<void>):
 export const report = (analytics: Service | undefined, generationReport: GenerationReport): Effect.Effect<void> =>
   Effect.zipRight(
     Effect.logInfo("Plot generation metrics").pipe(
+      // One flat line: each figure an annotation of its own, not a nested object a log line would spread over lines.
       Effect.annotateLogs({
         component: "plotGenerationService",
         outcome: generationReport.outcome,
         kind: generationReport.kind,
-        metrics: generationReport.metrics
+        ...Object.fromEntries(
+          Object.entries(generationReport.metrics).filter(([, value]) => value !== undefined)
+        )
       })
     ),
     analytics === undefined ? Effect.void : analytics.track(generationReport).pipe(
