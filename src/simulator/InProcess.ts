@@ -20,6 +20,7 @@ import * as Content from "./Content.js"
 import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
 import * as OpenAiWire from "./OpenAiWire.js"
+import * as PromptCache from "./PromptCache.js"
 import * as Quotas from "./Quotas.js"
 import type * as Wire from "./Wire.js"
 
@@ -33,6 +34,8 @@ export interface Options {
   readonly faults?: Faults.RandomFaults | undefined
   /** The key quotas and scripts are kept under (default `in-process`). */
   readonly apiKey?: string | undefined
+  /** Cache prompts as the providers do (default `true`; see `PromptCache`). */
+  readonly promptCache?: boolean | undefined
   /**
    * Called with the rate-limit headers of every answer, as an HTTP client would see them (default: reported to
    * the call's observer, `Providers.reportHeaders`, as the real clients do).
@@ -79,6 +82,33 @@ const promptText = (prompt: Prompt.Prompt): string =>
     )
     .join("\n\n")
 
+/**
+ * An Anthropic prompt's cacheable prefix, as the client would send it: its texts through the last part (or
+ * message) with a `cacheControl` option, and that breakpoint's time to live.
+ */
+const breakpointOf = (prompt: Prompt.Prompt): PromptCache.Breakpoint | undefined => {
+  const texts: Array<string> = []
+  let marked: { readonly length: number; readonly ttl: unknown } | undefined
+  const controlOf = (options: unknown) =>
+    (options as { anthropic?: { cacheControl?: { ttl?: unknown } } } | undefined)?.anthropic?.cacheControl
+  for (const message of prompt.content) {
+    if (typeof message.content === "string") {
+      texts.push(message.content)
+      const control = controlOf(message.options)
+      if (control !== undefined) marked = { length: texts.length, ttl: control.ttl }
+      continue
+    }
+    for (const part of message.content) {
+      texts.push("text" in part && typeof part.text === "string" ? part.text : "")
+      const control = controlOf(part.options)
+      if (control !== undefined) marked = { length: texts.length, ttl: control.ttl }
+    }
+  }
+  if (marked === undefined) return undefined
+  const text = texts.slice(0, marked.length).filter((t) => t !== "").join("\n\n")
+  return { prefix: text, text, ttlMillis: marked.ttl === "1h" ? 3_600_000 : 300_000 }
+}
+
 /** The error a real client builds from a wire answer. */
 const toAiError = (dialect: Core.Dialect, error: Wire.WireError): AiError.AiError =>
   new AiError.HttpResponseError({
@@ -107,6 +137,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
   const apiKey = options.apiKey ?? "in-process"
   const quotas = Quotas.make(options.quotas ?? {})
   const plan = Faults.makePlan(seed, options.faults)
+  const promptCache = options.promptCache === false ? undefined : PromptCache.make()
   const counts: Counts = { requests: 0, limited: 0, inputTokens: 0, outputTokens: 0 }
   let sequence = 0
   // Retries send the same prompt again: count each prompt once.
@@ -132,12 +163,22 @@ export const make = (options: Options = {}): InProcessSimulator => {
       counts.requests++
       const request = simRequest(dialect, model, parameters, providerOptions)
       const inputTokens = countPrompt(request.prompt)
+      const now = yield* Clock.currentTimeMillis
+      const cache = promptCache === undefined
+        ? PromptCache.noCacheUse
+        : dialect === "openai"
+        ? promptCache.openai(apiKey, model, request.prompt, now)
+        : promptCache.anthropic(apiKey, model, breakpointOf(providerOptions.prompt), now)
+      // Anthropic does not count input read from its cache against the input tokens per minute; OpenAI does.
       const admission = quotas.admit(
         dialect,
         apiKey,
         model,
-        { inputTokens, maxOutputTokens: request.maxOutputTokens },
-        yield* Clock.currentTimeMillis
+        {
+          inputTokens: dialect === "anthropic" ? inputTokens - cache.readTokens : inputTokens,
+          maxOutputTokens: request.maxOutputTokens
+        },
+        now
       )
       const fault = plan.next(apiKey) ?? (admission._tag === "Limited" ? Core.quotaFault(admission) : undefined)
       const latency = plan.random().latencyMs
@@ -158,7 +199,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
         if (admission._tag === "Admitted") admission.settle(0, yield* Clock.currentTimeMillis)
         return yield* Effect.fail(toAiError(dialect, render(answered)!))
       }
-      const outcome = fault?.kind === "cut_off" ? Core.cutOff(answered, request) : answered
+      const outcome = { ...(fault?.kind === "cut_off" ? Core.cutOff(answered, request) : answered), cache }
       if (admission._tag === "Admitted") admission.settle(outcome.outputTokens, yield* Clock.currentTimeMillis)
       counts.inputTokens += outcome.inputTokens
       counts.outputTokens += outcome.outputTokens
@@ -176,13 +217,13 @@ export const make = (options: Options = {}): InProcessSimulator => {
         generateText: (providerOptions) =>
           Effect.map(
             answer(dialect, model, parameters, providerOptions),
-            (reply) => answerParts(reply, forcedTool(providerOptions))
+            (reply) => answerParts(dialect, reply, forcedTool(providerOptions))
           ),
         streamText: (providerOptions) =>
           Stream.unwrap(
             Effect.map(
               answer(dialect, model, parameters, providerOptions),
-              (reply) => Stream.fromIterable(streamParts(reply, forcedTool(providerOptions)))
+              (reply) => Stream.fromIterable(streamParts(dialect, reply, forcedTool(providerOptions)))
             )
           )
       })
@@ -212,12 +253,34 @@ const simRequest = (
   }
 }
 
-const usage = (reply: Core.SimReply) => ({
-  inputTokens: reply.inputTokens,
-  outputTokens: reply.outputTokens,
-  totalTokens: reply.inputTokens + reply.outputTokens,
-  ...(reply.reasoningTokens > 0 ? { reasoningTokens: reply.reasoningTokens } : {})
-})
+/**
+ * The finish part's usage as each client reports it: OpenAI counts cached input within `inputTokens`; Anthropic's
+ * `inputTokens` leaves out what was read from the cache and written to it (the writes only in its metadata).
+ */
+const finish = (
+  dialect: Core.Dialect,
+  reply: Core.SimReply,
+  reason: Response.FinishReason
+): Response.FinishPartEncoded => {
+  const read = reply.cache?.readTokens ?? 0
+  const written = reply.cache?.writtenTokens ?? 0
+  const inputTokens = dialect === "anthropic" ? reply.inputTokens - read - written : reply.inputTokens
+  return {
+    type: "finish",
+    reason,
+    usage: {
+      inputTokens,
+      outputTokens: reply.outputTokens,
+      totalTokens: inputTokens + reply.outputTokens,
+      ...(reply.reasoningTokens > 0 ? { reasoningTokens: reply.reasoningTokens } : {}),
+      ...(read > 0 ? { cachedInputTokens: read } : {})
+    },
+    ...(dialect === "anthropic" && written > 0
+      // The client keeps Anthropic's whole usage in the metadata; the engine reads the cache writes there.
+      ? { metadata: { anthropic: { usage: { cache_creation_input_tokens: written } } } as never }
+      : {})
+  }
+}
 
 const reason = (reply: Core.SimReply, tool: Tool.Any | undefined) =>
   reply.stopReason === "max_tokens" ? "length" as const : tool === undefined ? "stop" as const : "tool-calls" as const
@@ -226,15 +289,23 @@ const reason = (reply: Core.SimReply, tool: Tool.Any | undefined) =>
 const called = (reply: Core.SimReply, tool: Tool.Any | undefined) => tool !== undefined && reply.object !== undefined
 
 /** A whole answer: the forced tool's call (or the text), and its finish. */
-const answerParts = (reply: Core.SimReply, tool: Tool.Any | undefined): Array<Response.PartEncoded> => [
+const answerParts = (
+  dialect: Core.Dialect,
+  reply: Core.SimReply,
+  tool: Tool.Any | undefined
+): Array<Response.PartEncoded> => [
   called(reply, tool)
     ? { type: "tool-call", id: "call_inproc", name: tool!.name, params: reply.object }
     : { type: "text", text: reply.text },
-  { type: "finish", reason: reason(reply, tool), usage: usage(reply) }
+  finish(dialect, reply, reason(reply, tool))
 ]
 
 /** A streamed answer: the forced tool's parameters in pieces (or the text), its call when whole, its finish. */
-const streamParts = (reply: Core.SimReply, tool: Tool.Any | undefined): Array<Response.StreamPartEncoded> => {
+const streamParts = (
+  dialect: Core.Dialect,
+  reply: Core.SimReply,
+  tool: Tool.Any | undefined
+): Array<Response.StreamPartEncoded> => {
   const parts: Array<Response.StreamPartEncoded> = tool === undefined
     ? Core.deltas(reply.text).map((delta) => ({ type: "text-delta" as const, id: "t", delta }))
     : [
@@ -245,7 +316,7 @@ const streamParts = (reply: Core.SimReply, tool: Tool.Any | undefined): Array<Re
         ? [{ type: "tool-call" as const, id: "call_inproc", name: tool.name, params: reply.object }]
         : [])
     ]
-  return [...parts, { type: "finish", reason: reason(reply, tool), usage: usage(reply) }]
+  return [...parts, finish(dialect, reply, reason(reply, tool))]
 }
 
 /** The tool a call forces (`toolChoice: { tool }`), whose parameters the reply must match. */

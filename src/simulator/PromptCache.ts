@@ -95,7 +95,6 @@ export const make = (): PromptCache => {
           bestLength = length
         }
       }
-      if (best !== undefined) best.expiresAt = now + openAiTtlMillis
       const same = kept.find((entry) => entry.text === prompt)
       if (same === undefined) {
         kept.push({ text: prompt, expiresAt: now + openAiTtlMillis })
@@ -103,6 +102,8 @@ export const make = (): PromptCache => {
       } else same.expiresAt = now + openAiTtlMillis
       const tokens = bestLength === 0 ? 0 : Content.countTokens(prompt.slice(0, bestLength))
       const read = tokens < openAiMinimum ? 0 : Math.floor(tokens / openAiStep) * openAiStep
+      // A hit keeps the prefix alive; a miss (or a prefix under the minimum) does not.
+      if (read > 0) best!.expiresAt = now + openAiTtlMillis
       return { readTokens: read, writtenTokens: 0 }
     },
     anthropic: (apiKey, model, breakpoint, now) => {
