@@ -168,6 +168,41 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       "\n"
     ].join(""),
 
+  caching: async (f) =>
+    [
+      "## Prompt caching\n",
+      `${f.generations} generations over ${f.projects} projects on the simulator's in-process face (virtual time, `,
+      "2 s latency), with the providers' prompt caches off and on. Input cost with the caches over without: ",
+      `${f.inputCostRatio} (OpenAI ${f.inputCostRatioByProvider.openai}, Anthropic ${f.inputCostRatioByProvider.anthropic}; `,
+      `goal ${f.goals.inputCostRatio}). Generations a minute under an Anthropic quota bound by input tokens `,
+      `(40,000 ITPM), cached over uncached: ${f.anthropicThroughputRatio} (goal ${f.goals.anthropicThroughputRatio}).\n\n`,
+      table(f.rows),
+      "\n",
+      await chart("caching", "Input cost and throughput, caches off and on", {
+        data: { values: f.rows },
+        hconcat: [
+          {
+            mark: "bar",
+            encoding: {
+              x: { field: "provider", type: "nominal", title: null, axis: { labelAngle: 0 } },
+              xOffset: { field: "caches", type: "nominal" },
+              y: { field: "inputCostUsd", type: "quantitative", title: "input cost (USD)" },
+              color: { field: "caches", type: "nominal", title: "caches" }
+            }
+          },
+          {
+            mark: "bar",
+            encoding: {
+              x: { field: "provider", type: "nominal", title: null, axis: { labelAngle: 0 } },
+              xOffset: { field: "caches", type: "nominal" },
+              y: { field: "generationsPerMinute", type: "quantitative", title: "generations / minute" },
+              color: { field: "caches", type: "nominal", title: "caches" }
+            }
+          }
+        ]
+      } as any)
+    ].join(""),
+
   context: async (f) =>
     [
       "## Context fitting\n",

@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import { fileURLToPath } from "node:url"
+import * as Caching from "./caching.js"
 import * as Context from "./context.js"
 import * as Faults from "./faults.js"
 import * as HttpPath from "./http-path.js"
@@ -16,6 +17,7 @@ import * as RateLimit from "./ratelimit.js"
 import * as Report from "./report.js"
 
 const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
+  caching: Caching.run,
   context: Context.run,
   "http-path": HttpPath.run,
   faults: Faults.run,
