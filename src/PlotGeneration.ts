@@ -52,6 +52,7 @@ import * as Outcome from "./generation/Outcome.js"
 import * as Prepare from "./generation/Prepare.js"
 import * as ModelCatalog from "./ModelCatalog.js"
 import * as ProjectContextStore from "./ProjectContextStore.js"
+import type * as PromptBuilder from "./PromptBuilder.js"
 import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
 import * as Providers from "./Providers.js"
 import * as RetryPolicy from "./RetryPolicy.js"
@@ -122,6 +123,11 @@ export interface Options {
    * `PromptBuilder.defaultReasoningEffort`: `medium` for an outline, `low` for beats and suggestions).
    */
   readonly reasoningEffort?: Partial<Record<Domain.ContentKind, Domain.ReasoningEffort>> | undefined
+  /**
+   * How long Anthropic keeps a project's prompt prefix cached (default `5m`; `1h` costs twice the input price to
+   * write, and pays when a project's generations come more than 5 minutes apart).
+   */
+  readonly promptCacheTtl?: PromptBuilder.CacheTtl | undefined
 }
 
 /**
@@ -183,6 +189,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     alerts: yield* Alerts.Alerts,
     analytics: Option.getOrUndefined(yield* Effect.serviceOption(Analytics.Analytics)),
     ledger: Option.getOrUndefined(yield* Effect.serviceOption(SpendLedger.SpendLedger)),
+    promptCache: { ttl: options.promptCacheTtl ?? "5m", cached: new Map() },
     breaker: yield* CircuitBreaker.make(options.circuitBreaker),
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
     catalog: options.catalog ?? ModelCatalog.defaultCatalog,

@@ -292,10 +292,22 @@ export const promptCacheKey = (projectId: string): string =>
   `plot-engine-${createHash("sha256").update(projectId).digest("base64url").slice(0, 22)}`
 
 /**
+ * How long a provider keeps a prompt prefix cached after its last use, where the caller chooses (Anthropic's
+ * breakpoints: 5 minutes, or 1 hour at twice the write price).
+ *
+ * @since 0.1.0
+ * @category Caching
+ */
+export type CacheTtl = "5m" | "1h"
+
+/**
  * The prompt cache breakpoint after the project block (Anthropic caches a prefix only up to a breakpoint; other
  * providers ignore it).
  */
-const cacheBreakpoint = { anthropic: { cacheControl: { type: "ephemeral" as const } } }
+const cacheBreakpoints = {
+  "5m": { anthropic: { cacheControl: { type: "ephemeral" as const } } },
+  "1h": { anthropic: { cacheControl: { type: "ephemeral" as const, ttl: "1h" as const } } }
+}
 
 /**
  * Builds the prompt for a request over a (fitted) project context and the chosen model.
@@ -307,7 +319,8 @@ export const build = (
   request: Domain.PlotRequest,
   context: Domain.ProjectContext,
   model: ModelCatalog.ModelInfo,
-  budget: OutputBudget = outputBudgetFor(request, model)
+  budget: OutputBudget = outputBudgetFor(request, model),
+  cacheTtl: CacheTtl = "5m"
 ): BuiltPrompt => {
   const { project, system, user, writer } = texts(request, context)
   return {
@@ -319,7 +332,7 @@ export const build = (
       Prompt.systemMessage({ content: system }),
       Prompt.userMessage({
         content: [
-          Prompt.makePart("text", { text: project, options: cacheBreakpoint }),
+          Prompt.makePart("text", { text: project, options: cacheBreakpoints[cacheTtl] }),
           Prompt.makePart("text", { text: writer })
         ]
       })

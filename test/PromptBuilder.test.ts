@@ -50,6 +50,11 @@ describe("PromptBuilder.build", () => {
       { anthropic: { cacheControl: { type: "ephemeral" } } },
       {}
     ])
+    // An hour, when asked for.
+    const hour = PromptBuilder.build(request(), sampleProject, gpt41, undefined, "1h").prompt.content[1]
+    expect(hour?.role === "user" && hour.content[0]?.options).toEqual({
+      anthropic: { cacheControl: { type: "ephemeral", ttl: "1h" } }
+    })
   })
 
   it("says what each kind of content asks for, and how it fits the outline", () => {

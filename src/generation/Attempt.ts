@@ -128,7 +128,13 @@ const attempt = Effect.fnUntraced(function*(
         }),
         Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
       )
-  const outcome = yield* callAdmitted(engine, generation.emit, target, prepared, deadlineAt, tally, timedCall).pipe(
+  const cacheKey = `${key}\u0000${generation.request.projectId}`
+  const outcome = yield* callAdmitted(
+    { engine, emit: generation.emit, target, prepared, cacheKey },
+    deadlineAt,
+    tally,
+    timedCall
+  ).pipe(
     Effect.tapError((error) => bookFailure({ engine, generation, state, target, prepared, tally }, error)),
     Effect.onInterrupt(() => engine.breaker.release(key))
   )
@@ -168,17 +174,24 @@ const callReserve = (policy: RetryPolicy.Policy): number =>
  * is not sent, and gives its whole reservation back.
  */
 const callAdmitted = (
-  engine: Engine.Engine,
-  emit: Engine.Emit,
-  target: ModelCatalog.ModelInfo,
-  prepared: Prepare.Prepared,
+  { cacheKey, emit, engine, prepared, target }: {
+    readonly engine: Engine.Engine
+    readonly emit: Engine.Emit
+    readonly target: ModelCatalog.ModelInfo
+    readonly prepared: Prepare.Prepared
+    /** The model and project, whose prefix the provider may have cached. */
+    readonly cacheKey: string
+  },
   deadlineAt: number,
   tally: Call.Tally,
   call: (remaining: number) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
 ): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
   const limiterTarget = { provider: target.provider, model: target.id }
-  const estimate = { inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens }
   return Effect.scoped(Effect.gen(function*() {
+    const estimate = {
+      inputTokens: prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, yield* Clock.currentTimeMillis),
+      outputTokens: prepared.prompt.maxOutputTokens
+    }
     const admission = yield* engine.limiter.admit(limiterTarget, estimate, {
       until: deadlineAt - callReserve(engine.policy),
       maxPause: Duration.toMillis(engine.policy.maxDelay),
@@ -193,15 +206,19 @@ const callAdmitted = (
       Providers.observeHeaders((headers) => engine.limiter.observe(limiterTarget, headers)),
       Effect.onExit((exit) =>
         Exit.isSuccess(exit)
-          ? admission.reconcile(countedByQuota(target, exit.value.usage))
+          ? Effect.zipRight(
+            rememberCache(engine, target, cacheKey, exit.value.usage),
+            admission.reconcile(countedByQuota(target, exit.value.usage))
+          )
           : Effect.flatMap(
             spent(tally, prepared),
             (spending) =>
-              admission.reconcile(
-                spending === undefined
-                  ? { inputTokens: prepared.inputTokens, outputTokens: 0 }
-                  : countedByQuota(target, spending.usage)
-              )
+              spending === undefined
+                ? admission.reconcile({ inputTokens: prepared.inputTokens, outputTokens: 0 })
+                : Effect.zipRight(
+                  rememberCache(engine, target, cacheKey, spending.usage),
+                  admission.reconcile(countedByQuota(target, spending.usage))
+                )
           )
       )
     )
@@ -212,6 +229,38 @@ const callAdmitted = (
         : Effect.void
     )
   )
+}
+
+/**
+ * What an Anthropic call is expected to read from the prompt cache: the prefix a call of the same model and project
+ * read or wrote within the cache's time to live. Anthropic does not count cache reads against its input tokens per
+ * minute, so the limiter reserves the input less that (and reconciles with what was read); OpenAI counts them.
+ */
+const expectedCacheRead = (
+  engine: Engine.Engine,
+  target: ModelCatalog.ModelInfo,
+  cacheKey: string,
+  now: number
+): number => {
+  if (target.provider !== "anthropic") return 0
+  const known = engine.promptCache.cached.get(cacheKey)
+  return known !== undefined && known.expiresAt > now ? known.tokens : 0
+}
+
+/** Remembers the prefix a call read from or wrote to Anthropic's prompt cache, for the next call's reservation. */
+const rememberCache = (
+  engine: Engine.Engine,
+  target: ModelCatalog.ModelInfo,
+  cacheKey: string,
+  usage: Domain.Usage
+): Effect.Effect<void> => {
+  const tokens = usage.cachedInputTokens ?? usage.cacheWriteTokens ?? 0
+  if (target.provider !== "anthropic" || tokens === 0) return Effect.void
+  return Effect.map(Clock.currentTimeMillis, (now) => {
+    const cached = engine.promptCache.cached
+    if (cached.size >= 10_000) cached.clear()
+    cached.set(cacheKey, { tokens, expiresAt: now + (engine.promptCache.ttl === "1h" ? 3_600_000 : 300_000) })
+  })
 }
 
 /**

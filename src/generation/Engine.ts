@@ -11,6 +11,7 @@ import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as Domain from "../Domain.js"
 import type * as ModelCatalog from "../ModelCatalog.js"
 import type * as ProjectContextStore from "../ProjectContextStore.js"
+import type * as PromptBuilder from "../PromptBuilder.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import type * as Providers from "../Providers.js"
 import type * as RetryPolicy from "../RetryPolicy.js"
@@ -28,6 +29,11 @@ export interface Engine {
   readonly analytics: Analytics.Service | undefined
   /** The projects' spend budgets, when the host provided a ledger. */
   readonly ledger: SpendLedger.Service | undefined
+  /** The time to live asked of the prompt cache, and the prefixes known to be cached (see `Attempt`). */
+  readonly promptCache: {
+    readonly ttl: PromptBuilder.CacheTtl
+    readonly cached: Map<string, { readonly tokens: number; readonly expiresAt: number }>
+  }
   readonly breaker: CircuitBreaker.Service
   readonly tokens: TokenCount.Service
   readonly catalog: ModelCatalog.Catalog

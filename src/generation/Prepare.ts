@@ -116,6 +116,7 @@ export const prepare = (
     readonly reducedBudget: number | undefined
     readonly outputBudget?: PromptBuilder.OutputBudget | undefined
     readonly reasoningEfforts?: Partial<Record<Domain.ContentKind, Domain.ReasoningEffort>> | undefined
+    readonly cacheTtl?: PromptBuilder.CacheTtl | undefined
   }
 ): Prepared => {
   const sizing = PromptBuilder.sizing(request)
@@ -130,7 +131,7 @@ export const prepare = (
     maxContextTokens: options.maxContextTokens
   })
   const fitted = ContextBudget.fit(context, Math.min(budget, options.reducedBudget ?? budget), counter.remembered)
-  const prompt = PromptBuilder.build(request, fitted.context, model, output)
+  const prompt = PromptBuilder.build(request, fitted.context, model, output, options.cacheTtl)
   const inputTokens = promptTokens + fitted.tokens
   // A reasoning model is expected to spend about half its reserve thinking, billed as output.
   const reasoning = output.reasoningEffort === undefined
@@ -165,7 +166,8 @@ export const prompts = (
           maxContextTokens: engine.maxContextTokens,
           reducedBudget,
           outputBudget,
-          reasoningEfforts: engine.reasoningEfforts
+          reasoningEfforts: engine.reasoningEfforts,
+          cacheTtl: engine.promptCache.ttl
         })
         made.set(key, prepared)
         return prepared

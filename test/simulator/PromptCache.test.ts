@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import * as Alerts from "../../src/Alerts.js"
@@ -88,4 +89,43 @@ describe("the in-process face caches, in virtual time", () => {
       ))
     })
   }
+})
+
+describe("the limiter counts what Anthropic counts", () => {
+  it.effect("a call expected to read the project's prefix from the cache reserves only the rest of its input", () => {
+    const simulator = InProcess.make()
+    return Effect.gen(function*() {
+      const request = {
+        projectId: "novel",
+        userPrompt: "What happens next?",
+        provider: "anthropic" as const,
+        model: "claude-sonnet-4-5"
+      }
+      const first = yield* PlotGeneration.generate(request)
+      // 4,000 input tokens a minute: the first call's 2,600 leave too little for a second whole prompt, but the
+      // second reads its prefix from the cache, which Anthropic does not count: it is admitted at once.
+      const second = yield* Effect.fork(PlotGeneration.generate({ ...request, userPrompt: "And then?" }))
+      yield* TestClock.adjust("1 minute")
+      const result = yield* Fiber.join(second)
+      expect(first.usage.cacheWriteTokens).toBeGreaterThan(2_000)
+      expect(result.usage.cachedInputTokens).toBe(first.usage.cacheWriteTokens)
+      expect(result.durationMs).toBe(0)
+    }).pipe(Effect.provide(
+      PlotGeneration.layer().pipe(
+        Layer.provide(Providers.layerModels({ anthropic: (m, p) => simulator.languageModel("anthropic", m, p) })),
+        Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+        Layer.provide(ProviderRateLimiter.layerMemory({
+          quotas: {
+            anthropic: {
+              requestsPerMinute: 1_000,
+              inputTokensPerMinute: 4_000,
+              outputTokensPerMinute: 1_000_000,
+              maxConcurrent: 5
+            }
+          }
+        })),
+        Layer.provide(Alerts.layerDisabled)
+      )
+    ))
+  })
 })
