@@ -627,7 +627,8 @@ export const run = Command.run(command, { name: "plot-engine", version: "0.1.0" 
 export const main = (argv: ReadonlyArray<string>) =>
   Effect.flatMap(extractLogLevel(argv), ({ argv, level }) =>
     Option.match(level, {
-      onNone: () => run(argv),
+      // Warnings by default: the summary already says what the info lines would (each generation's metrics).
+      onNone: () => Logger.withMinimumLogLevel(run(argv), LogLevel.Warning),
       onSome: (level) => Logger.withMinimumLogLevel(run(argv), level)
     })).pipe(
       Effect.catchIf(ValidationError.isValidationError, (error) =>
