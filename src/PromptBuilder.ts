@@ -301,6 +301,12 @@ export const promptCacheKey = (projectId: string): string =>
 export type CacheTtl = "5m" | "1h"
 
 /**
+ * @since 0.1.0
+ * @category Caching
+ */
+export const cacheTtlMillis: Readonly<Record<CacheTtl, number>> = { "5m": 300_000, "1h": 3_600_000 }
+
+/**
  * The prompt cache breakpoint after the project block (Anthropic caches a prefix only up to a breakpoint; other
  * providers ignore it).
  */

@@ -9,23 +9,13 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
-import * as Alerts from "../src/Alerts.js"
 import * as Analytics from "../src/Analytics.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
-import * as ProjectContextStore from "../src/ProjectContextStore.js"
-import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
-import * as Providers from "../src/Providers.js"
+import { fakeEngine } from "./utils/engine.js"
 import { type Answer, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
-import { sampleProject } from "./utils/fixtures.js"
 
 const engine = (answers: ReadonlyArray<Answer>, analytics: Layer.Layer<never> | Layer.Layer<Analytics.Analytics>) =>
-  PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ openai: scripted(answers) })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
-    Layer.provide(Alerts.layerDisabled),
-    Layer.provide(analytics)
-  )
+  fakeEngine({ openai: scripted(answers) }).pipe(Layer.provide(analytics))
 
 const request = {
   projectId: "novel",

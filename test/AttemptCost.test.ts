@@ -7,28 +7,18 @@ import type * as Response from "@effect/ai/Response"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import * as Alerts from "../src/Alerts.js"
 import * as ModelCatalog from "../src/ModelCatalog.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
-import * as ProjectContextStore from "../src/ProjectContextStore.js"
-import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
-import * as Providers from "../src/Providers.js"
+import type * as Providers from "../src/Providers.js"
+import { fakeEngine } from "./utils/engine.js"
 import { type Answer, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
-import { sampleProject } from "./utils/fixtures.js"
 import { counterTotal } from "./utils/simulated.js"
 
-const engine = (answers: ReadonlyArray<Answer>) =>
-  PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ openai: scripted(answers) })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
-    Layer.provide(Alerts.layerDisabled)
-  )
+const engine = (answers: ReadonlyArray<Answer>) => fakeEngine({ openai: scripted(answers) })
 
 const request = {
   projectId: "novel",
@@ -116,12 +106,7 @@ const reporting = (
   })
 
 const usageEngine = (provider: "openai" | "anthropic", model: Providers.ModelFactory) =>
-  PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ [provider]: model })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
-    Layer.provide(Alerts.layerDisabled)
-  )
+  fakeEngine({ [provider]: model })
 
 describe("usage as billed, with the prompt cache", () => {
   it.effect("OpenAI: cached tokens are part of the input, billed at the cached price", () =>

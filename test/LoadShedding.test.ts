@@ -7,18 +7,14 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import * as Alerts from "../src/Alerts.js"
 import type * as Domain from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
-import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
-import * as Providers from "../src/Providers.js"
+import { fakeEngine } from "./utils/engine.js"
 import { type Call, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
-import { sampleProject } from "./utils/fixtures.js"
 
 const target = { provider: "openai", model: "gpt-4.1" } as const
 const small = { inputTokens: 10, outputTokens: 10 }
@@ -85,14 +81,11 @@ describe("ProviderRateLimiter: a waiter hears its place and its wait", () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 const engine = (calls: Array<Call>, quota: Partial<ProviderRateLimiter.Quota>) =>
-  PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ openai: scripted(Array(100).fill(text(sampleOutlineJson)), calls) })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerMemory({
+  fakeEngine({ openai: scripted(Array(100).fill(text(sampleOutlineJson)), calls) }, {
+    limiter: ProviderRateLimiter.layerMemory({
       quotas: { openai: { requestsPerMinute: 60, tokensPerMinute: 90_000, maxConcurrent: 5, ...quota } }
-    })),
-    Layer.provide(Alerts.layerDisabled)
-  )
+    })
+  })
 
 const pinned: Domain.PlotRequestInput = {
   projectId: "novel",

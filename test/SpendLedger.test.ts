@@ -10,14 +10,11 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
-import * as Alerts from "../src/Alerts.js"
 import * as Errors from "../src/Errors.js"
 import * as ModelCatalog from "../src/ModelCatalog.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
-import * as ProjectContextStore from "../src/ProjectContextStore.js"
-import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
-import * as Providers from "../src/Providers.js"
 import * as SpendLedger from "../src/SpendLedger.js"
+import { fakeEngine } from "./utils/engine.js"
 import { type Call, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
 
@@ -27,13 +24,8 @@ const expensive = text(sampleOutlineJson, { inputTokens: 10_000, outputTokens: 2
 const callCost = ModelCatalog.cost(mini, { inputTokens: 10_000, outputTokens: 2_000 })!
 
 const engine = (calls: Array<Call>, limits: SpendLedger.Limits) =>
-  PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ openai: scripted([expensive], calls) })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject, other: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
-    Layer.provide(Alerts.layerDisabled),
-    Layer.provideMerge(SpendLedger.layerMemory(limits))
-  )
+  fakeEngine({ openai: scripted([expensive], calls) }, { projects: { novel: sampleProject, other: sampleProject } })
+    .pipe(Layer.provideMerge(SpendLedger.layerMemory(limits)))
 
 const request = (projectId = "novel") => ({
   projectId,
@@ -112,12 +104,5 @@ describe("SpendLedger", () => {
     Effect.gen(function*() {
       const fiber = yield* Effect.fork(PlotGeneration.generate(request()))
       expect((yield* Fiber.join(fiber)).isTemplate).toBe(false)
-    }).pipe(Effect.provide(
-      PlotGeneration.layer().pipe(
-        Layer.provide(Providers.layerModels({ openai: scripted([expensive]) })),
-        Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-        Layer.provide(ProviderRateLimiter.layerUnlimited),
-        Layer.provide(Alerts.layerDisabled)
-      )
-    )))
+    }).pipe(Effect.provide(fakeEngine({ openai: scripted([expensive]) }))))
 })

@@ -6,26 +6,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import * as Alerts from "../src/Alerts.js"
 import type * as Domain from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
-import * as ProjectContextStore from "../src/ProjectContextStore.js"
-import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
-import * as Providers from "../src/Providers.js"
+import { fakeEngine } from "./utils/engine.js"
 import { type Answer, type Call, sampleOutlineJson, scripted, slow, text } from "./utils/FakeModel.js"
-import { sampleProject } from "./utils/fixtures.js"
 
-const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call>) =>
-  PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ openai: scripted(answers, calls) })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
-    Layer.provide(Alerts.layerDisabled)
-  )
+const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call>) => fakeEngine({ openai: scripted(answers, calls) })
 
 const on = (model: string): Domain.PlotRequestInput => ({
   projectId: "novel",

@@ -259,7 +259,7 @@ const rememberCache = (
   return Effect.map(Clock.currentTimeMillis, (now) => {
     const cached = engine.promptCache.cached
     if (cached.size >= 10_000) cached.clear()
-    cached.set(cacheKey, { tokens, expiresAt: now + (engine.promptCache.ttl === "1h" ? 3_600_000 : 300_000) })
+    cached.set(cacheKey, { tokens, expiresAt: now + PromptBuilder.cacheTtlMillis[engine.promptCache.ttl] })
   })
 }
 

@@ -24,24 +24,30 @@ import type * as Engine from "./Engine.js"
  */
 export const makeResult = (
   fields: Omit<Domain.PlotResult, "metrics">,
+  extra: { readonly errorType?: Errors.ErrorType; readonly rateLimitErrors: number }
+): Domain.PlotResult => new Domain.PlotResult({ ...fields, metrics: metricsOf(fields, extra) }, true)
+
+/** The `GenerationMetrics` of a generation's figures (a result's, or a failure's). */
+const metricsOf = (
+  fields: Pick<
+    Domain.PlotResult,
+    "durationMs" | "usage" | "wordCount" | "warnings" | "isTemplate" | "retryCount" | "model" | "estimatedCostUsd"
+  >,
   { errorType, rateLimitErrors }: { readonly errorType?: Errors.ErrorType; readonly rateLimitErrors: number }
-): Domain.PlotResult =>
-  new Domain.PlotResult({
-    ...fields,
-    metrics: new Domain.GenerationMetrics({
-      requestDurationMs: fields.durationMs,
-      promptTokens: fields.usage.inputTokens,
-      completionTokens: fields.usage.outputTokens,
-      totalTokens: fields.usage.totalTokens,
-      wordCount: fields.wordCount,
-      warnings: fields.warnings.length,
-      isTemplate: fields.isTemplate,
-      retryCount: fields.retryCount,
-      rateLimitErrors,
-      ...(errorType === undefined ? {} : { errorType }),
-      modelUsed: fields.model,
-      estimatedCostUSD: fields.estimatedCostUsd
-    }, true)
+): Domain.GenerationMetrics =>
+  new Domain.GenerationMetrics({
+    requestDurationMs: fields.durationMs,
+    promptTokens: fields.usage.inputTokens,
+    completionTokens: fields.usage.outputTokens,
+    totalTokens: fields.usage.totalTokens,
+    wordCount: fields.wordCount,
+    warnings: fields.warnings.length,
+    isTemplate: fields.isTemplate,
+    retryCount: fields.retryCount,
+    rateLimitErrors,
+    ...(errorType === undefined ? {} : { errorType }),
+    modelUsed: fields.model,
+    estimatedCostUSD: fields.estimatedCostUsd
   }, true)
 
 /** What billed attempts cost together; `null` when one model's price is unknown (never a false 0). */
@@ -104,20 +110,16 @@ export const failed = Effect.fnUntraced(function*(
     yield* Analytics.report(engine.analytics, {
       ...about(generation),
       outcome: "failure",
-      metrics: new Domain.GenerationMetrics({
-        requestDurationMs: durationMs,
-        promptTokens: 0,
-        completionTokens: 0,
-        totalTokens: 0,
+      metrics: metricsOf({
+        durationMs,
+        usage: Domain.Usage.zero,
         wordCount: 0,
-        warnings: chain.warnings.length,
+        warnings: chain.warnings,
         isTemplate: false,
         retryCount: Math.max(0, chain.attempts - 1),
-        rateLimitErrors: chain.rateLimitErrors,
-        errorType: Errors.errorType(error),
-        modelUsed: (chain.lastStep?.model ?? generation.selection.model).id,
-        estimatedCostUSD: totalCost(chain.billing)
-      }, true)
+        model: (chain.lastStep?.model ?? generation.selection.model).id,
+        estimatedCostUsd: totalCost(chain.billing)
+      }, { errorType: Errors.errorType(error), rateLimitErrors: chain.rateLimitErrors })
     })
     return yield* Effect.fail(error)
   }

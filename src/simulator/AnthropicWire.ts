@@ -7,7 +7,7 @@
  */
 import * as Core from "./Core.js"
 import * as Faults from "./Faults.js"
-import type * as PromptCache from "./PromptCache.js"
+import * as PromptCache from "./PromptCache.js"
 import * as Wire from "./Wire.js"
 
 /**
@@ -61,7 +61,7 @@ const breakpointOf = (body: Record<string, unknown>): PromptCache.Breakpoint | u
     prefix: through.map((block) => JSON.stringify(block)).join("\n"),
     // Tools are not in the prompt's text, whose tokens are counted: the text is the rest.
     text: through.slice(tools).map((block) => Wire.textOf(block)).filter((t) => t !== "").join("\n\n"),
-    ttlMillis: control.ttl === "1h" ? 3_600_000 : 300_000
+    ttlMillis: PromptCache.ttlMillisOf(control.ttl)
   }
 }
 

@@ -106,7 +106,7 @@ const breakpointOf = (prompt: Prompt.Prompt): PromptCache.Breakpoint | undefined
   }
   if (marked === undefined) return undefined
   const text = texts.slice(0, marked.length).filter((t) => t !== "").join("\n\n")
-  return { prefix: text, text, ttlMillis: marked.ttl === "1h" ? 3_600_000 : 300_000 }
+  return { prefix: text, text, ttlMillis: PromptCache.ttlMillisOf(marked.ttl) }
 }
 
 /** The error a real client builds from a wire answer. */

@@ -40,6 +40,13 @@ export interface Breakpoint {
 }
 
 /**
+ * A breakpoint's time to live in milliseconds: an hour when it says `1h`, else Anthropic's default 5 minutes.
+ *
+ * @since 0.1.0
+ */
+export const ttlMillisOf = (ttl: unknown): number => (ttl === "1h" ? 3_600_000 : 300_000)
+
+/**
  * @since 0.1.0
  */
 export interface PromptCache {

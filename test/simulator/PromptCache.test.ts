@@ -6,16 +6,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
-import * as Alerts from "../../src/Alerts.js"
 import * as PlotGeneration from "../../src/PlotGeneration.js"
-import * as ProjectContextStore from "../../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
-import * as Providers from "../../src/Providers.js"
+import type * as Providers from "../../src/Providers.js"
 import * as InProcess from "../../src/simulator/InProcess.js"
 import * as PromptCache from "../../src/simulator/PromptCache.js"
-import { sampleProject } from "../utils/fixtures.js"
+import { fakeEngine } from "../utils/engine.js"
 
 /** A text of exactly `tokens` o200k tokens (" word" is one token). */
 const words = (tokens: number) => "word" + " word".repeat(tokens - 1)
@@ -76,16 +73,9 @@ describe("the in-process face caches, in virtual time", () => {
           ])
         }
       }).pipe(Effect.provide(
-        PlotGeneration.layer().pipe(
-          Layer.provide(
-            Providers.layerModels({
-              [provider]: (m: string, p: Providers.ModelParameters) => simulator.languageModel(provider, m, p)
-            })
-          ),
-          Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-          Layer.provide(ProviderRateLimiter.layerUnlimited),
-          Layer.provide(Alerts.layerDisabled)
-        )
+        fakeEngine({
+          [provider]: (m: string, p: Providers.ModelParameters) => simulator.languageModel(provider, m, p)
+        })
       ))
     })
   }
@@ -111,10 +101,8 @@ describe("the limiter counts what Anthropic counts", () => {
       expect(result.usage.cachedInputTokens).toBe(first.usage.cacheWriteTokens)
       expect(result.durationMs).toBe(0)
     }).pipe(Effect.provide(
-      PlotGeneration.layer().pipe(
-        Layer.provide(Providers.layerModels({ anthropic: (m, p) => simulator.languageModel("anthropic", m, p) })),
-        Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-        Layer.provide(ProviderRateLimiter.layerMemory({
+      fakeEngine({ anthropic: (m, p) => simulator.languageModel("anthropic", m, p) }, {
+        limiter: ProviderRateLimiter.layerMemory({
           quotas: {
             anthropic: {
               requestsPerMinute: 1_000,
@@ -123,9 +111,8 @@ describe("the limiter counts what Anthropic counts", () => {
               maxConcurrent: 5
             }
           }
-        })),
-        Layer.provide(Alerts.layerDisabled)
-      )
+        })
+      })
     ))
   })
 })
