@@ -89,7 +89,12 @@ export interface Service {
  */
 export class SpendLedger extends Context.Tag("plot-engine/SpendLedger")<SpendLedger, Service>() {}
 
-/** The UTC period a time falls in: its key and when it ends. */
+/**
+ * The UTC period a time falls in: its key and when it ends.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
 export const periodOf = (period: "day" | "month", now: number): { readonly key: string; readonly endsAt: number } => {
   const date = new Date(now)
   const year = date.getUTCFullYear()
@@ -104,10 +109,44 @@ interface Account {
   reservedUsd: number
 }
 
-const periods = ["day", "month"] as const
+/**
+ * The periods a budget is kept for, shortest first.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export const periods = ["day", "month"] as const
 
-/** The limit of a project for a period. */
-const limitOf = (limits: Limits, projectId: string, period: "day" | "month"): number | undefined => {
+/**
+ * The refusal of a generation whose estimate would take a period past its limit.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const exceeded = (options: {
+  readonly projectId: string
+  readonly period: "day" | "month"
+  readonly limitUsd: number
+  readonly spentUsd: number
+  readonly estimateUsd: number
+  readonly now: number
+}): Errors.BudgetExceededError =>
+  new Errors.BudgetExceededError({
+    projectId: options.projectId,
+    period: options.period,
+    limitUsd: options.limitUsd,
+    spentUsd: options.spentUsd,
+    estimateUsd: options.estimateUsd,
+    resetsAt: periodOf(options.period, options.now).endsAt
+  })
+
+/**
+ * The limit of a project for a period.
+ *
+ * @since 0.1.0
+ * @category Combinators
+ */
+export const limitOf = (limits: Limits, projectId: string, period: "day" | "month"): number | undefined => {
   const own = limits.projects?.[projectId]
   const field = period === "day" ? "dailyUsd" : "monthlyUsd"
   return own?.[field] ?? limits.default?.[field]
@@ -139,16 +178,7 @@ export const makeMemory = (limits: Limits): Service => {
           const account = accountOf(projectId, period, now)
           const spent = account.spentUsd + account.reservedUsd
           if (spent + estimateUsd > limit) {
-            return Effect.fail(
-              new Errors.BudgetExceededError({
-                projectId,
-                period,
-                limitUsd: limit,
-                spentUsd: spent,
-                estimateUsd,
-                resetsAt: periodOf(period, now).endsAt
-              })
-            )
+            return Effect.fail(exceeded({ projectId, period, limitUsd: limit, spentUsd: spent, estimateUsd, now }))
           }
         }
         // Held in the periods of the moment it starts; settled there too, even when it ends in the next.
