@@ -22,7 +22,6 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as SynchronizedRef from "effect/SynchronizedRef"
 import type * as Domain from "./Domain.js"
 import type * as Errors from "./Errors.js"
 import * as LimiterKeys from "./internal/limiterKeys.js"
@@ -293,17 +292,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     waitTime
   }
   const quotas = { ...defaultQuotas, ...options.quotas }
-  const states = yield* SynchronizedRef.make(new Map<string, LimiterKeys.KeyState>())
+  const states = new Map<string, LimiterKeys.KeyState>()
 
-  const stateOf = (target: Target) =>
-    SynchronizedRef.modifyEffect(states, (map) => {
+  const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> =>
+    Effect.suspend(() => {
       const key = keyOf(options, target)
-      const existing = map.get(key)
-      if (existing !== undefined) return Effect.succeed([existing, map] as const)
-      const quota = options.keyQuotas?.[key] ?? quotas[target.provider]
-      return Effect.map(
-        LimiterKeys.makeKeyState(key, quota),
-        (state) => [state, new Map(map).set(key, state)] as const
+      const existing = states.get(key)
+      if (existing !== undefined) return Effect.succeed(existing)
+      return Effect.tap(
+        LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider]),
+        (state) => Effect.sync(() => states.set(key, state))
       )
     })
 
@@ -316,9 +314,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis)),
     observe: (target, headers) =>
       Effect.flatMap(stateOf(target), (state) => LimiterKeys.observeOn(shared, state, headers)),
-    snapshot: Effect.flatMap(
-      SynchronizedRef.get(states),
-      (map) => Effect.forEach(map.values(), (state) => LimiterKeys.snapshotOf(shared, state))
+    snapshot: Effect.suspend(() =>
+      Effect.forEach([...states.values()], (state) => LimiterKeys.snapshotOf(shared, state))
     )
   })
 })
