@@ -21,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Domain from "./Domain.js"
 import type * as Errors from "./Errors.js"
@@ -289,20 +290,21 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     queueTimeoutMillis: Duration.toMillis(options.queueTimeout ?? "5 minutes"),
     adaptive: options.adaptive ?? true,
     queueDepth,
-    waitTime
+    waitTime,
+    runDriver: Runtime.runFork(yield* Effect.runtime<never>())
   }
   const quotas = { ...defaultQuotas, ...options.quotas }
   const states = new Map<string, LimiterKeys.KeyState>()
 
+  // Synchronous, so that two callers arriving together for a new key find one state.
   const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> =>
-    Effect.suspend(() => {
+    Effect.sync(() => {
       const key = keyOf(options, target)
       const existing = states.get(key)
-      if (existing !== undefined) return Effect.succeed(existing)
-      return Effect.tap(
-        LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider]),
-        (state) => Effect.sync(() => states.set(key, state))
-      )
+      if (existing !== undefined) return existing
+      const state = LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider])
+      states.set(key, state)
+      return state
     })
 
   return ProviderRateLimiter.of({

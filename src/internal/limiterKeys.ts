@@ -93,35 +93,40 @@ export interface Shared {
   /** The limiter's metrics: requests waiting, and how long admissions waited (both tagged `key`). */
   readonly queueDepth: Metric.Metric.Gauge<number>
   readonly waitTime: Metric.Metric.Histogram<number>
+  /**
+   * Starts a key's driver in the limiter's own runtime (the one it was built in), so that the driver belongs to
+   * the limiter, not to the caller that first used the key (nor to that caller's supervisor or interruption).
+   */
+  readonly runDriver: (driver: Effect.Effect<never>) => void
 }
 
-/** A key as it starts, its driver parked: its quota's permits, nothing queued, the gate open. */
-export const makeKeyState = (shared: Shared, key: string, quota: Quota): Effect.Effect<KeyState> =>
-  Effect.suspend(() => {
-    const state: KeyState = {
-      key,
-      quota,
-      permits: quota.maxConcurrent,
-      permitsHeld: 0,
-      queued: 0,
-      inFlight: 0,
-      pausedUntil: 0,
-      pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
-      served: 0,
-      meanHoldMillis: 0,
-      queue: [],
-      queueHead: 0,
-      alarms: new MinHeap.MinHeap((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
-      alarmSeq: 0,
-      reserving: false,
-      wakeDriver: undefined,
-      dirty: false,
-      alarmAt: undefined,
-      alarmFiber: undefined
-    }
-    // A daemon: it outlives whichever caller created the key, and parks (holding no timer) when there is no work.
-    return Effect.as(Effect.forkDaemon(drive(shared, state)), state)
-  })
+/** A key as it starts, its driver started and parked: its quota's permits, nothing queued, the gate open. */
+export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyState => {
+  const state: KeyState = {
+    key,
+    quota,
+    permits: quota.maxConcurrent,
+    permitsHeld: 0,
+    queued: 0,
+    inFlight: 0,
+    pausedUntil: 0,
+    pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
+    served: 0,
+    meanHoldMillis: 0,
+    queue: [],
+    queueHead: 0,
+    alarms: new MinHeap.MinHeap((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
+    alarmSeq: 0,
+    reserving: false,
+    wakeDriver: undefined,
+    dirty: false,
+    alarmAt: undefined,
+    alarmFiber: undefined
+  }
+  // It parks (holding no timer) when there is no work.
+  shared.runDriver(drive(shared, state))
+  return state
+}
 
 /** The buckets a quota has, each with its limit and the share of an estimate it takes. */
 const bucketsOf = (quota: Quota, estimate: Estimate) => {
