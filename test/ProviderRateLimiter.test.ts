@@ -4,6 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -314,8 +315,14 @@ describe("ProviderRateLimiter", () => {
       const admission = yield* request(log, "a", { inputTokens: 500, outputTokens: 500 })
       yield* admission.reconcile({ inputTokens: 300, outputTokens: 100 })
       // 200 prompt tokens come back; the 400 output tokens not written stay counted.
-      yield* request(log, "b", { inputTokens: 100, outputTokens: 100 })
+      const [reconciled] = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).snapshot
+      expect(reconciled?.available.tpm).toBe(200)
+      // Without the 200 b would wait 12 s: the wait is forked and the clock moved past it, so a broken
+      // reconciliation fails with the time b went, not at the test's timeout.
+      const b = yield* Effect.fork(Effect.either(request(log, "b", { inputTokens: 100, outputTokens: 100 })))
+      yield* TestClock.adjust("1 minute")
       expect(log).toEqual([["a", 0], ["b", 0]])
+      expect(Option.map(yield* Fiber.poll(b), Exit.isSuccess)).toEqual(Option.some(true))
     }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
 
   const anthropic = { provider: "anthropic", model: "claude-sonnet-4-5" } as const
@@ -345,8 +352,13 @@ describe("ProviderRateLimiter", () => {
       const log: Array<readonly [string, number]> = []
       const admission = yield* admitAnthropic(log, "a", { inputTokens: 10, outputTokens: 800 })
       yield* admission.reconcile({ inputTokens: 10, outputTokens: 100 })
-      yield* admitAnthropic(log, "b", { inputTokens: 10, outputTokens: 800 })
+      // 700 output tokens come back, so b goes at once; without them it would wait 36 s.
+      const [reconciled] = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).snapshot
+      expect(reconciled?.available.otpm).toBe(900)
+      const b = yield* Effect.fork(Effect.either(admitAnthropic(log, "b", { inputTokens: 10, outputTokens: 800 })))
+      yield* TestClock.adjust("1 minute")
       expect(log).toEqual([["a", 0], ["b", 0]])
+      expect(Option.map(yield* Fiber.poll(b), Exit.isSuccess)).toEqual(Option.some(true))
     }).pipe(Effect.provide(anthropicLimiter)))
 
   it.effect("reconciles Anthropic's output budget to what was written: tokens over the estimate are charged", () =>
