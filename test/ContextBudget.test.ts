@@ -28,12 +28,18 @@ const contexts: FastCheck.Arbitrary<ProjectContext> = FastCheck.record({
 
 const budgets = FastCheck.integer({ min: 600, max: 12_000 })
 
+/**
+ * The priority order, stated here rather than read from `ContextBudget.sections` (the thing under test): kept
+ * longest first, cut first last.
+ */
+const priorityOrder = ["characters", "plotThreads", "locations", "worldBuilding", "previousContent"] as const
+
 /** The position of every kept item in the priority order, and of every cut one. */
 const priorityPositions = (original: ProjectContext, fitted: ProjectContext) => {
   const keptPositions: Array<number> = []
   const cutPositions: Array<number> = []
   let position = 0
-  for (const section of ContextBudget.sections) {
+  for (const section of priorityOrder) {
     const all: ReadonlyArray<unknown> = original[section]
     const order = section === "previousContent" ? [...all.keys()].reverse() : [...all.keys()]
     const kept = fitted[section] as ReadonlyArray<unknown>
@@ -73,6 +79,24 @@ describe("ContextBudget.fit properties", () => {
     )
   })
 
+  it("never keeps a lower-priority item while a higher-priority one was cut, wherever the budget cuts", () => {
+    // A budget anywhere between nothing and the whole context, so that the cut falls in every section, not mostly
+    // among the chapters (which are the bulk of a random context).
+    FastCheck.assert(
+      FastCheck.property(contexts, FastCheck.double({ min: 0, max: 1, noNaN: true }), (context, share) => {
+        const budget = Math.floor(share * ContextBudget.measure(context, count))
+        const { cutPositions, keptPositions } = priorityPositions(
+          context,
+          ContextBudget.fit(context, budget, count).context
+        )
+        if (cutPositions.length > 0 && keptPositions.length > 0) {
+          expect(Math.max(...keptPositions)).toBeLessThan(Math.min(...cutPositions))
+        }
+      }),
+      { numRuns: 150 }
+    )
+  })
+
   it("changes nothing when fitted twice", () => {
     FastCheck.assert(
       FastCheck.property(contexts, budgets, (context, budget) => {
@@ -93,6 +117,41 @@ describe("ContextBudget.fit properties", () => {
       }),
       { numRuns: 150 }
     )
+  })
+})
+
+describe("ContextBudget priority order", () => {
+  it("lists the sections from the highest priority to the lowest", () => {
+    expect(ContextBudget.sections).toEqual(priorityOrder)
+  })
+
+  // One item per section, each about 100 tokens. A budget of the header plus the first k items (in the stated
+  // order) keeps exactly those k and drops the rest, whole: nothing is left over to trim.
+  const one = new ProjectContext({
+    title: "The Lighthouse",
+    characters: [new Character({ name: "Mara", description: "A keeper who counts the steps. ".repeat(12) })],
+    plotThreads: [new PlotThread({ title: "The missing log", summary: "Pages torn from the log. ".repeat(12) })],
+    locations: [new Location({ name: "The lamp room", description: "Glass and brass and salt. ".repeat(12) })],
+    worldBuilding: [new WorldNote({ topic: "The fog", details: "It comes in from the north. ".repeat(12) })],
+    previousContent: [new ContentExcerpt({ title: "Chapter 1", text: "The fog rolled in at dusk. ".repeat(12) })]
+  })
+  const empty = new ProjectContext({
+    title: one.title,
+    characters: [],
+    plotThreads: [],
+    locations: [],
+    worldBuilding: [],
+    previousContent: []
+  })
+  const header = ContextBudget.measure(empty, count)
+  const tokensOf = (section: typeof priorityOrder[number]) =>
+    ContextBudget.measure(new ProjectContext({ ...empty, [section]: one[section] }), count) - header
+
+  it.each([0, 1, 2, 3, 4])("with room for the first %i sections, keeps those and drops the rest", (k) => {
+    const budget = header + priorityOrder.slice(0, k).reduce((sum, section) => sum + tokensOf(section), 0)
+    const fitted = ContextBudget.fit(one, budget, count)
+    expect(fitted.trimmed).toBeUndefined()
+    expect(fitted.dropped).toEqual(Object.fromEntries(priorityOrder.map((section, i) => [section, i < k ? 0 : 1])))
   })
 })
 

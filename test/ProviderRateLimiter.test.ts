@@ -4,6 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -205,6 +206,79 @@ describe("ProviderRateLimiter", () => {
       expect(snapshot?.pausedUntil).toBe(20_000)
     }).pipe(Effect.provide(limiter({}, { adaptive: false }))))
 
+  it.effect("holds callers queued for a permit when a 429 arrives, until its end, then in arrival order", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      // a holds the one permit for 1 s; b and c queue behind it.
+      const fibers = []
+      for (const name of ["a", "b", "c"]) {
+        fibers.push(yield* Effect.fork(request(log, name, small, 1_000)))
+        yield* Effect.yieldNow()
+      }
+      const [, b, c] = fibers
+      yield* TestClock.adjust("500 millis")
+      const [queued] = yield* rateLimiter.snapshot
+      expect([queued?.inFlight, queued?.queued, queued?.permitsFree]).toEqual([1, 2, 0])
+      // The 429 lands while b and c wait for the permit: the key is closed until 20.5 s.
+      yield* rateLimiter.pause(target, 20_000)
+      // a's permit comes back at 1 s; nobody may take it before the pause ends.
+      yield* TestClock.adjust("19999 millis")
+      expect(log).toEqual([["a", 0]])
+      expect(yield* Fiber.poll(b!)).toEqual(Option.none())
+      // The gate holds the queue, not the permit: it stays free until the pause ends.
+      const [paused] = yield* rateLimiter.snapshot
+      expect(paused).toMatchObject({ inFlight: 0, queued: 2, permitsFree: 1, pausedUntil: 20_500 })
+      yield* TestClock.adjust("1 millis")
+      expect(log).toEqual([["a", 0], ["b", 20_500]])
+      expect(yield* Fiber.poll(c!)).toEqual(Option.none())
+      // b's permit comes back at 21.5 s: c takes it then, and holds it for a second.
+      yield* TestClock.adjust("1 second")
+      expect(log).toEqual([["a", 0], ["b", 20_500], ["c", 21_500]])
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll(fibers)
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }, { adaptive: false }))))
+
+  it.effect("holds callers already waiting for token budget when a 429 arrives, until its end", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      // 1,000 tokens a minute, 500 a request: a and b at once, c's budget at 30 s and d's at 60 s.
+      const estimate = { inputTokens: 400, outputTokens: 100 }
+      const fibers = yield* Effect.forEach(["a", "b", "c", "d"], (name) => Effect.fork(request(log, name, estimate)))
+      const [, , c, d] = fibers
+      yield* TestClock.adjust("10 seconds")
+      expect(log).toEqual([["a", 0], ["b", 0]])
+      // The 429 lands while c and d wait for their budget: the key is closed until 75 s, past both.
+      yield* rateLimiter.pause(target, 65_000)
+      yield* TestClock.adjust("64999 millis")
+      expect(log).toEqual([["a", 0], ["b", 0]])
+      expect([yield* Fiber.poll(c!), yield* Fiber.poll(d!)]).toEqual([Option.none(), Option.none()])
+      yield* TestClock.adjust("1 millis")
+      // Both go at the same instant (the order of two sleepers waking together is the clock's, not the queue's).
+      expect([...log].sort(([x], [y]) => x.localeCompare(y))).toEqual([["a", 0], ["b", 0], ["c", 75_000], [
+        "d",
+        75_000
+      ]])
+      yield* Fiber.joinAll(fibers)
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }, { adaptive: false, queueTimeout: "2 minutes" }))))
+
+  it.effect("holds a budget waiter whose budget comes before the pause ends until the end, not its budget", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      // Two requests a minute: a and b at once, c's request at 30 s.
+      const fibers = yield* Effect.forEach(["a", "b", "c"], (name) => Effect.fork(request(log, name, small)))
+      yield* TestClock.adjust("10 seconds")
+      // Paused until 40 s, after c's budget comes at 30 s.
+      yield* rateLimiter.pause(target, 30_000)
+      yield* TestClock.adjust("29999 millis")
+      expect(log).toEqual([["a", 0], ["b", 0]])
+      yield* TestClock.adjust("1 millis")
+      expect(log).toEqual([["a", 0], ["b", 0], ["c", 40_000]])
+      yield* Fiber.joinAll(fibers)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 2 }, { adaptive: false, queueTimeout: "2 minutes" }))))
+
   it.effect("gives every reservation back, the request too, when an admitted call is cancelled", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
@@ -241,8 +315,14 @@ describe("ProviderRateLimiter", () => {
       const admission = yield* request(log, "a", { inputTokens: 500, outputTokens: 500 })
       yield* admission.reconcile({ inputTokens: 300, outputTokens: 100 })
       // 200 prompt tokens come back; the 400 output tokens not written stay counted.
-      yield* request(log, "b", { inputTokens: 100, outputTokens: 100 })
+      const [reconciled] = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).snapshot
+      expect(reconciled?.available.tpm).toBe(200)
+      // Without the 200 b would wait 12 s: the wait is forked and the clock moved past it, so a broken
+      // reconciliation fails with the time b went, not at the test's timeout.
+      const b = yield* Effect.fork(Effect.either(request(log, "b", { inputTokens: 100, outputTokens: 100 })))
+      yield* TestClock.adjust("1 minute")
       expect(log).toEqual([["a", 0], ["b", 0]])
+      expect(Option.map(yield* Fiber.poll(b), Exit.isSuccess)).toEqual(Option.some(true))
     }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
 
   const anthropic = { provider: "anthropic", model: "claude-sonnet-4-5" } as const
@@ -272,8 +352,13 @@ describe("ProviderRateLimiter", () => {
       const log: Array<readonly [string, number]> = []
       const admission = yield* admitAnthropic(log, "a", { inputTokens: 10, outputTokens: 800 })
       yield* admission.reconcile({ inputTokens: 10, outputTokens: 100 })
-      yield* admitAnthropic(log, "b", { inputTokens: 10, outputTokens: 800 })
+      // 700 output tokens come back, so b goes at once; without them it would wait 36 s.
+      const [reconciled] = yield* (yield* ProviderRateLimiter.ProviderRateLimiter).snapshot
+      expect(reconciled?.available.otpm).toBe(900)
+      const b = yield* Effect.fork(Effect.either(admitAnthropic(log, "b", { inputTokens: 10, outputTokens: 800 })))
+      yield* TestClock.adjust("1 minute")
       expect(log).toEqual([["a", 0], ["b", 0]])
+      expect(Option.map(yield* Fiber.poll(b), Exit.isSuccess)).toEqual(Option.some(true))
     }).pipe(Effect.provide(anthropicLimiter)))
 
   it.effect("reconciles Anthropic's output budget to what was written: tokens over the estimate are charged", () =>

@@ -101,8 +101,13 @@ const pinned: PlotRequestInput = {
 }
 const chosen: PlotRequestInput = { projectId: "novel", userPrompt: "What happens next?" }
 
-/** Generates to the end in virtual time, collecting the events. */
-const generate = (
+/**
+ * Generates to the end in virtual time, collecting the events, with the jitter pinned at `jitter` (of the rule's
+ * jitter: 0.5 of the rate limit's 1 s is 500 ms). The pin is applied here, innermost: a `Random.fixed` around the
+ * call would not apply.
+ */
+const generateWithJitter = (
+  jitter: number,
   input: PlotRequestInput,
   options?: { useFallback?: boolean },
   advance: Duration.DurationInput = "30 minutes"
@@ -119,7 +124,14 @@ const generate = (
     const outcome = yield* Fiber.join(fiber)
     const completed = events.find((e) => e._tag === "Completed")
     return { outcome, events, result: completed?._tag === "Completed" ? completed.result : undefined }
-  }).pipe(Effect.withRandom(Random.fixed([0.5])))
+  }).pipe(Effect.withRandom(Random.fixed([jitter])))
+
+/** Generates to the end in virtual time, collecting the events, with the jitter pinned at 0.5 (500 ms). */
+const generate = (
+  input: PlotRequestInput,
+  options?: { useFallback?: boolean },
+  advance: Duration.DurationInput = "30 minutes"
+) => generateWithJitter(0.5, input, options, advance)
 
 /** The delays between consecutive calls, in milliseconds. */
 const gaps = (calls: ReadonlyArray<Call>) => calls.slice(1).map((call, i) => call.at - calls[i]!.at)
@@ -194,12 +206,64 @@ describe("RetryPolicy: the issue's scenarios", () => {
     }).pipe(Effect.provide(engine({ openai: [rateLimited(), rateLimited(), ok] }, calls)))
   })
 
-  it.effect("honours retry-after-ms: 1500 as the floor of the delay", () => {
+  it.effect("honours retry-after-ms: 4000 as the floor of the delay, above the schedule's own 1 s", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      yield* generate(pinned).pipe(Effect.withRandom(Random.fixed([0])))
-      expect(gaps(calls)).toEqual([1_500])
-    }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after-ms": "1500" }), ok] }, calls)))
+      // Jitter pinned at 0: the table's own first delay is 1,000 ms, well under the 4,000 asked for.
+      const { events, result } = yield* generateWithJitter(0, pinned)
+      expect(result?.isTemplate).toBe(false)
+      expect(gaps(calls)).toEqual([4_000])
+      expect(retrying(events)).toEqual([["rate_limit", 4_000]])
+    }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after-ms": "4000" }), ok] }, calls)))
+  })
+
+  it.effect("without a retry-after, the same 429 with the jitter pinned at 0 waits the table's 1 s", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      yield* generateWithJitter(0, pinned)
+      expect(gaps(calls)).toEqual([1_000])
+    }).pipe(Effect.provide(engine({ openai: [rateLimited(), ok] }, calls)))
+  })
+
+  it.effect("waits a retry-after equal to the cap: retry-after-ms 60000 is slept, to the millisecond", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { events, result } = yield* generateWithJitter(0, chosen)
+      expect(calls.map((c) => [c.model, c.at])).toEqual([["gpt-4.1-mini", 0], ["gpt-4.1-mini", 60_000]])
+      expect(retrying(events)).toEqual([["rate_limit", 60_000]])
+      expect(events.filter((e) => e._tag === "Fallback")).toEqual([])
+      expect(result?.model).toBe("gpt-4.1-mini")
+    }).pipe(
+      Effect.provide(engine({ openai: [rateLimited({ "retry-after-ms": "60000" }), ok], anthropic: [ok] }, calls))
+    )
+  })
+
+  it.effect("does not wait a retry-after a millisecond above the cap: retry-after-ms 60001 hops on at once", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { events, result } = yield* generateWithJitter(0, chosen)
+      expect(calls.map((c) => [c.model, c.at])).toEqual([["gpt-4.1-mini", 0], ["claude-haiku-4-5", 0]])
+      expect(retrying(events)).toEqual([])
+      expect(events.filter((e) => e._tag === "Fallback")).toEqual([{
+        _tag: "Fallback",
+        from: "openai/gpt-4.1-mini",
+        to: "anthropic/claude-haiku-4-5",
+        reason: "rate_limit"
+      }])
+      expect(result?.model).toBe("claude-haiku-4-5")
+    }).pipe(
+      Effect.provide(engine({ openai: [rateLimited({ "retry-after-ms": "60001" }), ok], anthropic: [ok] }, calls))
+    )
+  })
+
+  it.effect("without a fallback, a retry-after a millisecond above the cap ends the generation: no retry", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { events, outcome } = yield* generateWithJitter(0, pinned, { useFallback: false })
+      expect(calls.map((c) => c.at)).toEqual([0])
+      expect(retrying(events)).toEqual([])
+      expect(outcome._tag === "Left" && outcome.left).toMatchObject({ _tag: "RateLimitError", retryAfterMs: 60_001 })
+    }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after-ms": "60001" }), ok] }, calls)))
   })
 
   it.effect("does not sleep 120 s for retry-after: 120; hops to the next model at once", () => {
