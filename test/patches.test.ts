@@ -1,10 +1,17 @@
 /**
  * The patches of `patches/` are applied to what runs (`npm ci` runs patch-package from postinstall). Their effects
  * are tested where they show: the mid-stream errors in `test/integration/faults.test.ts`; the decoders made once
- * per toolkit in the pipeline benchmark, and here by what the module holds; the SSE parser's linear scan here.
+ * per toolkit in the pipeline benchmark, and here by what the module holds; the SSE parser's linear scan and the
+ * streams' cheaper decoding here (their cost in `npm run bench -- streaming`).
  */
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import * as Response from "@effect/ai/Response"
+import * as Toolkit from "@effect/ai/Toolkit"
 import * as Sse from "@effect/experimental/Sse"
 import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
@@ -15,10 +22,13 @@ const read = (name: string, file: string) => readFileSync(path.join(packageDir(n
 
 /** A stream of `n` events as a provider sends them, about 450 bytes each. */
 const sseText = (n: number, newline = "\n") =>
-  Array.from({ length: n }, (_, i) =>
-    `event: response.function_call_arguments.delta${newline}data: ${
-      JSON.stringify({ type: "response.function_call_arguments.delta", sequence_number: i, delta: "x".repeat(360) })
-    }${newline}${newline}`).join("")
+  Array.from(
+    { length: n },
+    (_, i) =>
+      `event: response.function_call_arguments.delta${newline}data: ${
+        JSON.stringify({ type: "response.function_call_arguments.delta", sequence_number: i, delta: "x".repeat(360) })
+      }${newline}${newline}`
+  ).join("")
 
 /**
  * Feeds `text` to a parser in pieces of `size` characters; the events, and the milliseconds it took (on the
@@ -89,4 +99,43 @@ describe("patches", () => {
     const lf = parse(sseText(50), 1_000_000).events
     for (const size of [1, 7, 450, 1_000_000]) expect(parse(sseText(50, "\r\n"), size).events).toEqual(lf)
   })
+
+  it("the clients decode a stream's events by type, a chunk at a time (both module formats)", () => {
+    for (const format of ["esm", "cjs"]) {
+      for (const [name, file] of [["@effect/ai-openai", "OpenAiClient"], ["@effect/ai-anthropic", "AnthropicClient"]]) {
+        expect(read(name!, `dist/${format}/${file}.js`)).toContain("const fastDecode = eventDecoderOf(schema);")
+      }
+      for (
+        const [name, file] of [["@effect/ai-openai", "OpenAiLanguageModel"], [
+          "@effect/ai-anthropic",
+          "AnthropicLanguageModel"
+        ]]
+      ) {
+        const source = read(name!, `dist/${format}/${file}.js`)
+        expect(source).not.toContain("Stream.mapEffect(Effect.fnUntraced(function* (event)")
+        expect(source).toContain("Stream.mapChunksEffect(chunk => Effect.map(Effect.forEach(chunk, toParts)")
+      }
+      const ai = read("@effect/ai", `dist/${format}/LanguageModel.js`)
+      expect(ai.match(/Stream\.mapChunksEffect\(streamChunkDecoder\(schema\)\)/g)?.length).toBe(3)
+      expect(ai).toContain("const decode = objectDecoder(ResultSchema);")
+    }
+  })
+
+  it.effect("@effect/ai makes a stream's deltas as its schema decodes them", () =>
+    Effect.gen(function*() {
+      const encoded: Array<Response.StreamPartEncoded> = [
+        { type: "response-metadata", id: "r", modelId: "m" },
+        { type: "text-delta", id: "t", delta: "Ma" },
+        { type: "tool-params-delta", id: "c", delta: "{\"a\"" },
+        { type: "reasoning-delta", id: "r", delta: "hm", metadata: { openai: { itemId: "i" } } },
+        { type: "text-delta", id: "t", delta: "ra" }
+      ]
+      const model = yield* LanguageModel.make({
+        generateText: () => Effect.succeed([]),
+        streamText: () => Stream.fromIterable(encoded)
+      })
+      const parts = yield* Stream.runCollect(model.streamText({ prompt: "hi" }))
+      const decode = Schema.decodeUnknownSync(Response.StreamPart(Toolkit.empty))
+      expect([...parts]).toEqual(encoded.map((part) => decode(part)))
+    }))
 })
