@@ -37,7 +37,7 @@ import { type Gateway, startGateway } from "./gateway.js"
 const apiKey = "sk-bench-0123456789"
 const streamsPerRound = 20
 const rounds = 3
-const heldStreams = 1_000
+const heldStreams = Number(process.env.STREAMING_HELD_STREAMS ?? 1_000)
 const goals = { engineOverSdkCpu: 2.5, engineOverClientHeld: 2 }
 
 /** Where the run is, on stderr (a run takes minutes). */
@@ -192,8 +192,16 @@ const heldBytes = async <F>(n: number, hold: () => Promise<F>, release: (held: R
   gc()
   const before = process.memoryUsage().heapUsed
   const held: Array<F> = []
-  // A hundred at a time, so that the simulator and the sockets are not the limit.
-  for (let i = 0; i < n; i += 100) held.push(...await Promise.all(Array.from({ length: 100 }, hold)))
+  // A hundred at a time, so that the simulator and the sockets are not the limit; a batch that is not held within
+  // a minute fails the run rather than hang it.
+  for (let i = 0; i < n; i += 100) {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`held ${held.length} of ${n} streams, then no more`)), 60_000)
+    })
+    held.push(...await Promise.race([Promise.all(Array.from({ length: 100 }, hold)), timedOut]))
+    clearTimeout(timer)
+  }
   gc()
   gc()
   const after = process.memoryUsage().heapUsed
@@ -272,6 +280,11 @@ export const run = async () => {
         }
       }
       const perDelta = (name: keyof typeof totals) => totals[name].us / totals[name].deltas
+      log(
+        `${provider}: µs per delta ${
+          Object.keys(totals).map((name) => `${name} ${round1(perDelta(name as keyof typeof totals))}`).join(", ")
+        }`
+      )
 
       // Held streams: the simulator stalls each midway; a stream is held once its first delta arrived.
       const clientHold = await effectAiClient(stalling, provider, modelId)
