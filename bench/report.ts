@@ -203,6 +203,36 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       } as any)
     ].join(""),
 
+  streaming: async (f) =>
+    [
+      "## Streaming\n",
+      "What a streamed generation costs the process that reads it, on the same stream from the simulator (its own ",
+      "process, loopback): CPU microseconds per delta (user + system, GC included) for the engine's ",
+      "`generateStream`, the `@effect/ai` client alone making the engine's call, the official SDK sending the body ",
+      "that client sends, and `fetch` with a plain line splitter; then the heap a held stream keeps ",
+      `(${f.heldStreams} streams stalled midway, after a full GC), engine against the client alone. `,
+      `Goals: ${f.goals.engineOverSdk}; ${f.goals.engineOverClientHeld}.\n\n`,
+      table(f.rows),
+      "\n",
+      await chart("streaming", "CPU microseconds per streamed delta", {
+        data: {
+          values: f.rows.flatMap((r: any) => [
+            { provider: r.provider, path: "engine", us: r.engineCpuUsPerDelta },
+            { provider: r.provider, path: "@effect/ai client", us: r.effectAiCpuUsPerDelta },
+            { provider: r.provider, path: "official SDK", us: r.sdkCpuUsPerDelta },
+            { provider: r.provider, path: "fetch + line splitter", us: r.fetchCpuUsPerDelta }
+          ])
+        },
+        mark: "bar",
+        encoding: {
+          x: { field: "provider", type: "nominal", title: null, axis: { labelAngle: 0 } },
+          xOffset: { field: "path", type: "nominal" },
+          y: { field: "us", type: "quantitative", title: "µs CPU per delta" },
+          color: { field: "path", type: "nominal", title: "path" }
+        }
+      } as any)
+    ].join(""),
+
   context: async (f) =>
     [
       "## Context fitting\n",

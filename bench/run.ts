@@ -15,6 +15,7 @@ import * as LimiterScale from "./limiter-scale.js"
 import * as Pipeline from "./pipeline.js"
 import * as RateLimit from "./ratelimit.js"
 import * as Report from "./report.js"
+import * as Streaming from "./streaming.js"
 
 const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
   caching: Caching.run,
@@ -23,7 +24,8 @@ const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<
   faults: Faults.run,
   "limiter-scale": LimiterScale.run,
   pipeline: Pipeline.run,
-  ratelimit: RateLimit.run
+  ratelimit: RateLimit.run,
+  streaming: Streaming.run
 }
 
 const selected = process.argv.slice(2)

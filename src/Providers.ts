@@ -191,35 +191,6 @@ export const reportHeaders = (headers: Headers): Effect.Effect<void> =>
 // The real clients
 // =============================================================================
 
-/** The most bytes of a response body handed on at once; see `boundedChunks`. */
-const maxChunkBytes = 1_024
-
-/**
- * Hands response bodies on in pieces of at most 1 KB. The SSE parser the clients use (`@effect/experimental`
- * 0.61) rescans a chunk from its start for every line, so one large chunk (a fast stream, coalesced on the way)
- * costs time quadratic in its size: 5 s for a 360 KB stream in one piece, against 10 ms in small pieces.
- * Splitting bytes is safe: the text decoder downstream joins characters split across pieces.
- */
-const boundedChunks = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
-  HttpClient.transformResponse(
-    client,
-    Effect.map((response) =>
-      Object.create(response, {
-        stream: {
-          get: () =>
-            Stream.mapConcat(response.stream, (bytes) => {
-              if (bytes.length <= maxChunkBytes) return [bytes]
-              const pieces: Array<Uint8Array> = []
-              for (let start = 0; start < bytes.length; start += maxChunkBytes) {
-                pieces.push(bytes.subarray(start, start + maxChunkBytes))
-              }
-              return pieces
-            })
-        }
-      }) as typeof response
-    )
-  )
-
 /**
  * An OpenAI model whose calls carry `prompt_cache_key`: the client merges the request config in context into the
  * body. The methods are generic over their options, which a wrapper passes through unchanged.
@@ -254,7 +225,7 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
   }
   // Every response's headers go to whoever observes the call (see `observeHeaders`).
   const observed = (client: HttpClient.HttpClient) =>
-    boundedChunks(HttpClient.tap(client, (response) => reportHeaders(response.headers)))
+    HttpClient.tap(client, (response) => reportHeaders(response.headers))
   if (config.openai !== undefined) {
     const client = yield* OpenAiClient.make({
       apiKey: config.openai.apiKey,

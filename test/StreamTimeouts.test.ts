@@ -10,11 +10,15 @@ import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import type * as Domain from "../src/Domain.js"
+import * as Errors from "../src/Errors.js"
+import * as CallModule from "../src/generation/Call.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as RetryPolicy from "../src/RetryPolicy.js"
 import { fakeEngine } from "./utils/engine.js"
 import { type Answer, type Call, sampleOutlineJson, scripted, slow, text } from "./utils/FakeModel.js"
 
-const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call>) => fakeEngine({ openai: scripted(answers, calls) })
+const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call>, retryPolicy?: RetryPolicy.Policy) =>
+  fakeEngine({ openai: scripted(answers, calls) }, { options: retryPolicy === undefined ? {} : { retryPolicy } })
 
 const on = (model: string): Domain.PlotRequestInput => ({
   projectId: "novel",
@@ -90,5 +94,55 @@ describe("a stream silent too long", () => {
       expect(calls).toHaveLength(1)
       expect(result.durationMs).toBe(56_000)
     }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 31_000, 25_000)], calls)))
+  })
+
+  it.effect("that keeps within its silence limits is still held to the attempt timeout", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { retries } = yield* streamed(on("gpt-4.1"))
+      // Text at 1 s, then 70 s of silence the idle limit (90 s) allows: the attempt's 60 s end it; retried at 62 s.
+      expect(calls.map((c) => c.at)).toEqual([0, 62_000])
+      expect(retries).toEqual([["timeout", 2_000]])
+    }).pipe(Effect.provide(
+      engine([slow(sampleOutlineJson, 1_000, 70_000), ok], calls, {
+        ...RetryPolicy.defaults,
+        idleTimeout: "90 seconds"
+      })
+    ))
+  })
+})
+
+describe("a stream's watchdog", () => {
+  const limits: CallModule.StreamLimits = {
+    firstToken: 30_000,
+    idle: 20_000,
+    total: 60_000,
+    onTotal: () => new Errors.TimeoutError({ provider: "openai", model: "m", detail: "total" })
+  }
+
+  it("keeps the first-token limit until the stream writes, then the idle limit from its last part", () => {
+    expect(CallModule.nextLimit(limits, { startedAt: 0, lastPartAt: 0, writing: false })).toEqual({
+      at: 30_000,
+      limit: "first-token"
+    })
+    expect(CallModule.nextLimit(limits, { startedAt: 0, lastPartAt: 5_000, writing: true })).toEqual({
+      at: 25_000,
+      limit: "idle"
+    })
+  })
+
+  it("ends the stream at the whole call's limit when that comes first, or when it has no silence limit", () => {
+    expect(CallModule.nextLimit(limits, { startedAt: 0, lastPartAt: 50_000, writing: true })).toEqual({
+      at: 60_000,
+      limit: "total"
+    })
+    expect(
+      CallModule.nextLimit({ ...limits, firstToken: undefined }, { startedAt: 0, lastPartAt: 0, writing: false })
+    ).toEqual({ at: 60_000, limit: "total" })
+  })
+
+  it("looks again within the idle limit before the stream writes: its first part may bring the limit in", () => {
+    expect(CallModule.recheckAfter(limits, { startedAt: 0, lastPartAt: 0, writing: false }, 30_000)).toBe(20_000)
+    expect(CallModule.recheckAfter(limits, { startedAt: 0, lastPartAt: 0, writing: true }, 30_000)).toBe(30_000)
   })
 })

@@ -1,9 +1,17 @@
 /**
  * The patches of `patches/` are applied to what runs (`npm ci` runs patch-package from postinstall). Their effects
  * are tested where they show: the mid-stream errors in `test/integration/faults.test.ts`; the decoders made once
- * per toolkit in the pipeline benchmark, and here by what the module holds.
+ * per toolkit in the pipeline benchmark, and here by what the module holds; the SSE parser's linear scan and the
+ * streams' cheaper decoding here (their cost in `npm run bench -- streaming`).
  */
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import * as Response from "@effect/ai/Response"
+import * as Toolkit from "@effect/ai/Toolkit"
+import * as Sse from "@effect/experimental/Sse"
 import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
@@ -11,6 +19,30 @@ import * as path from "node:path"
 const require = createRequire(import.meta.url)
 const packageDir = (name: string) => path.dirname(require.resolve(`${name}/package.json`))
 const read = (name: string, file: string) => readFileSync(path.join(packageDir(name), file), "utf8")
+
+/** A stream of `n` events as a provider sends them, about 450 bytes each. */
+const sseText = (n: number, newline = "\n") =>
+  Array.from(
+    { length: n },
+    (_, i) =>
+      `event: response.function_call_arguments.delta${newline}data: ${
+        JSON.stringify({ type: "response.function_call_arguments.delta", sequence_number: i, delta: "x".repeat(360) })
+      }${newline}${newline}`
+  ).join("")
+
+/**
+ * Feeds `text` to a parser in pieces of `size` characters; the events, and the milliseconds it took (on the
+ * performance clock: the CPU clock's ticks are too coarse for a parse of a millisecond).
+ */
+const parse = (text: string, size: number) => {
+  const events: Array<string> = []
+  const parser = Sse.makeParser((event) => {
+    if (event._tag === "Event") events.push(event.data)
+  })
+  const started = performance.now()
+  for (let start = 0; start < text.length; start += size) parser.feed(text.slice(start, start + size))
+  return { events, millis: performance.now() - started }
+}
 
 describe("patches", () => {
   it("@effect/ai makes a toolkit's response schemas once (both module formats)", () => {
@@ -39,4 +71,71 @@ describe("patches", () => {
       )
     }
   })
+
+  it("@effect/experimental's SSE parser scans each line once (both module formats)", () => {
+    for (const format of ["esm", "cjs"]) {
+      expect(read("@effect/experimental", `dist/${format}/Sse.js`)).toContain(
+        "for (let index = Math.max(startingPosition, position);"
+      )
+    }
+  })
+
+  it("@effect/experimental's SSE parser reads a stream in one piece as fast as in small pieces", () => {
+    // 350 events, 154 KB: unpatched, the parse in one piece rescanned the buffer from its start for every line
+    // (about 60x the time in 1 KB pieces, growing with the size); linear, both take about a millisecond.
+    const text = sseText(350)
+    const best = (size: number) => {
+      const runs = Array.from({ length: 9 }, () => parse(text, size))
+      return { events: runs[0]!.events, millis: Math.min(...runs.map((run) => run.millis)) }
+    }
+    const whole = best(text.length)
+    const pieces = best(1_024)
+    expect(whole.events).toHaveLength(350)
+    expect(pieces.events).toEqual(whole.events)
+    expect(whole.millis / Math.max(pieces.millis, 0.2)).toBeLessThan(5)
+  })
+
+  it("@effect/experimental's SSE parser reads lines ended by CRLF, split anywhere, as lines ended by LF", () => {
+    const lf = parse(sseText(50), 1_000_000).events
+    for (const size of [1, 7, 450, 1_000_000]) expect(parse(sseText(50, "\r\n"), size).events).toEqual(lf)
+  })
+
+  it("the clients decode a stream's events by type, a chunk at a time (both module formats)", () => {
+    for (const format of ["esm", "cjs"]) {
+      for (const [name, file] of [["@effect/ai-openai", "OpenAiClient"], ["@effect/ai-anthropic", "AnthropicClient"]]) {
+        expect(read(name!, `dist/${format}/${file}.js`)).toContain("const fastDecode = eventDecoderOf(schema);")
+      }
+      for (
+        const [name, file] of [["@effect/ai-openai", "OpenAiLanguageModel"], [
+          "@effect/ai-anthropic",
+          "AnthropicLanguageModel"
+        ]]
+      ) {
+        const source = read(name!, `dist/${format}/${file}.js`)
+        expect(source).not.toContain("Stream.mapEffect(Effect.fnUntraced(function* (event)")
+        expect(source).toContain("Stream.mapChunksEffect(chunk => Effect.map(Effect.forEach(chunk, toParts)")
+      }
+      const ai = read("@effect/ai", `dist/${format}/LanguageModel.js`)
+      expect(ai.match(/Stream\.mapChunksEffect\(streamChunkDecoder\(schema\)\)/g)?.length).toBe(3)
+      expect(ai).toContain("const decode = objectDecoder(ResultSchema);")
+    }
+  })
+
+  it.effect("@effect/ai makes a stream's deltas as its schema decodes them", () =>
+    Effect.gen(function*() {
+      const encoded: Array<Response.StreamPartEncoded> = [
+        { type: "response-metadata", id: "r", modelId: "m" },
+        { type: "text-delta", id: "t", delta: "Ma" },
+        { type: "tool-params-delta", id: "c", delta: "{\"a\"" },
+        { type: "reasoning-delta", id: "r", delta: "hm", metadata: { openai: { itemId: "i" } } },
+        { type: "text-delta", id: "t", delta: "ra" }
+      ]
+      const model = yield* LanguageModel.make({
+        generateText: () => Effect.succeed([]),
+        streamText: () => Stream.fromIterable(encoded)
+      })
+      const parts = yield* Stream.runCollect(model.streamText({ prompt: "hi" }))
+      const decode = Schema.decodeUnknownSync(Response.StreamPart(Toolkit.empty))
+      expect([...parts]).toEqual(encoded.map((part) => decode(part)))
+    }))
 })

@@ -113,21 +113,26 @@ const attempt = Effect.fnUntraced(function*(
   // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to the
   // deadline when that comes first (`remaining`, the time left then).
   const tally = yield* Call.makeTally
-  const timedCall = (remaining: number) =>
-    (generation.mode === "object"
-      ? Call.structured(languageModel, input, tally)
-      : Call.streamed(languageModel, input, generation.emit, tally, streamTimeouts(engine.policy, target))).pipe(
-        Effect.timeoutFail({
-          duration: Math.min(attemptTimeoutMillis, remaining),
-          onTimeout: () =>
-            remaining < attemptTimeoutMillis ? pastDeadline(engine.policy, target) : new Errors.TimeoutError({
-              provider: target.provider,
-              model: target.id,
-              detail: `no answer within the attempt timeout of ${Duration.format(engine.policy.attemptTimeout)}`
-            })
-        }),
+  const timedCall = (remaining: number) => {
+    // The call's limit: the attempt timeout, or the deadline when that comes first.
+    const total = Math.min(attemptTimeoutMillis, remaining)
+    const onTotal = () =>
+      remaining < attemptTimeoutMillis ? pastDeadline(engine.policy, target) : new Errors.TimeoutError({
+        provider: target.provider,
+        model: target.id,
+        detail: `no answer within the attempt timeout of ${Duration.format(engine.policy.attemptTimeout)}`
+      })
+    // A stream's watchdog keeps this limit with its silence limits (one timer per stream).
+    return (generation.mode === "object"
+      ? Effect.timeoutFail(Call.structured(languageModel, input, tally), { duration: total, onTimeout: onTotal })
+      : Call.streamed(languageModel, input, generation.emit, tally, {
+        ...streamTimeouts(engine.policy, target),
+        total,
+        onTotal
+      })).pipe(
         Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
       )
+  }
   const cacheKey = `${key}\u0000${generation.request.projectId}`
   const outcome = yield* callAdmitted(
     { engine, emit: generation.emit, target, prepared, cacheKey },
@@ -151,7 +156,10 @@ const attempt = Effect.fnUntraced(function*(
 })
 
 /** A stream's silence limits: the policy's, without the first-token limit for a model that reasons first. */
-const streamTimeouts = (policy: RetryPolicy.Policy, target: ModelCatalog.ModelInfo): Call.StreamTimeouts => ({
+const streamTimeouts = (
+  policy: RetryPolicy.Policy,
+  target: ModelCatalog.ModelInfo
+): Pick<Call.StreamLimits, "firstToken" | "idle"> => ({
   firstToken: policy.firstTokenTimeout === undefined || target.reasoningEfforts.length > 0
     ? undefined
     : Duration.toMillis(policy.firstTokenTimeout),

@@ -10,11 +10,10 @@
 import type * as AiError from "@effect/ai/AiError"
 import type * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"
-import * as Chunk from "effect/Chunk"
+import type * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as Domain from "../Domain.js"
@@ -57,11 +56,47 @@ export const makeTally: Effect.Effect<Tally> = Effect.map(
   ([written, billed]) => ({ written, billed })
 )
 
-/** How long a stream may be silent, in milliseconds: before it begins writing, and once it has. */
-export interface StreamTimeouts {
+/**
+ * How long a stream may take, in milliseconds: how long it may be silent before it begins writing (`firstToken`)
+ * and once it has (`idle`), and how long the whole call may take (`total`: the attempt timeout, or the time left
+ * before the deadline), with the error that ends it then.
+ */
+export interface StreamLimits {
   readonly firstToken: number | undefined
   readonly idle: number | undefined
+  readonly total: number
+  readonly onTotal: () => Errors.TimeoutError
 }
+
+/** What the watchdog of a stream sees: when it began, when a part last arrived, and whether it is writing yet. */
+export interface Activity {
+  readonly startedAt: number
+  lastPartAt: number
+  writing: boolean
+}
+
+/** The limit a stream reaches first, given what it has done: when, and which. */
+export interface NextLimit {
+  readonly at: number
+  readonly limit: "total" | "first-token" | "idle"
+}
+
+/** When a stream's next limit falls: its silence limit from its last part, or the whole call's, whichever first. */
+export const nextLimit = (limits: StreamLimits, activity: Activity): NextLimit => {
+  const total: NextLimit = { at: activity.startedAt + limits.total, limit: "total" }
+  const silence = activity.writing ? limits.idle : limits.firstToken
+  if (silence === undefined) return total
+  const at = activity.lastPartAt + silence
+  return at < total.at ? { at, limit: activity.writing ? "idle" : "first-token" } : total
+}
+
+/**
+ * How long the watchdog may sleep before it looks again, `wait` being the time to the next limit. A part only moves
+ * the limits later, except the first written part, which brings the idle limit in (it may be shorter than the
+ * first-token limit): before writing, it looks again at least every `idle` ms, the soonest the idle limit can fall.
+ */
+export const recheckAfter = (limits: StreamLimits, activity: Activity, wait: number): number =>
+  activity.writing || limits.idle === undefined ? wait : Math.min(wait, limits.idle)
 
 /** What an answer held when it ended. */
 interface Answer {
@@ -160,59 +195,80 @@ export const structured = (
 /**
  * The outline as it is written: each part told to the caller as it completes (`OutlineHeading`, `ActStarted`,
  * `BeatWritten`, and its Markdown as a `TextDelta`), validated once the provider finished. The `tally` counts the
- * characters received and keeps the usage reported, so that a call that fails can still be accounted for; a stream that ends before the
- * provider's finish is a `ServerError`.
+ * characters received and keeps the usage reported, so that a call that fails can still be accounted for; a
+ * stream that ends before the provider's finish is a `ServerError`. One watchdog per stream enforces its `limits`
+ * (a `TimeoutError`); the parts are read a chunk at a time, with no effect per part.
  */
 export const streamed = (
   model: LanguageModel.Service,
   input: Input,
   emit: Engine.Emit,
   tally: Tally,
-  timeouts: StreamTimeouts
+  limits: StreamLimits
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
-  Effect.suspend(() => {
+  Effect.clockWith((clock) => {
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const startedAt = now()
+    const activity: Activity = { startedAt, lastPartAt: startedAt, writing: false }
     // This attempt's outline only: a failed attempt's parts never reach the result.
     const scan = OutlineStream.make()
-    const show = (delta: string, received: Answer) =>
-      Effect.zipRight(
-        Ref.set(tally.written, received.json.length + received.text.length),
-        Effect.forEach(scan(delta), (piece) => announce(emit, piece, input.request.kind), { discard: true })
-      )
+    let params: unknown = undefined
+    let json = ""
+    let text = ""
+    let finishReason: Response.FinishReason | undefined
+    let usage: Domain.Usage | undefined
+    const read = (chunk: Chunk.Chunk<Response.StreamPart<any>>): Effect.Effect<void, Errors.ProviderError> => {
+      activity.lastPartAt = now()
+      let pieces: Array<OutlineStream.OutlinePiece> | undefined
+      let wrote = false
+      let finished = false
+      let failure: Errors.ProviderError | undefined
+      for (const part of chunk) {
+        if (!activity.writing && writes(part)) activity.writing = true
+        if (part.type === "tool-params-delta" || part.type === "text-delta") {
+          // A model that writes the outline as text (a gateway that drops tools) is read the same way.
+          if (part.type === "tool-params-delta") json += part.delta
+          else text += part.delta
+          wrote = true
+          for (const piece of scan(part.delta)) (pieces ??= []).push(piece)
+        } else if (part.type === "tool-call") {
+          params = part.params
+        } else if (part.type === "finish") {
+          usage = usageOf(input.target.provider, part.usage, part.metadata)
+          finishReason = part.reason
+          finished = true
+        } else if (part.type === "error") {
+          failure = Classify.classifyStreamError(part.error, {
+            provider: input.target.provider,
+            model: input.target.id,
+            nowMillis: now()
+          })
+          break
+        }
+      }
+      // Only what changed is told: the characters written, the usage billed, the parts of the outline completed.
+      const steps: Array<Effect.Effect<void, Errors.ProviderError>> = []
+      if (wrote) steps.push(Ref.set(tally.written, json.length + text.length))
+      if (finished) steps.push(Ref.set(tally.billed, usage))
+      if (pieces !== undefined) {
+        for (const piece of pieces) steps.push(announce(emit, piece, input.request.kind))
+      }
+      if (failure !== undefined) steps.push(Effect.fail(failure))
+      return steps.length === 0 ? Effect.void : Effect.all(steps, { discard: true })
+    }
+    const watchdog: Effect.Effect<never, Errors.TimeoutError> = Effect.suspend(() => {
+      const next = nextLimit(limits, activity)
+      const wait = next.at - now()
+      return wait > 0
+        ? Effect.zipRight(Effect.sleep(recheckAfter(limits, activity, wait)), watchdog)
+        : Effect.fail(limitError(input, limits, next))
+    })
     return model.streamText(callOptions(input)).pipe(
       Stream.catchAll(failClassified(input)),
-      silenceLimited(input, timeouts),
-      Stream.runFoldEffect(nothingYet, (received, part): Effect.Effect<Answer, Errors.ProviderError> => {
-        switch (part.type) {
-          case "tool-params-delta": {
-            const next = { ...received, json: received.json + part.delta }
-            return Effect.as(show(part.delta, next), next)
-          }
-          case "text-delta": {
-            const next = { ...received, text: received.text + part.delta }
-            // A model that writes the outline as text (a gateway that drops tools) is read the same way.
-            return Effect.as(show(part.delta, next), next)
-          }
-          case "tool-call":
-            return Effect.succeed({ ...received, params: part.params })
-          case "finish": {
-            const usage = usageOf(input.target.provider, part.usage, part.metadata)
-            return Effect.as(Ref.set(tally.billed, usage), { ...received, finishReason: part.reason, usage })
-          }
-          case "error":
-            return Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
-              Effect.fail(
-                Classify.classifyStreamError(part.error, {
-                  provider: input.target.provider,
-                  model: input.target.id,
-                  nowMillis
-                })
-              ))
-          default:
-            return Effect.succeed(received)
-        }
-      }),
-      Effect.flatMap((received): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
-        received.usage === undefined
+      Stream.runForEachChunk(read),
+      Effect.raceFirst(watchdog),
+      Effect.flatMap((): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
+        usage === undefined
           // The connection closed (or an undecodable error event was skipped) before the provider finished.
           ? Effect.fail(
             new Errors.ServerError({
@@ -221,7 +277,10 @@ export const streamed = (
               detail: "the stream ended before the response was complete"
             })
           )
-          : Effect.zipRight(Engine.progress(emit, "parsing"), outcomeOf(input, received))
+          : Effect.zipRight(
+            Engine.progress(emit, "parsing"),
+            outcomeOf(input, { params, json, text, finishReason, usage })
+          )
       )
     )
   })
@@ -231,42 +290,18 @@ const writes = (part: Response.StreamPart<any>): boolean =>
   part.type !== "response-metadata" && part.type !== "text-start" && part.type !== "reasoning-start"
 
 /**
- * Fails a stream with a `TimeoutError` when it is silent too long: before its first written part
- * (`timeouts.firstToken`), then between parts (`timeouts.idle`). A gateway's keep-alives carry no part, so a
- * stream that only keeps alive times out like one that sends nothing.
+ * The error of a limit reached: the whole call's (`limits.onTotal`), or silence before the stream began writing
+ * (`firstToken`) or once it had (`idle`). A gateway's keep-alives carry no part, so a stream that only keeps alive
+ * times out like one that sends nothing.
  */
-const silenceLimited = (input: Input, timeouts: StreamTimeouts) =>
-<A extends Response.StreamPart<any>, E, R>(
-  parts: Stream.Stream<A, E, R>
-): Stream.Stream<A, E | Errors.TimeoutError, R> => {
-  if (timeouts.firstToken === undefined && timeouts.idle === undefined) return parts
-  const silent = (what: string, millis: number): Option.Option<E | Errors.TimeoutError> =>
-    Option.some(
-      new Errors.TimeoutError({
-        provider: input.target.provider,
-        model: input.target.id,
-        detail: `the stream ${what} for ${millis} ms`
-      })
-    )
-  return Stream.unwrapScoped(Effect.map(Stream.toPull(parts), (pull) => {
-    let writing = false
-    const next = Effect.suspend((): Effect.Effect<Chunk.Chunk<A>, Option.Option<E | Errors.TimeoutError>, R> => {
-      const limit = writing ? timeouts.idle : timeouts.firstToken
-      const timed = limit === undefined ? pull : pull.pipe(
-        Effect.timeoutFail({
-          duration: limit,
-          onTimeout: () => silent(writing ? "went silent" : "wrote nothing", limit)
-        })
-      )
-      return Effect.tap(timed, (chunk) => {
-        if (!writing && Chunk.some(chunk, writes)) writing = true
-      })
-    })
-    return Stream.repeatEffectChunkOption(next)
-  }))
-}
-
-const nothingYet: Answer = { params: undefined, json: "", text: "", finishReason: undefined, usage: undefined }
+const limitError = (input: Input, limits: StreamLimits, reached: NextLimit): Errors.TimeoutError =>
+  reached.limit === "total" ? limits.onTotal() : new Errors.TimeoutError({
+    provider: input.target.provider,
+    model: input.target.id,
+    detail: reached.limit === "idle"
+      ? `the stream went silent for ${limits.idle} ms`
+      : `the stream wrote nothing for ${limits.firstToken} ms`
+  })
 
 /** Tells the caller a part of the outline is complete: the part, and its Markdown (headed as the kind reads it). */
 const announce = (

@@ -202,6 +202,7 @@ export const faultError = (
     case "response_failed":
       return request.stream ? undefined : faultError({ ...fault, kind: "server_error" }, request, requestId)
     case "hang":
+    case "stall":
     case "reset":
     case "malformed_json":
     case "truncated_sse":

@@ -32,6 +32,11 @@ export type FaultKind =
   | "context_length"
   /** No answer at all until the client gives up. */
   | "hang"
+  /**
+   * A stream that goes silent: half of it, then nothing (the connection open) until the client gives up or the
+   * hang ends. Not streamed, a hang.
+   */
+  | "stall"
   /** The connection is destroyed without an answer. */
   | "reset"
   /** 200 with a body that is not valid JSON (or SSE data that is not). */
@@ -70,6 +75,7 @@ export const faultKinds: ReadonlyArray<FaultKind> = [
   "invalid_request",
   "context_length",
   "hang",
+  "stall",
   "reset",
   "malformed_json",
   "truncated_sse",

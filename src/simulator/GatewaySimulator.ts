@@ -173,9 +173,19 @@ const anthropicFace = (expectedKey: string | undefined): Face<AnthropicWire.Anth
   }
 }
 
-const sseResponse = (events: ReadonlyArray<Wire.SseEvent>, headers: Record<string, string>, tail = "") =>
+const sseResponse = (
+  events: ReadonlyArray<Wire.SseEvent>,
+  headers: Record<string, string>,
+  tail = "",
+  silence: Stream.Stream<never> = Stream.empty
+) =>
   HttpServerResponse.stream(
-    Stream.fromIterable(events).pipe(Stream.map(Wire.encodeSse), Stream.concat(Stream.make(tail)), Stream.encodeText),
+    Stream.fromIterable(events).pipe(
+      Stream.map(Wire.encodeSse),
+      Stream.concat(Stream.make(tail)),
+      Stream.concat(silence),
+      Stream.encodeText
+    ),
     { contentType: "text/event-stream", headers: { ...headers, "cache-control": "no-cache" } }
   )
 
@@ -211,7 +221,8 @@ interface FaultedRequest<R extends Core.SimRequest> {
 
 /**
  * A connection held silent (`hang`) or dropped (`reset`), or an answer cut short: half a JSON body, half a stream
- * (`truncated_sse`), half a stream then a broken event (`malformed_json`) or an error event (`stream_error`).
+ * (`truncated_sse`), half a stream then a broken event (`malformed_json`) or an error event (`stream_error`), or
+ * half a stream then silence (`stall`).
  */
 const answerFault = <R extends Core.SimRequest>(
   faulted: FaultedRequest<R>
@@ -219,7 +230,15 @@ const answerFault = <R extends Core.SimRequest>(
   Effect.gen(function*() {
     const { createdAt, face, fault, headers, n, reply, request, socket } = faulted
     switch (fault.kind) {
+      case "stall":
       case "hang":
+        if (fault.kind === "stall" && request.stream) {
+          yield* faulted.record(200, reply)
+          const events = face.events(request, reply, n, createdAt)
+          const half = events.slice(0, Math.max(2, Math.floor(events.length / 2)))
+          // The connection stays open and says nothing more; the client's closing interrupts the sleep.
+          return sseResponse(half, headers, "", Stream.drain(Stream.fromEffect(Effect.sleep(faulted.hangMs))))
+        }
         yield* faulted.record(0)
         // Hold the connection without a word until the client gives up (or the hang ends).
         if (

@@ -231,6 +231,7 @@ export const faultError = (
     case "response_failed":
       return request.stream ? undefined : faultError({ ...fault, kind: "server_error" }, request)
     case "hang":
+    case "stall":
     case "reset":
     case "malformed_json":
     case "truncated_sse":

@@ -1,6 +1,7 @@
 /**
- * A whole SSE stream written in one piece (as a fast provider or a buffering proxy delivers it): the providers'
- * clients get it in bounded pieces, and characters split across pieces come out whole.
+ * A whole SSE stream written in one piece (as a fast provider or a buffering proxy delivers it) arrives whole,
+ * characters split across the network's pieces included; the patched SSE parser reads it in one pass
+ * (`test/patches.test.ts` pins its cost).
  */
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -14,7 +15,7 @@ import * as Providers from "../../src/Providers.js"
 import * as OpenAiWire from "../../src/simulator/OpenAiWire.js"
 import { encodeSse } from "../../src/simulator/Wire.js"
 
-/** Multi-byte characters throughout, so that 1 KB cuts land inside them. */
+/** Multi-byte characters throughout, so that the network's cuts land inside them. */
 const text = Array.from({ length: 3_000 }, (_, i) => `Maña ${i} 🌊 ✓ `).join("")
 
 /** A server that writes a Responses API stream of `text` with one `write`. */

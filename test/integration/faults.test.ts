@@ -31,12 +31,16 @@ let keyCount = 0
  * An engine over the simulator with fresh keys, the simulator scripted for them, and one provider (so that
  * there is no hop unless a test wants one).
  */
-const scriptedEngine = (provider: ProviderName, steps: ReadonlyArray<ScriptStep>) =>
+const scriptedEngine = (
+  provider: ProviderName,
+  steps: ReadonlyArray<ScriptStep>,
+  retryPolicy: RetryPolicy.Policy = fastPolicy
+) =>
   Effect.gen(function*() {
     const simulator = yield* GatewaySimulator.GatewaySimulator
     const key = `sk-fault-${provider}-${++keyCount}-0123456789`
     yield* simulator.script(key, steps)
-    const engine = yield* engineOverSimulator({ [provider]: key }, { retryPolicy: fastPolicy })
+    const engine = yield* engineOverSimulator({ [provider]: key }, { retryPolicy })
     const before = (yield* simulator.stats).requests
     const attempts = Effect.map(simulator.stats, (stats) => stats.requests - before)
     return { engine, attempts }
@@ -133,6 +137,37 @@ describe("faults over HTTP", () => {
           expect(yield* attempts).toBe(2)
           expect(events.some((e) => e._tag === "Retrying" && e.errorType === "timeout")).toBe(true)
         }))
+
+      live("times out a stream that goes silent midway (idle limit) and retries", () =>
+        Effect.gen(function*() {
+          const { attempts, engine } = yield* scriptedEngine(provider, ["stall", "ok"], {
+            ...fastPolicy,
+            attemptTimeout: "10 seconds",
+            idleTimeout: "300 millis"
+          })
+          const started = Date.now()
+          const events = yield* collect(engine.generateStream(request(provider)))
+          expect(yield* attempts).toBe(2)
+          expect(events.find((e) => e._tag === "Retrying")).toMatchObject({ errorType: "timeout" })
+          // The idle limit ended the first attempt, long before its attempt timeout.
+          expect(Date.now() - started).toBeLessThan(8_000)
+          expect(events.at(-1)).toMatchObject({ _tag: "Completed", result: { isTemplate: false } })
+        }))
+
+      live(
+        "times out a stream that goes silent midway at the attempt timeout without an idle limit",
+        () =>
+          Effect.gen(function*() {
+            const { attempts, engine } = yield* scriptedEngine(provider, ["stall", "ok"], {
+              ...fastPolicy,
+              attemptTimeout: "600 millis"
+            })
+            const events = yield* collect(engine.generateStream(request(provider)))
+            expect(yield* attempts).toBe(2)
+            expect(events.find((e) => e._tag === "Retrying")).toMatchObject({ errorType: "timeout" })
+            expect(events.at(-1)).toMatchObject({ _tag: "Completed", result: { isTemplate: false } })
+          })
+      )
 
       live("fails a wrong key after one request", () =>
         Effect.gen(function*() {

@@ -1,0 +1,338 @@
+/**
+ * Benchmark `streaming`: what a streamed generation costs the process that reads it, per provider, on the same
+ * stream from the simulator (its own process, loopback). CPU per delta (`process.cpuUsage`, user + system, over
+ * whole streams, GC included) for the engine's `generateStream`, the `@effect/ai` client alone making the engine's
+ * call (`streamText`, the outline tool forced), the official SDK sending the body that client sends, and `fetch`
+ * with a plain line splitter; then the heap a held stream keeps (1,000 streams stalled midway by the simulator's
+ * `stall` fault, after a full GC), engine against the client alone. The clients take turns within each round, so
+ * that the machine's drift falls on all alike; the ratios of one run are the figures to compare.
+ */
+import Anthropic from "@anthropic-ai/sdk"
+import * as LanguageModel from "@effect/ai/LanguageModel"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import OpenAI from "openai"
+import * as Alerts from "../src/Alerts.js"
+import { PlotRequest, type PlotRequestInput, type ProviderName } from "../src/Domain.js"
+import * as ModelCatalog from "../src/ModelCatalog.js"
+import * as PlotGeneration from "../src/PlotGeneration.js"
+import * as ProjectContextStore from "../src/ProjectContextStore.js"
+import * as PromptBuilder from "../src/PromptBuilder.js"
+import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
+import * as Providers from "../src/Providers.js"
+import * as ResponseParser from "../src/ResponseParser.js"
+import { sampleProject } from "./fixtures.js"
+import { type Gateway, startGateway } from "./gateway.js"
+
+const apiKey = "sk-bench-0123456789"
+const streamsPerRound = 20
+const rounds = 3
+const heldStreams = Number(process.env.STREAMING_HELD_STREAMS ?? 1_000)
+const goals = { engineOverSdkCpu: 2.5, engineOverClientHeld: 2 }
+
+/** Where the run is, on stderr (a run takes minutes). */
+const log = (message: string) => console.error(`[streaming] ${message}`)
+
+setFlagsFromString("--expose-gc")
+const gc = runInNewContext("gc") as () => void
+
+const request = (provider: ProviderName): PlotRequestInput => ({
+  projectId: "novel",
+  userPrompt: "What does Mara find under the floor of the lamp room?",
+  provider
+})
+
+/** The engine over both providers at a gateway, as a host builds it (real clients, undici), logs at errors only. */
+const engineRuntime = (gateway: Gateway) =>
+  ManagedRuntime.make(
+    PlotGeneration.layer().pipe(
+      Layer.provide(Providers.layer(providerConfig(gateway))),
+      Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+      Layer.provide(ProviderRateLimiter.layerUnlimited),
+      Layer.provide(Alerts.layerDisabled),
+      Layer.provide(NodeHttpClient.layerUndici),
+      Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
+    )
+  )
+
+const providerConfig = (gateway: Gateway) => ({
+  openai: { apiKey: Redacted.make(apiKey), baseUrl: gateway.openaiBaseUrl },
+  anthropic: { apiKey: Redacted.make(apiKey), baseUrl: gateway.url }
+})
+
+/** Deltas of the outline's JSON (or text) in an event of either provider's wire, as the SDKs and fetch see it. */
+const isDelta = (event: { readonly type?: unknown; readonly delta?: unknown }) =>
+  event.type === "response.function_call_arguments.delta" || event.type === "response.output_text.delta" ||
+  (event.type === "content_block_delta" && typeof event.delta === "object")
+
+/**
+ * The `@effect/ai` client alone (as `Providers` configures it) making the engine's streamed call for the model the
+ * engine chose, and the body it sent (for the SDK and `fetch` to send the same).
+ */
+const effectAiClient = async (gateway: Gateway, provider: ProviderName, modelId: string) => {
+  const model = ModelCatalog.find(ModelCatalog.defaultCatalog, provider, modelId)
+  if (model._tag === "None") throw new Error(`unknown model ${modelId}`)
+  const built = PromptBuilder.build(new PlotRequest(request(provider)), sampleProject, model.value)
+  let body: unknown
+  const recording = Layer.effect(
+    HttpClient.HttpClient,
+    Effect.map(HttpClient.HttpClient, (client) =>
+      HttpClient.tapRequest(client, (sent) =>
+        Effect.sync(() => {
+          if (sent.body._tag === "Uint8Array") body ??= JSON.parse(new TextDecoder().decode(sent.body.body))
+        })))
+  ).pipe(Layer.provide(NodeHttpClient.layerUndici))
+  const runtime = ManagedRuntime.make(
+    Layer.scoped(Providers.Providers, Providers.make(providerConfig(gateway))).pipe(Layer.provide(recording))
+  )
+  const languageModel = await runtime.runPromise(
+    Effect.flatMap(Providers.Providers, (providers) =>
+      providers.languageModel(provider, modelId, {
+        maxOutputTokens: built.maxOutputTokens,
+        temperature: built.temperature,
+        reasoningEffort: built.reasoningEffort
+      }))
+  )
+  const stream = LanguageModel.streamText({
+    prompt: built.prompt,
+    toolkit: ResponseParser.outlineToolkit,
+    toolChoice: { tool: "plot_outline" },
+    disableToolCallResolution: true
+  }).pipe(Stream.provideService(LanguageModel.LanguageModel, languageModel))
+  const countDeltas = Stream.runFold(
+    stream,
+    0,
+    (n, part) => part.type === "tool-params-delta" || part.type === "text-delta" ? n + 1 : n
+  )
+  return {
+    /** The body of the first request sent. */
+    body: () => body as Record<string, unknown>,
+    /** One whole stream; its deltas. */
+    run: () => runtime.runPromise(countDeltas),
+    /** Starts a stream and resolves once its first delta arrived; the fiber holds it until interrupted. */
+    hold: () =>
+      new Promise<Fiber.RuntimeFiber<void, unknown>>((resolve) => {
+        const fiber: Fiber.RuntimeFiber<void, unknown> = runtime.runFork(
+          Stream.runForEach(stream, (part) =>
+            part.type === "tool-params-delta" || part.type === "text-delta"
+              ? Effect.sync(() => resolve(fiber))
+              : Effect.void)
+        )
+      }),
+    dispose: () => runtime.dispose()
+  }
+}
+
+/** The official SDK sending the client's body; its deltas. */
+const sdkStream = (gateway: Gateway, provider: ProviderName, body: Record<string, unknown>) => {
+  if (provider === "openai") {
+    const sdk = new OpenAI({ apiKey, baseURL: gateway.openaiBaseUrl, maxRetries: 0 })
+    return async () => {
+      let deltas = 0
+      const stream = await sdk.responses.create({ ...body, stream: true } as any) as unknown as AsyncIterable<any>
+      for await (const event of stream) if (isDelta(event)) deltas++
+      return deltas
+    }
+  }
+  const sdk = new Anthropic({ apiKey, baseURL: gateway.url, maxRetries: 0 })
+  return async () => {
+    let deltas = 0
+    const stream = await sdk.messages.create({ ...body, stream: true } as any) as unknown as AsyncIterable<any>
+    for await (const event of stream) if (isDelta(event)) deltas++
+    return deltas
+  }
+}
+
+/** `fetch` and a plain line splitter: each `data:` line parsed as JSON, nothing else. */
+const fetchStream = (gateway: Gateway, provider: ProviderName, body: Record<string, unknown>) => {
+  const url = provider === "openai" ? `${gateway.openaiBaseUrl}/responses` : `${gateway.url}/v1/messages`
+  const headers = provider === "openai"
+    ? { "content-type": "application/json", authorization: `Bearer ${apiKey}` }
+    : { "content-type": "application/json", "x-api-key": apiKey, "anthropic-version": "2023-06-01" }
+  const payload = JSON.stringify({ ...body, stream: true })
+  return async () => {
+    const response = await fetch(url, { method: "POST", headers, body: payload })
+    const decoder = new TextDecoder()
+    let deltas = 0
+    let rest = ""
+    const reader = response.body!.getReader()
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
+      const lines = (rest + decoder.decode(read.value, { stream: true })).split("\n")
+      rest = lines.pop()!
+      for (const line of lines) {
+        if (line.startsWith("data: ") && isDelta(JSON.parse(line.slice(6)))) deltas++
+      }
+    }
+    return deltas
+  }
+}
+
+/** CPU microseconds (user + system) of `n` streams one after another, and their deltas. */
+const cpuOf = async (n: number, stream: () => Promise<number>) => {
+  const before = process.cpuUsage()
+  let deltas = 0
+  for (let i = 0; i < n; i++) deltas += await stream()
+  const used = process.cpuUsage(before)
+  return { us: used.user + used.system, deltas }
+}
+
+/** Heap bytes kept per stream by `n` streams each held after its first delta (full GCs on both sides). */
+const heldBytes = async <F>(n: number, hold: () => Promise<F>, release: (held: ReadonlyArray<F>) => Promise<void>) => {
+  gc()
+  gc()
+  const before = process.memoryUsage().heapUsed
+  const held: Array<F> = []
+  // A hundred at a time, so that the simulator and the sockets are not the limit; a batch that is not held within
+  // a minute fails the run rather than hang it.
+  for (let i = 0; i < n; i += 100) {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`held ${held.length} of ${n} streams, then no more`)), 60_000)
+    })
+    held.push(...await Promise.race([Promise.all(Array.from({ length: 100 }, hold)), timedOut]))
+    clearTimeout(timer)
+  }
+  gc()
+  gc()
+  const after = process.memoryUsage().heapUsed
+  await release(held)
+  return (after - before) / n
+}
+
+const interruptAll = (fibers: ReadonlyArray<Fiber.RuntimeFiber<unknown, unknown>>) =>
+  Effect.runPromise(Fiber.interruptAll(fibers))
+
+interface Row {
+  readonly provider: ProviderName
+  readonly model: string
+  readonly deltas: number
+  readonly engineCpuUsPerDelta: number
+  readonly effectAiCpuUsPerDelta: number
+  readonly sdkCpuUsPerDelta: number
+  readonly fetchCpuUsPerDelta: number
+  readonly engineOverSdk: number
+  readonly engineHeldKbPerStream: number
+  readonly effectAiHeldKbPerStream: number
+  readonly engineOverClientHeld: number
+}
+
+const round1 = (x: number) => Number(x.toFixed(1))
+const round2 = (x: number) => Number(x.toFixed(2))
+
+export const run = async () => {
+  const gateway = await startGateway()
+  const stalling = await startGateway(["--faults", "stall=1"])
+  const engine = engineRuntime(gateway)
+  const stalledEngine = engineRuntime(stalling)
+  const rows: Array<Row> = []
+  try {
+    for (const provider of ["openai", "anthropic"] as const) {
+      const generation = () =>
+        PlotGeneration.PlotGeneration.pipe(
+          Effect.map((service) => service.generateStream(request(provider), { useFallback: false }))
+        ).pipe(Stream.unwrap)
+      const first = await engine.runPromise(
+        Stream.runLast(generation()).pipe(
+          Effect.map((last) => last.pipe((o) => o._tag === "Some" ? o.value : undefined))
+        )
+      )
+      if (first?._tag !== "Completed" || first.result.isTemplate) throw new Error("the benchmark's stream failed")
+      const modelId = first.result.model
+      log(`${provider}: ${modelId}`)
+      const client = await effectAiClient(gateway, provider, modelId)
+      const deltas = await client.run()
+      // The engine streams the same prompt: the same stream, the same deltas.
+      const engineStream = () => engine.runPromise(Stream.runDrain(generation())).then(() => deltas)
+      const paths = {
+        engine: engineStream,
+        effectAi: client.run,
+        sdk: sdkStream(gateway, provider, client.body()),
+        fetch: fetchStream(gateway, provider, client.body())
+      }
+      for (const [name, path] of Object.entries(paths)) {
+        log(`${provider}: warming ${name}`)
+        const seen = await path()
+        if (seen !== deltas) throw new Error(`${name} saw ${seen} deltas of ${deltas}`)
+        await cpuOf(streamsPerRound, path) // warm
+      }
+      const totals = {
+        engine: { us: 0, deltas: 0 },
+        effectAi: { us: 0, deltas: 0 },
+        sdk: { us: 0, deltas: 0 },
+        fetch: { us: 0, deltas: 0 }
+      }
+      for (let round = 0; round < rounds; round++) {
+        log(`${provider}: round ${round + 1} of ${rounds}`)
+        for (const [name, path] of Object.entries(paths) as Array<[keyof typeof totals, () => Promise<number>]>) {
+          const { deltas, us } = await cpuOf(streamsPerRound, path)
+          totals[name].us += us
+          totals[name].deltas += deltas
+        }
+      }
+      const perDelta = (name: keyof typeof totals) => totals[name].us / totals[name].deltas
+      log(
+        `${provider}: µs per delta ${
+          Object.keys(totals).map((name) => `${name} ${round1(perDelta(name as keyof typeof totals))}`).join(", ")
+        }`
+      )
+
+      // Held streams: the simulator stalls each midway; a stream is held once its first delta arrived.
+      const clientHold = await effectAiClient(stalling, provider, modelId)
+      const engineHold = () =>
+        new Promise<Fiber.RuntimeFiber<void, unknown>>((resolve) => {
+          const fiber: Fiber.RuntimeFiber<void, unknown> = stalledEngine.runFork(
+            Stream.runForEach(generation(), (event) =>
+              event._tag === "TextDelta" ? Effect.sync(() => resolve(fiber)) : Effect.void)
+          )
+        })
+      log(`${provider}: held streams`)
+      await heldBytes(100, engineHold, interruptAll) // warm
+      const engineHeld = await heldBytes(heldStreams, engineHold, interruptAll)
+      await heldBytes(100, clientHold.hold, interruptAll)
+      const clientHeld = await heldBytes(heldStreams, clientHold.hold, interruptAll)
+      await client.dispose()
+      await clientHold.dispose()
+      rows.push({
+        provider,
+        model: modelId,
+        deltas,
+        engineCpuUsPerDelta: round1(perDelta("engine")),
+        effectAiCpuUsPerDelta: round1(perDelta("effectAi")),
+        sdkCpuUsPerDelta: round1(perDelta("sdk")),
+        fetchCpuUsPerDelta: round1(perDelta("fetch")),
+        engineOverSdk: round2(perDelta("engine") / perDelta("sdk")),
+        engineHeldKbPerStream: round1(engineHeld / 1024),
+        effectAiHeldKbPerStream: round1(clientHeld / 1024),
+        engineOverClientHeld: round2(engineHeld / clientHeld)
+      })
+    }
+    return {
+      streamsPerRound,
+      rounds,
+      heldStreams,
+      rows,
+      goals: {
+        engineOverSdk: `at most ${goals.engineOverSdkCpu}x the official SDK's CPU per delta`,
+        engineOverClientHeld: `at most ${goals.engineOverClientHeld}x the @effect/ai client's heap per held stream`
+      },
+      met: rows.every((r) =>
+        r.engineOverSdk <= goals.engineOverSdkCpu && r.engineOverClientHeld <= goals.engineOverClientHeld
+      )
+    }
+  } finally {
+    await engine.dispose()
+    await stalledEngine.dispose()
+    gateway.stop()
+    stalling.stop()
+  }
+}
