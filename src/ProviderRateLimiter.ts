@@ -1,6 +1,7 @@
 /**
- * The Semaphore-plus-RateLimiter layer: per key (a provider, or a provider's model), a `Semaphore`
- * for concurrent requests and `@effect/experimental` `RateLimiter` token buckets for requests per minute and
+ * The Semaphore-plus-RateLimiter layer: per key (a provider, or a provider's model), concurrency permits handed
+ * out in arrival order by one driver fiber from a FIFO queue (a waiter holds no fiber, timer or scope of its own;
+ * a `Semaphore` woke every waiter on each release, quadratic under contention), and `@effect/experimental` `RateLimiter` token buckets for requests per minute and
  * tokens per minute (OpenAI style: prompt plus max output, counted at admission) or input and output tokens per
  * minute (Anthropic style).
  *
