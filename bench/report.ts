@@ -28,6 +28,17 @@ const chart = async (name: string, title: string, spec: vegaLite.TopLevelSpec): 
   return `![${title}](${name}.svg)\n`
 }
 
+/** Bars per provider, one beside the other for each value of `by`, of height `value`. */
+const barsByProvider = (by: string, value: string, valueTitle: string) => ({
+  mark: "bar" as const,
+  encoding: {
+    x: { field: "provider", type: "nominal" as const, title: null, axis: { labelAngle: 0 } },
+    xOffset: { field: by, type: "nominal" as const },
+    y: { field: value, type: "quantitative" as const, title: valueTitle },
+    color: { field: by, type: "nominal" as const, title: by }
+  }
+})
+
 const table = (rows: ReadonlyArray<Record<string, unknown>>): string => {
   const columns = Object.keys(rows[0] ?? {})
   return [
@@ -185,24 +196,8 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       await chart("caching", "Input cost and throughput, caches off and on", {
         data: { values: f.rows },
         hconcat: [
-          {
-            mark: "bar",
-            encoding: {
-              x: { field: "provider", type: "nominal", title: null, axis: { labelAngle: 0 } },
-              xOffset: { field: "caches", type: "nominal" },
-              y: { field: "inputCostUsd", type: "quantitative", title: "input cost (USD)" },
-              color: { field: "caches", type: "nominal", title: "caches" }
-            }
-          },
-          {
-            mark: "bar",
-            encoding: {
-              x: { field: "provider", type: "nominal", title: null, axis: { labelAngle: 0 } },
-              xOffset: { field: "caches", type: "nominal" },
-              y: { field: "generationsPerMinute", type: "quantitative", title: "generations / minute" },
-              color: { field: "caches", type: "nominal", title: "caches" }
-            }
-          }
+          barsByProvider("caches", "inputCostUsd", "input cost (USD)"),
+          barsByProvider("caches", "generationsPerMinute", "generations / minute")
         ]
       } as any)
     ].join(""),
@@ -227,13 +222,7 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
             { provider: r.provider, path: "fetch + line splitter", us: r.fetchCpuUsPerDelta }
           ])
         },
-        mark: "bar",
-        encoding: {
-          x: { field: "provider", type: "nominal", title: null, axis: { labelAngle: 0 } },
-          xOffset: { field: "path", type: "nominal" },
-          y: { field: "us", type: "quantitative", title: "µs CPU per delta" },
-          color: { field: "path", type: "nominal", title: "path" }
-        }
+        ...barsByProvider("path", "us", "µs CPU per delta")
       } as any)
     ].join(""),
 

@@ -135,20 +135,14 @@ const effectAiClient = async (gateway: Gateway, provider: ProviderName, modelId:
 
 /** The official SDK sending the client's body; its deltas. */
 const sdkStream = (gateway: Gateway, provider: ProviderName, body: Record<string, unknown>) => {
-  if (provider === "openai") {
-    const sdk = new OpenAI({ apiKey, baseURL: gateway.openaiBaseUrl, maxRetries: 0 })
-    return async () => {
-      let deltas = 0
-      const stream = await sdk.responses.create({ ...body, stream: true } as any) as unknown as AsyncIterable<any>
-      for await (const event of stream) if (isDelta(event)) deltas++
-      return deltas
-    }
-  }
-  const sdk = new Anthropic({ apiKey, baseURL: gateway.url, maxRetries: 0 })
+  const request = { ...body, stream: true } as any
+  const openai = new OpenAI({ apiKey, baseURL: gateway.openaiBaseUrl, maxRetries: 0 })
+  const anthropic = new Anthropic({ apiKey, baseURL: gateway.url, maxRetries: 0 })
+  const open = (): Promise<unknown> =>
+    provider === "openai" ? openai.responses.create(request) : anthropic.messages.create(request)
   return async () => {
     let deltas = 0
-    const stream = await sdk.messages.create({ ...body, stream: true } as any) as unknown as AsyncIterable<any>
-    for await (const event of stream) if (isDelta(event)) deltas++
+    for await (const event of await open() as AsyncIterable<any>) if (isDelta(event)) deltas++
     return deltas
   }
 }

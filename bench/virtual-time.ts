@@ -9,54 +9,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scheduler from "effect/Scheduler"
+import * as MinHeap from "../src/internal/minHeap.js"
 
 interface Sleeper {
   readonly at: number
   readonly seq: number
   readonly wake: () => void
   cancelled: boolean
-}
-
-/** A binary heap of sleepers, earliest (then first registered) on top. */
-class Sleepers {
-  private heap: Array<Sleeper> = []
-  get size() {
-    return this.heap.length
-  }
-  peek(): Sleeper | undefined {
-    return this.heap[0]
-  }
-  push(sleeper: Sleeper) {
-    const heap = this.heap
-    heap.push(sleeper)
-    let i = heap.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!before(heap[i]!, heap[parent]!)) break
-      ;[heap[i], heap[parent]] = [heap[parent]!, heap[i]!]
-      i = parent
-    }
-  }
-  pop(): Sleeper | undefined {
-    const heap = this.heap
-    const top = heap[0]
-    const last = heap.pop()
-    if (heap.length > 0 && last !== undefined) {
-      heap[0] = last
-      let i = 0
-      while (true) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let smallest = i
-        if (l < heap.length && before(heap[l]!, heap[smallest]!)) smallest = l
-        if (r < heap.length && before(heap[r]!, heap[smallest]!)) smallest = r
-        if (smallest === i) break
-        ;[heap[i], heap[smallest]] = [heap[smallest]!, heap[i]!]
-        i = smallest
-      }
-    }
-    return top
-  }
 }
 
 const before = (a: Sleeper, b: Sleeper) => a.at < b.at || (a.at === b.at && a.seq < b.seq)
@@ -67,7 +26,7 @@ const before = (a: Sleeper, b: Sleeper) => a.at < b.at || (a.at === b.at && a.se
 export const runInVirtualTime = <A, E>(effect: Effect.Effect<A, E>): { readonly value: A; readonly millis: number } => {
   let now = 0
   let seq = 0
-  const sleepers = new Sleepers()
+  const sleepers = new MinHeap.MinHeap(before)
   const clock: Clock.Clock = {
     [Clock.ClockTypeId]: Clock.ClockTypeId,
     unsafeCurrentTimeMillis: () => now,

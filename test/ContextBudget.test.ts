@@ -54,6 +54,14 @@ const priorityPositions = (original: ProjectContext, fitted: ProjectContext) => 
   return { keptPositions, cutPositions }
 }
 
+/** Fits `context` into `budget` and checks that every item kept comes before every item cut, in priority order. */
+const expectCutsBelowKept = (context: ProjectContext, budget: number) => {
+  const { cutPositions, keptPositions } = priorityPositions(context, ContextBudget.fit(context, budget, count).context)
+  if (cutPositions.length > 0 && keptPositions.length > 0) {
+    expect(Math.max(...keptPositions)).toBeLessThan(Math.min(...cutPositions))
+  }
+}
+
 describe("ContextBudget.fit properties", () => {
   it("stays within the budget for any context", () => {
     FastCheck.assert(
@@ -66,15 +74,7 @@ describe("ContextBudget.fit properties", () => {
 
   it("never keeps a lower-priority item while a higher-priority one was cut", () => {
     FastCheck.assert(
-      FastCheck.property(contexts, budgets, (context, budget) => {
-        const { cutPositions, keptPositions } = priorityPositions(
-          context,
-          ContextBudget.fit(context, budget, count).context
-        )
-        if (cutPositions.length > 0 && keptPositions.length > 0) {
-          expect(Math.max(...keptPositions)).toBeLessThan(Math.min(...cutPositions))
-        }
-      }),
+      FastCheck.property(contexts, budgets, (context, budget) => expectCutsBelowKept(context, budget)),
       { numRuns: 150 }
     )
   })
@@ -84,14 +84,7 @@ describe("ContextBudget.fit properties", () => {
     // among the chapters (which are the bulk of a random context).
     FastCheck.assert(
       FastCheck.property(contexts, FastCheck.double({ min: 0, max: 1, noNaN: true }), (context, share) => {
-        const budget = Math.floor(share * ContextBudget.measure(context, count))
-        const { cutPositions, keptPositions } = priorityPositions(
-          context,
-          ContextBudget.fit(context, budget, count).context
-        )
-        if (cutPositions.length > 0 && keptPositions.length > 0) {
-          expect(Math.max(...keptPositions)).toBeLessThan(Math.min(...cutPositions))
-        }
+        expectCutsBelowKept(context, Math.floor(share * ContextBudget.measure(context, count)))
       }),
       { numRuns: 150 }
     )
