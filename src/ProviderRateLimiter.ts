@@ -29,6 +29,7 @@ import type * as Errors from "./Errors.js"
 import * as LimiterKeys from "./internal/limiterKeys.js"
 import * as Metrics from "./internal/metrics.js"
 import * as TokenBuckets from "./internal/tokenBuckets.js"
+import * as Tracing from "./internal/tracing.js"
 import type * as Wire from "./internal/wire.js"
 
 // =============================================================================
@@ -312,7 +313,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     admit: (target, estimate, admitOptions) =>
       Effect.flatMap(stateOf(target), (state) => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions))
         .pipe(
-          Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+          Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
         ),
     pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis)),
     observe: (target, headers) =>

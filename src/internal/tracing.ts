@@ -1,0 +1,26 @@
+/**
+ * Spans only when something reads them. Effect's default tracer builds every span in memory for nobody: a span
+ * object, a copy of the fiber's context and of its `FiberRef`s per span (about 5 KB held by each request
+ * queued in the limiter, and microseconds on every call). With a tracer installed (`Layer.setTracer`, the
+ * OpenTelemetry layers, a test's in-memory tracer), these are plain `Effect.withSpan` and
+ * `Effect.annotateCurrentSpan`; with the default one, they do nothing.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type * as Tracer from "effect/Tracer"
+
+/** The tracer a fiber has when nobody installed one. */
+const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+
+/** Whether the running fiber's tracer is one somebody installed. */
+export const isTraced: Effect.Effect<boolean> = Effect.tracerWith((tracer) => Effect.succeed(tracer !== defaultTracer))
+
+/** `Effect.withSpan`, when a tracer is installed. */
+export const withSpan =
+  (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.tracerWith((tracer) => tracer === defaultTracer ? self : Effect.withSpan(self, name, options))
+
+/** `Effect.annotateCurrentSpan`, when a tracer is installed: the attributes are only built then. */
+export const annotateCurrentSpan = (attributes: () => Record<string, unknown>): Effect.Effect<void> =>
+  Effect.tracerWith((tracer) => tracer === defaultTracer ? Effect.void : Effect.annotateCurrentSpan(attributes()))
