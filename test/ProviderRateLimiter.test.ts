@@ -429,6 +429,106 @@ describe("ProviderRateLimiter", () => {
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 600, tokensPerMinute: 1_000_000 }))))
 })
 
+describe("ProviderRateLimiter withAdmission", () => {
+  /** Admits a request without a scope and records when; `use` holds the permit for `holdMillis`, then ends with `end`. */
+  const within = (
+    log: Array<readonly [string, number]>,
+    name: string,
+    holdMillis: number,
+    end: Effect.Effect<void, string> = Effect.void
+  ) =>
+    Effect.flatMap(
+      ProviderRateLimiter.ProviderRateLimiter,
+      (rateLimiter) =>
+        rateLimiter.withAdmission(target, small, () =>
+          Effect.gen(function*() {
+            log.push([name, yield* Clock.currentTimeMillis])
+            yield* Effect.sleep(holdMillis)
+            yield* end
+          }))
+    )
+
+  const snapshotOfTarget = Effect.map(
+    Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (rateLimiter) => rateLimiter.snapshot),
+    (snapshots) => snapshots[0]
+  )
+
+  it.effect("holds the permit while `use` runs and gives it back when `use` ends", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const fibers = []
+      for (const name of ["a", "b", "c"]) {
+        fibers.push(yield* Effect.fork(within(log, name, 1_000)))
+        yield* Effect.yieldNow()
+      }
+      yield* TestClock.adjust("500 millis")
+      expect(yield* snapshotOfTarget).toMatchObject({ queued: 2, inFlight: 1, permitsFree: 0 })
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.joinAll(fibers)
+      expect(log).toEqual([["a", 0], ["b", 1_000], ["c", 2_000]])
+      expect(yield* snapshotOfTarget).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("gives the permit back when `use` fails, and the failure reaches the caller", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const a = yield* Effect.fork(within(log, "a", 1_000, Effect.fail("the call failed")))
+      yield* Effect.yieldNow()
+      const b = yield* Effect.fork(within(log, "b", 0))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.await(a)).toEqual(Exit.fail("the call failed"))
+      yield* Fiber.join(b)
+      expect(log).toEqual([["a", 0], ["b", 1_000]])
+      expect(yield* snapshotOfTarget).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("gives the permit back when the caller is interrupted inside `use`, at that moment", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const a = yield* Effect.fork(within(log, "a", 60_000))
+      yield* Effect.yieldNow()
+      const b = yield* Effect.fork(within(log, "b", 0))
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.interrupt(a)
+      yield* Fiber.join(b)
+      expect(log).toEqual([["a", 0], ["b", 500]])
+      expect(yield* snapshotOfTarget).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("leaves the queue when interrupted while waiting: the one behind moves up", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const a = yield* Effect.fork(within(log, "a", 1_000))
+      yield* Effect.yieldNow()
+      const b = yield* Effect.fork(within(log, "b", 1_000))
+      yield* Effect.yieldNow()
+      const c = yield* Effect.fork(within(log, "c", 0))
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.interrupt(b)
+      expect(yield* snapshotOfTarget).toMatchObject({ queued: 1, inFlight: 1, permitsFree: 0 })
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(a)
+      yield* Fiber.join(c)
+      expect(log).toEqual([["a", 0], ["c", 1_000]])
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("gives back the reservation of a caller interrupted while it waits for the budget", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      yield* within(log, "a", 0)
+      yield* within(log, "b", 0)
+      // The bucket of 2 is empty: c holds a permit and sleeps until 30 s for its request.
+      const c = yield* Effect.fork(within(log, "c", 0))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.interrupt(c)
+      // With c's request back the bucket is at 0, and d waits one refill (30 s) from now; without it, two (until 70 s).
+      const d = yield* Effect.fork(within(log, "d", 0))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(d)
+      expect(log).toEqual([["a", 0], ["b", 0], ["d", 40_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 2 }))))
+})
+
 describe("ProviderRateLimiter metrics", () => {
   it.effect("reports the queue depth while requests wait, and how long they waited", () =>
     Effect.gen(function*() {

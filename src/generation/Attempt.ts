@@ -195,48 +195,48 @@ const callAdmitted = (
   call: (remaining: number) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
 ): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
   const limiterTarget = { provider: target.provider, model: target.id }
-  return Effect.scoped(Effect.gen(function*() {
-    const estimate = {
-      inputTokens: prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, yield* Clock.currentTimeMillis),
+  return Effect.flatMap(Clock.currentTimeMillis, (arrivedAt) =>
+    engine.limiter.withAdmission(limiterTarget, {
+      inputTokens: prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, arrivedAt),
       outputTokens: prepared.prompt.maxOutputTokens
-    }
-    const admission = yield* engine.limiter.admit(limiterTarget, estimate, {
+    }, (admission) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        if (now >= deadlineAt) {
+          yield* admission.cancel
+          return yield* pastDeadline(engine.policy, target)
+        }
+        return yield* call(deadlineAt - now).pipe(
+          Providers.observeHeaders((headers) => engine.limiter.observe(limiterTarget, headers)),
+          Effect.onExit((exit) =>
+            Exit.isSuccess(exit)
+              ? Effect.zipRight(
+                rememberCache(engine, target, cacheKey, exit.value.usage),
+                admission.reconcile(countedByQuota(target, exit.value.usage))
+              )
+              : Effect.flatMap(
+                spent(tally, prepared),
+                (spending) =>
+                  spending === undefined
+                    ? admission.reconcile({ inputTokens: prepared.inputTokens, outputTokens: 0 })
+                    : Effect.zipRight(
+                      rememberCache(engine, target, cacheKey, spending.usage),
+                      admission.reconcile(countedByQuota(target, spending.usage))
+                    )
+              )
+          ),
+          // The key is paused before this call's permit goes back: nobody is admitted into the 429.
+          Effect.tapError((error) =>
+            error._tag === "RateLimitError" && !error.local
+              ? engine.limiter.pause(limiterTarget, error.retryAfterMs ?? 1_000)
+              : Effect.void
+          )
+        )
+      }), {
       until: deadlineAt - callReserve(engine.policy),
       maxPause: Duration.toMillis(engine.policy.maxDelay),
       onQueued: (queued) => emit({ _tag: "Queued", ...limiterTarget, ...queued })
-    })
-    const now = yield* Clock.currentTimeMillis
-    if (now >= deadlineAt) {
-      yield* admission.cancel
-      return yield* pastDeadline(engine.policy, target)
-    }
-    return yield* call(deadlineAt - now).pipe(
-      Providers.observeHeaders((headers) => engine.limiter.observe(limiterTarget, headers)),
-      Effect.onExit((exit) =>
-        Exit.isSuccess(exit)
-          ? Effect.zipRight(
-            rememberCache(engine, target, cacheKey, exit.value.usage),
-            admission.reconcile(countedByQuota(target, exit.value.usage))
-          )
-          : Effect.flatMap(
-            spent(tally, prepared),
-            (spending) =>
-              spending === undefined
-                ? admission.reconcile({ inputTokens: prepared.inputTokens, outputTokens: 0 })
-                : Effect.zipRight(
-                  rememberCache(engine, target, cacheKey, spending.usage),
-                  admission.reconcile(countedByQuota(target, spending.usage))
-                )
-          )
-      )
-    )
-  })).pipe(
-    Effect.tapError((error) =>
-      error._tag === "RateLimitError" && !error.local
-        ? engine.limiter.pause(limiterTarget, error.retryAfterMs ?? 1_000)
-        : Effect.void
-    )
-  )
+    }))
 }
 
 /**

@@ -3,15 +3,21 @@
  * reconciliation after the call, a provider 429's pause, the headers a response carries, and what a key holds now.
  * `ProviderRateLimiter` keeps the keys and serves its `Service` with these.
  *
+ * A key is a state machine driven by plain functions: an arrival, a release, a 429 or the key's one timer calls
+ * `pump`, which admits the head of the queue while a permit is free and the gate is open, refuses waiters at
+ * their deadlines and schedules the next moment it must look again. A waiter holds no fiber, timer, lock or scope
+ * of its own: its caller's fiber waits in one `Effect.async`, resumed by the pump with its verdict. With the
+ * buckets in memory a reservation across every bucket is one synchronous step; over a remote store (Redis) it is
+ * one effect per admission, in a fiber of the limiter.
+ *
  * @internal
  */
-import * as Clock from "effect/Clock"
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
-import * as Metric from "effect/Metric"
-import type * as Scope from "effect/Scope"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import type * as Metric from "effect/Metric"
 import * as Errors from "../Errors.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import * as Metrics from "./metrics.js"
@@ -27,8 +33,10 @@ type Admission = ProviderRateLimiter.Admission
 type KeySnapshot = ProviderRateLimiter.KeySnapshot
 
 /**
- * One caller waiting for admission to a key. It holds no fiber, timer or scope of its own: the key's driver admits
- * it (or refuses it) by calling `resume`.
+ * One caller's way through a key: `waiting` in the queue; `admitted` (a permit and the reservation are its; it
+ * sleeps the wait the reservation implies); `delivered` (its caller holds the `Admission`, the reservation is the
+ * caller's to reconcile); `gone` (refused, interrupted or released). The pump moves it from `waiting` by calling
+ * `resume`; `release` ends it from any state, once.
  */
 interface Waiter {
   readonly estimate: Estimate
@@ -40,11 +48,13 @@ interface Waiter {
   /** Its place on arrival, and how many waiters had left the front of the queue then (see `KeyState.served`). */
   readonly place: number
   readonly servedBefore: number
-  status: "new" | "waiting" | "admitted" | "gone"
+  status: "new" | "waiting" | "admitted" | "delivered" | "gone"
+  /** When it took its permit: how long permits are held is learnt from it. */
+  admittedAt: number
   resume: ((outcome: Effect.Effect<number, Errors.RateLimitError>) => void) | undefined
 }
 
-/** A moment the driver must act at: a waiter's deadline, or the next time it hears its place. */
+/** A moment the pump must act at: a waiter's deadline, or the next time it hears its place. */
 interface Alarm {
   readonly at: number
   readonly seq: number
@@ -74,14 +84,23 @@ export interface KeyState {
   queueHead: number
   readonly alarms: MinHeap.MinHeap<Alarm>
   alarmSeq: number
-  /** A caller is reserving on the uncontended path (see `reserveNow`): the driver waits for it. */
+  /** A reservation with a remote store is under way: the head waits for it. */
   reserving: boolean
-  /** The driver: parked (with the callback that wakes it), or running (`dirty` when it must look again). */
-  wakeDriver: (() => void) | undefined
+  /** The pump is running (a call from inside it only asks it to look again: `dirty`). */
+  pumping: boolean
   dirty: boolean
+  /** Waiters to tell their place, told together by one fiber once the pump is done. */
+  tells: Array<readonly [Waiter, ProviderRateLimiter.Queued]>
   /** The one timer of the key, and when it rings. */
   alarmAt: number | undefined
   alarmFiber: Fiber.RuntimeFiber<void> | undefined
+  /** The store key of each bucket, made once. */
+  readonly storeKeys: Record<string, string>
+  /** With a remote store: what each bucket held when the store last said, and when (for the pump's estimates). */
+  readonly known: Record<string, { readonly remaining: number; readonly at: number }>
+  /** The metrics of this key, tagged once. */
+  readonly depthGauge: Metric.Metric.Gauge<number>
+  readonly waitTimeHistogram: Metric.Metric.Histogram<number>
 }
 
 /** What every key of one limiter shares. */
@@ -90,43 +109,47 @@ export interface Shared {
   readonly prefix: string
   readonly queueTimeoutMillis: number
   readonly adaptive: boolean
+  /** The limiter's clock: the pump reads the time without an effect. */
+  readonly clock: Clock.Clock
   /** The limiter's metrics: requests waiting, and how long admissions waited (both tagged `key`). */
   readonly queueDepth: Metric.Metric.Gauge<number>
   readonly waitTime: Metric.Metric.Histogram<number>
   /**
-   * Starts a key's driver in the limiter's own runtime (the one it was built in), so that the driver belongs to
-   * the limiter, not to the caller that first used the key (nor to that caller's supervisor or interruption).
+   * Starts a fiber of the limiter (a key's timer, a reservation with a remote store, the place told to waiters)
+   * in the limiter's own runtime, so that it belongs to the limiter, not to whichever caller set it off.
    */
-  readonly runDriver: (driver: Effect.Effect<never>) => void
+  readonly runDaemon: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
 }
 
-/** A key as it starts, its driver started and parked: its quota's permits, nothing queued, the gate open. */
-export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyState => {
-  const state: KeyState = {
-    key,
-    quota,
-    permits: quota.maxConcurrent,
-    permitsHeld: 0,
-    queued: 0,
-    inFlight: 0,
-    pausedUntil: 0,
-    pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
-    served: 0,
-    meanHoldMillis: 0,
-    queue: [],
-    queueHead: 0,
-    alarms: new MinHeap.MinHeap((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
-    alarmSeq: 0,
-    reserving: false,
-    wakeDriver: undefined,
-    dirty: false,
-    alarmAt: undefined,
-    alarmFiber: undefined
-  }
-  // It parks (holding no timer) when there is no work.
-  shared.runDriver(drive(shared, state))
-  return state
-}
+/** A key as it starts: its quota's permits, nothing queued, the gate open, no timer. */
+export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyState => ({
+  key,
+  quota,
+  permits: quota.maxConcurrent,
+  permitsHeld: 0,
+  queued: 0,
+  inFlight: 0,
+  pausedUntil: 0,
+  pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
+  served: 0,
+  meanHoldMillis: 0,
+  queue: [],
+  queueHead: 0,
+  alarms: new MinHeap.MinHeap((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
+  alarmSeq: 0,
+  reserving: false,
+  pumping: false,
+  dirty: false,
+  tells: [],
+  alarmAt: undefined,
+  alarmFiber: undefined,
+  storeKeys: Object.fromEntries(
+    ["rpm", "tpm", "itpm", "otpm"].map((bucket) => [bucket, `${shared.prefix}${key}:${bucket}`])
+  ),
+  known: {},
+  depthGauge: Metrics.tagged(shared.queueDepth, { key }),
+  waitTimeHistogram: Metrics.tagged(shared.waitTime, { key })
+})
 
 /** The buckets a quota has, each with its limit and the share of an estimate it takes. */
 const bucketsOf = (quota: Quota, estimate: Estimate) => {
@@ -147,15 +170,20 @@ const bucketsOf = (quota: Quota, estimate: Estimate) => {
 
 const nothing: Estimate = { inputTokens: 0, outputTokens: 0 }
 
-/** The store key of one bucket of a key. */
-const bucketKey = (shared: Shared, state: KeyState, bucket: string) => `${shared.prefix}${state.key}:${bucket}`
-
-const giveBack = (shared: Shared, state: KeyState, estimate: Estimate) =>
-  Effect.forEach(
+const giveBack = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<void> => {
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    return Effect.sync(() => {
+      const now = shared.clock.unsafeCurrentTimeMillis()
+      for (const b of bucketsOf(state.quota, estimate)) local.refund(state.storeKeys[b.name]!, b.limit, b.tokens, now)
+    })
+  }
+  return Effect.forEach(
     bucketsOf(state.quota, estimate),
-    (b) => shared.buckets.refund(bucketKey(shared, state, b.name), b.limit, b.tokens),
+    (b) => shared.buckets.refund(state.storeKeys[b.name]!, b.limit, b.tokens),
     { discard: true }
   )
+}
 
 /** What the waiters that have not reserved yet take from a bucket. */
 const pendingIn = (pending: KeyState["pending"], bucket: string): number => {
@@ -173,27 +201,52 @@ const pendingIn = (pending: KeyState["pending"], bucket: string): number => {
 
 /**
  * How long a request at `place` in the key's queue should wait, in milliseconds: the longer of the budgets' wait
- * (what the buckets hold against what the `aheadShare` of the waiters not yet reserved, and the request itself,
- * take; each refills over the window) and the permits' wait (the rounds of permit holders ahead, each as long as a
- * permit is held on average). An estimate, for the caller's screen and to refuse at once a wait that cannot end
- * in time; the admission itself is exact.
+ * (what the buckets hold, `levelOf`, against what the `aheadShare` of the waiters not yet reserved, and the
+ * request itself, take; each refills over the window) and the permits' wait (the rounds of permit holders ahead,
+ * each as long as a permit is held on average). An estimate, for the caller's screen and to refuse at once a wait
+ * that cannot end in time; the admission itself is exact.
  */
-export const expectedWait = (
-  shared: Shared,
+const expectedWait = (
   state: KeyState,
   estimate: Estimate,
-  { aheadShare, place }: { readonly place: number; readonly aheadShare: number }
-): Effect.Effect<number> =>
+  { aheadShare, place }: { readonly place: number; readonly aheadShare: number },
+  levelOf: (bucket: string, limit: number) => number
+): number => {
+  let wait = 0
+  for (const b of bucketsOf(state.quota, estimate)) {
+    const deficit = pendingIn(state.pending, b.name) * aheadShare + b.tokens - levelOf(b.name, b.limit)
+    if (deficit > 0) wait = Math.max(wait, (deficit * windowMillis) / b.limit)
+  }
+  const free = state.permits - state.permitsHeld
+  const permitWait = place <= free ? 0 : Math.ceil((place - free) / state.permits) * state.meanHoldMillis
+  return Math.ceil(Math.max(wait, permitWait))
+}
+
+/**
+ * What a bucket holds at `now`, for the pump's estimates: exact with buckets in memory; with a remote store, what
+ * it last reported, refilled since (other instances may have taken some: an estimate).
+ */
+const levelNow = (shared: Shared, state: KeyState, now: number) => (bucket: string, limit: number): number => {
+  const local = shared.buckets.local
+  if (local !== undefined) return local.level(state.storeKeys[bucket]!, limit, now)
+  const known = state.known[bucket]
+  return known === undefined ? limit : Math.min(limit, known.remaining + ((now - known.at) * limit) / windowMillis)
+}
+
+/** What each bucket of the key holds now, asked of the store (a round trip per bucket with Redis). */
+const storeLevels = (shared: Shared, state: KeyState, now: number): Effect.Effect<(bucket: string) => number> =>
   Effect.map(
-    Effect.forEach(bucketsOf(state.quota, estimate), (b) =>
-      Effect.map(shared.buckets.level(bucketKey(shared, state, b.name), b.limit), (level) => {
-        const deficit = pendingIn(state.pending, b.name) * aheadShare + b.tokens - level
-        return deficit <= 0 ? 0 : (deficit * windowMillis) / b.limit
-      })),
-    (budgetWaits) => {
-      const free = state.permits - state.permitsHeld
-      const permitWait = place <= free ? 0 : Math.ceil((place - free) / state.permits) * state.meanHoldMillis
-      return Math.ceil(Math.max(0, permitWait, ...budgetWaits))
+    Effect.forEach(
+      bucketsOf(state.quota, nothing),
+      (b) =>
+        Effect.map(shared.buckets.level(state.storeKeys[b.name]!, b.limit), (remaining) => {
+          state.known[b.name] = { remaining, at: now }
+          return [b.name, remaining] as const
+        })
+    ),
+    (levels) => {
+      const byBucket = Object.fromEntries(levels)
+      return (bucket) => byBucket[bucket] ?? 0
     }
   )
 
@@ -232,11 +285,18 @@ const pausedTooLong = (state: KeyState, target: Target, waitMillis: number) =>
 const pauseRefuses = (state: KeyState, pausedFor: number, maxPause: number | undefined, deadline: number) =>
   pausedFor > 0 && (pausedFor > (maxPause ?? Infinity) || state.pausedUntil > deadline)
 
+/** An admission, and the release of its permit, which its caller owes once the call is over. */
+export interface Admitted {
+  readonly admission: Admission
+  readonly release: Effect.Effect<void>
+}
+
 /**
  * Admits a request to a key: refused at once when it can never fit, when the key is paused past what it waits,
- * or when the wait foreseen ends after its deadline; otherwise queued for the key's driver, in arrival order. Once
- * admitted it holds a permit for the scope and sleeps the wait its reservation implies (and what is left of a
- * pause a 429 closed meanwhile).
+ * or when the wait foreseen ends after its deadline; otherwise queued for the pump, in arrival order (or, nobody
+ * ahead and a permit free, reserved by the caller itself). Once admitted it holds a permit until it is released,
+ * after sleeping the wait its reservation implies (and what is left of a pause a 429 closed meanwhile).
+ * Interrupted on the way, it leaves nothing behind.
  */
 export const admitTo = (
   shared: Shared,
@@ -244,10 +304,9 @@ export const admitTo = (
   target: Target,
   estimate: Estimate,
   options: AdmitOptions | undefined
-): Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError, Scope.Scope> =>
-  Effect.flatMap(Clock.currentTimeMillis, (
-    queuedAt
-  ): Effect.Effect<Admission, Errors.RateLimitError | Errors.QuotaExhaustedError, Scope.Scope> => {
+): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> =>
+  Effect.suspend((): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> => {
+    const queuedAt = shared.clock.unsafeCurrentTimeMillis()
     const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
     if (tooLarge !== undefined) {
       return Effect.fail(
@@ -266,150 +325,208 @@ export const admitTo = (
     if (pauseRefuses(state, state.pausedUntil - queuedAt, maxPause, deadline)) {
       return Effect.fail(pausedTooLong(state, target, state.pausedUntil - queuedAt))
     }
-    const place = state.queued + 1
-    return Effect.flatMap(expectedWait(shared, state, estimate, { place, aheadShare: 1 }), (expected) => {
-      const waiter: Waiter = {
-        estimate,
-        target,
-        queuedAt,
-        deadline,
-        maxPause,
-        onQueued: told(options?.onQueued),
-        place,
-        servedBefore: state.served,
-        status: "new",
-        resume: undefined
-      }
-      // A wait that cannot end in time is refused now, with how long it would take, not at the deadline.
-      if (expected > 0 && queuedAt + expected > deadline) return Effect.fail(saturated(state, waiter, expected))
-      const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
-      const wait = queueAndWait(shared, state, waiter)
-      return (tellOnArrival ? Effect.zipRight(waiter.onQueued!({ place, expectedWaitMs: expected }), wait) : wait).pipe(
-        Effect.flatMap(() => Clock.currentTimeMillis),
-        Effect.flatMap((admittedAt) =>
-          Metric.update(Metrics.tagged(shared.waitTime, { key: state.key }), admittedAt - queuedAt)
-        ),
-        Effect.zipRight(
-          Effect.acquireRelease(Effect.sync(() => state.inFlight++), () => Effect.sync(() => state.inFlight--))
-        ),
-        Effect.as<Admission>({
-          reconcile: reconcileWith(shared, state, estimate),
-          cancel: giveBack(shared, state, estimate)
-        })
+    const waiter: Waiter = {
+      estimate,
+      target,
+      queuedAt,
+      deadline,
+      maxPause,
+      onQueued: told(options?.onQueued),
+      place: state.queued + 1,
+      servedBefore: state.served,
+      status: "new",
+      admittedAt: 0,
+      resume: undefined
+    }
+    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter)
+    const aheadOfIt = { place: waiter.place, aheadShare: 1 }
+    return shared.buckets.local !== undefined
+      ? queue(shared, state, waiter, expectedWait(state, estimate, aheadOfIt, levelNow(shared, state, queuedAt)))
+      : Effect.flatMap(
+        storeLevels(shared, state, queuedAt),
+        (levelOf) => queue(shared, state, waiter, expectedWait(state, estimate, aheadOfIt, levelOf))
       )
-    })
   })
-
-/**
- * The wait of one admitted caller, from its arrival in the queue: the driver's verdict, then (holding its permit,
- * whose release is registered before anything can interrupt) the sleep its reservation implies, then what is left
- * of a pause a provider 429 closed while it slept. An interrupted caller leaves the queue, or gives its permit and
- * reservation back.
- */
-const queueAndWait = (
-  shared: Shared,
-  state: KeyState,
-  waiter: Waiter
-): Effect.Effect<void, Errors.RateLimitError, Scope.Scope> => {
-  const depth = Metrics.tagged(shared.queueDepth, { key: state.key })
-  return Effect.uninterruptibleMask((restore) =>
-    Metric.incrementBy(depth, 1).pipe(
-      Effect.zipRight(
-        goesNow(state, waiter.queuedAt) ?
-          reserveNow(shared, state, waiter) :
-          restore(Effect.async<number, Errors.RateLimitError>((resume) => {
-            waiter.resume = resume
-            enqueue(state, waiter)
-            return abandon(shared, state, waiter)
-          })).pipe(
-            // Interrupted after the verdict but before it was taken: the permit (and reservation) go back.
-            Effect.onInterrupt(() => abandon(shared, state, waiter))
-          )
-      ),
-      Effect.tap(() => holdPermit(state)),
-      Effect.flatMap((delay) =>
-        restore(sleepThenGate(state, waiter, delay)).pipe(
-          Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : giveBack(shared, state, waiter.estimate))
-        )
-      ),
-      Effect.ensuring(Effect.zipRight(
-        Effect.sync(() => {
-          if (waiter.status !== "new") state.queued--
-        }),
-        Metric.incrementBy(depth, -1)
-      ))
-    )
-  )
-}
 
 /** Whether an arrival may reserve at once, itself: nobody queued ahead, a permit free, the gate open. */
 const goesNow = (state: KeyState, now: number) =>
   !state.reserving && headOf(state) === undefined && state.permitsHeld < state.permits && state.pausedUntil <= now
 
 /**
- * The uncontended path, without the driver: the permit taken and the reservation made by the caller. Arrivals
- * meanwhile queue (and the driver waits) until it is done, so the order holds.
+ * The uncontended path, without the queue: the permit taken and the reservation made by the caller (in one step
+ * with buckets in memory; with a remote store, arrivals meanwhile queue and the pump waits until it is done, so
+ * the order holds).
  */
-const reserveNow = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<number, Errors.RateLimitError> =>
-  Effect.suspend(() => {
-    waiter.status = "admitted"
-    state.queued++
-    state.permitsHeld++
-    state.reserving = true
-    return reserve(shared, state, waiter.estimate).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        state.reserving = false
-        poke(state)
-      })),
-      Effect.flatMap((delay) => {
-        if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) return Effect.succeed(delay)
-        state.permitsHeld--
-        return Effect.zipRight(giveBack(shared, state, waiter.estimate), Effect.fail(saturated(state, waiter, delay)))
-      })
+const reserveNow = (
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter
+): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  waiter.status = "admitted"
+  waiter.admittedAt = waiter.queuedAt
+  state.permitsHeld++
+  changeQueued(state, 1)
+  const verdict = (delay: number): Effect.Effect<Admitted, Errors.RateLimitError> => {
+    if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) return deliverAfter(shared, state, waiter, delay)
+    // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
+    waiter.status = "gone"
+    changeQueued(state, -1)
+    state.permitsHeld--
+    pump(shared, state)
+    return Effect.zipRight(giveBack(shared, state, waiter.estimate), Effect.fail(saturated(state, waiter, delay)))
+  }
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    return Effect.onInterrupt(
+      verdict(reserveLocally(local, state, waiter.estimate, waiter.queuedAt)),
+      () => release(shared, state, waiter)
     )
-  })
-
-/** Registers the release of the permit the driver gave: how long it was held is remembered, for the estimates. */
-const holdPermit = (state: KeyState) =>
-  Effect.flatMap(
-    Clock.currentTimeMillis,
-    (takenAt) =>
-      Effect.addFinalizer(() =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
-          const held = now - takenAt
-          state.meanHoldMillis = state.meanHoldMillis === 0 ? held : 0.8 * state.meanHoldMillis + 0.2 * held
-          state.permitsHeld--
-          poke(state)
+  }
+  state.reserving = true
+  return Effect.onInterrupt(
+    Effect.flatMap(
+      Effect.uninterruptible(Effect.ensuring(
+        reserveInStore(shared, state, waiter.estimate),
+        Effect.sync(() => {
+          state.reserving = false
+          pump(shared, state)
         })
-      )
+      )),
+      verdict
+    ),
+    () => release(shared, state, waiter)
   )
+}
+
+/**
+ * A caller that must queue: refused now when the wait foreseen cannot end by its deadline (with how long it would
+ * take, rather than at the deadline); otherwise told its place when it has to wait, and queued for the pump.
+ */
+const queue = (
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  expected: number
+): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  if (expected > 0 && waiter.queuedAt + expected > waiter.deadline) {
+    return Effect.fail(saturated(state, waiter, expected))
+  }
+  const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
+    waiter.resume = resume
+    enqueue(shared, state, waiter)
+  })
+  const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
+  return Effect.onInterrupt(
+    Effect.flatMap(
+      tellOnArrival
+        ? Effect.zipRight(waiter.onQueued!({ place: waiter.place, expectedWaitMs: expected }), verdict)
+        : verdict,
+      (delay) => deliverAfter(shared, state, waiter, delay)
+    ),
+    // Queued, it leaves the queue; admitted, it gives its permit and reservation back.
+    () => release(shared, state, waiter)
+  )
+}
+
+/**
+ * An admitted caller: the wait its reservation implies, then the gate (a 429 that arrived meanwhile holds it
+ * too), then its `Admission`, with the release of its permit.
+ */
+const deliverAfter = (
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  delay: number
+): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  const admitted: Admitted = {
+    admission: {
+      reconcile: reconcileWith(shared, state, waiter.estimate),
+      cancel: Effect.suspend(() => giveBack(shared, state, waiter.estimate))
+    },
+    release: release(shared, state, waiter)
+  }
+  const deliver = Metrics.record((labels) => {
+    if (waiter.status !== "admitted") return
+    waiter.status = "delivered"
+    changeQueued(state, -1)
+    state.inFlight++
+    state.waitTimeHistogram.unsafeUpdate(shared.clock.unsafeCurrentTimeMillis() - waiter.queuedAt, labels)
+  })
+  const gated = delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()
+    ? deliver
+    : Effect.zipRight(sleepThenGate(shared, state, waiter, delay), deliver)
+  return Effect.as(gated, admitted)
+}
 
 /**
  * The wait a reservation implies, then the gate: a 429 that arrived meanwhile holds this caller too, until its
  * end (re-read on waking: a later 429 may extend it), unless that is longer than the caller may wait.
  */
-const sleepThenGate = (state: KeyState, waiter: Waiter, delay: number): Effect.Effect<void, Errors.RateLimitError> =>
-  Effect.gen(function*() {
-    if (delay > 0) {
-      if (waiter.onQueued !== undefined) yield* waiter.onQueued({ place: 1, expectedWaitMs: delay })
-      yield* Effect.sleep(delay)
+const sleepThenGate = (
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  delay: number
+): Effect.Effect<void, Errors.RateLimitError> => {
+  const gate: Effect.Effect<void, Errors.RateLimitError> = Effect.suspend(() => {
+    const pausedFor = state.pausedUntil - shared.clock.unsafeCurrentTimeMillis()
+    if (pausedFor <= 0) return Effect.void
+    if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
+      return Effect.fail(pausedTooLong(state, waiter.target, pausedFor))
     }
-    for (let now = yield* Clock.currentTimeMillis; now < state.pausedUntil; now = yield* Clock.currentTimeMillis) {
-      if (pauseRefuses(state, state.pausedUntil - now, waiter.maxPause, waiter.deadline)) {
-        return yield* pausedTooLong(state, waiter.target, state.pausedUntil - now)
+    return Effect.zipRight(Effect.sleep(pausedFor), gate)
+  })
+  if (delay <= 0) return gate
+  const sleep = Effect.zipRight(Effect.sleep(delay), gate)
+  return waiter.onQueued === undefined
+    ? sleep
+    : Effect.zipRight(waiter.onQueued({ place: 1, expectedWaitMs: delay }), sleep)
+}
+
+/**
+ * Ends a caller's way through the key, from whichever state it is in, once: queued, it leaves the queue;
+ * admitted, it gives its permit and its reservation back; delivered (its call over), it gives its permit back.
+ */
+const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const status = waiter.status
+    switch (status) {
+      case "waiting": {
+        leaveQueue(state, waiter, "gone")
+        changeQueued(state, -1)
+        pump(shared, state)
+        return Effect.void
       }
-      yield* Effect.sleep(state.pausedUntil - now)
+      case "admitted":
+      case "delivered": {
+        waiter.status = "gone"
+        if (status === "admitted") changeQueued(state, -1)
+        else state.inFlight--
+        const held = shared.clock.unsafeCurrentTimeMillis() - waiter.admittedAt
+        state.meanHoldMillis = state.meanHoldMillis === 0 ? held : 0.8 * state.meanHoldMillis + 0.2 * held
+        state.permitsHeld--
+        pump(shared, state)
+        return status === "admitted" ? giveBack(shared, state, waiter.estimate) : Effect.void
+      }
+      default:
+        return Effect.void
     }
   })
 
-const enqueue = (state: KeyState, waiter: Waiter) => {
+/** `queued` changes: the gauge of waiting requests with it. */
+const changeQueued = (state: KeyState, by: 1 | -1) => {
+  state.queued += by
+  state.depthGauge.unsafeModify(by, [])
+}
+
+const enqueue = (shared: Shared, state: KeyState, waiter: Waiter) => {
   waiter.status = "waiting"
   state.queue.push(waiter)
-  state.queued++
+  changeQueued(state, 1)
   addPending(state, waiter.estimate, 1)
   pushAlarm(state, waiter, waiter.deadline, "deadline")
   if (waiter.onQueued !== undefined) pushAlarm(state, waiter, waiter.queuedAt + queuedUpdateEveryMillis, "tell")
-  poke(state)
+  pump(shared, state)
 }
 
 const pushAlarm = (state: KeyState, waiter: Waiter, at: number, kind: Alarm["kind"]) =>
@@ -433,97 +550,112 @@ const leaveQueue = (state: KeyState, waiter: Waiter, status: "admitted" | "gone"
 const headOf = (state: KeyState): Waiter | undefined => state.queue[state.queueHead]
 
 /** Admits a waiter: a permit is its, and the wait its reservation implies. */
-const admitWaiter = (state: KeyState, waiter: Waiter, delay: number) => {
+const admitWaiter = (state: KeyState, waiter: Waiter, delay: number, now: number) => {
   leaveQueue(state, waiter, "admitted")
   state.permitsHeld++
+  waiter.admittedAt = now
   waiter.resume!(Effect.succeed(delay))
 }
 
 /** Refuses a waiter, with why. */
 const refuse = (state: KeyState, waiter: Waiter, error: Errors.RateLimitError) => {
   leaveQueue(state, waiter, "gone")
+  changeQueued(state, -1)
   waiter.resume!(Effect.fail(error))
-}
-
-/**
- * An interrupted caller: still queued, it leaves the queue; admitted (its verdict already given), it gives its
- * permit back. Its reservation, if any, is given back by the caller's own `onExit`.
- */
-const abandon = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const status = waiter.status
-    if (status === "waiting") leaveQueue(state, waiter, "gone")
-    if (status === "admitted") {
-      waiter.status = "gone"
-      state.permitsHeld--
-    }
-    if (status !== "waiting" && status !== "admitted") return Effect.void
-    poke(state)
-    return status === "admitted" ? giveBack(shared, state, waiter.estimate) : Effect.void
-  })
-
-/** Something changed that may let the driver admit or refuse: wake it, or have it look again before it parks. */
-const poke = (state: KeyState) => {
-  const wake = state.wakeDriver
-  if (wake === undefined) {
-    state.dirty = true
-    return
-  }
-  state.wakeDriver = undefined
-  wake()
 }
 
 /** How often a caller queued for a permit hears its place again. */
 const queuedUpdateEveryMillis = 5_000
 
 /**
- * The key's driver: one fiber per key, which admits the head of the queue whenever a permit is free and the gate
- * is open (one reservation across every bucket, in arrival order), refuses waiters at their deadlines, tells
- * queued waiters their place every 5 seconds, and otherwise parks until something changes or its one timer rings.
+ * Drives the key after anything changed (an arrival, a release, a 429, the timer): admits the head of the queue
+ * while a permit is free and the gate is open (one reservation across every bucket, in arrival order), refuses
+ * waiters at their deadlines, tells queued waiters their place every 5 seconds, and sets the key's one timer to the
+ * next moment it must look again. Synchronous; a call from inside it only makes it look again.
  */
-const drive = (shared: Shared, state: KeyState): Effect.Effect<never> =>
-  Effect.forever(Effect.gen(function*() {
-    state.dirty = false
-    const now = yield* Clock.currentTimeMillis
-    yield* ringDue(shared, state, now)
-    const head = state.reserving ? undefined : headOf(state)
-    if (head !== undefined && now < state.pausedUntil) {
-      if (pauseRefuses(state, state.pausedUntil - now, head.maxPause, head.deadline)) {
-        state.served++
-        refuse(state, head, pausedTooLong(state, head.target, state.pausedUntil - now))
-        return
-      }
-      yield* setAlarm(state, state.pausedUntil, now)
-    } else if (head !== undefined && state.permitsHeld < state.permits) {
-      const delay = yield* reserve(shared, state, head.estimate)
-      if (head.status !== "waiting") {
-        // Interrupted while the store answered.
-        yield* giveBack(shared, state, head.estimate)
-        return
-      }
-      state.served++
-      if (delay > 0 && now + delay > head.deadline) {
-        yield* giveBack(shared, state, head.estimate)
-        refuse(state, head, saturated(state, head, delay))
-      } else {
-        admitWaiter(state, head, delay)
-      }
-      return
-    }
-    const next = nextAlarm(state)
-    if (next !== undefined) yield* setAlarm(state, next, now)
-    yield* park(state)
-  }))
+const pump = (shared: Shared, state: KeyState): void => {
+  if (state.pumping) {
+    state.dirty = true
+    return
+  }
+  state.pumping = true
+  try {
+    do {
+      state.dirty = false
+      step(shared, state, shared.clock.unsafeCurrentTimeMillis())
+    } while (state.dirty)
+  } finally {
+    state.pumping = false
+  }
+  if (state.tells.length > 0) {
+    const tells = state.tells
+    state.tells = []
+    // The callers' callbacks run in a fiber of their own: a slow one does not hold the key.
+    shared.runDaemon(Effect.forEach(tells, ([waiter, queued]) =>
+      // A failure or defect in a caller's callback is logged; it must not stop the others.
+      Effect.catchAllCause(waiter.onQueued!(queued), (cause) => Effect.logWarning("onQueued failed", cause)), {
+      discard: true
+    }))
+  }
+}
 
-/** Parks the driver until `poke` (or at once when something changed since it last looked). */
-const park = (state: KeyState): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    if (state.dirty) {
-      resume(Effect.void)
+/** One look at the key: what is due, then the head of the queue; `dirty` when it must look again at once. */
+const step = (shared: Shared, state: KeyState, now: number): void => {
+  ringDue(shared, state, now)
+  const head = state.reserving ? undefined : headOf(state)
+  if (head !== undefined && now < state.pausedUntil) {
+    if (pauseRefuses(state, state.pausedUntil - now, head.maxPause, head.deadline)) {
+      state.served++
+      refuse(state, head, pausedTooLong(state, head.target, state.pausedUntil - now))
+      state.dirty = true
       return
     }
-    state.wakeDriver = () => resume(Effect.void)
-  })
+    setAlarm(shared, state, state.pausedUntil, now)
+  } else if (head !== undefined && state.permitsHeld < state.permits) {
+    admitHead(shared, state, head, now)
+    return
+  }
+  const next = nextAlarm(state)
+  if (next !== undefined) setAlarm(shared, state, next, now)
+}
+
+/**
+ * The head of the queue takes a free permit: its reservation is made, then it is admitted with the wait that
+ * implies, or refused when that ends after its deadline. With a remote store the reservation is a fiber of the
+ * limiter's; the queue waits for it.
+ */
+const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): void => {
+  const verdict = (delay: number, at: number) => {
+    state.served++
+    if (delay > 0 && at + delay > head.deadline) {
+      refuse(state, head, saturated(state, head, delay))
+      return false
+    }
+    admitWaiter(state, head, delay, at)
+    return true
+  }
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    const delay = reserveLocally(local, state, head.estimate, now)
+    if (!verdict(delay, now)) giveBackLocally(local, state, head.estimate, now)
+    state.dirty = true
+    return
+  }
+  state.reserving = true
+  shared.runDaemon(
+    Effect.flatMap(reserveInStore(shared, state, head.estimate), (delay) => {
+      state.reserving = false
+      // Interrupted while the store answered, or refused: the reservation goes back.
+      const admitted = head.status === "waiting" && verdict(delay, shared.clock.unsafeCurrentTimeMillis())
+      return admitted ? Effect.void : giveBack(shared, state, head.estimate)
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        state.reserving = false
+        pump(shared, state)
+      }))
+    )
+  )
+}
 
 /** The earliest alarm of a waiter still waiting (alarms of those gone are dropped as they surface). */
 const nextAlarm = (state: KeyState): number | undefined => {
@@ -535,74 +667,74 @@ const nextAlarm = (state: KeyState): number | undefined => {
 }
 
 /** The key's one timer, set to ring at `at` unless it already rings sooner. */
-const setAlarm = (state: KeyState, at: number, now: number): Effect.Effect<void> => {
-  if (state.alarmAt !== undefined && state.alarmAt <= at) return Effect.void
-  const previous = state.alarmFiber
+const setAlarm = (shared: Shared, state: KeyState, at: number, now: number): void => {
+  if (state.alarmAt !== undefined && state.alarmAt <= at) return
+  state.alarmFiber?.unsafeInterruptAsFork(FiberId.none)
   state.alarmAt = at
-  return Effect.zipRight(
-    previous === undefined ? Effect.void : Fiber.interruptFork(previous),
-    Effect.map(
-      Effect.forkDaemon(
-        Effect.zipRight(
-          Effect.sleep(at - now),
-          Effect.sync(() => {
-            state.alarmAt = undefined
-            state.alarmFiber = undefined
-            poke(state)
-          })
-        )
-      ),
-      (fiber) => {
-        state.alarmFiber = fiber
-      }
-    )
-  )
+  state.alarmFiber = shared.runDaemon(Effect.zipRight(
+    Effect.sleep(at - now),
+    Effect.sync(() => {
+      state.alarmAt = undefined
+      state.alarmFiber = undefined
+      pump(shared, state)
+    })
+  ))
 }
 
 /** The alarms due at `now`: waiters past their deadline are refused, queued ones hear their place. */
-const ringDue = (shared: Shared, state: KeyState, now: number): Effect.Effect<void> =>
-  Effect.suspend(function ring(): Effect.Effect<void> {
-    const top = state.alarms.peek()
-    if (top === undefined || top.at > now) return Effect.void
+const ringDue = (shared: Shared, state: KeyState, now: number): void => {
+  for (let top = state.alarms.peek(); top !== undefined && top.at <= now; top = state.alarms.peek()) {
     state.alarms.pop()
     const waiter = top.waiter
-    if (waiter.status !== "waiting") return ring()
-    const estimateNow = placeEstimate(shared, state, waiter)
+    if (waiter.status !== "waiting") continue
     if (top.kind === "deadline") {
-      return Effect.flatMap(estimateNow, ({ expectedWaitMs }) => {
-        if (waiter.status === "waiting") refuse(state, waiter, saturated(state, waiter, expectedWaitMs))
-        return ring()
-      })
+      refuse(state, waiter, saturated(state, waiter, placeEstimate(shared, state, waiter, now).expectedWaitMs))
+      continue
     }
     pushAlarm(state, waiter, top.at + queuedUpdateEveryMillis, "tell")
     // Told only while it waits for a permit (a pause's wait is not what the estimate foresees).
-    if (state.permitsHeld < state.permits) return ring()
-    return Effect.flatMap(estimateNow, (queued) =>
-      Effect.zipRight(
-        // The caller's callback must not stop the key: a failure or defect in it is logged.
-        Effect.catchAllCause(waiter.onQueued!(queued), (cause) => Effect.logWarning("onQueued failed", cause)),
-        Effect.suspend(ring)
-      ))
-  })
-
-/** A waiter's place now and the wait foreseen from it. */
-const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<ProviderRateLimiter.Queued> => {
-  const place = Math.max(1, waiter.place - (state.served - waiter.servedBefore))
-  const others = Math.max(1, state.pending.requests - 1)
-  return Effect.map(
-    expectedWait(shared, state, waiter.estimate, { place, aheadShare: Math.min(1, (place - 1) / others) }),
-    (expectedWaitMs) => ({ place, expectedWaitMs })
-  )
+    if (state.permitsHeld >= state.permits) state.tells.push([waiter, placeEstimate(shared, state, waiter, now)])
+  }
 }
 
-/** One reservation across every bucket of the key: the wait it implies (0 when the budget is there now). */
-const reserve = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<number> =>
+/** A waiter's place now and the wait foreseen from it. */
+const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: number): ProviderRateLimiter.Queued => {
+  const place = Math.max(1, waiter.place - (state.served - waiter.servedBefore))
+  const others = Math.max(1, state.pending.requests - 1)
+  return {
+    place,
+    expectedWaitMs: expectedWait(
+      state,
+      waiter.estimate,
+      { place, aheadShare: Math.min(1, (place - 1) / others) },
+      levelNow(shared, state, now)
+    )
+  }
+}
+
+/** One reservation across every bucket of the key, in memory: the wait it implies (0 when the budget is there). */
+const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number): number => {
+  let delay = 0
+  for (const b of bucketsOf(state.quota, estimate)) {
+    delay = Math.max(delay, local.take(state.storeKeys[b.name]!, b.limit, b.tokens, now).delay)
+  }
+  return delay
+}
+
+const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number) => {
+  for (const b of bucketsOf(state.quota, estimate)) local.refund(state.storeKeys[b.name]!, b.limit, b.tokens, now)
+}
+
+/** One reservation across every bucket of the key, in a remote store: what each holds is remembered. */
+const reserveInStore = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<number> =>
   Effect.map(
-    Effect.forEach(
-      bucketsOf(state.quota, estimate),
-      (b) => shared.buckets.take(bucketKey(shared, state, b.name), b.limit, b.tokens)
-    ),
-    (results) => Math.max(0, ...results.map((result) => result.delay))
+    Effect.forEach(bucketsOf(state.quota, estimate), (b) =>
+      Effect.map(shared.buckets.take(state.storeKeys[b.name]!, b.limit, b.tokens), (taken) => {
+        state.known[b.name] = { remaining: taken.remaining, at: shared.clock.unsafeCurrentTimeMillis() }
+        return taken.delay
+      })),
+    (delays) =>
+      Math.max(0, ...delays)
   )
 
 /** A caller's `onQueued`, told only what changed since it was last told. */
@@ -637,7 +769,7 @@ const reconcileWith =
       (b, i) => {
         const used = b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens
         const held = wanted[i]!.tokens
-        const key = bucketKey(shared, state, b.name)
+        const key = state.storeKeys[b.name]!
         return used > held
           ? Effect.asVoid(shared.buckets.take(key, b.limit, used - held))
           : used < held
@@ -655,11 +787,11 @@ const reconcileWith =
  */
 export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
   Effect.gen(function*() {
-    const now = yield* Clock.currentTimeMillis
+    const now = shared.clock.unsafeCurrentTimeMillis()
     const alreadyPaused = state.pausedUntil > now
     state.pausedUntil = Math.max(state.pausedUntil, now + millis)
-    // The head of the queue may now be paused past what it waits: the driver refuses it at once.
-    poke(state)
+    // The head of the queue may now be paused past what it waits: the pump refuses it at once.
+    pump(shared, state)
     if (!shared.adaptive || alreadyPaused) return
     // The provider refused while the local budget allowed: the limits in force are too high.
     const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
@@ -671,7 +803,7 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
       outputTokensPerMinute: lower(state.quota.outputTokensPerMinute)
     }
     for (const b of bucketsOf(state.quota, nothing)) {
-      yield* shared.buckets.lowerTo(bucketKey(shared, state, b.name), b.limit, b.limit)
+      yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
     }
   })
 
@@ -692,7 +824,7 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
       // Each look at a bucket is a store call (a round trip with Redis): only when something may come down.
       if (!lowered && report.remaining === undefined) continue
       const limit = state.quota[field]!
-      yield* shared.buckets.lowerTo(bucketKey(shared, state, bucket), limit, report.remaining ?? limit)
+      yield* shared.buckets.lowerTo(state.storeKeys[bucket]!, limit, report.remaining ?? limit)
     }
   })
 
@@ -702,7 +834,7 @@ export const snapshotOf = (shared: Shared, state: KeyState): Effect.Effect<KeySn
       bucketsOf(state.quota, nothing),
       (b) =>
         Effect.map(
-          shared.buckets.level(bucketKey(shared, state, b.name), b.limit),
+          shared.buckets.level(state.storeKeys[b.name]!, b.limit),
           (remaining) => [b.name, remaining] as const
         )
     ),
