@@ -1,8 +1,13 @@
 /**
  * Benchmark `limiter-scale`: 1,000, 10,000 and 100,000 requests queued at once in the rate limiter as users
  * configure it (`maxConcurrent` 5, a budget of 100 requests a minute, so all but the first 100 wait), in virtual
- * time. Reports the memory each queued waiter takes (the caller's fiber included) and how many admissions per
- * second of CPU the limiter makes while the queue drains; then, on the real clock, the CPU the process uses while
+ * time, each a fiber calling `withAdmission` as the engine does. Reports the memory each queued waiter takes (its
+ * fiber included) and how many admissions per second of CPU the run makes while the queue drains.
+ *
+ * The same run measures a floor: the same fibers, queued in the least a limiter can be (an array of `Effect.async`
+ * resumes, one timer admitting the next every 600 ms). What a fiber costs to suspend, resume and end, and the
+ * garbage its end leaves, is the floor's cost; the limiter's own cost per admission is the difference. Then `admit`
+ * in a scope (`Effect.scoped`, what a scope costs a waiter), and on the real clock, the CPU the process uses while
  * they wait (no polling: next to none).
  */
 import * as Clock from "effect/Clock"
@@ -27,42 +32,83 @@ const cpuSecondsSince = (start: NodeJS.CpuUsage) => {
 
 const maxConcurrent = 5
 const requestsPerMinute = 100
+const target = { provider: "openai", model: "gpt-4.1" } as const
+const estimate = { inputTokens: 100, outputTokens: 100 }
 
-const scale = (waiters: number) => {
+const limiterLayer = ProviderRateLimiter.layerMemory({
+  quotas: { openai: { requestsPerMinute, tokensPerMinute: 1_000_000_000, maxConcurrent } },
+  queueTimeout: "1 day"
+})
+
+/** How a waiter waits: what the engine does, in a scope, or in the floor's bare queue. */
+type Way = "withAdmission" | "scoped admit" | "floor"
+
+/**
+ * `waiters` fibers queued at once, the way `way` says: bytes per queued waiter, and the drain's CPU per admission
+ * (of those that waited: all but the first minute's budget).
+ */
+const drain = (waiters: number, way: Way) => {
   let queuedHeap = 0
   let baseline = 0
   let drainStart = process.cpuUsage()
   const { millis } = runInVirtualTime(Effect.gen(function*() {
-    const limiter = yield* ProviderRateLimiter.ProviderRateLimiter.pipe(
-      Effect.provide(ProviderRateLimiter.layerMemory({
-        quotas: { openai: { requestsPerMinute, tokensPerMinute: 1_000_000_000, maxConcurrent } },
-        queueTimeout: "1 day"
-      }))
-    )
+    const limiter = yield* ProviderRateLimiter.ProviderRateLimiter.pipe(Effect.provide(limiterLayer))
+    const resumes: Array<(admitted: Effect.Effect<void>) => void> = []
+    let next = 0
+    const one = way === "withAdmission"
+      ? limiter.withAdmission(target, estimate, () => Effect.void)
+      : way === "scoped admit"
+      ? Effect.scoped(limiter.admit(target, estimate))
+      : Effect.async<void>((resume) => {
+        resumes.push(resume)
+      })
     baseline = heapUsed()
-    const target = { provider: "openai", model: "gpt-4.1" } as const
-    const all = Effect.forEach(
-      Array.from({ length: waiters }),
-      () => Effect.scoped(limiter.admit(target, { inputTokens: 100, outputTokens: 100 })),
-      { concurrency: "unbounded", discard: true }
+    const fiber = yield* Effect.fork(
+      Effect.forEach(Array.from({ length: waiters }), () => one, { concurrency: "unbounded", discard: true })
     )
-    const fiber = yield* Effect.fork(all)
     // Once the first minute's budget is admitted, the queue is at its longest.
     yield* Effect.sleep("1 millis")
     queuedHeap = heapUsed()
     drainStart = process.cpuUsage()
+    if (way === "floor") {
+      // The first minute's budget at once, as the limiter admits it; then one every 600 ms.
+      while (next < requestsPerMinute) resumes[next++]!(Effect.void)
+      yield* Effect.forkDaemon(Effect.forever(Effect.zipRight(
+        Effect.sleep(60_000 / requestsPerMinute),
+        Effect.sync(() => {
+          if (next < resumes.length) resumes[next++]!(Effect.void)
+        })
+      )))
+    }
     yield* fiber.await
     return yield* Clock.currentTimeMillis
   }))
-  const drainCpuSeconds = cpuSecondsSince(drainStart)
   const queued = waiters - requestsPerMinute
+  return {
+    bytesPerWaiter: Math.round((queuedHeap - baseline) / queued),
+    cpuSeconds: cpuSecondsSince(drainStart),
+    queued,
+    virtualMinutes: Number((millis / 60_000).toFixed(1))
+  }
+}
+
+const scale = (waiters: number) => {
+  const limiter = drain(waiters, "withAdmission")
+  const floor = drain(waiters, "floor")
+  const admissionsPerCpuSecond = Math.round(limiter.queued / limiter.cpuSeconds)
+  const floorAdmissionsPerCpuSecond = Math.round(floor.queued / floor.cpuSeconds)
+  const limiterCpuUs = (limiter.cpuSeconds - floor.cpuSeconds) * 1e6 / limiter.queued
   return {
     waiters,
     maxConcurrent,
-    bytesPerWaiter: Math.round((queuedHeap - baseline) / queued),
-    admissionsPerCpuSecond: Math.round(queued / drainCpuSeconds),
-    drainCpuSeconds: Number(drainCpuSeconds.toFixed(2)),
-    virtualMinutes: Number((millis / 60_000).toFixed(1))
+    bytesPerWaiter: limiter.bytesPerWaiter,
+    floorBytesPerWaiter: floor.bytesPerWaiter,
+    admissionsPerCpuSecond,
+    floorAdmissionsPerCpuSecond,
+    /** The limiter's own CPU per admission: the run's over the floor's (noise can make it negative when small). */
+    limiterCpuUsPerAdmission: Number(limiterCpuUs.toFixed(1)),
+    drainCpuSeconds: Number(limiter.cpuSeconds.toFixed(2)),
+    virtualMinutes: limiter.virtualMinutes
   }
 }
 
@@ -78,12 +124,16 @@ const idleCpu = (waiters: number) =>
         queueTimeout: "1 day"
       }))
     )
-    const target = { provider: "openai", model: "gpt-4.1" } as const
-    yield* Effect.forkScoped(Effect.forEach(Array.from({ length: waiters }), () =>
-      Effect.scoped(limiter.admit(target, { inputTokens: 100, outputTokens: 100 })), {
-      concurrency: "unbounded",
-      discard: true
-    }))
+    yield* Effect.forkScoped(
+      Effect.forEach(
+        Array.from({ length: waiters }),
+        () => limiter.withAdmission(target, estimate, () => Effect.void),
+        {
+          concurrency: "unbounded",
+          discard: true
+        }
+      )
+    )
     // Let every waiter queue, then measure.
     yield* Effect.sleep("2 seconds")
     const cpuStart = process.cpuUsage()
@@ -93,12 +143,19 @@ const idleCpu = (waiters: number) =>
   })))
 
 export const run = async () => {
+  // Warms the JIT, so that the first size is not charged with compiling the code paths.
+  drain(2_000, "withAdmission")
+  drain(2_000, "floor")
   const runs = [scale(1_000), scale(10_000), scale(100_000)]
   const largest = runs[2]!
+  const scoped = drain(10_000, "scoped admit")
   return {
     runs,
-    /** Admissions per CPU-second at 100,000 waiters over those at 1,000: 1 when the cost does not grow with the queue. */
+    /** Admissions per CPU-second at 100,000 over those at 1,000: 1 when the cost does not grow with the queue. */
     rateAt100kOver1k: Number((largest.admissionsPerCpuSecond / runs[0]!.admissionsPerCpuSecond).toFixed(2)),
+    /** The run's rate over the floor's, at 100,000: 1 when the limiter costs nothing beyond its callers' fibers. */
+    rateOverFloorAt100k: Number((largest.admissionsPerCpuSecond / largest.floorAdmissionsPerCpuSecond).toFixed(2)),
+    scopedAdmitBytesPerWaiterAt10k: scoped.bytesPerWaiter,
     goals: { admissionsPerCpuSecondAt100k: 30_000, bytesPerWaiterAt100k: 10_240, rateAt100kOver1k: 0.5 },
     idle: [await idleCpu(10_000), await idleCpu(100_000)]
   }

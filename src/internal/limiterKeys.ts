@@ -617,6 +617,12 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
   }
   const next = nextAlarm(state)
   if (next !== undefined) setAlarm(shared, state, next, now)
+  else if (state.alarmFiber !== undefined) {
+    // Nobody waits any more: the timer set for them goes.
+    state.alarmFiber.unsafeInterruptAsFork(FiberId.none)
+    state.alarmFiber = undefined
+    state.alarmAt = undefined
+  }
 }
 
 /**
