@@ -334,9 +334,17 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
       return state
     })
 
-  const admitted = (target: Target, estimate: Estimate, admitOptions: AdmitOptions | undefined) =>
-    Effect.flatMap(stateOf(target), (state) => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions))
-      .pipe(Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false }))
+  // Uninterruptible but for its waits (see `LimiterKeys.admitTo`).
+  const admitted = (
+    target: Target,
+    estimate: Estimate,
+    admitOptions: AdmitOptions | undefined,
+    restore: LimiterKeys.Restore
+  ) =>
+    Effect.flatMap(
+      stateOf(target),
+      (state) => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore)
+    ).pipe(Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false }))
 
   return ProviderRateLimiter.of({
     // Not `acquireRelease`: its finalizer diffs every FiberRef of the fiber on the way in and out.
@@ -344,14 +352,14 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
       Effect.flatMap(Scope.Scope, (scope) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.flatMap(
-            restore(admitted(target, estimate, admitOptions)),
+            admitted(target, estimate, admitOptions, restore),
             ({ admission, release }) => Effect.as(Scope.addFinalizer(scope, release), admission)
           )
         )),
     withAdmission: (target, estimate, use, admitOptions) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
-          restore(admitted(target, estimate, admitOptions)),
+          admitted(target, estimate, admitOptions, restore),
           ({ admission, release }) => Effect.ensuring(restore(use(admission)), release)
         )
       ),

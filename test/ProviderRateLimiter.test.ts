@@ -38,6 +38,8 @@ const request = (
 
 const small = { inputTokens: 10, outputTokens: 10 }
 
+const snapshotOf = (rateLimiter: ProviderRateLimiter.Service) => Effect.map(rateLimiter.snapshot, (keys) => keys[0])
+
 describe("ProviderRateLimiter", () => {
   it.effect("admits in arrival order through the concurrency permits", () =>
     Effect.gen(function*() {
@@ -527,6 +529,31 @@ describe("ProviderRateLimiter withAdmission", () => {
       yield* Fiber.join(d)
       expect(log).toEqual([["a", 0], ["b", 0], ["d", 40_000]])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 2 }))))
+})
+
+describe("ProviderRateLimiter refusals after admission", () => {
+  it.effect("a caller refused by a 429 pause while it slept for its budget gives its permit and reservation back", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      yield* request(log, "a", small)
+      yield* request(log, "b", small)
+      // The bucket of 2 is empty: c takes a permit and sleeps until 30 s for its request.
+      const c = yield* Effect.fork(Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { maxPause: 20_000 }))))
+      yield* TestClock.adjust("10 seconds")
+      // A 429 closes the gate until 70 s: c wakes at 30 s to 40 s more of pause, longer than it may be paused.
+      yield* rateLimiter.pause(target, 60_000)
+      yield* TestClock.adjust("20 seconds")
+      const error = yield* Fiber.join(c)
+      expect(error._tag === "RateLimitError" && [error.local, error.retryAfterMs]).toEqual([true, 40_000])
+      expect(yield* snapshotOf(rateLimiter)).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 5 })
+      // Its request came back: after the pause, d waits one refill from now, not two.
+      yield* TestClock.adjust("40 seconds")
+      const d = yield* Effect.fork(request(log, "d", small))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(d)
+      expect(log).toEqual([["a", 0], ["b", 0], ["d", 70_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 2, maxConcurrent: 5 }))))
 })
 
 describe("ProviderRateLimiter metrics", () => {

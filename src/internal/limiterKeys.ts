@@ -15,6 +15,7 @@
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import type * as Metric from "effect/Metric"
@@ -291,19 +292,26 @@ export interface Admitted {
   readonly release: Effect.Effect<void>
 }
 
+/** Makes the waits of an admission interruptible again, within the caller's `uninterruptibleMask`. */
+export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
 /**
  * Admits a request to a key: refused at once when it can never fit, when the key is paused past what it waits,
  * or when the wait foreseen ends after its deadline; otherwise queued for the pump, in arrival order (or, nobody
  * ahead and a permit free, reserved by the caller itself). Once admitted it holds a permit until it is released,
  * after sleeping the wait its reservation implies (and what is left of a pause a 429 closed meanwhile).
- * Interrupted on the way, it leaves nothing behind.
+ *
+ * Run it uninterruptible, with `restore` from the same mask: only its waits are interruptible, each undone where it
+ * is interrupted, so a caller interrupted on the way leaves nothing behind, and one admitted holds its `release`.
+ * (One mask for the whole way: an `onInterrupt` per wait would hold a mask and two handlers per queued caller.)
  */
 export const admitTo = (
   shared: Shared,
   state: KeyState,
   target: Target,
   estimate: Estimate,
-  options: AdmitOptions | undefined
+  options: AdmitOptions | undefined,
+  restore: Restore
 ): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> =>
   Effect.suspend((): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> => {
     const queuedAt = shared.clock.unsafeCurrentTimeMillis()
@@ -338,13 +346,19 @@ export const admitTo = (
       admittedAt: 0,
       resume: undefined
     }
-    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter)
+    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore)
     const aheadOfIt = { place: waiter.place, aheadShare: 1 }
     return shared.buckets.local !== undefined
-      ? queue(shared, state, waiter, expectedWait(state, estimate, aheadOfIt, levelNow(shared, state, queuedAt)))
+      ? queue(
+        shared,
+        state,
+        waiter,
+        expectedWait(state, estimate, aheadOfIt, levelNow(shared, state, queuedAt)),
+        restore
+      )
       : Effect.flatMap(
-        storeLevels(shared, state, queuedAt),
-        (levelOf) => queue(shared, state, waiter, expectedWait(state, estimate, aheadOfIt, levelOf))
+        restore(storeLevels(shared, state, queuedAt)),
+        (levelOf) => queue(shared, state, waiter, expectedWait(state, estimate, aheadOfIt, levelOf), restore)
       )
   })
 
@@ -360,14 +374,17 @@ const goesNow = (state: KeyState, now: number) =>
 const reserveNow = (
   shared: Shared,
   state: KeyState,
-  waiter: Waiter
+  waiter: Waiter,
+  restore: Restore
 ): Effect.Effect<Admitted, Errors.RateLimitError> => {
   waiter.status = "admitted"
   waiter.admittedAt = waiter.queuedAt
   state.permitsHeld++
   changeQueued(state, 1)
   const verdict = (delay: number): Effect.Effect<Admitted, Errors.RateLimitError> => {
-    if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) return deliverAfter(shared, state, waiter, delay)
+    if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) {
+      return deliverAfter(shared, state, waiter, delay, restore)
+    }
     // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
     waiter.status = "gone"
     changeQueued(state, -1)
@@ -376,37 +393,32 @@ const reserveNow = (
     return Effect.zipRight(giveBack(shared, state, waiter.estimate), Effect.fail(saturated(state, waiter, delay)))
   }
   const local = shared.buckets.local
-  if (local !== undefined) {
-    return Effect.onInterrupt(
-      verdict(reserveLocally(local, state, waiter.estimate, waiter.queuedAt)),
-      () => release(shared, state, waiter)
-    )
-  }
+  if (local !== undefined) return verdict(reserveLocally(local, state, waiter.estimate, waiter.queuedAt))
   state.reserving = true
-  return Effect.onInterrupt(
-    Effect.flatMap(
-      Effect.uninterruptible(Effect.ensuring(
-        reserveInStore(shared, state, waiter.estimate),
-        Effect.sync(() => {
-          state.reserving = false
-          pump(shared, state)
-        })
-      )),
-      verdict
+  return Effect.flatMap(
+    Effect.ensuring(
+      reserveInStore(shared, state, waiter.estimate),
+      Effect.sync(() => {
+        state.reserving = false
+        pump(shared, state)
+      })
     ),
-    () => release(shared, state, waiter)
+    verdict
   )
 }
 
 /**
  * A caller that must queue: refused now when the wait foreseen cannot end by its deadline (with how long it would
- * take, rather than at the deadline); otherwise told its place when it has to wait, and queued for the pump.
+ * take, rather than at the deadline); otherwise told its place when it has to wait, and queued for the pump. Only
+ * the wait itself is interruptible: interrupted there, it leaves the queue (or, admitted meanwhile, gives its
+ * permit and reservation back).
  */
 const queue = (
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
-  expected: number
+  expected: number,
+  restore: Restore
 ): Effect.Effect<Admitted, Errors.RateLimitError> => {
   if (expected > 0 && waiter.queuedAt + expected > waiter.deadline) {
     return Effect.fail(saturated(state, waiter, expected))
@@ -414,29 +426,30 @@ const queue = (
   const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
     waiter.resume = resume
     enqueue(shared, state, waiter)
+    return release(shared, state, waiter)
   })
   const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
-  return Effect.onInterrupt(
-    Effect.flatMap(
+  return Effect.flatMap(
+    restore(
       tellOnArrival
         ? Effect.zipRight(waiter.onQueued!({ place: waiter.place, expectedWaitMs: expected }), verdict)
-        : verdict,
-      (delay) => deliverAfter(shared, state, waiter, delay)
+        : verdict
     ),
-    // Queued, it leaves the queue; admitted, it gives its permit and reservation back.
-    () => release(shared, state, waiter)
+    (delay) => deliverAfter(shared, state, waiter, delay, restore)
   )
 }
 
 /**
  * An admitted caller: the wait its reservation implies, then the gate (a 429 that arrived meanwhile holds it
- * too), then its `Admission`, with the release of its permit.
+ * too), then its `Admission`, with the release of its permit. Interrupted or refused while it waits, it gives its
+ * permit and its reservation back.
  */
 const deliverAfter = (
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
-  delay: number
+  delay: number,
+  restore: Restore
 ): Effect.Effect<Admitted, Errors.RateLimitError> => {
   const admitted: Admitted = {
     admission: {
@@ -454,7 +467,13 @@ const deliverAfter = (
   })
   const gated = delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()
     ? deliver
-    : Effect.zipRight(sleepThenGate(shared, state, waiter, delay), deliver)
+    : Effect.zipRight(
+      Effect.onExit(
+        restore(sleepThenGate(shared, state, waiter, delay)),
+        (exit) => Exit.isSuccess(exit) ? Effect.void : admitted.release
+      ),
+      deliver
+    )
   return Effect.as(gated, admitted)
 }
 
