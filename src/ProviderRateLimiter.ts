@@ -1,9 +1,10 @@
 /**
  * The Semaphore-plus-RateLimiter layer: per key (a provider, or a provider's model), concurrency permits handed
- * out in arrival order by one driver fiber from a FIFO queue (a waiter holds no fiber, timer or scope of its own;
- * a `Semaphore` woke every waiter on each release, quadratic under contention), and `@effect/experimental` `RateLimiter` token buckets for requests per minute and
- * tokens per minute (OpenAI style: prompt plus max output, counted at admission) or input and output tokens per
- * minute (Anthropic style).
+ * out in arrival order from a FIFO queue by the key's own state machine (a waiter holds no fiber, timer or scope of
+ * its own; a `Semaphore` woke every waiter on each release, quadratic under contention), and token buckets for
+ * requests per minute and tokens per minute (OpenAI style: prompt plus max output, counted at admission) or input
+ * and output tokens per minute (Anthropic style): in memory, or in `@effect/experimental`'s `RateLimiter` store
+ * (Redis) for a fleet.
  *
  * Admission reserves the estimate up front and reconciles it with the reported usage afterwards. Waiters are
  * served first come, first served: the permit queue is fair, and a reservation is a place in the buckets'

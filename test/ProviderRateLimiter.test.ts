@@ -311,6 +311,49 @@ describe("ProviderRateLimiter", () => {
       expect(yield* quota).toEqual([810, 8_100])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 10_000 }))))
 
+  it.effect("climbs back after a cut: a twentieth of the configured limit per minute without a 429, up to it", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const quota = Effect.map(
+        rateLimiter.snapshot,
+        ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]
+      )
+      yield* rateLimiter.pause(target, 10_000)
+      yield* TestClock.adjust("11 seconds")
+      yield* rateLimiter.pause(target, 10_000)
+      expect(yield* quota).toEqual([810, 8_100])
+      // A minute after the last cut, one step; not before.
+      yield* TestClock.adjust("59999 millis")
+      expect(yield* quota).toEqual([810, 8_100])
+      yield* TestClock.adjust("1 millis")
+      expect(yield* quota).toEqual([860, 8_600])
+      // Two minutes more, two steps; then it stays at the configured limit.
+      yield* TestClock.adjust("2 minutes")
+      expect(yield* quota).toEqual([960, 9_600])
+      yield* TestClock.adjust("5 minutes")
+      expect(yield* quota).toEqual([1_000, 10_000])
+      // A 429 during a climb cuts again, and the next step is a minute after it.
+      yield* rateLimiter.pause(target, 1_000)
+      expect(yield* quota).toEqual([900, 9_000])
+      yield* TestClock.adjust("30 seconds")
+      expect(yield* quota).toEqual([900, 9_000])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 10_000 }))))
+
+  it.effect("never cuts below 1 a minute, and climbs from there: 1 a minute is 3 two minutes later", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      // Configured at 20 a minute; 429s cut it (once per episode) to 1.
+      for (let episode = 0; episode < 30; episode++) {
+        yield* rateLimiter.pause(target, 1)
+        yield* TestClock.adjust("1 millis")
+      }
+      const [cut] = yield* rateLimiter.snapshot
+      expect(cut?.quota.requestsPerMinute).toBe(1)
+      yield* TestClock.adjust("2 minutes")
+      const [climbed] = yield* rateLimiter.snapshot
+      expect(climbed?.quota.requestsPerMinute).toBe(3)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 20 }))))
+
   it.effect("reconciles an OpenAI-style budget on the prompt, keeping the max output counted as OpenAI does", () =>
     Effect.gen(function*() {
       const log: Array<readonly [string, number]> = []
@@ -406,6 +449,25 @@ describe("ProviderRateLimiter", () => {
       yield* Fiber.join(b)
       expect(log).toEqual([["a", 0], ["b", 6_000]])
     }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
+
+  it.effect("trusts the provider's reported limit above the one in force too, and climbs back to it after a cut", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      yield* rateLimiter.observe(target, { "x-ratelimit-limit-requests": "60" })
+      expect(yield* requestsPerMinute).toBe(60)
+      // The account was moved to a higher tier: the next response says so.
+      yield* rateLimiter.observe(target, { "x-ratelimit-limit-requests": "500" })
+      expect(yield* requestsPerMinute).toBe(500)
+      // A 429 cuts; a minute later it climbs toward the reported limit, not the configured one.
+      yield* rateLimiter.pause(target, 1_000)
+      expect(yield* requestsPerMinute).toBe(450)
+      yield* TestClock.adjust("1 minute")
+      expect(yield* requestsPerMinute).toBe(475)
+      // A response reporting the limit puts it back at once.
+      yield* rateLimiter.observe(target, { "x-ratelimit-limit-requests": "500" })
+      expect(yield* requestsPerMinute).toBe(500)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 120 }))))
 
   it.effect("adapts configured limits down to the provider's own", () =>
     Effect.gen(function*() {

@@ -66,7 +66,13 @@ interface Alarm {
 /** The state of one key: its queue and permits, what waits and runs, the limits in force and the gate a 429 closed. */
 export interface KeyState {
   readonly key: string
+  /** The limits in force: the configured ones, cut by 429s and climbing back, or the provider's reported ones. */
   quota: Quota
+  readonly configured: Quota
+  /** Limits the provider reported in its headers (trusted: they raise as well as lower). */
+  readonly reported: { -readonly [F in QuotaField]?: number }
+  /** When the limits in force last came down or climbed (the climb is a step per minute without a 429). */
+  limitsChangedAt: number
   /** Concurrency permits, and how many are taken (admitted and not yet released). */
   readonly permits: number
   permitsHeld: number
@@ -126,6 +132,9 @@ export interface Shared {
 export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyState => ({
   key,
   quota,
+  configured: quota,
+  reported: {},
+  limitsChangedAt: 0,
   permits: quota.maxConcurrent,
   permitsHeld: 0,
   queued: 0,
@@ -620,6 +629,7 @@ const pump = (shared: Shared, state: KeyState): void => {
 
 /** One look at the key: what is due, then the head of the queue; `dirty` when it must look again at once. */
 const step = (shared: Shared, state: KeyState, now: number): void => {
+  climbIfDue(shared, state, now)
   ringDue(shared, state, now)
   const head = state.reserving ? undefined : headOf(state)
   if (head !== undefined && now < state.pausedUntil) {
@@ -819,6 +829,7 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
     pump(shared, state)
     if (!shared.adaptive || alreadyPaused) return
     // The provider refused while the local budget allowed: the limits in force are too high.
+    state.limitsChangedAt = now
     const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
     state.quota = {
       ...state.quota,
@@ -842,10 +853,14 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
     for (const [bucket, report] of Object.entries(reported) as Array<[string, Wire.BucketReport]>) {
       const field = quotaField[bucket]
       if (field === undefined) continue
-      const configured = state.quota[field]
-      if (configured === undefined) continue
-      const lowered = shared.adaptive && report.limit !== undefined && report.limit < configured
-      if (lowered) state.quota = { ...state.quota, [field]: report.limit }
+      const inForce = state.quota[field]
+      if (inForce === undefined) continue
+      // The provider's own limit is trusted, above the one in force as well as below (its remaining count keeps
+      // the bucket honest when others share the quota).
+      const changed = shared.adaptive && report.limit !== undefined && report.limit !== inForce
+      if (changed) state.quota = { ...state.quota, [field]: report.limit }
+      if (shared.adaptive && report.limit !== undefined) state.reported[field] = report.limit
+      const lowered = changed && report.limit! < inForce
       // Each look at a bucket is a store call (a round trip with Redis): only when something may come down.
       if (!lowered && report.remaining === undefined) continue
       const limit = state.quota[field]!
@@ -853,7 +868,38 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
     }
   })
 
+/** How much the limits in force climb back per minute without a 429: a twentieth of the ceiling. */
+const climbShare = 0.05
+
+/**
+ * Limits cut by 429s climb back: every whole minute without a 429 since they last changed, each limit below its
+ * ceiling (the provider's reported limit, else the configured one) rises by a twentieth of the ceiling, up to it.
+ * A quota configured too high, with no headers to say so, settles where the 429s stop; one cut too far by a burst
+ * of 429s recovers.
+ */
+const climbIfDue = (shared: Shared, state: KeyState, now: number): void => {
+  const minutes = Math.floor((now - state.limitsChangedAt) / windowMillis)
+  if (!shared.adaptive || minutes < 1 || now < state.pausedUntil) return
+  let quota = state.quota
+  for (const field of quotaFields) {
+    const inForce = quota[field]
+    const ceiling = state.reported[field] ?? state.configured[field]
+    if (inForce === undefined || ceiling === undefined || inForce >= ceiling) continue
+    const step = Math.max(1, Math.ceil(ceiling * climbShare))
+    quota = { ...quota, [field]: Math.min(ceiling, inForce + minutes * step) }
+  }
+  state.limitsChangedAt += minutes * windowMillis
+  state.quota = quota
+}
+
 export const snapshotOf = (shared: Shared, state: KeyState): Effect.Effect<KeySnapshot> =>
+  Effect.suspend(() => {
+    // The limits in force now, climbed back by the minutes since they were cut.
+    climbIfDue(shared, state, shared.clock.unsafeCurrentTimeMillis())
+    return snapshotNow(shared, state)
+  })
+
+const snapshotNow = (shared: Shared, state: KeyState): Effect.Effect<KeySnapshot> =>
   Effect.map(
     Effect.forEach(
       bucketsOf(state.quota, nothing),
@@ -874,9 +920,16 @@ export const snapshotOf = (shared: Shared, state: KeyState): Effect.Effect<KeySn
     })
   )
 
-const quotaField: Readonly<
-  Record<string, "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute">
-> = {
+type QuotaField = "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute"
+
+const quotaFields: ReadonlyArray<QuotaField> = [
+  "requestsPerMinute",
+  "tokensPerMinute",
+  "inputTokensPerMinute",
+  "outputTokensPerMinute"
+]
+
+const quotaField: Readonly<Record<string, QuotaField>> = {
   rpm: "requestsPerMinute",
   tpm: "tokensPerMinute",
   itpm: "inputTokensPerMinute",
