@@ -27,6 +27,7 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -75,8 +76,11 @@ export const resolveGateway = Effect.fnUntraced(function*(log: (line: string) =>
 export interface Options<E, R> {
   readonly gateway: Providers.GatewayConfig
   readonly store: Layer.Layer<ProjectContextStore.ProjectContextStore, E, R>
-  /** The alerts (default `Alerts.layer()`, which logs what it raises and resolves). */
-  readonly alerts?: Layer.Layer<Alerts.Alerts> | undefined
+  /**
+   * The alerts (default `Alerts.layerConfig()`: the four rules, to a log line, and to a webhook when
+   * `PLOT_ENGINE_ALERT_WEBHOOK_URL` is set). The engine's HTTP client is provided to them.
+   */
+  readonly alerts?: Layer.Layer<Alerts.Alerts, ConfigError.ConfigError, HttpClient.HttpClient> | undefined
   /**
    * The rate limiter's options besides its quotas (which come from the environment): a server that answers
    * people sets a `queueTimeout` below what its clients wait (browsers and proxies give up at about a minute).
@@ -132,7 +136,7 @@ export const layer = <E, R>(
   PlotGeneration.layerConfig.pipe(
     Layer.provideMerge(Layer.merge(Providers.layer(options.gateway), ProviderRateLimiter.layerConfig(options.limiter))),
     Layer.provide(options.store),
-    Layer.provide(options.alerts ?? Alerts.layer()),
+    Layer.provide(options.alerts ?? Alerts.layerConfig()),
     Layer.provide(NodeHttpClient.layerUndici),
     Layer.provide(layerOtlpConfig)
   )
