@@ -12,6 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { ServerLive } from "../../examples/http-server.js"
 import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
@@ -390,8 +392,23 @@ describe("examples/http-server secrets", () => {
             lines.push(JSON.stringify({ message, annotations: [...annotations] }))
           )
         )
+        // The alerts' webhook, which must hear the failures and no key either.
+        const alerts: Array<string> = []
+        const webhook = createServer((request, response) => {
+          let body = ""
+          request.on("data", (chunk) => (body += chunk))
+          request.on("end", () => {
+            alerts.push(body)
+            response.writeHead(204).end()
+          })
+        })
+        yield* Effect.acquireRelease(
+          Effect.async<void>((resume) => void webhook.listen(0, "127.0.0.1", () => resume(Effect.void))),
+          () => Effect.sync(() => webhook.close())
+        )
         const config = ConfigProvider.fromMap(
           new Map([
+            ["PLOT_ENGINE_ALERT_WEBHOOK_URL", `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/alerts`],
             ["OPENAI_API_KEY", openaiKey],
             ["OPENAI_BASE_URL", simulator.openaiBaseUrl],
             ["ANTHROPIC_API_KEY", anthropicKey],
@@ -426,7 +443,14 @@ describe("examples/http-server secrets", () => {
         bodies.push(yield* Effect.promise(() => fetch(`${url}/health`).then((response) => response.text())))
         expect((yield* simulator.stats).requests).toBeGreaterThan(20)
         expect(lines.length).toBeGreaterThan(0)
-        const everything = [...bodies, ...lines].join("\n")
+        // Most generations failed for good: the error rate's alert was raised, once, to the webhook and the log.
+        while (alerts.length === 0) yield* Effect.sleep("10 millis")
+        expect(alerts.map((alert) => JSON.parse(alert))).toContainEqual(
+          expect.objectContaining({ rule: "error_rate", state: "raised", threshold: 0.05 })
+        )
+        expect(alerts.filter((alert) => alert.includes("\"error_rate\""))).toHaveLength(1)
+        expect(lines.some((line) => line.includes("Alert raised: error_rate"))).toBe(true)
+        const everything = [...bodies, ...lines, ...alerts].join("\n")
         for (const key of [openaiKey, anthropicKey]) {
           for (const fragment of [key, key.slice(-12), key.slice(0, 16)]) expect(everything).not.toContain(fragment)
         }
