@@ -5,6 +5,7 @@
  *   POST /plots          a PlotRequest as JSON in, a PlotResult out
  *   POST /plots/stream   the same generation as server-sent events, the last one `completed` (or `error`)
  *   GET  /health         the providers configured and the rate limiter's state (never a key)
+ *   GET  /metrics        the engine's metrics (`plot_engine_*`) in Prometheus' text format
  *   GET  /openapi.json   the OpenAPI document; GET /docs shows it in Swagger UI (bundled, no CDN)
  *
  * Bodies: `Content-Type: application/json` (else 415), at most `maxBodyBytes` (default 1 MiB, else 413), JSON
@@ -57,6 +58,7 @@ import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
+import * as Prometheus from "../src/Telemetry/Prometheus.js"
 import * as HttpErrors from "./http-server/HttpErrors.js"
 import * as JsonBody from "./http-server/JsonBody.js"
 
@@ -186,6 +188,14 @@ export const Health = Schema.Struct({
 
 class SystemGroup extends HttpApiGroup.make("system")
   .add(HttpApiEndpoint.get("health", "/health").addSuccess(Health))
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
+      HttpApiSchema.withEncoding(
+        Schema.String.annotations({ description: "The engine's metrics (plot_engine_*) in Prometheus' text format" }),
+        { kind: "Text", contentType: Prometheus.contentType }
+      )
+    )
+  )
 {}
 
 const decodeErrorRef = "#/components/schemas/HttpApiDecodeError"
@@ -279,7 +289,7 @@ const SystemLive = (gateway: typeof Health.Type["gateway"]) =>
             permitsFree: key.permitsFree,
             pausedUntil: key.pausedUntil === undefined ? null : new Date(key.pausedUntil).toISOString()
           }))
-        })))
+        }))).handleRaw("metrics", () => Prometheus.response)
     }))
 
 const UnhandledFailuresLive = HttpApiBuilder.middleware((app) =>
@@ -313,7 +323,8 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
     const simulated = configured.openai === undefined && configured.anthropic === undefined
     const api = HttpApiBuilder.api(PlotsApi).pipe(
       Layer.provide(PlotsLive(options.maxBodyBytes ?? JsonBody.defaultMaxBytes)),
-      Layer.provide(SystemLive(simulated ? "simulator" : "providers"))
+      Layer.provide(SystemLive(simulated ? "simulator" : "providers")),
+      Layer.provide(Prometheus.layer)
     )
     return HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),

@@ -1,12 +1,17 @@
 /**
  * Alert rules over rolling windows on Effect's `Clock`: error rate above 5 % in 5 minutes, mean
  * latency above 10 seconds, more than 10 rate-limit errors in a minute, template fallback rate above 20 %.
- * Raised and resolved alerts come as a `Stream` and as warning logs. A window that empties resolves its alert
- * at the exact instant it passes: the evaluator sleeps until the next observation leaves a window, it never polls.
+ * An alert is raised once when its rule starts firing and resolved once when it stops (an episode), as a `Stream`
+ * and through the sinks (`AlertSink`: a warning log line by default, a webhook, the host's notifier). A window
+ * that empties resolves its alert at the exact instant it passes: the evaluator sleeps until the next observation
+ * leaves a window, it never polls.
  *
  * @since 0.1.0
  */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -16,6 +21,8 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as AlertSink from "./AlertSink.js"
 
 /**
  * What one generation did, as the alerts see it.
@@ -156,13 +163,68 @@ export interface Service {
 export class Alerts extends Context.Tag("plot-engine/Alerts")<Alerts, Service>() {}
 
 /**
- * Makes the alerts; the evaluator lives as long as the scope.
+ * Where the alerts go.
+ *
+ * @since 0.1.0
+ * @category Models
+ */
+export interface Options {
+  /** The sinks (default: the log line alone). */
+  readonly sinks?: ReadonlyArray<AlertSink.AlertSink> | undefined
+  /** How long closing the scope waits for deliveries still under way (default 5 seconds). */
+  readonly drainTimeout?: Duration.DurationInput | undefined
+}
+
+interface Delivery {
+  readonly offer: (alert: AlertSink.Alert) => Effect.Effect<void>
+  /** Done when nothing is queued or being delivered. */
+  readonly idle: Effect.Effect<void>
+}
+
+/**
+ * A sink's own queue and fiber: a slow sink delays only its own later alerts, in order, and never the evaluator.
+ */
+const startDelivery = (sink: AlertSink.AlertSink): Effect.Effect<Delivery, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const queue = yield* Queue.unbounded<AlertSink.Alert>()
+    const pending = yield* SubscriptionRef.make(0)
+    const deliver = (alert: AlertSink.Alert) =>
+      sink.deliver(alert).pipe(
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Effect.logWarning(`Alert ${alert.state}: ${alert.rule} was not delivered to the ${sink.name} sink`, cause)
+        ),
+        Effect.ensuring(SubscriptionRef.update(pending, (n) => n - 1))
+      )
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(queue), deliver)))
+    return {
+      offer: (alert) => Effect.zipRight(SubscriptionRef.update(pending, (n) => n + 1), Queue.offer(queue, alert)),
+      idle: pending.changes.pipe(Stream.filter((n) => n === 0), Stream.take(1), Stream.runDrain)
+    }
+  })
+
+/**
+ * Makes the alerts; the evaluator lives as long as the scope. Closing the scope waits up to `drainTimeout` for the
+ * alerts still being delivered.
  *
  * @since 0.1.0
  * @category Constructors
  */
-export const make = (thresholds: Thresholds = defaultThresholds): Effect.Effect<Service, never, Scope.Scope> =>
+export const make = (
+  thresholds: Thresholds = defaultThresholds,
+  options: Options = {}
+): Effect.Effect<Service, never, Scope.Scope> =>
   Effect.gen(function*() {
+    const deliveries = yield* Effect.forEach(options.sinks ?? [AlertSink.log], startDelivery)
+    // Added after the delivery fibers: finalizers run last first, so this one waits before they are interrupted.
+    // Finalizers run uninterruptibly: the wait is made interruptible, so that the timeout can end it.
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(deliveries, (delivery) => delivery.idle, { concurrency: "unbounded", discard: true }).pipe(
+        Effect.interruptible,
+        Effect.timeoutOption(options.drainTimeout ?? "5 seconds")
+      )
+    )
     const windows = windowOf(thresholds)
     const longest = Math.max(...Object.values(windows))
     const observations = yield* Ref.make<ReadonlyArray<Timed>>([])
@@ -182,9 +244,8 @@ export const make = (thresholds: Thresholds = defaultThresholds): Effect.Effect<
         const { threshold, value } = values[rule]
         const event: AlertEvent = { _tag: after.has(rule) ? "Raised" : "Resolved", rule, value, threshold, at: now }
         yield* PubSub.publish(hub, event)
-        yield* Effect.logWarning(`Alert ${event._tag.toLowerCase()}: ${rule}`).pipe(
-          Effect.annotateLogs({ rule, value: event.value, threshold: event.threshold })
-        )
+        const alert = AlertSink.toAlert(event)
+        for (const delivery of deliveries) yield* delivery.offer(alert)
       }
       yield* Ref.set(firing, after)
       // The next instant an observation leaves a window, when that can change a rule.
@@ -217,13 +278,25 @@ export const make = (thresholds: Thresholds = defaultThresholds): Effect.Effect<
   })
 
 /**
- * The alerts as a layer.
+ * The alerts as a layer (by default to the log line alone).
  *
  * @since 0.1.0
  * @category Layers
  */
-export const layer = (thresholds: Thresholds = defaultThresholds): Layer.Layer<Alerts> =>
-  Layer.scoped(Alerts, make(thresholds))
+export const layer = (thresholds: Thresholds = defaultThresholds, options: Options = {}): Layer.Layer<Alerts> =>
+  Layer.scoped(Alerts, make(thresholds, options))
+
+/**
+ * The alerts to the sinks the environment asks for (`AlertSink.fromConfig`: the log line, a webhook when
+ * `PLOT_ENGINE_ALERT_WEBHOOK_URL` is set, the host's `AlertNotifier` when provided).
+ *
+ * @since 0.1.0
+ * @category Layers
+ */
+export const layerConfig = (
+  thresholds: Thresholds = defaultThresholds
+): Layer.Layer<Alerts, ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Layer.scoped(Alerts, Effect.flatMap(AlertSink.fromConfig, (sinks) => make(thresholds, { sinks })))
 
 /**
  * No alerts: observations are dropped. Choosing it is explicit, so that forgetting the alerts is a type error.

@@ -2,7 +2,7 @@
  * The engine as an application runs it, the composition root the CLI and the example server share: configured
  * from the environment, over a gateway (the configured providers, or the embedded simulator when none is) and a
  * project store, with the rate limiter, the alerts, one HTTP client and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
- * set, span export over OTLP.
+ * set, span and metric export over OTLP.
  *
  * An entry point of its own (`plot-engine/PlotEngine`): it loads Node's HTTP stack and the simulator, which a
  * host that composes its own layers does not need.
@@ -27,9 +27,11 @@
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -74,8 +76,11 @@ export const resolveGateway = Effect.fnUntraced(function*(log: (line: string) =>
 export interface Options<E, R> {
   readonly gateway: Providers.GatewayConfig
   readonly store: Layer.Layer<ProjectContextStore.ProjectContextStore, E, R>
-  /** The alerts (default `Alerts.layer()`, which logs what it raises and resolves). */
-  readonly alerts?: Layer.Layer<Alerts.Alerts> | undefined
+  /**
+   * The alerts (default `Alerts.layerConfig()`: the four rules, to a log line, and to a webhook when
+   * `PLOT_ENGINE_ALERT_WEBHOOK_URL` is set). The engine's HTTP client is provided to them.
+   */
+  readonly alerts?: Layer.Layer<Alerts.Alerts, ConfigError.ConfigError, HttpClient.HttpClient> | undefined
   /**
    * The rate limiter's options besides its quotas (which come from the environment): a server that answers
    * people sets a `queueTimeout` below what its clients wait (browsers and proxies give up at about a minute).
@@ -84,8 +89,9 @@ export interface Options<E, R> {
 }
 
 /**
- * Span export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The OpenTelemetry packages are loaded only
- * then, so that they can stay uninstalled where nobody exports.
+ * Span and metric export over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, the metrics every
+ * `OTEL_METRIC_EXPORT_INTERVAL` milliseconds (default 60,000). The OpenTelemetry packages are loaded only then, so
+ * that they can stay uninstalled where nobody exports.
  *
  * @since 0.1.0
  * @category Layers
@@ -94,17 +100,21 @@ export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Laye
   Effect.gen(function*() {
     const endpoint = yield* Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT"))
     if (Option.isNone(endpoint)) return Layer.empty
+    const metricsIntervalMs = yield* Config.integer("OTEL_METRIC_EXPORT_INTERVAL").pipe(
+      Config.validate({ message: "Expected a positive number of milliseconds", validation: (ms) => ms > 0 }),
+      Config.withDefault(60_000)
+    )
     const OpenTelemetry = yield* Effect.tryPromise({
       try: () => import("./Telemetry/OpenTelemetry.js"),
       catch: (cause) =>
         ConfigError.InvalidData(
           ["OTEL_EXPORTER_OTLP_ENDPOINT"],
-          `is set, but span export could not be loaded (${String(cause)}). It needs @effect/opentelemetry ` +
+          `is set, but OpenTelemetry export could not be loaded (${String(cause)}). It needs @effect/opentelemetry ` +
             "@opentelemetry/api @opentelemetry/resources @opentelemetry/sdk-trace-base @opentelemetry/sdk-trace-node " +
-            "@opentelemetry/exporter-trace-otlp-http"
+            "@opentelemetry/sdk-metrics @opentelemetry/exporter-trace-otlp-http @opentelemetry/exporter-metrics-otlp-http"
         )
     })
-    return OpenTelemetry.layerOtlp(endpoint.value)
+    return OpenTelemetry.layerOtlp(endpoint.value, { metricsInterval: Duration.millis(metricsIntervalMs) })
   })
 )
 
@@ -126,7 +136,7 @@ export const layer = <E, R>(
   PlotGeneration.layerConfig.pipe(
     Layer.provideMerge(Layer.merge(Providers.layer(options.gateway), ProviderRateLimiter.layerConfig(options.limiter))),
     Layer.provide(options.store),
-    Layer.provide(options.alerts ?? Alerts.layer()),
+    Layer.provide(options.alerts ?? Alerts.layerConfig()),
     Layer.provide(NodeHttpClient.layerUndici),
     Layer.provide(layerOtlpConfig)
   )

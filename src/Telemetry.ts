@@ -1,7 +1,8 @@
 /**
  * The engine's metrics, with stable names: generations by outcome, their duration, tokens in and out, retries,
  * calls to providers, errors by type, template fallbacks and cost, tagged by provider and model. They are
- * Effect `Metric`s: read them with `Metric.value`; spans go out through `plot-engine/Telemetry/OpenTelemetry`.
+ * Effect `Metric`s: read them with `Metric.value`. Operators read them over OTLP (`plot-engine/Telemetry/OpenTelemetry`,
+ * beside the spans) or as Prometheus text (`plot-engine/Telemetry/Prometheus`).
  *
  * @example
  * ```ts

@@ -3,7 +3,8 @@
  *
  * The main entry loads the library alone. Heavier parts have entry points of their own:
  * `plot-engine/ProviderRateLimiter/Redis` (one quota across instances, over `ioredis`),
- * `plot-engine/Telemetry/OpenTelemetry` (span export through the OpenTelemetry SDK), `plot-engine/PlotEngine`
+ * `plot-engine/Telemetry/OpenTelemetry` (span and metric export through the OpenTelemetry SDK),
+ * `plot-engine/Telemetry/Prometheus` (the metrics in Prometheus' text format), `plot-engine/PlotEngine`
  * (the composition root an application runs: Node's HTTP stack, the embedded simulator) and
  * `plot-engine/simulator/*` (the gateway simulator).
  *
@@ -12,6 +13,9 @@
 
 /** @since 0.1.0 */
 export * as Alerts from "./Alerts.js"
+
+/** @since 0.1.0 */
+export * as AlertSink from "./AlertSink.js"
 
 /** @since 0.1.0 */
 export * as Analytics from "./Analytics.js"

@@ -9,6 +9,8 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import * as Alerts from "../src/Alerts.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
@@ -135,4 +137,58 @@ describe("OpenTelemetry.layer", () => {
       Effect.provide(OpenTelemetry.layer(new SimpleSpanProcessor(exporter)))
     )
   })
+})
+
+/** An OTLP/HTTP collector on a loopback port: what it received, by path, as JSON. */
+const loopbackCollector = Effect.acquireRelease(
+  Effect.async<
+    { readonly url: string; readonly received: Array<{ path: string; body: any }>; readonly close: () => void }
+  >(
+    (resume) => {
+      const received: Array<{ path: string; body: any }> = []
+      const server = createServer((request, response) => {
+        const chunks: Array<Buffer> = []
+        request.on("data", (chunk: Buffer) => chunks.push(chunk))
+        request.on("end", () => {
+          received.push({ path: request.url ?? "", body: JSON.parse(Buffer.concat(chunks).toString("utf8")) })
+          response.writeHead(200, { "content-type": "application/json" }).end("{}")
+        })
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo
+        resume(Effect.succeed({ url: `http://127.0.0.1:${port}/`, received, close: () => server.close() }))
+      })
+    }
+  ),
+  (collector) => Effect.sync(collector.close)
+)
+
+describe("OpenTelemetry.layerOtlp", () => {
+  // A real collector over loopback: real time, bounded by the reader's export on shutdown.
+  it.scopedLive("exports the metrics beside the spans, to {endpoint}/v1/metrics, once more when it closes", () =>
+    Effect.gen(function*() {
+      const collector = yield* loopbackCollector
+      const counted = Telemetry.generations.pipe(
+        Metric.tagged("outcome", "success"),
+        Metric.tagged("provider", "otlp-test"),
+        Metric.tagged("model", "m")
+      )
+      yield* Effect.scoped(Effect.gen(function*() {
+        // An interval far away: the export seen is the one made when the layer closes.
+        yield* Layer.build(OpenTelemetry.layerOtlp(collector.url, { metricsInterval: "1 hour" }))
+        yield* Metric.incrementBy(counted, 2)
+      }))
+      const exports = collector.received.filter((r) => r.path === "/v1/metrics")
+      expect(exports).toHaveLength(1)
+      const metrics = exports[0]!.body.resourceMetrics.flatMap((r: any) => r.scopeMetrics)
+        .flatMap((s: any) => s.metrics)
+      const generations = metrics.find((m: any) => m.name === "plot_engine_generations_total")
+      expect(generations.sum.isMonotonic).toBe(true)
+      const point = generations.sum.dataPoints.find((p: any) =>
+        p.attributes.some((a: any) => a.key === "provider" && a.value.stringValue === "otlp-test")
+      )
+      expect(point.asDouble).toBe(2)
+      const service = exports[0]!.body.resourceMetrics[0].resource.attributes.find((a: any) => a.key === "service.name")
+      expect(service.value.stringValue).toBe("plot-engine")
+    }))
 })

@@ -1,8 +1,11 @@
 /**
- * The engine's spans through OpenTelemetry, secrets removed on the way. An entry point of its own: importing
- * `plot-engine` loads no OpenTelemetry SDK; a host that exports spans installs `@effect/opentelemetry` and the
- * `@opentelemetry/*` packages it needs (for OTLP over HTTP: `sdk-trace-base`, `sdk-trace-node`, `resources`,
- * `exporter-trace-otlp-http`).
+ * The engine's spans and metrics through OpenTelemetry, secrets removed from spans on the way. An entry point of
+ * its own: importing `plot-engine` loads no OpenTelemetry SDK; a host that exports installs `@effect/opentelemetry`
+ * and the `@opentelemetry/*` packages it needs (for OTLP over HTTP: `sdk-trace-base`, `sdk-trace-node`,
+ * `resources`, `sdk-metrics`, `exporter-trace-otlp-http`, `exporter-metrics-otlp-http`).
+ *
+ * The metrics are Effect's own (`Telemetry`'s `plot_engine_*`, every tag set): `@effect/opentelemetry`'s producer
+ * reads Effect's metric registry whenever a metric reader collects, so recording them costs nothing more.
  *
  * @example
  * ```ts
@@ -19,8 +22,11 @@
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import type * as Resource from "@effect/opentelemetry/Resource"
 import type { Attributes, AttributeValue, Context as OtelContext } from "@opentelemetry/api"
+import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import { type MetricReader, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
+import * as Duration from "effect/Duration"
 import * as Layer from "effect/Layer"
 import * as Wire from "../internal/wire.js"
 
@@ -77,25 +83,69 @@ export class RedactingSpanProcessor implements SpanProcessor {
 }
 
 /**
- * Exports the engine's spans through OpenTelemetry with a span processor of your choice (an OTLP exporter, or an
- * in-memory one in tests), secrets removed on the way (`RedactingSpanProcessor`).
+ * What the OpenTelemetry layers export besides spans.
  *
  * @since 0.1.0
  * @category OpenTelemetry
  */
-export const layer = (spanProcessor: SpanProcessor): Layer.Layer<Resource.Resource> =>
+export interface Options {
+  /** Readers of the engine's metrics (a periodic OTLP export, a Prometheus exporter, an in-memory one in tests). */
+  readonly metricReader?: MetricReader | ReadonlyArray<MetricReader> | undefined
+}
+
+/**
+ * The resource every export names: this service.
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const resource = { serviceName: "plot-engine", serviceVersion: "0.1.0" } as const
+
+/**
+ * Exports the engine's spans through OpenTelemetry with a span processor of your choice (an OTLP exporter, or an
+ * in-memory one in tests), secrets removed on the way (`RedactingSpanProcessor`), and its metrics to the metric
+ * readers given.
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const layer = (spanProcessor: SpanProcessor, options: Options = {}): Layer.Layer<Resource.Resource> =>
   NodeSdk.layer(() => ({
-    resource: { serviceName: "plot-engine", serviceVersion: "0.1.0" },
-    spanProcessor: new RedactingSpanProcessor(spanProcessor)
+    resource,
+    spanProcessor: new RedactingSpanProcessor(spanProcessor),
+    metricReader: options.metricReader
   }))
 
 /**
- * Spans to an OTLP/HTTP collector at `endpoint` (`{endpoint}/v1/traces`), in batches.
+ * How the OTLP export runs.
  *
  * @since 0.1.0
  * @category OpenTelemetry
  */
-export const layerOtlp = (endpoint: string): Layer.Layer<never> =>
-  Layer.discard(
-    layer(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint.replace(/\/$/, "")}/v1/traces` })))
-  )
+export interface OtlpOptions {
+  /** How often the metrics are sent (default 60 seconds, OpenTelemetry's `OTEL_METRIC_EXPORT_INTERVAL`'s). */
+  readonly metricsInterval?: Duration.DurationInput | undefined
+}
+
+/**
+ * Spans to an OTLP/HTTP collector at `endpoint` (`{endpoint}/v1/traces`), in batches, and the metrics beside them
+ * (`{endpoint}/v1/metrics`, cumulative, every `metricsInterval` and once more when the layer closes).
+ *
+ * @since 0.1.0
+ * @category OpenTelemetry
+ */
+export const layerOtlp = (endpoint: string, options: OtlpOptions = {}): Layer.Layer<never> =>
+  Layer.suspend(() => {
+    const base = endpoint.replace(/\/$/, "")
+    const intervalMs = Duration.toMillis(options.metricsInterval ?? "60 seconds")
+    return Layer.discard(
+      layer(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${base}/v1/traces` })), {
+        metricReader: new PeriodicExportingMetricReader({
+          exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }),
+          exportIntervalMillis: intervalMs,
+          // The reader refuses a timeout longer than the interval; 30 s is OpenTelemetry's default.
+          exportTimeoutMillis: Math.min(30_000, intervalMs)
+        })
+      })
+    )
+  })

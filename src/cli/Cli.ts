@@ -534,11 +534,8 @@ const batch = Command.make(
         : undefined
       const gateway = yield* PlotEngine.resolveGateway((line) => Console.error(line))
       const quotas = yield* ProviderRateLimiter.quotasConfig
-      const layer = PlotEngine.layer({
-        gateway,
-        store: ProjectContextStore.layerDirectory(args.projects),
-        alerts: Alerts.layerDisabled
-      })
+      // The four alert rules watch the batch: a log line on stderr, and the webhook when configured.
+      const layer = PlotEngine.layer({ gateway, store: ProjectContextStore.layerDirectory(args.projects) })
       const toRun = requests.length - (alreadyFinished?.size ?? 0)
       const startedAt = Date.now()
       const tty = process.stderr.isTTY === true

@@ -8,6 +8,8 @@ import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { execFile, spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -423,6 +425,37 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: failingKey }, faults: { rates:
           expect(result.isTemplate).toBe(true)
           expect(run.stderr).toContain("Generation failed; using the template fallback")
           expect(run.stderr).toMatch(/DEBUG .*Prompt/)
+        }),
+      processTimeout
+    )
+
+    it.effect(
+      "batch: runs the alert rules, to a line on stderr and to the webhook of PLOT_ENGINE_ALERT_WEBHOOK_URL",
+      () =>
+        Effect.gen(function*() {
+          const simulator = yield* GatewaySimulator.GatewaySimulator
+          const received: Array<unknown> = []
+          const webhook = createServer((request, response) => {
+            let body = ""
+            request.on("data", (chunk) => (body += chunk))
+            request.on("end", () => {
+              received.push(JSON.parse(body))
+              response.writeHead(204).end()
+            })
+          })
+          const port = yield* Effect.async<number>((resume) =>
+            void webhook.listen(0, "127.0.0.1", () => resume(Effect.succeed((webhook.address() as AddressInfo).port)))
+          )
+          const { file } = requestsFile(2)
+          const run = yield* cli(
+            ["batch", "--requests", file, "--projects", path.dirname(sampleProjectFile), "--concurrency", "1"],
+            { ...env(simulator), PLOT_ENGINE_ALERT_WEBHOOK_URL: `http://127.0.0.1:${port}/alerts` }
+          ).pipe(Effect.ensuring(Effect.sync(() => webhook.close())))
+          expect(run.code).toBe(0)
+          expect(run.stdout).toContain("Requests:  2 (0 succeeded, 2 templates, 0 failed)")
+          // Every request fell back to the template: above 20 %, raised once; the batch ends before it resolves.
+          expect(run.stderr.match(/Alert raised: template_rate/g)).toHaveLength(1)
+          expect(received).toMatchObject([{ rule: "template_rate", state: "raised", value: 1, threshold: 0.2 }])
         }),
       processTimeout
     )

@@ -12,6 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { ServerLive } from "../../examples/http-server.js"
 import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
@@ -49,6 +51,37 @@ const request = {
 }
 
 const providerFields = { provider: "openai", model: "gpt-4.1", detail: "slow down" } as const
+
+interface ParsedMetrics {
+  readonly types: ReadonlyMap<string, string>
+  readonly samples: ReadonlyArray<
+    { readonly name: string; readonly labels: Readonly<Record<string, string>>; readonly value: number }
+  >
+}
+
+/** Prometheus' text format (0.0.4), as a scraper reads it: `# TYPE` lines and samples; other comments ignored. */
+const parsePrometheus = (body: string): ParsedMetrics => {
+  const types = new Map<string, string>()
+  const samples: Array<ParsedMetrics["samples"][number]> = []
+  for (const line of body.split("\n")) {
+    const type = line.match(/^# TYPE (\S+) (\S+)$/)
+    if (type !== null) types.set(type[1]!, type[2]!)
+    if (line === "" || line.startsWith("#")) continue
+    const sample = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/)
+    expect(sample, line).not.toBeNull()
+    const labels = Object.fromEntries(
+      [...(sample![2] ?? "").matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!])
+    )
+    samples.push({ name: sample![1]!, labels, value: Number(sample![3]) })
+  }
+  return { types, samples }
+}
+
+/** Generations that ended in a failure: they have no duration in the histogram. */
+const failures = (metrics: ParsedMetrics) =>
+  metrics.samples
+    .filter((s) => s.name === "plot_engine_generations_total" && s.labels.outcome === "failure")
+    .reduce((sum, s) => sum + s.value, 0)
 
 /** The body of a response built in process (not sent). */
 const bodyOf = (response: HttpServerResponse.HttpServerResponse) =>
@@ -197,6 +230,40 @@ layer(ServerLive(0), { excludeTestServices: true, timeout: "60 seconds" })("exam
       expect(JSON.stringify(health)).not.toMatch(/sim-[0-9a-f]{8}/)
     }))
 
+  it.effect("GET /metrics: Prometheus text in which plot_engine_generations_total counts the generations served", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      const scrape = Effect.gen(function*() {
+        const response = yield* Effect.promise(() => fetch(`${url}/metrics`))
+        expect(response.status).toBe(200)
+        expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8")
+        return parsePrometheus(yield* text(response))
+      })
+      const before = yield* scrape
+      // Other tests of this file served generations on the same process-wide metrics: count from here.
+      const served = 3
+      for (let i = 0; i < served - 1; i++) expect((yield* post(`${url}/plots`, request)).status).toBe(200)
+      const streamed = parseEvents(yield* text(yield* post(`${url}/plots/stream`, request)))
+      expect(streamed.at(-1)?.event).toBe("completed")
+      const after = yield* scrape
+
+      expect(after.types.get("plot_engine_generations_total")).toBe("counter")
+      // Named once, `_total` not doubled.
+      expect([...after.types.keys()].filter((name) => name.includes("generations"))).toEqual([
+        "plot_engine_generations_total"
+      ])
+      const generations = (samples: ParsedMetrics) =>
+        samples.samples.filter((s) => s.name === "plot_engine_generations_total")
+      const total = (samples: ParsedMetrics) => generations(samples).reduce((sum, s) => sum + s.value, 0)
+      expect(total(after) - total(before)).toBe(served)
+      for (const sample of generations(after)) {
+        expect(Object.keys(sample.labels).sort()).toEqual(["model", "outcome", "provider"])
+      }
+      expect(after.types.get("plot_engine_generation_duration_ms")).toBe("histogram")
+      const durations = after.samples.filter((s) => s.name === "plot_engine_generation_duration_ms_count")
+      expect(durations.reduce((sum, s) => sum + s.value, 0)).toBe(total(after) - failures(after))
+    }))
+
   it.effect("GET /openapi.json and /docs: the API as documented, errors as the envelope", () =>
     Effect.gen(function*() {
       const url = yield* baseUrl
@@ -204,7 +271,7 @@ layer(ServerLive(0), { excludeTestServices: true, timeout: "60 seconds" })("exam
       expect(response.status).toBe(200)
       const spec = yield* json(response)
       expect(spec.openapi).toBe("3.1.0")
-      expect(Object.keys(spec.paths).sort()).toEqual(["/health", "/plots", "/plots/stream"])
+      expect(Object.keys(spec.paths).sort()).toEqual(["/health", "/metrics", "/plots", "/plots/stream"])
       for (const path of ["/plots", "/plots/stream"]) {
         const responses = spec.paths[path].post.responses
         expect(Object.keys(responses).sort()).toEqual(
@@ -214,6 +281,9 @@ layer(ServerLive(0), { excludeTestServices: true, timeout: "60 seconds" })("exam
         expect(responses["400"].content["application/json"].schema.$ref).toBe("#/components/schemas/ErrorEnvelope")
       }
       expect(spec.paths["/plots/stream"].post.responses["200"].content).toHaveProperty(["text/event-stream"])
+      expect(spec.paths["/metrics"].get.responses["200"].content).toHaveProperty([
+        "text/plain; version=0.0.4; charset=utf-8"
+      ])
       expect(spec.paths["/health"].get.responses["200"].content["application/json"].schema.$ref).toBe(
         "#/components/schemas/Health"
       )
@@ -322,8 +392,23 @@ describe("examples/http-server secrets", () => {
             lines.push(JSON.stringify({ message, annotations: [...annotations] }))
           )
         )
+        // The alerts' webhook, which must hear the failures and no key either.
+        const alerts: Array<string> = []
+        const webhook = createServer((request, response) => {
+          let body = ""
+          request.on("data", (chunk) => (body += chunk))
+          request.on("end", () => {
+            alerts.push(body)
+            response.writeHead(204).end()
+          })
+        })
+        yield* Effect.acquireRelease(
+          Effect.async<void>((resume) => void webhook.listen(0, "127.0.0.1", () => resume(Effect.void))),
+          () => Effect.sync(() => webhook.close())
+        )
         const config = ConfigProvider.fromMap(
           new Map([
+            ["PLOT_ENGINE_ALERT_WEBHOOK_URL", `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/alerts`],
             ["OPENAI_API_KEY", openaiKey],
             ["OPENAI_BASE_URL", simulator.openaiBaseUrl],
             ["ANTHROPIC_API_KEY", anthropicKey],
@@ -358,7 +443,14 @@ describe("examples/http-server secrets", () => {
         bodies.push(yield* Effect.promise(() => fetch(`${url}/health`).then((response) => response.text())))
         expect((yield* simulator.stats).requests).toBeGreaterThan(20)
         expect(lines.length).toBeGreaterThan(0)
-        const everything = [...bodies, ...lines].join("\n")
+        // Most generations failed for good: the error rate's alert was raised, once, to the webhook and the log.
+        while (alerts.length === 0) yield* Effect.sleep("10 millis")
+        expect(alerts.map((alert) => JSON.parse(alert))).toContainEqual(
+          expect.objectContaining({ rule: "error_rate", state: "raised", threshold: 0.05 })
+        )
+        expect(alerts.filter((alert) => alert.includes("\"error_rate\""))).toHaveLength(1)
+        expect(lines.some((line) => line.includes("Alert raised: error_rate"))).toBe(true)
+        const everything = [...bodies, ...lines, ...alerts].join("\n")
         for (const key of [openaiKey, anthropicKey]) {
           for (const fragment of [key, key.slice(-12), key.slice(0, 16)]) expect(everything).not.toContain(fragment)
         }
