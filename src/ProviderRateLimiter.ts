@@ -20,9 +20,11 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import type * as Domain from "./Domain.js"
@@ -230,6 +232,17 @@ export interface Options {
   readonly adaptive?: boolean | undefined
   /** Prefixes the store's keys, so that several engines can share one Redis (default `plot-engine:`). */
   readonly prefix?: string | undefined
+  /**
+   * With a remote store (Redis): the longest a store call may take (default 1 second). Past it, or when the store
+   * fails, buckets in this process answer instead until the store answers again (asked again after five times
+   * this, at least a second).
+   */
+  readonly storeTimeout?: Duration.DurationInput | undefined
+  /**
+   * With a remote store: the share of each limit this instance allows itself while the store is away (default 1;
+   * `1 / N` for N instances sharing the quota).
+   */
+  readonly localShare?: number | undefined
 }
 
 /**
@@ -292,13 +305,33 @@ export const waitTime = Metrics.fromKey(MetricKey.histogram(
 ))
 
 /**
+ * Store calls answered by this process's own buckets because the store (Redis) failed or was silent.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const storeUnavailable = Metric.counter("plot_engine_limiter_store_unavailable_total", {
+  description: "Rate limiter store calls answered locally because the store failed or did not answer in time",
+  incremental: true
+})
+
+/**
  * Builds the limiter over the `RateLimiter` in context (its store in memory, or Redis).
  *
  * @since 0.1.0
  * @category Constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, never, RateLimiter.RateLimiter> =>
-  Effect.flatMap(RateLimiter.RateLimiter, (limiter) => makeWith(TokenBuckets.make(limiter, window), options))
+  Effect.flatMap(Effect.zip(RateLimiter.RateLimiter, Effect.clock), ([limiter, clock]) =>
+    makeWith(
+      TokenBuckets.make(limiter, window, clock, {
+        timeoutMillis: Duration.toMillis(options.storeTimeout ?? "1 second"),
+        localShare: options.localShare ?? 1,
+        retryAfterMillis: Math.max(1_000, 5 * Duration.toMillis(options.storeTimeout ?? "1 second")),
+        unavailable: storeUnavailable
+      }),
+      options
+    ))
 
 /**
  * Builds the limiter with its buckets in this process's memory: a reservation across every bucket is one
@@ -449,21 +482,57 @@ export const quotasConfig: Config.Config<Record<Domain.ProviderName, Quota>> = C
   anthropic: quotaConfig("ANTHROPIC", defaultQuotas.anthropic)
 })
 
+const isRedisUrl = (url: Redacted.Redacted<string>) => {
+  try {
+    return ["redis:", "rediss:"].includes(new URL(Redacted.value(url)).protocol)
+  } catch {
+    return false
+  }
+}
+
 /**
- * The in-memory limiter with its quotas from the environment (see `quotasConfig`) and its queue timeout from
- * `PLOT_ENGINE_QUEUE_TIMEOUT` (a duration; `options.queueTimeout` wins over it).
+ * The limiter with its quotas from the environment (see `quotasConfig`) and its queue timeout from
+ * `PLOT_ENGINE_QUEUE_TIMEOUT` (a duration; `options.queueTimeout` wins over it): in memory, or, with
+ * `PLOT_ENGINE_REDIS_URL` (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS), over Redis, the quota
+ * shared by every instance with the same prefix, each allowing itself `PLOT_ENGINE_REDIS_LOCAL_SHARE` of it (default
+ * 1) while Redis is away.
  *
  * @since 0.1.0
  * @category Layers
  */
 export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
   Layer.unwrapEffect(
-    Effect.map(
+    Effect.flatMap(
       Config.all({
         quotas: quotasConfig,
-        queueTimeout: Config.option(Config.duration("PLOT_ENGINE_QUEUE_TIMEOUT"))
+        queueTimeout: Config.option(Config.duration("PLOT_ENGINE_QUEUE_TIMEOUT")),
+        redisUrl: Config.option(
+          Config.redacted("PLOT_ENGINE_REDIS_URL").pipe(
+            Config.validate({
+              message: "PLOT_ENGINE_REDIS_URL must be a redis:// or rediss:// URL",
+              validation: isRedisUrl
+            })
+          )
+        ),
+        localShare: Config.option(
+          Config.number("PLOT_ENGINE_REDIS_LOCAL_SHARE").pipe(
+            Config.validate({ message: "a share between 0 and 1", validation: (share) => share > 0 && share <= 1 })
+          )
+        )
       }),
-      ({ queueTimeout, quotas }) =>
-        layerMemory({ queueTimeout: Option.getOrUndefined(queueTimeout), ...options, quotas })
+      ({ localShare, queueTimeout, quotas, redisUrl }) => {
+        const configured = {
+          queueTimeout: Option.getOrUndefined(queueTimeout),
+          localShare: Option.getOrUndefined(localShare),
+          ...options,
+          quotas
+        }
+        if (Option.isNone(redisUrl)) return Effect.succeed(layerMemory(configured))
+        // Loaded only when asked for: importing the engine does not load `ioredis`.
+        return Effect.map(
+          Effect.promise(() => import("./ProviderRateLimiter/Redis.js")),
+          (Redis) => Redis.layer({ ...configured, redis: Redis.redisOptionsOf(redisUrl.value) })
+        )
+      }
     )
   )

@@ -18,6 +18,7 @@
  */
 import * as RateLimiterRedis from "@effect/experimental/RateLimiter/Redis"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import type { RedisOptions } from "ioredis"
 import * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 
@@ -38,3 +39,22 @@ export interface Options extends ProviderRateLimiter.Options {
  */
 export const layer = (options: Options): Layer.Layer<ProviderRateLimiter.ProviderRateLimiter> =>
   ProviderRateLimiter.layerStore(options).pipe(Layer.provide(RateLimiterRedis.layerStore(options.redis)))
+
+/**
+ * ioredis options from a Redis URL: `redis://[user:password@]host[:port][/db]`, or `rediss://` for TLS.
+ *
+ * @since 0.1.0
+ * @category Options
+ */
+export const redisOptionsOf = (url: Redacted.Redacted<string> | string): RedisOptions => {
+  const parsed = new URL(typeof url === "string" ? url : Redacted.value(url))
+  const db = Number(parsed.pathname.slice(1))
+  return {
+    host: parsed.hostname,
+    port: Number(parsed.port || 6379),
+    ...(parsed.username === "" ? {} : { username: decodeURIComponent(parsed.username) }),
+    ...(parsed.password === "" ? {} : { password: decodeURIComponent(parsed.password) }),
+    ...(parsed.pathname.length > 1 && Number.isInteger(db) ? { db } : {}),
+    ...(parsed.protocol === "rediss:" ? { tls: {} } : {})
+  }
+}

@@ -10,6 +10,8 @@ import type * as RateLimiter from "@effect/experimental/RateLimiter"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberId from "effect/FiberId"
+import * as Metric from "effect/Metric"
 
 /** What a take leaves: the wait before the tokens are there (0 when they are), and what the bucket holds. */
 export interface Taken {
@@ -41,23 +43,100 @@ export interface LocalBuckets {
   readonly refund: (key: string, limit: number, tokens: number, now: number) => void
 }
 
-/** Buckets that refill continuously over `window`, over the store behind `limiter`. */
-export const make = (limiter: RateLimiter.RateLimiter, window: Duration.Duration): TokenBuckets => {
-  const take = (key: string, limit: number, tokens: number) =>
-    limiter.consume({ key, limit, tokens, window, algorithm: "token-bucket", onExceeded: "delay" }).pipe(
-      Effect.map((result) => ({ delay: Duration.toMillis(result.delay), remaining: result.remaining })),
-      // A store failure must not stop generation: the request goes ahead and the provider limits it.
-      Effect.catchAll((error) =>
-        Effect.as(
-          Effect.logWarning("Rate limiter store failed; admitting without it").pipe(
-            Effect.annotateLogs({ error: error.message })
-          ),
-          { delay: 0, remaining: limit }
-        )
+/** How buckets over a remote store carry on when it is away. */
+export interface StoreFallback {
+  /** The longest a store call may take before the local buckets answer instead, in milliseconds. */
+  readonly timeoutMillis: number
+  /** The share of each limit the local buckets allow while the store is away (1/N for N instances). */
+  readonly localShare: number
+  /** How long after a failure the store is tried again, in milliseconds. */
+  readonly retryAfterMillis: number
+  /** Counts the store calls the local buckets answered because the store failed or was silent. */
+  readonly unavailable: Metric.Metric.Counter<number>
+}
+
+/**
+ * Buckets that refill continuously over `window`, over the store behind `limiter`. When the store fails or does
+ * not answer within `fallback.timeoutMillis`, buckets in this process's memory answer instead, at
+ * `fallback.localShare` of each limit, until the store answers again (tried every `retryAfterMillis`): a
+ * generation never waits on the store past the timeout, and is never let through unlimited. Logged once per
+ * outage, and counted.
+ */
+export const make = (
+  limiter: RateLimiter.RateLimiter,
+  window: Duration.Duration,
+  clock: Clock.Clock,
+  fallback: StoreFallback
+): TokenBuckets => {
+  const local = memory(clock, window)
+  const share = (limit: number) => Math.max(1, Math.floor(limit * fallback.localShare))
+  const answerLocally = (key: string, limit: number, tokens: number) =>
+    local.take(key, share(limit), Math.min(tokens, share(limit)))
+  // The store is away until then (epoch milliseconds): it is not asked before.
+  let awayUntil = 0
+  let away = false
+  const take = (key: string, limit: number, tokens: number): Effect.Effect<Taken> =>
+    Effect.suspend(() => {
+      if (clock.unsafeCurrentTimeMillis() < awayUntil) return answerLocally(key, limit, tokens)
+      const consume = limiter.consume({ key, limit, tokens, window, algorithm: "token-bucket", onExceeded: "delay" })
+      return abandonAfter(consume, fallback.timeoutMillis).pipe(
+        Effect.map((result): Taken => ({ delay: Duration.toMillis(result.delay), remaining: result.remaining })),
+        Effect.tap(() => {
+          if (!away) return Effect.void
+          away = false
+          return Effect.logInfo("Rate limiter store answers again; its buckets are back in use")
+        }),
+        Effect.catchAll((error) => {
+          awayUntil = clock.unsafeCurrentTimeMillis() + fallback.retryAfterMillis
+          const outageBegins = !away
+          away = true
+          return Effect.zipRight(
+            Effect.zipRight(
+              Metric.increment(fallback.unavailable),
+              outageBegins
+                ? Effect.logWarning(
+                  `Rate limiter store unavailable; local buckets at ${fallback.localShare} of each limit until it answers`
+                ).pipe(Effect.annotateLogs({ error: error.message }))
+                : Effect.void
+            ),
+            answerLocally(key, limit, tokens)
+          )
+        })
       )
-    )
+    })
   return withDerived(take, undefined)
 }
+
+/**
+ * An effect that fails once `millis` pass without its answer, in any region: the call runs in a fiber of its own,
+ * interruptible, and is abandoned (interrupted in the background), not waited for. `Effect.timeout` interrupts
+ * its effect and waits for it: where the caller is uninterruptible (a reservation, a finalizer's reconciliation)
+ * the effect's fiber inherits that, and a Redis that stopped answering held it until ioredis gave up (a second), or
+ * forever when the server accepts and never answers.
+ */
+const abandonAfter = <A, E>(
+  effect: Effect.Effect<A, E>,
+  millis: number
+): Effect.Effect<A, E | { readonly message: string }> =>
+  Effect.flatMap(
+    Effect.zip(Effect.forkDaemon(Effect.interruptible(effect)), Effect.forkDaemon(Effect.sleep(millis))),
+    ([call, timer]) =>
+      Effect.async<A, E | { readonly message: string }>((resume) => {
+        let settled = false
+        call.addObserver((exit) => {
+          if (settled) return
+          settled = true
+          timer.unsafeInterruptAsFork(FiberId.none)
+          resume(exit)
+        })
+        timer.addObserver(() => {
+          if (settled) return
+          settled = true
+          call.unsafeInterruptAsFork(FiberId.none)
+          resume(Effect.fail({ message: `no answer within ${millis} ms` }))
+        })
+      })
+  )
 
 /**
  * Buckets in memory that refill continuously over `window`: the arithmetic of `@effect/experimental`'s memory
