@@ -31,6 +31,7 @@ import * as PromptBuilder from "../src/PromptBuilder.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as ResponseParser from "../src/ResponseParser.js"
+import * as RetryPolicy from "../src/RetryPolicy.js"
 import { sampleProject } from "./fixtures.js"
 import { type Gateway, startGateway } from "./gateway.js"
 
@@ -39,6 +40,15 @@ const streamsPerRound = 20
 const rounds = 3
 const heldStreams = Number(process.env.STREAMING_HELD_STREAMS ?? 1_000)
 const goals = { engineOverSdkCpu: 2.5, engineOverClientHeld: 2 }
+
+/** The retry policy of the held streams' engine: limits longer than the run, so that a held stream stays held. */
+const heldPolicy: RetryPolicy.Policy = {
+  ...RetryPolicy.defaults,
+  attemptTimeout: "30 minutes",
+  deadline: "30 minutes",
+  firstTokenTimeout: "30 minutes",
+  idleTimeout: "30 minutes"
+}
 
 /** Where the run is, on stderr (a run takes minutes). */
 const log = (message: string) => console.error(`[streaming] ${message}`)
@@ -52,10 +62,13 @@ const request = (provider: ProviderName): PlotRequestInput => ({
   provider
 })
 
-/** The engine over both providers at a gateway, as a host builds it (real clients, undici), logs at errors only. */
-const engineRuntime = (gateway: Gateway) =>
+/**
+ * The engine over both providers at a gateway, as a host builds it (real clients, undici), logs at errors only;
+ * with `policy`, its retry policy.
+ */
+const engineRuntime = (gateway: Gateway, policy?: RetryPolicy.Policy) =>
   ManagedRuntime.make(
-    PlotGeneration.layer().pipe(
+    PlotGeneration.layer(policy === undefined ? {} : { retryPolicy: policy }).pipe(
       Layer.provide(Providers.layer(providerConfig(gateway))),
       Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
       Layer.provide(ProviderRateLimiter.layerUnlimited),
@@ -227,7 +240,9 @@ export const run = async () => {
   const gateway = await startGateway()
   const stalling = await startGateway(["--faults", "stall=1"])
   const engine = engineRuntime(gateway)
-  const stalledEngine = engineRuntime(stalling)
+  // A held stream waits within its limits: with the default idle limit (20 s), the first streams held timed out
+  // and were retried while the later ones were opened, and on a busy machine the retries crowded out the rest.
+  const stalledEngine = engineRuntime(stalling, heldPolicy)
   const rows: Array<Row> = []
   try {
     for (const provider of ["openai", "anthropic"] as const) {

@@ -4,12 +4,20 @@
  * per toolkit in the pipeline benchmark, and here by what the module holds; the SSE parser's linear scan and the
  * streams' cheaper decoding here (their cost in `npm run bench -- streaming`).
  */
+import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
+import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as Response from "@effect/ai/Response"
 import * as Toolkit from "@effect/ai/Toolkit"
 import * as Sse from "@effect/experimental/Sse"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { readFileSync } from "node:fs"
@@ -80,6 +88,42 @@ describe("patches", () => {
     }
   })
 
+  it("@effect/experimental's SSE channel is a loop over its input, without a mailbox (both module formats)", () => {
+    for (const format of ["esm", "cjs"]) {
+      const source = read("@effect/experimental", `dist/${format}/Sse.js`)
+      expect(source).toContain("const loop = Channel.readWithCause({")
+      expect(source).not.toContain("Channel.embedInput(Mailbox.toChannel(mailbox), input)")
+    }
+  })
+
+  it.effect("@effect/experimental's SSE channel hands on the events of each piece of input as one chunk", () =>
+    Effect.gen(function*() {
+      const text = sseText(40)
+      // Each piece a chunk of the input, as a network chunk is.
+      const through = (pieces: ReadonlyArray<string>) =>
+        Stream.fromChunks(...pieces.map((piece) => Chunk.of(piece))).pipe(
+          Stream.pipeThroughChannel(Sse.makeChannel()),
+          Stream.chunks,
+          Stream.map((chunk) => Chunk.toReadonlyArray(chunk).map((event) => event.data)),
+          Stream.runCollect,
+          Effect.map(Chunk.toReadonlyArray)
+        )
+      const whole = yield* through([text])
+      // Unpatched: pieces of 16 events (the mailbox's capacity), each handed over by another fiber.
+      expect(whole.map((events) => events.length)).toEqual([40])
+      const half = text.length / 2 + 100
+      const split = yield* through([text.slice(0, half), text.slice(half)])
+      expect(split.flat()).toEqual(whole[0])
+      expect(split).toHaveLength(2)
+      // An event too large ends the stream with a defect, after the events before it.
+      const tooLarge = yield* Stream.make(`data: a\n\ndata: ${"x".repeat(50)}`).pipe(
+        Stream.pipeThroughChannel(Sse.makeChannel({ maxEventSize: 20 })),
+        Stream.runCollect,
+        Effect.exit
+      )
+      expect(Exit.isFailure(tooLarge) && Cause.isDie(tooLarge.cause)).toBe(true)
+    }))
+
   it("@effect/experimental's SSE parser reads a stream in one piece as fast as in small pieces", () => {
     // 350 events, 154 KB: unpatched, the parse in one piece rescanned the buffer from its start for every line
     // (about 60x the time in 1 KB pieces, growing with the size); linear, both take about a millisecond.
@@ -103,7 +147,9 @@ describe("patches", () => {
   it("the clients decode a stream's events by type, a chunk at a time (both module formats)", () => {
     for (const format of ["esm", "cjs"]) {
       for (const [name, file] of [["@effect/ai-openai", "OpenAiClient"], ["@effect/ai-anthropic", "AnthropicClient"]]) {
-        expect(read(name!, `dist/${format}/${file}.js`)).toContain("const fastDecode = eventDecoderOf(schema);")
+        const source = read(name!, `dist/${format}/${file}.js`)
+        expect(source).toContain("const fastDecode = eventDecoderOf(schema);")
+        expect(source).toContain("byType.set(literals[0], handDecoderOf(member) ?? schemaDecoderOf(member));")
       }
       for (
         const [name, file] of [["@effect/ai-openai", "OpenAiLanguageModel"], [
@@ -113,7 +159,8 @@ describe("patches", () => {
       ) {
         const source = read(name!, `dist/${format}/${file}.js`)
         expect(source).not.toContain("Stream.mapEffect(Effect.fnUntraced(function* (event)")
-        expect(source).toContain("Stream.mapChunksEffect(chunk => Effect.map(Effect.forEach(chunk, toParts)")
+        expect(source).toContain("const deltaParts = (event, parts) => {")
+        expect(source).toContain("return stream.pipe(Stream.mapChunksEffect(partsOfChunk));")
       }
       const ai = read("@effect/ai", `dist/${format}/LanguageModel.js`)
       expect(ai.match(/Stream\.mapChunksEffect\(streamChunkDecoder\(schema\)\)/g)?.length).toBe(3)
@@ -138,4 +185,77 @@ describe("patches", () => {
       const decode = Schema.decodeUnknownSync(Response.StreamPart(Toolkit.empty))
       expect([...parts]).toEqual(encoded.map((part) => decode(part)))
     }))
+
+  it.effect("the clients make a stream's events as the event union decodes them, deltas by hand", () =>
+    Effect.gen(function*() {
+      // Each event as its own SSE frame; the client must give what the union's schema gives for each, class and all.
+      const body = (events: ReadonlyArray<unknown>) =>
+        events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join("")
+      const replying = (text: string) =>
+        HttpClient.make((request) =>
+          Effect.succeed(HttpClientResponse.fromWeb(request, new globalThis.Response(text, { status: 200 })))
+        )
+      const anthropicEvents = [
+        { type: "content_block_start", index: 0, content_block: { type: "tool_use", id: "t", name: "f", input: {} } },
+        { type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: "{\"a\"" } },
+        { type: "content_block_delta", index: 1, delta: { type: "text_delta", text: "Mara", extra: 1 } },
+        { type: "content_block_delta", index: 1, delta: { type: "thinking_delta", thinking: "hm" } },
+        { type: "ping" },
+        { type: "content_block_stop", index: 0 }
+      ]
+      const anthropic = yield* AnthropicClient.make({}).pipe(
+        Effect.provideService(HttpClient.HttpClient, replying(body(anthropicEvents)))
+      )
+      const anthropicParts = yield* anthropic.streamRequest(
+        HttpClientRequest.post("http://localhost/v1/messages"),
+        AnthropicClient.MessageStreamEvent
+      ).pipe(Stream.runCollect)
+      const decodeAnthropic = Schema.decodeUnknownSync(AnthropicClient.MessageStreamEvent)
+      expect([...anthropicParts]).toStrictEqual(anthropicEvents.map((event) => decodeAnthropic(event)))
+      expect([...anthropicParts][1]).toBeInstanceOf(AnthropicClient.ContentBlockDeltaEvent)
+
+      const openaiEvents = [
+        {
+          type: "response.function_call_arguments.delta",
+          sequence_number: 3,
+          output_index: 0,
+          item_id: "fc",
+          delta: "{"
+        },
+        {
+          type: "response.output_text.delta",
+          sequence_number: 4,
+          output_index: 1,
+          content_index: 0,
+          item_id: "m",
+          delta: "Ma",
+          logprobs: []
+        },
+        {
+          type: "response.output_text.delta",
+          sequence_number: 5,
+          output_index: 1,
+          content_index: 0,
+          item_id: "m",
+          delta: "ra"
+        },
+        // Not an integer: the schema's decode (which skips it), not the hand's.
+        {
+          type: "response.function_call_arguments.delta",
+          sequence_number: 6.5,
+          output_index: 0,
+          item_id: "fc",
+          delta: "}"
+        }
+      ]
+      const openai = yield* OpenAiClient.make({}).pipe(
+        Effect.provideService(HttpClient.HttpClient, replying(body(openaiEvents)))
+      )
+      const openaiParts = yield* openai.streamRequest(
+        HttpClientRequest.post("http://localhost/v1/responses"),
+        OpenAiClient.ResponseStreamEvent
+      ).pipe(Stream.runCollect)
+      const decodeOpenAi = Schema.decodeUnknownSync(OpenAiClient.ResponseStreamEvent)
+      expect([...openaiParts]).toStrictEqual(openaiEvents.slice(0, 3).map((event) => decodeOpenAi(event)))
+    }).pipe(Effect.scoped))
 })

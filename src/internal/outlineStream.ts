@@ -161,32 +161,22 @@ export const make = (): OutlineScanner => {
   const stack: Array<Frame> = []
   const outline: OutlineSoFar = { closed: false, headingTold: false, acts: [] }
 
-  const onString = (frame: Frame | undefined, value: string) => {
+  /** The string that just closed at `cursor`: a key, or a value the outline's parts are told from (else unread). */
+  const closeString = (frame: Frame | undefined) => {
     if (frame === undefined) return
     if (frame.kind === "object" && frame.expectKey) {
-      frame.key = value
+      const key = stringAt(text, stringStart, cursor)
+      if (key === undefined) return
+      frame.key = key
       frame.expectKey = false
-    } else {
-      recordString(outline, [...frame.path, frame.key], value)
+    } else if (isToldFrom(frame)) {
+      const value = stringAt(text, stringStart, cursor)
+      if (value !== undefined) recordString(outline, [...frame.path, frame.key], value)
     }
   }
 
+  /** A character outside strings: a string opens, a container opens or closes, a member or an element ends. */
   const step = (char: string, top: Frame | undefined) => {
-    if (inString) {
-      if (escaped) escaped = false
-      else if (char === "\\") escaped = true
-      else if (char === "\"") {
-        inString = false
-        let value: unknown
-        try {
-          value = JSON.parse(text.slice(stringStart, cursor + 1))
-        } catch {
-          value = undefined
-        }
-        if (typeof value === "string") onString(top, value)
-      }
-      return
-    }
     switch (char) {
       case "\"":
         inString = true
@@ -213,19 +203,80 @@ export const make = (): OutlineScanner => {
 
   return (delta) => {
     text += delta
-    for (; cursor < text.length && !outline.closed; cursor++) {
+    while (cursor < text.length && !outline.closed) {
+      if (inString) {
+        // Most of an outline is inside strings: jump to the next quote or backslash.
+        if (escaped) {
+          escaped = false
+          cursor++
+          continue
+        }
+        stringStop.lastIndex = cursor
+        if (stringStop.exec(text) === null) {
+          cursor = text.length
+          break
+        }
+        cursor = stringStop.lastIndex - 1
+        if (text.charCodeAt(cursor) === backslash) escaped = true
+        else {
+          inString = false
+          closeString(stack[stack.length - 1])
+        }
+        cursor++
+        continue
+      }
       const char = text[cursor]!
       if (!started) {
-        if (char !== "{") continue
+        if (char !== "{") {
+          cursor++
+          continue
+        }
         const opens = opensObject(text, cursor)
         if (opens === undefined) break
-        if (!opens) continue
+        if (!opens) {
+          cursor++
+          continue
+        }
         started = true
       }
-      step(char, stack.at(-1))
+      step(char, stack[stack.length - 1])
+      cursor++
     }
     const out: Array<OutlinePiece> = []
     tellReady(outline, out)
     return out
+  }
+}
+
+/** Where a string's scan stops: its closing quote, or an escape. */
+const stringStop = /["\\]/g
+const backslash = 92
+const quote = 34
+
+/** Whether a string value in this container is one the outline's parts are told from (see `recordString`). */
+const isToldFrom = (frame: Frame): boolean =>
+  frame.kind === "object" && (
+    frame.path.length === 0
+      ? frame.key === "title" || frame.key === "logline"
+      : frame.path.length === 2 && frame.path[0] === "acts" && (frame.key === "title" || frame.key === "summary")
+  )
+
+/** Whether `text` holds a plain string from `start` to `end`: no escape, no control character (JSON forbids them raw). */
+const isPlain = (text: string, start: number, end: number): boolean => {
+  for (let i = start; i < end; i++) {
+    const code = text.charCodeAt(i)
+    if (code < 32 || code === backslash || code === quote) return false
+  }
+  return true
+}
+
+/** The JSON string from the quote at `start` to the quote at `end`; `undefined` when it is not valid JSON. */
+const stringAt = (text: string, start: number, end: number): string | undefined => {
+  if (isPlain(text, start + 1, end)) return text.slice(start + 1, end)
+  try {
+    const value: unknown = JSON.parse(text.slice(start, end + 1))
+    return typeof value === "string" ? value : undefined
+  } catch {
+    return undefined
   }
 }

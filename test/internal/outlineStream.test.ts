@@ -131,4 +131,16 @@ describe("OutlineStream", () => {
       { _tag: "Beat", act: 1, beat: 1, summary: "naïve", characters: ["Zoë"], location: " the Quay " }
     ])
   })
+
+  it("reads an escaped key and an escaped quote split between pieces, a character at a time or whole", () => {
+    const json = `{"t\\u0069tle":"A \\"quoted\\" title","logline":"L","acts":[{"summ\\u0061ry":"S","title":"T",` +
+      `"beats":[{"summary":"B","characters":[],"location":"Q"}]}]}`
+    const expected = [
+      { _tag: "Heading", title: "A \"quoted\" title", logline: "L" },
+      { _tag: "Act", act: 1, title: "T", summary: "S" },
+      { _tag: "Beat", act: 1, beat: 1, summary: "B", characters: [], location: "Q" }
+    ]
+    expect(scanAll([json])).toEqual(expected)
+    expect(scanAll([...json])).toEqual(expected)
+  })
 })
