@@ -80,6 +80,15 @@ describe("patches", () => {
     }
   })
 
+  it("@effect/experimental's Redis rate limiter store bounds its QUIT and listens for errors (both module formats)", () => {
+    for (const format of ["esm", "cjs"]) {
+      const source = read("@effect/experimental", `dist/${format}/RateLimiter/Redis.js`)
+      expect(source).not.toContain("Effect.promise(() => redis.quit())")
+      expect(source).toContain("redis.disconnect();")
+      expect(source).toContain(`redis.on("error", () => {});`)
+    }
+  })
+
   it("@effect/experimental's SSE parser scans each line once (both module formats)", () => {
     for (const format of ["esm", "cjs"]) {
       expect(read("@effect/experimental", `dist/${format}/Sse.js`)).toContain(

@@ -14,6 +14,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import { randomUUID } from "node:crypto"
+import * as Net from "node:net"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
 import * as ProviderRateLimiterRedis from "../../src/ProviderRateLimiter/Redis.js"
 import { tcpProxy } from "../utils/tcpProxy.js"
@@ -112,6 +113,33 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis, through
         expect(yield* admitNow(a, 2)).toBe(2)
         expect(yield* admitNow(b, 2)).toBe(1)
       }).pipe(Effect.scoped),
+    15_000
+  )
+})
+
+describe("ProviderRateLimiter over a Redis that accepts and never answers", () => {
+  it.live(
+    "holds admissions up one store timeout, once, and its scope still closes (patched quit)",
+    () =>
+      Effect.gen(function*() {
+        const silent = yield* Effect.acquireRelease(
+          Effect.async<Net.Server>((resume) => {
+            const server = Net.createServer(() => {})
+            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.sync(() => server.close())
+        )
+        const started = Date.now()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const limiter = yield* limiterOver((silent.address() as Net.AddressInfo).port)
+          expect(yield* admitNow(limiter, 5)).toBe(5)
+          const elapsed = Date.now() - started
+          expect(elapsed).toBeGreaterThanOrEqual(250)
+          expect(elapsed).toBeLessThan(1_000)
+        }))
+        // ioredis's quit is never answered: the patched release disconnects after a second (it waited forever).
+        expect(Date.now() - started).toBeLessThan(3_000)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
     15_000
   )
 })
