@@ -530,7 +530,13 @@ export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
         if (Option.isNone(redisUrl)) return Effect.succeed(layerMemory(configured))
         // Loaded only when asked for: importing the engine does not load `ioredis`.
         return Effect.map(
-          Effect.promise(() => import("./ProviderRateLimiter/Redis.js")),
+          Effect.tryPromise({
+            try: () => import("./ProviderRateLimiter/Redis.js"),
+            catch: (cause) =>
+              new Error(`PLOT_ENGINE_REDIS_URL is set, but the Redis limiter cannot load (is ioredis installed?)`, {
+                cause
+              })
+          }).pipe(Effect.orDie),
           (Redis) => Redis.layer({ ...configured, redis: Redis.redisOptionsOf(redisUrl.value) })
         )
       }
