@@ -120,22 +120,25 @@ const idleCpu = (waiters: number) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const limiter = yield* ProviderRateLimiter.ProviderRateLimiter.pipe(
       Effect.provide(ProviderRateLimiter.layerMemory({
+        // A wait foreseen past the queue timeout is refused at once: 100,000 waiters at one a minute need 70 days.
         quotas: { openai: { requestsPerMinute: 1, tokensPerMinute: 1_000_000_000, maxConcurrent } },
-        queueTimeout: "1 day"
+        queueTimeout: "1000 days"
       }))
     )
     yield* Effect.forkScoped(
       Effect.forEach(
         Array.from({ length: waiters }),
-        () => limiter.withAdmission(target, estimate, () => Effect.void),
+        () => Effect.ignore(limiter.withAdmission(target, estimate, () => Effect.void)),
         {
           concurrency: "unbounded",
           discard: true
         }
       )
     )
-    // Let every waiter queue, then measure.
-    yield* Effect.sleep("2 seconds")
+    // Let every waiter queue (on a busy machine 100,000 take seconds), then measure.
+    const queued = Effect.map(limiter.snapshot, (keys) => keys[0]?.queued ?? 0)
+    while ((yield* queued) < waiters - 1) yield* Effect.sleep("200 millis")
+    yield* Effect.sleep("500 millis")
     const cpuStart = process.cpuUsage()
     yield* Effect.sleep("2 seconds")
     const cpu = process.cpuUsage(cpuStart)

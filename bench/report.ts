@@ -172,11 +172,13 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
     [
       "## Limiter scale\n",
       "Requests queued at once in the limiter as users configure it (`maxConcurrent` 5, a budget of 100 requests a ",
-      "minute, in virtual time): memory per waiter (its caller's fiber included) and admissions per second of CPU while ",
-      "the queue drains; then, on the real clock, the CPU used while they wait. Goals: ",
-      `${
-        JSON.stringify(f.goals)
-      }; admissions per CPU-second at 100,000 over those at 1,000: ${f.rateAt100kOver1k}.\n\n`,
+      "minute, in virtual time), each a fiber calling `withAdmission` as the engine does: memory per waiter (its fiber ",
+      "included) and admissions per second of CPU while the queue drains. The `floor` columns are the same fibers in ",
+      "the least a limiter can be (an array of `Effect.async` resumes, one timer), in the same run: what the fibers ",
+      "themselves cost; `limiterCpuUsPerAdmission` is the difference. Then, on the real clock, the CPU used while they ",
+      `wait. Goals: ${JSON.stringify(f.goals)}; admissions per CPU-second at 100,000 over those at 1,000: `,
+      `${f.rateAt100kOver1k}; over the floor's at 100,000: ${f.rateOverFloorAt100k}; a waiter of \`admit\` in a `,
+      `scope (\`Effect.scoped\`): ${f.scopedAdmitBytesPerWaiterAt10k} bytes.\n\n`,
       table(f.runs),
       "\n",
       table(f.idle),
