@@ -827,7 +827,9 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
     state.pausedUntil = Math.max(state.pausedUntil, now + millis)
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
-    if (!shared.adaptive || alreadyPaused) return
+    if (alreadyPaused) return
+    if (shared.buckets.local === undefined) yield* sharePause(shared, state, millis)
+    if (!shared.adaptive) return
     // The provider refused while the local budget allowed: the limits in force are too high.
     state.limitsChangedAt = now
     const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
@@ -842,6 +844,24 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
       yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
     }
   })
+
+/**
+ * A 429's pause told to every instance sharing the store: the requests bucket is emptied and overdrawn by what it
+ * refills in `millis` (at most a window), so that whoever reserves next, in any instance, waits about that long.
+ * The store has no other shared state to hold a pause in; the bucket is where every instance looks.
+ */
+const sharePause = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> => {
+  const limit = state.quota.requestsPerMinute
+  const key = state.storeKeys.rpm!
+  const overdraw = Math.min(limit, Math.ceil((limit * Math.min(millis, windowMillis)) / windowMillis))
+  return Effect.flatMap(shared.buckets.level(key, limit), (level) =>
+    Effect.gen(function*() {
+      // A take of more than the limit takes nothing: in steps.
+      for (let owed = Math.max(0, level) + overdraw; owed > 0; owed -= limit) {
+        yield* shared.buckets.take(key, limit, Math.min(owed, limit))
+      }
+    }))
+}
 
 /**
  * A response's rate-limit headers: with `adaptive`, a limit the provider reports below the one in force lowers

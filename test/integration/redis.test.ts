@@ -65,4 +65,39 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
       expect(a).toBeGreaterThan(0)
       expect(b).toBeGreaterThan(0)
     }), 30_000)
+
+  it.live("a 429 met by one instance pauses the others: they wait about its retry-after", () =>
+    Effect.gen(function*() {
+      const url = new URL(redisUrl!)
+      const options = {
+        quotas: { openai: quota },
+        prefix: `plot-engine-test-${randomUUID()}:`,
+        redis: { host: url.hostname, port: Number(url.port || 6379) }
+      }
+      const [a, b] = [
+        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options)),
+        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options))
+      ]
+      const target = { provider: "openai", model: "gpt-4.1" } as const
+      const admitOne = (runtime: typeof a) =>
+        Effect.promise(() =>
+          runtime.runPromise(Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (limiter) =>
+            limiter.withAdmission(target, { inputTokens: 1, outputTokens: 1 }, () =>
+              Effect.void)))
+        )
+      // Both have used the key: b's next admission would go at once.
+      yield* admitOne(a)
+      yield* admitOne(b)
+      yield* Effect.promise(() =>
+        a.runPromise(Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (limiter) =>
+          limiter.pause(target, 2_000)))
+      )
+      const started = Date.now()
+      yield* admitOne(b)
+      const waited = Date.now() - started
+      yield* Effect.promise(() => Promise.all([a.dispose(), b.dispose()]))
+      // Two requests of a bucket refilling one a second: two seconds, give or take a refill.
+      expect(waited).toBeGreaterThanOrEqual(1_500)
+      expect(waited).toBeLessThan(3_500)
+    }), 15_000)
 })
