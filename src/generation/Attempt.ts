@@ -15,6 +15,7 @@ import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as ContextBudget from "../ContextBudget.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
+import * as Timeout from "../internal/timeout.js"
 import * as Tracing from "../internal/tracing.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
@@ -125,7 +126,7 @@ const attempt = Effect.fnUntraced(function*(
       })
     // A stream's watchdog keeps this limit with its silence limits (one timer per stream).
     return (generation.mode === "object"
-      ? Effect.timeoutFail(Call.structured(languageModel, input, tally), { duration: total, onTimeout: onTotal })
+      ? Timeout.timeoutFail(Call.structured(languageModel, input, tally), total, onTotal)
       : Call.streamed(languageModel, input, generation.emit, tally, {
         ...streamTimeouts(engine.policy, target),
         total,
