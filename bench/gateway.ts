@@ -12,6 +12,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
 import { type ChildProcess, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 
 import OpenAI from "openai"
@@ -32,6 +33,21 @@ export interface Gateway {
   readonly url: string
   readonly openaiBaseUrl: string
   readonly stop: () => void
+  /** The CPU time the simulator's process has used so far, in milliseconds (`undefined` where `/proc` is not). */
+  readonly cpuMillis: () => number | undefined
+}
+
+/** A process's CPU time (user and system) from `/proc/<pid>/stat`, in milliseconds; `undefined` without it. */
+const processCpuMillis = (pid: number | undefined): number | undefined => {
+  if (pid === undefined) return undefined
+  try {
+    // The fields after the command's closing parenthesis; utime and stime are the 12th and 13th of them.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000) / 100
+  } catch {
+    return undefined
+  }
 }
 
 /** Starts `plot-engine simulate` on a free port, with optional `--faults`; resolves once it listens. */
@@ -47,7 +63,12 @@ export const startGateway = (args: ReadonlyArray<string> = []): Promise<Gateway>
       output += data.toString()
       const match = /listening on (http:\/\/\S+)/.exec(output)
       if (match !== null) {
-        resolve({ url: match[1]!, openaiBaseUrl: `${match[1]!}/v1`, stop: () => child.kill("SIGINT") })
+        resolve({
+          url: match[1]!,
+          openaiBaseUrl: `${match[1]!}/v1`,
+          stop: () => child.kill("SIGINT"),
+          cpuMillis: () => processCpuMillis(child.pid)
+        })
       }
     })
     child.once("exit", (code) => reject(new Error(`the simulator exited with ${code}: ${output}`)))
@@ -71,7 +92,10 @@ export const engineRuntime = (gateway: Gateway, options: { readonly retryPolicy?
     )
   )
 
-/** Runs `task(i)` for i in 0..n-1, `concurrency` at a time; returns each one's latency in milliseconds. */
+/**
+ * Runs `task(i)` for i in 0..n-1, `concurrency` at a time; returns each one's latency in milliseconds, the wall
+ * time and the CPU time this process used meanwhile (microseconds, user and system, GC included).
+ */
 export const pool = async <A>(n: number, concurrency: number, task: (i: number) => Promise<A>) => {
   const latencies: Array<number> = []
   const results: Array<A> = []
@@ -85,8 +109,10 @@ export const pool = async <A>(n: number, concurrency: number, task: (i: number) 
     }
   }
   const start = performance.now()
+  const cpuAtStart = process.cpuUsage()
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker))
-  return { latencies, results, wallMillis: performance.now() - start }
+  const cpu = process.cpuUsage(cpuAtStart)
+  return { latencies, results, wallMillis: performance.now() - start, cpuMicros: cpu.user + cpu.system }
 }
 
 /** The prompt the engine builds for the `i`-th request on an OpenAI model, for the baselines to send. */

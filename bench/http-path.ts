@@ -2,7 +2,10 @@
  * Benchmark `http-path`: `generate` through the real `@effect/ai-openai` client to the simulator (its own
  * process, loopback) at concurrency 1, 16 and 64, beside the official `openai` SDK sending the same request
  * (the same messages, output limit and JSON schema) with nothing around it, and the `@effect/ai-openai` client
- * alone making the call. The ratios say what the client costs and what the engine adds.
+ * alone making the call. The ratios say what the client costs and what the engine adds. On loopback, with the
+ * simulator on the same cores, throughput is bound by CPU: each row also says what a request cost in CPU, in
+ * this process (the client's side) and in the simulator's (the same answer for every client, so that its share
+ * shows whether the requests differ).
  */
 import * as Effect from "effect/Effect"
 import * as PlotGeneration from "../src/PlotGeneration.js"
@@ -21,6 +24,10 @@ const rounds = 3
 interface Run {
   readonly latencies: Array<number>
   readonly wallMillis: number
+  /** CPU time of this process over the run, in microseconds. */
+  readonly cpuMicros: number
+  /** CPU time of the simulator's process over the run, in milliseconds, where it can be read. */
+  readonly simulatorCpuMillis: number | undefined
 }
 
 interface Row {
@@ -30,6 +37,10 @@ interface Row {
   readonly throughputPerSecond: number
   readonly p50Ms: number
   readonly p99Ms: number
+  /** Client-side CPU per request (this process: the client, the engine around it, GC), in milliseconds. */
+  readonly clientCpuMsPerRequest: number
+  /** The simulator's CPU per request, in milliseconds (`null` where it cannot be read). */
+  readonly simulatorCpuMsPerRequest: number | null
 }
 
 const row = (concurrency: number, client: Row["client"], run: Run): Row => ({
@@ -38,7 +49,11 @@ const row = (concurrency: number, client: Row["client"], run: Run): Row => ({
   requests: run.latencies.length,
   throughputPerSecond: Math.round((run.latencies.length / run.wallMillis) * 1000),
   p50Ms: Number(percentile(run.latencies, 50).toFixed(2)),
-  p99Ms: Number(percentile(run.latencies, 99).toFixed(2))
+  p99Ms: Number(percentile(run.latencies, 99).toFixed(2)),
+  clientCpuMsPerRequest: Number((run.cpuMicros / 1_000 / run.latencies.length).toFixed(3)),
+  simulatorCpuMsPerRequest: run.simulatorCpuMillis === undefined
+    ? null
+    : Number((run.simulatorCpuMillis / run.latencies.length).toFixed(3))
 })
 
 export const run = async () => {
@@ -64,6 +79,21 @@ export const run = async () => {
     await pool(100, 16, client.generate)
     await pool(100, 16, bare)
 
+    // A run of a pool, with the simulator's CPU time over it.
+    const measured = async (n: number, concurrency: number, task: (i: number) => Promise<unknown>): Promise<Run> => {
+      const simulatorAtStart = gateway.cpuMillis()
+      const { cpuMicros, latencies, wallMillis } = await pool(n, concurrency, task)
+      const simulatorAtEnd = gateway.cpuMillis()
+      return {
+        latencies,
+        wallMillis,
+        cpuMicros,
+        simulatorCpuMillis: simulatorAtStart === undefined || simulatorAtEnd === undefined
+          ? undefined
+          : simulatorAtEnd - simulatorAtStart
+      }
+    }
+
     // Three rounds per concurrency, the clients taking turns within each, so that the VM's drift over a run
     // falls on all three alike; each client's figures are over its three rounds together.
     const rows: Array<Row> = []
@@ -75,14 +105,18 @@ export const run = async () => {
       }
       for (let round = 0; round < rounds; round++) {
         const n = requestsAt(concurrency)
-        runs["openai SDK"].push(await pool(n, concurrency, bare))
-        runs["@effect/ai client alone"].push(await pool(n, concurrency, client.generate))
-        runs.engine.push(await pool(n, concurrency, engine))
+        runs["openai SDK"].push(await measured(n, concurrency, bare))
+        runs["@effect/ai client alone"].push(await measured(n, concurrency, client.generate))
+        runs.engine.push(await measured(n, concurrency, engine))
       }
       for (const [name, clientRuns] of Object.entries(runs)) {
         rows.push(row(concurrency, name as Row["client"], {
           latencies: clientRuns.flatMap((r) => r.latencies),
-          wallMillis: clientRuns.reduce((sum, r) => sum + r.wallMillis, 0)
+          wallMillis: clientRuns.reduce((sum, r) => sum + r.wallMillis, 0),
+          cpuMicros: clientRuns.reduce((sum, r) => sum + r.cpuMicros, 0),
+          simulatorCpuMillis: clientRuns.some((r) => r.simulatorCpuMillis === undefined)
+            ? undefined
+            : clientRuns.reduce((sum, r) => sum + r.simulatorCpuMillis!, 0)
         }))
       }
     }

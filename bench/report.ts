@@ -53,7 +53,8 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
     [
       "## Pipeline overhead\n",
       "`generate` on an instant in-process model against a bare `LanguageModel.generateText` on the same model, ",
-      "one request at a time, the four warm paths taking turns in batches of 1,000 (seven rounds, the median batch). ",
+      "one request at a time, the four warm paths taking turns in batches of 1,000 (seven rounds, the median batch); ",
+      "microseconds of CPU (user and system, GC included) per request. ",
       "Warm: one engine, its token cache filled; cold: a fresh engine per request. ",
       "`bareGenerateObjectUs` is the structured call the engine makes, alone (`generateText` forcing the outline ",
       "tool; `@effect/ai` is patched to make its response decoders once per toolkit). ",
@@ -93,6 +94,9 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       `the \`@effect/ai\` client alone / SDK: ${
         Object.entries(f.clientAloneRatio ?? {}).map(([c, r]) => `${c} ${r}`).join(", ")
       }. `,
+      "On loopback, with the simulator on the same cores, throughput is bound by CPU: `clientCpuMsPerRequest` is ",
+      "what a request cost this process (the client, the engine around it, GC), `simulatorCpuMsPerRequest` what it ",
+      "cost the simulator's. ",
       `Target: ${f.target}.\n\n`,
       table(f.rows),
       "\n",
@@ -103,6 +107,17 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
           x: { field: "concurrency", type: "ordinal", title: "concurrency", axis: { labelAngle: 0 } },
           xOffset: { field: "client", type: "nominal" },
           y: { field: "throughputPerSecond", type: "quantitative", title: "requests / s" },
+          color: { field: "client", type: "nominal", title: null }
+        }
+      } as any),
+      "\n",
+      await chart("http-path-cpu", "Client-side CPU per request", {
+        data: { values: f.rows.filter((r: any) => r.clientCpuMsPerRequest !== undefined) },
+        mark: "bar",
+        encoding: {
+          x: { field: "concurrency", type: "ordinal", title: "concurrency", axis: { labelAngle: 0 } },
+          xOffset: { field: "client", type: "nominal" },
+          y: { field: "clientCpuMsPerRequest", type: "quantitative", title: "client-side CPU ms / request" },
           color: { field: "client", type: "nominal", title: null }
         }
       } as any)

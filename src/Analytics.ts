@@ -20,6 +20,7 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
 import type * as Domain from "./Domain.js"
 
 /**
@@ -69,20 +70,28 @@ export const layer = (track: (report: GenerationReport) => Effect.Effect<void>):
  * @since 0.1.0
  * @category Reporting
  */
-export const report = (analytics: Service | undefined, generationReport: GenerationReport): Effect.Effect<void> =>
-  Effect.zipRight(
-    Effect.logInfo("Plot generation metrics").pipe(
-      // One flat line: each figure an annotation of its own, not a nested object a log line would spread over lines.
-      Effect.annotateLogs({
-        component: "plotGenerationService",
-        outcome: generationReport.outcome,
-        kind: generationReport.kind,
-        ...Object.fromEntries(
-          Object.entries(generationReport.metrics).filter(([, value]) => value !== undefined)
-        )
-      })
+export const report = (analytics: Service | undefined, generationReport: GenerationReport): Effect.Effect<void> => {
+  // The line and its annotations are only made when info is logged (the default level of a server drops it).
+  const logged = Effect.whenLogLevel(
+    Effect.suspend(() =>
+      Effect.logInfo("Plot generation metrics").pipe(
+        // One flat line: each figure an annotation of its own, not a nested object a log line would spread over lines.
+        Effect.annotateLogs({
+          component: "plotGenerationService",
+          outcome: generationReport.outcome,
+          kind: generationReport.kind,
+          ...Object.fromEntries(
+            Object.entries(generationReport.metrics).filter(([, value]) => value !== undefined)
+          )
+        })
+      )
     ),
-    analytics === undefined ? Effect.void : analytics.track(generationReport).pipe(
+    LogLevel.Info
+  )
+  return analytics === undefined ? Effect.asVoid(logged) : Effect.zipRight(
+    logged,
+    analytics.track(generationReport).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("Analytics failed to track a generation", cause))
     )
   )
+}

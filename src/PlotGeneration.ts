@@ -50,6 +50,7 @@ import * as Chain from "./generation/Chain.js"
 import * as Engine from "./generation/Engine.js"
 import * as Outcome from "./generation/Outcome.js"
 import * as Prepare from "./generation/Prepare.js"
+import * as Tracing from "./internal/tracing.js"
 import * as ModelCatalog from "./ModelCatalog.js"
 import * as ProjectContextStore from "./ProjectContextStore.js"
 import type * as PromptBuilder from "./PromptBuilder.js"
@@ -142,9 +143,6 @@ export const stageProgress: Readonly<Record<Domain.Stage, number>> = Engine.stag
 // Constructors
 // =============================================================================
 
-/** Drops the events of a generation nobody watches. */
-const noEvents: Engine.Emit = () => Effect.void
-
 /** One generation, from the request to its result (or typed failure), its stages told to `emit`. */
 const runGeneration = Effect.fnUntraced(function*(
   engine: Engine.Engine,
@@ -198,10 +196,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     reasoningEfforts: options.reasoningEffort
   }
 
-  const generate = Effect.fn("PlotGeneration.generate")(
-    (request: Domain.PlotRequestInput, generateOptions?: Domain.GenerateOptions) =>
-      runGeneration(engine, request, generateOptions ?? {}, noEvents, "object")
-  )
+  // A span only when a tracer is installed (`Effect.fn` would also capture its call site on every call).
+  const generate = (request: Domain.PlotRequestInput, generateOptions?: Domain.GenerateOptions) =>
+    runGeneration(engine, request, generateOptions ?? {}, Engine.silent, "object").pipe(
+      Tracing.withSpan("PlotGeneration.generate", { captureStackTrace: false })
+    )
 
   const generateStream = (request: Domain.PlotRequestInput, generateOptions?: Domain.GenerateOptions) =>
     Stream.unwrapScoped(
@@ -210,7 +209,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         const emit: Engine.Emit = (event) => Effect.asVoid(mailbox.offer(event))
         yield* runGeneration(engine, request, generateOptions ?? {}, emit, "stream").pipe(
           Effect.flatMap((result) => mailbox.offer({ _tag: "Completed", result })),
-          Effect.withSpan("PlotGeneration.generateStream"),
+          Tracing.withSpan("PlotGeneration.generateStream", { captureStackTrace: false }),
           Mailbox.into(mailbox),
           Effect.forkScoped
         )

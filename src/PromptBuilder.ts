@@ -288,8 +288,18 @@ export const instructions = (request: Pick<Domain.PlotRequest, "targetWordCount"
  * @since 0.1.0
  * @category Caching
  */
-export const promptCacheKey = (projectId: string): string =>
-  `plot-engine-${createHash("sha256").update(projectId).digest("base64url").slice(0, 22)}`
+export const promptCacheKey = (projectId: string): string => {
+  // Remembered: a digest per call cost more than the rest of the prompt's making.
+  let key = promptCacheKeys.get(projectId)
+  if (key === undefined) {
+    key = `plot-engine-${createHash("sha256").update(projectId).digest("base64url").slice(0, 22)}`
+    if (promptCacheKeys.size >= 10_000) promptCacheKeys.clear()
+    promptCacheKeys.set(projectId, key)
+  }
+  return key
+}
+
+const promptCacheKeys = new Map<string, string>()
 
 /**
  * How long a provider keeps a prompt prefix cached after its last use, where the caller chooses (Anthropic's

@@ -478,6 +478,28 @@ describe("PlotGeneration through the rate limiter", () => {
     ))
   })
 
+  it.effect("fails a call that does not answer at its attempt timeout, exactly then", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.flip(generate(request, { useFallback: false })))
+      yield* TestClock.adjust("9999 millis")
+      expect(yield* Fiber.poll(fiber)).toEqual(Option.none())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(fiber)
+      expect(error._tag).toBe("TimeoutError")
+      expect(error.message).toContain("no answer within the attempt timeout of 10s")
+      expect(calls).toHaveLength(1)
+    }).pipe(Effect.provide(
+      PlotGeneration.layer({ retryPolicy: { ...RetryPolicy.defaults, maxAttempts: 1, attemptTimeout: "10 seconds" } })
+        .pipe(
+          Layer.provide(Providers.layerModels({ openai: scripted([{ _tag: "Hang" }], calls) })),
+          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+          Layer.provide(ProviderRateLimiter.layerUnlimited),
+          Layer.provide(Alerts.layerDisabled)
+        )
+    ))
+  })
+
   it.effect("ends a generation queued for a permit when its call would have no time left, without sending it", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {

@@ -15,6 +15,8 @@ import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as ContextBudget from "../ContextBudget.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
+import * as Timeout from "../internal/timeout.js"
+import * as Tracing from "../internal/tracing.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
@@ -62,7 +64,7 @@ export const run = (
 ): Effect.Effect<Success, RetryPolicy.RetryableError> =>
   attempt(engine, generation, state, step.model, deadlineAt).pipe(
     Effect.annotateLogs({ provider: step.model.provider, model: step.model.id }),
-    Effect.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
+    Tracing.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
   )
 
 const attempt = Effect.fnUntraced(function*(
@@ -87,14 +89,14 @@ const attempt = Effect.fnUntraced(function*(
   }))
   const prepared = yield* generation.prompts.forModel(target, reducedBudgets.get(key), outputBudgets.get(key))
   const { prompt } = prepared
-  yield* Effect.annotateCurrentSpan({
+  yield* Tracing.annotateCurrentSpan(() => ({
     "gen_ai.system": target.provider,
     "gen_ai.request.model": target.id,
     "gen_ai.request.max_tokens": prompt.maxOutputTokens,
     ...(prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prompt.temperature }),
     ...(prompt.reasoningEffort === undefined ? {} : { "plot_engine.reasoning_effort": prompt.reasoningEffort }),
     "plot_engine.attempt": attempts
-  })
+  }))
   // The prompt goes in the message, not in the log annotations: annotations are compared (hashed) on every
   // update, and hashing a 100 KB prompt cost a millisecond per attempt. Only built at debug level.
   yield* Effect.whenLogLevel(Effect.logDebug("Prompt", { system: prompt.system, user: prompt.user }), LogLevel.Debug)
@@ -124,7 +126,7 @@ const attempt = Effect.fnUntraced(function*(
       })
     // A stream's watchdog keeps this limit with its silence limits (one timer per stream).
     return (generation.mode === "object"
-      ? Effect.timeoutFail(Call.structured(languageModel, input, tally), { duration: total, onTimeout: onTotal })
+      ? Timeout.timeoutFail(Call.structured(languageModel, input, tally), total, onTotal)
       : Call.streamed(languageModel, input, generation.emit, tally, {
         ...streamTimeouts(engine.policy, target),
         total,
@@ -146,12 +148,12 @@ const attempt = Effect.fnUntraced(function*(
   yield* bookCost(state, target, "success", { usage: outcome.usage, estimated: false })
   yield* announceCircuit(generation.emit, target, yield* engine.breaker.onSuccess(key))
   yield* engine.tokens.calibrate(target, prepared.inputTokens, outcome.usage.inputTokens)
-  yield* Effect.annotateCurrentSpan({
+  yield* Tracing.annotateCurrentSpan(() => ({
     "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
     "gen_ai.usage.output_tokens": outcome.usage.outputTokens,
     "gen_ai.usage.cache_read.input_tokens": outcome.usage.cachedInputTokens ?? 0,
     "gen_ai.usage.cache_creation.input_tokens": outcome.usage.cacheWriteTokens ?? 0
-  })
+  }))
   return { outcome, model: target, prepared } satisfies Success
 })
 

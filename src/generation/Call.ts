@@ -51,10 +51,10 @@ export interface Tally {
 }
 
 /** A call that has received nothing yet. */
-export const makeTally: Effect.Effect<Tally> = Effect.map(
-  Effect.all([Ref.make(0), Ref.make<Domain.Usage | undefined>(undefined)]),
-  ([written, billed]) => ({ written, billed })
-)
+export const makeTally: Effect.Effect<Tally> = Effect.sync(() => ({
+  written: Ref.unsafeMake(0),
+  billed: Ref.unsafeMake<Domain.Usage | undefined>(undefined)
+}))
 
 /**
  * How long a stream may take, in milliseconds: how long it may be silent before it begins writing (`firstToken`)

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Alerts from "../Alerts.js"
 import type * as Analytics from "../Analytics.js"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
@@ -90,6 +90,14 @@ const stageMessages: Readonly<Record<Domain.Stage, string>> = {
   parsing: "Reading the result..."
 }
 
+/** The `Emit` of a generation nobody watches (`generate`): its events are not even made. */
+export const silent: Emit = () => Effect.void
+
+/** Whether somebody hears a generation's events. */
+export const listening = (emit: Emit): boolean => emit !== silent
+
 /** Tells the caller a stage began. */
 export const progress = (emit: Emit, stage: Domain.Stage): Effect.Effect<void> =>
-  emit({ _tag: "Progress", stage, message: stageMessages[stage], progress: stageProgress[stage] })
+  emit === silent
+    ? Effect.void
+    : emit({ _tag: "Progress", stage, message: stageMessages[stage], progress: stageProgress[stage] })

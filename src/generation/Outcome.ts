@@ -174,11 +174,13 @@ const record = (
   chain: Chain.State
 ): Effect.Effect<void> => {
   const outcome = result.isTemplate ? "template" : "success"
-  return Effect.all([
+  return Effect.zipRight(
     Telemetry.recordResult(result),
-    engine.alerts.record({ outcome, durationMs: result.durationMs, rateLimitErrors: chain.rateLimitErrors }),
-    Analytics.report(engine.analytics, { ...about(generation), outcome, metrics: result.metrics })
-  ], { discard: true })
+    Effect.zipRight(
+      engine.alerts.record({ outcome, durationMs: result.durationMs, rateLimitErrors: chain.rateLimitErrors }),
+      Analytics.report(engine.analytics, { ...about(generation), outcome, metrics: result.metrics })
+    )
+  )
 }
 
 /** Which generation a report is about. */

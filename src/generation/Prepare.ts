@@ -13,6 +13,7 @@ import * as Schema from "effect/Schema"
 import * as ContextBudget from "../ContextBudget.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
+import * as Tracing from "../internal/tracing.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as ModelSelector from "../ModelSelector.js"
 import * as PromptBuilder from "../PromptBuilder.js"
@@ -200,10 +201,10 @@ export const start = Effect.fnUntraced(function*(
   const startedAt = yield* Clock.currentTimeMillis
   const requestId = yield* newRequestId
   const request = yield* decodeRequest(input)
-  yield* Effect.annotateCurrentSpan({
+  yield* Tracing.annotateCurrentSpan(() => ({
     "plot_engine.request_id": requestId,
     "plot_engine.project_id": request.projectId
-  })
+  }))
 
   yield* Engine.progress(emit, "retrieving_context")
   const context = yield* engine.store.get(request.projectId)
@@ -219,14 +220,17 @@ export const start = Effect.fnUntraced(function*(
   yield* Engine.progress(emit, "building_prompt")
   const generationPrompts = prompts(engine, request, context)
   const first = yield* generationPrompts.forModel(selection.model, undefined)
-  yield* emit({
-    _tag: "ModelSelected",
-    provider: selection.model.provider,
-    model: selection.model.id,
-    reasoning: selection.reasoning,
-    estimatedCostUsd: first.estimatedCostUsd
-  })
-  yield* Engine.progress(emit, "generating")
+  // The events are made only when somebody listens (`generateStream`).
+  if (Engine.listening(emit)) {
+    yield* emit({
+      _tag: "ModelSelected",
+      provider: selection.model.provider,
+      model: selection.model.id,
+      reasoning: selection.reasoning,
+      estimatedCostUsd: first.estimatedCostUsd
+    })
+    yield* Engine.progress(emit, "generating")
+  }
   return {
     requestId,
     request,

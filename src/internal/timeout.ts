@@ -1,0 +1,48 @@
+/**
+ * `Effect.timeoutFail` for a call, at the cost of one fiber. Effect's races the effect against a sleep in two
+ * child fibers, each forked with a copy of the caller's `FiberRef`s, and joins the winner's back (a diff of every
+ * one the child touched, its context included). Here the call runs in one child, and the caller waits for
+ * whichever comes first: the child's end, or the clock's sleep, run in a fiber of its own that inherits nothing.
+ * The child's `FiberRef`s are not joined back: a call changes none that outlive it. Past the limit, the child is
+ * interrupted, and awaited, before the failure; an interrupted caller interrupts the child and awaits it.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+
+/** `self`, failing with `onTimeout()` when it takes longer than `millis` on the `Clock`. */
+export const timeoutFail = <A, E, R, E1>(
+  self: Effect.Effect<A, E, R>,
+  millis: number,
+  onTimeout: () => E1
+): Effect.Effect<A, E | E1, R> =>
+  Effect.clockWith((clock) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.fork(restore(self)), (child) =>
+        restore(Effect.async<A, E | E1>((resume) => {
+          let settled = false
+          // The clock's sleep (a test clock's too) needs nothing of the caller's fiber.
+          const timer = Effect.runFork(clock.sleep(Duration.millis(millis)))
+          timer.addObserver((exit) => {
+            if (settled || Exit.isFailure(exit)) return
+            settled = true
+            resume(Effect.zipRight(Fiber.interrupt(child), Effect.fail(onTimeout())))
+          })
+          child.addObserver((exit) => {
+            if (settled) return
+            settled = true
+            timer.unsafeInterruptAsFork(FiberId.none)
+            resume(exit)
+          })
+          return Effect.suspend(() => {
+            settled = true
+            timer.unsafeInterruptAsFork(FiberId.none)
+            return Fiber.interrupt(child)
+          })
+        })))
+    )
+  )

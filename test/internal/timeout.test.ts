@@ -1,0 +1,54 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as TestClock from "effect/TestClock"
+import * as Timeout from "../../src/internal/timeout.js"
+
+describe("Timeout.timeoutFail", () => {
+  it.effect("gives the effect's success, or its failure, when it ends in time", () =>
+    Effect.gen(function*() {
+      const ok = yield* Effect.fork(Timeout.timeoutFail(Effect.as(Effect.sleep("999 millis"), 42), 1_000, () => "late"))
+      yield* TestClock.adjust("999 millis")
+      expect(yield* Fiber.join(ok)).toBe(42)
+      const failed = yield* Effect.exit(Timeout.timeoutFail(Effect.fail("boom"), 1_000, () => "late"))
+      expect(failed).toEqual(Exit.fail("boom"))
+    }))
+
+  it.effect("fails at the limit exactly, after the effect was interrupted and had finished", () =>
+    Effect.gen(function*() {
+      const cleanedUp = yield* Ref.make(false)
+      const slow = Effect.never.pipe(Effect.onInterrupt(() => Ref.set(cleanedUp, true)))
+      const fiber = yield* Effect.fork(Timeout.timeoutFail(slow, 1_000, () => "late"))
+      yield* TestClock.adjust("999 millis")
+      expect(yield* Fiber.poll(fiber)).toEqual(Option.none())
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.fail("late"))
+      expect(yield* Ref.get(cleanedUp)).toBe(true)
+    }))
+
+  it.effect("interrupts the effect, and waits for it, when the caller is interrupted", () =>
+    Effect.gen(function*() {
+      const started = yield* Deferred.make<void>()
+      const cleanedUp = yield* Ref.make(false)
+      const slow = Deferred.succeed(started, undefined).pipe(
+        Effect.zipRight(Effect.never),
+        Effect.onInterrupt(() => Ref.set(cleanedUp, true))
+      )
+      const fiber = yield* Effect.fork(Timeout.timeoutFail(slow, 1_000, () => "late"))
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(fiber)
+      expect(yield* Ref.get(cleanedUp)).toBe(true)
+    }))
+
+  it.effect("runs the effect with the caller's services and log annotations", () =>
+    Effect.gen(function*() {
+      const annotations = yield* Timeout.timeoutFail(Effect.logAnnotations, 1_000, () => "late").pipe(
+        Effect.annotateLogs({ requestId: "gen_1" })
+      )
+      expect(annotations.pipe((map) => [...map])).toEqual([["requestId", "gen_1"]])
+    }))
+})
