@@ -195,7 +195,7 @@ describe("ProviderRateLimiter", () => {
       expect(snapshot?.available.tpm).toBe(1_000)
     }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }))))
 
-  it.effect("pauses every caller of the key after a provider 429, until its retry-after", () =>
+  it.effect("pauses every caller of the key after a provider 429 until its retry-after, then goes at the limit's pace", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const log: Array<readonly [string, number]> = []
@@ -203,7 +203,9 @@ describe("ProviderRateLimiter", () => {
       const fibers = yield* Effect.forEach(["a", "b"], (name) => Effect.fork(request(log, name, small)))
       yield* TestClock.adjust("30 seconds")
       yield* Fiber.joinAll(fibers)
-      expect(log).toEqual([["a", 20_000], ["b", 20_000]])
+      // The provider had nothing left: at the retry-after one request is there, the next 6 ms later (10,000 a
+      // minute), not a burst of a full bucket into the provider's empty one.
+      expect(log).toEqual([["a", 20_000], ["b", 20_006]])
       const [snapshot] = yield* rateLimiter.snapshot
       expect(snapshot?.pausedUntil).toBe(20_000)
     }).pipe(Effect.provide(limiter({}, { adaptive: false }))))
@@ -310,6 +312,21 @@ describe("ProviderRateLimiter", () => {
       yield* rateLimiter.pause(target, 10_000)
       expect(yield* quota).toEqual([810, 8_100])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 10_000 }))))
+
+  it.effect("a 429 after using at least half the limit in the last minute cuts to what was used", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      // 600 of 1,000 used in the last minute: the provider refused at 600 a minute.
+      yield* Effect.forEach(Array.from({ length: 600 }), () => request([], "a", small), { discard: true })
+      yield* rateLimiter.pause(target, 1_000)
+      expect(yield* requestsPerMinute).toBe(600)
+      // A minute later it has climbed to 650; 200 used since, less than half of it, say little: a tenth comes off.
+      yield* TestClock.adjust("61 seconds")
+      yield* Effect.forEach(Array.from({ length: 200 }), () => request([], "b", small), { discard: true })
+      yield* rateLimiter.pause(target, 1_000)
+      expect(yield* requestsPerMinute).toBe(585)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 100_000_000 }))))
 
   it.effect("climbs back after a cut: a twentieth of the configured limit per minute without a 429, up to it", () =>
     Effect.gen(function*() {

@@ -73,6 +73,9 @@ export interface KeyState {
   readonly reported: { -readonly [F in QuotaField]?: number }
   /** When the limits in force last came down or climbed (the climb is a step per minute without a 429). */
   limitsChangedAt: number
+  /** What was reserved in the last minute, oldest first (from `recentHead`): what a 429 says the quota is below. */
+  recent: Array<{ readonly at: number; readonly estimate: Estimate }>
+  recentHead: number
   /** Concurrency permits, and how many are taken (admitted and not yet released). */
   readonly permits: number
   permitsHeld: number
@@ -135,6 +138,8 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   configured: quota,
   reported: {},
   limitsChangedAt: 0,
+  recent: [],
+  recentHead: 0,
   permits: quota.maxConcurrent,
   permitsHeld: 0,
   queued: 0,
@@ -749,6 +754,7 @@ const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: num
 
 /** One reservation across every bucket of the key, in memory: the wait it implies (0 when the budget is there). */
 const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number): number => {
+  remember(state, estimate, now)
   let delay = 0
   for (const b of bucketsOf(state.quota, estimate)) {
     delay = Math.max(delay, local.take(state.storeKeys[b.name]!, b.limit, b.tokens, now).delay)
@@ -762,6 +768,12 @@ const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, esti
 
 /** One reservation across every bucket of the key, in a remote store: what each holds is remembered. */
 const reserveInStore = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<number> =>
+  Effect.suspend(() => {
+    remember(state, estimate, shared.clock.unsafeCurrentTimeMillis())
+    return reserveAll(shared, state, estimate)
+  })
+
+const reserveAll = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<number> =>
   Effect.map(
     Effect.forEach(bucketsOf(state.quota, estimate), (b) =>
       Effect.map(shared.buckets.take(state.storeKeys[b.name]!, b.limit, b.tokens), (taken) => {
@@ -828,36 +840,40 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
     if (alreadyPaused) return
-    if (shared.buckets.local === undefined) yield* sharePause(shared, state, millis)
-    if (!shared.adaptive) return
-    // The provider refused while the local budget allowed: the limits in force are too high.
-    state.limitsChangedAt = now
-    const lower = (n: number | undefined) => (n === undefined ? undefined : Math.max(1, Math.floor(n * 0.9)))
-    state.quota = {
-      ...state.quota,
-      requestsPerMinute: lower(state.quota.requestsPerMinute)!,
-      tokensPerMinute: lower(state.quota.tokensPerMinute),
-      inputTokensPerMinute: lower(state.quota.inputTokensPerMinute),
-      outputTokensPerMinute: lower(state.quota.outputTokensPerMinute)
+    if (shared.adaptive) {
+      // The provider refused while the local budget allowed: the limits in force are too high.
+      state.limitsChangedAt = now
+      const used = usedInLastMinute(state, now)
+      state.quota = {
+        ...state.quota,
+        requestsPerMinute: cut(state.quota.requestsPerMinute, used.requests)!,
+        tokensPerMinute: cut(state.quota.tokensPerMinute, used.inputTokens + used.outputTokens),
+        inputTokensPerMinute: cut(state.quota.inputTokensPerMinute, used.inputTokens),
+        outputTokensPerMinute: cut(state.quota.outputTokensPerMinute, used.outputTokens)
+      }
+      for (const b of bucketsOf(state.quota, nothing)) {
+        yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
+      }
     }
-    for (const b of bucketsOf(state.quota, nothing)) {
-      yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
-    }
+    yield* emptyForPause(shared, state, millis)
   })
 
 /**
- * A 429's pause told to every instance sharing the store: the requests bucket is emptied and overdrawn by what it
- * refills in `millis` (at most a window), so that whoever reserves next, in any instance, waits about that long.
- * The store has no other shared state to hold a pause in; the bucket is where every instance looks.
+ * A 429 says the provider has no budget left now: the requests bucket is brought down so that when the pause ends
+ * one request is there, as at the provider (its retry-after is when its next request is), and is overdrawn for a
+ * pause longer than a request's refill. Whoever reserves after the pause is spaced at the limit's pace rather than
+ * let through in a burst of a full bucket (which met the provider's empty one: another 429, another cut, and limits
+ * spiralling down); and over a shared store every instance waits about the pause, the bucket being where they all
+ * look (the store holds no other shared state to keep a pause in).
  */
-const sharePause = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> => {
+const emptyForPause = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> => {
   const limit = state.quota.requestsPerMinute
   const key = state.storeKeys.rpm!
-  const overdraw = Math.min(limit, Math.ceil((limit * Math.min(millis, windowMillis)) / windowMillis))
+  const atMost = 1 - Math.floor((limit * Math.min(millis, windowMillis)) / windowMillis)
   return Effect.flatMap(shared.buckets.level(key, limit), (level) =>
     Effect.gen(function*() {
       // A take of more than the limit takes nothing: in steps.
-      for (let owed = Math.max(0, level) + overdraw; owed > 0; owed -= limit) {
+      for (let owed = level - atMost; owed > 0; owed -= limit) {
         yield* shared.buckets.take(key, limit, Math.min(owed, limit))
       }
     }))
@@ -887,6 +903,45 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
       yield* shared.buckets.lowerTo(state.storeKeys[bucket]!, limit, report.remaining ?? limit)
     }
   })
+
+/**
+ * A limit after a 429: a tenth lower, and, when this instance used at least half of it in the last minute, no
+ * higher than what it used (the provider refused at that rate: its quota is below it). Less use says little (others
+ * share the quota, or the key was idle): a tenth then.
+ */
+const cut = (limit: number | undefined, usedInLastMinute: number): number | undefined => {
+  if (limit === undefined) return undefined
+  const lowered = usedInLastMinute >= 0.5 * limit ? Math.min(0.9 * limit, usedInLastMinute) : 0.9 * limit
+  return Math.max(1, Math.floor(lowered))
+}
+
+/** A reservation, remembered for a minute. */
+const remember = (state: KeyState, estimate: Estimate, now: number) => {
+  state.recent.push({ at: now, estimate })
+  forgetBefore(state, now - windowMillis)
+}
+
+const forgetBefore = (state: KeyState, since: number) => {
+  while (state.recentHead < state.recent.length && state.recent[state.recentHead]!.at <= since) state.recentHead++
+  // Compacted once the forgotten part is most of the array: amortized O(1) per reservation.
+  if (state.recentHead > 1_024 && state.recentHead * 2 > state.recent.length) {
+    state.recent = state.recent.slice(state.recentHead)
+    state.recentHead = 0
+  }
+}
+
+/** What the reservations of the last minute took, per kind. */
+const usedInLastMinute = (state: KeyState, now: number) => {
+  forgetBefore(state, now - windowMillis)
+  const used = { requests: 0, inputTokens: 0, outputTokens: 0 }
+  for (let i = state.recentHead; i < state.recent.length; i++) {
+    const { estimate } = state.recent[i]!
+    used.requests++
+    used.inputTokens += estimate.inputTokens
+    used.outputTokens += estimate.outputTokens
+  }
+  return used
+}
 
 /** How much the limits in force climb back per minute without a 429: a twentieth of the ceiling. */
 const climbShare = 0.05

@@ -96,8 +96,8 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
       yield* admitOne(b)
       const waited = Date.now() - started
       yield* Effect.promise(() => Promise.all([a.dispose(), b.dispose()]))
-      // Two requests of a bucket refilling one a second: two seconds, give or take a refill.
-      expect(waited).toBeGreaterThanOrEqual(1_500)
+      // The 429 emptied the shared bucket: b waits for it to refill (one a second), where it went at once before.
+      expect(waited).toBeGreaterThanOrEqual(900)
       expect(waited).toBeLessThan(3_500)
     }), 15_000)
 })
