@@ -635,6 +635,44 @@ describe("ProviderRateLimiter refusals after admission", () => {
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 2, maxConcurrent: 5 }))))
 })
 
+describe("ProviderRateLimiter order", () => {
+  it.effect("a caller whose onQueued is slow keeps its place: the next arrival does not pass it", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      const holder = yield* Effect.fork(request(log, "holder", small, 1_000))
+      yield* Effect.yieldNow()
+      const a = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        yield* rateLimiter.admit(target, small, { onQueued: () => Effect.sleep("2 seconds") })
+        log.push(["a", yield* Clock.currentTimeMillis])
+        yield* Effect.sleep("1 second")
+      })))
+      yield* TestClock.adjust("10 millis")
+      const b = yield* Effect.fork(request(log, "b", small))
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(holder)
+      yield* Fiber.join(a)
+      yield* Fiber.join(b)
+      expect(log).toEqual([["holder", 0], ["a", 1_000], ["b", 2_000]])
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("a reservation given back reaches the next in the queue: it waits for its own turn, not the gone one's", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      // The bucket of 1 is empty; a reserves the next request (60 s) and sleeps holding the permit; b queues.
+      yield* request(log, "burst", small)
+      const a = yield* Effect.fork(request(log, "a", small))
+      yield* Effect.yieldNow()
+      const b = yield* Effect.fork(request(log, "b", small))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.interrupt(a)
+      yield* TestClock.adjust("3 minutes")
+      yield* Fiber.join(b)
+      // a's request came back before b reserved at 100 ms: b waits one refill from then, not two (120,100).
+      expect(log).toEqual([["burst", 0], ["b", 60_100]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1, maxConcurrent: 1 }))))
+})
+
 describe("ProviderRateLimiter metrics", () => {
   it.effect("reports the queue depth while requests wait, and how long they waited", () =>
     Effect.gen(function*() {

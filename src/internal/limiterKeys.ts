@@ -200,6 +200,20 @@ const giveBack = (shared: Shared, state: KeyState, estimate: Estimate): Effect.E
   )
 }
 
+/**
+ * A reservation given back, then the key driven: the next head reserves with those tokens there (driven first, it
+ * would wait for them as if they were still taken).
+ */
+const giveBackThenPump = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<void> => {
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    giveBackLocally(local, state, estimate, shared.clock.unsafeCurrentTimeMillis())
+    pump(shared, state)
+    return Effect.void
+  }
+  return Effect.ensuring(giveBack(shared, state, estimate), Effect.sync(() => pump(shared, state)))
+}
+
 /** What the waiters that have not reserved yet take from a bucket. */
 const pendingIn = (pending: KeyState["pending"], bucket: string): number => {
   switch (bucket) {
@@ -247,23 +261,6 @@ const levelNow = (shared: Shared, state: KeyState, now: number) => (bucket: stri
   const known = state.known[bucket]
   return known === undefined ? limit : Math.min(limit, known.remaining + ((now - known.at) * limit) / windowMillis)
 }
-
-/** What each bucket of the key holds now, asked of the store (a round trip per bucket with Redis). */
-const storeLevels = (shared: Shared, state: KeyState, now: number): Effect.Effect<(bucket: string) => number> =>
-  Effect.map(
-    Effect.forEach(
-      bucketsOf(state.quota, nothing),
-      (b) =>
-        Effect.map(shared.buckets.level(state.storeKeys[b.name]!, b.limit), (remaining) => {
-          state.known[b.name] = { remaining, at: now }
-          return [b.name, remaining] as const
-        })
-    ),
-    (levels) => {
-      const byBucket = Object.fromEntries(levels)
-      return (bucket) => byBucket[bucket] ?? 0
-    }
-  )
 
 const windowMillis = 60_000
 
@@ -361,19 +358,14 @@ export const admitTo = (
       resume: undefined
     }
     if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore)
-    const aheadOfIt = { place: waiter.place, aheadShare: 1 }
-    return shared.buckets.local !== undefined
-      ? queue(
-        shared,
-        state,
-        waiter,
-        expectedWait(state, estimate, aheadOfIt, levelNow(shared, state, queuedAt)),
-        restore
-      )
-      : Effect.flatMap(
-        restore(storeLevels(shared, state, queuedAt)),
-        (levelOf) => queue(shared, state, waiter, expectedWait(state, estimate, aheadOfIt, levelOf), restore)
-      )
+    // With a remote store, what its buckets held when it last said: no round trip before the caller has its place.
+    const expected = expectedWait(
+      state,
+      estimate,
+      { place: waiter.place, aheadShare: 1 },
+      levelNow(shared, state, queuedAt)
+    )
+    return queue(shared, state, waiter, expected, restore)
   })
 
 /** Whether an arrival may reserve at once, itself: nobody queued ahead, a permit free, the gate open. */
@@ -403,8 +395,10 @@ const reserveNow = (
     waiter.status = "gone"
     changeQueued(state, -1)
     state.permitsHeld--
-    pump(shared, state)
-    return Effect.zipRight(giveBack(shared, state, waiter.estimate), Effect.fail(saturated(state, waiter, delay)))
+    return Effect.zipRight(
+      giveBackThenPump(shared, state, waiter.estimate),
+      Effect.fail(saturated(state, waiter, delay))
+    )
   }
   const local = shared.buckets.local
   if (local !== undefined) return verdict(reserveLocally(local, state, waiter.estimate, waiter.queuedAt))
@@ -437,20 +431,15 @@ const queue = (
   if (expected > 0 && waiter.queuedAt + expected > waiter.deadline) {
     return Effect.fail(saturated(state, waiter, expected))
   }
+  const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
   const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
     waiter.resume = resume
+    // Told by the pump's fiber, once it is in the queue: a slow callback does not let later arrivals pass it.
+    if (tellOnArrival) state.tells.push([waiter, { place: waiter.place, expectedWaitMs: expected }])
     enqueue(shared, state, waiter)
     return release(shared, state, waiter)
   })
-  const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
-  return Effect.flatMap(
-    restore(
-      tellOnArrival
-        ? Effect.zipRight(waiter.onQueued!({ place: waiter.place, expectedWaitMs: expected }), verdict)
-        : verdict
-    ),
-    (delay) => deliverAfter(shared, state, waiter, delay, restore)
-  )
+  return Effect.flatMap(restore(verdict), (delay) => deliverAfter(shared, state, waiter, delay, restore))
 }
 
 /**
@@ -473,7 +462,6 @@ const deliverAfter = (
     release: release(shared, state, waiter)
   }
   const deliver = Metrics.record((labels) => {
-    if (waiter.status !== "admitted") return
     waiter.status = "delivered"
     changeQueued(state, -1)
     state.inFlight++
@@ -530,16 +518,21 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         pump(shared, state)
         return Effect.void
       }
-      case "admitted":
       case "delivered": {
         waiter.status = "gone"
-        if (status === "admitted") changeQueued(state, -1)
-        else state.inFlight--
+        state.inFlight--
         const held = shared.clock.unsafeCurrentTimeMillis() - waiter.admittedAt
         state.meanHoldMillis = state.meanHoldMillis === 0 ? held : 0.8 * state.meanHoldMillis + 0.2 * held
         state.permitsHeld--
         pump(shared, state)
-        return status === "admitted" ? giveBack(shared, state, waiter.estimate) : Effect.void
+        return Effect.void
+      }
+      case "admitted": {
+        // Never used for a call: says nothing of how long calls hold a permit.
+        waiter.status = "gone"
+        changeQueued(state, -1)
+        state.permitsHeld--
+        return giveBackThenPump(shared, state, waiter.estimate)
       }
       default:
         return Effect.void
@@ -869,7 +862,7 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
 const emptyForPause = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> => {
   const limit = state.quota.requestsPerMinute
   const key = state.storeKeys.rpm!
-  const atMost = 1 - Math.floor((limit * Math.min(millis, windowMillis)) / windowMillis)
+  const atMost = 1 - Math.floor((limit * millis) / windowMillis)
   return Effect.flatMap(shared.buckets.level(key, limit), (level) =>
     Effect.gen(function*() {
       // A take of more than the limit takes nothing: in steps.

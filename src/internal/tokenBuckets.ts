@@ -119,7 +119,11 @@ const abandonAfter = <A, E>(
   millis: number
 ): Effect.Effect<A, E | { readonly message: string }> =>
   Effect.flatMap(
-    Effect.zip(Effect.forkDaemon(Effect.interruptible(effect)), Effect.forkDaemon(Effect.sleep(millis))),
+    // Both interruptible whatever the caller's region (a fiber inherits it), forked together or not at all.
+    Effect.uninterruptible(Effect.zip(
+      Effect.forkDaemon(Effect.interruptible(effect)),
+      Effect.forkDaemon(Effect.interruptible(Effect.sleep(millis)))
+    )),
     ([call, timer]) =>
       Effect.async<A, E | { readonly message: string }>((resume) => {
         let settled = false
@@ -134,6 +138,12 @@ const abandonAfter = <A, E>(
           settled = true
           call.unsafeInterruptAsFork(FiberId.none)
           resume(Effect.fail({ message: `no answer within ${millis} ms` }))
+        })
+        // The caller interrupted: neither is waited for.
+        return Effect.sync(() => {
+          settled = true
+          call.unsafeInterruptAsFork(FiberId.none)
+          timer.unsafeInterruptAsFork(FiberId.none)
         })
       })
   )

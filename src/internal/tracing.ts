@@ -13,9 +13,6 @@ import type * as Tracer from "effect/Tracer"
 /** The tracer a fiber has when nobody installed one. */
 const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
 
-/** Whether the running fiber's tracer is one somebody installed. */
-export const isTraced: Effect.Effect<boolean> = Effect.tracerWith((tracer) => Effect.succeed(tracer !== defaultTracer))
-
 /** `Effect.withSpan`, when a tracer is installed. */
 export const withSpan =
   (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
