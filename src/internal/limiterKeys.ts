@@ -188,10 +188,7 @@ const nothing: Estimate = { inputTokens: 0, outputTokens: 0 }
 const giveBack = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<void> => {
   const local = shared.buckets.local
   if (local !== undefined) {
-    return Effect.sync(() => {
-      const now = shared.clock.unsafeCurrentTimeMillis()
-      for (const b of bucketsOf(state.quota, estimate)) local.refund(state.storeKeys[b.name]!, b.limit, b.tokens, now)
-    })
+    return Effect.sync(() => giveBackLocally(local, state, estimate, shared.clock.unsafeCurrentTimeMillis()))
   }
   return Effect.forEach(
     bucketsOf(state.quota, estimate),
