@@ -51,4 +51,15 @@ describe("Timeout.timeoutFail", () => {
       )
       expect(annotations.pipe((map) => [...map])).toEqual([["requestId", "gen_1"]])
     }))
+
+  // On the real clock the limit is a plain timer rather than a sleeping fiber: it must ring, and be cleared.
+  it.live("on the default clock, fails at the limit, and a call that ends first clears its timer", () =>
+    Effect.gen(function*() {
+      const late = yield* Effect.exit(Timeout.timeoutFail(Effect.never, 20, () => "late"))
+      expect(late).toEqual(Exit.fail("late"))
+      const pending = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length
+      const before = pending()
+      expect(yield* Timeout.timeoutFail(Effect.succeed(1), 60_000, () => "late")).toBe(1)
+      expect(pending()).toBe(before)
+    }))
 })
