@@ -197,9 +197,11 @@ const callAdmitted = (
   call: (remaining: number) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
 ): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
   const limiterTarget = { provider: target.provider, model: target.id }
-  return Effect.flatMap(Clock.currentTimeMillis, (arrivedAt) =>
-    engine.limiter.withAdmission(limiterTarget, {
-      inputTokens: prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, arrivedAt),
+  return Effect.flatMap(Clock.currentTimeMillis, (arrivedAt) => {
+    // What the quota counts of the prompt: all of it, less (on Anthropic) the prefix expected from the cache.
+    const countedInput = prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, arrivedAt)
+    return engine.limiter.withAdmission(limiterTarget, {
+      inputTokens: countedInput,
       outputTokens: prepared.prompt.maxOutputTokens
     }, (admission) =>
       Effect.gen(function*() {
@@ -220,7 +222,7 @@ const callAdmitted = (
                 spent(tally, prepared),
                 (spending) =>
                   spending === undefined
-                    ? admission.reconcile({ inputTokens: prepared.inputTokens, outputTokens: 0 })
+                    ? admission.reconcile({ inputTokens: countedInput, outputTokens: 0 })
                     : Effect.zipRight(
                       rememberCache(engine, target, cacheKey, spending.usage),
                       admission.reconcile(countedByQuota(target, spending.usage))
@@ -238,7 +240,8 @@ const callAdmitted = (
       until: deadlineAt - callReserve(engine.policy),
       maxPause: Duration.toMillis(engine.policy.maxDelay),
       onQueued: (queued) => emit({ _tag: "Queued", ...limiterTarget, ...queued })
-    }))
+    })
+  })
 }
 
 /**
