@@ -11,6 +11,7 @@ import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
 import * as OpenAiLanguageModel from "@effect/ai-openai/OpenAiLanguageModel"
 import type * as LanguageModel from "@effect/ai/LanguageModel"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -21,6 +22,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import * as Deployments from "./Deployments.js"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
 import * as Wire from "./internal/wire.js"
@@ -46,7 +48,21 @@ export interface ProviderSettings {
 export interface GatewayConfig {
   readonly openai?: ProviderSettings | undefined
   readonly anthropic?: ProviderSettings | undefined
+  /**
+   * The deployments to call (a deployments file, see `Deployments`); when given, `openai` and `anthropic` are not
+   * used. Without it, each provider with settings is one deployment, named after the provider.
+   */
+  readonly deployments?: ReadonlyArray<Deployments.Deployment> | undefined
 }
+
+/**
+ * The deployments of a configuration: its own, or one per provider given settings.
+ *
+ * @since 0.2.0
+ * @category Configuration
+ */
+export const deploymentsOf = (config: GatewayConfig): ReadonlyArray<Deployments.Deployment> =>
+  config.deployments ?? Deployments.shorthand(config)
 
 /**
  * The parameters sent with every call: a max output token limit and, where the model accepts one, a
@@ -72,14 +88,35 @@ export interface ModelParameters {
  * @category Models
  */
 export interface Service {
-  /** The providers that can be called, in order of preference. */
+  /** The providers that can be called (those with a deployment), in order of preference. */
   readonly configured: ReadonlyArray<Domain.ProviderName>
-  /** A language model for a provider's model, with its parameters applied to every call. */
+  /** The deployments that serve a catalog model, in the order they were configured. */
+  readonly routes: (model: { readonly provider: Domain.ProviderName; readonly id: string }) => ReadonlyArray<Route>
+  /**
+   * A language model for a provider's model on a deployment (default the first that serves it), with its parameters
+   * applied to every call.
+   */
   readonly languageModel: (
     provider: Domain.ProviderName,
     model: string,
-    parameters: ModelParameters
+    parameters: ModelParameters,
+    deployment?: string | undefined
   ) => Effect.Effect<LanguageModel.Service, Errors.ProviderNotConfiguredError>
+}
+
+/**
+ * A deployment that serves a model: where a call of it can go.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export interface Route {
+  readonly deployment: string
+  readonly provider: Domain.ProviderName
+  /** The catalog's id of the model. */
+  readonly model: string
+  /** The deployment's share among the routes of the model. */
+  readonly weight: number
 }
 
 /**
@@ -96,18 +133,55 @@ export class Providers extends Context.Tag("plot-engine/Providers")<Providers, S
  */
 export type ModelFactory = (model: string, parameters: ModelParameters) => Effect.Effect<LanguageModel.Service>
 
-const fromFactories = (factories: Partial<Record<Domain.ProviderName, ModelFactory>>): Service => {
-  const configured = (["openai", "anthropic"] as const).filter((provider) => factories[provider] !== undefined)
+/** A deployment with the factory of its models (which it is given under the names it serves them by). */
+interface Served {
+  readonly deployment: Deployments.Deployment
+  readonly factory: ModelFactory
+}
+
+const fromDeployments = (served: ReadonlyArray<Served>): Service => {
+  const configured = (["openai", "anthropic"] as const).filter((provider) =>
+    served.some(({ deployment }) => Deployments.providerOf(deployment.dialect) === provider)
+  )
+  const routesByModel = new Map<string, ReadonlyArray<Route>>()
+  const routes = (model: { readonly provider: Domain.ProviderName; readonly id: string }) => {
+    const key = `${model.provider}\u0000${model.id}`
+    let known = routesByModel.get(key)
+    if (known === undefined) {
+      known = served.flatMap(({ deployment }) =>
+        Deployments.servedName(deployment, model) === undefined
+          ? []
+          : [{ deployment: deployment.id, provider: model.provider, model: model.id, weight: deployment.weight }]
+      )
+      if (routesByModel.size < 1_000) routesByModel.set(key, known)
+    }
+    return known
+  }
   return Providers.of({
     configured,
-    languageModel: (provider, model, parameters) => {
-      const factory = factories[provider]
-      return factory === undefined
+    routes,
+    languageModel: (provider, model, parameters, deployment) => {
+      const target = { provider, id: model }
+      const chosen = served.find((entry) =>
+        (deployment === undefined || entry.deployment.id === deployment) &&
+        Deployments.servedName(entry.deployment, target) !== undefined
+      )
+      return chosen === undefined
         ? Effect.fail(new Errors.ProviderNotConfiguredError({ provider }))
-        : factory(model, parameters)
+        : chosen.factory(Deployments.servedName(chosen.deployment, target)!, parameters)
     }
   })
 }
+
+/** Fakes or other transports, one deployment per provider, named after it and serving every model. */
+const fromFactories = (factories: Partial<Record<Domain.ProviderName, ModelFactory>>): Service =>
+  fromDeployments((["openai", "anthropic"] as const).flatMap((provider) => {
+    const factory = factories[provider]
+    return factory === undefined ? [] : [{
+      deployment: Deployments.shorthand({ [provider]: { apiKey: Redacted.make("") } })[0]!,
+      factory
+    }]
+  }))
 
 /**
  * The clients' language models are stateless (the HTTP client and the parameters, fixed when made), so one
@@ -218,20 +292,29 @@ const withPromptCacheKey = (service: LanguageModel.Service, key: string): Langua
  * @category Constructors
  */
 export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
-  const factories: Partial<Record<Domain.ProviderName, ModelFactory>> = {}
-  // Whatever their format, the keys are removed from every error, log, span and answer that could quote them.
-  for (const provider of [config.openai, config.anthropic]) {
-    if (provider !== undefined) Wire.registerSecret(Redacted.value(provider.apiKey))
+  const served: Array<Served> = []
+  for (const deployment of deploymentsOf(config)) {
+    // Whatever their format, the keys are removed from every error, log, span and answer that could quote them.
+    Wire.registerSecret(Redacted.value(deployment.apiKey))
+    served.push({ deployment, factory: yield* clientFactory(deployment) })
   }
-  // Every response's headers go to whoever observes the call (see `observeHeaders`).
-  const observed = (client: HttpClient.HttpClient) =>
-    HttpClient.tap(client, (response) => reportHeaders(response.headers))
-  if (config.openai !== undefined) {
-    const client = yield* OpenAiClient.make({
-      apiKey: config.openai.apiKey,
-      apiUrl: config.openai.baseUrl,
-      transformClient: observed
-    })
+  return fromDeployments(served)
+})
+
+/** The factory of a deployment's models, over a client of its own (its key, base URL and headers). */
+const clientFactory = Effect.fnUntraced(function*(deployment: Deployments.Deployment) {
+  const headers = deployment.headers
+  // Every response's headers go to whoever observes the call (see `observeHeaders`); the deployment's own headers
+  // go with every request.
+  const transformClient = (client: HttpClient.HttpClient) =>
+    HttpClient.tap(
+      Object.keys(headers).length === 0
+        ? client
+        : HttpClient.mapRequest(client, HttpClientRequest.setHeaders(headers)),
+      (response) => reportHeaders(response.headers)
+    )
+  if (deployment.dialect === "openai-responses") {
+    const client = yield* OpenAiClient.make({ apiKey: deployment.apiKey, apiUrl: deployment.baseUrl, transformClient })
     const models = remembered((model, parameters) =>
       OpenAiLanguageModel.make({
         model,
@@ -243,28 +326,22 @@ export const make = Effect.fnUntraced(function*(config: GatewayConfig) {
       }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
     )
     // The models are remembered without their cache key (one per project): the key is added to each call.
-    factories.openai = (model, parameters) =>
+    const factory: ModelFactory = (model, parameters) =>
       parameters.promptCacheKey === undefined
         ? models(model, parameters)
         : Effect.map(models(model, parameters), (service) => withPromptCacheKey(service, parameters.promptCacheKey!))
+    return factory
   }
-  if (config.anthropic !== undefined) {
-    const client = yield* AnthropicClient.make({
-      apiKey: config.anthropic.apiKey,
-      apiUrl: config.anthropic.baseUrl,
-      transformClient: observed
-    })
-    factories.anthropic = remembered((model, parameters) =>
-      AnthropicLanguageModel.make({
-        model,
-        config: {
-          max_tokens: parameters.maxOutputTokens,
-          ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
-        }
-      }).pipe(Effect.provideService(AnthropicClient.AnthropicClient, client))
-    )
-  }
-  return fromFactories(factories)
+  const client = yield* AnthropicClient.make({ apiKey: deployment.apiKey, apiUrl: deployment.baseUrl, transformClient })
+  return remembered((model, parameters) =>
+    AnthropicLanguageModel.make({
+      model,
+      config: {
+        max_tokens: parameters.maxOutputTokens,
+        ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature })
+      }
+    }).pipe(Effect.provideService(AnthropicClient.AnthropicClient, client))
+  )
 })
 
 /**

@@ -26,6 +26,9 @@ export * as CircuitBreaker from "./CircuitBreaker.js"
 /** @since 0.1.0 */
 export * as ContextBudget from "./ContextBudget.js"
 
+/** @since 0.2.0 */
+export * as Deployments from "./Deployments.js"
+
 /** @since 0.1.0 */
 export * as Domain from "./Domain.js"
 
