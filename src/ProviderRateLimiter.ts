@@ -86,6 +86,11 @@ export interface Estimate {
 export interface Target {
   readonly provider: Domain.ProviderName
   readonly model: string
+  /**
+   * The deployment the request goes to (see `Deployments`): each has its own quota. Default the provider's own,
+   * named after the provider.
+   */
+  readonly deployment?: string | undefined
 }
 
 /**
@@ -260,7 +265,8 @@ export interface Group {
 
 /**
  * The key a request is admitted under: `provider/model`, its group's `provider/name`, or with `keyBy:
- * "provider"` the provider alone.
+ * "provider"` the provider alone; on a deployment of its own (see `Deployments`), the deployment's id in place of
+ * the provider (`openai-second-org/gpt-4.1`).
  *
  * @example
  * ```ts
@@ -275,9 +281,10 @@ export interface Group {
  * @category Keys
  */
 export const keyOf = (options: Pick<Options, "keyBy" | "groups">, target: Target): string => {
-  if (options.keyBy === "provider") return target.provider
+  const deployment = target.deployment ?? target.provider
+  if (options.keyBy === "provider") return deployment
   const group = options.groups?.find((g) => g.provider === target.provider && g.models.includes(target.model))
-  return `${target.provider}/${group === undefined ? target.model : group.name}`
+  return `${deployment}/${group === undefined ? target.model : group.name}`
 }
 
 const window = Duration.minutes(1)

@@ -397,3 +397,18 @@ export const layerConfig: Layer.Layer<Providers, ConfigError.ConfigError, HttpCl
  */
 export const layerModels = (factories: Partial<Record<Domain.ProviderName, ModelFactory>>): Layer.Layer<Providers> =>
   Layer.succeed(Providers, fromFactories(factories))
+
+/**
+ * Deployments whose models come from given factories (each given the name its deployment serves a model by): fakes
+ * of several deployments in tests, or deployments over another transport.
+ *
+ * @since 0.2.0
+ * @category Layers
+ */
+export const layerDeploymentModels = (
+  deployments: ReadonlyArray<{ readonly deployment: Deployments.Deployment; readonly models: ModelFactory }>
+): Layer.Layer<Providers> =>
+  Layer.succeed(
+    Providers,
+    fromDeployments(deployments.map(({ deployment, models }) => ({ deployment, factory: models })))
+  )

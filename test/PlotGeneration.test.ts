@@ -89,7 +89,7 @@ describe("PlotGeneration.generate", () => {
       expect(result.warnings).toContain(TemplateGenerator.templateWarning)
     }).pipe(Effect.provide(engine([fail(serverError)]))))
 
-  it.effect("annotates every log line of a generation, the model's own too, with the request, project and model", () => {
+  it.effect("annotates every log line of a generation, the model's own too, with the request, project, model and deployment", () => {
     const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
     const capture = Logger.replace(
       Logger.defaultLogger,
@@ -116,7 +116,8 @@ describe("PlotGeneration.generate", () => {
           requestId: result.requestId,
           projectId: "lighthouse-keeper",
           provider: "openai",
-          model: result.model
+          model: result.model,
+          deployment: "openai"
         })
       }
       expect(result.retryCount).toBe(1)

@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as LogLevel from "effect/LogLevel"
+import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as ContextBudget from "../ContextBudget.js"
@@ -51,9 +52,10 @@ export const pastDeadline = (policy: RetryPolicy.Policy, target: ModelCatalog.Mo
   })
 
 /**
- * Runs one attempt on a step's model, in a span of its own; its logs, the model's own too, say which model.
- * A model whose circuit is open is skipped without spending an attempt (a `ServerError` that asks for no
- * retry), so that the chain hops on at once.
+ * Runs a step's model on the deployments that serve it: on one of them first (see `chooseRoute`), and when that
+ * deployment fails in a way another may not (its quota, its health, its key), on the next one at once, each call an
+ * attempt of the chain's budget within its deadline. A failure that any deployment would meet (the request itself,
+ * the answer) ends the step.
  */
 export const run = (
   engine: Engine.Engine,
@@ -61,9 +63,105 @@ export const run = (
   state: Ref.Ref<Chain.State>,
   step: Step,
   deadlineAt: number
+): Effect.Effect<Success, RetryPolicy.RetryableError> => {
+  const routes = engine.providers.routes(step.model)
+  if (routes.length === 0) {
+    return Effect.fail(
+      new Errors.ModelNotFoundError({
+        provider: step.model.provider,
+        model: step.model.id,
+        detail: "no configured deployment serves this model"
+      })
+    )
+  }
+  const onRoutes = (left: ReadonlyArray<Providers.Route>): Effect.Effect<Success, RetryPolicy.RetryableError> =>
+    Effect.flatMap(
+      chooseRoute(engine, state, left),
+      (route) =>
+        onRoute(engine, generation, state, step.model, route, deadlineAt).pipe(
+          Effect.catchAll((error) => {
+            const others = left.filter((other) => other !== route)
+            if (others.length === 0 || !anotherDeploymentMayDo(error)) return Effect.fail(error)
+            return Effect.flatMap(
+              Effect.zip(Ref.get(state), Clock.currentTimeMillis),
+              ([chain, now]) =>
+                chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
+            )
+          })
+        )
+    )
+  return onRoutes(routes)
+}
+
+/**
+ * Failures of a deployment rather than of the request: another deployment of the same model has its own quota,
+ * health and key. A request it cannot serve (a bad request, a prompt too long, an answer that could not be read)
+ * would fail the same way anywhere.
+ */
+export const anotherDeploymentMayDo = (error: RetryPolicy.RetryableError): boolean => {
+  switch (error._tag) {
+    case "RateLimitError":
+    case "QuotaExhaustedError":
+    case "ServerError":
+    case "TimeoutError":
+    case "NetworkError":
+    case "AuthError":
+    case "ModelNotFoundError":
+      return true
+    default:
+      return false
+  }
+}
+
+/**
+ * The deployment a call goes to: among those whose circuit is not open and that have not failed in this
+ * generation, one drawn by weight (Effect's `Random`: pinned in tests); when none is left, the first of the rest.
+ */
+const chooseRoute = (
+  engine: Engine.Engine,
+  state: Ref.Ref<Chain.State>,
+  routes: ReadonlyArray<Providers.Route>
+): Effect.Effect<Providers.Route> => {
+  if (routes.length === 1) return Effect.succeed(routes[0]!)
+  return Effect.gen(function*() {
+    const { failedRoutes } = yield* Ref.get(state)
+    const healthy: Array<Providers.Route> = []
+    for (const route of routes) {
+      if (failedRoutes.has(Engine.routeKey(route))) continue
+      if ((yield* engine.breaker.state(Engine.routeKey(route))) === "open") continue
+      healthy.push(route)
+    }
+    if (healthy.length === 0) return routes[0]!
+    return pickByWeight(healthy, yield* Random.next)
+  })
+}
+
+/** The route a draw in [0, 1) falls on, each route's share its weight. */
+export const pickByWeight = <R extends { readonly weight: number }>(routes: ReadonlyArray<R>, draw: number): R => {
+  const total = routes.reduce((sum, route) => sum + route.weight, 0)
+  let at = draw * total
+  for (const route of routes) {
+    if (at < route.weight) return route
+    at -= route.weight
+  }
+  return routes[routes.length - 1]!
+}
+
+/**
+ * One attempt on one deployment of a model, in a span of its own; its logs, the model's own too, say which model.
+ * A deployment whose circuit is open is skipped without spending an attempt (a `ServerError` that asks for no
+ * retry), so that the chain moves on at once.
+ */
+const onRoute = (
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  state: Ref.Ref<Chain.State>,
+  target: ModelCatalog.ModelInfo,
+  route: Providers.Route,
+  deadlineAt: number
 ): Effect.Effect<Success, RetryPolicy.RetryableError> =>
-  attempt(engine, generation, state, step.model, deadlineAt).pipe(
-    Effect.annotateLogs({ provider: step.model.provider, model: step.model.id }),
+  attempt(engine, generation, state, target, route, deadlineAt).pipe(
+    Effect.annotateLogs({ provider: target.provider, model: target.id, deployment: route.deployment }),
     Tracing.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
   )
 
@@ -72,10 +170,12 @@ const attempt = Effect.fnUntraced(function*(
   generation: Engine.Generation,
   state: Ref.Ref<Chain.State>,
   target: ModelCatalog.ModelInfo,
+  route: Providers.Route,
   deadlineAt: number
 ) {
   const key = Engine.modelKey(target)
-  if (!(yield* engine.breaker.tryAcquire(key))) {
+  const breakerKey = Engine.routeKey(route)
+  if (!(yield* engine.breaker.tryAcquire(breakerKey))) {
     return yield* new Errors.ServerError({
       provider: target.provider,
       model: target.id,
@@ -91,6 +191,7 @@ const attempt = Effect.fnUntraced(function*(
   const { prompt } = prepared
   yield* Tracing.annotateCurrentSpan(() => ({
     "gen_ai.system": target.provider,
+    "plot_engine.deployment": route.deployment,
     "gen_ai.request.model": target.id,
     "gen_ai.request.max_tokens": prompt.maxOutputTokens,
     ...(prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prompt.temperature }),
@@ -109,7 +210,7 @@ const attempt = Effect.fnUntraced(function*(
     temperature: prompt.temperature,
     reasoningEffort: prompt.reasoningEffort,
     promptCacheKey: PromptBuilder.promptCacheKey(generation.request.projectId)
-  }).pipe(Effect.orDie)
+  }, route.deployment).pipe(Effect.orDie)
   const input: Call.Input = { target, prompt, request: generation.request, context: prepared.fitted.context }
   const attemptTimeoutMillis = Duration.toMillis(engine.policy.attemptTimeout)
   // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to the
@@ -135,18 +236,19 @@ const attempt = Effect.fnUntraced(function*(
         Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
       )
   }
-  const cacheKey = `${key}\u0000${generation.request.projectId}`
+  // A prompt cache lives on one deployment.
+  const cacheKey = `${breakerKey}\u0000${generation.request.projectId}`
   const outcome = yield* callAdmitted(
-    { engine, emit: generation.emit, target, prepared, cacheKey },
+    { engine, emit: generation.emit, target, route, prepared, cacheKey },
     deadlineAt,
     tally,
     timedCall
   ).pipe(
-    Effect.tapError((error) => bookFailure({ engine, generation, state, target, prepared, tally }, error)),
-    Effect.onInterrupt(() => engine.breaker.release(key))
+    Effect.tapError((error) => bookFailure({ engine, generation, state, target, route, prepared, tally }, error)),
+    Effect.onInterrupt(() => engine.breaker.release(breakerKey))
   )
   yield* bookCost(state, target, "success", { usage: outcome.usage, estimated: false })
-  yield* announceCircuit(generation.emit, target, yield* engine.breaker.onSuccess(key))
+  yield* announceCircuit(generation.emit, target, yield* engine.breaker.onSuccess(breakerKey))
   yield* engine.tokens.calibrate(target, prepared.inputTokens, outcome.usage.inputTokens)
   yield* Tracing.annotateCurrentSpan(() => ({
     "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
@@ -184,10 +286,11 @@ const callReserve = (policy: RetryPolicy.Policy): number =>
  * is not sent, and gives its whole reservation back.
  */
 const callAdmitted = (
-  { cacheKey, emit, engine, prepared, target }: {
+  { cacheKey, emit, engine, prepared, route, target }: {
     readonly engine: Engine.Engine
     readonly emit: Engine.Emit
     readonly target: ModelCatalog.ModelInfo
+    readonly route: Providers.Route
     readonly prepared: Prepare.Prepared
     /** The model and project, whose prefix the provider may have cached. */
     readonly cacheKey: string
@@ -196,7 +299,7 @@ const callAdmitted = (
   tally: Call.Tally,
   call: (remaining: number) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
 ): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
-  const limiterTarget = { provider: target.provider, model: target.id }
+  const limiterTarget = { provider: target.provider, model: target.id, deployment: route.deployment }
   return Effect.flatMap(Clock.currentTimeMillis, (arrivedAt) => {
     // What the quota counts of the prompt: all of it, less (on Anthropic) the prefix expected from the cache.
     const countedInput = prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, arrivedAt)
@@ -239,7 +342,7 @@ const callAdmitted = (
       }), {
       until: deadlineAt - callReserve(engine.policy),
       maxPause: Duration.toMillis(engine.policy.maxDelay),
-      onQueued: (queued) => emit({ _tag: "Queued", ...limiterTarget, ...queued })
+      onQueued: (queued) => emit({ _tag: "Queued", provider: target.provider, model: target.id, ...queued })
     })
   })
 }
@@ -339,17 +442,19 @@ const bookCost = (
  * a half-open circuit's probe back.
  */
 const bookFailure = (
-  { engine, generation, prepared, state, tally, target }: {
+  { engine, generation, prepared, route, state, tally, target }: {
     readonly engine: Engine.Engine
     readonly generation: Engine.Generation
     readonly state: Ref.Ref<Chain.State>
     readonly target: ModelCatalog.ModelInfo
+    readonly route: Providers.Route
     readonly prepared: Prepare.Prepared
     readonly tally: Call.Tally
   },
   error: RetryPolicy.RetryableError
 ): Effect.Effect<void> => {
   const key = Engine.modelKey(target)
+  const breakerKey = Engine.routeKey(route)
   const billed = Effect.flatMap(
     spent(tally, prepared),
     (spending) => (spending === undefined ? Effect.void : bookCost(state, target, Errors.errorType(error), spending))
@@ -360,6 +465,7 @@ const bookFailure = (
       Ref.update(state, (chain) => ({
         ...chain,
         lastError: error,
+        failedRoutes: anotherDeploymentMayDo(error) ? new Set(chain.failedRoutes).add(breakerKey) : chain.failedRoutes,
         rateLimitErrors: chain.rateLimitErrors + (error._tag === "RateLimitError" ? 1 : 0),
         reducedBudgets: error._tag === "ContextTooLongError"
           ? new Map(chain.reducedBudgets).set(
@@ -380,10 +486,10 @@ const bookFailure = (
         Telemetry.recordError(error),
         Errors.isTransient(error) && error._tag !== "RateLimitError"
           ? Effect.flatMap(
-            engine.breaker.onFailure(key),
+            engine.breaker.onFailure(breakerKey),
             (changed) => announceCircuit(generation.emit, target, changed)
           )
-          : engine.breaker.release(key)
+          : engine.breaker.release(breakerKey)
       )
     )
   )

@@ -33,6 +33,8 @@ export interface State {
   /** The step entered last; `undefined` before the first. */
   readonly lastStep: Attempt.Step | undefined
   readonly lastError: RetryPolicy.RetryableError | undefined
+  /** The deployments of a model (by `Engine.routeKey`) that failed in this generation: the next call goes elsewhere. */
+  readonly failedRoutes: ReadonlySet<string>
   /** Rate-limit errors met, for the alerts. */
   readonly rateLimitErrors: number
   /** The context budget of a model's retry after it rejected a prompt as too long, by `Engine.modelKey`. */
@@ -50,6 +52,7 @@ export const initial: State = {
   attempts: 0,
   lastStep: undefined,
   lastError: undefined,
+  failedRoutes: new Set(),
   rateLimitErrors: 0,
   reducedBudgets: new Map(),
   outputBudgets: new Map(),
@@ -219,7 +222,13 @@ const mayTry = (
 ): Effect.Effect<boolean> =>
   Effect.gen(function*() {
     if ((yield* Ref.get(chain.state)).attempts >= chain.engine.policy.maxAttempts) return false
-    if ((yield* chain.engine.breaker.state(Engine.modelKey(model))) === "open") return false
+    // A model whose every deployment has its circuit open is skipped.
+    let open = 0
+    const routes = chain.engine.providers.routes(model)
+    for (const route of routes) {
+      if ((yield* chain.engine.breaker.state(Engine.routeKey(route))) === "open") open++
+    }
+    if (routes.length > 0 && open === routes.length) return false
     return mayRunAfter(chain.engine.catalog, model, error)
   })
 

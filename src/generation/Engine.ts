@@ -69,6 +69,10 @@ export interface Generation {
 export const modelKey = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">): string =>
   `${model.provider}\u0000${model.id}`
 
+/** Names a model on one deployment: its circuit breaker and its prompt cache are the deployment's. */
+export const routeKey = (route: Pick<Providers.Route, "deployment" | "provider" | "model">): string =>
+  `${route.deployment}\u0000${route.provider}\u0000${route.model}`
+
 /** A model as people read it, in events and warnings. */
 export const modelLabel = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">): string =>
   `${model.provider}/${model.id}`
