@@ -320,7 +320,8 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const configured = yield* Providers.gatewayConfig
     const gateway = yield* PlotEngine.resolveGateway((line) => Effect.log(line))
-    const simulated = configured.openai === undefined && configured.anthropic === undefined
+    const simulated = gateway.deployments === undefined && configured.openai === undefined &&
+      configured.anthropic === undefined
     const api = HttpApiBuilder.api(PlotsApi).pipe(
       Layer.provide(PlotsLive(options.maxBodyBytes ?? JsonBody.defaultMaxBytes)),
       Layer.provide(SystemLive(simulated ? "simulator" : "providers")),
@@ -342,7 +343,7 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
       // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
       Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))
     )
-  }))
+  })).pipe(Layer.provide(NodeContext.layer)) // the deployments file, when one is configured
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   Effect.gen(function*() {

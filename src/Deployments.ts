@@ -115,7 +115,10 @@ export interface Deployment {
   readonly headers: Readonly<Record<string, string>>
   /** The catalog models it serves; `undefined`: every model of its dialect's provider, under the catalog's ids. */
   readonly models: ReadonlyArray<ServedModel> | undefined
-  /** Its share among the deployments of the same model (default 1). */
+  /**
+   * Its share among the deployments of the same model (default 1); 0 makes it a standby, called only when those with
+   * a share have failed.
+   */
   readonly weight: number
 }
 
@@ -136,7 +139,7 @@ const DeploymentEntry = Schema.Struct({
   apiKeyEnv: Schema.optional(Schema.NonEmptyString),
   headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   models: Schema.optional(Schema.NonEmptyArray(ServedModel)),
-  weight: Schema.optional(Schema.Number.pipe(Schema.positive(), Schema.finite()))
+  weight: Schema.optional(Schema.Number.pipe(Schema.nonNegative(), Schema.finite()))
 })
 
 /**

@@ -38,6 +38,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
 import * as Alerts from "./Alerts.js"
+import * as Deployments from "./Deployments.js"
 import type * as Errors from "./Errors.js"
 import * as PlotGeneration from "./PlotGeneration.js"
 import type * as ProjectContextStore from "./ProjectContextStore.js"
@@ -46,13 +47,16 @@ import * as Providers from "./Providers.js"
 import * as GatewaySimulator from "./simulator/GatewaySimulator.js"
 
 /**
- * The gateway to use: the configured providers, or, when none is configured, the embedded simulator with fresh
- * keys, said through `log` (a scoped resource: the simulator stops when the scope closes).
+ * The gateway to use: the deployments of `PLOT_ENGINE_DEPLOYMENTS_FILE`, else the providers configured by their
+ * variables, or, when none is configured, the embedded simulator with fresh keys, said through `log` (a scoped
+ * resource: the simulator stops when the scope closes).
  *
  * @since 0.1.0
  * @category Gateway
  */
 export const resolveGateway = Effect.fnUntraced(function*(log: (line: string) => Effect.Effect<void>) {
+  const deployments = yield* Deployments.fromConfig
+  if (Option.isSome(deployments)) return { deployments: deployments.value } satisfies Providers.GatewayConfig
   const configured = yield* Providers.gatewayConfig
   if (configured.openai !== undefined || configured.anthropic !== undefined) return configured
   const keys = { openai: `sim-${randomBytes(12).toString("hex")}`, anthropic: `sim-${randomBytes(12).toString("hex")}` }
@@ -134,7 +138,14 @@ export const layer = <E, R>(
   FileSystem.FileSystem | R
 > =>
   PlotGeneration.layerConfig.pipe(
-    Layer.provideMerge(Layer.merge(Providers.layer(options.gateway), ProviderRateLimiter.layerConfig(options.limiter))),
+    Layer.provideMerge(Layer.merge(
+      Providers.layer(options.gateway),
+      // The deployments' quotas per model, over the environment's quotas per provider.
+      ProviderRateLimiter.layerConfig({
+        ...options.limiter,
+        keyQuotas: { ...Deployments.keyQuotas(Providers.deploymentsOf(options.gateway)), ...options.limiter?.keyQuotas }
+      })
+    )),
     Layer.provide(options.store),
     Layer.provide(options.alerts ?? Alerts.layerConfig()),
     Layer.provide(NodeHttpClient.layerUndici),

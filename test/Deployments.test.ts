@@ -63,7 +63,7 @@ describe("Deployments", () => {
       expect(yield* rejected(file([{ ...entry, baseUrl: "ftp://x" }]))).toBe(
         "deployments file.deployments[0].baseUrl: must be an http(s) URL"
       )
-      expect(yield* rejected(file([{ ...entry, weight: 0 }]))).toMatch(/^deployments file\.deployments\[0\]\.weight: /)
+      expect(yield* rejected(file([{ ...entry, weight: -1 }]))).toMatch(/^deployments file\.deployments\[0\]\.weight: /)
       expect(yield* rejected(file([{ ...entry, extra: 1 }]))).toMatch(/^deployments file\.deployments\[0\]\.extra: /)
       expect(yield* rejected(file([entry, entry]))).toBe("deployments[1].id: repeats \"a\"")
       expect(yield* rejected(file([{ id: "a", dialect: "openai-responses" }]))).toBe(

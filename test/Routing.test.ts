@@ -114,8 +114,11 @@ describe("routing across the deployments of a model", () => {
     }).pipe(Effect.provide(twoDeployments([serverError], [serverError], calls)))
   })
 
-  it("a draw falls on each route by its weight", () => {
+  it("a draw falls on each route by its weight; a standby is drawn only when it is all that is left", () => {
     const routes = [{ id: "a", weight: 1 }, { id: "b", weight: 3 }]
     expect([0, 0.24, 0.25, 0.99].map((draw) => Attempt.pickByWeight(routes, draw).id)).toEqual(["a", "a", "b", "b"])
+    const withStandby = [{ id: "standby", weight: 0 }, { id: "a", weight: 1 }]
+    expect([0, 0.5, 0.99].map((draw) => Attempt.pickByWeight(withStandby, draw).id)).toEqual(["a", "a", "a"])
+    expect(Attempt.pickByWeight([{ id: "standby", weight: 0 }], 0.5).id).toBe("standby")
   })
 })

@@ -115,7 +115,8 @@ export const anotherDeploymentMayDo = (error: RetryPolicy.RetryableError): boole
 
 /**
  * The deployment a call goes to: among those whose circuit is not open and that have not failed in this
- * generation, one drawn by weight (Effect's `Random`: pinned in tests); when none is left, the first of the rest.
+ * generation, one drawn by weight (Effect's `Random`: pinned in tests), a standby only when no other is left; when
+ * none is left, the first of the rest.
  */
 const chooseRoute = (
   engine: Engine.Engine,
@@ -136,9 +137,10 @@ const chooseRoute = (
   })
 }
 
-/** The route a draw in [0, 1) falls on, each route's share its weight. */
+/** The route a draw in [0, 1) falls on, each route's share its weight; standbys (weight 0) only when all are. */
 export const pickByWeight = <R extends { readonly weight: number }>(routes: ReadonlyArray<R>, draw: number): R => {
   const total = routes.reduce((sum, route) => sum + route.weight, 0)
+  if (total === 0) return routes[0]!
   let at = draw * total
   for (const route of routes) {
     if (at < route.weight) return route

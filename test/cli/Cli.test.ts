@@ -196,6 +196,44 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
       processTimeout
     )
 
+    it.effect(
+      "reads a deployments file: a deployment whose key is refused moves the call to the other at once",
+      () =>
+        Effect.gen(function*() {
+          const simulator = yield* GatewaySimulator.GatewaySimulator
+          const before = yield* simulator.stats
+          const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-deployments-")), "deployments.json")
+          const deployment = (id: string, keyVariable: string) => ({
+            id,
+            dialect: "openai-responses",
+            baseUrl: simulator.openaiBaseUrl,
+            apiKeyEnv: keyVariable,
+            models: [{ model: "gpt-4.1" }]
+          })
+          writeFileSync(
+            file,
+            JSON.stringify({
+              // The second is a standby (weight 0): called only when the first has failed.
+              deployments: [deployment("org-a", "ORG_A_KEY"), { ...deployment("org-b", "ORG_B_KEY"), weight: 0 }]
+            })
+          )
+          const run = yield* cli([...generate, "--provider", "openai", "--model", "gpt-4.1", "--json"], {
+            PLOT_ENGINE_DEPLOYMENTS_FILE: file,
+            ORG_A_KEY: "sk-wrong-key-654321",
+            ORG_B_KEY: "sk-right-key-123456"
+          })
+          expect(run.code).toBe(0)
+          expect(run.stderr).not.toContain("embedded gateway simulator")
+          const result = JSON.parse(run.stdout)
+          expect([result.model, result.isTemplate, result.retryCount]).toEqual(["gpt-4.1", false, 1])
+          const after = yield* simulator.stats
+          expect(after.requests - before.requests).toBe(2)
+          expect((after.byStatus["401"] ?? 0) - (before.byStatus["401"] ?? 0)).toBe(1)
+          expect(run.stderr + run.stdout).not.toContain("sk-wrong-key-654321")
+        }),
+      processTimeout
+    )
+
     it.effect("generates through the configured gateway", () =>
       Effect.gen(function*() {
         const simulator = yield* GatewaySimulator.GatewaySimulator
