@@ -187,7 +187,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     alerts: yield* Alerts.Alerts,
     analytics: Option.getOrUndefined(yield* Effect.serviceOption(Analytics.Analytics)),
     ledger: Option.getOrUndefined(yield* Effect.serviceOption(SpendLedger.SpendLedger)),
-    promptCache: { ttl: options.promptCacheTtl ?? "5m", cached: new Map() },
+    promptCache: { ttl: options.promptCacheTtl ?? "5m", cached: new Map(), homes: new Map() },
     breaker: yield* CircuitBreaker.make(options.circuitBreaker),
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
     catalog: options.catalog ?? ModelCatalog.defaultCatalog,

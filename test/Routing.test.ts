@@ -75,6 +75,10 @@ const generate = (draw: number) =>
     return yield* Fiber.join(fiber)
   }).pipe(Effect.withRandom(Random.fixed([draw])))
 
+/** A generation that needs no wait, on the clock as it stands. */
+const generateNow = (draw: number) =>
+  PlotGeneration.generate(request, { useFallback: false }).pipe(Effect.withRandom(Random.fixed([draw])))
+
 describe("routing across the deployments of a model", () => {
   it.effect("a 429 on one deployment moves the call to the other at once", () => {
     const calls: Array<string> = []
@@ -112,6 +116,27 @@ describe("routing across the deployments of a model", () => {
       // other (8 attempts of the budget of 12).
       expect(calls).toEqual(["org-a", "org-b", "org-a", "org-b", "org-a", "org-b", "org-a", "org-b"])
     }).pipe(Effect.provide(twoDeployments([serverError], [serverError], calls)))
+  })
+
+  it.effect("a project's repeat generations go to the deployment that holds its prompt cache, while it lives", () => {
+    const calls: Array<string> = []
+    return Effect.gen(function*() {
+      yield* generateNow(0.9) // drawn to org-b
+      yield* generateNow(0.1) // a draw for org-a, but org-b holds the project's cache
+      yield* TestClock.adjust("5 minutes") // the cache (5 minutes) is gone: the draw decides again
+      yield* generateNow(0.1)
+      expect(calls).toEqual(["org-b", "org-b", "org-a"])
+    }).pipe(Effect.provide(twoDeployments([text(sampleOutlineJson)], [text(sampleOutlineJson)], calls)))
+  })
+
+  it.effect("a failing home loses the project: the call moves on, and the next generation stays where it answered", () => {
+    const calls: Array<string> = []
+    return Effect.gen(function*() {
+      yield* generateNow(0.9) // org-b answers, and holds the cache
+      yield* generateNow(0.9) // org-b fails now: org-a answers, and holds the cache
+      yield* generateNow(0.9)
+      expect(calls).toEqual(["org-b", "org-b", "org-a", "org-a"])
+    }).pipe(Effect.provide(twoDeployments([text(sampleOutlineJson)], [text(sampleOutlineJson), serverError], calls)))
   })
 
   it("a draw falls on each route by its weight; a standby is drawn only when it is all that is left", () => {

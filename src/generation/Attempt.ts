@@ -74,11 +74,13 @@ export const run = (
       })
     )
   }
+  const homeKey = `${Engine.modelKey(step.model)}\u0000${generation.request.projectId}`
   const onRoutes = (left: ReadonlyArray<Providers.Route>): Effect.Effect<Success, RetryPolicy.RetryableError> =>
     Effect.flatMap(
-      chooseRoute(engine, state, left),
+      chooseRoute(engine, state, left, homeKey),
       (route) =>
         onRoute(engine, generation, state, step.model, route, deadlineAt).pipe(
+          Effect.tap(() => routes.length > 1 ? rememberHome(engine, homeKey, route) : Effect.void),
           Effect.catchAll((error) => {
             const others = left.filter((other) => other !== route)
             if (others.length === 0 || !anotherDeploymentMayDo(error)) return Effect.fail(error)
@@ -114,14 +116,16 @@ export const anotherDeploymentMayDo = (error: RetryPolicy.RetryableError): boole
 }
 
 /**
- * The deployment a call goes to: among those whose circuit is not open and that have not failed in this
- * generation, one drawn by weight (Effect's `Random`: pinned in tests), a standby only when no other is left; when
- * none is left, the first of the rest.
+ * The deployment a call goes to, among those whose circuit is not open and that have not failed in this
+ * generation: the one that holds the project's prompt cache for the model (its home, see `Engine`), else one
+ * drawn by weight (Effect's `Random`: pinned in tests), a standby only when no other is left. When none is left,
+ * the first of the rest.
  */
 const chooseRoute = (
   engine: Engine.Engine,
   state: Ref.Ref<Chain.State>,
-  routes: ReadonlyArray<Providers.Route>
+  routes: ReadonlyArray<Providers.Route>,
+  homeKey: string
 ): Effect.Effect<Providers.Route> => {
   if (routes.length === 1) return Effect.succeed(routes[0]!)
   return Effect.gen(function*() {
@@ -133,9 +137,25 @@ const chooseRoute = (
       healthy.push(route)
     }
     if (healthy.length === 0) return routes[0]!
+    const home = engine.promptCache.homes.get(homeKey)
+    if (home !== undefined && home.expiresAt > (yield* Clock.currentTimeMillis)) {
+      const cached = healthy.find((route) => route.deployment === home.deployment)
+      if (cached !== undefined) return cached
+    }
     return pickByWeight(healthy, yield* Random.next)
   })
 }
+
+/** Remembers the deployment that answered a project's call of a model, while its prompt cache lives. */
+const rememberHome = (engine: Engine.Engine, homeKey: string, route: Providers.Route): Effect.Effect<void> =>
+  Effect.map(Clock.currentTimeMillis, (now) => {
+    const homes = engine.promptCache.homes
+    if (homes.size >= 10_000) homes.clear()
+    homes.set(homeKey, {
+      deployment: route.deployment,
+      expiresAt: now + PromptBuilder.cacheTtlMillis[engine.promptCache.ttl]
+    })
+  })
 
 /** The route a draw in [0, 1) falls on, each route's share its weight; standbys (weight 0) only when all are. */
 export const pickByWeight = <R extends { readonly weight: number }>(routes: ReadonlyArray<R>, draw: number): R => {

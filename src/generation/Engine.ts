@@ -33,6 +33,11 @@ export interface Engine {
   readonly promptCache: {
     readonly ttl: PromptBuilder.CacheTtl
     readonly cached: Map<string, { readonly tokens: number; readonly expiresAt: number }>
+    /**
+     * The deployment that answered a project's last call of a model, by `modelKey` and project, while its cache
+     * lives: the next call goes there too (a cache lives on one deployment).
+     */
+    readonly homes: Map<string, { readonly deployment: string; readonly expiresAt: number }>
   }
   readonly breaker: CircuitBreaker.Service
   readonly tokens: TokenCount.Service
