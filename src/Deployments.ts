@@ -47,7 +47,9 @@ import * as Errors from "./Errors.js"
  * @since 0.2.0
  * @category Models
  */
-export const Dialect = Schema.Literal("openai-responses", "anthropic-messages")
+export const Dialect = Schema.Literal("openai-responses", "anthropic-messages").annotations({
+  message: () => ({ message: `must be "openai-responses" or "anthropic-messages"`, override: true })
+})
 
 /**
  * @since 0.2.0
@@ -166,7 +168,13 @@ export const decode = (
 ): Effect.Effect<ReadonlyArray<Deployment>, Errors.RequestValidationError | ConfigError.ConfigError> =>
   Effect.flatMap(
     Schema.decodeUnknown(Schema.parseJson(DeploymentsFile))(text, { onExcessProperty: "error" }).pipe(
-      Effect.mapError((error) => Errors.RequestValidationError.fromParseError(error, "deployments file"))
+      Effect.mapError((error) => {
+        const invalid = Errors.RequestValidationError.fromParseError(error)
+        // Not JSON, or not an object: the whole file is named.
+        return invalid.field === "input"
+          ? new Errors.RequestValidationError({ field: "deployments file", reason: invalid.reason })
+          : invalid
+      })
     ),
     ({ deployments }) =>
       Effect.forEach(deployments, (entry, index) =>

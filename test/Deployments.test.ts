@@ -53,18 +53,18 @@ describe("Deployments", () => {
     Effect.gen(function*() {
       const entry = { id: "a", dialect: "openai-responses", apiKey: "k" }
       expect(yield* rejected("{")).toMatch(/^deployments file: /)
-      expect(yield* rejected(file([]))).toMatch(/^deployments file\.deployments\[0\]: is missing/)
-      expect(yield* rejected(file([{ ...entry, dialect: "gemini" }]))).toMatch(
-        /^deployments file\.deployments\[0\]\.dialect: /
+      expect(yield* rejected(file([]))).toMatch(/^deployments\[0\]: is missing/)
+      expect(yield* rejected(file([{ ...entry, dialect: "gemini" }]))).toBe(
+        `deployments[0].dialect: must be "openai-responses" or "anthropic-messages"`
       )
       expect(yield* rejected(file([{ ...entry, id: "has space" }]))).toBe(
-        "deployments file.deployments[0].id: must be 1 to 64 letters, digits, '.', '_' or '-'"
+        "deployments[0].id: must be 1 to 64 letters, digits, '.', '_' or '-'"
       )
       expect(yield* rejected(file([{ ...entry, baseUrl: "ftp://x" }]))).toBe(
-        "deployments file.deployments[0].baseUrl: must be an http(s) URL"
+        "deployments[0].baseUrl: must be an http(s) URL"
       )
-      expect(yield* rejected(file([{ ...entry, weight: -1 }]))).toMatch(/^deployments file\.deployments\[0\]\.weight: /)
-      expect(yield* rejected(file([{ ...entry, extra: 1 }]))).toMatch(/^deployments file\.deployments\[0\]\.extra: /)
+      expect(yield* rejected(file([{ ...entry, weight: -1 }]))).toMatch(/^deployments\[0\]\.weight: /)
+      expect(yield* rejected(file([{ ...entry, extra: 1 }]))).toMatch(/^deployments\[0\]\.extra: /)
       expect(yield* rejected(file([entry, entry]))).toBe("deployments[1].id: repeats \"a\"")
       expect(yield* rejected(file([{ id: "a", dialect: "openai-responses" }]))).toBe(
         "deployments[0].apiKey: give one of apiKey or apiKeyEnv"

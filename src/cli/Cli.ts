@@ -405,7 +405,10 @@ const generate = Command.make(
     }).pipe(
       Effect.scoped,
       Effect.catchIf(ConfigError.isConfigError, (error) =>
-        Effect.fail(UsageError.fromConfigError(error)))
+        Effect.fail(UsageError.fromConfigError(error))),
+      // What the environment names and the engine refuses before any generation (the deployments file).
+      Effect.catchTag("RequestValidationError", (error) =>
+        Effect.fail(UsageError.flag(error.field, error.reason)))
     )
 ).pipe(Command.withDescription("Generate plot content for a project"))
 

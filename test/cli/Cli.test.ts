@@ -131,6 +131,20 @@ describe("plot-engine generate, offline", () => {
     processTimeout
   )
 
+  it.effect(
+    "stops with a usage error naming the field of a bad deployments file, before any call",
+    () =>
+      Effect.gen(function*() {
+        const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-deployments-")), "deployments.json")
+        writeFileSync(file, JSON.stringify({ deployments: [{ id: "eu", dialect: "gemini", apiKey: "sk-eu-0123" }] }))
+        const run = yield* cli(generate, { PLOT_ENGINE_DEPLOYMENTS_FILE: file })
+        expect(run.code).toBe(2)
+        expect(run.stderr).toContain(`deployments[0].dialect: must be "openai-responses" or "anthropic-messages"`)
+        expect(run.stderr).not.toContain("embedded gateway simulator")
+      }),
+    processTimeout
+  )
+
   it.effect("prints the stages on stderr, the plot and a summary on stdout", () =>
     Effect.gen(function*() {
       const run = yield* cli([...generate, "--provider", "anthropic"])
