@@ -243,6 +243,42 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       } as any)
     ].join(""),
 
+  routing: async (f) => {
+    const rows = [
+      {
+        figure: "twoDeploymentThroughputRatio",
+        value: f.twoDeploymentThroughputRatio,
+        goal: `>= ${f.goals.twoDeploymentThroughputRatio}`
+      },
+      { figure: "providerRateLimits", value: f.providerRateLimits, goal: "0" },
+      { figure: "oneFailingContentRate", value: f.oneFailingContentRate, goal: `>= ${f.goals.oneFailingContentRate}` },
+      { figure: "interactiveP95WaitMs", value: f.interactiveP95WaitMs, goal: `<= ${f.goals.interactiveP95WaitMs}` },
+      { figure: "batchUtilization", value: f.batchUtilization, goal: `>= ${f.goals.batchUtilization}` }
+    ]
+    return [
+      "## Routing across deployments\n",
+      `${f.batchSize} generations of gpt-4.1 at once on the simulator's in-process face (virtual time, 2 s a call), `,
+      "each deployment a simulator with a quota of 60 requests and 90,000 tokens a minute: over one deployment ",
+      `(${f.oneDeploymentSeconds} s) and two (${f.twoDeploymentSeconds} s); over two of which one answers 500 to `,
+      `everything (${f.oneFailingRequests} calls); and 20 interactive generations arriving during the batch.\n\n`,
+      table(rows),
+      "\n",
+      await chart("routing", "Time for the batch, one deployment and two", {
+        data: {
+          values: [
+            { deployments: "one", seconds: f.oneDeploymentSeconds },
+            { deployments: "two", seconds: f.twoDeploymentSeconds }
+          ]
+        },
+        mark: "bar",
+        encoding: {
+          x: { field: "deployments", type: "nominal", title: null, axis: { labelAngle: 0 } },
+          y: { field: "seconds", type: "quantitative", title: "virtual seconds" }
+        }
+      } as any)
+    ].join("")
+  },
+
   context: async (f) =>
     [
       "## Context fitting\n",

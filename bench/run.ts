@@ -15,6 +15,7 @@ import * as LimiterScale from "./limiter-scale.js"
 import * as Pipeline from "./pipeline.js"
 import * as RateLimit from "./ratelimit.js"
 import * as Report from "./report.js"
+import * as Routing from "./routing.js"
 import * as Streaming from "./streaming.js"
 
 const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<string, unknown>>> = {
@@ -25,6 +26,7 @@ const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<
   "limiter-scale": LimiterScale.run,
   pipeline: Pipeline.run,
   ratelimit: RateLimit.run,
+  routing: Routing.run,
   streaming: Streaming.run
 }
 
