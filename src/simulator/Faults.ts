@@ -122,6 +122,8 @@ export type ScriptStep = Fault | FaultKind | "ok"
  */
 export interface RandomFaults {
   readonly rates?: Partial<Record<FaultKind, number>> | undefined
+  /** Rates for the requests made with a key, in place of `rates` (a deployment of its own that fails its own way). */
+  readonly ratesByKey?: Readonly<Record<string, Partial<Record<FaultKind, number>>>> | undefined
   /** Latency added to every answer, in milliseconds (on Effect's `Clock`). */
   readonly latencyMs?: number | undefined
   /** How long a hang lasts before the simulator closes the connection (default 10 minutes). */
@@ -181,7 +183,7 @@ export const makePlan = (seed: number, random: RandomFaults = {}): FaultPlan => 
     next: (apiKey) => {
       const script = scripts.get(apiKey)
       if (script !== undefined && script.length > 0) return toFault(script.shift()!)
-      const rates = settings.rates
+      const rates = settings.ratesByKey?.[apiKey] ?? settings.rates
       if (rates === undefined) return undefined
       let roll = draw()
       for (const [kind, rate] of Object.entries(rates) as Array<[FaultKind, number]>) {

@@ -39,8 +39,14 @@ export interface Options {
   readonly host?: string | undefined
   /** Seeds the content: the same request and seed give the same reply (default 1). */
   readonly seed?: number | undefined
-  /** The keys each dialect accepts; a dialect without one accepts any non-empty key. */
-  readonly apiKeys?: { readonly openai?: string | undefined; readonly anthropic?: string | undefined } | undefined
+  /**
+   * The keys each dialect accepts (several: one per deployment, each with its own quota and faults); a dialect
+   * without one accepts any non-empty key.
+   */
+  readonly apiKeys?: {
+    readonly openai?: string | ReadonlyArray<string> | undefined
+    readonly anthropic?: string | ReadonlyArray<string> | undefined
+  } | undefined
   /** Random fault rates and latency from the start (scripts are set with `script`). */
   readonly faults?: Faults.RandomFaults | undefined
   /** Quotas per API key and model (none by default). */
@@ -103,10 +109,14 @@ export class GatewaySimulator
 
 const bearerToken = (authorization: string | undefined) => authorization?.replace(/^Bearer\s+/i, "")
 
+const keyList = (keys: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> | undefined =>
+  keys === undefined ? undefined : typeof keys === "string" ? [keys] : keys
+
 /** What differs between the two APIs: paths, headers, bodies and events. */
 interface Face<R extends Core.SimRequest> {
   readonly dialect: Core.Dialect
-  readonly expectedKey: string | undefined
+  /** The keys accepted; `undefined`: any non-empty key. */
+  readonly expectedKeys: ReadonlyArray<string> | undefined
   readonly presentedKey: (headers: Readonly<Record<string, string | undefined>>) => string | undefined
   readonly headers: (requestId: string) => Record<string, string>
   readonly invalidKey: (presented: string | undefined, requestId: string) => Wire.WireError
@@ -130,7 +140,7 @@ interface Face<R extends Core.SimRequest> {
 
 const hex = (n: number, width: number) => n.toString(16).padStart(width, "0")
 
-const openAiFace = (expectedKey: string | undefined): Face<OpenAiWire.OpenAiRequest> => {
+const openAiFace = (expectedKeys: ReadonlyArray<string> | undefined): Face<OpenAiWire.OpenAiRequest> => {
   const ids = (n: number, createdAt: number) => ({
     responseId: `resp_sim${hex(n, 12)}`,
     messageId: `msg_sim${hex(n, 12)}`,
@@ -138,7 +148,7 @@ const openAiFace = (expectedKey: string | undefined): Face<OpenAiWire.OpenAiRequ
   })
   return {
     dialect: "openai",
-    expectedKey,
+    expectedKeys,
     presentedKey: (headers) => bearerToken(headers.authorization),
     headers: (requestId) => ({ "x-request-id": requestId, "openai-processing-ms": "1" }),
     invalidKey: (presented) => OpenAiWire.invalidApiKey(presented),
@@ -156,11 +166,11 @@ const openAiFace = (expectedKey: string | undefined): Face<OpenAiWire.OpenAiRequ
   }
 }
 
-const anthropicFace = (expectedKey: string | undefined): Face<AnthropicWire.AnthropicRequest> => {
+const anthropicFace = (expectedKeys: ReadonlyArray<string> | undefined): Face<AnthropicWire.AnthropicRequest> => {
   const ids = (n: number) => ({ messageId: `msg_sim${hex(n, 16)}`, toolUseId: `toolu_sim${hex(n, 14)}` })
   return {
     dialect: "anthropic",
-    expectedKey,
+    expectedKeys,
     // Anthropic takes the key as `x-api-key`; its newer SDKs send it as a bearer token, which it also accepts.
     presentedKey: (headers) => headers["x-api-key"] ?? bearerToken(headers.authorization),
     headers: (requestId) => ({ "request-id": requestId }),
@@ -318,7 +328,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       const presented = face.presentedKey(request.headers)
       if (
         presented === undefined || presented === "" ||
-        (face.expectedKey !== undefined && presented !== face.expectedKey)
+        (face.expectedKeys !== undefined && !face.expectedKeys.includes(presented))
       ) {
         yield* record(face.dialect, 401)
         return errorResponse(face.invalidKey(presented, requestId), headers)
@@ -388,8 +398,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     }).pipe(Effect.onInterrupt(() => clientClosed))
 
   const app = HttpRouter.empty.pipe(
-    HttpRouter.post("/v1/responses", serve(openAiFace(options.apiKeys?.openai))),
-    HttpRouter.post("/v1/messages", serve(anthropicFace(options.apiKeys?.anthropic))),
+    HttpRouter.post("/v1/responses", serve(openAiFace(keyList(options.apiKeys?.openai)))),
+    HttpRouter.post("/v1/messages", serve(anthropicFace(keyList(options.apiKeys?.anthropic)))),
     HttpRouter.get("/__simulator/stats", Effect.map(Ref.get(stats), (s) => HttpServerResponse.unsafeJson(s)))
   )
   yield* HttpServer.serveEffect(app)
