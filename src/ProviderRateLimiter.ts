@@ -358,15 +358,15 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
   const states = new Map<string, LimiterKeys.KeyState>()
 
   // Synchronous, so that two callers arriving together for a new key find one state.
-  const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> =>
-    Effect.sync(() => {
-      const key = keyOf(options, target)
-      const existing = states.get(key)
-      if (existing !== undefined) return existing
-      const state = LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider])
-      states.set(key, state)
-      return state
-    })
+  const stateNow = (target: Target): LimiterKeys.KeyState => {
+    const key = keyOf(options, target)
+    const existing = states.get(key)
+    if (existing !== undefined) return existing
+    const state = LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider])
+    states.set(key, state)
+    return state
+  }
+  const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> => Effect.sync(() => stateNow(target))
 
   // Uninterruptible but for its waits (see `LimiterKeys.admitTo`).
   const admitted = (
@@ -375,10 +375,9 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     admitOptions: AdmitOptions | undefined,
     restore: LimiterKeys.Restore
   ) =>
-    Effect.flatMap(
-      stateOf(target),
-      (state) => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore)
-    ).pipe(Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false }))
+    LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore).pipe(
+      Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+    )
 
   return ProviderRateLimiter.of({
     // Not `acquireRelease`: its finalizer diffs every FiberRef of the fiber on the way in and out.
@@ -390,11 +389,16 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
             ({ admission, release }) => Effect.as(Scope.addFinalizer(scope, release), admission)
           )
         )),
+    // `use`, then the release, however `use` ends: `Effect.ensuring` would mask again inside this mask.
     withAdmission: (target, estimate, use, admitOptions) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(
           admitted(target, estimate, admitOptions, restore),
-          ({ admission, release }) => Effect.ensuring(restore(use(admission)), release)
+          ({ admission, release }) =>
+            Effect.matchCauseEffect(restore(use(admission)), {
+              onFailure: (cause) => Effect.zipRight(release, Effect.failCause(cause)),
+              onSuccess: (value) => Effect.as(release, value)
+            })
         )
       ),
     pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis)),

@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import type * as Metric from "effect/Metric"
 import * as Errors from "../Errors.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
@@ -53,6 +54,8 @@ interface Waiter {
   /** When it took its permit: how long permits are held is learnt from it. */
   admittedAt: number
   resume: ((outcome: Effect.Effect<number, Errors.RateLimitError>) => void) | undefined
+  /** Ends its way through the key from whichever state it is in (see `release`): made once, used by every path. */
+  release: Effect.Effect<void>
 }
 
 /** A moment the pump must act at: a waiter's deadline, or the next time it hears its place. */
@@ -315,13 +318,14 @@ export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect
  */
 export const admitTo = (
   shared: Shared,
-  state: KeyState,
+  stateOf: () => KeyState,
   target: Target,
   estimate: Estimate,
   options: AdmitOptions | undefined,
   restore: Restore
 ): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> =>
   Effect.suspend((): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> => {
+    const state = stateOf()
     const queuedAt = shared.clock.unsafeCurrentTimeMillis()
     const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
     if (tooLarge !== undefined) {
@@ -352,8 +356,10 @@ export const admitTo = (
       servedBefore: state.served,
       status: "new",
       admittedAt: 0,
-      resume: undefined
+      resume: undefined,
+      release: Effect.void
     }
+    waiter.release = release(shared, state, waiter)
     if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore)
     // With a remote store, what its buckets held when it last said: no round trip before the caller has its place.
     const expected = expectedWait(
@@ -434,7 +440,7 @@ const queue = (
     // Told by the pump's fiber, once it is in the queue: a slow callback does not let later arrivals pass it.
     if (tellOnArrival) state.tells.push([waiter, { place: waiter.place, expectedWaitMs: expected }])
     enqueue(shared, state, waiter)
-    return release(shared, state, waiter)
+    return waiter.release
   })
   return Effect.flatMap(restore(verdict), (delay) => deliverAfter(shared, state, waiter, delay, restore))
 }
@@ -442,7 +448,8 @@ const queue = (
 /**
  * An admitted caller: the wait its reservation implies, then the gate (a 429 that arrived meanwhile holds it
  * too), then its `Admission`, with the release of its permit. Interrupted or refused while it waits, it gives its
- * permit and its reservation back.
+ * permit and its reservation back. (Already in the caller's mask: a handler of the wait's failure, not `onExit`,
+ * which would mask again.)
  */
 const deliverAfter = (
   shared: Shared,
@@ -451,30 +458,37 @@ const deliverAfter = (
   delay: number,
   restore: Restore
 ): Effect.Effect<Admitted, Errors.RateLimitError> => {
-  const admitted: Admitted = {
-    admission: {
-      reconcile: reconcileWith(shared, state, waiter.estimate),
-      cancel: Effect.suspend(() => giveBack(shared, state, waiter.estimate))
-    },
-    release: release(shared, state, waiter)
-  }
-  const deliver = Metrics.record((labels) => {
+  if (delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()) return deliver(shared, state, waiter)
+  return Effect.flatMap(
+    Effect.catchAllCause(
+      restore(sleepThenGate(shared, state, waiter, delay)),
+      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause))
+    ),
+    () => deliver(shared, state, waiter)
+  )
+}
+
+/**
+ * The caller holds its admission now: its wait is recorded (with the fiber's metric tags, as `Metric.update` would
+ * take them), and its `Admission` made.
+ */
+const deliver = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<Admitted> =>
+  Effect.withFiberRuntime((fiber) => {
     waiter.status = "delivered"
     changeQueued(state, -1)
     state.inFlight++
-    state.waitTimeHistogram.unsafeUpdate(shared.clock.unsafeCurrentTimeMillis() - waiter.queuedAt, labels)
-  })
-  const gated = delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()
-    ? deliver
-    : Effect.zipRight(
-      Effect.onExit(
-        restore(sleepThenGate(shared, state, waiter, delay)),
-        (exit) => Exit.isSuccess(exit) ? Effect.void : admitted.release
-      ),
-      deliver
+    state.waitTimeHistogram.unsafeUpdate(
+      shared.clock.unsafeCurrentTimeMillis() - waiter.queuedAt,
+      fiber.getFiberRef(FiberRef.currentMetricLabels)
     )
-  return Effect.as(gated, admitted)
-}
+    return Exit.succeed<Admitted>({
+      admission: {
+        reconcile: reconcileWith(shared, state, waiter.estimate),
+        cancel: Effect.suspend(() => giveBack(shared, state, waiter.estimate))
+      },
+      release: waiter.release
+    })
+  })
 
 /**
  * The wait a reservation implies, then the gate: a 429 that arrived meanwhile holds this caller too, until its
@@ -742,18 +756,39 @@ const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: num
   }
 }
 
-/** One reservation across every bucket of the key, in memory: the wait it implies (0 when the budget is there). */
+/**
+ * One reservation across every bucket of the key, in memory: the wait it implies (0 when the budget is there).
+ * The buckets of `bucketsOf`, in its order, without building its list (this runs on every admission).
+ */
 const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number): number => {
   remember(state, estimate, now)
-  let delay = 0
-  for (const b of bucketsOf(state.quota, estimate)) {
-    delay = Math.max(delay, local.take(state.storeKeys[b.name]!, b.limit, b.tokens, now).delay)
+  const { quota, storeKeys } = state
+  let delay = local.take(storeKeys.rpm!, quota.requestsPerMinute, 1, now).delay
+  if (quota.tokensPerMinute !== undefined) {
+    const tokens = estimate.inputTokens + estimate.outputTokens
+    delay = Math.max(delay, local.take(storeKeys.tpm!, quota.tokensPerMinute, tokens, now).delay)
+  }
+  if (quota.inputTokensPerMinute !== undefined) {
+    delay = Math.max(delay, local.take(storeKeys.itpm!, quota.inputTokensPerMinute, estimate.inputTokens, now).delay)
+  }
+  if (quota.outputTokensPerMinute !== undefined) {
+    delay = Math.max(delay, local.take(storeKeys.otpm!, quota.outputTokensPerMinute, estimate.outputTokens, now).delay)
   }
   return delay
 }
 
 const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number) => {
-  for (const b of bucketsOf(state.quota, estimate)) local.refund(state.storeKeys[b.name]!, b.limit, b.tokens, now)
+  const { quota, storeKeys } = state
+  local.refund(storeKeys.rpm!, quota.requestsPerMinute, 1, now)
+  if (quota.tokensPerMinute !== undefined) {
+    local.refund(storeKeys.tpm!, quota.tokensPerMinute, estimate.inputTokens + estimate.outputTokens, now)
+  }
+  if (quota.inputTokensPerMinute !== undefined) {
+    local.refund(storeKeys.itpm!, quota.inputTokensPerMinute, estimate.inputTokens, now)
+  }
+  if (quota.outputTokensPerMinute !== undefined) {
+    local.refund(storeKeys.otpm!, quota.outputTokensPerMinute, estimate.outputTokens, now)
+  }
 }
 
 /** One reservation across every bucket of the key, in a remote store: what each holds is remembered. */

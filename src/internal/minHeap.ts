@@ -22,7 +22,7 @@ export class MinHeap<A> {
     while (i > 0) {
       const parent = (i - 1) >> 1
       if (!this.before(items[i]!, items[parent]!)) break
-      ;[items[i], items[parent]] = [items[parent]!, items[i]!]
+      swap(items, i, parent)
       i = parent
     }
   }
@@ -41,8 +41,15 @@ export class MinHeap<A> {
       if (left < items.length && this.before(items[left]!, items[least]!)) least = left
       if (right < items.length && this.before(items[right]!, items[least]!)) least = right
       if (least === i) return top
-      ;[items[i], items[least]] = [items[least]!, items[i]!]
+      swap(items, i, least)
       i = least
     }
   }
+}
+
+/** A swap without a destructuring array (which unoptimized code allocates on every step). */
+const swap = <A>(items: Array<A>, i: number, j: number) => {
+  const item = items[i]!
+  items[i] = items[j]!
+  items[j] = item
 }
