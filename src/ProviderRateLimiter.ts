@@ -368,15 +368,23 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
   }
   const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> => Effect.sync(() => stateNow(target))
 
-  // Uninterruptible but for its waits (see `LimiterKeys.admitTo`).
-  const admitted = (
+  // Uninterruptible but for its waits (see `LimiterKeys.admitTo`); `then` once admitted, outside the span (which
+  // covers the wait). Without a tracer, `then` is passed in, so that a queued caller holds no frame of it.
+  const admitThen = <A, E, R>(
     target: Target,
     estimate: Estimate,
     admitOptions: AdmitOptions | undefined,
-    restore: LimiterKeys.Restore
+    restore: LimiterKeys.Restore,
+    then: LimiterKeys.Then<A, E, R>
   ) =>
-    LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore).pipe(
-      Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })
+    Tracing.ifTraced(
+      () =>
+        Effect.flatMap(
+          LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore, Effect.succeed)
+            .pipe(Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })),
+          then
+        ),
+      () => LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore, then)
     )
 
   return ProviderRateLimiter.of({
@@ -384,16 +392,22 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     admit: (target, estimate, admitOptions) =>
       Effect.flatMap(Scope.Scope, (scope) =>
         Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(
-            admitted(target, estimate, admitOptions, restore),
+          admitThen(
+            target,
+            estimate,
+            admitOptions,
+            restore,
             ({ admission, release }) => Effect.as(Scope.addFinalizer(scope, release), admission)
           )
         )),
     // `use`, then the release, however `use` ends: `Effect.ensuring` would mask again inside this mask.
     withAdmission: (target, estimate, use, admitOptions) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          admitted(target, estimate, admitOptions, restore),
+        admitThen(
+          target,
+          estimate,
+          admitOptions,
+          restore,
           ({ admission, release }) =>
             Effect.matchCauseEffect(restore(use(admission)), {
               onFailure: (cause) => Effect.zipRight(release, Effect.failCause(cause)),

@@ -15,7 +15,6 @@
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
@@ -307,6 +306,14 @@ export interface Admitted {
 export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 /**
+ * What the caller does once admitted, still in its mask. Passed in rather than `flatMap`ped on: a queued caller's
+ * fiber holds every frame around its wait, and the effect each frame was made from, until it is admitted.
+ */
+export type Then<A, E, R> = (admitted: Admitted) => Effect.Effect<A, E, R>
+
+type Refusal = Errors.RateLimitError | Errors.QuotaExhaustedError
+
+/**
  * Admits a request to a key: refused at once when it can never fit, when the key is paused past what it waits,
  * or when the wait foreseen ends after its deadline; otherwise queued for the pump, in arrival order (or, nobody
  * ahead and a permit free, reserved by the caller itself). Once admitted it holds a permit until it is released,
@@ -316,15 +323,16 @@ export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect
  * is interrupted, so a caller interrupted on the way leaves nothing behind, and one admitted holds its `release`.
  * (One mask for the whole way: an `onInterrupt` per wait would hold a mask and two handlers per queued caller.)
  */
-export const admitTo = (
+export const admitTo = <A, E, R>(
   shared: Shared,
   stateOf: () => KeyState,
   target: Target,
   estimate: Estimate,
   options: AdmitOptions | undefined,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> =>
-  Effect.suspend((): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> => {
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Refusal, R> =>
+  Effect.suspend((): Effect.Effect<A, E | Refusal, R> => {
     const state = stateOf()
     const queuedAt = shared.clock.unsafeCurrentTimeMillis()
     const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
@@ -360,7 +368,7 @@ export const admitTo = (
       release: Effect.void
     }
     waiter.release = release(shared, state, waiter)
-    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore)
+    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore, then)
     // With a remote store, what its buckets held when it last said: no round trip before the caller has its place.
     const expected = expectedWait(
       state,
@@ -368,7 +376,7 @@ export const admitTo = (
       { place: waiter.place, aheadShare: 1 },
       levelNow(shared, state, queuedAt)
     )
-    return queue(shared, state, waiter, expected, restore)
+    return queue(shared, state, waiter, expected, restore, then)
   })
 
 /** Whether an arrival may reserve at once, itself: nobody queued ahead, a permit free, the gate open. */
@@ -380,19 +388,20 @@ const goesNow = (state: KeyState, now: number) =>
  * with buckets in memory; with a remote store, arrivals meanwhile queue and the pump waits until it is done, so
  * the order holds).
  */
-const reserveNow = (
+const reserveNow = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   waiter.status = "admitted"
   waiter.admittedAt = waiter.queuedAt
   state.permitsHeld++
   changeQueued(state, 1)
-  const verdict = (delay: number): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  const verdict = (delay: number): Effect.Effect<A, E | Errors.RateLimitError, R> => {
     if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) {
-      return deliverAfter(shared, state, waiter, delay, restore)
+      return deliverAfter(shared, state, waiter, delay, restore, then)
     }
     // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
     waiter.status = "gone"
@@ -424,25 +433,31 @@ const reserveNow = (
  * the wait itself is interruptible: interrupted there, it leaves the queue (or, admitted meanwhile, gives its
  * permit and reservation back).
  */
-const queue = (
+const queue = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
   expected: number,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   if (expected > 0 && waiter.queuedAt + expected > waiter.deadline) {
     return Effect.fail(saturated(state, waiter, expected))
   }
   const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
+  // No canceler: `Effect.async` would wrap the wait in `onInterrupt` (a mask and two handlers held by every queued
+  // caller). Interrupted, the wait fails, and the handler below, in the caller's mask, leaves the queue.
   const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
     waiter.resume = resume
     // Told by the pump's fiber, once it is in the queue: a slow callback does not let later arrivals pass it.
     if (tellOnArrival) state.tells.push([waiter, { place: waiter.place, expectedWaitMs: expected }])
     enqueue(shared, state, waiter)
-    return waiter.release
   })
-  return Effect.flatMap(restore(verdict), (delay) => deliverAfter(shared, state, waiter, delay, restore))
+  return Effect.matchCauseEffect(restore(verdict), {
+    // Refused (gone already) or interrupted (it leaves the queue, or gives back what it was admitted with).
+    onFailure: (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
+    onSuccess: (delay) => deliverAfter(shared, state, waiter, delay, restore, then)
+  })
 }
 
 /**
@@ -451,28 +466,33 @@ const queue = (
  * permit and its reservation back. (Already in the caller's mask: a handler of the wait's failure, not `onExit`,
  * which would mask again.)
  */
-const deliverAfter = (
+const deliverAfter = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
   delay: number,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError> => {
-  if (delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()) return deliver(shared, state, waiter)
-  return Effect.flatMap(
-    Effect.catchAllCause(
-      restore(sleepThenGate(shared, state, waiter, delay)),
-      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause))
-    ),
-    () => deliver(shared, state, waiter)
-  )
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
+  if (delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()) {
+    return deliver(shared, state, waiter, then)
+  }
+  return Effect.matchCauseEffect(restore(sleepThenGate(shared, state, waiter, delay)), {
+    onFailure: (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
+    onSuccess: () => deliver(shared, state, waiter, then)
+  })
 }
 
 /**
  * The caller holds its admission now: its wait is recorded (with the fiber's metric tags, as `Metric.update` would
  * take them), and its `Admission` made.
  */
-const deliver = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<Admitted> =>
+const deliver = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  then: Then<A, E, R>
+): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime((fiber) => {
     waiter.status = "delivered"
     changeQueued(state, -1)
@@ -481,7 +501,7 @@ const deliver = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
       shared.clock.unsafeCurrentTimeMillis() - waiter.queuedAt,
       fiber.getFiberRef(FiberRef.currentMetricLabels)
     )
-    return Exit.succeed<Admitted>({
+    return then({
       admission: {
         reconcile: reconcileWith(shared, state, waiter.estimate),
         cancel: Effect.suspend(() => giveBack(shared, state, waiter.estimate))
