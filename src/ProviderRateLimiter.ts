@@ -409,10 +409,13 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
           admitOptions,
           restore,
           ({ admission, release }) =>
-            Effect.matchCauseEffect(restore(use(admission)), {
-              onFailure: (cause) => Effect.zipRight(release, Effect.failCause(cause)),
-              onSuccess: (value) => Effect.as(release, value)
-            })
+            Effect.matchCauseEffect(
+              restore(use(admission)),
+              LimiterKeys.handlers(
+                (cause) => Effect.zipRight(release, Effect.failCause(cause)),
+                (value) => Effect.as(release, value)
+              )
+            )
         )
       ),
     pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis)),

@@ -12,6 +12,7 @@
  *
  * @internal
  */
+import type * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -94,7 +95,8 @@ export interface KeyState {
   /** The waiters in arrival order (`queueHead` is the first not yet gone; gone ones are skipped lazily). */
   queue: Array<Waiter>
   queueHead: number
-  readonly alarms: MinHeap.MinHeap<Alarm>
+  /** Deadlines and times to tell, earliest first (mostly set in order: a queue, with a heap for the others). */
+  readonly alarms: MinHeap.MinQueue<Alarm>
   alarmSeq: number
   /** A reservation with a remote store is under way: the head waits for it. */
   reserving: boolean
@@ -152,7 +154,7 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   meanHoldMillis: 0,
   queue: [],
   queueHead: 0,
-  alarms: new MinHeap.MinHeap((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
+  alarms: new MinHeap.MinQueue((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
   alarmSeq: 0,
   reserving: false,
   pumping: false,
@@ -399,21 +401,17 @@ const reserveNow = <A, E, R>(
   waiter.admittedAt = waiter.queuedAt
   state.permitsHeld++
   changeQueued(state, 1)
-  const verdict = (delay: number): Effect.Effect<A, E | Errors.RateLimitError, R> => {
-    if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) {
-      return deliverAfter(shared, state, waiter, delay, restore, then)
-    }
-    // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
-    waiter.status = "gone"
-    changeQueued(state, -1)
-    state.permitsHeld--
-    return Effect.zipRight(
-      giveBackThenPump(shared, state, waiter.estimate),
-      Effect.fail(saturated(state, waiter, delay))
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    return reservedNow(
+      shared,
+      state,
+      waiter,
+      restore,
+      then,
+      reserveLocally(local, state, waiter.estimate, waiter.queuedAt)
     )
   }
-  const local = shared.buckets.local
-  if (local !== undefined) return verdict(reserveLocally(local, state, waiter.estimate, waiter.queuedAt))
   state.reserving = true
   return Effect.flatMap(
     Effect.ensuring(
@@ -423,7 +421,29 @@ const reserveNow = <A, E, R>(
         pump(shared, state)
       })
     ),
-    verdict
+    (delay) => reservedNow(shared, state, waiter, restore, then, delay)
+  )
+}
+
+/** An arrival's own reservation, `delay` its wait: delivered after it, or refused when that ends too late. */
+const reservedNow = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  restore: Restore,
+  then: Then<A, E, R>,
+  delay: number
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
+  if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) {
+    return deliverAfter(shared, state, waiter, delay, restore, then)
+  }
+  // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
+  waiter.status = "gone"
+  changeQueued(state, -1)
+  state.permitsHeld--
+  return Effect.zipRight(
+    giveBackThenPump(shared, state, waiter.estimate),
+    Effect.fail(saturated(state, waiter, delay))
   )
 }
 
@@ -453,12 +473,26 @@ const queue = <A, E, R>(
     if (tellOnArrival) state.tells.push([waiter, { place: waiter.place, expectedWaitMs: expected }])
     enqueue(shared, state, waiter)
   })
-  return Effect.matchCauseEffect(restore(verdict), {
-    // Refused (gone already) or interrupted (it leaves the queue, or gives back what it was admitted with).
-    onFailure: (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
-    onSuccess: (delay) => deliverAfter(shared, state, waiter, delay, restore, then)
-  })
+  return Effect.matchCauseEffect(
+    restore(verdict),
+    handlers(
+      // Refused (gone already) or interrupted (it leaves the queue, or gives back what it was admitted with).
+      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
+      (delay) => deliverAfter(shared, state, waiter, delay, restore, then)
+    )
+  )
 }
+
+/**
+ * The handlers of `Effect.matchCauseEffect`, given as arguments rather than written as object members: the
+ * TypeScript runner of the tests and benchmarks (tsx, with esbuild's `keepNames`) names every function written as
+ * an object member with `Object.defineProperty` each time it is made, here on every admission (compiled code does
+ * not). As arguments they are plain closures, sharing their scope as they would anyway.
+ */
+export const handlers = <E, A, A2, E2, R2, A3, E3, R3>(
+  onFailure: (cause: Cause.Cause<E>) => Effect.Effect<A2, E2, R2>,
+  onSuccess: (a: A) => Effect.Effect<A3, E3, R3>
+) => ({ onFailure, onSuccess })
 
 /**
  * An admitted caller: the wait its reservation implies, then the gate (a 429 that arrived meanwhile holds it
@@ -477,10 +511,13 @@ const deliverAfter = <A, E, R>(
   if (delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()) {
     return deliver(shared, state, waiter, then)
   }
-  return Effect.matchCauseEffect(restore(sleepThenGate(shared, state, waiter, delay)), {
-    onFailure: (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
-    onSuccess: () => deliver(shared, state, waiter, then)
-  })
+  return Effect.matchCauseEffect(
+    restore(sleepThenGate(shared, state, waiter, delay)),
+    handlers(
+      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
+      () => deliver(shared, state, waiter, then)
+    )
+  )
 }
 
 /**
@@ -689,19 +726,10 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
  * limiter's; the queue waits for it.
  */
 const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): void => {
-  const verdict = (delay: number, at: number) => {
-    state.served++
-    if (delay > 0 && at + delay > head.deadline) {
-      refuse(state, head, saturated(state, head, delay))
-      return false
-    }
-    admitWaiter(state, head, delay, at)
-    return true
-  }
   const local = shared.buckets.local
   if (local !== undefined) {
     const delay = reserveLocally(local, state, head.estimate, now)
-    if (!verdict(delay, now)) giveBackLocally(local, state, head.estimate, now)
+    if (!headVerdict(state, head, delay, now)) giveBackLocally(local, state, head.estimate, now)
     state.dirty = true
     return
   }
@@ -710,7 +738,8 @@ const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): 
     Effect.flatMap(reserveInStore(shared, state, head.estimate), (delay) => {
       state.reserving = false
       // Interrupted while the store answered, or refused: the reservation goes back.
-      const admitted = head.status === "waiting" && verdict(delay, shared.clock.unsafeCurrentTimeMillis())
+      const admitted = head.status === "waiting" &&
+        headVerdict(state, head, delay, shared.clock.unsafeCurrentTimeMillis())
       return admitted ? Effect.void : giveBack(shared, state, head.estimate)
     }).pipe(
       Effect.ensuring(Effect.sync(() => {
@@ -719,6 +748,17 @@ const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): 
       }))
     )
   )
+}
+
+/** The head, its reservation made at `at`: admitted with the wait it implies, or refused when that ends too late. */
+const headVerdict = (state: KeyState, head: Waiter, delay: number, at: number): boolean => {
+  state.served++
+  if (delay > 0 && at + delay > head.deadline) {
+    refuse(state, head, saturated(state, head, delay))
+    return false
+  }
+  admitWaiter(state, head, delay, at)
+  return true
 }
 
 /** The earliest alarm of a waiter still waiting (alarms of those gone are dropped as they surface). */
