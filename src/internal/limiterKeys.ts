@@ -495,10 +495,11 @@ export const handlers = <E, A, A2, E2, R2, A3, E3, R3>(
 ) => ({ onFailure, onSuccess })
 
 /**
- * An admitted caller: the wait its reservation implies, then the gate (a 429 that arrived meanwhile holds it
- * too), then its `Admission`, with the release of its permit. Interrupted or refused while it waits, it gives its
- * permit and its reservation back. (Already in the caller's mask: a handler of the wait's failure, not `onExit`,
- * which would mask again.)
+ * An admitted caller: the wait its reservation implies (told first, when it listens), then the gate (a 429 that
+ * arrived meanwhile holds it too, until its end, re-read on waking: a later 429 may extend it, unless that is longer
+ * than the caller may wait), then its `Admission`, with the release of its permit. Interrupted or refused while it
+ * waits, it gives its permit and its reservation back. (Already in the caller's mask: a handler of the wait's
+ * failure, not `onExit`, which would mask again.)
  */
 const deliverAfter = <A, E, R>(
   shared: Shared,
@@ -508,17 +509,38 @@ const deliverAfter = <A, E, R>(
   restore: Restore,
   then: Then<A, E, R>
 ): Effect.Effect<A, E | Errors.RateLimitError, R> => {
-  if (delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()) {
-    return deliver(shared, state, waiter, then)
+  if (delay > 0) {
+    const wait = waitThenDeliver(shared, state, waiter, delay, restore, then)
+    if (waiter.onQueued === undefined) return wait
+    return Effect.matchCauseEffect(
+      restore(waiter.onQueued({ place: 1, expectedWaitMs: delay })),
+      handlers((cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)), () => wait)
+    )
   }
-  return Effect.matchCauseEffect(
-    restore(sleepThenGate(shared, state, waiter, delay)),
+  const pausedFor = state.pausedUntil - shared.clock.unsafeCurrentTimeMillis()
+  if (pausedFor <= 0) return deliver(shared, state, waiter, then)
+  if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
+    return Effect.zipRight(waiter.release, Effect.fail(pausedTooLong(state, waiter.target, pausedFor)))
+  }
+  return waitThenDeliver(shared, state, waiter, pausedFor, restore, then)
+}
+
+/** A wait of the admitted caller, interruptible; then the gate again (see `deliverAfter`). */
+const waitThenDeliver = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  millis: number,
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> =>
+  Effect.matchCauseEffect(
+    restore(Effect.sleep(millis)),
     handlers(
       (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
-      () => deliver(shared, state, waiter, then)
+      () => deliverAfter(shared, state, waiter, 0, restore, then)
     )
   )
-}
 
 /**
  * The caller holds its admission now: its wait is recorded (with the fiber's metric tags, as `Metric.update` would
@@ -546,31 +568,6 @@ const deliver = <A, E, R>(
       release: waiter.release
     })
   })
-
-/**
- * The wait a reservation implies, then the gate: a 429 that arrived meanwhile holds this caller too, until its
- * end (re-read on waking: a later 429 may extend it), unless that is longer than the caller may wait.
- */
-const sleepThenGate = (
-  shared: Shared,
-  state: KeyState,
-  waiter: Waiter,
-  delay: number
-): Effect.Effect<void, Errors.RateLimitError> => {
-  const gate: Effect.Effect<void, Errors.RateLimitError> = Effect.suspend(() => {
-    const pausedFor = state.pausedUntil - shared.clock.unsafeCurrentTimeMillis()
-    if (pausedFor <= 0) return Effect.void
-    if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
-      return Effect.fail(pausedTooLong(state, waiter.target, pausedFor))
-    }
-    return Effect.zipRight(Effect.sleep(pausedFor), gate)
-  })
-  if (delay <= 0) return gate
-  const sleep = Effect.zipRight(Effect.sleep(delay), gate)
-  return waiter.onQueued === undefined
-    ? sleep
-    : Effect.zipRight(waiter.onQueued({ place: 1, expectedWaitMs: delay }), sleep)
-}
 
 /**
  * Ends a caller's way through the key, from whichever state it is in, once: queued, it leaves the queue;
