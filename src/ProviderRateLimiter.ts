@@ -365,43 +365,64 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
   const states = new Map<string, LimiterKeys.KeyState>()
 
   // Synchronous, so that two callers arriving together for a new key find one state.
-  const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> =>
-    Effect.sync(() => {
-      const key = keyOf(options, target)
-      const existing = states.get(key)
-      if (existing !== undefined) return existing
-      const state = LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider])
-      states.set(key, state)
-      return state
-    })
+  const stateNow = (target: Target): LimiterKeys.KeyState => {
+    const key = keyOf(options, target)
+    const existing = states.get(key)
+    if (existing !== undefined) return existing
+    const state = LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider])
+    states.set(key, state)
+    return state
+  }
+  const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> => Effect.sync(() => stateNow(target))
 
-  // Uninterruptible but for its waits (see `LimiterKeys.admitTo`).
-  const admitted = (
+  // Uninterruptible but for its waits (see `LimiterKeys.admitTo`); `then` once admitted, outside the span (which
+  // covers the wait). Without a tracer, `then` is passed in, so that a queued caller holds no frame of it.
+  const admitThen = <A, E, R>(
     target: Target,
     estimate: Estimate,
     admitOptions: AdmitOptions | undefined,
-    restore: LimiterKeys.Restore
+    restore: LimiterKeys.Restore,
+    then: LimiterKeys.Then<A, E, R>
   ) =>
-    Effect.flatMap(
-      stateOf(target),
-      (state) => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore)
-    ).pipe(Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false }))
+    Tracing.ifTraced(
+      () =>
+        Effect.flatMap(
+          LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore, Effect.succeed)
+            .pipe(Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })),
+          then
+        ),
+      () => LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore, then)
+    )
 
   return ProviderRateLimiter.of({
     // Not `acquireRelease`: its finalizer diffs every FiberRef of the fiber on the way in and out.
     admit: (target, estimate, admitOptions) =>
       Effect.flatMap(Scope.Scope, (scope) =>
         Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(
-            admitted(target, estimate, admitOptions, restore),
+          admitThen(
+            target,
+            estimate,
+            admitOptions,
+            restore,
             ({ admission, release }) => Effect.as(Scope.addFinalizer(scope, release), admission)
           )
         )),
+    // `use`, then the release, however `use` ends: `Effect.ensuring` would mask again inside this mask.
     withAdmission: (target, estimate, use, admitOptions) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          admitted(target, estimate, admitOptions, restore),
-          ({ admission, release }) => Effect.ensuring(restore(use(admission)), release)
+        admitThen(
+          target,
+          estimate,
+          admitOptions,
+          restore,
+          ({ admission, release }) =>
+            Effect.matchCauseEffect(
+              restore(use(admission)),
+              LimiterKeys.handlers(
+                (cause) => Effect.zipRight(release, Effect.failCause(cause)),
+                (value) => Effect.as(release, value)
+              )
+            )
         )
       ),
     pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis)),

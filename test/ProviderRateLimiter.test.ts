@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 
 const target = { provider: "openai", model: "gpt-4.1" } as const
@@ -548,6 +549,33 @@ describe("ProviderRateLimiter withAdmission", () => {
       yield* Fiber.joinAll(fibers)
       expect(log).toEqual([["a", 0], ["b", 1_000], ["c", 2_000]])
       expect(yield* snapshotOfTarget).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("with a tracer installed, a span ProviderRateLimiter.admit covers each caller's wait, not its `use`", () =>
+    Effect.gen(function*() {
+      const base = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      // The default tracer's spans, recorded: any tracer other than the default one makes the limiter trace.
+      const recording = Tracer.make({
+        span: (...args) => {
+          const span = base.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => base.context(f, fiber)
+      })
+      const log: Array<readonly [string, number]> = []
+      const a = yield* Effect.fork(Effect.withTracer(within(log, "a", 1_000), recording))
+      yield* Effect.yieldNow()
+      const b = yield* Effect.fork(Effect.withTracer(within(log, "b", 1_000), recording))
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.joinAll([a, b])
+      expect(log).toEqual([["a", 0], ["b", 1_000]])
+      const millis = (nanos: bigint) => Number(nanos / 1_000_000n)
+      expect(spans.map((span) => {
+        const status = span.status
+        return [span.name, millis(status.startTime), status._tag === "Ended" ? millis(status.endTime) : undefined]
+      })).toEqual([["ProviderRateLimiter.admit", 0, 0], ["ProviderRateLimiter.admit", 0, 1_000]])
     }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
 
   it.effect("gives the permit back when `use` fails, and the failure reaches the caller", () =>

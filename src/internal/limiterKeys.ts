@@ -12,12 +12,13 @@
  *
  * @internal
  */
+import type * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import type * as Metric from "effect/Metric"
 import * as Errors from "../Errors.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
@@ -53,6 +54,8 @@ interface Waiter {
   /** When it took its permit: how long permits are held is learnt from it. */
   admittedAt: number
   resume: ((outcome: Effect.Effect<number, Errors.RateLimitError>) => void) | undefined
+  /** Ends its way through the key from whichever state it is in (see `release`): made once, used by every path. */
+  release: Effect.Effect<void>
 }
 
 /** A moment the pump must act at: a waiter's deadline, or the next time it hears its place. */
@@ -92,7 +95,8 @@ export interface KeyState {
   /** The waiters in arrival order (`queueHead` is the first not yet gone; gone ones are skipped lazily). */
   queue: Array<Waiter>
   queueHead: number
-  readonly alarms: MinHeap.MinHeap<Alarm>
+  /** Deadlines and times to tell, earliest first (mostly set in order: a queue, with a heap for the others). */
+  readonly alarms: MinHeap.MinQueue<Alarm>
   alarmSeq: number
   /** A reservation with a remote store is under way: the head waits for it. */
   reserving: boolean
@@ -150,7 +154,7 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   meanHoldMillis: 0,
   queue: [],
   queueHead: 0,
-  alarms: new MinHeap.MinHeap((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
+  alarms: new MinHeap.MinQueue((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
   alarmSeq: 0,
   reserving: false,
   pumping: false,
@@ -304,6 +308,14 @@ export interface Admitted {
 export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 
 /**
+ * What the caller does once admitted, still in its mask. Passed in rather than `flatMap`ped on: a queued caller's
+ * fiber holds every frame around its wait, and the effect each frame was made from, until it is admitted.
+ */
+export type Then<A, E, R> = (admitted: Admitted) => Effect.Effect<A, E, R>
+
+type Refusal = Errors.RateLimitError | Errors.QuotaExhaustedError
+
+/**
  * Admits a request to a key: refused at once when it can never fit, when the key is paused past what it waits,
  * or when the wait foreseen ends after its deadline; otherwise queued for the pump, in arrival order (or, nobody
  * ahead and a permit free, reserved by the caller itself). Once admitted it holds a permit until it is released,
@@ -313,15 +325,17 @@ export type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect
  * is interrupted, so a caller interrupted on the way leaves nothing behind, and one admitted holds its `release`.
  * (One mask for the whole way: an `onInterrupt` per wait would hold a mask and two handlers per queued caller.)
  */
-export const admitTo = (
+export const admitTo = <A, E, R>(
   shared: Shared,
-  state: KeyState,
+  stateOf: () => KeyState,
   target: Target,
   estimate: Estimate,
   options: AdmitOptions | undefined,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> =>
-  Effect.suspend((): Effect.Effect<Admitted, Errors.RateLimitError | Errors.QuotaExhaustedError> => {
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Refusal, R> =>
+  Effect.suspend((): Effect.Effect<A, E | Refusal, R> => {
+    const state = stateOf()
     const queuedAt = shared.clock.unsafeCurrentTimeMillis()
     const tooLarge = bucketsOf(state.quota, estimate).find((b) => b.tokens > b.limit)
     if (tooLarge !== undefined) {
@@ -352,9 +366,11 @@ export const admitTo = (
       servedBefore: state.served,
       status: "new",
       admittedAt: 0,
-      resume: undefined
+      resume: undefined,
+      release: Effect.void
     }
-    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore)
+    waiter.release = release(shared, state, waiter)
+    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore, then)
     // With a remote store, what its buckets held when it last said: no round trip before the caller has its place.
     const expected = expectedWait(
       state,
@@ -362,7 +378,7 @@ export const admitTo = (
       { place: waiter.place, aheadShare: 1 },
       levelNow(shared, state, queuedAt)
     )
-    return queue(shared, state, waiter, expected, restore)
+    return queue(shared, state, waiter, expected, restore, then)
   })
 
 /** Whether an arrival may reserve at once, itself: nobody queued ahead, a permit free, the gate open. */
@@ -374,31 +390,28 @@ const goesNow = (state: KeyState, now: number) =>
  * with buckets in memory; with a remote store, arrivals meanwhile queue and the pump waits until it is done, so
  * the order holds).
  */
-const reserveNow = (
+const reserveNow = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   waiter.status = "admitted"
   waiter.admittedAt = waiter.queuedAt
   state.permitsHeld++
   changeQueued(state, 1)
-  const verdict = (delay: number): Effect.Effect<Admitted, Errors.RateLimitError> => {
-    if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) {
-      return deliverAfter(shared, state, waiter, delay, restore)
-    }
-    // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
-    waiter.status = "gone"
-    changeQueued(state, -1)
-    state.permitsHeld--
-    return Effect.zipRight(
-      giveBackThenPump(shared, state, waiter.estimate),
-      Effect.fail(saturated(state, waiter, delay))
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    return reservedNow(
+      shared,
+      state,
+      waiter,
+      restore,
+      then,
+      reserveLocally(local, state, waiter.estimate, waiter.queuedAt)
     )
   }
-  const local = shared.buckets.local
-  if (local !== undefined) return verdict(reserveLocally(local, state, waiter.estimate, waiter.queuedAt))
   state.reserving = true
   return Effect.flatMap(
     Effect.ensuring(
@@ -408,7 +421,29 @@ const reserveNow = (
         pump(shared, state)
       })
     ),
-    verdict
+    (delay) => reservedNow(shared, state, waiter, restore, then, delay)
+  )
+}
+
+/** An arrival's own reservation, `delay` its wait: delivered after it, or refused when that ends too late. */
+const reservedNow = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  restore: Restore,
+  then: Then<A, E, R>,
+  delay: number
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
+  if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) {
+    return deliverAfter(shared, state, waiter, delay, restore, then)
+  }
+  // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
+  waiter.status = "gone"
+  changeQueued(state, -1)
+  state.permitsHeld--
+  return Effect.zipRight(
+    giveBackThenPump(shared, state, waiter.estimate),
+    Effect.fail(saturated(state, waiter, delay))
   )
 }
 
@@ -418,88 +453,121 @@ const reserveNow = (
  * the wait itself is interruptible: interrupted there, it leaves the queue (or, admitted meanwhile, gives its
  * permit and reservation back).
  */
-const queue = (
+const queue = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
   expected: number,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError> => {
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   if (expected > 0 && waiter.queuedAt + expected > waiter.deadline) {
     return Effect.fail(saturated(state, waiter, expected))
   }
   const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
+  // No canceler: `Effect.async` would wrap the wait in `onInterrupt` (a mask and two handlers held by every queued
+  // caller). Interrupted, the wait fails, and the handler below, in the caller's mask, leaves the queue.
   const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
     waiter.resume = resume
     // Told by the pump's fiber, once it is in the queue: a slow callback does not let later arrivals pass it.
     if (tellOnArrival) state.tells.push([waiter, { place: waiter.place, expectedWaitMs: expected }])
     enqueue(shared, state, waiter)
-    return release(shared, state, waiter)
   })
-  return Effect.flatMap(restore(verdict), (delay) => deliverAfter(shared, state, waiter, delay, restore))
+  return Effect.matchCauseEffect(
+    restore(verdict),
+    handlers(
+      // Refused (gone already) or interrupted (it leaves the queue, or gives back what it was admitted with).
+      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
+      (delay) => deliverAfter(shared, state, waiter, delay, restore, then)
+    )
+  )
 }
 
 /**
- * An admitted caller: the wait its reservation implies, then the gate (a 429 that arrived meanwhile holds it
- * too), then its `Admission`, with the release of its permit. Interrupted or refused while it waits, it gives its
- * permit and its reservation back.
+ * The handlers of `Effect.matchCauseEffect`, given as arguments rather than written as object members: the
+ * TypeScript runner of the tests and benchmarks (tsx, with esbuild's `keepNames`) names every function written as
+ * an object member with `Object.defineProperty` each time it is made, here on every admission (compiled code does
+ * not). As arguments they are plain closures, sharing their scope as they would anyway.
  */
-const deliverAfter = (
+export const handlers = <E, A, A2, E2, R2, A3, E3, R3>(
+  onFailure: (cause: Cause.Cause<E>) => Effect.Effect<A2, E2, R2>,
+  onSuccess: (a: A) => Effect.Effect<A3, E3, R3>
+) => ({ onFailure, onSuccess })
+
+/**
+ * An admitted caller: the wait its reservation implies (told first, when it listens), then the gate (a 429 that
+ * arrived meanwhile holds it too, until its end, re-read on waking: a later 429 may extend it, unless that is longer
+ * than the caller may wait), then its `Admission`, with the release of its permit. Interrupted or refused while it
+ * waits, it gives its permit and its reservation back. (Already in the caller's mask: a handler of the wait's
+ * failure, not `onExit`, which would mask again.)
+ */
+const deliverAfter = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
   delay: number,
-  restore: Restore
-): Effect.Effect<Admitted, Errors.RateLimitError> => {
-  const admitted: Admitted = {
-    admission: {
-      reconcile: reconcileWith(shared, state, waiter.estimate),
-      cancel: Effect.suspend(() => giveBack(shared, state, waiter.estimate))
-    },
-    release: release(shared, state, waiter)
-  }
-  const deliver = Metrics.record((labels) => {
-    waiter.status = "delivered"
-    changeQueued(state, -1)
-    state.inFlight++
-    state.waitTimeHistogram.unsafeUpdate(shared.clock.unsafeCurrentTimeMillis() - waiter.queuedAt, labels)
-  })
-  const gated = delay === 0 && state.pausedUntil <= shared.clock.unsafeCurrentTimeMillis()
-    ? deliver
-    : Effect.zipRight(
-      Effect.onExit(
-        restore(sleepThenGate(shared, state, waiter, delay)),
-        (exit) => Exit.isSuccess(exit) ? Effect.void : admitted.release
-      ),
-      deliver
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
+  if (delay > 0) {
+    const wait = waitThenDeliver(shared, state, waiter, delay, restore, then)
+    if (waiter.onQueued === undefined) return wait
+    return Effect.matchCauseEffect(
+      restore(waiter.onQueued({ place: 1, expectedWaitMs: delay })),
+      handlers((cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)), () => wait)
     )
-  return Effect.as(gated, admitted)
+  }
+  const pausedFor = state.pausedUntil - shared.clock.unsafeCurrentTimeMillis()
+  if (pausedFor <= 0) return deliver(shared, state, waiter, then)
+  if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
+    return Effect.zipRight(waiter.release, Effect.fail(pausedTooLong(state, waiter.target, pausedFor)))
+  }
+  return waitThenDeliver(shared, state, waiter, pausedFor, restore, then)
 }
 
-/**
- * The wait a reservation implies, then the gate: a 429 that arrived meanwhile holds this caller too, until its
- * end (re-read on waking: a later 429 may extend it), unless that is longer than the caller may wait.
- */
-const sleepThenGate = (
+/** A wait of the admitted caller, interruptible; then the gate again (see `deliverAfter`). */
+const waitThenDeliver = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
-  delay: number
-): Effect.Effect<void, Errors.RateLimitError> => {
-  const gate: Effect.Effect<void, Errors.RateLimitError> = Effect.suspend(() => {
-    const pausedFor = state.pausedUntil - shared.clock.unsafeCurrentTimeMillis()
-    if (pausedFor <= 0) return Effect.void
-    if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
-      return Effect.fail(pausedTooLong(state, waiter.target, pausedFor))
-    }
-    return Effect.zipRight(Effect.sleep(pausedFor), gate)
+  millis: number,
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> =>
+  Effect.matchCauseEffect(
+    restore(Effect.sleep(millis)),
+    handlers(
+      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
+      () => deliverAfter(shared, state, waiter, 0, restore, then)
+    )
+  )
+
+/**
+ * The caller holds its admission now: its wait is recorded (with the fiber's metric tags, as `Metric.update` would
+ * take them), and its `Admission` made.
+ */
+const deliver = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  then: Then<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((fiber) => {
+    waiter.status = "delivered"
+    changeQueued(state, -1)
+    state.inFlight++
+    state.waitTimeHistogram.unsafeUpdate(
+      shared.clock.unsafeCurrentTimeMillis() - waiter.queuedAt,
+      fiber.getFiberRef(FiberRef.currentMetricLabels)
+    )
+    return then({
+      admission: {
+        reconcile: reconcileWith(shared, state, waiter.estimate),
+        cancel: Effect.suspend(() => giveBack(shared, state, waiter.estimate))
+      },
+      release: waiter.release
+    })
   })
-  if (delay <= 0) return gate
-  const sleep = Effect.zipRight(Effect.sleep(delay), gate)
-  return waiter.onQueued === undefined
-    ? sleep
-    : Effect.zipRight(waiter.onQueued({ place: 1, expectedWaitMs: delay }), sleep)
-}
 
 /**
  * Ends a caller's way through the key, from whichever state it is in, once: queued, it leaves the queue;
@@ -655,19 +723,10 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
  * limiter's; the queue waits for it.
  */
 const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): void => {
-  const verdict = (delay: number, at: number) => {
-    state.served++
-    if (delay > 0 && at + delay > head.deadline) {
-      refuse(state, head, saturated(state, head, delay))
-      return false
-    }
-    admitWaiter(state, head, delay, at)
-    return true
-  }
   const local = shared.buckets.local
   if (local !== undefined) {
     const delay = reserveLocally(local, state, head.estimate, now)
-    if (!verdict(delay, now)) giveBackLocally(local, state, head.estimate, now)
+    if (!headVerdict(state, head, delay, now)) giveBackLocally(local, state, head.estimate, now)
     state.dirty = true
     return
   }
@@ -676,7 +735,8 @@ const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): 
     Effect.flatMap(reserveInStore(shared, state, head.estimate), (delay) => {
       state.reserving = false
       // Interrupted while the store answered, or refused: the reservation goes back.
-      const admitted = head.status === "waiting" && verdict(delay, shared.clock.unsafeCurrentTimeMillis())
+      const admitted = head.status === "waiting" &&
+        headVerdict(state, head, delay, shared.clock.unsafeCurrentTimeMillis())
       return admitted ? Effect.void : giveBack(shared, state, head.estimate)
     }).pipe(
       Effect.ensuring(Effect.sync(() => {
@@ -685,6 +745,17 @@ const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): 
       }))
     )
   )
+}
+
+/** The head, its reservation made at `at`: admitted with the wait it implies, or refused when that ends too late. */
+const headVerdict = (state: KeyState, head: Waiter, delay: number, at: number): boolean => {
+  state.served++
+  if (delay > 0 && at + delay > head.deadline) {
+    refuse(state, head, saturated(state, head, delay))
+    return false
+  }
+  admitWaiter(state, head, delay, at)
+  return true
 }
 
 /** The earliest alarm of a waiter still waiting (alarms of those gone are dropped as they surface). */
@@ -742,18 +813,39 @@ const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: num
   }
 }
 
-/** One reservation across every bucket of the key, in memory: the wait it implies (0 when the budget is there). */
+/**
+ * One reservation across every bucket of the key, in memory: the wait it implies (0 when the budget is there).
+ * The buckets of `bucketsOf`, in its order, without building its list (this runs on every admission).
+ */
 const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number): number => {
   remember(state, estimate, now)
-  let delay = 0
-  for (const b of bucketsOf(state.quota, estimate)) {
-    delay = Math.max(delay, local.take(state.storeKeys[b.name]!, b.limit, b.tokens, now).delay)
+  const { quota, storeKeys } = state
+  let delay = local.take(storeKeys.rpm!, quota.requestsPerMinute, 1, now).delay
+  if (quota.tokensPerMinute !== undefined) {
+    const tokens = estimate.inputTokens + estimate.outputTokens
+    delay = Math.max(delay, local.take(storeKeys.tpm!, quota.tokensPerMinute, tokens, now).delay)
+  }
+  if (quota.inputTokensPerMinute !== undefined) {
+    delay = Math.max(delay, local.take(storeKeys.itpm!, quota.inputTokensPerMinute, estimate.inputTokens, now).delay)
+  }
+  if (quota.outputTokensPerMinute !== undefined) {
+    delay = Math.max(delay, local.take(storeKeys.otpm!, quota.outputTokensPerMinute, estimate.outputTokens, now).delay)
   }
   return delay
 }
 
 const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number) => {
-  for (const b of bucketsOf(state.quota, estimate)) local.refund(state.storeKeys[b.name]!, b.limit, b.tokens, now)
+  const { quota, storeKeys } = state
+  local.refund(storeKeys.rpm!, quota.requestsPerMinute, 1, now)
+  if (quota.tokensPerMinute !== undefined) {
+    local.refund(storeKeys.tpm!, quota.tokensPerMinute, estimate.inputTokens + estimate.outputTokens, now)
+  }
+  if (quota.inputTokensPerMinute !== undefined) {
+    local.refund(storeKeys.itpm!, quota.inputTokensPerMinute, estimate.inputTokens, now)
+  }
+  if (quota.outputTokensPerMinute !== undefined) {
+    local.refund(storeKeys.otpm!, quota.outputTokensPerMinute, estimate.outputTokens, now)
+  }
 }
 
 /** One reservation across every bucket of the key, in a remote store: what each holds is remembered. */

@@ -22,7 +22,7 @@ export class MinHeap<A> {
     while (i > 0) {
       const parent = (i - 1) >> 1
       if (!this.before(items[i]!, items[parent]!)) break
-      ;[items[i], items[parent]] = [items[parent]!, items[i]!]
+      swap(items, i, parent)
       i = parent
     }
   }
@@ -41,8 +41,64 @@ export class MinHeap<A> {
       if (left < items.length && this.before(items[left]!, items[least]!)) least = left
       if (right < items.length && this.before(items[right]!, items[least]!)) least = right
       if (least === i) return top
-      ;[items[i], items[least]] = [items[least]!, items[i]!]
+      swap(items, i, least)
       i = least
     }
+  }
+}
+
+/** A swap without a destructuring array (which unoptimized code allocates on every step). */
+const swap = <A>(items: Array<A>, i: number, j: number) => {
+  const item = items[i]!
+  items[i] = items[j]!
+  items[j] = item
+}
+
+/**
+ * A min-priority queue for items that mostly arrive in order (deadlines a fixed time after arrival): an item not
+ * before the last one queued in order joins a FIFO, in O(1); any other goes to a heap. `peek` and `pop` give the
+ * least of both, so the order is a heap's; with items in order, a pop is O(1) rather than O(log n).
+ *
+ * @internal
+ */
+export class MinQueue<A> {
+  private readonly heap: MinHeap<A>
+  private inOrder: Array<A> = []
+  private head = 0
+  constructor(private readonly before: (a: A, b: A) => boolean) {
+    this.heap = new MinHeap(before)
+  }
+
+  get size(): number {
+    return this.heap.size + this.inOrder.length - this.head
+  }
+
+  push(item: A): void {
+    const last = this.inOrder.length > this.head ? this.inOrder[this.inOrder.length - 1] : undefined
+    if (last === undefined || !this.before(item, last)) this.inOrder.push(item)
+    else this.heap.push(item)
+  }
+
+  peek(): A | undefined {
+    const first = this.inOrder[this.head]
+    const top = this.heap.peek()
+    if (first === undefined) return top
+    return top !== undefined && this.before(top, first) ? top : first
+  }
+
+  pop(): A | undefined {
+    const first = this.inOrder[this.head]
+    const top = this.heap.peek()
+    if (first === undefined || (top !== undefined && this.before(top, first))) return this.heap.pop()
+    this.inOrder[this.head++] = undefined as unknown as A
+    if (this.head === this.inOrder.length) {
+      this.inOrder = []
+      this.head = 0
+    } else if (this.head > 1_024 && this.head * 2 > this.inOrder.length) {
+      // Compacted once the popped part is most of the array: amortized O(1) per item.
+      this.inOrder = this.inOrder.slice(this.head)
+      this.head = 0
+    }
+    return first
   }
 }

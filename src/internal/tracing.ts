@@ -18,6 +18,12 @@ export const withSpan =
   (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.tracerWith((tracer) => tracer === defaultTracer ? self : Effect.withSpan(self, name, options))
 
+/** `traced` when a tracer is installed, else `untraced` (only the one chosen is built). */
+export const ifTraced = <A, E, R>(
+  traced: () => Effect.Effect<A, E, R>,
+  untraced: () => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> => Effect.tracerWith((tracer) => tracer === defaultTracer ? untraced() : traced())
+
 /** `Effect.annotateCurrentSpan`, when a tracer is installed: the attributes are only built then. */
 export const annotateCurrentSpan = (attributes: () => Record<string, unknown>): Effect.Effect<void> =>
   Effect.tracerWith((tracer) => tracer === defaultTracer ? Effect.void : Effect.annotateCurrentSpan(attributes()))
