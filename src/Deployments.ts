@@ -119,7 +119,7 @@ export interface Deployment {
   readonly models: ReadonlyArray<ServedModel> | undefined
   /**
    * Its share among the deployments of the same model (default 1); 0 makes it a standby, called only when those with
-   * a share have failed.
+   * a share have failed or would keep the call waiting longer.
    */
   readonly weight: number
 }

@@ -199,6 +199,12 @@ export interface Service {
   /** Rate-limit headers of a response: lower the local budget when the provider reports less left. */
   readonly observe: (target: Target, headers: Wire.Headers) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<ReadonlyArray<KeySnapshot>>
+  /**
+   * How long a request arriving now would wait to be admitted, in milliseconds (an estimate: behind the waiters
+   * queued, for the budgets and a permit, past a 429's pause): the engine sends a call to the deployment of its
+   * model that would admit it soonest.
+   */
+  readonly expectedWait: (target: Target, estimate: Estimate) => Effect.Effect<number>
 }
 
 /**
@@ -430,7 +436,9 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
       Effect.flatMap(stateOf(target), (state) => LimiterKeys.observeOn(shared, state, headers)),
     snapshot: Effect.suspend(() =>
       Effect.forEach([...states.values()], (state) => LimiterKeys.snapshotOf(shared, state))
-    )
+    ),
+    expectedWait: (target, estimate) =>
+      Effect.map(stateOf(target), (state) => LimiterKeys.waitForArrival(shared, state, estimate))
   })
 })
 
@@ -455,7 +463,8 @@ export const layerUnlimited: Layer.Layer<ProviderRateLimiter> = Layer.succeed(
     withAdmission: (_target, _estimate, use) => use(unlimited),
     pause: () => Effect.void,
     observe: () => Effect.void,
-    snapshot: Effect.succeed([])
+    snapshot: Effect.succeed([]),
+    expectedWait: () => Effect.succeed(0)
   })
 )
 

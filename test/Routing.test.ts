@@ -54,7 +54,7 @@ const twoDeployments = (first: ReadonlyArray<Answer>, second: ReadonlyArray<Answ
       { deployment: deployment("org-a"), models: noted("org-a", first) },
       { deployment: deployment("org-b"), models: noted("org-b", second) }
     ])),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject, sequel: sampleProject })),
     Layer.provide(ProviderRateLimiter.layerMemory()),
     Layer.provide(Alerts.layerDisabled)
   )
@@ -137,6 +137,19 @@ describe("routing across the deployments of a model", () => {
       yield* generateNow(0.9)
       expect(calls).toEqual(["org-b", "org-b", "org-a", "org-a"])
     }).pipe(Effect.provide(twoDeployments([text(sampleOutlineJson)], [text(sampleOutlineJson), serverError], calls)))
+  })
+
+  it.effect("a deployment its limiter would keep the call waiting on (a 429's pause) is passed over for one that admits it now", () => {
+    const calls: Array<string> = []
+    return Effect.gen(function*() {
+      yield* generateNow(0.1) // org-a answers 429 (a minute's pause on its key): org-b answers
+      // Another project (no cache to follow), a draw for org-a: org-a's key is paused, org-b admits at once.
+      const other = yield* PlotGeneration.generate({ ...request, projectId: "sequel" }, { useFallback: false }).pipe(
+        Effect.withRandom(Random.fixed([0.1]))
+      )
+      expect(calls).toEqual(["org-a", "org-b", "org-b"])
+      expect([other.retryCount, other.durationMs]).toEqual([0, 0])
+    }).pipe(Effect.provide(twoDeployments([rateLimited, text(sampleOutlineJson)], [text(sampleOutlineJson)], calls)))
   })
 
   it("a draw falls on each route by its weight; a standby is drawn only when it is all that is left", () => {

@@ -75,9 +75,17 @@ export const run = (
     )
   }
   const homeKey = `${Engine.modelKey(step.model)}\u0000${generation.request.projectId}`
+  // What the limiter will be asked to reserve: the prompt (made once per generation) and the output limit.
+  const estimate = Effect.flatMap(Ref.get(state), (chain) => {
+    const key = Engine.modelKey(step.model)
+    return Effect.map(
+      generation.prompts.forModel(step.model, chain.reducedBudgets.get(key), chain.outputBudgets.get(key)),
+      (prepared) => ({ inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens })
+    )
+  })
   const onRoutes = (left: ReadonlyArray<Providers.Route>): Effect.Effect<Success, RetryPolicy.RetryableError> =>
     Effect.flatMap(
-      chooseRoute(engine, state, left, homeKey),
+      chooseRoute(engine, state, left, homeKey, estimate),
       (route) =>
         onRoute(engine, generation, state, step.model, route, deadlineAt).pipe(
           Effect.tap(() => routes.length > 1 ? rememberHome(engine, homeKey, route) : Effect.void),
@@ -117,15 +125,17 @@ export const anotherDeploymentMayDo = (error: RetryPolicy.RetryableError): boole
 
 /**
  * The deployment a call goes to, among those whose circuit is not open and that have not failed in this
- * generation: the one that holds the project's prompt cache for the model (its home, see `Engine`), else one
- * drawn by weight (Effect's `Random`: pinned in tests), a standby only when no other is left. When none is left,
- * the first of the rest.
+ * generation: the one that holds the project's prompt cache for the model (its home, see `Engine`) unless its
+ * queue would keep the call `homeSlackMillis` longer than another's; else one drawn by weight (Effect's `Random`:
+ * pinned in tests) among those that would admit it soonest (the limiter's `expectedWait`, within
+ * `waitSlackMillis`), a standby (weight 0) only when no other is among them. When none is left, the first.
  */
 const chooseRoute = (
   engine: Engine.Engine,
   state: Ref.Ref<Chain.State>,
   routes: ReadonlyArray<Providers.Route>,
-  homeKey: string
+  homeKey: string,
+  estimate: Effect.Effect<ProviderRateLimiter.Estimate>
 ): Effect.Effect<Providers.Route> => {
   if (routes.length === 1) return Effect.succeed(routes[0]!)
   return Effect.gen(function*() {
@@ -137,14 +147,32 @@ const chooseRoute = (
       healthy.push(route)
     }
     if (healthy.length === 0) return routes[0]!
+    if (healthy.length === 1) return healthy[0]!
+    const pool = healthy
+    const needs = yield* estimate
+    const waits = yield* Effect.forEach(
+      pool,
+      (route) =>
+        engine.limiter.expectedWait(
+          { provider: route.provider, model: route.model, deployment: route.deployment },
+          needs
+        )
+    )
+    const soonest = Math.min(...waits)
     const home = engine.promptCache.homes.get(homeKey)
     if (home !== undefined && home.expiresAt > (yield* Clock.currentTimeMillis)) {
-      const cached = healthy.find((route) => route.deployment === home.deployment)
-      if (cached !== undefined) return cached
+      const at = pool.findIndex((route) => route.deployment === home.deployment)
+      if (at !== -1 && waits[at]! <= soonest + homeSlackMillis) return pool[at]!
     }
-    return pickByWeight(healthy, yield* Random.next)
+    return pickByWeight(pool.filter((_, i) => waits[i]! <= soonest + waitSlackMillis), yield* Random.next)
   })
 }
+
+/** How much longer a call may queue to reach the deployment that holds its prompt cache. */
+const homeSlackMillis = 2_000
+
+/** Deployments whose expected waits are this close are alike: the weights choose among them. */
+const waitSlackMillis = 250
 
 /** Remembers the deployment that answered a project's call of a model, while its prompt cache lives. */
 const rememberHome = (engine: Engine.Engine, homeKey: string, route: Providers.Route): Effect.Effect<void> =>

@@ -1049,6 +1049,17 @@ const climbIfDue = (shared: Shared, state: KeyState, now: number): void => {
   state.quota = quota
 }
 
+/**
+ * How long a request arriving now would wait for admission on the key, in milliseconds: behind every waiter queued,
+ * for the budgets and a permit, and past a 429's pause (an estimate, as for `onQueued`).
+ */
+export const waitForArrival = (shared: Shared, state: KeyState, estimate: Estimate): number => {
+  const now = shared.clock.unsafeCurrentTimeMillis()
+  climbIfDue(shared, state, now)
+  const wait = expectedWait(state, estimate, { place: state.queued + 1, aheadShare: 1 }, levelNow(shared, state, now))
+  return Math.max(wait, state.pausedUntil - now)
+}
+
 export const snapshotOf = (shared: Shared, state: KeyState): Effect.Effect<KeySnapshot> =>
   Effect.suspend(() => {
     // The limits in force now, climbed back by the minutes since they were cut.
