@@ -343,6 +343,23 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, RateL
 export const makeMemory = (options: Options = {}): Effect.Effect<Service> =>
   Effect.flatMap(Effect.clock, (clock) => makeWith(TokenBuckets.memory(clock, window), options))
 
+/** An admission whose reconciliation also teaches the key how the provider counts prompts. */
+const learningInput = (
+  state: LimiterKeys.KeyState,
+  estimate: Estimate,
+  { admission, release }: LimiterKeys.Admitted
+): LimiterKeys.Admitted => ({
+  admission: {
+    reconcile: (usage) =>
+      Effect.suspend(() => {
+        LimiterKeys.learnInputScale(state, estimate.inputTokens, usage.inputTokens)
+        return admission.reconcile(usage)
+      }),
+    cancel: admission.cancel
+  },
+  release
+})
+
 const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets, options: Options) {
   const shared: LimiterKeys.Shared = {
     buckets,
@@ -377,7 +394,13 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
   ) =>
     Effect.flatMap(
       stateOf(target),
-      (state) => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore)
+      (state) =>
+        shared.adaptive
+          ? Effect.map(
+            LimiterKeys.admitTo(shared, state, target, LimiterKeys.inputScaled(state, estimate), admitOptions, restore),
+            (admitted) => learningInput(state, estimate, admitted)
+          )
+          : LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore)
     ).pipe(Tracing.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false }))
 
   return ProviderRateLimiter.of({
