@@ -328,7 +328,7 @@ describe("ProviderRateLimiter", () => {
       expect(yield* requestsPerMinute).toBe(585)
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 100_000_000 }))))
 
-  it.effect("a 429 asking for less than one request's spacing at the limits in force pauses without a cut", () =>
+  it.effect("the first 429 in a minute asking for less than one request's spacing pauses without a cut", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
@@ -338,10 +338,14 @@ describe("ProviderRateLimiter", () => {
       expect(yield* requestsPerMinute).toBe(60)
       const [paused] = yield* rateLimiter.snapshot
       expect(paused?.pausedUntil).toBe(999)
-      // A second or more: the rate is too high, a tenth comes off.
+      // Another within the minute: the rate is too high after all, a tenth comes off.
+      yield* TestClock.adjust("1 second")
+      yield* rateLimiter.pause(target, 999)
+      expect(yield* requestsPerMinute).toBe(54)
+      // A second or more is a cut at once.
       yield* TestClock.adjust("1 second")
       yield* rateLimiter.pause(target, 1_000)
-      expect(yield* requestsPerMinute).toBe(54)
+      expect(yield* requestsPerMinute).toBe(48)
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 60, tokensPerMinute: 100_000_000 }))))
 
   it.effect("climbs back after a cut: a twentieth of the configured limit per minute without a 429, up to it", () =>

@@ -75,6 +75,8 @@ export interface KeyState {
   limitsChangedAt: number
   /** How the provider counts a prompt against the caller's estimate (see `learnInputScale`); 1 at first. */
   inputScale: number
+  /** When a 429 at the edge last passed without a cut (see `atTheEdge`). */
+  edgePassedAt: number
   /** What was reserved in the last minute, oldest first (from `recentHead`): what a 429 says the quota is below. */
   recent: Array<{ readonly at: number; readonly estimate: Estimate }>
   recentHead: number
@@ -141,6 +143,7 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   reported: {},
   limitsChangedAt: 0,
   inputScale: 1,
+  edgePassedAt: -Infinity,
   recent: [],
   recentHead: 0,
   permits: quota.maxConcurrent,
@@ -823,8 +826,8 @@ const reconcileWith =
 /**
  * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limits
  * (and what the buckets hold) come down by a tenth, once per episode: the refusals of calls already in flight
- * when the first came are the same episode; not when the provider asks for less than one request's spacing at the
- * limits in force (`atTheEdge`).
+ * when the first came are the same episode; not for the first 429 in a minute that asks for less than one
+ * request's spacing at the limits in force (`atTheEdge`).
  */
 export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
   Effect.gen(function*() {
@@ -835,7 +838,10 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
     pump(shared, state)
     if (alreadyPaused) return
     const used = usedInLastMinute(state, now)
-    if (shared.adaptive && !atTheEdge(state, used, millis)) {
+    // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
+    const passes = atTheEdge(state, used, millis) && now - state.edgePassedAt >= windowMillis
+    if (passes) state.edgePassedAt = now
+    if (shared.adaptive && !passes) {
       // The provider refused while the local budget allowed: the limits in force are too high.
       state.limitsChangedAt = now
       state.quota = {
@@ -902,9 +908,9 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
  * Whether a 429 says the provider's bucket was short of one request rather than that requests come too fast: its
  * retry-after is shorter than the spacing of this key's requests at the limits in force (for the mean request of
  * the last minute). Limits that match the provider's meet that at a burst's end, or when estimates run a little
- * short (the provider's bucket refilled into a full one while a first request was on its way); a cut then slows
- * every caller for minutes to save one 429. Limits too high meet it too, but only until the provider's deficit
- * grows past one request: the next 429 cuts.
+ * short (the provider's bucket refilled into a full one while a first request was on its way), once: the refused
+ * request's reservation is kept, and the limiter is then behind the provider. A cut then would slow every caller for
+ * minutes to save one 429. Limits too high meet 429s again within the minute: the second cuts.
  */
 const atTheEdge = (state: KeyState, used: ReturnType<typeof usedInLastMinute>, retryAfterMillis: number): boolean => {
   if (used.requests === 0) return false
