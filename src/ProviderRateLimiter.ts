@@ -323,14 +323,22 @@ export const storeUnavailable = Metric.counter("plot_engine_limiter_store_unavai
  */
 export const make = (options: Options = {}): Effect.Effect<Service, never, RateLimiter.RateLimiter> =>
   Effect.flatMap(Effect.zip(RateLimiter.RateLimiter, Effect.clock), ([limiter, clock]) =>
-    makeWith(
-      TokenBuckets.make(limiter, window, clock, {
-        timeoutMillis: Duration.toMillis(options.storeTimeout ?? "1 second"),
-        localShare: options.localShare ?? 1,
-        retryAfterMillis: Math.max(1_000, 5 * Duration.toMillis(options.storeTimeout ?? "1 second")),
-        unavailable: storeUnavailable
-      }),
-      options
+    Effect.zipRight(
+      TokenBuckets.warmUp(
+        limiter,
+        `${options.prefix ?? "plot-engine:"}store-check`,
+        window,
+        Duration.toMillis(options.storeTimeout ?? "1 second")
+      ),
+      makeWith(
+        TokenBuckets.make(limiter, window, clock, {
+          timeoutMillis: Duration.toMillis(options.storeTimeout ?? "1 second"),
+          localShare: options.localShare ?? 1,
+          retryAfterMillis: Math.max(1_000, 5 * Duration.toMillis(options.storeTimeout ?? "1 second")),
+          unavailable: storeUnavailable
+        }),
+        options
+      )
     ))
 
 /**
