@@ -142,6 +142,7 @@ interface BatchExit {
   /** The limiter's warnings: Redis unavailable (once per outage), and back. */
   readonly storeUnavailable: number
   readonly storeBack: number
+  readonly storeOutageAt: ReadonlyArray<number>
 }
 
 interface BatchRun {
@@ -173,10 +174,13 @@ const startBatch = (name: string, requests: string, env: Record<string, string>)
   })
   let stderr = ""
   let storeUnavailable = 0
+  const storeOutageAt: Array<number> = []
   let storeBack = 0
   child.stderr!.on("data", (chunk) => {
     const text = String(chunk)
-    storeUnavailable += text.split("Rate limiter store unavailable").length - 1
+    const outages = text.split("Rate limiter store unavailable").length - 1
+    storeUnavailable += outages
+    for (let i = 0; i < outages; i++) storeOutageAt.push(Date.now())
     storeBack += text.split("Rate limiter store answers again").length - 1
     stderr = (stderr + text).slice(-4_000)
   })
@@ -190,7 +194,7 @@ const startBatch = (name: string, requests: string, env: Record<string, string>)
       } catch {
         batchElapsedMs = undefined
       }
-      resolve({ code, stderr, exitedAt: Date.now(), batchElapsedMs, storeUnavailable, storeBack })
+      resolve({ code, stderr, exitedAt: Date.now(), batchElapsedMs, storeUnavailable, storeBack, storeOutageAt })
     })
   )
   return { out, child, done }
@@ -373,6 +377,7 @@ const scenario = async (options: ScenarioOptions) => {
     exitCodes: exits.map((e) => e.code),
     storeOutagesLogged: exits.reduce((sum, e) => sum + e.storeUnavailable, 0),
     storeBackLogged: exits.reduce((sum, e) => sum + e.storeBack, 0),
+    storeOutagesAtSeconds: exits.flatMap((e) => e.storeOutageAt.map((at) => round((at - startedAt) / 1_000, 1))),
     ...(failed.length === 0 ? {} : { stderrTail: failed[0]!.stderr.slice(-1_000) }),
     ...(outage === undefined ? {} : { outage }),
     timeline: timeline.map((t) => `${t.second}s:${t.served}/${t.refused}`).join(" "),
