@@ -279,6 +279,55 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
     ].join("")
   },
 
+  fleet: async (f) => {
+    const scenarios = ["right", "tooHigh", "shared", "sharedTooHigh", "redisOutage"].filter((name) => f[name])
+    const rows = scenarios.map((name) => {
+      const s = f[name]
+      return {
+        scenario: name,
+        processes: s.processes,
+        configured: s.configured,
+        requests: s.requests,
+        binding: s.binding,
+        elapsedS: s.elapsedSeconds,
+        quotaS: s.quotaSeconds,
+        elapsedOverQuota: s.elapsedOverQuota,
+        refusedAtGateway: s.refusedAtGateway,
+        refusedShare: `${(100 * s.refusedShare).toFixed(1)} %`,
+        refusedInOutput: s.refusedInOutput,
+        errors: s.errors,
+        storeOutagesLogged: s.storeOutagesLogged,
+        linesWhole: s.linesWhole,
+        maxGenerationS: s.maxGenerationSeconds
+      }
+    })
+    const metrics = f.metrics
+    return [
+      "## Fleet (real time)\n\n",
+      `The gateway simulator over loopback: ${f.gateway}. The CLI's \`batch\` in child processes (32 at a time, `,
+      "the limiter's defaults otherwise); three processes share the key through a `redis-server` of the run's own. ",
+      "`quotaS` is the least time the quota allows for what was served, from full buckets (the binding limit's ",
+      "`(used - capacity) / rate`); `elapsedS` runs from the first batch's start to the last one's end, the ",
+      "processes' start-up left out. `refusedAtGateway` counts the 429s the gateway sent, `refusedInOutput` the ",
+      "rate-limit errors the results report. Goals: `tooHigh` within 1.5x; `shared` at most 2 % refused and within ",
+      "1.25x; `redisOutage` (Redis killed halfway, started 10 s later) finishes with every line whole and no ",
+      "generation past its deadline (120 s there). `storeOutagesLogged` counts the limiter's warnings that Redis did ",
+      "not answer within its store timeout (1 s): its buckets then answer locally at 1/3 of each limit.\n\n",
+      table(rows),
+      "\n",
+      f.redisOutage?.outage === undefined
+        ? ""
+        : `Redis outage: killed at ${f.redisOutage.outage.killedAtSeconds} s, started again at ${f.redisOutage.outage.restartedAtSeconds} s; ` +
+          `${f.redisOutage.storeOutagesLogged} outage warnings logged; errors ${
+            JSON.stringify(f.redisOutage.errorTypes)
+          }.\n\n`,
+      metrics === undefined
+        ? ""
+        : `\`GET /metrics\` on the example server after ${metrics.generations} generations: ${metrics.metricsStatus}, ` +
+          `\`${metrics.contentType}\`, \`plot_engine_generations_total\` sums to ${metrics.generationsTotal}.\n`
+    ].join("")
+  },
+
   context: async (f) =>
     [
       "## Context fitting\n",

@@ -1,6 +1,6 @@
 /**
- * Runs the benchmarks: `npm run bench` runs them all (each in a process of its own), `npm run bench -- NAME`
- * one. Each writes its figures to `bench/results/NAME.json` and prints them; the report is written from those.
+ * Runs the benchmarks: `npm run bench` runs them all (each in a process of its own) but `fleet`, `npm run bench --
+ * NAME` one. Each writes its figures to `bench/results/NAME.json` and prints them; the report is written from those.
  * Absolute times vary between runs and machines.
  */
 import { spawnSync } from "node:child_process"
@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url"
 import * as Caching from "./caching.js"
 import * as Context from "./context.js"
 import * as Faults from "./faults.js"
+import * as Fleet from "./fleet.js"
 import * as HttpPath from "./http-path.js"
 import * as LimiterScale from "./limiter-scale.js"
 import * as Pipeline from "./pipeline.js"
@@ -23,6 +24,7 @@ const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<
   context: Context.run,
   "http-path": HttpPath.run,
   faults: Faults.run,
+  fleet: Fleet.run,
   "limiter-scale": LimiterScale.run,
   pipeline: Pipeline.run,
   ratelimit: RateLimit.run,
@@ -46,9 +48,12 @@ const machine = {
 }
 console.log(`Machine: ${machine.cpus}, ${machine.memoryGiB} GiB, Node ${machine.node}`)
 
+/** Run only when named: `fleet` runs in real time for several minutes and needs `redis-server`. */
+const onlyWhenNamed = new Set(["fleet"])
+
 if (selected.length === 0) {
   // All of them, each in a process of its own: one benchmark's heap (100,000 waiters) must not slow the next.
-  for (const name of Object.keys(benchmarks)) {
+  for (const name of Object.keys(benchmarks).filter((name) => !onlyWhenNamed.has(name))) {
     const child = spawnSync(process.execPath, [
       ...process.execArgv,
       fileURLToPath(import.meta.url),

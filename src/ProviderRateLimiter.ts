@@ -336,14 +336,22 @@ export const storeUnavailable = Metric.counter("plot_engine_limiter_store_unavai
  */
 export const make = (options: Options = {}): Effect.Effect<Service, never, RateLimiter.RateLimiter> =>
   Effect.flatMap(Effect.zip(RateLimiter.RateLimiter, Effect.clock), ([limiter, clock]) =>
-    makeWith(
-      TokenBuckets.make(limiter, window, clock, {
-        timeoutMillis: Duration.toMillis(options.storeTimeout ?? "1 second"),
-        localShare: options.localShare ?? 1,
-        retryAfterMillis: Math.max(1_000, 5 * Duration.toMillis(options.storeTimeout ?? "1 second")),
-        unavailable: storeUnavailable
-      }),
-      options
+    Effect.zipRight(
+      TokenBuckets.warmUp(
+        limiter,
+        `${options.prefix ?? "plot-engine:"}store-check`,
+        window,
+        Duration.toMillis(options.storeTimeout ?? "1 second")
+      ),
+      makeWith(
+        TokenBuckets.make(limiter, window, clock, {
+          timeoutMillis: Duration.toMillis(options.storeTimeout ?? "1 second"),
+          localShare: options.localShare ?? 1,
+          retryAfterMillis: Math.max(1_000, 5 * Duration.toMillis(options.storeTimeout ?? "1 second")),
+          unavailable: storeUnavailable
+        }),
+        options
+      )
     ))
 
 /**
@@ -355,6 +363,23 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, RateL
  */
 export const makeMemory = (options: Options = {}): Effect.Effect<Service> =>
   Effect.flatMap(Effect.clock, (clock) => makeWith(TokenBuckets.memory(clock, window), options))
+
+/** An admission whose reconciliation also teaches the key how the provider counts prompts. */
+const learningInput = (
+  state: LimiterKeys.KeyState,
+  estimate: Estimate,
+  { admission, release }: LimiterKeys.Admitted
+): LimiterKeys.Admitted => ({
+  admission: {
+    reconcile: (usage) =>
+      Effect.suspend(() => {
+        LimiterKeys.learnInputScale(state, estimate.inputTokens, usage.inputTokens)
+        return admission.reconcile(usage)
+      }),
+    cancel: admission.cancel
+  },
+  release
+})
 
 const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets, options: Options) {
   const shared: LimiterKeys.Shared = {
@@ -389,15 +414,37 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     admitOptions: AdmitOptions | undefined,
     restore: LimiterKeys.Restore,
     then: LimiterKeys.Then<A, E, R>
+  ): Effect.Effect<A, E | Errors.RateLimitError | Errors.QuotaExhaustedError, R> => {
+    if (!shared.adaptive) return admitOn(() => stateNow(target), target, estimate, admitOptions, restore, then)
+    // Adaptive: the estimate scaled by how the provider has counted prompts, and its reconciliation learning that.
+    return Effect.suspend(() => {
+      const state = stateNow(target)
+      return admitOn(
+        () => state,
+        target,
+        LimiterKeys.inputScaled(state, estimate),
+        admitOptions,
+        restore,
+        (admitted) => then(learningInput(state, estimate, admitted))
+      )
+    })
+  }
+  const admitOn = <A, E, R>(
+    state: () => LimiterKeys.KeyState,
+    target: Target,
+    estimate: Estimate,
+    admitOptions: AdmitOptions | undefined,
+    restore: LimiterKeys.Restore,
+    then: LimiterKeys.Then<A, E, R>
   ) =>
     Tracing.ifTraced(
       () =>
         Effect.flatMap(
-          LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore, Effect.succeed)
+          LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore, Effect.succeed)
             .pipe(Effect.withSpan("ProviderRateLimiter.admit", { captureStackTrace: false })),
           then
         ),
-      () => LimiterKeys.admitTo(shared, () => stateNow(target), target, estimate, admitOptions, restore, then)
+      () => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore, then)
     )
 
   return ProviderRateLimiter.of({
@@ -438,7 +485,12 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
       Effect.forEach([...states.values()], (state) => LimiterKeys.snapshotOf(shared, state))
     ),
     expectedWait: (target, estimate) =>
-      Effect.map(stateOf(target), (state) => LimiterKeys.waitForArrival(shared, state, estimate))
+      Effect.map(stateOf(target), (state) =>
+        LimiterKeys.waitForArrival(
+          shared,
+          state,
+          shared.adaptive ? LimiterKeys.inputScaled(state, estimate) : estimate
+        ))
   })
 })
 

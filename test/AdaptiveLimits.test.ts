@@ -12,6 +12,7 @@ import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import * as Classify from "../src/internal/classify.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
+import * as Content from "../src/simulator/Content.js"
 import * as InProcess from "../src/simulator/InProcess.js"
 
 const target = { provider: "openai", model: "gpt-4.1" } as const
@@ -99,4 +100,100 @@ describe("adaptive limits without rate-limit headers", () => {
       expect(right.refused).toBe(0)
       expect(right.minutes).toBeLessThanOrEqual((requests - quotaPerMinute) / quotaPerMinute + 0.2)
     }), 60_000)
+})
+
+describe("estimates short of what the provider counts", () => {
+  const prompt = "Name the lighthouse keeper, the harbour master and the priest of St. Brendan's."
+  const maxOutputTokens = 50
+  // The provider counts the prompt whole; the caller's tokenizer sees a tenth less (framing, formats).
+  const counted = Content.countTokens(prompt)
+  const estimated = Math.floor(0.9 * counted)
+  const perMinute = 60
+  const tokensPerMinute = perMinute * (counted + maxOutputTokens)
+
+  /**
+   * `requests` calls, 16 at a time, through a limiter configured at the quota, which tokens bind (60 calls a
+   * minute); each reconciled with the usage the provider reported, and its 429 pausing the key, as the engine does. When the batch ended, how many
+   * 429s it met, and the scale the key learned.
+   */
+  const batch = (adaptive: boolean) =>
+    Effect.gen(function*() {
+      const limiter = yield* ProviderRateLimiter.ProviderRateLimiter.pipe(Effect.provide(
+        ProviderRateLimiter.layerMemory({
+          quotas: { openai: { requestsPerMinute: 1_000, tokensPerMinute, maxConcurrent: 5 } },
+          queueTimeout: "1 day",
+          adaptive
+        })
+      ))
+      const simulator = InProcess.make({
+        quotas: { openai: { requestsPerMinute: 1_000, tokensPerMinute } },
+        faults: { latencyMs: 2_000 },
+        onResponse: () => Effect.void
+      })
+      let refused = 0
+      const one = Effect.gen(function*() {
+        const model = yield* simulator.languageModel("openai", "gpt-4.1", { maxOutputTokens })
+        while (true) {
+          const outcome = yield* Effect.either(limiter.withAdmission(
+            target,
+            { inputTokens: estimated, outputTokens: maxOutputTokens },
+            (admission) =>
+              Effect.flatMap(Clock.currentTimeMillis, (nowMillis) =>
+                LanguageModel.generateText({ prompt }).pipe(
+                  Effect.provideService(LanguageModel.LanguageModel, model),
+                  Effect.mapError((error) => Classify.classify(error, { ...target, nowMillis })),
+                  Effect.tap((response) =>
+                    admission.reconcile({
+                      inputTokens: response.usage.inputTokens ?? 0,
+                      outputTokens: response.usage.outputTokens ?? 0
+                    })
+                  ),
+                  Effect.tapError((error) =>
+                    error._tag === "RateLimitError" && !error.local
+                      ? limiter.pause(target, error.retryAfterMs ?? 1_000)
+                      : Effect.void
+                  )
+                ))
+          ))
+          if (outcome._tag === "Right") return
+          const error = outcome.left
+          if (error._tag !== "RateLimitError" || error.local) return yield* Effect.dieMessage(error.message)
+          refused++
+          yield* Effect.sleep(error.retryAfterMs ?? 1_000)
+        }
+      })
+      const fiber = yield* Effect.fork(
+        // As the CLI's batch does: a few generations at a time, each arriving when one ends.
+        Effect.forEach(Array.from({ length: requests }), () => one, { concurrency: 16, discard: true })
+      )
+      for (let second = 0; second < 1_800 && fiber.unsafePoll() === null; second++) {
+        yield* TestClock.adjust("1 second")
+      }
+      yield* Fiber.join(fiber)
+      const [key] = yield* limiter.snapshot
+      return { minutes: (yield* Clock.currentTimeMillis) / 60_000, refused, limits: key!.quota }
+    })
+
+  it.effect(
+    "learned from the usage reported: no 429 at the quota's edge, and the quota's own time",
+    () =>
+      Effect.gen(function*() {
+        const allowedMinutes = (requests - perMinute) / perMinute
+        const learning = yield* batch(true)
+        expect(learning.refused).toBe(0)
+        expect(learning.limits.tokensPerMinute).toBe(tokensPerMinute)
+        expect(learning.minutes).toBeLessThanOrEqual(allowedMinutes + 0.1)
+      }),
+    60_000
+  )
+
+  it.effect(
+    "without adaptive limits the estimate is taken as it is: the provider refuses at the edge",
+    () =>
+      Effect.gen(function*() {
+        const asEstimated = yield* batch(false)
+        expect(asEstimated.refused).toBeGreaterThan(0)
+      }),
+    60_000
+  )
 })

@@ -329,6 +329,26 @@ describe("ProviderRateLimiter", () => {
       expect(yield* requestsPerMinute).toBe(585)
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 100_000_000 }))))
 
+  it.effect("the first 429 in a minute asking for less than one request's spacing pauses without a cut", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      // 60 a minute: one request a second. The provider was short of one request, not refusing the rate.
+      yield* Effect.forEach(Array.from({ length: 10 }), () => request([], "a", small), { discard: true })
+      yield* rateLimiter.pause(target, 999)
+      expect(yield* requestsPerMinute).toBe(60)
+      const [paused] = yield* rateLimiter.snapshot
+      expect(paused?.pausedUntil).toBe(999)
+      // Another within the minute: the rate is too high after all, a tenth comes off.
+      yield* TestClock.adjust("1 second")
+      yield* rateLimiter.pause(target, 999)
+      expect(yield* requestsPerMinute).toBe(54)
+      // A second or more is a cut at once.
+      yield* TestClock.adjust("1 second")
+      yield* rateLimiter.pause(target, 1_000)
+      expect(yield* requestsPerMinute).toBe(48)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 60, tokensPerMinute: 100_000_000 }))))
+
   it.effect("climbs back after a cut: a twentieth of the configured limit per minute without a 429, up to it", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

@@ -76,6 +76,10 @@ export interface KeyState {
   readonly reported: { -readonly [F in QuotaField]?: number }
   /** When the limits in force last came down or climbed (the climb is a step per minute without a 429). */
   limitsChangedAt: number
+  /** How the provider counts a prompt against the caller's estimate (see `learnInputScale`); 1 at first. */
+  inputScale: number
+  /** When a 429 at the edge last passed without a cut (see `atTheEdge`). */
+  edgePassedAt: number
   /** What was reserved in the last minute, oldest first (from `recentHead`): what a 429 says the quota is below. */
   recent: Array<{ readonly at: number; readonly estimate: Estimate }>
   recentHead: number
@@ -142,6 +146,8 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   configured: quota,
   reported: {},
   limitsChangedAt: 0,
+  inputScale: 1,
+  edgePassedAt: -Infinity,
   recent: [],
   recentHead: 0,
   permits: quota.maxConcurrent,
@@ -912,7 +918,8 @@ const reconcileWith =
 /**
  * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limits
  * (and what the buckets hold) come down by a tenth, once per episode: the refusals of calls already in flight
- * when the first came are the same episode.
+ * when the first came are the same episode; not for the first 429 in a minute that asks for less than one
+ * request's spacing at the limits in force (`atTheEdge`).
  */
 export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
   Effect.gen(function*() {
@@ -922,10 +929,13 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
     if (alreadyPaused) return
-    if (shared.adaptive) {
+    const used = usedInLastMinute(state, now)
+    // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
+    const passes = atTheEdge(state, used, millis) && now - state.edgePassedAt >= windowMillis
+    if (passes) state.edgePassedAt = now
+    if (shared.adaptive && !passes) {
       // The provider refused while the local budget allowed: the limits in force are too high.
       state.limitsChangedAt = now
-      const used = usedInLastMinute(state, now)
       state.quota = {
         ...state.quota,
         requestsPerMinute: cut(state.quota.requestsPerMinute, used.requests)!,
@@ -987,6 +997,28 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
   })
 
 /**
+ * Whether a 429 says the provider's bucket was short of one request rather than that requests come too fast: its
+ * retry-after is shorter than the spacing of this key's requests at the limits in force (for the mean request of
+ * the last minute). Limits that match the provider's meet that at a burst's end, or when estimates run a little
+ * short (the provider's bucket refilled into a full one while a first request was on its way), once: the refused
+ * request's reservation is kept, and the limiter is then behind the provider. A cut then would slow every caller for
+ * minutes to save one 429. Limits too high meet 429s again within the minute: the second cuts.
+ */
+const atTheEdge = (state: KeyState, used: ReturnType<typeof usedInLastMinute>, retryAfterMillis: number): boolean => {
+  if (used.requests === 0) return false
+  const input = used.inputTokens / used.requests
+  const output = used.outputTokens / used.requests
+  const spacing = (limit: number | undefined, perRequest: number) =>
+    limit === undefined ? 0 : (windowMillis * perRequest) / limit
+  return retryAfterMillis < Math.max(
+    spacing(state.quota.requestsPerMinute, 1),
+    spacing(state.quota.tokensPerMinute, input + output),
+    spacing(state.quota.inputTokensPerMinute, input),
+    spacing(state.quota.outputTokensPerMinute, output)
+  )
+}
+
+/**
  * A limit after a 429: a tenth lower, and, when this instance used at least half of it in the last minute, no
  * higher than what it used (the provider refused at that rate: its quota is below it). Less use says little (others
  * share the quota, or the key was idle): a tenth then.
@@ -1023,6 +1055,35 @@ const usedInLastMinute = (state: KeyState, now: number) => {
     used.outputTokens += estimate.outputTokens
   }
   return used
+}
+
+/** The most a prompt's estimate is scaled up by, and the share of the gap it eases down by per call below it. */
+const inputScaleCeiling = 1.5
+const inputScaleEase = 0.02
+
+/**
+ * An estimate with its input tokens scaled by how the provider has been counting prompts (with `adaptive`): a
+ * reservation that is a few percent short (the provider counts framing and formats the caller's tokenizer does
+ * not see) lets a limiter at its quota's edge send what the provider's bucket does not hold yet, and every 429 then
+ * cuts the limits.
+ */
+export const inputScaled = (state: KeyState, estimate: Estimate): Estimate =>
+  state.inputScale === 1 || estimate.inputTokens === 0
+    ? estimate
+    : { inputTokens: Math.ceil(estimate.inputTokens * state.inputScale), outputTokens: estimate.outputTokens }
+
+/**
+ * Learns from a call's reported usage how the provider counts prompts: the scale rises at once to a higher ratio of
+ * counted to estimated input tokens (a reservation short again would meet the same 429), and eases down by a
+ * fiftieth of the gap per call that counted less; never below 1 (an estimate too high costs a wait until the
+ * reconciliation gives the rest back, not a 429) nor above 1.5.
+ */
+export const learnInputScale = (state: KeyState, estimated: number, counted: number): void => {
+  if (estimated <= 0 || counted <= 0) return
+  const ratio = Math.min(inputScaleCeiling, Math.max(1, counted / estimated))
+  state.inputScale = ratio >= state.inputScale
+    ? ratio
+    : state.inputScale + (ratio - state.inputScale) * inputScaleEase
 }
 
 /** How much the limits in force climb back per minute without a 429: a twentieth of the ceiling. */

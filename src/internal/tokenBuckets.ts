@@ -108,6 +108,22 @@ export const make = (
 }
 
 /**
+ * One call to the store before the first admission, waited for up to `timeoutMillis` and not counted as an outage
+ * whatever its end: a process's first call (the connection made, the script loaded, its code compiled in a process
+ * busy starting up) took longer than the store timeout, and its first admissions were answered from local buckets.
+ */
+export const warmUp = (
+  limiter: RateLimiter.RateLimiter,
+  key: string,
+  window: Duration.Duration,
+  timeoutMillis: number
+): Effect.Effect<void> =>
+  Effect.ignore(abandonAfter(
+    limiter.consume({ key, limit: 1, tokens: 0, window, algorithm: "token-bucket", onExceeded: "delay" }),
+    timeoutMillis
+  ))
+
+/**
  * An effect that fails once `millis` pass without its answer, in any region: the call runs in a fiber of its own,
  * interruptible, and is abandoned (interrupted in the background), not waited for. `Effect.timeout` interrupts
  * its effect and waits for it: where the caller is uninterruptible (a reservation, a finalizer's reconciliation)

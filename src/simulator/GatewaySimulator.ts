@@ -69,6 +69,8 @@ export interface Stats {
   readonly closedByClient: number
   readonly inputTokens: number
   readonly outputTokens: number
+  /** What the requests answered 200 asked for: prompt plus max output tokens, as OpenAI's quota counts them. */
+  readonly requestedTokens: number
 }
 
 const emptyStats: Stats = {
@@ -78,7 +80,8 @@ const emptyStats: Stats = {
   faults: {},
   closedByClient: 0,
   inputTokens: 0,
-  outputTokens: 0
+  outputTokens: 0,
+  requestedTokens: 0
 }
 
 /**
@@ -390,6 +393,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         })
       }
       yield* record(face.dialect, 200, undefined, reply)
+      yield* Ref.update(stats, (s) => ({
+        ...s,
+        requestedTokens: s.requestedTokens + inputTokens + parsed.maxOutputTokens
+      }))
       if (admission._tag === "Admitted") admission.settle(reply.outputTokens, yield* Clock.currentTimeMillis)
       const answerHeaders = { ...headers, ...admission.headers }
       return parsed.stream

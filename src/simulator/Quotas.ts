@@ -34,6 +34,11 @@ export interface AnthropicQuota {
 export interface QuotaOptions {
   readonly openai?: OpenAiQuota | undefined
   readonly anthropic?: AnthropicQuota | undefined
+  /**
+   * `false`: no `x-ratelimit-*` or `anthropic-ratelimit-*` header on any answer, as behind a proxy that strips
+   * them; a 429 still carries its retry-after (default `true`).
+   */
+  readonly rateLimitHeaders?: boolean | undefined
 }
 
 interface Bucket {
@@ -215,6 +220,16 @@ const admitAnthropic = (
   }
 }
 
+const unlimited: Admission = { _tag: "Admitted", headers: {}, settle: () => undefined }
+
+/** The retry headers a 429 keeps when the rate-limit headers are stripped. */
+const retryHeaders = ["retry-after", "retry-after-ms"]
+
+const withoutRateLimitHeaders = (admission: Admission): Admission => ({
+  ...admission,
+  headers: Object.fromEntries(Object.entries(admission.headers).filter(([name]) => retryHeaders.includes(name)))
+})
+
 /**
  * Makes the quota state.
  *
@@ -235,14 +250,14 @@ export const make = (options: QuotaOptions): Quotas => {
   return {
     admit: (dialect, apiKey, model, usage, now) => {
       const key = `${apiKey}:${model}`
-      if (dialect === "openai") {
-        return options.openai === undefined
-          ? { _tag: "Admitted", headers: {}, settle: () => undefined }
+      const admission = dialect === "openai"
+        ? options.openai === undefined
+          ? unlimited
           : admitOpenAi(bucket, options.openai, key, usage, now)
-      }
-      return options.anthropic === undefined
-        ? { _tag: "Admitted", headers: {}, settle: () => undefined }
+        : options.anthropic === undefined
+        ? unlimited
         : admitAnthropic(bucket, options.anthropic, key, usage, now)
+      return options.rateLimitHeaders === false ? withoutRateLimitHeaders(admission) : admission
     }
   }
 }

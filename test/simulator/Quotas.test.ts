@@ -62,6 +62,17 @@ describe("Quotas", () => {
     expect(limited._tag === "Limited" && Core.quotaFault(limited).kind).toBe("request_too_large")
   })
 
+  it("sends no rate-limit header when told not to, and a 429 keeps its retry-after", () => {
+    const quotas = Quotas.make({ openai: { requestsPerMinute: 1, tokensPerMinute: 10_000 }, rateLimitHeaders: false })
+    const ask = () => quotas.admit("openai", "k", "gpt-4.1", { inputTokens: 10, maxOutputTokens: 10 }, 0)
+    expect(ask().headers).toEqual({})
+    const limited = ask()
+    expect(limited._tag === "Limited" && [limited.retryAfterMs, limited.headers]).toEqual([
+      60_000,
+      { "retry-after-ms": "60000", "retry-after": "60" }
+    ])
+  })
+
   it("writes resets as Go durations", () => {
     expect([Quotas.goDuration(20), Quotas.goDuration(1_000), Quotas.goDuration(360_000), Quotas.goDuration(61_500)])
       .toEqual(["20ms", "1s", "6m0s", "1m1.5s"])
@@ -87,6 +98,10 @@ describe("the HTTP face with quotas", () => {
       expect(limited.status).toBe(429)
       expect(Number(limited.headers.get("retry-after-ms"))).toBeGreaterThan(59_000)
       expect((yield* Effect.promise(() => limited.json())).error.code).toBe("rate_limit_exceeded")
+      // What the answers asked of the quota: the prompt's tokens and the max output, for the one answered.
+      const stats = yield* simulator.stats
+      expect(stats.byStatus).toEqual({ 200: 1, 429: 1 })
+      expect(stats.requestedTokens).toBe(stats.inputTokens + 100)
     }).pipe(
       Effect.provide(
         Layer.merge(
