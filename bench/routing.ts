@@ -105,9 +105,13 @@ const batch = (setups: ReadonlyArray<Setup>, count: number) => {
     Effect.flatMap(
       make,
       (engine) =>
-        Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => engine.generate(request(i)), {
-          concurrency: "unbounded"
-        })
+        Effect.forEach(
+          Array.from({ length: count }, (_, i) => i),
+          (i) => engine.generate(request(i), { lane: "batch" }),
+          {
+            concurrency: "unbounded"
+          }
+        )
     ).pipe(Effect.withRandom(Random.make(7)), Logger.withMinimumLogLevel(LogLevel.None))
   )
   return {
@@ -125,9 +129,13 @@ const interactiveDuringBatch = () => {
     Effect.gen(function*() {
       const engine = yield* make
       const batchFiber = yield* Effect.fork(
-        Effect.forEach(Array.from({ length: batchSize }, (_, i) => i), (i) => engine.generate(request(i)), {
-          concurrency: "unbounded"
-        })
+        Effect.forEach(
+          Array.from({ length: batchSize }, (_, i) => i),
+          (i) => engine.generate(request(i), { lane: "batch" }),
+          {
+            concurrency: "unbounded"
+          }
+        )
       )
       const interactive = yield* Effect.forEach(
         Array.from({ length: interactiveCount }, (_, i) => i),
@@ -142,14 +150,15 @@ const interactiveDuringBatch = () => {
       return interactive
     }).pipe(Effect.withRandom(Random.make(7)), Logger.withMinimumLogLevel(LogLevel.None))
   )
-  const { inputTokens, outputTokens, requests } = simulators[0]!.counts
+  const { requestedTokens, requests } = simulators[0]!.counts
   const minutes = run.millis / 60_000
   return {
     waits: run.value,
-    // The share of what the quota allowed over the run, by the limit that bound (here the tokens).
+    // The share of what the quota allowed over the run, by the limit that bound (here the tokens, counted as OpenAI
+    // counts them: the prompt and the max output asked for). The buckets start full: a minute's worth is free.
     utilization: Math.max(
-      requests / (minutes * quota.requestsPerMinute),
-      (inputTokens + outputTokens) / (minutes * quota.tokensPerMinute)
+      requests / ((minutes + 1) * quota.requestsPerMinute),
+      requestedTokens / ((minutes + 1) * quota.tokensPerMinute)
     ),
     millis: run.millis
   }

@@ -199,6 +199,11 @@ export type PlotRequestInput = typeof PlotRequest.Encoded
 export interface GenerateOptions {
   /** Turn a generation that failed for good into a template result (default `true`). */
   readonly useFallback?: boolean | undefined
+  /**
+   * Its lane at the rate limiter (default `interactive`): `interactive` for a writer at the screen, which goes ahead
+   * of queued `batch` work; `batch` for background work, which uses what the quota leaves idle.
+   */
+  readonly lane?: "interactive" | "batch" | undefined
 }
 
 // =============================================================================

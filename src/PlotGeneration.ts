@@ -151,7 +151,7 @@ const runGeneration = Effect.fnUntraced(function*(
   emit: Engine.Emit,
   mode: Engine.Mode
 ) {
-  const generation = yield* Prepare.start(engine, input, emit, mode)
+  const generation = yield* Prepare.start(engine, input, emit, mode, generateOptions.lane)
   const reservation = yield* Prepare.reserveBudget(engine, generation)
   const state = yield* Ref.make(Chain.initial)
   const useFallback = generateOptions.useFallback ?? true

@@ -94,12 +94,24 @@ export interface Target {
 }
 
 /**
+ * The class of a request: an `interactive` one (a writer at the screen) goes ahead of queued `batch` ones and has
+ * permits kept for it (`Options.interactiveShare`); a `batch` one uses what is idle, and is admitted only once the
+ * buckets hold what it takes, so that it never makes an interactive one wait behind its debt.
+ *
+ * @since 0.2.0
+ * @category Models
+ */
+export type Lane = "interactive" | "batch"
+
+/**
  * How long a caller will wait to be admitted.
  *
  * @since 0.1.0
  * @category Models
  */
 export interface AdmitOptions {
+  /** The request's lane (default `interactive`). */
+  readonly lane?: Lane | undefined
   /**
    * The caller's own deadline (epoch milliseconds). A wait that cannot end by then, or by the queue timeout when
    * that comes first, fails with a local `RateLimitError` whose `retryAfterMs` is the wait foreseen: at once when
@@ -204,7 +216,7 @@ export interface Service {
    * queued, for the budgets and a permit, past a 429's pause): the engine sends a call to the deployment of its
    * model that would admit it soonest.
    */
-  readonly expectedWait: (target: Target, estimate: Estimate) => Effect.Effect<number>
+  readonly expectedWait: (target: Target, estimate: Estimate, lane?: Lane) => Effect.Effect<number>
 }
 
 /**
@@ -234,6 +246,11 @@ export interface Options {
   readonly groups?: ReadonlyArray<Group> | undefined
   /** Quotas of particular keys (`openai/gpt-5`, or a group's `provider/name`), over their provider's. */
   readonly keyQuotas?: Readonly<Record<string, Quota>> | undefined
+  /**
+   * The share of each key's concurrency permits kept for interactive requests (default 0.2: one of the default 5;
+   * at least one when a key has several, none when 0): batch requests never hold those.
+   */
+  readonly interactiveShare?: number | undefined
   /** How long a request may wait for admission (default 5 minutes). */
   readonly queueTimeout?: Duration.DurationInput | undefined
   /**
@@ -384,6 +401,7 @@ const learningInput = (
 const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets, options: Options) {
   const shared: LimiterKeys.Shared = {
     buckets,
+    interactiveShare: Math.min(1, Math.max(0, options.interactiveShare ?? 0.2)),
     prefix: options.prefix ?? "plot-engine:",
     queueTimeoutMillis: Duration.toMillis(options.queueTimeout ?? "5 minutes"),
     adaptive: options.adaptive ?? true,
@@ -484,12 +502,13 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     snapshot: Effect.suspend(() =>
       Effect.forEach([...states.values()], (state) => LimiterKeys.snapshotOf(shared, state))
     ),
-    expectedWait: (target, estimate) =>
+    expectedWait: (target, estimate, lane) =>
       Effect.map(stateOf(target), (state) =>
         LimiterKeys.waitForArrival(
           shared,
           state,
-          shared.adaptive ? LimiterKeys.inputScaled(state, estimate) : estimate
+          shared.adaptive ? LimiterKeys.inputScaled(state, estimate) : estimate,
+          lane ?? "interactive"
         ))
   })
 })

@@ -221,7 +221,8 @@ export const run = Effect.fnUntraced(function*(
   const toRun = requests.flatMap((request, index) => alreadyFinished?.has(index) ? [] : [{ request, index }])
   yield* Stream.fromIterable(toRun).pipe(
     Stream.mapEffect(({ index, request }) =>
-      engine.generate(request).pipe(
+      // Background work: behind any interactive request sharing the limiter.
+      engine.generate(request, { lane: "batch" }).pipe(
         Effect.either,
         Effect.flatMap((either) =>
           Effect.map(Clock.currentTimeMillis, (now): Outcome =>

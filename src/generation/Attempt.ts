@@ -85,7 +85,7 @@ export const run = (
   })
   const onRoutes = (left: ReadonlyArray<Providers.Route>): Effect.Effect<Success, RetryPolicy.RetryableError> =>
     Effect.flatMap(
-      chooseRoute(engine, state, left, homeKey, estimate),
+      chooseRoute(engine, state, left, homeKey, estimate, generation.lane),
       (route) =>
         onRoute(engine, generation, state, step.model, route, deadlineAt).pipe(
           Effect.tap(() => routes.length > 1 ? rememberHome(engine, homeKey, route) : Effect.void),
@@ -135,7 +135,8 @@ const chooseRoute = (
   state: Ref.Ref<Chain.State>,
   routes: ReadonlyArray<Providers.Route>,
   homeKey: string,
-  estimate: Effect.Effect<ProviderRateLimiter.Estimate>
+  estimate: Effect.Effect<ProviderRateLimiter.Estimate>,
+  lane: ProviderRateLimiter.Lane
 ): Effect.Effect<Providers.Route> => {
   if (routes.length === 1) return Effect.succeed(routes[0]!)
   return Effect.gen(function*() {
@@ -155,7 +156,8 @@ const chooseRoute = (
       (route) =>
         engine.limiter.expectedWait(
           { provider: route.provider, model: route.model, deployment: route.deployment },
-          needs
+          needs,
+          lane
         )
     )
     const soonest = Math.min(...waits)
@@ -289,7 +291,7 @@ const attempt = Effect.fnUntraced(function*(
   // A prompt cache lives on one deployment.
   const cacheKey = `${breakerKey}\u0000${generation.request.projectId}`
   const outcome = yield* callAdmitted(
-    { engine, emit: generation.emit, target, route, prepared, cacheKey },
+    { engine, emit: generation.emit, lane: generation.lane, target, route, prepared, cacheKey },
     deadlineAt,
     tally,
     timedCall
@@ -336,9 +338,10 @@ const callReserve = (policy: RetryPolicy.Policy): number =>
  * is not sent, and gives its whole reservation back.
  */
 const callAdmitted = (
-  { cacheKey, emit, engine, prepared, route, target }: {
+  { cacheKey, emit, engine, lane, prepared, route, target }: {
     readonly engine: Engine.Engine
     readonly emit: Engine.Emit
+    readonly lane: ProviderRateLimiter.Lane
     readonly target: ModelCatalog.ModelInfo
     readonly route: Providers.Route
     readonly prepared: Prepare.Prepared
@@ -390,6 +393,7 @@ const callAdmitted = (
           )
         )
       }), {
+      lane,
       until: deadlineAt - callReserve(engine.policy),
       maxPause: Duration.toMillis(engine.policy.maxDelay),
       onQueued: (queued) => emit({ _tag: "Queued", provider: target.provider, model: target.id, ...queued })

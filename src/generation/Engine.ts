@@ -67,6 +67,8 @@ export interface Generation {
   /** When the generation began, on the `Clock`. */
   readonly startedAt: number
   readonly mode: Mode
+  /** Its lane at the rate limiter. */
+  readonly lane: "interactive" | "batch"
   readonly emit: Emit
 }
 

@@ -196,7 +196,8 @@ export const start = Effect.fnUntraced(function*(
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
   emit: Engine.Emit,
-  mode: Engine.Mode
+  mode: Engine.Mode,
+  lane: Engine.Generation["lane"] = "interactive"
 ) {
   const startedAt = yield* Clock.currentTimeMillis
   const requestId = yield* newRequestId
@@ -239,6 +240,7 @@ export const start = Effect.fnUntraced(function*(
     prompts: generationPrompts,
     startedAt,
     mode,
+    lane,
     emit
   } satisfies Engine.Generation
 })

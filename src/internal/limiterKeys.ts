@@ -33,6 +33,7 @@ type Target = ProviderRateLimiter.Target
 type AdmitOptions = ProviderRateLimiter.AdmitOptions
 type Admission = ProviderRateLimiter.Admission
 type KeySnapshot = ProviderRateLimiter.KeySnapshot
+type Lane = ProviderRateLimiter.Lane
 
 /**
  * One caller's way through a key: `waiting` in the queue; `admitted` (a permit and the reservation are its; it
@@ -42,6 +43,8 @@ type KeySnapshot = ProviderRateLimiter.KeySnapshot
  */
 interface Waiter {
   readonly estimate: Estimate
+  /** Interactive waiters go ahead of batch ones; batch ones leave a key's reserved permits and take no debt. */
+  readonly lane: Lane
   readonly target: Target
   readonly queuedAt: number
   readonly deadline: number
@@ -86,19 +89,31 @@ export interface KeyState {
   /** Concurrency permits, and how many are taken (admitted and not yet released). */
   readonly permits: number
   permitsHeld: number
+  /** The permits batch requests may hold (the rest are kept for interactive ones), and how many they hold. */
+  readonly batchPermits: number
+  batchHeld: number
   /** Callers waiting: in the queue, or admitted and sleeping the wait their reservation implies. */
   queued: number
   inFlight: number
   pausedUntil: number
   /** What the waiters that have not reserved yet will take: they are ahead of whoever arrives now. */
-  pending: { requests: number; inputTokens: number; outputTokens: number }
+  pending: Pending
+  /** Of that, the interactive waiters': all that is ahead of an interactive arrival. */
+  pendingInteractive: Pending
+  /** Batch waiters in their queue (not yet admitted). */
+  batchWaiting: number
   /** Waiters that left the front of the queue (admitted or refused there) so far: how far the queue has moved. */
   served: number
   /** How long an admitted request holds its permit, on average (recent calls weigh most); 0 before the first. */
   meanHoldMillis: number
-  /** The waiters in arrival order (`queueHead` is the first not yet gone; gone ones are skipped lazily). */
+  /**
+   * The interactive waiters in arrival order (`queueHead` is the first not yet gone; gone ones are skipped lazily),
+   * and the batch ones behind them.
+   */
   queue: Array<Waiter>
   queueHead: number
+  batchQueue: Array<Waiter>
+  batchQueueHead: number
   /** Deadlines and times to tell, earliest first (mostly set in order: a queue, with a heap for the others). */
   readonly alarms: MinHeap.MinQueue<Alarm>
   alarmSeq: number
@@ -121,9 +136,18 @@ export interface KeyState {
   readonly waitTimeHistogram: Metric.Metric.Histogram<number>
 }
 
+/** What the waiters that have not reserved yet will take. */
+interface Pending {
+  requests: number
+  inputTokens: number
+  outputTokens: number
+}
+
 /** What every key of one limiter shares. */
 export interface Shared {
   readonly buckets: TokenBuckets.TokenBuckets
+  /** The share of each key's permits kept for interactive requests (see `makeKeyState`). */
+  readonly interactiveShare: number
   readonly prefix: string
   readonly queueTimeoutMillis: number
   readonly adaptive: boolean
@@ -152,14 +176,23 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   recentHead: 0,
   permits: quota.maxConcurrent,
   permitsHeld: 0,
+  // At least one permit kept for interactive requests when there are several and a share is asked for.
+  batchPermits: shared.interactiveShare > 0 && quota.maxConcurrent > 1
+    ? quota.maxConcurrent - Math.max(1, Math.floor(quota.maxConcurrent * shared.interactiveShare))
+    : quota.maxConcurrent,
+  batchHeld: 0,
   queued: 0,
   inFlight: 0,
   pausedUntil: 0,
   pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
+  pendingInteractive: { requests: 0, inputTokens: 0, outputTokens: 0 },
+  batchWaiting: 0,
   served: 0,
   meanHoldMillis: 0,
   queue: [],
   queueHead: 0,
+  batchQueue: [],
+  batchQueueHead: 0,
   alarms: new MinHeap.MinQueue((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
   alarmSeq: 0,
   reserving: false,
@@ -222,7 +255,7 @@ const giveBackThenPump = (shared: Shared, state: KeyState, estimate: Estimate): 
 }
 
 /** What the waiters that have not reserved yet take from a bucket. */
-const pendingIn = (pending: KeyState["pending"], bucket: string): number => {
+const pendingIn = (pending: Pending, bucket: string): number => {
   switch (bucket) {
     case "rpm":
       return pending.requests
@@ -245,16 +278,20 @@ const pendingIn = (pending: KeyState["pending"], bucket: string): number => {
 const expectedWait = (
   state: KeyState,
   estimate: Estimate,
-  { aheadShare, place }: { readonly place: number; readonly aheadShare: number },
+  { aheadShare, lane, place }: { readonly place: number; readonly aheadShare: number; readonly lane: Lane },
   levelOf: (bucket: string, limit: number) => number
 ): number => {
   let wait = 0
+  const ahead = lane === "interactive" ? state.pendingInteractive : state.pending
   for (const b of bucketsOf(state.quota, estimate)) {
-    const deficit = pendingIn(state.pending, b.name) * aheadShare + b.tokens - levelOf(b.name, b.limit)
+    const deficit = pendingIn(ahead, b.name) * aheadShare + b.tokens - levelOf(b.name, b.limit)
     if (deficit > 0) wait = Math.max(wait, (deficit * windowMillis) / b.limit)
   }
-  const free = state.permits - state.permitsHeld
-  const permitWait = place <= free ? 0 : Math.ceil((place - free) / state.permits) * state.meanHoldMillis
+  const free = lane === "batch"
+    ? Math.min(state.batchPermits - state.batchHeld, state.permits - state.permitsHeld)
+    : state.permits - state.permitsHeld
+  const rounds = lane === "batch" ? state.batchPermits : state.permits
+  const permitWait = place <= free ? 0 : Math.ceil((place - free) / rounds) * state.meanHoldMillis
   return Math.ceil(Math.max(wait, permitWait))
 }
 
@@ -361,14 +398,17 @@ export const admitTo = <A, E, R>(
     if (pauseRefuses(state, state.pausedUntil - queuedAt, maxPause, deadline)) {
       return Effect.fail(pausedTooLong(state, target, state.pausedUntil - queuedAt))
     }
+    const lane = options?.lane ?? "interactive"
     const waiter: Waiter = {
       estimate,
+      lane,
       target,
       queuedAt,
       deadline,
       maxPause,
       onQueued: told(options?.onQueued),
-      place: state.queued + 1,
+      // Batch waiters are behind an interactive arrival.
+      place: (lane === "interactive" ? state.queued - state.batchWaiting : state.queued) + 1,
       servedBefore: state.served,
       status: "new",
       admittedAt: 0,
@@ -376,20 +416,51 @@ export const admitTo = <A, E, R>(
       release: Effect.void
     }
     waiter.release = release(shared, state, waiter)
-    if (goesNow(state, queuedAt)) return reserveNow(shared, state, waiter, restore, then)
+    if (goesNow(shared, state, waiter, queuedAt)) return reserveNow(shared, state, waiter, restore, then)
     // With a remote store, what its buckets held when it last said: no round trip before the caller has its place.
     const expected = expectedWait(
       state,
       estimate,
-      { place: waiter.place, aheadShare: 1 },
+      { place: waiter.place, aheadShare: 1, lane },
       levelNow(shared, state, queuedAt)
     )
     return queue(shared, state, waiter, expected, restore, then)
   })
 
-/** Whether an arrival may reserve at once, itself: nobody queued ahead, a permit free, the gate open. */
-const goesNow = (state: KeyState, now: number) =>
-  !state.reserving && headOf(state) === undefined && state.permitsHeld < state.permits && state.pausedUntil <= now
+/**
+ * Whether an arrival may reserve at once, itself: nobody of its lane or before it queued, a permit it may take free,
+ * the gate open; a batch arrival only when the buckets hold what it takes (see `mayTakePermit`, `fitsNow`).
+ */
+const goesNow = (shared: Shared, state: KeyState, waiter: Waiter, now: number) => {
+  if (state.reserving || state.pausedUntil > now || !mayTakePermit(state, waiter)) return false
+  if (waiter.lane === "interactive") return interactiveHead(state) === undefined
+  return headOf(state) === undefined && untilFits(shared, state, waiter.estimate, now) === 0
+}
+
+/** Whether a waiter may take a permit now: one is free, and for a batch waiter, not one kept for interactive ones. */
+const mayTakePermit = (state: KeyState, waiter: Waiter) =>
+  state.permitsHeld < state.permits && (waiter.lane === "interactive" || state.batchHeld < state.batchPermits)
+
+/**
+ * How long until the buckets hold what a request takes, in milliseconds (0: now). A batch request is admitted only
+ * then, so that it never reserves ahead into what the buckets have not refilled: an interactive request arriving
+ * meanwhile waits for its own tokens, not behind a batch's debt.
+ */
+const untilFits = (shared: Shared, state: KeyState, estimate: Estimate, now: number): number => {
+  const levelOf = levelNow(shared, state, now)
+  let wait = 0
+  for (const b of bucketsOf(state.quota, estimate)) {
+    const deficit = b.tokens - levelOf(b.name, b.limit)
+    if (deficit > 0) wait = Math.max(wait, Math.ceil((deficit * windowMillis) / b.limit))
+  }
+  return wait
+}
+
+/** A permit taken, or given back, by a waiter of a lane. */
+const holdPermit = (state: KeyState, waiter: Waiter, by: 1 | -1) => {
+  state.permitsHeld += by
+  if (waiter.lane === "batch") state.batchHeld += by
+}
 
 /**
  * The uncontended path, without the queue: the permit taken and the reservation made by the caller (in one step
@@ -405,7 +476,7 @@ const reserveNow = <A, E, R>(
 ): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   waiter.status = "admitted"
   waiter.admittedAt = waiter.queuedAt
-  state.permitsHeld++
+  holdPermit(state, waiter, 1)
   changeQueued(state, 1)
   const local = shared.buckets.local
   if (local !== undefined) {
@@ -446,7 +517,7 @@ const reservedNow = <A, E, R>(
   // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
   waiter.status = "gone"
   changeQueued(state, -1)
-  state.permitsHeld--
+  holdPermit(state, waiter, -1)
   return Effect.zipRight(
     giveBackThenPump(shared, state, waiter.estimate),
     Effect.fail(saturated(state, waiter, delay))
@@ -594,7 +665,7 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         state.inFlight--
         const held = shared.clock.unsafeCurrentTimeMillis() - waiter.admittedAt
         state.meanHoldMillis = state.meanHoldMillis === 0 ? held : 0.8 * state.meanHoldMillis + 0.2 * held
-        state.permitsHeld--
+        holdPermit(state, waiter, -1)
         pump(shared, state)
         return Effect.void
       }
@@ -602,7 +673,7 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         // Never used for a call: says nothing of how long calls hold a permit.
         waiter.status = "gone"
         changeQueued(state, -1)
-        state.permitsHeld--
+        holdPermit(state, waiter, -1)
         return giveBackThenPump(shared, state, waiter.estimate)
       }
       default:
@@ -618,9 +689,13 @@ const changeQueued = (state: KeyState, by: 1 | -1) => {
 
 const enqueue = (shared: Shared, state: KeyState, waiter: Waiter) => {
   waiter.status = "waiting"
-  state.queue.push(waiter)
+  if (waiter.lane === "interactive") state.queue.push(waiter)
+  else {
+    state.batchQueue.push(waiter)
+    state.batchWaiting++
+  }
   changeQueued(state, 1)
-  addPending(state, waiter.estimate, 1)
+  addPending(state, waiter, 1)
   pushAlarm(state, waiter, waiter.deadline, "deadline")
   if (waiter.onQueued !== undefined) pushAlarm(state, waiter, waiter.queuedAt + queuedUpdateEveryMillis, "tell")
   pump(shared, state)
@@ -632,24 +707,41 @@ const pushAlarm = (state: KeyState, waiter: Waiter, at: number, kind: Alarm["kin
 /** A waiter leaves the queue (its reservation no longer pending); the front of the queue skips those gone. */
 const leaveQueue = (state: KeyState, waiter: Waiter, status: "admitted" | "gone") => {
   waiter.status = status
-  addPending(state, waiter.estimate, -1)
-  while (state.queueHead < state.queue.length && state.queue[state.queueHead]!.status !== "waiting") {
-    state.queueHead++
+  addPending(state, waiter, -1)
+  if (waiter.lane === "interactive") {
+    while (state.queueHead < state.queue.length && state.queue[state.queueHead]!.status !== "waiting") {
+      state.queueHead++
+    }
+    // Compacted once the gone part is most of the array: amortized O(1) per waiter.
+    if (state.queueHead > 1_024 && state.queueHead * 2 > state.queue.length) {
+      state.queue = state.queue.slice(state.queueHead)
+      state.queueHead = 0
+    }
+    return
   }
-  // Compacted once the gone part is most of the array: amortized O(1) per waiter.
-  if (state.queueHead > 1_024 && state.queueHead * 2 > state.queue.length) {
-    state.queue = state.queue.slice(state.queueHead)
-    state.queueHead = 0
+  state.batchWaiting--
+  while (
+    state.batchQueueHead < state.batchQueue.length && state.batchQueue[state.batchQueueHead]!.status !== "waiting"
+  ) {
+    state.batchQueueHead++
+  }
+  if (state.batchQueueHead > 1_024 && state.batchQueueHead * 2 > state.batchQueue.length) {
+    state.batchQueue = state.batchQueue.slice(state.batchQueueHead)
+    state.batchQueueHead = 0
   }
 }
 
-/** The first waiter still waiting. */
-const headOf = (state: KeyState): Waiter | undefined => state.queue[state.queueHead]
+/** The first interactive waiter still waiting. */
+const interactiveHead = (state: KeyState): Waiter | undefined => state.queue[state.queueHead]
+
+/** The first waiter still waiting: interactive ones go before batch ones. */
+const headOf = (state: KeyState): Waiter | undefined =>
+  state.queue[state.queueHead] ?? state.batchQueue[state.batchQueueHead]
 
 /** Admits a waiter: a permit is its, and the wait its reservation implies. */
 const admitWaiter = (state: KeyState, waiter: Waiter, delay: number, now: number) => {
   leaveQueue(state, waiter, "admitted")
-  state.permitsHeld++
+  holdPermit(state, waiter, 1)
   waiter.admittedAt = now
   waiter.resume!(Effect.succeed(delay))
 }
@@ -709,9 +801,14 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
       return
     }
     setAlarm(shared, state, state.pausedUntil, now)
-  } else if (head !== undefined && state.permitsHeld < state.permits) {
-    admitHead(shared, state, head, now)
-    return
+  } else if (head !== undefined && mayTakePermit(state, head)) {
+    // A batch head waits until the buckets hold what it takes (its timer then), never reserving ahead.
+    const wait = head.lane === "batch" ? untilFits(shared, state, head.estimate, now) : 0
+    if (wait === 0) {
+      admitHead(shared, state, head, now)
+      return
+    }
+    setAlarm(shared, state, now + wait, now)
   }
   const next = nextAlarm(state)
   if (next !== undefined) setAlarm(shared, state, next, now)
@@ -807,13 +904,14 @@ const ringDue = (shared: Shared, state: KeyState, now: number): void => {
 /** A waiter's place now and the wait foreseen from it. */
 const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: number): ProviderRateLimiter.Queued => {
   const place = Math.max(1, waiter.place - (state.served - waiter.servedBefore))
-  const others = Math.max(1, state.pending.requests - 1)
+  const ahead = waiter.lane === "interactive" ? state.pendingInteractive : state.pending
+  const others = Math.max(1, ahead.requests - 1)
   return {
     place,
     expectedWaitMs: expectedWait(
       state,
       waiter.estimate,
-      { place, aheadShare: Math.min(1, (place - 1) / others) },
+      { place, aheadShare: Math.min(1, (place - 1) / others), lane: waiter.lane },
       levelNow(shared, state, now)
     )
   }
@@ -885,10 +983,15 @@ const told = (onQueued: AdmitOptions["onQueued"]): AdmitOptions["onQueued"] => {
   }
 }
 
-const addPending = (state: KeyState, estimate: Estimate, sign: 1 | -1) => {
-  state.pending.requests += sign
-  state.pending.inputTokens += sign * estimate.inputTokens
-  state.pending.outputTokens += sign * estimate.outputTokens
+const addPending = (state: KeyState, waiter: Waiter, sign: 1 | -1) => {
+  addTo(state.pending, waiter.estimate, sign)
+  if (waiter.lane === "interactive") addTo(state.pendingInteractive, waiter.estimate, sign)
+}
+
+const addTo = (pending: Pending, estimate: Estimate, sign: 1 | -1) => {
+  pending.requests += sign
+  pending.inputTokens += sign * estimate.inputTokens
+  pending.outputTokens += sign * estimate.outputTokens
 }
 
 /**
@@ -1114,10 +1217,11 @@ const climbIfDue = (shared: Shared, state: KeyState, now: number): void => {
  * How long a request arriving now would wait for admission on the key, in milliseconds: behind every waiter queued,
  * for the budgets and a permit, and past a 429's pause (an estimate, as for `onQueued`).
  */
-export const waitForArrival = (shared: Shared, state: KeyState, estimate: Estimate): number => {
+export const waitForArrival = (shared: Shared, state: KeyState, estimate: Estimate, lane: Lane): number => {
   const now = shared.clock.unsafeCurrentTimeMillis()
   climbIfDue(shared, state, now)
-  const wait = expectedWait(state, estimate, { place: state.queued + 1, aheadShare: 1 }, levelNow(shared, state, now))
+  const place = (lane === "interactive" ? state.queued - state.batchWaiting : state.queued) + 1
+  const wait = expectedWait(state, estimate, { place, aheadShare: 1, lane }, levelNow(shared, state, now))
   return Math.max(wait, state.pausedUntil - now)
 }
 

@@ -56,6 +56,8 @@ export interface Counts {
   limited: number
   inputTokens: number
   outputTokens: number
+  /** What the requests answered asked for: prompt plus max output tokens, as OpenAI's quota counts them. */
+  requestedTokens: number
 }
 
 /**
@@ -138,7 +140,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
   const quotas = Quotas.make(options.quotas ?? {})
   const plan = Faults.makePlan(seed, options.faults)
   const promptCache = options.promptCache === false ? undefined : PromptCache.make()
-  const counts: Counts = { requests: 0, limited: 0, inputTokens: 0, outputTokens: 0 }
+  const counts: Counts = { requests: 0, limited: 0, inputTokens: 0, outputTokens: 0, requestedTokens: 0 }
   let sequence = 0
   // Retries send the same prompt again: count each prompt once.
   const promptTokens = new Map<string, number>()
@@ -203,6 +205,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
       if (admission._tag === "Admitted") admission.settle(outcome.outputTokens, yield* Clock.currentTimeMillis)
       counts.inputTokens += outcome.inputTokens
       counts.outputTokens += outcome.outputTokens
+      counts.requestedTokens += inputTokens + request.maxOutputTokens
       yield* options.onResponse === undefined
         ? Providers.reportHeaders(admission.headers)
         : options.onResponse(dialect, admission.headers)
