@@ -131,7 +131,10 @@ export const selectModel = (
     : providers.includes(base.provider)
     ? { provider: base.provider, note: base.reasoning }
     : { provider: otherProvider(base.provider), note: `${base.reasoning} (${base.provider} is not configured)` }
-  const candidates = catalog.filter((m) => m.tier === base.tier && !m.retired && providers.includes(m.provider))
+  const available = catalog.filter((m) => !m.retired && providers.includes(m.provider))
+  // The rule's tier; when no model of it can be called (a deployments file that serves others), the nearest tier
+  // that has one, the more capable first.
+  const candidates = nearestTier(available, base.tier)
   const first = Arr.findFirst(candidates, (m) => m.provider === preferred.provider).pipe(
     Option.orElse(() => Arr.head(candidates))
   )
@@ -157,6 +160,23 @@ export const selectModel = (
           `${preferred.note}; ${fits.id} instead of ${chosen.id} for its larger context window (${fits.contextWindow} tokens)`
       }
   })
+}
+
+const tierOrder: ReadonlyArray<ModelCatalog.Tier> = ["fast", "balanced", "premium"]
+
+/** The models of `tier`, else of the nearest tier that has some (the more capable of two as near). */
+const nearestTier = (
+  models: ReadonlyArray<ModelCatalog.ModelInfo>,
+  tier: ModelCatalog.Tier
+): ReadonlyArray<ModelCatalog.ModelInfo> => {
+  const at = tierOrder.indexOf(tier)
+  for (let distance = 0; distance < tierOrder.length; distance++) {
+    for (const index of [at + distance, at - distance]) {
+      const found = models.filter((m) => m.tier === tierOrder[index])
+      if (found.length > 0) return found
+    }
+  }
+  return []
 }
 
 /**

@@ -180,8 +180,9 @@ const runGeneration = Effect.fnUntraced(function*(
  * @category Constructors
  */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
+  const providers = yield* Providers.Providers
   const engine: Engine.Engine = {
-    providers: yield* Providers.Providers,
+    providers,
     store: yield* ProjectContextStore.ProjectContextStore,
     limiter: yield* ProviderRateLimiter.ProviderRateLimiter,
     alerts: yield* Alerts.Alerts,
@@ -190,7 +191,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     promptCache: { ttl: options.promptCacheTtl ?? "5m", cached: new Map(), homes: new Map() },
     breaker: yield* CircuitBreaker.make(options.circuitBreaker),
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
-    catalog: options.catalog ?? ModelCatalog.defaultCatalog,
+    // The models some deployment serves: the selection and the fallback chain choose among them only.
+    catalog: (options.catalog ?? ModelCatalog.defaultCatalog).filter((model) => providers.routes(model).length > 0),
     policy: options.retryPolicy ?? RetryPolicy.defaults,
     maxContextTokens: options.maxContextTokens,
     reasoningEfforts: options.reasoningEffort

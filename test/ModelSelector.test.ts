@@ -135,6 +135,14 @@ describe("ModelSelector.selectModel, within configuration and windows", () => {
     )
   })
 
+  it("chooses the nearest tier that can be called when the rule's has none (deployments serving some models only)", () => {
+    const served = ModelCatalog.defaultCatalog.filter((m) => m.id === "gpt-4.1" || m.id === "gpt-5")
+    // Low complexity asks for the fast tier; only a balanced and a premium model are served: the balanced one.
+    expect(select({ taskComplexity: "low" }, { catalog: served, providers: ["openai"] }).model).toBe("gpt-4.1")
+    const premiumOnly = ModelCatalog.defaultCatalog.filter((m) => m.id === "gpt-5")
+    expect(select({ taskComplexity: "low" }, { catalog: premiumOnly, providers: ["openai"] }).model).toBe("gpt-5")
+  })
+
   it("has nothing to choose without a configured provider", () => {
     expect(
       ModelSelector.selectModel({ taskComplexity: "low", targetWordCount: 500, projectContext: 0 }, { providers: [] })

@@ -244,6 +244,19 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
           expect(after.requests - before.requests).toBe(2)
           expect((after.byStatus["401"] ?? 0) - (before.byStatus["401"] ?? 0)).toBe(1)
           expect(run.stderr + run.stdout).not.toContain("sk-wrong-key-654321")
+
+          // `batch` reads the same file: each request's refused call moves to the standby too (the model chosen for
+          // each is among those the deployments serve: gpt-4.1).
+          const { dir, file: requests } = requestsFile(2)
+          const out = path.join(dir, "out.jsonl")
+          const batch = yield* cli(
+            ["batch", "--requests", requests, "--projects", path.dirname(sampleProjectFile), "--out", out],
+            { PLOT_ENGINE_DEPLOYMENTS_FILE: file, ORG_A_KEY: "sk-wrong-key-654321", ORG_B_KEY: "sk-right-key-123456" }
+          )
+          expect(batch.code).toBe(0)
+          expect(batch.stdout).toContain("Requests:  2 (2 succeeded, 0 templates, 0 failed)")
+          const final = yield* simulator.stats
+          expect((final.byStatus["401"] ?? 0) - (after.byStatus["401"] ?? 0)).toBe(2)
         }),
       processTimeout
     )

@@ -12,8 +12,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import { mkdtempSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
+import path from "node:path"
 import { ServerLive } from "../../examples/http-server.js"
 import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
@@ -459,5 +462,54 @@ describe("examples/http-server secrets", () => {
         }
       }).pipe(Effect.provide(GatewaySimulator.layer())),
     120_000
+  )
+})
+
+describe("examples/http-server with a deployments file", () => {
+  it.scopedLive(
+    "calls through the file's deployments: one answering 429 moves the call to the other at once",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-server-")), "deployments.json")
+        const deployment = (id: string, keyVariable: string) => ({
+          id,
+          dialect: "openai-responses",
+          baseUrl: simulator.openaiBaseUrl,
+          apiKeyEnv: keyVariable,
+          models: [{ model: "gpt-4.1" }]
+        })
+        writeFileSync(
+          file,
+          JSON.stringify({
+            deployments: [deployment("org-a", "ORG_A_KEY"), { ...deployment("org-b", "ORG_B_KEY"), weight: 0 }]
+          })
+        )
+        const config = ConfigProvider.fromMap(
+          new Map([
+            ["PLOT_ENGINE_DEPLOYMENTS_FILE", file],
+            ["ORG_A_KEY", "sk-proj-server-org-a-0123"],
+            ["ORG_B_KEY", "sk-proj-server-org-b-4567"]
+          ])
+        )
+        const context = yield* Layer.build(
+          ServerLive(0).pipe(
+            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Warning), Layer.setConfigProvider(config)))
+          )
+        )
+        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        const response = yield* post(`${url}/plots`, { ...request, provider: "openai", model: "gpt-4.1" })
+        expect(response.status).toBe(200)
+        const result = yield* json(response)
+        expect([result.model, result.isTemplate, result.retryCount]).toEqual(["gpt-4.1", false, 1])
+        const stats = yield* simulator.stats
+        expect([stats.byStatus["429"], stats.byStatus["200"]]).toEqual([1, 1])
+      }).pipe(
+        Effect.provide(GatewaySimulator.layer({
+          apiKeys: { openai: ["sk-proj-server-org-a-0123", "sk-proj-server-org-b-4567"] },
+          faults: { ratesByKey: { "sk-proj-server-org-a-0123": { rate_limit: 1 } }, rateLimitRetryAfterMs: 60_000 }
+        }))
+      ),
+    { timeout: 60_000 }
   )
 })
