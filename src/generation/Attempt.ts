@@ -149,10 +149,9 @@ const chooseRoute = (
     }
     if (healthy.length === 0) return routes[0]!
     if (healthy.length === 1) return healthy[0]!
-    const pool = healthy
     const needs = yield* estimate
     const waits = yield* Effect.forEach(
-      pool,
+      healthy,
       (route) =>
         engine.limiter.expectedWait(
           { provider: route.provider, model: route.model, deployment: route.deployment },
@@ -163,10 +162,10 @@ const chooseRoute = (
     const soonest = Math.min(...waits)
     const home = engine.promptCache.homes.get(homeKey)
     if (home !== undefined && home.expiresAt > (yield* Clock.currentTimeMillis)) {
-      const at = pool.findIndex((route) => route.deployment === home.deployment)
-      if (at !== -1 && waits[at]! <= soonest + homeSlackMillis) return pool[at]!
+      const at = healthy.findIndex((route) => route.deployment === home.deployment)
+      if (at !== -1 && waits[at]! <= soonest + homeSlackMillis) return healthy[at]!
     }
-    return pickByWeight(pool.filter((_, i) => waits[i]! <= soonest + waitSlackMillis), yield* Random.next)
+    return pickByWeight(healthy.filter((_, i) => waits[i]! <= soonest + waitSlackMillis), yield* Random.next)
   })
 }
 
