@@ -34,6 +34,7 @@ import * as Metrics from "./internal/metrics.js"
 import * as TokenBuckets from "./internal/tokenBuckets.js"
 import * as Tracing from "./internal/tracing.js"
 import type * as Wire from "./internal/wire.js"
+import * as QuotaSignals from "./QuotaSignals.js"
 
 // =============================================================================
 // Quotas
@@ -351,25 +352,28 @@ export const storeUnavailable = Metric.counter("plot_engine_limiter_store_unavai
  * @since 0.1.0
  * @category Constructors
  */
-export const make = (options: Options = {}): Effect.Effect<Service, never, RateLimiter.RateLimiter> =>
-  Effect.flatMap(Effect.zip(RateLimiter.RateLimiter, Effect.clock), ([limiter, clock]) =>
-    Effect.zipRight(
-      TokenBuckets.warmUp(
-        limiter,
-        `${options.prefix ?? "plot-engine:"}store-check`,
-        window,
-        Duration.toMillis(options.storeTimeout ?? "1 second")
-      ),
-      makeWith(
-        TokenBuckets.make(limiter, window, clock, {
-          timeoutMillis: Duration.toMillis(options.storeTimeout ?? "1 second"),
-          localShare: options.localShare ?? 1,
-          retryAfterMillis: Math.max(1_000, 5 * Duration.toMillis(options.storeTimeout ?? "1 second")),
-          unavailable: storeUnavailable
-        }),
-        options
-      )
-    ))
+export const make = (
+  options: Options = {}
+): Effect.Effect<Service, never, RateLimiter.RateLimiter | Scope.Scope> =>
+  Effect.gen(function*() {
+    const limiter = yield* RateLimiter.RateLimiter
+    const clock = yield* Effect.clock
+    const storeTimeoutMillis = Duration.toMillis(options.storeTimeout ?? "1 second")
+    yield* TokenBuckets.warmUp(limiter, `${options.prefix ?? "plot-engine:"}store-check`, window, storeTimeoutMillis)
+    const { hear, service, shared } = yield* makeWith(
+      TokenBuckets.make(limiter, window, clock, {
+        timeoutMillis: storeTimeoutMillis,
+        localShare: options.localShare ?? 1,
+        retryAfterMillis: Math.max(1_000, 5 * storeTimeoutMillis),
+        unavailable: storeUnavailable
+      }),
+      options
+    )
+    // With `QuotaSignals`, the other instances over the store hear this one's 429s, and it theirs.
+    const signals = yield* Effect.serviceOption(QuotaSignals.QuotaSignals)
+    if (Option.isSome(signals)) shared.tell = (yield* signals.value.join(hear)).tell
+    return service
+  })
 
 /**
  * Builds the limiter with its buckets in this process's memory: a reservation across every bucket is one
@@ -379,7 +383,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, RateL
  * @category Constructors
  */
 export const makeMemory = (options: Options = {}): Effect.Effect<Service> =>
-  Effect.flatMap(Effect.clock, (clock) => makeWith(TokenBuckets.memory(clock, window), options))
+  Effect.flatMap(
+    Effect.clock,
+    (clock) => Effect.map(makeWith(TokenBuckets.memory(clock, window), options), ({ service }) => service)
+  )
 
 /** An admission whose reconciliation also teaches the key how the provider counts prompts. */
 const learningInput = (
@@ -408,7 +415,8 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     queueDepth,
     waitTime,
     clock: yield* Effect.clock,
-    runDaemon: Runtime.runFork(yield* Effect.runtime<never>())
+    runDaemon: Runtime.runFork(yield* Effect.runtime<never>()),
+    tell: () => {}
   }
   const quotas = { ...defaultQuotas, ...options.quotas }
   const states = new Map<string, LimiterKeys.KeyState>()
@@ -465,7 +473,7 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
       () => LimiterKeys.admitTo(shared, state, target, estimate, admitOptions, restore, then)
     )
 
-  return ProviderRateLimiter.of({
+  const service = ProviderRateLimiter.of({
     // Not `acquireRelease`: its finalizer diffs every FiberRef of the fiber on the way in and out.
     admit: (target, estimate, admitOptions) =>
       Effect.flatMap(Scope.Scope, (scope) =>
@@ -511,6 +519,12 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
           lane ?? "interactive"
         ))
   })
+  // A signal for a key this instance has not used is not kept: it will find the buckets as the others left them.
+  const hear = (signal: QuotaSignals.Signal) => {
+    const state = states.get(signal.key)
+    if (state !== undefined) LimiterKeys.hear(shared, state, signal)
+  }
+  return { service, shared, hear }
 })
 
 // =============================================================================
@@ -550,7 +564,8 @@ export const layerMemory = (options: Options = {}): Layer.Layer<ProviderRateLimi
 
 /**
  * The limiter over the `RateLimiterStore` in context: `plot-engine/ProviderRateLimiter/Redis` provides one over
- * Redis, so that the instances of a backend share one provider quota.
+ * Redis, so that the instances of a backend share one provider quota. With a `QuotaSignals` in context too (that
+ * entry point provides one over Redis pub/sub), a provider 429's pause and the limits it cut reach every instance.
  *
  * @since 0.1.0
  * @category Layers
@@ -558,7 +573,7 @@ export const layerMemory = (options: Options = {}): Layer.Layer<ProviderRateLimi
 export const layerStore = (
   options: Options = {}
 ): Layer.Layer<ProviderRateLimiter, never, RateLimiter.RateLimiterStore> =>
-  Layer.effect(ProviderRateLimiter, make(options)).pipe(Layer.provide(RateLimiter.layer))
+  Layer.scoped(ProviderRateLimiter, make(options)).pipe(Layer.provide(RateLimiter.layer))
 
 const quotaConfig = (provider: "OPENAI" | "ANTHROPIC", defaults: Quota): Config.Config<Quota> => {
   const optionalInt = (name: string, fallback: number | undefined) =>

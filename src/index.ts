@@ -50,6 +50,9 @@ export * as ProjectContextStore from "./ProjectContextStore.js"
 /** @since 0.1.0 */
 export * as PromptBuilder from "./PromptBuilder.js"
 
+/** @since 0.2.0 */
+export * as QuotaSignals from "./QuotaSignals.js"
+
 /** @since 0.1.0 */
 export * as ProviderRateLimiter from "./ProviderRateLimiter.js"
 

@@ -22,6 +22,7 @@ import * as FiberRef from "effect/FiberRef"
 import type * as Metric from "effect/Metric"
 import * as Errors from "../Errors.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
+import type * as QuotaSignals from "../QuotaSignals.js"
 import * as Metrics from "./metrics.js"
 import * as MinHeap from "./minHeap.js"
 import type * as TokenBuckets from "./tokenBuckets.js"
@@ -161,6 +162,11 @@ export interface Shared {
    * in the limiter's own runtime, so that it belongs to the limiter, not to whichever caller set it off.
    */
   readonly runDaemon: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
+  /**
+   * Tells the other instances sharing the quota what a 429 taught this one (see `QuotaSignals`); set once the
+   * limiter has joined them, a no-op until then and without a `QuotaSignals`.
+   */
+  tell: (signal: QuotaSignals.Signal) => void
 }
 
 /** A key as it starts: its quota's permits, nothing queued, the gate open, no timer. */
@@ -1036,7 +1042,8 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
     // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
     const passes = atTheEdge(state, used, millis) && now - state.edgePassedAt >= windowMillis
     if (passes) state.edgePassedAt = now
-    if (shared.adaptive && !passes) {
+    const cuts = shared.adaptive && !passes
+    if (cuts) {
       // The provider refused while the local budget allowed: the limits in force are too high.
       state.limitsChangedAt = now
       state.quota = {
@@ -1046,12 +1053,48 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
         inputTokensPerMinute: cut(state.quota.inputTokensPerMinute, used.inputTokens),
         outputTokensPerMinute: cut(state.quota.outputTokensPerMinute, used.outputTokens)
       }
+    }
+    // Before the store calls: the others close their gates while this one is still emptying the buckets.
+    shared.tell({ key: state.key, pausedForMillis: millis, limits: cuts ? limitsOf(state.quota) : undefined })
+    if (cuts) {
       for (const b of bucketsOf(state.quota, nothing)) {
         yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
       }
     }
     yield* emptyForPause(shared, state, millis)
   })
+
+const limitsOf = (quota: Quota): QuotaSignals.Limits => {
+  const limits: { -readonly [F in QuotaField]?: number } = {}
+  for (const field of quotaFields) if (quota[field] !== undefined) limits[field] = quota[field]
+  return limits as QuotaSignals.Limits
+}
+
+/**
+ * What another instance sharing the quota learnt from a 429 (see `QuotaSignals`): the key's gate closes for the
+ * same pause, and limits it cut come down here too (each only ever lower: two instances cutting at once settle on
+ * the lower). The buckets need nothing: the other instance emptied them in the store they share. A 429 of this
+ * instance's own within the pause is then the same episode, and cuts nothing more.
+ */
+export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signal): void => {
+  const now = shared.clock.unsafeCurrentTimeMillis()
+  if (shared.adaptive && signal.limits !== undefined) {
+    // Brought up to date first: a climb is due only while the gate is open.
+    climbIfDue(shared, state, now)
+    let quota = state.quota
+    for (const field of quotaFields) {
+      const theirs = signal.limits[field]
+      const inForce = quota[field]
+      if (theirs !== undefined && inForce !== undefined && theirs < inForce) quota = { ...quota, [field]: theirs }
+    }
+    if (quota !== state.quota) {
+      state.quota = quota
+      state.limitsChangedAt = now
+    }
+  }
+  state.pausedUntil = Math.max(state.pausedUntil, now + signal.pausedForMillis)
+  pump(shared, state)
+}
 
 /**
  * A 429 says the provider has no budget left now: the requests bucket is brought down so that when the pause ends

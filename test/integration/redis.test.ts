@@ -100,4 +100,44 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
       expect(waited).toBeGreaterThanOrEqual(900)
       expect(waited).toBeLessThan(3_500)
     }), 15_000)
+
+  it.live("a 429's pause and the limits it cut reach the other instance over pub/sub", () =>
+    Effect.gen(function*() {
+      const url = new URL(redisUrl!)
+      const options = {
+        quotas: { openai: quota },
+        prefix: `plot-engine-test-${randomUUID()}:`,
+        redis: { host: url.hostname, port: Number(url.port || 6379) }
+      }
+      const [a, b] = [
+        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options)),
+        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options))
+      ]
+      const target = { provider: "openai", model: "gpt-4.1" } as const
+      const onLimiter = <A>(
+        runtime: typeof a,
+        use: (limiter: ProviderRateLimiter.ProviderRateLimiter["Type"]) => Effect.Effect<A, unknown>
+      ) => Effect.promise(() => runtime.runPromise(Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, use)))
+      const snapshot = (runtime: typeof a) =>
+        onLimiter(runtime, (limiter) => Effect.map(limiter.snapshot, (s) => s[0]!))
+      for (const runtime of [a, b]) {
+        yield* onLimiter(
+          runtime,
+          (limiter) => limiter.withAdmission(target, { inputTokens: 1, outputTokens: 1 }, () => Effect.void)
+        )
+      }
+      // A retry-after of 30 s: far past a request's spacing, so the 429 cuts.
+      yield* onLimiter(a, (limiter) => limiter.pause(target, 30_000))
+      const cut = (yield* snapshot(a)).quota
+      expect(cut.requestsPerMinute).toBeLessThan(quota.requestsPerMinute)
+      // Pub/sub delivers within milliseconds on loopback; a second is the bound.
+      let onB = yield* snapshot(b)
+      for (let i = 0; i < 20 && onB.pausedUntil === undefined; i++) {
+        yield* Effect.sleep("50 millis")
+        onB = yield* snapshot(b)
+      }
+      yield* Effect.promise(() => Promise.all([a.dispose(), b.dispose()]))
+      expect(onB.quota).toEqual(cut)
+      expect(onB.pausedUntil! - Date.now()).toBeGreaterThan(28_000)
+    }), 15_000)
 })
