@@ -69,9 +69,56 @@ export const make = (
   fallback: StoreFallback
 ): TokenBuckets => {
   const local = memory(clock, window)
+  const windowMillis = Duration.toMillis(window)
   const share = (limit: number) => Math.max(1, Math.floor(limit * fallback.localShare))
-  const answerLocally = (key: string, limit: number, tokens: number) =>
-    local.take(key, share(limit), Math.min(tokens, share(limit)))
+  // What the local buckets handed out while the store was away (net of refunds), per bucket: the store is told
+  // when it answers again, or every instance comes back to buckets that knew nothing of the outage's use.
+  const takenWhileAway = new Map<
+    string,
+    { readonly limit: number; readonly takes: Array<[at: number, tokens: number]> }
+  >()
+  const answerLocally = (key: string, limit: number, tokens: number) => {
+    const taken = Math.min(tokens, share(limit))
+    const entry = takenWhileAway.get(key) ?? { limit, takes: [] }
+    takenWhileAway.set(key, entry)
+    // A second's takes in one entry, and none older than a window kept: at most a window's seconds, however long
+    // the outage.
+    const now = clock.unsafeCurrentTimeMillis()
+    const last = entry.takes[entry.takes.length - 1]
+    if (last !== undefined && now - last[0] < 1_000) last[1] += taken
+    else entry.takes.push([now, taken])
+    while (entry.takes[0]![0] <= now - windowMillis) entry.takes.shift()
+    return local.take(key, share(limit), taken)
+  }
+  // Only the last window's use: a bucket has refilled what was taken before it (a long outage owes a window's use,
+  // not all of it).
+  const tellStore = Effect.suspend(() => {
+    const since = clock.unsafeCurrentTimeMillis() - windowMillis
+    const owed = [...takenWhileAway].map(([key, { limit, takes }]) => {
+      let tokens = 0
+      for (const [at, taken] of takes) if (at > since) tokens += taken
+      return { key, limit, tokens }
+    })
+    takenWhileAway.clear()
+    return Effect.forEach(owed, ({ key, limit, tokens }) =>
+      Effect.gen(function*() {
+        // A take of more than the limit takes nothing: in steps.
+        for (let left = tokens; left > 0; left -= limit) {
+          const consume = limiter.consume({
+            key,
+            limit,
+            tokens: Math.min(left, limit),
+            window,
+            algorithm: "token-bucket",
+            onExceeded: "delay"
+          })
+          yield* abandonAfter(consume, fallback.timeoutMillis)
+        }
+      }), { discard: true }).pipe(
+        // Lost when the store fails again: a hint, as the outage's use was.
+        Effect.ignore
+      )
+  })
   // The store is away until then (epoch milliseconds): it is not asked before.
   let awayUntil = 0
   let away = false
@@ -84,7 +131,13 @@ export const make = (
         Effect.tap(() => {
           if (!away) return Effect.void
           away = false
-          return Effect.logInfo("Rate limiter store answers again; its buckets are back in use")
+          // Not waited for by the caller that found the store back.
+          return Effect.zipRight(
+            Effect.logInfo(
+              "Rate limiter store answers again; its buckets are back in use, less what was taken while it was away"
+            ),
+            Effect.asVoid(Effect.forkDaemon(tellStore))
+          )
         }),
         Effect.catchAll((error) => {
           awayUntil = clock.unsafeCurrentTimeMillis() + fallback.retryAfterMillis
