@@ -618,7 +618,7 @@ const isRedisUrl = (url: Redacted.Redacted<string>) => {
  * `PLOT_ENGINE_QUEUE_TIMEOUT` (a duration; `options.queueTimeout` wins over it): in memory, or, with
  * `PLOT_ENGINE_REDIS_URL` (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS), over Redis, the quota
  * shared by every instance with the same prefix, each allowing itself `PLOT_ENGINE_REDIS_LOCAL_SHARE` of it (default
- * 1) while Redis is away.
+ * 1) while Redis is away or slower than `PLOT_ENGINE_REDIS_TIMEOUT` (a duration, default 1 second).
  *
  * @since 0.1.0
  * @category Layers
@@ -641,12 +641,14 @@ export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
           Config.number("PLOT_ENGINE_REDIS_LOCAL_SHARE").pipe(
             Config.validate({ message: "a share between 0 and 1", validation: (share) => share > 0 && share <= 1 })
           )
-        )
+        ),
+        storeTimeout: Config.option(Config.duration("PLOT_ENGINE_REDIS_TIMEOUT"))
       }),
-      ({ localShare, queueTimeout, quotas, redisUrl }) => {
+      ({ localShare, queueTimeout, quotas, redisUrl, storeTimeout }) => {
         const configured = {
           queueTimeout: Option.getOrUndefined(queueTimeout),
           localShare: Option.getOrUndefined(localShare),
+          storeTimeout: Option.getOrUndefined(storeTimeout),
           ...options,
           quotas
         }

@@ -156,7 +156,7 @@ describe("ProviderRateLimiter", () => {
       // The next request slot is 60 s away; the caller will not wait past 10 s (the queue timeout is 30 s).
       const error = yield* Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { until: 10_000 })))
       expect(error._tag === "RateLimitError" && [error.local, error.retryAfterMs]).toEqual([true, 60_000])
-      expect(error.message).toContain("longer than this request may wait (10 s)")
+      expect(error.message).toContain("past this request's deadline (10 s left)")
       expect(yield* Clock.currentTimeMillis).toBe(0)
       // Its reservation was given back: a minute later the next request goes at once.
       yield* TestClock.adjust("1 minute")
@@ -179,7 +179,7 @@ describe("ProviderRateLimiter", () => {
       yield* TestClock.adjust("1 millis")
       const error = yield* Fiber.join(waiter)
       expect(error._tag === "RateLimitError" && error.local).toBe(true)
-      expect(error.message).toContain("every permit is taken")
+      expect(error.message).toContain("every permit is taken, past this request's deadline (reached)")
       yield* Fiber.interrupt(holder)
       const [snapshot] = yield* rateLimiter.snapshot
       expect(snapshot).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 1 })

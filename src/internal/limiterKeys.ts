@@ -316,8 +316,12 @@ const windowMillis = 60_000
 
 const formatSeconds = (millis: number) => `${Math.ceil(millis / 1000)} s`
 
-/** A quota that cannot be met in time: the wait foreseen is longer than the caller may wait. */
-const saturated = (state: KeyState, waiter: Waiter, expectedWaitMs: number) =>
+/**
+ * A quota that cannot be met in time: the wait foreseen from `from` ends past the caller's deadline. The message
+ * sets it against the time the caller has left then, not the whole time it was allowed (a waiter refused after a
+ * while in the queue has less left than it came with).
+ */
+const saturated = (state: KeyState, waiter: Waiter, expectedWaitMs: number, from: number) =>
   new Errors.RateLimitError({
     provider: waiter.target.provider,
     model: waiter.target.model,
@@ -328,7 +332,9 @@ const saturated = (state: KeyState, waiter: Waiter, expectedWaitMs: number) =>
     ...(expectedWaitMs > 0 ? { retryAfterMs: expectedWaitMs } : {}),
     detail: `the quota of ${state.key} is saturated: ${
       expectedWaitMs > 0 ? `about ${formatSeconds(expectedWaitMs)} of waiting ahead` : "every permit is taken"
-    }, longer than this request may wait (${formatSeconds(waiter.deadline - waiter.queuedAt)})`
+    }, past this request's deadline (${
+      waiter.deadline > from ? `${formatSeconds(waiter.deadline - from)} left` : "reached"
+    })`
   })
 
 /** A provider 429 paused the key for longer than the caller may wait. */
@@ -526,7 +532,7 @@ const reservedNow = <A, E, R>(
   holdPermit(state, waiter, -1)
   return Effect.zipRight(
     giveBackThenPump(shared, state, waiter.estimate),
-    Effect.fail(saturated(state, waiter, delay))
+    Effect.fail(saturated(state, waiter, delay, waiter.queuedAt))
   )
 }
 
@@ -545,7 +551,7 @@ const queue = <A, E, R>(
   then: Then<A, E, R>
 ): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   if (expected > 0 && waiter.queuedAt + expected > waiter.deadline) {
-    return Effect.fail(saturated(state, waiter, expected))
+    return Effect.fail(saturated(state, waiter, expected, waiter.queuedAt))
   }
   const tellOnArrival = waiter.onQueued !== undefined && (expected > 0 || state.permitsHeld >= state.permits)
   // No canceler: `Effect.async` would wrap the wait in `onInterrupt` (a mask and two handlers held by every queued
@@ -860,7 +866,7 @@ const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): 
 const headVerdict = (state: KeyState, head: Waiter, delay: number, at: number): boolean => {
   state.served++
   if (delay > 0 && at + delay > head.deadline) {
-    refuse(state, head, saturated(state, head, delay))
+    refuse(state, head, saturated(state, head, delay, at))
     return false
   }
   admitWaiter(state, head, delay, at)
@@ -898,7 +904,7 @@ const ringDue = (shared: Shared, state: KeyState, now: number): void => {
     const waiter = top.waiter
     if (waiter.status !== "waiting") continue
     if (top.kind === "deadline") {
-      refuse(state, waiter, saturated(state, waiter, placeEstimate(shared, state, waiter, now).expectedWaitMs))
+      refuse(state, waiter, saturated(state, waiter, placeEstimate(shared, state, waiter, now).expectedWaitMs, now))
       continue
     }
     pushAlarm(state, waiter, top.at + queuedUpdateEveryMillis, "tell")

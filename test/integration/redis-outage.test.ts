@@ -151,6 +151,37 @@ describe("ProviderRateLimiter over a Redis that accepts and never answers", () =
       }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
     15_000
   )
+
+  it.live(
+    "PLOT_ENGINE_REDIS_TIMEOUT sets how long a store call may take (the build's first call waits that)",
+    () =>
+      Effect.gen(function*() {
+        const silent = yield* Effect.acquireRelease(
+          Effect.async<Net.Server>((resume) => {
+            const server = Net.createServer(() => {})
+            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.sync(() => server.close())
+        )
+        const port = (silent.address() as Net.AddressInfo).port
+        const environment = ConfigProvider.fromMap(
+          new Map([["PLOT_ENGINE_REDIS_URL", `redis://127.0.0.1:${port}`], ["PLOT_ENGINE_REDIS_TIMEOUT", "200 millis"]])
+        )
+        const started = Date.now()
+        const built = yield* Effect.scoped(Effect.map(
+          Layer.build(
+            ProviderRateLimiter.layerConfig({ prefix: `plot-engine-test-${randomUUID()}:` }).pipe(
+              Layer.provide(Layer.setConfigProvider(environment))
+            )
+          ),
+          () => Date.now() - started
+        ))
+        // 200 ms, where the default is a second.
+        expect(built).toBeGreaterThanOrEqual(150)
+        expect(built).toBeLessThan(800)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
+    15_000
+  )
 })
 
 describe("ProviderRateLimiter.layerConfig with PLOT_ENGINE_REDIS_URL", () => {
