@@ -69,55 +69,57 @@ export const make = (
   fallback: StoreFallback
 ): TokenBuckets => {
   const local = memory(clock, window)
-  const windowMillis = Duration.toMillis(window)
   const share = (limit: number) => Math.max(1, Math.floor(limit * fallback.localShare))
-  // What the local buckets handed out while the store was away (net of refunds), per bucket: the store is told
-  // when it answers again, or every instance comes back to buckets that knew nothing of the outage's use.
-  const takenWhileAway = new Map<
-    string,
-    { readonly limit: number; readonly takes: Array<[at: number, tokens: number]> }
-  >()
+  const windowMillis = Duration.toMillis(window)
+  // What each bucket held when the store last said, and when: where its local stand-in starts.
+  const lastKnown = new Map<string, { readonly remaining: number; readonly at: number }>()
+  // The buckets the local ones stood in for in this outage: their limits, and the tokens taken from them (net of
+  // refunds). When the store answers again it is told, or every instance comes back to a quota it spent.
+  const answeredLocally = new Map<string, { readonly limit: number; taken: number }>()
   const answerLocally = (key: string, limit: number, tokens: number) => {
-    const taken = Math.min(tokens, share(limit))
-    const entry = takenWhileAway.get(key) ?? { limit, takes: [] }
-    takenWhileAway.set(key, entry)
-    // A second's takes in one entry, and none older than a window kept: at most a window's seconds, however long
-    // the outage.
-    const now = clock.unsafeCurrentTimeMillis()
-    const last = entry.takes[entry.takes.length - 1]
-    if (last !== undefined && now - last[0] < 1_000) last[1] += taken
-    else entry.takes.push([now, taken])
-    while (entry.takes[0]![0] <= now - windowMillis) entry.takes.shift()
-    return local.take(key, share(limit), taken)
+    const bucket = share(limit)
+    let entry = answeredLocally.get(key)
+    if (entry === undefined) {
+      entry = { limit, taken: 0 }
+      answeredLocally.set(key, entry)
+      startLocally(key, limit, bucket)
+    }
+    const taken = Math.min(tokens, bucket)
+    entry.taken += taken
+    return local.take(key, bucket, taken)
   }
-  // Only the last window's use: a bucket has refilled what was taken before it (a long outage owes a window's use,
-  // not all of it).
+  // A local bucket starts at its share of what the store held (refilled since), not full: a fleet that had spent
+  // the quota does not get a burst of a whole quota's worth when the store goes away.
+  const startLocally = (key: string, limit: number, bucket: number) => {
+    const known = lastKnown.get(key)
+    if (known === undefined) return
+    const now = clock.unsafeCurrentTimeMillis()
+    const held = Math.min(limit, known.remaining + ((now - known.at) * limit) / windowMillis)
+    const start = Math.min(bucket, Math.floor(held * fallback.localShare))
+    const level = local.local!.level(key, bucket, now)
+    if (level !== start) local.local!.take(key, bucket, level - start, now)
+  }
+  // At most a bucket's share: what was taken past it (reservations ahead of the refill, a 429's emptying) is this
+  // instance's own wait, which the others need not share.
   const tellStore = Effect.suspend(() => {
-    const since = clock.unsafeCurrentTimeMillis() - windowMillis
-    const owed = [...takenWhileAway].map(([key, { limit, takes }]) => {
-      let tokens = 0
-      for (const [at, taken] of takes) if (at > since) tokens += taken
-      return { key, limit, tokens }
-    })
-    takenWhileAway.clear()
-    return Effect.forEach(owed, ({ key, limit, tokens }) =>
-      Effect.gen(function*() {
-        // A take of more than the limit takes nothing: in steps.
-        for (let left = tokens; left > 0; left -= limit) {
-          const consume = limiter.consume({
-            key,
-            limit,
-            tokens: Math.min(left, limit),
-            window,
-            algorithm: "token-bucket",
-            onExceeded: "delay"
-          })
-          yield* abandonAfter(consume, fallback.timeoutMillis)
-        }
-      }), { discard: true }).pipe(
-        // Lost when the store fails again: a hint, as the outage's use was.
-        Effect.ignore
-      )
+    const owed = [...answeredLocally].map(([key, { limit, taken }]) => ({
+      key,
+      limit,
+      tokens: Math.min(share(limit), taken)
+    }))
+    answeredLocally.clear()
+    return Effect.forEach(
+      owed,
+      ({ key, limit, tokens }) =>
+        tokens <= 0 ? Effect.void : abandonAfter(
+          limiter.consume({ key, limit, tokens, window, algorithm: "token-bucket", onExceeded: "delay" }),
+          fallback.timeoutMillis
+        ),
+      { discard: true }
+    ).pipe(
+      // Lost when the store fails again: a hint, as the outage's use was.
+      Effect.ignore
+    )
   })
   // The store is away until then (epoch milliseconds): it is not asked before.
   let awayUntil = 0
@@ -127,7 +129,10 @@ export const make = (
       if (clock.unsafeCurrentTimeMillis() < awayUntil) return answerLocally(key, limit, tokens)
       const consume = limiter.consume({ key, limit, tokens, window, algorithm: "token-bucket", onExceeded: "delay" })
       return abandonAfter(consume, fallback.timeoutMillis).pipe(
-        Effect.map((result): Taken => ({ delay: Duration.toMillis(result.delay), remaining: result.remaining })),
+        Effect.map((result): Taken => {
+          lastKnown.set(key, { remaining: result.remaining, at: clock.unsafeCurrentTimeMillis() })
+          return { delay: Duration.toMillis(result.delay), remaining: result.remaining }
+        }),
         Effect.tap(() => {
           if (!away) return Effect.void
           away = false
