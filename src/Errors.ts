@@ -254,6 +254,32 @@ export class IncompleteResponseError extends Schema.TaggedError<IncompleteRespon
 }
 
 /**
+ * The model declined to write the answer: an OpenAI `refusal` content part, an Anthropic `stop_reason: "refusal"`
+ * (or any model stopped by a content filter), or a safety system's 400 (`content_policy_violation`; Azure's
+ * `content_filter`). `reason` is the provider's own explanation or code. The same request to the same model would
+ * be declined again: it is never retried there; the engine may ask the other provider's model of the same tier
+ * once (`RetryPolicy`'s `onRefusal`).
+ *
+ * @since 0.2.0
+ * @category Errors
+ */
+export class RefusalError extends Schema.TaggedError<RefusalError>("plot-engine/Errors/RefusalError")(
+  "RefusalError",
+  {
+    ...providerFields,
+    /** How the refusal came: a refusal in the answer, or a content filter's rejection of the request. */
+    kind: Schema.Literal("answer", "content-filter"),
+    /** The provider's explanation (OpenAI's refusal text) or code (`refusal`, `content_policy_violation`). */
+    reason: Schema.String
+  }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message() {
+    return describe(this, "Declined", "Another model may write it; the same one will decline again.")
+  }
+}
+
+/**
  * The failures that come from calling a provider, as a schema (to encode them, or to declare them in an API).
  *
  * @since 0.1.0
@@ -269,7 +295,8 @@ export const ProviderError = Schema.Union(
   NetworkError,
   QuotaExhaustedError,
   IncompleteResponseError,
-  ModelNotFoundError
+  ModelNotFoundError,
+  RefusalError
 )
 
 /**
@@ -472,6 +499,7 @@ export type ErrorType =
   | "quota_exhausted"
   | "incomplete_response"
   | "model_not_found"
+  | "refusal"
   | "validation_error"
   | "parse_error"
   | "not_found"
@@ -489,6 +517,7 @@ const errorTypes: { readonly [K in GenerationError["_tag"]]: ErrorType } = {
   QuotaExhaustedError: "quota_exhausted",
   IncompleteResponseError: "incomplete_response",
   ModelNotFoundError: "model_not_found",
+  RefusalError: "refusal",
   RequestValidationError: "validation_error",
   ResponseParseError: "parse_error",
   ProjectNotFoundError: "not_found",
@@ -547,6 +576,8 @@ export const userMessage = (error: GenerationError): string => {
       return "The AI ran out of room before it finished the plot. Please ask for a shorter one."
     case "ModelNotFoundError":
       return "This AI model is not available. Please choose another model or check your settings."
+    case "RefusalError":
+      return "The AI declined to write this passage. Dark material sometimes trips an AI service's safety checks; nothing is wrong with your request. You can try another model, or describe the hardest moments less explicitly."
     case "RequestValidationError":
       return `Please check your request: ${error.field} ${error.reason.replace(/[.\s]+$/, "")}.`
     case "ResponseParseError":

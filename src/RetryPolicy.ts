@@ -71,6 +71,12 @@ export interface Policy {
    * none). Unset: no limit but the attempt's.
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
+  /**
+   * What a refusal (`RefusalError`) leads to: `hop`, one try on the other provider's model of the same tier when
+   * the chain has one (its safety systems differ); `fail`, the refusal ends the generation. Never a retry on the
+   * model that declined.
+   */
+  readonly onRefusal?: "hop" | "fail" | undefined
 }
 
 const never: Rule = { retries: 0, delay: 0, exponential: false, jitter: 0 }
@@ -96,8 +102,11 @@ export const defaults: Policy = {
     AuthError: never,
     InvalidRequestError: never,
     QuotaExhaustedError: never,
-    ModelNotFoundError: never
+    ModelNotFoundError: never,
+    // Declined: the same model declines the same request again (`onRefusal` decides whether another may try).
+    RefusalError: never
   },
+  onRefusal: "hop",
   maxDelay: "60 seconds",
   maxAttempts: 12,
   attemptTimeout: "60 seconds",

@@ -537,6 +537,26 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
     )
   })
 
+  it("reads a safety system's rejection as a refusal, not a bad request: OpenAI's code and Azure's", () => {
+    const openAi = oa(
+      "invalid_request_error",
+      "content_policy_violation",
+      "Your request was rejected as a result of our safety system."
+    )
+    expect(Classify.classify(httpError(400, openAi), at)).toMatchObject({
+      _tag: "RefusalError",
+      status: 400,
+      kind: "content-filter",
+      reason: "content_policy_violation",
+      shouldRetry: false
+    })
+    const azure = oa("invalid_request_error", "content_filter", "The response was filtered due to the prompt.")
+    expect(Classify.classify(httpError(400, azure), at)).toMatchObject({
+      _tag: "RefusalError",
+      reason: "content_filter"
+    })
+  })
+
   it("reads a gateway's too_many_requests as a rate limit, whatever its status", () => {
     const body = { error: { message: "Too many requests", type: "too_many_requests", code: "too_many_requests" } }
     expect(Classify.classify(httpError(400, body), at)._tag).toBe("RateLimitError")

@@ -72,6 +72,15 @@ describe("patches", () => {
     }
   })
 
+  it("@effect/ai-openai passes a streamed refusal part on, as in a whole response (both module formats)", () => {
+    // Its behaviour: `test/integration/refusals.test.ts` ("OpenAI's refusal part (streamed)").
+    for (const format of ["esm", "cjs"]) {
+      expect(read("@effect/ai-openai", `dist/${format}/OpenAiLanguageModel.js`)).toMatch(
+        /a refusal part reaches the caller[\s\S]{0,200}part\.type === "refusal"/
+      )
+    }
+  })
+
   it("@effect/ai-anthropic takes any error type in a stream's error event", () => {
     for (const format of ["esm", "cjs"]) {
       expect(read("@effect/ai-anthropic", `dist/${format}/AnthropicClient.js`)).not.toContain(

@@ -111,6 +111,8 @@ const engineStatus: { readonly [K in Errors.GenerationError["_tag"]]: number } =
   IncompleteResponseError: 502,
   // The provider does not serve the model: the deployment's catalog is wrong, not the writer's request.
   ModelNotFoundError: 502,
+  // The models declined the content: the request was understood, and will not be written as it stands.
+  RefusalError: 422,
   ProviderNotConfiguredError: 503,
   // The project's own spend limit, not the provider's: the client may come back when the period resets.
   BudgetExceededError: 429,

@@ -520,6 +520,7 @@ const bookFailure = (
         lastError: error,
         failedRoutes: anotherDeploymentMayDo(error) ? new Set(chain.failedRoutes).add(breakerKey) : chain.failedRoutes,
         rateLimitErrors: chain.rateLimitErrors + (error._tag === "RateLimitError" ? 1 : 0),
+        refusals: chain.refusals + (error._tag === "RefusalError" ? 1 : 0),
         reducedBudgets: error._tag === "ContextTooLongError"
           ? new Map(chain.reducedBudgets).set(
             key,

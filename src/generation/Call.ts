@@ -107,6 +107,8 @@ interface Answer {
   /** Text the model wrote beside (or instead of) the tool call. */
   readonly text: string
   readonly finishReason: Response.FinishReason | undefined
+  /** OpenAI's explanation, when the answer was a refusal part. */
+  readonly refusal: string | undefined
   /** The usage the provider reported when it finished; `undefined` until then. */
   readonly usage: Domain.Usage | undefined
 }
@@ -186,6 +188,10 @@ export const structured = (
           json: "",
           text: response.text,
           finishReason: response.finishReason,
+          refusal: response.content.reduce<string | undefined>(
+            (found, part) => found ?? (part.type === "text" ? refusalIn(part.metadata) : undefined),
+            undefined
+          ),
           usage
         })
       )
@@ -216,6 +222,7 @@ export const streamed = (
     let json = ""
     let text = ""
     let finishReason: Response.FinishReason | undefined
+    let refusal: string | undefined
     let usage: Domain.Usage | undefined
     const read = (chunk: Chunk.Chunk<Response.StreamPart<any>>): Effect.Effect<void, Errors.ProviderError> => {
       activity.lastPartAt = now()
@@ -233,6 +240,8 @@ export const streamed = (
           for (const piece of scan(part.delta)) (pieces ??= []).push(piece)
         } else if (part.type === "tool-call") {
           params = part.params
+        } else if (part.type === "text-end") {
+          refusal ??= refusalIn(part.metadata)
         } else if (part.type === "finish") {
           usage = usageOf(input.target.provider, part.usage, part.metadata)
           finishReason = part.reason
@@ -279,7 +288,7 @@ export const streamed = (
           )
           : Effect.zipRight(
             Engine.progress(emit, "parsing"),
-            outcomeOf(input, { params, json, text, finishReason, usage })
+            outcomeOf(input, { params, json, text, finishReason, refusal, usage })
           )
       )
     )
@@ -342,6 +351,8 @@ const announce = (
  */
 const outcomeOf = (input: Input, answer: Answer): Effect.Effect<Outcome, RetryPolicy.RetryableError> => {
   const usage = answer.usage ?? Domain.Usage.zero
+  const declined = refusalOf(input, answer)
+  if (declined !== undefined) return Effect.fail(declined)
   const written = answer.json || answer.text
   const read: Either.Either<ResponseParser.ParsedPlot, RetryPolicy.RetryableError> = answer.params !== undefined
     ? ResponseParser.parseStructured(answer.params, written, input.request, input.context)
@@ -350,6 +361,35 @@ const outcomeOf = (input: Input, answer: Answer): Effect.Effect<Outcome, RetryPo
   return Either.match(parsed, {
     onLeft: (error) => Effect.fail(error),
     onRight: (plot) => Effect.succeed({ parsed: plot, usage })
+  })
+}
+
+/**
+ * OpenAI's refusal part, as `@effect/ai-openai` passes it on: a text part (streamed: the text's end) whose
+ * metadata carries the model's explanation.
+ */
+const refusalIn = (metadata: unknown): string | undefined => {
+  const refusal = (metadata as { openai?: { refusal?: unknown } } | undefined)?.openai?.refusal
+  return typeof refusal === "string" ? refusal : undefined
+}
+
+/**
+ * A refusal in an answer: OpenAI's refusal part (its explanation), or an answer stopped by a content filter
+ * (Anthropic's `stop_reason: "refusal"`, OpenAI's `incomplete_details.reason: "content_filter"`), whatever it wrote
+ * before: a model stopped halfway by its safety system has not written an outline to take.
+ */
+const refusalOf = (input: Input, answer: Answer): Errors.RefusalError | undefined => {
+  if (answer.refusal === undefined && answer.finishReason !== "content-filter") return undefined
+  const reason = answer.refusal ?? (input.target.provider === "anthropic" ? "refusal" : "content_filter")
+  return new Errors.RefusalError({
+    provider: input.target.provider,
+    model: input.target.id,
+    kind: "answer",
+    reason,
+    shouldRetry: false,
+    detail: answer.refusal === undefined
+      ? `the answer was stopped by the provider's content filter (${reason})`
+      : `the model declined: ${reason}`
   })
 }
 

@@ -37,6 +37,8 @@ export interface State {
   readonly failedRoutes: ReadonlySet<string>
   /** Rate-limit errors met, for the alerts. */
   readonly rateLimitErrors: number
+  /** Refusals met: the first may hop to the other provider, a second ends the chain. */
+  readonly refusals: number
   /** The context budget of a model's retry after it rejected a prompt as too long, by `Engine.modelKey`. */
   readonly reducedBudgets: ReadonlyMap<string, number>
   /** The output budget of a model's retry after its answer ran out of output tokens, by `Engine.modelKey`. */
@@ -54,6 +56,7 @@ export const initial: State = {
   lastError: undefined,
   failedRoutes: new Set(),
   rateLimitErrors: 0,
+  refusals: 0,
   reducedBudgets: new Map(),
   outputBudgets: new Map(),
   warnings: [],
@@ -87,8 +90,8 @@ export const models = (
 /**
  * Whether a failure lets a model run (again, or as the next hop): auth and invalid requests fail fast; an
  * exhausted quota moves to another provider only (the same provider's models share it); a model the provider does
- * not serve is not tried again, another is; after a context-length rejection, only the model itself (its smaller
- * retry) or one with a bigger window may run.
+ * not serve is not tried again, another is; a refusal moves to the other provider's model of the same tier only;
+ * after a context-length rejection, only the model itself (its smaller retry) or one with a bigger window may run.
  */
 export const mayRunAfter = (
   catalog: ModelCatalog.Catalog,
@@ -103,6 +106,13 @@ export const mayRunAfter = (
       return error.provider !== model.provider
     case "ModelNotFoundError":
       return error.provider !== model.provider || error.model !== model.id
+    case "RefusalError":
+      // Not the provider that declined (its models share its safety systems), and no lesser model.
+      return error.provider !== model.provider &&
+        Option.match(ModelCatalog.find(catalog, error.provider, error.model), {
+          onNone: () => true,
+          onSome: (declined) => declined.tier === model.tier
+        })
     case "ContextTooLongError": {
       if (error.provider === model.provider && error.model === model.id) return true
       return Option.match(ModelCatalog.find(catalog, error.provider, error.model), {
@@ -221,7 +231,10 @@ const mayTry = (
   error: RetryPolicy.RetryableError
 ): Effect.Effect<boolean> =>
   Effect.gen(function*() {
-    if ((yield* Ref.get(chain.state)).attempts >= chain.engine.policy.maxAttempts) return false
+    const { attempts, refusals } = yield* Ref.get(chain.state)
+    if (attempts >= chain.engine.policy.maxAttempts) return false
+    // A refusal hops once, when the policy lets it.
+    if (error._tag === "RefusalError" && (chain.engine.policy.onRefusal === "fail" || refusals > 1)) return false
     // A model whose every deployment has its circuit open is skipped.
     let open = 0
     const routes = chain.engine.providers.routes(model)

@@ -20,6 +20,9 @@ export interface ClassifyContext {
   readonly nowMillis?: number | undefined
 }
 
+/** The codes of a safety system's rejection of the request. */
+const contentPolicyCodes: ReadonlySet<string> = new Set(["content_policy_violation", "content_filter"])
+
 /**
  * Turns an error event that arrived in a stream after HTTP 200 into a provider error, by its `error.type`.
  */
@@ -136,6 +139,11 @@ const classifyBody = (input: {
       return new Errors.QuotaExhaustedError({ ...fields, reason: "request_too_large" })
     }
     return new Errors.RateLimitError(fields)
+  }
+  // A safety system's rejection of the request (OpenAI `content_policy_violation`, Azure `content_filter`, as a
+  // code or, in some proxies' bodies, as the type): declined content, not a malformed request.
+  if (contentPolicyCodes.has(code) || contentPolicyCodes.has(type)) {
+    return new Errors.RefusalError({ ...fields, shouldRetry: false, kind: "content-filter", reason: code || type })
   }
   // Before auth: a project without access to a model gets a 403 with `model_not_found`. Anthropic's
   // `not_found_error` is a model it does not serve only when its message names the model (a wrong path says

@@ -137,6 +137,11 @@ export const faultError = (
   if ("_tag" in fault && fault._tag === "ModelNotFound") {
     return anthropicError(404, "not_found_error", `model: ${fault.model}`, requestId)
   }
+  if ("_tag" in fault && fault._tag === "ContentPolicy") {
+    // Anthropic has no safety system's 400 for a request (`declines` answers with a refusal instead); this is what
+    // it sends when the output filter blocks an answer.
+    return anthropicError(400, "invalid_request_error", "Output blocked by content filtering policy", requestId)
+  }
   if ("_tag" in fault) {
     return anthropicError(
       400,
@@ -241,7 +246,11 @@ const contentBlock = (request: AnthropicRequest, reply: Core.SimReply, toolUseId
     : { type: "text", text: reply.text }
 
 const stopReason = (request: AnthropicRequest, reply: Core.SimReply) =>
-  reply.stopReason === "max_tokens" ? "max_tokens" : request.toolName !== undefined ? "tool_use" : "end_turn"
+  reply.stopReason === "max_tokens" || reply.stopReason === "refusal"
+    ? reply.stopReason
+    : request.toolName !== undefined
+    ? "tool_use"
+    : "end_turn"
 
 /**
  * Ids of one message.
@@ -276,7 +285,8 @@ export const messageObject = (request: AnthropicRequest, reply: Core.SimReply, i
   type: "message",
   role: "assistant",
   model: request.model,
-  content: [contentBlock(request, reply, ids.toolUseId)],
+  // A refusal comes as its stop reason alone, with nothing written.
+  content: reply.stopReason === "refusal" ? [] : [contentBlock(request, reply, ids.toolUseId)],
   stop_reason: stopReason(request, reply),
   stop_sequence: null,
   usage: usage(reply, reply.outputTokens)
@@ -294,19 +304,28 @@ export const streamEvents = (
 ): Array<Wire.SseEvent> => {
   // A forced tool streams its input as JSON pieces, cut off where the output limit stopped it.
   const isTool = request.toolName !== undefined
-  const events: Array<Wire.SseEvent> = [
+  const start: Wire.SseEvent = {
+    event: "message_start",
+    data: {
+      type: "message_start",
+      message: { ...messageObject(request, reply, ids), content: [], stop_reason: null, usage: usage(reply, 1) }
+    }
+  }
+  const end: Array<Wire.SseEvent> = [
     {
-      event: "message_start",
+      event: "message_delta",
       data: {
-        type: "message_start",
-        message: {
-          ...messageObject(request, reply, ids),
-          content: [],
-          stop_reason: null,
-          usage: usage(reply, 1)
-        }
+        type: "message_delta",
+        delta: { stop_reason: stopReason(request, reply), stop_sequence: null },
+        usage: { output_tokens: reply.outputTokens }
       }
     },
+    { event: "message_stop", data: { type: "message_stop" } }
+  ]
+  // A refusal: no content block, the stop reason says it.
+  if (reply.stopReason === "refusal") return [start, { event: "ping", data: { type: "ping" } }, ...end]
+  const events: Array<Wire.SseEvent> = [
+    start,
     {
       event: "content_block_start",
       data: {
@@ -329,17 +348,6 @@ export const streamEvents = (
       }
     })
   }
-  events.push(
-    { event: "content_block_stop", data: { type: "content_block_stop", index: 0 } },
-    {
-      event: "message_delta",
-      data: {
-        type: "message_delta",
-        delta: { stop_reason: stopReason(request, reply), stop_sequence: null },
-        usage: { output_tokens: reply.outputTokens }
-      }
-    },
-    { event: "message_stop", data: { type: "message_stop" } }
-  )
+  events.push({ event: "content_block_stop", data: { type: "content_block_stop", index: 0 } }, ...end)
   return events
 }

@@ -53,8 +53,11 @@ export interface SimReply {
   readonly outputTokens: number
   /** The hidden reasoning a reasoning model spent out of the output limit before writing. */
   readonly reasoningTokens: number
-  /** `max_tokens` when the reply was cut at the output limit (with no text when reasoning used all of it). */
-  readonly stopReason: "end" | "max_tokens"
+  /**
+   * `max_tokens` when the reply was cut at the output limit (with no text when reasoning used all of it);
+   * `refusal` when the model declined (`text` is then its explanation).
+   */
+  readonly stopReason: "end" | "max_tokens" | "refusal"
   /** Of the input, what was read from the prompt cache and written to it (none when absent). */
   readonly cache?: PromptCache.CacheUse | undefined
 }
@@ -72,6 +75,8 @@ export type SimFault =
   }
   /** A model the provider does not serve (or the key may not use). */
   | { readonly _tag: "ModelNotFound"; readonly model: string }
+  /** A safety system rejected the request (OpenAI's 400 `content_policy_violation`). */
+  | { readonly _tag: "ContentPolicy" }
 
 /**
  * @since 0.1.0
@@ -158,8 +163,34 @@ export const reasoningTokensFor = (request: SimRequest): number =>
     : 0
 
 /**
- * Decides the outcome of a request: a context-length fault when the prompt does not fit the model, else a
- * reply written from the prompt, deterministic for a given request and seed.
+ * What a declining model says (OpenAI's refusal part carries it; Anthropic sends only its stop reason).
+ *
+ * @since 0.2.0
+ */
+export const refusalText = "I'm sorry, but I can't help with that request."
+
+/**
+ * Whether the model declines a request: the prompt carries `[simulate refusal]` (the model declines in its answer)
+ * or `[simulate content-policy]` (a safety system rejects the request: OpenAI's 400; Anthropic, which has none,
+ * declines in its answer), for every provider or, with `: openai` or `: anthropic`, for one dialect.
+ *
+ * @since 0.2.0
+ */
+export const declines = (request: SimRequest): "refusal" | "content-policy" | undefined => {
+  for (
+    const [, what, dialect] of request.prompt.matchAll(
+      /\[simulate (refusal|content-policy)(?:: (openai|anthropic))?\]/g
+    )
+  ) {
+    if (dialect !== undefined && dialect !== request.dialect) continue
+    return what === "content-policy" && request.dialect === "openai" ? "content-policy" : "refusal"
+  }
+  return undefined
+}
+
+/**
+ * Decides the outcome of a request: a model it does not serve, a refusal the prompt asks for (see `declines`), a
+ * context-length fault when the prompt does not fit the model, else a reply written from the prompt, deterministic for a given request and seed.
  *
  * @since 0.1.0
  */
@@ -169,6 +200,20 @@ export const respond = (
   inputTokens = Content.countTokens(request.prompt)
 ): Outcome => {
   if (!servesModel(request.model)) return { _tag: "ModelNotFound", model: request.model }
+  switch (declines(request)) {
+    case "content-policy":
+      return { _tag: "ContentPolicy" }
+    case "refusal":
+      return {
+        _tag: "Reply",
+        text: refusalText,
+        object: undefined,
+        inputTokens,
+        outputTokens: Content.countTokens(refusalText),
+        reasoningTokens: 0,
+        stopReason: "refusal"
+      }
+  }
   const contextWindow = contextWindowOf(request.model)
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }

@@ -285,8 +285,18 @@ const finish = (
   }
 }
 
-const reason = (reply: Core.SimReply, tool: Tool.Any | undefined) =>
-  reply.stopReason === "max_tokens" ? "length" as const : tool === undefined ? "stop" as const : "tool-calls" as const
+const reason = (dialect: Core.Dialect, reply: Core.SimReply, tool: Tool.Any | undefined): Response.FinishReason =>
+  reply.stopReason === "max_tokens"
+    ? "length"
+    // The clients' mapping: Anthropic's `refusal` stop is a content filter's; OpenAI's refusal part ends normally.
+    : reply.stopReason === "refusal"
+    ? dialect === "anthropic" ? "content-filter" : "stop"
+    : tool === undefined
+    ? "stop"
+    : "tool-calls"
+
+/** OpenAI's refusal part, as its client passes it on: in a text part's metadata. */
+const refusalMetadata = (reply: Core.SimReply) => ({ openai: { refusal: reply.text } }) as never
 
 /** A forced tool's call, when the model wrote one whole. */
 const called = (reply: Core.SimReply, tool: Tool.Any | undefined) => tool !== undefined && reply.object !== undefined
@@ -296,12 +306,18 @@ const answerParts = (
   dialect: Core.Dialect,
   reply: Core.SimReply,
   tool: Tool.Any | undefined
-): Array<Response.PartEncoded> => [
-  called(reply, tool)
-    ? { type: "tool-call", id: "call_inproc", name: tool!.name, params: reply.object }
-    : { type: "text", text: reply.text },
-  finish(dialect, reply, reason(reply, tool))
-]
+): Array<Response.PartEncoded> => {
+  const done = finish(dialect, reply, reason(dialect, reply, tool))
+  if (reply.stopReason === "refusal") {
+    return dialect === "openai" ? [{ type: "text", text: "", metadata: refusalMetadata(reply) }, done] : [done]
+  }
+  return [
+    called(reply, tool)
+      ? { type: "tool-call", id: "call_inproc", name: tool!.name, params: reply.object }
+      : { type: "text", text: reply.text },
+    done
+  ]
+}
 
 /** A streamed answer: the forced tool's parameters in pieces (or the text), its call when whole, its finish. */
 const streamParts = (
@@ -309,6 +325,12 @@ const streamParts = (
   reply: Core.SimReply,
   tool: Tool.Any | undefined
 ): Array<Response.StreamPartEncoded> => {
+  const done = finish(dialect, reply, reason(dialect, reply, tool))
+  if (reply.stopReason === "refusal") {
+    return dialect === "openai"
+      ? [{ type: "text-start", id: "t" }, { type: "text-end", id: "t", metadata: refusalMetadata(reply) }, done]
+      : [done]
+  }
   const parts: Array<Response.StreamPartEncoded> = tool === undefined
     ? Core.deltas(reply.text).map((delta) => ({ type: "text-delta" as const, id: "t", delta }))
     : [
@@ -319,7 +341,7 @@ const streamParts = (
         ? [{ type: "tool-call" as const, id: "call_inproc", name: tool.name, params: reply.object }]
         : [])
     ]
-  return [...parts, finish(dialect, reply, reason(reply, tool))]
+  return [...parts, done]
 }
 
 /** The tool a call forces (`toolChoice: { tool }`), whose parameters the reply must match. */

@@ -141,6 +141,16 @@ export const faultError = (
       null
     )
   }
+  if ("_tag" in fault && fault._tag === "ContentPolicy") {
+    return openAiError(
+      400,
+      "invalid_request_error",
+      "content_policy_violation",
+      "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.",
+      {},
+      null
+    )
+  }
   if ("_tag" in fault) {
     return openAiError(
       400,
@@ -329,8 +339,12 @@ const message = (reply: Core.SimReply, ids: ResponseIds, status: "in_progress" |
   type: "message",
   status,
   role: "assistant",
-  content: status === "in_progress" ? [] : [outputText(reply.text)]
+  content: status === "in_progress" ? [] : [contentOf(reply, reply.text)]
 })
+
+/** The message's content part: the text, or the refusal a declining model writes instead (even with a forced tool). */
+const contentOf = (reply: Core.SimReply, text: string) =>
+  reply.stopReason === "refusal" ? { type: "refusal", refusal: text } : outputText(text)
 
 const functionCall = (
   request: OpenAiRequest,
@@ -352,7 +366,9 @@ const outputOf = (request: OpenAiRequest, reply: Core.SimReply, ids: ResponseIds
   reply.text === "" && reply.stopReason === "max_tokens"
     ? []
     : [
-      request.toolName === undefined ? message(reply, ids, "completed") : functionCall(request, reply, ids, "completed")
+      request.toolName === undefined || reply.stopReason === "refusal"
+        ? message(reply, ids, "completed")
+        : functionCall(request, reply, ids, "completed")
     ]
 
 const outputText = (text: string) => ({ type: "output_text", text, annotations: [], logprobs: [] })
@@ -414,7 +430,7 @@ export const streamEvents = (request: OpenAiRequest, reply: Core.SimReply, ids: 
   events.push({ type: "response.created", response: responseObject(request, reply, ids, "in_progress") })
   events.push({ type: "response.in_progress", response: responseObject(request, reply, ids, "in_progress") })
   const written = !(reply.text === "" && reply.stopReason === "max_tokens")
-  if (written && request.toolName !== undefined) {
+  if (written && request.toolName !== undefined && reply.stopReason !== "refusal") {
     const call = functionCall(request, reply, ids, "in_progress")
     const item = { item_id: call.id, output_index: 0 }
     events.push({ type: "response.output_item.added", output_index: 0, item: call })
@@ -430,12 +446,17 @@ export const streamEvents = (request: OpenAiRequest, reply: Core.SimReply, ids: 
   } else if (written) {
     const item = { item_id: ids.messageId, output_index: 0, content_index: 0 }
     events.push({ type: "response.output_item.added", output_index: 0, item: message(reply, ids, "in_progress") })
-    events.push({ type: "response.content_part.added", ...item, part: outputText("") })
-    for (const delta of Core.deltas(reply.text)) {
-      events.push({ type: "response.output_text.delta", ...item, delta, logprobs: [] })
+    events.push({ type: "response.content_part.added", ...item, part: contentOf(reply, "") })
+    if (reply.stopReason === "refusal") {
+      for (const delta of Core.deltas(reply.text)) events.push({ type: "response.refusal.delta", ...item, delta })
+      events.push({ type: "response.refusal.done", ...item, refusal: reply.text })
+    } else {
+      for (const delta of Core.deltas(reply.text)) {
+        events.push({ type: "response.output_text.delta", ...item, delta, logprobs: [] })
+      }
+      events.push({ type: "response.output_text.done", ...item, text: reply.text, logprobs: [] })
     }
-    events.push({ type: "response.output_text.done", ...item, text: reply.text, logprobs: [] })
-    events.push({ type: "response.content_part.done", ...item, part: outputText(reply.text) })
+    events.push({ type: "response.content_part.done", ...item, part: contentOf(reply, reply.text) })
     events.push({ type: "response.output_item.done", output_index: 0, item: message(reply, ids, "completed") })
   }
   events.push({
