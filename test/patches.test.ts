@@ -81,6 +81,15 @@ describe("patches", () => {
     }
   })
 
+  it("@effect/ai-anthropic holds an unparsable tool call until the stop reason says whether it was a refusal", () => {
+    // Its behaviour: `test/integration/refusals.test.ts` ("Anthropic's refusal stop (streamed)").
+    for (const format of ["esm", "cjs"]) {
+      const source = read("@effect/ai-anthropic", `dist/${format}/AnthropicLanguageModel.js`)
+      expect(source).toContain("unparsedToolCall = parsed.left")
+      expect(source).toMatch(/unparsedToolCall !== undefined && finishReason !== "content-filter"/)
+    }
+  })
+
   it("@effect/ai-anthropic takes any error type in a stream's error event", () => {
     for (const format of ["esm", "cjs"]) {
       expect(read("@effect/ai-anthropic", `dist/${format}/AnthropicClient.js`)).not.toContain(

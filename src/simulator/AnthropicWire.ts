@@ -245,6 +245,13 @@ const contentBlock = (request: AnthropicRequest, reply: Core.SimReply, toolUseId
     ? { type: "tool_use", id: toolUseId, name: request.toolName, input: reply.object ?? {} }
     : { type: "text", text: reply.text }
 
+/** What Anthropic says of a refusal beside its stop reason (newer models; the category may be null). */
+const stopDetails = {
+  type: "refusal",
+  category: null,
+  explanation: "This request was declined because it could enable harm."
+}
+
 const stopReason = (request: AnthropicRequest, reply: Core.SimReply) =>
   reply.stopReason === "max_tokens" || reply.stopReason === "refusal"
     ? reply.stopReason
@@ -285,9 +292,15 @@ export const messageObject = (request: AnthropicRequest, reply: Core.SimReply, i
   type: "message",
   role: "assistant",
   model: request.model,
-  // A refusal comes as its stop reason alone, with nothing written.
-  content: reply.stopReason === "refusal" ? [] : [contentBlock(request, reply, ids.toolUseId)],
+  // A refusal comes as its stop reason, with what was written before it (a tool's input cannot be half an object:
+  // none).
+  content: reply.stopReason === "refusal"
+    ? request.toolName === undefined && reply.writtenBeforeRefusal
+      ? [{ type: "text", text: reply.writtenBeforeRefusal }]
+      : []
+    : [contentBlock(request, reply, ids.toolUseId)],
   stop_reason: stopReason(request, reply),
+  ...(reply.stopReason === "refusal" ? { stop_details: stopDetails } : {}),
   stop_sequence: null,
   usage: usage(reply, reply.outputTokens)
 })
@@ -316,14 +329,18 @@ export const streamEvents = (
       event: "message_delta",
       data: {
         type: "message_delta",
-        delta: { stop_reason: stopReason(request, reply), stop_sequence: null },
+        delta: {
+          stop_reason: stopReason(request, reply),
+          stop_sequence: null,
+          ...(reply.stopReason === "refusal" ? { stop_details: stopDetails } : {})
+        },
         usage: { output_tokens: reply.outputTokens }
       }
     },
     { event: "message_stop", data: { type: "message_stop" } }
   ]
-  // A refusal: no content block, the stop reason says it.
-  if (reply.stopReason === "refusal") return [start, { event: "ping", data: { type: "ping" } }, ...end]
+  // A refusal: what was written before the streaming classifier stopped it (a tool's input cut off), then the stop.
+  const text = reply.stopReason === "refusal" ? reply.writtenBeforeRefusal ?? "" : reply.text
   const events: Array<Wire.SseEvent> = [
     start,
     {
@@ -338,7 +355,7 @@ export const streamEvents = (
     },
     { event: "ping", data: { type: "ping" } }
   ]
-  for (const delta of Core.deltas(reply.text)) {
+  for (const delta of Core.deltas(text)) {
     events.push({
       event: "content_block_delta",
       data: {

@@ -60,6 +60,8 @@ export interface SimReply {
   readonly stopReason: "end" | "max_tokens" | "refusal"
   /** Of the input, what was read from the prompt cache and written to it (none when absent). */
   readonly cache?: PromptCache.CacheUse | undefined
+  /** With a refusal: what was written before the model was stopped (Anthropic streams it, then the stop). */
+  readonly writtenBeforeRefusal?: string | undefined
 }
 
 /**
@@ -200,24 +202,34 @@ export const respond = (
   inputTokens = Content.countTokens(request.prompt)
 ): Outcome => {
   if (!servesModel(request.model)) return { _tag: "ModelNotFound", model: request.model }
-  switch (declines(request)) {
-    case "content-policy":
-      return { _tag: "ContentPolicy" }
-    case "refusal":
-      return {
-        _tag: "Reply",
-        text: refusalText,
-        object: undefined,
-        inputTokens,
-        outputTokens: Content.countTokens(refusalText),
-        reasoningTokens: 0,
-        stopReason: "refusal"
-      }
-  }
   const contextWindow = contextWindowOf(request.model)
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }
   }
+  switch (declines(request)) {
+    case "content-policy":
+      return { _tag: "ContentPolicy" }
+    case "refusal": {
+      // Stopped a third of the way through what it would have written (Anthropic's streaming classifiers stop an
+      // answer under way; OpenAI writes its refusal instead, and that is all it bills).
+      const written = write(request, seed, inputTokens)
+      const before = written.text.slice(0, Math.floor(written.text.length / 3))
+      return {
+        ...written,
+        text: refusalText,
+        object: undefined,
+        outputTokens: Content.countTokens(request.dialect === "anthropic" ? before : refusalText),
+        reasoningTokens: 0,
+        stopReason: "refusal",
+        writtenBeforeRefusal: before
+      }
+    }
+  }
+  return write(request, seed, inputTokens)
+}
+
+/** The reply a model writes for a request it serves and accepts. */
+const write = (request: SimRequest, seed: number, inputTokens: number): SimReply => {
   // A reasoning model thinks first, out of the same output limit: when that uses it all, nothing is written.
   const reasoningTokens = reasoningTokensFor(request)
   if (reasoningTokens >= request.maxOutputTokens) {
