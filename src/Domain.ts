@@ -425,6 +425,17 @@ export const GenerationEvent = Schema.Union(
     attempt: Schema.Int,
     delayMs: Schema.NonNegative
   }),
+  /**
+   * An attempt whose outline had begun to reach the caller failed: every `TextDelta` and outline part since that
+   * attempt began is void (clear it from the screen). The next attempt, if any (`Retrying` or `Fallback` follows),
+   * writes the answer from its start; the result is built from one complete answer only.
+   */
+  Schema.TaggedStruct("Restarted", {
+    provider: ProviderName,
+    model: Schema.String,
+    errorType: Schema.String,
+    message: Schema.String
+  }),
   /** The chain moves on to another model. */
   Schema.TaggedStruct("Fallback", {
     from: Schema.String,

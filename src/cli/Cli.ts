@@ -221,6 +221,8 @@ const describeEvent = (event: Domain.GenerationEvent): string | undefined => {
       return `       waiting for the ${event.provider}/${event.model} quota: ${
         event.place === 1 ? "next" : `${event.place} in line`
       }, about ${Math.max(1, Math.ceil(event.expectedWaitMs / 1000))} s`
+    case "Restarted":
+      return `       ${event.message} (${event.errorType} from ${event.provider}/${event.model})`
     case "Fallback":
       return `       falling back from ${event.from} to ${event.to} (${event.reason})`
     case "CircuitChanged":
@@ -276,8 +278,9 @@ export const liveProgress = () => {
         retries++
         beats = 0
         return Effect.zipRight(above(describeEvent(event)!), render())
+      case "Restarted":
       case "Fallback":
-        // The next model writes its own outline from the start.
+        // The next attempt writes its own outline from the start.
         beats = 0
         return Effect.zipRight(above(describeEvent(event)!), render())
       case "Completed":

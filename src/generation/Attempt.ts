@@ -512,8 +512,19 @@ const bookFailure = (
     spent(tally, prepared),
     (spending) => (spending === undefined ? Effect.void : bookCost(state, target, Errors.errorType(error), spending))
   )
+  // A stream that had shown part of its outline: the caller is told that part is void before whatever comes next.
+  const restarted = Effect.flatMap(Ref.get(tally.shown), (shown) =>
+    shown
+      ? generation.emit({
+        _tag: "Restarted",
+        provider: target.provider,
+        model: target.id,
+        errorType: Errors.errorType(error),
+        message: "The answer was interrupted partway. What was shown so far is discarded; the plot starts again."
+      })
+      : Effect.void)
   return Effect.zipRight(
-    billed,
+    Effect.zipRight(restarted, billed),
     Effect.zipRight(
       Ref.update(state, (chain) => ({
         ...chain,

@@ -48,12 +48,15 @@ export interface Input {
 export interface Tally {
   readonly written: Ref.Ref<number>
   readonly billed: Ref.Ref<Domain.Usage | undefined>
+  /** Whether a part of the outline reached the caller: the stream is committed, and a failure now restarts it. */
+  readonly shown: Ref.Ref<boolean>
 }
 
 /** A call that has received nothing yet. */
 export const makeTally: Effect.Effect<Tally> = Effect.sync(() => ({
   written: Ref.unsafeMake(0),
-  billed: Ref.unsafeMake<Domain.Usage | undefined>(undefined)
+  billed: Ref.unsafeMake<Domain.Usage | undefined>(undefined),
+  shown: Ref.unsafeMake(false)
 }))
 
 /**
@@ -260,6 +263,7 @@ export const streamed = (
       if (wrote) steps.push(Ref.set(tally.written, json.length + text.length))
       if (finished) steps.push(Ref.set(tally.billed, usage))
       if (pieces !== undefined) {
+        steps.push(Ref.set(tally.shown, true))
         for (const piece of pieces) steps.push(announce(emit, piece, input.request.kind))
       }
       if (failure !== undefined) steps.push(Effect.fail(failure))

@@ -122,6 +122,32 @@ describe("faults over HTTP", () => {
           expect(last?._tag === "Completed" && last.result.isTemplate).toBe(false)
         }))
 
+      live(
+        "a stream cut after its outline began to show: Restarted voids it, the result is the next answer alone",
+        () =>
+          Effect.gen(function*() {
+            const { attempts, engine } = yield* scriptedEngine(provider, ["truncated_sse", "ok"])
+            const events = yield* collect(engine.generateStream(request(provider)))
+            expect(yield* attempts).toBe(2)
+            const restarted = events.findIndex((e) => e._tag === "Restarted")
+            expect(events[restarted]).toMatchObject({ _tag: "Restarted", provider, errorType: "server_error" })
+            // Committed: part of the first answer had reached the caller.
+            expect(events.slice(0, restarted).some((e) => e._tag === "TextDelta")).toBe(true)
+            // Then the retry, and the result built from the second answer alone.
+            expect(events[restarted + 1]?._tag).toBe("Retrying")
+            const after = events.slice(restarted).flatMap((e) => (e._tag === "TextDelta" ? [e.delta] : []))
+            const last = events.at(-1)
+            expect(last?._tag === "Completed" && last.result.content).toBe(after.join(""))
+          })
+      )
+
+      live("a failure before anything showed restarts nothing: no Restarted", () =>
+        Effect.gen(function*() {
+          const { engine } = yield* scriptedEngine(provider, ["reset", "ok"])
+          const events = yield* collect(engine.generateStream(request(provider)))
+          expect(events.some((e) => e._tag === "Restarted")).toBe(false)
+        }))
+
       live("retries a malformed JSON body of a non-streamed reply", () =>
         Effect.gen(function*() {
           const { attempts, engine } = yield* scriptedEngine(provider, ["malformed_json", "ok"])
