@@ -99,9 +99,19 @@ export class RateLimitError
  * @since 0.1.0
  * @category Errors
  */
-export class TimeoutError
-  extends Schema.TaggedError<TimeoutError>("plot-engine/Errors/TimeoutError")("TimeoutError", providerFields)
-{
+export class TimeoutError extends Schema.TaggedError<TimeoutError>("plot-engine/Errors/TimeoutError")("TimeoutError", {
+  ...providerFields,
+  /**
+   * Which limit: the provider's or its gateway's (`provider`: 408, 504, `timeout_error`), the attempt timeout
+   * (`attempt`), the generation's deadline (`deadline`), or a stream's: nothing written in time (`first-token`),
+   * silent once writing (`idle`), crawling before anything could be shown (`throughput`). The engine's own limits
+   * on a call move the generation to another deployment or model at once: that route is not called again.
+   */
+  kind: Schema.optionalWith(
+    Schema.Literal("provider", "attempt", "deadline", "first-token", "idle", "throughput"),
+    { default: () => "provider" as const }
+  )
+}) {
   readonly [TypeId]: TypeId = TypeId
   override get message() {
     return describe(this, "Timed out", "Retry, or raise the timeout if the model is slow.")

@@ -72,6 +72,15 @@ export interface Policy {
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
   /**
+   * The least a streamed answer must write, once it has begun, until the first part of its outline can be shown:
+   * `tokensPerSecond` over each `window` (tokens counted as four characters). A crawling stream is a
+   * `TimeoutError` of kind `throughput`, and the route is left at once. Unset: no such limit.
+   */
+  readonly minThroughput?: {
+    readonly tokensPerSecond: number
+    readonly window: Duration.DurationInput
+  } | undefined
+  /**
    * What a refusal (`RefusalError`) leads to: `hop`, one try on the other provider's model of the same tier when
    * the chain has one (its safety systems differ); `fail`, the refusal ends the generation. Never a retry on the
    * model that declined.
@@ -83,9 +92,11 @@ const never: Rule = { retries: 0, delay: 0, exponential: false, jitter: 0 }
 
 /**
  * The default table: rate limit 5 retries at 1 s x 2^n capped at 60 s plus up to 1 s of jitter; timeout 2 at
- * 2 s; server 3 at 5 s; network 3 at 3 s; context too long 1 at once (with a smaller prompt); none for auth,
- * invalid request and quota. A reply that cannot be parsed gets one corrective retry at once; an answer that ran
- * out of output tokens, one retry with a larger limit or less reasoning.
+ * 2 s (a provider's or gateway's: the engine's own limits on a call leave the route instead); server 3 at 5 s;
+ * network 3 at 3 s; context too long 1 at once (with a smaller prompt); none for auth, invalid request, quota and
+ * refusals. A reply that cannot be parsed gets one corrective retry at once; an answer that ran out of output
+ * tokens, one retry with a larger limit or less reasoning. A stream may wait 30 s for its first token, 20 s between
+ * parts, and must write 4 tokens a second (over 10 s windows) until it can show something.
  *
  * @since 0.1.0
  * @category Defaults
@@ -112,7 +123,8 @@ export const defaults: Policy = {
   attemptTimeout: "60 seconds",
   deadline: "180 seconds",
   firstTokenTimeout: "30 seconds",
-  idleTimeout: "20 seconds"
+  idleTimeout: "20 seconds",
+  minThroughput: { tokensPerSecond: 4, window: "10 seconds" }
 }
 
 /**
@@ -219,7 +231,9 @@ export const make = (
 /**
  * The default policy with its budgets from the environment: `PLOT_ENGINE_MAX_ATTEMPTS`,
  * `PLOT_ENGINE_ATTEMPT_TIMEOUT`, `PLOT_ENGINE_DEADLINE`, `PLOT_ENGINE_MAX_RETRY_DELAY`,
- * `PLOT_ENGINE_FIRST_TOKEN_TIMEOUT` and `PLOT_ENGINE_IDLE_TIMEOUT` (durations such as "60 seconds").
+ * `PLOT_ENGINE_FIRST_TOKEN_TIMEOUT` and `PLOT_ENGINE_IDLE_TIMEOUT` (durations such as "60 seconds"),
+ * `PLOT_ENGINE_MIN_TOKENS_PER_SECOND` (a stream's least throughput before it can show something; 0 for none) and
+ * `PLOT_ENGINE_ON_REFUSAL` (`hop` or `fail`).
  *
  * @since 0.1.0
  * @category Configuration
@@ -236,5 +250,13 @@ export const config: Config.Config<Policy> = Config.all({
   ),
   idleTimeout: Config.duration("PLOT_ENGINE_IDLE_TIMEOUT").pipe(
     Config.withDefault(Duration.decode(defaults.idleTimeout!))
-  )
+  ),
+  minThroughput: Config.number("PLOT_ENGINE_MIN_TOKENS_PER_SECOND").pipe(
+    Config.validate({ message: "a number of tokens a second, 0 or more", validation: (n) => n >= 0 }),
+    Config.map((tokensPerSecond) =>
+      tokensPerSecond === 0 ? undefined : { tokensPerSecond, window: defaults.minThroughput!.window }
+    ),
+    Config.withDefault(defaults.minThroughput)
+  ),
+  onRefusal: Config.literal("hop", "fail")("PLOT_ENGINE_ON_REFUSAL").pipe(Config.withDefault(defaults.onRefusal))
 }).pipe(Config.map((budgets) => ({ ...defaults, ...budgets })))

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -424,18 +425,33 @@ describe("RetryPolicy: the issue's scenarios", () => {
     }).pipe(Effect.provide(engine({ openai: [rateLimited({ "retry-after": "300" }), ok] }, calls)))
   })
 
-  it.effect("gives each attempt its timeout, and the generation its deadline", () => {
+  it.effect("gives an attempt its timeout, and does not call the silent route again", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
       const { outcome } = yield* generate(pinned, { useFallback: false })
-      expect(outcome._tag === "Left" && outcome.left._tag).toBe("TimeoutError")
-      // 60 s per attempt, 2 s between: 3 attempts = 184 s > the 180 s deadline, so the third is cut short.
-      expect(calls.map((c) => c.at)).toEqual([0, 62_000, 124_000])
-      expect(outcome._tag === "Left" && outcome.left.message).toContain("deadline")
+      expect(outcome._tag === "Left" && outcome.left).toMatchObject({ _tag: "TimeoutError", kind: "attempt" })
+      // The one model, its one deployment silent for the attempt's 60 s: nowhere else to go.
+      expect(calls.map((c) => c.at)).toEqual([0])
     }).pipe(Effect.provide(
       // Without the stream's first-token limit, which would end each silent attempt at 30 s.
       engine({ openai: [{ _tag: "Hang" }] }, calls, {
         retryPolicy: { ...RetryPolicy.defaults, firstTokenTimeout: undefined }
+      })
+    ))
+  })
+
+  it.effect("gives each model of the chain one attempt timeout, and the generation its deadline", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { outcome } = yield* generate(chosen, { useFallback: false })
+      // 60 s for the silent first model, the next at once: its attempt would end past the 100 s deadline, which
+      // cuts it at 100 s.
+      expect(calls.map((c) => c.at)).toEqual([0, 60_000])
+      expect(new Set(calls.map((c) => c.model)).size).toBe(2)
+      expect(outcome._tag === "Left" && outcome.left).toMatchObject({ _tag: "TimeoutError", kind: "deadline" })
+    }).pipe(Effect.provide(
+      engine({ openai: [{ _tag: "Hang" }], anthropic: [{ _tag: "Hang" }] }, calls, {
+        retryPolicy: { ...RetryPolicy.defaults, firstTokenTimeout: undefined, deadline: "100 seconds" }
       })
     ))
   })
@@ -493,4 +509,21 @@ describe("CircuitBreaker in the chain", () => {
       { retryPolicy: noRetries, circuitBreaker: { threshold: 5, cooldown: "30 seconds" } }
     )))
   })
+})
+
+describe("RetryPolicy.config", () => {
+  const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+    Effect.withConfigProvider(RetryPolicy.config, ConfigProvider.fromMap(new Map(entries)))
+
+  it.effect("reads the stream's least throughput and what a refusal leads to, with the defaults when unset", () =>
+    Effect.gen(function*() {
+      const unset = yield* read([])
+      expect([unset.minThroughput, unset.onRefusal]).toEqual([RetryPolicy.defaults.minThroughput, "hop"])
+      const set = yield* read([["PLOT_ENGINE_MIN_TOKENS_PER_SECOND", "10"], ["PLOT_ENGINE_ON_REFUSAL", "fail"]])
+      expect(set.minThroughput).toEqual({ tokensPerSecond: 10, window: RetryPolicy.defaults.minThroughput!.window })
+      expect(set.onRefusal).toBe("fail")
+      expect((yield* read([["PLOT_ENGINE_MIN_TOKENS_PER_SECOND", "0"]])).minThroughput).toBeUndefined()
+      const bad = yield* Effect.flip(read([["PLOT_ENGINE_ON_REFUSAL", "retry"]]))
+      expect(String(bad)).toContain("PLOT_ENGINE_ON_REFUSAL")
+    }))
 })

@@ -1,7 +1,9 @@
 /**
  * A stream that is silent too long is a timeout, not a wait for the attempt's whole minute: before it begins
- * writing (the first-token limit, 30 s by default; not for a reasoning model, which thinks in silence) and between
- * parts once it has (the idle limit, 20 s). Exact in virtual time.
+ * writing (the first-token limit, 30 s by default; not for a reasoning model, which thinks in silence), between
+ * parts once it has (the idle limit, 20 s), and while it crawls before anything can be shown (4 tokens a second
+ * over 10 s windows). Each leaves the route at once: the chain's next model, never a retry of the same silent
+ * route. Exact in virtual time.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -15,10 +17,14 @@ import * as CallModule from "../src/generation/Call.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
 import { fakeEngine } from "./utils/engine.js"
-import { type Answer, type Call, sampleOutlineJson, scripted, slow, text } from "./utils/FakeModel.js"
+import { type Answer, type Call, crawl, sampleOutlineJson, scripted, slow, text } from "./utils/FakeModel.js"
 
+/** Both providers answering from one script (the calls in one list): a chain that is not pinned can move on. */
 const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call>, retryPolicy?: RetryPolicy.Policy) =>
-  fakeEngine({ openai: scripted(answers, calls) }, { options: retryPolicy === undefined ? {} : { retryPolicy } })
+  fakeEngine(
+    { openai: scripted(answers, calls), anthropic: scripted(answers, calls) },
+    { options: retryPolicy === undefined ? {} : { retryPolicy } }
+  )
 
 const on = (model: string): Domain.PlotRequestInput => ({
   projectId: "novel",
@@ -40,31 +46,68 @@ const streamed = (request: Domain.PlotRequestInput) =>
     const completed = events.find((e) => e._tag === "Completed")
     return {
       retries: events.flatMap((e) => (e._tag === "Retrying" ? [[e.errorType, e.delayMs] as const] : [])),
+      fallbacks: events.flatMap((e) => (e._tag === "Fallback" ? [e.reason] : [])),
       result: completed?._tag === "Completed" ? completed.result : undefined
     }
   }).pipe(Effect.withRandom(Random.fixed([0.5])))
 
 const ok = text(sampleOutlineJson)
 
-describe("a stream silent too long", () => {
-  it.effect("that writes nothing for 30 s is a timeout, retried after 2 s", () => {
+describe("a stream silent or crawling too long", () => {
+  // Not pinned: the chain has other models to move to.
+  const open: Domain.PlotRequestInput = { projectId: "novel", userPrompt: "What happens next?", provider: "openai" }
+
+  it.effect("that writes nothing for 30 s is a timeout (first-token); the next model goes at once, no retry", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      const { result, retries } = yield* streamed(on("gpt-4.1"))
-      expect(calls.map((c) => c.at)).toEqual([0, 32_000])
-      expect(retries).toEqual([["timeout", 2_000]])
-      expect([result?.isTemplate, result?.durationMs]).toEqual([false, 32_000])
+      const { fallbacks, result, retries } = yield* streamed(open)
+      expect(calls.map((c) => c.at)).toEqual([0, 30_000])
+      expect(calls[1]!.model).not.toBe(calls[0]!.model)
+      expect(retries).toEqual([])
+      expect(fallbacks).toEqual(["timeout"])
+      expect([result?.isTemplate, result?.durationMs]).toEqual([false, 30_000])
     }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 31_000, 0), ok], calls)))
   })
 
-  it.effect("that goes silent for 20 s once it has begun writing is a timeout", () => {
+  it.effect("that goes silent for 20 s once it has begun writing is a timeout (idle), and the chain moves on", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      const { retries } = yield* streamed(on("gpt-4.1"))
-      // First text at 1 s, then silence: the idle limit ends it at 21 s; the retry is at 23 s.
-      expect(calls.map((c) => c.at)).toEqual([0, 23_000])
-      expect(retries).toEqual([["timeout", 2_000]])
+      const { fallbacks } = yield* streamed(open)
+      // First text at 1 s, then silence: the idle limit ends it at 21 s; the next model is called then.
+      expect(calls.map((c) => c.at)).toEqual([0, 21_000])
+      expect(fallbacks).toEqual(["timeout"])
     }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 1_000, 25_000), ok], calls)))
+  })
+
+  it.effect("that crawls before anything can be shown is a timeout (throughput) at the end of its window", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { fallbacks, result } = yield* streamed(open)
+      // 8 characters (2 tokens) a second from 1 s, where 4 tokens a second are the least: the window from the first
+      // part (1 s) ends at 11 s with 40 characters written, short of 160.
+      expect(calls.map((c) => c.at)).toEqual([0, 11_000])
+      expect(fallbacks).toEqual(["timeout"])
+      expect(result?.isTemplate).toBe(false)
+    }).pipe(Effect.provide(engine([crawl(sampleOutlineJson, 8), ok], calls)))
+  })
+
+  it.effect("that writes fast enough is never cut by the throughput limit", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* streamed(open)
+      expect(calls).toHaveLength(1)
+      expect(result?.isTemplate).toBe(false)
+    }).pipe(Effect.provide(engine([crawl(sampleOutlineJson, 400)], calls)))
+  })
+
+  it.effect("on a pinned model with one deployment, the silent route is not called again: one limit, then the end", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result, retries } = yield* streamed(on("gpt-4.1"))
+      expect(calls.map((c) => c.at)).toEqual([0])
+      expect(retries).toEqual([])
+      expect([result?.isTemplate, result?.durationMs]).toEqual([true, 30_000])
+    }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 31_000, 0), ok], calls)))
   })
 
   it.effect("within both limits, is waited for", () => {
@@ -96,13 +139,14 @@ describe("a stream silent too long", () => {
     }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 31_000, 25_000)], calls)))
   })
 
-  it.effect("that keeps within its silence limits is still held to the attempt timeout", () => {
+  it.effect("that keeps within its silence limits is still held to the attempt timeout, then moves on", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
-      const { retries } = yield* streamed(on("gpt-4.1"))
-      // Text at 1 s, then 70 s of silence the idle limit (90 s) allows: the attempt's 60 s end it; retried at 62 s.
-      expect(calls.map((c) => c.at)).toEqual([0, 62_000])
-      expect(retries).toEqual([["timeout", 2_000]])
+      const { fallbacks } = yield* streamed(open)
+      // Text at 1 s, then 70 s of silence the idle limit (90 s) allows: the attempt's 60 s end it; the next model
+      // is called at 60 s.
+      expect(calls.map((c) => c.at)).toEqual([0, 60_000])
+      expect(fallbacks).toEqual(["timeout"])
     }).pipe(Effect.provide(
       engine([slow(sampleOutlineJson, 1_000, 70_000), ok], calls, {
         ...RetryPolicy.defaults,
@@ -121,28 +165,36 @@ describe("a stream's watchdog", () => {
   }
 
   it("keeps the first-token limit until the stream writes, then the idle limit from its last part", () => {
-    expect(CallModule.nextLimit(limits, { startedAt: 0, lastPartAt: 0, writing: false })).toEqual({
+    expect(CallModule.nextLimit(limits, { ...CallModule.startActivity(0), lastPartAt: 0, writing: false })).toEqual({
       at: 30_000,
       limit: "first-token"
     })
-    expect(CallModule.nextLimit(limits, { startedAt: 0, lastPartAt: 5_000, writing: true })).toEqual({
+    expect(CallModule.nextLimit(limits, { ...CallModule.startActivity(0), lastPartAt: 5_000, writing: true })).toEqual({
       at: 25_000,
       limit: "idle"
     })
   })
 
   it("ends the stream at the whole call's limit when that comes first, or when it has no silence limit", () => {
-    expect(CallModule.nextLimit(limits, { startedAt: 0, lastPartAt: 50_000, writing: true })).toEqual({
-      at: 60_000,
-      limit: "total"
-    })
+    expect(CallModule.nextLimit(limits, { ...CallModule.startActivity(0), lastPartAt: 50_000, writing: true })).toEqual(
+      {
+        at: 60_000,
+        limit: "total"
+      }
+    )
     expect(
-      CallModule.nextLimit({ ...limits, firstToken: undefined }, { startedAt: 0, lastPartAt: 0, writing: false })
+      CallModule.nextLimit({ ...limits, firstToken: undefined }, {
+        ...CallModule.startActivity(0),
+        lastPartAt: 0,
+        writing: false
+      })
     ).toEqual({ at: 60_000, limit: "total" })
   })
 
   it("looks again within the idle limit before the stream writes: its first part may bring the limit in", () => {
-    expect(CallModule.recheckAfter(limits, { startedAt: 0, lastPartAt: 0, writing: false }, 30_000)).toBe(20_000)
-    expect(CallModule.recheckAfter(limits, { startedAt: 0, lastPartAt: 0, writing: true }, 30_000)).toBe(30_000)
+    expect(CallModule.recheckAfter(limits, { ...CallModule.startActivity(0), lastPartAt: 0, writing: false }, 30_000))
+      .toBe(20_000)
+    expect(CallModule.recheckAfter(limits, { ...CallModule.startActivity(0), lastPartAt: 0, writing: true }, 30_000))
+      .toBe(30_000)
   })
 })

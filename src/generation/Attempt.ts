@@ -48,6 +48,7 @@ export const pastDeadline = (policy: RetryPolicy.Policy, target: ModelCatalog.Mo
   new Errors.TimeoutError({
     provider: target.provider,
     model: target.id,
+    kind: "deadline",
     detail: `the generation did not finish within its deadline of ${Duration.format(policy.deadline)}`
   })
 
@@ -122,6 +123,14 @@ export const anotherDeploymentMayDo = (error: RetryPolicy.RetryableError): boole
       return false
   }
 }
+
+/**
+ * The engine's own time limits on a call (the attempt timeout, and a stream's first-token, idle and throughput
+ * limits): the route was silent or crawling, and is not called again in this generation; the next deployment or
+ * model goes at once. A provider's or gateway's timeout (408, 504) is retried like a server error.
+ */
+export const failsOverAtOnce = (error: RetryPolicy.RetryableError): error is Errors.TimeoutError =>
+  error._tag === "TimeoutError" && error.kind !== "provider" && error.kind !== "deadline"
 
 /**
  * The deployment a call goes to, among those whose circuit is not open and that have not failed in this
@@ -274,6 +283,7 @@ const attempt = Effect.fnUntraced(function*(
       remaining < attemptTimeoutMillis ? pastDeadline(engine.policy, target) : new Errors.TimeoutError({
         provider: target.provider,
         model: target.id,
+        kind: "attempt",
         detail: `no answer within the attempt timeout of ${Duration.format(engine.policy.attemptTimeout)}`
       })
     // A stream's watchdog keeps this limit with its silence limits (one timer per stream).
@@ -314,11 +324,15 @@ const attempt = Effect.fnUntraced(function*(
 const streamTimeouts = (
   policy: RetryPolicy.Policy,
   target: ModelCatalog.ModelInfo
-): Pick<Call.StreamLimits, "firstToken" | "idle"> => ({
+): Pick<Call.StreamLimits, "firstToken" | "idle" | "throughput"> => ({
   firstToken: policy.firstTokenTimeout === undefined || target.reasoningEfforts.length > 0
     ? undefined
     : Duration.toMillis(policy.firstTokenTimeout),
-  idle: policy.idleTimeout === undefined ? undefined : Duration.toMillis(policy.idleTimeout)
+  idle: policy.idleTimeout === undefined ? undefined : Duration.toMillis(policy.idleTimeout),
+  throughput: policy.minThroughput === undefined ? undefined : {
+    tokensPerSecond: policy.minThroughput.tokensPerSecond,
+    windowMillis: Duration.toMillis(policy.minThroughput.window)
+  }
 })
 
 /**

@@ -67,39 +67,85 @@ export const makeTally: Effect.Effect<Tally> = Effect.sync(() => ({
 export interface StreamLimits {
   readonly firstToken: number | undefined
   readonly idle: number | undefined
+  /**
+   * The least a stream must write before it is committed (see `Activity.committed`): `tokensPerSecond` over each
+   * `windowMillis` from its first written part (tokens counted as four characters).
+   */
+  readonly throughput?: { readonly tokensPerSecond: number; readonly windowMillis: number } | undefined
   readonly total: number
   readonly onTotal: () => Errors.TimeoutError
 }
 
-/** What the watchdog of a stream sees: when it began, when a part last arrived, and whether it is writing yet. */
+/**
+ * What the watchdog of a stream sees: when it began, when a part last arrived, whether it is writing yet and
+ * whether it is committed (a part of the outline reached the caller), and what it wrote in the window it measures.
+ */
 export interface Activity {
   readonly startedAt: number
   lastPartAt: number
   writing: boolean
+  committed: boolean
+  /** Characters written so far, and when the throughput window began and how many had been written then. */
+  received: number
+  windowStartAt: number
+  windowStartReceived: number
 }
+
+/** A stream's activity as it starts at `now`. */
+export const startActivity = (now: number): Activity => ({
+  startedAt: now,
+  lastPartAt: now,
+  writing: false,
+  committed: false,
+  received: 0,
+  windowStartAt: now,
+  windowStartReceived: 0
+})
 
 /** The limit a stream reaches first, given what it has done: when, and which. */
 export interface NextLimit {
   readonly at: number
-  readonly limit: "total" | "first-token" | "idle"
+  readonly limit: "total" | "first-token" | "idle" | "throughput"
 }
 
-/** When a stream's next limit falls: its silence limit from its last part, or the whole call's, whichever first. */
+/**
+ * When a stream's next limit falls: its silence limit from its last part, the end of its throughput window (while
+ * it writes and is not committed), or the whole call's, whichever first.
+ */
 export const nextLimit = (limits: StreamLimits, activity: Activity): NextLimit => {
-  const total: NextLimit = { at: activity.startedAt + limits.total, limit: "total" }
+  let next: NextLimit = { at: activity.startedAt + limits.total, limit: "total" }
   const silence = activity.writing ? limits.idle : limits.firstToken
-  if (silence === undefined) return total
-  const at = activity.lastPartAt + silence
-  return at < total.at ? { at, limit: activity.writing ? "idle" : "first-token" } : total
+  if (silence !== undefined && activity.lastPartAt + silence < next.at) {
+    next = { at: activity.lastPartAt + silence, limit: activity.writing ? "idle" : "first-token" }
+  }
+  if (limits.throughput !== undefined && activity.writing && !activity.committed) {
+    const at = activity.windowStartAt + limits.throughput.windowMillis
+    if (at < next.at) next = { at, limit: "throughput" }
+  }
+  return next
+}
+
+/**
+ * Whether a stream wrote too little in its throughput window to go on; if not, the next window begins at `now`.
+ */
+export const crawls = (limits: StreamLimits, activity: Activity, now: number): boolean => {
+  const throughput = limits.throughput!
+  const tokens = (activity.received - activity.windowStartReceived) / 4
+  if (tokens < (throughput.tokensPerSecond * throughput.windowMillis) / 1000) return true
+  activity.windowStartAt = now
+  activity.windowStartReceived = activity.received
+  return false
 }
 
 /**
  * How long the watchdog may sleep before it looks again, `wait` being the time to the next limit. A part only moves
- * the limits later, except the first written part, which brings the idle limit in (it may be shorter than the
- * first-token limit): before writing, it looks again at least every `idle` ms, the soonest the idle limit can fall.
+ * the limits later, except the first written part, which brings the idle limit and the throughput window in (they
+ * may fall before the first-token limit): before writing, it looks again at least that often.
  */
 export const recheckAfter = (limits: StreamLimits, activity: Activity, wait: number): number =>
-  activity.writing || limits.idle === undefined ? wait : Math.min(wait, limits.idle)
+  activity.writing
+    ? wait
+    : Math.min(wait, limits.idle ?? Infinity, limits.throughput?.windowMillis ?? Infinity)
 
 /** What an answer held when it ended. */
 interface Answer {
@@ -217,8 +263,7 @@ export const streamed = (
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
   Effect.clockWith((clock) => {
     const now = () => clock.unsafeCurrentTimeMillis()
-    const startedAt = now()
-    const activity: Activity = { startedAt, lastPartAt: startedAt, writing: false }
+    const activity = startActivity(now())
     // This attempt's outline only: a failed attempt's parts never reach the result.
     const scan = OutlineStream.make()
     let params: unknown = undefined
@@ -234,11 +279,15 @@ export const streamed = (
       let finished = false
       let failure: Errors.ProviderError | undefined
       for (const part of chunk) {
-        if (!activity.writing && writes(part)) activity.writing = true
+        if (!activity.writing && writes(part)) {
+          activity.writing = true
+          activity.windowStartAt = activity.lastPartAt
+        }
         if (part.type === "tool-params-delta" || part.type === "text-delta") {
           // A model that writes the outline as text (a gateway that drops tools) is read the same way.
           if (part.type === "tool-params-delta") json += part.delta
           else text += part.delta
+          activity.received += part.delta.length
           wrote = true
           for (const piece of scan(part.delta)) (pieces ??= []).push(piece)
         } else if (part.type === "tool-call") {
@@ -263,6 +312,7 @@ export const streamed = (
       if (wrote) steps.push(Ref.set(tally.written, json.length + text.length))
       if (finished) steps.push(Ref.set(tally.billed, usage))
       if (pieces !== undefined) {
+        activity.committed = true
         steps.push(Ref.set(tally.shown, true))
         for (const piece of pieces) steps.push(announce(emit, piece, input.request.kind))
       }
@@ -272,9 +322,10 @@ export const streamed = (
     const watchdog: Effect.Effect<never, Errors.TimeoutError> = Effect.suspend(() => {
       const next = nextLimit(limits, activity)
       const wait = next.at - now()
-      return wait > 0
-        ? Effect.zipRight(Effect.sleep(recheckAfter(limits, activity, wait)), watchdog)
-        : Effect.fail(limitError(input, limits, next))
+      if (wait > 0) return Effect.zipRight(Effect.sleep(recheckAfter(limits, activity, wait)), watchdog)
+      // A throughput window that ends with enough written starts the next one.
+      if (next.limit === "throughput" && !crawls(limits, activity, now())) return watchdog
+      return Effect.fail(limitError(input, limits, next))
     })
     return model.streamText(callOptions(input)).pipe(
       Stream.catchAll(failClassified(input)),
@@ -311,8 +362,13 @@ const limitError = (input: Input, limits: StreamLimits, reached: NextLimit): Err
   reached.limit === "total" ? limits.onTotal() : new Errors.TimeoutError({
     provider: input.target.provider,
     model: input.target.id,
+    kind: reached.limit,
     detail: reached.limit === "idle"
       ? `the stream went silent for ${limits.idle} ms`
+      : reached.limit === "throughput"
+      ? `the stream wrote less than ${limits.throughput!.tokensPerSecond} tokens a second over ${
+        limits.throughput!.windowMillis
+      } ms before anything could be shown`
       : `the stream wrote nothing for ${limits.firstToken} ms`
   })
 

@@ -231,7 +231,7 @@ const mayTry = (
   error: RetryPolicy.RetryableError
 ): Effect.Effect<boolean> =>
   Effect.gen(function*() {
-    const { attempts, refusals } = yield* Ref.get(chain.state)
+    const { attempts, failedRoutes, refusals } = yield* Ref.get(chain.state)
     if (attempts >= chain.engine.policy.maxAttempts) return false
     // A refusal hops once, when the policy lets it.
     if (error._tag === "RefusalError" && (chain.engine.policy.onRefusal === "fail" || refusals > 1)) return false
@@ -242,6 +242,12 @@ const mayTry = (
       if ((yield* chain.engine.breaker.state(Engine.routeKey(route))) === "open") open++
     }
     if (routes.length > 0 && open === routes.length) return false
+    // A model that ran out of one of the engine's own time limits on every deployment it has is not called again:
+    // a silent or crawling route costs one limit, and the chain moves on.
+    if (
+      Attempt.failsOverAtOnce(error) && error.provider === model.provider && error.model === model.id &&
+      routes.every((route) => failedRoutes.has(Engine.routeKey(route)))
+    ) return false
     return mayRunAfter(chain.engine.catalog, model, error)
   })
 

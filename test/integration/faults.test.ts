@@ -46,6 +46,29 @@ const scriptedEngine = (
     return { engine, attempts }
   })
 
+/**
+ * As `scriptedEngine`, with the other provider configured too and answering normally: somewhere for the chain to
+ * move to when a route is left.
+ */
+const scriptedWithOther = (
+  provider: ProviderName,
+  steps: ReadonlyArray<ScriptStep>,
+  retryPolicy: RetryPolicy.Policy = fastPolicy
+) =>
+  Effect.gen(function*() {
+    const simulator = yield* GatewaySimulator.GatewaySimulator
+    const key = `sk-fault-${provider}-${++keyCount}-0123456789`
+    yield* simulator.script(key, steps)
+    const other: ProviderName = provider === "openai" ? "anthropic" : "openai"
+    const engine = yield* engineOverSimulator(
+      { [provider]: key, [other]: `sk-fault-${other}-${++keyCount}-0123456789` },
+      { retryPolicy }
+    )
+    const before = (yield* simulator.stats).requests
+    const attempts = Effect.map(simulator.stats, (stats) => stats.requests - before)
+    return { engine, attempts }
+  })
+
 const request = (provider: ProviderName) => ({
   projectId: "novel",
   userPrompt: "What happens at the Drowned Bell?",
@@ -156,17 +179,25 @@ describe("faults over HTTP", () => {
           expect(result.isTemplate).toBe(false)
         }))
 
-      live("times out a hung attempt and retries", () =>
-        Effect.gen(function*() {
-          const { attempts, engine } = yield* scriptedEngine(provider, ["hang", "ok"])
-          const events = yield* collect(engine.generateStream(request(provider)))
-          expect(yield* attempts).toBe(2)
-          expect(events.some((e) => e._tag === "Retrying" && e.errorType === "timeout")).toBe(true)
-        }))
+      live(
+        "a silent provider costs one attempt timeout, then the chain moves on (no retry of the silent route)",
+        () =>
+          Effect.gen(function*() {
+            const { attempts, engine } = yield* scriptedWithOther(provider, ["hang", "ok"])
+            const started = Date.now()
+            const events = yield* collect(engine.generateStream(request(provider)))
+            expect(yield* attempts).toBe(2)
+            expect(events.some((e) => e._tag === "Retrying")).toBe(false)
+            expect(events.find((e) => e._tag === "Fallback")).toMatchObject({ reason: "timeout" })
+            expect(events.at(-1)).toMatchObject({ _tag: "Completed", result: { isTemplate: false } })
+            // One attempt timeout (1.5 s), not three.
+            expect(Date.now() - started).toBeLessThan(3_000)
+          })
+      )
 
-      live("times out a stream that goes silent midway (idle limit) and retries", () =>
+      live("times out a stream that goes silent midway (idle limit) and moves on", () =>
         Effect.gen(function*() {
-          const { attempts, engine } = yield* scriptedEngine(provider, ["stall", "ok"], {
+          const { attempts, engine } = yield* scriptedWithOther(provider, ["stall", "ok"], {
             ...fastPolicy,
             attemptTimeout: "10 seconds",
             idleTimeout: "300 millis"
@@ -174,7 +205,7 @@ describe("faults over HTTP", () => {
           const started = Date.now()
           const events = yield* collect(engine.generateStream(request(provider)))
           expect(yield* attempts).toBe(2)
-          expect(events.find((e) => e._tag === "Retrying")).toMatchObject({ errorType: "timeout" })
+          expect(events.find((e) => e._tag === "Fallback")).toMatchObject({ reason: "timeout" })
           // The idle limit ended the first attempt, long before its attempt timeout.
           expect(Date.now() - started).toBeLessThan(8_000)
           expect(events.at(-1)).toMatchObject({ _tag: "Completed", result: { isTemplate: false } })
@@ -184,13 +215,13 @@ describe("faults over HTTP", () => {
         "times out a stream that goes silent midway at the attempt timeout without an idle limit",
         () =>
           Effect.gen(function*() {
-            const { attempts, engine } = yield* scriptedEngine(provider, ["stall", "ok"], {
+            const { attempts, engine } = yield* scriptedWithOther(provider, ["stall", "ok"], {
               ...fastPolicy,
               attemptTimeout: "600 millis"
             })
             const events = yield* collect(engine.generateStream(request(provider)))
             expect(yield* attempts).toBe(2)
-            expect(events.find((e) => e._tag === "Retrying")).toMatchObject({ errorType: "timeout" })
+            expect(events.find((e) => e._tag === "Fallback")).toMatchObject({ reason: "timeout" })
             expect(events.at(-1)).toMatchObject({ _tag: "Completed", result: { isTemplate: false } })
           })
       )

@@ -23,6 +23,8 @@ export type Answer =
    * `gapMs` later (not streamed: the text after both).
    */
   | { readonly _tag: "Slow"; readonly text: string; readonly firstAfterMs: number; readonly gapMs: number }
+  /** Streamed: `charsPerSecond` characters of the text each second, from the first second (not streamed: a hang). */
+  | { readonly _tag: "Crawl"; readonly text: string; readonly charsPerSecond: number }
 
 export const text = (value: string, usage?: { inputTokens: number; outputTokens: number }): Answer => ({
   _tag: "Text",
@@ -30,6 +32,7 @@ export const text = (value: string, usage?: { inputTokens: number; outputTokens:
   ...usage
 })
 export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
+export const crawl = (value: string, charsPerSecond: number): Answer => ({ _tag: "Crawl", text: value, charsPerSecond })
 export const slow = (value: string, firstAfterMs: number, gapMs: number): Answer => ({
   _tag: "Slow",
   text: value,
@@ -63,6 +66,7 @@ export const scripted =
             case "StreamError":
               return Effect.fail(httpError(500, answer.event))
             case "Hang":
+            case "Crawl":
               return Effect.never
             case "Slow":
             case "Text":
@@ -84,6 +88,22 @@ export const scripted =
               return Stream.fail(answer.error)
             case "Hang":
               return Stream.never
+            case "Crawl": {
+              const pieces = Math.ceil(answer.text.length / answer.charsPerSecond)
+              return Stream.range(0, pieces - 1).pipe(
+                Stream.mapEffect((i) =>
+                  Effect.delay(
+                    Effect.succeed<Response.StreamPartEncoded>({
+                      type: "text-delta",
+                      id: "t",
+                      delta: answer.text.slice(i * answer.charsPerSecond, (i + 1) * answer.charsPerSecond)
+                    }),
+                    1_000
+                  )
+                ),
+                Stream.concat(Stream.make(finish(100, 50)))
+              )
+            }
             case "StreamError":
               return Stream.make<Array<Response.StreamPartEncoded>>(
                 { type: "text-delta", id: "t", delta: answer.partial },
