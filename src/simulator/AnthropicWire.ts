@@ -77,6 +77,11 @@ export const parseRequest = (body: unknown): AnthropicRequest | Wire.WireError =
   if (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
     return invalid("max_tokens: Field required")
   }
+  // Current Claude models refuse an assistant prefill (a conversation that ends with the assistant's turn).
+  const last = body.messages[body.messages.length - 1]
+  if (Wire.isRecord(last) && last.role === "assistant") {
+    return invalid("This model does not support assistant message prefill. The conversation must end with a user message.")
+  }
   const forced = Wire.isRecord(body.tool_choice) && body.tool_choice.type === "tool"
     ? String(body.tool_choice.name)
     : undefined

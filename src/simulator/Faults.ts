@@ -43,6 +43,10 @@ export type FaultKind =
   | "malformed_json"
   /** SSE that stops before the response completes. */
   | "truncated_sse"
+  /** SSE with the whole answer but without its last event (`response.completed`, `message_stop`). */
+  | "missing_terminator"
+  /** Streamed: the response's first events, then nothing for the hang, then the rest. Not streamed: a late answer. */
+  | "slow_first_token"
   /** An error event after HTTP 200, mid-stream (OpenAI: its fields nested under `error`, as production sends it). */
   | "stream_error"
   /** A rate limit mid-stream (OpenAI: nested, "Please try again in 1.5s"); a 429 when not streamed. */
@@ -79,6 +83,8 @@ export const faultKinds: ReadonlyArray<FaultKind> = [
   "reset",
   "malformed_json",
   "truncated_sse",
+  "missing_terminator",
+  "slow_first_token",
   "stream_error",
   "stream_rate_limit",
   "stream_error_flat",

@@ -190,13 +190,15 @@ const sseResponse = (
   events: ReadonlyArray<Wire.SseEvent>,
   headers: Record<string, string>,
   tail = "",
-  silence: Stream.Stream<never> = Stream.empty
+  silence: Stream.Stream<never> = Stream.empty,
+  after: ReadonlyArray<Wire.SseEvent> = []
 ) =>
   HttpServerResponse.stream(
     Stream.fromIterable(events).pipe(
       Stream.map(Wire.encodeSse),
       Stream.concat(Stream.make(tail)),
       Stream.concat(silence),
+      Stream.concat(Stream.fromIterable(after).pipe(Stream.map(Wire.encodeSse))),
       Stream.encodeText
     ),
     { contentType: "text/event-stream", headers: { ...headers, "cache-control": "no-cache" } }
@@ -265,7 +267,21 @@ const answerFault = <R extends Core.SimRequest>(
         yield* faulted.record(0)
         socket.destroy()
         return HttpServerResponse.empty()
+      case "slow_first_token": {
+        yield* faulted.record(200, reply)
+        if (!request.stream) {
+          yield* Effect.sleep(faulted.hangMs)
+          return HttpServerResponse.text(JSON.stringify(face.json(request, reply, n, createdAt)), {
+            headers: { ...headers, "content-type": "application/json" }
+          })
+        }
+        // The response begins (its metadata), then nothing is written for the hang, then the whole answer.
+        const events = face.events(request, reply, n, createdAt)
+        const silence = Stream.drain(Stream.fromEffect(Effect.sleep(faulted.hangMs)))
+        return sseResponse(events.slice(0, 2), headers, "", silence, events.slice(2))
+      }
       case "malformed_json":
+      case "missing_terminator":
       case "truncated_sse":
       case "stream_error":
       case "stream_rate_limit":
@@ -282,6 +298,9 @@ const answerFault = <R extends Core.SimRequest>(
         }
         return fault.kind === "malformed_json"
           ? sseResponse(half, headers, `event: ${events[half.length]?.event ?? "message"}\ndata: {"type":"resp\n\n`)
+          // Every event but the last: the whole answer written, the response never finished.
+          : fault.kind === "missing_terminator"
+          ? sseResponse(events.slice(0, -1), headers)
           : fault.kind === "truncated_sse"
           ? sseResponse(half, headers)
           : sseResponse([...half, face.streamError(fault, request, reply, n, createdAt, half.length)], headers)

@@ -513,3 +513,43 @@ describe("examples/http-server with a deployments file", () => {
     { timeout: 60_000 }
   )
 })
+
+describe("examples/http-server with a flapping primary", () => {
+  it.scopedLive(
+    "every generation is rescued (a retry, or the fallback), and the primary is not hammered",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const primaryKey = "sk-proj-server-flapping-0123"
+        // Down, up, down, up...: as a primary that flaps between failing and answering.
+        yield* simulator.script(primaryKey, Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? "server_error" : "ok")))
+        const config = ConfigProvider.fromMap(
+          new Map([
+            ["OPENAI_API_KEY", primaryKey],
+            ["OPENAI_BASE_URL", simulator.openaiBaseUrl],
+            ["ANTHROPIC_API_KEY", "sk-ant-server-fallback-4567"],
+            ["ANTHROPIC_BASE_URL", simulator.anthropicBaseUrl],
+            ["PLOT_ENGINE_MAX_RETRY_DELAY", "200 millis"]
+          ])
+        )
+        const context = yield* Layer.build(
+          ServerLive(0).pipe(
+            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Warning), Layer.setConfigProvider(config)))
+          )
+        )
+        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        const results: Array<any> = []
+        for (let i = 0; i < 6; i++) {
+          const response = yield* post(`${url}/plots`, { ...request, userPrompt: `Flap ${i}`, provider: "openai" })
+          expect(response.status).toBe(200)
+          results.push(yield* json(response))
+        }
+        expect(results.every((result) => result.isTemplate === false && result.content.length > 200)).toBe(true)
+        const stats = yield* simulator.stats
+        // Each generation met at most one failure before an answer: two calls at most, never a storm.
+        expect(stats.requests).toBeLessThanOrEqual(12)
+        expect(results.map((result) => result.retryCount)).toEqual([1, 1, 1, 1, 1, 1])
+      }).pipe(Effect.provide(GatewaySimulator.layer())),
+    { timeout: 60_000 }
+  )
+})
