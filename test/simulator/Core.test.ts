@@ -6,6 +6,7 @@ import { PlotOutline, type PlotRequest } from "../../src/Domain.js"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as PromptBuilder from "../../src/PromptBuilder.js"
 import * as ResponseParser from "../../src/ResponseParser.js"
+import * as AnthropicWire from "../../src/simulator/AnthropicWire.js"
 import * as Content from "../../src/simulator/Content.js"
 import * as Core from "../../src/simulator/Core.js"
 import { request, sampleProject } from "../utils/fixtures.js"
@@ -186,5 +187,42 @@ describe("Core.respond per kind", () => {
       expect(answer({ kind }, 4)).toEqual(answer({ kind }, 4))
       expect(answer({ kind }, 4).content).not.toEqual(answer({ kind }, 5).content)
     }
+  })
+})
+
+describe("Core.declines and refusals", () => {
+  it("declines on the prompt's marker, for every dialect or the one it names", () => {
+    const marked = (marker: string, dialect: Core.Dialect) =>
+      Core.declines(simRequest({ prompt: `x ${marker}`, dialect }))
+    expect(marked("[simulate refusal]", "openai")).toBe("refusal")
+    expect(marked("[simulate refusal]", "anthropic")).toBe("refusal")
+    expect(marked("[simulate refusal: openai]", "anthropic")).toBeUndefined()
+    expect(marked("[simulate content-policy]", "openai")).toBe("content-policy")
+    // Anthropic has no safety system's 400 for a request: its models decline in the answer.
+    expect(marked("[simulate content-policy]", "anthropic")).toBe("refusal")
+    expect(Core.declines(simRequest())).toBeUndefined()
+  })
+
+  it("a refusal bills what was written before it: Anthropic's third of the answer, OpenAI's refusal", () => {
+    const anthropic = Core.respond(simRequest({ dialect: "anthropic", prompt: `${promptText} [simulate refusal]` }), 1)
+    const openai = Core.respond(simRequest({ prompt: `${promptText} [simulate refusal]` }), 1)
+    expect(anthropic).toMatchObject({ _tag: "Reply", stopReason: "refusal", object: undefined })
+    expect(openai).toMatchObject({ _tag: "Reply", stopReason: "refusal", text: Core.refusalText })
+    if (anthropic._tag !== "Reply" || openai._tag !== "Reply") return
+    expect(anthropic.writtenBeforeRefusal!.length).toBeGreaterThan(100)
+    expect(anthropic.outputTokens).toBe(Content.countTokens(anthropic.writtenBeforeRefusal!))
+    expect(openai.outputTokens).toBe(Content.countTokens(Core.refusalText))
+  })
+
+  it("the Anthropic face refuses an assistant prefill with a 400, as current Claude models do", () => {
+    const body = {
+      model: "claude-sonnet-4-5",
+      max_tokens: 100,
+      messages: [{ role: "user", content: "Go on." }, { role: "assistant", content: "The bell rang" }]
+    }
+    expect(AnthropicWire.parseRequest(body)).toMatchObject({ status: 400 })
+    expect(AnthropicWire.parseRequest({ ...body, messages: [body.messages[0]] })).toMatchObject({
+      dialect: "anthropic"
+    })
   })
 })
