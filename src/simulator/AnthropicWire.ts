@@ -80,7 +80,9 @@ export const parseRequest = (body: unknown): AnthropicRequest | Wire.WireError =
   // Current Claude models refuse an assistant prefill (a conversation that ends with the assistant's turn).
   const last = body.messages[body.messages.length - 1]
   if (Wire.isRecord(last) && last.role === "assistant") {
-    return invalid("This model does not support assistant message prefill. The conversation must end with a user message.")
+    return invalid(
+      "This model does not support assistant message prefill. The conversation must end with a user message."
+    )
   }
   const forced = Wire.isRecord(body.tool_choice) && body.tool_choice.type === "tool"
     ? String(body.tool_choice.name)

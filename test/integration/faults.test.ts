@@ -29,31 +29,14 @@ let keyCount = 0
 
 /**
  * An engine over the simulator with fresh keys, the simulator scripted for them, and one provider (so that
- * there is no hop unless a test wants one).
+ * there is no hop unless a test wants one); with `withOther`, the other provider too, answering normally:
+ * somewhere for the chain to move to when a route is left.
  */
 const scriptedEngine = (
   provider: ProviderName,
   steps: ReadonlyArray<ScriptStep>,
-  retryPolicy: RetryPolicy.Policy = fastPolicy
-) =>
-  Effect.gen(function*() {
-    const simulator = yield* GatewaySimulator.GatewaySimulator
-    const key = `sk-fault-${provider}-${++keyCount}-0123456789`
-    yield* simulator.script(key, steps)
-    const engine = yield* engineOverSimulator({ [provider]: key }, { retryPolicy })
-    const before = (yield* simulator.stats).requests
-    const attempts = Effect.map(simulator.stats, (stats) => stats.requests - before)
-    return { engine, attempts }
-  })
-
-/**
- * As `scriptedEngine`, with the other provider configured too and answering normally: somewhere for the chain to
- * move to when a route is left.
- */
-const scriptedWithOther = (
-  provider: ProviderName,
-  steps: ReadonlyArray<ScriptStep>,
-  retryPolicy: RetryPolicy.Policy = fastPolicy
+  retryPolicy: RetryPolicy.Policy = fastPolicy,
+  withOther = false
 ) =>
   Effect.gen(function*() {
     const simulator = yield* GatewaySimulator.GatewaySimulator
@@ -61,13 +44,17 @@ const scriptedWithOther = (
     yield* simulator.script(key, steps)
     const other: ProviderName = provider === "openai" ? "anthropic" : "openai"
     const engine = yield* engineOverSimulator(
-      { [provider]: key, [other]: `sk-fault-${other}-${++keyCount}-0123456789` },
+      withOther ? { [provider]: key, [other]: `sk-fault-${other}-${++keyCount}-0123456789` } : { [provider]: key },
       { retryPolicy }
     )
     const before = (yield* simulator.stats).requests
     const attempts = Effect.map(simulator.stats, (stats) => stats.requests - before)
     return { engine, attempts }
   })
+
+/** As `scriptedEngine`, with the other provider configured too. */
+const scriptedWithOther = (provider: ProviderName, steps: ReadonlyArray<ScriptStep>, retryPolicy = fastPolicy) =>
+  scriptedEngine(provider, steps, retryPolicy, true)
 
 const request = (provider: ProviderName) => ({
   projectId: "novel",

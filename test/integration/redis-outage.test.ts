@@ -121,18 +121,21 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis, through
   )
 })
 
+/** A server on loopback that accepts connections and never answers, for the scope's life. */
+const silentServer = Effect.acquireRelease(
+  Effect.async<Net.Server>((resume) => {
+    const server = Net.createServer(() => {})
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.sync(() => server.close())
+)
+
 describe("ProviderRateLimiter over a Redis that accepts and never answers", () => {
   it.live(
     "holds its build and then admissions up one store timeout each, once, and its scope still closes (patched quit)",
     () =>
       Effect.gen(function*() {
-        const silent = yield* Effect.acquireRelease(
-          Effect.async<Net.Server>((resume) => {
-            const server = Net.createServer(() => {})
-            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-          }),
-          (server) => Effect.sync(() => server.close())
-        )
+        const silent = yield* silentServer
         const started = Date.now()
         const unavailableBefore = yield* unavailableCount
         yield* Effect.scoped(Effect.gen(function*() {
@@ -157,13 +160,7 @@ describe("ProviderRateLimiter over a Redis that accepts and never answers", () =
     "PLOT_ENGINE_REDIS_TIMEOUT sets how long a store call may take (the build's first call waits that)",
     () =>
       Effect.gen(function*() {
-        const silent = yield* Effect.acquireRelease(
-          Effect.async<Net.Server>((resume) => {
-            const server = Net.createServer(() => {})
-            server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-          }),
-          (server) => Effect.sync(() => server.close())
-        )
+        const silent = yield* silentServer
         const port = (silent.address() as Net.AddressInfo).port
         const environment = ConfigProvider.fromMap(
           new Map([["PLOT_ENGINE_REDIS_URL", `redis://127.0.0.1:${port}`], ["PLOT_ENGINE_REDIS_TIMEOUT", "200 millis"]])

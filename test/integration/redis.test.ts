@@ -24,6 +24,20 @@ if (redisUrl === undefined) {
 const quota = { requestsPerMinute: 60, tokensPerMinute: 10_000_000, maxConcurrent: 50 }
 const seconds = 5
 
+/** Two limiter instances in runtimes of their own, over one Redis with a fresh prefix. */
+const twoInstances = () => {
+  const url = new URL(redisUrl!)
+  const options = {
+    quotas: { openai: quota },
+    prefix: `plot-engine-test-${randomUUID()}:`,
+    redis: { host: url.hostname, port: Number(url.port || 6379) }
+  }
+  return [
+    ManagedRuntime.make(ProviderRateLimiterRedis.layer(options)),
+    ManagedRuntime.make(ProviderRateLimiterRedis.layer(options))
+  ] as const
+}
+
 describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => {
   it.live("shares one quota between two runtimes: never above it, at least 90 % of it", () =>
     Effect.gen(function*() {
@@ -68,16 +82,7 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
 
   it.live("a 429 met by one instance pauses the others: they wait about its retry-after", () =>
     Effect.gen(function*() {
-      const url = new URL(redisUrl!)
-      const options = {
-        quotas: { openai: quota },
-        prefix: `plot-engine-test-${randomUUID()}:`,
-        redis: { host: url.hostname, port: Number(url.port || 6379) }
-      }
-      const [a, b] = [
-        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options)),
-        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options))
-      ]
+      const [a, b] = twoInstances()
       const target = { provider: "openai", model: "gpt-4.1" } as const
       const admitOne = (runtime: typeof a) =>
         Effect.promise(() =>
@@ -103,16 +108,7 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
 
   it.live("a 429's pause and the limits it cut reach the other instance over pub/sub", () =>
     Effect.gen(function*() {
-      const url = new URL(redisUrl!)
-      const options = {
-        quotas: { openai: quota },
-        prefix: `plot-engine-test-${randomUUID()}:`,
-        redis: { host: url.hostname, port: Number(url.port || 6379) }
-      }
-      const [a, b] = [
-        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options)),
-        ManagedRuntime.make(ProviderRateLimiterRedis.layer(options))
-      ]
+      const [a, b] = twoInstances()
       const target = { provider: "openai", model: "gpt-4.1" } as const
       const onLimiter = <A>(
         runtime: typeof a,

@@ -39,7 +39,9 @@ describe("secrets", () => {
       const simulator = yield* GatewaySimulator.GatewaySimulator
       const engine = yield* engineOverSimulator(keys, { retryPolicy: fastPolicy })
       const seen: Array<string> = []
-      const kinds: ReadonlyArray<FaultKind> = faultKinds.filter((k) => k !== "hang" && k !== "stall" && k !== "slow_first_token")
+      const kinds: ReadonlyArray<FaultKind> = faultKinds.filter((k) =>
+        k !== "hang" && k !== "stall" && k !== "slow_first_token"
+      )
       for (const provider of ["openai", "anthropic"] as const) {
         for (const kind of kinds) {
           // Each fault once, then answers, for this provider's key.
