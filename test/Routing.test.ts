@@ -98,6 +98,16 @@ describe("routing across the deployments of a model", () => {
     }).pipe(Effect.provide(twoDeployments([text(sampleOutlineJson)], [serverError], calls)))
   })
 
+  it.effect("a deployment that went silent is not called again, even when the other fails too and the model is retried", () => {
+    const calls: Array<string> = []
+    return Effect.gen(function*() {
+      const result = yield* generate(0.1)
+      // org-a silent for the attempt's 60 s; org-b at once, a 429 asking for 60 s; the retry goes to org-b alone.
+      expect(calls).toEqual(["org-a", "org-b", "org-b"])
+      expect([result.isTemplate, result.durationMs]).toEqual([false, 120_000])
+    }).pipe(Effect.provide(twoDeployments([{ _tag: "Hang" }], [rateLimited, text(sampleOutlineJson)], calls)))
+  })
+
   it.effect("a bad request fails on the first deployment: another would refuse it too", () => {
     const calls: Array<string> = []
     return Effect.gen(function*() {

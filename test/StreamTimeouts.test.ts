@@ -17,7 +17,17 @@ import * as CallModule from "../src/generation/Call.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
 import { fakeEngine } from "./utils/engine.js"
-import { type Answer, type Call, crawl, sampleOutlineJson, scripted, slow, text } from "./utils/FakeModel.js"
+import {
+  type Answer,
+  type Call,
+  crawl,
+  fail,
+  httpError,
+  sampleOutlineJson,
+  scripted,
+  slow,
+  text
+} from "./utils/FakeModel.js"
 
 /** Both providers answering from one script (the calls in one list): a chain that is not pinned can move on. */
 const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call>, retryPolicy?: RetryPolicy.Policy) =>
@@ -150,6 +160,35 @@ describe("a stream silent or crawling too long", () => {
     }).pipe(Effect.provide(
       engine([slow(sampleOutlineJson, 1_000, 70_000), ok], calls, {
         ...RetryPolicy.defaults,
+        idleTimeout: "90 seconds"
+      })
+    ))
+  })
+})
+
+describe("a stream cut by the generation's deadline", () => {
+  it.effect("that had shown part of its outline is told void: Restarted before the end", () => {
+    const calls: Array<Call> = []
+    const serverError = fail(httpError(500, { error: { message: "The server had an error", type: "server_error" } }))
+    return Effect.gen(function*() {
+      const events: Array<Domain.GenerationEvent> = []
+      const fiber = yield* PlotGeneration.generateStream(on("gpt-4.1")).pipe(
+        Stream.runForEach((event) => Effect.sync(() => events.push(event))),
+        Effect.fork
+      )
+      yield* TestClock.adjust("5 minutes")
+      yield* Fiber.join(fiber)
+      // A 500, the retry at 5 s shows half its outline at 6 s and then goes quiet; the deadline (12 s) ends it.
+      expect(calls.map((c) => c.at)).toEqual([0, 5_000])
+      const tags = events.map((e) => e._tag)
+      const restarted = tags.indexOf("Restarted")
+      expect(restarted).toBeGreaterThan(tags.indexOf("TextDelta"))
+      expect(tags.at(-1)).toBe("Completed")
+      expect(events.at(-1)).toMatchObject({ result: { isTemplate: true, durationMs: 12_000 } })
+    }).pipe(Effect.provide(
+      engine([serverError, slow(sampleOutlineJson, 1_000, 60_000)], calls, {
+        ...RetryPolicy.defaults,
+        deadline: "12 seconds",
         idleTimeout: "90 seconds"
       })
     ))

@@ -46,7 +46,11 @@ export const layer = (options: Options): Layer.Layer<ProviderRateLimiter.Provide
   ProviderRateLimiter.layerStore(options).pipe(
     Layer.provide(Layer.merge(
       RateLimiterRedis.layerStore(options.redis),
-      layerQuotaSignals({ redis: options.redis, channel: `${options.prefix ?? "plot-engine:"}quota-signals` })
+      // Pub/sub ignores the database: fleets on different databases of one server keep their signals apart.
+      layerQuotaSignals({
+        redis: options.redis,
+        channel: `${options.prefix ?? "plot-engine:"}quota-signals:${options.redis.db ?? 0}`
+      })
     ))
   )
 

@@ -101,7 +101,11 @@ export const run = (
           })
         )
     )
-  return onRoutes(routes)
+  // A deployment that went silent in this generation is not called again (the chain skips a model with no other).
+  return Effect.flatMap(Ref.get(state), ({ silentRoutes }) => {
+    const live = routes.filter((route) => !silentRoutes.has(Engine.routeKey(route)))
+    return onRoutes(live.length > 0 ? live : routes)
+  })
 }
 
 /**
@@ -306,7 +310,10 @@ const attempt = Effect.fnUntraced(function*(
     timedCall
   ).pipe(
     Effect.tapError((error) => bookFailure({ engine, generation, state, target, route, prepared, tally }, error)),
-    Effect.onInterrupt(() => engine.breaker.release(breakerKey))
+    // Cut by the generation's deadline (or the caller): a part already shown is void all the same.
+    Effect.onInterrupt(() =>
+      Effect.zipRight(engine.breaker.release(breakerKey), restartedIfShown(generation, target, tally, "timeout"))
+    )
   )
   yield* bookCost(state, target, "success", { usage: outcome.usage, estimated: false })
   yield* announceCircuit(generation.emit, target, yield* engine.breaker.onSuccess(breakerKey))
@@ -329,10 +336,14 @@ const streamTimeouts = (
     ? undefined
     : Duration.toMillis(policy.firstTokenTimeout),
   idle: policy.idleTimeout === undefined ? undefined : Duration.toMillis(policy.idleTimeout),
-  throughput: policy.minThroughput === undefined ? undefined : {
-    tokensPerSecond: policy.minThroughput.tokensPerSecond,
-    windowMillis: Duration.toMillis(policy.minThroughput.window)
-  }
+  // A window of no length, or no least rate, is no limit (a watchdog would look again without sleeping).
+  throughput: policy.minThroughput === undefined || policy.minThroughput.tokensPerSecond <= 0 ||
+      !(Duration.toMillis(policy.minThroughput.window) > 0)
+    ? undefined
+    : {
+      tokensPerSecond: policy.minThroughput.tokensPerSecond,
+      windowMillis: Duration.toMillis(policy.minThroughput.window)
+    }
 })
 
 /**
@@ -527,23 +538,14 @@ const bookFailure = (
     (spending) => (spending === undefined ? Effect.void : bookCost(state, target, Errors.errorType(error), spending))
   )
   // A stream that had shown part of its outline: the caller is told that part is void before whatever comes next.
-  const restarted = Effect.flatMap(Ref.get(tally.shown), (shown) =>
-    shown
-      ? generation.emit({
-        _tag: "Restarted",
-        provider: target.provider,
-        model: target.id,
-        errorType: Errors.errorType(error),
-        message: "The answer was interrupted partway. What was shown so far is discarded; the plot starts again."
-      })
-      : Effect.void)
   return Effect.zipRight(
-    Effect.zipRight(restarted, billed),
+    Effect.zipRight(restartedIfShown(generation, target, tally, Errors.errorType(error)), billed),
     Effect.zipRight(
       Ref.update(state, (chain) => ({
         ...chain,
         lastError: error,
         failedRoutes: anotherDeploymentMayDo(error) ? new Set(chain.failedRoutes).add(breakerKey) : chain.failedRoutes,
+        silentRoutes: failsOverAtOnce(error) ? new Set(chain.silentRoutes).add(breakerKey) : chain.silentRoutes,
         rateLimitErrors: chain.rateLimitErrors + (error._tag === "RateLimitError" ? 1 : 0),
         refusals: chain.refusals + (error._tag === "RefusalError" ? 1 : 0),
         reducedBudgets: error._tag === "ContextTooLongError"
@@ -573,6 +575,27 @@ const bookFailure = (
     )
   )
 }
+
+/**
+ * Tells the caller the part of an outline it was shown is void, when the stream that failed had shown one (it was
+ * committed). Whether another attempt follows, a `Retrying`, a `Fallback` or the end says.
+ */
+const restartedIfShown = (
+  generation: Engine.Generation,
+  target: ModelCatalog.ModelInfo,
+  tally: Call.Tally,
+  errorType: Errors.ErrorType
+): Effect.Effect<void> =>
+  Effect.flatMap(Ref.get(tally.shown), (shown) =>
+    shown
+      ? generation.emit({
+        _tag: "Restarted",
+        provider: target.provider,
+        model: target.id,
+        errorType,
+        message: "The answer was interrupted partway. What was shown so far is discarded."
+      })
+      : Effect.void)
 
 const withBudget = (
   budgets: ReadonlyMap<string, PromptBuilder.OutputBudget>,

@@ -35,6 +35,8 @@ export interface State {
   readonly lastError: RetryPolicy.RetryableError | undefined
   /** The deployments of a model (by `Engine.routeKey`) that failed in this generation: the next call goes elsewhere. */
   readonly failedRoutes: ReadonlySet<string>
+  /** Of those, the ones that ran out of one of the engine's own time limits: never called again in the generation. */
+  readonly silentRoutes: ReadonlySet<string>
   /** Rate-limit errors met, for the alerts. */
   readonly rateLimitErrors: number
   /** Refusals met: the first may hop to the other provider, a second ends the chain. */
@@ -55,6 +57,7 @@ export const initial: State = {
   lastStep: undefined,
   lastError: undefined,
   failedRoutes: new Set(),
+  silentRoutes: new Set(),
   rateLimitErrors: 0,
   refusals: 0,
   reducedBudgets: new Map(),
@@ -231,7 +234,7 @@ const mayTry = (
   error: RetryPolicy.RetryableError
 ): Effect.Effect<boolean> =>
   Effect.gen(function*() {
-    const { attempts, failedRoutes, refusals } = yield* Ref.get(chain.state)
+    const { attempts, refusals, silentRoutes } = yield* Ref.get(chain.state)
     if (attempts >= chain.engine.policy.maxAttempts) return false
     // A refusal hops once, when the policy lets it.
     if (error._tag === "RefusalError" && (chain.engine.policy.onRefusal === "fail" || refusals > 1)) return false
@@ -242,12 +245,9 @@ const mayTry = (
       if ((yield* chain.engine.breaker.state(Engine.routeKey(route))) === "open") open++
     }
     if (routes.length > 0 && open === routes.length) return false
-    // A model that ran out of one of the engine's own time limits on every deployment it has is not called again:
-    // a silent or crawling route costs one limit, and the chain moves on.
-    if (
-      Attempt.failsOverAtOnce(error) && error.provider === model.provider && error.model === model.id &&
-      routes.every((route) => failedRoutes.has(Engine.routeKey(route)))
-    ) return false
+    // A model whose every deployment ran out of one of the engine's own time limits is not called again: a silent
+    // or crawling route costs one limit, and the chain moves on.
+    if (routes.length > 0 && routes.every((route) => silentRoutes.has(Engine.routeKey(route)))) return false
     return mayRunAfter(chain.engine.catalog, model, error)
   })
 

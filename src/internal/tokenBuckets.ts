@@ -95,9 +95,12 @@ export const make = (
     if (known === undefined) return
     const now = clock.unsafeCurrentTimeMillis()
     const held = Math.min(limit, known.remaining + ((now - known.at) * limit) / windowMillis)
-    const start = Math.min(bucket, Math.floor(held * fallback.localShare))
-    const level = local.local!.level(key, bucket, now)
-    if (level !== start) local.local!.take(key, bucket, level - start, now)
+    // A store in debt (reservations ahead of the refill, a 429's emptying) leaves the local bucket in debt too, at
+    // most a bucket's worth: taken in steps, a take of more than the bucket taking nothing.
+    const start = Math.max(-bucket, Math.min(bucket, Math.floor(held * fallback.localShare)))
+    for (let owed = local.local!.level(key, bucket, now) - start; owed > 0; owed -= bucket) {
+      local.local!.take(key, bucket, Math.min(owed, bucket), now)
+    }
   }
   // At most a bucket's share: what was taken past it (reservations ahead of the refill, a 429's emptying) is this
   // instance's own wait, which the others need not share.

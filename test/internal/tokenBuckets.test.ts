@@ -1,0 +1,69 @@
+/**
+ * Buckets over a remote store when the store goes away: the local stand-in starts at its share of what the store
+ * last said the bucket held, debt included (a fleet at its quota has reservations ahead of the refill), and the
+ * store is told what was taken locally when it answers again. A fake store, in virtual time.
+ */
+import * as RateLimiter from "@effect/experimental/RateLimiter"
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as TestClock from "effect/TestClock"
+import * as TokenBuckets from "../../src/internal/tokenBuckets.js"
+
+/** A store whose bucket holds `level` (it may be in debt), and which fails while `down`. */
+const fakeStore = (state: { level: number; down: boolean; taken: Array<number> }): RateLimiter.RateLimiter => ({
+  [RateLimiter.TypeId]: RateLimiter.TypeId,
+  consume: (options) => {
+    if (state.down) return Effect.fail(new RateLimiter.RateLimitStoreError({ message: "store away" }))
+    const tokens = options.tokens ?? 1
+    state.level -= tokens
+    state.taken.push(tokens)
+    return Effect.succeed({
+      delay: Duration.millis(state.level >= 0 ? 0 : -state.level * 1_000),
+      limit: options.limit,
+      remaining: state.level,
+      resetAfter: Duration.zero
+    })
+  }
+})
+
+const bucketsOver = (limiter: RateLimiter.RateLimiter) =>
+  Effect.map(Effect.clock, (clock) =>
+    TokenBuckets.make(limiter, Duration.minutes(1), clock, {
+      timeoutMillis: 1_000,
+      localShare: 0.5,
+      retryAfterMillis: 5_000,
+      unavailable: Metric.counter("test_store_unavailable")
+    }))
+
+describe("TokenBuckets over a store that goes away", () => {
+  it.effect("a store in debt leaves the local bucket in debt: no burst when the store goes", () =>
+    Effect.gen(function*() {
+      const store = { level: -19, down: false, taken: [] as Array<number> }
+      const buckets = yield* bucketsOver(fakeStore(store))
+      // The store says the bucket is 20 in debt (a minute's limit of 60: 20 s of refill ahead).
+      expect((yield* buckets.take("rpm", 60, 1)).remaining).toBe(-20)
+      store.down = true
+      // Locally, half of that debt, against a bucket of 30: a request waits, where a full local bucket let it go.
+      const local = yield* buckets.take("rpm", 60, 1)
+      expect(local.remaining).toBe(-11)
+      expect(local.delay).toBeGreaterThan(0)
+    }))
+
+  it.effect("when the store answers again it is told what was taken locally, at most the local share", () =>
+    Effect.gen(function*() {
+      const store = { level: 60, down: false, taken: [] as Array<number> }
+      const buckets = yield* bucketsOver(fakeStore(store))
+      yield* buckets.take("rpm", 60, 10)
+      store.down = true
+      for (let i = 0; i < 5; i++) yield* buckets.take("rpm", 60, 2)
+      store.down = false
+      // The store is asked again 5 s after it failed.
+      yield* TestClock.adjust("5 seconds")
+      yield* buckets.take("rpm", 60, 1)
+      yield* TestClock.adjust("10 millis")
+      // The 1 of this take, and the 10 taken while it was away.
+      expect(store.taken.slice(1)).toEqual([1, 10])
+    }))
+})
