@@ -421,6 +421,8 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
   const quotas = { ...defaultQuotas, ...options.quotas }
   const states = new Map<string, LimiterKeys.KeyState>()
 
+  // Signals for keys this instance has not used yet, kept until it does (the latest per key; a bounded map).
+  const heardEarly = new Map<string, { readonly signal: QuotaSignals.Signal; readonly at: number }>()
   // Synchronous, so that two callers arriving together for a new key find one state.
   const stateNow = (target: Target): LimiterKeys.KeyState => {
     const key = keyOf(options, target)
@@ -428,6 +430,16 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     if (existing !== undefined) return existing
     const state = LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider])
     states.set(key, state)
+    // What the others learnt of this key before this instance used it: what is left of the pause, the cut limits.
+    const early = heardEarly.get(key)
+    if (early !== undefined) {
+      heardEarly.delete(key)
+      const since = shared.clock.unsafeCurrentTimeMillis() - early.at
+      LimiterKeys.hear(shared, state, {
+        ...early.signal,
+        pausedForMillis: Math.max(0, early.signal.pausedForMillis - since)
+      })
+    }
     return state
   }
   const stateOf = (target: Target): Effect.Effect<LimiterKeys.KeyState> => Effect.sync(() => stateNow(target))
@@ -519,10 +531,16 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
           lane ?? "interactive"
         ))
   })
-  // A signal for a key this instance has not used is not kept: it will find the buckets as the others left them.
   const hear = (signal: QuotaSignals.Signal) => {
     const state = states.get(signal.key)
-    if (state !== undefined) LimiterKeys.hear(shared, state, signal)
+    if (state !== undefined) return LimiterKeys.hear(shared, state, signal)
+    if (heardEarly.size >= 10_000) heardEarly.clear()
+    const earlier = heardEarly.get(signal.key)?.signal
+    // A later pause without a cut keeps the limits an earlier one cut.
+    heardEarly.set(signal.key, {
+      signal: { ...signal, limits: signal.limits ?? earlier?.limits },
+      at: shared.clock.unsafeCurrentTimeMillis()
+    })
   }
   return { service, shared, hear }
 })

@@ -34,7 +34,8 @@ const twoInstances = (signals: boolean) =>
       yield* a.withAdmission(target, small, () => Effect.void)
       yield* b.withAdmission(target, small, () => Effect.void)
     }
-    return { a, b }
+    // `another` builds one more instance over the same store (and signals), later.
+    return { a, b, another: instance }
   })
 
 const snapshotOf = (limiter: ProviderRateLimiter.ProviderRateLimiter["Type"]) =>
@@ -72,6 +73,24 @@ describe("QuotaSignals", () => {
       const climbedOnA = (yield* snapshotOf(a)).quota
       expect(climbedOnA.requestsPerMinute).toBe(cutOnA.requestsPerMinute + 3)
       expect((yield* snapshotOf(b)).quota).toEqual(climbedOnA)
+    }))
+
+  it.scoped("an instance that had not used the key yet takes what is left of the pause, and the cut, when it does", () =>
+    Effect.gen(function*() {
+      const { a, another } = yield* twoInstances(true)
+      // A third instance, joined before the 429 but not using the key until 10 s after it.
+      const late = yield* another
+      yield* a.pause(target, 30_000)
+      const cut = (yield* snapshotOf(a)).quota
+      yield* TestClock.adjust(10_000)
+      const admitted = yield* Effect.fork(late.withAdmission(target, small, () => Effect.void))
+      yield* Effect.yieldNow()
+      expect((yield* snapshotOf(late)).quota).toEqual(cut)
+      expect((yield* snapshotOf(late)).pausedUntil).toBe(30_000)
+      yield* TestClock.adjust(19_999)
+      expect(admitted.unsafePoll()).toBeNull()
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(admitted)
     }))
 
   it.scoped("without QuotaSignals the other instance is not paused (only the buckets are shared)", () =>
