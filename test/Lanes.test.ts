@@ -16,14 +16,9 @@ import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import { sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
+import { limiter } from "./utils/limiter.js"
 
 const target = { provider: "openai", model: "gpt-4.1" } as const
-
-const limiter = (quota: Partial<ProviderRateLimiter.Quota>, options: Partial<ProviderRateLimiter.Options> = {}) =>
-  ProviderRateLimiter.layerMemory({
-    quotas: { openai: { requestsPerMinute: 10_000, tokensPerMinute: 10_000_000, maxConcurrent: 100, ...quota } },
-    ...options
-  })
 
 /** A request of a lane, admitted through `withAdmission`: when it was admitted is logged; it holds its permit. */
 const request = (

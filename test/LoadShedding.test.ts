@@ -15,14 +15,10 @@ import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import { fakeEngine } from "./utils/engine.js"
 import { type Call, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
+import { limiter } from "./utils/limiter.js"
 
 const target = { provider: "openai", model: "gpt-4.1" } as const
 const small = { inputTokens: 10, outputTokens: 10 }
-
-const limiter = (quota: Partial<ProviderRateLimiter.Quota>) =>
-  ProviderRateLimiter.layerMemory({
-    quotas: { openai: { requestsPerMinute: 10_000, tokensPerMinute: 10_000_000, maxConcurrent: 100, ...quota } }
-  })
 
 /** Admits, holding the permit for `holdMillis`; what the caller was told while it waited, with when. */
 const admitAndHold = (holdMillis: number, told?: Array<readonly [number, ProviderRateLimiter.Queued]>) =>

@@ -11,14 +11,9 @@ import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
+import { limiter } from "./utils/limiter.js"
 
 const target = { provider: "openai", model: "gpt-4.1" } as const
-
-const limiter = (quota: Partial<ProviderRateLimiter.Quota>, options: Partial<ProviderRateLimiter.Options> = {}) =>
-  ProviderRateLimiter.layerMemory({
-    quotas: { openai: { requestsPerMinute: 10_000, tokensPerMinute: 10_000_000, maxConcurrent: 100, ...quota } },
-    ...options
-  })
 
 /** Admits a request and records when; holds the permit for `holdMillis`. */
 const request = (

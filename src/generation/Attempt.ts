@@ -133,7 +133,7 @@ export const anotherDeploymentMayDo = (error: RetryPolicy.RetryableError): boole
  * limits): the route was silent or crawling, and is not called again in this generation; the next deployment or
  * model goes at once. A provider's or gateway's timeout (408, 504) is retried like a server error.
  */
-export const failsOverAtOnce = (error: RetryPolicy.RetryableError): error is Errors.TimeoutError =>
+const failsOverAtOnce = (error: RetryPolicy.RetryableError): boolean =>
   error._tag === "TimeoutError" && error.kind !== "provider" && error.kind !== "deadline"
 
 /**

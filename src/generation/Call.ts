@@ -125,17 +125,9 @@ export const nextLimit = (limits: StreamLimits, activity: Activity): NextLimit =
   return next
 }
 
-/**
- * Whether a stream wrote too little in its throughput window to go on; if not, the next window begins at `now`.
- */
-export const crawls = (limits: StreamLimits, activity: Activity, now: number): boolean => {
-  const throughput = limits.throughput!
-  const tokens = (activity.received - activity.windowStartReceived) / 4
-  if (tokens < (throughput.tokensPerSecond * throughput.windowMillis) / 1000) return true
-  activity.windowStartAt = now
-  activity.windowStartReceived = activity.received
-  return false
-}
+/** Whether a stream wrote too little in its throughput window to go on. */
+export const crawls = (throughput: NonNullable<StreamLimits["throughput"]>, activity: Activity): boolean =>
+  (activity.received - activity.windowStartReceived) / 4 < (throughput.tokensPerSecond * throughput.windowMillis) / 1000
 
 /**
  * How long the watchdog may sleep before it looks again, `wait` being the time to the next limit. A part only moves
@@ -324,7 +316,11 @@ export const streamed = (
       const wait = next.at - now()
       if (wait > 0) return Effect.zipRight(Effect.sleep(recheckAfter(limits, activity, wait)), watchdog)
       // A throughput window that ends with enough written starts the next one.
-      if (next.limit === "throughput" && !crawls(limits, activity, now())) return watchdog
+      if (next.limit === "throughput" && !crawls(limits.throughput!, activity)) {
+        activity.windowStartAt = now()
+        activity.windowStartReceived = activity.received
+        return watchdog
+      }
       return Effect.fail(limitError(input, limits, next))
     })
     return model.streamText(callOptions(input)).pipe(
