@@ -6,7 +6,7 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
-import { execFile, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -17,39 +17,8 @@ import * as Cli from "../../src/cli/Cli.js"
 import { PlotResult } from "../../src/Domain.js"
 import * as Faults from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
+import { childEnv, cli, processTimeout, root, type Run } from "../utils/cli.js"
 import { sampleProjectFile } from "../utils/fixtures.js"
-
-const root = fileURLToPath(new URL("../..", import.meta.url))
-
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** How long one CLI process may take: startup alone (tsx compiling the sources) takes seconds on a busy machine. */
-const processTimeout = 120_000
-
-/** The environment with only the given provider variables set. */
-const childEnv = (env: Record<string, string>) => {
-  const { OPENAI_API_KEY: _a, ANTHROPIC_API_KEY: _b, OPENAI_BASE_URL: _c, ANTHROPIC_BASE_URL: _d, ...base } =
-    process.env
-  return { ...base, ...env }
-}
-
-/** Runs the CLI from source with only the given provider variables set. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  Effect.async<Run>((resume) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", "src/cli/main.ts", ...args],
-      { cwd: root, env: childEnv(env), timeout: processTimeout },
-      (error, stdout, stderr) =>
-        resume(
-          Effect.succeed({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
-        )
-    )
-  })
 
 /** The `cli` script of package.json, what `npm run cli` runs. */
 const cliScript: string = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts.cli

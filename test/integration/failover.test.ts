@@ -12,14 +12,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { execFile } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import type { ScriptStep } from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
+import { cli } from "../utils/cli.js"
 import { sampleProjectFile } from "../utils/fixtures.js"
-
-const root = fileURLToPath(new URL("../..", import.meta.url))
-const processTimeout = 120_000
 
 const primaryKey = "sk-proj-failover-primary-0123456789"
 const fallbackKey = "sk-ant-failover-fallback-0123456789"
@@ -52,57 +48,30 @@ const run = (scenario: Scenario) =>
     const simulator = Context.get(context, GatewaySimulator.GatewaySimulator)
     yield* simulator.script(primaryKey, scenario.primary)
     const started = Date.now()
-    const { code, stderr, stdout } = yield* Effect.async<{ code: number; stdout: string; stderr: string }>(
-      (resume) => {
-        const {
-          ANTHROPIC_API_KEY: _a,
-          ANTHROPIC_BASE_URL: _b,
-          OPENAI_API_KEY: _c,
-          OPENAI_BASE_URL: _d,
-          PLOT_ENGINE_DEPLOYMENTS_FILE: _e,
-          ...base
-        } = process.env
-        execFile(
-          process.execPath,
-          [
-            "--import",
-            "tsx",
-            "src/cli/main.ts",
-            "generate",
-            "--project",
-            sampleProjectFile,
-            "--prompt",
-            scenario.prompt ?? "What does Mara find under the floor?",
-            "--provider",
-            "openai",
-            "--json",
-            ...(scenario.args ?? [])
-          ],
-          {
-            cwd: root,
-            timeout: processTimeout,
-            env: {
-              ...base,
-              OPENAI_API_KEY: primaryKey,
-              OPENAI_BASE_URL: simulator.openaiBaseUrl,
-              ANTHROPIC_API_KEY: fallbackKey,
-              ANTHROPIC_BASE_URL: simulator.anthropicBaseUrl,
-              // Short limits, so that every scenario ends within seconds; not so short that a busy machine trips them.
-              PLOT_ENGINE_ATTEMPT_TIMEOUT: "6 seconds",
-              PLOT_ENGINE_FIRST_TOKEN_TIMEOUT: "3 seconds",
-              PLOT_ENGINE_IDLE_TIMEOUT: "2 seconds",
-              PLOT_ENGINE_DEADLINE: "45 seconds",
-              // The table's delays (5 s after a 500) capped: a Retry-After above the cap moves on instead.
-              PLOT_ENGINE_MAX_RETRY_DELAY: "2 seconds"
-            }
-          },
-          (error, stdout, stderr) =>
-            resume(Effect.succeed({
-              code: error === null ? 0 : typeof error.code === "number" ? error.code : 1,
-              stdout,
-              stderr
-            }))
-        )
+    const { code, stderr, stdout } = yield* cli(
+      [
+        "generate",
+        "--project",
+        sampleProjectFile,
+        "--prompt",
+        scenario.prompt ?? "What does Mara find under the floor?",
+        "--provider",
+        "openai",
+        "--json",
+        ...(scenario.args ?? [])
+      ],
+      {
+        OPENAI_API_KEY: primaryKey,
+        OPENAI_BASE_URL: simulator.openaiBaseUrl,
+        ANTHROPIC_API_KEY: fallbackKey,
+        ANTHROPIC_BASE_URL: simulator.anthropicBaseUrl,
+        // Short limits, so that every scenario ends within seconds; not so short that a busy machine trips them.
+        PLOT_ENGINE_ATTEMPT_TIMEOUT: "6 seconds",
+        PLOT_ENGINE_FIRST_TOKEN_TIMEOUT: "3 seconds",
+        PLOT_ENGINE_IDLE_TIMEOUT: "2 seconds",
+        PLOT_ENGINE_DEADLINE: "45 seconds",
+        // The table's delays (5 s after a 500) capped: a Retry-After above the cap moves on instead.
+        PLOT_ENGINE_MAX_RETRY_DELAY: "2 seconds"
       }
     )
     const elapsedMs = Date.now() - started
