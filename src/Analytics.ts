@@ -78,6 +78,8 @@ export const report = (analytics: Service | undefined, generationReport: Generat
         // One flat line: each figure an annotation of its own, not a nested object a log line would spread over lines.
         Effect.annotateLogs({
           component: "plotGenerationService",
+          requestId: generationReport.requestId,
+          projectId: generationReport.projectId,
           outcome: generationReport.outcome,
           kind: generationReport.kind,
           ...Object.fromEntries(
@@ -91,7 +93,11 @@ export const report = (analytics: Service | undefined, generationReport: Generat
   return analytics === undefined ? Effect.asVoid(logged) : Effect.zipRight(
     logged,
     analytics.track(generationReport).pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("Analytics failed to track a generation", cause))
+      Effect.catchAllCause((cause) =>
+        Effect.logWarning("Analytics failed to track a generation", cause).pipe(
+          Effect.annotateLogs({ requestId: generationReport.requestId, projectId: generationReport.projectId })
+        )
+      )
     )
   )
 }

@@ -150,11 +150,21 @@ export class ProjectContext extends Schema.Class<ProjectContext>("plot-engine/Pr
  */
 export const Limits = {
   promptMaxLength: 10_000,
+  genreMaxLength: 100,
+  modelMaxLength: 100,
   minWordCount: 50,
   maxWordCount: 20_000,
   minTemperature: 0,
   maxTemperature: 2
 } as const
+
+/**
+ * What a project id may be: 1-128 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+ *
+ * @since 0.1.0
+ * @category Requests
+ */
+export const projectIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 
 /**
  * A request for plot content: what to write, for which project, and the choices a caller can make.
@@ -164,12 +174,12 @@ export const Limits = {
  */
 export class PlotRequest extends Schema.Class<PlotRequest>("plot-engine/PlotRequest")({
   projectId: Schema.String.pipe(
-    Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
+    Schema.pattern(projectIdPattern, {
       message: () => "a project id is 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
     })
   ),
   userPrompt: Text(Limits.promptMaxLength),
-  genre: Schema.optional(Text(100)),
+  genre: Schema.optional(Text(Limits.genreMaxLength)),
   targetWordCount: Schema.optional(
     Schema.Int.pipe(Schema.between(Limits.minWordCount, Limits.maxWordCount))
   ),
@@ -177,7 +187,7 @@ export class PlotRequest extends Schema.Class<PlotRequest>("plot-engine/PlotRequ
   /** The provider the writer prefers: chosen when configured, at the tier the task needs. */
   provider: Schema.optional(ProviderName),
   /** Pins a model id; the provider is then required too. */
-  model: Schema.optional(Text(100)),
+  model: Schema.optional(Text(Limits.modelMaxLength)),
   costSensitive: Schema.optional(Schema.Boolean),
   temperature: Schema.optional(Schema.Number.pipe(Schema.between(Limits.minTemperature, Limits.maxTemperature)))
 }) {}
@@ -211,15 +221,34 @@ export interface GenerateOptions {
 // =============================================================================
 
 /**
+ * The bounds of an outline's parts: characters of a text (trimmed), items of a list.
+ *
+ * @since 0.1.0
+ * @category Outline
+ */
+export const OutlineLimits = {
+  title: 200,
+  logline: 1_000,
+  acts: 12,
+  actTitle: 200,
+  actSummary: 4_000,
+  beats: 40,
+  beatSummary: 2_000,
+  characters: 20,
+  character: 120,
+  location: 120
+} as const
+
+/**
  * One beat of a plot: what happens, who is in it, where.
  *
  * @since 0.1.0
  * @category Outline
  */
 export class PlotBeat extends Schema.Class<PlotBeat>("plot-engine/PlotBeat")({
-  summary: Text(2_000),
-  characters: Bounded(Text(120), 20),
-  location: Schema.String.pipe(Schema.maxLength(120))
+  summary: Text(OutlineLimits.beatSummary),
+  characters: Bounded(Text(OutlineLimits.character), OutlineLimits.characters),
+  location: Schema.String.pipe(Schema.maxLength(OutlineLimits.location))
 }) {}
 
 /**
@@ -227,9 +256,9 @@ export class PlotBeat extends Schema.Class<PlotBeat>("plot-engine/PlotBeat")({
  * @category Outline
  */
 export class PlotAct extends Schema.Class<PlotAct>("plot-engine/PlotAct")({
-  title: Text(200),
-  summary: Text(4_000),
-  beats: Bounded(PlotBeat, 40).pipe(Schema.minItems(1))
+  title: Text(OutlineLimits.actTitle),
+  summary: Text(OutlineLimits.actSummary),
+  beats: Bounded(PlotBeat, OutlineLimits.beats).pipe(Schema.minItems(1))
 }) {}
 
 /**
@@ -240,9 +269,9 @@ export class PlotAct extends Schema.Class<PlotAct>("plot-engine/PlotAct")({
  * @category Outline
  */
 export class PlotOutline extends Schema.Class<PlotOutline>("plot-engine/PlotOutline")({
-  title: Text(200),
-  logline: Text(1_000),
-  acts: Bounded(PlotAct, 12).pipe(Schema.minItems(1))
+  title: Text(OutlineLimits.title),
+  logline: Text(OutlineLimits.logline),
+  acts: Bounded(PlotAct, OutlineLimits.acts).pipe(Schema.minItems(1))
 }, {
   identifier: "PlotOutline",
   description:

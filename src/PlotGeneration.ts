@@ -143,35 +143,39 @@ export const stageProgress: Readonly<Record<Domain.Stage, number>> = Engine.stag
 // Constructors
 // =============================================================================
 
-/** One generation, from the request to its result (or typed failure), its stages told to `emit`. */
-const runGeneration = Effect.fnUntraced(function*(
+/**
+ * One generation, from the request to its result (or typed failure), its stages told to `emit`. The log lines of
+ * its calls, the models' own too, and the engine's own lines about it, say which request and project they are
+ * about (see `Attempt`, `Outcome`).
+ */
+const runGeneration = (
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
   generateOptions: Domain.GenerateOptions,
   emit: Engine.Emit,
   mode: Engine.Mode
-) {
-  const generation = yield* Prepare.start(engine, input, emit, mode, generateOptions.lane)
-  const reservation = yield* Prepare.reserveBudget(engine, generation)
-  const state = yield* Ref.make(Chain.initial)
-  const useFallback = generateOptions.useFallback ?? true
-  return yield* Chain.run(engine, generation, state).pipe(
-    Effect.matchEffect({
-      onSuccess: (success) =>
-        Effect.flatMap(Ref.get(state), (chain) => Outcome.succeeded(engine, generation, chain, success)),
-      onFailure: (error) =>
-        Effect.flatMap(Ref.get(state), (chain) => Outcome.failed(engine, generation, chain, error, useFallback))
-    }),
-    // The budget pays what every billed attempt cost, however the generation ends.
-    Effect.ensuring(
-      reservation === undefined
-        ? Effect.void
-        : Effect.flatMap(Ref.get(state), (chain) => reservation.settle(Outcome.totalCost(chain.billing) ?? 0))
-    ),
-    // Every log line of the generation, the models' own too, says which request and project it belongs to.
-    Effect.annotateLogs({ requestId: generation.requestId, projectId: generation.request.projectId })
+): Effect.Effect<Domain.PlotResult, Errors.GenerationError> =>
+  Effect.flatMap(
+    Prepare.start(engine, input, emit, mode, generateOptions.lane),
+    (generation) =>
+      Effect.flatMap(Prepare.reserveBudget(engine, generation), (reservation) => {
+        const state = Ref.unsafeMake(Chain.initial)
+        const useFallback = generateOptions.useFallback ?? true
+        const run = Chain.run(engine, generation, state).pipe(
+          Effect.matchEffect({
+            onSuccess: (success) =>
+              Effect.flatMap(Ref.get(state), (chain) => Outcome.succeeded(engine, generation, chain, success)),
+            onFailure: (error) =>
+              Effect.flatMap(Ref.get(state), (chain) => Outcome.failed(engine, generation, chain, error, useFallback))
+          })
+        )
+        // The budget pays what every billed attempt cost, however the generation ends.
+        return reservation === undefined ? run : Effect.ensuring(
+          run,
+          Effect.flatMap(Ref.get(state), (chain) => reservation.settle(Outcome.totalCost(chain.billing) ?? 0))
+        )
+      })
   )
-})
 
 /**
  * Builds the service over its collaborators (see `Requirements`).

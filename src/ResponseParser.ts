@@ -117,8 +117,10 @@ const nestedDeeperThan = (value: unknown, max: number): boolean => {
 export const validateOutline = (
   value: unknown,
   raw: string
-): Either.Either<Domain.PlotOutline, Errors.ResponseParseError> =>
-  nestedDeeperThan(value, maxNesting)
+): Either.Either<Domain.PlotOutline, Errors.ResponseParseError> => {
+  const outline = outlineAsWritten(value)
+  if (outline !== undefined) return Either.right(outline)
+  return nestedDeeperThan(value, maxNesting)
     ? fail(`the reply nests deeper than ${maxNesting} levels`, raw)
     : Either.mapLeft(decodeOutline(value), (error) => {
       const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
@@ -127,6 +129,55 @@ export const validateOutline = (
         : `${Validation.formatPath(first.path, "outline")}: ${first.message}`
       return new Errors.ResponseParseError({ reason, excerpt: excerptOf(raw) })
     })
+}
+
+/**
+ * The outline, when the reply is one as it stands (every text within its bounds once trimmed, every list within
+ * its counts), made without Schema's decoder, which cost a tenth of a generation; `undefined` for anything else,
+ * which the decoder then reads and, when it is wrong, says why. What it accepts, it reads as the decoder does: the
+ * texts trimmed, other fields ignored (the tests pin the two to each other). It reads only the outline's own
+ * fields, four levels deep, so hostile nesting elsewhere never reaches it.
+ */
+const outlineAsWritten = (value: unknown): Domain.PlotOutline | undefined => {
+  const limits = Domain.OutlineLimits
+  if (!isRecord(value) || !Array.isArray(value.acts)) return undefined
+  const title = Validation.trimmedWithin(value.title, limits.title)
+  const logline = Validation.trimmedWithin(value.logline, limits.logline)
+  if (title === undefined || logline === undefined) return undefined
+  if (value.acts.length < 1 || value.acts.length > limits.acts) return undefined
+  const acts: Array<Domain.PlotAct> = []
+  for (const act of value.acts as ReadonlyArray<unknown>) {
+    if (!isRecord(act) || !Array.isArray(act.beats) || act.beats.length < 1 || act.beats.length > limits.beats) {
+      return undefined
+    }
+    const actTitle = Validation.trimmedWithin(act.title, limits.actTitle)
+    const summary = Validation.trimmedWithin(act.summary, limits.actSummary)
+    if (actTitle === undefined || summary === undefined) return undefined
+    const beats: Array<Domain.PlotBeat> = []
+    for (const beat of act.beats as ReadonlyArray<unknown>) {
+      if (!isRecord(beat) || !Array.isArray(beat.characters) || beat.characters.length > limits.characters) {
+        return undefined
+      }
+      const beatSummary = Validation.trimmedWithin(beat.summary, limits.beatSummary)
+      const location = beat.location
+      if (beatSummary === undefined || typeof location !== "string" || location.length > limits.location) {
+        return undefined
+      }
+      const characters: Array<string> = []
+      for (const name of beat.characters as ReadonlyArray<unknown>) {
+        const trimmed = Validation.trimmedWithin(name, limits.character)
+        if (trimmed === undefined) return undefined
+        characters.push(trimmed)
+      }
+      beats.push(new Domain.PlotBeat({ summary: beatSummary, characters, location }, true))
+    }
+    acts.push(new Domain.PlotAct({ title: actTitle, summary, beats }, true))
+  }
+  return new Domain.PlotOutline({ title, logline, acts }, true)
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
 
 const outlineDescription = Tool.getDescriptionFromSchemaAst(Domain.PlotOutline.ast) ?? "A plot outline"
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
-import { PlotAct, PlotOutline } from "../src/Domain.js"
+import * as Schema from "effect/Schema"
+import { OutlineLimits, PlotAct, PlotOutline } from "../src/Domain.js"
 import * as ResponseParser from "../src/ResponseParser.js"
 import { sampleOutline, sampleOutlineJson } from "./utils/FakeModel.js"
 import { emptyProject, request, sampleProject } from "./utils/fixtures.js"
@@ -151,5 +152,78 @@ describe("countWords", () => {
       }
     )
     expect(ResponseParser.countWords("Mara's rock-solid plan, 2 nights — l'été 🌊 漢字")).toBe(7)
+  })
+})
+
+describe("ResponseParser.validateOutline", () => {
+  const limits = OutlineLimits
+  const decode = Schema.decodeUnknownEither(PlotOutline, { onExcessProperty: "ignore" })
+  const encode = Schema.encodeSync(PlotOutline)
+  /** Texts at and around a bound: empty, blank, padded, at the limit, one past it; and things that are no text. */
+  const text = (max: number) =>
+    FastCheck.oneof(
+      { weight: 30, arbitrary: FastCheck.string({ maxLength: 6 }).map((s) => `a${s}`) },
+      {
+        weight: 1,
+        arbitrary: FastCheck.constantFrom(
+          "",
+          " ",
+          " a ",
+          "\tb\n",
+          "x".repeat(max),
+          ` ${"x".repeat(max)} `,
+          "x".repeat(max + 1)
+        )
+      },
+      { weight: 1, arbitrary: FastCheck.constantFrom(null, 7, undefined, ["a"], {}) }
+    )
+  const list = <A>(item: FastCheck.Arbitrary<A>, max: number, min = 0) =>
+    FastCheck.oneof(
+      { weight: 30, arbitrary: FastCheck.array(item, { minLength: Math.max(min, 1), maxLength: 2 }) },
+      { weight: 1, arbitrary: FastCheck.array(item, { minLength: max, maxLength: max + 1 }) },
+      { weight: 1, arbitrary: FastCheck.constantFrom([], null, "acts", { 0: "a" }) }
+    )
+  const beat = FastCheck.record({
+    summary: text(limits.beatSummary),
+    characters: list(text(limits.character), limits.characters),
+    // Not trimmed, and may be empty: only its length is bounded.
+    location: FastCheck.oneof({ weight: 8, arbitrary: FastCheck.string({ maxLength: 4 }) }, {
+      weight: 1,
+      arbitrary: FastCheck.constantFrom(" ", "x".repeat(limits.location), "x".repeat(limits.location + 1), null)
+    }),
+    extra: FastCheck.constantFrom(undefined, 1, "ignored")
+  }, { requiredKeys: ["summary", "characters", "location"] })
+  const act = FastCheck.record({
+    title: text(limits.actTitle),
+    summary: text(limits.actSummary),
+    beats: list(beat, limits.beats, 1)
+  }, { requiredKeys: ["title", "summary", "beats"] })
+  const outline = FastCheck.record({
+    title: text(limits.title),
+    logline: text(limits.logline),
+    acts: list(act, limits.acts, 1)
+  }, { requiredKeys: ["title", "logline", "acts"] })
+
+  it("reads any reply as the outline's schema does: the same outline when it accepts it, an error when it does not", () => {
+    let accepted = 0
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.oneof({ weight: 9, arbitrary: outline }, { weight: 1, arbitrary: FastCheck.anything() }),
+        (value) => {
+          const expected = decode(value)
+          const read = ResponseParser.validateOutline(value, "")
+          expect(Either.isRight(read)).toBe(Either.isRight(expected))
+          if (Either.isRight(expected)) accepted++
+          if (Either.isRight(read) && Either.isRight(expected)) {
+            expect(read.right).toBeInstanceOf(PlotOutline)
+            expect(read.right.acts[0]).toBeInstanceOf(PlotAct)
+            expect(encode(read.right)).toEqual(encode(expected.right))
+          }
+        }
+      ),
+      { numRuns: 3_000 }
+    )
+    // Both sides of the bounds were tried.
+    expect(accepted).toBeGreaterThan(300)
   })
 })

@@ -5,11 +5,15 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
@@ -17,7 +21,6 @@ import * as ContextBudget from "../ContextBudget.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as Timeout from "../internal/timeout.js"
-import * as Tracing from "../internal/tracing.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
@@ -85,22 +88,20 @@ export const run = (
     )
   })
   const onRoutes = (left: ReadonlyArray<Providers.Route>): Effect.Effect<Success, RetryPolicy.RetryableError> =>
-    Effect.flatMap(
-      chooseRoute(engine, state, left, homeKey, estimate, generation.lane),
-      (route) =>
-        onRoute(engine, generation, state, step.model, route, deadlineAt).pipe(
-          Effect.tap(() => routes.length > 1 ? rememberHome(engine, homeKey, route) : Effect.void),
-          Effect.catchAll((error) => {
-            const others = left.filter((other) => other !== route)
-            if (others.length === 0 || !anotherDeploymentMayDo(error)) return Effect.fail(error)
-            return Effect.flatMap(
-              Effect.zip(Ref.get(state), Clock.currentTimeMillis),
-              ([chain, now]) =>
-                chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
-            )
-          })
+    Effect.flatMap(chooseRoute(engine, state, left, homeKey, estimate, generation.lane), (route) => {
+      const called = onRoute(engine, generation, state, step.model, route, deadlineAt)
+      // With one deployment, there is no home to remember.
+      const answered = routes.length > 1 ? Effect.tap(called, () => rememberHome(engine, homeKey, route)) : called
+      return Effect.catchAll(answered, (error) => {
+        const others = left.filter((other) => other !== route)
+        if (others.length === 0 || !anotherDeploymentMayDo(error)) return Effect.fail(error)
+        return Effect.flatMap(
+          Effect.zip(Ref.get(state), Clock.currentTimeMillis),
+          ([chain, now]) =>
+            chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
         )
-    )
+      })
+    })
   // A deployment that went silent in this generation is not called again (the chain skips a model with no other).
   return Effect.flatMap(Ref.get(state), ({ silentRoutes }) => {
     const live = routes.filter((route) => !silentRoutes.has(Engine.routeKey(route)))
@@ -212,9 +213,8 @@ export const pickByWeight = <R extends { readonly weight: number }>(routes: Read
 }
 
 /**
- * One attempt on one deployment of a model, in a span of its own; its logs, the model's own too, say which model.
- * A deployment whose circuit is open is skipped without spending an attempt (a `ServerError` that asks for no
- * retry), so that the chain moves on at once.
+ * One attempt on one deployment of a model, in a span of its own. A deployment whose circuit is open is skipped
+ * without spending an attempt (a `ServerError` that asks for no retry), so that the chain moves on at once.
  */
 const onRoute = (
   engine: Engine.Engine,
@@ -224,9 +224,25 @@ const onRoute = (
   route: Providers.Route,
   deadlineAt: number
 ): Effect.Effect<Success, RetryPolicy.RetryableError> =>
-  attempt(engine, generation, state, target, route, deadlineAt).pipe(
-    Effect.annotateLogs({ provider: target.provider, model: target.id, deployment: route.deployment }),
-    Tracing.withSpan("PlotGeneration.attempt", { captureStackTrace: false })
+  generation.traced
+    ? Effect.withSpan(attempt(engine, generation, state, target, route, deadlineAt), "PlotGeneration.attempt", {
+      captureStackTrace: false
+    })
+    : attempt(engine, generation, state, target, route, deadlineAt)
+
+/** The log annotations of a call: which generation, project, model and deployment. */
+const callAnnotations = (
+  generation: Engine.Generation,
+  target: ModelCatalog.ModelInfo,
+  route: Providers.Route
+) =>
+(annotations: HashMap.HashMap<string, unknown>): HashMap.HashMap<string, unknown> =>
+  annotations.pipe(
+    HashMap.set<string, unknown>("requestId", generation.requestId),
+    HashMap.set<string, unknown>("projectId", generation.request.projectId),
+    HashMap.set<string, unknown>("provider", target.provider),
+    HashMap.set<string, unknown>("model", target.id),
+    HashMap.set<string, unknown>("deployment", route.deployment)
   )
 
 const attempt = Effect.fnUntraced(function*(
@@ -253,18 +269,26 @@ const attempt = Effect.fnUntraced(function*(
   }))
   const prepared = yield* generation.prompts.forModel(target, reducedBudgets.get(key), outputBudgets.get(key))
   const { prompt } = prepared
-  yield* Tracing.annotateCurrentSpan(() => ({
-    "gen_ai.system": target.provider,
-    "plot_engine.deployment": route.deployment,
-    "gen_ai.request.model": target.id,
-    "gen_ai.request.max_tokens": prompt.maxOutputTokens,
-    ...(prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prompt.temperature }),
-    ...(prompt.reasoningEffort === undefined ? {} : { "plot_engine.reasoning_effort": prompt.reasoningEffort }),
-    "plot_engine.attempt": attempts
-  }))
+  if (generation.traced) {
+    yield* Effect.annotateCurrentSpan({
+      "gen_ai.system": target.provider,
+      "plot_engine.deployment": route.deployment,
+      "gen_ai.request.model": target.id,
+      "gen_ai.request.max_tokens": prompt.maxOutputTokens,
+      ...(prompt.temperature === undefined ? {} : { "gen_ai.request.temperature": prompt.temperature }),
+      ...(prompt.reasoningEffort === undefined ? {} : { "plot_engine.reasoning_effort": prompt.reasoningEffort }),
+      "plot_engine.attempt": attempts
+    })
+  }
   // The prompt goes in the message, not in the log annotations: annotations are compared (hashed) on every
   // update, and hashing a 100 KB prompt cost a millisecond per attempt. Only built at debug level.
-  yield* Effect.whenLogLevel(Effect.logDebug("Prompt", { system: prompt.system, user: prompt.user }), LogLevel.Debug)
+  const annotate = callAnnotations(generation, target, route)
+  yield* Effect.whenLogLevel(
+    Effect.logDebug("Prompt", { system: prompt.system, user: prompt.user }).pipe(
+      Effect.locallyWith(FiberRef.currentLogAnnotations, annotate)
+    ),
+    LogLevel.Debug
+  )
   if (attempts === 1) {
     for (const message of prepared.fitted.warnings) yield* generation.emit({ _tag: "Warning", message })
   }
@@ -276,10 +300,12 @@ const attempt = Effect.fnUntraced(function*(
     promptCacheKey: PromptBuilder.promptCacheKey(generation.request.projectId)
   }, route.deployment).pipe(Effect.orDie)
   const input: Call.Input = { target, prompt, request: generation.request, context: prepared.fitted.context }
+  const limiterTarget = { provider: target.provider, model: target.id, deployment: route.deployment }
+  const observer: Providers.HeadersObserver = (headers) => engine.limiter.observe(limiterTarget, headers)
   const attemptTimeoutMillis = Duration.toMillis(engine.policy.attemptTimeout)
   // The call's timer starts once admitted (a wait for quota is not the provider's slowness), and is cut to the
   // deadline when that comes first (`remaining`, the time left then).
-  const tally = yield* Call.makeTally
+  const tally = Call.newTally()
   const timedCall = (remaining: number) => {
     // The call's limit: the attempt timeout, or the deadline when that comes first.
     const total = Math.min(attemptTimeoutMillis, remaining)
@@ -290,40 +316,73 @@ const attempt = Effect.fnUntraced(function*(
         kind: "attempt",
         detail: `no answer within the attempt timeout of ${Duration.format(engine.policy.attemptTimeout)}`
       })
-    // A stream's watchdog keeps this limit with its silence limits (one timer per stream).
-    return (generation.mode === "object"
-      ? Timeout.timeoutFail(Call.structured(languageModel, input, tally), total, onTotal)
-      : Call.streamed(languageModel, input, generation.emit, tally, {
-        ...streamTimeouts(engine.policy, target),
+    // The call's logs, the model's own too, say which generation and model it is, and its response headers go to
+    // the limiter: set in the fiber the timer runs the call in (nothing to restore); a stream's watchdog keeps the
+    // limit with its silence limits (one timer per stream), in this fiber.
+    if (generation.mode === "object") {
+      return Timeout.timeoutFail(
+        Effect.zipRight(
+          Effect.zipRight(
+            FiberRef.update(FiberRef.currentLogAnnotations, annotate),
+            Providers.setHeadersObserver(observer)
+          ),
+          Call.structured(languageModel, input, tally)
+        ),
         total,
         onTotal
-      })).pipe(
-        Effect.onExit((exit) => Telemetry.recordProviderCall({ provider: target.provider, model: target.id }, exit))
       )
+    }
+    return Call.streamed(languageModel, input, generation.emit, tally, {
+      ...streamTimeouts(engine.policy, target),
+      total,
+      onTotal
+    }).pipe(Effect.locallyWith(FiberRef.currentLogAnnotations, annotate), Providers.observeHeaders(observer))
   }
   // A prompt cache lives on one deployment.
   const cacheKey = `${breakerKey}\u0000${generation.request.projectId}`
-  const outcome = yield* callAdmitted(
-    { engine, emit: generation.emit, lane: generation.lane, target, route, prepared, cacheKey },
-    deadlineAt,
-    tally,
-    timedCall
-  ).pipe(
-    Effect.tapError((error) => bookFailure({ engine, generation, state, target, route, prepared, tally }, error)),
-    // Cut by the generation's deadline (or the caller): a part already shown is void all the same.
-    Effect.onInterrupt(() =>
-      Effect.zipRight(engine.breaker.release(breakerKey), restartedIfShown(generation, target, tally, "timeout"))
-    )
+  // What came of the call is booked however it ended: a success's cost and health, a failure, or (cut by the
+  // generation's deadline, or the caller) the breaker's probe handed back and a part already shown made void.
+  const outcome = yield* Effect.onExit(
+    callAdmitted(
+      { engine, emit: generation.emit, lane: generation.lane, target, limiterTarget, prepared, cacheKey },
+      deadlineAt,
+      tally,
+      timedCall
+    ),
+    (exit) => {
+      if (Exit.isSuccess(exit)) {
+        const { usage } = exit.value
+        return Effect.zipRight(
+          bookCost(state, target, "success", { usage, estimated: false }),
+          Effect.zipRight(
+            Effect.flatMap(
+              engine.breaker.onSuccess(breakerKey),
+              (changed) => announceCircuit(generation.emit, target, changed)
+            ),
+            engine.tokens.calibrate(target, prepared.inputTokens, usage.inputTokens)
+          )
+        )
+      }
+      if (Cause.isInterruptedOnly(exit.cause)) {
+        return Effect.zipRight(
+          engine.breaker.release(breakerKey),
+          restartedIfShown(generation, target, tally, "timeout")
+        )
+      }
+      const failure = Cause.failureOption(exit.cause)
+      return Option.isSome(failure)
+        ? bookFailure({ engine, generation, state, target, route, prepared, tally }, failure.value)
+        : Effect.void
+    }
   )
-  yield* bookCost(state, target, "success", { usage: outcome.usage, estimated: false })
-  yield* announceCircuit(generation.emit, target, yield* engine.breaker.onSuccess(breakerKey))
-  yield* engine.tokens.calibrate(target, prepared.inputTokens, outcome.usage.inputTokens)
-  yield* Tracing.annotateCurrentSpan(() => ({
-    "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
-    "gen_ai.usage.output_tokens": outcome.usage.outputTokens,
-    "gen_ai.usage.cache_read.input_tokens": outcome.usage.cachedInputTokens ?? 0,
-    "gen_ai.usage.cache_creation.input_tokens": outcome.usage.cacheWriteTokens ?? 0
-  }))
+  if (generation.traced) {
+    yield* Effect.annotateCurrentSpan({
+      "gen_ai.usage.input_tokens": outcome.usage.inputTokens,
+      "gen_ai.usage.output_tokens": outcome.usage.outputTokens,
+      "gen_ai.usage.cache_read.input_tokens": outcome.usage.cachedInputTokens ?? 0,
+      "gen_ai.usage.cache_creation.input_tokens": outcome.usage.cacheWriteTokens ?? 0
+    })
+  }
   return { outcome, model: target, prepared } satisfies Success
 })
 
@@ -362,12 +421,12 @@ const callReserve = (policy: RetryPolicy.Policy): number =>
  * is not sent, and gives its whole reservation back.
  */
 const callAdmitted = (
-  { cacheKey, emit, engine, lane, prepared, route, target }: {
+  { cacheKey, emit, engine, lane, limiterTarget, prepared, target }: {
     readonly engine: Engine.Engine
     readonly emit: Engine.Emit
     readonly lane: ProviderRateLimiter.Lane
     readonly target: ModelCatalog.ModelInfo
-    readonly route: Providers.Route
+    readonly limiterTarget: ProviderRateLimiter.Target
     readonly prepared: Prepare.Prepared
     /** The model and project, whose prefix the provider may have cached. */
     readonly cacheKey: string
@@ -376,7 +435,6 @@ const callAdmitted = (
   tally: Call.Tally,
   call: (remaining: number) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
 ): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
-  const limiterTarget = { provider: target.provider, model: target.id, deployment: route.deployment }
   return Effect.flatMap(Clock.currentTimeMillis, (arrivedAt) => {
     // What the quota counts of the prompt: all of it, less (on Anthropic) the prefix expected from the cache.
     const countedInput = prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, arrivedAt)
@@ -390,32 +448,29 @@ const callAdmitted = (
           yield* admission.cancel
           return yield* pastDeadline(engine.policy, target)
         }
-        return yield* call(deadlineAt - now).pipe(
-          Providers.observeHeaders((headers) => engine.limiter.observe(limiterTarget, headers)),
-          Effect.onExit((exit) =>
+        return yield* Effect.onExit(call(deadlineAt - now), (exit) =>
+          Effect.zipRight(
+            Telemetry.recordProviderCall(limiterTarget, exit),
             Exit.isSuccess(exit)
               ? Effect.zipRight(
                 rememberCache(engine, target, cacheKey, exit.value.usage),
                 admission.reconcile(countedByQuota(target, exit.value.usage))
               )
-              : Effect.flatMap(
-                spent(tally, prepared),
-                (spending) =>
-                  spending === undefined
-                    ? admission.reconcile({ inputTokens: countedInput, outputTokens: 0 })
-                    : Effect.zipRight(
-                      rememberCache(engine, target, cacheKey, spending.usage),
-                      admission.reconcile(countedByQuota(target, spending.usage))
-                    )
+              : Effect.zipRight(
+                Effect.flatMap(
+                  spent(tally, prepared),
+                  (spending) =>
+                    spending === undefined
+                      ? admission.reconcile({ inputTokens: countedInput, outputTokens: 0 })
+                      : Effect.zipRight(
+                        rememberCache(engine, target, cacheKey, spending.usage),
+                        admission.reconcile(countedByQuota(target, spending.usage))
+                      )
+                ),
+                // The key is paused before this call's permit goes back: nobody is admitted into the 429.
+                pauseAfterRateLimit(engine, limiterTarget, exit)
               )
-          ),
-          // The key is paused before this call's permit goes back: nobody is admitted into the 429.
-          Effect.tapError((error) =>
-            error._tag === "RateLimitError" && !error.local
-              ? engine.limiter.pause(limiterTarget, error.retryAfterMs ?? 1_000)
-              : Effect.void
-          )
-        )
+          ))
       }), {
       lane,
       until: deadlineAt - callReserve(engine.policy),
@@ -423,6 +478,18 @@ const callAdmitted = (
       onQueued: (queued) => emit({ _tag: "Queued", provider: target.provider, model: target.id, ...queued })
     })
   })
+}
+
+/** Pauses the key after the provider's own 429 (a local refusal is not the provider's). */
+const pauseAfterRateLimit = (
+  engine: Engine.Engine,
+  limiterTarget: ProviderRateLimiter.Target,
+  exit: Exit.Exit<unknown, RetryPolicy.RetryableError>
+): Effect.Effect<void> => {
+  const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+  return Option.isSome(error) && error.value._tag === "RateLimitError" && !error.value.local
+    ? engine.limiter.pause(limiterTarget, error.value.retryAfterMs ?? 1_000)
+    : Effect.void
 }
 
 /**

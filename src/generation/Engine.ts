@@ -70,6 +70,8 @@ export interface Generation {
   /** Its lane at the rate limiter. */
   readonly lane: "interactive" | "batch"
   readonly emit: Emit
+  /** Whether a tracer is installed: the attempts' spans and their attributes are made only then. */
+  readonly traced: boolean
 }
 
 /** The key of a model in the engine's per-model state (the circuit breaker): never parsed back. */

@@ -124,7 +124,12 @@ export const failed = Effect.fnUntraced(function*(
     return yield* Effect.fail(error)
   }
   yield* Effect.logWarning("Generation failed; using the template fallback").pipe(
-    Effect.annotateLogs({ errorType: Errors.errorType(error), error: error.message })
+    Effect.annotateLogs({
+      requestId: generation.requestId,
+      projectId: generation.request.projectId,
+      errorType: Errors.errorType(error),
+      error: error.message
+    })
   )
   const { context, request } = generation
   const outline = TemplateGenerator.generate(request, context)

@@ -13,7 +13,22 @@ import type * as MetricKeyType from "effect/MetricKeyType"
 import * as MetricLabel from "effect/MetricLabel"
 
 const keys = new WeakMap<object, MetricKey.MetricKey<any>>()
-const taggedCache = new WeakMap<object, Map<string, unknown>>()
+
+/** A metric's tag sets, as a tree of their names and values in order (no key string built per update). */
+interface TagTree {
+  readonly children: Map<string, TagTree>
+  metric: unknown
+}
+const taggedCache = new WeakMap<object, { readonly root: TagTree; size: number }>()
+
+const childOf = (node: TagTree, step: string, keep: boolean): TagTree => {
+  let child = node.children.get(step)
+  if (child === undefined) {
+    child = { children: new Map(), metric: undefined }
+    if (keep) node.children.set(step, child)
+  }
+  return child
+}
 
 /** A metric made from its key, which is remembered for `tagged`. */
 export const fromKey = <Type extends MetricKeyType.MetricKeyType<any, any>>(key: MetricKey.MetricKey<Type>) => {
@@ -31,21 +46,23 @@ export const tagged = <M extends Metric.Metric<any, any, any>>(
   metric: M,
   tags: Readonly<Record<string, string>>
 ): M => {
-  let byTags = taggedCache.get(metric)
-  if (byTags === undefined) {
-    byTags = new Map()
-    taggedCache.set(metric, byTags)
+  let cache = taggedCache.get(metric)
+  if (cache === undefined) {
+    cache = { root: { children: new Map(), metric: undefined }, size: 0 }
+    taggedCache.set(metric, cache)
   }
-  const id = Object.entries(tags).map(([k, v]) => `${k}\u0000${v}`).join("\u0001")
-  let cached = byTags.get(id) as M | undefined
-  if (cached === undefined) {
+  // Past 10,000 tag sets, a new one is made on every update rather than kept.
+  const keep = cache.size < 10_000
+  let node = cache.root
+  for (const name in tags) node = childOf(childOf(node, name, keep), tags[name]!, keep)
+  if (node.metric === undefined) {
     const key = keys.get(metric)
     if (key === undefined) throw new Error("Metrics.tagged: the metric was not made by Metrics.fromKey")
     const labels = Object.entries(tags).map(([k, v]) => MetricLabel.make(k, v))
-    cached = Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labels)) as M
-    if (byTags.size < 10_000) byTags.set(id, cached)
+    node.metric = Metric.fromMetricKey(MetricKey.taggedWithLabels(key, labels))
+    cache.size++
   }
-  return cached
+  return node.metric as M
 }
 
 /**

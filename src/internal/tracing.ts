@@ -13,6 +13,9 @@ import type * as Tracer from "effect/Tracer"
 /** The tracer a fiber has when nobody installed one. */
 const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
 
+/** Whether a tracer is installed: read once, where many spans and attributes would each ask. */
+export const isTraced: Effect.Effect<boolean> = Effect.tracerWith((tracer) => Effect.succeed(tracer !== defaultTracer))
+
 /** `Effect.withSpan`, when a tracer is installed. */
 export const withSpan =
   (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
@@ -23,7 +26,3 @@ export const ifTraced = <A, E, R>(
   traced: () => Effect.Effect<A, E, R>,
   untraced: () => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> => Effect.tracerWith((tracer) => tracer === defaultTracer ? untraced() : traced())
-
-/** `Effect.annotateCurrentSpan`, when a tracer is installed: the attributes are only built then. */
-export const annotateCurrentSpan = (attributes: () => Record<string, unknown>): Effect.Effect<void> =>
-  Effect.tracerWith((tracer) => tracer === defaultTracer ? Effect.void : Effect.annotateCurrentSpan(attributes()))

@@ -3,6 +3,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
+import * as Schema from "effect/Schema"
+import * as Domain from "../../src/Domain.js"
 import * as Prepare from "../../src/generation/Prepare.js"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as PromptBuilder from "../../src/PromptBuilder.js"
@@ -75,5 +78,77 @@ describe("Prepare.prepare", () => {
     })
     expect(prepared.fitted.tokens).toBeLessThanOrEqual(300)
     expect(prepared.fitted.warnings[0]).toMatch(/^The project context was cut to fit 300 tokens/)
+  })
+})
+
+describe("Prepare.decodeRequest", () => {
+  const decode = Schema.decodeUnknownEither(Domain.PlotRequest, { onExcessProperty: "error" })
+  const encode = Schema.encodeSync(Domain.PlotRequest)
+  const limits = Domain.Limits
+  const text = (max: number) =>
+    FastCheck.oneof(
+      { weight: 20, arbitrary: FastCheck.string({ maxLength: 6 }).map((s) => `a${s}`) },
+      {
+        weight: 1,
+        arbitrary: FastCheck.constantFrom("", " ", " a ", "x".repeat(max), ` ${"x".repeat(max)} `, "x".repeat(max + 1))
+      },
+      { weight: 1, arbitrary: FastCheck.constantFrom(null, 7, undefined, ["a"]) }
+    )
+  const oneOf = <A>(valid: FastCheck.Arbitrary<A>, ...invalid: ReadonlyArray<unknown>) =>
+    FastCheck.oneof({ weight: 10, arbitrary: valid }, { weight: 1, arbitrary: FastCheck.constantFrom(...invalid) })
+  const input = FastCheck.record({
+    projectId: oneOf(
+      FastCheck.stringMatching(/^[a-z0-9][a-z0-9._-]{0,5}$/),
+      "",
+      "-x",
+      "a b",
+      "x".repeat(128),
+      "x".repeat(129),
+      1
+    ),
+    userPrompt: text(limits.promptMaxLength),
+    genre: text(limits.genreMaxLength),
+    targetWordCount: oneOf(
+      FastCheck.integer({ min: limits.minWordCount, max: limits.maxWordCount }),
+      limits.minWordCount - 1,
+      limits.maxWordCount + 1,
+      100.5,
+      Number.NaN,
+      "900"
+    ),
+    kind: oneOf(FastCheck.constantFrom("outline", "scene_beats", "suggestions"), "novel", null),
+    provider: oneOf(FastCheck.constantFrom("openai", "anthropic"), "google", 1),
+    model: text(limits.modelMaxLength),
+    costSensitive: oneOf(FastCheck.boolean(), "yes", 0),
+    temperature: oneOf(
+      FastCheck.double({ min: limits.minTemperature, max: limits.maxTemperature, noNaN: true }),
+      -0.1,
+      2.1,
+      Number.NaN,
+      Number.POSITIVE_INFINITY
+    ),
+    extra: FastCheck.constant("not a field")
+  }, { requiredKeys: [] })
+
+  it("reads any input as the request's schema does: the same request when it accepts it, an error when it does not", () => {
+    let accepted = 0
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.oneof({ weight: 9, arbitrary: input }, { weight: 1, arbitrary: FastCheck.anything() }),
+        (value) => {
+          const expected = decode(value)
+          const read = Prepare.decodeRequest(value as Domain.PlotRequestInput)
+          expect(Either.isRight(read)).toBe(Either.isRight(expected))
+          if (Either.isRight(read) && Either.isRight(expected)) {
+            accepted++
+            expect(read.right).toBeInstanceOf(Domain.PlotRequest)
+            expect(encode(read.right)).toStrictEqual(encode(expected.right))
+          }
+        }
+      ),
+      { numRuns: 3_000 }
+    )
+    // Both sides of the bounds were tried.
+    expect(accepted).toBeGreaterThan(100)
   })
 })
