@@ -124,6 +124,7 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
             : [undefined, { ...entry, failures }]
         }),
       state: (key) =>
-        Effect.zipWith(Clock.currentTimeMillis, Ref.get(entries), (now, map) => current(map, key, now).state)
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.map(Ref.get(entries), (map) => current(map, key, now).state))
     }
   })

@@ -420,6 +420,16 @@ const emptyProject = new Domain.ProjectContext({
 export const sizing = (
   request: Domain.PlotRequest
 ): { readonly shared: readonly [string, string]; readonly own: string } => {
-  const { system, user } = texts({ ...request, userPrompt: "" }, emptyProject)
-  return { shared: [system, user], own: asData(request.userPrompt) }
+  // Kept per kind, length and genre: the same strings each time, which the count cache finds without hashing anew.
+  const key = `${request.kind ?? "outline"}:${targetWords(request)}:${request.genre ?? ""}`
+  let shared = sharedTexts.get(key)
+  if (shared === undefined) {
+    const { system, user } = texts({ ...request, userPrompt: "" }, emptyProject)
+    shared = [system, user]
+    if (sharedTexts.size >= 1_000) sharedTexts.clear()
+    sharedTexts.set(key, shared)
+  }
+  return { shared, own: asData(request.userPrompt) }
 }
+
+const sharedTexts = new Map<string, readonly [string, string]>()

@@ -132,17 +132,26 @@ export const mayRunAfter = (
  * Runs the chain to its first success, or to the failure that ends it. `state` holds what the chain did, for
  * the outcome, however it ends.
  */
-export const run = Effect.fnUntraced(function*(
+export const run = (
   engine: Engine.Engine,
   generation: Engine.Generation,
   state: Ref.Ref<State>
-) {
-  const deadlineAt = (yield* Clock.currentTimeMillis) + Duration.toMillis(engine.policy.deadline)
-  const chain: ChainRun = { engine, generation, state, models: models(engine, generation), deadlineAt }
-  return yield* enter(chain, { index: 0, model: chain.models[0] }).pipe(
-    Effect.catchAll((firstFailure) => retryAndHop(chain, firstFailure))
-  )
-})
+): Effect.Effect<Attempt.Success, RetryPolicy.RetryableError> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const chain: ChainRun = {
+      engine,
+      generation,
+      state,
+      models: models(engine, generation),
+      deadlineAt: now + Duration.toMillis(engine.policy.deadline)
+    }
+    // The first step: no step before it, so no hop to note.
+    const first: Attempt.Step = { index: 0, model: chain.models[0] }
+    return Effect.zipRight(
+      Ref.update(state, (current) => ({ ...current, lastStep: first })),
+      Attempt.run(engine, generation, state, first, chain.deadlineAt)
+    ).pipe(Effect.catchAll((firstFailure) => retryAndHop(chain, firstFailure)))
+  })
 
 /** Enters a step: notes a hop when it is another model than the last, then makes the attempt. */
 const enter = (chain: ChainRun, step: Attempt.Step): Effect.Effect<Attempt.Success, RetryPolicy.RetryableError> =>

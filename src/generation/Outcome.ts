@@ -62,35 +62,35 @@ const elapsed = (generation: Engine.Generation) =>
   Effect.map(Clock.currentTimeMillis, (now) => now - generation.startedAt)
 
 /** The result of the attempt that produced a plot. */
-export const succeeded = Effect.fnUntraced(function*(
+export const succeeded = (
   engine: Engine.Engine,
   generation: Engine.Generation,
   chain: Chain.State,
   { model, outcome, prepared }: Attempt.Success
-) {
-  const { selection } = generation
-  const result = makeResult({
-    requestId: generation.requestId,
-    content: outcome.parsed.content,
-    outline: outcome.parsed.outline,
-    provider: model.provider,
-    model: model.id,
-    reasoning: model.id === selection.model.id
-      ? selection.reasoning
-      : `${selection.reasoning}; ${chain.warnings.at(-1)}`,
-    usage: outcome.usage,
-    estimatedCostUsd: totalCost(chain.billing),
-    attempts: chain.billing,
-    preCallEstimateUsd: prepared.estimatedCostUsd,
-    retryCount: chain.attempts - 1,
-    warnings: [...prepared.fitted.warnings, ...chain.warnings, ...outcome.parsed.warnings],
-    isTemplate: false,
-    durationMs: yield* elapsed(generation),
-    wordCount: outcome.parsed.wordCount
-  }, { rateLimitErrors: chain.rateLimitErrors })
-  yield* record(engine, generation, result, chain)
-  return result
-})
+): Effect.Effect<Domain.PlotResult> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const { selection } = generation
+    const result = makeResult({
+      requestId: generation.requestId,
+      content: outcome.parsed.content,
+      outline: outcome.parsed.outline,
+      provider: model.provider,
+      model: model.id,
+      reasoning: model.id === selection.model.id
+        ? selection.reasoning
+        : `${selection.reasoning}; ${chain.warnings.at(-1)}`,
+      usage: outcome.usage,
+      estimatedCostUsd: totalCost(chain.billing),
+      attempts: chain.billing,
+      preCallEstimateUsd: prepared.estimatedCostUsd,
+      retryCount: chain.attempts - 1,
+      warnings: [...prepared.fitted.warnings, ...chain.warnings, ...outcome.parsed.warnings],
+      isTemplate: false,
+      durationMs: now - generation.startedAt,
+      wordCount: outcome.parsed.wordCount
+    }, { rateLimitErrors: chain.rateLimitErrors })
+    return Effect.as(record(engine, generation, result, chain), result)
+  })
 
 /**
  * The end of a chain that failed: the template's result when the fallback is on and the failure is one that time

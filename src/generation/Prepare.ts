@@ -246,13 +246,16 @@ export const prompts = (
 // The stage
 // =============================================================================
 
-/** A request id that says what it is: `gen_` and 64 random bits, from Effect's `Random` (pinned in tests). */
+/**
+ * A request id that says what it is: `gen_` and 64 random bits, from Effect's `Random` (pinned in tests). Two
+ * draws in sequence (`Effect.zipWith` would run them as a collection, four times the steps).
+ */
 const newRequestId = Effect.randomWith((random) =>
-  Effect.zipWith(
-    random.nextIntBetween(0, 2 ** 31),
-    random.nextIntBetween(0, 2 ** 31),
-    (high, low) => `gen_${high.toString(16).padStart(8, "0")}${low.toString(16).padStart(8, "0")}`
-  )
+  Effect.flatMap(random.nextIntBetween(0, 2 ** 31), (high) =>
+    Effect.map(
+      random.nextIntBetween(0, 2 ** 31),
+      (low) => `gen_${high.toString(16).padStart(8, "0")}${low.toString(16).padStart(8, "0")}`
+    ))
 )
 
 /**
