@@ -134,6 +134,28 @@ describe("PlotGeneration.generate", () => {
     )
   })
 
+  it.effect("annotates the engine's own lines about a generation with its request and project (the template's warning)", () => {
+    const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
+    const capture = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ annotations, message }) => {
+        lines.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+      })
+    )
+    return Effect.gen(function*() {
+      const result = yield* settled(generate())
+      expect(result.isTemplate).toBe(true)
+      const warning = lines.find((line) =>
+        Array.isArray(line.message) && line.message[0] === "Generation failed; using the template fallback"
+      )
+      expect(warning?.annotations).toMatchObject({
+        requestId: result.requestId,
+        projectId: "lighthouse-keeper",
+        errorType: "server_error"
+      })
+    }).pipe(Effect.provide(engine([fail(serverError)])), Effect.provide(capture))
+  })
+
   it.effect("falls back by default", () =>
     Effect.gen(function*() {
       expect((yield* settled(generate())).isTemplate).toBe(true)
