@@ -183,9 +183,11 @@ const usageOf = (provider: Domain.ProviderName, usage: Response.Usage, metadata:
   }, true)
 }
 
-/** A count of tokens as reported: a whole number, 0 when missing or nonsense. */
-const tokens = (reported: number | undefined): number =>
-  reported !== undefined && Number.isFinite(reported) && reported > 0 ? Math.round(reported) : 0
+/** A count of tokens as reported: a whole number, 0 when missing or nonsense (negative, or past any real count). */
+const tokens = (reported: number | undefined): number => {
+  const count = reported !== undefined && reported > 0 ? Math.round(reported) : 0
+  return Number.isSafeInteger(count) ? count : 0
+}
 
 const anthropicCacheWrites = (metadata: unknown): number | undefined => {
   const written = (metadata as { anthropic?: { usage?: { cache_creation_input_tokens?: unknown } } } | undefined)

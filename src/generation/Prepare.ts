@@ -75,9 +75,14 @@ export const decodeRequest = (
  */
 const requestAsWritten = (input: unknown): Domain.PlotRequest | undefined => {
   if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
-  const fields = input as Record<string, unknown>
-  for (const name in fields) {
-    if (!Object.hasOwn(requestFields, name) || fields[name] === undefined) return undefined
+  // Only the input's own fields, every one of them (symbols and hidden ones too, as the decoder sees them): a field
+  // inherited, or a key the request does not have, is the decoder's to judge.
+  const fields: Record<string, unknown> = {}
+  for (const key of Reflect.ownKeys(input)) {
+    if (typeof key !== "string" || !Object.hasOwn(requestFields, key)) return undefined
+    const value = (input as Record<string, unknown>)[key]
+    if (value === undefined) return undefined
+    fields[key] = value
   }
   const { costSensitive, genre, kind, model, projectId, provider, targetWordCount, temperature, userPrompt } = fields
   if (typeof projectId !== "string" || !Domain.projectIdPattern.test(projectId)) return undefined

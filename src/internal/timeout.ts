@@ -36,7 +36,10 @@ const schedule = (clock: Clock.Clock, millis: number, fire: () => void): () => v
   return () => sleeper.unsafeInterruptAsFork(FiberId.none)
 }
 
-/** `self`, failing with `onTimeout()` when it takes longer than `millis` on the `Clock`. */
+/**
+ * `self`, failing with `onTimeout()` when it takes longer than `millis` on the `Clock`. `self` always runs in a fiber
+ * of its own, whose `FiberRef`s end with it: a call may set its own (its log annotations, its headers observer).
+ */
 export const timeoutFail = <A, E, R, E1>(
   self: Effect.Effect<A, E, R>,
   millis: number,

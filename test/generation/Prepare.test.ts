@@ -151,4 +151,30 @@ describe("Prepare.decodeRequest", () => {
     // Both sides of the bounds were tried.
     expect(accepted).toBeGreaterThan(100)
   })
+
+  it("reads only the input's own fields, as the schema does: inherited ones, symbols and hidden extras included", () => {
+    class Dto {
+      projectId = "novel"
+      userPrompt = "x"
+      get genre() {
+        return "noir"
+      }
+    }
+    const hidden = Object.defineProperty({ projectId: "novel", userPrompt: "x" }, "extra", { value: 1 })
+    const inputs: ReadonlyArray<unknown> = [
+      new Dto(),
+      Object.assign(Object.create({ genre: "noir", temperature: 1.5 }), { projectId: "novel", userPrompt: "x" }),
+      Object.create({ projectId: "novel", userPrompt: "x" }),
+      { projectId: "novel", userPrompt: "x", [Symbol("s")]: 1 },
+      hidden
+    ]
+    for (const value of inputs) {
+      const expected = decode(value)
+      const read = Prepare.decodeRequest(value as Domain.PlotRequestInput)
+      expect(Either.isRight(read)).toBe(Either.isRight(expected))
+      if (Either.isRight(read) && Either.isRight(expected)) {
+        expect(encode(read.right)).toStrictEqual(encode(expected.right))
+      }
+    }
+  })
 })
