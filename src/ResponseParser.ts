@@ -10,6 +10,7 @@ import type * as Toolkit from "@effect/ai/Toolkit"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
@@ -140,14 +141,16 @@ export const validateOutline = (
  */
 const outlineAsWritten = (value: unknown): Domain.PlotOutline | undefined => {
   const limits = Domain.OutlineLimits
-  if (!isRecord(value) || !Array.isArray(value.acts)) return undefined
+  if (!Predicate.isRecord(value) || !Array.isArray(value.acts)) return undefined
   const title = Validation.trimmedWithin(value.title, limits.title)
   const logline = Validation.trimmedWithin(value.logline, limits.logline)
   if (title === undefined || logline === undefined) return undefined
   if (value.acts.length < 1 || value.acts.length > limits.acts) return undefined
   const acts: Array<Domain.PlotAct> = []
   for (const act of value.acts as ReadonlyArray<unknown>) {
-    if (!isRecord(act) || !Array.isArray(act.beats) || act.beats.length < 1 || act.beats.length > limits.beats) {
+    if (
+      !Predicate.isRecord(act) || !Array.isArray(act.beats) || act.beats.length < 1 || act.beats.length > limits.beats
+    ) {
       return undefined
     }
     const actTitle = Validation.trimmedWithin(act.title, limits.actTitle)
@@ -155,7 +158,7 @@ const outlineAsWritten = (value: unknown): Domain.PlotOutline | undefined => {
     if (actTitle === undefined || summary === undefined) return undefined
     const beats: Array<Domain.PlotBeat> = []
     for (const beat of act.beats as ReadonlyArray<unknown>) {
-      if (!isRecord(beat) || !Array.isArray(beat.characters) || beat.characters.length > limits.characters) {
+      if (!Predicate.isRecord(beat) || !Array.isArray(beat.characters) || beat.characters.length > limits.characters) {
         return undefined
       }
       const beatSummary = Validation.trimmedWithin(beat.summary, limits.beatSummary)
@@ -175,9 +178,6 @@ const outlineAsWritten = (value: unknown): Domain.PlotOutline | undefined => {
   }
   return new Domain.PlotOutline({ title, logline, acts }, true)
 }
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value)
 
 const outlineDescription = Tool.getDescriptionFromSchemaAst(Domain.PlotOutline.ast) ?? "A plot outline"
 

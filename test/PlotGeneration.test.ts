@@ -51,6 +51,18 @@ const request: PlotRequestInput = {
 const generate = (input: PlotRequestInput = request, options?: { useFallback?: boolean }) =>
   Effect.flatMap(PlotGeneration.PlotGeneration, (engine) => engine.generate(input, options))
 
+/** A logger that keeps every line it is given, with its annotations. */
+const capturedLogLines = () => {
+  const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
+  const capture = Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ annotations, message }) => {
+      lines.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+    })
+  )
+  return { capture, lines }
+}
+
 /** Runs an effect that sleeps in virtual time to its end: forked, the clock moved past every delay, joined. */
 const settled = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
@@ -90,13 +102,7 @@ describe("PlotGeneration.generate", () => {
     }).pipe(Effect.provide(engine([fail(serverError)]))))
 
   it.effect("annotates every log line of a generation, the model's own too, with the request, project, model and deployment", () => {
-    const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
-    const capture = Logger.replace(
-      Logger.defaultLogger,
-      Logger.make(({ annotations, message }) => {
-        lines.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
-      })
-    )
+    const { capture, lines } = capturedLogLines()
     const script = scripted([fail(serverError), text(sampleOutlineJson)])
     const loggingModel = (model: string, parameters: Providers.ModelParameters) =>
       Effect.map(script(model, parameters), (languageModel) => ({
@@ -135,13 +141,7 @@ describe("PlotGeneration.generate", () => {
   })
 
   it.effect("annotates the engine's own lines about a generation with its request and project (the template's warning)", () => {
-    const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
-    const capture = Logger.replace(
-      Logger.defaultLogger,
-      Logger.make(({ annotations, message }) => {
-        lines.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
-      })
-    )
+    const { capture, lines } = capturedLogLines()
     return Effect.gen(function*() {
       const result = yield* settled(generate())
       expect(result.isTemplate).toBe(true)

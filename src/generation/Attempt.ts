@@ -96,13 +96,9 @@ export const run = (
         const others = left.filter((other) => other !== route)
         if (others.length === 0 || !anotherDeploymentMayDo(error)) return Effect.fail(error)
         return Effect.flatMap(
-          Ref.get(state),
-          (chain) =>
-            Effect.flatMap(
-              Clock.currentTimeMillis,
-              (now) =>
-                chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
-            )
+          Effect.zip(Ref.get(state), Clock.currentTimeMillis),
+          ([chain, now]) =>
+            chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
         )
       })
     })
@@ -546,20 +542,19 @@ const spent = (
   tally: Call.Tally,
   prepared: Prepare.Prepared
 ): Effect.Effect<{ readonly usage: Domain.Usage; readonly estimated: boolean } | undefined> =>
-  Effect.flatMap(Ref.get(tally.billed), (billed) =>
-    Effect.map(Ref.get(tally.written), (written) => {
-      if (billed !== undefined) return { usage: billed, estimated: false }
-      if (written === 0) return undefined
-      const outputTokens = TokenCount.tokensOfLength(written)
-      return {
-        usage: new Domain.Usage({
-          inputTokens: prepared.inputTokens,
-          outputTokens,
-          totalTokens: prepared.inputTokens + outputTokens
-        }),
-        estimated: true
-      }
-    }))
+  Effect.zipWith(Ref.get(tally.billed), Ref.get(tally.written), (billed, written) => {
+    if (billed !== undefined) return { usage: billed, estimated: false }
+    if (written === 0) return undefined
+    const outputTokens = TokenCount.tokensOfLength(written)
+    return {
+      usage: new Domain.Usage({
+        inputTokens: prepared.inputTokens,
+        outputTokens,
+        totalTokens: prepared.inputTokens + outputTokens
+      }),
+      estimated: true
+    }
+  })
 
 /**
  * Books what an attempt the provider billed cost, in the chain's state and the cost metrics (a failed one in the

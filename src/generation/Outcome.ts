@@ -68,7 +68,7 @@ export const succeeded = (
   chain: Chain.State,
   { model, outcome, prepared }: Attempt.Success
 ): Effect.Effect<Domain.PlotResult> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+  Effect.flatMap(elapsed(generation), (durationMs) => {
     const { selection } = generation
     const result = makeResult({
       requestId: generation.requestId,
@@ -86,7 +86,7 @@ export const succeeded = (
       retryCount: chain.attempts - 1,
       warnings: [...prepared.fitted.warnings, ...chain.warnings, ...outcome.parsed.warnings],
       isTemplate: false,
-      durationMs: now - generation.startedAt,
+      durationMs,
       wordCount: outcome.parsed.wordCount
     }, { rateLimitErrors: chain.rateLimitErrors })
     return Effect.as(record(engine, generation, result, chain), result)

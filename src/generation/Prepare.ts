@@ -8,6 +8,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as ContextBudget from "../ContextBudget.js"
 import * as Domain from "../Domain.js"
@@ -74,7 +75,7 @@ export const decodeRequest = (
  * accepts, it reads as the decoder does (the tests pin the two to each other).
  */
 const requestAsWritten = (input: unknown): Domain.PlotRequest | undefined => {
-  if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
+  if (!Predicate.isRecord(input)) return undefined
   // Only the input's own fields, every one of them (symbols and hidden ones too, as the decoder sees them): a field
   // inherited, or a key the request does not have, is the decoder's to judge.
   const fields: Record<string, unknown> = {}
