@@ -23,10 +23,12 @@ import {
   crawl,
   fail,
   httpError,
+  sampleOutline,
   sampleOutlineJson,
   scripted,
   slow,
-  text
+  text,
+  unclosed
 } from "./utils/FakeModel.js"
 
 /** Both providers answering from one script (the calls in one list): a chain that is not pinned can move on. */
@@ -118,6 +120,21 @@ describe("a stream silent or crawling too long", () => {
       expect(retries).toEqual([])
       expect([result?.isTemplate, result?.durationMs]).toEqual([true, 30_000])
     }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 31_000, 0), ok], calls)))
+  })
+
+  it.effect("that finished but keeps its body open ends as finished at its idle limit: the result, no retry", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { fallbacks, result, retries } = yield* streamed(on("gpt-4.1"))
+      // The answer and its finish at 0 s; the body's end never comes: the idle limit (20 s) ends the wait for it.
+      expect(calls).toHaveLength(1)
+      expect([retries, fallbacks]).toEqual([[], []])
+      expect([result?.isTemplate, result?.durationMs, result?.outline.title]).toEqual([
+        false,
+        20_000,
+        sampleOutline.title
+      ])
+    }).pipe(Effect.provide(engine([unclosed(sampleOutlineJson)], calls)))
   })
 
   it.effect("within both limits, is waited for", () => {
@@ -228,6 +245,15 @@ describe("a stream's watchdog", () => {
         writing: false
       })
     ).toEqual({ at: 60_000, limit: "total" })
+  })
+
+  it("once the provider finished, the limit that falls first is the body's close: reached, the call is done", () => {
+    const finished = { ...CallModule.startActivity(0), lastPartAt: 5_000, writing: true, finishedAt: 5_000 }
+    expect(CallModule.nextLimit(limits, finished)).toEqual({ at: 25_000, limit: "close" })
+    expect(CallModule.nextLimit(limits, { ...finished, lastPartAt: 50_000, finishedAt: 50_000 })).toEqual({
+      at: 60_000,
+      limit: "close"
+    })
   })
 
   it("looks again within the idle limit before the stream writes: its first part may bring the limit in", () => {

@@ -90,6 +90,22 @@ describe("patches", () => {
     }
   })
 
+  it("both clients read a stream to the body's end, not only to the last event (both module formats)", () => {
+    // Its behaviour: `test/integration/connections.test.ts` (no stream cut short, its connection kept).
+    for (
+      const [name, file] of [["@effect/ai-openai", "OpenAiClient"], [
+        "@effect/ai-anthropic",
+        "AnthropicClient"
+      ]] as const
+    ) {
+      for (const format of ["esm", "cjs"]) {
+        const source = read(name, `dist/${format}/${file}.js`)
+        expect(source).not.toContain("Stream.takeUntil(")
+        expect(source).toMatch(/let ended = false;\s*return streamRequest\(request, \w+\)\.pipe\(Stream\.filter\(/)
+      }
+    }
+  })
+
   it("@effect/ai-anthropic takes any error type in a stream's error event", () => {
     for (const format of ["esm", "cjs"]) {
       expect(read("@effect/ai-anthropic", `dist/${format}/AnthropicClient.js`)).not.toContain(
@@ -173,8 +189,13 @@ describe("patches", () => {
 
   it("the clients decode a stream's events by type, a chunk at a time (both module formats)", () => {
     for (const format of ["esm", "cjs"]) {
-      for (const [name, file] of [["@effect/ai-openai", "OpenAiClient"], ["@effect/ai-anthropic", "AnthropicClient"]]) {
-        const source = read(name!, `dist/${format}/${file}.js`)
+      for (
+        const [name, file] of [["@effect/ai-openai", "OpenAiClient"], [
+          "@effect/ai-anthropic",
+          "AnthropicClient"
+        ]] as const
+      ) {
+        const source = read(name, `dist/${format}/${file}.js`)
         expect(source).toContain("const fastDecode = eventDecoderOf(schema);")
         expect(source).toContain("byType.set(literals[0], handDecoderOf(member) ?? schemaDecoderOf(member));")
       }
@@ -184,7 +205,7 @@ describe("patches", () => {
           "AnthropicLanguageModel"
         ]]
       ) {
-        const source = read(name!, `dist/${format}/${file}.js`)
+        const source = read(name, `dist/${format}/${file}.js`)
         expect(source).not.toContain("Stream.mapEffect(Effect.fnUntraced(function* (event)")
         expect(source).toContain("const deltaParts = (event, parts) => {")
         expect(source).toContain("return stream.pipe(Stream.mapChunksEffect(partsOfChunk));")

@@ -542,7 +542,8 @@ const spent = (
   tally: Call.Tally,
   prepared: Prepare.Prepared
 ): Effect.Effect<{ readonly usage: Domain.Usage; readonly estimated: boolean } | undefined> =>
-  Effect.zipWith(Ref.get(tally.billed), Ref.get(tally.written), (billed, written) => {
+  Effect.sync(() => {
+    const { billed, written } = tally
     if (billed !== undefined) return { usage: billed, estimated: false }
     if (written === 0) return undefined
     const outputTokens = TokenCount.tokensOfLength(written)
@@ -653,8 +654,8 @@ const restartedIfShown = (
   tally: Call.Tally,
   errorType: Errors.ErrorType
 ): Effect.Effect<void> =>
-  Effect.flatMap(Ref.get(tally.shown), (shown) =>
-    shown
+  Effect.suspend(() =>
+    tally.shown
       ? generation.emit({
         _tag: "Restarted",
         provider: target.provider,
@@ -662,7 +663,8 @@ const restartedIfShown = (
         errorType,
         message: "The answer was interrupted partway. What was shown so far is discarded."
       })
-      : Effect.void)
+      : Effect.void
+  )
 
 const withBudget = (
   budgets: ReadonlyMap<string, PromptBuilder.OutputBudget>,

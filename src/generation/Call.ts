@@ -14,7 +14,6 @@ import type * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
@@ -43,21 +42,18 @@ export interface Input {
 
 /**
  * What a call has received so far, kept when it fails: the characters written, and the usage the provider
- * reported (an answer it billed, even one that could not be used).
+ * reported (an answer it billed, even one that could not be used). Written by the call as it reads (a stream at
+ * each chunk), read by the attempt once the call ended: plain fields, as no two fibers write them.
  */
 export interface Tally {
-  readonly written: Ref.Ref<number>
-  readonly billed: Ref.Ref<Domain.Usage | undefined>
+  written: number
+  billed: Domain.Usage | undefined
   /** Whether a part of the outline reached the caller: the stream is committed, and a failure now restarts it. */
-  readonly shown: Ref.Ref<boolean>
+  shown: boolean
 }
 
 /** A call that has received nothing yet (made as the attempt runs, one per call). */
-export const newTally = (): Tally => ({
-  written: Ref.unsafeMake(0),
-  billed: Ref.unsafeMake<Domain.Usage | undefined>(undefined),
-  shown: Ref.unsafeMake(false)
-})
+export const newTally = (): Tally => ({ written: 0, billed: undefined, shown: false })
 
 /**
  * How long a stream may take, in milliseconds: how long it may be silent before it begins writing (`firstToken`)
@@ -89,6 +85,8 @@ export interface Activity {
   received: number
   windowStartAt: number
   windowStartReceived: number
+  /** When the provider said it finished (its usage came), if it has: all that is left is the body's end. */
+  finishedAt: number | undefined
 }
 
 /** A stream's activity as it starts at `now`. */
@@ -99,20 +97,28 @@ export const startActivity = (now: number): Activity => ({
   committed: false,
   received: 0,
   windowStartAt: now,
-  windowStartReceived: 0
+  windowStartReceived: 0,
+  finishedAt: undefined
 })
 
 /** The limit a stream reaches first, given what it has done: when, and which. */
 export interface NextLimit {
   readonly at: number
-  readonly limit: "total" | "first-token" | "idle" | "throughput"
+  readonly limit: "total" | "first-token" | "idle" | "throughput" | "close"
 }
 
 /**
  * When a stream's next limit falls: its silence limit from its last part, the end of its throughput window (while
- * it writes and is not committed), or the whole call's, whichever first.
+ * it writes and is not committed), or the whole call's, whichever first. Once the provider finished, all that is
+ * left is the body's end, which the clients read (so that the connection is kept for the next call) and a provider
+ * sends at once: the limit that falls first is then `close`, and reaching it ends the call as finished, not failed.
  */
 export const nextLimit = (limits: StreamLimits, activity: Activity): NextLimit => {
+  const next = nextLimitWhileWriting(limits, activity)
+  return activity.finishedAt === undefined ? next : { at: next.at, limit: "close" }
+}
+
+const nextLimitWhileWriting = (limits: StreamLimits, activity: Activity): NextLimit => {
   let next: NextLimit = { at: activity.startedAt + limits.total, limit: "total" }
   const silence = activity.writing ? limits.idle : limits.firstToken
   if (silence !== undefined && activity.lastPartAt + silence < next.at) {
@@ -228,20 +234,18 @@ export const structured = (
     Effect.flatMap((response) => {
       const finish = response.content.find((part) => part.type === "finish")
       const usage = usageOf(input.target.provider, response.usage, finish?.metadata)
-      return Effect.zipRight(
-        Ref.set(tally.billed, usage),
-        outcomeOf(input, {
-          params: response.toolCalls[0]?.params,
-          json: "",
-          text: response.text,
-          finishReason: response.finishReason,
-          refusal: response.content.reduce<string | undefined>(
-            (found, part) => found ?? (part.type === "text" ? refusalIn(part.metadata) : undefined),
-            undefined
-          ),
-          usage
-        })
-      )
+      tally.billed = usage
+      return outcomeOf(input, {
+        params: response.toolCalls[0]?.params,
+        json: "",
+        text: response.text,
+        finishReason: response.finishReason,
+        refusal: response.content.reduce<string | undefined>(
+          (found, part) => found ?? (part.type === "text" ? refusalIn(part.metadata) : undefined),
+          undefined
+        ),
+        usage
+      })
     })
   )
 
@@ -296,6 +300,7 @@ export const streamed = (
           usage = usageOf(input.target.provider, part.usage, part.metadata)
           finishReason = part.reason
           finished = true
+          activity.finishedAt = activity.lastPartAt
         } else if (part.type === "error") {
           failure = Classify.classifyStreamError(part.error, {
             provider: input.target.provider,
@@ -305,29 +310,28 @@ export const streamed = (
           break
         }
       }
-      // Only what changed is told: the characters written, the usage billed, the parts of the outline completed.
-      const steps: Array<Effect.Effect<void, Errors.ProviderError>> = []
-      if (wrote) steps.push(Ref.set(tally.written, json.length + text.length))
-      if (finished) steps.push(Ref.set(tally.billed, usage))
+      if (wrote) tally.written = json.length + text.length
+      if (finished) tally.billed = usage
       if (pieces !== undefined) {
         activity.committed = true
-        steps.push(Ref.set(tally.shown, true))
-        for (const piece of pieces) steps.push(announce(emit, piece, input.request.kind))
+        tally.shown = true
       }
-      if (failure !== undefined) steps.push(Effect.fail(failure))
-      return steps.length === 0 ? Effect.void : Effect.all(steps, { discard: true })
+      // Only the parts of the outline completed are told; most chunks complete none.
+      const told = pieces === undefined ? Effect.void : announceAll(emit, pieces, input.request.kind)
+      return failure === undefined ? told : Effect.zipRight(told, Effect.fail(failure))
     }
-    const watchdog: Effect.Effect<never, Errors.TimeoutError> = Effect.suspend(() => {
+    const watchdog: Effect.Effect<void, Errors.TimeoutError> = Effect.suspend(() => {
       const next = nextLimit(limits, activity)
       const wait = next.at - now()
       if (wait > 0) return Effect.zipRight(Effect.sleep(recheckAfter(limits, activity, wait)), watchdog)
+      if (next.limit === "close") return Effect.void
       // A throughput window that ends with enough written starts the next one.
       if (next.limit === "throughput" && !crawls(limits.throughput!, activity)) {
         activity.windowStartAt = now()
         activity.windowStartReceived = activity.received
         return watchdog
       }
-      return Effect.fail(limitError(input, limits, next))
+      return Effect.fail(limitError(input, limits, next.limit))
     })
     return model.streamText(callOptions(input)).pipe(
       Stream.catchAll(failClassified(input)),
@@ -360,19 +364,33 @@ const writes = (part: Response.StreamPart<any>): boolean =>
  * (`firstToken`) or once it had (`idle`). A gateway's keep-alives carry no part, so a stream that only keeps alive
  * times out like one that sends nothing.
  */
-const limitError = (input: Input, limits: StreamLimits, reached: NextLimit): Errors.TimeoutError =>
-  reached.limit === "total" ? limits.onTotal() : new Errors.TimeoutError({
+const limitError = (
+  input: Input,
+  limits: StreamLimits,
+  reached: Exclude<NextLimit["limit"], "close">
+): Errors.TimeoutError =>
+  reached === "total" ? limits.onTotal() : new Errors.TimeoutError({
     provider: input.target.provider,
     model: input.target.id,
-    kind: reached.limit,
-    detail: reached.limit === "idle"
+    kind: reached,
+    detail: reached === "idle"
       ? `the stream went silent for ${limits.idle} ms`
-      : reached.limit === "throughput"
+      : reached === "throughput"
       ? `the stream wrote less than ${limits.throughput!.tokensPerSecond} tokens a second over ${
         limits.throughput!.windowMillis
       } ms before anything could be shown`
       : `the stream wrote nothing for ${limits.firstToken} ms`
   })
+
+/** Tells the caller the parts of the outline a chunk completed, in order. */
+const announceAll = (
+  emit: Engine.Emit,
+  pieces: ReadonlyArray<OutlineStream.OutlinePiece>,
+  kind: Domain.ContentKind | undefined
+): Effect.Effect<void> =>
+  pieces.length === 1
+    ? announce(emit, pieces[0]!, kind)
+    : Effect.forEach(pieces, (piece) => announce(emit, piece, kind), { discard: true })
 
 /** Tells the caller a part of the outline is complete: the part, and its Markdown (headed as the kind reads it). */
 const announce = (

@@ -2,7 +2,8 @@
  * Reading an outline while its JSON is still arriving: an incremental scan that reports each part of the outline
  * as soon as it is complete (the title and logline, each act's title and summary, each beat as its object closes),
  * never a fragment, always in the outline's order. One pass over each character, whatever the size of the pieces
- * the stream delivers.
+ * the stream delivers: only what may still be read again (an open string, an open beat's object) is kept of the
+ * text, so a piece costs its own length, not the length of all before it.
  *
  * @internal
  */
@@ -31,8 +32,8 @@ interface Frame {
   readonly kind: "object" | "array"
   /** Where the container sits in the document: keys and (0-based) indexes. */
   readonly path: Path
-  /** Where it opened, in the whole text. */
-  readonly start: number
+  /** Where it opened, in the text kept (moved back as the text before it is dropped; only a beat's is read). */
+  start: number
   /** In an object: whether the next string is a key. */
   expectKey: boolean
   /** In an object: the key whose value comes next. In an array: the index of the element being read. */
@@ -80,17 +81,19 @@ const recordString = (outline: OutlineSoFar, path: Path, value: string): void =>
   }
 }
 
-/** Records a closed container: the outline, an act, or a beat (read whole from its JSON). */
-const recordClosed = (outline: OutlineSoFar, path: Path, json: string): void => {
+/** Whether a container is a beat: the only one read whole from its JSON when it closes. */
+const isBeat = (path: Path): path is readonly ["acts", number, "beats", number] =>
+  path.length === 4 && path[0] === "acts" && path[2] === "beats" && typeof path[1] === "number" &&
+  typeof path[3] === "number"
+
+/** Records a closed container: the outline, an act, or a beat (read whole from its JSON, `json()`). */
+const recordClosed = (outline: OutlineSoFar, path: Path, json: () => string): void => {
   if (path.length === 0) outline.closed = true
   else if (path.length === 2 && path[0] === "acts" && typeof path[1] === "number") actOf(outline, path[1]).closed = true
-  else if (
-    path.length === 4 && path[0] === "acts" && path[2] === "beats" && typeof path[1] === "number" &&
-    typeof path[3] === "number"
-  ) {
+  else if (isBeat(path)) {
     let value: Record<string, unknown>
     try {
-      value = JSON.parse(json)
+      value = JSON.parse(json())
     } catch {
       return
     }
@@ -116,7 +119,8 @@ const tellReady = (outline: OutlineSoFar, out: Array<OutlinePiece>): void => {
     outline.headingTold = true
     out.push({ _tag: "Heading", title: outline.title ?? "", logline: outline.logline ?? "" })
   }
-  for (const [index, act] of outline.acts.entries()) {
+  for (let index = 0; index < outline.acts.length; index++) {
+    const act = outline.acts[index]
     if (act === undefined) continue
     if (!act.told) {
       const known = act.title !== undefined && act.summary !== undefined
@@ -191,7 +195,7 @@ export const make = (): OutlineScanner => {
       case "}":
       case "]": {
         const frame = stack.pop()
-        if (frame !== undefined) recordClosed(outline, frame.path, text.slice(frame.start, cursor + 1))
+        if (frame !== undefined) recordClosed(outline, frame.path, () => text.slice(frame.start, cursor + 1))
         break
       }
       case ",":
@@ -199,6 +203,21 @@ export const make = (): OutlineScanner => {
         else if (top?.kind === "array") top.key = (top.key as number) + 1
         break
     }
+  }
+
+  /**
+   * Drops the text no scan reads again: everything before the cursor, but an open string (read whole when it
+   * closes) and an open beat's object. Appending to the rest and scanning it then costs what was kept, which a
+   * string or a beat bounds, where appending to the whole text would copy all of it again at each piece.
+   */
+  const dropRead = () => {
+    let keep = inString ? stringStart : cursor
+    for (const frame of stack) if (frame.start < keep && isBeat(frame.path)) keep = frame.start
+    if (keep === 0) return
+    text = text.slice(keep)
+    cursor -= keep
+    stringStart -= keep
+    for (const frame of stack) frame.start -= keep
   }
 
   return (delta) => {
@@ -211,12 +230,8 @@ export const make = (): OutlineScanner => {
           cursor++
           continue
         }
-        stringStop.lastIndex = cursor
-        if (stringStop.exec(text) === null) {
-          cursor = text.length
-          break
-        }
-        cursor = stringStop.lastIndex - 1
+        cursor = stringStop(text, cursor)
+        if (cursor === text.length) break
         if (text.charCodeAt(cursor) === backslash) escaped = true
         else {
           inString = false
@@ -242,14 +257,22 @@ export const make = (): OutlineScanner => {
       step(char, stack[stack.length - 1])
       cursor++
     }
+    dropRead()
     const out: Array<OutlinePiece> = []
     tellReady(outline, out)
     return out
   }
 }
 
-/** Where a string's scan stops: its closing quote, or an escape. */
-const stringStop = /["\\]/g
+/** Where a string's scan stops: its closing quote, or an escape (the text's length when neither has come yet). */
+const stringStop = (text: string, from: number): number => {
+  let at = from
+  for (; at < text.length; at++) {
+    const code = text.charCodeAt(at)
+    if (code === quote || code === backslash) break
+  }
+  return at
+}
 const backslash = 92
 const quote = 34
 

@@ -3,6 +3,7 @@
  * of the pieces; strings that hold braces, brackets, quotes or escapes are only strings.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as FastCheck from "effect/FastCheck"
 import * as OutlineStream from "../../src/internal/outlineStream.js"
 import * as ResponseParser from "../../src/ResponseParser.js"
 import { sampleOutline } from "../utils/FakeModel.js"
@@ -142,5 +143,61 @@ describe("OutlineStream", () => {
     ]
     expect(scanAll([json])).toEqual(expected)
     expect(scanAll([...json])).toEqual(expected)
+  })
+
+  it("reports the same parts for any outline however its JSON is cut, prose, escapes and all", () => {
+    // Texts with what a scan must not mistake for structure: quotes, backslashes, braces, brackets, commas, newlines,
+    // and characters outside the BMP (two UTF-16 units a cut may separate).
+    const text = FastCheck.string({
+      unit: FastCheck.oneof(
+        FastCheck.constantFrom("\"", "\\", "{", "}", "[", "]", ",", ":", "\n", " ", "é", "😀"),
+        FastCheck.string({ minLength: 1, maxLength: 1 })
+      ),
+      maxLength: 40
+    })
+    const beat = FastCheck.record({
+      summary: text,
+      characters: FastCheck.array(text, { maxLength: 3 }),
+      location: text
+    })
+    const act = FastCheck.record({
+      title: text,
+      summary: text,
+      beats: FastCheck.array(beat, { minLength: 1, maxLength: 4 })
+    })
+    const anOutline = FastCheck.record({
+      title: text,
+      logline: text,
+      acts: FastCheck.array(act, { minLength: 1, maxLength: 3 })
+    })
+    FastCheck.assert(
+      FastCheck.property(
+        anOutline,
+        FastCheck.constantFrom("", "Here it is: ", "Note {not JSON} first.\n"),
+        FastCheck.integer({ min: 0, max: 2 }),
+        FastCheck.array(FastCheck.nat(), { maxLength: 30 }),
+        (value, prose, indent, cuts) => {
+          const json = prose + JSON.stringify(value, null, indent)
+          const at = [...new Set(cuts.map((cut) => cut % (json.length + 1)))].sort((a, b) => a - b)
+          const pieces = [0, ...at].map((start, i) => json.slice(start, at[i] ?? json.length))
+          expect(scanAll(pieces)).toEqual(scanAll([json]))
+          expect(scanAll([json])).toEqual([
+            { _tag: "Heading", title: value.title.trim(), logline: value.logline.trim() },
+            ...value.acts.flatMap((act, a) => [
+              { _tag: "Act", act: a + 1, title: act.title.trim(), summary: act.summary.trim() },
+              ...act.beats.map((beat, b) => ({
+                _tag: "Beat",
+                act: a + 1,
+                beat: b + 1,
+                summary: beat.summary.trim(),
+                characters: beat.characters.map((name) => name.trim()),
+                location: beat.location
+              }))
+            ])
+          ])
+        }
+      ),
+      { numRuns: 2_000 }
+    )
   })
 })

@@ -25,6 +25,8 @@ export type Answer =
   | { readonly _tag: "Slow"; readonly text: string; readonly firstAfterMs: number; readonly gapMs: number }
   /** Streamed: `charsPerSecond` characters of the text each second, from the first second (not streamed: a hang). */
   | { readonly _tag: "Crawl"; readonly text: string; readonly charsPerSecond: number }
+  /** Streamed: the text and its finish at once, then a body that never ends (not streamed: the text). */
+  | { readonly _tag: "Unclosed"; readonly text: string }
 
 export const text = (value: string, usage?: { inputTokens: number; outputTokens: number }): Answer => ({
   _tag: "Text",
@@ -32,6 +34,7 @@ export const text = (value: string, usage?: { inputTokens: number; outputTokens:
   ...usage
 })
 export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
+export const unclosed = (value: string): Answer => ({ _tag: "Unclosed", text: value })
 export const crawl = (value: string, charsPerSecond: number): Answer => ({ _tag: "Crawl", text: value, charsPerSecond })
 export const slow = (value: string, firstAfterMs: number, gapMs: number): Answer => ({
   _tag: "Slow",
@@ -70,6 +73,7 @@ export const scripted =
               return Effect.never
             case "Slow":
             case "Text":
+            case "Unclosed":
               return Effect.succeed<Array<Response.PartEncoded>>([
                 { type: "text", text: answer.text },
                 finish(
@@ -139,6 +143,11 @@ export const scripted =
                 finish(answer.inputTokens ?? 100, answer.outputTokens ?? 50)
               )
             }
+            case "Unclosed":
+              return Stream.make<Array<Response.StreamPartEncoded>>(
+                { type: "text-delta", id: "t", delta: answer.text },
+                finish(100, 50)
+              ).pipe(Stream.concat(Stream.never))
           }
         }))
     })

@@ -7,6 +7,8 @@ import * as Net from "node:net"
 
 export interface TcpProxy {
   readonly port: number
+  /** How many connections it has accepted so far. */
+  readonly accepted: () => number
   /** Drops every connection and stops listening. */
   readonly cut: Effect.Effect<void>
   /** Listens again on the same port. */
@@ -23,7 +25,9 @@ export const tcpProxy = (target: { readonly host: string; readonly port: number 
   Effect.acquireRelease(
     Effect.gen(function*() {
       const sockets = new Set<Net.Socket>()
+      let accepted = 0
       const server = Net.createServer((client) => {
+        accepted++
         const upstream = Net.connect(target.port, target.host)
         for (const socket of [client, upstream]) {
           sockets.add(socket)
@@ -37,7 +41,7 @@ export const tcpProxy = (target: { readonly host: string; readonly port: number 
         for (const socket of sockets) socket.destroy()
         server.close(() => resume(Effect.void))
       })
-      return { server, proxy: { port, cut, restore: Effect.asVoid(listen(server, port)) } }
+      return { server, proxy: { port, accepted: () => accepted, cut, restore: Effect.asVoid(listen(server, port)) } }
     }),
     ({ server }) => Effect.sync(() => server.close())
   ).pipe(Effect.map(({ proxy }): TcpProxy => proxy))
