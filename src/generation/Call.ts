@@ -114,11 +114,11 @@ export interface NextLimit {
  * sends at once: the limit that falls first is then `close`, and reaching it ends the call as finished, not failed.
  */
 export const nextLimit = (limits: StreamLimits, activity: Activity): NextLimit => {
-  const next = nextLimitWhileWriting(limits, activity)
+  const next = nextLimitUnfinished(limits, activity)
   return activity.finishedAt === undefined ? next : { at: next.at, limit: "close" }
 }
 
-const nextLimitWhileWriting = (limits: StreamLimits, activity: Activity): NextLimit => {
+const nextLimitUnfinished = (limits: StreamLimits, activity: Activity): NextLimit => {
   let next: NextLimit = { at: activity.startedAt + limits.total, limit: "total" }
   const silence = activity.writing ? limits.idle : limits.firstToken
   if (silence !== undefined && activity.lastPartAt + silence < next.at) {
