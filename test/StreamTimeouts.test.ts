@@ -122,19 +122,34 @@ describe("a stream silent or crawling too long", () => {
     }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 31_000, 0), ok], calls)))
   })
 
-  it.effect("that finished but keeps its body open ends as finished at its idle limit: the result, no retry", () => {
+  it.effect("that finished but keeps its body open ends as finished a second later: the result, no retry", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {
       const { fallbacks, result, retries } = yield* streamed(on("gpt-4.1"))
-      // The answer and its finish at 0 s; the body's end never comes: the idle limit (20 s) ends the wait for it.
+      // The answer and its finish at 0 s; the body's end never comes: the close's grace (1 s) ends the wait for it.
       expect(calls).toHaveLength(1)
       expect([retries, fallbacks]).toEqual([[], []])
       expect([result?.isTemplate, result?.durationMs, result?.outline.title]).toEqual([
         false,
-        20_000,
+        CallModule.closeGraceMillis,
         sampleOutline.title
       ])
     }).pipe(Effect.provide(engine([unclosed(sampleOutlineJson)], calls)))
+  })
+
+  it.effect("that finished and then lost its connection before the body's end keeps its answer: nothing restarted", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const events: Array<Domain.GenerationEvent> = []
+      yield* PlotGeneration.generateStream(on("gpt-4.1")).pipe(
+        Stream.runForEach((event) => Effect.sync(() => events.push(event)))
+      )
+      expect(calls).toHaveLength(1)
+      expect(events.filter((e) => e._tag === "Restarted" || e._tag === "Retrying")).toEqual([])
+      const completed = events.at(-1)
+      expect(completed?._tag === "Completed" && [completed.result.isTemplate, completed.result.outline.title])
+        .toEqual([false, sampleOutline.title])
+    }).pipe(Effect.provide(engine([unclosed(sampleOutlineJson, "transport error")], calls)))
   })
 
   it.effect("within both limits, is waited for", () => {
@@ -247,19 +262,21 @@ describe("a stream's watchdog", () => {
     ).toEqual({ at: 60_000, limit: "total" })
   })
 
-  it("once the provider finished, the limit that falls first is the body's close: reached, the call is done", () => {
+  it("once the provider finished, the next limit is the body's close, a second later: reached, the call is done", () => {
     const finished = { ...CallModule.startActivity(0), lastPartAt: 5_000, writing: true, finishedAt: 5_000 }
-    expect(CallModule.nextLimit(limits, finished)).toEqual({ at: 25_000, limit: "close" })
-    expect(CallModule.nextLimit(limits, { ...finished, lastPartAt: 50_000, finishedAt: 50_000 })).toEqual({
+    expect(CallModule.nextLimit(limits, finished)).toEqual({ at: 6_000, limit: "close" })
+    expect(CallModule.nextLimit(limits, { ...finished, lastPartAt: 59_500, finishedAt: 59_500 })).toEqual({
       at: 60_000,
       limit: "close"
     })
   })
 
-  it("looks again within the idle limit before the stream writes: its first part may bring the limit in", () => {
+  it("looks again within a second, the close's grace: a part may bring the idle limit in, the finish the close", () => {
     expect(CallModule.recheckAfter(limits, { ...CallModule.startActivity(0), lastPartAt: 0, writing: false }, 30_000))
-      .toBe(20_000)
+      .toBe(CallModule.closeGraceMillis)
     expect(CallModule.recheckAfter(limits, { ...CallModule.startActivity(0), lastPartAt: 0, writing: true }, 30_000))
-      .toBe(30_000)
+      .toBe(CallModule.closeGraceMillis)
+    expect(CallModule.recheckAfter({ ...limits, idle: 500 }, CallModule.startActivity(0), 30_000)).toBe(500)
+    expect(CallModule.recheckAfter(limits, { ...CallModule.startActivity(0), writing: true }, 400)).toBe(400)
   })
 })

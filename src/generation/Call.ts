@@ -108,14 +108,23 @@ export interface NextLimit {
 }
 
 /**
+ * How long a stream whose provider finished may keep its body open. The clients read a stream to the body's end (so
+ * that its connection is kept for the next call), which a provider sends at once; a body still open this long
+ * after the provider finished is given up, and the call ends as finished, not failed.
+ */
+export const closeGraceMillis = 1_000
+
+/**
  * When a stream's next limit falls: its silence limit from its last part, the end of its throughput window (while
  * it writes and is not committed), or the whole call's, whichever first. Once the provider finished, all that is
- * left is the body's end, which the clients read (so that the connection is kept for the next call) and a provider
- * sends at once: the limit that falls first is then `close`, and reaching it ends the call as finished, not failed.
+ * left is the body's end: the next limit is then `close`, `closeGraceMillis` after the finish (or the whole call's,
+ * when sooner), and reaching it ends the call as finished.
  */
 export const nextLimit = (limits: StreamLimits, activity: Activity): NextLimit => {
   const next = nextLimitUnfinished(limits, activity)
-  return activity.finishedAt === undefined ? next : { at: next.at, limit: "close" }
+  return activity.finishedAt === undefined
+    ? next
+    : { at: Math.min(next.at, activity.finishedAt + closeGraceMillis), limit: "close" }
 }
 
 const nextLimitUnfinished = (limits: StreamLimits, activity: Activity): NextLimit => {
@@ -138,12 +147,14 @@ export const crawls = (throughput: NonNullable<StreamLimits["throughput"]>, acti
 /**
  * How long the watchdog may sleep before it looks again, `wait` being the time to the next limit. A part only moves
  * the limits later, except the first written part, which brings the idle limit and the throughput window in (they
- * may fall before the first-token limit): before writing, it looks again at least that often.
+ * may fall before the first-token limit), and the provider's finish, which brings the close in: it looks again at
+ * least that often (before writing, within the idle limit and the throughput window; always within the close's
+ * grace, a timer a second for a stream that is not done).
  */
 export const recheckAfter = (limits: StreamLimits, activity: Activity, wait: number): number =>
   activity.writing
-    ? wait
-    : Math.min(wait, limits.idle ?? Infinity, limits.throughput?.windowMillis ?? Infinity)
+    ? Math.min(wait, closeGraceMillis)
+    : Math.min(wait, closeGraceMillis, limits.idle ?? Infinity, limits.throughput?.windowMillis ?? Infinity)
 
 /** What an answer held when it ended. */
 interface Answer {
@@ -301,7 +312,7 @@ export const streamed = (
           finishReason = part.reason
           finished = true
           activity.finishedAt = activity.lastPartAt
-        } else if (part.type === "error") {
+        } else if (part.type === "error" && activity.finishedAt === undefined) {
           failure = Classify.classifyStreamError(part.error, {
             provider: input.target.provider,
             model: input.target.id,
@@ -334,7 +345,8 @@ export const streamed = (
       return Effect.fail(limitError(input, limits, next.limit))
     })
     return model.streamText(callOptions(input)).pipe(
-      Stream.catchAll(failClassified(input)),
+      // Past the provider's finish only the body's end was left: the answer is whole, whatever cut the rest.
+      Stream.catchAll((error) => activity.finishedAt === undefined ? failClassified(input)(error) : Stream.empty),
       Stream.runForEachChunk(read),
       Effect.raceFirst(watchdog),
       Effect.flatMap((): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>

@@ -221,6 +221,8 @@ export const make = (): OutlineScanner => {
   }
 
   return (delta) => {
+    // Whatever follows the outline's object is not read.
+    if (outline.closed) return []
     text += delta
     while (cursor < text.length && !outline.closed) {
       if (inString) {

@@ -147,10 +147,11 @@ describe("OutlineStream", () => {
 
   it("reports the same parts for any outline however its JSON is cut, prose, escapes and all", () => {
     // Texts with what a scan must not mistake for structure: quotes, backslashes, braces, brackets, commas, newlines,
-    // and characters outside the BMP (two UTF-16 units a cut may separate).
+    // control characters (written as `\u` escapes a cut may split), and characters outside the BMP (two UTF-16 units
+    // a cut may separate).
     const text = FastCheck.string({
       unit: FastCheck.oneof(
-        FastCheck.constantFrom("\"", "\\", "{", "}", "[", "]", ",", ":", "\n", " ", "é", "😀"),
+        FastCheck.constantFrom("\"", "\\", "{", "}", "[", "]", ",", ":", "\n", "\t", "\u0001", " ", "é", "😀"),
         FastCheck.string({ minLength: 1, maxLength: 1 })
       ),
       maxLength: 40

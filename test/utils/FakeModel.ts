@@ -25,8 +25,11 @@ export type Answer =
   | { readonly _tag: "Slow"; readonly text: string; readonly firstAfterMs: number; readonly gapMs: number }
   /** Streamed: `charsPerSecond` characters of the text each second, from the first second (not streamed: a hang). */
   | { readonly _tag: "Crawl"; readonly text: string; readonly charsPerSecond: number }
-  /** Streamed: the text and its finish at once, then a body that never ends (not streamed: the text). */
-  | { readonly _tag: "Unclosed"; readonly text: string }
+  /**
+   * Streamed: the text and its finish at once, then a body that never ends, or a transport error in place of its end
+   * (not streamed: the text).
+   */
+  | { readonly _tag: "Unclosed"; readonly text: string; readonly end: "never" | "transport error" }
 
 export const text = (value: string, usage?: { inputTokens: number; outputTokens: number }): Answer => ({
   _tag: "Text",
@@ -34,7 +37,11 @@ export const text = (value: string, usage?: { inputTokens: number; outputTokens:
   ...usage
 })
 export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
-export const unclosed = (value: string): Answer => ({ _tag: "Unclosed", text: value })
+export const unclosed = (value: string, end: "never" | "transport error" = "never"): Answer => ({
+  _tag: "Unclosed",
+  text: value,
+  end
+})
 export const crawl = (value: string, charsPerSecond: number): Answer => ({ _tag: "Crawl", text: value, charsPerSecond })
 export const slow = (value: string, firstAfterMs: number, gapMs: number): Answer => ({
   _tag: "Slow",
@@ -147,7 +154,7 @@ export const scripted =
               return Stream.make<Array<Response.StreamPartEncoded>>(
                 { type: "text-delta", id: "t", delta: answer.text },
                 finish(100, 50)
-              ).pipe(Stream.concat(Stream.never))
+              ).pipe(Stream.concat(answer.end === "never" ? Stream.never : Stream.fail(transportError())))
           }
         }))
     })
