@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
-import * as Schema from "effect/Schema"
 import { OutlineLimits, PlotAct, PlotOutline } from "../src/Domain.js"
 import * as ResponseParser from "../src/ResponseParser.js"
+import { agreesWithDecoder, textAround } from "./utils/decoderTwin.js"
 import { sampleOutline, sampleOutlineJson } from "./utils/FakeModel.js"
 import { emptyProject, request, sampleProject } from "./utils/fixtures.js"
 
@@ -157,26 +157,6 @@ describe("countWords", () => {
 
 describe("ResponseParser.validateOutline", () => {
   const limits = OutlineLimits
-  const decode = Schema.decodeUnknownEither(PlotOutline, { onExcessProperty: "ignore" })
-  const encode = Schema.encodeSync(PlotOutline)
-  /** Texts at and around a bound: empty, blank, padded, at the limit, one past it; and things that are no text. */
-  const text = (max: number) =>
-    FastCheck.oneof(
-      { weight: 30, arbitrary: FastCheck.string({ maxLength: 6 }).map((s) => `a${s}`) },
-      {
-        weight: 1,
-        arbitrary: FastCheck.constantFrom(
-          "",
-          " ",
-          " a ",
-          "\tb\n",
-          "x".repeat(max),
-          ` ${"x".repeat(max)} `,
-          "x".repeat(max + 1)
-        )
-      },
-      { weight: 1, arbitrary: FastCheck.constantFrom(null, 7, undefined, ["a"], {}) }
-    )
   const list = <A>(item: FastCheck.Arbitrary<A>, max: number, min = 0) =>
     FastCheck.oneof(
       { weight: 30, arbitrary: FastCheck.array(item, { minLength: Math.max(min, 1), maxLength: 2 }) },
@@ -184,8 +164,8 @@ describe("ResponseParser.validateOutline", () => {
       { weight: 1, arbitrary: FastCheck.constantFrom([], null, "acts", { 0: "a" }) }
     )
   const beat = FastCheck.record({
-    summary: text(limits.beatSummary),
-    characters: list(text(limits.character), limits.characters),
+    summary: textAround(limits.beatSummary),
+    characters: list(textAround(limits.character), limits.characters),
     // Not trimmed, and may be empty: only its length is bounded.
     location: FastCheck.oneof({ weight: 8, arbitrary: FastCheck.string({ maxLength: 4 }) }, {
       weight: 1,
@@ -194,15 +174,20 @@ describe("ResponseParser.validateOutline", () => {
     extra: FastCheck.constantFrom(undefined, 1, "ignored")
   }, { requiredKeys: ["summary", "characters", "location"] })
   const act = FastCheck.record({
-    title: text(limits.actTitle),
-    summary: text(limits.actSummary),
+    title: textAround(limits.actTitle),
+    summary: textAround(limits.actSummary),
     beats: list(beat, limits.beats, 1)
   }, { requiredKeys: ["title", "summary", "beats"] })
   const outline = FastCheck.record({
-    title: text(limits.title),
-    logline: text(limits.logline),
+    title: textAround(limits.title),
+    logline: textAround(limits.logline),
     acts: list(act, limits.acts, 1)
   }, { requiredKeys: ["title", "logline", "acts"] })
+  const agrees = agreesWithDecoder(
+    PlotOutline,
+    { onExcessProperty: "ignore" },
+    (value) => ResponseParser.validateOutline(value, "")
+  )
 
   it("reads any reply as the outline's schema does: the same outline when it accepts it, an error when it does not", () => {
     let accepted = 0
@@ -210,14 +195,10 @@ describe("ResponseParser.validateOutline", () => {
       FastCheck.property(
         FastCheck.oneof({ weight: 9, arbitrary: outline }, { weight: 1, arbitrary: FastCheck.anything() }),
         (value) => {
-          const expected = decode(value)
-          const read = ResponseParser.validateOutline(value, "")
-          expect(Either.isRight(read)).toBe(Either.isRight(expected))
-          if (Either.isRight(expected)) accepted++
-          if (Either.isRight(read) && Either.isRight(expected)) {
-            expect(read.right).toBeInstanceOf(PlotOutline)
-            expect(read.right.acts[0]).toBeInstanceOf(PlotAct)
-            expect(encode(read.right)).toEqual(encode(expected.right))
+          const read = agrees(value)
+          if (read !== undefined) {
+            accepted++
+            expect(read.acts[0]).toBeInstanceOf(PlotAct)
           }
         }
       ),
