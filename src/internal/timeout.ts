@@ -1,20 +1,27 @@
 /**
- * `Effect.timeoutFail` for a call, at the cost of one fiber. Effect's races the effect against a sleep in two
- * child fibers, each forked with a copy of the caller's `FiberRef`s, and joins the winner's back (a diff of every
- * one the child touched, its context included). Here the call runs in one child, and the caller waits for
- * whichever comes first: the child's end, or the clock's sleep. On the default clock the sleep is a plain timer;
- * on another (a test's `TestClock`) it is that clock's sleep, in a fiber of its own that inherits nothing. The
- * child's `FiberRef`s are not joined back: a call changes none that outlive it. Past the limit, the child is
- * interrupted, and awaited, before the failure; an interrupted caller interrupts the child and awaits it.
+ * `Effect.timeoutFail` for a call, at the cost of one fiber, started on the caller's stack. Effect's races the
+ * effect against a sleep in two child fibers, each forked with a copy of the caller's `FiberRef`s and started on the
+ * scheduler (a hop each way, which cost a third of a warm generation on an instant model), and joins the winner's
+ * back. Here the call runs in one fiber, started at once on this stack as `Effect.runSync` would: a call that ends
+ * without waiting (a cache, a test's model) is over before the caller would have suspended, and costs no hop. A call
+ * that waits is awaited with the clock's sleep: on the default clock a plain timer; on another (a test's
+ * `TestClock`) that clock's sleep, in a fiber of its own that inherits nothing.
+ *
+ * The call's fiber inherits the caller's context, `FiberRef`s and runtime flags, as a forked child would; its
+ * `FiberRef`s are not joined back (a call changes none that outlive it). It is not a child in the caller's scope,
+ * so the caller interrupts it itself: past the limit (awaited before the failure), and when the caller is
+ * interrupted (the call's fiber is known to the finalizer before the caller may be interrupted again).
  *
  * @internal
  */
-import type * as Clock from "effect/Clock"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as Runtime from "effect/Runtime"
 
 /** The clock a fiber has when nobody provided another. */
 const defaultClock: Clock.Clock = Effect.runSync(Effect.clock)
@@ -45,27 +52,45 @@ export const timeoutFail = <A, E, R, E1>(
   millis: number,
   onTimeout: () => E1
 ): Effect.Effect<A, E | E1, R> =>
-  Effect.clockWith((clock) =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(Effect.fork(restore(self)), (child) =>
-        restore(Effect.async<A, E | E1>((resume) => {
-          let settled = false
-          const cancelTimer = schedule(clock, millis, () => {
-            if (settled) return
-            settled = true
-            resume(Effect.zipRight(Fiber.interrupt(child), Effect.fail(onTimeout())))
-          })
-          child.addObserver((exit) => {
-            if (settled) return
-            settled = true
-            cancelTimer()
-            resume(exit)
-          })
-          return Effect.suspend(() => {
-            settled = true
-            cancelTimer()
-            return Fiber.interrupt(child)
-          })
-        })))
-    )
+  Effect.withFiberRuntime<A, E | E1, R>((caller, { runtimeFlags }) =>
+    Effect.uninterruptibleMask((restore) => {
+      const call = Runtime.runFork(
+        Runtime.make({
+          context: caller.currentContext as Context.Context<R>,
+          fiberRefs: caller.getFiberRefs(),
+          runtimeFlags
+        })
+      )(self)
+      const ended = call.unsafePoll()
+      if (ended !== null) return ended
+      const clock = Context.get(caller.currentDefaultServices, Clock.Clock)
+      return Effect.onInterrupt(restore(awaitWithin(call, clock, millis, onTimeout)), () => Fiber.interrupt(call))
+    })
   )
+
+/** The call's end, or past `millis` on `clock`, its interruption (awaited) and then `onTimeout()`. */
+const awaitWithin = <A, E, E1>(
+  call: Fiber.RuntimeFiber<A, E>,
+  clock: Clock.Clock,
+  millis: number,
+  onTimeout: () => E1
+): Effect.Effect<A, E | E1> =>
+  Effect.async<A, E | E1>((resume) => {
+    let settled = false
+    const cancelTimer = schedule(clock, millis, () => {
+      if (settled) return
+      settled = true
+      resume(Effect.zipRight(Fiber.interrupt(call), Effect.fail(onTimeout())))
+    })
+    call.addObserver((exit) => {
+      if (settled) return
+      settled = true
+      cancelTimer()
+      resume(exit)
+    })
+    // Interrupted: the timer goes; the caller's finalizer interrupts the call.
+    return Effect.sync(() => {
+      settled = true
+      cancelTimer()
+    })
+  })

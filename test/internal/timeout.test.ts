@@ -44,6 +44,18 @@ describe("Timeout.timeoutFail", () => {
       expect(yield* Ref.get(cleanedUp)).toBe(true)
     }))
 
+  // A call that needs no waiting (a cache, a test's model) is over on the caller's stack, without a scheduler hop: a
+  // fiber forked just before has not run yet when it ends.
+  it.effect("ends a call that does not wait before any other fiber runs", () =>
+    Effect.gen(function*() {
+      const otherRan = yield* Ref.make(false)
+      yield* Effect.fork(Ref.set(otherRan, true))
+      expect(yield* Timeout.timeoutFail(Ref.get(otherRan), 1_000, () => "late")).toBe(false)
+      expect(yield* Effect.exit(Timeout.timeoutFail(Effect.fail("boom"), 1_000, () => "late"))).toEqual(
+        Exit.fail("boom")
+      )
+    }))
+
   it.effect("runs the effect with the caller's services and log annotations", () =>
     Effect.gen(function*() {
       const annotations = yield* Timeout.timeoutFail(Effect.logAnnotations, 1_000, () => "late").pipe(
