@@ -215,16 +215,33 @@ const shapeOf = (kind: Domain.ContentKind, words: number): string => {
   }
 }
 
-/** The project's data block, rendered once per (immutable) context. */
-const projectBlocks = new WeakMap<Domain.ProjectContext, string>()
+/**
+ * The project's data block between its delimiters, rendered once per (immutable) context, with the prompt part that
+ * carries it for each cache time to live (made when first asked: a part costs a microsecond to make).
+ */
+interface ProjectBlock {
+  readonly text: string
+  readonly parts: Partial<Record<CacheTtl, Prompt.TextPart>>
+}
 
-const projectBlock = (context: Domain.ProjectContext): string => {
+const projectBlocks = new WeakMap<Domain.ProjectContext, ProjectBlock>()
+
+const projectBlock = (context: Domain.ProjectContext): ProjectBlock => {
   let block = projectBlocks.get(context)
   if (block === undefined) {
-    block = asData(compactContext(context))
+    block = {
+      text: `${delimiters.project[0]}\n${asData(compactContext(context))}\n${delimiters.project[1]}`,
+      parts: {}
+    }
     projectBlocks.set(context, block)
   }
   return block
+}
+
+/** The part of a prompt that carries the project, its cache breakpoint after it. */
+const projectPart = (context: Domain.ProjectContext, cacheTtl: CacheTtl): Prompt.TextPart => {
+  const block = projectBlock(context)
+  return block.parts[cacheTtl] ??= Prompt.makePart("text", { text: block.text, options: cacheBreakpoints[cacheTtl] })
 }
 
 /** Drops empty optional fields so that the data block carries only what the project has. */
@@ -320,6 +337,9 @@ export const cacheTtlMillis: Readonly<Record<CacheTtl, number>> = { "5m": 300_00
  * The prompt cache breakpoint after the project block (Anthropic caches a prefix only up to a breakpoint; other
  * providers ignore it).
  */
+/** The system message, the same in every prompt. */
+const systemMessage = Prompt.systemMessage({ content: systemPrompt })
+
 const cacheBreakpoints = {
   "5m": { anthropic: { cacheControl: { type: "ephemeral" as const } } },
   "1h": { anthropic: { cacheControl: { type: "ephemeral" as const, ttl: "1h" as const } } }
@@ -338,20 +358,15 @@ export const build = (
   budget: OutputBudget = outputBudgetFor(request, model),
   cacheTtl: CacheTtl = "5m"
 ): BuiltPrompt => {
-  const { project, system, user, writer } = texts(request, context)
+  const { system, user, writer } = texts(request, context)
   return {
     system,
     user,
     // The stable prefix first (the system prompt, then the project, where the cache breakpoint goes), what this
-    // request asks for last.
+    // request asks for last. Only the writer's part is new.
     prompt: Prompt.fromMessages([
-      Prompt.systemMessage({ content: system }),
-      Prompt.userMessage({
-        content: [
-          Prompt.makePart("text", { text: project, options: cacheBreakpoints[cacheTtl] }),
-          Prompt.makePart("text", { text: writer })
-        ]
-      })
+      systemMessage,
+      Prompt.userMessage({ content: [projectPart(context, cacheTtl), Prompt.makePart("text", { text: writer })] })
     ]),
     maxOutputTokens: budget.maxOutputTokens,
     temperature: model.acceptsTemperature ? request.temperature ?? defaultTemperature : undefined,
@@ -391,9 +406,7 @@ export const texts = (
     targetWordCount: targetWords(request),
     ...(request.genre === undefined ? {} : { genre: request.genre })
   }
-  // Concatenated, not joined: a join copies the (cached, possibly large) project block into a new string on
-  // every request; a concatenation defers the copy to whoever reads the whole text (the HTTP body, once).
-  const project = `${delimiters.project[0]}\n` + projectBlock(context) + `\n${delimiters.project[1]}`
+  const project = projectBlock(context).text
   const writer = `${delimiters.request[0]}\n${asData(writerRequest)}\n${delimiters.request[1]}\n${
     instructions(request)
   }`
