@@ -54,9 +54,10 @@ const fail = (reason: string, text: string) =>
  */
 export const extractJson = (text: string): Either.Either<unknown, Errors.ResponseParseError> => {
   if (text.length > maxReplyLength) return fail(`the reply is longer than ${maxReplyLength} characters`, text)
-  const fenced = Array.from(text.matchAll(/```(?:json|JSON)?[ \t]*\n?([\s\S]*?)```/g), (match) => match[1]!)
-  for (const candidate of [text, ...fenced]) {
-    const parsed = parseObject(candidate.trim())
+  const whole = parseObject(text.trim())
+  if (whole !== undefined) return Either.right(whole)
+  for (const [, fenced] of text.matchAll(/```(?:json|JSON)?[ \t]*\n?([\s\S]*?)```/g)) {
+    const parsed = parseObject(fenced!.trim())
     if (parsed !== undefined) return Either.right(parsed)
   }
   const embedded = firstEmbeddedObject(text)
