@@ -156,10 +156,10 @@ export const wastedCostUsd = Metrics.fromKey(
 export const recordAttemptCost = (attempt: Domain.AttemptCost): Effect.Effect<void> => {
   const cost = attempt.costUsd
   if (cost === null) return Effect.void
-  const tags = { provider: attempt.provider, model: attempt.model }
+  const metrics = modelMetrics(attempt.provider, attempt.model)
   return Metrics.record((labels) => {
-    tagged(costUsd, tags).unsafeUpdate(cost, labels)
-    if (attempt.outcome !== "success") tagged(wastedCostUsd, tags).unsafeUpdate(cost, labels)
+    metrics.costUsd.unsafeUpdate(cost, labels)
+    if (attempt.outcome !== "success") metrics.wastedCostUsd.unsafeUpdate(cost, labels)
   })
 }
 
@@ -170,17 +170,56 @@ export const recordAttemptCost = (attempt: Domain.AttemptCost): Effect.Effect<vo
  * @category Recording
  */
 export const recordResult = (result: Domain.PlotResult): Effect.Effect<void> => {
-  const tags = { provider: result.provider, model: result.model }
+  const metrics = modelMetrics(result.provider, result.model)
   return Metrics.record((labels) => {
-    tagged(generations, { ...tags, outcome: result.isTemplate ? "template" : "success" }).unsafeUpdate(1, labels)
-    tagged(generationDuration, tags).unsafeUpdate(result.durationMs, labels)
-    tagged(inputTokens, tags).unsafeUpdate(result.usage.inputTokens, labels)
-    tagged(cachedInputTokens, tags).unsafeUpdate(result.usage.cachedInputTokens ?? 0, labels)
-    tagged(outputTokens, tags).unsafeUpdate(result.usage.outputTokens, labels)
-    tagged(retries, tags).unsafeUpdate(result.retryCount, labels)
+    const generation = result.isTemplate ? metrics.templates : metrics.successes
+    generation.unsafeUpdate(1, labels)
+    metrics.duration.unsafeUpdate(result.durationMs, labels)
+    metrics.inputTokens.unsafeUpdate(result.usage.inputTokens, labels)
+    metrics.cachedInputTokens.unsafeUpdate(result.usage.cachedInputTokens ?? 0, labels)
+    metrics.outputTokens.unsafeUpdate(result.usage.outputTokens, labels)
+    metrics.retries.unsafeUpdate(result.retryCount, labels)
     if (result.isTemplate) templateFallbacks.unsafeUpdate(1, labels)
   })
 }
+
+/**
+ * The metrics a result or a billed attempt updates, tagged with its provider and model: looked up once per update
+ * rather than tag by tag for each of them. Providers and models come from small sets; past 10,000 pairs, they are
+ * made on every update rather than kept.
+ */
+const modelMetrics = (provider: string, model: string) => {
+  const key = `${provider}\u0000${model}`
+  let metrics = metricsByModel.get(key)
+  if (metrics === undefined) {
+    const tags = { provider, model }
+    metrics = {
+      successes: tagged(generations, { provider, model, outcome: "success" }),
+      templates: tagged(generations, { provider, model, outcome: "template" }),
+      duration: tagged(generationDuration, tags),
+      inputTokens: tagged(inputTokens, tags),
+      cachedInputTokens: tagged(cachedInputTokens, tags),
+      outputTokens: tagged(outputTokens, tags),
+      retries: tagged(retries, tags),
+      costUsd: tagged(costUsd, tags),
+      wastedCostUsd: tagged(wastedCostUsd, tags)
+    }
+    if (metricsByModel.size < 10_000) metricsByModel.set(key, metrics)
+  }
+  return metrics
+}
+
+const metricsByModel = new Map<string, {
+  readonly successes: typeof generations
+  readonly templates: typeof generations
+  readonly duration: typeof generationDuration
+  readonly inputTokens: typeof inputTokens
+  readonly cachedInputTokens: typeof cachedInputTokens
+  readonly outputTokens: typeof outputTokens
+  readonly retries: typeof retries
+  readonly costUsd: typeof costUsd
+  readonly wastedCostUsd: typeof wastedCostUsd
+}>()
 
 /**
  * Records a failure: every failed attempt, and the final failure of a generation.
