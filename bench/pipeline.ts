@@ -83,17 +83,20 @@ const perRequest = <E>(n: number, effect: (i: number) => Effect.Effect<unknown, 
   })
 
 /**
- * Microseconds of CPU per run of each path, measured in turns: seven rounds of a batch of 1,000 runs per path (the
- * order rotating each round), each path's figure the median of its batches. The VM's speed drifts over seconds;
- * taking turns puts the drift on every path alike, so that their differences mean something.
+ * Microseconds of CPU per run of each path, measured in turns: after 3,000 runs of each (V8 optimizes a call graph
+ * this deep only after a few thousand runs: after 500, the project measured first ran a third slower than the
+ * second), nine rounds of a batch of 1,000 runs per path, the order rotating each round; each path's figure is the
+ * median of its batches. The VM's speed drifts over seconds; taking turns puts the drift on every path alike, and the
+ * ratio of two paths is the median of their ratios within a round, a few seconds apart at most.
  */
 const inTurns = <K extends string>(paths: Record<K, (i: number) => Effect.Effect<unknown, unknown>>) =>
   Effect.gen(function*() {
     const names = Object.keys(paths) as Array<K>
     const batches = new Map<K, Array<number>>(names.map((name) => [name, []]))
     const size = 1_000
-    for (const name of names) for (let i = 0; i < 500; i++) yield* paths[name](i)
-    for (let round = 0; round < 7; round++) {
+    const rounds = 9
+    for (const name of names) for (let i = 0; i < 3_000; i++) yield* paths[name](i)
+    for (let round = 0; round < rounds; round++) {
       for (let turn = 0; turn < names.length; turn++) {
         const name = names[(round + turn) % names.length]!
         const start = cpuMicros()
@@ -101,9 +104,11 @@ const inTurns = <K extends string>(paths: Record<K, (i: number) => Effect.Effect
         batches.get(name)!.push((cpuMicros() - start) / size)
       }
     }
-    return Object.fromEntries(
-      names.map((name) => [name, batches.get(name)!.sort((a, b) => a - b)[3]!])
-    ) as Record<K, number>
+    const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[values.length >> 1]!
+    return {
+      micros: Object.fromEntries(names.map((name) => [name, median(batches.get(name)!)])) as Record<K, number>,
+      ratio: (of: K, to: K) => median(batches.get(of)!.map((micros, round) => micros / batches.get(to)![round]!))
+    }
   })
 
 const measure = (project: ProjectContext, label: string) =>
@@ -146,12 +151,13 @@ const measure = (project: ProjectContext, label: string) =>
     const cold = yield* perRequest(coldRuns, (i) => Effect.flatMap(makeEngine, (engine) => generate(engine)(i)))
     // Warm: one engine, the project's counts cached after its first requests.
     const engine = yield* makeEngine
-    const { bareMicros, guardedMicros, structuredMicros, warm } = yield* inTurns({
+    const turns = yield* inTurns({
       warm: generate(engine),
       bareMicros: bare,
       structuredMicros: bareStructured,
       guardedMicros: guardedStructured
     })
+    const { bareMicros, guardedMicros, structuredMicros, warm } = turns.micros
     return {
       project: label,
       bareGenerateTextUs: Math.round(bareMicros),
@@ -162,7 +168,7 @@ const measure = (project: ProjectContext, label: string) =>
       warmOverheadUs: Math.round(warm - bareMicros),
       warmOverheadOverObjectUs: Math.round(warm - structuredMicros),
       warmOverheadOverTimedTracedUs: Math.round(warm - guardedMicros),
-      warmRatio: Number((warm / bareMicros).toFixed(1))
+      warmRatio: Number(turns.ratio("warm", "bareMicros").toFixed(2))
     }
   }).pipe(quiet)
 

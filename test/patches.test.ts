@@ -13,7 +13,7 @@ import * as Sse from "@effect/experimental/Sse"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, vi } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -53,6 +53,26 @@ const parse = (text: string, size: number) => {
 }
 
 describe("patches", () => {
+  it("effect's Schema.Class constructors find their fields' defaults once per class (both module formats)", () => {
+    for (const file of ["dist/esm/Schema.js", "dist/cjs/Schema.js"]) {
+      expect(read("effect", file)).toContain("const constructorDefaultsOf = ")
+    }
+    class Attempted extends Schema.Class<Attempted>("Attempted")({
+      name: Schema.String,
+      tries: Schema.Number.pipe(Schema.propertySignature, Schema.withConstructorDefault(() => 1))
+    }) {}
+    expect(new Attempted({ name: "first" }).tries).toBe(1)
+    // Unpatched, every construction lists the class's fields (`Reflect.ownKeys`) to look for defaults.
+    const ownKeys = vi.spyOn(Reflect, "ownKeys")
+    try {
+      expect(new Attempted({ name: "second" }, true).tries).toBe(1)
+      expect(new Attempted({ name: "third", tries: 3 }).tries).toBe(3)
+      expect(ownKeys).not.toHaveBeenCalled()
+    } finally {
+      ownKeys.mockRestore()
+    }
+  })
+
   it("@effect/ai makes a toolkit's response schemas once (both module formats)", () => {
     for (const file of ["dist/esm/LanguageModel.js", "dist/cjs/LanguageModel.js"]) {
       const source = read("@effect/ai", file)
