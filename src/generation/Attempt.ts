@@ -442,13 +442,11 @@ const callAdmitted = (
       inputTokens: countedInput,
       outputTokens: prepared.prompt.maxOutputTokens
     }, (admission) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
         if (now >= deadlineAt) {
-          yield* admission.cancel
-          return yield* pastDeadline(engine.policy, target)
+          return Effect.zipRight(admission.cancel, Effect.fail(pastDeadline(engine.policy, target)))
         }
-        return yield* Effect.onExit(call(deadlineAt - now), (exit) =>
+        return Effect.onExit(call(deadlineAt - now), (exit) =>
           Effect.zipRight(
             Telemetry.recordProviderCall(limiterTarget, exit),
             Exit.isSuccess(exit)
