@@ -7,6 +7,7 @@
 import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
 import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
 import * as LanguageModel from "@effect/ai/LanguageModel"
+import * as Prompt from "@effect/ai/Prompt"
 import * as Response from "@effect/ai/Response"
 import * as Toolkit from "@effect/ai/Toolkit"
 import * as Sse from "@effect/experimental/Sse"
@@ -71,6 +72,29 @@ describe("patches", () => {
     } finally {
       ownKeys.mockRestore()
     }
+  })
+
+  it("@effect/ai makes prompt and response parts without a spread, the same records as before (both module formats)", () => {
+    for (const file of ["dist/esm/Prompt.js", "dist/cjs/Prompt.js", "dist/esm/Response.js", "dist/cjs/Response.js"]) {
+      expect(read("@effect/ai", file)).toContain("const made = Object.assign({}, params);")
+    }
+    const part = Prompt.makePart("text", { text: "the lamp room" })
+    expect(Object.keys(part)).toEqual(["text", Prompt.PartTypeId, "type", "options"])
+    expect(part).toEqual({ text: "the lamp room", [Prompt.PartTypeId]: Prompt.PartTypeId, type: "text", options: {} })
+    const message = Prompt.userMessage({
+      content: [part],
+      options: { anthropic: { cacheControl: { type: "ephemeral" } } }
+    })
+    expect(Object.keys(message)).toEqual(["content", "options", Prompt.MessageTypeId, "role"])
+    expect(message.options).toEqual({ anthropic: { cacheControl: { type: "ephemeral" } } })
+    const delta = Response.makePart("text-delta", { id: "0", delta: "Mara" })
+    expect(delta).toEqual({
+      id: "0",
+      delta: "Mara",
+      [Response.PartTypeId]: Response.PartTypeId,
+      type: "text-delta",
+      metadata: {}
+    })
   })
 
   it("@effect/ai makes a toolkit's response schemas once (both module formats)", () => {
