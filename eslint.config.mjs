@@ -5,7 +5,7 @@ import js from "@eslint/js"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["**/dist", "**/node_modules", "bench/results", "coverage"] },
+  { ignores: ["**/dist", "**/node_modules", "bench/results", "bench/.run.mjs", "coverage"] },
   js.configs.recommended,
   tseslint.configs.recommended,
   ...effectEslint.configs.dprint,
