@@ -5,7 +5,6 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
@@ -82,12 +81,14 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     // The map is replaced, never changed in place, and only when an entry changes (most calls find a closed
     // circuit and leave it closed).
     const update = <A>(key: string, f: (entry: Entry, now: number) => readonly [A, Entry]) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.clockWith((clock) =>
         Ref.modify(entries, (map) => {
+          const now = clock.unsafeCurrentTimeMillis()
           const entry = current(map, key, now)
           const [result, next] = f(entry, now)
           return [result, next === entry && map.get(key) === entry ? map : new Map(map).set(key, next)] as const
-        }))
+        })
+      )
 
     return {
       tryAcquire: (key) =>
@@ -124,7 +125,8 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
             : [undefined, { ...entry, failures }]
         }),
       state: (key) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.map(Ref.get(entries), (map) => current(map, key, now).state))
+        Effect.clockWith((clock) =>
+          Effect.map(Ref.get(entries), (map) => current(map, key, clock.unsafeCurrentTimeMillis()).state)
+        )
     }
   })

@@ -224,7 +224,14 @@ export type Headers = Readonly<Record<string, string | undefined>>
  */
 export type HeadersObserver = (headers: Headers) => Effect.Effect<void>
 
-const currentHeadersObserver = globalValue(
+/**
+ * Who hears the headers of the responses the current fiber receives (see `observeHeaders`): a fiber made for one call
+ * can be started with it set.
+ *
+ * @since 0.2.0
+ * @category Response headers
+ */
+export const currentHeadersObserver: FiberRef.FiberRef<HeadersObserver> = globalValue(
   Symbol.for("plot-engine/Providers/currentHeadersObserver"),
   () => FiberRef.unsafeMake<HeadersObserver>(() => Effect.void)
 )
@@ -250,16 +257,6 @@ const currentHeadersObserver = globalValue(
 export const observeHeaders =
   (observer: HeadersObserver) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.locally(effect, currentHeadersObserver, observer)
-
-/**
- * Lets `observer` hear the headers of every response the current fiber receives from now on, for a fiber of its own
- * that makes one call (no restoring afterwards, which `observeHeaders` pays for).
- *
- * @since 0.1.0
- * @category Response headers
- */
-export const setHeadersObserver = (observer: HeadersObserver): Effect.Effect<void> =>
-  FiberRef.set(currentHeadersObserver, observer)
 
 /**
  * Reports a response's headers to the current call's observer. The real clients of `make` call it for every

@@ -87,21 +87,31 @@ export const run = (
       (prepared) => ({ inputTokens: prepared.inputTokens, outputTokens: prepared.prompt.maxOutputTokens })
     )
   })
-  const onRoutes = (left: ReadonlyArray<Providers.Route>): Effect.Effect<Success, RetryPolicy.RetryableError> =>
-    Effect.flatMap(chooseRoute(engine, state, left, homeKey, estimate, generation.lane), (route) => {
-      const called = onRoute(engine, generation, state, step.model, route, deadlineAt)
-      // With one deployment, there is no home to remember.
-      const answered = routes.length > 1 ? Effect.tap(called, () => rememberHome(engine, homeKey, route)) : called
-      return Effect.catchAll(answered, (error) => {
-        const others = left.filter((other) => other !== route)
-        if (others.length === 0 || !anotherDeploymentMayDo(error)) return Effect.fail(error)
-        return Effect.flatMap(
-          Effect.zip(Ref.get(state), Clock.currentTimeMillis),
-          ([chain, now]) =>
-            chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
-        )
-      })
+  const onRoute = (route: Providers.Route, left: ReadonlyArray<Providers.Route>) => {
+    const called = callOn(engine, generation, state, step.model, route, deadlineAt)
+    // With one deployment, there is no home to remember.
+    if (routes.length === 1) return called
+    const answered = Effect.tap(called, () => rememberHome(engine, homeKey, route))
+    const others = left.filter((other) => other !== route)
+    // The last deployment left: its failure is the step's.
+    if (others.length === 0) return answered
+    return Effect.catchAll(answered, (error) => {
+      if (!anotherDeploymentMayDo(error)) return Effect.fail(error)
+      return Effect.flatMap(
+        Effect.zip(Ref.get(state), Clock.currentTimeMillis),
+        ([chain, now]) =>
+          chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
+      )
     })
+  }
+  const onRoutes = (left: ReadonlyArray<Providers.Route>): Effect.Effect<Success, RetryPolicy.RetryableError> =>
+    left.length === 1
+      ? onRoute(left[0]!, left)
+      : Effect.flatMap(
+        chooseRoute(engine, state, left, homeKey, estimate, generation.lane),
+        (route) => onRoute(route, left)
+      )
+  if (routes.length === 1) return onRoutes(routes)
   // A deployment that went silent in this generation is not called again (the chain skips a model with no other).
   return Effect.flatMap(Ref.get(state), ({ silentRoutes }) => {
     const live = routes.filter((route) => !silentRoutes.has(Engine.routeKey(route)))
@@ -216,7 +226,7 @@ export const pickByWeight = <R extends { readonly weight: number }>(routes: Read
  * One attempt on one deployment of a model, in a span of its own. A deployment whose circuit is open is skipped
  * without spending an attempt (a `ServerError` that asks for no retry), so that the chain moves on at once.
  */
-const onRoute = (
+const callOn = (
   engine: Engine.Engine,
   generation: Engine.Generation,
   state: Ref.Ref<Chain.State>,
@@ -320,17 +330,10 @@ const attempt = Effect.fnUntraced(function*(
     // the limiter: set in the fiber the timer runs the call in (nothing to restore); a stream's watchdog keeps the
     // limit with its silence limits (one timer per stream), in this fiber.
     if (generation.mode === "object") {
-      return Timeout.timeoutFail(
-        Effect.zipRight(
-          Effect.zipRight(
-            FiberRef.update(FiberRef.currentLogAnnotations, annotate),
-            Providers.setHeadersObserver(observer)
-          ),
-          Call.structured(languageModel, input, tally)
-        ),
-        total,
-        onTotal
-      )
+      return Timeout.timeoutFail(Call.structured(languageModel, input, tally), total, onTotal, [
+        [FiberRef.currentLogAnnotations, annotate],
+        [Providers.currentHeadersObserver, () => observer]
+      ])
     }
     return Call.streamed(languageModel, input, generation.emit, tally, {
       ...streamTimeouts(engine.policy, target),
@@ -435,14 +438,14 @@ const callAdmitted = (
   tally: Call.Tally,
   call: (remaining: number) => Effect.Effect<Call.Outcome, RetryPolicy.RetryableError>
 ): Effect.Effect<Call.Outcome, RetryPolicy.RetryableError> => {
-  return Effect.flatMap(Clock.currentTimeMillis, (arrivedAt) => {
+  return Effect.flatMap(expectedCacheRead(engine, target, cacheKey), (cacheRead) => {
     // What the quota counts of the prompt: all of it, less (on Anthropic) the prefix expected from the cache.
-    const countedInput = prepared.inputTokens - expectedCacheRead(engine, target, cacheKey, arrivedAt)
+    const countedInput = prepared.inputTokens - cacheRead
     return engine.limiter.withAdmission(limiterTarget, {
       inputTokens: countedInput,
       outputTokens: prepared.prompt.maxOutputTokens
     }, (admission) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      Engine.withNow((now) => {
         if (now >= deadlineAt) {
           return Effect.zipRight(admission.cancel, Effect.fail(pastDeadline(engine.policy, target)))
         }
@@ -498,12 +501,13 @@ const pauseAfterRateLimit = (
 const expectedCacheRead = (
   engine: Engine.Engine,
   target: ModelCatalog.ModelInfo,
-  cacheKey: string,
-  now: number
-): number => {
-  if (target.provider !== "anthropic") return 0
-  const known = engine.promptCache.cached.get(cacheKey)
-  return known !== undefined && known.expiresAt > now ? known.tokens : 0
+  cacheKey: string
+): Effect.Effect<number> => {
+  const known = target.provider === "anthropic" ? engine.promptCache.cached.get(cacheKey) : undefined
+  // The clock is read only when there is a prefix whose time to live it decides.
+  return known === undefined
+    ? Effect.succeed(0)
+    : Effect.map(Clock.currentTimeMillis, (now) => (known.expiresAt > now ? known.tokens : 0))
 }
 
 /** Remembers the prefix a call read from or wrote to Anthropic's prompt cache, for the next call's reservation. */

@@ -137,7 +137,7 @@ export const run = (
   generation: Engine.Generation,
   state: Ref.Ref<State>
 ): Effect.Effect<Attempt.Success, RetryPolicy.RetryableError> =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+  Engine.withNow((now) => {
     const chain: ChainRun = {
       engine,
       generation,

@@ -16,7 +16,7 @@ import * as Telemetry from "../Telemetry.js"
 import * as TemplateGenerator from "../TemplateGenerator.js"
 import type * as Attempt from "./Attempt.js"
 import type * as Chain from "./Chain.js"
-import type * as Engine from "./Engine.js"
+import * as Engine from "./Engine.js"
 
 /**
  * A result with its `GenerationMetrics`, derived from it once. Its parts are already valid (the outline was
@@ -67,6 +67,10 @@ export const totalCost = (attempts: ReadonlyArray<Domain.AttemptCost>): number |
 const elapsed = (generation: Engine.Generation) =>
   Effect.map(Clock.currentTimeMillis, (now) => now - generation.startedAt)
 
+/** `f` of how long the generation has taken so far. */
+const withElapsed = <A, E>(generation: Engine.Generation, f: (durationMs: number) => Effect.Effect<A, E>) =>
+  Engine.withNow((now) => f(now - generation.startedAt))
+
 /** The result of the attempt that produced a plot. */
 export const succeeded = (
   engine: Engine.Engine,
@@ -74,7 +78,7 @@ export const succeeded = (
   chain: Chain.State,
   { model, outcome, prepared }: Attempt.Success
 ): Effect.Effect<Domain.PlotResult> =>
-  Effect.flatMap(elapsed(generation), (durationMs) => {
+  withElapsed(generation, (durationMs) => {
     const { selection } = generation
     const result = makeResult({
       requestId: generation.requestId,

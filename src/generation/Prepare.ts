@@ -4,7 +4,6 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -268,14 +267,23 @@ const newRequestId = Effect.randomWith((random) =>
  * Starts a generation: the request decoded, the project's context retrieved, the model chosen and its cost
  * estimated, each stage reported as it begins.
  */
-export const start = Effect.fnUntraced(function*(
+export const start = (
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
   emit: Engine.Emit,
   mode: Engine.Mode,
   lane: Engine.Generation["lane"] = "interactive"
+): Effect.Effect<Engine.Generation, Errors.GenerationError> =>
+  Engine.withNow((startedAt) => startAt(engine, input, emit, mode, lane, startedAt))
+
+const startAt = Effect.fnUntraced(function*(
+  engine: Engine.Engine,
+  input: Domain.PlotRequestInput,
+  emit: Engine.Emit,
+  mode: Engine.Mode,
+  lane: Engine.Generation["lane"],
+  startedAt: number
 ) {
-  const startedAt = yield* Clock.currentTimeMillis
   const requestId = yield* newRequestId
   const request = yield* decodeRequest(input)
   const traced = yield* Tracing.isTraced

@@ -14,6 +14,7 @@
  *
  * @internal
  */
+import * as Arr from "effect/Array"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -21,6 +22,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import type * as FiberRef from "effect/FiberRef"
+import * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
 
 /** The clock a fiber has when nobody provided another. */
@@ -43,14 +46,19 @@ const schedule = (clock: Clock.Clock, millis: number, fire: () => void): () => v
   return () => sleeper.unsafeInterruptAsFork(FiberId.none)
 }
 
+/** A `FiberRef` the call's fiber starts with, its value made from the caller's. */
+export type Local<A = any> = readonly [FiberRef.FiberRef<A>, (callers: A) => A]
+
 /**
  * `self`, failing with `onTimeout()` when it takes longer than `millis` on the `Clock`. `self` always runs in a fiber
- * of its own, whose `FiberRef`s end with it: a call may set its own (its log annotations, its headers observer).
+ * of its own, whose `FiberRef`s end with it; `locals` are set in it as it is made (its log annotations, its headers
+ * observer: one copy of the caller's `FiberRef`s, where a `FiberRef.set` in it would make one each).
  */
 export const timeoutFail = <A, E, R, E1>(
   self: Effect.Effect<A, E, R>,
   millis: number,
-  onTimeout: () => E1
+  onTimeout: () => E1,
+  locals: ReadonlyArray<Local> = []
 ): Effect.Effect<A, E | E1, R> =>
   Effect.withFiberRuntime<A, E | E1, R>((caller, { runtimeFlags }) =>
     Effect.uninterruptibleMask((restore) => {
@@ -60,13 +68,20 @@ export const timeoutFail = <A, E, R, E1>(
           fiberRefs: caller.getFiberRefs(),
           runtimeFlags
         })
-      )(self)
+      )(self, Arr.isNonEmptyReadonlyArray(locals) ? { updateRefs: withLocals(locals) } : undefined)
       const ended = call.unsafePoll()
       if (ended !== null) return ended
       const clock = Context.get(caller.currentDefaultServices, Clock.Clock)
       return Effect.onInterrupt(restore(awaitWithin(call, clock, millis, onTimeout)), () => Fiber.interrupt(call))
     })
   )
+
+const withLocals =
+  (locals: Arr.NonEmptyReadonlyArray<Local>) =>
+  (refs: FiberRefs.FiberRefs, fiberId: FiberId.Runtime): FiberRefs.FiberRefs =>
+    FiberRefs.updateManyAs(refs, {
+      entries: Arr.map(locals, ([ref, make]) => [ref, [[fiberId, make(FiberRefs.getOrDefault(refs, ref))]]] as const)
+    })
 
 /** The call's end, or past `millis` on `clock`, its interruption (awaited) and then `onTimeout()`. */
 const awaitWithin = <A, E, E1>(

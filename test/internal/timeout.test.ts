@@ -3,6 +3,8 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
@@ -62,6 +64,17 @@ describe("Timeout.timeoutFail", () => {
         Effect.annotateLogs({ requestId: "gen_1" })
       )
       expect(annotations.pipe((map) => [...map])).toEqual([["requestId", "gen_1"]])
+    }))
+
+  it.effect("starts the call's fiber with its locals, made from the caller's values, and leaves the caller's", () =>
+    Effect.gen(function*() {
+      const annotate = (annotations: HashMap.HashMap<string, unknown>) => HashMap.set(annotations, "model", "gpt-4o")
+      const [inside, outside] = yield* Effect.zip(
+        Timeout.timeoutFail(Effect.logAnnotations, 1_000, () => "late", [[FiberRef.currentLogAnnotations, annotate]]),
+        Effect.logAnnotations
+      ).pipe(Effect.annotateLogs({ requestId: "gen_1" }))
+      expect(Object.fromEntries(inside)).toEqual({ requestId: "gen_1", model: "gpt-4o" })
+      expect(Object.fromEntries(outside)).toEqual({ requestId: "gen_1" })
     }))
 
   // On the real clock the limit is a plain timer rather than a sleeping fiber: it must ring, and be cleared.
