@@ -153,28 +153,30 @@ const runGeneration = (
   input: Domain.PlotRequestInput,
   generateOptions: Domain.GenerateOptions,
   emit: Engine.Emit,
-  mode: Engine.Mode
+  mode: Engine.Mode,
+  traced: boolean
 ): Effect.Effect<Domain.PlotResult, Errors.GenerationError> =>
   Effect.flatMap(
-    Prepare.start(engine, input, emit, mode, generateOptions.lane),
-    (generation) =>
-      Effect.flatMap(Prepare.reserveBudget(engine, generation), (reservation) => {
-        const state = Ref.unsafeMake(Chain.initial)
-        const useFallback = generateOptions.useFallback ?? true
-        const run = Chain.run(engine, generation, state).pipe(
-          Effect.matchEffect({
-            onSuccess: (success) =>
-              Effect.flatMap(Ref.get(state), (chain) => Outcome.succeeded(engine, generation, chain, success)),
-            onFailure: (error) =>
-              Effect.flatMap(Ref.get(state), (chain) => Outcome.failed(engine, generation, chain, error, useFallback))
-          })
-        )
-        // The budget pays what every billed attempt cost, however the generation ends.
-        return reservation === undefined ? run : Effect.ensuring(
+    Prepare.start(engine, input, { emit, mode, lane: generateOptions.lane ?? "interactive", traced }),
+    (generation) => {
+      const state = Ref.unsafeMake(Chain.initial)
+      const useFallback = generateOptions.useFallback ?? true
+      const run = Chain.run(engine, generation, state).pipe(
+        Effect.matchEffect({
+          onSuccess: (success) =>
+            Effect.flatMap(Ref.get(state), (chain) => Outcome.succeeded(engine, generation, chain, success)),
+          onFailure: (error) =>
+            Effect.flatMap(Ref.get(state), (chain) => Outcome.failed(engine, generation, chain, error, useFallback))
+        })
+      )
+      if (engine.ledger === undefined) return run
+      // The budget pays what every billed attempt cost, however the generation ends.
+      return Effect.flatMap(Prepare.reserveBudget(engine.ledger, generation), (reservation) =>
+        Effect.ensuring(
           run,
           Effect.flatMap(Ref.get(state), (chain) => reservation.settle(Outcome.totalCost(chain.billing) ?? 0))
-        )
-      })
+        ))
+    }
   )
 
 /**
@@ -204,8 +206,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   // A span only when a tracer is installed (`Effect.fn` would also capture its call site on every call).
   const generate = (request: Domain.PlotRequestInput, generateOptions?: Domain.GenerateOptions) =>
-    runGeneration(engine, request, generateOptions ?? {}, Engine.silent, "object").pipe(
-      Tracing.withSpan("PlotGeneration.generate", { captureStackTrace: false })
+    Tracing.spanned(
+      "PlotGeneration.generate",
+      { captureStackTrace: false },
+      (traced) => runGeneration(engine, request, generateOptions ?? {}, Engine.silent, "object", traced)
     )
 
   const generateStream = (request: Domain.PlotRequestInput, generateOptions?: Domain.GenerateOptions) =>
@@ -213,9 +217,15 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       Effect.gen(function*() {
         const mailbox = yield* Mailbox.make<Domain.GenerationEvent, Errors.GenerationError>()
         const emit: Engine.Emit = (event) => Effect.asVoid(mailbox.offer(event))
-        yield* runGeneration(engine, request, generateOptions ?? {}, emit, "stream").pipe(
-          Effect.flatMap((result) => mailbox.offer({ _tag: "Completed", result })),
-          Tracing.withSpan("PlotGeneration.generateStream", { captureStackTrace: false }),
+        yield* Tracing.spanned(
+          "PlotGeneration.generateStream",
+          { captureStackTrace: false },
+          (traced) =>
+            Effect.flatMap(
+              runGeneration(engine, request, generateOptions ?? {}, emit, "stream", traced),
+              (result) => mailbox.offer({ _tag: "Completed", result })
+            )
+        ).pipe(
           Mailbox.into(mailbox),
           Effect.forkScoped
         )

@@ -12,7 +12,6 @@ import * as Schema from "effect/Schema"
 import * as ContextBudget from "../ContextBudget.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
-import * as Tracing from "../internal/tracing.js"
 import * as Validation from "../internal/validation.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as ModelSelector from "../ModelSelector.js"
@@ -270,23 +269,18 @@ const newRequestId = Effect.randomWith((random) =>
 export const start = (
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
-  emit: Engine.Emit,
-  mode: Engine.Mode,
-  lane: Engine.Generation["lane"] = "interactive"
+  how: Pick<Engine.Generation, "emit" | "mode" | "lane" | "traced">
 ): Effect.Effect<Engine.Generation, Errors.GenerationError> =>
-  Engine.withNow((startedAt) => startAt(engine, input, emit, mode, lane, startedAt))
+  Engine.withNow((startedAt) => startAt(engine, input, how, startedAt))
 
 const startAt = Effect.fnUntraced(function*(
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
-  emit: Engine.Emit,
-  mode: Engine.Mode,
-  lane: Engine.Generation["lane"],
+  { emit, lane, mode, traced }: Pick<Engine.Generation, "emit" | "mode" | "lane" | "traced">,
   startedAt: number
 ) {
   const requestId = yield* newRequestId
   const request = yield* decodeRequest(input)
-  const traced = yield* Tracing.isTraced
   if (traced) {
     yield* Effect.annotateCurrentSpan({
       "plot_engine.request_id": requestId,
@@ -335,17 +329,14 @@ const startAt = Effect.fnUntraced(function*(
 })
 
 /**
- * Holds the generation's pre-call estimate against its project's spend budgets, when the host provided a ledger:
- * a generation that would pass one fails here, before any call (an unknown price holds nothing).
+ * Holds the generation's pre-call estimate against its project's spend budgets in the host's ledger: a generation
+ * that would pass one fails here, before any call (an unknown price holds nothing).
  */
 export const reserveBudget = (
-  engine: Engine.Engine,
+  ledger: SpendLedger.Service,
   generation: Engine.Generation
-): Effect.Effect<SpendLedger.Reservation | undefined, Errors.BudgetExceededError> => {
-  const ledger = engine.ledger
-  if (ledger === undefined) return Effect.succeed(undefined)
-  return Effect.flatMap(
+): Effect.Effect<SpendLedger.Reservation, Errors.BudgetExceededError> =>
+  Effect.flatMap(
     generation.prompts.forModel(generation.selection.model, undefined),
     (first) => ledger.reserve(generation.request.projectId, first.estimatedCostUsd ?? 0)
   )
-}

@@ -13,8 +13,16 @@ import type * as Tracer from "effect/Tracer"
 /** The tracer a fiber has when nobody installed one. */
 const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
 
-/** Whether a tracer is installed: read once, where many spans and attributes would each ask. */
-export const isTraced: Effect.Effect<boolean> = Effect.tracerWith((tracer) => Effect.succeed(tracer !== defaultTracer))
+/**
+ * `f(traced)`: in a span named `name` when a tracer is installed (`traced` is then `true`, and the spans and
+ * attributes within are worth making), else alone. One look at the tracer for a whole operation.
+ */
+export const spanned = <A, E, R>(
+  name: string,
+  options: Tracer.SpanOptions,
+  f: (traced: boolean) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.tracerWith((tracer) => tracer === defaultTracer ? f(false) : Effect.withSpan(f(true), name, options))
 
 /** `Effect.withSpan`, when a tracer is installed. */
 export const withSpan =
