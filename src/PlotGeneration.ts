@@ -216,7 +216,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     Stream.unwrapScoped(
       Effect.gen(function*() {
         const mailbox = yield* Mailbox.make<Domain.GenerationEvent, Errors.GenerationError>()
-        const emit: Engine.Emit = (event) => Effect.asVoid(mailbox.offer(event))
+        const emit = Engine.makeEmit(
+          (event) => Effect.asVoid(mailbox.offer(event)),
+          (events) => Effect.asVoid(mailbox.offerAll(events))
+        )
         yield* Tracing.spanned(
           "PlotGeneration.generateStream",
           { captureStackTrace: false },

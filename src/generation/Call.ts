@@ -328,7 +328,9 @@ export const streamed = (
         tally.shown = true
       }
       // Only the parts of the outline completed are told; most chunks complete none.
-      const told = pieces === undefined ? Effect.void : announceAll(emit, pieces, input.request.kind)
+      const told = pieces === undefined
+        ? Effect.void
+        : emit.all(pieces.flatMap((piece) => eventsOf(piece, input.request.kind)))
       return failure === undefined ? told : Effect.zipRight(told, Effect.fail(failure))
     }
     const watchdog: Effect.Effect<void, Errors.TimeoutError> = Effect.suspend(() => {
@@ -394,45 +396,34 @@ const limitError = (
       : `the stream wrote nothing for ${limits.firstToken} ms`
   })
 
-/** Tells the caller the parts of the outline a chunk completed, in order. */
-const announceAll = (
-  emit: Engine.Emit,
-  pieces: ReadonlyArray<OutlineStream.OutlinePiece>,
-  kind: Domain.ContentKind | undefined
-): Effect.Effect<void> =>
-  pieces.length === 1
-    ? announce(emit, pieces[0]!, kind)
-    : Effect.forEach(pieces, (piece) => announce(emit, piece, kind), { discard: true })
-
-/** Tells the caller a part of the outline is complete: the part, and its Markdown (headed as the kind reads it). */
-const announce = (
-  emit: Engine.Emit,
+/** The events that tell the caller a part of the outline is complete: the part, and its Markdown (headed as the kind reads it). */
+const eventsOf = (
   piece: OutlineStream.OutlinePiece,
   kind: Domain.ContentKind | undefined
-): Effect.Effect<void> => {
+): readonly [Domain.GenerationEvent, Domain.GenerationEvent] => {
   switch (piece._tag) {
     case "Heading":
-      return Effect.zipRight(
-        emit({ _tag: "OutlineHeading", title: piece.title, logline: piece.logline }),
-        emit({ _tag: "TextDelta", delta: ResponseParser.renderHeading(piece.title, piece.logline) })
-      )
+      return [
+        { _tag: "OutlineHeading", title: piece.title, logline: piece.logline },
+        { _tag: "TextDelta", delta: ResponseParser.renderHeading(piece.title, piece.logline) }
+      ]
     case "Act":
-      return Effect.zipRight(
-        emit({ _tag: "ActStarted", act: piece.act, title: piece.title, summary: piece.summary }),
-        emit({ _tag: "TextDelta", delta: ResponseParser.renderAct(piece.act, piece.title, piece.summary, kind) })
-      )
+      return [
+        { _tag: "ActStarted", act: piece.act, title: piece.title, summary: piece.summary },
+        { _tag: "TextDelta", delta: ResponseParser.renderAct(piece.act, piece.title, piece.summary, kind) }
+      ]
     case "Beat":
-      return Effect.zipRight(
-        emit({
+      return [
+        {
           _tag: "BeatWritten",
           act: piece.act,
           beat: piece.beat,
           summary: piece.summary,
           characters: piece.characters,
           location: piece.location
-        }),
-        emit({ _tag: "TextDelta", delta: ResponseParser.renderBeat(piece) })
-      )
+        },
+        { _tag: "TextDelta", delta: ResponseParser.renderBeat(piece) }
+      ]
   }
 }
 

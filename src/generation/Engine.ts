@@ -49,7 +49,21 @@ export interface Engine {
 }
 
 /** Tells the caller of `generateStream` what happens (`generate` drops the events). */
-export type Emit = (event: Domain.GenerationEvent) => Effect.Effect<void>
+export interface Emit {
+  (event: Domain.GenerationEvent): Effect.Effect<void>
+  /**
+   * Several events, in order, told at once: the reader wakes once for all of them (a stream's network chunk may
+   * complete parts of the outline, each an event and its Markdown; woken for each, the reader cost more than the
+   * rest of the stream's reading).
+   */
+  readonly all: (events: ReadonlyArray<Domain.GenerationEvent>) => Effect.Effect<void>
+}
+
+/** An `Emit` from its two ways of telling. */
+export const makeEmit = (
+  one: (event: Domain.GenerationEvent) => Effect.Effect<void>,
+  all: (events: ReadonlyArray<Domain.GenerationEvent>) => Effect.Effect<void>
+): Emit => Object.assign(one, { all })
 
 /**
  * How a call asks for the outline: as a structured object at once (`generate`), or as text streamed to the
@@ -104,7 +118,7 @@ const stageMessages: Readonly<Record<Domain.Stage, string>> = {
 }
 
 /** The `Emit` of a generation nobody watches (`generate`): its events are not even made. */
-export const silent: Emit = () => Effect.void
+export const silent: Emit = makeEmit(() => Effect.void, () => Effect.void)
 
 /** Whether somebody hears a generation's events. */
 export const listening = (emit: Emit): boolean => emit !== silent
