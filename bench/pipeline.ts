@@ -85,16 +85,17 @@ const perRequest = <E>(n: number, effect: (i: number) => Effect.Effect<unknown, 
 /**
  * Microseconds of CPU per run of each path, measured in turns: after 3,000 runs of each (V8 optimizes a call graph
  * this deep only after a few thousand runs: after 500, the project measured first ran a third slower than the
- * second), nine rounds of a batch of 1,000 runs per path, the order rotating each round; each path's figure is the
- * median of its batches. The VM's speed drifts over seconds; taking turns puts the drift on every path alike, and the
- * ratio of two paths is the median of their ratios within a round, a few seconds apart at most.
+ * second), eight rounds of a batch of 1,000 runs per path, the order rotating each round (each path first twice);
+ * each path's figure is the median of its batches. The VM's speed drifts over seconds; taking turns puts the drift on
+ * every path alike, and the ratio of two paths is the median of their ratios within a round, a few seconds apart at
+ * most.
  */
 const inTurns = <K extends string>(paths: Record<K, (i: number) => Effect.Effect<unknown, unknown>>) =>
   Effect.gen(function*() {
     const names = Object.keys(paths) as Array<K>
     const batches = new Map<K, Array<number>>(names.map((name) => [name, []]))
     const size = 1_000
-    const rounds = 9
+    const rounds = 8
     for (const name of names) for (let i = 0; i < 3_000; i++) yield* paths[name](i)
     for (let round = 0; round < rounds; round++) {
       for (let turn = 0; turn < names.length; turn++) {

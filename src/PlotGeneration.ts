@@ -31,6 +31,7 @@
  * @since 0.1.0
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Chunk from "effect/Chunk"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -218,7 +219,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         const mailbox = yield* Mailbox.make<Domain.GenerationEvent, Errors.GenerationError>()
         const emit = Engine.makeEmit(
           (event) => Effect.asVoid(mailbox.offer(event)),
-          (events) => Effect.asVoid(mailbox.offerAll(events))
+          // As a chunk: a mailbox would keep an array as its own buffer, and push later events into it.
+          (events) => Effect.asVoid(mailbox.offerAll(Chunk.unsafeFromArray(events)))
         )
         yield* Tracing.spanned(
           "PlotGeneration.generateStream",

@@ -333,13 +333,13 @@ export type CacheTtl = "5m" | "1h"
  */
 export const cacheTtlMillis: Readonly<Record<CacheTtl, number>> = { "5m": 300_000, "1h": 3_600_000 }
 
+/** The system message, the same in every prompt. */
+const systemMessage = Prompt.systemMessage({ content: systemPrompt })
+
 /**
  * The prompt cache breakpoint after the project block (Anthropic caches a prefix only up to a breakpoint; other
  * providers ignore it).
  */
-/** The system message, the same in every prompt. */
-const systemMessage = Prompt.systemMessage({ content: systemPrompt })
-
 const cacheBreakpoints = {
   "5m": { anthropic: { cacheControl: { type: "ephemeral" as const } } },
   "1h": { anthropic: { cacheControl: { type: "ephemeral" as const, ttl: "1h" as const } } }

@@ -259,6 +259,16 @@ export const observeHeaders =
     Effect.locally(effect, currentHeadersObserver, observer)
 
 /**
+ * Lets `observer` hear the headers of every response the current fiber receives from now on, for a fiber of its own
+ * that makes one call (no restoring afterwards, which `observeHeaders` pays for).
+ *
+ * @since 0.1.0
+ * @category Response headers
+ */
+export const setHeadersObserver = (observer: HeadersObserver): Effect.Effect<void> =>
+  FiberRef.set(currentHeadersObserver, observer)
+
+/**
  * Reports a response's headers to the current call's observer. The real clients of `make` call it for every
  * response; a `ModelFactory` over another transport can too.
  *

@@ -76,7 +76,7 @@ describe("patches", () => {
 
   it("@effect/ai makes prompt and response parts without a spread, the same records as before (both module formats)", () => {
     for (const file of ["dist/esm/Prompt.js", "dist/cjs/Prompt.js", "dist/esm/Response.js", "dist/cjs/Response.js"]) {
-      expect(read("@effect/ai", file)).toContain("const made = Object.assign({}, params);")
+      expect(read("@effect/ai", file)).toContain("const made = copyOf(params);")
     }
     const part = Prompt.makePart("text", { text: "the lamp room" })
     expect(Object.keys(part)).toEqual(["text", Prompt.PartTypeId, "type", "options"])
@@ -95,6 +95,10 @@ describe("patches", () => {
       type: "text-delta",
       metadata: {}
     })
+    // An own `__proto__` key (JSON.parse makes one) stays a key, as a spread keeps it; it is not the prototype.
+    const parsed = Prompt.makePart("text", JSON.parse(`{"text":"x","__proto__":{"polluted":true}}`))
+    expect(Object.getPrototypeOf(parsed)).toBe(Object.prototype)
+    expect(Object.keys(parsed)).toEqual(["text", "__proto__", Prompt.PartTypeId, "type", "options"])
   })
 
   it("@effect/ai makes a toolkit's response schemas once (both module formats)", () => {

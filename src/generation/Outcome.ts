@@ -20,7 +20,8 @@ import * as Engine from "./Engine.js"
 
 /**
  * A result with its `GenerationMetrics`, derived from it once. Its parts are already valid (the outline was
- * decoded or built by the template), so the constructors skip validating them again: that took 100 µs.
+ * decoded or built by the template), so the constructors skip validating them again: that took 100 µs. `fields` is a
+ * record made for this result: it is completed in place.
  */
 export const makeResult = (
   fields: Omit<Domain.PlotResult, "metrics">,

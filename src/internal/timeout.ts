@@ -3,14 +3,14 @@
  * effect against a sleep in two child fibers, each forked with a copy of the caller's `FiberRef`s and started on the
  * scheduler (a hop each way, which cost a third of a warm generation on an instant model), and joins the winner's
  * back. Here the call runs in one fiber, started at once on this stack as `Effect.runSync` would: a call that ends
- * without waiting (a cache, a test's model) is over before the caller would have suspended, and costs no hop. A call
- * that waits is awaited with the clock's sleep: on the default clock a plain timer; on another (a test's
- * `TestClock`) that clock's sleep, in a fiber of its own that inherits nothing.
+ * without waiting (a cache, a test's model) is over before the caller would have suspended, and costs no hop. The
+ * limit counts from the call's start; a call that waits is awaited with the clock's sleep (see `startLimit`).
  *
  * The call's fiber inherits the caller's context, `FiberRef`s and runtime flags, as a forked child would; its
- * `FiberRef`s are not joined back (a call changes none that outlive it). It is not a child in the caller's scope,
- * so the caller interrupts it itself: past the limit (awaited before the failure), and when the caller is
- * interrupted (the call's fiber is known to the finalizer before the caller may be interrupted again).
+ * `FiberRef`s are not joined back (a call changes none that outlive it). It is not a child in the caller's scope (a
+ * `Supervisor` sees it start without a parent, and `Fiber.children` of the caller does not list it), so the caller
+ * interrupts it itself: past the limit (awaited before the failure), and when the caller is interrupted (the call's
+ * fiber is known to the finalizer before the caller may be interrupted again).
  *
  * @internal
  */
@@ -32,22 +32,52 @@ const defaultClock: Clock.Clock = Effect.runSync(Effect.clock)
 /** The longest delay a Node timer keeps (longer ones would fire at once); the default clock never wakes past it. */
 const maxTimerMillis = 2 ** 31 - 1
 
-/** Calls `fire` after `millis` on `clock`; the function returned cancels it. */
-const schedule = (clock: Clock.Clock, millis: number, fire: () => void): () => void => {
+/** The limit of one call, started with it. */
+interface Limit {
+  /** Calls `fire` once the limit falls (at once when it has); only once per limit. */
+  readonly onFall: (fire: () => void) => void
+  readonly cancel: () => void
+}
+
+/**
+ * A limit of `millis` on `clock`, from now. On the default clock it is a plain timer, set only when the caller has to
+ * wait (a call that ends without waiting costs none), for what is left of `millis` then. On another clock (a test's
+ * `TestClock`) its sleep starts at once, in a fiber that inherits nothing, before any sleep of the call's own: a call
+ * due at the limit exactly ends in time, as it did when the call was a forked child.
+ */
+const startLimit = (clock: Clock.Clock, millis: number): Limit => {
   if (clock === defaultClock) {
-    if (millis > maxTimerMillis) return () => {}
-    const timer = setTimeout(fire, millis)
-    return () => clearTimeout(timer)
+    const startedAt = clock.unsafeCurrentTimeMillis()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    return {
+      onFall: (fire) => {
+        const left = millis - (clock.unsafeCurrentTimeMillis() - startedAt)
+        if (left <= maxTimerMillis) timer = setTimeout(fire, Math.max(0, left))
+      },
+      cancel: () => clearTimeout(timer)
+    }
   }
+  let fallen = false
+  let onFallen: (() => void) | undefined
   const sleeper = Effect.runFork(clock.sleep(Duration.millis(millis)))
   sleeper.addObserver((exit) => {
-    if (Exit.isSuccess(exit)) fire()
+    if (Exit.isFailure(exit)) return
+    fallen = true
+    onFallen?.()
   })
-  return () => sleeper.unsafeInterruptAsFork(FiberId.none)
+  return {
+    onFall: (fire) => {
+      if (fallen) fire()
+      else onFallen = fire
+    },
+    cancel: () => sleeper.unsafeInterruptAsFork(FiberId.none)
+  }
 }
 
 /** A `FiberRef` the call's fiber starts with, its value made from the caller's. */
 export type Local<A = any> = readonly [FiberRef.FiberRef<A>, (callers: A) => A]
+
+const noLocals: ReadonlyArray<Local> = []
 
 /**
  * `self`, failing with `onTimeout()` when it takes longer than `millis` on the `Clock`. `self` always runs in a fiber
@@ -58,10 +88,11 @@ export const timeoutFail = <A, E, R, E1>(
   self: Effect.Effect<A, E, R>,
   millis: number,
   onTimeout: () => E1,
-  locals: ReadonlyArray<Local> = []
+  locals: ReadonlyArray<Local> = noLocals
 ): Effect.Effect<A, E | E1, R> =>
   Effect.withFiberRuntime<A, E | E1, R>((caller, { runtimeFlags }) =>
     Effect.uninterruptibleMask((restore) => {
+      const limit = startLimit(Context.get(caller.currentDefaultServices, Clock.Clock), millis)
       const call = Runtime.runFork(
         Runtime.make({
           context: caller.currentContext as Context.Context<R>,
@@ -70,9 +101,11 @@ export const timeoutFail = <A, E, R, E1>(
         })
       )(self, Arr.isNonEmptyReadonlyArray(locals) ? { updateRefs: withLocals(locals) } : undefined)
       const ended = call.unsafePoll()
-      if (ended !== null) return ended
-      const clock = Context.get(caller.currentDefaultServices, Clock.Clock)
-      return Effect.onInterrupt(restore(awaitWithin(call, clock, millis, onTimeout)), () => Fiber.interrupt(call))
+      if (ended !== null) {
+        limit.cancel()
+        return ended
+      }
+      return Effect.onInterrupt(restore(awaitWithin(call, limit, onTimeout)), () => Fiber.interrupt(call))
     })
   )
 
@@ -83,16 +116,15 @@ const withLocals =
       entries: Arr.map(locals, ([ref, make]) => [ref, [[fiberId, make(FiberRefs.getOrDefault(refs, ref))]]] as const)
     })
 
-/** The call's end, or past `millis` on `clock`, its interruption (awaited) and then `onTimeout()`. */
+/** The call's end, or once its limit fell, its interruption (awaited) and then `onTimeout()`. */
 const awaitWithin = <A, E, E1>(
   call: Fiber.RuntimeFiber<A, E>,
-  clock: Clock.Clock,
-  millis: number,
+  limit: Limit,
   onTimeout: () => E1
 ): Effect.Effect<A, E | E1> =>
   Effect.async<A, E | E1>((resume) => {
     let settled = false
-    const cancelTimer = schedule(clock, millis, () => {
+    limit.onFall(() => {
       if (settled) return
       settled = true
       resume(Effect.zipRight(Fiber.interrupt(call), Effect.fail(onTimeout())))
@@ -100,12 +132,12 @@ const awaitWithin = <A, E, E1>(
     call.addObserver((exit) => {
       if (settled) return
       settled = true
-      cancelTimer()
+      limit.cancel()
       resume(exit)
     })
-    // Interrupted: the timer goes; the caller's finalizer interrupts the call.
+    // Interrupted: the limit goes; the caller's finalizer interrupts the call.
     return Effect.sync(() => {
       settled = true
-      cancelTimer()
+      limit.cancel()
     })
   })

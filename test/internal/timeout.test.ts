@@ -20,6 +20,17 @@ describe("Timeout.timeoutFail", () => {
       expect(failed).toEqual(Exit.fail("boom"))
     }))
 
+  // A call due at the limit exactly ends in time: the limit's sleep is set before the call's own (a test clock wakes
+  // the sleepers of one instant newest first).
+  it.effect("gives the effect's success when it ends at the limit exactly", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(
+        Timeout.timeoutFail(Effect.as(Effect.sleep("1 second"), 42), 1_000, () => "late")
+      )
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe(42)
+    }))
+
   it.effect("fails at the limit exactly, after the effect was interrupted and had finished", () =>
     Effect.gen(function*() {
       const cleanedUp = yield* Ref.make(false)
