@@ -188,38 +188,34 @@ export const recordResult = (result: Domain.PlotResult): Effect.Effect<void> => 
  * rather than tag by tag for each of them. Providers and models come from small sets; past 10,000 pairs, they are
  * made on every update rather than kept.
  */
-const modelMetrics = (provider: string, model: string) => {
+const modelMetrics = (provider: string, model: string): ModelMetrics => {
   const key = `${provider}\u0000${model}`
   let metrics = metricsByModel.get(key)
   if (metrics === undefined) {
-    const tags = { provider, model }
-    metrics = {
-      successes: tagged(generations, { provider, model, outcome: "success" }),
-      templates: tagged(generations, { provider, model, outcome: "template" }),
-      duration: tagged(generationDuration, tags),
-      inputTokens: tagged(inputTokens, tags),
-      cachedInputTokens: tagged(cachedInputTokens, tags),
-      outputTokens: tagged(outputTokens, tags),
-      retries: tagged(retries, tags),
-      costUsd: tagged(costUsd, tags),
-      wastedCostUsd: tagged(wastedCostUsd, tags)
-    }
+    metrics = tagModelMetrics(provider, model)
     if (metricsByModel.size < 10_000) metricsByModel.set(key, metrics)
   }
   return metrics
 }
 
-const metricsByModel = new Map<string, {
-  readonly successes: typeof generations
-  readonly templates: typeof generations
-  readonly duration: typeof generationDuration
-  readonly inputTokens: typeof inputTokens
-  readonly cachedInputTokens: typeof cachedInputTokens
-  readonly outputTokens: typeof outputTokens
-  readonly retries: typeof retries
-  readonly costUsd: typeof costUsd
-  readonly wastedCostUsd: typeof wastedCostUsd
-}>()
+const tagModelMetrics = (provider: string, model: string) => {
+  const tags = { provider, model }
+  return {
+    successes: tagged(generations, { provider, model, outcome: "success" }),
+    templates: tagged(generations, { provider, model, outcome: "template" }),
+    duration: tagged(generationDuration, tags),
+    inputTokens: tagged(inputTokens, tags),
+    cachedInputTokens: tagged(cachedInputTokens, tags),
+    outputTokens: tagged(outputTokens, tags),
+    retries: tagged(retries, tags),
+    costUsd: tagged(costUsd, tags),
+    wastedCostUsd: tagged(wastedCostUsd, tags)
+  }
+}
+
+type ModelMetrics = ReturnType<typeof tagModelMetrics>
+
+const metricsByModel = new Map<string, ModelMetrics>()
 
 /**
  * Records a failure: every failed attempt, and the final failure of a generation.

@@ -97,10 +97,12 @@ export const run = (
     if (others.length === 0) return answered
     return Effect.catchAll(answered, (error) => {
       if (!anotherDeploymentMayDo(error)) return Effect.fail(error)
-      return Effect.flatMap(
-        Effect.zip(Ref.get(state), Clock.currentTimeMillis),
-        ([chain, now]) =>
-          chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
+      return Engine.withNow((now) =>
+        Effect.flatMap(
+          Ref.get(state),
+          (chain) =>
+            chain.attempts < engine.policy.maxAttempts && now < deadlineAt ? onRoutes(others) : Effect.fail(error)
+        )
       )
     })
   }

@@ -396,7 +396,10 @@ const limitError = (
       : `the stream wrote nothing for ${limits.firstToken} ms`
   })
 
-/** The events that tell the caller a part of the outline is complete: the part, and its Markdown (headed as the kind reads it). */
+/**
+ * The events that tell the caller a part of the outline is complete: the part, and its Markdown (headed as the kind
+ * reads it).
+ */
 const eventsOf = (
   piece: OutlineStream.OutlinePiece,
   kind: Domain.ContentKind | undefined

@@ -5,7 +5,6 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Analytics from "../Analytics.js"
 import * as Domain from "../Domain.js"
@@ -64,13 +63,12 @@ export const totalCost = (attempts: ReadonlyArray<Domain.AttemptCost>): number |
     0
   )
 
-/** How long the generation has taken so far. */
-const elapsed = (generation: Engine.Generation) =>
-  Effect.map(Clock.currentTimeMillis, (now) => now - generation.startedAt)
-
 /** `f` of how long the generation has taken so far. */
 const withElapsed = <A, E>(generation: Engine.Generation, f: (durationMs: number) => Effect.Effect<A, E>) =>
   Engine.withNow((now) => f(now - generation.startedAt))
+
+/** How long the generation has taken so far. */
+const elapsed = (generation: Engine.Generation) => withElapsed(generation, Effect.succeed)
 
 /** The result of the attempt that produced a plot. */
 export const succeeded = (

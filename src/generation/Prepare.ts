@@ -262,6 +262,9 @@ const newRequestId = Effect.randomWith((random) =>
     ))
 )
 
+/** How a generation runs, as its caller decided: who hears it, how it calls, its lane, whether it is traced. */
+type How = Pick<Engine.Generation, "emit" | "mode" | "lane" | "traced">
+
 /**
  * Starts a generation: the request decoded, the project's context retrieved, the model chosen and its cost
  * estimated, each stage reported as it begins.
@@ -269,14 +272,14 @@ const newRequestId = Effect.randomWith((random) =>
 export const start = (
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
-  how: Pick<Engine.Generation, "emit" | "mode" | "lane" | "traced">
+  how: How
 ): Effect.Effect<Engine.Generation, Errors.GenerationError> =>
   Engine.withNow((startedAt) => startAt(engine, input, how, startedAt))
 
 const startAt = Effect.fnUntraced(function*(
   engine: Engine.Engine,
   input: Domain.PlotRequestInput,
-  { emit, lane, mode, traced }: Pick<Engine.Generation, "emit" | "mode" | "lane" | "traced">,
+  { emit, lane, mode, traced }: How,
   startedAt: number
 ) {
   const requestId = yield* newRequestId

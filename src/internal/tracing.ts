@@ -24,11 +24,6 @@ export const spanned = <A, E, R>(
 ): Effect.Effect<A, E, R> =>
   Effect.tracerWith((tracer) => tracer === defaultTracer ? f(false) : Effect.withSpan(f(true), name, options))
 
-/** `Effect.withSpan`, when a tracer is installed. */
-export const withSpan =
-  (name: string, options?: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.tracerWith((tracer) => tracer === defaultTracer ? self : Effect.withSpan(self, name, options))
-
 /** `traced` when a tracer is installed, else `untraced` (only the one chosen is built). */
 export const ifTraced = <A, E, R>(
   traced: () => Effect.Effect<A, E, R>,
