@@ -246,7 +246,14 @@ describe("patches", () => {
         const source = read(name, `dist/${format}/${file}.js`)
         expect(source).toContain("const fastDecode = eventDecoderOf(schema);")
         expect(source).toContain("byType.set(literals[0], handDecoderOf(member) ?? schemaDecoderOf(member));")
+        // The union's own decoder, for events the fast path cannot decode, is made once per schema when first
+        // needed, not on every call.
+        expect(source).not.toMatch(/const decodeEvents? = Schema\.decode\(/)
       }
+      expect(read("@effect/ai-anthropic", `dist/${format}/AnthropicClient.js`)).toContain(
+        "return chunkDecoderOf(schema)(Chunk.map(chunk, event => event.data));"
+      )
+      expect(read("@effect/ai-openai", `dist/${format}/OpenAiClient.js`)).toContain("=> slowDecoderOf(schema)(data)")
       for (
         const [name, file] of [["@effect/ai-openai", "OpenAiLanguageModel"], [
           "@effect/ai-anthropic",
