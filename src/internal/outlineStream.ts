@@ -113,26 +113,31 @@ const recordClosed = (outline: OutlineSoFar, path: Path, json: () => string): vo
  * once its title and summary are known; its beats after it. Keys written in another order (beats before the
  * act's title) hold what follows until what precedes it is known, or until its object closes without it.
  */
-const tellReady = (outline: OutlineSoFar, out: Array<OutlinePiece>): void => {
+const tellReady = (outline: OutlineSoFar): ReadonlyArray<OutlinePiece> => {
+  let out: Array<OutlinePiece> | undefined
   if (!outline.headingTold) {
-    if (!outline.closed && (outline.title === undefined || outline.logline === undefined)) return
+    if (!outline.closed && (outline.title === undefined || outline.logline === undefined)) return nothingTold
     outline.headingTold = true
-    out.push({ _tag: "Heading", title: outline.title ?? "", logline: outline.logline ?? "" })
+    out = [{ _tag: "Heading", title: outline.title ?? "", logline: outline.logline ?? "" }]
   }
   for (let index = 0; index < outline.acts.length; index++) {
     const act = outline.acts[index]
     if (act === undefined) continue
     if (!act.told) {
       const known = act.title !== undefined && act.summary !== undefined
-      if (!known && !act.closed && !outline.closed) return
+      if (!known && !act.closed && !outline.closed) break
       act.told = true
-      out.push({ _tag: "Act", act: index + 1, title: act.title ?? "", summary: act.summary ?? "" })
+      ;(out ??= []).push({ _tag: "Act", act: index + 1, title: act.title ?? "", summary: act.summary ?? "" })
     }
     for (; act.beatsTold < act.beats.length && act.beats[act.beatsTold] !== undefined; act.beatsTold++) {
-      out.push(act.beats[act.beatsTold]!)
+      ;(out ??= []).push(act.beats[act.beatsTold]!)
     }
   }
+  return out ?? nothingTold
 }
+
+/** What most pieces complete: nothing (one array for all of them, as most pieces are a few characters). */
+const nothingTold: ReadonlyArray<OutlinePiece> = []
 
 // =============================================================================
 // The scan
@@ -222,7 +227,7 @@ export const make = (): OutlineScanner => {
 
   return (delta) => {
     // Whatever follows the outline's object is not read.
-    if (outline.closed) return []
+    if (outline.closed) return nothingTold
     text += delta
     while (cursor < text.length && !outline.closed) {
       if (inString) {
@@ -260,9 +265,7 @@ export const make = (): OutlineScanner => {
       cursor++
     }
     dropRead()
-    const out: Array<OutlinePiece> = []
-    tellReady(outline, out)
-    return out
+    return tellReady(outline)
   }
 }
 
