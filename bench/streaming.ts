@@ -4,8 +4,10 @@
  * whole streams, GC included) for the engine's `generateStream`, the `@effect/ai` client alone making the engine's
  * call (`streamText`, the outline tool forced), the official SDK sending the body that client sends, and `fetch`
  * with a plain line splitter; then the heap a held stream keeps (1,000 streams stalled midway by the simulator's
- * `stall` fault, after a full GC), engine against the client alone. The clients take turns within each round, so
- * that the machine's drift falls on all alike; the ratios of one run are the figures to compare.
+ * `stall` fault, after a full GC), engine against the client alone. Each path is warmed first (`warmStreams`: the
+ * engine's longer path ran 70 µs a delta over its first 25 streams and settled only after about 150), then the paths
+ * take turns over eight rounds, the order rotating each round, so that the machine's drift falls on all alike. A
+ * path's figure is the median of its rounds, and a ratio the median of its ratios within a round.
  */
 import Anthropic from "@anthropic-ai/sdk"
 import * as LanguageModel from "@effect/ai/LanguageModel"
@@ -37,7 +39,8 @@ import { type Gateway, startGateway } from "./gateway.js"
 
 const apiKey = "sk-bench-0123456789"
 const streamsPerRound = 20
-const rounds = 3
+const rounds = 8
+const warmStreams = 150
 const heldStreams = Number(process.env.STREAMING_HELD_STREAMS ?? 1_000)
 const goals = { engineOverSdkCpu: 2.5, engineOverClientHeld: 2 }
 
@@ -243,89 +246,92 @@ export const run = async () => {
   // A held stream waits within its limits: with the default idle limit (20 s), the first streams held timed out
   // and were retried while the later ones were opened, and on a busy machine the retries crowded out the rest.
   const stalledEngine = engineRuntime(stalling, heldPolicy)
-  const rows: Array<Row> = []
-  try {
-    for (const provider of ["openai", "anthropic"] as const) {
-      const generation = () =>
-        PlotGeneration.PlotGeneration.pipe(
-          Effect.map((service) => service.generateStream(request(provider), { useFallback: false }))
-        ).pipe(Stream.unwrap)
-      const first = await engine.runPromise(
-        Stream.runLast(generation()).pipe(
-          Effect.map((last) => last.pipe((o) => o._tag === "Some" ? o.value : undefined))
-        )
-      )
-      if (first?._tag !== "Completed" || first.result.isTemplate) throw new Error("the benchmark's stream failed")
-      const modelId = first.result.model
-      log(`${provider}: ${modelId}`)
-      const client = await effectAiClient(gateway, provider, modelId)
-      const deltas = await client.run()
-      // The engine streams the same prompt: the same stream, the same deltas.
-      const engineStream = () => engine.runPromise(Stream.runDrain(generation())).then(() => deltas)
-      const paths = {
-        engine: engineStream,
-        effectAi: client.run,
-        sdk: sdkStream(gateway, provider, client.body()),
-        fetch: fetchStream(gateway, provider, client.body())
-      }
-      for (const [name, path] of Object.entries(paths)) {
-        log(`${provider}: warming ${name}`)
-        const seen = await path()
-        if (seen !== deltas) throw new Error(`${name} saw ${seen} deltas of ${deltas}`)
-        await cpuOf(streamsPerRound, path) // warm
-      }
-      const totals = {
-        engine: { us: 0, deltas: 0 },
-        effectAi: { us: 0, deltas: 0 },
-        sdk: { us: 0, deltas: 0 },
-        fetch: { us: 0, deltas: 0 }
-      }
-      for (let round = 0; round < rounds; round++) {
-        log(`${provider}: round ${round + 1} of ${rounds}`)
-        for (const [name, path] of Object.entries(paths) as Array<[keyof typeof totals, () => Promise<number>]>) {
-          const { deltas, us } = await cpuOf(streamsPerRound, path)
-          totals[name].us += us
-          totals[name].deltas += deltas
-        }
-      }
-      const perDelta = (name: keyof typeof totals) => totals[name].us / totals[name].deltas
-      log(
-        `${provider}: µs per delta ${
-          Object.keys(totals).map((name) => `${name} ${round1(perDelta(name as keyof typeof totals))}`).join(", ")
-        }`
-      )
+  const generation = (provider: ProviderName) =>
+    PlotGeneration.PlotGeneration.pipe(
+      Effect.map((service) => service.generateStream(request(provider), { useFallback: false }))
+    ).pipe(Stream.unwrap)
 
-      // Held streams: the simulator stalls each midway; a stream is held once its first delta arrived.
-      const clientHold = await effectAiClient(stalling, provider, modelId)
-      const engineHold = () =>
-        new Promise<Fiber.RuntimeFiber<void, unknown>>((resolve) => {
-          const fiber: Fiber.RuntimeFiber<void, unknown> = stalledEngine.runFork(
-            Stream.runForEach(generation(), (event) =>
-              event._tag === "TextDelta" ? Effect.sync(() => resolve(fiber)) : Effect.void)
-          )
-        })
-      log(`${provider}: held streams`)
-      await heldBytes(100, engineHold, interruptAll) // warm
-      const engineHeld = await heldBytes(heldStreams, engineHold, interruptAll)
-      await heldBytes(100, clientHold.hold, interruptAll)
-      const clientHeld = await heldBytes(heldStreams, clientHold.hold, interruptAll)
-      await client.dispose()
-      await clientHold.dispose()
-      rows.push({
-        provider,
-        model: modelId,
-        deltas,
-        engineCpuUsPerDelta: round1(perDelta("engine")),
-        effectAiCpuUsPerDelta: round1(perDelta("effectAi")),
-        sdkCpuUsPerDelta: round1(perDelta("sdk")),
-        fetchCpuUsPerDelta: round1(perDelta("fetch")),
-        engineOverSdk: round2(perDelta("engine") / perDelta("sdk")),
-        engineHeldKbPerStream: round1(engineHeld / 1024),
-        effectAiHeldKbPerStream: round1(clientHeld / 1024),
-        engineOverClientHeld: round2(engineHeld / clientHeld)
-      })
+  /** CPU per delta of each path on the provider's stream, and the ratio of the engine's to the SDK's. */
+  const cpuPerDelta = async (provider: ProviderName) => {
+    const first = await engine.runPromise(
+      Stream.runLast(generation(provider)).pipe(
+        Effect.map((last) => last.pipe((o) => o._tag === "Some" ? o.value : undefined))
+      )
+    )
+    if (first?._tag !== "Completed" || first.result.isTemplate) throw new Error("the benchmark's stream failed")
+    const modelId = first.result.model
+    log(`${provider}: ${modelId}`)
+    const client = await effectAiClient(gateway, provider, modelId)
+    const deltas = await client.run()
+    // The engine streams the same prompt: the same stream, the same deltas.
+    const paths = {
+      engine: () => engine.runPromise(Stream.runDrain(generation(provider))).then(() => deltas),
+      effectAi: client.run,
+      sdk: sdkStream(gateway, provider, client.body()),
+      fetch: fetchStream(gateway, provider, client.body())
     }
+    const names = Object.keys(paths) as Array<keyof typeof paths>
+    for (const name of names) {
+      log(`${provider}: warming ${name}`)
+      const seen = await paths[name]()
+      if (seen !== deltas) throw new Error(`${name} saw ${seen} deltas of ${deltas}`)
+      await cpuOf(warmStreams, paths[name])
+    }
+    const perRound = new Map(names.map((name) => [name, [] as Array<number>]))
+    for (let round = 0; round < rounds; round++) {
+      log(`${provider}: round ${round + 1} of ${rounds}`)
+      for (let turn = 0; turn < names.length; turn++) {
+        const name = names[(round + turn) % names.length]!
+        const { deltas, us } = await cpuOf(streamsPerRound, paths[name])
+        perRound.get(name)!.push(us / deltas)
+      }
+    }
+    await client.dispose()
+    const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[values.length >> 1]!
+    const perDelta = (name: keyof typeof paths) => round1(median(perRound.get(name)!))
+    log(`${provider}: µs per delta ${names.map((name) => `${name} ${perDelta(name)}`).join(", ")}`)
     return {
+      provider,
+      model: modelId,
+      deltas,
+      engineCpuUsPerDelta: perDelta("engine"),
+      effectAiCpuUsPerDelta: perDelta("effectAi"),
+      sdkCpuUsPerDelta: perDelta("sdk"),
+      fetchCpuUsPerDelta: perDelta("fetch"),
+      engineOverSdk: round2(median(perRound.get("engine")!.map((us, round) => us / perRound.get("sdk")![round]!)))
+    }
+  }
+
+  /** Heap per held stream, engine and client: the simulator stalls each midway; held once its first delta arrived. */
+  const heldPerStream = async (provider: ProviderName, modelId: string) => {
+    const clientHold = await effectAiClient(stalling, provider, modelId)
+    const engineHold = () =>
+      new Promise<Fiber.RuntimeFiber<void, unknown>>((resolve) => {
+        const fiber: Fiber.RuntimeFiber<void, unknown> = stalledEngine.runFork(
+          Stream.runForEach(generation(provider), (event) =>
+            event._tag === "TextDelta" ? Effect.sync(() => resolve(fiber)) : Effect.void)
+        )
+      })
+    log(`${provider}: held streams`)
+    await heldBytes(100, engineHold, interruptAll) // warm
+    const engineHeld = await heldBytes(heldStreams, engineHold, interruptAll)
+    await heldBytes(100, clientHold.hold, interruptAll)
+    const clientHeld = await heldBytes(heldStreams, clientHold.hold, interruptAll)
+    await clientHold.dispose()
+    return {
+      engineHeldKbPerStream: round1(engineHeld / 1024),
+      effectAiHeldKbPerStream: round1(clientHeld / 1024),
+      engineOverClientHeld: round2(engineHeld / clientHeld)
+    }
+  }
+
+  try {
+    // The CPU of both providers first: a thousand held streams leave a heap that taxes whatever runs next.
+    const cpu = [await cpuPerDelta("openai"), await cpuPerDelta("anthropic")]
+    const rows: Array<Row> = []
+    for (const row of cpu) rows.push({ ...row, ...await heldPerStream(row.provider, row.model) })
+    return {
+      warmStreams,
       streamsPerRound,
       rounds,
       heldStreams,
