@@ -11,8 +11,10 @@
  */
 import Anthropic from "@anthropic-ai/sdk"
 import * as LanguageModel from "@effect/ai/LanguageModel"
+import * as Response from "@effect/ai/Response"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as HttpClient from "@effect/platform/HttpClient"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -20,6 +22,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
@@ -135,6 +138,11 @@ const effectAiClient = async (gateway: Gateway, provider: ProviderName, modelId:
     body: () => body as Record<string, unknown>,
     /** One whole stream; its deltas. */
     run: () => runtime.runPromise(countDeltas),
+    /** One whole stream's parts, encoded as a provider's model hands them to `streamText`. */
+    encodedParts: () =>
+      runtime.runPromise(
+        Effect.flatMap(Stream.runCollect(stream), (parts) => Schema.encode(encodedStreamParts)(Chunk.toArray(parts)))
+      ),
     /** Starts a stream and resolves once its first delta arrived; the fiber holds it until interrupted. */
     hold: () =>
       new Promise<Fiber.RuntimeFiber<void, unknown>>((resolve) => {
@@ -187,6 +195,67 @@ const fetchStream = (gateway: Gateway, provider: ProviderName, body: Record<stri
   }
 }
 
+const encodedStreamParts = Schema.Array(Response.StreamPart(ResponseParser.outlineToolkit))
+
+/**
+ * The engine's streaming path without the network: the parts of a stream, replayed in one chunk by a model in the
+ * process, through `generateStream` and through a bare `streamText`. What the engine adds to a stream there is its
+ * own work per stream (the simulator sends a stream in one network chunk, so there is next to no work per delta
+ * besides the client's), apart from the client, the sockets and the SDK's noise. Microseconds of CPU per stream:
+ * the medians of eight rounds of 100 streams each, in turns, after 500 of each.
+ */
+const replayed = async (provider: ProviderName, parts: ReadonlyArray<unknown>) => {
+  const model = await Effect.runPromise(LanguageModel.make({
+    generateText: () => Effect.dieMessage("the replay streams only"),
+    streamText: () => Stream.fromChunk(Chunk.unsafeFromArray(parts as Array<Response.StreamPartEncoded>))
+  }))
+  const engine = ManagedRuntime.make(
+    PlotGeneration.layer().pipe(
+      Layer.provide(Providers.layerModels({ [provider]: () => Effect.succeed(model) })),
+      Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+      Layer.provide(ProviderRateLimiter.layerUnlimited),
+      Layer.provide(Alerts.layerDisabled),
+      Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
+    )
+  )
+  const bare = LanguageModel.streamText({
+    prompt: "replayed",
+    toolkit: ResponseParser.outlineToolkit,
+    toolChoice: { tool: "plot_outline" },
+    disableToolCallResolution: true
+  }).pipe(Stream.runDrain, Effect.provideService(LanguageModel.LanguageModel, model))
+  const generation = PlotGeneration.PlotGeneration.pipe(
+    Effect.map((service) => service.generateStream(request(provider), { useFallback: false })),
+    Stream.unwrap
+  )
+  const last = await engine.runPromise(Stream.runLast(generation))
+  if (last._tag !== "Some" || last.value._tag !== "Completed" || last.value.result.isTemplate) {
+    throw new Error("the replayed stream failed")
+  }
+  const paths = { engine: () => engine.runPromise(Stream.runDrain(generation)), bare: () => Effect.runPromise(bare) }
+  const names = Object.keys(paths) as Array<keyof typeof paths>
+  for (const name of names) for (let i = 0; i < 500; i++) await paths[name]()
+  const perRound = new Map(names.map((name) => [name, [] as Array<number>]))
+  for (let round = 0; round < rounds; round++) {
+    for (let turn = 0; turn < names.length; turn++) {
+      const name = names[(round + turn) % names.length]!
+      const before = process.cpuUsage()
+      for (let i = 0; i < 100; i++) await paths[name]()
+      const used = process.cpuUsage(before)
+      perRound.get(name)!.push((used.user + used.system) / 100)
+    }
+  }
+  await engine.dispose()
+  const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[values.length >> 1]!
+  return {
+    replayEngineUsPerStream: Math.round(median(perRound.get("engine")!)),
+    replayStreamTextUsPerStream: Math.round(median(perRound.get("bare")!)),
+    replayEngineOverheadUsPerStream: Math.round(
+      median(perRound.get("engine")!.map((us, round) => us - perRound.get("bare")![round]!))
+    )
+  }
+}
+
 /** CPU microseconds (user + system) of `n` streams one after another, and their deltas. */
 const cpuOf = async (n: number, stream: () => Promise<number>) => {
   const before = process.cpuUsage()
@@ -231,6 +300,9 @@ interface Row {
   readonly sdkCpuUsPerDelta: number
   readonly fetchCpuUsPerDelta: number
   readonly engineOverSdk: number
+  readonly replayEngineUsPerStream: number
+  readonly replayStreamTextUsPerStream: number
+  readonly replayEngineOverheadUsPerStream: number
   readonly engineHeldKbPerStream: number
   readonly effectAiHeldKbPerStream: number
   readonly engineOverClientHeld: number
@@ -286,6 +358,8 @@ export const run = async () => {
         perRound.get(name)!.push(us / deltas)
       }
     }
+    log(`${provider}: replayed in process`)
+    const replay = await replayed(provider, await client.encodedParts())
     await client.dispose()
     const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[values.length >> 1]!
     const perDelta = (name: keyof typeof paths) => round1(median(perRound.get(name)!))
@@ -298,7 +372,8 @@ export const run = async () => {
       effectAiCpuUsPerDelta: perDelta("effectAi"),
       sdkCpuUsPerDelta: perDelta("sdk"),
       fetchCpuUsPerDelta: perDelta("fetch"),
-      engineOverSdk: round2(median(perRound.get("engine")!.map((us, round) => us / perRound.get("sdk")![round]!)))
+      engineOverSdk: round2(median(perRound.get("engine")!.map((us, round) => us / perRound.get("sdk")![round]!))),
+      ...replay
     }
   }
 
