@@ -6,7 +6,7 @@
 import * as ContextBudget from "../src/ContextBudget.js"
 import { ContentExcerpt, ProjectContext } from "../src/Domain.js"
 import * as TokenCount from "../src/TokenCount.js"
-import { percentile, sampleProject } from "./fixtures.js"
+import { median, sampleProject } from "./fixtures.js"
 
 const sentences = [
   "The fog came in over Greyhaven before the boats were home.",
@@ -38,8 +38,6 @@ const time = (f: () => void): number => {
   f()
   return performance.now() - start
 }
-
-const median = (values: ReadonlyArray<number>) => percentile(values, 50)
 
 export const run = () => {
   const project = largeProject(200_000)

@@ -20,3 +20,6 @@ export const percentile = (values: ReadonlyArray<number>, p: number) => {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
 }
+
+/** The median of some values (the upper one of an even count), 0 when there are none. */
+export const median = (values: ReadonlyArray<number>) => percentile(values, 50)

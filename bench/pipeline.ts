@@ -20,7 +20,7 @@ import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as ResponseParser from "../src/ResponseParser.js"
 import { largeProject } from "./context.js"
-import { nthRequest, sampleProject } from "./fixtures.js"
+import { median, nthRequest, sampleProject } from "./fixtures.js"
 
 /** A valid outline naming the sample project's people, as the model's whole answer. */
 export const answer = JSON.stringify({
@@ -79,7 +79,7 @@ const perRequest = <E>(n: number, effect: (i: number) => Effect.Effect<unknown, 
       for (let i = 0; i < size; i++) yield* effect(batch * size + i)
       batches.push((cpuMicros() - start) / size)
     }
-    return batches.sort((a, b) => a - b)[2]!
+    return median(batches)
   })
 
 /**
@@ -105,7 +105,6 @@ const inTurns = <K extends string>(paths: Record<K, (i: number) => Effect.Effect
         batches.get(name)!.push((cpuMicros() - start) / size)
       }
     }
-    const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[values.length >> 1]!
     return {
       micros: Object.fromEntries(names.map((name) => [name, median(batches.get(name)!)])) as Record<K, number>,
       ratio: (of: K, to: K) => median(batches.get(of)!.map((micros, round) => micros / batches.get(to)![round]!))

@@ -37,7 +37,7 @@ import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as ResponseParser from "../src/ResponseParser.js"
 import * as RetryPolicy from "../src/RetryPolicy.js"
-import { sampleProject } from "./fixtures.js"
+import { median, sampleProject } from "./fixtures.js"
 import { type Gateway, startGateway } from "./gateway.js"
 
 const apiKey = "sk-bench-0123456789"
@@ -235,18 +235,13 @@ const replayed = async (provider: ProviderName, parts: ReadonlyArray<unknown>) =
   const paths = { engine: () => engine.runPromise(Stream.runDrain(generation)), bare: () => Effect.runPromise(bare) }
   const names = Object.keys(paths) as Array<keyof typeof paths>
   for (const name of names) for (let i = 0; i < 500; i++) await paths[name]()
-  const perRound = new Map(names.map((name) => [name, [] as Array<number>]))
-  for (let round = 0; round < rounds; round++) {
-    for (let turn = 0; turn < names.length; turn++) {
-      const name = names[(round + turn) % names.length]!
-      const before = process.cpuUsage()
-      for (let i = 0; i < 100; i++) await paths[name]()
-      const used = process.cpuUsage(before)
-      perRound.get(name)!.push((used.user + used.system) / 100)
-    }
-  }
+  const perRound = await inTurns(names, async (name) => {
+    const before = process.cpuUsage()
+    for (let i = 0; i < 100; i++) await paths[name]()
+    const used = process.cpuUsage(before)
+    return (used.user + used.system) / 100
+  })
   await engine.dispose()
-  const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[values.length >> 1]!
   return {
     replayEngineUsPerStream: Math.round(median(perRound.get("engine")!)),
     replayStreamTextUsPerStream: Math.round(median(perRound.get("bare")!)),
@@ -254,6 +249,26 @@ const replayed = async (provider: ProviderName, parts: ReadonlyArray<unknown>) =
       median(perRound.get("engine")!.map((us, round) => us - perRound.get("bare")![round]!))
     )
   }
+}
+
+/**
+ * Measures each path once a round over `rounds` rounds, the order rotating each round (each path first in turn): its
+ * measures, one per round, in order.
+ */
+const inTurns = async <K extends string>(
+  names: ReadonlyArray<K>,
+  measure: (name: K) => Promise<number>,
+  onRound?: (round: number) => void
+): Promise<Map<K, Array<number>>> => {
+  const perRound = new Map(names.map((name) => [name, [] as Array<number>]))
+  for (let round = 0; round < rounds; round++) {
+    onRound?.(round)
+    for (let turn = 0; turn < names.length; turn++) {
+      const name = names[(round + turn) % names.length]!
+      perRound.get(name)!.push(await measure(name))
+    }
+  }
+  return perRound
 }
 
 /** CPU microseconds (user + system) of `n` streams one after another, and their deltas. */
@@ -349,19 +364,13 @@ export const run = async () => {
       if (seen !== deltas) throw new Error(`${name} saw ${seen} deltas of ${deltas}`)
       await cpuOf(warmStreams, paths[name])
     }
-    const perRound = new Map(names.map((name) => [name, [] as Array<number>]))
-    for (let round = 0; round < rounds; round++) {
-      log(`${provider}: round ${round + 1} of ${rounds}`)
-      for (let turn = 0; turn < names.length; turn++) {
-        const name = names[(round + turn) % names.length]!
-        const { deltas, us } = await cpuOf(streamsPerRound, paths[name])
-        perRound.get(name)!.push(us / deltas)
-      }
-    }
+    const perRound = await inTurns(names, async (name) => {
+      const { deltas, us } = await cpuOf(streamsPerRound, paths[name])
+      return us / deltas
+    }, (round) => log(`${provider}: round ${round + 1} of ${rounds}`))
     log(`${provider}: replayed in process`)
     const replay = await replayed(provider, await client.encodedParts())
     await client.dispose()
-    const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[values.length >> 1]!
     const perDelta = (name: keyof typeof paths) => round1(median(perRound.get(name)!))
     log(`${provider}: µs per delta ${names.map((name) => `${name} ${perDelta(name)}`).join(", ")}`)
     return {
