@@ -2,8 +2,8 @@
  * Reading an outline while its JSON is still arriving: an incremental scan that reports each part of the outline
  * as soon as it is complete (the title and logline, each act's title and summary, each beat as its object closes),
  * never a fragment, always in the outline's order. One pass over each character, whatever the size of the pieces
- * the stream delivers: only what may still be read again (an open string, an open beat's object) is kept of the
- * text, so a piece costs its own length, not the length of all before it.
+ * the stream delivers: only an open string is kept of the text (read whole when it closes), and a beat is made from
+ * its strings as they close, so a piece costs its own length, not the length of all before it or of its beat.
  *
  * @internal
  */
@@ -26,23 +26,58 @@ type BeatPiece = {
 /** Feeds the next piece of the JSON; returns the parts of the outline it completed. */
 export type OutlineScanner = (delta: string) => ReadonlyArray<OutlinePiece>
 
-type Path = ReadonlyArray<string | number>
+/**
+ * What a container is in the outline, known when it opens from what holds it and under which key: the scan keeps no
+ * path, only this (and the act and beat it belongs to).
+ */
+type Role = "outline" | "acts" | "act" | "beats" | "beat" | "characters" | "other"
 
 interface Frame {
   readonly kind: "object" | "array"
-  /** Where the container sits in the document: keys and (0-based) indexes. */
-  readonly path: Path
-  /** Where it opened, in the text kept (moved back as the text before it is dropped; only a beat's is read). */
-  start: number
+  readonly role: Role
+  /** The act (0-based) an act, its beats, a beat or its characters belong to. */
+  readonly act: number
+  /** The beat (0-based) a beat or its characters are. */
+  readonly beat: number
   /** In an object: whether the next string is a key. */
   expectKey: boolean
   /** In an object: the key whose value comes next. In an array: the index of the element being read. */
   key: string | number
+  /** In an array: whether an element began (an empty array has none). */
+  filled: boolean
+  /** The beat a beat's object or its characters make, as their strings close. */
+  readonly draft: BeatDraft | undefined
+}
+
+/** The role of a container that opens in `parent` (at its current key). */
+const roleIn = (parent: Frame | undefined, kind: Frame["kind"]): Role => {
+  if (parent === undefined) return "outline"
+  switch (parent.role) {
+    case "outline":
+      return parent.key === "acts" && kind === "array" ? "acts" : "other"
+    case "acts":
+      return kind === "object" ? "act" : "other"
+    case "act":
+      return parent.key === "beats" && kind === "array" ? "beats" : "other"
+    case "beats":
+      return kind === "object" ? "beat" : "other"
+    case "beat":
+      return parent.key === "characters" && kind === "array" ? "characters" : "other"
+    default:
+      return "other"
+  }
 }
 
 // =============================================================================
 // What is known of the outline, and what was told
 // =============================================================================
+
+/** A beat whose object is still open: its strings as they close (the schema's trim applied, but the location's). */
+interface BeatDraft {
+  summary?: string
+  location?: string
+  characters: Array<string>
+}
 
 interface ActSoFar {
   title?: string
@@ -68,42 +103,54 @@ const actOf = (
   index: number
 ): ActSoFar => (outline.acts[index] ??= { closed: false, told: false, beats: [], beatsTold: 0 })
 
-/** The schema trims every text of an outline but a beat's location; so does what is told while it streams. */
-const trimmed = (value: unknown): string => (typeof value === "string" ? value.trim() : "")
-
-/** Records a string value at `path`, when it is one the outline's parts are told from. */
-const recordString = (outline: OutlineSoFar, path: Path, value: string): void => {
-  if (path.length === 1 && path[0] === "title") outline.title = value.trim()
-  else if (path.length === 1 && path[0] === "logline") outline.logline = value.trim()
-  else if (path.length === 3 && path[0] === "acts" && typeof path[1] === "number") {
-    if (path[2] === "title") actOf(outline, path[1]).title = value.trim()
-    if (path[2] === "summary") actOf(outline, path[1]).summary = value.trim()
+/** Records a string value that closed in `frame`, when it is one the outline's parts are told from. */
+const recordString = (outline: OutlineSoFar, frame: Frame, value: string): void => {
+  switch (frame.role) {
+    case "outline":
+      if (frame.key === "title") outline.title = value.trim()
+      else if (frame.key === "logline") outline.logline = value.trim()
+      break
+    case "act":
+      if (frame.key === "title") actOf(outline, frame.act).title = value.trim()
+      else if (frame.key === "summary") actOf(outline, frame.act).summary = value.trim()
+      break
+    case "beat":
+      if (frame.key === "summary") frame.draft!.summary = value.trim()
+      else if (frame.key === "location") frame.draft!.location = value
+      break
+    case "characters":
+      frame.draft!.characters[frame.key as number] = value.trim()
+      break
   }
 }
 
-/** Whether a container is a beat: the only one read whole from its JSON when it closes. */
-const isBeat = (path: Path): path is readonly ["acts", number, "beats", number] =>
-  path.length === 4 && path[0] === "acts" && path[2] === "beats" && typeof path[1] === "number" &&
-  typeof path[3] === "number"
-
-/** Records a closed container: the outline, an act, or a beat (read whole from its JSON, `json()`). */
-const recordClosed = (outline: OutlineSoFar, path: Path, json: () => string): void => {
-  if (path.length === 0) outline.closed = true
-  else if (path.length === 2 && path[0] === "acts" && typeof path[1] === "number") actOf(outline, path[1]).closed = true
-  else if (isBeat(path)) {
-    let value: Record<string, unknown>
-    try {
-      value = JSON.parse(json())
-    } catch {
-      return
+/** Records a closed container: the outline, an act, a beat (made from its draft) or a beat's characters. */
+const recordClosed = (outline: OutlineSoFar, frame: Frame): void => {
+  switch (frame.role) {
+    case "outline":
+      outline.closed = true
+      break
+    case "act":
+      actOf(outline, frame.act).closed = true
+      break
+    case "characters": {
+      // An element that is not a string counts as an empty name, as in the parsed object.
+      const characters = frame.draft!.characters
+      const count = frame.filled ? (frame.key as number) + 1 : 0
+      for (let i = 0; i < count; i++) characters[i] ??= ""
+      break
     }
-    actOf(outline, path[1]).beats[path[3]] = {
-      _tag: "Beat",
-      act: path[1] + 1,
-      beat: path[3] + 1,
-      summary: trimmed(value.summary),
-      characters: Array.isArray(value.characters) ? value.characters.map(trimmed) : [],
-      location: typeof value.location === "string" ? value.location : ""
+    case "beat": {
+      const draft = frame.draft!
+      actOf(outline, frame.act).beats[frame.beat] = {
+        _tag: "Beat",
+        act: frame.act + 1,
+        beat: frame.beat + 1,
+        summary: draft.summary ?? "",
+        characters: draft.characters,
+        location: draft.location ?? ""
+      }
+      break
     }
   }
 }
@@ -178,9 +225,9 @@ export const make = (): OutlineScanner => {
       if (key === undefined) return
       frame.key = key
       frame.expectKey = false
-    } else if (isToldFrom(frame)) {
+    } else if (frame.role !== "other") {
       const value = stringAt(text, stringStart, cursor)
-      if (value !== undefined) recordString(outline, [...frame.path, frame.key], value)
+      if (value !== undefined) recordString(outline, frame, value)
     }
   }
 
@@ -190,39 +237,59 @@ export const make = (): OutlineScanner => {
       case "\"":
         inString = true
         stringStart = cursor
+        if (top !== undefined) top.filled = true
         break
       case "{":
       case "[": {
-        const path = top === undefined ? [] : [...top.path, top.key]
-        stack.push({ kind: char === "{" ? "object" : "array", path, start: cursor, expectKey: char === "{", key: 0 })
+        const kind = char === "{" ? "object" : "array"
+        const role = roleIn(top, kind)
+        if (top !== undefined) top.filled = true
+        if (role === "characters") top!.draft!.characters = [] // a key written twice: the last wins
+        stack.push({
+          kind,
+          role,
+          act: role === "act" ? top!.key as number : top?.act ?? 0,
+          beat: role === "beat" ? top!.key as number : top?.beat ?? 0,
+          expectKey: kind === "object",
+          key: 0,
+          filled: false,
+          draft: role === "beat" ? { characters: [] } : role === "characters" ? top!.draft : undefined
+        })
         break
       }
       case "}":
       case "]": {
         const frame = stack.pop()
-        if (frame !== undefined) recordClosed(outline, frame.path, () => text.slice(frame.start, cursor + 1))
+        if (frame !== undefined) recordClosed(outline, frame)
         break
       }
       case ",":
         if (top?.kind === "object") top.expectKey = true
         else if (top?.kind === "array") top.key = (top.key as number) + 1
         break
+      case " ":
+      case "\n":
+      case "\r":
+      case "\t":
+      case ":":
+        break
+      default:
+        // A number, `true`, `false` or `null`: an element of an array all the same.
+        if (top !== undefined) top.filled = true
     }
   }
 
   /**
-   * Drops the text no scan reads again: everything before the cursor, but an open string (read whole when it
-   * closes) and an open beat's object. Appending to the rest and scanning it then costs what was kept, which a
-   * string or a beat bounds, where appending to the whole text would copy all of it again at each piece.
+   * Drops the text no scan reads again: everything before the cursor but an open string (read whole when it
+   * closes). Appending to the rest and scanning it then costs what was kept, which a string bounds, where appending
+   * to the whole text would copy all of it again at each piece.
    */
   const dropRead = () => {
-    let keep = inString ? stringStart : cursor
-    for (const frame of stack) if (frame.start < keep && isBeat(frame.path)) keep = frame.start
+    const keep = inString ? stringStart : cursor
     if (keep === 0) return
     text = text.slice(keep)
     cursor -= keep
     stringStart -= keep
-    for (const frame of stack) frame.start -= keep
   }
 
   return (delta) => {
@@ -280,14 +347,6 @@ const stringStop = (text: string, from: number): number => {
 }
 const backslash = 92
 const quote = 34
-
-/** Whether a string value in this container is one the outline's parts are told from (see `recordString`). */
-const isToldFrom = (frame: Frame): boolean =>
-  frame.kind === "object" && (
-    frame.path.length === 0
-      ? frame.key === "title" || frame.key === "logline"
-      : frame.path.length === 2 && frame.path[0] === "acts" && (frame.key === "title" || frame.key === "summary")
-  )
 
 /** Whether `text` holds a plain string from `start` to `end`: no escape, no control character (JSON forbids them raw). */
 const isPlain = (text: string, start: number, end: number): boolean => {

@@ -133,6 +133,18 @@ describe("OutlineStream", () => {
     ])
   })
 
+  it("reads a beat as its parsed object reads: a name that is not a string is empty, a key written twice the last", () => {
+    const json = `{"title":"T","logline":"L","acts":[{"title":"A","summary":"S","beats":[` +
+      `{"summary":"first","characters":["Mara",7,null,{"name":"x"}," Elias "],"location":"Quay","summary":"second"},` +
+      `{"characters":["Old"],"summary":{"not":"text"},"characters":[],"location":3}]}]}`
+    const beats = [
+      { _tag: "Beat", act: 1, beat: 1, summary: "second", characters: ["Mara", "", "", "", "Elias"], location: "Quay" },
+      { _tag: "Beat", act: 1, beat: 2, summary: "", characters: [], location: "" }
+    ]
+    expect(scanAll([json]).slice(2)).toEqual(beats)
+    expect(scanAll([...json]).slice(2)).toEqual(beats)
+  })
+
   it("reads an escaped key and an escaped quote split between pieces, a character at a time or whole", () => {
     const json = `{"t\\u0069tle":"A \\"quoted\\" title","logline":"L","acts":[{"summ\\u0061ry":"S","title":"T",` +
       `"beats":[{"summary":"B","characters":[],"location":"Q"}]}]}`
