@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import * as AiError from "@effect/ai/AiError"
+import type * as AiError from "@effect/ai/AiError"
 import type * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"
 import type * as Chunk from "effect/Chunk"
@@ -346,13 +346,12 @@ export const streamed = (
       }
       return Effect.fail(limitError(input, limits, next.limit))
     })
-    return Stream.runForEachChunk(model.streamText(callOptions(input)), read).pipe(
-      // The client's failures, caught once the stream ended rather than by a stage every chunk passes through. Past
-      // the provider's finish only the body's end was left: the answer is whole, whatever cut the rest.
-      Effect.catchIf(
-        AiError.isAiError,
-        (error) => activity.finishedAt === undefined ? failClassified(input)(error) : Effect.void
-      ),
+    return model.streamText(callOptions(input)).pipe(
+      // Past the provider's finish only the body's end was left: the answer is whole, whatever cut the rest. Caught
+      // in the stream, not after it: a fiber of the stream that ended with the client's error (which may quote a
+      // key) would be logged by the runtime as it is, at debug level.
+      Stream.catchAll((error) => activity.finishedAt === undefined ? failClassified(input)(error) : Stream.empty),
+      Stream.runForEachChunk(read),
       Effect.raceFirst(watchdog),
       Effect.flatMap((): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
         usage === undefined

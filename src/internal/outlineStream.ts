@@ -2,8 +2,8 @@
  * Reading an outline while its JSON is still arriving: an incremental scan that reports each part of the outline
  * as soon as it is complete (the title and logline, each act's title and summary, each beat as its object closes),
  * never a fragment, always in the outline's order. One pass over each character, whatever the size of the pieces
- * the stream delivers: only an open string is kept of the text (read whole when it closes), and a beat is made from
- * its strings as they close, so a piece costs its own length, not the length of all before it or of its beat.
+ * the stream delivers: of the text only an open string's part is kept (joined to the next, read when it closes),
+ * and a beat is made from its strings as they close, so a piece costs its own length, whatever came before it.
  *
  * @internal
  */
@@ -208,37 +208,33 @@ const opensObject = (text: string, at: number): boolean | undefined => {
  * braces and all): reading starts at the first `{` that opens an object.
  */
 export const make = (): OutlineScanner => {
-  let text = ""
-  let cursor = 0
+  /** Before the object starts: the text from a `{` not yet known to open it (its next characters are to come). */
+  let before = ""
   let started = false
   let inString = false
   let escaped = false
-  let stringStart = 0
+  /** The part of an open string (from its quote) that came in earlier pieces: joined, never scanned again. */
+  let openString = ""
   const stack: Array<Frame> = []
   const outline: OutlineSoFar = { closed: false, headingTold: false, acts: [] }
 
-  /** The string that just closed at `cursor`: a key, or a value the outline's parts are told from (else unread). */
-  const closeString = (frame: Frame | undefined) => {
+  /** A string that closed (`raw`, quotes and all): a key, or a value the outline's parts are told from (else unread). */
+  const closeString = (frame: Frame | undefined, raw: string) => {
     if (frame === undefined) return
     if (frame.kind === "object" && frame.expectKey) {
-      const key = stringAt(text, stringStart, cursor)
+      const key = stringOf(raw)
       if (key === undefined) return
       frame.key = key
       frame.expectKey = false
     } else if (frame.role !== "other") {
-      const value = stringAt(text, stringStart, cursor)
+      const value = stringOf(raw)
       if (value !== undefined) recordString(outline, frame, value)
     }
   }
 
-  /** A character outside strings: a string opens, a container opens or closes, a member or an element ends. */
+  /** A character outside strings: a container opens or closes, a member or an element ends, a value begins. */
   const step = (char: string, top: Frame | undefined) => {
     switch (char) {
-      case "\"":
-        inString = true
-        stringStart = cursor
-        if (top !== undefined) top.filled = true
-        break
       case "{":
       case "[": {
         const kind = char === "{" ? "object" : "array"
@@ -274,28 +270,43 @@ export const make = (): OutlineScanner => {
       case ":":
         break
       default:
-        // A number, `true`, `false` or `null`: an element of an array all the same.
+        // A number, `true`, `false` or `null` (a string opens elsewhere): an element of an array all the same.
         if (top !== undefined) top.filled = true
     }
   }
 
   /**
-   * Drops the text no scan reads again: everything before the cursor but an open string (read whole when it
-   * closes). Appending to the rest and scanning it then costs what was kept, which a string bounds, where appending
-   * to the whole text would copy all of it again at each piece.
+   * Where the object starts in `text`: the first `{` that opens one. `undefined` when there is
+   * none yet, the text from a `{` that cannot be told yet kept in `before`.
    */
-  const dropRead = () => {
-    const keep = inString ? stringStart : cursor
-    if (keep === 0) return
-    text = text.slice(keep)
-    cursor -= keep
-    stringStart -= keep
+  const findStart = (text: string): number | undefined => {
+    for (let at = text.indexOf("{"); at !== -1; at = text.indexOf("{", at + 1)) {
+      const opens = opensObject(text, at)
+      if (opens === undefined) {
+        before = text.slice(at)
+        return undefined
+      }
+      if (opens) return at
+    }
+    before = ""
+    return undefined
   }
 
   return (delta) => {
     // Whatever follows the outline's object is not read.
     if (outline.closed) return nothingTold
-    text += delta
+    let text = delta
+    let cursor = 0
+    if (!started) {
+      text = before + delta
+      const at = findStart(text)
+      if (at === undefined) return nothingTold
+      started = true
+      before = ""
+      cursor = at
+    }
+    // Where the open string's part in this piece begins (its quote, or this piece's start).
+    let stringFrom = 0
     while (cursor < text.length && !outline.closed) {
       if (inString) {
         // Most of an outline is inside strings: jump to the next quote or backslash.
@@ -309,29 +320,25 @@ export const make = (): OutlineScanner => {
         if (text.charCodeAt(cursor) === backslash) escaped = true
         else {
           inString = false
-          closeString(stack[stack.length - 1])
+          closeString(stack[stack.length - 1], openString + text.slice(stringFrom, cursor + 1))
+          openString = ""
         }
         cursor++
         continue
       }
       const char = text[cursor]!
-      if (!started) {
-        if (char !== "{") {
-          cursor++
-          continue
-        }
-        const opens = opensObject(text, cursor)
-        if (opens === undefined) break
-        if (!opens) {
-          cursor++
-          continue
-        }
-        started = true
+      if (char === "\"") {
+        inString = true
+        stringFrom = cursor
+        const top = stack[stack.length - 1]
+        if (top !== undefined) top.filled = true
+      } else {
+        step(char, stack[stack.length - 1])
       }
-      step(char, stack[stack.length - 1])
       cursor++
     }
-    dropRead()
+    // An open string's piece is kept whole (joined, not copied: it is read once, when the string closes).
+    if (inString) openString += text.slice(stringFrom)
     return tellReady(outline)
   }
 }
@@ -357,11 +364,11 @@ const isPlain = (text: string, start: number, end: number): boolean => {
   return true
 }
 
-/** The JSON string from the quote at `start` to the quote at `end`; `undefined` when it is not valid JSON. */
-const stringAt = (text: string, start: number, end: number): string | undefined => {
-  if (isPlain(text, start + 1, end)) return text.slice(start + 1, end)
+/** The JSON string `raw` (quotes and all); `undefined` when it is not valid JSON. */
+const stringOf = (raw: string): string | undefined => {
+  if (isPlain(raw, 1, raw.length - 1)) return raw.slice(1, -1)
   try {
-    const value: unknown = JSON.parse(text.slice(start, end + 1))
+    const value: unknown = JSON.parse(raw)
     return typeof value === "string" ? value : undefined
   } catch {
     return undefined
