@@ -15,14 +15,18 @@ const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
 
 /**
  * `f(traced)`: in a span named `name` when a tracer is installed (`traced` is then `true`, and the spans and
- * attributes within are worth making), else alone. One look at the tracer for a whole operation.
+ * attributes within are worth making), else with the tracer disabled, so that the spans of what it calls (the
+ * clients' `LanguageModel` spans, the HTTP client's span per request with an attribute per header, and the
+ * `traceparent` header it sends) are not made either. One look at the tracer for a whole operation.
  */
 export const spanned = <A, E, R>(
   name: string,
   options: Tracer.SpanOptions,
   f: (traced: boolean) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
-  Effect.tracerWith((tracer) => tracer === defaultTracer ? f(false) : Effect.withSpan(f(true), name, options))
+  Effect.tracerWith((tracer) =>
+    tracer === defaultTracer ? Effect.withTracerEnabled(f(false), false) : Effect.withSpan(f(true), name, options)
+  )
 
 /** `traced` when a tracer is installed, else `untraced` (only the one chosen is built). */
 export const ifTraced = <A, E, R>(
