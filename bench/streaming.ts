@@ -3,11 +3,12 @@
  * stream from the simulator (its own process, loopback). CPU per delta (`process.cpuUsage`, user + system, over
  * whole streams, GC included) for the engine's `generateStream`, the `@effect/ai` client alone making the engine's
  * call (`streamText`, the outline tool forced), the official SDK sending the body that client sends, and `fetch`
- * with a plain line splitter; then the heap a held stream keeps (1,000 streams stalled midway by the simulator's
- * `stall` fault, after a full GC), engine against the client alone. Each path is warmed first (`warmStreams`: the
- * engine's longer path ran 70 µs a delta over its first 25 streams and settled only after about 150), then the paths
- * take turns over eight rounds, the order rotating each round, so that the machine's drift falls on all alike. A
- * path's figure is the median of its rounds, and a ratio the median of its ratios within a round.
+ * with a plain line splitter; the same (but `fetch`) on paced streams, each event written on its own as a
+ * provider writes while its model does (`paced*`); then the heap a held stream keeps (1,000 streams stalled midway
+ * by the simulator's `stall` fault, after a full GC), engine against the client alone. Each path is warmed first
+ * (`warmStreams`: the engine's longer path ran 70 µs a delta over its first 25 streams and settled only after about
+ * 150), then the paths take turns over eight rounds, the order rotating each round, so that the machine's drift falls
+ * on all alike. A path's figure is the median of its rounds, and a ratio the median of its ratios within a round.
  */
 import Anthropic from "@anthropic-ai/sdk"
 import * as LanguageModel from "@effect/ai/LanguageModel"
@@ -45,6 +46,9 @@ const streamsPerRound = 20
 const rounds = 8
 const warmStreams = 150
 const heldStreams = Number(process.env.STREAMING_HELD_STREAMS ?? 1_000)
+/** The paced simulator's time between events, and how many of its streams run at once. */
+const pacedIntervalMs = 1
+const pacedConcurrency = 10
 const goals = { engineOverSdkCpu: 2.5, engineOverClientHeld: 2 }
 
 /** The retry policy of the held streams' engine: limits longer than the run, so that a held stream stays held. */
@@ -280,6 +284,17 @@ const cpuOf = async (n: number, stream: () => Promise<number>) => {
   return { us: used.user + used.system, deltas }
 }
 
+/** CPU microseconds of `batches` batches of `pacedConcurrency` streams at once, and their deltas. */
+const cpuOfConcurrent = async (batches: number, stream: () => Promise<number>) => {
+  const before = process.cpuUsage()
+  let deltas = 0
+  for (let i = 0; i < batches; i++) {
+    for (const seen of await Promise.all(Array.from({ length: pacedConcurrency }, stream))) deltas += seen
+  }
+  const used = process.cpuUsage(before)
+  return { us: used.user + used.system, deltas }
+}
+
 /** Heap bytes kept per stream by `n` streams each held after its first delta (full GCs on both sides). */
 const heldBytes = async <F>(n: number, hold: () => Promise<F>, release: (held: ReadonlyArray<F>) => Promise<void>) => {
   gc()
@@ -318,6 +333,10 @@ interface Row {
   readonly replayEngineUsPerStream: number
   readonly replayStreamTextUsPerStream: number
   readonly replayEngineOverheadUsPerStream: number
+  readonly pacedEngineCpuUsPerDelta: number
+  readonly pacedEffectAiCpuUsPerDelta: number
+  readonly pacedSdkCpuUsPerDelta: number
+  readonly pacedEngineOverSdk: number
   readonly engineHeldKbPerStream: number
   readonly effectAiHeldKbPerStream: number
   readonly engineOverClientHeld: number
@@ -329,7 +348,9 @@ const round2 = (x: number) => Number(x.toFixed(2))
 export const run = async () => {
   const gateway = await startGateway()
   const stalling = await startGateway(["--faults", "stall=1"])
+  const paced = await startGateway(["--event-interval-ms", String(pacedIntervalMs)])
   const engine = engineRuntime(gateway)
+  const pacedEngine = engineRuntime(paced)
   // A held stream waits within its limits: with the default idle limit (20 s), the first streams held timed out
   // and were retried while the later ones were opened, and on a busy machine the retries crowded out the rest.
   const stalledEngine = engineRuntime(stalling, heldPolicy)
@@ -386,6 +407,38 @@ export const run = async () => {
     }
   }
 
+  /**
+   * CPU per delta on a paced stream (each event written on its own, as a provider writes while the model does, so
+   * that each event is a network chunk of its own), `pacedConcurrency` streams at once: engine, client and SDK.
+   */
+  const pacedCpuPerDelta = async (provider: ProviderName, modelId: string) => {
+    const client = await effectAiClient(paced, provider, modelId)
+    const deltas = await client.run()
+    const paths = {
+      engine: () => pacedEngine.runPromise(Stream.runDrain(generation(provider))).then(() => deltas),
+      effectAi: client.run,
+      sdk: sdkStream(paced, provider, client.body())
+    }
+    const names = Object.keys(paths) as Array<keyof typeof paths>
+    for (const name of names) {
+      log(`${provider}: warming ${name} on paced streams`)
+      await cpuOfConcurrent(5, paths[name])
+    }
+    const perRound = await inTurns(names, async (name) => {
+      const { deltas, us } = await cpuOfConcurrent(2, paths[name])
+      return us / deltas
+    }, (round) => log(`${provider}: paced round ${round + 1} of ${rounds}`))
+    await client.dispose()
+    const perDelta = (name: keyof typeof paths) => round1(median(perRound.get(name)!))
+    log(`${provider}: paced, µs per delta ${names.map((name) => `${name} ${perDelta(name)}`).join(", ")}`)
+    return {
+      pacedEngineCpuUsPerDelta: perDelta("engine"),
+      pacedEffectAiCpuUsPerDelta: perDelta("effectAi"),
+      pacedSdkCpuUsPerDelta: perDelta("sdk"),
+      pacedEngineOverSdk: round2(median(perRound.get("engine")!.map((us, round) => us / perRound.get("sdk")![round]!)))
+    }
+  }
+
   /** Heap per held stream, engine and client: the simulator stalls each midway; held once its first delta arrived. */
   const heldPerStream = async (provider: ProviderName, modelId: string) => {
     const clientHold = await effectAiClient(stalling, provider, modelId)
@@ -411,7 +464,11 @@ export const run = async () => {
 
   try {
     // The CPU of both providers first: a thousand held streams leave a heap that taxes whatever runs next.
-    const cpu = [await cpuPerDelta("openai"), await cpuPerDelta("anthropic")]
+    const cpu = []
+    for (const provider of ["openai", "anthropic"] as const) {
+      const row = await cpuPerDelta(provider)
+      cpu.push({ ...row, ...await pacedCpuPerDelta(provider, row.model) })
+    }
     const rows: Array<Row> = []
     for (const row of cpu) rows.push({ ...row, ...await heldPerStream(row.provider, row.model) })
     return {
@@ -430,8 +487,10 @@ export const run = async () => {
     }
   } finally {
     await engine.dispose()
+    await pacedEngine.dispose()
     await stalledEngine.dispose()
     gateway.stop()
     stalling.stop()
+    paced.stop()
   }
 }

@@ -456,15 +456,21 @@ const simulate = Command.make(
     latencyMs: integerOption("latency-ms", { min: 0 }).pipe(
       Options.withDescription("Latency added to every answer"),
       Options.withDefault(0)
+    ),
+    eventIntervalMs: integerOption("event-interval-ms", { min: 0 }).pipe(
+      Options.withDescription("Time between a stream's events, each written on its own (0: a stream at once)"),
+      Options.withDefault(0)
     )
   },
-  ({ faults, latencyMs, port, seed }) =>
+  ({ eventIntervalMs, faults, latencyMs, port, seed }) =>
     Effect.gen(function*() {
       const rates = yield* Either.match(parseFaultRates(faults), {
         onLeft: (reason) => Effect.fail(UsageError.flag("--faults", reason)),
         onRight: Effect.succeed
       })
-      const context = yield* Layer.build(GatewaySimulator.layer({ port, seed, faults: { rates, latencyMs } }))
+      const context = yield* Layer.build(
+        GatewaySimulator.layer({ port, seed, faults: { rates, latencyMs }, eventIntervalMs })
+      )
       const simulator = Context.get(context, GatewaySimulator.GatewaySimulator)
       // What it prints is what the command is for: the addresses, on stdout.
       yield* Console.log(`Gateway simulator listening on ${simulator.url}`)

@@ -16,6 +16,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import type { Socket } from "node:net"
@@ -51,6 +52,12 @@ export interface Options {
   readonly faults?: Faults.RandomFaults | undefined
   /** Quotas per API key and model (none by default). */
   readonly quotas?: Quotas.QuotaOptions | undefined
+  /**
+   * The time between a streamed answer's events, in milliseconds: each is then written on its own, as a provider
+   * writes an answer while the model makes it. By default (0) a stream is written at once, in as few writes as the
+   * server makes of it.
+   */
+  readonly eventIntervalMs?: number | undefined
 }
 
 /**
@@ -193,16 +200,30 @@ const sseResponse = (
   silence: Stream.Stream<never> = Stream.empty,
   after: ReadonlyArray<Wire.SseEvent> = []
 ) =>
-  HttpServerResponse.stream(
+  sseBody(
     Stream.fromIterable(events).pipe(
       Stream.map(Wire.encodeSse),
       Stream.concat(Stream.make(tail)),
       Stream.concat(silence),
-      Stream.concat(Stream.fromIterable(after).pipe(Stream.map(Wire.encodeSse))),
-      Stream.encodeText
+      Stream.concat(Stream.fromIterable(after).pipe(Stream.map(Wire.encodeSse)))
     ),
-    { contentType: "text/event-stream", headers: { ...headers, "cache-control": "no-cache" } }
+    headers
   )
+
+/** A whole streamed answer: at once, or each event on its own `intervalMs` after the one before. */
+const pacedSseResponse = (events: ReadonlyArray<Wire.SseEvent>, headers: Record<string, string>, intervalMs: number) =>
+  intervalMs > 0
+    ? sseBody(
+      Stream.fromIterable(events).pipe(Stream.map(Wire.encodeSse), Stream.schedule(Schedule.spaced(intervalMs))),
+      headers
+    )
+    : sseResponse(events, headers)
+
+const sseBody = (text: Stream.Stream<string>, headers: Record<string, string>) =>
+  HttpServerResponse.stream(Stream.encodeText(text), {
+    contentType: "text/event-stream",
+    headers: { ...headers, "cache-control": "no-cache" }
+  })
 
 /** Completes when the client closes the connection. */
 const closed = (socket: Socket) =>
@@ -419,7 +440,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       if (admission._tag === "Admitted") admission.settle(reply.outputTokens, yield* Clock.currentTimeMillis)
       const answerHeaders = { ...headers, ...admission.headers }
       return parsed.stream
-        ? sseResponse(face.events(parsed, reply, n, createdAt), answerHeaders)
+        ? pacedSseResponse(face.events(parsed, reply, n, createdAt), answerHeaders, options.eventIntervalMs ?? 0)
         : HttpServerResponse.unsafeJson(face.json(parsed, reply, n, createdAt), { headers: answerHeaders })
     }).pipe(Effect.onInterrupt(() => clientClosed))
 
