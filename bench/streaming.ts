@@ -126,12 +126,14 @@ const effectAiClient = async (gateway: Gateway, provider: ProviderName, modelId:
         reasoningEffort: built.reasoningEffort
       }))
   )
-  const stream = LanguageModel.streamText({
+  // The model's own method, as the engine calls it: through the accessor and `Stream.provideService`, every effect
+  // of the stream would run with the model provided anew (several a network chunk).
+  const stream = languageModel.streamText({
     prompt: built.prompt,
     toolkit: ResponseParser.outlineToolkit,
     toolChoice: { tool: "plot_outline" },
     disableToolCallResolution: true
-  }).pipe(Stream.provideService(LanguageModel.LanguageModel, languageModel))
+  })
   const countDeltas = Stream.runFold(
     stream,
     0,

@@ -6,6 +6,7 @@
  */
 import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
 import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
+import * as IdGenerator from "@effect/ai/IdGenerator"
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import * as Prompt from "@effect/ai/Prompt"
 import * as Response from "@effect/ai/Response"
@@ -287,6 +288,39 @@ describe("patches", () => {
       const parts = yield* Stream.runCollect(model.streamText({ prompt: "hi" }))
       const decode = Schema.decodeUnknownSync(Response.StreamPart(Toolkit.empty))
       expect([...parts]).toEqual(encoded.map((part) => decode(part)))
+    }))
+
+  it.effect("@effect/ai hands a streamed call's id generator to the provider, and provides nothing to the stream", () =>
+    Effect.gen(function*() {
+      let handed: LanguageModel.ProviderOptions["idGenerator"]
+      const inStream: Array<boolean> = []
+      const model = yield* LanguageModel.make({
+        generateText: () => Effect.succeed([]),
+        streamText: (options) => {
+          handed = options.idGenerator
+          // What every effect of the stream sees: provided to the stream, the generator was provided anew to each.
+          return Stream.make<Array<Response.StreamPartEncoded>>(
+            { type: "text-delta", id: "t", delta: "Ma" },
+            { type: "text-delta", id: "t", delta: "ra" }
+          ).pipe(
+            Stream.tap(() =>
+              Effect.map(Effect.serviceOption(IdGenerator.IdGenerator), (found) => inStream.push(found._tag === "Some"))
+            )
+          )
+        }
+      })
+      yield* Stream.runDrain(model.streamText({ prompt: "hi" }))
+      expect(handed).toBe(IdGenerator.defaultIdGenerator)
+      expect(inStream).toEqual([false, false])
+      for (const format of ["esm", "cjs"]) {
+        expect(read("@effect/ai", `dist/${format}/LanguageModel.js`)).not.toMatch(/Stream\.provideService\(/)
+        expect(read("@effect/ai-anthropic", `dist/${format}/AnthropicLanguageModel.js`)).toContain(
+          "const idGenerator = options.idGenerator ?? (yield* IdGenerator.IdGenerator);"
+        )
+        expect(read("@effect/ai-openai", `dist/${format}/OpenAiLanguageModel.js`)).toContain(
+          "const idGenerator = options.idGenerator ?? (yield* IdGenerator.IdGenerator);"
+        )
+      }
     }))
 
   it.effect("the clients make a stream's events as the event union decodes them, deltas by hand", () =>
