@@ -21,7 +21,6 @@ import { globalValue } from "effect/GlobalValue"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Stream from "effect/Stream"
 import * as Deployments from "./Deployments.js"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
@@ -185,20 +184,20 @@ const fromFactories = (factories: Partial<Record<Domain.ProviderName, ModelFacto
 
 /**
  * The clients' language models are stateless (the HTTP client and the parameters, fixed when made), so one
- * is made per model and parameters and kept: making one per attempt cost tens of microseconds. A few hundred
- * kinds at most; past that the memory starts again.
+ * is made per model and parameters (an OpenAI model's prompt cache key, one per project, among them) and kept:
+ * making one per attempt cost tens of microseconds. A thousand kinds at most; past that the memory starts again.
  */
 const remembered = (factory: ModelFactory): ModelFactory => {
   const models = new Map<string, LanguageModel.Service>()
   return (model, parameters) => {
     const key = `${model}\u0000${parameters.maxOutputTokens}\u0000${parameters.temperature ?? ""}\u0000${
       parameters.reasoningEffort ?? ""
-    }`
+    }\u0000${parameters.promptCacheKey ?? ""}`
     const known = models.get(key)
     if (known !== undefined) return Effect.succeed(known)
     return Effect.tap(factory(model, parameters), (service) =>
       Effect.sync(() => {
-        if (models.size >= 256) models.clear()
+        if (models.size >= 1_000) models.clear()
         models.set(key, service)
       }))
   }
@@ -283,26 +282,6 @@ export const reportHeaders = (headers: Headers): Effect.Effect<void> =>
 // =============================================================================
 
 /**
- * An OpenAI model whose calls carry `prompt_cache_key`: the client merges the request config in context into the
- * body. The methods are generic over their options, which a wrapper passes through unchanged.
- */
-const withPromptCacheKey = (service: LanguageModel.Service, key: string): LanguageModel.Service => {
-  const config = { prompt_cache_key: key }
-  const generateText = (options: Parameters<LanguageModel.Service["generateText"]>[0]) =>
-    Effect.provideService(service.generateText(options), OpenAiLanguageModel.Config, config)
-  const generateObject = (options: Parameters<LanguageModel.Service["generateObject"]>[0]) =>
-    Effect.provideService(service.generateObject(options), OpenAiLanguageModel.Config, config)
-  const streamText = (options: Parameters<LanguageModel.Service["streamText"]>[0]) =>
-    Stream.provideService(service.streamText(options), OpenAiLanguageModel.Config, config)
-  return {
-    ...service,
-    generateText: generateText as LanguageModel.Service["generateText"],
-    generateObject: generateObject as LanguageModel.Service["generateObject"],
-    streamText: streamText as LanguageModel.Service["streamText"]
-  }
-}
-
-/**
  * Builds the real clients for the configured providers.
  *
  * @since 0.1.0
@@ -332,22 +311,19 @@ const clientFactory = Effect.fnUntraced(function*(deployment: Deployments.Deploy
     )
   if (deployment.dialect === "openai-responses") {
     const client = yield* OpenAiClient.make({ apiKey: deployment.apiKey, apiUrl: deployment.baseUrl, transformClient })
-    const models = remembered((model, parameters) =>
+    // The prompt cache key is the model's own config, not provided to each call: a stream given a service runs every
+    // effect of its channel with it provided anew, several a network chunk.
+    return remembered((model, parameters) =>
       OpenAiLanguageModel.make({
         model,
         config: {
           max_output_tokens: parameters.maxOutputTokens,
           ...(parameters.temperature === undefined ? {} : { temperature: parameters.temperature }),
-          ...(parameters.reasoningEffort === undefined ? {} : { reasoning: { effort: parameters.reasoningEffort } })
+          ...(parameters.reasoningEffort === undefined ? {} : { reasoning: { effort: parameters.reasoningEffort } }),
+          ...(parameters.promptCacheKey === undefined ? {} : { prompt_cache_key: parameters.promptCacheKey })
         }
       }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
     )
-    // The models are remembered without their cache key (one per project): the key is added to each call.
-    const factory: ModelFactory = (model, parameters) =>
-      parameters.promptCacheKey === undefined
-        ? models(model, parameters)
-        : Effect.map(models(model, parameters), (service) => withPromptCacheKey(service, parameters.promptCacheKey!))
-    return factory
   }
   const client = yield* AnthropicClient.make({ apiKey: deployment.apiKey, apiUrl: deployment.baseUrl, transformClient })
   return remembered((model, parameters) =>
