@@ -184,15 +184,16 @@ const fromFactories = (factories: Partial<Record<Domain.ProviderName, ModelFacto
 
 /**
  * The clients' language models are stateless (the HTTP client and the parameters, fixed when made), so one
- * is made per model and parameters (an OpenAI model's prompt cache key, one per project, among them) and kept:
- * making one per attempt cost tens of microseconds. A thousand kinds at most; past that the memory starts again.
+ * is made per model and parameters and kept: making one per attempt cost tens of microseconds. A model that sends
+ * the prompt cache key (`withCacheKey`: OpenAI's, one per project) is made per key too. A thousand kinds at most;
+ * past that the memory starts again.
  */
-const remembered = (factory: ModelFactory): ModelFactory => {
+const remembered = (factory: ModelFactory, withCacheKey = false): ModelFactory => {
   const models = new Map<string, LanguageModel.Service>()
   return (model, parameters) => {
     const key = `${model}\u0000${parameters.maxOutputTokens}\u0000${parameters.temperature ?? ""}\u0000${
       parameters.reasoningEffort ?? ""
-    }\u0000${parameters.promptCacheKey ?? ""}`
+    }\u0000${withCacheKey ? parameters.promptCacheKey ?? "" : ""}`
     const known = models.get(key)
     if (known !== undefined) return Effect.succeed(known)
     return Effect.tap(factory(model, parameters), (service) =>
@@ -322,8 +323,7 @@ const clientFactory = Effect.fnUntraced(function*(deployment: Deployments.Deploy
           ...(parameters.reasoningEffort === undefined ? {} : { reasoning: { effort: parameters.reasoningEffort } }),
           ...(parameters.promptCacheKey === undefined ? {} : { prompt_cache_key: parameters.promptCacheKey })
         }
-      }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client))
-    )
+      }).pipe(Effect.provideService(OpenAiClient.OpenAiClient, client)), true)
   }
   const client = yield* AnthropicClient.make({ apiKey: deployment.apiKey, apiUrl: deployment.baseUrl, transformClient })
   return remembered((model, parameters) =>
