@@ -277,24 +277,46 @@ const inTurns = async <K extends string>(
   return perRound
 }
 
-/** CPU microseconds (user + system) of `n` streams one after another, and their deltas. */
-const cpuOf = async (n: number, stream: () => Promise<number>) => {
+/** CPU microseconds (user + system) of `n` streams, `atOnce` at a time, and their deltas. */
+const cpuOf = async (n: number, stream: () => Promise<number>, atOnce = 1) => {
   const before = process.cpuUsage()
   let deltas = 0
-  for (let i = 0; i < n; i++) deltas += await stream()
+  for (let i = 0; i < n; i += atOnce) {
+    for (const seen of await Promise.all(Array.from({ length: Math.min(atOnce, n - i) }, stream))) deltas += seen
+  }
   const used = process.cpuUsage(before)
   return { us: used.user + used.system, deltas }
 }
 
-/** CPU microseconds of `batches` batches of `pacedConcurrency` streams at once, and their deltas. */
-const cpuOfConcurrent = async (batches: number, stream: () => Promise<number>) => {
-  const before = process.cpuUsage()
-  let deltas = 0
-  for (let i = 0; i < batches; i++) {
-    for (const seen of await Promise.all(Array.from({ length: pacedConcurrency }, stream))) deltas += seen
+/**
+ * Each path's CPU per delta on a stream of `deltas` deltas: each path checked to see them all, warmed over `warm`
+ * streams, then in turns, `perRound` streams a round, `atOnce` at a time. A path's figure is the median of its
+ * rounds, and a ratio the median of the ratios within a round.
+ */
+const perDeltaInTurns = async <K extends string>(
+  label: string,
+  paths: Record<K, () => Promise<number>>,
+  deltas: number,
+  streams: { readonly warm: number; readonly perRound: number; readonly atOnce: number }
+) => {
+  const names = Object.keys(paths) as Array<K>
+  for (const name of names) {
+    log(`${label}: warming ${name}`)
+    const seen = await paths[name]()
+    if (seen !== deltas) throw new Error(`${name} saw ${seen} deltas of ${deltas}`)
+    await cpuOf(streams.warm, paths[name], streams.atOnce)
   }
-  const used = process.cpuUsage(before)
-  return { us: used.user + used.system, deltas }
+  const perRound = await inTurns(names, async (name) => {
+    const { deltas, us } = await cpuOf(streams.perRound, paths[name], streams.atOnce)
+    return us / deltas
+  }, (round) => log(`${label}: round ${round + 1} of ${rounds}`))
+  const perDelta = (name: K) => round1(median(perRound.get(name)!))
+  log(`${label}: µs per delta ${names.map((name) => `${name} ${perDelta(name)}`).join(", ")}`)
+  return {
+    perDelta,
+    ratio: (over: K, under: K) =>
+      round2(median(perRound.get(over)!.map((us, round) => us / perRound.get(under)![round]!)))
+  }
 }
 
 /** Heap bytes kept per stream by `n` streams each held after its first delta (full GCs on both sides). */
@@ -380,22 +402,14 @@ export const run = async () => {
       sdk: sdkStream(gateway, provider, client.body()),
       fetch: fetchStream(gateway, provider, client.body())
     }
-    const names = Object.keys(paths) as Array<keyof typeof paths>
-    for (const name of names) {
-      log(`${provider}: warming ${name}`)
-      const seen = await paths[name]()
-      if (seen !== deltas) throw new Error(`${name} saw ${seen} deltas of ${deltas}`)
-      await cpuOf(warmStreams, paths[name])
-    }
-    const perRound = await inTurns(names, async (name) => {
-      const { deltas, us } = await cpuOf(streamsPerRound, paths[name])
-      return us / deltas
-    }, (round) => log(`${provider}: round ${round + 1} of ${rounds}`))
+    const { perDelta, ratio } = await perDeltaInTurns(provider, paths, deltas, {
+      warm: warmStreams,
+      perRound: streamsPerRound,
+      atOnce: 1
+    })
     log(`${provider}: replayed in process`)
     const replay = await replayed(provider, await client.encodedParts())
     await client.dispose()
-    const perDelta = (name: keyof typeof paths) => round1(median(perRound.get(name)!))
-    log(`${provider}: µs per delta ${names.map((name) => `${name} ${perDelta(name)}`).join(", ")}`)
     return {
       provider,
       model: modelId,
@@ -404,7 +418,7 @@ export const run = async () => {
       effectAiCpuUsPerDelta: perDelta("effectAi"),
       sdkCpuUsPerDelta: perDelta("sdk"),
       fetchCpuUsPerDelta: perDelta("fetch"),
-      engineOverSdk: round2(median(perRound.get("engine")!.map((us, round) => us / perRound.get("sdk")![round]!))),
+      engineOverSdk: ratio("engine", "sdk"),
       ...replay
     }
   }
@@ -421,23 +435,17 @@ export const run = async () => {
       effectAi: client.run,
       sdk: sdkStream(paced, provider, client.body())
     }
-    const names = Object.keys(paths) as Array<keyof typeof paths>
-    for (const name of names) {
-      log(`${provider}: warming ${name} on paced streams`)
-      await cpuOfConcurrent(5, paths[name])
-    }
-    const perRound = await inTurns(names, async (name) => {
-      const { deltas, us } = await cpuOfConcurrent(2, paths[name])
-      return us / deltas
-    }, (round) => log(`${provider}: paced round ${round + 1} of ${rounds}`))
+    const { perDelta, ratio } = await perDeltaInTurns(`${provider}, paced`, paths, deltas, {
+      warm: 5 * pacedConcurrency,
+      perRound: 2 * pacedConcurrency,
+      atOnce: pacedConcurrency
+    })
     await client.dispose()
-    const perDelta = (name: keyof typeof paths) => round1(median(perRound.get(name)!))
-    log(`${provider}: paced, µs per delta ${names.map((name) => `${name} ${perDelta(name)}`).join(", ")}`)
     return {
       pacedEngineCpuUsPerDelta: perDelta("engine"),
       pacedEffectAiCpuUsPerDelta: perDelta("effectAi"),
       pacedSdkCpuUsPerDelta: perDelta("sdk"),
-      pacedEngineOverSdk: round2(median(perRound.get("engine")!.map((us, round) => us / perRound.get("sdk")![round]!)))
+      pacedEngineOverSdk: ratio("engine", "sdk")
     }
   }
 

@@ -276,8 +276,8 @@ export const make = (): OutlineScanner => {
   }
 
   /**
-   * Where the object starts in `text`: the first `{` that opens one. `undefined` when there is
-   * none yet, the text from a `{` that cannot be told yet kept in `before`.
+   * Where the object starts in `text`: the first `{` that opens one. `undefined` when there is none yet (the text
+   * from a `{` that cannot be told yet is kept in `before`).
    */
   const findStart = (text: string): number | undefined => {
     for (let at = text.indexOf("{"); at !== -1; at = text.indexOf("{", at + 1)) {

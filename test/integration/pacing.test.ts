@@ -19,7 +19,8 @@ import * as Providers from "../../src/Providers.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 import { sampleProject } from "../utils/fixtures.js"
 
-const intervalMs = 2
+// Long enough that a loaded machine still reads the events apart, short enough for a whole outline in a few seconds.
+const intervalMs = 5
 
 /** Reads a streamed answer with `fetch`: how many reads it took, how many events came, and how long it took. */
 const readStream = (url: string) =>
