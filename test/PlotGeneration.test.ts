@@ -12,7 +12,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Alerts from "../src/Alerts.js"
-import { ContentExcerpt, type PlotRequestInput, ProjectContext } from "../src/Domain.js"
+import { ContentExcerpt, type GenerationEvent, type PlotRequestInput, ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as PromptBuilder from "../src/PromptBuilder.js"
@@ -246,29 +246,34 @@ describe("PlotGeneration.generate", () => {
     }))
 })
 
+/** An event as the tests list them: a stage's progress by its stage, any other by its tag. */
+const tagOf = (event: GenerationEvent) => event._tag === "Progress" ? event.stage : event._tag
+
+/** What `generateStream` tells of a generation of the sample outline, in order. */
+const toldInOrder = [
+  "retrieving_context",
+  "selecting_model",
+  "building_prompt",
+  "ModelSelected",
+  "generating",
+  "OutlineHeading",
+  "TextDelta",
+  "ActStarted",
+  "TextDelta",
+  "BeatWritten",
+  "TextDelta",
+  "BeatWritten",
+  "TextDelta",
+  "parsing",
+  "Completed"
+]
+
 describe("PlotGeneration.generateStream", () => {
   it.effect("reports every stage in order with rising progress, the outline as it completes, then the result", () =>
     Effect.gen(function*() {
       const engineService = yield* PlotGeneration.PlotGeneration
       const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream(request)))
-      const tags = events.map((e) => (e._tag === "Progress" ? e.stage : e._tag))
-      expect(tags).toEqual([
-        "retrieving_context",
-        "selecting_model",
-        "building_prompt",
-        "ModelSelected",
-        "generating",
-        "OutlineHeading",
-        "TextDelta",
-        "ActStarted",
-        "TextDelta",
-        "BeatWritten",
-        "TextDelta",
-        "BeatWritten",
-        "TextDelta",
-        "parsing",
-        "Completed"
-      ])
+      expect(events.map(tagOf)).toEqual(toldInOrder)
       const progress = events.flatMap((e) => (e._tag === "Progress" ? [e.progress] : []))
       expect(progress).toEqual([...progress].sort((a, b) => a - b))
       const last = events.at(-1)!
@@ -285,6 +290,24 @@ describe("PlotGeneration.generateStream", () => {
         location: "Saltmarsh Light"
       })
     }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
+
+  it.effect("tells a reader slower than the generation every event once, in order", () =>
+    Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      // Ten seconds per event: the retry and the outline are told while the reader still holds the first events.
+      const reading = yield* engineService.generateStream(request).pipe(
+        Stream.mapEffect((event) => Effect.as(Effect.sleep("10 seconds"), event)),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* TestClock.adjust("10 minutes")
+      // Unpatched, effect's mailbox gave the `Retrying` told before the outline's first chunk a second time.
+      expect(Chunk.toArray(yield* Fiber.join(reading)).map(tagOf)).toEqual([
+        ...toldInOrder.slice(0, 5),
+        "Retrying",
+        ...toldInOrder.slice(5)
+      ])
+    }).pipe(Effect.provide(engine([fail(serverError), text(sampleOutlineJson)]))))
 
   it.effect("handles an error event mid-stream like any failure: no partial text in the result", () =>
     Effect.gen(function*() {

@@ -20,6 +20,7 @@ import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Mailbox from "effect/Mailbox"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { readFileSync } from "node:fs"
@@ -74,6 +75,26 @@ describe("patches", () => {
       ownKeys.mockRestore()
     }
   })
+
+  it.effect("effect's Mailbox gives each message once when a chunk is offered after single messages (both module formats)", () =>
+    Effect.gen(function*() {
+      for (const file of ["dist/esm/internal/mailbox.js", "dist/cjs/internal/mailbox.js"]) {
+        expect(read("effect", file)).toContain("// Patched: the messages moved into the chunk leave the array")
+      }
+      // Unpatched, the single messages stay in the mailbox's array after moving into its chunk: [1, 2, 3, 4, 1, 2].
+      const mailbox = yield* Mailbox.make<number>()
+      yield* mailbox.offer(1)
+      yield* mailbox.offer(2)
+      yield* mailbox.offerAll(Chunk.make(3, 4))
+      yield* mailbox.end
+      expect(Chunk.toArray(yield* Mailbox.toStream(mailbox).pipe(Stream.runCollect))).toEqual([1, 2, 3, 4])
+      // The same in a sliding mailbox, which keeps the last messages up to its capacity.
+      const sliding = yield* Mailbox.make<number>({ capacity: 3, strategy: "sliding" })
+      yield* sliding.offer(1)
+      yield* sliding.offerAll(Chunk.make(2, 3, 4))
+      yield* sliding.end
+      expect(Chunk.toArray(yield* Mailbox.toStream(sliding).pipe(Stream.runCollect))).toEqual([2, 3, 4])
+    }))
 
   it("@effect/ai makes prompt and response parts without a spread, the same records as before (both module formats)", () => {
     for (const file of ["dist/esm/Prompt.js", "dist/cjs/Prompt.js", "dist/esm/Response.js", "dist/cjs/Response.js"]) {
