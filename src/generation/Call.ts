@@ -19,6 +19,7 @@ import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as Classify from "../internal/classify.js"
 import * as OutlineStream from "../internal/outlineStream.js"
+import * as StreamPull from "../internal/streamPull.js"
 import type * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
 import * as ResponseParser from "../ResponseParser.js"
@@ -346,12 +347,14 @@ export const streamed = (
       }
       return Effect.fail(limitError(input, limits, next.limit))
     })
-    return model.streamText(callOptions(input)).pipe(
-      // Past the provider's finish only the body's end was left: the answer is whole, whatever cut the rest. Caught
-      // in the stream, not after it: a fiber of the stream that ended with the client's error (which may quote a
-      // key) would be logged by the runtime as it is, at debug level.
-      Stream.catchAll((error) => activity.finishedAt === undefined ? failClassified(input)(error) : Stream.empty),
-      Stream.runForEachChunk(read),
+    // Past the provider's finish only the body's end was left: the answer is whole, whatever cut the rest. Caught in
+    // the stream, not after it: a fiber that ended with the client's error (which may quote a key) would be logged by
+    // the runtime as it is, at debug level.
+    const answer = Stream.catchAll(
+      model.streamText(callOptions(input)),
+      (error) => activity.finishedAt === undefined ? failClassified(input)(error) : Stream.empty
+    )
+    return StreamPull.forEachChunk(answer, read).pipe(
       Effect.raceFirst(watchdog),
       Effect.flatMap((): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
         usage === undefined
