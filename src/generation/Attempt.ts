@@ -329,19 +329,20 @@ const attempt = Effect.fnUntraced(function*(
         detail: `no answer within the attempt timeout of ${Duration.format(engine.policy.attemptTimeout)}`
       })
     // The call's logs, the model's own too, say which generation and model it is, and its response headers go to
-    // the limiter: set in the fiber the timer runs the call in (nothing to restore); a stream's watchdog keeps the
-    // limit with its silence limits (one timer per stream), in this fiber.
+    // the limiter: set in the fiber the call runs in (nothing to restore). A stream's watchdog keeps the limit with
+    // its silence limits (one timer at a time per stream).
+    const locals: ReadonlyArray<Timeout.Local> = [
+      [FiberRef.currentLogAnnotations, annotate],
+      [Providers.currentHeadersObserver, () => observer]
+    ]
     if (generation.mode === "object") {
-      return Timeout.timeoutFail(Call.structured(languageModel, input, tally), total, onTotal, [
-        [FiberRef.currentLogAnnotations, annotate],
-        [Providers.currentHeadersObserver, () => observer]
-      ])
+      return Timeout.timeoutFail(Call.structured(languageModel, input, tally), total, onTotal, locals)
     }
     return Call.streamed(languageModel, input, generation.emit, tally, {
       ...streamTimeouts(engine.policy, target),
       total,
       onTotal
-    }).pipe(Effect.locallyWith(FiberRef.currentLogAnnotations, annotate), Providers.observeHeaders(observer))
+    }, locals)
   }
   // A prompt cache lives on one deployment.
   const cacheKey = `${breakerKey}\u0000${generation.request.projectId}`

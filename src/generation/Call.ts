@@ -20,6 +20,7 @@ import * as Errors from "../Errors.js"
 import * as Classify from "../internal/classify.js"
 import * as OutlineStream from "../internal/outlineStream.js"
 import * as StreamPull from "../internal/streamPull.js"
+import * as Timeout from "../internal/timeout.js"
 import type * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
 import * as ResponseParser from "../ResponseParser.js"
@@ -266,14 +267,16 @@ export const structured = (
  * `BeatWritten`, and its Markdown as a `TextDelta`), validated once the provider finished. The `tally` counts the
  * characters received and keeps the usage reported, so that a call that fails can still be accounted for; a
  * stream that ends before the provider's finish is a `ServerError`. One watchdog per stream enforces its `limits`
- * (a `TimeoutError`); the parts are read a chunk at a time, with no effect per part.
+ * (a `TimeoutError`); the parts are read a chunk at a time, with no effect per part, in a fiber that starts with
+ * `locals` (see `Timeout.watch`).
  */
 export const streamed = (
   model: LanguageModel.Service,
   input: Input,
   emit: Engine.Emit,
   tally: Tally,
-  limits: StreamLimits
+  limits: StreamLimits,
+  locals: ReadonlyArray<Timeout.Local>
 ): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
   Effect.clockWith((clock) => {
     const now = () => clock.unsafeCurrentTimeMillis()
@@ -334,19 +337,20 @@ export const streamed = (
         : emit.all(pieces.flatMap((piece) => eventsOf(piece, input.request.kind)))
       return failure === undefined ? told : Effect.zipRight(told, Effect.fail(failure))
     }
-    const watchdog: Effect.Effect<void, Errors.TimeoutError> = Effect.suspend(() => {
+    // The stream's watchdog: what its limits say of it now (see `nextLimit`).
+    const watchdog = (): Timeout.Verdict<Errors.TimeoutError> => {
       const next = nextLimit(limits, activity)
       const wait = next.at - now()
-      if (wait > 0) return Effect.zipRight(Effect.sleep(recheckAfter(limits, activity, wait)), watchdog)
-      if (next.limit === "close") return Effect.void
+      if (wait > 0) return { _tag: "Wait", millis: recheckAfter(limits, activity, wait) }
+      if (next.limit === "close") return { _tag: "End" }
       // A throughput window that ends with enough written starts the next one.
       if (next.limit === "throughput" && !crawls(limits.throughput!, activity)) {
         activity.windowStartAt = now()
         activity.windowStartReceived = activity.received
-        return watchdog
+        return watchdog()
       }
-      return Effect.fail(limitError(input, limits, next.limit))
-    })
+      return { _tag: "Fail", error: limitError(input, limits, next.limit) }
+    }
     // Past the provider's finish only the body's end was left: the answer is whole, whatever cut the rest. Caught in
     // the stream, not after it: a fiber that ended with the client's error (which may quote a key) would be logged by
     // the runtime as it is, at debug level.
@@ -354,8 +358,7 @@ export const streamed = (
       model.streamText(callOptions(input)),
       (error) => activity.finishedAt === undefined ? failClassified(input)(error) : Stream.empty
     )
-    return StreamPull.forEachChunk(answer, read).pipe(
-      Effect.raceFirst(watchdog),
+    return Timeout.watch(StreamPull.forEachChunk(answer, read), watchdog, locals).pipe(
       Effect.flatMap((): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
         usage === undefined
           // The connection closed (or an undecodable error event was skipped) before the provider finished.

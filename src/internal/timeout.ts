@@ -5,6 +5,7 @@
  * back. Here the call runs in one fiber, started at once on this stack as `Effect.runSync` would: a call that ends
  * without waiting (a cache, a test's model) is over before the caller would have suspended, and costs no hop. The
  * limit counts from the call's start; a call that waits is awaited with the clock's sleep (see `startLimit`).
+ * `watch` runs a call the same way under a limit that moves with what the call does (a stream's silence limits).
  *
  * The call's fiber inherits the caller's context, `FiberRef`s and runtime flags, as a forked child would; its
  * `FiberRef`s are not joined back (a call changes none that outlive it). It is not a child in the caller's scope (a
@@ -25,6 +26,7 @@ import * as FiberId from "effect/FiberId"
 import type * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
 import * as Runtime from "effect/Runtime"
+import type * as RuntimeFlags from "effect/RuntimeFlags"
 
 /** The clock a fiber has when nobody provided another. */
 const defaultClock: Clock.Clock = Effect.runSync(Effect.clock)
@@ -93,13 +95,7 @@ export const timeoutFail = <A, E, R, E1>(
   Effect.withFiberRuntime<A, E | E1, R>((caller, { runtimeFlags }) =>
     Effect.uninterruptibleMask((restore) => {
       const limit = startLimit(Context.get(caller.currentDefaultServices, Clock.Clock), millis)
-      const call = Runtime.runFork(
-        Runtime.make({
-          context: caller.currentContext as Context.Context<R>,
-          fiberRefs: caller.getFiberRefs(),
-          runtimeFlags
-        })
-      )(self, Arr.isNonEmptyReadonlyArray(locals) ? { updateRefs: withLocals(locals) } : undefined)
+      const call = startCall(caller, runtimeFlags, self, locals)
       const ended = call.unsafePoll()
       if (ended !== null) {
         limit.cancel()
@@ -108,6 +104,21 @@ export const timeoutFail = <A, E, R, E1>(
       return Effect.onInterrupt(restore(awaitWithin(call, limit, onTimeout)), () => Fiber.interrupt(call))
     })
   )
+
+/** `self` in a fiber of its own, started at once on this stack, with the caller's context, `FiberRef`s and flags. */
+const startCall = <A, E, R>(
+  caller: Fiber.RuntimeFiber<unknown, unknown>,
+  runtimeFlags: RuntimeFlags.RuntimeFlags,
+  self: Effect.Effect<A, E, R>,
+  locals: ReadonlyArray<Local>
+): Fiber.RuntimeFiber<A, E> =>
+  Runtime.runFork(
+    Runtime.make({
+      context: caller.currentContext as Context.Context<R>,
+      fiberRefs: caller.getFiberRefs(),
+      runtimeFlags
+    })
+  )(self, Arr.isNonEmptyReadonlyArray(locals) ? { updateRefs: withLocals(locals) } : undefined)
 
 const withLocals =
   (locals: Arr.NonEmptyReadonlyArray<Local>) =>
@@ -139,5 +150,110 @@ const awaitWithin = <A, E, E1>(
     return Effect.sync(() => {
       settled = true
       limit.cancel()
+    })
+  })
+
+/**
+ * What a watch finds each time it looks at a call: wait `millis` and look again, end the call (it succeeds, what it was
+ * doing cut short), or fail it with `error`.
+ */
+export type Verdict<E> =
+  | { readonly _tag: "Wait"; readonly millis: number }
+  | { readonly _tag: "End" }
+  | { readonly _tag: "Fail"; readonly error: E }
+
+/**
+ * `self`, watched by `look`: the watch looks as the call starts, then again after each wait it asks for, until it
+ * ends or fails the call (interrupted and awaited first), or the call ends by itself. Limits that move with what the
+ * call does (a stream's silence) without a racing fiber: the call runs in one fiber with its `locals`, as in
+ * `timeoutFail`, and the waits are plain timers on the default clock (a sleeping fiber that inherits nothing on
+ * another, started before the call as `timeoutFail`'s limit is).
+ */
+export const watch = <E, R, E1>(
+  self: Effect.Effect<void, E, R>,
+  look: () => Verdict<E1>,
+  locals: ReadonlyArray<Local> = noLocals
+): Effect.Effect<void, E | E1, R> =>
+  Effect.withFiberRuntime<void, E | E1, R>((caller, { runtimeFlags }) =>
+    Effect.uninterruptibleMask((restore) => {
+      const watcher = startWatcher(Context.get(caller.currentDefaultServices, Clock.Clock), look)
+      const decided = watcher.decided()
+      if (decided !== undefined) return verdictOf(decided)
+      const call = startCall(caller, runtimeFlags, self, locals)
+      const ended = call.unsafePoll()
+      if (ended !== null) {
+        watcher.stop()
+        return ended
+      }
+      return Effect.onInterrupt(restore(awaitWatched(call, watcher)), () => Fiber.interrupt(call))
+    })
+  )
+
+type Decided<E> = Exclude<Verdict<E>, { readonly _tag: "Wait" }>
+
+const verdictOf = <E>(decided: Decided<E>): Effect.Effect<void, E> =>
+  decided._tag === "End" ? Effect.void : Effect.fail(decided.error)
+
+/** Looks once now, and again after each wait; tells `onDecided` (once) when a look ends or fails the call. */
+const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>) => {
+  let cancel: (() => void) | undefined
+  let decided: Decided<E> | undefined
+  let onDecided: ((decided: Decided<E>) => void) | undefined
+  const step = () => {
+    const verdict = look()
+    if (verdict._tag === "Wait") {
+      cancel = arm(clock, verdict.millis, step)
+    } else {
+      decided = verdict
+      onDecided?.(verdict)
+    }
+  }
+  step()
+  return {
+    decided: () => decided,
+    stop: () => cancel?.(),
+    onDecided: (f: (decided: Decided<E>) => void) => {
+      if (decided !== undefined) f(decided)
+      else onDecided = f
+    }
+  }
+}
+
+/** Calls `fire` once `millis` have passed on `clock`; the function returned cancels it. */
+const arm = (clock: Clock.Clock, millis: number, fire: () => void): () => void => {
+  if (clock === defaultClock) {
+    if (millis > maxTimerMillis) return () => {}
+    const timer = setTimeout(fire, Math.max(0, millis))
+    return () => clearTimeout(timer)
+  }
+  const sleeper = Effect.runFork(clock.sleep(Duration.millis(millis)))
+  sleeper.addObserver((exit) => {
+    if (Exit.isSuccess(exit)) fire()
+  })
+  return () => sleeper.unsafeInterruptAsFork(FiberId.none)
+}
+
+/** The call's end, or once the watcher ended or failed it, its interruption (awaited) and then the verdict. */
+const awaitWatched = <E, E1>(
+  call: Fiber.RuntimeFiber<void, E>,
+  watcher: ReturnType<typeof startWatcher<E1>>
+): Effect.Effect<void, E | E1> =>
+  Effect.async<void, E | E1>((resume) => {
+    let settled = false
+    watcher.onDecided((decided) => {
+      if (settled) return
+      settled = true
+      resume(Effect.zipRight(Fiber.interrupt(call), verdictOf(decided)))
+    })
+    call.addObserver((exit) => {
+      if (settled) return
+      settled = true
+      watcher.stop()
+      resume(exit)
+    })
+    // Interrupted: the watch stops; the caller's finalizer interrupts the call.
+    return Effect.sync(() => {
+      settled = true
+      watcher.stop()
     })
   })

@@ -99,3 +99,121 @@ describe("Timeout.timeoutFail", () => {
       expect(pending()).toBe(before)
     }))
 })
+
+describe("Timeout.watch", () => {
+  /** A watch that fails the call once `limit` ms have passed since the first look, looking every `every` ms. */
+  const deadline = (limit: number, every: number) => {
+    const looks: Array<number> = []
+    let startedAt: number | undefined
+    const look = (now: number): Timeout.Verdict<string> => {
+      looks.push(now)
+      startedAt ??= now
+      const left = startedAt + limit - now
+      return left > 0 ? { _tag: "Wait", millis: Math.min(every, left) } : { _tag: "Fail", error: "late" }
+    }
+    return { looks, look }
+  }
+
+  it.effect("looks as the call starts and after each wait, and gives the call's end when it comes first", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const { look, looks } = deadline(10_000, 1_000)
+      const fiber = yield* Effect.fork(
+        Timeout.watch(Effect.sleep("2500 millis"), () => look(clock.unsafeCurrentTimeMillis()))
+      )
+      yield* TestClock.adjust("2500 millis")
+      expect(yield* Fiber.join(fiber)).toBeUndefined()
+      expect(looks).toEqual([0, 1_000, 2_000])
+      // The watch stopped with the call: no look after it.
+      yield* TestClock.adjust("10 seconds")
+      expect(looks).toEqual([0, 1_000, 2_000])
+      expect(yield* Effect.exit(Timeout.watch(Effect.fail("boom"), () => look(0)))).toEqual(Exit.fail("boom"))
+    }))
+
+  it.effect("fails the call when a look says so, once the call was interrupted and had finished", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const cleanedUp = yield* Ref.make(false)
+      const { look } = deadline(1_500, 1_000)
+      const slow = Effect.never.pipe(Effect.onInterrupt(() => Ref.set(cleanedUp, true)))
+      const fiber = yield* Effect.fork(Timeout.watch(slow, () => look(clock.unsafeCurrentTimeMillis())))
+      yield* TestClock.adjust("1499 millis")
+      expect(yield* Fiber.poll(fiber)).toEqual(Option.none())
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.fail("late"))
+      expect(yield* Ref.get(cleanedUp)).toBe(true)
+    }))
+
+  it.effect("ends the call, as done, when a look says it is over", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const cleanedUp = yield* Ref.make(false)
+      const slow = Effect.never.pipe(Effect.onInterrupt(() => Ref.set(cleanedUp, true)))
+      const fiber = yield* Effect.fork(Timeout.watch(slow, (): Timeout.Verdict<string> =>
+        clock.unsafeCurrentTimeMillis() < 1_000 ? { _tag: "Wait", millis: 1_000 } : { _tag: "End" }))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.void)
+      expect(yield* Ref.get(cleanedUp)).toBe(true)
+      // A call whose first look already ends it is not started.
+      let started = false
+      yield* Timeout.watch(
+        Effect.sync(() =>
+          started = true
+        ),
+        () => ({ _tag: "End" })
+      )
+      expect(started).toBe(false)
+    }))
+
+  it.effect("interrupts the call, waits for it and stops looking when the caller is interrupted", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const started = yield* Deferred.make<void>()
+      const cleanedUp = yield* Ref.make(false)
+      const { look, looks } = deadline(10_000, 1_000)
+      const slow = Deferred.succeed(started, undefined).pipe(
+        Effect.zipRight(Effect.never),
+        Effect.onInterrupt(() => Ref.set(cleanedUp, true))
+      )
+      const fiber = yield* Effect.fork(Timeout.watch(slow, () => look(clock.unsafeCurrentTimeMillis())))
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(fiber)
+      expect(yield* Ref.get(cleanedUp)).toBe(true)
+      yield* TestClock.adjust("10 seconds")
+      expect(looks).toEqual([0])
+    }))
+
+  it.effect("runs the call in one fiber, with the caller's log annotations, on the caller's stack", () =>
+    Effect.gen(function*() {
+      const otherRan = yield* Ref.make(false)
+      yield* Effect.fork(Ref.set(otherRan, true))
+      const seen: Array<unknown> = []
+      yield* Timeout.watch(
+        Effect.flatMap(
+          Effect.zip(Ref.get(otherRan), Effect.logAnnotations),
+          ([ran, annotations]) => Effect.sync(() => seen.push(ran, Object.fromEntries(annotations)))
+        ),
+        () => ({ _tag: "Wait", millis: 1_000 })
+      ).pipe(Effect.annotateLogs({ requestId: "gen_1" }))
+      expect(seen).toEqual([false, { requestId: "gen_1" }])
+    }))
+
+  // On the real clock the waits are plain timers: they must ring, and be cleared.
+  it.live("on the default clock, looks again after a wait, and a call that ends first clears its timer", () =>
+    Effect.gen(function*() {
+      let looks = 0
+      const late = yield* Effect.exit(
+        Timeout.watch(Effect.never, (): Timeout.Verdict<string> =>
+          ++looks < 3 ? { _tag: "Wait", millis: 10 } : {
+            _tag: "Fail",
+            error: "late"
+          })
+      )
+      expect(late).toEqual(Exit.fail("late"))
+      expect(looks).toBe(3)
+      const pending = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length
+      const before = pending()
+      yield* Timeout.watch(Effect.sleep("5 millis"), () => ({ _tag: "Wait", millis: 60_000 }))
+      expect(pending()).toBe(before)
+    }))
+})
