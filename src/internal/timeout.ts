@@ -50,20 +50,17 @@ interface Limit {
 const startLimit = (clock: Clock.Clock, millis: number): Limit => {
   if (clock === defaultClock) {
     const startedAt = clock.unsafeCurrentTimeMillis()
-    let timer: ReturnType<typeof setTimeout> | undefined
+    let cancel: (() => void) | undefined
     return {
       onFall: (fire) => {
-        const left = millis - (clock.unsafeCurrentTimeMillis() - startedAt)
-        if (left <= maxTimerMillis) timer = setTimeout(fire, Math.max(0, left))
+        cancel = arm(clock, millis - (clock.unsafeCurrentTimeMillis() - startedAt), fire)
       },
-      cancel: () => clearTimeout(timer)
+      cancel: () => cancel?.()
     }
   }
   let fallen = false
   let onFallen: (() => void) | undefined
-  const sleeper = Effect.runFork(clock.sleep(Duration.millis(millis)))
-  sleeper.addObserver((exit) => {
-    if (Exit.isFailure(exit)) return
+  const cancel = arm(clock, millis, () => {
     fallen = true
     onFallen?.()
   })
@@ -72,7 +69,7 @@ const startLimit = (clock: Clock.Clock, millis: number): Limit => {
       if (fallen) fire()
       else onFallen = fire
     },
-    cancel: () => sleeper.unsafeInterruptAsFork(FiberId.none)
+    cancel
   }
 }
 
@@ -95,15 +92,29 @@ export const timeoutFail = <A, E, R, E1>(
   Effect.withFiberRuntime<A, E | E1, R>((caller, { runtimeFlags }) =>
     Effect.uninterruptibleMask((restore) => {
       const limit = startLimit(Context.get(caller.currentDefaultServices, Clock.Clock), millis)
-      const call = startCall(caller, runtimeFlags, self, locals)
-      const ended = call.unsafePoll()
-      if (ended !== null) {
-        limit.cancel()
-        return ended
-      }
-      return Effect.onInterrupt(restore(awaitWithin(call, limit, onTimeout)), () => Fiber.interrupt(call))
+      return runUntilStopped(startCall(caller, runtimeFlags, self, locals), restore, {
+        onStop: (stop) => limit.onFall(() => stop(Effect.fail(onTimeout()))),
+        cancel: limit.cancel
+      })
     })
   )
+
+/**
+ * The call's end: at once when it needed no waiting (the stopper cancelled), else awaited until `stopper` stops it;
+ * a caller interrupted meanwhile interrupts the call.
+ */
+const runUntilStopped = <A, E, E1>(
+  call: Fiber.RuntimeFiber<A, E>,
+  restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
+  stopper: Stopper<A, E1>
+): Effect.Effect<A, E | E1> => {
+  const ended = call.unsafePoll()
+  if (ended !== null) {
+    stopper.cancel()
+    return ended
+  }
+  return Effect.onInterrupt(restore(awaitCall(call, stopper)), () => Fiber.interrupt(call))
+}
 
 /** `self` in a fiber of its own, started at once on this stack, with the caller's context, `FiberRef`s and flags. */
 const startCall = <A, E, R>(
@@ -127,29 +138,31 @@ const withLocals =
       entries: Arr.map(locals, ([ref, make]) => [ref, [[fiberId, make(FiberRefs.getOrDefault(refs, ref))]]] as const)
     })
 
-/** The call's end, or once its limit fell, its interruption (awaited) and then `onTimeout()`. */
-const awaitWithin = <A, E, E1>(
-  call: Fiber.RuntimeFiber<A, E>,
-  limit: Limit,
-  onTimeout: () => E1
-): Effect.Effect<A, E | E1> =>
+/** What stops a call before it ends by itself: tells `onStop` (once) what the caller gets instead; `cancel` stops it. */
+interface Stopper<A, E> {
+  readonly onStop: (stop: (instead: Effect.Effect<A, E>) => void) => void
+  readonly cancel: () => void
+}
+
+/** The call's end, or once `stopper` stopped it, its interruption (awaited) and then what the stopper gave instead. */
+const awaitCall = <A, E, E1>(call: Fiber.RuntimeFiber<A, E>, stopper: Stopper<A, E1>): Effect.Effect<A, E | E1> =>
   Effect.async<A, E | E1>((resume) => {
     let settled = false
-    limit.onFall(() => {
+    stopper.onStop((instead) => {
       if (settled) return
       settled = true
-      resume(Effect.zipRight(Fiber.interrupt(call), Effect.fail(onTimeout())))
+      resume(Effect.zipRight(Fiber.interrupt(call), instead))
     })
     call.addObserver((exit) => {
       if (settled) return
       settled = true
-      limit.cancel()
+      stopper.cancel()
       resume(exit)
     })
-    // Interrupted: the limit goes; the caller's finalizer interrupts the call.
+    // Interrupted: the stopper goes; the caller's finalizer interrupts the call.
     return Effect.sync(() => {
       settled = true
-      limit.cancel()
+      stopper.cancel()
     })
   })
 
@@ -179,13 +192,10 @@ export const watch = <E, R, E1>(
       const watcher = startWatcher(Context.get(caller.currentDefaultServices, Clock.Clock), look)
       const decided = watcher.decided()
       if (decided !== undefined) return verdictOf(decided)
-      const call = startCall(caller, runtimeFlags, self, locals)
-      const ended = call.unsafePoll()
-      if (ended !== null) {
-        watcher.stop()
-        return ended
-      }
-      return Effect.onInterrupt(restore(awaitWatched(call, watcher)), () => Fiber.interrupt(call))
+      return runUntilStopped(startCall(caller, runtimeFlags, self, locals), restore, {
+        onStop: (stop) => watcher.onDecided((decided) => stop(verdictOf(decided))),
+        cancel: watcher.cancel
+      })
     })
   )
 
@@ -211,7 +221,7 @@ const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>) => {
   step()
   return {
     decided: () => decided,
-    stop: () => cancel?.(),
+    cancel: () => cancel?.(),
     onDecided: (f: (decided: Decided<E>) => void) => {
       if (decided !== undefined) f(decided)
       else onDecided = f
@@ -232,28 +242,3 @@ const arm = (clock: Clock.Clock, millis: number, fire: () => void): () => void =
   })
   return () => sleeper.unsafeInterruptAsFork(FiberId.none)
 }
-
-/** The call's end, or once the watcher ended or failed it, its interruption (awaited) and then the verdict. */
-const awaitWatched = <E, E1>(
-  call: Fiber.RuntimeFiber<void, E>,
-  watcher: ReturnType<typeof startWatcher<E1>>
-): Effect.Effect<void, E | E1> =>
-  Effect.async<void, E | E1>((resume) => {
-    let settled = false
-    watcher.onDecided((decided) => {
-      if (settled) return
-      settled = true
-      resume(Effect.zipRight(Fiber.interrupt(call), verdictOf(decided)))
-    })
-    call.addObserver((exit) => {
-      if (settled) return
-      settled = true
-      watcher.stop()
-      resume(exit)
-    })
-    // Interrupted: the watch stops; the caller's finalizer interrupts the call.
-    return Effect.sync(() => {
-      settled = true
-      watcher.stop()
-    })
-  })
