@@ -140,6 +140,57 @@ describe("PlotGeneration.generate", () => {
     )
   })
 
+  it.effect("annotates the log lines of a streamed call, the model's own as it streams, and tells its headers", () => {
+    const { capture, lines } = capturedLogLines()
+    const script = scripted([text(sampleOutlineJson)])
+    const observed: Array<unknown> = []
+    const loggingModel = (model: string, parameters: Providers.ModelParameters) =>
+      Effect.map(script(model, parameters), (languageModel) => ({
+        ...languageModel,
+        streamText: ((options: Parameters<typeof languageModel.streamText>[0]) =>
+          Stream.concat(
+            Stream.fromEffect(
+              Effect.zipRight(Effect.logInfo("model streaming"), Providers.reportHeaders({ "x-test": "1" }))
+            ).pipe(Stream.drain),
+            languageModel.streamText(options)
+          )) as typeof languageModel.streamText
+      }))
+    return Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const events = Chunk.toArray(yield* Stream.runCollect(engineService.generateStream(request)))
+      const last = events.at(-1)!
+      const modelLines = lines.filter((line) => Array.isArray(line.message) && line.message[0] === "model streaming")
+      expect(modelLines).toHaveLength(1)
+      expect(modelLines[0]!.annotations).toEqual({
+        requestId: last._tag === "Completed" && last.result.requestId,
+        projectId: "lighthouse-keeper",
+        provider: "openai",
+        model: last._tag === "Completed" && last.result.model,
+        deployment: "openai"
+      })
+      expect(observed).toEqual([{ "x-test": "1" }])
+    }).pipe(
+      Effect.provide(
+        PlotGeneration.layer().pipe(
+          Layer.provide(Providers.layerModels({ openai: loggingModel })),
+          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+          // The unlimited limiter, hearing the headers the engine hands it.
+          Layer.provide(
+            Layer.effect(
+              ProviderRateLimiter.ProviderRateLimiter,
+              Effect.map(ProviderRateLimiter.ProviderRateLimiter, (limiter) => ({
+                ...limiter,
+                observe: (_target, headers) => Effect.sync(() => observed.push(headers))
+              }))
+            ).pipe(Layer.provide(ProviderRateLimiter.layerUnlimited))
+          ),
+          Layer.provide(Alerts.layerDisabled)
+        )
+      ),
+      Effect.provide(capture)
+    )
+  })
+
   it.effect("annotates the engine's own lines about a generation with its request and project (the template's warning)", () => {
     const { capture, lines } = capturedLogLines()
     return Effect.gen(function*() {

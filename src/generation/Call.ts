@@ -351,9 +351,9 @@ export const streamed = (
       }
       return { _tag: "Fail", error: limitError(input, limits, next.limit) }
     }
-    // Past the provider's finish only the body's end was left: the answer is whole, whatever cut the rest. Caught in
-    // the stream, not after it: a fiber that ended with the client's error (which may quote a key) would be logged by
-    // the runtime as it is, at debug level.
+    // Past the provider's finish only the body's end was left: the answer is whole, whatever cut the rest. Classified
+    // before the call's fiber ends: a fiber that ends with the client's error (which may quote a key) is logged by the
+    // runtime as it is, at debug level.
     const answer = Stream.catchAll(
       model.streamText(callOptions(input)),
       (error) => activity.finishedAt === undefined ? failClassified(input)(error) : Stream.empty

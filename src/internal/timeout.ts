@@ -4,14 +4,15 @@
  * scheduler (a hop each way, which cost a third of a warm generation on an instant model), and joins the winner's
  * back. Here the call runs in one fiber, started at once on this stack as `Effect.runSync` would: a call that ends
  * without waiting (a cache, a test's model) is over before the caller would have suspended, and costs no hop. The
- * limit counts from the call's start; a call that waits is awaited with the clock's sleep (see `startLimit`).
- * `watch` runs a call the same way under a limit that moves with what the call does (a stream's silence limits).
+ * limit counts from the call's start; a call that waits is awaited under a plain timer on the default clock, the
+ * clock's sleep on another (see `startLimit`). `watch` runs a call the same way under a limit that moves with what the
+ * call does (a stream's silence limits).
  *
  * The call's fiber inherits the caller's context, `FiberRef`s and runtime flags, as a forked child would; its
  * `FiberRef`s are not joined back (a call changes none that outlive it). It is not a child in the caller's scope (a
  * `Supervisor` sees it start without a parent, and `Fiber.children` of the caller does not list it), so the caller
- * interrupts it itself: past the limit (awaited before the failure), and when the caller is interrupted (the call's
- * fiber is known to the finalizer before the caller may be interrupted again).
+ * interrupts it itself: past the limit or when a watch ends or fails it (awaited before the caller goes on), and when
+ * the caller is interrupted (the call's fiber is known to the finalizer before the caller may be interrupted again).
  *
  * @internal
  */
@@ -92,18 +93,18 @@ export const timeoutFail = <A, E, R, E1>(
   Effect.withFiberRuntime<A, E | E1, R>((caller, { runtimeFlags }) =>
     Effect.uninterruptibleMask((restore) => {
       const limit = startLimit(Context.get(caller.currentDefaultServices, Clock.Clock), millis)
-      return runUntilStopped(startCall(caller, runtimeFlags, self, locals), restore, {
-        onStop: (stop) => limit.onFall(() => stop(Effect.fail(onTimeout()))),
+      return endOfCall(startCall(caller, runtimeFlags, self, locals), restore, {
+        whenDue: (stop) => limit.onFall(() => stop(Effect.fail(onTimeout()))),
         cancel: limit.cancel
       })
     })
   )
 
 /**
- * The call's end: at once when it needed no waiting (the stopper cancelled), else awaited until `stopper` stops it;
- * a caller interrupted meanwhile interrupts the call.
+ * The end of a call just started: at once when it needed no waiting (the stopper cancelled), else awaited until it
+ * ends or `stopper` stops it; a caller interrupted meanwhile interrupts the call.
  */
-const runUntilStopped = <A, E, E1>(
+const endOfCall = <A, E, E1>(
   call: Fiber.RuntimeFiber<A, E>,
   restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>,
   stopper: Stopper<A, E1>
@@ -138,9 +139,12 @@ const withLocals =
       entries: Arr.map(locals, ([ref, make]) => [ref, [[fiberId, make(FiberRefs.getOrDefault(refs, ref))]]] as const)
     })
 
-/** What stops a call before it ends by itself: tells `onStop` (once) what the caller gets instead; `cancel` stops it. */
+/**
+ * What stops a call that takes too long: calls `whenDue`'s function once, when it is due, with what the caller gets
+ * instead of the call's end; `cancel` cancels its timer (the call ended first, or the caller was interrupted).
+ */
 interface Stopper<A, E> {
-  readonly onStop: (stop: (instead: Effect.Effect<A, E>) => void) => void
+  readonly whenDue: (stop: (instead: Effect.Effect<A, E>) => void) => void
   readonly cancel: () => void
 }
 
@@ -148,7 +152,7 @@ interface Stopper<A, E> {
 const awaitCall = <A, E, E1>(call: Fiber.RuntimeFiber<A, E>, stopper: Stopper<A, E1>): Effect.Effect<A, E | E1> =>
   Effect.async<A, E | E1>((resume) => {
     let settled = false
-    stopper.onStop((instead) => {
+    stopper.whenDue((instead) => {
       if (settled) return
       settled = true
       resume(Effect.zipRight(Fiber.interrupt(call), instead))
@@ -176,8 +180,10 @@ export type Verdict<E> =
   | { readonly _tag: "Fail"; readonly error: E }
 
 /**
- * `self`, watched by `look`: the watch looks as the call starts, then again after each wait it asks for, until it
- * ends or fails the call (interrupted and awaited first), or the call ends by itself. Limits that move with what the
+ * `self`, watched by `look`: the watch looks before the call starts, then again after each wait it asks for, until
+ * it ends or fails the call (interrupted and awaited first), or the call ends by itself (a first look that decides
+ * does not start the call). A look that throws ends the call with that defect. Waits under a millisecond are a
+ * millisecond. Limits that move with what the
  * call does (a stream's silence) without a racing fiber: the call runs in one fiber with its `locals`, as in
  * `timeoutFail`, and the waits are plain timers on the default clock (a sleeping fiber that inherits nothing on
  * another, started before the call as `timeoutFail`'s limit is).
@@ -192,27 +198,43 @@ export const watch = <E, R, E1>(
       const watcher = startWatcher(Context.get(caller.currentDefaultServices, Clock.Clock), look)
       const decided = watcher.decided()
       if (decided !== undefined) return verdictOf(decided)
-      return runUntilStopped(startCall(caller, runtimeFlags, self, locals), restore, {
-        onStop: (stop) => watcher.onDecided((decided) => stop(verdictOf(decided))),
+      return endOfCall(startCall(caller, runtimeFlags, self, locals), restore, {
+        whenDue: (stop) => watcher.onDecided((decided) => stop(verdictOf(decided))),
         cancel: watcher.cancel
       })
     })
   )
 
-type Decided<E> = Exclude<Verdict<E>, { readonly _tag: "Wait" }>
+/** What a watch decided: a look's end or failure, or the defect a look threw. */
+type Decided<E> = Exclude<Verdict<E>, { readonly _tag: "Wait" }> | { readonly _tag: "Die"; readonly defect: unknown }
 
 const verdictOf = <E>(decided: Decided<E>): Effect.Effect<void, E> =>
-  decided._tag === "End" ? Effect.void : Effect.fail(decided.error)
+  decided._tag === "End"
+    ? Effect.void
+    : decided._tag === "Fail"
+    ? Effect.fail(decided.error)
+    : Effect.die(decided.defect)
 
-/** Looks once now, and again after each wait; tells `onDecided` (once) when a look ends or fails the call. */
+/**
+ * Looks once now, and again after each wait; tells `onDecided` (once) when a look ends or fails the call. Once
+ * cancelled it looks no more, even if a timer that was due already queued its look.
+ */
 const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>) => {
-  let cancel: (() => void) | undefined
+  let cancelTimer: (() => void) | undefined
+  let cancelled = false
   let decided: Decided<E> | undefined
   let onDecided: ((decided: Decided<E>) => void) | undefined
   const step = () => {
-    const verdict = look()
+    if (cancelled) return
+    let verdict: Verdict<E> | Decided<E>
+    try {
+      verdict = look()
+    } catch (defect) {
+      verdict = { _tag: "Die", defect }
+    }
     if (verdict._tag === "Wait") {
-      cancel = arm(clock, verdict.millis, step)
+      // At least a millisecond: a wait of none would look again at once, without end.
+      cancelTimer = arm(clock, Math.max(1, verdict.millis), step)
     } else {
       decided = verdict
       onDecided?.(verdict)
@@ -221,7 +243,10 @@ const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>) => {
   step()
   return {
     decided: () => decided,
-    cancel: () => cancel?.(),
+    cancel: () => {
+      cancelled = true
+      cancelTimer?.()
+    },
     onDecided: (f: (decided: Decided<E>) => void) => {
       if (decided !== undefined) f(decided)
       else onDecided = f

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -196,6 +197,37 @@ describe("Timeout.watch", () => {
         () => ({ _tag: "Wait", millis: 1_000 })
       ).pipe(Effect.annotateLogs({ requestId: "gen_1" }))
       expect(seen).toEqual([false, { requestId: "gen_1" }])
+    }))
+
+  it.effect("starts the call's fiber with its locals, made from the caller's values", () =>
+    Effect.gen(function*() {
+      const annotate = (annotations: HashMap.HashMap<string, unknown>) => HashMap.set(annotations, "model", "gpt-4o")
+      const seen: Array<unknown> = []
+      yield* Timeout.watch(
+        Effect.flatMap(Effect.logAnnotations, (inside) => Effect.sync(() => seen.push(Object.fromEntries(inside)))),
+        () => ({ _tag: "Wait", millis: 1_000 }),
+        [[FiberRef.currentLogAnnotations, annotate]]
+      ).pipe(Effect.annotateLogs({ requestId: "gen_1" }))
+      expect(seen).toEqual([{ requestId: "gen_1", model: "gpt-4o" }])
+    }))
+
+  it.effect("ends the call with the defect of a look that throws, and waits a millisecond at least", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const cleanedUp = yield* Ref.make(false)
+      const slow = Effect.never.pipe(Effect.onInterrupt(() => Ref.set(cleanedUp, true)))
+      let looks = 0
+      const fiber = yield* Effect.fork(Timeout.watch(slow, (): Timeout.Verdict<string> => {
+        looks++
+        if (clock.unsafeCurrentTimeMillis() >= 3) throw new Error("a look that throws")
+        return { _tag: "Wait", millis: 0 }
+      }))
+      yield* TestClock.adjust("3 millis")
+      const exit = yield* Fiber.await(fiber)
+      expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+      expect(yield* Ref.get(cleanedUp)).toBe(true)
+      // Waits of none were a millisecond each: looks at 0, 1, 2 and 3 ms.
+      expect(looks).toBe(4)
     }))
 
   // On the real clock the waits are plain timers: they must ring, and be cleared.
