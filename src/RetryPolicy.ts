@@ -62,13 +62,13 @@ export interface Policy {
   /** How long the whole generation may take, retries and hops included. */
   readonly deadline: Duration.DurationInput
   /**
-   * How long a streamed answer may take to begin writing, from the call (unset: no limit but the attempt's). Not
-   * applied to reasoning models, which think in silence before they write.
+   * How long a streamed answer may take to begin writing, from the call (unset or zero: no limit but the
+   * attempt's). Not applied to reasoning models, which think in silence before they write.
    */
   readonly firstTokenTimeout?: Duration.DurationInput | undefined
   /**
    * How long a streamed answer that has begun writing may go without a part (keep-alives do not count: they carry
-   * none). Unset: no limit but the attempt's.
+   * none). Unset or zero: no limit but the attempt's.
    */
   readonly idleTimeout?: Duration.DurationInput | undefined
   /**

@@ -161,6 +161,21 @@ describe("a stream silent or crawling too long", () => {
     }).pipe(Effect.provide(engine([slow(sampleOutlineJson, 29_000, 19_000)], calls)))
   })
 
+  it.effect("with silence limits of zero, has none: only the attempt's limit", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* streamed(on("gpt-4.1"))
+      expect(calls).toHaveLength(1)
+      expect(result?.durationMs).toBe(57_000)
+    }).pipe(Effect.provide(
+      engine([slow(sampleOutlineJson, 31_000, 26_000)], calls, {
+        ...RetryPolicy.defaults,
+        firstTokenTimeout: "0 seconds",
+        idleTimeout: "0 seconds"
+      })
+    ))
+  })
+
   it.effect("a reasoning model may think in silence before it writes", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {

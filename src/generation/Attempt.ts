@@ -397,10 +397,8 @@ const streamTimeouts = (
   policy: RetryPolicy.Policy,
   target: ModelCatalog.ModelInfo
 ): Pick<Call.StreamLimits, "firstToken" | "idle" | "throughput"> => ({
-  firstToken: policy.firstTokenTimeout === undefined || target.reasoningEfforts.length > 0
-    ? undefined
-    : Duration.toMillis(policy.firstTokenTimeout),
-  idle: policy.idleTimeout === undefined ? undefined : Duration.toMillis(policy.idleTimeout),
+  firstToken: target.reasoningEfforts.length > 0 ? undefined : positiveMillis(policy.firstTokenTimeout),
+  idle: positiveMillis(policy.idleTimeout),
   // A window of no length, or no least rate, is no limit (a watchdog would look again without sleeping).
   throughput: policy.minThroughput === undefined || policy.minThroughput.tokensPerSecond <= 0 ||
       !(Duration.toMillis(policy.minThroughput.window) > 0)
@@ -410,6 +408,13 @@ const streamTimeouts = (
       windowMillis: Duration.toMillis(policy.minThroughput.window)
     }
 })
+
+/** A silence limit in milliseconds: none when unset or of no length (a watchdog would look again without sleeping). */
+const positiveMillis = (limit: Duration.DurationInput | undefined): number | undefined => {
+  if (limit === undefined) return undefined
+  const millis = Duration.toMillis(limit)
+  return millis > 0 ? millis : undefined
+}
 
 /**
  * The time a wait for the quota leaves for the call itself: the attempt timeout, at most a quarter of the
