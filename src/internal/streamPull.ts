@@ -1,8 +1,9 @@
 /**
  * `Stream.runForEachChunk`, run in the caller's fiber. Every `Stream.run*` runs its channel in a fiber of its own,
- * forked into a scope with two deferreds to hand the result back: about 50 µs of CPU a stream on this project's
- * machine, where pulling the same stream's chunks in a loop costs none of that. The stream's resources are held by
- * a scope that closes as the loop ends, however it ends (done, failed or interrupted), as the forked run's did.
+ * forked into a scope with two deferreds to hand the result back, and drives a sink's channel beside the stream's for
+ * every chunk: about 50 µs of CPU a stream and 1 µs a chunk on this project's machine, where pulling the same
+ * stream's chunks in a loop costs none of that. The stream's resources are held by a scope that closes as the loop
+ * ends, however it ends (done, failed or interrupted), as the forked run's did.
  *
  * @internal
  */
