@@ -13,6 +13,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
+import * as Tracing from "./internal/tracing.js"
 
 /**
  * @since 0.1.0
@@ -61,7 +62,23 @@ const maxFileBytes = 64 * 1024 * 1024
  * @since 0.1.0
  * @category Files
  */
-export const readProjectFile = Effect.fn("ProjectContextStore.readProjectFile")(
+export const readProjectFile = (
+  file: string,
+  projectId: string
+): Effect.Effect<
+  Domain.ProjectContext,
+  Errors.ProjectNotFoundError | Errors.RequestValidationError,
+  FileSystem.FileSystem
+> =>
+  Tracing.ifTraced(
+    () => readFile(file, projectId).pipe(Effect.withSpan("ProjectContextStore.readProjectFile", spanOptions)),
+    () => readFile(file, projectId)
+  )
+
+const spanOptions = { captureStackTrace: false } as const
+
+/** `readProjectFile` without its span (made only when a tracer is installed: see `internal/tracing`). */
+const readFile = Effect.fnUntraced(
   function*(file: string, projectId: string) {
     const fs = yield* FileSystem.FileSystem
     const info = yield* fs.stat(file).pipe(Effect.mapError(() => new Errors.ProjectNotFoundError({ projectId })))

@@ -5,12 +5,14 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import * as Alerts from "../src/Alerts.js"
 import { ContentExcerpt, type GenerationEvent, type PlotRequestInput, ProjectContext } from "../src/Domain.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
@@ -137,6 +139,54 @@ describe("PlotGeneration.generate", () => {
         )
       ),
       Effect.provide(capture)
+    )
+  })
+
+  it.effect("calls the model with the tracer off when no tracer is installed, and on when one is", () => {
+    const seen: Array<[string, boolean]> = []
+    const script = scripted([text(sampleOutlineJson)])
+    const tracerWatchingModel = (model: string, parameters: Providers.ModelParameters) =>
+      Effect.map(script(model, parameters), (languageModel) => ({
+        ...languageModel,
+        generateText: ((options: Parameters<typeof languageModel.generateText>[0]) =>
+          FiberRef.get(FiberRef.currentTracerEnabled).pipe(
+            Effect.tap((enabled) =>
+              seen.push(["generateText", enabled])
+            ),
+            Effect.zipRight(languageModel.generateText(options))
+          )) as typeof languageModel.generateText,
+        streamText: ((options: Parameters<typeof languageModel.streamText>[0]) =>
+          Stream.concat(
+            Stream.fromEffect(
+              FiberRef.get(FiberRef.currentTracerEnabled).pipe(
+                Effect.tap((enabled) => seen.push(["streamText", enabled]))
+              )
+            ).pipe(Stream.drain),
+            languageModel.streamText(options)
+          )) as typeof languageModel.streamText
+      }))
+    // Any tracer but the default one (this one makes the default's spans).
+    const defaultTracer = Effect.runSync(Effect.tracer)
+    const tracer = Tracer.make({ span: (...args) => defaultTracer.span(...args), context: (f) => f() })
+    return Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      yield* engineService.generate(request)
+      yield* Stream.runDrain(engineService.generateStream(request))
+      yield* engineService.generate(request).pipe(Effect.withTracer(tracer))
+      yield* Stream.runDrain(engineService.generateStream(request)).pipe(Effect.withTracer(tracer))
+      expect(seen).toEqual([["generateText", false], ["streamText", false], ["generateText", true], [
+        "streamText",
+        true
+      ]])
+    }).pipe(
+      Effect.provide(
+        PlotGeneration.layer().pipe(
+          Layer.provide(Providers.layerModels({ openai: tracerWatchingModel })),
+          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+          Layer.provide(ProviderRateLimiter.layerUnlimited),
+          Layer.provide(Alerts.layerDisabled)
+        )
+      )
     )
   })
 

@@ -21,6 +21,7 @@ import * as ContextBudget from "../ContextBudget.js"
 import * as Domain from "../Domain.js"
 import * as Errors from "../Errors.js"
 import * as Timeout from "../internal/timeout.js"
+import * as Tracing from "../internal/tracing.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import * as PromptBuilder from "../PromptBuilder.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
@@ -329,12 +330,13 @@ const attempt = Effect.fnUntraced(function*(
         detail: `no answer within the attempt timeout of ${Duration.format(engine.policy.attemptTimeout)}`
       })
     // The call's logs, the model's own too, say which generation and model it is, and its response headers go to
-    // the limiter: set in the fiber the call runs in (nothing to restore). A stream's watchdog keeps the limit with
-    // its silence limits (one timer at a time per stream).
-    const locals: ReadonlyArray<Timeout.Local> = [
+    // the limiter: set in the fiber the call runs in (nothing to restore); without a tracer, the clients' spans are
+    // not made. A stream's watchdog keeps the limit with its silence limits (one timer at a time per stream).
+    const locals: Array<Timeout.Local> = [
       [FiberRef.currentLogAnnotations, annotate],
       [Providers.currentHeadersObserver, () => observer]
     ]
+    if (!generation.traced) locals.push(Tracing.tracerDisabled)
     if (generation.mode === "object") {
       return Timeout.timeoutFail(Call.structured(languageModel, input, tally), total, onTotal, locals)
     }

@@ -8,6 +8,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import type * as Tracer from "effect/Tracer"
 
 /** The tracer a fiber has when nobody installed one. */
@@ -15,18 +16,23 @@ const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
 
 /**
  * `f(traced)`: in a span named `name` when a tracer is installed (`traced` is then `true`, and the spans and
- * attributes within are worth making), else with the tracer disabled, so that the spans of what it calls (the
- * clients' `LanguageModel` spans, the HTTP client's span per request with an attribute per header, and the
- * `traceparent` header it sends) are not made either. One look at the tracer for a whole operation.
+ * attributes within are worth making), else as it is. One look at the tracer for a whole operation. What an untraced
+ * operation calls that makes spans of its own runs with `tracerDisabled` (the engine sets it in a call's own fiber):
+ * the clients' `LanguageModel` spans, the HTTP client's span per request with an attribute per header, and the
+ * `traceparent` header it sends are then not made for nobody, and the operation pays for no `Effect.locally`.
  */
 export const spanned = <A, E, R>(
   name: string,
   options: Tracer.SpanOptions,
   f: (traced: boolean) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
-  Effect.tracerWith((tracer) =>
-    tracer === defaultTracer ? Effect.withTracerEnabled(f(false), false) : Effect.withSpan(f(true), name, options)
-  )
+  Effect.tracerWith((tracer) => tracer === defaultTracer ? f(false) : Effect.withSpan(f(true), name, options))
+
+/** The tracer disabled, as a fiber's starting `FiberRef` (see `Timeout.Local`). */
+export const tracerDisabled: readonly [FiberRef.FiberRef<boolean>, (enabled: boolean) => boolean] = [
+  FiberRef.currentTracerEnabled,
+  () => false
+]
 
 /** `traced` when a tracer is installed, else `untraced` (only the one chosen is built). */
 export const ifTraced = <A, E, R>(
