@@ -33,16 +33,21 @@ const authError = httpError(401, {
   error: { message: "Incorrect API key provided", type: "invalid_request_error", param: null, code: "invalid_api_key" }
 })
 
-/** The engine over a scripted OpenAI model and the sample project; `calls` records what the model was sent. */
-const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) =>
+/** The engine over `models` and the sample project, behind `limiter` (none by default). */
+const engineOver = (
+  models: Layer.Layer<Providers.Providers>,
+  limiter: Layer.Layer<ProviderRateLimiter.ProviderRateLimiter> = ProviderRateLimiter.layerUnlimited
+) =>
   PlotGeneration.layer().pipe(
-    Layer.provide(
-      Providers.layerModels({ openai: (model, parameters) => scripted(answers, calls)(model, parameters) })
-    ),
+    Layer.provide(models),
     Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
+    Layer.provide(limiter),
     Layer.provide(Alerts.layerDisabled)
   )
+
+/** The engine over a scripted OpenAI model and the sample project; `calls` records what the model was sent. */
+const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) =>
+  engineOver(Providers.layerModels({ openai: (model, parameters) => scripted(answers, calls)(model, parameters) }))
 
 const request: PlotRequestInput = {
   projectId: "lighthouse-keeper",
@@ -131,12 +136,7 @@ describe("PlotGeneration.generate", () => {
       expect(result.retryCount).toBe(1)
     }).pipe(
       Effect.provide(
-        PlotGeneration.layer().pipe(
-          Layer.provide(Providers.layerModels({ openai: loggingModel })),
-          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-          Layer.provide(ProviderRateLimiter.layerUnlimited),
-          Layer.provide(Alerts.layerDisabled)
-        )
+        engineOver(Providers.layerModels({ openai: loggingModel }))
       ),
       Effect.provide(capture)
     )
@@ -180,12 +180,7 @@ describe("PlotGeneration.generate", () => {
       ]])
     }).pipe(
       Effect.provide(
-        PlotGeneration.layer().pipe(
-          Layer.provide(Providers.layerModels({ openai: tracerWatchingModel })),
-          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-          Layer.provide(ProviderRateLimiter.layerUnlimited),
-          Layer.provide(Alerts.layerDisabled)
-        )
+        engineOver(Providers.layerModels({ openai: tracerWatchingModel }))
       )
     )
   })
@@ -221,20 +216,16 @@ describe("PlotGeneration.generate", () => {
       expect(observed).toEqual([{ "x-test": "1" }])
     }).pipe(
       Effect.provide(
-        PlotGeneration.layer().pipe(
-          Layer.provide(Providers.layerModels({ openai: loggingModel })),
-          Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
+        engineOver(
+          Providers.layerModels({ openai: loggingModel }),
           // The unlimited limiter, hearing the headers the engine hands it.
-          Layer.provide(
-            Layer.effect(
-              ProviderRateLimiter.ProviderRateLimiter,
-              Effect.map(ProviderRateLimiter.ProviderRateLimiter, (limiter) => ({
-                ...limiter,
-                observe: (_target, headers) => Effect.sync(() => observed.push(headers))
-              }))
-            ).pipe(Layer.provide(ProviderRateLimiter.layerUnlimited))
-          ),
-          Layer.provide(Alerts.layerDisabled)
+          Layer.effect(
+            ProviderRateLimiter.ProviderRateLimiter,
+            Effect.map(ProviderRateLimiter.ProviderRateLimiter, (limiter) => ({
+              ...limiter,
+              observe: (_target, headers) => Effect.sync(() => observed.push(headers))
+            }))
+          ).pipe(Layer.provide(ProviderRateLimiter.layerUnlimited))
         )
       ),
       Effect.provide(capture)
@@ -332,12 +323,7 @@ describe("PlotGeneration.generate", () => {
       })
       const fiber = yield* generate().pipe(
         Effect.provide(
-          PlotGeneration.layer().pipe(
-            Layer.provide(slow),
-            Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-            Layer.provide(ProviderRateLimiter.layerUnlimited),
-            Layer.provide(Alerts.layerDisabled)
-          )
+          engineOver(slow)
         ),
         Effect.fork
       )
@@ -448,12 +434,7 @@ describe("PlotGeneration.generateStream truncation", () => {
       })
       const engineService = yield* PlotGeneration.PlotGeneration.pipe(
         Effect.provide(
-          PlotGeneration.layer().pipe(
-            Layer.provide(truncated),
-            Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-            Layer.provide(ProviderRateLimiter.layerUnlimited),
-            Layer.provide(Alerts.layerDisabled)
-          )
+          engineOver(truncated)
         )
       )
       const error = yield* Effect.flip(
@@ -547,15 +528,10 @@ describe("PlotGeneration token calibration", () => {
       // Claude reported far fewer input tokens than the o200k count with its margin: the next estimate is lower.
       expect(second.preCallEstimateUsd!).toBeLessThan(first.preCallEstimateUsd!)
     }).pipe(Effect.provide(
-      PlotGeneration.layer().pipe(
-        Layer.provide(
-          Providers.layerModels({
-            anthropic: scripted([text(sampleOutlineJson, { inputTokens: 100, outputTokens: 50 })])
-          })
-        ),
-        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-        Layer.provide(ProviderRateLimiter.layerUnlimited),
-        Layer.provide(Alerts.layerDisabled)
+      engineOver(
+        Providers.layerModels({
+          anthropic: scripted([text(sampleOutlineJson, { inputTokens: 100, outputTokens: 50 })])
+        })
       )
     )))
 })
@@ -580,15 +556,11 @@ describe("PlotGeneration through the rate limiter", () => {
       expect(calls.map((c) => c.at).slice(0, 2)).toEqual([0, 20_000])
       expect(calls[2]?.at).toBeCloseTo(20_000 + 60_000 / 540, 3)
     }).pipe(Effect.provide(
-      PlotGeneration.layer().pipe(
-        Layer.provide(Providers.layerModels({ openai: scripted([rateLimited, text(sampleOutlineJson)], calls) })),
-        Layer.provide(ProjectContextStore.layerMemory({ "lighthouse-keeper": sampleProject })),
-        Layer.provide(
-          ProviderRateLimiter.layerMemory({
-            quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } }
-          })
-        ),
-        Layer.provide(Alerts.layerDisabled)
+      engineOver(
+        Providers.layerModels({ openai: scripted([rateLimited, text(sampleOutlineJson)], calls) }),
+        ProviderRateLimiter.layerMemory({
+          quotas: { openai: { requestsPerMinute: 600, tokensPerMinute: 1_000_000, maxConcurrent: 1 } }
+        })
       )
     ))
   })

@@ -10,6 +10,7 @@
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import type * as Tracer from "effect/Tracer"
+import type * as Timeout from "./timeout.js"
 
 /** The tracer a fiber has when nobody installed one. */
 const defaultTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
@@ -28,11 +29,8 @@ export const spanned = <A, E, R>(
 ): Effect.Effect<A, E, R> =>
   Effect.tracerWith((tracer) => tracer === defaultTracer ? f(false) : Effect.withSpan(f(true), name, options))
 
-/** The tracer disabled, as a fiber's starting `FiberRef` (see `Timeout.Local`). */
-export const tracerDisabled: readonly [FiberRef.FiberRef<boolean>, (enabled: boolean) => boolean] = [
-  FiberRef.currentTracerEnabled,
-  () => false
-]
+/** The tracer disabled, as a call's starting `FiberRef` (see `Timeout`). */
+export const tracerDisabled: Timeout.Local<boolean> = [FiberRef.currentTracerEnabled, () => false]
 
 /** `traced` when a tracer is installed, else `untraced` (only the one chosen is built). */
 export const ifTraced = <A, E, R>(

@@ -55,7 +55,7 @@ export interface Options {
   /**
    * The time between a streamed answer's events, in milliseconds: each is then written on its own, as a provider
    * writes an answer while the model makes it. By default (0) a stream is written at once, in as few writes as the
-   * server makes of it.
+   * server makes of it. A stream with a fault is written as its fault shapes it, unpaced.
    */
   readonly eventIntervalMs?: number | undefined
 }
