@@ -18,6 +18,7 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it, vi } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
@@ -193,11 +194,12 @@ describe("patches", () => {
     }
   })
 
-  it("@effect/experimental's SSE parser scans each line once (both module formats)", () => {
+  it("@effect/experimental's SSE parser finds each line's end and separator once, by indexOf (both module formats)", () => {
     for (const format of ["esm", "cjs"]) {
-      expect(read("@effect/experimental", `dist/${format}/Sse.js`)).toContain(
-        "for (let index = Math.max(startingPosition, position);"
-      )
+      const source = read("@effect/experimental", `dist/${format}/Sse.js`)
+      expect(source).toContain("const from = Math.max(startingPosition, position);")
+      expect(source).toContain("const nextLf = buffer.indexOf(\"\\n\", from);")
+      expect(source).not.toContain("character = buffer[index];")
     }
   })
 
@@ -255,6 +257,34 @@ describe("patches", () => {
   it("@effect/experimental's SSE parser reads lines ended by CRLF, split anywhere, as lines ended by LF", () => {
     const lf = parse(sseText(50), 1_000_000).events
     for (const size of [1, 7, 450, 1_000_000]) expect(parse(sseText(50, "\r\n"), size).events).toEqual(lf)
+  })
+
+  it("@effect/experimental's SSE parser reads every line ending and field shape alike, whole or split anywhere", () => {
+    // CR, LF and CRLF endings; a comment, a field without a value, a colon in a value, an unknown field, an id and
+    // an event name that last one event, a multi-line data, a retry.
+    const text = ": comment\r\nevent: a\rid: 7\ndata: x: y\r\n\r\ndata\ndata:two\nfoo: bar\n\n" +
+      "retry: 250\n\nevent: b\r\ndata: {\"k\":\"v\"}\n\n"
+    const expected = [
+      { _tag: "Event", id: "7", event: "a", data: "x: y" },
+      { _tag: "Event", id: undefined, event: "message", data: "\ntwo" },
+      { _tag: "Retry", millis: 250, lastEventId: "7" },
+      { _tag: "Event", id: undefined, event: "b", data: "{\"k\":\"v\"}" }
+    ]
+    const read = (size: number) => {
+      const seen: Array<unknown> = []
+      const parser = Sse.makeParser((event) =>
+        seen.push(
+          event._tag === "Event"
+            ? { _tag: "Event", id: event.id, event: event.event, data: event.data }
+            : { _tag: "Retry", millis: Duration.toMillis(event.duration), lastEventId: event.lastEventId }
+        )
+      )
+      for (let start = 0; start < text.length; start += size) {
+        expect(parser.feed(text.slice(start, start + size))).toBeUndefined()
+      }
+      return seen
+    }
+    for (let size = 1; size <= text.length; size++) expect(read(size)).toEqual(expected)
   })
 
   it("the clients decode a stream's events by type, a chunk at a time (both module formats)", () => {
