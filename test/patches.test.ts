@@ -20,9 +20,12 @@ import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Mailbox from "effect/Mailbox"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
 import * as Stream from "effect/Stream"
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
@@ -75,6 +78,52 @@ describe("patches", () => {
     } finally {
       ownKeys.mockRestore()
     }
+  })
+
+  it("effect's union decoder makes the input-free parts of its errors once, not on every decode (both module formats)", () => {
+    for (const file of ["dist/esm/ParseResult.js", "dist/cjs/ParseResult.js"]) {
+      expect(read("effect", file)).toContain("const keyErrors = {};")
+    }
+    // Members told apart by two literal keys (as `@effect/ai`'s parts are): a text part has no `sourceType`.
+    const Part = Schema.Union(
+      Schema.Struct({ type: Schema.Literal("text"), text: Schema.String }),
+      Schema.Struct({ type: Schema.Literal("source"), sourceType: Schema.Literal("url"), url: Schema.String }),
+      Schema.Struct({ type: Schema.Literal("source"), sourceType: Schema.Literal("document"), title: Schema.String })
+    )
+    const decode = Schema.decodeUnknownEither(Part)
+    expect(decode({ type: "text", text: "Mara" })).toStrictEqual(Either.right({ type: "text", text: "Mara" }))
+    // Unpatched, every decode of a text part made the union of the missing key's literals (twice).
+    const unionMake = vi.spyOn(SchemaAST.Union, "make")
+    try {
+      expect(Either.isRight(decode({ type: "text", text: "Elias" }))).toBe(true)
+      expect(unionMake).not.toHaveBeenCalled()
+    } finally {
+      unionMake.mockRestore()
+    }
+    // The errors are what they were.
+    const message = (input: unknown) =>
+      Either.match(decode(input), { onLeft: ParseResult.TreeFormatter.formatErrorSync, onRight: () => "decoded" })
+    const members = `{ readonly type: "text"; readonly text: string } | ` +
+      `{ readonly type: "source"; readonly sourceType: "url"; readonly url: string } | ` +
+      `{ readonly type: "source"; readonly sourceType: "document"; readonly title: string }`
+    expect(message({ kind: "text" })).toBe(
+      `${members}
+├─ { readonly type: "text"; readonly text: string } | { readonly type: "source"; readonly sourceType: "url"; readonly url: string }
+│  └─ ["type"]
+│     └─ is missing
+└─ { readonly type: "source"; readonly sourceType: "document"; readonly title: string }
+   └─ ["sourceType"]
+      └─ is missing`
+    )
+    expect(message({ type: "source", sourceType: "pdf" })).toBe(
+      `${members}
+├─ { readonly type: "source"; readonly sourceType: "document"; readonly title: string }
+│  └─ ["sourceType"]
+│     └─ Expected "document", actual "pdf"
+└─ { readonly type: "source"; readonly sourceType: "url"; readonly url: string }
+   └─ ["sourceType"]
+      └─ Expected "url", actual "pdf"`
+    )
   })
 
   it.effect("effect's Mailbox gives each message once when a chunk is offered after single messages (both module formats)", () =>
