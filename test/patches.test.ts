@@ -59,6 +59,139 @@ const parse = (text: string, size: number) => {
   return { events, millis: performance.now() - started }
 }
 
+const usageOfMessage = {
+  input_tokens: 472,
+  cache_creation_input_tokens: 0,
+  cache_read_input_tokens: 0,
+  cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+  output_tokens: 2,
+  service_tier: "standard"
+}
+
+/** Anthropic's events that carry a message, a block or its usage, as production sends them. */
+const wholeAnthropicEvents: ReadonlyArray<Record<string, unknown>> = [
+  {
+    type: "message_start",
+    message: {
+      id: "msg_01",
+      type: "message",
+      role: "assistant",
+      model: "claude-sonnet-4-5-20250929",
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: usageOfMessage
+    }
+  },
+  { type: "content_block_start", index: 0, content_block: { type: "tool_use", id: "toolu_1", name: "f", input: {} } },
+  { type: "content_block_start", index: 1, content_block: { type: "text", text: "" } },
+  { type: "content_block_start", index: 1, content_block: { type: "thinking", thinking: "", signature: "" } },
+  {
+    type: "message_delta",
+    delta: { stop_reason: "tool_use", stop_sequence: null },
+    usage: { output_tokens: 15, server_tool_use: { web_search_requests: 1 } }
+  }
+]
+
+const responseOf = (status: string, output: ReadonlyArray<unknown>, usage: unknown) => ({
+  id: "resp_1",
+  object: "response",
+  created_at: 1796428812,
+  status,
+  background: false,
+  error: null,
+  incomplete_details: null,
+  instructions: null,
+  max_output_tokens: 4096,
+  model: "gpt-4.1-mini",
+  output,
+  parallel_tool_calls: true,
+  previous_response_id: null,
+  reasoning: { effort: null, summary: null },
+  service_tier: "default",
+  store: true,
+  temperature: 1,
+  text: { format: { type: "text" }, verbosity: "medium" },
+  tool_choice: { type: "function", name: "plot_outline" },
+  tools: [],
+  top_p: 1,
+  truncation: "disabled",
+  usage,
+  user: null,
+  metadata: {}
+})
+
+const functionCall = {
+  id: "fc_1",
+  type: "function_call",
+  status: "completed",
+  call_id: "call_1",
+  name: "plot_outline",
+  arguments: "{}"
+}
+
+/** OpenAI's events that carry a response or an output item, as production sends them. */
+const wholeOpenAiEvents: ReadonlyArray<Record<string, unknown>> = [
+  { type: "response.created", sequence_number: 0, response: responseOf("in_progress", [], null) },
+  { type: "response.output_item.added", sequence_number: 2, output_index: 0, item: { ...functionCall, arguments: "" } },
+  {
+    type: "response.output_item.done",
+    sequence_number: 9,
+    output_index: 0,
+    item: {
+      id: "msg_1",
+      type: "message",
+      status: "completed",
+      role: "assistant",
+      content: [{ type: "output_text", text: "Hi", annotations: [], logprobs: [] }]
+    }
+  },
+  {
+    type: "response.completed",
+    sequence_number: 10,
+    response: responseOf("completed", [functionCall], {
+      input_tokens: 4,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: 1,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: 5
+    })
+  }
+]
+
+/**
+ * Variants of an event: each field, at any depth, dropped, nulled, or given a value of another kind (a string, a
+ * number that is not an integer, a negative integer, an object, an array). The event's own `type` is kept, so that
+ * each variant is one of its member's.
+ */
+const variantsOf = (event: Record<string, unknown>): Array<unknown> => {
+  const paths: Array<Array<string>> = []
+  const walk = (value: unknown, at: Array<string>) => {
+    if (typeof value !== "object" || value === null) return
+    for (const key of Object.keys(value)) {
+      if (at.length > 0 || key !== "type") paths.push([...at, key])
+      walk((value as Record<string, unknown>)[key], [...at, key])
+    }
+  }
+  walk(event, [])
+  const replacements: ReadonlyArray<unknown> = [undefined, null, "x", 1.5, -1, {}, []]
+  return paths.flatMap((path) =>
+    replacements.map((replacement) => {
+      const copy = structuredClone(event)
+      let holder: any = copy
+      for (const key of path.slice(0, -1)) holder = holder[key]
+      const key = path[path.length - 1]!
+      if (replacement === undefined) {
+        if (Array.isArray(holder)) holder.splice(Number(key), 1)
+        else delete holder[key]
+      } else {
+        holder[key] = replacement
+      }
+      return copy
+    })
+  )
+}
+
 describe("patches", () => {
   it("effect's Schema.Class constructors find their fields' defaults once per class (both module formats)", () => {
     for (const file of ["dist/esm/Schema.js", "dist/cjs/Schema.js"]) {
@@ -347,6 +480,9 @@ describe("patches", () => {
         const source = read(name, `dist/${format}/${file}.js`)
         expect(source).toContain("const fastDecode = eventDecoderOf(schema);")
         expect(source).toContain("byType.set(literals[0], handDecoderOf(member) ?? schemaDecoderOf(member));")
+        // Whole messages and responses by hand too: classes within classes, unions, arrays, optionalWith.
+        expect(source).toContain("const memberCheckOf = (union, members) => {")
+        expect(source).toContain("const out = decode(option);")
         // The union's own decoder, for events the fast path cannot decode, is made once per schema when first
         // needed, not on every call.
         expect(source).not.toMatch(/const decodeEvents? = Schema\.decode\(/)
@@ -494,5 +630,64 @@ describe("patches", () => {
       ).pipe(Stream.runCollect)
       const decodeOpenAi = Schema.decodeUnknownSync(OpenAiClient.ResponseStreamEvent)
       expect([...openaiParts]).toStrictEqual(openaiEvents.slice(0, 3).map((event) => decodeOpenAi(event)))
+    }).pipe(Effect.scoped))
+  it.effect("the clients make whole messages and responses as the event union decodes them, valid or not", () =>
+    Effect.gen(function*() {
+      // The events that carry a whole message or response, as production sends them, and variants of each: a field
+      // dropped, nulled or given a value of another kind. Each variant alone in a stream: what the client makes of
+      // it must be what the union's schema makes (class and all), and one the schema rejects must fail the stream as
+      // before (Anthropic) or be skipped (OpenAI).
+      const replying = (event: unknown) =>
+        HttpClient.make((request) =>
+          Effect.succeed(
+            HttpClientResponse.fromWeb(
+              request,
+              new globalThis.Response(`data: ${JSON.stringify(event)}\n\n`, { status: 200 })
+            )
+          )
+        )
+      const collect = <A, E, R>(stream: Stream.Stream<A, E, R>) =>
+        Stream.runCollect(stream).pipe(Effect.map((events): Array<unknown> => [...events]), Effect.either)
+      const through = (provider: "anthropic" | "openai", event: unknown) =>
+        (provider === "anthropic"
+          ? Effect.flatMap(AnthropicClient.make({}), (client) =>
+            collect(
+              client.streamRequest(
+                HttpClientRequest.post("http://localhost/v1/messages"),
+                AnthropicClient.MessageStreamEvent
+              )
+            ))
+          : Effect.flatMap(OpenAiClient.make({}), (client) =>
+            collect(
+              client.streamRequest(
+                HttpClientRequest.post("http://localhost/v1/responses"),
+                OpenAiClient.ResponseStreamEvent
+              )
+            ))).pipe(Effect.provideService(HttpClient.HttpClient, replying(event)))
+      const decode = {
+        anthropic: Schema.decodeUnknownEither(AnthropicClient.MessageStreamEvent),
+        openai: Schema.decodeUnknownEither(OpenAiClient.ResponseStreamEvent)
+      }
+      let accepted = 0
+      let rejected = 0
+      for (const [provider, events] of [["anthropic", wholeAnthropicEvents], ["openai", wholeOpenAiEvents]] as const) {
+        for (const event of events) {
+          for (const variant of [event, ...variantsOf(event)]) {
+            const expected = decode[provider](variant)
+            const made = yield* through(provider, variant)
+            if (expected._tag === "Right") {
+              accepted++
+              expect(Either.getOrThrow(made)).toStrictEqual([expected.right])
+            } else {
+              rejected++
+              if (provider === "anthropic") expect(Either.isLeft(made)).toBe(true)
+              else expect(Either.getOrThrow(made)).toStrictEqual([])
+            }
+          }
+        }
+      }
+      // Both kinds of variant were met.
+      expect(accepted).toBeGreaterThan(50)
+      expect(rejected).toBeGreaterThan(50)
     }).pipe(Effect.scoped))
 })
