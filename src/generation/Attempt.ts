@@ -360,15 +360,13 @@ const attempt = Effect.fnUntraced(function*(
     (exit) => {
       if (Exit.isSuccess(exit)) {
         const { usage } = exit.value
-        return Effect.zipRight(
+        return Engine.sequence(
           bookCost(state, target, "success", { usage, estimated: false }),
-          Effect.zipRight(
-            Effect.flatMap(
-              engine.breaker.onSuccess(breakerKey),
-              (changed) => announceCircuit(generation.emit, target, changed)
-            ),
-            engine.tokens.calibrate(target, prepared.inputTokens, usage.inputTokens)
-          )
+          Effect.flatMap(
+            engine.breaker.onSuccess(breakerKey),
+            (changed) => announceCircuit(generation.emit, target, changed)
+          ),
+          engine.tokens.calibrate(target, prepared.inputTokens, usage.inputTokens)
         )
       }
       if (Cause.isInterruptedOnly(exit.cause)) {
@@ -460,28 +458,27 @@ const callAdmitted = (
           return Effect.zipRight(admission.cancel, Effect.fail(pastDeadline(engine.policy, target)))
         }
         return Effect.onExit(call(deadlineAt - now), (exit) =>
-          Effect.zipRight(
-            Telemetry.recordProviderCall(limiterTarget, exit),
-            Exit.isSuccess(exit)
-              ? Effect.zipRight(
-                rememberCache(engine, target, cacheKey, exit.value.usage),
-                admission.reconcile(countedByQuota(target, exit.value.usage))
-              )
-              : Effect.zipRight(
-                Effect.flatMap(
-                  spent(tally, prepared),
-                  (spending) =>
-                    spending === undefined
-                      ? admission.reconcile({ inputTokens: countedInput, outputTokens: 0 })
-                      : Effect.zipRight(
-                        rememberCache(engine, target, cacheKey, spending.usage),
-                        admission.reconcile(countedByQuota(target, spending.usage))
-                      )
-                ),
-                // The key is paused before this call's permit goes back: nobody is admitted into the 429.
-                pauseAfterRateLimit(engine, limiterTarget, exit)
-              )
-          ))
+          Exit.isSuccess(exit)
+            ? Engine.sequence(
+              Telemetry.recordProviderCall(limiterTarget, exit),
+              rememberCache(engine, target, cacheKey, exit.value.usage),
+              admission.reconcile(countedByQuota(target, exit.value.usage))
+            )
+            : Engine.sequence(
+              Telemetry.recordProviderCall(limiterTarget, exit),
+              Effect.flatMap(
+                spent(tally, prepared),
+                (spending) =>
+                  spending === undefined
+                    ? admission.reconcile({ inputTokens: countedInput, outputTokens: 0 })
+                    : Engine.sequence(
+                      rememberCache(engine, target, cacheKey, spending.usage),
+                      admission.reconcile(countedByQuota(target, spending.usage))
+                    )
+              ),
+              // The key is paused before this call's permit goes back: nobody is admitted into the 429.
+              pauseAfterRateLimit(engine, limiterTarget, exit)
+            ))
       }), {
       lane,
       until: deadlineAt - callReserve(engine.policy),

@@ -191,12 +191,10 @@ const record = (
   chain: Chain.State
 ): Effect.Effect<void> => {
   const outcome = result.isTemplate ? "template" : "success"
-  return Effect.zipRight(
+  return Engine.sequence(
     Telemetry.recordResult(result),
-    Effect.zipRight(
-      engine.alerts.record({ outcome, durationMs: result.durationMs, rateLimitErrors: chain.rateLimitErrors }),
-      Analytics.report(engine.analytics, reportOf(generation, outcome, result.metrics))
-    )
+    engine.alerts.record({ outcome, durationMs: result.durationMs, rateLimitErrors: chain.rateLimitErrors }),
+    Analytics.report(engine.analytics, reportOf(generation, outcome, result.metrics))
   )
 }
 
