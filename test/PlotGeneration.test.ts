@@ -9,6 +9,7 @@ import * as FiberRef from "effect/FiberRef"
 import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -139,6 +140,25 @@ describe("PlotGeneration.generate", () => {
         engineOver(Providers.layerModels({ openai: loggingModel }))
       ),
       Effect.provide(capture)
+    )
+  })
+
+  it.effect("logs no runtime line for a failed attempt, even at the debug level (the error is the engine's to tell)", () => {
+    const { capture, lines } = capturedLogLines()
+    return Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const result = yield* settled(engineService.generate(request))
+      expect(result.retryCount).toBe(1)
+      const streamed = yield* settled(Stream.runCollect(engineService.generateStream(request)))
+      expect(Chunk.last(streamed).pipe(Option.map((event) => event._tag))).toStrictEqual(Option.some("Completed"))
+      // A failed call's fiber ends with the provider's error; its caller reads it. The runtime's own line for a fiber
+      // that ends failed ("Fiber terminated with an unhandled error", at debug level) is not written for it.
+      const runtimeLines = lines.filter((line) => JSON.stringify(line.message).includes("unhandled error"))
+      expect(runtimeLines).toEqual([])
+    }).pipe(
+      Effect.provide(engine([fail(serverError), text(sampleOutlineJson), fail(serverError), text(sampleOutlineJson)])),
+      Effect.provide(capture),
+      Logger.withMinimumLogLevel(LogLevel.Debug)
     )
   })
 

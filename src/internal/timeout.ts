@@ -24,8 +24,10 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
-import type * as FiberRef from "effect/FiberRef"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberRefs from "effect/FiberRefs"
+import type * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type * as RuntimeFlags from "effect/RuntimeFlags"
 
@@ -117,7 +119,12 @@ const endOfCall = <A, E, E1>(
   return Effect.onInterrupt(restore(awaitCall(call, stopper)), () => Fiber.interrupt(call))
 }
 
-/** `self` in a fiber of its own, started at once on this stack, with the caller's context, `FiberRef`s and flags. */
+/**
+ * `self` in a fiber of its own, started at once on this stack, with the caller's context, `FiberRef`s and flags.
+ * The call's failure is its caller's to read and tell: the runtime's own line for a fiber that ends failed ("Fiber
+ * terminated with an unhandled error", at debug level) would repeat each failed attempt's error, so the call's
+ * fiber writes none.
+ */
 const startCall = <A, E, R>(
   caller: Fiber.RuntimeFiber<unknown, unknown>,
   runtimeFlags: RuntimeFlags.RuntimeFlags,
@@ -130,7 +137,12 @@ const startCall = <A, E, R>(
       fiberRefs: caller.getFiberRefs(),
       runtimeFlags
     })
-  )(self, Arr.isNonEmptyReadonlyArray(locals) ? { updateRefs: withLocals(locals) } : undefined)
+  )(self, { updateRefs: withLocals(Arr.prepend(locals, noRuntimeLine)) })
+
+const noRuntimeLine: Local<Option.Option<LogLevel.LogLevel>> = [
+  FiberRef.unhandledErrorLogLevel,
+  () => Option.none()
+]
 
 const withLocals =
   (locals: Arr.NonEmptyReadonlyArray<Local>) =>
