@@ -315,6 +315,11 @@ export class Usage extends Schema.Class<Usage>("plot-engine/Usage")({
 export class AttemptCost extends Schema.Class<AttemptCost>("plot-engine/AttemptCost")({
   provider: ProviderName,
   model: Schema.String,
+  /**
+   * The deployment the call went to: its `id` in the deployments file (`openai` or `anthropic` without one), whose
+   * key was billed. Optional for results stored before it was recorded.
+   */
+  deployment: Schema.optional(Schema.String),
   /** `success`, or the kind of failure (`Errors.errorType`). */
   outcome: Schema.String,
   usage: Usage,
@@ -361,6 +366,8 @@ export class PlotResult extends Schema.Class<PlotResult>("plot-engine/PlotResult
   outline: PlotOutline,
   provider: Schema.Union(ProviderName, Schema.Literal("template")),
   model: Schema.String,
+  /** The deployment that answered (see `AttemptCost.deployment`); absent when the template built the result. */
+  deployment: Schema.optional(Schema.String),
   reasoning: Schema.String,
   usage: Usage,
   /**

@@ -92,8 +92,8 @@ export const retries = Metrics.fromKey(
 )
 
 /**
- * Calls sent to a provider, tagged `provider`, `model` and `outcome` (`success`, an error type, or
- * `interrupted`). Attempts the engine decided against (an open circuit, a local queue timeout) are not calls.
+ * Calls sent to a provider, tagged `provider`, `model`, `deployment` (its `id`: each has its own key and quota) and
+ * `outcome` (`success`, an error type, or `interrupted`). Attempts the engine decided against (an open circuit, a local queue timeout) are not calls.
  *
  * @since 0.1.0
  * @category Metrics
@@ -237,12 +237,14 @@ export const recordError = (error: Errors.GenerationError): Effect.Effect<void> 
  * @category Recording
  */
 export const recordProviderCall = (
-  target: { readonly provider: string; readonly model: string },
+  target: { readonly provider: string; readonly model: string; readonly deployment?: string | undefined },
   outcome: Exit.Exit<unknown, Errors.GenerationError>
 ): Effect.Effect<void> =>
   Metric.increment(tagged(providerCalls, {
     provider: target.provider,
     model: target.model,
+    // A target without one goes to the provider's own deployment, named after it.
+    deployment: target.deployment ?? target.provider,
     outcome: Exit.match(outcome, {
       onSuccess: () => "success",
       onFailure: (cause) =>

@@ -86,7 +86,8 @@ describe("PlotGeneration.generate", () => {
       const result = yield* generate()
       expect(result.isTemplate).toBe(false)
       // A short, plain request is low complexity: the fast OpenAI model.
-      expect([result.provider, result.model]).toEqual(["openai", "gpt-4.1-mini"])
+      // Without a deployments file, the provider's own deployment, named after it.
+      expect([result.provider, result.model, result.deployment]).toEqual(["openai", "gpt-4.1-mini", "openai"])
       expect(result.reasoning).toBe("Fast and cost-effective for simple tasks")
       expect(result.outline.title).toBe("The Lamp Beneath")
       expect(result.usage).toMatchObject({ inputTokens: 1_000, outputTokens: 200, totalTokens: 1_200 })
@@ -105,6 +106,7 @@ describe("PlotGeneration.generate", () => {
       const result = yield* settled(generate(request, { useFallback: true }))
       expect(result.isTemplate).toBe(true)
       expect(result.provider).toBe("template")
+      expect(result.deployment).toBeUndefined()
       expect(result.warnings.some((w) => w.includes("generated from a template"))).toBe(true)
       expect(result.warnings).toContain(TemplateGenerator.templateWarning)
     }).pipe(Effect.provide(engine([fail(serverError)]))))

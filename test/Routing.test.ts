@@ -86,6 +86,9 @@ describe("routing across the deployments of a model", () => {
       const result = yield* generate(0.1)
       expect(calls).toEqual(["org-a", "org-b"])
       expect([result.model, result.isTemplate, result.durationMs, result.retryCount]).toEqual(["gpt-4.1", false, 0, 1])
+      // The result names the deployment that answered, and each billed attempt its own (the 429 billed nothing).
+      expect(result.deployment).toBe("org-b")
+      expect(result.attempts.map((attempt) => [attempt.deployment, attempt.outcome])).toEqual([["org-b", "success"]])
     }).pipe(Effect.provide(twoDeployments([rateLimited], [text(sampleOutlineJson)], calls)))
   })
 
@@ -95,6 +98,7 @@ describe("routing across the deployments of a model", () => {
       const result = yield* generate(0.9)
       expect(calls).toEqual(["org-b", "org-a"])
       expect(result.durationMs).toBe(0)
+      expect(result.deployment).toBe("org-a")
     }).pipe(Effect.provide(twoDeployments([text(sampleOutlineJson)], [serverError], calls)))
   })
 

@@ -78,11 +78,13 @@ describe("Telemetry", () => {
       expect(yield* value(Telemetry.errors, { error_type: "server_error", ...model })).toBe(4)
       expect(yield* value(Telemetry.errors, { error_type: "auth_error", ...model })).toBe(1)
       expect((yield* Metric.value(Telemetry.templateFallbacks)).count).toBe(1)
-      // Every call sent, by how it ended: 3 + 4 + 1 = 8 calls.
-      expect(yield* value(Telemetry.providerCalls, { ...model, outcome: "success" })).toBe(1)
-      expect(yield* value(Telemetry.providerCalls, { ...model, outcome: "rate_limit" })).toBe(2)
-      expect(yield* value(Telemetry.providerCalls, { ...model, outcome: "server_error" })).toBe(4)
-      expect(yield* value(Telemetry.providerCalls, { ...model, outcome: "auth_error" })).toBe(1)
+      // Every call sent, by its deployment (the provider's own, without a deployments file) and how it ended:
+      // 3 + 4 + 1 = 8 calls.
+      const calls = { ...model, deployment: "openai" }
+      expect(yield* value(Telemetry.providerCalls, { ...calls, outcome: "success" })).toBe(1)
+      expect(yield* value(Telemetry.providerCalls, { ...calls, outcome: "rate_limit" })).toBe(2)
+      expect(yield* value(Telemetry.providerCalls, { ...calls, outcome: "server_error" })).toBe(4)
+      expect(yield* value(Telemetry.providerCalls, { ...calls, outcome: "auth_error" })).toBe(1)
       // gpt-4.1: $2 per million in, $8 per million out.
       expect(yield* value(Telemetry.costUsd, model)).toBeCloseTo(0.006, 10)
       const duration = yield* Metric.value(

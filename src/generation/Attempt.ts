@@ -44,6 +44,8 @@ export interface Step {
 export interface Success {
   readonly outcome: Call.Outcome
   readonly model: ModelCatalog.ModelInfo
+  /** The deployment that answered. */
+  readonly deployment: string
   readonly prepared: Prepare.Prepared
 }
 
@@ -361,7 +363,7 @@ const attempt = Effect.fnUntraced(function*(
       if (Exit.isSuccess(exit)) {
         const { usage } = exit.value
         return Engine.sequence(
-          bookCost(state, target, "success", { usage, estimated: false }),
+          bookCost(state, target, route, "success", { usage, estimated: false }),
           Effect.flatMap(
             engine.breaker.onSuccess(breakerKey),
             (changed) => announceCircuit(generation.emit, target, changed)
@@ -389,7 +391,7 @@ const attempt = Effect.fnUntraced(function*(
       "gen_ai.usage.cache_creation.input_tokens": outcome.usage.cacheWriteTokens ?? 0
     })
   }
-  return { outcome, model: target, prepared } satisfies Success
+  return { outcome, model: target, deployment: route.deployment, prepared } satisfies Success
 })
 
 /** A stream's silence limits: the policy's, without the first-token limit for a model that reasons first. */
@@ -573,12 +575,14 @@ const spent = (
 const bookCost = (
   state: Ref.Ref<Chain.State>,
   target: ModelCatalog.ModelInfo,
+  route: Providers.Route,
   outcome: string,
   { estimated, usage }: { readonly usage: Domain.Usage; readonly estimated: boolean }
 ): Effect.Effect<void> => {
   const attempt = new Domain.AttemptCost({
     provider: target.provider,
     model: target.id,
+    deployment: route.deployment,
     outcome,
     usage,
     estimated,
@@ -612,7 +616,9 @@ const bookFailure = (
   const breakerKey = Engine.routeKey(route)
   const billed = Effect.flatMap(
     spent(tally, prepared),
-    (spending) => (spending === undefined ? Effect.void : bookCost(state, target, Errors.errorType(error), spending))
+    (
+      spending
+    ) => (spending === undefined ? Effect.void : bookCost(state, target, route, Errors.errorType(error), spending))
   )
   // A stream that had shown part of its outline: the caller is told that part is void before whatever comes next.
   return Effect.zipRight(

@@ -75,7 +75,7 @@ export const succeeded = (
   engine: Engine.Engine,
   generation: Engine.Generation,
   chain: Chain.State,
-  { model, outcome, prepared }: Attempt.Success
+  { deployment, model, outcome, prepared }: Attempt.Success
 ): Effect.Effect<Domain.PlotResult> =>
   withElapsed(generation, (durationMs) => {
     const { selection } = generation
@@ -85,6 +85,7 @@ export const succeeded = (
       outline: outcome.parsed.outline,
       provider: model.provider,
       model: model.id,
+      deployment,
       reasoning: model.id === selection.model.id
         ? selection.reasoning
         : `${selection.reasoning}; ${chain.warnings.at(-1)}`,
