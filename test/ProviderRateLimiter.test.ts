@@ -324,6 +324,49 @@ describe("ProviderRateLimiter", () => {
       expect(yield* requestsPerMinute).toBe(585)
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 100_000_000 }))))
 
+  it.effect("a 429 counts what was sent: admissions given back never were", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      // 60 admissions given back unsent (a deadline passed before the call): nothing was used, a tenth comes off.
+      yield* Effect.forEach(
+        Array.from({ length: 60 }),
+        () => Effect.scoped(Effect.flatMap(rateLimiter.admit(target, small), (admission) => admission.cancel)),
+        { discard: true }
+      )
+      yield* rateLimiter.pause(target, 10_000)
+      expect(yield* requestsPerMinute).toBe(90)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 100, tokensPerMinute: 100_000_000 }))))
+
+  it.effect("a 429 on Anthropic's output counts what was written, not the output reserved", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const claude = { provider: "anthropic", model: "claude-sonnet-4-5" } as const
+      // Eight calls reserving 1,000 output tokens each, writing 700: 5,600 written, more than half the limit.
+      yield* Effect.forEach(
+        Array.from({ length: 8 }),
+        () =>
+          Effect.scoped(Effect.flatMap(
+            rateLimiter.admit(claude, { inputTokens: 10, outputTokens: 1_000 }),
+            (admission) => admission.reconcile({ inputTokens: 10, outputTokens: 700 })
+          )),
+        { discard: true }
+      )
+      yield* rateLimiter.pause(claude, 10_000)
+      const [snapshot] = yield* rateLimiter.snapshot
+      // The provider refused at 5,600 a minute (it was 8,000 reserved).
+      expect(snapshot?.quota.outputTokensPerMinute).toBe(5_600)
+    }).pipe(Effect.provide(ProviderRateLimiter.layerMemory({
+      quotas: {
+        anthropic: {
+          requestsPerMinute: 1_000,
+          inputTokensPerMinute: 1_000_000,
+          outputTokensPerMinute: 10_000,
+          maxConcurrent: 100
+        }
+      }
+    }))))
+
   it.effect("the first 429 in a minute asking for less than one request's spacing pauses without a cut", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

@@ -57,6 +57,8 @@ interface Waiter {
   status: "new" | "waiting" | "admitted" | "delivered" | "gone"
   /** When it took its permit: how long permits are held is learnt from it. */
   admittedAt: number
+  /** Its reservation among the key's `recent` ones, once made. */
+  reserved: Reserved | undefined
   resume: ((outcome: Effect.Effect<number, Errors.RateLimitError>) => void) | undefined
   /** Ends its way through the key from whichever state it is in (see `release`): made once, used by every path. */
   release: Effect.Effect<void>
@@ -84,8 +86,11 @@ export interface KeyState {
   inputScale: number
   /** When a 429 at the edge last passed without a cut (see `atTheEdge`). */
   edgePassedAt: number
-  /** What was reserved in the last minute, oldest first (from `recentHead`): what a 429 says the quota is below. */
-  recent: Array<{ readonly at: number; readonly estimate: Estimate }>
+  /**
+   * What was sent in the last minute, oldest first (from `recentHead`): what a 429 says the quota is below. Each
+   * reservation as made, then as counted when reconciled, and nothing once given back (never sent).
+   */
+  recent: Array<Reserved>
   recentHead: number
   /** Concurrency permits, and how many are taken (admitted and not yet released). */
   readonly permits: number
@@ -234,13 +239,14 @@ const bucketsOf = (quota: Quota, estimate: Estimate) => {
 
 const nothing: Estimate = { inputTokens: 0, outputTokens: 0 }
 
-const giveBack = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<void> => {
+const giveBack = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<void> => {
   const local = shared.buckets.local
   if (local !== undefined) {
-    return Effect.sync(() => giveBackLocally(local, state, estimate, shared.clock.unsafeCurrentTimeMillis()))
+    return Effect.sync(() => giveBackLocally(local, state, waiter, shared.clock.unsafeCurrentTimeMillis()))
   }
+  forgetReservation(waiter)
   return Effect.forEach(
-    bucketsOf(state.quota, estimate),
+    bucketsOf(state.quota, waiter.estimate),
     (b) => shared.buckets.refund(state.storeKeys[b.name]!, b.limit, b.tokens),
     { discard: true }
   )
@@ -250,14 +256,14 @@ const giveBack = (shared: Shared, state: KeyState, estimate: Estimate): Effect.E
  * A reservation given back, then the key driven: the next head reserves with those tokens there (driven first, it
  * would wait for them as if they were still taken).
  */
-const giveBackThenPump = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<void> => {
+const giveBackThenPump = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<void> => {
   const local = shared.buckets.local
   if (local !== undefined) {
-    giveBackLocally(local, state, estimate, shared.clock.unsafeCurrentTimeMillis())
+    giveBackLocally(local, state, waiter, shared.clock.unsafeCurrentTimeMillis())
     pump(shared, state)
     return Effect.void
   }
-  return Effect.ensuring(giveBack(shared, state, estimate), Effect.sync(() => pump(shared, state)))
+  return Effect.ensuring(giveBack(shared, state, waiter), Effect.sync(() => pump(shared, state)))
 }
 
 /** What the waiters that have not reserved yet take from a bucket. */
@@ -423,6 +429,7 @@ export const admitTo = <A, E, R>(
       place: (lane === "interactive" ? state.queued - state.batchWaiting : state.queued) + 1,
       servedBefore: state.served,
       status: "new",
+      reserved: undefined,
       admittedAt: 0,
       resume: undefined,
       release: Effect.void
@@ -498,13 +505,13 @@ const reserveNow = <A, E, R>(
       waiter,
       restore,
       then,
-      reserveLocally(local, state, waiter.estimate, waiter.queuedAt)
+      reserveLocally(local, state, waiter, waiter.queuedAt)
     )
   }
   state.reserving = true
   return Effect.flatMap(
     Effect.ensuring(
-      reserveInStore(shared, state, waiter.estimate),
+      reserveInStore(shared, state, waiter),
       Effect.sync(() => {
         state.reserving = false
         pump(shared, state)
@@ -531,7 +538,7 @@ const reservedNow = <A, E, R>(
   changeQueued(state, -1)
   holdPermit(state, waiter, -1)
   return Effect.zipRight(
-    giveBackThenPump(shared, state, waiter.estimate),
+    giveBackThenPump(shared, state, waiter),
     Effect.fail(saturated(state, waiter, delay, waiter.queuedAt))
   )
 }
@@ -651,8 +658,8 @@ const deliver = <A, E, R>(
     )
     return then({
       admission: {
-        reconcile: reconcileWith(shared, state, waiter.estimate),
-        cancel: Effect.suspend(() => giveBack(shared, state, waiter.estimate))
+        reconcile: reconcileWith(shared, state, waiter),
+        cancel: Effect.suspend(() => giveBack(shared, state, waiter))
       },
       release: waiter.release
     })
@@ -686,7 +693,7 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         waiter.status = "gone"
         changeQueued(state, -1)
         holdPermit(state, waiter, -1)
-        return giveBackThenPump(shared, state, waiter.estimate)
+        return giveBackThenPump(shared, state, waiter)
       }
       default:
         return Effect.void
@@ -840,19 +847,19 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
 const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): void => {
   const local = shared.buckets.local
   if (local !== undefined) {
-    const delay = reserveLocally(local, state, head.estimate, now)
-    if (!headVerdict(state, head, delay, now)) giveBackLocally(local, state, head.estimate, now)
+    const delay = reserveLocally(local, state, head, now)
+    if (!headVerdict(state, head, delay, now)) giveBackLocally(local, state, head, now)
     state.dirty = true
     return
   }
   state.reserving = true
   shared.runDaemon(
-    Effect.flatMap(reserveInStore(shared, state, head.estimate), (delay) => {
+    Effect.flatMap(reserveInStore(shared, state, head), (delay) => {
       state.reserving = false
       // Interrupted while the store answered, or refused: the reservation goes back.
       const admitted = head.status === "waiting" &&
         headVerdict(state, head, delay, shared.clock.unsafeCurrentTimeMillis())
-      return admitted ? Effect.void : giveBack(shared, state, head.estimate)
+      return admitted ? Effect.void : giveBack(shared, state, head)
     }).pipe(
       Effect.ensuring(Effect.sync(() => {
         state.reserving = false
@@ -933,8 +940,9 @@ const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: num
  * One reservation across every bucket of the key, in memory: the wait it implies (0 when the budget is there).
  * The buckets of `bucketsOf`, in its order, without building its list (this runs on every admission).
  */
-const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number): number => {
-  remember(state, estimate, now)
+const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waiter: Waiter, now: number): number => {
+  remember(state, waiter, now)
+  const { estimate } = waiter
   const { quota, storeKeys } = state
   let delay = local.take(storeKeys.rpm!, quota.requestsPerMinute, 1, now).delay
   if (quota.tokensPerMinute !== undefined) {
@@ -950,7 +958,9 @@ const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estim
   return delay
 }
 
-const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number) => {
+const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waiter: Waiter, now: number) => {
+  forgetReservation(waiter)
+  const { estimate } = waiter
   const { quota, storeKeys } = state
   local.refund(storeKeys.rpm!, quota.requestsPerMinute, 1, now)
   if (quota.tokensPerMinute !== undefined) {
@@ -965,10 +975,10 @@ const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, esti
 }
 
 /** One reservation across every bucket of the key, in a remote store: what each holds is remembered. */
-const reserveInStore = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<number> =>
+const reserveInStore = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<number> =>
   Effect.suspend(() => {
-    remember(state, estimate, shared.clock.unsafeCurrentTimeMillis())
-    return reserveAll(shared, state, estimate)
+    remember(state, waiter, shared.clock.unsafeCurrentTimeMillis())
+    return reserveAll(shared, state, waiter.estimate)
   })
 
 const reserveAll = (shared: Shared, state: KeyState, estimate: Estimate): Effect.Effect<number> =>
@@ -1007,28 +1017,41 @@ const addTo = (pending: Pending, estimate: Estimate, sign: 1 | -1) => {
 }
 
 /**
+ * What a reconciled call used, as the provider counts it against the limits in force: its prompt as counted; its
+ * output as written where an output limit counts what was written (Anthropic), else as reserved (OpenAI counts the
+ * max output).
+ */
+const countReservation = (state: KeyState, waiter: Waiter, usage: Estimate) => {
+  const reserved = waiter.reserved
+  if (reserved === undefined || reserved.requests === 0) return
+  reserved.inputTokens = usage.inputTokens
+  if (state.quota.outputTokensPerMinute !== undefined) reserved.outputTokens = usage.outputTokens
+}
+
+/**
  * Replaces a reservation with what the provider reported: what was not used goes back, what went over is
  * charged. OpenAI keeps the max output it counted at admission, so its tokens bucket reconciles the prompt only;
  * Anthropic corrects its output bucket to what was written.
  */
-const reconcileWith =
-  (shared: Shared, state: KeyState, reserved: Estimate) => (usage: Estimate): Effect.Effect<void> => {
-    const wanted = bucketsOf(state.quota, reserved)
-    return Effect.forEach(
-      bucketsOf(state.quota, usage),
-      (b, i) => {
-        const used = b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens
-        const held = wanted[i]!.tokens
-        const key = state.storeKeys[b.name]!
-        return used > held
-          ? Effect.asVoid(shared.buckets.take(key, b.limit, used - held))
-          : used < held
-          ? shared.buckets.refund(key, b.limit, held - used)
-          : Effect.void
-      },
-      { discard: true }
-    )
-  }
+const reconcileWith = (shared: Shared, state: KeyState, waiter: Waiter) => (usage: Estimate): Effect.Effect<void> => {
+  const reserved = waiter.estimate
+  countReservation(state, waiter, usage)
+  const wanted = bucketsOf(state.quota, reserved)
+  return Effect.forEach(
+    bucketsOf(state.quota, usage),
+    (b, i) => {
+      const used = b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens
+      const held = wanted[i]!.tokens
+      const key = state.storeKeys[b.name]!
+      return used > held
+        ? Effect.asVoid(shared.buckets.take(key, b.limit, used - held))
+        : used < held
+        ? shared.buckets.refund(key, b.limit, held - used)
+        : Effect.void
+    },
+    { discard: true }
+  )
+}
 
 /**
  * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limits
@@ -1181,10 +1204,34 @@ const cut = (limit: number | undefined, usedInLastMinute: number): number | unde
   return Math.max(1, Math.floor(lowered))
 }
 
-/** A reservation, remembered for a minute. */
-const remember = (state: KeyState, estimate: Estimate, now: number) => {
-  state.recent.push({ at: now, estimate })
+/** One reservation of the last minute: a request and its tokens, as reserved, then as counted. */
+interface Reserved {
+  readonly at: number
+  requests: number
+  inputTokens: number
+  outputTokens: number
+}
+
+/** A waiter's reservation, remembered for a minute. */
+const remember = (state: KeyState, waiter: Waiter, now: number) => {
+  const reserved: Reserved = {
+    at: now,
+    requests: 1,
+    inputTokens: waiter.estimate.inputTokens,
+    outputTokens: waiter.estimate.outputTokens
+  }
+  waiter.reserved = reserved
+  state.recent.push(reserved)
   forgetBefore(state, now - windowMillis)
+}
+
+/** A reservation given back: never sent, it used nothing. */
+const forgetReservation = (waiter: Waiter) => {
+  const reserved = waiter.reserved
+  if (reserved === undefined) return
+  reserved.requests = 0
+  reserved.inputTokens = 0
+  reserved.outputTokens = 0
 }
 
 const forgetBefore = (state: KeyState, since: number) => {
@@ -1196,15 +1243,15 @@ const forgetBefore = (state: KeyState, since: number) => {
   }
 }
 
-/** What the reservations of the last minute took, per kind. */
+/** What the last minute's reservations took, per kind, as counted when known. */
 const usedInLastMinute = (state: KeyState, now: number) => {
   forgetBefore(state, now - windowMillis)
   const used = { requests: 0, inputTokens: 0, outputTokens: 0 }
   for (let i = state.recentHead; i < state.recent.length; i++) {
-    const { estimate } = state.recent[i]!
-    used.requests++
-    used.inputTokens += estimate.inputTokens
-    used.outputTokens += estimate.outputTokens
+    const reserved = state.recent[i]!
+    used.requests += reserved.requests
+    used.inputTokens += reserved.inputTokens
+    used.outputTokens += reserved.outputTokens
   }
   return used
 }
