@@ -206,6 +206,22 @@ describe("ProviderRateLimiter", () => {
       expect(snapshot?.pausedUntil).toBe(20_000)
     }).pipe(Effect.provide(limiter({}, { adaptive: false }))))
 
+  it.effect("after a 429 without headers, token-heavy callers go at the tokens' pace, not in a burst of the bucket", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      const heavy = { inputTokens: 900, outputTokens: 100 }
+      yield* request(log, "a", heavy)
+      // The 429 may be for tokens: it does not say. The tokens bucket held 5,000 (five calls at once); it is brought
+      // down with the requests one, to about one call's worth (and a hundredth of the limit) at the pause's end.
+      yield* rateLimiter.pause(target, 10_000)
+      const fibers = yield* Effect.forEach(["b", "c", "d"], (name) => Effect.fork(request(log, name, heavy)))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.joinAll(fibers)
+      // 6,000 tokens a minute: a 1,000-token call every 10 s; the 60 left over bring the next 0.6 s sooner.
+      expect(log).toEqual([["a", 0], ["b", 10_000], ["c", 19_400], ["d", 29_400]])
+    }).pipe(Effect.provide(limiter({ tokensPerMinute: 6_000 }, { adaptive: false }))))
+
   it.effect("holds callers queued for a permit when a 429 arrives, until its end, then in arrival order", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

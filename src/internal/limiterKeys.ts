@@ -1090,7 +1090,7 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
         yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
       }
     }
-    yield* emptyForPause(shared, state, millis)
+    yield* emptyForPause(shared, state, millis, used)
   })
 
 const limitsOf = (quota: Quota): QuotaSignals.Limits => {
@@ -1126,17 +1126,44 @@ export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signa
 }
 
 /**
- * A 429 says the provider has no budget left now: the requests bucket is brought down so that when the pause ends
- * one request is there, as at the provider (its retry-after is when its next request is), and is overdrawn for a
- * pause longer than a request's refill. Whoever reserves after the pause is spaced at the limit's pace rather than
- * let through in a burst of a full bucket (which met the provider's empty one: another 429, another cut, and limits
- * spiralling down); and over a shared store every instance waits about the pause, the bucket being where they all
- * look (the store holds no other shared state to keep a pause in).
+ * A 429 says the provider has no budget left now: each bucket is brought down so that when the pause ends one
+ * request is there (in the token buckets, one of the last minute's mean size), as at the provider (its retry-after
+ * is when its next request is), and is overdrawn for a pause longer than a request's refill. Whoever reserves after
+ * the pause is spaced at the limits' pace rather than let through in a burst of a full bucket (which met the
+ * provider's empty one: another 429, another cut, and limits spiralling down). The 429 does not say which of its
+ * limits was reached, and a full token bucket let token-heavy calls through at once though the requests one was
+ * empty. Over a shared store every instance waits about the pause, the buckets being where they all look (the store
+ * holds no other shared state to keep a pause in).
  */
-const emptyForPause = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> => {
-  const limit = state.quota.requestsPerMinute
-  const key = state.storeKeys.rpm!
-  const atMost = 1 - Math.floor((limit * millis) / windowMillis)
+const emptyForPause = (
+  shared: Shared,
+  state: KeyState,
+  millis: number,
+  used: ReturnType<typeof usedInLastMinute>
+): Effect.Effect<void> => {
+  const meanRequest: Estimate = used.requests === 0 ? nothing : {
+    inputTokens: Math.ceil(used.inputTokens / used.requests),
+    outputTokens: Math.ceil(used.outputTokens / used.requests)
+  }
+  return Effect.forEach(
+    bucketsOf(state.quota, meanRequest),
+    (b) =>
+      b.tokens === 0 ? Effect.void : drainTo(
+        shared,
+        state.storeKeys[b.name]!,
+        b.limit,
+        // A hundredth of its limit more in a token bucket: a store refills whole tokens at a fractional rate, and
+        // can come a few short of the pause's worth; that little is no burst.
+        b.name === "rpm" ? b.tokens : b.tokens + Math.ceil(b.limit / 100),
+        millis
+      ),
+    { discard: true }
+  )
+}
+
+/** A bucket brought down to hold `tokens` once `millis` have passed (overdrawn when they refill more). */
+const drainTo = (shared: Shared, key: string, limit: number, tokens: number, millis: number): Effect.Effect<void> => {
+  const atMost = tokens - Math.floor((limit * millis) / windowMillis)
   return Effect.flatMap(shared.buckets.level(key, limit), (level) =>
     Effect.gen(function*() {
       // A take of more than the limit takes nothing: in steps.
