@@ -417,9 +417,13 @@ describe("examples/http-server secrets", () => {
             ["ANTHROPIC_API_KEY", anthropicKey],
             ["ANTHROPIC_BASE_URL", simulator.anthropicBaseUrl],
             // Short budgets: the point is what is printed, not how long it retries. A quota high enough that the
-            // 429s' pauses (a request a second at the default quota) do not keep the faults unheard.
+            // 429s' pauses (a request a second at the default quota, and a prompt's tokens at the default token
+            // quotas: a 429 brings every bucket down) do not keep the faults unheard.
             ["PLOT_ENGINE_OPENAI_RPM", "6000"],
+            ["PLOT_ENGINE_OPENAI_TPM", "100000000"],
             ["PLOT_ENGINE_ANTHROPIC_RPM", "6000"],
+            ["PLOT_ENGINE_ANTHROPIC_ITPM", "100000000"],
+            ["PLOT_ENGINE_ANTHROPIC_OTPM", "100000000"],
             ["PLOT_ENGINE_MAX_ATTEMPTS", "2"],
             ["PLOT_ENGINE_MAX_RETRY_DELAY", "50 millis"],
             ["PLOT_ENGINE_DEADLINE", "1500 millis"]
