@@ -222,6 +222,23 @@ describe("ProviderRateLimiter", () => {
       expect(log).toEqual([["a", 0], ["b", 10_000], ["c", 19_400], ["d", 29_400]])
     }).pipe(Effect.provide(limiter({ tokensPerMinute: 6_000 }, { adaptive: false }))))
 
+  it.effect("a 429 that makes the pause longer empties the bucket again, for the new end: no burst there", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      yield* rateLimiter.pause(target, 10_000)
+      // A call in flight meets its own 429 5 s in, asking for 30 s: the key stays closed until 35 s.
+      yield* TestClock.adjust("5 seconds")
+      yield* rateLimiter.pause(target, 30_000)
+      yield* TestClock.adjust("1 second")
+      const fibers = yield* Effect.forEach(["a", "b", "c"], (name) => Effect.fork(request(log, name, small)))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.joinAll(fibers)
+      // 60 a minute: one at the end, then one a second (the bucket had refilled through the extension: all three
+      // went at 35 s).
+      expect(log).toEqual([["a", 35_000], ["b", 36_000], ["c", 37_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 60 }, { adaptive: false }))))
+
   it.effect("holds callers queued for a permit when a 429 arrives, until its end, then in arrival order", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

@@ -1062,12 +1062,18 @@ const reconcileWith = (shared: Shared, state: KeyState, waiter: Waiter) => (usag
 export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
   Effect.gen(function*() {
     const now = shared.clock.unsafeCurrentTimeMillis()
-    const alreadyPaused = state.pausedUntil > now
-    state.pausedUntil = Math.max(state.pausedUntil, now + millis)
+    const pausedUntil = state.pausedUntil
+    const alreadyPaused = pausedUntil > now
+    state.pausedUntil = Math.max(pausedUntil, now + millis)
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
-    if (alreadyPaused) return
     const used = usedInLastMinute(state, now)
+    if (alreadyPaused) {
+      // The same episode, no cut; but a pause made longer empties the buckets again for its new end (through the
+      // extension they would refill into a burst).
+      if (state.pausedUntil > pausedUntil) yield* emptyForPause(shared, state, state.pausedUntil - now, used)
+      return
+    }
     // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
     const passes = atTheEdge(state, used, millis) && now - state.edgePassedAt >= windowMillis
     if (passes) state.edgePassedAt = now
