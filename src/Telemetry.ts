@@ -93,7 +93,8 @@ export const retries = Metrics.fromKey(
 
 /**
  * Calls sent to a provider, tagged `provider`, `model`, `deployment` (its `id`: each has its own key and quota) and
- * `outcome` (`success`, an error type, or `interrupted`). Attempts the engine decided against (an open circuit, a local queue timeout) are not calls.
+ * `outcome` (`success`, an error type, or `interrupted`). Attempts the engine decided against (an open circuit, a
+ * local queue timeout) are not calls.
  *
  * @since 0.1.0
  * @category Metrics

@@ -614,12 +614,9 @@ const bookFailure = (
 ): Effect.Effect<void> => {
   const key = Engine.modelKey(target)
   const breakerKey = Engine.routeKey(route)
-  const billed = Effect.flatMap(
-    spent(tally, prepared),
-    (
-      spending
-    ) => (spending === undefined ? Effect.void : bookCost(state, target, route, Errors.errorType(error), spending))
-  )
+  const book = (spending: { readonly usage: Domain.Usage; readonly estimated: boolean } | undefined) =>
+    spending === undefined ? Effect.void : bookCost(state, target, route, Errors.errorType(error), spending)
+  const billed = Effect.flatMap(spent(tally, prepared), book)
   // A stream that had shown part of its outline: the caller is told that part is void before whatever comes next.
   return Effect.zipRight(
     Effect.zipRight(restartedIfShown(generation, target, tally, Errors.errorType(error)), billed),
