@@ -192,28 +192,33 @@ const variantsOf = (event: Record<string, unknown>): Array<unknown> => {
   )
 }
 
-/** An HTTP client that answers any request with a stream of one event. */
-const replyingWith = (event: unknown) =>
+/** A body of SSE frames, one event each. */
+const sseOf = (events: ReadonlyArray<unknown>) => events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join("")
+
+/** An HTTP client that answers any request with `text`. */
+const replying = (text: string) =>
   HttpClient.make((request) =>
-    Effect.succeed(
-      HttpClientResponse.fromWeb(
-        request,
-        new globalThis.Response(`data: ${JSON.stringify(event)}\n\n`, { status: 200 })
-      )
+    Effect.succeed(HttpClientResponse.fromWeb(request, new globalThis.Response(text, { status: 200 })))
+  )
+
+/** What a provider's client makes of a stream of `events` decoded by `schema`: its events, or its failure. */
+const streamedBy = <A, I>(
+  provider: "anthropic" | "openai",
+  schema: Schema.Schema<A, I>,
+  events: ReadonlyArray<unknown>
+) => {
+  const collected = (stream: Stream.Stream<A, unknown>) =>
+    Stream.runCollect(stream).pipe(Effect.map((made): Array<unknown> => [...made]), Effect.either)
+  return (provider === "anthropic"
+    ? Effect.flatMap(
+      AnthropicClient.make({}),
+      (client) => collected(client.streamRequest(HttpClientRequest.post("http://localhost/v1/messages"), schema))
     )
-  )
-
-const collected = <A, E, R>(stream: Stream.Stream<A, E, R>) =>
-  Stream.runCollect(stream).pipe(Effect.map((events): Array<unknown> => [...events]), Effect.either)
-
-/** What the Anthropic client makes of a stream of `event` decoded by `schema`: its events, or its failure. */
-const anthropicStreamOf = <A, I>(schema: Schema.Schema<A, I>, event: unknown) =>
-  Effect.flatMap(
-    AnthropicClient.make({}),
-    (client) => collected(client.streamRequest(HttpClientRequest.post("http://localhost/v1/messages"), schema))
-  ).pipe(
-    Effect.provideService(HttpClient.HttpClient, replyingWith(event))
-  )
+    : Effect.flatMap(
+      OpenAiClient.make({}),
+      (client) => collected(client.streamRequest(HttpClientRequest.post("http://localhost/v1/responses"), schema))
+    )).pipe(Effect.provideService(HttpClient.HttpClient, replying(sseOf(events))))
+}
 
 describe("patches", () => {
   it("effect's Schema.Class constructors find their fields' defaults once per class (both module formats)", () => {
@@ -585,12 +590,6 @@ describe("patches", () => {
   it.effect("the clients make a stream's events as the event union decodes them, deltas by hand", () =>
     Effect.gen(function*() {
       // Each event as its own SSE frame; the client must give what the union's schema gives for each, class and all.
-      const body = (events: ReadonlyArray<unknown>) =>
-        events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join("")
-      const replying = (text: string) =>
-        HttpClient.make((request) =>
-          Effect.succeed(HttpClientResponse.fromWeb(request, new globalThis.Response(text, { status: 200 })))
-        )
       const anthropicEvents = [
         { type: "content_block_start", index: 0, content_block: { type: "tool_use", id: "t", name: "f", input: {} } },
         { type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: "{\"a\"" } },
@@ -599,13 +598,9 @@ describe("patches", () => {
         { type: "ping" },
         { type: "content_block_stop", index: 0 }
       ]
-      const anthropic = yield* AnthropicClient.make({}).pipe(
-        Effect.provideService(HttpClient.HttpClient, replying(body(anthropicEvents)))
+      const anthropicParts = Either.getOrThrow(
+        yield* streamedBy("anthropic", AnthropicClient.MessageStreamEvent, anthropicEvents)
       )
-      const anthropicParts = yield* anthropic.streamRequest(
-        HttpClientRequest.post("http://localhost/v1/messages"),
-        AnthropicClient.MessageStreamEvent
-      ).pipe(Stream.runCollect)
       const decodeAnthropic = Schema.decodeUnknownSync(AnthropicClient.MessageStreamEvent)
       expect([...anthropicParts]).toStrictEqual(anthropicEvents.map((event) => decodeAnthropic(event)))
       expect([...anthropicParts][1]).toBeInstanceOf(AnthropicClient.ContentBlockDeltaEvent)
@@ -644,13 +639,7 @@ describe("patches", () => {
           delta: "}"
         }
       ]
-      const openai = yield* OpenAiClient.make({}).pipe(
-        Effect.provideService(HttpClient.HttpClient, replying(body(openaiEvents)))
-      )
-      const openaiParts = yield* openai.streamRequest(
-        HttpClientRequest.post("http://localhost/v1/responses"),
-        OpenAiClient.ResponseStreamEvent
-      ).pipe(Stream.runCollect)
+      const openaiParts = Either.getOrThrow(yield* streamedBy("openai", OpenAiClient.ResponseStreamEvent, openaiEvents))
       const decodeOpenAi = Schema.decodeUnknownSync(OpenAiClient.ResponseStreamEvent)
       expect([...openaiParts]).toStrictEqual(openaiEvents.slice(0, 3).map((event) => decodeOpenAi(event)))
     }).pipe(Effect.scoped))
@@ -662,14 +651,8 @@ describe("patches", () => {
       // before (Anthropic) or be skipped (OpenAI).
       const through = (provider: "anthropic" | "openai", event: unknown) =>
         provider === "anthropic"
-          ? anthropicStreamOf(AnthropicClient.MessageStreamEvent, event)
-          : Effect.flatMap(OpenAiClient.make({}), (client) =>
-            collected(
-              client.streamRequest(
-                HttpClientRequest.post("http://localhost/v1/responses"),
-                OpenAiClient.ResponseStreamEvent
-              )
-            )).pipe(Effect.provideService(HttpClient.HttpClient, replyingWith(event)))
+          ? streamedBy("anthropic", AnthropicClient.MessageStreamEvent, [event])
+          : streamedBy("openai", OpenAiClient.ResponseStreamEvent, [event])
       const decode = {
         anthropic: Schema.decodeUnknownEither(AnthropicClient.MessageStreamEvent),
         openai: Schema.decodeUnknownEither(OpenAiClient.ResponseStreamEvent)
@@ -756,7 +739,7 @@ describe("patches", () => {
       ]
       for (const variant of variants) {
         const expected = decode(variant)
-        const made = yield* anthropicStreamOf(Events, variant)
+        const made = yield* streamedBy("anthropic", Events, [variant])
         if (expected._tag === "Right") expect(Either.getOrThrow(made)).toStrictEqual([expected.right])
         else expect(Either.isLeft(made)).toBe(true)
       }
