@@ -288,6 +288,14 @@ export interface Group {
 }
 
 /**
+ * The deployment a request goes to: its own, else the provider's (named after the provider).
+ *
+ * @since 0.1.0
+ * @category Keys
+ */
+export const deploymentOf = (target: Target): string => target.deployment ?? target.provider
+
+/**
  * The key a request is admitted under: `provider/model`, its group's `provider/name`, or with `keyBy:
  * "provider"` the provider alone; on a deployment of its own (see `Deployments`), the deployment's id in place of
  * the provider (`openai-second-org/gpt-4.1`).
@@ -305,7 +313,7 @@ export interface Group {
  * @category Keys
  */
 export const keyOf = (options: Pick<Options, "keyBy" | "groups">, target: Target): string => {
-  const deployment = target.deployment ?? target.provider
+  const deployment = deploymentOf(target)
   if (options.keyBy === "provider") return deployment
   const group = options.groups?.find((g) => g.provider === target.provider && g.models.includes(target.model))
   return `${deployment}/${group === undefined ? target.model : group.name}`

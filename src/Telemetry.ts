@@ -26,6 +26,7 @@ import * as Option from "effect/Option"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
+import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
 
 const tagged = Metrics.tagged
 
@@ -238,14 +239,13 @@ export const recordError = (error: Errors.GenerationError): Effect.Effect<void> 
  * @category Recording
  */
 export const recordProviderCall = (
-  target: { readonly provider: string; readonly model: string; readonly deployment?: string | undefined },
+  target: ProviderRateLimiter.Target,
   outcome: Exit.Exit<unknown, Errors.GenerationError>
 ): Effect.Effect<void> =>
   Metric.increment(tagged(providerCalls, {
     provider: target.provider,
     model: target.model,
-    // A target without one goes to the provider's own deployment, named after it.
-    deployment: target.deployment ?? target.provider,
+    deployment: ProviderRateLimiter.deploymentOf(target),
     outcome: Exit.match(outcome, {
       onSuccess: () => "success",
       onFailure: (cause) =>
