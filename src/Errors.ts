@@ -45,6 +45,20 @@ export type TypeId = typeof TypeId
 // =============================================================================
 
 /** What every provider error carries: who failed, how, and what the provider asked for. */
+/**
+ * A per-minute limit of a provider, as its 429s name it.
+ *
+ * @since 0.1.0
+ * @category Errors
+ */
+export const RateLimitKind = Schema.Literal("requests", "tokens", "input-tokens", "output-tokens")
+
+/**
+ * @since 0.1.0
+ * @category Errors
+ */
+export type RateLimitKind = typeof RateLimitKind.Type
+
 const providerFields = {
   provider: Domain.ProviderName,
   model: Schema.String,
@@ -84,7 +98,13 @@ export class RateLimitError
   extends Schema.TaggedError<RateLimitError>("plot-engine/Errors/RateLimitError")("RateLimitError", {
     ...providerFields,
     /** `true` when the local rate limiter refused, before any request reached the provider. */
-    local: Schema.optionalWith(Schema.Boolean, { default: () => false })
+    local: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+    /**
+     * Which of the provider's per-minute limits it said was reached, when it said: requests, tokens (OpenAI's
+     * tokens per minute), input or output tokens (Anthropic's). The rate limiter then cuts and empties that
+     * budget only.
+     */
+    limit: Schema.optional(RateLimitKind)
   })
 {
   readonly [TypeId]: TypeId = TypeId

@@ -207,8 +207,11 @@ export interface Service {
     use: (admission: Admission) => Effect.Effect<A, E, R>,
     options?: AdmitOptions
   ) => Effect.Effect<A, E | Errors.RateLimitError | Errors.QuotaExhaustedError, R>
-  /** A provider 429: closes the key's gate for every caller for `millis` (and, adaptive, lowers the limits). */
-  readonly pause: (target: Target, millis: number) => Effect.Effect<void>
+  /**
+   * A provider 429: closes the key's gate for every caller for `millis`, and (adaptive) lowers the limit it
+   * reached, `limit` when the provider named it (`RateLimitError.limit`), else every limit.
+   */
+  readonly pause: (target: Target, millis: number, limit?: Errors.RateLimitKind) => Effect.Effect<void>
   /** Rate-limit headers of a response: lower the local budget when the provider reports less left. */
   readonly observe: (target: Target, headers: Wire.Headers) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<ReadonlyArray<KeySnapshot>>
@@ -524,7 +527,8 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
             )
         )
       ),
-    pause: (target, millis) => Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis)),
+    pause: (target, millis, limit) =>
+      Effect.flatMap(stateOf(target), (state) => LimiterKeys.pauseKey(shared, state, millis, limit)),
     observe: (target, headers) =>
       Effect.flatMap(stateOf(target), (state) => LimiterKeys.observeOn(shared, state, headers)),
     snapshot: Effect.suspend(() =>

@@ -29,6 +29,51 @@ describe("Classify.classify", () => {
     ])
   })
 
+  it("reads which per-minute limit a 429 reached, as each provider names it", () => {
+    const limitOf = (error: ReturnType<typeof Classify.classify>) =>
+      error._tag === "RateLimitError" ? error.limit : "not a 429"
+    const openAi = (type: string, on: string) =>
+      Classify.classify(
+        httpError(429, {
+          error: {
+            message: `Rate limit reached for gpt-4.1 in organization org-1 on ${on}: Limit 500, Used 500, Requested 1.`,
+            type,
+            param: null,
+            code: "rate_limit_exceeded"
+          }
+        }),
+        at
+      )
+    expect(limitOf(openAi("tokens", "tokens per min (TPM)"))).toBe("tokens")
+    expect(limitOf(openAi("requests", "requests per min (RPM)"))).toBe("requests")
+    // A daily limit is none of the per-minute budgets the limiter keeps.
+    expect(limitOf(openAi("", "tokens per day (TPD)"))).toBeUndefined()
+    const claude = (message: string, headers: Record<string, string> = {}) =>
+      Classify.classify(
+        httpError(429, { type: "error", error: { type: "rate_limit_error", message } }, headers),
+        anthropic
+      )
+    const exceed = (what: string) =>
+      `This request would exceed the rate limit for your organization (0dccdde6) of ${what} per minute. ` +
+      "For details, refer to: https://docs.claude.com/en/api/rate-limits."
+    expect(limitOf(claude(exceed("20,000 input tokens")))).toBe("input-tokens")
+    expect(limitOf(claude(exceed("8,000 output tokens")))).toBe("output-tokens")
+    expect(limitOf(claude(exceed("50 requests")))).toBe("requests")
+    expect(
+      limitOf(claude("This request would exceed your organization's rate limit of 30,000 input tokens per minute"))
+    )
+      .toBe("input-tokens")
+    // No limit in the words: the one bucket the headers report empty; none when several are, or none is.
+    const remaining = (requests: string, input: string, output: string) => ({
+      "anthropic-ratelimit-requests-remaining": requests,
+      "anthropic-ratelimit-input-tokens-remaining": input,
+      "anthropic-ratelimit-output-tokens-remaining": output
+    })
+    expect(limitOf(claude("Rate limited", remaining("12", "0", "4000")))).toBe("input-tokens")
+    expect(limitOf(claude("Rate limited", remaining("0", "0", "4000")))).toBeUndefined()
+    expect(limitOf(claude("Rate limited"))).toBeUndefined()
+  })
+
   it("tells a request too large for the TPM budget from a transient 429", () => {
     const error = Classify.classify(
       httpError(429, {

@@ -10,6 +10,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
+import type * as Errors from "../src/Errors.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import { limiter } from "./utils/limiter.js"
 
@@ -341,6 +342,68 @@ describe("ProviderRateLimiter", () => {
       yield* rateLimiter.pause(target, 10_000)
       expect(yield* quota).toEqual([810, 8_100])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 10_000 }))))
+
+  it.effect("a 429 that names the limit it reached cuts and empties that budget only", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      // 10 calls of 1,000 tokens: the tokens budget used whole, the requests one at a tenth.
+      yield* Effect.forEach(
+        Array.from({ length: 10 }),
+        () => request([], "a", { inputTokens: 900, outputTokens: 100 }),
+        {
+          discard: true
+        }
+      )
+      // OpenAI's 429 "on tokens per min (TPM)": the tokens limit comes down to what was used, the requests one stays.
+      yield* rateLimiter.pause(target, 10_000, "tokens")
+      const [snapshot] = yield* rateLimiter.snapshot
+      expect([snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]).toEqual([100, 9_000])
+      // The requests bucket keeps its 90: light calls go together at the pause's end (emptied too, it would have
+      // let one through then, and the next 667 ms later).
+      const fibers = yield* Effect.forEach(["b", "c", "d"], (name) => Effect.fork(request(log, name, small)))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.joinAll(fibers)
+      expect(log).toEqual([["b", 10_000], ["c", 10_000], ["d", 10_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 100, tokensPerMinute: 10_000 }))))
+
+  it.effect("a named limit the quota does not keep cuts its nearest, or every limit when it has none", () =>
+    Effect.gen(function*() {
+      const limitsAfter = (quota: Partial<ProviderRateLimiter.Quota>, limit: Errors.RateLimitKind) =>
+        Effect.gen(function*() {
+          const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+          yield* rateLimiter.pause(target, 10_000, limit)
+          const [snapshot] = yield* rateLimiter.snapshot
+          return snapshot?.quota
+        }).pipe(Effect.provide(limiter(quota)))
+      const anthropicStyle = {
+        requestsPerMinute: 100,
+        tokensPerMinute: undefined,
+        inputTokensPerMinute: 10_000,
+        outputTokensPerMinute: 1_000
+      }
+      // Anthropic's own: input or output tokens.
+      expect(yield* limitsAfter(anthropicStyle, "output-tokens")).toMatchObject({
+        requestsPerMinute: 100,
+        inputTokensPerMinute: 10_000,
+        outputTokensPerMinute: 900
+      })
+      // Tokens, where only input and output are kept: both.
+      expect(yield* limitsAfter(anthropicStyle, "tokens")).toMatchObject({
+        requestsPerMinute: 100,
+        inputTokensPerMinute: 9_000,
+        outputTokensPerMinute: 900
+      })
+      // Input tokens, where only tokens are kept: those.
+      expect(yield* limitsAfter({ requestsPerMinute: 100, tokensPerMinute: 10_000 }, "input-tokens")).toMatchObject({
+        requestsPerMinute: 100,
+        tokensPerMinute: 9_000
+      })
+      // Tokens, where the quota keeps requests only: every limit it keeps, the requests.
+      expect(yield* limitsAfter({ requestsPerMinute: 100, tokensPerMinute: undefined }, "tokens")).toMatchObject({
+        requestsPerMinute: 90
+      })
+    }))
 
   it.effect("a 429 after using at least half the limit in the last minute cuts to what was used", () =>
     Effect.gen(function*() {

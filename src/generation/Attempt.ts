@@ -498,7 +498,7 @@ const pauseAfterRateLimit = (
 ): Effect.Effect<void> => {
   const error = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
   return Option.isSome(error) && error.value._tag === "RateLimitError" && !error.value.local
-    ? engine.limiter.pause(limiterTarget, error.value.retryAfterMs ?? 1_000)
+    ? engine.limiter.pause(limiterTarget, error.value.retryAfterMs ?? 1_000, error.value.limit)
     : Effect.void
 }
 

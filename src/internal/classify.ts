@@ -138,7 +138,7 @@ const classifyBody = (input: {
     if (/request too large/i.test(message) || (sizes !== undefined && sizes.requested > sizes.limit)) {
       return new Errors.QuotaExhaustedError({ ...fields, reason: "request_too_large" })
     }
-    return new Errors.RateLimitError(fields)
+    return new Errors.RateLimitError({ ...fields, ...optional("limit", Wire.exceededLimit(body, headers)) })
   }
   // A safety system's rejection of the request (OpenAI `content_policy_violation`, Azure `content_filter`, as a
   // code or, in some proxies' bodies, as the type): declined content, not a malformed request.

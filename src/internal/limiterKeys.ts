@@ -1054,12 +1054,17 @@ const reconcileWith = (shared: Shared, state: KeyState, waiter: Waiter) => (usag
 }
 
 /**
- * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limits
- * (and what the buckets hold) come down by a tenth, once per episode: the refusals of calls already in flight
- * when the first came are the same episode; not for the first 429 in a minute that asks for less than one
- * request's spacing at the limits in force (`atTheEdge`).
+ * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limit it
+ * reached (`limit`, when the provider named it; else every limit) comes down by a tenth, with what its bucket
+ * holds, once per episode: the refusals of calls already in flight when the first came are the same episode; not
+ * for the first 429 in a minute that asks for less than one request's spacing at that limit (`atTheEdge`).
  */
-export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
+export const pauseKey = (
+  shared: Shared,
+  state: KeyState,
+  millis: number,
+  limit?: Errors.RateLimitKind
+): Effect.Effect<void> =>
   Effect.gen(function*() {
     const now = shared.clock.unsafeCurrentTimeMillis()
     const pausedUntil = state.pausedUntil
@@ -1068,36 +1073,69 @@ export const pauseKey = (shared: Shared, state: KeyState, millis: number): Effec
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
     const used = usedInLastMinute(state, now)
+    const reached = reachedLimits(state.quota, limit)
     if (alreadyPaused) {
       // The same episode, no cut; but a pause made longer empties the buckets again for its new end (through the
       // extension they would refill into a burst).
-      if (state.pausedUntil > pausedUntil) yield* emptyForPause(shared, state, state.pausedUntil - now, used)
+      if (state.pausedUntil > pausedUntil) yield* emptyForPause(shared, state, reached, state.pausedUntil - now, used)
       return
     }
     // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
-    const passes = atTheEdge(state, used, millis) && now - state.edgePassedAt >= windowMillis
+    const passes = atTheEdge(state, reached, used, millis) && now - state.edgePassedAt >= windowMillis
     if (passes) state.edgePassedAt = now
     const cuts = shared.adaptive && !passes
     if (cuts) {
-      // The provider refused while the local budget allowed: the limits in force are too high.
+      // The provider refused while the local budget allowed: the limit in force is too high.
       state.limitsChangedAt = now
-      state.quota = {
-        ...state.quota,
-        requestsPerMinute: cut(state.quota.requestsPerMinute, used.requests)!,
-        tokensPerMinute: cut(state.quota.tokensPerMinute, used.inputTokens + used.outputTokens),
-        inputTokensPerMinute: cut(state.quota.inputTokensPerMinute, used.inputTokens),
-        outputTokensPerMinute: cut(state.quota.outputTokensPerMinute, used.outputTokens)
+      let quota = state.quota
+      for (const field of reached) {
+        const inForce = quota[field]
+        if (inForce !== undefined) quota = { ...quota, [field]: cut(inForce, usedOf(used, field)) }
       }
+      state.quota = quota
     }
     // Before the store calls: the others close their gates while this one is still emptying the buckets.
     shared.tell({ key: state.key, pausedForMillis: millis, limits: cuts ? limitsOf(state.quota) : undefined })
     if (cuts) {
       for (const b of bucketsOf(state.quota, nothing)) {
-        yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
+        if (reached.includes(quotaField[b.name]!)) {
+          yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
+        }
       }
     }
-    yield* emptyForPause(shared, state, millis, used)
+    yield* emptyForPause(shared, state, reached, millis, used)
   })
+
+/**
+ * The limits of `quota` a 429 reached: the one it named, or, where the quota does not keep that one, its nearest
+ * (OpenAI's tokens are Anthropic's input and output tokens, either of those OpenAI's tokens); every limit when it
+ * named none, or none of those is kept.
+ */
+const reachedLimits = (quota: Quota, limit: Errors.RateLimitKind | undefined): ReadonlyArray<QuotaField> => {
+  if (limit === undefined) return quotaFields
+  for (const fields of limitFields[limit]) {
+    const kept = fields.filter((field) => quota[field] !== undefined)
+    if (kept.length > 0) return kept
+  }
+  return quotaFields
+}
+
+const limitFields: Readonly<Record<Errors.RateLimitKind, ReadonlyArray<ReadonlyArray<QuotaField>>>> = {
+  "requests": [["requestsPerMinute"]],
+  "tokens": [["tokensPerMinute"], ["inputTokensPerMinute", "outputTokensPerMinute"]],
+  "input-tokens": [["inputTokensPerMinute"], ["tokensPerMinute"]],
+  "output-tokens": [["outputTokensPerMinute"], ["tokensPerMinute"]]
+}
+
+/** What the last minute used of the budget of a limit. */
+const usedOf = (used: ReturnType<typeof usedInLastMinute>, field: QuotaField): number =>
+  field === "requestsPerMinute"
+    ? used.requests
+    : field === "tokensPerMinute"
+    ? used.inputTokens + used.outputTokens
+    : field === "inputTokensPerMinute"
+    ? used.inputTokens
+    : used.outputTokens
 
 const limitsOf = (quota: Quota): QuotaSignals.Limits => {
   const limits: { -readonly [F in QuotaField]?: number } = {}
@@ -1132,18 +1170,19 @@ export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signa
 }
 
 /**
- * A 429 says the provider has no budget left now: each bucket is brought down so that when the pause ends one
- * request is there (in the token buckets, one of the last minute's mean size), as at the provider (its retry-after
- * is when its next request is), and is overdrawn for a pause longer than a request's refill. Whoever reserves after
- * the pause is spaced at the limits' pace rather than let through in a burst of a full bucket (which met the
- * provider's empty one: another 429, another cut, and limits spiralling down). The 429 does not say which of its
- * limits was reached, and a full token bucket let token-heavy calls through at once though the requests one was
- * empty. Over a shared store every instance waits about the pause, the buckets being where they all look (the store
- * holds no other shared state to keep a pause in).
+ * A 429 says the provider has no budget left now in the limits it reached: each of their buckets is brought down so
+ * that when the pause ends one request is there (in a token bucket, one of the last minute's mean size), as at the
+ * provider (its retry-after is when its next request is), and is overdrawn for a pause longer than a request's
+ * refill. Whoever reserves after the pause is spaced at the limit's pace rather than let through in a burst of a full
+ * bucket (which met the provider's empty one: another 429, another cut, and limits spiralling down). When the 429
+ * named no limit, every bucket comes down: a full token bucket let token-heavy calls through at once though the
+ * requests one was empty. Over a shared store every instance waits about the pause, the buckets being where they all
+ * look (the store holds no other shared state to keep a pause in).
  */
 const emptyForPause = (
   shared: Shared,
   state: KeyState,
+  reached: ReadonlyArray<QuotaField>,
   millis: number,
   used: ReturnType<typeof usedInLastMinute>
 ): Effect.Effect<void> => {
@@ -1154,7 +1193,7 @@ const emptyForPause = (
   return Effect.forEach(
     bucketsOf(state.quota, meanRequest),
     (b) =>
-      b.tokens === 0 ? Effect.void : drainTo(
+      b.tokens === 0 || !reached.includes(quotaField[b.name]!) ? Effect.void : drainTo(
         shared,
         state.storeKeys[b.name]!,
         b.limit,
@@ -1206,24 +1245,25 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
 
 /**
  * Whether a 429 says the provider's bucket was short of one request rather than that requests come too fast: its
- * retry-after is shorter than the spacing of this key's requests at the limits in force (for the mean request of
+ * retry-after is shorter than the spacing of this key's requests at the limits it reached (for the mean request of
  * the last minute). Limits that match the provider's meet that at a burst's end, or when estimates run a little
  * short (the provider's bucket refilled into a full one while a first request was on its way), once: the refused
  * request's reservation is kept, and the limiter is then behind the provider. A cut then would slow every caller for
  * minutes to save one 429. Limits too high meet 429s again within the minute: the second cuts.
  */
-const atTheEdge = (state: KeyState, used: ReturnType<typeof usedInLastMinute>, retryAfterMillis: number): boolean => {
+const atTheEdge = (
+  state: KeyState,
+  reached: ReadonlyArray<QuotaField>,
+  used: ReturnType<typeof usedInLastMinute>,
+  retryAfterMillis: number
+): boolean => {
   if (used.requests === 0) return false
-  const input = used.inputTokens / used.requests
-  const output = used.outputTokens / used.requests
-  const spacing = (limit: number | undefined, perRequest: number) =>
-    limit === undefined ? 0 : (windowMillis * perRequest) / limit
-  return retryAfterMillis < Math.max(
-    spacing(state.quota.requestsPerMinute, 1),
-    spacing(state.quota.tokensPerMinute, input + output),
-    spacing(state.quota.inputTokensPerMinute, input),
-    spacing(state.quota.outputTokensPerMinute, output)
-  )
+  let spacing = 0
+  for (const field of reached) {
+    const limit = state.quota[field]
+    if (limit !== undefined) spacing = Math.max(spacing, (windowMillis * usedOf(used, field)) / used.requests / limit)
+  }
+  return retryAfterMillis < spacing
 }
 
 /**
@@ -1231,8 +1271,7 @@ const atTheEdge = (state: KeyState, used: ReturnType<typeof usedInLastMinute>, r
  * higher than what it used (the provider refused at that rate: its quota is below it). Less use says little (others
  * share the quota, or the key was idle): a tenth then.
  */
-const cut = (limit: number | undefined, usedInLastMinute: number): number | undefined => {
-  if (limit === undefined) return undefined
+const cut = (limit: number, usedInLastMinute: number): number => {
   const lowered = usedInLastMinute >= 0.5 * limit ? Math.min(0.9 * limit, usedInLastMinute) : 0.9 * limit
   return Math.max(1, Math.floor(lowered))
 }

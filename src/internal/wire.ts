@@ -4,6 +4,7 @@
  * Pure functions over plain values, shared by the error classifier and the rate limiter.
  */
 import { globalValue } from "effect/GlobalValue"
+import type * as Errors from "../Errors.js"
 
 /** Response headers as the HTTP client records them: lower-case names. */
 export type Headers = Readonly<Record<string, string | undefined>>
@@ -173,6 +174,36 @@ export const limitAndRequested = (
   const limit = /Limit (\d+)/i.exec(message)
   const requested = /Requested (\d+)/i.exec(message)
   return limit && requested ? { limit: Number(limit[1]), requested: Number(requested[1]) } : undefined
+}
+
+/** A 429's per-minute limit named in its message: OpenAI's "on tokens per min (TPM)", Anthropic's "of 30,000 input tokens per minute". */
+const limitInMessage = /\b(input tokens|output tokens|requests|tokens) per min(?:ute)?\b/i
+
+const limitKinds: Readonly<Record<string, Errors.RateLimitKind>> = {
+  requests: "requests",
+  tokens: "tokens",
+  "input tokens": "input-tokens",
+  "output tokens": "output-tokens",
+  rpm: "requests",
+  tpm: "tokens",
+  itpm: "input-tokens",
+  otpm: "output-tokens"
+}
+
+/**
+ * Which per-minute limit a 429 says was reached: OpenAI's error `type` (`requests`, `tokens`), else the limit its
+ * message names (both providers name it), else the one bucket its rate-limit headers report empty. `undefined`
+ * when none says (a daily limit, a proxy's bare 429): the limiter then treats every limit as reached.
+ */
+export const exceededLimit = (
+  body: { readonly type?: string | undefined; readonly message?: string | undefined },
+  headers: Headers
+): Errors.RateLimitKind | undefined => {
+  if (body.type === "requests" || body.type === "tokens") return body.type
+  const named = limitInMessage.exec(body.message ?? "")
+  if (named !== null) return limitKinds[named[1]!.toLowerCase()]
+  const empty = Object.entries(rateLimitReport(headers)).filter(([, report]) => report.remaining === 0)
+  return empty.length === 1 ? limitKinds[empty[0]![0]] : undefined
 }
 
 /**

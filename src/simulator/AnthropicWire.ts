@@ -159,14 +159,19 @@ export const faultError = (
   }
   const retry = Faults.retryHeaders(fault)
   switch (fault.kind) {
-    case "rate_limit":
+    case "rate_limit": {
+      // Anthropic names the limit reached in its message, its size written with thousands separators.
+      const quota = fault.quota ?? { bucket: "requests", limit: 50 }
       return anthropicError(
         429,
         "rate_limit_error",
-        "This request would exceed the rate limit for your organization of 50 requests per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.",
+        `This request would exceed the rate limit for your organization of ${
+          quota.limit.toLocaleString("en-US")
+        } ${quota.bucket} per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.`,
         requestId,
         retry
       )
+    }
     case "insufficient_quota":
       return anthropicError(
         429,
