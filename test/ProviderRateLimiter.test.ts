@@ -240,6 +240,32 @@ describe("ProviderRateLimiter", () => {
       expect(log).toEqual([["a", 35_000], ["b", 36_000], ["c", 37_000]])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 60 }, { adaptive: false }))))
 
+  it.effect("callers that had reserved ahead when a 429 arrives go at the limit's pace after it, in arrival order", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      // 6 a minute: a..f take the bucket; g..j reserve ahead (for 10, 20, 30 and 40 s) and sleep holding permits.
+      const fibers = yield* Effect.forEach(
+        ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"],
+        (name) => Effect.fork(request(log, name, small))
+      )
+      yield* TestClock.adjust("1 second")
+      yield* rateLimiter.pause(target, 60_000)
+      yield* TestClock.adjust("60 seconds")
+      // k arrives as the pause ends, behind them.
+      const k = yield* Effect.fork(request(log, "k", small))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll([...fibers, k])
+      // One at the retry-after, then one every 10 s; before, g..j and k went together at 61 s, in no set order.
+      expect(log.filter(([, at]) => at > 0)).toEqual([
+        ["g", 61_000],
+        ["h", 71_000],
+        ["i", 81_000],
+        ["j", 91_000],
+        ["k", 101_000]
+      ])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 6 }, { adaptive: false }))))
+
   it.effect("holds callers queued for a permit when a 429 arrives, until its end, then in arrival order", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
@@ -273,7 +299,7 @@ describe("ProviderRateLimiter", () => {
       yield* Fiber.joinAll(fibers)
     }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }, { adaptive: false }))))
 
-  it.effect("holds callers already waiting for token budget when a 429 arrives, until its end", () =>
+  it.effect("callers already admitted, waiting for token budget when a 429 arrives, reserve again at its end", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const log: Array<readonly [string, number]> = []
@@ -289,11 +315,12 @@ describe("ProviderRateLimiter", () => {
       expect(log).toEqual([["a", 0], ["b", 0]])
       expect([yield* Fiber.poll(c!), yield* Fiber.poll(d!)]).toEqual([Option.none(), Option.none()])
       yield* TestClock.adjust("1 millis")
-      // Both go at the same instant (the order of two sleepers waking together is the clock's, not the queue's).
-      expect([...log].sort(([x], [y]) => x.localeCompare(y))).toEqual([["a", 0], ["b", 0], ["c", 75_000], [
-        "d",
-        75_000
-      ]])
+      // Their reservations went back at the 429, and they reserve again at its end, in arrival order: c at 75 s (the
+      // bucket holds one request of the minute's mean then, and a hundredth of the limit), d once the rest of its
+      // 500 tokens have come, 29.34 s later; not both at 75 s, into the provider's empty bucket.
+      expect(log).toEqual([["a", 0], ["b", 0], ["c", 75_000]])
+      yield* TestClock.adjust("1 minute")
+      expect(log).toEqual([["a", 0], ["b", 0], ["c", 75_000], ["d", 104_340]])
       yield* Fiber.joinAll(fibers)
     }).pipe(Effect.provide(limiter({ tokensPerMinute: 1_000 }, { adaptive: false, queueTimeout: "2 minutes" }))))
 
@@ -793,7 +820,7 @@ describe("ProviderRateLimiter withAdmission", () => {
 })
 
 describe("ProviderRateLimiter refusals after admission", () => {
-  it.effect("a caller refused by a 429 pause while it slept for its budget gives its permit and reservation back", () =>
+  it.effect("a caller sleeping for its budget when a 429 pauses longer than it may wait: refused at once, nothing kept", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const log: Array<readonly [string, number]> = []
@@ -802,11 +829,12 @@ describe("ProviderRateLimiter refusals after admission", () => {
       // The bucket of 2 is empty: c takes a permit and sleeps until 30 s for its request.
       const c = yield* Effect.fork(Effect.flip(Effect.scoped(rateLimiter.admit(target, small, { maxPause: 20_000 }))))
       yield* TestClock.adjust("10 seconds")
-      // A 429 closes the gate until 70 s: c wakes at 30 s to 40 s more of pause, longer than it may be paused.
+      // A 429 closes the gate until 70 s: c, back at the head of the queue, is refused at once, 60 s of pause being
+      // longer than it may be paused.
       yield* rateLimiter.pause(target, 60_000)
-      yield* TestClock.adjust("20 seconds")
       const error = yield* Fiber.join(c)
-      expect(error._tag === "RateLimitError" && [error.local, error.retryAfterMs]).toEqual([true, 40_000])
+      expect(error._tag === "RateLimitError" && [error.local, error.retryAfterMs]).toEqual([true, 60_000])
+      yield* TestClock.adjust("20 seconds")
       expect(yield* snapshotOf(rateLimiter)).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 5 })
       // Its request came back: after the pause, d waits one refill from now, not two.
       yield* TestClock.adjust("40 seconds")

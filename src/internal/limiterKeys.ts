@@ -38,9 +38,10 @@ type Lane = ProviderRateLimiter.Lane
 
 /**
  * One caller's way through a key: `waiting` in the queue; `admitted` (a permit and the reservation are its; it
- * sleeps the wait the reservation implies); `delivered` (its caller holds the `Admission`, the reservation is the
- * caller's to reconcile); `gone` (refused, interrupted or released). The pump moves it from `waiting` by calling
- * `resume`; `release` ends it from any state, once.
+ * sleeps the wait the reservation implies, woken by the key's timer); `delivered` (its caller holds the
+ * `Admission`, the reservation is the caller's to reconcile); `gone` (refused, interrupted or released). The pump
+ * moves it from `waiting`, and wakes it from its sleep, by calling `resume`; a provider 429 puts it back from
+ * `admitted` to `waiting`; `release` ends it from any state, once.
  */
 interface Waiter {
   readonly estimate: Estimate
@@ -59,17 +60,22 @@ interface Waiter {
   admittedAt: number
   /** Its reservation among the key's `recent` ones, once made. */
   reserved: Reserved | undefined
+  /** Admitted and sleeping its reservation's wait: the alarm that wakes it (others of its alarms are stale). */
+  wake: Alarm | undefined
   resume: ((outcome: Effect.Effect<number, Errors.RateLimitError>) => void) | undefined
   /** Ends its way through the key from whichever state it is in (see `release`): made once, used by every path. */
   release: Effect.Effect<void>
 }
 
-/** A moment the pump must act at: a waiter's deadline, or the next time it hears its place. */
+/**
+ * A moment the pump must act at: a waiter's deadline, the next time it hears its place, or the end of an admitted
+ * waiter's sleep.
+ */
 interface Alarm {
   readonly at: number
   readonly seq: number
   readonly waiter: Waiter
-  readonly kind: "deadline" | "tell"
+  readonly kind: "deadline" | "tell" | "wake"
 }
 
 /** The state of one key: its queue and permits, what waits and runs, the limits in force and the gate a 429 closed. */
@@ -100,6 +106,8 @@ export interface KeyState {
   batchHeld: number
   /** Callers waiting: in the queue, or admitted and sleeping the wait their reservation implies. */
   queued: number
+  /** The admitted callers sleeping the wait their reservation implies, in the order they were admitted. */
+  readonly sleeping: Set<Waiter>
   inFlight: number
   pausedUntil: number
   /** What the waiters that have not reserved yet will take: they are ahead of whoever arrives now. */
@@ -130,9 +138,10 @@ export interface KeyState {
   dirty: boolean
   /** Waiters to tell their place, told together by one fiber once the pump is done. */
   tells: Array<readonly [Waiter, ProviderRateLimiter.Queued]>
-  /** The one timer of the key, and when it rings. */
+  /** The one timer of the key, when it rings, and whether it is ringing (driving the key) now. */
   alarmAt: number | undefined
   alarmFiber: Fiber.RuntimeFiber<void> | undefined
+  ringing: boolean
   /** The store key of each bucket, made once. */
   readonly storeKeys: Record<string, string>
   /** With a remote store: what each bucket held when the store last said, and when (for the pump's estimates). */
@@ -193,6 +202,7 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
     : quota.maxConcurrent,
   batchHeld: 0,
   queued: 0,
+  sleeping: new Set(),
   inFlight: 0,
   pausedUntil: 0,
   pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
@@ -212,6 +222,7 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   tells: [],
   alarmAt: undefined,
   alarmFiber: undefined,
+  ringing: false,
   storeKeys: Object.fromEntries(
     ["rpm", "tpm", "itpm", "otpm"].map((bucket) => [bucket, `${shared.prefix}${key}:${bucket}`])
   ),
@@ -380,7 +391,8 @@ type Refusal = Errors.RateLimitError | Errors.QuotaExhaustedError
  * Admits a request to a key: refused at once when it can never fit, when the key is paused past what it waits,
  * or when the wait foreseen ends after its deadline; otherwise queued for the pump, in arrival order (or, nobody
  * ahead and a permit free, reserved by the caller itself). Once admitted it holds a permit until it is released,
- * after sleeping the wait its reservation implies (and what is left of a pause a 429 closed meanwhile).
+ * after sleeping the wait its reservation implies (a provider 429 meanwhile puts it back at the head of the queue,
+ * its reservation given back).
  *
  * Run it uninterruptible, with `restore` from the same mask: only its waits are interruptible, each undone where it
  * is interrupted, so a caller interrupted on the way leaves nothing behind, and one admitted holds its `release`.
@@ -430,6 +442,7 @@ export const admitTo = <A, E, R>(
       servedBefore: state.served,
       status: "new",
       reserved: undefined,
+      wake: undefined,
       admittedAt: 0,
       resume: undefined,
       release: Effect.void
@@ -451,7 +464,7 @@ export const admitTo = <A, E, R>(
  * the gate open; a batch arrival only when the buckets hold what it takes (see `mayTakePermit`, `fitsNow`).
  */
 const goesNow = (shared: Shared, state: KeyState, waiter: Waiter, now: number) => {
-  if (state.reserving || state.pausedUntil > now || !mayTakePermit(state, waiter)) return false
+  if (state.reserving || state.pausedUntil > now + nanosecond || !mayTakePermit(state, waiter)) return false
   if (waiter.lane === "interactive") return interactiveHead(state) === undefined
   return headOf(state) === undefined && untilFits(shared, state, waiter.estimate, now) === 0
 }
@@ -591,10 +604,11 @@ export const handlers = <E, A, A2, E2, R2, A3, E3, R3>(
 ) => ({ onFailure, onSuccess })
 
 /**
- * An admitted caller: the wait its reservation implies (told first, when it listens), then the gate (a 429 that
- * arrived meanwhile holds it too, until its end, re-read on waking: a later 429 may extend it, unless that is longer
- * than the caller may wait), then its `Admission`, with the release of its permit. Interrupted or refused while it
- * waits, it gives its permit and its reservation back. (Already in the caller's mask: a handler of the wait's
+ * An admitted caller: the wait its reservation implies (told first, when it listens; a provider 429 meanwhile puts
+ * it back in the queue, see `sleepAdmitted`), then the gate (a pause it did not sleep through, another instance's,
+ * holds it until its end, re-read on waking: a later 429 may extend it, unless that is longer than the caller may
+ * wait), then its `Admission`, with the release of its permit. Interrupted or refused while it waits, it gives its
+ * permit and its reservation back. (Already in the caller's mask: a handler of the wait's
  * failure, not `onExit`, which would mask again.)
  */
 const deliverAfter = <A, E, R>(
@@ -606,7 +620,7 @@ const deliverAfter = <A, E, R>(
   then: Then<A, E, R>
 ): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   if (delay > 0) {
-    const wait = waitThenDeliver(shared, state, waiter, delay, restore, then)
+    const wait = sleepAdmitted(shared, state, waiter, delay, restore, then)
     if (waiter.onQueued === undefined) return wait
     return Effect.matchCauseEffect(
       restore(waiter.onQueued({ place: 1, expectedWaitMs: delay })),
@@ -614,14 +628,44 @@ const deliverAfter = <A, E, R>(
     )
   }
   const pausedFor = state.pausedUntil - shared.clock.unsafeCurrentTimeMillis()
-  if (pausedFor <= 0) return deliver(shared, state, waiter, then)
+  if (pausedFor <= nanosecond) return deliver(shared, state, waiter, then)
   if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
     return Effect.zipRight(waiter.release, Effect.fail(pausedTooLong(state, waiter.target, pausedFor)))
   }
   return waitThenDeliver(shared, state, waiter, pausedFor, restore, then)
 }
 
-/** A wait of the admitted caller, interruptible; then the gate again (see `deliverAfter`). */
+/**
+ * The wait an admitted caller's reservation implies, from its admission, woken by the key's timer; then the gate
+ * (see `deliverAfter`). A provider 429 meanwhile gives its reservation back and puts it back at the head of the
+ * queue, where it waits for the pump's verdict again (see `requeueSleepers`). Interruptible, as the queue's wait.
+ */
+const sleepAdmitted = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  delay: number,
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
+  const woken = Effect.async<number, Errors.RateLimitError>((resume) => {
+    waiter.resume = resume
+    const wake: Alarm = { at: waiter.admittedAt + delay, seq: state.alarmSeq++, waiter, kind: "wake" }
+    waiter.wake = wake
+    state.sleeping.add(waiter)
+    state.alarms.push(wake)
+    pump(shared, state)
+  })
+  return Effect.matchCauseEffect(
+    restore(woken),
+    handlers(
+      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
+      (delay) => deliverAfter(shared, state, waiter, delay, restore, then)
+    )
+  )
+}
+
+/** A wait of the admitted caller for a gate a 429 closed, interruptible; then the gate again (see `deliverAfter`). */
 const waitThenDeliver = <A, E, R>(
   shared: Shared,
   state: KeyState,
@@ -690,6 +734,7 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
       }
       case "admitted": {
         // Never used for a call: says nothing of how long calls hold a permit.
+        stopSleeping(state, waiter)
         waiter.status = "gone"
         changeQueued(state, -1)
         holdPermit(state, waiter, -1)
@@ -812,7 +857,7 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
   climbIfDue(shared, state, now)
   ringDue(shared, state, now)
   const head = state.reserving ? undefined : headOf(state)
-  if (head !== undefined && now < state.pausedUntil) {
+  if (head !== undefined && now + nanosecond < state.pausedUntil) {
     if (pauseRefuses(state, state.pausedUntil - now, head.maxPause, head.deadline)) {
       state.served++
       refuse(state, head, pausedTooLong(state, head.target, state.pausedUntil - now))
@@ -831,7 +876,10 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
   }
   const next = nextAlarm(state)
   if (next !== undefined) setAlarm(shared, state, next, now)
-  else if (state.alarmFiber !== undefined) {
+  else if (state.ringing) {
+    // Nobody waits any more: the timer, ringing now, ends.
+    state.alarmAt = undefined
+  } else if (state.alarmFiber !== undefined) {
     // Nobody waits any more: the timer set for them goes.
     state.alarmFiber.unsafeInterruptAsFork(FiberId.none)
     state.alarmFiber = undefined
@@ -880,36 +928,78 @@ const headVerdict = (state: KeyState, head: Waiter, delay: number, at: number): 
   return true
 }
 
-/** The earliest alarm of a waiter still waiting (alarms of those gone are dropped as they surface). */
+/** The earliest alarm still due (those of waiters gone, or a sleep cut short, are dropped as they surface). */
 const nextAlarm = (state: KeyState): number | undefined => {
   for (let top = state.alarms.peek(); top !== undefined; top = state.alarms.peek()) {
-    if (top.waiter.status === "waiting") return top.at
+    if (isLive(top)) return top.at
     state.alarms.pop()
   }
   return undefined
 }
 
-/** The key's one timer, set to ring at `at` unless it already rings sooner. */
-const setAlarm = (shared: Shared, state: KeyState, at: number, now: number): void => {
-  if (state.alarmAt !== undefined && state.alarmAt <= at) return
-  state.alarmFiber?.unsafeInterruptAsFork(FiberId.none)
-  state.alarmAt = at
-  state.alarmFiber = shared.runDaemon(Effect.zipRight(
-    Effect.sleep(at - now),
-    Effect.sync(() => {
-      state.alarmAt = undefined
-      state.alarmFiber = undefined
-      pump(shared, state)
-    })
-  ))
+const isLive = (alarm: Alarm): boolean =>
+  alarm.kind === "wake" ? alarm.waiter.wake === alarm : alarm.waiter.status === "waiting"
+
+/** An admitted waiter's sleep ends (woken, put back in the queue, or gone): its alarm is stale. */
+const stopSleeping = (state: KeyState, waiter: Waiter) => {
+  waiter.wake = undefined
+  state.sleeping.delete(waiter)
 }
 
-/** The alarms due at `now`: waiters past their deadline are refused, queued ones hear their place. */
+/**
+ * A nanosecond, in milliseconds: a moment is reached within it. A sleep of a fractional millisecond is rounded to
+ * whole nanoseconds (`Duration`), so a sleeper can wake a hair before a fractional moment, and a sleep of less than
+ * a nanosecond ends at once: a pump looking for that moment would set its timer again without end.
+ */
+const nanosecond = 1e-6
+
+/**
+ * The key's one timer, set to ring at `at` unless it already rings sooner. Set while it rings, it sleeps on in the
+ * same fiber (admissions paced by the budget wake one after another: a fiber each would cost more than their pump).
+ */
+const setAlarm = (shared: Shared, state: KeyState, at: number, now: number): void => {
+  if (state.alarmAt !== undefined && state.alarmAt <= at) return
+  state.alarmAt = at
+  if (state.ringing) return
+  state.alarmFiber?.unsafeInterruptAsFork(FiberId.none)
+  state.alarmFiber = shared.runDaemon(ringAfter(shared, state, at - now))
+}
+
+/** The timer: sleeps `millis`, drives the key, and sleeps again until the next moment the pump set, if any. */
+const ringAfter = (shared: Shared, state: KeyState, millis: number): Effect.Effect<void> =>
+  Effect.zipRight(
+    Effect.sleep(Math.max(millis, nanosecond)),
+    Effect.suspend(() => {
+      state.alarmAt = undefined
+      state.ringing = true
+      try {
+        pump(shared, state)
+      } finally {
+        state.ringing = false
+      }
+      const next = state.alarmAt
+      if (next === undefined) {
+        state.alarmFiber = undefined
+        return Effect.void
+      }
+      return ringAfter(shared, state, next - shared.clock.unsafeCurrentTimeMillis())
+    })
+  )
+
+/**
+ * The alarms due at `now`: waiters past their deadline are refused, queued ones hear their place, admitted ones
+ * wake.
+ */
 const ringDue = (shared: Shared, state: KeyState, now: number): void => {
-  for (let top = state.alarms.peek(); top !== undefined && top.at <= now; top = state.alarms.peek()) {
+  for (let top = state.alarms.peek(); top !== undefined && top.at <= now + nanosecond; top = state.alarms.peek()) {
     state.alarms.pop()
     const waiter = top.waiter
-    if (waiter.status !== "waiting") continue
+    if (!isLive(top)) continue
+    if (top.kind === "wake") {
+      stopSleeping(state, waiter)
+      waiter.resume!(Effect.succeed(0))
+      continue
+    }
     if (top.kind === "deadline") {
       refuse(state, waiter, saturated(state, waiter, placeEstimate(shared, state, waiter, now).expectedWaitMs, now))
       continue
@@ -1070,6 +1160,7 @@ export const pauseKey = (
     const pausedUntil = state.pausedUntil
     const alreadyPaused = pausedUntil > now
     state.pausedUntil = Math.max(pausedUntil, now + millis)
+    yield* requeueSleepers(shared, state, now)
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
     const used = usedInLastMinute(state, now)
@@ -1105,6 +1196,40 @@ export const pauseKey = (
     }
     yield* emptyForPause(shared, state, reached, millis, used)
   })
+
+/**
+ * A provider 429 found admitted callers still sleeping their reservations' waits: reservations made against budget
+ * the provider says it has not got. Each gives its reservation and its permit back and goes back to the head of its
+ * lane's queue, in the order they were admitted, ahead of those that came after them; at the pause's end they
+ * reserve again, at the limits' pace. (Left asleep, they all woke at the pause's end and went together, in a burst
+ * into the provider's empty bucket.)
+ */
+const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.Effect<void> => {
+  if (state.sleeping.size === 0) return Effect.void
+  const sleepers = [...state.sleeping]
+  const interactive: Array<Waiter> = []
+  const batch: Array<Waiter> = []
+  for (const waiter of sleepers) {
+    stopSleeping(state, waiter)
+    holdPermit(state, waiter, -1)
+    waiter.status = "waiting"
+    addPending(state, waiter, 1)
+    pushAlarm(state, waiter, waiter.deadline, "deadline")
+    if (waiter.lane === "interactive") interactive.push(waiter)
+    else {
+      batch.push(waiter)
+      state.batchWaiting++
+    }
+  }
+  state.queue.splice(state.queueHead, 0, ...interactive)
+  state.batchQueue.splice(state.batchQueueHead, 0, ...batch)
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    for (const waiter of sleepers) giveBackLocally(local, state, waiter, now)
+    return Effect.void
+  }
+  return Effect.forEach(sleepers, (waiter) => giveBack(shared, state, waiter), { discard: true })
+}
 
 /**
  * The limits of `quota` a 429 reached: the one it named, or, where the quota does not keep that one, its nearest
@@ -1147,7 +1272,9 @@ const limitsOf = (quota: Quota): QuotaSignals.Limits => {
  * What another instance sharing the quota learnt from a 429 (see `QuotaSignals`): the key's gate closes for the
  * same pause, and limits it cut come down here too (each only ever lower: two instances cutting at once settle on
  * the lower). The buckets need nothing: the other instance emptied them in the store they share. A 429 of this
- * instance's own within the pause is then the same episode, and cuts nothing more.
+ * instance's own within the pause is then the same episode, and cuts nothing more. Callers admitted here and
+ * sleeping their reservations' waits sleep on, to the pause's end: their reservations are in the store the other
+ * instance emptied, and given back they would refill it.
  */
 export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signal): void => {
   const now = shared.clock.unsafeCurrentTimeMillis()
