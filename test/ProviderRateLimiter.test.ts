@@ -266,6 +266,27 @@ describe("ProviderRateLimiter", () => {
       ])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 6 }, { adaptive: false }))))
 
+  it.effect("a caller put back in the queue by a 429 and interrupted there leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      // 6 a minute: a..f take the bucket, g reserves ahead (for 10 s) and sleeps; the 429 puts it back in the queue.
+      const fibers = yield* Effect.forEach(
+        ["a", "b", "c", "d", "e", "f", "g"],
+        (name) => Effect.fork(request(log, name, small))
+      )
+      yield* TestClock.adjust("1 second")
+      yield* rateLimiter.pause(target, 60_000)
+      yield* Fiber.interrupt(fibers[6]!)
+      expect(yield* snapshotOf(rateLimiter)).toMatchObject({ queued: 0, inFlight: 0, permitsFree: 100 })
+      // Its reservation went back once: h, arriving at the pause's end, goes then, and i 10 s later.
+      yield* TestClock.adjust("60 seconds")
+      const later = yield* Effect.forEach(["h", "i"], (name) => Effect.fork(request(log, name, small)))
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.joinAll([...fibers.slice(0, 6), ...later])
+      expect(log.filter(([, at]) => at > 0)).toEqual([["h", 61_000], ["i", 71_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 6 }, { adaptive: false }))))
+
   it.effect("holds callers queued for a permit when a 429 arrives, until its end, then in arrival order", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
