@@ -582,15 +582,29 @@ const queue = <A, E, R>(
     if (tellOnArrival) state.tells.push([waiter, { place: waiter.place, expectedWaitMs: expected }])
     enqueue(shared, state, waiter)
   })
-  return Effect.matchCauseEffect(
-    restore(verdict),
+  return waitThenDeliver(shared, state, waiter, verdict, restore, then)
+}
+
+/**
+ * A wait of the caller, interruptible, then its way on with the wait it ends with (see `deliverAfter`); refused
+ * (gone already) or interrupted, it ends its way through the key (it leaves the queue, or gives back what it was
+ * admitted with).
+ */
+const waitThenDeliver = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  wait: Effect.Effect<number, Errors.RateLimitError>,
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> =>
+  Effect.matchCauseEffect(
+    restore(wait),
     handlers(
-      // Refused (gone already) or interrupted (it leaves the queue, or gives back what it was admitted with).
       (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
       (delay) => deliverAfter(shared, state, waiter, delay, restore, then)
     )
   )
-}
 
 /**
  * The handlers of `Effect.matchCauseEffect`, given as arguments rather than written as object members: the
@@ -632,7 +646,7 @@ const deliverAfter = <A, E, R>(
   if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
     return Effect.zipRight(waiter.release, Effect.fail(pausedTooLong(state, waiter.target, pausedFor)))
   }
-  return waitThenDeliver(shared, state, waiter, pausedFor, restore, then)
+  return waitThenDeliver(shared, state, waiter, Effect.as(Effect.sleep(pausedFor), 0), restore, then)
 }
 
 /**
@@ -656,31 +670,8 @@ const sleepAdmitted = <A, E, R>(
     state.alarms.push(wake)
     pump(shared, state)
   })
-  return Effect.matchCauseEffect(
-    restore(woken),
-    handlers(
-      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
-      (delay) => deliverAfter(shared, state, waiter, delay, restore, then)
-    )
-  )
+  return waitThenDeliver(shared, state, waiter, woken, restore, then)
 }
-
-/** A wait of the admitted caller for a gate a 429 closed, interruptible; then the gate again (see `deliverAfter`). */
-const waitThenDeliver = <A, E, R>(
-  shared: Shared,
-  state: KeyState,
-  waiter: Waiter,
-  millis: number,
-  restore: Restore,
-  then: Then<A, E, R>
-): Effect.Effect<A, E | Errors.RateLimitError, R> =>
-  Effect.matchCauseEffect(
-    restore(Effect.sleep(millis)),
-    handlers(
-      (cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)),
-      () => deliverAfter(shared, state, waiter, 0, restore, then)
-    )
-  )
 
 /**
  * The caller holds its admission now: its wait is recorded (with the fiber's metric tags, as `Metric.update` would
