@@ -866,6 +866,78 @@ describe("ProviderRateLimiter refusals after admission", () => {
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 2, maxConcurrent: 5 }))))
 })
 
+describe("ProviderRateLimiter places", () => {
+  /** Admits `name` in `lane`, logs when, holds the permit 10 s; records what it was told while it queued. */
+  const holding = (
+    log: Array<readonly [string, number]>,
+    told: Array<readonly [string, number, number]>,
+    name: string,
+    lane: ProviderRateLimiter.Lane = "interactive"
+  ) =>
+    Effect.flatMap(ProviderRateLimiter.ProviderRateLimiter, (rateLimiter) =>
+      rateLimiter.withAdmission(
+        target,
+        small,
+        () =>
+          Effect.zipRight(
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push([name, now]))),
+            Effect.sleep("10 seconds")
+          ),
+        {
+          lane,
+          onQueued: (queued) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => told.push([name, now, queued.place])))
+        }
+      ))
+
+  it.effect("a batch caller's place counts the interactive callers that came after it and go first", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const told: Array<readonly [string, number, number]> = []
+      const first = yield* Effect.fork(holding(log, told, "w"))
+      yield* TestClock.adjust("10 seconds")
+      const fibers = yield* Effect.forEach(
+        [["h", "interactive"], ["b", "batch"], ["i1", "interactive"], ["i2", "interactive"]] as const,
+        ([name, lane]) => Effect.zipLeft(Effect.fork(holding(log, told, name, lane)), Effect.yieldNow())
+      )
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll([first, ...fibers])
+      expect(log).toEqual([["w", 0], ["h", 10_000], ["i1", 20_000], ["i2", 30_000], ["b", 40_000]])
+      // b: first on arrival, third once i1 and i2 came, then second and first as they go; before, its place fell
+      // from where it arrived, as if nobody could pass it.
+      expect(told.filter(([name]) => name === "b").map(([, at, place]) => [at, place])).toEqual([
+        [10_000, 1],
+        [15_000, 3],
+        [25_000, 2],
+        [35_000, 1]
+      ])
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+
+  it.effect("a caller's place moves up when one ahead of it leaves the queue, not when one behind it does", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const told: Array<readonly [string, number, number]> = []
+      const first = yield* Effect.fork(holding(log, told, "w"))
+      yield* TestClock.adjust("1 second")
+      const [a, b, c, d] = yield* Effect.forEach(
+        ["a", "b", "c", "d"],
+        (name) => Effect.zipLeft(Effect.fork(holding(log, told, name)), Effect.yieldNow())
+      )
+      yield* TestClock.adjust("1 second")
+      // a leaves (ahead of c), d leaves (behind c).
+      yield* Fiber.interrupt(a!)
+      yield* Fiber.interrupt(d!)
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll([first, b!, c!])
+      expect(log).toEqual([["w", 0], ["b", 10_000], ["c", 20_000]])
+      expect(told.filter(([name]) => name === "c").map(([, at, place]) => [at, place])).toEqual([
+        [1_000, 3],
+        [6_000, 2],
+        [11_000, 1]
+      ])
+    }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+})
+
 describe("ProviderRateLimiter order", () => {
   it.effect("a caller whose onQueued is slow keeps its place: the next arrival does not pass it", () =>
     Effect.gen(function*() {

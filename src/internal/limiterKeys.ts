@@ -25,6 +25,7 @@ import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import type * as QuotaSignals from "../QuotaSignals.js"
 import * as Metrics from "./metrics.js"
 import * as MinHeap from "./minHeap.js"
+import * as QueueOrder from "./queueOrder.js"
 import type * as TokenBuckets from "./tokenBuckets.js"
 import * as Wire from "./wire.js"
 
@@ -52,9 +53,8 @@ interface Waiter {
   readonly deadline: number
   readonly maxPause: number | undefined
   readonly onQueued: AdmitOptions["onQueued"]
-  /** Its place on arrival, and how many waiters had left the front of the queue then (see `KeyState.served`). */
-  readonly place: number
-  readonly servedBefore: number
+  /** Its slot in its lane's queue, while it is there (see `KeyState.interactiveOrder`). */
+  slot: number
   status: "new" | "waiting" | "admitted" | "delivered" | "gone"
   /** When it took its permit: how long permits are held is learnt from it. */
   admittedAt: number
@@ -116,8 +116,9 @@ export interface KeyState {
   pendingInteractive: Pending
   /** Batch waiters in their queue (not yet admitted). */
   batchWaiting: number
-  /** Waiters that left the front of the queue (admitted or refused there) so far: how far the queue has moved. */
-  served: number
+  /** The places of the waiters in each lane's queue, by their slots: how many wait ahead of each. */
+  readonly interactiveOrder: QueueOrder.QueueOrder
+  readonly batchOrder: QueueOrder.QueueOrder
   /** How long an admitted request holds its permit, on average (recent calls weigh most); 0 before the first. */
   meanHoldMillis: number
   /**
@@ -208,7 +209,8 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
   pendingInteractive: { requests: 0, inputTokens: 0, outputTokens: 0 },
   batchWaiting: 0,
-  served: 0,
+  interactiveOrder: new QueueOrder.QueueOrder(),
+  batchOrder: new QueueOrder.QueueOrder(),
   meanHoldMillis: 0,
   queue: [],
   queueHead: 0,
@@ -301,11 +303,17 @@ const pendingIn = (pending: Pending, bucket: string): number => {
 const expectedWait = (
   state: KeyState,
   estimate: Estimate,
-  { aheadShare, lane, place }: { readonly place: number; readonly aheadShare: number; readonly lane: Lane },
+  { aheadShare, lane, place, ...pending }: {
+    readonly place: number
+    readonly aheadShare: number
+    readonly lane: Lane
+    /** The waiters not yet reserved that may be ahead: by default all of its lane's (the request is not one yet). */
+    readonly ahead?: Pending
+  },
   levelOf: (bucket: string, limit: number) => number
 ): number => {
   let wait = 0
-  const ahead = lane === "interactive" ? state.pendingInteractive : state.pending
+  const ahead = pending.ahead ?? (lane === "interactive" ? state.pendingInteractive : state.pending)
   for (const b of bucketsOf(state.quota, estimate)) {
     const deficit = pendingIn(ahead, b.name) * aheadShare + b.tokens - levelOf(b.name, b.limit)
     if (deficit > 0) wait = Math.max(wait, (deficit * windowMillis) / b.limit)
@@ -437,9 +445,7 @@ export const admitTo = <A, E, R>(
       deadline,
       maxPause,
       onQueued: told(options?.onQueued),
-      // Batch waiters are behind an interactive arrival.
-      place: (lane === "interactive" ? state.queued - state.batchWaiting : state.queued) + 1,
-      servedBefore: state.served,
+      slot: -1,
       status: "new",
       reserved: undefined,
       wake: undefined,
@@ -450,13 +456,9 @@ export const admitTo = <A, E, R>(
     waiter.release = release(shared, state, waiter)
     if (goesNow(shared, state, waiter, queuedAt)) return reserveNow(shared, state, waiter, restore, then)
     // With a remote store, what its buckets held when it last said: no round trip before the caller has its place.
-    const expected = expectedWait(
-      state,
-      estimate,
-      { place: waiter.place, aheadShare: 1, lane },
-      levelNow(shared, state, queuedAt)
-    )
-    return queue(shared, state, waiter, expected, restore, then)
+    const place = arrivalPlace(state, lane)
+    const expected = expectedWait(state, estimate, { place, aheadShare: 1, lane }, levelNow(shared, state, queuedAt))
+    return queue(shared, state, waiter, { place, expectedWaitMs: expected }, restore, then)
   })
 
 /**
@@ -566,10 +568,11 @@ const queue = <A, E, R>(
   shared: Shared,
   state: KeyState,
   waiter: Waiter,
-  expected: number,
+  arrival: ProviderRateLimiter.Queued,
   restore: Restore,
   then: Then<A, E, R>
 ): Effect.Effect<A, E | Errors.RateLimitError, R> => {
+  const expected = arrival.expectedWaitMs
   if (expected > 0 && waiter.queuedAt + expected > waiter.deadline) {
     return Effect.fail(saturated(state, waiter, expected, waiter.queuedAt))
   }
@@ -579,7 +582,7 @@ const queue = <A, E, R>(
   const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
     waiter.resume = resume
     // Told by the pump's fiber, once it is in the queue: a slow callback does not let later arrivals pass it.
-    if (tellOnArrival) state.tells.push([waiter, { place: waiter.place, expectedWaitMs: expected }])
+    if (tellOnArrival) state.tells.push([waiter, arrival])
     enqueue(shared, state, waiter)
   })
   return waitThenDeliver(shared, state, waiter, verdict, restore, then)
@@ -744,9 +747,12 @@ const changeQueued = (state: KeyState, by: 1 | -1) => {
 
 const enqueue = (shared: Shared, state: KeyState, waiter: Waiter) => {
   waiter.status = "waiting"
-  if (waiter.lane === "interactive") state.queue.push(waiter)
-  else {
-    state.batchQueue.push(waiter)
+  if (waiter.lane === "interactive") {
+    waiter.slot = state.queue.push(waiter) - 1
+    state.interactiveOrder.take(waiter.slot)
+  } else {
+    waiter.slot = state.batchQueue.push(waiter) - 1
+    state.batchOrder.take(waiter.slot)
     state.batchWaiting++
   }
   changeQueued(state, 1)
@@ -764,6 +770,7 @@ const leaveQueue = (state: KeyState, waiter: Waiter, status: "admitted" | "gone"
   waiter.status = status
   addPending(state, waiter, -1)
   if (waiter.lane === "interactive") {
+    state.interactiveOrder.leave(waiter.slot)
     while (state.queueHead < state.queue.length && state.queue[state.queueHead]!.status !== "waiting") {
       state.queueHead++
     }
@@ -771,9 +778,11 @@ const leaveQueue = (state: KeyState, waiter: Waiter, status: "admitted" | "gone"
     if (state.queueHead > 1_024 && state.queueHead * 2 > state.queue.length) {
       state.queue = state.queue.slice(state.queueHead)
       state.queueHead = 0
+      renumber(state.queue, state.interactiveOrder)
     }
     return
   }
+  state.batchOrder.leave(waiter.slot)
   state.batchWaiting--
   while (
     state.batchQueueHead < state.batchQueue.length && state.batchQueue[state.batchQueueHead]!.status !== "waiting"
@@ -783,8 +792,25 @@ const leaveQueue = (state: KeyState, waiter: Waiter, status: "admitted" | "gone"
   if (state.batchQueueHead > 1_024 && state.batchQueueHead * 2 > state.batchQueue.length) {
     state.batchQueue = state.batchQueue.slice(state.batchQueueHead)
     state.batchQueueHead = 0
+    renumber(state.batchQueue, state.batchOrder)
   }
 }
+
+/** A lane's queue whose array changed (its front dropped, members put back at its head): slots as they are now. */
+const renumber = (queue: ReadonlyArray<Waiter>, order: QueueOrder.QueueOrder) => {
+  for (let slot = 0; slot < queue.length; slot++) queue[slot]!.slot = slot
+  order.rebuild(queue.length, (slot) => queue[slot]!.status === "waiting")
+}
+
+/** The place of a waiter arriving in a lane: behind every waiter of its lane, and a batch one behind every interactive one. */
+const arrivalPlace = (state: KeyState, lane: Lane): number =>
+  (lane === "interactive" ? state.interactiveOrder.size : state.interactiveOrder.size + state.batchOrder.size) + 1
+
+/** A waiter's place in the queue now: behind those of its lane still waiting ahead of it, and a batch one behind every interactive one. */
+const placeOf = (state: KeyState, waiter: Waiter): number =>
+  waiter.lane === "interactive"
+    ? state.interactiveOrder.before(waiter.slot) + 1
+    : state.interactiveOrder.size + state.batchOrder.before(waiter.slot) + 1
 
 /** The first interactive waiter still waiting. */
 const interactiveHead = (state: KeyState): Waiter | undefined => state.queue[state.queueHead]
@@ -850,7 +876,6 @@ const step = (shared: Shared, state: KeyState, now: number): void => {
   const head = state.reserving ? undefined : headOf(state)
   if (head !== undefined && now + nanosecond < state.pausedUntil) {
     if (pauseRefuses(state, state.pausedUntil - now, head.maxPause, head.deadline)) {
-      state.served++
       refuse(state, head, pausedTooLong(state, head.target, state.pausedUntil - now))
       state.dirty = true
       return
@@ -910,7 +935,6 @@ const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): 
 
 /** The head, its reservation made at `at`: admitted with the wait it implies, or refused when that ends too late. */
 const headVerdict = (state: KeyState, head: Waiter, delay: number, at: number): boolean => {
-  state.served++
   if (delay > 0 && at + delay > head.deadline) {
     refuse(state, head, saturated(state, head, delay, at))
     return false
@@ -1003,15 +1027,21 @@ const ringDue = (shared: Shared, state: KeyState, now: number): void => {
 
 /** A waiter's place now and the wait foreseen from it. */
 const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: number): ProviderRateLimiter.Queued => {
-  const place = Math.max(1, waiter.place - (state.served - waiter.servedBefore))
+  const place = placeOf(state, waiter)
   const ahead = waiter.lane === "interactive" ? state.pendingInteractive : state.pending
+  // What the others pending take (the waiter's own is counted once, as its own), the share of them ahead of it.
   const others = Math.max(1, ahead.requests - 1)
+  const othersPending: Pending = {
+    requests: ahead.requests - 1,
+    inputTokens: ahead.inputTokens - waiter.estimate.inputTokens,
+    outputTokens: ahead.outputTokens - waiter.estimate.outputTokens
+  }
   return {
     place,
     expectedWaitMs: expectedWait(
       state,
       waiter.estimate,
-      { place, aheadShare: Math.min(1, (place - 1) / others), lane: waiter.lane },
+      { place, aheadShare: Math.min(1, (place - 1) / others), lane: waiter.lane, ahead: othersPending },
       levelNow(shared, state, now)
     )
   }
@@ -1212,8 +1242,14 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
       state.batchWaiting++
     }
   }
-  state.queue.splice(state.queueHead, 0, ...interactive)
-  state.batchQueue.splice(state.batchQueueHead, 0, ...batch)
+  if (interactive.length > 0) {
+    state.queue.splice(state.queueHead, 0, ...interactive)
+    renumber(state.queue, state.interactiveOrder)
+  }
+  if (batch.length > 0) {
+    state.batchQueue.splice(state.batchQueueHead, 0, ...batch)
+    renumber(state.batchQueue, state.batchOrder)
+  }
   const local = shared.buckets.local
   if (local !== undefined) {
     for (const waiter of sleepers) giveBackLocally(local, state, waiter, now)
@@ -1506,7 +1542,7 @@ const climbIfDue = (shared: Shared, state: KeyState, now: number): void => {
 export const waitForArrival = (shared: Shared, state: KeyState, estimate: Estimate, lane: Lane): number => {
   const now = shared.clock.unsafeCurrentTimeMillis()
   climbIfDue(shared, state, now)
-  const place = (lane === "interactive" ? state.queued - state.batchWaiting : state.queued) + 1
+  const place = arrivalPlace(state, lane)
   const wait = expectedWait(state, estimate, { place, aheadShare: 1, lane }, levelNow(shared, state, now))
   return Math.max(wait, state.pausedUntil - now)
 }
