@@ -46,8 +46,9 @@ describe("Classify.classify", () => {
       )
     expect(limitOf(openAi("tokens", "tokens per min (TPM)"))).toBe("tokens")
     expect(limitOf(openAi("requests", "requests per min (RPM)"))).toBe("requests")
-    // A daily limit is none of the per-minute budgets the limiter keeps.
-    expect(limitOf(openAi("", "tokens per day (TPD)"))).toBeUndefined()
+    // A daily limit is none of the per-minute budgets the limiter keeps, though OpenAI gives it the same types.
+    expect(limitOf(openAi("tokens", "tokens per day (TPD)"))).toBeUndefined()
+    expect(limitOf(openAi("requests", "requests per day (RPD)"))).toBeUndefined()
     const claude = (message: string, headers: Record<string, string> = {}) =>
       Classify.classify(
         httpError(429, { type: "error", error: { type: "rate_limit_error", message } }, headers),

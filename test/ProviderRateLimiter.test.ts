@@ -266,6 +266,80 @@ describe("ProviderRateLimiter", () => {
       ])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 6 }, { adaptive: false }))))
 
+  it.effect("callers a 429 puts back that may not wait out its pause are refused at once, wherever they stand", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      const admitted = (name: string, options: ProviderRateLimiter.AdmitOptions = {}) =>
+        Effect.either(Effect.scoped(Effect.flatMap(
+          rateLimiter.admit(target, small, options),
+          () => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push([name, now])))
+        )))
+      // 6 a minute: a..f take the bucket; g, h and i reserve ahead, h with 20 s of pause at most, i due by 50 s.
+      const first = yield* Effect.forEach(["a", "b", "c", "d", "e", "f", "g"], (name) => Effect.fork(admitted(name)))
+      const h = yield* Effect.fork(admitted("h", { maxPause: 20_000 }))
+      const i = yield* Effect.fork(admitted("i", { until: 50_000 }))
+      yield* TestClock.adjust("1 second")
+      // Closed until 61 s: longer than h may be paused, past i's deadline; g, ahead of them, waits.
+      yield* rateLimiter.pause(target, 60_000)
+      const refused = yield* Effect.forEach([h, i], (fiber) => Fiber.join(fiber))
+      expect(refused.map((exit) => exit._tag === "Left" && [exit.left._tag, exit.left.retryAfterMs])).toEqual([
+        ["RateLimitError", 60_000],
+        ["RateLimitError", 60_000]
+      ])
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(first)
+      expect(log.filter(([, at]) => at > 0)).toEqual([["g", 61_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 6 }, { adaptive: false }))))
+
+  it.effect("a caller admitted to sleep but not yet asleep when the 429 comes is put back in the queue too", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      // g and h are told their wait on admission, and take 2 s to hear it (a push to a slow client).
+      const slowly = (name: string) =>
+        Effect.scoped(Effect.flatMap(
+          rateLimiter.admit(target, small, { onQueued: () => Effect.sleep("2 seconds") }),
+          () => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => void log.push([name, now])))
+        ))
+      const fibers = yield* Effect.forEach(
+        ["a", "b", "c", "d", "e", "f", "g", "h", "i"],
+        (name) => Effect.fork(name === "g" || name === "h" ? slowly(name) : Effect.asVoid(request(log, name, small)))
+      )
+      yield* TestClock.adjust("1 second")
+      yield* rateLimiter.pause(target, 60_000)
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.joinAll(fibers)
+      // In arrival order at the limit's pace; before, g and h slept on through the pause and went with i at 61 s.
+      expect(log.filter(([, at]) => at > 0)).toEqual([["g", 61_000], ["h", 71_000], ["i", 81_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 6 }, { adaptive: false }))))
+
+  it.effect("a second 429 of a pause naming another limit cuts and empties that one too, once", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const quota = Effect.map(
+        rateLimiter.snapshot,
+        ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]
+      )
+      // Ten calls of 100 tokens: the last minute's mean request.
+      yield* Effect.forEach(Array.from({ length: 10 }), () => request([], "a", { inputTokens: 50, outputTokens: 50 }), {
+        discard: true
+      })
+      yield* rateLimiter.pause(target, 10_000, "requests")
+      expect(yield* quota).toEqual([900, 10_000])
+      yield* rateLimiter.pause(target, 5_000, "tokens")
+      expect(yield* quota).toEqual([900, 9_000])
+      // A third of the episode, for either, cuts nothing more.
+      yield* rateLimiter.pause(target, 5_000, "tokens")
+      yield* rateLimiter.pause(target, 5_000, "requests")
+      expect(yield* quota).toEqual([900, 9_000])
+      // The tokens bucket was emptied for the pause: at its end it holds one mean request and a hundredth of the
+      // limit (before, the 429 on tokens left it full, 9,000).
+      yield* TestClock.adjust("10 seconds")
+      const [snapshot] = yield* rateLimiter.snapshot
+      expect(snapshot?.available.tpm).toBe(190)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 10_000 }))))
+
   it.effect("a caller put back in the queue by a 429 and interrupted there leaves nothing behind", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

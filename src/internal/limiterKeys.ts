@@ -62,7 +62,10 @@ interface Waiter {
   reserved: Reserved | undefined
   /** Admitted and sleeping its reservation's wait: the alarm that wakes it (others of its alarms are stale). */
   wake: Alarm | undefined
+  /** Its caller, awaiting the pump's verdict (see `resumeWith`). */
   resume: ((outcome: Effect.Effect<number, Errors.RateLimitError>) => void) | undefined
+  /** A verdict given while its caller was not awaiting one (running its `onQueued`, or not yet run). */
+  verdict: Effect.Effect<number, Errors.RateLimitError> | undefined
   /** Ends its way through the key from whichever state it is in (see `release`): made once, used by every path. */
   release: Effect.Effect<void>
 }
@@ -110,6 +113,9 @@ export interface KeyState {
   readonly sleeping: Set<Waiter>
   inFlight: number
   pausedUntil: number
+  /** The limits the 429s of the pause in force (its episode) reached, and whether the episode cut them. */
+  pauseLimits: ReadonlyArray<QuotaField>
+  pauseCut: boolean
   /** What the waiters that have not reserved yet will take: they are ahead of whoever arrives now. */
   pending: Pending
   /** Of that, the interactive waiters': all that is ahead of an interactive arrival. */
@@ -206,6 +212,8 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   sleeping: new Set(),
   inFlight: 0,
   pausedUntil: 0,
+  pauseLimits: [],
+  pauseCut: false,
   pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
   pendingInteractive: { requests: 0, inputTokens: 0, outputTokens: 0 },
   batchWaiting: 0,
@@ -451,6 +459,7 @@ export const admitTo = <A, E, R>(
       wake: undefined,
       admittedAt: 0,
       resume: undefined,
+      verdict: undefined,
       release: Effect.void
     }
     waiter.release = release(shared, state, waiter)
@@ -545,7 +554,10 @@ const reservedNow = <A, E, R>(
   then: Then<A, E, R>,
   delay: number
 ): Effect.Effect<A, E | Errors.RateLimitError, R> => {
-  if (delay === 0 || waiter.queuedAt + delay <= waiter.deadline) {
+  if (delay === 0) return deliverAfter(shared, state, waiter, 0, restore, then)
+  if (waiter.queuedAt + delay <= waiter.deadline) {
+    sleepUntil(state, waiter, waiter.queuedAt + delay)
+    pump(shared, state)
     return deliverAfter(shared, state, waiter, delay, restore, then)
   }
   // Refused: the permit and the reservation go back (a permit never used says nothing of how long calls hold one).
@@ -622,7 +634,7 @@ export const handlers = <E, A, A2, E2, R2, A3, E3, R3>(
 
 /**
  * An admitted caller: the wait its reservation implies (told first, when it listens; a provider 429 meanwhile puts
- * it back in the queue, see `sleepAdmitted`), then the gate (a pause it did not sleep through, another instance's,
+ * it back in the queue, see `sleepUntil`), then the gate (a pause it did not sleep through, another instance's,
  * holds it until its end, re-read on waking: a later 429 may extend it, unless that is longer than the caller may
  * wait), then its `Admission`, with the release of its permit. Interrupted or refused while it waits, it gives its
  * permit and its reservation back. (Already in the caller's mask: a handler of the wait's
@@ -637,7 +649,8 @@ const deliverAfter = <A, E, R>(
   then: Then<A, E, R>
 ): Effect.Effect<A, E | Errors.RateLimitError, R> => {
   if (delay > 0) {
-    const wait = sleepAdmitted(shared, state, waiter, delay, restore, then)
+    // Asleep since its admission (see `sleepUntil`): the key's timer wakes it, or a 429 puts it back in the queue.
+    const wait = waitThenDeliver(shared, state, waiter, nextVerdict(waiter), restore, then)
     if (waiter.onQueued === undefined) return wait
     return Effect.matchCauseEffect(
       restore(waiter.onQueued({ place: 1, expectedWaitMs: delay })),
@@ -653,28 +666,39 @@ const deliverAfter = <A, E, R>(
 }
 
 /**
- * The wait an admitted caller's reservation implies, from its admission, woken by the key's timer; then the gate
- * (see `deliverAfter`). A provider 429 meanwhile gives its reservation back and puts it back at the head of the
- * queue, where it waits for the pump's verdict again (see `requeueSleepers`). Interruptible, as the queue's wait.
+ * An admitted waiter sleeps the wait its reservation implies, until `at`, from its admission (before its caller
+ * runs again, so that a 429 meanwhile finds it): the key's timer wakes it (a verdict of no more wait), or a provider
+ * 429 gives its reservation back and puts it back at the head of the queue, where it waits for the pump's verdict
+ * again (see `requeueSleepers`).
  */
-const sleepAdmitted = <A, E, R>(
-  shared: Shared,
-  state: KeyState,
-  waiter: Waiter,
-  delay: number,
-  restore: Restore,
-  then: Then<A, E, R>
-): Effect.Effect<A, E | Errors.RateLimitError, R> => {
-  const woken = Effect.async<number, Errors.RateLimitError>((resume) => {
-    waiter.resume = resume
-    const wake: Alarm = { at: waiter.admittedAt + delay, seq: state.alarmSeq++, waiter, kind: "wake" }
-    waiter.wake = wake
-    state.sleeping.add(waiter)
-    state.alarms.push(wake)
-    pump(shared, state)
-  })
-  return waitThenDeliver(shared, state, waiter, woken, restore, then)
+const sleepUntil = (state: KeyState, waiter: Waiter, at: number) => {
+  const wake: Alarm = { at, seq: state.alarmSeq++, waiter, kind: "wake" }
+  waiter.wake = wake
+  state.sleeping.add(waiter)
+  state.alarms.push(wake)
 }
+
+/** The pump's verdict for a waiter: to its caller at once when it awaits one, else kept until it does. */
+const resumeWith = (waiter: Waiter, verdict: Effect.Effect<number, Errors.RateLimitError>) => {
+  const resume = waiter.resume
+  if (resume === undefined) {
+    waiter.verdict = verdict
+    return
+  }
+  waiter.resume = undefined
+  resume(verdict)
+}
+
+/** The pump's next verdict for the caller's waiter (one it was given already, at once). */
+const nextVerdict = (waiter: Waiter): Effect.Effect<number, Errors.RateLimitError> =>
+  Effect.async((resume) => {
+    const verdict = waiter.verdict
+    if (verdict === undefined) waiter.resume = resume
+    else {
+      waiter.verdict = undefined
+      resume(verdict)
+    }
+  })
 
 /**
  * The caller holds its admission now: its wait is recorded (with the fiber's metric tags, as `Metric.update` would
@@ -824,14 +848,15 @@ const admitWaiter = (state: KeyState, waiter: Waiter, delay: number, now: number
   leaveQueue(state, waiter, "admitted")
   holdPermit(state, waiter, 1)
   waiter.admittedAt = now
-  waiter.resume!(Effect.succeed(delay))
+  if (delay > 0) sleepUntil(state, waiter, now + delay)
+  resumeWith(waiter, Effect.succeed(delay))
 }
 
 /** Refuses a waiter, with why. */
 const refuse = (state: KeyState, waiter: Waiter, error: Errors.RateLimitError) => {
   leaveQueue(state, waiter, "gone")
   changeQueued(state, -1)
-  waiter.resume!(Effect.fail(error))
+  resumeWith(waiter, Effect.fail(error))
 }
 
 /** How often a caller queued for a permit hears its place again. */
@@ -1012,7 +1037,7 @@ const ringDue = (shared: Shared, state: KeyState, now: number): void => {
     if (!isLive(top)) continue
     if (top.kind === "wake") {
       stopSleeping(state, waiter)
-      waiter.resume!(Effect.succeed(0))
+      resumeWith(waiter, Effect.succeed(0))
       continue
     }
     if (top.kind === "deadline") {
@@ -1187,36 +1212,59 @@ export const pauseKey = (
     const used = usedInLastMinute(state, now)
     const reached = reachedLimits(state.quota, limit)
     if (alreadyPaused) {
-      // The same episode, no cut; but a pause made longer empties the buckets again for its new end (through the
-      // extension they would refill into a burst).
-      if (state.pausedUntil > pausedUntil) yield* emptyForPause(shared, state, reached, state.pausedUntil - now, used)
+      // The same episode: a limit cut already is not cut again. A limit it had not reached yet is cut as the
+      // episode's first was (or not), and its bucket emptied for the pause; a pause made longer empties them all
+      // again for its new end (through the extension they would refill into a burst).
+      const added = reached.filter((field) => !state.pauseLimits.includes(field))
+      state.pauseLimits = [...state.pauseLimits, ...added]
+      if (added.length > 0 && state.pauseCut) {
+        cutLimits(state, added, used, now)
+        shared.tell({ key: state.key, pausedForMillis: millis, limits: limitsOf(state.quota) })
+        yield* lowerBuckets(shared, state, added)
+      }
+      const extended = state.pausedUntil > pausedUntil
+      if (extended || added.length > 0) {
+        yield* emptyForPause(shared, state, extended ? state.pauseLimits : added, state.pausedUntil - now, used)
+      }
       return
     }
     // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
     const passes = atTheEdge(state, reached, used, millis) && now - state.edgePassedAt >= windowMillis
     if (passes) state.edgePassedAt = now
     const cuts = shared.adaptive && !passes
-    if (cuts) {
-      // The provider refused while the local budget allowed: the limit in force is too high.
-      state.limitsChangedAt = now
-      let quota = state.quota
-      for (const field of reached) {
-        const inForce = quota[field]
-        if (inForce !== undefined) quota = { ...quota, [field]: cut(inForce, usedOf(used, field)) }
-      }
-      state.quota = quota
-    }
+    state.pauseLimits = reached
+    state.pauseCut = cuts
+    // The provider refused while the local budget allowed: the limits in force are too high.
+    if (cuts) cutLimits(state, reached, used, now)
     // Before the store calls: the others close their gates while this one is still emptying the buckets.
     shared.tell({ key: state.key, pausedForMillis: millis, limits: cuts ? limitsOf(state.quota) : undefined })
-    if (cuts) {
-      for (const b of bucketsOf(state.quota, nothing)) {
-        if (reached.includes(quotaField[b.name]!)) {
-          yield* shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit)
-        }
-      }
-    }
+    if (cuts) yield* lowerBuckets(shared, state, reached)
     yield* emptyForPause(shared, state, reached, millis, used)
   })
+
+/** The limits `fields` a tenth lower, or down to what the last minute used of them (see `cut`). */
+const cutLimits = (
+  state: KeyState,
+  fields: ReadonlyArray<QuotaField>,
+  used: ReturnType<typeof usedInLastMinute>,
+  now: number
+) => {
+  let quota = state.quota
+  for (const field of fields) {
+    const inForce = quota[field]
+    if (inForce !== undefined) quota = { ...quota, [field]: cut(inForce, usedOf(used, field)) }
+  }
+  state.quota = quota
+  state.limitsChangedAt = now
+}
+
+/** The buckets of the limits `fields`, brought down to their limits in force (never above a lowered limit). */
+const lowerBuckets = (shared: Shared, state: KeyState, fields: ReadonlyArray<QuotaField>): Effect.Effect<void> =>
+  Effect.forEach(
+    bucketsOf(state.quota, nothing).filter((b) => fields.includes(quotaField[b.name]!)),
+    (b) => shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit),
+    { discard: true }
+  )
 
 /**
  * A provider 429 found admitted callers still sleeping their reservations' waits: reservations made against budget
@@ -1230,9 +1278,17 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
   const sleepers = [...state.sleeping]
   const interactive: Array<Waiter> = []
   const batch: Array<Waiter> = []
+  const pausedFor = state.pausedUntil - now
   for (const waiter of sleepers) {
     stopSleeping(state, waiter)
     holdPermit(state, waiter, -1)
+    if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
+      // Paused longer than it may wait: refused now, wherever it would be in the queue.
+      waiter.status = "gone"
+      changeQueued(state, -1)
+      resumeWith(waiter, Effect.fail(pausedTooLong(state, waiter.target, pausedFor)))
+      continue
+    }
     waiter.status = "waiting"
     addPending(state, waiter, 1)
     pushAlarm(state, waiter, waiter.deadline, "deadline")
@@ -1318,6 +1374,11 @@ export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signa
       state.quota = quota
       state.limitsChangedAt = now
     }
+  }
+  if (state.pausedUntil <= now) {
+    // Another instance's episode: it cut and emptied what it reached; a 429 of this one's within it adds nothing.
+    state.pauseLimits = quotaFields
+    state.pauseCut = signal.limits !== undefined
   }
   state.pausedUntil = Math.max(state.pausedUntil, now + signal.pausedForMillis)
   pump(shared, state)

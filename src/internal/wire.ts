@@ -179,6 +179,9 @@ export const limitAndRequested = (
 /** A 429's per-minute limit named in its message: OpenAI's "on tokens per min (TPM)", Anthropic's "of 30,000 input tokens per minute". */
 const limitInMessage = /\b(input tokens|output tokens|requests|tokens) per min(?:ute)?\b/i
 
+/** A limit over another window than a minute: OpenAI's "on tokens per day (TPD)", "requests per day (RPD)". */
+const otherWindow = /\bper (?:day|hour)\b|\b(?:TPD|RPD)\b/i
+
 const limitKinds: Readonly<Record<string, Errors.RateLimitKind>> = {
   requests: "requests",
   tokens: "tokens",
@@ -193,12 +196,15 @@ const limitKinds: Readonly<Record<string, Errors.RateLimitKind>> = {
 /**
  * Which per-minute limit a 429 says was reached: OpenAI's error `type` (`requests`, `tokens`), else the limit its
  * message names (both providers name it), else the one bucket its rate-limit headers report empty. `undefined`
- * when none says (a daily limit, a proxy's bare 429): the limiter then treats every limit as reached.
+ * for a daily limit (none of the per-minute budgets), or when none says (a proxy's bare 429): the limiter then treats
+ * every limit as reached.
  */
 export const exceededLimit = (
   body: { readonly type?: string | undefined; readonly message?: string | undefined },
   headers: Headers
 ): Errors.RateLimitKind | undefined => {
+  // OpenAI's daily limits come with the same types as its per-minute ones: only the message tells them apart.
+  if (otherWindow.test(body.message ?? "")) return undefined
   if (body.type === "requests" || body.type === "tokens") return body.type
   const named = limitInMessage.exec(body.message ?? "")
   if (named !== null) return limitKinds[named[1]!.toLowerCase()]
