@@ -987,6 +987,33 @@ describe("ProviderRateLimiter places", () => {
       ])
     }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
 
+  it.effect("places after a 429 put a caller back count it once", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const told: Array<readonly [string, number, number]> = []
+      // One permit, 2 requests a minute: b goes at 10 s, c is admitted from the queue at 20 s to wait for its request.
+      const first = yield* Effect.fork(holding(log, told, "a"))
+      const [b, c, d] = yield* Effect.forEach(
+        ["b", "c", "d"],
+        (name) => Effect.zipLeft(Effect.fork(holding(log, told, name)), Effect.yieldNow())
+      )
+      yield* TestClock.adjust("21 seconds")
+      // The 429 puts c back at the head of the queue, ahead of d.
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      yield* rateLimiter.pause(target, 10_000)
+      const e = yield* Effect.zipLeft(Effect.fork(holding(log, told, "e")), Effect.yieldNow())
+      yield* TestClock.adjust("5 minutes")
+      yield* Fiber.joinAll([first, b!, c!, d!, e])
+      // e arrives behind c and d: third, then second and first as they go (told again at 61 s with a new wait);
+      // before, c was counted twice: 4, 3, 2.
+      expect(told.filter(([name]) => name === "e").map(([, at, place]) => [at, place])).toEqual([
+        [21_000, 3],
+        [36_000, 2],
+        [46_000, 1],
+        [61_000, 1]
+      ])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 2, maxConcurrent: 1 }, { adaptive: false }))))
+
   it.effect("a caller's place moves up when one ahead of it leaves the queue, not when one behind it does", () =>
     Effect.gen(function*() {
       const log: Array<readonly [string, number]> = []

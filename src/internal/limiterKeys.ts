@@ -1290,6 +1290,8 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
       continue
     }
     waiter.status = "waiting"
+    // A verdict kept for it (admitted while it ran its `onQueued`) is no longer what the pump says.
+    waiter.verdict = undefined
     addPending(state, waiter, 1)
     pushAlarm(state, waiter, waiter.deadline, "deadline")
     if (waiter.lane === "interactive") interactive.push(waiter)
@@ -1298,12 +1300,15 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
       state.batchWaiting++
     }
   }
+  // The queues without their fronts, where those admitted from them still are (as they left): each waiter once.
   if (interactive.length > 0) {
-    state.queue.splice(state.queueHead, 0, ...interactive)
+    state.queue = [...interactive, ...state.queue.slice(state.queueHead)]
+    state.queueHead = 0
     renumber(state.queue, state.interactiveOrder)
   }
   if (batch.length > 0) {
-    state.batchQueue.splice(state.batchQueueHead, 0, ...batch)
+    state.batchQueue = [...batch, ...state.batchQueue.slice(state.batchQueueHead)]
+    state.batchQueueHead = 0
     renumber(state.batchQueue, state.batchOrder)
   }
   const local = shared.buckets.local
@@ -1375,10 +1380,10 @@ export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signa
       state.limitsChangedAt = now
     }
   }
-  if (state.pausedUntil <= now) {
-    // Another instance's episode: it cut and emptied what it reached; a 429 of this one's within it adds nothing.
+  if (state.pausedUntil <= now || signal.limits !== undefined) {
+    // Another instance's episode, or its cut within this one's: it cut and emptied what it reached; a 429 of this
+    // one's within the pause cuts nothing more (and, making it longer, empties every bucket again).
     state.pauseLimits = quotaFields
-    state.pauseCut = signal.limits !== undefined
   }
   state.pausedUntil = Math.max(state.pausedUntil, now + signal.pausedForMillis)
   pump(shared, state)
