@@ -37,6 +37,10 @@ const small = { inputTokens: 10, outputTokens: 10 }
 
 const snapshotOf = (rateLimiter: ProviderRateLimiter.Service) => Effect.map(rateLimiter.snapshot, (keys) => keys[0])
 
+/** The requests and tokens per minute in force at the key. */
+const limitsInForce = (rateLimiter: ProviderRateLimiter.Service) =>
+  Effect.map(rateLimiter.snapshot, ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute])
+
 describe("ProviderRateLimiter", () => {
   it.effect("admits in arrival order through the concurrency permits", () =>
     Effect.gen(function*() {
@@ -317,10 +321,7 @@ describe("ProviderRateLimiter", () => {
   it.effect("a second 429 of a pause naming another limit cuts and empties that one too, once", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const quota = Effect.map(
-        rateLimiter.snapshot,
-        ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]
-      )
+      const quota = limitsInForce(rateLimiter)
       // Ten calls of 100 tokens: the last minute's mean request.
       yield* Effect.forEach(Array.from({ length: 10 }), () => request([], "a", { inputTokens: 50, outputTokens: 50 }), {
         discard: true
@@ -449,10 +450,7 @@ describe("ProviderRateLimiter", () => {
   it.effect("lowers its limits by a tenth per 429 episode: refusals during a pause do not compound", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const quota = Effect.map(
-        rateLimiter.snapshot,
-        ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]
-      )
+      const quota = limitsInForce(rateLimiter)
       // Three calls in flight refused together: one cut.
       yield* rateLimiter.pause(target, 10_000)
       yield* rateLimiter.pause(target, 10_000)
@@ -608,10 +606,7 @@ describe("ProviderRateLimiter", () => {
   it.effect("climbs back after a cut: a twentieth of the configured limit per minute without a 429, up to it", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const quota = Effect.map(
-        rateLimiter.snapshot,
-        ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]
-      )
+      const quota = limitsInForce(rateLimiter)
       yield* rateLimiter.pause(target, 10_000)
       yield* TestClock.adjust("11 seconds")
       yield* rateLimiter.pause(target, 10_000)
