@@ -826,11 +826,14 @@ const renumber = (queue: ReadonlyArray<Waiter>, order: QueueOrder.QueueOrder) =>
   order.rebuild(queue.length, (slot) => queue[slot]!.status === "waiting")
 }
 
-/** The place of a waiter arriving in a lane: behind every waiter of its lane, and a batch one behind every interactive one. */
+/** The place of a waiter arriving in a lane: behind every waiter of its lane, a batch one behind every interactive one. */
 const arrivalPlace = (state: KeyState, lane: Lane): number =>
   (lane === "interactive" ? state.interactiveOrder.size : state.interactiveOrder.size + state.batchOrder.size) + 1
 
-/** A waiter's place in the queue now: behind those of its lane still waiting ahead of it, and a batch one behind every interactive one. */
+/**
+ * A waiter's place in the queue now: behind those of its lane still waiting ahead of it, a batch one behind every
+ * interactive one.
+ */
 const placeOf = (state: KeyState, waiter: Waiter): number =>
   waiter.lane === "interactive"
     ? state.interactiveOrder.before(waiter.slot) + 1
@@ -1271,7 +1274,7 @@ const lowerBuckets = (shared: Shared, state: KeyState, fields: ReadonlyArray<Quo
  * the provider says it has not got. Each gives its reservation and its permit back and goes back to the head of its
  * lane's queue, in the order they were admitted, ahead of those that came after them; at the pause's end they
  * reserve again, at the limits' pace. (Left asleep, they all woke at the pause's end and went together, in a burst
- * into the provider's empty bucket.)
+ * into the provider's empty bucket.) Those the pause is longer than they may wait are refused at once instead.
  */
 const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.Effect<void> => {
   if (state.sleeping.size === 0) return Effect.void

@@ -176,7 +176,10 @@ export const limitAndRequested = (
   return limit && requested ? { limit: Number(limit[1]), requested: Number(requested[1]) } : undefined
 }
 
-/** A 429's per-minute limit named in its message: OpenAI's "on tokens per min (TPM)", Anthropic's "of 30,000 input tokens per minute". */
+/**
+ * A 429's per-minute limit named in its message: OpenAI's "on tokens per min (TPM)", Anthropic's "of 30,000 input
+ * tokens per minute".
+ */
 const limitInMessage = /\b(input tokens|output tokens|requests|tokens) per min(?:ute)?\b/i
 
 /** A limit over another window than a minute: OpenAI's "on tokens per day (TPD)", "requests per day (RPD)". */
