@@ -826,7 +826,7 @@ const renumber = (queue: ReadonlyArray<Waiter>, order: QueueOrder.QueueOrder) =>
   order.rebuild(queue.length, (slot) => queue[slot]!.status === "waiting")
 }
 
-/** The place of a waiter arriving in a lane: behind every waiter of its lane, a batch one behind every interactive one. */
+/** A waiter arriving in a lane: behind every waiter of its lane, a batch one behind every interactive one. */
 const arrivalPlace = (state: KeyState, lane: Lane): number =>
   (lane === "interactive" ? state.interactiveOrder.size : state.interactiveOrder.size + state.batchOrder.size) + 1
 
