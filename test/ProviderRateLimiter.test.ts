@@ -41,6 +41,10 @@ const snapshotOf = (rateLimiter: ProviderRateLimiter.Service) => Effect.map(rate
 const limitsInForce = (rateLimiter: ProviderRateLimiter.Service) =>
   Effect.map(rateLimiter.snapshot, ([snapshot]) => [snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute])
 
+/** The requests per minute in force at the key. */
+const requestsInForce = (rateLimiter: ProviderRateLimiter.Service) =>
+  Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+
 describe("ProviderRateLimiter", () => {
   it.effect("admits in arrival order through the concurrency permits", () =>
     Effect.gen(function*() {
@@ -477,8 +481,7 @@ describe("ProviderRateLimiter", () => {
       )
       // OpenAI's 429 "on tokens per min (TPM)": the tokens limit comes down to what was used, the requests one stays.
       yield* rateLimiter.pause(target, 10_000, "tokens")
-      const [snapshot] = yield* rateLimiter.snapshot
-      expect([snapshot?.quota.requestsPerMinute, snapshot?.quota.tokensPerMinute]).toEqual([100, 9_000])
+      expect(yield* limitsInForce(rateLimiter)).toEqual([100, 9_000])
       // The requests bucket keeps its 90: light calls go together at the pause's end (emptied too, it would have
       // let one through then, and the next 667 ms later).
       const fibers = yield* Effect.forEach(["b", "c", "d"], (name) => Effect.fork(request(log, name, small)))
@@ -528,7 +531,7 @@ describe("ProviderRateLimiter", () => {
   it.effect("a 429 after using at least half the limit in the last minute cuts to what was used", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      const requestsPerMinute = requestsInForce(rateLimiter)
       // 600 of 1,000 used in the last minute: the provider refused at 600 a minute.
       yield* Effect.forEach(Array.from({ length: 600 }), () => request([], "a", small), { discard: true })
       yield* rateLimiter.pause(target, 1_000)
@@ -543,7 +546,7 @@ describe("ProviderRateLimiter", () => {
   it.effect("a 429 counts what was sent: admissions given back never were", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      const requestsPerMinute = requestsInForce(rateLimiter)
       // 60 admissions given back unsent (a deadline passed before the call): nothing was used, a tenth comes off.
       yield* Effect.forEach(
         Array.from({ length: 60 }),
@@ -586,7 +589,7 @@ describe("ProviderRateLimiter", () => {
   it.effect("the first 429 in a minute asking for less than one request's spacing pauses without a cut", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      const requestsPerMinute = requestsInForce(rateLimiter)
       // 60 a minute: one request a second. The provider was short of one request, not refusing the rate.
       yield* Effect.forEach(Array.from({ length: 10 }), () => request([], "a", small), { discard: true })
       yield* rateLimiter.pause(target, 999)
@@ -742,7 +745,7 @@ describe("ProviderRateLimiter", () => {
   it.effect("trusts the provider's reported limit above the one in force too, and climbs back to it after a cut", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
-      const requestsPerMinute = Effect.map(rateLimiter.snapshot, ([snapshot]) => snapshot?.quota.requestsPerMinute)
+      const requestsPerMinute = requestsInForce(rateLimiter)
       yield* rateLimiter.observe(target, { "x-ratelimit-limit-requests": "60" })
       expect(yield* requestsPerMinute).toBe(60)
       // The account was moved to a higher tier: the next response says so.

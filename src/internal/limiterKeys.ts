@@ -120,8 +120,6 @@ export interface KeyState {
   pending: Pending
   /** Of that, the interactive waiters': all that is ahead of an interactive arrival. */
   pendingInteractive: Pending
-  /** Batch waiters in their queue (not yet admitted). */
-  batchWaiting: number
   /** The places of the waiters in each lane's queue, by their slots: how many wait ahead of each. */
   readonly interactiveOrder: QueueOrder.QueueOrder
   readonly batchOrder: QueueOrder.QueueOrder
@@ -216,7 +214,6 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   pauseCut: false,
   pending: { requests: 0, inputTokens: 0, outputTokens: 0 },
   pendingInteractive: { requests: 0, inputTokens: 0, outputTokens: 0 },
-  batchWaiting: 0,
   interactiveOrder: new QueueOrder.QueueOrder(),
   batchOrder: new QueueOrder.QueueOrder(),
   meanHoldMillis: 0,
@@ -777,7 +774,6 @@ const enqueue = (shared: Shared, state: KeyState, waiter: Waiter) => {
   } else {
     waiter.slot = state.batchQueue.push(waiter) - 1
     state.batchOrder.take(waiter.slot)
-    state.batchWaiting++
   }
   changeQueued(state, 1)
   addPending(state, waiter, 1)
@@ -807,7 +803,6 @@ const leaveQueue = (state: KeyState, waiter: Waiter, status: "admitted" | "gone"
     return
   }
   state.batchOrder.leave(waiter.slot)
-  state.batchWaiting--
   while (
     state.batchQueueHead < state.batchQueue.length && state.batchQueue[state.batchQueueHead]!.status !== "waiting"
   ) {
@@ -1298,10 +1293,7 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
     addPending(state, waiter, 1)
     pushAlarm(state, waiter, waiter.deadline, "deadline")
     if (waiter.lane === "interactive") interactive.push(waiter)
-    else {
-      batch.push(waiter)
-      state.batchWaiting++
-    }
+    else batch.push(waiter)
   }
   // The queues without their fronts, where those admitted from them still are (as they left): each waiter once.
   if (interactive.length > 0) {
