@@ -21,7 +21,21 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Errors from "./Errors.js"
+
+/**
+ * Ledger calls that went ahead without the shared store (Redis) because it failed, did not answer in time, or was
+ * still being left alone after failing: each is a reservation unchecked, a settlement kept to record later, or an
+ * empty snapshot.
+ *
+ * @since 0.1.0
+ * @category Metrics
+ */
+export const storeUnavailable = Metric.counter("plot_engine_spend_ledger_unavailable_total", {
+  description: "Spend ledger calls that went ahead without its store because it failed or did not answer in time",
+  incremental: true
+})
 
 /**
  * A project's limits, in USD; a period without one is unlimited.

@@ -9,7 +9,9 @@
  * the budget for the rest of the period.
  *
  * When Redis is unreachable or slow (`commandTimeout`), a generation is not stopped for it: it goes ahead
- * unchecked, and a warning says so (the ledger fails open, as the rate limiter's store does).
+ * unchecked (the ledger fails open, as the rate limiter's store does). A warning says so once per outage, and
+ * `SpendLedger.storeUnavailable` counts the calls; Redis is then left alone for `retryAfter`, so that the
+ * generations of an outage do not each wait out the timeout, and what they cost is recorded once it answers.
  *
  * @example
  * ```ts
@@ -28,6 +30,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import { Redis, type RedisOptions } from "ioredis"
 import { randomUUID } from "node:crypto"
 import * as SpendLedger from "../SpendLedger.js"
@@ -46,6 +49,11 @@ export interface Options {
   readonly holdTimeout?: Duration.DurationInput | undefined
   /** How long one Redis command may take before the ledger goes on without it. Default: 2 seconds. */
   readonly commandTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long the ledger goes on without Redis after a command failed, before asking it again. Default: five times
+   * `commandTimeout`, at least 1 second.
+   */
+  readonly retryAfter?: Duration.DurationInput | undefined
 }
 
 /**
@@ -124,26 +132,56 @@ export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger
   const prefix = options.prefix ?? "plot-engine:spend:"
   const holdTimeout = Duration.toMillis(options.holdTimeout ?? Duration.hours(1))
   const commandTimeout = options.commandTimeout ?? Duration.seconds(2)
+  const retryAfterMillis = options.retryAfter === undefined
+    ? Math.max(1_000, 5 * Duration.toMillis(commandTimeout))
+    : Duration.toMillis(options.retryAfter)
   const projectsKey = `${prefix}projects`
   const accountKey = (projectId: string, period: "day" | "month", now: number) =>
     `${prefix}${projectId}:${SpendLedger.periodOf(period, now).key}`
 
-  /** A Redis command, bounded in time; `undefined` when Redis failed or was too slow (logged). */
+  /** Until when Redis is left alone after a command failed (on the `Clock`), and whether an outage is under way. */
+  let awayUntil = 0
+  let away = false
+  const unavailable = Effect.as(Metric.increment(SpendLedger.storeUnavailable), undefined)
+
+  /**
+   * A Redis command, bounded in time; `undefined` at once while Redis is left alone after a failure, and when it
+   * fails or is too slow (the outage's first failure logged).
+   */
   const command = <A>(what: string, run: () => Promise<A>): Effect.Effect<A | undefined> =>
-    Effect.tryPromise({ try: run, catch: (error) => error instanceof Error ? error : new Error(String(error)) }).pipe(
-      Effect.timeoutFail({
-        duration: commandTimeout,
-        onTimeout: () => new Error(`no answer in ${Duration.format(commandTimeout)}`)
-      }),
-      Effect.catchAll((error) =>
-        Effect.as(
-          Effect.logWarning(`Spend ledger unavailable (${what}); going on without it`).pipe(
-            Effect.annotateLogs({ error: error.message })
-          ),
-          undefined
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      if (now < awayUntil) return unavailable
+      return Effect.tryPromise({
+        try: run,
+        catch: (error) => error instanceof Error ? error : new Error(String(error))
+      }).pipe(
+        Effect.timeoutFail({
+          duration: commandTimeout,
+          onTimeout: () => new Error(`no answer in ${Duration.format(commandTimeout)}`)
+        }),
+        Effect.tap(() => {
+          if (!away) return Effect.void
+          away = false
+          return Effect.logInfo("Spend ledger answers again; generations are checked against it")
+        }),
+        Effect.catchAll((error) =>
+          Effect.flatMap(Clock.currentTimeMillis, (failedAt) => {
+            awayUntil = failedAt + retryAfterMillis
+            const outageBegins = !away
+            away = true
+            return Effect.zipRight(
+              outageBegins
+                ? Effect.logWarning(
+                  `Spend ledger unavailable (${what}); generations go ahead unchecked until it answers, asked again ` +
+                    `every ${Duration.format(retryAfterMillis)}`
+                ).pipe(Effect.annotateLogs({ error: error.message }))
+                : Effect.void,
+              unavailable
+            )
+          })
         )
       )
-    )
+    })
 
   /** Settlements Redis did not take: recorded before the next reservation, so no spend is lost to an outage. */
   const unrecorded: Array<{ readonly keys: ReadonlyArray<string>; readonly holdId: string; readonly costUsd: number }> =
@@ -154,13 +192,17 @@ export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger
       () => redis.eval(settleScript, settlement.keys.length, ...settlement.keys, settlement.holdId, settlement.costUsd)
     )
       .pipe(Effect.map((answer) => answer !== undefined))
-  const recordUnrecorded = Effect.suspend(function loop(): Effect.Effect<void> {
-    const next = unrecorded[0]
-    if (next === undefined) return Effect.void
-    return Effect.flatMap(record(next), (recorded) => {
-      if (!recorded) return Effect.void
-      unrecorded.shift()
-      return loop()
+  /** Records the settlements Redis did not take, oldest first, unless Redis is being left alone. */
+  const recordUnrecorded = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    if (now < awayUntil) return Effect.void
+    return Effect.suspend(function loop(): Effect.Effect<void> {
+      const next = unrecorded[0]
+      if (next === undefined) return Effect.void
+      return Effect.flatMap(record(next), (recorded) => {
+        if (!recorded) return Effect.void
+        unrecorded.shift()
+        return loop()
+      })
     })
   })
 
