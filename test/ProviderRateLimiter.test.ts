@@ -1,11 +1,15 @@
 /**
  * The Semaphore-plus-RateLimiter layer in virtual time: admission times are exact.
  */
+import * as RateLimiter from "@effect/experimental/RateLimiter"
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
@@ -1186,4 +1190,93 @@ describe("ProviderRateLimiter keys", () => {
       expect(yield* Clock.currentTimeMillis).toBe(1)
       yield* Fiber.interrupt(holder)
     }).pipe(Effect.provide(limiter({ maxConcurrent: 1 }))))
+})
+
+describe("ProviderRateLimiter over a store, a 429 while a reservation is under way", () => {
+  /** A limiter over an in-memory `RateLimiterStore`, as over Redis: each reservation a store call of its own. */
+  const overStore = (quota: Partial<ProviderRateLimiter.Quota>) =>
+    Layer.build(ProviderRateLimiter.layerStore({
+      quotas: { openai: { requestsPerMinute: 10_000, tokensPerMinute: 10_000_000, maxConcurrent: 100, ...quota } },
+      adaptive: false
+    })).pipe(
+      Effect.provide(RateLimiter.layerStoreMemory),
+      Effect.map(Context.get(ProviderRateLimiter.ProviderRateLimiter))
+    )
+
+  /** Runs a fiber and the store calls it starts until they are done (the store answers after a few yields). */
+  const settle = Effect.repeatN(Effect.yieldNow(), 50)
+
+  /** Admits `name`, logging when its call starts (from `start`), then runs `call`. */
+  const admitted = (
+    rateLimiter: ProviderRateLimiter.Service,
+    log: Array<readonly [string, number]>,
+    start: number,
+    name: string,
+    call: Effect.Effect<void> = Effect.void
+  ) =>
+    rateLimiter.withAdmission(
+      target,
+      small,
+      () =>
+        Effect.zipRight(
+          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push([name, now - start]))),
+          call
+        )
+    )
+
+  // The store answers a reservation after a few fiber yields: the 429 is met after each number of them, so that it
+  // lands before, during and after the reservation of the caller that arrives last.
+  it.effect("an arrival reserving when the 429 lands queues with the callers put back, and goes at the pace after", () =>
+    Effect.gen(function*() {
+      for (let yields = 0; yields <= 12; yields++) {
+        const log: Array<readonly [string, number]> = []
+        const rateLimiter = yield* overStore({ requestsPerMinute: 6 })
+        const start = yield* Clock.currentTimeMillis
+        // 6 a minute: six calls take the bucket; g..j reserve ahead (for 10, 20, 30, 40 s) and sleep.
+        for (let i = 0; i < 6; i++) yield* rateLimiter.withAdmission(target, small, () => Effect.void)
+        const fibers = []
+        for (const name of ["g", "h", "i", "j"]) {
+          fibers.push(yield* Effect.fork(admitted(rateLimiter, log, start, name)))
+          yield* settle
+        }
+        yield* TestClock.adjust("1 second")
+        fibers.push(yield* Effect.fork(admitted(rateLimiter, log, start, "k")))
+        yield* Effect.repeatN(Effect.yieldNow(), yields - 1)
+        yield* rateLimiter.pause(target, 60_000)
+        yield* TestClock.adjust("5 minutes")
+        yield* Fiber.joinAll(fibers)
+        // Whenever the 429 lands, one at its end and one every 10 s. Before, k's reservation under way went at the
+        // pause's end with g (yields 1 to 4).
+        expect([yields, log]).toEqual([yields, [["g", 61_000], ["h", 71_000], ["i", 81_000], ["j", 91_000], [
+          "k",
+          101_000
+        ]]])
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("the head of the queue reserving, or admitted and not yet on its way, when the 429 lands goes after it", () =>
+    Effect.gen(function*() {
+      for (let yields = 0; yields <= 12; yields++) {
+        const log: Array<readonly [string, number]> = []
+        const rateLimiter = yield* overStore({ requestsPerMinute: 60, maxConcurrent: 1 })
+        const start = yield* Clock.currentTimeMillis
+        // x holds the one permit; k and q queue for it. x ends, k (the head) reserves; the 429 lands.
+        const ends = yield* Deferred.make<void>()
+        const fibers = []
+        for (const [name, call] of [["x", Deferred.await(ends)], ["k", Effect.void], ["q", Effect.void]] as const) {
+          fibers.push(yield* Effect.fork(admitted(rateLimiter, log, start, name, call)))
+          yield* settle
+        }
+        yield* Deferred.succeed(ends, undefined)
+        yield* Effect.repeatN(Effect.yieldNow(), yields - 1)
+        const pausedAt = log.length
+        yield* rateLimiter.pause(target, 60_000)
+        yield* TestClock.adjust("5 minutes")
+        yield* Fiber.joinAll(fibers)
+        // Those that went before the 429 went; after it, one at its end and one a second later. Before, k (its
+        // reservation under way, or admitted and not yet run) went at its end with q (yields 1 to 5).
+        const after = log.slice(pausedAt).map(([, at]) => at)
+        expect([yields, after]).toEqual([yields, [60_000, 61_000].slice(0, after.length)])
+      }
+    }).pipe(Effect.scoped))
 })

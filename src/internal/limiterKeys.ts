@@ -50,6 +50,8 @@ interface Waiter {
   readonly lane: Lane
   readonly target: Target
   readonly queuedAt: number
+  /** Its order of arrival at the key. */
+  readonly arrival: number
   readonly deadline: number
   readonly maxPause: number | undefined
   readonly onQueued: AdmitOptions["onQueued"]
@@ -109,7 +111,10 @@ export interface KeyState {
   batchHeld: number
   /** Callers waiting: in the queue, or admitted and sleeping the wait their reservation implies. */
   queued: number
-  /** The admitted callers sleeping the wait their reservation implies, in the order they were admitted. */
+  /**
+   * The admitted callers sleeping the wait their reservation implies, or, admitted with none, whose callers have not
+   * run again yet, in the order they were admitted: what a provider 429 puts back in the queue.
+   */
   readonly sleeping: Set<Waiter>
   inFlight: number
   pausedUntil: number
@@ -138,6 +143,12 @@ export interface KeyState {
   alarmSeq: number
   /** A reservation with a remote store is under way: the head waits for it. */
   reserving: boolean
+  /** Resumed once no reservation is under way (a 429's drain of the store waits for the one under way). */
+  afterReserving: Array<() => void>
+  /** The provider 429s met at the key so far: a reservation under way when one came is made again after it. */
+  pauses: number
+  /** How many callers have arrived at the key (see `Waiter.arrival`). */
+  arrivals: number
   /** The pump is running (a call from inside it only asks it to look again: `dirty`). */
   pumping: boolean
   dirty: boolean
@@ -224,6 +235,9 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   alarms: new MinHeap.MinQueue((a, b) => a.at < b.at || (a.at === b.at && a.seq < b.seq)),
   alarmSeq: 0,
   reserving: false,
+  afterReserving: [],
+  pauses: 0,
+  arrivals: 0,
   pumping: false,
   dirty: false,
   tells: [],
@@ -447,6 +461,7 @@ export const admitTo = <A, E, R>(
       lane,
       target,
       queuedAt,
+      arrival: state.arrivals++,
       deadline,
       maxPause,
       onQueued: told(options?.onQueued),
@@ -530,16 +545,73 @@ const reserveNow = <A, E, R>(
     )
   }
   state.reserving = true
+  const pauses = state.pauses
   return Effect.flatMap(
     Effect.ensuring(
-      reserveInStore(shared, state, waiter),
-      Effect.sync(() => {
-        state.reserving = false
-        pump(shared, state)
-      })
+      Effect.flatMap(reserveInStore(shared, state, waiter), (delay) =>
+        // Overtaken by a provider 429: made against budget the provider has not got, it goes back.
+        state.pauses === pauses ? Effect.succeed(delay) : Effect.as(giveBack(shared, state, waiter), overtaken)),
+      Effect.sync(() => endReservation(shared, state))
     ),
-    (delay) => reservedNow(shared, state, waiter, restore, then, delay)
+    (delay) =>
+      delay === overtaken
+        ? queueAgain(shared, state, waiter, restore, then)
+        : reservedNow(shared, state, waiter, restore, then, delay)
   )
+}
+
+/** The wait of a reservation a provider 429 overtook (see `reserveNow`). */
+const overtaken = -1
+
+/**
+ * An arrival whose reservation a provider 429 overtook, the reservation given back: its permit goes back too, and it
+ * queues among the callers the 429 put back in the queue, in order of arrival (ahead of those that came after it),
+ * to reserve again after the pause; refused at once when the pause is longer than it may wait (see
+ * `requeueSleepers`).
+ */
+const queueAgain = <A, E, R>(
+  shared: Shared,
+  state: KeyState,
+  waiter: Waiter,
+  restore: Restore,
+  then: Then<A, E, R>
+): Effect.Effect<A, E | Errors.RateLimitError, R> => {
+  holdPermit(state, waiter, -1)
+  const now = shared.clock.unsafeCurrentTimeMillis()
+  const pausedFor = state.pausedUntil - now
+  if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
+    waiter.status = "gone"
+    changeQueued(state, -1)
+    return Effect.fail(pausedTooLong(state, waiter.target, pausedFor))
+  }
+  const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
+    waiter.resume = resume
+    waiter.status = "waiting"
+    addPending(state, waiter, 1)
+    pushAlarm(state, waiter, waiter.deadline, "deadline")
+    if (waiter.onQueued !== undefined) pushAlarm(state, waiter, now + queuedUpdateEveryMillis, "tell")
+    insertByArrival(state, waiter)
+    pump(shared, state)
+  })
+  return waitThenDeliver(shared, state, waiter, verdict, restore, then)
+}
+
+/** A waiter put in its lane's queue among those waiting there, in order of arrival. */
+const insertByArrival = (state: KeyState, waiter: Waiter) => {
+  const interactive = waiter.lane === "interactive"
+  // The queue without its front, where those that left it still are.
+  const live = interactive ? state.queue.slice(state.queueHead) : state.batchQueue.slice(state.batchQueueHead)
+  const after = live.findIndex((other) => other.status === "waiting" && other.arrival > waiter.arrival)
+  live.splice(after < 0 ? live.length : after, 0, waiter)
+  if (interactive) {
+    state.queue = live
+    state.queueHead = 0
+    renumber(live, state.interactiveOrder)
+  } else {
+    state.batchQueue = live
+    state.batchQueueHead = 0
+    renumber(live, state.batchOrder)
+  }
 }
 
 /** An arrival's own reservation, `delay` its wait: delivered after it, or refused when that ends too late. */
@@ -654,6 +726,11 @@ const deliverAfter = <A, E, R>(
       handlers((cause) => Effect.zipRight(waiter.release, Effect.failCause(cause)), () => wait)
     )
   }
+  // Put back in the queue by a 429 before its caller ran (and perhaps admitted again since): the pump's next verdict.
+  if (waiter.status === "waiting" || waiter.verdict !== undefined) {
+    return waitThenDeliver(shared, state, waiter, nextVerdict(waiter), restore, then)
+  }
+  state.sleeping.delete(waiter)
   const pausedFor = state.pausedUntil - shared.clock.unsafeCurrentTimeMillis()
   if (pausedFor <= nanosecond) return deliver(shared, state, waiter, then)
   if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
@@ -846,7 +923,9 @@ const admitWaiter = (state: KeyState, waiter: Waiter, delay: number, now: number
   leaveQueue(state, waiter, "admitted")
   holdPermit(state, waiter, 1)
   waiter.admittedAt = now
+  // Asleep until its caller runs again, with no wait to sleep: a 429 before then puts it back in the queue too.
   if (delay > 0) sleepUntil(state, waiter, now + delay)
+  else state.sleeping.add(waiter)
   resumeWith(waiter, Effect.succeed(delay))
 }
 
@@ -940,21 +1019,40 @@ const admitHead = (shared: Shared, state: KeyState, head: Waiter, now: number): 
     return
   }
   state.reserving = true
+  const pauses = state.pauses
   shared.runDaemon(
     Effect.flatMap(reserveInStore(shared, state, head), (delay) => {
-      state.reserving = false
-      // Interrupted while the store answered, or refused: the reservation goes back.
-      const admitted = head.status === "waiting" &&
+      // Interrupted while the store answered, or refused: the reservation goes back. Overtaken by a provider 429 (made
+      // against budget the provider has not got), it goes back too, and the head, still queued, reserves again after
+      // the pause.
+      const admitted = head.status === "waiting" && state.pauses === pauses &&
         headVerdict(state, head, delay, shared.clock.unsafeCurrentTimeMillis())
       return admitted ? Effect.void : giveBack(shared, state, head)
-    }).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        state.reserving = false
-        pump(shared, state)
-      }))
-    )
+    }).pipe(Effect.ensuring(Effect.sync(() => endReservation(shared, state))))
   )
 }
+
+/**
+ * The reservation under way is over, given back too when it was: a 429's drain of the store that waited for it goes
+ * on (it counts the store as the reservation left it), and the key is driven.
+ */
+const endReservation = (shared: Shared, state: KeyState) => {
+  state.reserving = false
+  if (state.afterReserving.length > 0) {
+    const waiting = state.afterReserving
+    state.afterReserving = []
+    for (const resume of waiting) resume()
+  }
+  pump(shared, state)
+}
+
+/** Once no reservation is under way with the store. */
+const untilNotReserving = (state: KeyState): Effect.Effect<void> =>
+  state.reserving
+    ? Effect.async<void>((resume) => {
+      state.afterReserving.push(() => resume(Effect.void))
+    })
+    : Effect.void
 
 /** The head, its reservation made at `at`: admitted with the wait it implies, or refused when that ends too late. */
 const headVerdict = (state: KeyState, head: Waiter, delay: number, at: number): boolean => {
@@ -1204,9 +1302,13 @@ export const pauseKey = (
     const pausedUntil = state.pausedUntil
     const alreadyPaused = pausedUntil > now
     state.pausedUntil = Math.max(pausedUntil, now + millis)
+    state.pauses++
     yield* requeueSleepers(shared, state, now)
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
+    // A reservation under way is given back (see `reserveNow`, `admitHead`) before the store is read and drained: read
+    // before it ends, the drain would count it, and the give-back would then refill the bucket by as much.
+    yield* untilNotReserving(state)
     const used = usedInLastMinute(state, now)
     const reached = reachedLimits(state.quota, limit)
     if (alreadyPaused) {
