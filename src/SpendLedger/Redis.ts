@@ -10,8 +10,11 @@
  *
  * When Redis is unreachable or slow (`commandTimeout`), a generation is not stopped for it: it goes ahead
  * unchecked (the ledger fails open, as the rate limiter's store does). A warning says so once per outage, and
- * `SpendLedger.storeUnavailable` counts the calls; Redis is then left alone for `retryAfter`, so that the
- * generations of an outage do not each wait out the timeout, and what they cost is recorded once it answers.
+ * `SpendLedger.storeUnavailable` counts the calls made without Redis. Redis is then left alone for `retryAfter`, so
+ * that the generations of an outage do not each wait out the timeout; after it, one call finds out whether Redis is
+ * back while the others go on. What generations cost meanwhile is kept and recorded as soon as Redis may be asked
+ * again (by the layer in the background, and once more as it closes), each settlement once: a mark of it, kept for
+ * `holdTimeout`, stops one Redis ran after the ledger gave up waiting from counting twice.
  *
  * @example
  * ```ts
@@ -94,13 +97,29 @@ end
 return {0, ''}
 `
 
-/** Replaces a hold by what its generation cost. KEYS: the accounts. ARGV: hold id, cost. */
+/**
+ * Replaces a hold by what its generation cost, once: a settlement Redis ran after the ledger gave up waiting for it is
+ * not counted again when the ledger records it again. An account the reservation never reached (Redis was away then)
+ * is kept as a reservation keeps it, and its project listed.
+ *
+ * KEYS: the accounts (day, month), the settlement's mark, the projects set. ARGV: hold id, cost, how long the mark is
+ * kept (ms), the project, then per account how long it is kept (ms).
+ */
 const settleScript = `
-for _, key in ipairs(KEYS) do
+local accounts = #KEYS - 2
+if not redis.call('SET', KEYS[accounts + 1], '1', 'NX', 'PX', ARGV[3]) then
+  return 0
+end
+for i = 1, accounts do
+  local key = KEYS[i]
   redis.call('HDEL', key, 'hold:' .. ARGV[1])
   redis.call('HINCRBYFLOAT', key, 'spent', ARGV[2])
+  if redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, ARGV[4 + i])
+  end
 end
-return 0
+redis.call('SADD', KEYS[accounts + 2], ARGV[4])
+return 1
 `
 
 /** What an account holds at `now`: settled spend, and the holds that have not lapsed. */
@@ -122,13 +141,34 @@ const readAccount = (fields: Record<string, string>, now: number) => {
 const keptFor = (period: "day" | "month", now: number) =>
   SpendLedger.periodOf(period, now).endsAt - now + Duration.toMillis(Duration.days(1))
 
+/** A generation's cost, to be recorded: what it reserved, and when. */
+interface Settlement {
+  readonly projectId: string
+  readonly reservedAt: number
+  readonly holdId: string
+  readonly costUsd: number
+}
+
+/** What a Redis command came to: its answer; Redis away (failed, too slow, or left alone); or an error reply. */
+type Answer<A> =
+  | { readonly _tag: "Answered"; readonly value: A }
+  | { readonly _tag: "Away" }
+  | { readonly _tag: "Refused"; readonly error: Error }
+
+const away: Answer<never> = { _tag: "Away" }
+
+/** Redis' own refusal of a command (an error reply): Redis is there, the command is wrong. */
+const isErrorReply = (error: Error) => error.name === "ReplyError"
+
 /**
- * A ledger over a Redis connection.
- *
- * @since 0.1.0
- * @category Constructors
+ * A ledger over a Redis connection (with `fork`, recording in the background what Redis did not take), and its last
+ * try at recording that as it closes.
  */
-export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger.Service => {
+const makeLedger = (
+  redis: Redis,
+  options: Omit<Options, "redis">,
+  fork?: (effect: Effect.Effect<void>) => Effect.Effect<void>
+) => {
   const prefix = options.prefix ?? "plot-engine:spend:"
   const holdTimeout = Duration.toMillis(options.holdTimeout ?? Duration.hours(1))
   const commandTimeout = options.commandTimeout ?? Duration.seconds(2)
@@ -139,87 +179,166 @@ export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger
   const accountKey = (projectId: string, period: "day" | "month", now: number) =>
     `${prefix}${projectId}:${SpendLedger.periodOf(period, now).key}`
 
-  /** Until when Redis is left alone after a command failed (on the `Clock`), and whether an outage is under way. */
+  // An outage: whether one is under way, until when Redis is left alone (on the `Clock`), and how many commands have
+  // failed so far (a command that started before the last failure says nothing of whether Redis is back).
+  let isAway = false
   let awayUntil = 0
-  let away = false
-  const unavailable = Effect.as(Metric.increment(SpendLedger.storeUnavailable), undefined)
+  let failures = 0
 
   /**
-   * A Redis command, bounded in time; `undefined` at once while Redis is left alone after a failure, and when it
-   * fails or is too slow (the outage's first failure logged).
+   * A Redis command, bounded in time. While Redis is left alone after a failure it is not sent; once that time is
+   * over, the first command sent is the one that finds out (the others go on without Redis meanwhile). The outage's
+   * first failure is logged, and its end.
    */
-  const command = <A>(what: string, run: () => Promise<A>): Effect.Effect<A | undefined> =>
+  const command = <A>(what: string, run: () => Promise<A>): Effect.Effect<Answer<A>> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      if (now < awayUntil) return unavailable
-      return Effect.tryPromise({
+      if (isAway) {
+        if (now < awayUntil) return Effect.succeed(away)
+        awayUntil = now + retryAfterMillis
+      }
+      const failuresBefore = failures
+      const answered = Effect.suspend(() => {
+        if (!isAway || failures !== failuresBefore) return Effect.void
+        isAway = false
+        awayUntil = 0
+        return Effect.logInfo("Spend ledger answers again; generations are checked against it")
+      })
+      // Interruptible even where its caller is not (a settlement runs as a generation's finalizer): the timeout must be
+      // able to give up on it. Given up, the command may still run; a settlement's mark keeps it from counting twice.
+      return Effect.interruptible(Effect.tryPromise({
         try: run,
         catch: (error) => error instanceof Error ? error : new Error(String(error))
-      }).pipe(
+      })).pipe(
         Effect.timeoutFail({
           duration: commandTimeout,
           onTimeout: () => new Error(`no answer in ${Duration.format(commandTimeout)}`)
         }),
-        Effect.tap(() => {
-          if (!away) return Effect.void
-          away = false
-          return Effect.logInfo("Spend ledger answers again; generations are checked against it")
-        }),
-        Effect.catchAll((error) =>
-          Effect.flatMap(Clock.currentTimeMillis, (failedAt) => {
-            awayUntil = failedAt + retryAfterMillis
-            const outageBegins = !away
-            away = true
-            return Effect.zipRight(
-              outageBegins
-                ? Effect.logWarning(
-                  `Spend ledger unavailable (${what}); generations go ahead unchecked until it answers, asked again ` +
-                    `every ${Duration.format(retryAfterMillis)}`
-                ).pipe(Effect.annotateLogs({ error: error.message }))
-                : Effect.void,
-              unavailable
-            )
-          })
-        )
+        Effect.matchEffect({
+          onSuccess: (value): Effect.Effect<Answer<A>> => Effect.as(answered, { _tag: "Answered", value } as const),
+          onFailure: (error): Effect.Effect<Answer<A>> => {
+            if (isErrorReply(error)) {
+              return Effect.as(
+                Effect.zipRight(
+                  answered,
+                  Effect.logError(`Spend ledger refused a command (${what})`).pipe(
+                    Effect.annotateLogs({ error: error.message })
+                  )
+                ),
+                { _tag: "Refused", error } as const
+              )
+            }
+            return Effect.flatMap(Clock.currentTimeMillis, (failedAt) => {
+              failures++
+              awayUntil = failedAt + retryAfterMillis
+              const outageBegins = !isAway
+              isAway = true
+              return Effect.as(
+                outageBegins
+                  ? Effect.logWarning(
+                    `Spend ledger unavailable (${what}); generations go ahead unchecked until it answers, asked ` +
+                      `again every ${Duration.format(retryAfterMillis)}`
+                  ).pipe(Effect.annotateLogs({ error: error.message }))
+                  : Effect.void,
+                away
+              )
+            })
+          }
+        })
       )
     })
 
-  /** Settlements Redis did not take: recorded before the next reservation, so no spend is lost to an outage. */
-  const unrecorded: Array<{ readonly keys: ReadonlyArray<string>; readonly holdId: string; readonly costUsd: number }> =
-    []
-  const record = (settlement: (typeof unrecorded)[number]) =>
-    command(
-      "settle",
-      () => redis.eval(settleScript, settlement.keys.length, ...settlement.keys, settlement.holdId, settlement.costUsd)
-    )
-      .pipe(Effect.map((answer) => answer !== undefined))
-  /** Records the settlements Redis did not take, oldest first, unless Redis is being left alone. */
-  const recordUnrecorded = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-    if (now < awayUntil) return Effect.void
-    return Effect.suspend(function loop(): Effect.Effect<void> {
-      const next = unrecorded[0]
-      if (next === undefined) return Effect.void
-      return Effect.flatMap(record(next), (recorded) => {
-        if (!recorded) return Effect.void
-        unrecorded.shift()
-        return loop()
-      })
-    })
-  })
+  /** A ledger call made without Redis: counted. */
+  const unavailable = Metric.increment(SpendLedger.storeUnavailable)
 
-  const settler = (keys: ReadonlyArray<string>, holdId: string): SpendLedger.Reservation => {
+  /** Settlements Redis did not take, oldest first: recorded when it answers again, so no spend is lost to an outage. */
+  const unrecorded: Array<Settlement> = []
+
+  const record = (settlement: Settlement) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const keys = SpendLedger.periods.map((period) => accountKey(settlement.projectId, period, settlement.reservedAt))
+      // Kept as long as a reservation made when this one was would have kept it.
+      const keptUntil = SpendLedger.periods.map((period) =>
+        String(Math.max(1, keptFor(period, settlement.reservedAt) - (now - settlement.reservedAt)))
+      )
+      return command("settle", () =>
+        redis.eval(
+          settleScript,
+          keys.length + 2,
+          ...keys,
+          `${prefix}settled:${settlement.holdId}`,
+          projectsKey,
+          settlement.holdId,
+          settlement.costUsd,
+          holdTimeout,
+          settlement.projectId,
+          ...keptUntil
+        ))
+    })
+
+  /** Records what Redis did not take, one flush at a time; one it refuses is dropped (logged), not tried forever. */
+  const flushing = Effect.unsafeMakeSemaphore(1)
+  const flush = flushing.withPermits(1)(Effect.suspend(function next(): Effect.Effect<void> {
+    const settlement = unrecorded[0]
+    if (settlement === undefined) return Effect.void
+    return Effect.flatMap(record(settlement), (answer) => {
+      if (answer._tag === "Away") return Effect.void
+      unrecorded.shift()
+      return next()
+    })
+  }))
+  /** A flush, unless Redis is being left alone (nothing to wait for then). */
+  const flushUnlessAway = Effect.flatMap(
+    Clock.currentTimeMillis,
+    (now) => unrecorded.length === 0 || (isAway && now < awayUntil) ? Effect.void : flush
+  )
+
+  /**
+   * With `fork`, what Redis did not take is recorded as soon as it may be asked again, whether or not a generation
+   * comes to ask it: one fiber while there is something to record.
+   */
+  let flushingLater = false
+  const flushLater = Effect.suspend(function later(): Effect.Effect<void> {
+    if (unrecorded.length === 0) {
+      flushingLater = false
+      return Effect.void
+    }
+    return Effect.flatMap(
+      Clock.currentTimeMillis,
+      (now) => Effect.zipRight(Effect.sleep(Math.max(0, awayUntil - now)), Effect.zipRight(flushUnlessAway, later()))
+    )
+  })
+  const keep = (settlement: Settlement) =>
+    Effect.suspend(() => {
+      unrecorded.push(settlement)
+      if (fork === undefined || flushingLater) return Effect.void
+      flushingLater = true
+      return fork(flushLater)
+    })
+
+  const settler = (projectId: string, reservedAt: number, holdId: string): SpendLedger.Reservation => {
     let settled = false
     return {
       settle: (costUsd) =>
         Effect.suspend(() => {
           if (settled) return Effect.void
           settled = true
-          return Effect.flatMap(record({ keys, holdId, costUsd }), (recorded) =>
-            recorded ? Effect.void : Effect.sync(() => unrecorded.push({ keys, holdId, costUsd })))
+          const cost = Number.isFinite(costUsd) && costUsd >= 0 ? costUsd : 0
+          const settlement: Settlement = { projectId, reservedAt, holdId, costUsd: cost }
+          const recorded = Effect.flatMap(record(settlement), (answer) =>
+            answer._tag === "Away"
+              ? Effect.zipRight(unavailable, keep(settlement))
+              : Effect.void)
+          return cost === costUsd ? recorded : Effect.zipRight(
+            Effect.logWarning(`Spend ledger: a generation's cost was ${costUsd}; recorded as 0`).pipe(
+              Effect.annotateLogs({ projectId })
+            ),
+            recorded
+          )
         })
     }
   }
 
-  return SpendLedger.SpendLedger.of({
+  const service = SpendLedger.SpendLedger.of({
     reserve: (projectId, estimateUsd) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const keys = SpendLedger.periods.map((period) => accountKey(projectId, period, now))
@@ -229,7 +348,7 @@ export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger
           String(keptFor(period, now))
         ])
         return Effect.zipRight(
-          recordUnrecorded,
+          flushUnlessAway,
           command("reserve", async () => {
             const [answer] = await redis.multi()
               .eval(reserveScript, keys.length, ...keys, now, estimateUsd, holdId, now + holdTimeout, ...perAccount)
@@ -240,49 +359,80 @@ export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger
           })
         ).pipe(
           Effect.flatMap((answer) => {
-            const refusedAt = answer?.[0] ?? 0
-            // Unchecked when Redis did not answer, but what it costs is still recorded if Redis is back by then.
-            if (refusedAt === 0) return Effect.succeed(settler(keys, holdId))
+            // Unchecked when Redis did not answer, but what it costs is still recorded once it does.
+            if (answer._tag !== "Answered") {
+              return Effect.as(unavailable, settler(projectId, now, holdId))
+            }
+            const [refusedAt, spent] = answer.value
+            if (refusedAt === 0) return Effect.succeed(settler(projectId, now, holdId))
             const period = SpendLedger.periods[refusedAt - 1]!
             return Effect.fail(SpendLedger.exceeded({
               projectId,
               period,
               limitUsd: SpendLedger.limitOf(options.limits, projectId, period)!,
-              spentUsd: Number(answer![1]),
+              spentUsd: Number(spent),
               estimateUsd,
               now
             }))
           })
         )
       }),
-    snapshot: Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.map(
-        command("snapshot", async () => {
-          const known = await redis.smembers(projectsKey)
-          const projects = [...new Set([...Object.keys(options.limits.projects ?? {}), ...known])].sort()
-          const pipeline = redis.pipeline()
-          for (const projectId of projects) {
-            for (const period of SpendLedger.periods) pipeline.hgetall(accountKey(projectId, period, now))
-          }
-          const replies = (await pipeline.exec()) ?? []
-          return projects.flatMap((projectId, p) =>
-            SpendLedger.periods.map((period, i): SpendLedger.PeriodSnapshot => {
-              const [error, fields] = replies[p * SpendLedger.periods.length + i] ?? []
-              if (error) throw error
-              return {
-                projectId,
-                period,
-                limitUsd: SpendLedger.limitOf(options.limits, projectId, period),
-                ...readAccount(fields as Record<string, string>, now),
-                resetsAt: SpendLedger.periodOf(period, now).endsAt
-              }
-            })
-          )
-        }),
-        (snapshot) => snapshot ?? []
-      ))
+    snapshot: Effect.zipRight(
+      flushUnlessAway,
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(
+          command("snapshot", async () => {
+            const known = await redis.smembers(projectsKey)
+            const projects = [...new Set([...Object.keys(options.limits.projects ?? {}), ...known])].sort()
+            const pipeline = redis.pipeline()
+            for (const projectId of projects) {
+              for (const period of SpendLedger.periods) pipeline.hgetall(accountKey(projectId, period, now))
+            }
+            const replies = (await pipeline.exec()) ?? []
+            return projects.flatMap((projectId, p) =>
+              SpendLedger.periods.map((period, i): SpendLedger.PeriodSnapshot => {
+                const [error, fields] = replies[p * SpendLedger.periods.length + i] ?? []
+                if (error) throw error
+                return {
+                  projectId,
+                  period,
+                  limitUsd: SpendLedger.limitOf(options.limits, projectId, period),
+                  ...readAccount(fields as Record<string, string>, now),
+                  resetsAt: SpendLedger.periodOf(period, now).endsAt
+                }
+              })
+            )
+          }),
+          (answer) => answer._tag === "Answered" ? Effect.succeed(answer.value) : Effect.as(unavailable, [])
+        ))
+    )
   })
+
+  /** One more try, Redis left alone or not, and what is still not recorded then logged: it is lost. */
+  const lastFlush = Effect.zipRight(
+    Effect.suspend(() => {
+      awayUntil = 0
+      return flush
+    }),
+    Effect.suspend(() =>
+      unrecorded.length === 0 ? Effect.void : Effect.logWarning(
+        `Spend ledger closed with ${unrecorded.length} generations' costs Redis did not take; they are not counted`
+      ).pipe(Effect.annotateLogs({ costUsd: unrecorded.reduce((sum, settlement) => sum + settlement.costUsd, 0) }))
+    )
+  )
+
+  return { service, lastFlush }
 }
+
+/**
+ * A ledger over a Redis connection. What generations cost while Redis was away is recorded before this ledger's
+ * next reservation or snapshot; `layer` also records it in the background, and when it closes.
+ *
+ * @since 0.1.0
+ * @category Constructors
+ */
+export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger.Service =>
+  makeLedger(redis, options).service
 
 /**
  * The ledger over Redis, with its limits; the connection is closed with the layer.
@@ -293,8 +443,8 @@ export const make = (redis: Redis, options: Omit<Options, "redis">): SpendLedger
 export const layer = (options: Options): Layer.Layer<SpendLedger.SpendLedger> =>
   Layer.scoped(
     SpendLedger.SpendLedger,
-    Effect.map(
-      Effect.acquireRelease(
+    Effect.gen(function*() {
+      const redis = yield* Effect.acquireRelease(
         // A command waits for a reconnection at most once before failing, so `commandTimeout` is what bounds it.
         Effect.sync(() => {
           const redis = new Redis({ maxRetriesPerRequest: 1, ...options.redis })
@@ -303,7 +453,12 @@ export const layer = (options: Options): Layer.Layer<SpendLedger.SpendLedger> =>
           return redis
         }),
         (redis) => Effect.sync(() => redis.disconnect())
-      ),
-      (redis) => make(redis, options)
-    )
+      )
+      const scope = yield* Effect.scope
+      // What Redis did not take is recorded once it answers, even with no generation to ask it, and tried once more
+      // as the layer closes (an instance that stops must not take its fleet's spend with it).
+      const ledger = makeLedger(redis, options, (effect) => Effect.asVoid(Effect.forkIn(effect, scope)))
+      yield* Effect.addFinalizer(() => ledger.lastFlush)
+      return ledger.service
+    })
   )

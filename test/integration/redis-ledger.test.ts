@@ -5,14 +5,18 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
@@ -233,6 +237,183 @@ describe("SpendLedger over Redis, when Redis is gone or silent", () => {
         ])
       }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, recordLogs)), Effect.scoped)
     },
+    10_000
+  )
+})
+
+describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage must not cost", () => {
+  const redisPort = () => Number(new URL(redisUrl!).port || 6379)
+  /** A ledger over the Redis at `port` (the real one, or a proxy in front of it), under `prefix`. */
+  const ledgerAt = (port: number, prefix: string, options: Partial<SpendLedgerRedis.Options> = {}) =>
+    Effect.map(
+      Layer.build(SpendLedgerRedis.layer({
+        limits: { default: { dailyUsd: 10 } },
+        commandTimeout: "300 millis",
+        retryAfter: "500 millis",
+        prefix,
+        ...options,
+        redis: { host: "127.0.0.1", port, retryStrategy: () => 50, ...options.redis }
+      })),
+      (context) => Context.get(context, SpendLedger.SpendLedger)
+    )
+  /** What a project has spent today, as `ledger` reads it. */
+  const spentToday = (ledger: SpendLedger.Service, projectId: string) =>
+    Effect.map(
+      ledger.snapshot,
+      (periods) => periods.find((period) => period.projectId === projectId && period.period === "day")?.spentUsd
+    )
+  /** A connection of the test's own to Redis. */
+  const admin = Effect.acquireRelease(
+    Effect.sync(() => new Redis({ host: "127.0.0.1", port: redisPort() })),
+    (redis) => Effect.sync(() => redis.disconnect())
+  )
+  const proxied = Effect.flatMap(
+    Effect.sync(() => new URL(redisUrl!)),
+    (url) => tcpProxy({ host: url.hostname, port: Number(url.port || 6379) })
+  )
+
+  it.live(
+    "a settlement run as a generation's finalizer gives up on a hung Redis; one Redis ran late counts once",
+    () =>
+      Effect.gen(function*() {
+        const redis = yield* admin
+        const ledger = yield* ledgerAt(redisPort(), `plot-engine-test-${randomUUID()}:`)
+        const reservation = yield* ledger.reserve("novel", 0.5)
+        // Redis holds every write for a second: the settlement's script waits there.
+        yield* Effect.promise(() => redis.call("CLIENT", "PAUSE", "1000", "WRITE"))
+        const started = Date.now()
+        // Uninterruptible, as the engine runs it (in `Effect.ensuring`): the command timeout must still end it.
+        yield* Effect.uninterruptible(reservation.settle(0.3))
+        expect(Date.now() - started).toBeLessThan(800)
+        // Redis runs the script when the pause ends; the ledger, which gave up on it, records it again once it may.
+        yield* Effect.sleep("1500 millis")
+        expect(yield* spentToday(ledger, "novel")).toBe(0.3)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
+    10_000
+  )
+
+  it.live("two reservations after an outage record each cost Redis did not take once", () =>
+    Effect.gen(function*() {
+      const proxy = yield* proxied
+      // `make`, without the layer's background recording: the reservations are what records them.
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          new Redis({ host: "127.0.0.1", port: proxy.port, maxRetriesPerRequest: 1, retryStrategy: () => 50 })
+        ),
+        (redis) => Effect.sync(() => redis.disconnect())
+      )
+      client.on("error", () => {})
+      const ledger = SpendLedgerRedis.make(client, {
+        limits: { default: { dailyUsd: 10 } },
+        prefix: `plot-engine-test-${randomUUID()}:`,
+        commandTimeout: "300 millis",
+        retryAfter: "500 millis"
+      })
+      const reservations = yield* Effect.forEach([1, 2, 3], () => ledger.reserve("novel", 0.5))
+      yield* proxy.cut
+      yield* Effect.forEach(reservations, (reservation, i) => reservation.settle(0.1 * (i + 1)))
+      yield* proxy.restore
+      yield* Effect.sleep("700 millis")
+      // Both find the three costs to record; each is recorded once. Before, both recorded the first.
+      yield* Effect.all([ledger.reserve("novel", 0.1), ledger.reserve("novel", 0.1)], { concurrency: 2 })
+      expect(yield* spentToday(ledger, "novel")).toBeCloseTo(0.6, 10)
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)), 10_000)
+
+  it.live(
+    "an instance records what Redis did not take once it answers, with no generation to ask it, and as it closes",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* proxied
+        const prefix = `plot-engine-test-${randomUUID()}:`
+        const observer = yield* ledgerAt(redisPort(), prefix)
+        // This instance settles during the outage, then gets no more traffic.
+        const idle = yield* ledgerAt(proxy.port, prefix)
+        const first = yield* idle.reserve("novel", 0.5)
+        yield* proxy.cut
+        yield* first.settle(0.4)
+        yield* proxy.restore
+        yield* Effect.sleep("1 second")
+        expect(yield* spentToday(observer, "novel")).toBe(0.4)
+        // This one settles during the outage and closes at once, before Redis is asked again.
+        const closing = yield* Scope.make()
+        const stopping = yield* ledgerAt(proxy.port, prefix).pipe(Scope.extend(closing))
+        const second = yield* stopping.reserve("novel", 0.5)
+        yield* proxy.cut
+        yield* second.settle(0.2)
+        yield* proxy.restore
+        yield* Effect.sleep("100 millis")
+        yield* Scope.close(closing, Exit.void)
+        expect(yield* spentToday(observer, "novel")).toBeCloseTo(0.6, 10)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
+    10_000
+  )
+
+  it.live("a cost that is not a number is recorded as 0, with a warning, and the budget is still checked", () => {
+    const warnings: Array<string> = []
+    const recordWarnings = Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") warnings.push(String(message))
+    })
+    return Effect.gen(function*() {
+      const ledger = yield* ledgerAt(redisPort(), `plot-engine-test-${randomUUID()}:`, {
+        limits: { default: { dailyUsd: 1 } }
+      })
+      yield* Effect.flatMap(ledger.reserve("novel", 0.5), (reservation) => reservation.settle(Number.NaN))
+      yield* Effect.flatMap(ledger.reserve("novel", 0.5), (reservation) => reservation.settle(0.8))
+      // Before, Redis refused the NaN, which was kept to record again and again, and every reservation went unchecked.
+      expect((yield* Effect.flip(ledger.reserve("novel", 0.5)))._tag).toBe("BudgetExceededError")
+      expect(warnings).toEqual(["Spend ledger: a generation's cost was NaN; recorded as 0"])
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, recordWarnings)), Effect.scoped)
+  }, 10_000)
+
+  it.live(
+    "the cost of a reservation Redis never saw goes to accounts that expire, of a project the snapshot lists",
+    () =>
+      Effect.gen(function*() {
+        const proxy = yield* proxied
+        const redis = yield* admin
+        const prefix = `plot-engine-test-${randomUUID()}:`
+        const ledger = yield* ledgerAt(proxy.port, prefix)
+        yield* proxy.cut
+        const unchecked = yield* ledger.reserve("orphan", 0.5)
+        yield* unchecked.settle(0.25)
+        yield* proxy.restore
+        yield* Effect.sleep("1 second")
+        const keys = yield* Effect.promise(() => redis.keys(`${prefix}orphan:*`))
+        expect(keys).toHaveLength(2)
+        for (const key of keys) expect(yield* Effect.promise(() => redis.pttl(key))).toBeGreaterThan(0)
+        expect(yield* spentToday(ledger, "orphan")).toBe(0.25)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
+    10_000
+  )
+
+  it.live(
+    "once Redis may be asked again, one call finds out; the others go on without waiting for it",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* silentServer
+        const ledger = yield* ledgerAt(
+          (server.address() as Net.AddressInfo).port,
+          `plot-engine-test-${randomUUID()}:`,
+          {
+            retryAfter: "1 second",
+            redis: { retryStrategy: () => null }
+          }
+        )
+        yield* ledger.reserve("novel", 0.5)
+        yield* Effect.sleep("1100 millis")
+        const before = yield* unavailableCount
+        const started = Date.now()
+        const times = yield* Effect.forEach(
+          Array.from({ length: 10 }),
+          () => Effect.map(Effect.timed(ledger.reserve("novel", 0.5)), ([duration]) => Duration.toMillis(duration)),
+          { concurrency: "unbounded" }
+        )
+        // One waits out the command timeout; before, all ten did.
+        expect(times.filter((millis) => millis >= 250)).toHaveLength(1)
+        expect(Date.now() - started).toBeLessThan(600)
+        // One count per reservation.
+        expect((yield* unavailableCount) - before).toBe(10)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
     10_000
   )
 })
