@@ -347,8 +347,17 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   Effect.gen(function*() {
-    const port = yield* Config.integer("PORT").pipe(Config.withDefault(3000))
-    const maxBodyBytes = yield* Config.integer("MAX_BODY_BYTES").pipe(Config.withDefault(JsonBody.defaultMaxBytes))
+    const port = yield* Config.integer("PORT").pipe(
+      Config.validate({
+        message: "Expected a port from 0 to 65535",
+        validation: (port) => port >= 0 && port <= 65_535
+      }),
+      Config.withDefault(3000)
+    )
+    const maxBodyBytes = yield* Config.integer("MAX_BODY_BYTES").pipe(
+      Config.validate({ message: "Expected a number of bytes of at least 1", validation: (bytes) => bytes >= 1 }),
+      Config.withDefault(JsonBody.defaultMaxBytes)
+    )
     return yield* Layer.launch(ServerLive(port, { maxBodyBytes }))
   }).pipe(NodeRuntime.runMain)
 }

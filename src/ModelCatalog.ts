@@ -300,14 +300,15 @@ export const merge = (base: Catalog, overrides: Catalog): Catalog => [
 ]
 
 /**
- * Decodes a catalog from JSON text (an array of models); a bad field is named, as `catalog[2].contextWindow`.
+ * Decodes a catalog from JSON text (an array of models); a bad field is named from `source`, as
+ * `catalog[2].contextWindow` (or `PLOT_ENGINE_MODELS[2].contextWindow` for the variable it came from).
  *
  * @since 0.1.0
  * @category Overrides
  */
-export const decode = (text: string): Effect.Effect<Catalog, Errors.RequestValidationError> =>
+export const decode = (text: string, source = "catalog"): Effect.Effect<Catalog, Errors.RequestValidationError> =>
   Schema.decodeUnknown(Schema.parseJson(Schema.Array(ModelInfo)))(text, { onExcessProperty: "error" }).pipe(
-    Effect.mapError((error) => Errors.RequestValidationError.fromParseError(error, "catalog"))
+    Effect.mapError((error) => Errors.RequestValidationError.fromParseError(error, source))
   )
 
 /**
@@ -328,8 +329,8 @@ export const load = Effect.fn("ModelCatalog.load")(function*() {
         new Errors.RequestValidationError({ field: "PLOT_ENGINE_MODELS_FILE", reason: `cannot read ${file.value}` })
       )
     )
-    catalog = merge(catalog, yield* decode(text))
+    catalog = merge(catalog, yield* decode(text, "PLOT_ENGINE_MODELS_FILE"))
   }
-  if (Option.isSome(inline)) catalog = merge(catalog, yield* decode(inline.value))
+  if (Option.isSome(inline)) catalog = merge(catalog, yield* decode(inline.value, "PLOT_ENGINE_MODELS"))
   return catalog
 })

@@ -29,6 +29,7 @@ import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
 import type * as Domain from "./Domain.js"
 import type * as Errors from "./Errors.js"
+import * as ConfigValues from "./internal/configValues.js"
 import * as LimiterKeys from "./internal/limiterKeys.js"
 import * as Metrics from "./internal/metrics.js"
 import * as TokenBuckets from "./internal/tokenBuckets.js"
@@ -607,17 +608,17 @@ export const layerStore = (
 
 const quotaConfig = (provider: "OPENAI" | "ANTHROPIC", defaults: Quota): Config.Config<Quota> => {
   const optionalInt = (name: string, fallback: number | undefined) =>
-    Config.option(Config.integer(`PLOT_ENGINE_${provider}_${name}`)).pipe(
+    Config.option(ConfigValues.integerAtLeast(`PLOT_ENGINE_${provider}_${name}`)).pipe(
       Config.map((value) => Option.getOrElse(value, () => fallback))
     )
   return Config.all({
-    requestsPerMinute: Config.integer(`PLOT_ENGINE_${provider}_RPM`).pipe(
+    requestsPerMinute: ConfigValues.integerAtLeast(`PLOT_ENGINE_${provider}_RPM`).pipe(
       Config.withDefault(defaults.requestsPerMinute)
     ),
     tokensPerMinute: optionalInt("TPM", defaults.tokensPerMinute),
     inputTokensPerMinute: optionalInt("ITPM", defaults.inputTokensPerMinute),
     outputTokensPerMinute: optionalInt("OTPM", defaults.outputTokensPerMinute),
-    maxConcurrent: Config.integer(`PLOT_ENGINE_${provider}_MAX_CONCURRENT`).pipe(
+    maxConcurrent: ConfigValues.integerAtLeast(`PLOT_ENGINE_${provider}_MAX_CONCURRENT`).pipe(
       Config.withDefault(defaults.maxConcurrent)
     )
   })
@@ -658,7 +659,7 @@ export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
     Effect.flatMap(
       Config.all({
         quotas: quotasConfig,
-        queueTimeout: Config.option(Config.duration("PLOT_ENGINE_QUEUE_TIMEOUT")),
+        queueTimeout: Config.option(ConfigValues.duration("PLOT_ENGINE_QUEUE_TIMEOUT", "allowed")),
         redisUrl: Config.option(
           Config.redacted("PLOT_ENGINE_REDIS_URL").pipe(
             Config.validate({
@@ -672,7 +673,7 @@ export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
             Config.validate({ message: "a share between 0 and 1", validation: (share) => share > 0 && share <= 1 })
           )
         ),
-        storeTimeout: Config.option(Config.duration("PLOT_ENGINE_REDIS_TIMEOUT"))
+        storeTimeout: Config.option(ConfigValues.duration("PLOT_ENGINE_REDIS_TIMEOUT", "refused"))
       }),
       ({ localShare, queueTimeout, quotas, redisUrl, storeTimeout }) => {
         const configured = {

@@ -16,6 +16,7 @@ import * as ScheduleInterval from "effect/ScheduleInterval"
 import * as ScheduleIntervals from "effect/ScheduleIntervals"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import type * as Errors from "./Errors.js"
+import * as ConfigValues from "./internal/configValues.js"
 
 /**
  * The failures a generation retries or hops on.
@@ -239,16 +240,20 @@ export const make = (
  * @category Configuration
  */
 export const config: Config.Config<Policy> = Config.all({
-  maxAttempts: Config.integer("PLOT_ENGINE_MAX_ATTEMPTS").pipe(Config.withDefault(defaults.maxAttempts)),
-  attemptTimeout: Config.duration("PLOT_ENGINE_ATTEMPT_TIMEOUT").pipe(
+  maxAttempts: ConfigValues.integerAtLeast("PLOT_ENGINE_MAX_ATTEMPTS").pipe(Config.withDefault(defaults.maxAttempts)),
+  attemptTimeout: ConfigValues.duration("PLOT_ENGINE_ATTEMPT_TIMEOUT", "refused").pipe(
     Config.withDefault(Duration.decode(defaults.attemptTimeout))
   ),
-  deadline: Config.duration("PLOT_ENGINE_DEADLINE").pipe(Config.withDefault(Duration.decode(defaults.deadline))),
-  maxDelay: Config.duration("PLOT_ENGINE_MAX_RETRY_DELAY").pipe(Config.withDefault(Duration.decode(defaults.maxDelay))),
-  firstTokenTimeout: Config.duration("PLOT_ENGINE_FIRST_TOKEN_TIMEOUT").pipe(
+  deadline: ConfigValues.duration("PLOT_ENGINE_DEADLINE", "refused").pipe(
+    Config.withDefault(Duration.decode(defaults.deadline))
+  ),
+  maxDelay: ConfigValues.duration("PLOT_ENGINE_MAX_RETRY_DELAY", "allowed").pipe(
+    Config.withDefault(Duration.decode(defaults.maxDelay))
+  ),
+  firstTokenTimeout: ConfigValues.duration("PLOT_ENGINE_FIRST_TOKEN_TIMEOUT", "allowed").pipe(
     Config.withDefault(Duration.decode(defaults.firstTokenTimeout!))
   ),
-  idleTimeout: Config.duration("PLOT_ENGINE_IDLE_TIMEOUT").pipe(
+  idleTimeout: ConfigValues.duration("PLOT_ENGINE_IDLE_TIMEOUT", "allowed").pipe(
     Config.withDefault(Duration.decode(defaults.idleTimeout!))
   ),
   minThroughput: Config.number("PLOT_ENGINE_MIN_TOKENS_PER_SECOND").pipe(

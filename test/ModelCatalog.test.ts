@@ -102,4 +102,16 @@ describe("ModelCatalog", () => {
       )
       expect(error.field).toBe("catalog[0].tier")
     }))
+
+  it.effect("names the variable a bad override came from", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        ModelCatalog.load().pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["PLOT_ENGINE_MODELS", "{bad"]]))),
+          Effect.provide(NodeContext.layer)
+        )
+      )
+      // Before, "catalog", which named no variable.
+      expect(error).toMatchObject({ _tag: "RequestValidationError", field: "PLOT_ENGINE_MODELS" })
+    }))
 })

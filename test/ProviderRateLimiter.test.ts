@@ -4,6 +4,7 @@
 import * as RateLimiter from "@effect/experimental/RateLimiter"
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -1279,4 +1280,26 @@ describe("ProviderRateLimiter over a store, a 429 while a reservation is under w
         expect([yields, after]).toEqual([yields, [60_000, 61_000].slice(0, after.length)])
       }
     }).pipe(Effect.scoped))
+})
+
+describe("ProviderRateLimiter.quotasConfig", () => {
+  it.effect("refuses a quota no call could pass, naming the variable", () =>
+    Effect.gen(function*() {
+      const read = (name: string, value: string) =>
+        Effect.withConfigProvider(ProviderRateLimiter.quotasConfig, ConfigProvider.fromMap(new Map([[name, value]])))
+      for (
+        const [name, value] of [
+          ["PLOT_ENGINE_OPENAI_MAX_CONCURRENT", "0"],
+          ["PLOT_ENGINE_ANTHROPIC_MAX_CONCURRENT", "-2"],
+          ["PLOT_ENGINE_OPENAI_RPM", "-5"],
+          ["PLOT_ENGINE_OPENAI_RPM", "0"],
+          ["PLOT_ENGINE_ANTHROPIC_OTPM", "0"]
+        ] as const
+      ) {
+        // Before, each was taken: with no permit, every generation queued until its deadline.
+        const refused = yield* Effect.flip(read(name, value))
+        expect([value, String(refused)]).toEqual([value, expect.stringContaining(name)])
+      }
+      expect((yield* read("PLOT_ENGINE_OPENAI_MAX_CONCURRENT", "1")).openai.maxConcurrent).toBe(1)
+    }))
 })

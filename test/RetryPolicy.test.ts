@@ -526,4 +526,29 @@ describe("RetryPolicy.config", () => {
       const bad = yield* Effect.flip(read([["PLOT_ENGINE_ON_REFUSAL", "retry"]]))
       expect(String(bad)).toContain("PLOT_ENGINE_ON_REFUSAL")
     }))
+
+  it.effect("refuses budgets no generation could run under, naming the variable; 0 is no limit where the README says so", () =>
+    Effect.gen(function*() {
+      for (
+        const [name, value] of [
+          ["PLOT_ENGINE_MAX_ATTEMPTS", "0"],
+          ["PLOT_ENGINE_MAX_ATTEMPTS", "-1"],
+          ["PLOT_ENGINE_ATTEMPT_TIMEOUT", "-5 seconds"],
+          ["PLOT_ENGINE_ATTEMPT_TIMEOUT", "0 seconds"],
+          ["PLOT_ENGINE_DEADLINE", "0"],
+          ["PLOT_ENGINE_FIRST_TOKEN_TIMEOUT", "-1 seconds"],
+          ["PLOT_ENGINE_IDLE_TIMEOUT", "soon"]
+        ] as const
+      ) {
+        // Before, each was taken: a negative duration read as zero (every attempt timed out at once).
+        const refused = yield* Effect.flip(read([[name, value]]))
+        expect([value, String(refused)]).toEqual([value, expect.stringContaining(name)])
+      }
+      // "0" for the stream's silence limits is no limit, as documented (before, only "0 seconds" was read).
+      const noLimits = yield* read([["PLOT_ENGINE_FIRST_TOKEN_TIMEOUT", "0"], ["PLOT_ENGINE_IDLE_TIMEOUT", " 0 "]])
+      expect([noLimits.firstTokenTimeout!, noLimits.idleTimeout!].map(Duration.toMillis)).toEqual([0, 0])
+      expect(Duration.toMillis((yield* read([["PLOT_ENGINE_ATTEMPT_TIMEOUT", "1.5 seconds"]])).attemptTimeout)).toBe(
+        1_500
+      )
+    }))
 })
