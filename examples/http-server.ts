@@ -336,7 +336,9 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
         gateway,
         store: ProjectContextStore.layerDirectory(projectsDirectory),
         // A client waits about a minute: a request that cannot be admitted within 30 s is answered 429 at once.
-        limiter: { queueTimeout: "30 seconds" }
+        limiter: { queueTimeout: "30 seconds" },
+        // Clients choose the model: only the catalog's (a made-up name would get a limiter key and quota of its own).
+        pinnedModels: "catalog"
       })),
       Layer.provide(NodeContext.layer),
       HttpServer.withLogAddress,

@@ -90,6 +90,11 @@ export interface Options<E, R> {
    * people sets a `queueTimeout` below what its clients wait (browsers and proxies give up at about a minute).
    */
   readonly limiter?: Omit<ProviderRateLimiter.Options, "quotas"> | undefined
+  /**
+   * The models a request may pin (see `PlotGeneration.Options.pinnedModels`): a server whose clients send the
+   * request sets `catalog`. Default: `PLOT_ENGINE_PINNED_MODELS`, else `any`.
+   */
+  readonly pinnedModels?: "any" | "catalog" | undefined
 }
 
 /**
@@ -137,7 +142,7 @@ export const layer = <E, R>(
   ConfigError.ConfigError | Errors.RequestValidationError | E,
   FileSystem.FileSystem | R
 > =>
-  PlotGeneration.layerConfig.pipe(
+  PlotGeneration.layerConfigWith({ pinnedModels: options.pinnedModels }).pipe(
     Layer.provideMerge(Layer.merge(
       Providers.layer(options.gateway),
       // The deployments' quotas per model, over the environment's quotas per provider.

@@ -109,6 +109,14 @@ export type Requirements =
 export interface Options {
   /** The models known to the engine (default `ModelCatalog.defaultCatalog`). */
   readonly catalog?: ModelCatalog.Catalog | undefined
+  /**
+   * The models a request may pin. `any` (the default): one the catalog lacks (a fine-tune, a model newer than the
+   * catalog) is sent as named, with a conservative window and an unknown price. `catalog`: only the catalog's, any
+   * other refused with a `RequestValidationError` on `model`; for a server whose clients choose the model, where
+   * each name a client made up would be a rate-limiter key with a quota of its own, a circuit and a metric series.
+   * Either way, a model the catalog has for the other provider is refused.
+   */
+  readonly pinnedModels?: "any" | "catalog" | undefined
   /** The most tokens of project context sent (default `ContextBudget.defaultMaxContextTokens`, 32,000). */
   readonly maxContextTokens?: number | undefined
   /**
@@ -200,6 +208,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
     // The models some deployment serves: the selection and the fallback chain choose among them only.
     catalog: (options.catalog ?? ModelCatalog.defaultCatalog).filter((model) => providers.routes(model).length > 0),
+    pinnedModels: options.pinnedModels ?? "any",
     policy: options.retryPolicy ?? RetryPolicy.defaults,
     maxContextTokens: options.maxContextTokens,
     reasoningEfforts: options.reasoningEffort
@@ -304,8 +313,35 @@ export const layer = (options: Options = {}): Layer.Layer<PlotGeneration, never,
 
 /**
  * The service configured from the environment: `PLOT_ENGINE_MAX_CONTEXT_TOKENS` (default 32,000), the
- * catalog of `ModelCatalog.load` (`PLOT_ENGINE_MODELS_FILE`, `PLOT_ENGINE_MODELS`) and the retry budgets of
- * `RetryPolicy.config`.
+ * catalog of `ModelCatalog.load` (`PLOT_ENGINE_MODELS_FILE`, `PLOT_ENGINE_MODELS`), the retry budgets of
+ * `RetryPolicy.config` and `PLOT_ENGINE_PINNED_MODELS` (`any` or `catalog`, see `Options.pinnedModels`; the
+ * option, when given, wins).
+ *
+ * @since 0.2.0
+ * @category Layers
+ */
+export const layerConfigWith = (options: Pick<Options, "pinnedModels"> = {}): Layer.Layer<
+  PlotGeneration,
+  ConfigError.ConfigError | Errors.RequestValidationError,
+  Requirements | FileSystem.FileSystem
+> =>
+  Layer.effect(
+    PlotGeneration,
+    Effect.gen(function*() {
+      const maxContextTokens = yield* Config.integer("PLOT_ENGINE_MAX_CONTEXT_TOKENS").pipe(
+        Config.validate({ message: "must be a positive number of tokens", validation: (n) => n > 0 }),
+        Config.withDefault(ContextBudget.defaultMaxContextTokens)
+      )
+      const catalog = yield* ModelCatalog.load()
+      const retryPolicy = yield* RetryPolicy.config
+      const pinnedModels = options.pinnedModels ??
+        (yield* Config.literal("any", "catalog")("PLOT_ENGINE_PINNED_MODELS").pipe(Config.withDefault("any" as const)))
+      return yield* make({ catalog, maxContextTokens, retryPolicy, pinnedModels })
+    })
+  )
+
+/**
+ * `layerConfigWith` with nothing over the environment.
  *
  * @since 0.1.0
  * @category Layers
@@ -314,15 +350,4 @@ export const layerConfig: Layer.Layer<
   PlotGeneration,
   ConfigError.ConfigError | Errors.RequestValidationError,
   Requirements | FileSystem.FileSystem
-> = Layer.effect(
-  PlotGeneration,
-  Effect.gen(function*() {
-    const maxContextTokens = yield* Config.integer("PLOT_ENGINE_MAX_CONTEXT_TOKENS").pipe(
-      Config.validate({ message: "must be a positive number of tokens", validation: (n) => n > 0 }),
-      Config.withDefault(ContextBudget.defaultMaxContextTokens)
-    )
-    const catalog = yield* ModelCatalog.load()
-    const retryPolicy = yield* RetryPolicy.config
-    return yield* make({ catalog, maxContextTokens, retryPolicy })
-  })
-)
+> = layerConfigWith()

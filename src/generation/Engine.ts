@@ -42,6 +42,8 @@ export interface Engine {
   readonly breaker: CircuitBreaker.Service
   readonly tokens: TokenCount.Service
   readonly catalog: ModelCatalog.Catalog
+  /** Whether a pinned model must be in the catalog (see `PlotGeneration.Options.pinnedModels`). */
+  readonly pinnedModels: "any" | "catalog"
   readonly policy: RetryPolicy.Policy
   readonly maxContextTokens: number | undefined
   /** The reasoning effort asked of reasoning models, per kind of content (over `PromptBuilder`'s defaults). */

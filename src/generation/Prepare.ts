@@ -139,7 +139,12 @@ const requestFields = Domain.PlotRequest.fields
 export const selectModel = (
   request: Domain.PlotRequest,
   contextTokens: number,
-  options: { readonly catalog: ModelCatalog.Catalog; readonly configured: ReadonlyArray<Domain.ProviderName> }
+  options: {
+    readonly catalog: ModelCatalog.Catalog
+    readonly configured: ReadonlyArray<Domain.ProviderName>
+    /** Whether a pinned model must be in the catalog (see `PlotGeneration.Options.pinnedModels`); default `any`. */
+    readonly pinnedModels?: "any" | "catalog" | undefined
+  }
 ): Either.Either<Selection, Errors.ProviderNotConfiguredError | Errors.RequestValidationError> => {
   const { catalog, configured } = options
   const known = (provider: Domain.ProviderName, id: string) =>
@@ -148,11 +153,34 @@ export const selectModel = (
     return Either.left(new Errors.ProviderNotConfiguredError({ provider: request.provider }))
   }
   if (request.model !== undefined) {
-    return request.provider === undefined
-      ? Either.left(
+    if (request.provider === undefined) {
+      return Either.left(
         new Errors.RequestValidationError({ field: "provider", reason: "is required when a model is pinned" })
       )
-      : Either.right({ model: known(request.provider, request.model), reasoning: "Model pinned by the request" })
+    }
+    const provider = request.provider
+    const pinned = ModelCatalog.find(catalog, provider, request.model)
+    if (Option.isSome(pinned)) return Either.right({ model: pinned.value, reasoning: "Model pinned by the request" })
+    // The other provider's model, sent to this one's API, would only come back not found.
+    const elsewhere = catalog.find((model) => model.id === request.model && model.provider !== provider)
+    if (elsewhere !== undefined) {
+      return Either.left(
+        new Errors.RequestValidationError({
+          field: "model",
+          reason: `${request.model} is ${elsewhere.provider}'s model, not ${provider}'s`
+        })
+      )
+    }
+    if (options.pinnedModels === "catalog") {
+      const ids = catalog.filter((model) => model.provider === provider && !model.retired).map((model) => model.id)
+      return Either.left(
+        new Errors.RequestValidationError({
+          field: "model",
+          reason: `${request.model} is not one of ${provider}'s models here (${ids.join(", ")})`
+        })
+      )
+    }
+    return Either.right({ model: known(provider, request.model), reasoning: "Model pinned by the request" })
   }
   const words = PromptBuilder.targetWords(request)
   const selection = ModelSelector.selectModel(
@@ -301,7 +329,8 @@ const startAt = Effect.fnUntraced(function*(
   const contextTokens = ContextBudget.measure(context, engine.tokens.forEncoding("gpt-4o").remembered)
   const selection = yield* selectModel(request, contextTokens, {
     catalog: engine.catalog,
-    configured: engine.providers.configured
+    configured: engine.providers.configured,
+    pinnedModels: engine.pinnedModels
   })
 
   if (listening) yield* Engine.progress(emit, "building_prompt")

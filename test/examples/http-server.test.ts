@@ -90,8 +90,30 @@ const failures = (metrics: ParsedMetrics) =>
 const bodyOf = (response: HttpServerResponse.HttpServerResponse) =>
   Effect.promise(() => HttpServerResponse.toWeb(response).json())
 
+/**
+ * Two models the catalog lists and the simulator does not serve (a deployment's catalog gone wrong): the provider's
+ * own 404, and what the server makes of it. A name the catalog does not list is refused before any call.
+ */
+const unservedModels = ConfigProvider.fromMap(
+  new Map([[
+    "PLOT_ENGINE_MODELS",
+    JSON.stringify(["model-that-is-not-there", "not-there"].map((id) => ({
+      provider: "openai",
+      id,
+      tier: "balanced",
+      contextWindow: 128_000,
+      maxOutputTokens: 4_096,
+      inputPricePerMillion: null,
+      outputPricePerMillion: null
+    })))
+  ]])
+).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
+
 // Live services: the server keeps running between tests, on the real clock.
-layer(ServerLive(0), { excludeTestServices: true, timeout: "60 seconds" })("examples/http-server over HTTP", (it) => {
+layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels))), {
+  excludeTestServices: true,
+  timeout: "60 seconds"
+})("examples/http-server over HTTP", (it) => {
   it.effect("refuses a 5 MB body with a 413 that does not quote it, declared or streamed", () =>
     Effect.gen(function*() {
       const url = yield* baseUrl
@@ -164,6 +186,26 @@ layer(ServerLive(0), { excludeTestServices: true, timeout: "60 seconds" })("exam
       const unserved = yield* post(`${url}/plots`, { ...request, provider: "openai", model: "model-that-is-not-there" })
       expect(unserved.status).toBe(502)
       expect((yield* json(unserved)).error.type).toBe("model_not_found")
+    }))
+
+  it.effect("a model the catalog does not list, or lists for the other provider, is a 400 before any call", () =>
+    Effect.gen(function*() {
+      const url = yield* baseUrl
+      // Before, each name a client made up was sent, and became a limiter key with a quota of its own.
+      for (
+        const [model, provider, reason] of [
+          ["gpt-9-1234", "openai", /model gpt-9-1234 is not one of openai's models here \(gpt-5, gpt-4\.1/],
+          ["claude-opus-4-1", "openai", /claude-opus-4-1 is anthropic's model, not openai's/]
+        ] as const
+      ) {
+        const response = yield* post(`${url}/plots`, { ...request, provider, model })
+        expect(response.status).toBe(400)
+        const { error } = yield* json(response)
+        expect(error).toMatchObject({ type: "validation_error", field: "model" })
+        expect(error.message).toMatch(reason)
+      }
+      const health = yield* Effect.promise(() => fetch(`${url}/health`).then((response) => response.text()))
+      expect(health).not.toContain("gpt-9-1234")
     }))
 
   it.effect("both endpoints apply the engine's rules: an unknown field is a 400 that names it", () =>

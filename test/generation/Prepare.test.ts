@@ -51,6 +51,35 @@ describe("Prepare.selectModel", () => {
       provider: "anthropic"
     })
   })
+
+  it("refuses the other provider's model, and with pinnedModels `catalog` one the catalog lacks", () => {
+    // Before, sent to the wrong API, which could only answer that it does not serve it.
+    for (const pinnedModels of ["any", "catalog"] as const) {
+      const crossed = Prepare.selectModel(request({ provider: "openai", model: "claude-opus-4-1" }), 0, {
+        ...both,
+        pinnedModels
+      })
+      expect(Either.isLeft(crossed) && crossed.left).toMatchObject({
+        _tag: "RequestValidationError",
+        field: "model",
+        reason: "claude-opus-4-1 is anthropic's model, not openai's"
+      })
+    }
+    const madeUp = Prepare.selectModel(request({ provider: "anthropic", model: "claude-9" }), 0, {
+      ...both,
+      pinnedModels: "catalog"
+    })
+    expect(Either.isLeft(madeUp) && madeUp.left).toMatchObject({
+      _tag: "RequestValidationError",
+      field: "model",
+      reason: expect.stringMatching(/^claude-9 is not one of anthropic's models here \(claude-/)
+    })
+    const listed = Prepare.selectModel(request({ provider: "anthropic", model: "claude-haiku-4-5" }), 0, {
+      ...both,
+      pinnedModels: "catalog"
+    })
+    expect(Either.getOrThrow(listed).model.id).toBe("claude-haiku-4-5")
+  })
 })
 
 describe("Prepare.prepare", () => {
