@@ -176,6 +176,7 @@ export const statusDescriptions = {
   404: "No such project",
   413: "The body is over the limit, or the project's context too long for the model",
   415: "The body is not application/json",
+  422: "The model declined to write it (a refusal or content policy); the same request would be declined again",
   429: "Rate limited or out of quota; `Retry-After` (seconds) when the wait is known",
   500: "An unexpected failure, logged",
   502: "The provider failed, refused the key, or does not serve the model",

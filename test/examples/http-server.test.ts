@@ -320,7 +320,7 @@ layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels)))
       for (const path of ["/plots", "/plots/stream"]) {
         const responses = spec.paths[path].post.responses
         expect(Object.keys(responses).sort()).toEqual(
-          ["200", "400", "404", "413", "415", "429", "500", "502", "503", "504"]
+          ["200", "400", "404", "413", "415", "422", "429", "500", "502", "503", "504"]
         )
         expect(responses["429"].content["application/json"].schema.$ref).toBe("#/components/schemas/ErrorEnvelope")
         expect(responses["400"].content["application/json"].schema.$ref).toBe("#/components/schemas/ErrorEnvelope")
