@@ -333,6 +333,12 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(UnhandledFailuresLive),
       Layer.provide(api),
+      HttpServer.withLogAddress,
+      // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
+      Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
+      // Under the server: built before it and released after it, so that on shutdown the requests in flight end
+      // with the engine still there. (Released first, its HTTP client was closed under them: each call failed,
+      // was retried, and the writer got a template.)
       Layer.provide(PlotEngine.layer({
         gateway,
         store: ProjectContextStore.layerDirectory(projectsDirectory),
@@ -341,10 +347,7 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
         // Clients choose the model: only the catalog's (a made-up name would get a limiter key and quota of its own).
         pinnedModels: "catalog"
       })),
-      Layer.provide(NodeContext.layer),
-      HttpServer.withLogAddress,
-      // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))
+      Layer.provide(NodeContext.layer)
     )
   })).pipe(Layer.provide(NodeContext.layer)) // the deployments file, when one is configured
 

@@ -9,9 +9,12 @@ import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Scope from "effect/Scope"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -508,6 +511,42 @@ describe("examples/http-server secrets", () => {
         }
       }).pipe(Effect.provide(GatewaySimulator.layer())),
     120_000
+  )
+})
+
+describe("examples/http-server shutting down", () => {
+  it.scopedLive(
+    "ends the requests in flight with the engine still there: no retries against a closed client, no template",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const config = ConfigProvider.fromMap(
+          new Map([
+            ["OPENAI_API_KEY", "sk-test-shutdown"],
+            ["OPENAI_BASE_URL", simulator.openaiBaseUrl]
+          ])
+        )
+        const serving = yield* Scope.make()
+        const context = yield* Layer.build(
+          ServerLive(0).pipe(
+            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
+          )
+        ).pipe(Scope.extend(serving))
+        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        const response = yield* post(`${url}/plots/stream`, { ...request, targetWordCount: 600 })
+        const body = Effect.promise(() => response.text().catch(() => "(cut)"))
+        const reading = yield* Effect.fork(body)
+        // Written to for a while, then the server is shut down under it.
+        yield* Effect.sleep("400 millis")
+        yield* Scope.close(serving, Exit.void)
+        const events = parseEvents(yield* Fiber.join(reading))
+        expect(events.map((e) => e.event)).toContain("model_selected")
+        // Before, the engine was released first: every call failed on its closed HTTP client and was retried, and the
+        // stream ended with a template, its cost billed. Now the stream is either let finish or cut, as it was.
+        expect(events.filter((e) => ["retrying", "fallback", "restarted"].includes(e.event))).toEqual([])
+        for (const e of events) if (e.event === "completed") expect(e.data.result.isTemplate).toBe(false)
+      }).pipe(Effect.provide(GatewaySimulator.layer({ eventIntervalMs: 20 }))),
+    30_000
   )
 })
 
