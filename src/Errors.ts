@@ -364,18 +364,38 @@ export class RequestValidationError
    * Quoted values are shortened: the bad value may be megabytes long, and the error must not carry it back.
    */
   static fromParseError(error: ParseResult.ParseError, root?: string): RequestValidationError {
-    const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-    return first === undefined
-      ? new RequestValidationError({ field: root ?? "input", reason: "is invalid" })
-      : new RequestValidationError({
-        field: Validation.formatPath(first.path, root),
-        // Not an object at all: Schema's own words ("Expected plot-engine/PlotRequest (Encoded side), actual
-        // [1,2]") name the class, not what the client should send.
-        reason: first.path.length === 0 && /^Expected .*, actual /s.test(first.message)
-          ? "must be a JSON object with the request's fields"
-          : Validation.abbreviate(first.message)
-      })
+    const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const first = issues[0]
+    if (first === undefined) return new RequestValidationError({ field: root ?? "input", reason: "is invalid" })
+    return new RequestValidationError({
+      field: Validation.formatPath(first.path, root),
+      // Not an object at all: Schema's own words ("Expected plot-engine/PlotRequest (Encoded side), actual
+      // [1,2]") name the class, not what the client should send.
+      reason: first.path.length === 0 && /^Expected .*\(Encoded side\), actual /s.test(first.message)
+        ? `must be a JSON object with the ${root ?? "request"}'s fields`
+        : Validation.abbreviate(expectedOneOf(issues, first) ?? first.message)
+    })
   }
+}
+
+/**
+ * A choice among literals refused: Schema gives one issue per member of the union, each at the same field
+ * (`Expected "openai", actual "google"`, then `Expected "anthropic", …`); told as one, every allowed value named.
+ */
+const expectedOneOf = (
+  issues: ReadonlyArray<ParseResult.ArrayFormatterIssue>,
+  first: ParseResult.ArrayFormatterIssue
+): string | undefined => {
+  const samePath = issues.filter((issue) =>
+    issue.path.length === first.path.length && issue.path.every((key, i) => key === first.path[i])
+  )
+  if (samePath.length < 2) return undefined
+  const parts = samePath.map((issue) => /^Expected (.*), actual (.*)$/s.exec(issue.message))
+  const actual = parts[0]?.[2]
+  if (parts.some((part) => part === null || part[2] !== actual)) return undefined
+  // An optional field's `undefined`: what a JSON client means by leaving the field out, not a value it can send.
+  const expected = parts.map((part) => part![1]).filter((value) => value !== "undefined")
+  return expected.length === 0 ? undefined : `Expected ${expected.join(" or ")}, actual ${actual}`
 }
 
 /**

@@ -33,6 +33,22 @@ describe("PlotRequest", () => {
     ])
   })
 
+  it("names every value a choice allows, and what a project file that is not an object must be", () => {
+    for (
+      const [input, reason] of [
+        [{ ...valid, provider: "google" }, "Expected \"openai\" or \"anthropic\", actual \"google\""],
+        [{ ...valid, kind: "poem" }, "Expected \"outline\" or \"scene_beats\" or \"suggestions\", actual \"poem\""]
+      ] as const
+    ) {
+      // Before, only the first: `Expected "openai", actual "google"`, as if that were the one value allowed.
+      const result = decodeRequest(input)
+      expect(Either.isLeft(result) && result.left.reason).toBe(reason)
+    }
+    const project = Schema.decodeUnknownEither(ProjectContext)([1])
+    expect(Either.isLeft(project) && Errors.RequestValidationError.fromParseError(project.left, "project").reason)
+      .toBe("must be a JSON object with the project's fields")
+  })
+
   it("accepts a minimal request and trims the prompt", () => {
     const result = decodeRequest({ ...valid, userPrompt: "  Outline it  " })
     expect(Either.isRight(result) && result.right.userPrompt).toBe("Outline it")
