@@ -86,30 +86,35 @@ export type SimFault =
 export type Outcome = SimReply | SimFault
 
 /**
- * The context windows the simulator enforces, by model id prefix (longest prefix wins).
+ * The context windows the simulator enforces, by model id prefix (longest prefix wins), and the dialect of the
+ * provider that serves each family.
  *
  * @since 0.1.0
  */
-export const contextWindows: ReadonlyArray<readonly [prefix: string, tokens: number]> = [
-  ["gpt-4.1", 1_047_576],
-  ["gpt-5", 400_000],
-  ["gpt-4o", 128_000],
-  ["gpt-4-turbo", 128_000],
-  ["gpt-4", 128_000],
-  ["gpt-3.5", 16_385],
-  ["o1", 200_000],
-  ["o3", 200_000],
-  ["o4", 200_000],
-  ["claude", 200_000]
+export const contextWindows: ReadonlyArray<readonly [prefix: string, tokens: number, dialect: Dialect]> = [
+  ["gpt-4.1", 1_047_576, "openai"],
+  ["gpt-5", 400_000, "openai"],
+  ["gpt-4o", 128_000, "openai"],
+  ["gpt-4-turbo", 128_000, "openai"],
+  ["gpt-4", 128_000, "openai"],
+  ["gpt-3.5", 16_385, "openai"],
+  ["o1", 200_000, "openai"],
+  ["o3", 200_000, "openai"],
+  ["o4", 200_000, "openai"],
+  ["claude-opus-", 200_000, "anthropic"],
+  ["claude-sonnet-", 200_000, "anthropic"],
+  ["claude-haiku-", 200_000, "anthropic"],
+  ["claude-3", 200_000, "anthropic"]
 ]
 
 /**
- * Whether the simulator serves a model: the families of `contextWindows`; any other id is answered as the
- * provider answers a model it does not have.
+ * Whether the simulator serves a model (in `dialect`, when given): the families of `contextWindows`, each on its own
+ * provider's API; any other id is answered as the provider answers a model it does not have.
  *
  * @since 0.1.0
  */
-export const servesModel = (model: string): boolean => contextWindows.some(([prefix]) => model.startsWith(prefix))
+export const servesModel = (model: string, dialect?: Dialect): boolean =>
+  contextWindows.some(([prefix, , serves]) => model.startsWith(prefix) && (dialect === undefined || dialect === serves))
 
 /**
  * The context window of a model id (128,000 for ids the simulator does not know).
@@ -201,7 +206,7 @@ export const respond = (
   seed: number,
   inputTokens = Content.countTokens(request.prompt)
 ): Outcome => {
-  if (!servesModel(request.model)) return { _tag: "ModelNotFound", model: request.model }
+  if (!servesModel(request.model, request.dialect)) return { _tag: "ModelNotFound", model: request.model }
   const contextWindow = contextWindowOf(request.model)
   if (inputTokens + request.maxOutputTokens > contextWindow) {
     return { _tag: "ContextTooLong", promptTokens: inputTokens, contextWindow }

@@ -204,7 +204,10 @@ describe("Core.declines and refusals", () => {
   })
 
   it("a refusal bills what was written before it: Anthropic's third of the answer, OpenAI's refusal", () => {
-    const anthropic = Core.respond(simRequest({ dialect: "anthropic", prompt: `${promptText} [simulate refusal]` }), 1)
+    const anthropic = Core.respond(
+      simRequest({ dialect: "anthropic", model: "claude-sonnet-4-5", prompt: `${promptText} [simulate refusal]` }),
+      1
+    )
     const openai = Core.respond(simRequest({ prompt: `${promptText} [simulate refusal]` }), 1)
     expect(anthropic).toMatchObject({ _tag: "Reply", stopReason: "refusal", object: undefined })
     expect(openai).toMatchObject({ _tag: "Reply", stopReason: "refusal", text: Core.refusalText })
@@ -224,5 +227,18 @@ describe("Core.declines and refusals", () => {
     expect(AnthropicWire.parseRequest({ ...body, messages: [body.messages[0]] })).toMatchObject({
       dialect: "anthropic"
     })
+  })
+})
+
+describe("Core.servesModel", () => {
+  it("serves each family on its own provider's API only, and no made-up Claude", () => {
+    const outcome = (dialect: Core.Dialect, model: string) => Core.respond(simRequest({ dialect, model }), 1)._tag
+    expect(outcome("openai", "gpt-4.1")).not.toBe("ModelNotFound")
+    expect(outcome("anthropic", "claude-haiku-4-5")).not.toBe("ModelNotFound")
+    expect(outcome("anthropic", "claude-3-haiku-20240307")).not.toBe("ModelNotFound")
+    // Before, served: the OpenAI face took any `claude…` id, and a made-up one was served on either.
+    expect(outcome("openai", "claude-opus-4-1")).toBe("ModelNotFound")
+    expect(outcome("anthropic", "gpt-4.1")).toBe("ModelNotFound")
+    expect(outcome("anthropic", "claude-9")).toBe("ModelNotFound")
   })
 })
