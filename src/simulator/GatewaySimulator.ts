@@ -345,11 +345,18 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const promptCache = PromptCache.make()
   let sequence = 0
 
-  const record = (dialect: Core.Dialect, status: number, fault?: Faults.FaultKind, reply?: Core.SimReply) =>
+  /** A request counted as it arrives: one the client gives up on while it waits for its answer counts too. */
+  const arrived = (dialect: Core.Dialect) =>
     Ref.update(stats, (s) => ({
       ...s,
       requests: s.requests + 1,
-      byDialect: { ...s.byDialect, [dialect]: s.byDialect[dialect] + 1 },
+      byDialect: { ...s.byDialect, [dialect]: s.byDialect[dialect] + 1 }
+    }))
+
+  /** What a request was answered. */
+  const record = (status: number, fault?: Faults.FaultKind, reply?: Core.SimReply) =>
+    Ref.update(stats, (s) => ({
+      ...s,
       byStatus: { ...s.byStatus, [status]: (s.byStatus[status] ?? 0) + 1 },
       faults: fault === undefined ? s.faults : { ...s.faults, [fault]: (s.faults[fault] ?? 0) + 1 },
       inputTokens: s.inputTokens + (reply?.inputTokens ?? 0),
@@ -365,6 +372,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const serve = <R extends Core.SimRequest>(face: Face<R>) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
+      yield* arrived(face.dialect)
       const n = ++sequence
       const requestId = `req_sim${hex(n, 10)}`
       const headers = face.headers(requestId)
@@ -373,12 +381,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         presented === undefined || presented === "" ||
         (face.expectedKeys !== undefined && !face.expectedKeys.includes(presented))
       ) {
-        yield* record(face.dialect, 401)
+        yield* record(401)
         return errorResponse(face.invalidKey(presented, requestId), headers)
       }
       const parsed = face.parse(yield* readJson)
       if (Wire.isWireError(parsed)) {
-        yield* record(face.dialect, parsed.status)
+        yield* record(parsed.status)
         return errorResponse(parsed, headers)
       }
       const inputTokens = Content.countTokens(parsed.prompt)
@@ -397,7 +405,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       const outcome = Core.respond(parsed, seed, inputTokens)
       if (outcome._tag !== "Reply" && fault === undefined) {
         const error = face.faultError(outcome, parsed, requestId)!
-        yield* record(face.dialect, error.status)
+        yield* record(error.status)
         return errorResponse(error, headers)
       }
       const reply: Core.SimReply = outcome._tag === "Reply"
@@ -415,7 +423,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       if (fault !== undefined && fault.kind !== "cut_off") {
         const error = face.faultError(fault, parsed, requestId)
         if (error !== undefined) {
-          yield* record(face.dialect, error.status, fault.kind)
+          yield* record(error.status, fault.kind)
           return errorResponse(error, headers)
         }
         return yield* answerFault({
@@ -428,11 +436,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           headers,
           socket: NodeHttpServerRequest.toIncomingMessage(request).socket,
           hangMs: random.hangMs ?? 600_000,
-          record: (status, reply) => record(face.dialect, status, fault.kind, reply),
+          record: (status, reply) => record(status, fault.kind, reply),
           clientClosed
         })
       }
-      yield* record(face.dialect, 200, undefined, reply)
+      yield* record(200, undefined, reply)
       yield* Ref.update(stats, (s) => ({
         ...s,
         requestedTokens: s.requestedTokens + inputTokens + parsed.maxOutputTokens
