@@ -6,13 +6,19 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import * as Validation from "./internal/validation.js"
 
 // =============================================================================
 // Shared field shapes
 // =============================================================================
 
-/** A trimmed, non-empty string of at most `max` characters. */
-const Text = (max: number) => Schema.Trim.pipe(Schema.nonEmptyString(), Schema.maxLength(max))
+/** A trimmed string of at most `max` characters with something a reader can see (not only control characters). */
+const Text = (max: number) =>
+  Schema.Trim.pipe(
+    Schema.nonEmptyString(),
+    Schema.maxLength(max),
+    Schema.pattern(Validation.visibleText, { message: () => "must have some visible text" })
+  )
 
 /** An optional free-text field of at most `max` characters. */
 const OptionalText = (max: number) => Schema.optional(Schema.String.pipe(Schema.maxLength(max)))

@@ -49,6 +49,18 @@ describe("PlotRequest", () => {
       .toBe("must be a JSON object with the project's fields")
   })
 
+  it("refuses a prompt with nothing visible in it, control characters or zero-width ones", () => {
+    for (const userPrompt of ["\u0000\u0000", " \u200b\u200d ", "\u0007"]) {
+      // Before, taken as a prompt (it is not empty once trimmed), and a plot was generated for it.
+      const result = decodeRequest({ ...valid, userPrompt })
+      expect(Either.isLeft(result) && [result.left.field, result.left.reason]).toEqual([
+        "userPrompt",
+        "must have some visible text"
+      ])
+    }
+    expect(Either.isRight(decodeRequest({ ...valid, userPrompt: "\u0000Why?" }))).toBe(true)
+  })
+
   it("accepts a minimal request and trims the prompt", () => {
     const result = decodeRequest({ ...valid, userPrompt: "  Outline it  " })
     expect(Either.isRight(result) && result.right.userPrompt).toBe("Outline it")

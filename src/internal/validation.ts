@@ -43,12 +43,16 @@ export const abbreviate = (reason: string): string => {
   return out.length <= maxReasonLength ? out : `${out.slice(0, maxReasonLength)}…`
 }
 
+/** Some character a reader can see: not only spaces, control characters and invisible formatting (zero-width). */
+export const visibleText = /[^\s\p{Cc}\p{Cf}]/u
+
 /**
- * A text as a `Trim` + `nonEmptyString` + `maxLength(max)` schema decodes it: trimmed, when it is a string that is
- * not empty and at most `max` characters once trimmed; else `undefined`. For the decoders' fast paths.
+ * A text as `Domain`'s text fields decode it (`Trim`, `nonEmptyString`, `maxLength(max)`, `visibleText`): trimmed,
+ * when it is a string with something visible, at most `max` characters once trimmed; else `undefined`. For the
+ * decoders' fast paths.
  */
 export const trimmedWithin = (value: unknown, max: number): string | undefined => {
   if (typeof value !== "string") return undefined
   const trimmed = value.trim()
-  return trimmed.length > 0 && trimmed.length <= max ? trimmed : undefined
+  return trimmed.length > 0 && trimmed.length <= max && visibleText.test(trimmed) ? trimmed : undefined
 }
