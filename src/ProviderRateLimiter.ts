@@ -636,9 +636,9 @@ export const quotasConfig: Config.Config<Record<Domain.ProviderName, Quota>> = C
   anthropic: quotaConfig("ANTHROPIC", defaultQuotas.anthropic)
 })
 
-const isRedisUrl = (url: Redacted.Redacted<string>) => {
+const isRedisUrl = (url: string) => {
   try {
-    return ["redis:", "rediss:"].includes(new URL(Redacted.value(url)).protocol)
+    return ["redis:", "rediss:"].includes(new URL(url).protocol)
   } catch {
     return false
   }
@@ -661,11 +661,10 @@ export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
         quotas: quotasConfig,
         queueTimeout: Config.option(ConfigValues.duration("PLOT_ENGINE_QUEUE_TIMEOUT", "allowed")),
         redisUrl: Config.option(
-          Config.redacted("PLOT_ENGINE_REDIS_URL").pipe(
-            Config.validate({
-              message: "PLOT_ENGINE_REDIS_URL must be a redis:// or rediss:// URL",
-              validation: isRedisUrl
-            })
+          // Read as a string and then redacted: validated redacted, its error lost the variable's name.
+          Config.string("PLOT_ENGINE_REDIS_URL").pipe(
+            Config.validate({ message: "Expected a redis:// or rediss:// URL", validation: isRedisUrl }),
+            Config.map(Redacted.make)
           )
         ),
         localShare: Config.option(

@@ -1302,4 +1302,18 @@ describe("ProviderRateLimiter.quotasConfig", () => {
       }
       expect((yield* read("PLOT_ENGINE_OPENAI_MAX_CONCURRENT", "1")).openai.maxConcurrent).toBe(1)
     }))
+
+  it.scoped("names PLOT_ENGINE_REDIS_URL when it is not a Redis URL, without quoting it", () =>
+    Effect.gen(function*() {
+      const refused = yield* Effect.flip(
+        Layer.build(ProviderRateLimiter.layerConfig()).pipe(
+          Effect.withConfigProvider(
+            ConfigProvider.fromMap(new Map([["PLOT_ENGINE_REDIS_URL", "http://user:secret@host:6379"]]))
+          )
+        )
+      )
+      // Before, "Invalid data at :", the variable's name lost.
+      expect(String(refused)).toContain("Invalid data at PLOT_ENGINE_REDIS_URL")
+      expect(String(refused)).not.toContain("secret")
+    }))
 })
