@@ -1255,6 +1255,23 @@ describe("ProviderRateLimiter over a store, a 429 while a reservation is under w
       }
     }).pipe(Effect.scoped))
 
+  it.effect("an arrival interrupted as the 429 that overtook its reservation puts it back gives its permit back once", () =>
+    Effect.gen(function*() {
+      for (let yields = 0; yields <= 8; yields++) {
+        const rateLimiter = yield* overStore({ requestsPerMinute: 60, maxConcurrent: 2 })
+        const arrival = yield* Effect.fork(rateLimiter.withAdmission(target, small, () => Effect.void))
+        yield* Effect.repeatN(Effect.yieldNow(), yields - 1)
+        const pause = yield* Effect.fork(rateLimiter.pause(target, 10_000))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(arrival)
+        yield* TestClock.adjust("5 minutes")
+        yield* Fiber.join(pause)
+        const [drained] = yield* rateLimiter.snapshot
+        // Before (found by review), interrupted as it went back to the queue, it gave its permit back twice: 3 free of 2.
+        expect([yields, drained?.queued, drained?.inFlight, drained?.permitsFree]).toEqual([yields, 0, 0, 2])
+      }
+    }).pipe(Effect.scoped))
+
   it.effect("the head of the queue reserving, or admitted and not yet on its way, when the 429 lands goes after it", () =>
     Effect.gen(function*() {
       for (let yields = 0; yields <= 12; yields++) {

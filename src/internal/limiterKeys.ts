@@ -584,16 +584,15 @@ const queueAgain = <A, E, R>(
     changeQueued(state, -1)
     return Effect.fail(pausedTooLong(state, waiter.target, pausedFor))
   }
-  const verdict = Effect.async<number, Errors.RateLimitError>((resume) => {
-    waiter.resume = resume
-    waiter.status = "waiting"
-    addPending(state, waiter, 1)
-    pushAlarm(state, waiter, waiter.deadline, "deadline")
-    if (waiter.onQueued !== undefined) pushAlarm(state, waiter, now + queuedUpdateEveryMillis, "tell")
-    insertByArrival(state, waiter)
-    pump(shared, state)
-  })
-  return waitThenDeliver(shared, state, waiter, verdict, restore, then)
+  // Queued here, in the caller's mask, before its wait can be interrupted: interrupted there, it leaves the queue once
+  // (`release`); queued only from inside the wait, it was interrupted as it began and gave its permit back twice.
+  waiter.status = "waiting"
+  addPending(state, waiter, 1)
+  pushAlarm(state, waiter, waiter.deadline, "deadline")
+  if (waiter.onQueued !== undefined) pushAlarm(state, waiter, now + queuedUpdateEveryMillis, "tell")
+  insertByArrival(state, waiter)
+  pump(shared, state)
+  return waitThenDeliver(shared, state, waiter, nextVerdict(waiter), restore, then)
 }
 
 /** A waiter put in its lane's queue among those waiting there, in order of arrival. */
