@@ -157,8 +157,16 @@ type Answer<A> =
 
 const away: Answer<never> = { _tag: "Away" }
 
-/** Redis' own refusal of a command (an error reply): Redis is there, the command is wrong. */
-const isErrorReply = (error: Error) => error.name === "ReplyError"
+/** How many costs Redis did not take a reservation records before its own command, at most (see `flushSome`). */
+const flushedBeforeACall = 8
+
+/**
+ * Redis' own refusal of a command (an error reply): Redis is there, the command is wrong. Not the replies that mean
+ * "not now" (a replica during a failover, a restart loading its data, a busy script, memory full): those are an
+ * outage, and what was refused is kept to record later.
+ */
+const isErrorReply = (error: Error) =>
+  error.name === "ReplyError" && !/^(LOADING|READONLY|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|OOM)\b/.test(error.message)
 
 /**
  * A ledger over a Redis connection (with `fork`, recording in the background what Redis did not take), and its last
@@ -275,22 +283,33 @@ const makeLedger = (
         ))
     })
 
-  /** Records what Redis did not take, one flush at a time; one it refuses is dropped (logged), not tried forever. */
-  const flushing = Effect.unsafeMakeSemaphore(1)
-  const flush = flushing.withPermits(1)(Effect.suspend(function next(): Effect.Effect<void> {
-    const settlement = unrecorded[0]
-    if (settlement === undefined) return Effect.void
-    return Effect.flatMap(record(settlement), (answer) => {
-      if (answer._tag === "Away") return Effect.void
-      unrecorded.shift()
-      return next()
+  /**
+   * Records up to `most` of what Redis did not take, oldest first, until Redis is away; one it refuses is dropped
+   * (logged), not tried forever. One flush at a time (`flushing`).
+   */
+  const recordUpTo = (most: number) =>
+    Effect.suspend(function next(): Effect.Effect<void> {
+      const settlement = unrecorded[0]
+      if (settlement === undefined || most-- <= 0) return Effect.void
+      return Effect.flatMap(record(settlement), (answer) => {
+        if (answer._tag === "Away") return Effect.void
+        unrecorded.shift()
+        return next()
+      })
     })
-  }))
+  const flushing = Effect.unsafeMakeSemaphore(1)
+  const flush = flushing.withPermits(1)(recordUpTo(Infinity))
+  const dueNow = (now: number) => unrecorded.length > 0 && !(isAway && now < awayUntil)
   /** A flush, unless Redis is being left alone (nothing to wait for then). */
-  const flushUnlessAway = Effect.flatMap(
-    Clock.currentTimeMillis,
-    (now) => unrecorded.length === 0 || (isAway && now < awayUntil) ? Effect.void : flush
-  )
+  const flushUnlessAway = Effect.flatMap(Clock.currentTimeMillis, (now) => dueNow(now) ? flush : Effect.void)
+  /**
+   * Before a reservation or a snapshot: a few of what Redis did not take, when no flush is under way; the rest is
+   * left to the background (or to the next calls), so that a backlog never holds a generation up.
+   */
+  const flushSome = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    dueNow(now)
+      ? Effect.zipRight(flushing.withPermitsIfAvailable(1)(recordUpTo(flushedBeforeACall)), flushRestLater)
+      : Effect.void)
 
   /**
    * With `fork`, what Redis did not take is recorded as soon as it may be asked again, whether or not a generation
@@ -307,13 +326,13 @@ const makeLedger = (
       (now) => Effect.zipRight(Effect.sleep(Math.max(0, awayUntil - now)), Effect.zipRight(flushUnlessAway, later()))
     )
   })
+  const flushRestLater = Effect.suspend(() => {
+    if (fork === undefined || flushingLater || unrecorded.length === 0) return Effect.void
+    flushingLater = true
+    return fork(flushLater)
+  })
   const keep = (settlement: Settlement) =>
-    Effect.suspend(() => {
-      unrecorded.push(settlement)
-      if (fork === undefined || flushingLater) return Effect.void
-      flushingLater = true
-      return fork(flushLater)
-    })
+    Effect.zipRight(Effect.sync(() => unrecorded.push(settlement)), flushRestLater)
 
   const settler = (projectId: string, reservedAt: number, holdId: string): SpendLedger.Reservation => {
     let settled = false
@@ -348,7 +367,7 @@ const makeLedger = (
           String(keptFor(period, now))
         ])
         return Effect.zipRight(
-          flushUnlessAway,
+          flushSome,
           command("reserve", async () => {
             const [answer] = await redis.multi()
               .eval(reserveScript, keys.length, ...keys, now, estimateUsd, holdId, now + holdTimeout, ...perAccount)
@@ -378,7 +397,7 @@ const makeLedger = (
         )
       }),
     snapshot: Effect.zipRight(
-      flushUnlessAway,
+      flushSome,
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.flatMap(
           command("snapshot", async () => {

@@ -26,6 +26,7 @@ import * as SpendLedgerRedis from "../../src/SpendLedger/Redis.js"
 import { fakeEngine } from "../utils/engine.js"
 import { type Call, sampleOutlineJson, scripted, text } from "../utils/FakeModel.js"
 import { sampleProject } from "../utils/fixtures.js"
+import { redisFrontEnd } from "../utils/redisFrontEnd.js"
 import { tcpProxy } from "../utils/tcpProxy.js"
 
 const redisUrl = process.env.REDIS_URL
@@ -416,4 +417,45 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
       }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
     10_000
   )
+
+  it.live(
+    "a settlement Redis refuses only for now (a replica during a failover) is kept and recorded after it",
+    () =>
+      Effect.gen(function*() {
+        const frontEnd = yield* redisFrontEnd(redisPort())
+        const prefix = `plot-engine-test-${randomUUID()}:`
+        const observer = yield* ledgerAt(redisPort(), prefix)
+        const ledger = yield* ledgerAt(frontEnd.port, prefix)
+        const reservation = yield* ledger.reserve("novel", 0.5)
+        frontEnd.state.mode = "readonly"
+        yield* frontEnd.dropAll
+        yield* Effect.sleep("200 millis")
+        yield* reservation.settle(0.4)
+        frontEnd.state.mode = "pass"
+        yield* frontEnd.dropAll
+        yield* Effect.sleep("1500 millis")
+        // Before (found by review), `-READONLY` was taken as a wrong command and the cost dropped: 0.
+        expect(yield* spentToday(observer, "novel")).toBeCloseTo(0.4, 10)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
+    15_000
+  )
+
+  it.live("a reservation does not wait for a long backlog to be recorded first", () =>
+    Effect.gen(function*() {
+      const frontEnd = yield* redisFrontEnd(redisPort())
+      const ledger = yield* ledgerAt(frontEnd.port, `plot-engine-test-${randomUUID()}:`)
+      const reservations = yield* Effect.forEach(Array.from({ length: 60 }), () => ledger.reserve("novel", 0.01))
+      frontEnd.state.mode = "silent"
+      yield* frontEnd.dropAll
+      yield* Effect.forEach(reservations, (reservation) => reservation.settle(0.01))
+      // Back, 25 ms away: recording the 60 costs takes 1.5 s.
+      frontEnd.state.mode = "pass"
+      frontEnd.state.delay = 25
+      yield* frontEnd.dropAll
+      yield* Effect.sleep("600 millis")
+      const started = Date.now()
+      yield* ledger.reserve("novel", 0.01)
+      // Before (found by review), it recorded all 60 first: 1.5 s.
+      expect(Date.now() - started).toBeLessThan(600)
+    }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)), 20_000)
 })
