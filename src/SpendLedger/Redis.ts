@@ -54,7 +54,7 @@ export interface Options {
   readonly commandTimeout?: Duration.DurationInput | undefined
   /**
    * How long the ledger goes on without Redis after a command failed, before asking it again. Default: five times
-   * `commandTimeout`, at least 1 second.
+   * `commandTimeout`, at least 1 second; never less than `commandTimeout`.
    */
   readonly retryAfter?: Duration.DurationInput | undefined
 }
@@ -180,9 +180,10 @@ const makeLedger = (
   const prefix = options.prefix ?? "plot-engine:spend:"
   const holdTimeout = Duration.toMillis(options.holdTimeout ?? Duration.hours(1))
   const commandTimeout = options.commandTimeout ?? Duration.seconds(2)
+  // Never shorter than a command may take: one call finds out whether Redis is back at a time.
   const retryAfterMillis = options.retryAfter === undefined
     ? Math.max(1_000, 5 * Duration.toMillis(commandTimeout))
-    : Duration.toMillis(options.retryAfter)
+    : Math.max(Duration.toMillis(options.retryAfter), Duration.toMillis(commandTimeout))
   const projectsKey = `${prefix}projects`
   const accountKey = (projectId: string, period: "day" | "month", now: number) =>
     `${prefix}${projectId}:${SpendLedger.periodOf(period, now).key}`

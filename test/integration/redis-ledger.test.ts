@@ -8,6 +8,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
@@ -458,4 +459,30 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
       // Before (found by review), it recorded all 60 first: 1.5 s.
       expect(Date.now() - started).toBeLessThan(600)
     }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)), 20_000)
+
+  it.live(
+    "Redis is asked by one call at a time, even with a retryAfter shorter than a command may take",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* silentServer
+        const ledger = yield* ledgerAt(
+          (server.address() as Net.AddressInfo).port,
+          `plot-engine-test-${randomUUID()}:`,
+          {
+            retryAfter: "10 millis",
+            redis: { retryStrategy: () => null }
+          }
+        )
+        yield* ledger.reserve("novel", 0.5)
+        yield* Effect.sleep("50 millis")
+        // Redis is left alone for at least a command's time (300 ms) after it failed: calls 50 and 150 ms later go on at
+        // once. Before, with retryAfter at 10 ms, each of them asked Redis and waited out the 300 ms.
+        const first = yield* Effect.fork(ledger.reserve("novel", 0.5))
+        yield* Effect.sleep("100 millis")
+        const [took] = yield* Effect.timed(ledger.reserve("novel", 0.5))
+        yield* Fiber.join(first)
+        expect(Duration.toMillis(took)).toBeLessThan(100)
+      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Error)),
+    10_000
+  )
 })
