@@ -445,8 +445,8 @@ const makeLedger = (
 }
 
 /**
- * A ledger over a Redis connection. What generations cost while Redis was away is recorded before this ledger's
- * next reservation or snapshot; `layer` also records it in the background, and when it closes.
+ * A ledger over a Redis connection. What generations cost while Redis was away is recorded by this ledger's next
+ * reservations and snapshots, a few before each; `layer` also records it in the background, and when it closes.
  *
  * @since 0.1.0
  * @category Constructors

@@ -14,6 +14,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
@@ -23,6 +24,7 @@ import path from "node:path"
 import { ServerLive } from "../../examples/http-server.js"
 import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
+import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 
 const post = (url: string, body: unknown) =>
@@ -100,15 +102,11 @@ const bodyOf = (response: HttpServerResponse.HttpServerResponse) =>
 const unservedModels = ConfigProvider.fromMap(
   new Map([[
     "PLOT_ENGINE_MODELS",
-    JSON.stringify(["model-that-is-not-there", "not-there"].map((id) => ({
-      provider: "openai",
-      id,
-      tier: "balanced",
-      contextWindow: 128_000,
-      maxOutputTokens: 4_096,
-      inputPricePerMillion: null,
-      outputPricePerMillion: null
-    })))
+    JSON.stringify(
+      ["model-that-is-not-there", "not-there"].map((id) =>
+        Schema.encodeSync(ModelCatalog.ModelInfo)(ModelCatalog.unknownModel("openai", id))
+      )
+    )
   ]])
 ).pipe(ConfigProvider.orElse(() => ConfigProvider.fromEnv()))
 

@@ -258,6 +258,16 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
       })),
       (context) => Context.get(context, SpendLedger.SpendLedger)
     )
+  /** A ledger over a Redis that accepts connections and never answers, asked again `retryAfter` after a failure. */
+  const silentLedger = (retryAfter: Duration.DurationInput) =>
+    Effect.flatMap(
+      silentServer,
+      (server) =>
+        ledgerAt((server.address() as Net.AddressInfo).port, `plot-engine-test-${randomUUID()}:`, {
+          retryAfter,
+          redis: { retryStrategy: () => null }
+        })
+    )
   /** What a project has spent today, as `ledger` reads it. */
   const spentToday = (ledger: SpendLedger.Service, projectId: string) =>
     Effect.map(
@@ -392,15 +402,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
     "once Redis may be asked again, one call finds out; the others go on without waiting for it",
     () =>
       Effect.gen(function*() {
-        const server = yield* silentServer
-        const ledger = yield* ledgerAt(
-          (server.address() as Net.AddressInfo).port,
-          `plot-engine-test-${randomUUID()}:`,
-          {
-            retryAfter: "1 second",
-            redis: { retryStrategy: () => null }
-          }
-        )
+        const ledger = yield* silentLedger("1 second")
         yield* ledger.reserve("novel", 0.5)
         yield* Effect.sleep("1100 millis")
         const before = yield* unavailableCount
@@ -464,15 +466,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
     "Redis is asked by one call at a time, even with a retryAfter shorter than a command may take",
     () =>
       Effect.gen(function*() {
-        const server = yield* silentServer
-        const ledger = yield* ledgerAt(
-          (server.address() as Net.AddressInfo).port,
-          `plot-engine-test-${randomUUID()}:`,
-          {
-            retryAfter: "10 millis",
-            redis: { retryStrategy: () => null }
-          }
-        )
+        const ledger = yield* silentLedger("10 millis")
         yield* ledger.reserve("novel", 0.5)
         yield* Effect.sleep("50 millis")
         // Redis is left alone for at least a command's time (300 ms) after it failed: calls 50 and 150 ms later go on at
