@@ -10,8 +10,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import { mkdtempSync, readFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Alerts from "../src/Alerts.js"
 import * as Batch from "../src/cli/Batch.js"
@@ -24,6 +23,7 @@ import * as GatewaySimulator from "../src/simulator/GatewaySimulator.js"
 import { type Answer, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
 import { counterTotal, engineOverSimulator } from "./utils/simulated.js"
+import { temporaryDirectory } from "./utils/temporaryDirectory.js"
 
 const quota = { requestsPerMinute: 50, inputTokensPerMinute: 40_000, outputTokensPerMinute: 8_000, maxConcurrent: 2 }
 const request = { projectId: "novel", userPrompt: "What happens at the Drowned Bell?", provider: "anthropic" as const }
@@ -124,7 +124,7 @@ describe("interrupting a batch half way", () => {
   it.effect("keeps every outcome that finished in the output file, each a whole line", () =>
     Effect.gen(function*() {
       const engineService = yield* PlotGeneration.PlotGeneration
-      const out = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-batch-")), "out.jsonl")
+      const out = path.join(temporaryDirectory("plot-engine-batch-"), "out.jsonl")
       const requests = Array.from({ length: 6 }, (_, i) => ({ ...request, userPrompt: `Request ${i}` }))
       const finished: Array<number> = []
       const fiber = yield* Effect.fork(Batch.run(engineService, requests, {

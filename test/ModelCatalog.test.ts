@@ -3,10 +3,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { mkdtempSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as ModelCatalog from "../src/ModelCatalog.js"
+import { temporaryDirectory } from "./utils/temporaryDirectory.js"
 
 const find = (catalog: ModelCatalog.Catalog, provider: "openai" | "anthropic", id: string) =>
   Option.getOrUndefined(ModelCatalog.find(catalog, provider, id))
@@ -48,7 +48,7 @@ describe("ModelCatalog", () => {
   })
 
   it.effect("loads overrides from a file and from inline JSON, inline last", () => {
-    const file = path.join(mkdtempSync(path.join(tmpdir(), "catalog-")), "models.json")
+    const file = path.join(temporaryDirectory("catalog-"), "models.json")
     writeFileSync(
       file,
       JSON.stringify([

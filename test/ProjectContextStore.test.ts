@@ -1,17 +1,17 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { mkdtempSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import { sampleProject, sampleProjectFile } from "./utils/fixtures.js"
+import { temporaryDirectory } from "./utils/temporaryDirectory.js"
 
 const get = (projectId: string) =>
   Effect.flatMap(ProjectContextStore.ProjectContextStore, (store) => store.get(projectId))
 
 const directory = () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-"))
+  const dir = temporaryDirectory("plot-engine-")
   writeFileSync(path.join(dir, "broken.json"), "{ not json")
   writeFileSync(
     path.join(dir, "nameless.json"),

@@ -4,12 +4,12 @@
  * loads none of the heavy optional parts (Redis, the OpenTelemetry SDK, protobufjs, chart libraries).
  */
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { beforeAll, describe, expect, it } from "vitest"
 import { packedTarball, root, tarballFiles } from "./utils/pack.js"
+import { temporaryDirectory } from "./utils/temporaryDirectory.js"
 
 /** Packages the main entry must not load: each belongs to an entry point of its own, or to the CLI. */
 const heavy = [
@@ -25,7 +25,7 @@ const heavy = [
 
 /** Every module that importing `entry` (a file of `dist/`) loads, in a fresh Node process: URLs and paths. */
 const modulesLoadedBy = (entry: string): ReadonlyArray<string> => {
-  const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-load-"))
+  const dir = temporaryDirectory("plot-engine-load-")
   const log = path.join(dir, "loaded.txt")
   writeFileSync(
     path.join(dir, "hooks.mjs"),

@@ -7,10 +7,9 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import { spawn } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Cli from "../../src/cli/Cli.js"
@@ -19,6 +18,7 @@ import * as Faults from "../../src/simulator/Faults.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
 import { childEnv, cli, processTimeout, root, type Run } from "../utils/cli.js"
 import { sampleProjectFile } from "../utils/fixtures.js"
+import { temporaryDirectory } from "../utils/temporaryDirectory.js"
 
 /** The `cli` script of package.json, what `npm run cli` runs. */
 const cliScript: string = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts.cli
@@ -69,7 +69,7 @@ const cliSignaled = (
 
 /** A JSONL file of the first `count` example requests, for OpenAI (the provider the test gateways configure). */
 const requestsFile = (count: number) => {
-  const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-batch-"))
+  const dir = temporaryDirectory("plot-engine-batch-")
   const file = path.join(dir, "requests.jsonl")
   const lines = readFileSync(fileURLToPath(new URL("../../examples/batch.jsonl", import.meta.url)), "utf8")
     .trim()
@@ -104,7 +104,7 @@ describe("plot-engine generate, offline", () => {
     "stops with a usage error naming the field of a bad deployments file, before any call",
     () =>
       Effect.gen(function*() {
-        const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-deployments-")), "deployments.json")
+        const file = path.join(temporaryDirectory("plot-engine-deployments-"), "deployments.json")
         writeFileSync(file, JSON.stringify({ deployments: [{ id: "eu", dialect: "gemini", apiKey: "sk-eu-0123" }] }))
         const run = yield* cli(generate, { PLOT_ENGINE_DEPLOYMENTS_FILE: file })
         expect(run.code).toBe(2)
@@ -154,7 +154,7 @@ const hugeProjectFile = () => {
       "The fog came in over Greyhaven and Mara kept the light burning through the night. ".repeat(400)
     }`
   }))
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-cli-")), "huge-novel.json")
+  const file = path.join(temporaryDirectory("plot-engine-cli-"), "huge-novel.json")
   writeFileSync(file, JSON.stringify(project))
   return file
 }
@@ -185,7 +185,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
         Effect.gen(function*() {
           const simulator = yield* GatewaySimulator.GatewaySimulator
           const before = yield* simulator.stats
-          const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-deployments-")), "deployments.json")
+          const file = path.join(temporaryDirectory("plot-engine-deployments-"), "deployments.json")
           const deployment = (id: string, keyVariable: string) => ({
             id,
             dialect: "openai-responses",
@@ -283,7 +283,7 @@ layer(GatewaySimulator.layer({ apiKeys: { openai: "sk-right-key-123456" } }))(
             "malformed_json",
             "ok"
           ])
-          const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-batch-"))
+          const dir = temporaryDirectory("plot-engine-batch-")
           const requests = path.join(dir, "requests.jsonl")
           const lines = readFileSync(fileURLToPath(new URL("../../examples/batch.jsonl", import.meta.url)), "utf8")
             .trim()
@@ -388,7 +388,7 @@ describe("plot-engine batch, offline", () => {
     "writes one line per request (results and typed errors) and an HTML report with its charts",
     () =>
       Effect.gen(function*() {
-        const dir = mkdtempSync(path.join(tmpdir(), "plot-engine-batch-"))
+        const dir = temporaryDirectory("plot-engine-batch-")
         const requests = path.join(dir, "requests.jsonl")
         const lines = readFileSync(fileURLToPath(new URL("../../examples/batch.jsonl", import.meta.url)), "utf8").trim()
           .split("\n").slice(0, 4)

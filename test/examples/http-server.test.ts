@@ -16,16 +16,16 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
 import path from "node:path"
 import { ServerLive } from "../../examples/http-server.js"
 import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as GatewaySimulator from "../../src/simulator/GatewaySimulator.js"
+import { temporaryDirectory } from "../utils/temporaryDirectory.js"
 
 const post = (url: string, body: unknown) =>
   Effect.promise(() =>
@@ -554,7 +554,7 @@ describe("examples/http-server with a deployments file", () => {
     () =>
       Effect.gen(function*() {
         const simulator = yield* GatewaySimulator.GatewaySimulator
-        const file = path.join(mkdtempSync(path.join(tmpdir(), "plot-engine-server-")), "deployments.json")
+        const file = path.join(temporaryDirectory("plot-engine-server-"), "deployments.json")
         const deployment = (id: string, keyVariable: string) => ({
           id,
           dialect: "openai-responses",

@@ -6,7 +6,7 @@
  */
 import { execFile, execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -47,10 +47,20 @@ const latestChange = (file: string): number => {
  */
 const runKey = () =>
   [
-    createHash("sha256").update(root).digest("hex").slice(0, 12),
+    checkoutKey,
     isMainThread ? process.ppid : process.pid,
     Math.floor(Math.max(...sources.map((source) => latestChange(path.join(root, source)))))
   ].join("-")
+
+const checkoutKey = createHash("sha256").update(root).digest("hex").slice(0, 12)
+
+/** Removes the tarballs this run packed; called in vitest's main process when the run ends (`test/globalSetup.ts`). */
+export const removePackedTarballs = (): void => {
+  const prefix = `plot-engine-pack-run-${checkoutKey}-${process.pid}-`
+  for (const entry of readdirSync(tmpdir())) {
+    if (entry.startsWith(prefix)) rmSync(path.join(tmpdir(), entry), { recursive: true, force: true })
+  }
+}
 
 type Outcome = { readonly tarball: string } | { readonly error: string }
 
