@@ -1195,10 +1195,10 @@ describe("ProviderRateLimiter keys", () => {
 
 describe("ProviderRateLimiter over a store, a 429 while a reservation is under way", () => {
   /** A limiter over an in-memory `RateLimiterStore`, as over Redis: each reservation a store call of its own. */
-  const overStore = (quota: Partial<ProviderRateLimiter.Quota>) =>
+  const overStore = (quota: Partial<ProviderRateLimiter.Quota>, adaptive = false) =>
     Layer.build(ProviderRateLimiter.layerStore({
       quotas: { openai: { requestsPerMinute: 10_000, tokensPerMinute: 10_000_000, maxConcurrent: 100, ...quota } },
-      adaptive: false
+      adaptive
     })).pipe(
       Effect.provide(RateLimiter.layerStoreMemory),
       Effect.map(Context.get(ProviderRateLimiter.ProviderRateLimiter))
@@ -1269,6 +1269,31 @@ describe("ProviderRateLimiter over a store, a 429 while a reservation is under w
         const [drained] = yield* rateLimiter.snapshot
         // Before (found by review), interrupted as it went back to the queue, it gave its permit back twice: 3 free of 2.
         expect([yields, drained?.queued, drained?.inFlight, drained?.permitsFree]).toEqual([yields, 0, 0, 2])
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("a second 429 landing while the first waits for a reservation to end belongs to the first's episode", () =>
+    Effect.gen(function*() {
+      for (let yields = 0; yields <= 24; yields++) {
+        const rateLimiter = yield* overStore({ requestsPerMinute: 600, tokensPerMinute: 1_000_000 }, true)
+        // A 429 at the edge (the first in a minute, asking less than a request's spacing) cut nothing; it is over.
+        yield* rateLimiter.withAdmission(target, small, () => Effect.void)
+        yield* rateLimiter.pause(target, 50, "requests")
+        yield* TestClock.adjust("2 seconds")
+        const arrival = yield* Effect.fork(rateLimiter.withAdmission(target, small, () => Effect.void))
+        yield* Effect.yieldNow()
+        // A 429 on tokens, then one on requests while the first may still wait for the arrival's reservation, or be
+        // about to go on once it ended.
+        const first = yield* Effect.fork(rateLimiter.pause(target, 10_000, "tokens"))
+        yield* Effect.repeatN(Effect.yieldNow(), yields - 1)
+        yield* rateLimiter.pause(target, 10_000, "requests")
+        yield* Fiber.join(first)
+        yield* TestClock.adjust("20 seconds")
+        yield* Fiber.join(arrival)
+        const [key] = yield* rateLimiter.snapshot
+        // This episode cuts both limits. Before, the second 429 read the last episode's limits (requests) and its
+        // choice not to cut while the first waited, and left the requests limit as it was.
+        expect([yields, key?.quota.requestsPerMinute, key?.quota.tokensPerMinute]).toEqual([yields, 540, 900_000])
       }
     }).pipe(Effect.scoped))
 

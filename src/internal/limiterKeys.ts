@@ -1302,6 +1302,24 @@ export const pauseKey = (
     const alreadyPaused = pausedUntil > now
     state.pausedUntil = Math.max(pausedUntil, now + millis)
     state.pauses++
+    const reached = reachedLimits(state.quota, limit)
+    // The episode's limits, and whether it cuts them, are settled before anything below yields: a 429 landing
+    // meanwhile is of this episode and reads them (read later, it found the last episode's).
+    let added = reached
+    if (alreadyPaused) {
+      // The same episode: a limit cut already is not cut again. A limit it had not reached yet is cut as the
+      // episode's first was (or not), and its bucket emptied for the pause.
+      added = reached.filter((field) => !state.pauseLimits.includes(field))
+      state.pauseLimits = [...state.pauseLimits, ...added]
+    } else {
+      // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
+      const passes = atTheEdge(state, reached, usedInLastMinute(state, now), millis) &&
+        now - state.edgePassedAt >= windowMillis
+      if (passes) state.edgePassedAt = now
+      state.pauseLimits = reached
+      state.pauseCut = shared.adaptive && !passes
+    }
+    const cuts = state.pauseCut && added.length > 0
     yield* requeueSleepers(shared, state, now)
     // The head of the queue may now be paused past what it waits: the pump refuses it at once.
     pump(shared, state)
@@ -1309,32 +1327,21 @@ export const pauseKey = (
     // before it ends, the drain would count it, and the give-back would then refill the bucket by as much.
     yield* untilNotReserving(state)
     const used = usedInLastMinute(state, now)
-    const reached = reachedLimits(state.quota, limit)
+    // The provider refused while the local budget allowed: the limits in force are too high.
+    if (cuts) cutLimits(state, added, used, now)
     if (alreadyPaused) {
-      // The same episode: a limit cut already is not cut again. A limit it had not reached yet is cut as the
-      // episode's first was (or not), and its bucket emptied for the pause; a pause made longer empties them all
-      // again for its new end (through the extension they would refill into a burst).
-      const added = reached.filter((field) => !state.pauseLimits.includes(field))
-      state.pauseLimits = [...state.pauseLimits, ...added]
-      if (added.length > 0 && state.pauseCut) {
-        cutLimits(state, added, used, now)
+      if (cuts) {
         shared.tell({ key: state.key, pausedForMillis: millis, limits: limitsOf(state.quota) })
         yield* lowerBuckets(shared, state, added)
       }
+      // A pause made longer empties every bucket of the episode again for its new end (through the extension they
+      // would refill into a burst).
       const extended = state.pausedUntil > pausedUntil
       if (extended || added.length > 0) {
         yield* emptyForPause(shared, state, extended ? state.pauseLimits : added, state.pausedUntil - now, used)
       }
       return
     }
-    // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
-    const passes = atTheEdge(state, reached, used, millis) && now - state.edgePassedAt >= windowMillis
-    if (passes) state.edgePassedAt = now
-    const cuts = shared.adaptive && !passes
-    state.pauseLimits = reached
-    state.pauseCut = cuts
-    // The provider refused while the local budget allowed: the limits in force are too high.
-    if (cuts) cutLimits(state, reached, used, now)
     // Before the store calls: the others close their gates while this one is still emptying the buckets.
     shared.tell({ key: state.key, pausedForMillis: millis, limits: cuts ? limitsOf(state.quota) : undefined })
     if (cuts) yield* lowerBuckets(shared, state, reached)
