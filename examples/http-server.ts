@@ -26,10 +26,11 @@
  * The envelope and the statuses are in `http-server/HttpErrors.ts`, the reading of bodies in `http-server/JsonBody.ts`.
  *
  * Run it with `npm run example:server` (port from `PORT`, default 3000; body limit from `MAX_BODY_BYTES`). With
- * no provider configured it uses the embedded gateway simulator, like the CLI.
+ * no provider configured it uses the embedded gateway simulator, like the CLI. On SIGTERM or Ctrl-C it takes no new
+ * connection, gives the requests in flight `SHUTDOWN_GRACE` (default 25 seconds) to end, and then cuts the rest
+ * (`http-server/Shutdown.ts`).
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
@@ -44,15 +45,16 @@ import * as OpenApi from "@effect/platform/OpenApi"
 import * as Cause from "effect/Cause"
 import type * as Chunk from "effect/Chunk"
 import * as Config from "effect/Config"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
 import * as Domain from "../src/Domain.js"
 import type * as Errors from "../src/Errors.js"
+import * as ConfigValues from "../src/internal/configValues.js"
 import * as PlotEngine from "../src/PlotEngine.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
@@ -61,6 +63,7 @@ import * as Providers from "../src/Providers.js"
 import * as Prometheus from "../src/Telemetry/Prometheus.js"
 import * as HttpErrors from "./http-server/HttpErrors.js"
 import * as JsonBody from "./http-server/JsonBody.js"
+import * as Shutdown from "./http-server/Shutdown.js"
 
 // =============================================================================
 // Request bodies
@@ -311,6 +314,11 @@ const projectsDirectory = fileURLToPath(new URL("./projects/", import.meta.url))
 export interface ServerOptions {
   /** The largest request body accepted, in bytes (default 1 MiB); a larger one is answered 413. */
   readonly maxBodyBytes?: number | undefined
+  /**
+   * On shutdown, how long the requests in flight are given to end before their connections are cut (default 25
+   * seconds); no new connection is taken meanwhile.
+   */
+  readonly shutdownGrace?: Duration.DurationInput | undefined
 }
 
 /**
@@ -335,7 +343,7 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
       Layer.provide(api),
       HttpServer.withLogAddress,
       // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
-      Layer.provideMerge(NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" })),
+      Layer.provideMerge(Shutdown.layer({ port, host: "127.0.0.1" }, options.shutdownGrace)),
       // Under the server: built before it and released after it, so that on shutdown the requests in flight end
       // with the engine still there. (Released first, its HTTP client was closed under them: each call failed,
       // was retried, and the writer got a template.)
@@ -364,6 +372,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       Config.validate({ message: "Expected a number of bytes of at least 1", validation: (bytes) => bytes >= 1 }),
       Config.withDefault(JsonBody.defaultMaxBytes)
     )
-    return yield* Layer.launch(ServerLive(port, { maxBodyBytes }))
+    const shutdownGrace = yield* ConfigValues.duration("SHUTDOWN_GRACE", "allowed").pipe(
+      Config.withDefault(Shutdown.defaultGrace)
+    )
+    return yield* Layer.launch(ServerLive(port, { maxBodyBytes, shutdownGrace }))
   }).pipe(NodeRuntime.runMain)
 }

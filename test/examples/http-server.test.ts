@@ -8,6 +8,7 @@ import { describe, expect, it, layer } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -513,36 +514,87 @@ describe("examples/http-server secrets", () => {
 })
 
 describe("examples/http-server shutting down", () => {
+  /** The server over the simulator, in a scope of its own that the test closes; its address. */
+  const serving = (simulator: GatewaySimulator.Service, shutdownGrace: Duration.DurationInput) =>
+    Effect.gen(function*() {
+      const config = ConfigProvider.fromMap(
+        new Map([
+          ["OPENAI_API_KEY", "sk-test-shutdown"],
+          ["OPENAI_BASE_URL", simulator.openaiBaseUrl]
+        ])
+      )
+      const scope = yield* Scope.make()
+      const context = yield* Layer.build(
+        ServerLive(0, { shutdownGrace }).pipe(
+          Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
+        )
+      ).pipe(Scope.extend(scope))
+      return { scope, url: HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address) }
+    })
+
+  /** A streamed generation's body, read in a fiber of its own: what came, and whether the connection was cut. */
+  const streamed = (url: string, targetWordCount: number) =>
+    Effect.flatMap(
+      post(`${url}/plots/stream`, { ...request, targetWordCount }),
+      (response) =>
+        Effect.fork(Effect.promise(async () => {
+          const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader()
+          let body = ""
+          try {
+            for (let read = await reader.read(); !read.done; read = await reader.read()) body += read.value
+            return { body, cut: false }
+          } catch {
+            return { body, cut: true }
+          }
+        }))
+    )
+
   it.scopedLive(
-    "ends the requests in flight with the engine still there: no retries against a closed client, no template",
+    "gives a stream in flight the grace to end, and takes no new connection meanwhile",
     () =>
       Effect.gen(function*() {
         const simulator = yield* GatewaySimulator.GatewaySimulator
-        const config = ConfigProvider.fromMap(
-          new Map([
-            ["OPENAI_API_KEY", "sk-test-shutdown"],
-            ["OPENAI_BASE_URL", simulator.openaiBaseUrl]
-          ])
-        )
-        const serving = yield* Scope.make()
-        const context = yield* Layer.build(
-          ServerLive(0).pipe(
-            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
-          )
-        ).pipe(Scope.extend(serving))
-        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
-        const response = yield* post(`${url}/plots/stream`, { ...request, targetWordCount: 600 })
-        const body = Effect.promise(() => response.text().catch(() => "(cut)"))
-        const reading = yield* Effect.fork(body)
-        // Written to for a while, then the server is shut down under it.
-        yield* Effect.sleep("400 millis")
-        yield* Scope.close(serving, Exit.void)
-        const events = parseEvents(yield* Fiber.join(reading))
-        expect(events.map((e) => e.event)).toContain("model_selected")
-        // Before, the engine was released first: every call failed on its closed HTTP client and was retried, and the
-        // stream ended with a template, its cost billed. Now the stream is either let finish or cut, as it was.
+        const { scope, url } = yield* serving(simulator, "20 seconds")
+        const reading = yield* streamed(url, 150)
+        yield* Effect.sleep("300 millis")
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* Effect.sleep("100 millis")
+        const refused = yield* Effect.promise(() => fetch(`${url}/health`).then(() => "answered", () => "refused"))
+        const { body, cut } = yield* Fiber.join(reading)
+        yield* Fiber.join(closing)
+        expect([refused, cut]).toEqual(["refused", false])
+        const events = parseEvents(body)
+        // Before, Node's close waited as long as the client kept the connection; it still ends this one whole.
+        const completed = events.find((e) => e.event === "completed")
+        expect(completed?.data.result.isTemplate).toBe(false)
         expect(events.filter((e) => ["retrying", "fallback", "restarted"].includes(e.event))).toEqual([])
-        for (const e of events) if (e.event === "completed") expect(e.data.result.isTemplate).toBe(false)
+      }).pipe(Effect.provide(GatewaySimulator.layer({ eventIntervalMs: 20 }))),
+    30_000
+  )
+
+  it.scopedLive(
+    "cuts a stream still open after the grace, with the engine still there: no retries against a closed client",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const { scope, url } = yield* serving(simulator, "300 millis")
+        // About 250 events 20 ms apart: still written to when the grace ends.
+        const reading = yield* streamed(url, 600)
+        yield* Effect.sleep("400 millis")
+        const startedClosing = Date.now()
+        yield* Scope.close(scope, Exit.void)
+        const closedAfter = Date.now() - startedClosing
+        const { body, cut } = yield* Fiber.join(reading)
+        const events = parseEvents(body)
+        expect(cut).toBe(true)
+        expect(events.map((e) => e.event)).toContain("model_selected")
+        expect(events.map((e) => e.event)).not.toContain("completed")
+        // The grace, and the engine's release after it: seconds before the stream would have ended.
+        expect(closedAfter).toBeGreaterThanOrEqual(290)
+        expect(closedAfter).toBeLessThan(3_000)
+        // Before, the engine was released first: every call failed on its closed HTTP client and was retried, and the
+        // stream ended with a template, its cost billed.
+        expect(events.filter((e) => ["retrying", "fallback", "restarted"].includes(e.event))).toEqual([])
       }).pipe(Effect.provide(GatewaySimulator.layer({ eventIntervalMs: 20 }))),
     30_000
   )
