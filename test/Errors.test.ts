@@ -466,6 +466,55 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
         {},
         "TimeoutError",
         undefined
+      ],
+      [
+        "Anthropic 400 credit balance too low",
+        "anthropic",
+        400,
+        an(
+          "invalid_request_error",
+          "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."
+        ),
+        {},
+        "QuotaExhaustedError",
+        undefined
+      ],
+      [
+        "Anthropic 400 usage limits reached",
+        "anthropic",
+        400,
+        an(
+          "invalid_request_error",
+          "You have reached your specified API usage limits. You will regain access on 2026-04-01 at 00:00 UTC."
+        ),
+        {},
+        "QuotaExhaustedError",
+        undefined
+      ],
+      [
+        "Anthropic 400 input and max_tokens over the window",
+        "anthropic",
+        400,
+        an(
+          "invalid_request_error",
+          "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, decrease input length or `max_tokens` and try again"
+        ),
+        {},
+        "ContextTooLongError",
+        undefined
+      ],
+      [
+        "OpenAI 400 invalid_prompt",
+        "openai",
+        400,
+        oa(
+          "invalid_request_error",
+          "invalid_prompt",
+          "Invalid prompt: your prompt was flagged as potentially violating our usage policy. Please try again with a different prompt."
+        ),
+        {},
+        "RefusalError",
+        undefined
       ]
     ] as const
   )("%s", (_, provider, status, body, headers, tag, retryAfterMs) => {
@@ -601,6 +650,41 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
       _tag: "RefusalError",
       reason: "content_filter"
     })
+    // A reasoning model's, at HTTP level and streamed as `response.failed` (before, a bad request, and a server
+    // error retried three times on the model that refused).
+    const flagged = "Invalid prompt: your prompt was flagged as potentially violating our usage policy."
+    for (const code of ["invalid_prompt", "cyber_policy", "bio_policy"]) {
+      expect(Classify.classify(httpError(400, oa("invalid_request_error", code, flagged)), at)).toMatchObject({
+        _tag: "RefusalError",
+        kind: "content-filter",
+        reason: code
+      })
+      expect(Classify.classifyStreamError({ code, message: flagged }, at)).toMatchObject({
+        _tag: "RefusalError",
+        reason: code
+      })
+    }
+  })
+
+  it("reads Anthropic's account limits, sent as a plain 400, as quota exhausted, not a bad request", () => {
+    const claude400 = (message: string) => httpError(400, an("invalid_request_error", message))
+    expect(Classify.classify(
+      claude400(
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."
+      ),
+      anthropic
+    )).toMatchObject({ _tag: "QuotaExhaustedError", reason: "insufficient_quota", status: 400 })
+    expect(Classify.classify(
+      claude400("You have reached your specified workspace API usage limits. You will regain access on 2026-04-01."),
+      anthropic
+    )).toMatchObject({ _tag: "QuotaExhaustedError", reason: "spend_limit" })
+    // The input fits, but not with the output asked for: sized from the input and the window.
+    expect(Classify.classify(
+      claude400(
+        "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, decrease input length or `max_tokens` and try again"
+      ),
+      anthropic
+    )).toMatchObject({ _tag: "ContextTooLongError", promptTokens: 178_959, maxContextTokens: 200_000 })
   })
 
   it("reads a gateway's too_many_requests as a rate limit, whatever its status", () => {

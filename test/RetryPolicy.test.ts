@@ -134,6 +134,9 @@ const generate = (
   advance: Duration.DurationInput = "30 minutes"
 ) => generateWithJitter(0.5, input, options, advance)
 
+/** Which provider a catalog model is of, by its name. */
+const providerOf = (model: string) => model.startsWith("claude") ? "anthropic" : "openai"
+
 /** The delays between consecutive calls, in milliseconds. */
 const gaps = (calls: ReadonlyArray<Call>) => calls.slice(1).map((call, i) => call.at - calls[i]!.at)
 
@@ -404,6 +407,45 @@ describe("RetryPolicy: the issue's scenarios", () => {
       expect(calls.map((c) => c.model)).toEqual(["gpt-4.1", "claude-sonnet-4-5"])
       expect(result?.provider).toBe("anthropic")
     }).pipe(Effect.provide(engine({ openai: [noQuota], anthropic: [ok] }, calls)))
+  })
+
+  it.effect("goes to the other provider when Anthropic's credits or spend limit are spent (a plain 400)", () => {
+    const claude400 = (message: string) =>
+      fail(httpError(400, { type: "error", error: { type: "invalid_request_error", message } }))
+    const creditsSpent = claude400(
+      "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."
+    )
+    const limitReached = claude400(
+      "You have reached your specified API usage limits. You will regain access on 2026-04-01 at 00:00 UTC."
+    )
+    return Effect.gen(function*() {
+      for (const refusal of [creditsSpent, limitReached]) {
+        const calls: Array<Call> = []
+        const { result } = yield* generate({ ...chosen, provider: "anthropic" }).pipe(
+          Effect.provide(engine({ anthropic: [refusal], openai: [ok] }, calls))
+        )
+        // Before, a bad request: the generation ended, OpenAI never asked.
+        expect([calls.map((c) => providerOf(c.model)), result?.provider]).toEqual([["anthropic", "openai"], "openai"])
+      }
+    })
+  })
+
+  it.effect("takes OpenAI's safety rejection of a reasoning model's prompt, streamed, to the other provider at once", () => {
+    const calls: Array<Call> = []
+    const flagged = {
+      _tag: "StreamError" as const,
+      partial: "",
+      event: {
+        code: "invalid_prompt",
+        message: "Invalid prompt: your prompt was flagged as potentially violating our usage policy."
+      }
+    }
+    return Effect.gen(function*() {
+      const { result } = yield* generate({ ...chosen, provider: "openai" })
+      // Before, a server error: retried three times, 5 s apart, on the model that refused.
+      expect(calls.map((c) => [providerOf(c.model), c.at])).toEqual([["openai", 0], ["anthropic", 0]])
+      expect(result?.provider).toBe("anthropic")
+    }).pipe(Effect.provide(engine({ openai: [flagged], anthropic: [ok] }, calls)))
   })
 
   it.effect("fails on insufficient_quota when there is no other provider", () => {

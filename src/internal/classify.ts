@@ -2,7 +2,8 @@
  * Classifying what a provider sent into the engine's tagged errors: from the HTTP status, the headers and the
  * error body's `error.type` / `error.code` (either dialect, `docs/provider-wire.md`), or from the transport's
  * reason; never from a message alone, except where a provider gives nothing else (context-length and
- * request-too-large messages, which only their text tells apart).
+ * request-too-large messages, which only their text tells apart, and Anthropic's account limits, which it sends as a
+ * plain 400 `invalid_request_error`).
  *
  * @internal
  */
@@ -20,8 +21,27 @@ export interface ClassifyContext {
   readonly nowMillis?: number | undefined
 }
 
-/** The codes of a safety system's rejection of the request. */
-const contentPolicyCodes: ReadonlySet<string> = new Set(["content_policy_violation", "content_filter"])
+/**
+ * The codes of a safety system's rejection of the request: OpenAI's `content_policy_violation` and, on reasoning
+ * models and in the Responses API (a 400, or a streamed `response.failed`), `invalid_prompt` and its kin; Azure's
+ * `content_filter`.
+ */
+const contentPolicyCodes: ReadonlySet<string> = new Set([
+  "content_policy_violation",
+  "content_filter",
+  "invalid_prompt",
+  "cyber_policy",
+  "bio_policy"
+])
+
+/** Anthropic's 400 when the organization's prepaid credits are spent. */
+const creditBalanceTooLow = /credit balance is too low/i
+
+/** Anthropic's 400 when a workspace or organization reached the spend limit it set itself (until a date it names). */
+const usageLimitReached = /reached your specified (?:workspace )?API usage limits/i
+
+/** Anthropic's 400 when the input and `max_tokens` together exceed the model's window (`178959 + 64000 > 200000`). */
+const inputAndOutputOverWindow = /input length and `?max_tokens`? exceed context limit/i
 
 /**
  * Turns an error event that arrived in a stream after HTTP 200 into a provider error, by its `error.type`.
@@ -117,15 +137,18 @@ const classifyBody = (input: {
   const code = body.code ?? ""
   const message = body.message ?? ""
 
-  if (type === "insufficient_quota" || code === "insufficient_quota" || type === "billing_error" || status === 402) {
+  if (
+    type === "insufficient_quota" || code === "insufficient_quota" || type === "billing_error" || status === 402 ||
+    creditBalanceTooLow.test(message)
+  ) {
     return new Errors.QuotaExhaustedError({ ...fields, reason: "insufficient_quota" })
   }
-  if (body.detailsErrorCode === "enforced_spend_limit_reached") {
+  if (body.detailsErrorCode === "enforced_spend_limit_reached" || usageLimitReached.test(message)) {
     return new Errors.QuotaExhaustedError({ ...fields, reason: "spend_limit" })
   }
   if (
     status === 413 || type === "request_too_large" || code === "context_length_exceeded" ||
-    /prompt is too long/i.test(message)
+    /prompt is too long/i.test(message) || inputAndOutputOverWindow.test(message)
   ) {
     return new Errors.ContextTooLongError({ ...fields, ...Wire.contextLengths(message) })
   }

@@ -225,6 +225,9 @@ export const contextLengths = (
 ): { readonly promptTokens?: number; readonly maxContextTokens?: number } => {
   const anthropic = /prompt is too long:\s*(\d+)\s*tokens\s*>\s*(\d+)/i.exec(message)
   if (anthropic) return { promptTokens: Number(anthropic[1]), maxContextTokens: Number(anthropic[2]) }
+  // Anthropic, when the input fits but not with the output limit asked for: "input + max_tokens > window".
+  const withOutput = /exceed context limit:\s*(\d+)\s*\+\s*\d+\s*>\s*(\d+)/i.exec(message)
+  if (withOutput) return { promptTokens: Number(withOutput[1]), maxContextTokens: Number(withOutput[2]) }
   const max = /maximum context length is (\d+)/i.exec(message)
   const used = /resulted in (\d+) tokens/i.exec(message)
   return {

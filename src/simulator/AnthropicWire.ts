@@ -173,13 +173,13 @@ export const faultError = (
       )
     }
     case "insufficient_quota":
+      // As production sends it: a plain 400, told only by its message (a tier's spend cap is a 429 with
+      // `details.error_code` `enforced_spend_limit_reached` instead).
       return anthropicError(
-        429,
-        "rate_limit_error",
-        "You have reached your specified workspace API usage limits. You will regain access on the first of next month.",
-        requestId,
-        retry,
-        { error_code: "enforced_spend_limit_reached" }
+        400,
+        "invalid_request_error",
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+        requestId
       )
     case "request_too_large":
       return anthropicError(413, "request_too_large", "Request exceeds the maximum allowed number of bytes.", requestId)

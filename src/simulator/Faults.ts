@@ -15,7 +15,7 @@ import * as Content from "./Content.js"
 export type FaultKind =
   /** 429 that passes with time, with retry headers. */
   | "rate_limit"
-  /** 429 (OpenAI `insufficient_quota`) or Anthropic's spend limit: waiting cannot help. */
+  /** OpenAI 429 `insufficient_quota`, Anthropic 400 "credit balance is too low": waiting cannot help. */
   | "insufficient_quota"
   /** OpenAI 429 "Request too large" (requested > limit) or Anthropic 413. */
   | "request_too_large"
