@@ -2,6 +2,7 @@
  * The default retry table, Retry-After, the fallback chain and the circuit breaker, exact in virtual time:
  * every delay is read off the Clock at which the fake model was called, jitter pinned with `Random.fixed`.
  */
+import type * as Response from "@effect/ai/Response"
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -27,6 +28,7 @@ import {
   type Call,
   fail,
   httpError,
+  parts,
   sampleOutlineJson,
   scripted,
   text,
@@ -446,6 +448,44 @@ describe("RetryPolicy: the issue's scenarios", () => {
       expect(calls.map((c) => [providerOf(c.model), c.at])).toEqual([["openai", 0], ["anthropic", 0]])
       expect(result?.provider).toBe("anthropic")
     }).pipe(Effect.provide(engine({ openai: [flagged], anthropic: [ok] }, calls)))
+  })
+
+  it.effect("reads a streamed failure announced without its cause from the error event after it (Azure)", () => {
+    const failedWithoutCause: Response.StreamPartEncoded = {
+      type: "error",
+      error: {
+        type: "response.failed",
+        response: { id: "resp_1", status: "failed", error: null, incomplete_details: null, output: [], usage: null },
+        sequence_number: 1
+      }
+    }
+    const rateLimited: Response.StreamPartEncoded = {
+      type: "error",
+      error: {
+        type: "too_many_requests",
+        code: "rate_limit_exceeded",
+        message: "Your requests to the deployment have exceeded rate limit.",
+        param: null
+      }
+    }
+    return Effect.gen(function*() {
+      // In one network chunk or in two, and alone (then all there is to go on).
+      for (
+        const [answer, errorType] of [
+          [parts([failedWithoutCause, rateLimited]), "rate_limit"],
+          [parts([failedWithoutCause], [rateLimited]), "rate_limit"],
+          [parts([failedWithoutCause]), "server_error"]
+        ] as const
+      ) {
+        const calls: Array<Call> = []
+        const { events, result } = yield* generate({ ...chosen, provider: "openai" }).pipe(
+          Effect.provide(engine({ openai: [answer, ok] }, calls))
+        )
+        // Before, the first error part decided: a server error, its rate limit unseen.
+        const retry = events.find((e) => e._tag === "Retrying")
+        expect([retry?._tag === "Retrying" && retry.errorType, result?.isTemplate]).toEqual([errorType, false])
+      }
+    })
   })
 
   it.effect("fails on insufficient_quota when there is no other provider", () => {

@@ -289,6 +289,8 @@ export const streamed = (
     let finishReason: Response.FinishReason | undefined
     let refusal: string | undefined
     let usage: Domain.Usage | undefined
+    // A `response.failed` that did not say why: the `error` event that says it may follow (Azure sends it next).
+    let failedWithoutCause: unknown = undefined
     const read = (chunk: Chunk.Chunk<Response.StreamPart<any>>): Effect.Effect<void, Errors.ProviderError> => {
       activity.lastPartAt = now()
       let pieces: Array<OutlineStream.OutlinePiece> | undefined
@@ -317,6 +319,10 @@ export const streamed = (
           finished = true
           activity.finishedAt = activity.lastPartAt
         } else if (part.type === "error" && activity.finishedAt === undefined) {
+          if (failedWithoutCause === undefined && isFailedWithoutCause(part.error)) {
+            failedWithoutCause = part.error
+            continue
+          }
           failure = Classify.classifyStreamError(part.error, {
             provider: input.target.provider,
             model: input.target.id,
@@ -361,13 +367,20 @@ export const streamed = (
     return Timeout.watch(StreamPull.forEachChunk(answer, read), watchdog, locals).pipe(
       Effect.flatMap((): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
         usage === undefined
-          // The connection closed (or an undecodable error event was skipped) before the provider finished.
+          // The connection closed (or an undecodable error event was skipped) before the provider finished: the
+          // failure it announced without a cause, if any, is all there is to go on.
           ? Effect.fail(
-            new Errors.ServerError({
-              provider: input.target.provider,
-              model: input.target.id,
-              detail: "the stream ended before the response was complete"
-            })
+            failedWithoutCause === undefined
+              ? new Errors.ServerError({
+                provider: input.target.provider,
+                model: input.target.id,
+                detail: "the stream ended before the response was complete"
+              })
+              : Classify.classifyStreamError(failedWithoutCause, {
+                provider: input.target.provider,
+                model: input.target.id,
+                nowMillis: now()
+              })
           )
           : Effect.zipRight(
             Engine.progress(emit, "parsing"),
@@ -376,6 +389,14 @@ export const streamed = (
       )
     )
   })
+
+/**
+ * An OpenAI `response.failed` whose `response.error` is `null` (the client passes the whole event on then). Azure's
+ * Responses API sends one ahead of the `error` event that says why (a rate limit, with its code): the failure is
+ * classified from that one.
+ */
+const isFailedWithoutCause = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { readonly type?: unknown }).type === "response.failed"
 
 /** Parts that show the answer is being written (not the response's metadata, which comes before any thinking). */
 const writes = (part: Response.StreamPart<any>): boolean =>

@@ -4,6 +4,7 @@
 import * as AiError from "@effect/ai/AiError"
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Response from "@effect/ai/Response"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -16,6 +17,8 @@ export type Answer =
   | { readonly _tag: "Text"; readonly text: string; readonly inputTokens?: number; readonly outputTokens?: number }
   | { readonly _tag: "Fail"; readonly error: AiError.AiError }
   | { readonly _tag: "StreamError"; readonly partial: string; readonly event: unknown }
+  /** Streamed: these parts as the client makes them, each array a network chunk (not streamed: a hang). */
+  | { readonly _tag: "Parts"; readonly chunks: ReadonlyArray<ReadonlyArray<Response.StreamPartEncoded>> }
   /** No answer at all. */
   | { readonly _tag: "Hang" }
   /**
@@ -37,6 +40,10 @@ export const text = (value: string, usage?: { inputTokens: number; outputTokens:
   ...usage
 })
 export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
+export const parts = (...chunks: ReadonlyArray<ReadonlyArray<Response.StreamPartEncoded>>): Answer => ({
+  _tag: "Parts",
+  chunks
+})
 export const unclosed = (value: string, end: "never" | "transport error" = "never"): Answer => ({
   _tag: "Unclosed",
   text: value,
@@ -77,6 +84,7 @@ export const scripted =
               return Effect.fail(httpError(500, answer.event))
             case "Hang":
             case "Crawl":
+            case "Parts":
               return Effect.never
             case "Slow":
             case "Text":
@@ -120,6 +128,8 @@ export const scripted =
                 { type: "text-delta", id: "t", delta: answer.partial },
                 { type: "error", error: answer.event }
               )
+            case "Parts":
+              return Stream.fromChunks(...answer.chunks.map((chunk) => Chunk.fromIterable(chunk)))
             case "Slow": {
               const half = Math.floor(answer.text.length / 2)
               return Stream.make<Array<Response.StreamPartEncoded>>({ type: "response-metadata", modelId: model }).pipe(
