@@ -195,6 +195,7 @@ export class PlotRequest extends Schema.Class<PlotRequest>("plot-engine/PlotRequ
   /** Pins a model id; the provider is then required too. */
   model: Schema.optional(Text(Limits.modelMaxLength)),
   costSensitive: Schema.optional(Schema.Boolean),
+  /** 0 to 2, as OpenAI takes it; Anthropic takes at most 1, and is sent 1 for anything above. */
   temperature: Schema.optional(Schema.Number.pipe(Schema.between(Limits.minTemperature, Limits.maxTemperature)))
 }) {}
 

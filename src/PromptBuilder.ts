@@ -53,6 +53,16 @@ export interface OutputBudget {
 export const defaultTemperature = 0.8
 
 /**
+ * The highest temperature each provider takes: OpenAI's range is 0 to 2, Anthropic's 0 to 1 (it answers a higher
+ * one with a 400). A request's temperature above its provider's is sent as that provider's highest, so that a
+ * generation that moves from OpenAI to Claude is not refused for it.
+ *
+ * @since 0.1.0
+ * @category Defaults
+ */
+export const maxTemperature: Readonly<Record<Domain.ProviderName, number>> = { openai: 2, anthropic: 1 }
+
+/**
  * The word count aimed at when the request names none, per kind of content.
  *
  * @since 0.1.0
@@ -369,7 +379,9 @@ export const build = (
       Prompt.userMessage({ content: [projectPart(context, cacheTtl), Prompt.makePart("text", { text: writer })] })
     ]),
     maxOutputTokens: budget.maxOutputTokens,
-    temperature: model.acceptsTemperature ? request.temperature ?? defaultTemperature : undefined,
+    temperature: model.acceptsTemperature
+      ? Math.min(request.temperature ?? defaultTemperature, maxTemperature[model.provider])
+      : undefined,
     reasoningEffort: budget.reasoningEffort
   }
 }

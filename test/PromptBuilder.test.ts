@@ -20,6 +20,13 @@ describe("PromptBuilder.build", () => {
     expect(PromptBuilder.build(request({ temperature: 0.2 }), sampleProject, gpt41).temperature).toBe(0.2)
   })
 
+  it("sends Anthropic no temperature above 1, its highest (OpenAI takes up to 2)", () => {
+    const sonnet = Option.getOrThrow(ModelCatalog.find(ModelCatalog.defaultCatalog, "anthropic", "claude-sonnet-4-5"))
+    expect(PromptBuilder.build(request({ temperature: 1.5 }), sampleProject, sonnet).temperature).toBe(1)
+    expect(PromptBuilder.build(request({ temperature: 0.4 }), sampleProject, sonnet).temperature).toBe(0.4)
+    expect(PromptBuilder.build(request({ temperature: 1.5 }), sampleProject, gpt41).temperature).toBe(1.5)
+  })
+
   it("sends no temperature to a model that rejects one", () => {
     expect(PromptBuilder.build(request({ temperature: 0.2 }), sampleProject, gpt5).temperature).toBeUndefined()
   })

@@ -77,6 +77,10 @@ export const parseRequest = (body: unknown): AnthropicRequest | Wire.WireError =
   if (typeof body.max_tokens !== "number" || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
     return invalid("max_tokens: Field required")
   }
+  // Anthropic's temperature runs from 0 to 1 (OpenAI's to 2).
+  if (body.temperature !== undefined && (typeof body.temperature !== "number" || body.temperature > 1)) {
+    return invalid("temperature: range: 0..1")
+  }
   // Current Claude models refuse an assistant prefill (a conversation that ends with the assistant's turn).
   const last = body.messages[body.messages.length - 1]
   if (Wire.isRecord(last) && last.role === "assistant") {

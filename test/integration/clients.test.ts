@@ -98,7 +98,9 @@ layer(Layer.merge(GatewaySimulator.layer({ apiKeys: keys }), NodeHttpClient.laye
               projectId: "novel",
               userPrompt: "What happens at the Drowned Bell?",
               provider,
-              targetWordCount: 600
+              targetWordCount: 600,
+              // Within OpenAI's range; sent to Anthropic as its highest, 1 (1.5 it answers with a 400).
+              temperature: 1.5
             }
             const plain = yield* engine.generate(request, { useFallback: false })
             expect(plain.isTemplate).toBe(false)

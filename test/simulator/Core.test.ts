@@ -228,6 +228,12 @@ describe("Core.declines and refusals", () => {
       dialect: "anthropic"
     })
   })
+
+  it("the Anthropic face refuses a temperature above 1 with a 400, as Anthropic does", () => {
+    const body = { model: "claude-sonnet-4-5", max_tokens: 100, messages: [{ role: "user", content: "Go on." }] }
+    expect(AnthropicWire.parseRequest({ ...body, temperature: 1.5 })).toMatchObject({ status: 400 })
+    expect(AnthropicWire.parseRequest({ ...body, temperature: 1 })).toMatchObject({ dialect: "anthropic" })
+  })
 })
 
 describe("Core.servesModel", () => {
