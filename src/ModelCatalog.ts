@@ -150,7 +150,7 @@ export const defaultCatalog: Catalog = [
     provider: "openai",
     id: "gpt-4",
     tier: "premium",
-    contextWindow: 128_000,
+    contextWindow: 8_192,
     maxOutputTokens: 4_096,
     inputPricePerMillion: 30,
     outputPricePerMillion: 60,

@@ -468,6 +468,15 @@ describe("Classify.classify over every example of docs/provider-wire.md", () => 
         undefined
       ],
       [
+        "OpenAI 409 conflict, retried as the SDKs retry it",
+        "openai",
+        409,
+        oa("invalid_request_error", null, "The request could not be completed due to a conflict."),
+        {},
+        "ServerError",
+        undefined
+      ],
+      [
         "Anthropic 400 credit balance too low",
         "anthropic",
         400,

@@ -180,9 +180,10 @@ const classifyBody = (input: {
   if (status === 408 || status === 504 || type === "timeout_error") {
     return new Errors.TimeoutError(fields)
   }
+  // A 409 is a conflict on the provider's side (a lock that timed out): the official SDKs retry it, as a 5xx.
   if (
-    (status !== undefined && status >= 500) || type === "api_error" || type === "server_error" ||
-    type === "overloaded_error"
+    (status !== undefined && (status >= 500 || status === 409)) || type === "api_error" ||
+    type === "server_error" || type === "overloaded_error"
   ) {
     return new Errors.ServerError(fields)
   }

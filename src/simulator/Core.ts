@@ -96,7 +96,7 @@ export const contextWindows: ReadonlyArray<readonly [prefix: string, tokens: num
   ["gpt-5", 400_000, "openai"],
   ["gpt-4o", 128_000, "openai"],
   ["gpt-4-turbo", 128_000, "openai"],
-  ["gpt-4", 128_000, "openai"],
+  ["gpt-4", 8_192, "openai"],
   ["gpt-3.5", 16_385, "openai"],
   ["o1", 200_000, "openai"],
   ["o3", 200_000, "openai"],
