@@ -667,11 +667,7 @@ export const layerConfig = (options: Omit<Options, "quotas"> = {}) =>
             Config.map(Redacted.make)
           )
         ),
-        localShare: Config.option(
-          Config.number("PLOT_ENGINE_REDIS_LOCAL_SHARE").pipe(
-            Config.validate({ message: "a share between 0 and 1", validation: (share) => share > 0 && share <= 1 })
-          )
-        ),
+        localShare: Config.option(ConfigValues.share("PLOT_ENGINE_REDIS_LOCAL_SHARE")),
         storeTimeout: Config.option(ConfigValues.duration("PLOT_ENGINE_REDIS_TIMEOUT", "refused"))
       }),
       ({ localShare, queueTimeout, quotas, redisUrl, storeTimeout }) => {

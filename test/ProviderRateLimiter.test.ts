@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
 import type * as Errors from "../src/Errors.js"
+import * as ConfigValues from "../src/internal/configValues.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import { limiter } from "./utils/limiter.js"
 
@@ -1357,5 +1358,25 @@ describe("ProviderRateLimiter.quotasConfig", () => {
       // Before, "Invalid data at :", the variable's name lost.
       expect(String(refused)).toContain("Invalid data at PLOT_ENGINE_REDIS_URL")
       expect(String(refused)).not.toContain("secret")
+    }))
+})
+
+describe("ConfigValues.share", () => {
+  it.effect("reads a share as the README writes it, 1/N for N instances, or as a decimal; refuses any other", () =>
+    Effect.gen(function*() {
+      const read = (value: string) =>
+        Effect.withConfigProvider(
+          ConfigValues.share("PLOT_ENGINE_REDIS_LOCAL_SHARE"),
+          ConfigProvider.fromMap(new Map([["PLOT_ENGINE_REDIS_LOCAL_SHARE", value]]))
+        )
+      // Before, "1/3" was refused: only a decimal was read.
+      expect(yield* read("1/3")).toBeCloseTo(1 / 3, 12)
+      expect(yield* read(" 1 / 4 ")).toBe(0.25)
+      expect(yield* read("0.5")).toBe(0.5)
+      expect(yield* read("1")).toBe(1)
+      for (const bad of ["0", "3/2", "-0.5", "1/0", "a third", ""]) {
+        const refused = yield* Effect.flip(read(bad))
+        expect([bad, String(refused)]).toEqual([bad, expect.stringContaining("PLOT_ENGINE_REDIS_LOCAL_SHARE")])
+      }
     }))
 })

@@ -35,6 +35,20 @@ export const duration = (name: string, zero: "allowed" | "refused"): Config.Conf
     })
   )
 
+/** A share of a whole, above 0 and at most 1: a decimal ("0.25") or a fraction ("1/4", as for one of 4 instances). */
+export const share = (name: string): Config.Config<number> =>
+  Config.string(name).pipe(
+    Config.mapOrFail((text) => {
+      const fraction = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(\d+(?:\.\d+)?)\s*$/.exec(text)
+      const value = fraction ? Number(fraction[1]) / Number(fraction[2]) : text.trim() === "" ? NaN : Number(text)
+      return Number.isFinite(value) && value > 0 && value <= 1
+        ? Either.right(value)
+        : Either.left(
+          ConfigError.InvalidData([], `Expected a share above 0 and at most 1, such as 0.25 or 1/4, not ${text}`)
+        )
+    })
+  )
+
 const decode = (text: string): Duration.Duration | undefined => {
   const decoded = Duration.decodeUnknown(text)
   return decoded._tag === "Some" ? decoded.value : undefined
