@@ -28,6 +28,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Alerts from "./Alerts.js"
+import * as ConfigValues from "./internal/configValues.js"
 
 /**
  * An alert as sinks send it: the webhook's JSON body, and what the host's notifier receives.
@@ -187,8 +188,13 @@ export const notifier: Effect.Effect<AlertSink, never, AlertNotifier> = Effect.m
  */
 export const fromConfig: Effect.Effect<ReadonlyArray<AlertSink>, ConfigError.ConfigError, HttpClient.HttpClient> =
   Effect.gen(function*() {
-    const url = yield* Config.option(Config.redacted(Config.nonEmptyString("PLOT_ENGINE_ALERT_WEBHOOK_URL")))
-    const timeout = yield* Config.duration("PLOT_ENGINE_ALERT_WEBHOOK_TIMEOUT").pipe(Config.withDefault("5 seconds"))
+    // Checked at start (it was only when the first alert was sent); a secret, so never quoted.
+    const url = yield* Config.option(
+      Config.redacted(ConfigValues.httpUrl("PLOT_ENGINE_ALERT_WEBHOOK_URL", "https://hooks.example.com/plot-engine"))
+    )
+    const timeout = yield* ConfigValues.duration("PLOT_ENGINE_ALERT_WEBHOOK_TIMEOUT", "refused").pipe(
+      Config.withDefault(Duration.seconds(5))
+    )
     const host = yield* Effect.serviceOption(AlertNotifier)
     const sinks: Array<AlertSink> = [log]
     if (Option.isSome(url)) sinks.push(yield* webhook(url.value, { timeout }))

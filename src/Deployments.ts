@@ -36,6 +36,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
+import * as ConfigValues from "./internal/configValues.js"
 
 // =============================================================================
 // Models
@@ -133,9 +134,7 @@ const DeploymentEntry = Schema.Struct({
   ),
   dialect: Dialect,
   baseUrl: Schema.optional(
-    Schema.String.pipe(Schema.filter((url) => URL.canParse(url) && /^https?:/.test(url), {
-      message: () => "must be an http(s) URL"
-    }))
+    Schema.String.pipe(Schema.filter(ConfigValues.isHttpUrl, { message: () => "must be an http(s) URL" }))
   ),
   apiKey: Schema.optional(Schema.NonEmptyString),
   apiKeyEnv: Schema.optional(Schema.NonEmptyString),

@@ -40,6 +40,7 @@ import { randomBytes } from "node:crypto"
 import * as Alerts from "./Alerts.js"
 import * as Deployments from "./Deployments.js"
 import type * as Errors from "./Errors.js"
+import * as ConfigValues from "./internal/configValues.js"
 import * as PlotGeneration from "./PlotGeneration.js"
 import type * as ProjectContextStore from "./ProjectContextStore.js"
 import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
@@ -107,7 +108,8 @@ export interface Options<E, R> {
  */
 export const layerOtlpConfig: Layer.Layer<never, ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.gen(function*() {
-    const endpoint = yield* Config.option(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    // Checked here: the exporter refused a bad one only when it first exported, with a stack trace.
+    const endpoint = yield* Config.option(ConfigValues.httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"))
     if (Option.isNone(endpoint)) return Layer.empty
     const metricsIntervalMs = yield* Config.integer("OTEL_METRIC_EXPORT_INTERVAL").pipe(
       Config.validate({ message: "Expected a positive number of milliseconds", validation: (ms) => ms > 0 }),

@@ -24,6 +24,7 @@ import * as Redacted from "effect/Redacted"
 import * as Deployments from "./Deployments.js"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
+import * as ConfigValues from "./internal/configValues.js"
 import * as Wire from "./internal/wire.js"
 
 /**
@@ -346,29 +347,34 @@ const clientFactory = Effect.fnUntraced(function*(deployment: Deployments.Deploy
 export const layer = (config: GatewayConfig): Layer.Layer<Providers, never, HttpClient.HttpClient> =>
   Layer.scoped(Providers, make(config))
 
-const providerSettings = (keyName: string, urlName: string): Config.Config<ProviderSettings | undefined> =>
+const providerSettings = (
+  keyName: string,
+  urlName: string,
+  example: string
+): Config.Config<ProviderSettings | undefined> =>
   Config.all({
     apiKey: Config.option(Config.redacted(keyName)),
-    baseUrl: Config.option(Config.nonEmptyString(urlName))
+    baseUrl: Config.option(ConfigValues.httpUrl(urlName, example))
   }).pipe(
     Config.map(({ apiKey, baseUrl }) =>
-      Option.match(apiKey, {
-        onNone: () => undefined,
-        onSome: (apiKey) => ({ apiKey, baseUrl: Option.getOrUndefined(baseUrl) })
-      })
+      // An empty key (`OPENAI_API_KEY=`) is no key: configured, the provider would answer every call with a 401.
+      Option.isNone(apiKey) || Redacted.value(apiKey.value).trim() === ""
+        ? undefined
+        : { apiKey: apiKey.value, baseUrl: Option.getOrUndefined(baseUrl) }
     )
   )
 
 /**
  * The gateway configuration from the environment: `OPENAI_API_KEY`, `OPENAI_BASE_URL` (with `/v1`),
- * `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`. A provider without a key is not configured.
+ * `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`. A provider without a key (or with an empty one) is not configured; a base
+ * URL that is not an http(s) URL is refused, naming its variable.
  *
  * @since 0.1.0
  * @category Configuration
  */
 export const gatewayConfig: Config.Config<GatewayConfig> = Config.all({
-  openai: providerSettings("OPENAI_API_KEY", "OPENAI_BASE_URL"),
-  anthropic: providerSettings("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+  openai: providerSettings("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
+  anthropic: providerSettings("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "https://api.anthropic.com")
 })
 
 /**

@@ -126,6 +126,22 @@ describe("AlertSink.fromConfig", () => {
       expect(Exit.isFailure(bad)).toBe(true)
     }))
 
+  it.effect("refuses at start a webhook URL that is not an http(s) URL, and a timeout of 0 or less", () =>
+    Effect.gen(function*() {
+      // Before, taken: the first alert failed to send with an InvalidUrl and a stack trace; 0 timed every send out.
+      for (
+        const env of [
+          { PLOT_ENGINE_ALERT_WEBHOOK_URL: "notaurl-secret" },
+          { PLOT_ENGINE_ALERT_WEBHOOK_TIMEOUT: "0 seconds" },
+          { PLOT_ENGINE_ALERT_WEBHOOK_TIMEOUT: "-5 seconds" }
+        ]
+      ) {
+        const refused = String(yield* Effect.flip(sinksWith(env)))
+        expect(refused).toContain(Object.keys(env)[0])
+        expect(refused).not.toContain("secret")
+      }
+    }))
+
   it.effect("the notifier's failure is a delivery error", () =>
     Effect.gen(function*() {
       const sink = yield* AlertSink.notifier.pipe(

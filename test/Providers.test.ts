@@ -6,6 +6,7 @@ import * as Tool from "@effect/ai/Tool"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
@@ -148,5 +149,39 @@ describe("Providers", () => {
       expect(a).toBe(b)
       expect(c).not.toBe(a)
       expect(d).not.toBe(a)
+    }))
+})
+
+describe("Providers.gatewayConfig", () => {
+  const read = (entries: ReadonlyArray<readonly [string, string]>) =>
+    Effect.withConfigProvider(Providers.gatewayConfig, ConfigProvider.fromMap(new Map(entries)))
+
+  it.effect("refuses a base URL that is not an http(s) URL, naming its variable", () =>
+    Effect.gen(function*() {
+      for (
+        const [name, value] of [
+          ["OPENAI_BASE_URL", "notaurl"],
+          ["OPENAI_BASE_URL", "ftp://gateway.example/v1"],
+          ["ANTHROPIC_BASE_URL", "gateway.example"]
+        ] as const
+      ) {
+        const key = name.replace("BASE_URL", "API_KEY")
+        // Before, taken: every call failed as a network error, retried, and the writer got a template.
+        const refused = yield* Effect.flip(read([[key, "sk-test-0123456789"], [name, value]]))
+        expect([value, String(refused)]).toEqual([value, expect.stringContaining(name)])
+      }
+      const config = yield* read([["OPENAI_API_KEY", "sk-test-0123456789"], [
+        "OPENAI_BASE_URL",
+        " http://127.0.0.1:8787/v1 "
+      ]])
+      expect(config.openai?.baseUrl).toBe("http://127.0.0.1:8787/v1")
+    }))
+
+  it.effect("takes an empty key for no key: the provider is not configured", () =>
+    Effect.gen(function*() {
+      // Before, `OPENAI_API_KEY=` configured OpenAI: chosen first, it answered every call with a 401.
+      const config = yield* read([["OPENAI_API_KEY", ""], ["ANTHROPIC_API_KEY", "sk-ant-test-0123456789"]])
+      expect([config.openai, config.anthropic === undefined]).toEqual([undefined, false])
+      expect((yield* read([["OPENAI_API_KEY", "   "]])).openai).toBeUndefined()
     }))
 })

@@ -3,6 +3,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -12,6 +13,7 @@ import * as TestClock from "effect/TestClock"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Alerts from "../src/Alerts.js"
+import * as PlotEngine from "../src/PlotEngine.js"
 import * as PlotGeneration from "../src/PlotGeneration.js"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
@@ -192,5 +194,18 @@ describe("OpenTelemetry.layerOtlp", () => {
       expect(point.asDouble).toBe(2)
       const service = exports[0]!.body.resourceMetrics[0].resource.attributes.find((a: any) => a.key === "service.name")
       expect(service.value.stringValue).toBe("plot-engine")
+    }))
+})
+
+describe("PlotEngine.layerOtlpConfig", () => {
+  it.scoped("refuses an OTEL_EXPORTER_OTLP_ENDPOINT that is not an http(s) URL, naming it", () =>
+    Effect.gen(function*() {
+      // Before, taken: the exporter threw "Could not parse user-provided export URL" with a stack trace.
+      const refused = yield* Effect.flip(
+        Layer.build(PlotEngine.layerOtlpConfig).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["OTEL_EXPORTER_OTLP_ENDPOINT", "notaurl"]])))
+        )
+      )
+      expect(String(refused)).toContain("Invalid data at OTEL_EXPORTER_OTLP_ENDPOINT")
     }))
 })

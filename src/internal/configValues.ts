@@ -35,6 +35,20 @@ export const duration = (name: string, zero: "allowed" | "refused"): Config.Conf
     })
   )
 
+/** Whether a text is an absolute http(s) URL (a base URL, an endpoint). */
+export const isHttpUrl = (text: string): boolean => URL.canParse(text) && /^https?:\/\//i.test(text)
+
+/** An absolute http(s) URL, such as `example`. */
+export const httpUrl = (name: string, example: string): Config.Config<string> =>
+  Config.string(name).pipe(
+    // Validated before it is trimmed: a validation after a map would lose the variable's name.
+    Config.validate({
+      message: `Expected an http(s) URL, such as ${example}`,
+      validation: (text) => isHttpUrl(text.trim())
+    }),
+    Config.map((text) => text.trim())
+  )
+
 /** A share of a whole, above 0 and at most 1: a decimal ("0.25") or a fraction ("1/4", as for one of 4 instances). */
 export const share = (name: string): Config.Config<number> =>
   Config.string(name).pipe(
