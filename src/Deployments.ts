@@ -37,6 +37,7 @@ import * as Schema from "effect/Schema"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
 import * as ConfigValues from "./internal/configValues.js"
+import * as ModelCatalog from "./ModelCatalog.js"
 
 // =============================================================================
 // Models
@@ -290,5 +291,38 @@ export const fromConfig: Effect.Effect<
       new Errors.RequestValidationError({ field: "PLOT_ENGINE_DEPLOYMENTS_FILE", reason: `cannot read ${path.value}` })
     )
   )
-  return Option.some(yield* decode(text))
+  const deployments = yield* decode(text)
+  // A model its dialect's provider does not have in the catalog would never be chosen, and, pinned, would be called on
+  // the wrong API: refused here, by its place in the file (the catalog with `PLOT_ENGINE_MODELS` over it).
+  const unserved = unknownModel(deployments, yield* ModelCatalog.load())
+  if (unserved !== undefined) return yield* unserved
+  return Option.some(deployments)
 })
+
+/**
+ * The first model a deployment names that is not a catalog model of its dialect's provider, as the error naming its
+ * place in the file (`deployments[0].models[1].model`); `undefined` when every one is.
+ *
+ * @since 0.2.0
+ * @category File
+ */
+export const unknownModel = (
+  deployments: ReadonlyArray<Deployment>,
+  catalog: ModelCatalog.Catalog
+): Errors.RequestValidationError | undefined => {
+  for (const [index, deployment] of deployments.entries()) {
+    const provider = providerOf(deployment.dialect)
+    for (const [at, served] of (deployment.models ?? []).entries()) {
+      if (Option.isNone(ModelCatalog.find(catalog, provider, served.model))) {
+        const known = catalog.filter((model) => model.provider === provider).map((model) => model.id)
+        return new Errors.RequestValidationError({
+          field: `deployments[${index}].models[${at}].model`,
+          reason: `"${served.model}" is not in the catalog for ${provider} (${
+            known.join(", ")
+          }); add it with PLOT_ENGINE_MODELS`
+        })
+      }
+    }
+  }
+  return undefined
+}

@@ -1,4 +1,5 @@
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
@@ -72,6 +73,30 @@ describe("Deployments", () => {
       expect(yield* rejected(file([{ id: "a", dialect: "openai-responses", apiKeyEnv: "NOT_SET" }]))).toBe(
         "deployments[0].apiKeyEnv: names NOT_SET, which is not set"
       )
+    }))
+
+  it.effect("refuses a file that names a model its dialect's provider does not have in the catalog, by its place", () =>
+    Effect.gen(function*() {
+      const entry = (model: string) => ({
+        id: "a",
+        dialect: "openai-responses",
+        apiKey: "k",
+        models: [{ model: "gpt-4.1" }, { model }]
+      })
+      const fromFile = (text: string) =>
+        Effect.flip(Deployments.fromConfig).pipe(
+          Effect.withConfigProvider(
+            ConfigProvider.fromMap(new Map([["PLOT_ENGINE_DEPLOYMENTS_FILE", "deployments.json"]]))
+          ),
+          Effect.provide(FileSystem.layerNoop({ readFileString: () => Effect.succeed(text) }))
+        )
+      // Before, taken: the engine then said the OpenAI provider was not configured ("set OPENAI_API_KEY").
+      for (const model of ["gpt-99", "claude-opus-4-1"]) {
+        const refused = yield* fromFile(file([entry(model)]))
+        expect(refused).toMatchObject({ _tag: "RequestValidationError", field: "deployments[0].models[1].model" })
+        expect(refused.message).toContain(`"${model}" is not in the catalog for openai`)
+      }
+      expect(Deployments.unknownModel([], [])).toBeUndefined()
     }))
 
   it("says which deployments serve a model, under which name, and the limiter's quotas by key", () => {
