@@ -9,11 +9,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { randomUUID } from "node:crypto"
 import * as Classify from "../../src/internal/classify.js"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
 import * as ProviderRateLimiterRedis from "../../src/ProviderRateLimiter/Redis.js"
 import * as InProcess from "../../src/simulator/InProcess.js"
+import { testPrefix } from "../utils/redisKeys.js"
 
 const redisUrl = process.env.REDIS_URL
 const target = { provider: "openai", model: "gpt-4.1" } as const
@@ -28,7 +28,7 @@ describe.skipIf(redisUrl === undefined)("a fleet sharing one quota through Redis
         // Each instance is configured with the whole quota: Redis makes it one.
         quotas: { openai: { requestsPerMinute: perMinute, tokensPerMinute: 10_000_000, maxConcurrent: 10 } },
         queueTimeout: "30 seconds" as const,
-        prefix: `plot-engine-test-${randomUUID()}:`,
+        prefix: testPrefix(),
         redis: { host: url.hostname, port: Number(url.port || 6379) }
       }
       const simulator = InProcess.make({

@@ -18,7 +18,6 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { Redis } from "ioredis"
-import { randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
 import * as PlotGeneration from "../../src/PlotGeneration.js"
@@ -28,6 +27,7 @@ import { fakeEngine } from "../utils/engine.js"
 import { type Call, sampleOutlineJson, scripted, text } from "../utils/FakeModel.js"
 import { sampleProject } from "../utils/fixtures.js"
 import { redisFrontEnd } from "../utils/redisFrontEnd.js"
+import { testPrefix } from "../utils/redisKeys.js"
 import { tcpProxy } from "../utils/tcpProxy.js"
 
 const redisUrl = process.env.REDIS_URL
@@ -48,7 +48,7 @@ const twoInstances = (limits: SpendLedger.Limits, holdTimeout?: Duration.Duratio
     const options = {
       limits,
       holdTimeout,
-      prefix: `plot-engine-test-${randomUUID()}:`,
+      prefix: testPrefix(),
       redis: { host: url.hostname, port: Number(url.port || 6379) }
     }
     const a = yield* Layer.build(SpendLedgerRedis.layer(options))
@@ -160,7 +160,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, through an outa
       const ledger = yield* Effect.map(
         Layer.build(SpendLedgerRedis.layer({
           limits: { default: { dailyUsd: 1 } },
-          prefix: `plot-engine-test-${randomUUID()}:`,
+          prefix: testPrefix(),
           commandTimeout: "300 millis",
           redis: { host: "127.0.0.1", port: proxy.port, retryStrategy: () => 50 }
         })),
@@ -263,7 +263,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
     Effect.flatMap(
       silentServer,
       (server) =>
-        ledgerAt((server.address() as Net.AddressInfo).port, `plot-engine-test-${randomUUID()}:`, {
+        ledgerAt((server.address() as Net.AddressInfo).port, testPrefix(), {
           retryAfter,
           redis: { retryStrategy: () => null }
         })
@@ -289,7 +289,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
     () =>
       Effect.gen(function*() {
         const redis = yield* admin
-        const ledger = yield* ledgerAt(redisPort(), `plot-engine-test-${randomUUID()}:`)
+        const ledger = yield* ledgerAt(redisPort(), testPrefix())
         const reservation = yield* ledger.reserve("novel", 0.5)
         // Redis holds every write for a second: the settlement's script waits there.
         yield* Effect.promise(() => redis.call("CLIENT", "PAUSE", "1000", "WRITE"))
@@ -317,7 +317,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
       client.on("error", () => {})
       const ledger = SpendLedgerRedis.make(client, {
         limits: { default: { dailyUsd: 10 } },
-        prefix: `plot-engine-test-${randomUUID()}:`,
+        prefix: testPrefix(),
         commandTimeout: "300 millis",
         retryAfter: "500 millis"
       })
@@ -336,7 +336,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
     () =>
       Effect.gen(function*() {
         const proxy = yield* proxied
-        const prefix = `plot-engine-test-${randomUUID()}:`
+        const prefix = testPrefix()
         const observer = yield* ledgerAt(redisPort(), prefix)
         // This instance settles during the outage, then gets no more traffic.
         const idle = yield* ledgerAt(proxy.port, prefix)
@@ -366,7 +366,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
       if (logLevel._tag === "Warning") warnings.push(String(message))
     })
     return Effect.gen(function*() {
-      const ledger = yield* ledgerAt(redisPort(), `plot-engine-test-${randomUUID()}:`, {
+      const ledger = yield* ledgerAt(redisPort(), testPrefix(), {
         limits: { default: { dailyUsd: 1 } }
       })
       yield* Effect.flatMap(ledger.reserve("novel", 0.5), (reservation) => reservation.settle(Number.NaN))
@@ -383,7 +383,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
       Effect.gen(function*() {
         const proxy = yield* proxied
         const redis = yield* admin
-        const prefix = `plot-engine-test-${randomUUID()}:`
+        const prefix = testPrefix()
         const ledger = yield* ledgerAt(proxy.port, prefix)
         yield* proxy.cut
         const unchecked = yield* ledger.reserve("orphan", 0.5)
@@ -426,7 +426,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
     () =>
       Effect.gen(function*() {
         const frontEnd = yield* redisFrontEnd(redisPort())
-        const prefix = `plot-engine-test-${randomUUID()}:`
+        const prefix = testPrefix()
         const observer = yield* ledgerAt(redisPort(), prefix)
         const ledger = yield* ledgerAt(frontEnd.port, prefix)
         const reservation = yield* ledger.reserve("novel", 0.5)
@@ -446,7 +446,7 @@ describe.skipIf(redisUrl === undefined)("SpendLedger over Redis, what an outage 
   it.live("a reservation does not wait for a long backlog to be recorded first", () =>
     Effect.gen(function*() {
       const frontEnd = yield* redisFrontEnd(redisPort())
-      const ledger = yield* ledgerAt(frontEnd.port, `plot-engine-test-${randomUUID()}:`)
+      const ledger = yield* ledgerAt(frontEnd.port, testPrefix())
       const reservations = yield* Effect.forEach(Array.from({ length: 60 }), () => ledger.reserve("novel", 0.01))
       frontEnd.state.mode = "silent"
       yield* frontEnd.dropAll

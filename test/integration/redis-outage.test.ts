@@ -13,10 +13,10 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Metric from "effect/Metric"
-import { randomUUID } from "node:crypto"
 import * as Net from "node:net"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
 import * as ProviderRateLimiterRedis from "../../src/ProviderRateLimiter/Redis.js"
+import { testPrefix } from "../utils/redisKeys.js"
 import { tcpProxy } from "../utils/tcpProxy.js"
 
 const redisUrl = process.env.REDIS_URL
@@ -38,7 +38,7 @@ const limiterOver = (port: number, options: Partial<ProviderRateLimiterRedis.Opt
   Effect.map(
     Layer.build(ProviderRateLimiterRedis.layer({
       quotas: { openai: quota },
-      prefix: `plot-engine-test-${randomUUID()}:`,
+      prefix: testPrefix(),
       storeTimeout: "300 millis",
       localShare: 0.5,
       ...options,
@@ -100,7 +100,7 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis, through
     "PLOT_ENGINE_REDIS_URL shares one quota between instances configured from the environment",
     () =>
       Effect.gen(function*() {
-        const prefix = `plot-engine-test-${randomUUID()}:`
+        const prefix = testPrefix()
         const environment = ConfigProvider.fromMap(
           new Map([["PLOT_ENGINE_REDIS_URL", redisUrl!], ["PLOT_ENGINE_OPENAI_RPM", "3"]])
         )
@@ -168,7 +168,7 @@ describe("ProviderRateLimiter over a Redis that accepts and never answers", () =
         const started = Date.now()
         const built = yield* Effect.scoped(Effect.map(
           Layer.build(
-            ProviderRateLimiter.layerConfig({ prefix: `plot-engine-test-${randomUUID()}:` }).pipe(
+            ProviderRateLimiter.layerConfig({ prefix: testPrefix() }).pipe(
               Layer.provide(Layer.setConfigProvider(environment))
             )
           ),

@@ -8,9 +8,9 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import { randomUUID } from "node:crypto"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
 import * as ProviderRateLimiterRedis from "../../src/ProviderRateLimiter/Redis.js"
+import { testPrefix } from "../utils/redisKeys.js"
 
 const redisUrl = process.env.REDIS_URL
 if (redisUrl === undefined) {
@@ -29,7 +29,7 @@ const twoInstances = () => {
   const url = new URL(redisUrl!)
   const options = {
     quotas: { openai: quota },
-    prefix: `plot-engine-test-${randomUUID()}:`,
+    prefix: testPrefix(),
     redis: { host: url.hostname, port: Number(url.port || 6379) }
   }
   return [
@@ -45,7 +45,7 @@ describe.skipIf(redisUrl === undefined)("ProviderRateLimiter over Redis", () => 
       const options = {
         quotas: { openai: quota },
         queueTimeout: Duration.seconds(seconds),
-        prefix: `plot-engine-test-${randomUUID()}:`,
+        prefix: testPrefix(),
         redis: { host: url.hostname, port: Number(url.port || 6379) }
       }
       const runtimes = [
