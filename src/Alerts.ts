@@ -4,7 +4,7 @@
  * An alert is raised once when its rule starts firing and resolved once when it stops (an episode), as a `Stream`
  * and through the sinks (`AlertSink`: a warning log line by default, a webhook, the host's notifier). A window
  * that empties resolves its alert at the exact instant it passes: the evaluator sleeps until the next observation
- * leaves a window, it never polls.
+ * leaves a window, it never polls. Only a new observation raises an alert; one leaving a window can only resolve.
  *
  * @since 0.1.0
  */
@@ -232,33 +232,43 @@ export const make = (
     const hub = yield* PubSub.unbounded<AlertEvent>()
     const wake = yield* Queue.sliding<void>(1)
 
-    const check = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const kept = (yield* Ref.get(observations)).filter((o) => now - o.at < longest)
-      yield* Ref.set(observations, kept)
-      const values = evaluate(kept, now, thresholds)
-      const before = yield* Ref.get(firing)
-      const after = new Set((Object.keys(values) as Array<Rule>).filter((rule) => values[rule].firing))
-      for (const rule of Object.keys(values) as Array<Rule>) {
-        if (before.has(rule) === after.has(rule)) continue
-        const { threshold, value } = values[rule]
-        const event: AlertEvent = { _tag: after.has(rule) ? "Raised" : "Resolved", rule, value, threshold, at: now }
-        yield* PubSub.publish(hub, event)
-        const alert = AlertSink.toAlert(event)
-        for (const delivery of deliveries) yield* delivery.offer(alert)
-      }
-      yield* Ref.set(firing, after)
-      // The next instant an observation leaves a window, when that can change a rule.
-      const exits = kept.flatMap((o) => Object.values(windows).map((w) => o.at + w)).filter((t) => t > now)
-      return exits.length === 0 ? undefined : Math.min(...exits)
-    })
+    // `observed`: woken by an observation. Woken by one leaving a window, a rule may stop firing but never start:
+    // what is left of a window after its older part has left says nothing new (the fast calls of a burst leave
+    // before its slow ones, and a mean latency raised minutes after the last call was a false alarm).
+    const check = (observed: boolean) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const kept = (yield* Ref.get(observations)).filter((o) => now - o.at < longest)
+        yield* Ref.set(observations, kept)
+        const values = evaluate(kept, now, thresholds)
+        const before = yield* Ref.get(firing)
+        const after = new Set(
+          (Object.keys(values) as Array<Rule>).filter((rule) => values[rule].firing && (observed || before.has(rule)))
+        )
+        for (const rule of Object.keys(values) as Array<Rule>) {
+          if (before.has(rule) === after.has(rule)) continue
+          const { threshold, value } = values[rule]
+          const event: AlertEvent = { _tag: after.has(rule) ? "Raised" : "Resolved", rule, value, threshold, at: now }
+          yield* PubSub.publish(hub, event)
+          const alert = AlertSink.toAlert(event)
+          for (const delivery of deliveries) yield* delivery.offer(alert)
+        }
+        yield* Ref.set(firing, after)
+        // The next instant an observation leaves a window, when that can change a rule.
+        const exits = kept.flatMap((o) => Object.values(windows).map((w) => o.at + w)).filter((t) => t > now)
+        return exits.length === 0 ? undefined : Math.min(...exits)
+      })
 
     // Evaluate after every observation, and at every window exit in between: sleep, never poll.
     yield* Effect.gen(function*() {
+      let observed = false
       while (true) {
-        const next = yield* check
+        const next: number | undefined = yield* check(observed)
         const now = yield* Clock.currentTimeMillis
-        yield* next === undefined ? Queue.take(wake) : Effect.raceFirst(Queue.take(wake), Effect.sleep(next - now))
+        const woken = Effect.as(Queue.take(wake), true)
+        observed = yield* next === undefined
+          ? woken
+          : Effect.raceFirst(woken, Effect.as(Effect.sleep(next - now), false))
       }
     }).pipe(Effect.forkScoped)
 

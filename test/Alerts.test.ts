@@ -77,6 +77,28 @@ describe("Alerts", () => {
       ])
     }))
 
+  it.effect("a window's older observations leaving it resolve an alert but never raise one: only a new one can", () =>
+    Effect.gen(function*() {
+      const alerts = yield* Alerts.Alerts
+      const collected = yield* Stream.runCollect(alerts.events.pipe(Stream.take(2))).pipe(Effect.fork)
+      yield* Effect.yieldNow()
+      // A burst: ten fast calls, then one slow one 30 s later; the mean, 5.5 s, is under 10 s.
+      for (let i = 0; i < 10; i++) yield* alerts.record(ok(1_000))
+      yield* TestClock.adjust("30 seconds")
+      yield* alerts.record(ok(50_000))
+      // At 5 minutes the fast ones leave: the slow one alone would read 50 s. Before, raised then, with no traffic.
+      yield* TestClock.adjust("5 minutes")
+      expect(yield* alerts.active).toEqual([])
+      // A new observation is new evidence: a slow one raises it (the 50 s one has just left), and it resolves as it
+      // leaves the window in turn.
+      yield* alerts.record(ok(20_000))
+      yield* TestClock.adjust("10 minutes")
+      expect(Chunk.toArray(yield* Fiber.join(collected)).map((e) => [e._tag, e.rule, e.at])).toEqual([
+        ["Raised", "mean_latency", 330_000],
+        ["Resolved", "mean_latency", 630_000]
+      ])
+    }).pipe(Effect.provide(Alerts.layer())))
+
   it.effect("template rate: 20 % does not fire, above it does, and it resolves when the window has passed", () =>
     Effect.gen(function*() {
       const { afterLast, beforeLast, events } = yield* scenario(
