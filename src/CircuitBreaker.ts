@@ -33,11 +33,11 @@ interface Entry {
   readonly state: State
   readonly failures: number
   readonly openedAt: number
+  /** How long an open circuit stays open: the breaker's cool-down, or a trip's own. */
+  readonly cooldownMillis: number
   /** In half-open, whether the one probe is out. */
   readonly probing: boolean
 }
-
-const closed: Entry = { state: "closed", failures: 0, openedAt: 0, probing: false }
 
 /**
  * @since 0.1.0
@@ -57,6 +57,11 @@ export interface Service {
   readonly release: (key: string) => Effect.Effect<void>
   /** The state now (an open circuit past its cool-down reads as half-open). */
   readonly state: (key: string) => Effect.Effect<State>
+  /**
+   * Opens the circuit at once for `cooldown` (a failure that says the model will not answer for a while, such as a
+   * model its provider no longer serves); returns the new state when it changed.
+   */
+  readonly trip: (key: string, cooldown: Duration.DurationInput) => Effect.Effect<State | undefined>
 }
 
 /**
@@ -70,10 +75,18 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     const threshold = options.threshold ?? 10
     const cooldownMillis = Duration.toMillis(options.cooldown ?? "30 seconds")
     const entries = yield* Ref.make<ReadonlyMap<string, Entry>>(new Map())
+    const closed: Entry = { state: "closed", failures: 0, openedAt: 0, cooldownMillis, probing: false }
+    const opened = (failures: number, now: number, cooldown = cooldownMillis): Entry => ({
+      state: "open",
+      failures,
+      openedAt: now,
+      cooldownMillis: cooldown,
+      probing: false
+    })
 
     const current = (map: ReadonlyMap<string, Entry>, key: string, now: number): Entry => {
       const entry = map.get(key) ?? closed
-      return entry.state === "open" && now - entry.openedAt >= cooldownMillis
+      return entry.state === "open" && now - entry.openedAt >= entry.cooldownMillis
         ? { ...entry, state: "half_open", probing: false }
         : entry
     }
@@ -116,14 +129,17 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
         update(key, (entry) => [undefined, entry.state === "half_open" ? { ...entry, probing: false } : entry]),
       onFailure: (key) =>
         update(key, (entry, now) => {
-          if (entry.state === "half_open") {
-            return ["open", { state: "open", failures: entry.failures + 1, openedAt: now, probing: false }]
-          }
+          if (entry.state === "half_open") return ["open", opened(entry.failures + 1, now)]
           const failures = entry.failures + 1
           return failures >= threshold && entry.state === "closed"
-            ? ["open", { state: "open", failures, openedAt: now, probing: false }]
+            ? ["open", opened(failures, now)]
             : [undefined, { ...entry, failures }]
         }),
+      trip: (key, cooldown) =>
+        update(key, (entry, now) => [
+          entry.state === "open" ? undefined : "open",
+          opened(entry.failures + 1, now, Duration.toMillis(cooldown))
+        ]),
       state: (key) =>
         Effect.clockWith((clock) =>
           Effect.map(Ref.get(entries), (map) => current(map, key, clock.unsafeCurrentTimeMillis()).state)

@@ -24,6 +24,21 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.tryAcquire("m")).toBe(true)
     }))
 
+  it.effect("a trip opens the circuit at once, for its own cool-down; a failed probe then uses the breaker's", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({ threshold: 3, cooldown: "30 seconds" })
+      expect(yield* breaker.trip("m", "10 minutes")).toBe("open")
+      expect(yield* breaker.trip("m", "10 minutes")).toBeUndefined()
+      yield* TestClock.adjust("599999 millis")
+      expect(yield* breaker.state("m")).toBe("open")
+      yield* TestClock.adjust("1 millis")
+      expect(yield* breaker.tryAcquire("m")).toBe(true)
+      expect(yield* breaker.onFailure("m")).toBe("open")
+      yield* TestClock.adjust("30 seconds")
+      expect(yield* breaker.state("m")).toBe("half_open")
+      expect(yield* breaker.state("other")).toBe("closed")
+    }))
+
   it.effect("a success resets the count of consecutive failures", () =>
     Effect.gen(function*() {
       const breaker = yield* CircuitBreaker.make({ threshold: 2 })

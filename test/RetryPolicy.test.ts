@@ -488,6 +488,47 @@ describe("RetryPolicy: the issue's scenarios", () => {
     })
   })
 
+  it.effect("skips a model its provider does not serve for 10 minutes, then asks again", () => {
+    const calls: Array<Call> = []
+    const notServed = fail(httpError(
+      404,
+      openAiBody(
+        "invalid_request_error",
+        "model_not_found",
+        "The model `gpt-4.1` does not exist or you do not have access to it."
+      )
+    ))
+    // gpt-4.1 is retired at the provider; gpt-4.1-mini answers.
+    const retired = PlotGeneration.layer().pipe(
+      Layer.provide(Providers.layerModels({
+        openai: (model, parameters) => scripted(model === "gpt-4.1" ? [notServed] : [ok], calls)(model, parameters)
+      })),
+      Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
+      Layer.provide(ProviderRateLimiter.layerUnlimited),
+      Layer.provide(Alerts.layerDisabled)
+    )
+    const request = { ...chosen, userPrompt: "A detailed betrayal" }
+    return Effect.gen(function*() {
+      const first = yield* generate(request, undefined, "1 second")
+      expect(first.events.filter((e) => e._tag === "CircuitChanged")).toMatchObject([{
+        model: "gpt-4.1",
+        state: "open"
+      }])
+      // Before, every generation asked gpt-4.1 first and learnt again that it is gone.
+      yield* generate(request, undefined, "1 second")
+      yield* TestClock.adjust("10 minutes")
+      const probed = yield* generate(request, undefined, "1 second")
+      expect(calls.map((c) => [c.model, c.at])).toEqual([
+        ["gpt-4.1", 0],
+        ["gpt-4.1-mini", 0],
+        ["gpt-4.1-mini", 1_000],
+        ["gpt-4.1", 602_000],
+        ["gpt-4.1-mini", 602_000]
+      ])
+      expect(probed.result?.model).toBe("gpt-4.1-mini")
+    }).pipe(Effect.provide(retired))
+  })
+
   it.effect("fails on insufficient_quota when there is no other provider", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {

@@ -650,6 +650,11 @@ const bookFailure = (
             engine.breaker.onFailure(breakerKey),
             (changed) => announceCircuit(generation.emit, target, changed)
           )
+          : error._tag === "ModelNotFoundError"
+          ? Effect.flatMap(
+            engine.breaker.trip(breakerKey, modelNotServedCooldown),
+            (changed) => announceCircuit(generation.emit, target, changed)
+          )
           : engine.breaker.release(breakerKey)
       )
     )
@@ -685,6 +690,13 @@ const withBudget = (
 ) => (budget === undefined ? budgets : new Map(budgets).set(key, budget))
 
 /** Tells the caller a model's circuit changed state, when it did. */
+/**
+ * How long a deployment's model is skipped after its provider said it does not serve it (a model retired, or not open
+ * to the project): it will not be back within minutes, and every generation that chose it would spend a call
+ * learning so. Probed again after.
+ */
+const modelNotServedCooldown = Duration.minutes(10)
+
 const announceCircuit = (
   emit: Engine.Emit,
   target: ModelCatalog.ModelInfo,
