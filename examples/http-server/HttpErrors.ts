@@ -48,6 +48,13 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
       message: "Send the request body as JSON, with Content-Type: application/json."
     })
   }
+  static unsupportedEncoding(encoding: string) {
+    return new HttpError({
+      status: 415,
+      type: "unsupported_media_type",
+      message: `Send the request body uncompressed: Content-Encoding ${encoding} is not accepted.`
+    })
+  }
   static payloadTooLarge(maxBytes: number) {
     return new HttpError({
       status: 413,

@@ -125,5 +125,10 @@ export const read = (
 ): Effect.Effect<unknown, HttpErrors.HttpError> => {
   const mediaType = (request.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase()
   if (mediaType !== "application/json") return Effect.fail(HttpErrors.HttpError.unsupportedMediaType())
+  // A compressed body would be read as bytes that are not UTF-8 (a "malformed JSON" that is not the client's fault).
+  const encoding = (request.headers["content-encoding"] ?? "identity").trim().toLowerCase()
+  if (encoding !== "identity" && encoding !== "") {
+    return Effect.fail(HttpErrors.HttpError.unsupportedEncoding(encoding.slice(0, 40)))
+  }
   return Effect.flatMap(readBody(request, maxBytes), parseJson)
 }

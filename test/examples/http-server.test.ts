@@ -21,6 +21,7 @@ import { writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import path from "node:path"
+import { gzipSync } from "node:zlib"
 import { ServerLive } from "../../examples/http-server.js"
 import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
@@ -160,6 +161,14 @@ layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels)))
       })
       expect(form.status).toBe(415)
       expect((yield* json(form)).error.type).toBe("unsupported_media_type")
+
+      // Before, read as bytes: "not valid JSON: it is not UTF-8".
+      const gzipped = yield* postRaw(`${url}/plots`, gzipSync(JSON.stringify(request)), {
+        "content-type": "application/json",
+        "content-encoding": "gzip"
+      })
+      expect(gzipped.status).toBe(415)
+      expect((yield* json(gzipped)).error.message).toMatch(/Content-Encoding gzip is not accepted/)
 
       const route = yield* Effect.promise(() => fetch(`${url}/nowhere`))
       expect(route.status).toBe(404)
