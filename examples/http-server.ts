@@ -375,6 +375,14 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const shutdownGrace = yield* ConfigValues.duration("SHUTDOWN_GRACE", "allowed").pipe(
       Config.withDefault(Shutdown.defaultGrace)
     )
-    return yield* Layer.launch(ServerLive(port, { maxBodyBytes, shutdownGrace }))
+    return yield* Layer.launch(ServerLive(port, { maxBodyBytes, shutdownGrace })).pipe(
+      // One line that says why (a port in use, one not allowed), not the platform's "An error has occurred" and stack.
+      Effect.catchTag("ServeError", (error) =>
+        Effect.fail(
+          `Cannot listen on 127.0.0.1:${port}: ${
+            error.cause instanceof Error ? error.cause.message.replace(/^listen \w+: /, "") : String(error.cause)
+          }`
+        ))
+    )
   }).pipe(NodeRuntime.runMain)
 }
