@@ -15,7 +15,8 @@
  * Every answer that is not a 2xx has one shape, `{"error":{"type","message","field"?}}`: `type` is
  * `Errors.errorType` for the engine's errors (`validation_error`, `not_found`, `rate_limit`...) or one of this
  * server's (`malformed_json`, `json_too_deep`, `unsupported_media_type`, `payload_too_large`, `incomplete_body`,
- * `not_found_route`, `internal`); `message` is a sentence for people; `field` names the bad field of a 400.
+ * `malformed_request`, `request_timeout`, `not_found_route`, `internal`); `message` is a sentence for people;
+ * `field` names the bad field of a 400.
  * A 429 carries `Retry-After` (seconds) when the wait is known.
  *
  * The stream answers with an HTTP status until the engine has checked the request, read the project and chosen a
@@ -51,6 +52,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
 import * as Domain from "../src/Domain.js"
 import type * as Errors from "../src/Errors.js"
@@ -343,7 +345,13 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
       Layer.provide(api),
       HttpServer.withLogAddress,
       // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
-      Layer.provideMerge(Shutdown.layer({ port, host: "127.0.0.1" }, options.shutdownGrace)),
+      Layer.provideMerge(
+        Shutdown.layer(
+          { port, host: "127.0.0.1" },
+          options.shutdownGrace,
+          () => HttpErrors.answerClientErrors(createServer())
+        )
+      ),
       // Under the server: built before it and released after it, so that on shutdown the requests in flight end
       // with the engine still there. (Released first, its HTTP client was closed under them: each call failed,
       // was retried, and the writer got a template.)

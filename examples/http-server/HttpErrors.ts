@@ -9,6 +9,8 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { type Server, STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
 import * as Errors from "../../src/Errors.js"
 
 /**
@@ -22,6 +24,8 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
     "unsupported_media_type",
     "payload_too_large",
     "incomplete_body",
+    "malformed_request",
+    "request_timeout",
     "not_found_route",
     "internal"
   ),
@@ -67,6 +71,22 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
       status: 400,
       type: "incomplete_body",
       message: "The request body was cut off before its end."
+    })
+  }
+  static malformedRequest(status: 400 | 431 = 400) {
+    return new HttpError({
+      status,
+      type: "malformed_request",
+      message: status === 431
+        ? "The request's headers are too large."
+        : "The request is not valid HTTP, or ended before its body did."
+    })
+  }
+  static requestTimeout() {
+    return new HttpError({
+      status: 408,
+      type: "request_timeout",
+      message: "The request did not arrive in time: send its headers and body without pausing."
     })
   }
   static routeNotFound(method: string) {
@@ -167,6 +187,23 @@ export const errorResponse = (error: ApiError): HttpServerResponse.HttpServerRes
 }
 
 /**
+ * Node answers a request it cannot read (malformed, cut off with the connection half closed, headers too large or
+ * too slow) on its own, with a bare status line and no body: these answer with the envelope too, then close.
+ */
+export const answerClientErrors = (server: Server): Server =>
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable || error.code === "ECONNRESET") return socket.destroy()
+    const answer = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? HttpError.requestTimeout()
+      : HttpError.malformedRequest(error.code === "HPE_HEADER_OVERFLOW" ? 431 : 400)
+    const body = JSON.stringify(errorEnvelope(answer))
+    socket.end(
+      `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+    )
+  })
+
+/**
  * The error to tell a client about a failure: its own typed error, or `internal` for anything else (a defect,
  * an interruption), which is logged since the client is told nothing of it.
  */
@@ -182,7 +219,7 @@ export const statusDescriptions = {
   400: "Not JSON, nested too deep, or a field missing, bad or unknown (named in `field`)",
   404: "No such project",
   413: "The body is over the limit, or the project's context too long for the model",
-  415: "The body is not application/json",
+  415: "The body is not application/json, or is compressed",
   422: "The model declined to write it (a refusal or content policy); the same request would be declined again",
   429: "Rate limited or out of quota; `Retry-After` (seconds) when the wait is known",
   500: "An unexpected failure, logged",

@@ -18,15 +18,19 @@ import type { ListenOptions } from "node:net"
 export const defaultGrace: Duration.Duration = Duration.seconds(25)
 
 /**
- * `NodeHttpServer.layer` on a new `node:http` server, released gently: first (before the server itself, which is
+ * `NodeHttpServer.layer` on a new `node:http` server (`create`'s), released gently: first (before the server itself, which is
  * built first) it stops listening and waits up to `grace` for the connections open to close, then cuts the rest.
  */
-export const layer = (listen: ListenOptions, grace: Duration.DurationInput = defaultGrace) => {
+export const layer = (
+  listen: ListenOptions,
+  grace: Duration.DurationInput = defaultGrace,
+  create: () => Server = createServer
+) => {
   let server: Server | undefined
   const drainOnRelease = Layer.scopedDiscard(
     Effect.addFinalizer(() => server === undefined ? Effect.void : drain(server, Duration.decode(grace)))
   )
-  return drainOnRelease.pipe(Layer.provideMerge(NodeHttpServer.layer(() => (server = createServer()), listen)))
+  return drainOnRelease.pipe(Layer.provideMerge(NodeHttpServer.layer(() => (server = create()), listen)))
 }
 
 const drain = (server: Server, grace: Duration.Duration) =>

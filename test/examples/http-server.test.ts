@@ -20,6 +20,7 @@ import * as Scope from "effect/Scope"
 import { writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
+import * as Net from "node:net"
 import path from "node:path"
 import { gzipSync } from "node:zlib"
 import { ServerLive } from "../../examples/http-server.js"
@@ -141,6 +142,34 @@ layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels)))
       )
       expect(chunked.status).toBe(413)
       expect((yield* json(chunked)).error.type).toBe("payload_too_large")
+    }))
+
+  it.effect("answers a request Node cannot read with the envelope too: not HTTP, or cut off with its end closed", () =>
+    Effect.gen(function*() {
+      const { port } = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
+      /** What the server answers to `bytes`, the connection's writing side closed after them. */
+      const answer = (bytes: string) =>
+        Effect.promise(() =>
+          new Promise<string>((resolve) => {
+            const socket = Net.connect(port, "127.0.0.1", () => socket.end(bytes))
+            let received = ""
+            socket.on("data", (chunk) => (received += chunk.toString()))
+            socket.on("close", () => resolve(received))
+            socket.on("error", () => resolve(received))
+          })
+        )
+      // Before, Node's bare "400 Bad Request" with no body.
+      for (
+        const bytes of [
+          "NOT HTTP AT ALL\r\n\r\n",
+          "POST /plots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"projectId\""
+        ]
+      ) {
+        const received = yield* answer(bytes)
+        expect(received).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
+        const body = JSON.parse(received.slice(received.indexOf("\r\n\r\n") + 4))
+        expect(body.error.type).toBe("malformed_request")
+      }
     }))
 
   it.effect("answers malformed JSON, deep JSON and other media types with the envelope", () =>
