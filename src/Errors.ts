@@ -449,7 +449,8 @@ export class ProviderNotConfiguredError
   readonly [TypeId]: TypeId = TypeId
   override get message() {
     const env = this.provider === "openai" ? "OPENAI_API_KEY" : "ANTHROPIC_API_KEY"
-    return `The ${this.provider} provider is not configured: set ${env}`
+    const dialect = this.provider === "openai" ? "openai-responses" : "anthropic-messages"
+    return `The ${this.provider} provider is not configured: set ${env}, or give a deployment of dialect ${dialect}`
   }
 }
 

@@ -306,6 +306,10 @@ describe("PlotGeneration.generate", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(generate({ ...request, provider: "anthropic" }))
       expect(error._tag).toBe("ProviderNotConfiguredError")
+      // Both ways to configure it, the key's variable and a deployments file's dialect (it named the variable only).
+      expect(error.message).toBe(
+        "The anthropic provider is not configured: set ANTHROPIC_API_KEY, or give a deployment of dialect anthropic-messages"
+      )
     }).pipe(Effect.provide(engine([text(sampleOutlineJson)]))))
 
   it.effect("sends a pinned model and its parameters", () => {
