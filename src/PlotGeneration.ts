@@ -205,6 +205,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     ledger: Option.getOrUndefined(yield* Effect.serviceOption(SpendLedger.SpendLedger)),
     promptCache: { ttl: options.promptCacheTtl ?? "5m", cached: new Map(), homes: new Map() },
     breaker: yield* CircuitBreaker.make(options.circuitBreaker),
+    notServed: new Map(),
     tokens: yield* TokenCount.make({ count: options.tokenCount }),
     // The models some deployment serves: the selection and the fallback chain choose among them only.
     catalog: (options.catalog ?? ModelCatalog.defaultCatalog).filter((model) => providers.routes(model).length > 0),

@@ -526,6 +526,15 @@ describe("RetryPolicy: the issue's scenarios", () => {
         ["gpt-4.1-mini", 602_000]
       ])
       expect(probed.result?.model).toBe("gpt-4.1-mini")
+      // Pinned to it, a request is told what the provider said, without asking it again (found by review: the open
+      // circuit read as a server error, and the writer got a template).
+      for (let i = 0; i < 2; i++) {
+        const pinnedToIt = yield* generate(pinned, {
+          useFallback: false
+        }, "1 second")
+        expect(pinnedToIt.outcome._tag === "Left" && pinnedToIt.outcome.left._tag).toBe("ModelNotFoundError")
+      }
+      expect(calls.filter((c) => c.model === "gpt-4.1")).toHaveLength(2)
     }).pipe(Effect.provide(retired))
   })
 

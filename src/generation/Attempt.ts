@@ -271,6 +271,9 @@ const attempt = Effect.fnUntraced(function*(
   const key = Engine.modelKey(target)
   const breakerKey = Engine.routeKey(route)
   if (!(yield* engine.breaker.tryAcquire(breakerKey))) {
+    // Tripped because the provider does not serve the model: the same answer, without asking again.
+    const notServed = engine.notServed.get(breakerKey)
+    if (notServed !== undefined) return yield* notServed
     return yield* new Errors.ServerError({
       provider: target.provider,
       model: target.id,
@@ -366,7 +369,11 @@ const attempt = Effect.fnUntraced(function*(
           bookCost(state, target, route, "success", { usage, estimated: false }),
           Effect.flatMap(
             engine.breaker.onSuccess(breakerKey),
-            (changed) => announceCircuit(generation.emit, target, changed)
+            (changed) => {
+              // A probe that succeeds closes the circuit, whatever opened it.
+              if (changed !== undefined) engine.notServed.delete(breakerKey)
+              return announceCircuit(generation.emit, target, changed)
+            }
           ),
           engine.tokens.calibrate(target, prepared.inputTokens, usage.inputTokens)
         )
@@ -648,11 +655,21 @@ const bookFailure = (
         Errors.isTransient(error) && error._tag !== "RateLimitError"
           ? Effect.flatMap(
             engine.breaker.onFailure(breakerKey),
-            (changed) => announceCircuit(generation.emit, target, changed)
+            (changed) => {
+              // Opened (again) by failures: a skipped call says so, not that the model is not served.
+              engine.notServed.delete(breakerKey)
+              return announceCircuit(generation.emit, target, changed)
+            }
           )
           : error._tag === "ModelNotFoundError"
           ? Effect.flatMap(
-            engine.breaker.trip(breakerKey, modelNotServedCooldown),
+            Effect.zipRight(
+              Effect.sync(() => {
+                if (engine.notServed.size >= 1_000) engine.notServed.clear()
+                engine.notServed.set(breakerKey, error)
+              }),
+              engine.breaker.trip(breakerKey, modelNotServedCooldown)
+            ),
             (changed) => announceCircuit(generation.emit, target, changed)
           )
           : engine.breaker.release(breakerKey)
@@ -689,7 +706,6 @@ const withBudget = (
   budget: PromptBuilder.OutputBudget | undefined
 ) => (budget === undefined ? budgets : new Map(budgets).set(key, budget))
 
-/** Tells the caller a model's circuit changed state, when it did. */
 /**
  * How long a deployment's model is skipped after its provider said it does not serve it (a model retired, or not open
  * to the project): it will not be back within minutes, and every generation that chose it would spend a call
@@ -697,6 +713,7 @@ const withBudget = (
  */
 const modelNotServedCooldown = Duration.minutes(10)
 
+/** Tells the caller a model's circuit changed state, when it did. */
 const announceCircuit = (
   emit: Engine.Emit,
   target: ModelCatalog.ModelInfo,

@@ -9,6 +9,7 @@ import type * as Alerts from "../Alerts.js"
 import type * as Analytics from "../Analytics.js"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as Domain from "../Domain.js"
+import type * as Errors from "../Errors.js"
 import type * as ModelCatalog from "../ModelCatalog.js"
 import type * as ProjectContextStore from "../ProjectContextStore.js"
 import type * as PromptBuilder from "../PromptBuilder.js"
@@ -40,6 +41,11 @@ export interface Engine {
     readonly homes: Map<string, { readonly deployment: string; readonly expiresAt: number }>
   }
   readonly breaker: CircuitBreaker.Service
+  /**
+   * Why a deployment's circuit was tripped, by `routeKey`, when its provider said it does not serve the model: a call
+   * the open circuit skips then fails as that did (a pinned model gets the provider's 404, not a server error).
+   */
+  readonly notServed: Map<string, Errors.ModelNotFoundError>
   readonly tokens: TokenCount.Service
   readonly catalog: ModelCatalog.Catalog
   /** Whether a pinned model must be in the catalog (see `PlotGeneration.Options.pinnedModels`). */
