@@ -175,6 +175,9 @@ describe("Providers.gatewayConfig", () => {
         " http://127.0.0.1:8787/v1 "
       ]])
       expect(config.openai?.baseUrl).toBe("http://127.0.0.1:8787/v1")
+      // Set but empty, as .env files write an unset value: the default (found by review: it was refused).
+      const empty = yield* read([["OPENAI_API_KEY", "sk-test-0123456789"], ["OPENAI_BASE_URL", ""]])
+      expect(empty.openai?.baseUrl).toBeUndefined()
     }))
 
   it.effect("takes an empty key for no key: the provider is not configured", () =>

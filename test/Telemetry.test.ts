@@ -207,5 +207,9 @@ describe("PlotEngine.layerOtlpConfig", () => {
         )
       )
       expect(String(refused)).toContain("Invalid data at OTEL_EXPORTER_OTLP_ENDPOINT")
+      // Set but empty: not set (OpenTelemetry's own rule for its variables), so nothing is exported.
+      yield* Layer.build(PlotEngine.layerOtlpConfig).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["OTEL_EXPORTER_OTLP_ENDPOINT", ""]])))
+      )
     }))
 })

@@ -38,15 +38,20 @@ export const duration = (name: string, zero: "allowed" | "refused"): Config.Conf
 /** Whether a text is an absolute http(s) URL (a base URL, an endpoint). */
 export const isHttpUrl = (text: string): boolean => URL.canParse(text) && /^https?:\/\//i.test(text)
 
-/** An absolute http(s) URL, such as `example`. */
+/**
+ * An absolute http(s) URL, such as `example`. Set but empty (`OTEL_EXPORTER_OTLP_ENDPOINT=`, as `.env` files and
+ * compose files write an unset value) it is missing, so that `Config.option` reads it as not set.
+ */
 export const httpUrl = (name: string, example: string): Config.Config<string> =>
   Config.string(name).pipe(
-    // Validated before it is trimmed: a validation after a map would lose the variable's name.
-    Config.validate({
-      message: `Expected an http(s) URL, such as ${example}`,
-      validation: (text) => isHttpUrl(text.trim())
-    }),
-    Config.map((text) => text.trim())
+    Config.mapOrFail((text) => {
+      const trimmed = text.trim()
+      return trimmed === ""
+        ? Either.left(ConfigError.MissingData([], `Expected ${name} to be set`))
+        : isHttpUrl(trimmed)
+        ? Either.right(trimmed)
+        : Either.left(ConfigError.InvalidData([], `Expected an http(s) URL, such as ${example}`))
+    })
   )
 
 /** A share of a whole, above 0 and at most 1: a decimal ("0.25") or a fraction ("1/4", as for one of 4 instances). */
