@@ -338,20 +338,20 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
       Layer.provide(SystemLive(simulated ? "simulator" : "providers")),
       Layer.provide(Prometheus.layer)
     )
-    return HttpApiBuilder.serve().pipe(
+    const served = HttpApiBuilder.serve().pipe(
       Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
       Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
       Layer.provide(UnhandledFailuresLive),
       Layer.provide(api),
-      HttpServer.withLogAddress,
-      // Merged, so that whoever builds this layer can read the address (tests listen on port 0).
-      Layer.provideMerge(
-        Shutdown.layer(
-          { port, host: "127.0.0.1" },
-          options.shutdownGrace,
-          () => HttpErrors.answerClientErrors(createServer())
-        )
-      ),
+      HttpServer.withLogAddress
+    )
+    // The HTTP server is in the output, so that whoever builds this layer can read the address (tests listen on 0).
+    return Shutdown.layer(
+      served,
+      { port, host: "127.0.0.1" },
+      options.shutdownGrace,
+      () => HttpErrors.answerClientErrors(createServer())
+    ).pipe(
       // Under the server: built before it and released after it, so that on shutdown the requests in flight end
       // with the engine still there. (Released first, its HTTP client was closed under them: each call failed,
       // was retried, and the writer got a template.)
@@ -388,7 +388,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       Effect.catchTag("ServeError", (error) =>
         Effect.fail(
           `Cannot listen on 127.0.0.1:${port}: ${
-            error.cause instanceof Error ? error.cause.message.replace(/^listen \w+: /, "") : String(error.cause)
+            error.cause instanceof Error
+              ? error.cause.message.replace(/^listen \w+: /, "").replace(/ \S+:\d+$/, "")
+              : String(error.cause)
           }`
         ))
     )

@@ -192,14 +192,18 @@ export const errorResponse = (error: ApiError): HttpServerResponse.HttpServerRes
  */
 export const answerClientErrors = (server: Server): Server =>
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
-    if (!socket.writable || error.code === "ECONNRESET") return socket.destroy()
+    // As Node does: nothing written into a response already under way (its bytes would land inside its body).
+    const underWay = (socket as { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
+    if (!socket.writable || error.code === "ECONNRESET" || underWay?.headersSent === true) return socket.destroy()
     const answer = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
       ? HttpError.requestTimeout()
       : HttpError.malformedRequest(error.code === "HPE_HEADER_OVERFLOW" ? 431 : 400)
     const body = JSON.stringify(errorEnvelope(answer))
+    // Then closed both ways: the client's side may stay open (Node keeps such sockets half open), holding it.
     socket.end(
       `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nContent-Type: application/json\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      () => socket.destroy()
     )
   })
 

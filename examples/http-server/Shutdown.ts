@@ -17,21 +17,50 @@ import type { ListenOptions } from "node:net"
 /** How long the requests in flight are given to end by default: within Kubernetes' 30 s, with room to stop. */
 export const defaultGrace: Duration.Duration = Duration.seconds(25)
 
+/** How long the connections cut after the grace are given to close. */
+const closeTimeout = Duration.seconds(5)
+
 /**
- * `NodeHttpServer.layer` on a new `node:http` server (`create`'s), released gently: first (before the server itself, which is
- * built first) it stops listening and waits up to `grace` for the connections open to close, then cuts the rest.
+ * `serve` (an app served on `HttpServer`) on a new `node:http` server (`create`'s), listening on `listen`, released
+ * gently: before the app stops handling requests, the server stops listening, the requests in flight (and those
+ * that come on connections already open) are answered with `Connection: close`, and the connections still open
+ * after `grace` are cut.
  */
-export const layer = (
+export const layer = <A, E, R>(
+  serve: Layer.Layer<A, E, R>,
   listen: ListenOptions,
   grace: Duration.DurationInput = defaultGrace,
   create: () => Server = createServer
-) => {
-  let server: Server | undefined
-  const drainOnRelease = Layer.scopedDiscard(
-    Effect.addFinalizer(() => server === undefined ? Effect.void : drain(server, Duration.decode(grace)))
-  )
-  return drainOnRelease.pipe(Layer.provideMerge(NodeHttpServer.layer(() => (server = create()), listen)))
-}
+) =>
+  Layer.suspend(() => {
+    let server: Server | undefined
+    let draining = false
+    const made = () => {
+      server = create()
+      const current = server
+      current.on("request", (_request, response) => {
+        // A connection kept alive past its response would hold the drain to its keep-alive timeout, and a request
+        // sent on it after its handler is gone would get no answer: closed with its response instead.
+        if (draining) response.shouldKeepAlive = false
+        response.once("finish", () => {
+          if (draining) setImmediate(() => current.closeIdleConnections())
+        })
+      })
+      return current
+    }
+    // Built after the app (it needs nothing, but is provided over it), so released before it: the app still
+    // answers while the drain runs.
+    const drainOnRelease = Layer.scopedDiscard(Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        if (server === undefined) return Effect.void
+        draining = true
+        return drain(server, Duration.decode(grace))
+      })
+    ))
+    return drainOnRelease.pipe(
+      Layer.provideMerge(serve.pipe(Layer.provideMerge(NodeHttpServer.layer(made, listen))))
+    )
+  })
 
 const drain = (server: Server, grace: Duration.Duration) =>
   Effect.gen(function*() {
@@ -49,7 +78,7 @@ const drain = (server: Server, grace: Duration.Duration) =>
     const cut = yield* openConnections(server)
     yield* Effect.logWarning(`Shutting down: cut ${cut} connection(s) still open after ${Duration.format(grace)}`)
     server.closeAllConnections()
-    yield* Deferred.await(closed)
+    yield* Deferred.await(closed).pipe(Effect.interruptible, Effect.timeoutOption(closeTimeout))
   })
 
 const openConnections = (server: Server) =>

@@ -147,11 +147,11 @@ layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels)))
   it.effect("answers a request Node cannot read with the envelope too: not HTTP, or cut off with its end closed", () =>
     Effect.gen(function*() {
       const { port } = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
-      /** What the server answers to `bytes`, the connection's writing side closed after them. */
-      const answer = (bytes: string) =>
+      /** What the server answers to `bytes`, the connection's writing side closed after them unless `keepOpen`. */
+      const answer = (bytes: string, keepOpen = false) =>
         Effect.promise(() =>
           new Promise<string>((resolve) => {
-            const socket = Net.connect(port, "127.0.0.1", () => socket.end(bytes))
+            const socket = Net.connect(port, "127.0.0.1", () => keepOpen ? socket.write(bytes) : socket.end(bytes))
             let received = ""
             socket.on("data", (chunk) => (received += chunk.toString()))
             socket.on("close", () => resolve(received))
@@ -170,6 +170,9 @@ layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels)))
         const body = JSON.parse(received.slice(received.indexOf("\r\n\r\n") + 4))
         expect(body.error.type).toBe("malformed_request")
       }
+      // A client that keeps its side open is closed on too, as Node's own answer does (found by review: the socket
+      // stayed half open, holding a connection and the shutdown's drain). The answer resolves only on close.
+      expect(yield* answer("NOT HTTP AT ALL\r\n\r\n", true)).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
     }))
 
   it.effect("answers malformed JSON, deep JSON and other media types with the envelope", () =>
@@ -606,6 +609,47 @@ describe("examples/http-server shutting down", () => {
         const completed = events.find((e) => e.event === "completed")
         expect(completed?.data.result.isTemplate).toBe(false)
         expect(events.filter((e) => ["retrying", "fallback", "restarted"].includes(e.event))).toEqual([])
+      }).pipe(Effect.provide(GatewaySimulator.layer({ eventIntervalMs: 20 }))),
+    30_000
+  )
+
+  it.scopedLive(
+    "closes a kept-alive connection as its stream ends within the grace: the shutdown does not wait on it",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const { scope, url } = yield* serving(simulator, "20 seconds")
+        const port = Number(new URL(url).port)
+        const body = JSON.stringify({ ...request, targetWordCount: 150 })
+        const times: { streamEnded?: number; socketClosed?: number } = {}
+        // HTTP/1.1 keeps the connection alive after the response; its headers were sent before the shutdown began.
+        const reading = yield* Effect.fork(Effect.promise(() =>
+          new Promise<void>((resolve) => {
+            const socket = Net.connect(port, "127.0.0.1", () =>
+              socket.write(
+                "POST /plots/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                  `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+              ))
+            let received = ""
+            socket.on("data", (chunk) => {
+              received += chunk.toString()
+              if (times.streamEnded === undefined && received.endsWith("\r\n0\r\n\r\n")) times.streamEnded = Date.now()
+            })
+            socket.on("close", () => {
+              times.socketClosed = Date.now()
+              resolve()
+            })
+          })
+        ))
+        yield* Effect.sleep("300 millis")
+        yield* Scope.close(scope, Exit.void)
+        const closedAt = Date.now()
+        yield* Fiber.join(reading)
+        // Before (found by review), the connection stayed open, idle, until its keep-alive timeout: the shutdown
+        // waited about 6 s more, and a request sent on it got no answer.
+        expect(times.streamEnded).toBeDefined()
+        expect(times.socketClosed! - times.streamEnded!).toBeLessThan(500)
+        expect(closedAt - times.streamEnded!).toBeLessThan(2_000)
       }).pipe(Effect.provide(GatewaySimulator.layer({ eventIntervalMs: 20 }))),
     30_000
   )
