@@ -5,6 +5,7 @@
  * streams' cheaper decoding here (their cost in `npm run bench -- streaming`).
  */
 import * as AnthropicClient from "@effect/ai-anthropic/AnthropicClient"
+import * as AnthropicLanguageModel from "@effect/ai-anthropic/AnthropicLanguageModel"
 import * as OpenAiClient from "@effect/ai-openai/OpenAiClient"
 import * as IdGenerator from "@effect/ai/IdGenerator"
 import * as LanguageModel from "@effect/ai/LanguageModel"
@@ -191,6 +192,32 @@ const variantsOf = (event: Record<string, unknown>): Array<unknown> => {
     })
   )
 }
+
+/** Claude's answer stopped as it filled the context window (its stop reason since Sonnet 4.5), streamed. */
+const answerAtTheWindow = [
+  {
+    type: "message_start",
+    message: {
+      id: "msg_1",
+      type: "message",
+      role: "assistant",
+      model: "claude-sonnet-4-5",
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: { input_tokens: 10, output_tokens: 1 }
+    }
+  },
+  { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+  { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "The lamp" } },
+  { type: "content_block_stop", index: 0 },
+  {
+    type: "message_delta",
+    delta: { stop_reason: "model_context_window_exceeded", stop_sequence: null },
+    usage: { output_tokens: 5 }
+  },
+  { type: "message_stop" }
+]
 
 /** A body of SSE frames, one event each. */
 const sseOf = (events: ReadonlyArray<unknown>) => events.map((event) => `data: ${JSON.stringify(event)}\n\n`).join("")
@@ -386,6 +413,22 @@ describe("patches", () => {
       }
     }
   })
+
+  it.effect("@effect/ai-anthropic reads the stop reason model_context_window_exceeded, as an answer stopped at a limit", () =>
+    Effect.gen(function*() {
+      // Sent by default by Claude Sonnet 4.5 and later when the answer fills the context window. Before, the event
+      // did not decode: the stream ended without its finish (or, not streamed, the response failed as malformed).
+      const model = yield* AnthropicLanguageModel.make({ model: "claude-sonnet-4-5" })
+      const parts = yield* LanguageModel.streamText({ prompt: "Go on." }).pipe(
+        Stream.runCollect,
+        Effect.provideService(LanguageModel.LanguageModel, model)
+      )
+      const finish = [...parts].find((part) => part.type === "finish")
+      expect(finish?.type === "finish" && finish.reason).toBe("length")
+    }).pipe(
+      Effect.provide(AnthropicClient.layer({})),
+      Effect.provideService(HttpClient.HttpClient, replying(sseOf(answerAtTheWindow)))
+    ))
 
   it("@effect/ai-anthropic takes any error type in a stream's error event", () => {
     for (const format of ["esm", "cjs"]) {
