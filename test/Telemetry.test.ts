@@ -7,6 +7,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Metric from "effect/Metric"
 import * as Random from "effect/Random"
 import * as TestClock from "effect/TestClock"
@@ -194,6 +195,32 @@ describe("OpenTelemetry.layerOtlp", () => {
       expect(point.asDouble).toBe(2)
       const service = exports[0]!.body.resourceMetrics[0].resource.attributes.find((a: any) => a.key === "service.name")
       expect(service.value.stringValue).toBe("plot-engine")
+    }))
+})
+
+describe("OpenTelemetry.layerOtlp, its endpoint down", () => {
+  it.scopedLive("says once that the export failed, as a warning (OpenTelemetry's exporters fail silently)", () =>
+    Effect.gen(function*() {
+      // A port nothing listens on: the connection is refused.
+      const port = yield* Effect.async<number>((resume) => {
+        const server = createServer().listen(0, "127.0.0.1", () => {
+          const { port } = server.address() as AddressInfo
+          server.close(() => resume(Effect.succeed(port)))
+        })
+      })
+      const lines: Array<string> = []
+      const captured = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ message }) => lines.push(String(Array.isArray(message) ? message.join(" ") : message)))
+      )
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Layer.build(OpenTelemetry.layerOtlp(`http://127.0.0.1:${port}`, { metricsInterval: "1 hour" }))
+        yield* Metric.incrementBy(Telemetry.generations.pipe(Metric.tagged("provider", "otlp-down")), 1)
+      })).pipe(Effect.provide(captured))
+      // The warning is logged as the export on close fails: give it its moment.
+      yield* Effect.sleep("200 millis")
+      // Before, nothing was said: an export to a wrong or dead endpoint looked like one that worked.
+      expect(lines.filter((line) => line.startsWith("OpenTelemetry: metrics could not be exported"))).toHaveLength(1)
     }))
 })
 

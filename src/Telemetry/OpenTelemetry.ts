@@ -27,7 +27,9 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
 import { type MetricReader, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
 import * as Wire from "../internal/wire.js"
 
 const redactValue = (value: AttributeValue | undefined): AttributeValue | undefined =>
@@ -135,17 +137,56 @@ export interface OtlpOptions {
  * @category OpenTelemetry
  */
 export const layerOtlp = (endpoint: string, options: OtlpOptions = {}): Layer.Layer<never> =>
-  Layer.suspend(() => {
+  Layer.unwrapEffect(Effect.map(Effect.runtime<never>(), (runtime) => {
     const base = endpoint.replace(/\/$/, "")
     const intervalMs = Duration.toMillis(options.metricsInterval ?? "60 seconds")
+    const warn = (line: string) => Runtime.runFork(runtime)(Effect.logWarning(line))
     return Layer.discard(
-      layer(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${base}/v1/traces` })), {
-        metricReader: new PeriodicExportingMetricReader({
-          exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }),
-          exportIntervalMillis: intervalMs,
-          // The reader refuses a timeout longer than the interval; 30 s is OpenTelemetry's default.
-          exportTimeoutMillis: Math.min(30_000, intervalMs)
-        })
-      })
+      layer(
+        new BatchSpanProcessor(reportingFailures("spans", new OTLPTraceExporter({ url: `${base}/v1/traces` }), warn)),
+        {
+          metricReader: new PeriodicExportingMetricReader({
+            exporter: reportingFailures("metrics", new OTLPMetricExporter({ url: `${base}/v1/metrics` }), warn),
+            exportIntervalMillis: intervalMs,
+            // The reader refuses a timeout longer than the interval; 30 s is OpenTelemetry's default.
+            exportTimeoutMillis: Math.min(30_000, intervalMs)
+          })
+        }
+      )
     )
-  })
+  }))
+
+/** An exporter's result: OpenTelemetry's `ExportResult` (`code` 0 is success). */
+interface ExportResult {
+  readonly code: number
+  readonly error?: Error | undefined
+}
+
+/**
+ * `exporter`, saying through `warn` when its exports start failing (an endpoint down or unreachable) and when they
+ * go through again, once each way: OpenTelemetry's exporters fail silently unless a diagnostic logger is installed.
+ */
+const reportingFailures = <E extends { export: (items: any, done: (result: ExportResult) => void) => void }>(
+  what: "spans" | "metrics",
+  exporter: E,
+  warn: (line: string) => void
+): E => {
+  const send = exporter.export.bind(exporter)
+  let failing = false
+  exporter.export = (items, done) =>
+    send(items, (result) => {
+      if (result.code !== 0 && !failing) {
+        failing = true
+        warn(
+          `OpenTelemetry: ${what} could not be exported (${
+            Wire.redactSecrets(result.error?.message ?? "no reason given")
+          }); the next failures are not logged`
+        )
+      } else if (result.code === 0 && failing) {
+        failing = false
+        warn(`OpenTelemetry: ${what} are exported again`)
+      }
+      done(result)
+    })
+  return exporter
+}
