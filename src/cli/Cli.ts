@@ -320,6 +320,16 @@ export const summary = (result: Domain.PlotResult): string =>
 
 const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
+/**
+ * The gateway, and what it has to say (that plots come from the embedded simulator), said once the engine is up:
+ * a configuration the engine refuses is then the only thing printed.
+ */
+const resolveGateway = Effect.gen(function*() {
+  const said: Array<string> = []
+  const gateway = yield* PlotEngine.resolveGateway((line) => Effect.sync(() => void said.push(line)))
+  return { gateway, sayGateway: Effect.forEach(said, (line) => Console.error(line), { discard: true }) }
+})
+
 // =============================================================================
 // generate
 // =============================================================================
@@ -352,7 +362,7 @@ const generate = Command.make(
   },
   (args) =>
     Effect.gen(function*() {
-      const gateway = yield* PlotEngine.resolveGateway((line) => Console.error(line))
+      const { gateway, sayGateway } = yield* resolveGateway
       // On a terminal, one progress line that updates in place; plain lines otherwise. Both on stderr.
       const live = process.stderr.isTTY === true ? liveProgress() : undefined
       const request: Domain.PlotRequestInput = {
@@ -371,7 +381,7 @@ const generate = Command.make(
         alerts: Alerts.layerDisabled
       })
       const outcome = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
-        engine.generateStream(request, { useFallback: !args.noFallback }).pipe(
+        Stream.unwrap(Effect.as(sayGateway, engine.generateStream(request, { useFallback: !args.noFallback }))).pipe(
           Stream.tap((event) => (live === undefined ? plainProgress(event) : live(event))),
           Stream.runLast
         )).pipe(
@@ -544,7 +554,7 @@ const batch = Command.make(
       const alreadyFinished = args.resume && out !== undefined
         ? yield* Batch.finishedIndexes(out, requests.length)
         : undefined
-      const gateway = yield* PlotEngine.resolveGateway((line) => Console.error(line))
+      const { gateway, sayGateway } = yield* resolveGateway
       const quotas = yield* ProviderRateLimiter.quotasConfig
       // The four alert rules watch the batch: a log line on stderr, and the webhook when configured.
       const layer = PlotEngine.layer({ gateway, store: ProjectContextStore.layerDirectory(args.projects) })
@@ -574,17 +584,20 @@ const batch = Command.make(
           )
         })
       const { outcomes, summary } = yield* Effect.flatMap(PlotGeneration.PlotGeneration, (engine) =>
-        Batch.run(engine, requests, {
-          concurrency: args.concurrency,
-          out,
-          alreadyFinished,
-          onProgress: (done) =>
-            Effect.sync(() => {
-              const line = progressBar(done, toRun, Date.now() - startedAt)
-              process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`)
-            }),
-          onInterrupt
-        })).pipe(Effect.provide(layer))
+        Effect.zipRight(
+          sayGateway,
+          Batch.run(engine, requests, {
+            concurrency: args.concurrency,
+            out,
+            alreadyFinished,
+            onProgress: (done) =>
+              Effect.sync(() => {
+                const line = progressBar(done, toRun, Date.now() - startedAt)
+                process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`)
+              }),
+            onInterrupt
+          })
+        )).pipe(Effect.provide(layer))
       yield* endProgressLine
       const report = writeReport(outcomes, summary)
       if (args.json) {
@@ -603,8 +616,7 @@ const batch = Command.make(
       Effect.catchIf(ConfigError.isConfigError, (error) =>
         Effect.fail(UsageError.fromConfigError(error))),
       // What Batch refuses (the requests file, --out) is named by its flag.
-      Effect.catchTag("RequestValidationError", (error) =>
-        Effect.fail(UsageError.flag(error.field, error.reason)))
+      Effect.catchTag("RequestValidationError", (error) => Effect.fail(UsageError.flag(error.field, error.reason)))
     )
 ).pipe(Command.withDescription("Generate plots for every request of a JSONL file"))
 

@@ -114,6 +114,18 @@ describe("plot-engine generate, offline", () => {
     processTimeout
   )
 
+  it.effect(
+    "stops with the configuration error alone when the engine refuses one: the simulator's line is not printed",
+    () =>
+      Effect.gen(function*() {
+        const run = yield* cli(generate, { PLOT_ENGINE_OPENAI_RPM: "0" })
+        expect(run.code).toBe(2)
+        // Before (found by a new user's review), "Offline: ... embedded gateway simulator" came first.
+        expect(run.stderr.trim().split("\n")).toEqual([expect.stringContaining("PLOT_ENGINE_OPENAI_RPM")])
+      }),
+    processTimeout
+  )
+
   it.effect("prints the stages on stderr, the plot and a summary on stdout", () =>
     Effect.gen(function*() {
       const run = yield* cli([...generate, "--provider", "anthropic"])
