@@ -291,6 +291,8 @@ export const streamed = (
     let usage: Domain.Usage | undefined
     // A `response.failed` that did not say why: the `error` event that says it may follow (Azure sends it next).
     let failedWithoutCause: unknown = undefined
+    const classifyEvent = (event: unknown) =>
+      Classify.classifyStreamError(event, { provider: input.target.provider, model: input.target.id, nowMillis: now() })
     const read = (chunk: Chunk.Chunk<Response.StreamPart<any>>): Effect.Effect<void, Errors.ProviderError> => {
       activity.lastPartAt = now()
       let pieces: Array<OutlineStream.OutlinePiece> | undefined
@@ -323,11 +325,7 @@ export const streamed = (
             failedWithoutCause = part.error
             continue
           }
-          failure = Classify.classifyStreamError(part.error, {
-            provider: input.target.provider,
-            model: input.target.id,
-            nowMillis: now()
-          })
+          failure = classifyEvent(part.error)
           break
         }
       }
@@ -376,11 +374,7 @@ export const streamed = (
                 model: input.target.id,
                 detail: "the stream ended before the response was complete"
               })
-              : Classify.classifyStreamError(failedWithoutCause, {
-                provider: input.target.provider,
-                model: input.target.id,
-                nowMillis: now()
-              })
+              : classifyEvent(failedWithoutCause)
           )
           : Effect.zipRight(
             Engine.progress(emit, "parsing"),
