@@ -146,6 +146,16 @@ const usageErrorOf = (error: Errors.GenerationError, projectFile: string): Usage
 // Logging
 // =============================================================================
 
+/** Whether text written to `stream` may be coloured: a terminal, and no `NO_COLOR` (set and not empty, per no-color.org). */
+const showsColors = (stream: { readonly isTTY?: boolean }): boolean =>
+  stream.isTTY === true && (process.env.NO_COLOR ?? "") === ""
+
+/** The SGR escape sequences that colour and embolden text (ESC, `[`, parameters, `m`). */
+const sgrSequences = new RegExp(`${String.fromCharCode(0x1b)}\\[[0-9;]*m`, "g")
+
+const withoutColors = (args: ReadonlyArray<unknown>): Array<unknown> =>
+  args.map((arg) => (typeof arg === "string" ? arg.replace(sgrSequences, "") : arg))
+
 /**
  * Every log line on stderr, whatever its level, so that stdout carries only what a command produces.
  *
@@ -153,8 +163,25 @@ const usageErrorOf = (error: Errors.GenerationError, projectFile: string): Usage
  */
 export const layerLogger: Layer.Layer<never> = Logger.replace(
   Logger.defaultLogger,
-  Logger.prettyLogger({ stderr: true, colors: process.stderr.isTTY === true, mode: "tty" })
+  Logger.prettyLogger({ stderr: true, colors: showsColors(process.stderr), mode: "tty" })
 )
+
+/**
+ * `self` with what it writes through `Console` uncoloured on each stream that shows no colours: `@effect/cli` writes
+ * its help and its messages in colour wherever they go, into a pipe or a file too.
+ */
+const colorsWhereShown = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  const stdout = showsColors(process.stdout)
+  const stderr = showsColors(process.stderr)
+  if (stdout && stderr) return self
+  return Effect.consoleWith((console) =>
+    Effect.withConsole(self, {
+      ...console,
+      log: stdout ? console.log : (...args) => console.log(...withoutColors(args)),
+      error: stderr ? console.error : (...args) => console.error(...withoutColors(args))
+    })
+  )
+}
 
 const logLevelNames = LogLevel.allLevels.map((level) => level._tag.toLowerCase())
 
@@ -652,6 +679,7 @@ export const main = (argv: ReadonlyArray<string>) =>
       onNone: () => Logger.withMinimumLogLevel(run(argv), LogLevel.Warning),
       onSome: (level) => Logger.withMinimumLogLevel(run(argv), level)
     })).pipe(
+      colorsWhereShown,
       Effect.catchIf(ValidationError.isValidationError, (error) =>
         // @effect/cli has printed its message on stderr already; a few of its errors carry none.
         Effect.zipRight(

@@ -155,6 +155,31 @@ describe("plot-engine usage errors", () => {
       }),
     3 * processTimeout
   )
+
+  it.effect(
+    "are written without colours into a pipe, as the help is",
+    () =>
+      Effect.gen(function*() {
+        const help = yield* cli(["--help"])
+        const badFlag = yield* cli([
+          "generate",
+          "--project",
+          sampleProjectFile,
+          "--prompt",
+          "What next?",
+          "--words",
+          "x"
+        ])
+        expect(help.code).toBe(0)
+        expect(help.stdout).toContain("USAGE")
+        expect(badFlag.code).toBe(2)
+        expect(badFlag.stderr).toContain("--words")
+        for (const written of [help.stdout, help.stderr, badFlag.stdout, badFlag.stderr]) {
+          expect(written).not.toContain("\x1b[")
+        }
+      }),
+    2 * processTimeout
+  )
 })
 
 /** A copy of the sample project with hundreds of thousands of tokens of previous chapters. */
