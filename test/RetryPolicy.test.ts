@@ -4,10 +4,12 @@
  */
 import type * as Response from "@effect/ai/Response"
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
@@ -26,6 +28,7 @@ import * as TemplateGenerator from "../src/TemplateGenerator.js"
 import {
   type Answer,
   type Call,
+  die,
   fail,
   httpError,
   parts,
@@ -602,12 +605,13 @@ describe("RetryPolicy: the issue's scenarios", () => {
 })
 
 describe("CircuitBreaker in the chain", () => {
+  const noRetries = {
+    ...RetryPolicy.defaults,
+    rules: { ...RetryPolicy.defaults.rules, ServerError: { ...RetryPolicy.defaults.rules.ServerError, retries: 0 } }
+  }
+
   it.effect("opens after 5 failures, skips the model, and half-opens for one probe after 30 s", () => {
     const calls: Array<Call> = []
-    const noRetries = {
-      ...RetryPolicy.defaults,
-      rules: { ...RetryPolicy.defaults.rules, ServerError: { ...RetryPolicy.defaults.rules.ServerError, retries: 0 } }
-    }
     return Effect.gen(function*() {
       const states: Array<string> = []
       for (let i = 0; i < 5; i++) {
@@ -639,6 +643,24 @@ describe("CircuitBreaker in the chain", () => {
       { openai: [serverError, serverError, serverError, serverError, serverError, ok] },
       calls,
       { retryPolicy: noRetries, circuitBreaker: { threshold: 5, cooldown: "30 seconds" } }
+    )))
+  })
+
+  it.effect("a probe that ends in a defect lets the next probe through", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      yield* generate(pinned, {}, "0 seconds")
+      yield* TestClock.adjust("1 second")
+      const probe = yield* Effect.exit(generate(pinned, { useFallback: false }, "0 seconds"))
+      expect(Exit.isFailure(probe) && Cause.isDie(probe.cause)).toBe(true)
+      // Before, the probe stayed out: every later generation skipped the model, whose circuit read half-open.
+      const next = yield* generate(pinned, {}, "0 seconds")
+      expect(calls.map((call) => call.at)).toEqual([0, 1_000, 1_000])
+      expect(next.result?.isTemplate).toBe(false)
+    }).pipe(Effect.provide(engine(
+      { openai: [serverError, die(new Error("a bug in the client")), ok] },
+      calls,
+      { retryPolicy: noRetries, circuitBreaker: { threshold: 1, cooldown: "1 second" } }
     )))
   })
 })

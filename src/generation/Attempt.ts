@@ -260,27 +260,44 @@ const callAnnotations = (
     HashMap.set<string, unknown>("deployment", route.deployment)
   )
 
-const attempt = Effect.fnUntraced(function*(
+const attempt = (
   engine: Engine.Engine,
   generation: Engine.Generation,
   state: Ref.Ref<Chain.State>,
   target: ModelCatalog.ModelInfo,
   route: Providers.Route,
   deadlineAt: number
+) => {
+  const breakerKey = Engine.routeKey(route)
+  return Effect.flatMap(engine.breaker.tryAcquire(breakerKey), (acquired) => {
+    if (!acquired) {
+      // Tripped because the provider does not serve the model: the same answer, without asking again.
+      return engine.notServed.get(breakerKey) ?? new Errors.ServerError({
+        provider: target.provider,
+        model: target.id,
+        shouldRetry: false,
+        detail: "skipped: its circuit breaker is open"
+      })
+    }
+    // A half-open circuit's probe that ends without a verdict on the model (refused before it reached the provider,
+    // interrupted, or a defect) lets another through; a failure the call booked has reopened the circuit already.
+    return Effect.onError(
+      attemptAcquired(engine, generation, state, target, route, deadlineAt, breakerKey),
+      () => engine.breaker.release(breakerKey)
+    )
+  })
+}
+
+const attemptAcquired = Effect.fnUntraced(function*(
+  engine: Engine.Engine,
+  generation: Engine.Generation,
+  state: Ref.Ref<Chain.State>,
+  target: ModelCatalog.ModelInfo,
+  route: Providers.Route,
+  deadlineAt: number,
+  breakerKey: string
 ) {
   const key = Engine.modelKey(target)
-  const breakerKey = Engine.routeKey(route)
-  if (!(yield* engine.breaker.tryAcquire(breakerKey))) {
-    // Tripped because the provider does not serve the model: the same answer, without asking again.
-    const notServed = engine.notServed.get(breakerKey)
-    if (notServed !== undefined) return yield* notServed
-    return yield* new Errors.ServerError({
-      provider: target.provider,
-      model: target.id,
-      shouldRetry: false,
-      detail: "skipped: its circuit breaker is open"
-    })
-  }
   const { attempts, outputBudgets, reducedBudgets } = yield* Ref.updateAndGet(state, (chain) => ({
     ...chain,
     attempts: chain.attempts + 1
@@ -354,7 +371,7 @@ const attempt = Effect.fnUntraced(function*(
   // A prompt cache lives on one deployment.
   const cacheKey = `${breakerKey}\u0000${generation.request.projectId}`
   // What came of the call is booked however it ended: a success's cost and health, a failure, or (cut by the
-  // generation's deadline, or the caller) the breaker's probe handed back and a part already shown made void.
+  // generation's deadline, or the caller) a part already shown made void.
   const outcome = yield* Effect.onExit(
     callAdmitted(
       { engine, emit: generation.emit, lane: generation.lane, target, limiterTarget, prepared, cacheKey },
@@ -378,12 +395,7 @@ const attempt = Effect.fnUntraced(function*(
           engine.tokens.calibrate(target, prepared.inputTokens, usage.inputTokens)
         )
       }
-      if (Cause.isInterruptedOnly(exit.cause)) {
-        return Effect.zipRight(
-          engine.breaker.release(breakerKey),
-          restartedIfShown(generation, target, tally, "timeout")
-        )
-      }
+      if (Cause.isInterruptedOnly(exit.cause)) return restartedIfShown(generation, target, tally, "timeout")
       const failure = Cause.failureOption(exit.cause)
       return Option.isSome(failure)
         ? bookFailure({ engine, generation, state, target, route, prepared, tally }, failure.value)

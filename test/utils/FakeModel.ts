@@ -21,6 +21,8 @@ export type Answer =
   | { readonly _tag: "Parts"; readonly chunks: ReadonlyArray<ReadonlyArray<Response.StreamPartEncoded>> }
   /** No answer at all. */
   | { readonly _tag: "Hang" }
+  /** A defect in the client (a bug, not a provider's answer). */
+  | { readonly _tag: "Die"; readonly defect: unknown }
   /**
    * Streamed: the response's metadata at once, the first half of the text after `firstAfterMs`, the rest
    * `gapMs` later (not streamed: the text after both).
@@ -40,6 +42,7 @@ export const text = (value: string, usage?: { inputTokens: number; outputTokens:
   ...usage
 })
 export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
+export const die = (defect: unknown): Answer => ({ _tag: "Die", defect })
 export const parts = (...chunks: ReadonlyArray<ReadonlyArray<Response.StreamPartEncoded>>): Answer => ({
   _tag: "Parts",
   chunks
@@ -80,6 +83,8 @@ export const scripted =
           switch (answer._tag) {
             case "Fail":
               return Effect.fail(answer.error)
+            case "Die":
+              return Effect.die(answer.defect)
             case "StreamError":
               return Effect.fail(httpError(500, answer.event))
             case "Hang":
@@ -105,6 +110,8 @@ export const scripted =
           switch (answer._tag) {
             case "Fail":
               return Stream.fail(answer.error)
+            case "Die":
+              return Stream.die(answer.defect)
             case "Hang":
               return Stream.never
             case "Crawl": {
