@@ -227,9 +227,11 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     Stream.unwrapScoped(
       Effect.gen(function*() {
         const mailbox = yield* Mailbox.make<Domain.GenerationEvent, Errors.GenerationError>()
+        // Every event goes as a chunk, a single one too: effect 3.22's mailbox, given a chunk while single messages
+        // wait in it (a reader slower than the generation), gave those twice (patched here, but not in a host's
+        // node_modules). And a mailbox would keep an array as its own buffer, and push later events into it.
         const emit = Engine.makeEmit(
-          (event) => Effect.asVoid(mailbox.offer(event)),
-          // As a chunk: a mailbox would keep an array as its own buffer, and push later events into it.
+          (event) => Effect.asVoid(mailbox.offerAll(Chunk.of(event))),
           (events) => Effect.asVoid(mailbox.offerAll(Chunk.unsafeFromArray(events)))
         )
         yield* Tracing.spanned(
@@ -238,7 +240,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           (traced) =>
             Effect.flatMap(
               runGeneration(engine, request, generateOptions ?? {}, emit, "stream", traced),
-              (result) => mailbox.offer({ _tag: "Completed", result })
+              (result) => mailbox.offerAll(Chunk.of<Domain.GenerationEvent>({ _tag: "Completed", result }))
             )
         ).pipe(
           Mailbox.into(mailbox),

@@ -15,7 +15,8 @@ import type { ModelParameters } from "../../src/Providers.js"
 /** What one scripted call answers: text (JSON or prose), an error, or an error event mid-stream. */
 export type Answer =
   | { readonly _tag: "Text"; readonly text: string; readonly inputTokens?: number; readonly outputTokens?: number }
-  | { readonly _tag: "Fail"; readonly error: AiError.AiError }
+  /** The error, at once or `afterMs` later (streamed: before any part). */
+  | { readonly _tag: "Fail"; readonly error: AiError.AiError; readonly afterMs?: number }
   | { readonly _tag: "StreamError"; readonly partial: string; readonly event: unknown }
   /** Streamed: these parts as the client makes them, each array a network chunk (not streamed: a hang). */
   | { readonly _tag: "Parts"; readonly chunks: ReadonlyArray<ReadonlyArray<Response.StreamPartEncoded>> }
@@ -41,7 +42,8 @@ export const text = (value: string, usage?: { inputTokens: number; outputTokens:
   text: value,
   ...usage
 })
-export const fail = (error: AiError.AiError): Answer => ({ _tag: "Fail", error })
+export const fail = (error: AiError.AiError, afterMs?: number): Answer =>
+  afterMs === undefined ? { _tag: "Fail", error } : { _tag: "Fail", error, afterMs }
 export const die = (defect: unknown): Answer => ({ _tag: "Die", defect })
 export const parts = (...chunks: ReadonlyArray<ReadonlyArray<Response.StreamPartEncoded>>): Answer => ({
   _tag: "Parts",
@@ -82,7 +84,7 @@ export const scripted =
           const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
           switch (answer._tag) {
             case "Fail":
-              return Effect.fail(answer.error)
+              return Effect.delay(Effect.fail(answer.error), answer.afterMs ?? 0)
             case "Die":
               return Effect.die(answer.defect)
             case "StreamError":
@@ -109,7 +111,7 @@ export const scripted =
           const answer = answers[Math.min(calls.length - 1, answers.length - 1)]!
           switch (answer._tag) {
             case "Fail":
-              return Stream.fail(answer.error)
+              return Stream.fromEffect(Effect.delay(Effect.fail(answer.error), answer.afterMs ?? 0))
             case "Die":
               return Stream.die(answer.defect)
             case "Hang":
