@@ -179,12 +179,13 @@ const runGeneration = (
         })
       )
       if (engine.ledger === undefined) return run
-      // The budget pays what every billed attempt cost, however the generation ends.
-      return Effect.flatMap(Prepare.reserveBudget(engine.ledger, generation), (reservation) =>
-        Effect.ensuring(
-          run,
-          Effect.flatMap(Ref.get(state), (chain) => reservation.settle(Outcome.totalCost(chain.billing) ?? 0))
-        ))
+      // The budget pays what every billed attempt cost, however the generation ends (interrupted while reserving
+      // too: the reservation is then settled as it is made, rather than held until the ledger's hold expires).
+      return Effect.acquireUseRelease(
+        Prepare.reserveBudget(engine.ledger, generation),
+        () => run,
+        (reservation) => Effect.flatMap(Ref.get(state), (chain) => reservation.settle(Outcome.knownCost(chain.billing)))
+      )
     }
   )
 

@@ -100,6 +100,51 @@ describe("SpendLedger", () => {
       yield* ledger.reserve("novel", 0.2)
     }))
 
+  it.effect("pays what the priced attempts cost when another's price is unknown", () => {
+    const calls: Array<Call> = []
+    // Claude's prices unknown: the generation's cost is unknown, but what it spent on gpt-4.1-mini is not.
+    const catalog = ModelCatalog.defaultCatalog.map((model) =>
+      model.provider === "anthropic"
+        ? new ModelCatalog.ModelInfo({ ...model, inputPricePerMillion: null, outputPricePerMillion: null })
+        : model
+    )
+    const prose = text("No outline today.", { inputTokens: 10_000, outputTokens: 2_000 })
+    return Effect.gen(function*() {
+      // Two answers that are not outlines on gpt-4.1-mini, then Claude's outline.
+      const outcome = yield* Effect.either(
+        PlotGeneration.generate({ projectId: "novel", userPrompt: "What happens next?", provider: "openai" })
+      ).pipe(Effect.withRandom(Random.fixed([0.5])))
+      expect(calls.map((call) => call.model)).toEqual(["gpt-4.1-mini", "gpt-4.1-mini", "claude-haiku-4-5"])
+      expect(outcome._tag === "Right" && outcome.right.estimatedCostUsd).toBeNull()
+      // Before, the unknown total was paid as 0.
+      const snapshot = yield* Effect.flatMap(SpendLedger.SpendLedger, (ledger) => ledger.snapshot)
+      expect(snapshot.find((s) => s.period === "day")?.spentUsd).toBeCloseTo(2 * callCost, 12)
+    }).pipe(Effect.provide(
+      fakeEngine({ openai: scripted([prose], calls), anthropic: scripted([text(sampleOutlineJson)], calls) }, {
+        options: { catalog }
+      }).pipe(Layer.provideMerge(SpendLedger.layerMemory({ default: { dailyUsd: 1 } })))
+    ))
+  })
+
+  it.effect("a generation interrupted while its reservation is made settles it once made", () => {
+    const settled: Array<number> = []
+    // A ledger whose store takes a second to answer (a Redis round trip under load).
+    const slowLedger = Layer.succeed(SpendLedger.SpendLedger, {
+      reserve: () =>
+        Effect.as(Effect.sleep("1 second"), { settle: (costUsd) => Effect.sync(() => settled.push(costUsd)) }),
+      snapshot: Effect.succeed([])
+    })
+    return Effect.gen(function*() {
+      const fiber = yield* Effect.fork(generate())
+      yield* TestClock.adjust("500 millis")
+      const interrupted = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.join(interrupted)
+      // Before, the reservation was made after the interruption and held until the ledger's hold expired.
+      expect(settled).toEqual([0])
+    }).pipe(Effect.provide(fakeEngine({ openai: scripted([expensive]) }).pipe(Layer.provideMerge(slowLedger))))
+  })
+
   it.effect("without a ledger, nothing is limited", () =>
     Effect.gen(function*() {
       const fiber = yield* Effect.fork(PlotGeneration.generate(request()))

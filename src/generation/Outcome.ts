@@ -63,6 +63,13 @@ export const totalCost = (attempts: ReadonlyArray<Domain.AttemptCost>): number |
     0
   )
 
+/**
+ * What billed attempts of a known price cost together: what a spend budget knows was spent (an attempt on a model
+ * of unknown price adds nothing it could count, and takes nothing from what the others cost).
+ */
+export const knownCost = (attempts: ReadonlyArray<Domain.AttemptCost>): number =>
+  attempts.reduce((sum, attempt) => sum + (attempt.costUsd ?? 0), 0)
+
 /** `f` of how long the generation has taken so far. */
 const withElapsed = <A, E>(generation: Engine.Generation, f: (durationMs: number) => Effect.Effect<A, E>) =>
   Engine.withNow((now) => f(now - generation.startedAt))
