@@ -1,7 +1,8 @@
 /**
  * The simulator's in-process face: the same core, quotas and faults as a `LanguageModel`, on Effect's `Clock`
- * (so it runs in virtual time under `TestClock`). Its failures are the `AiError.HttpResponseError` values the
- * real clients produce for the same answers, with the same status, headers and body.
+ * (so it runs in virtual time under `TestClock`). Its failures are the `AiError` values the real clients produce for
+ * the same answers: an error answer's status, headers and body; a connection lost (a reset, a hang's end); a body
+ * the client cannot read; a stream cut short, gone silent or broken by an error event.
  *
  * @since 0.1.0
  */
@@ -112,21 +113,79 @@ const breakpointOf = (prompt: Prompt.Prompt): PromptCache.Breakpoint | undefined
 }
 
 /** The error a real client builds from a wire answer. */
+const inProcessRequest = (dialect: Core.Dialect) => ({
+  method: "POST" as const,
+  url: dialect === "openai" ? "in-process/v1/responses" : "in-process/v1/messages",
+  urlParams: [],
+  hash: Option.none(),
+  headers: {}
+})
+
 const toAiError = (dialect: Core.Dialect, error: Wire.WireError): AiError.AiError =>
   new AiError.HttpResponseError({
     module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
     method: "inProcess",
     reason: "StatusCode",
-    request: {
-      method: "POST",
-      url: dialect === "openai" ? "in-process/v1/responses" : "in-process/v1/messages",
-      urlParams: [],
-      hash: Option.none(),
-      headers: {}
-    },
+    request: inProcessRequest(dialect),
     response: { status: error.status, headers: { "content-type": "application/json", ...error.headers } },
     body: JSON.stringify(error.body, null, 2)
   })
+
+/** What a client reports when the connection is lost without an answer (reset, or closed after a hang). */
+const transportError = (dialect: Core.Dialect, description: string): AiError.AiError =>
+  new AiError.HttpRequestError({
+    module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
+    method: "inProcess",
+    reason: "Transport",
+    request: inProcessRequest(dialect),
+    description
+  })
+
+/** What a client reports of a 200 whose body it could not read (broken JSON, or cut short). */
+const unreadableError = (dialect: Core.Dialect): AiError.AiError =>
+  new AiError.HttpResponseError({
+    module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
+    method: "inProcess",
+    reason: "Decode",
+    request: inProcessRequest(dialect),
+    response: { status: 200, headers: { "content-type": "application/json" } },
+    description: "the response body is not valid JSON"
+  })
+
+/**
+ * A streamed answer under a fault that has no error answer, as the client reads the simulator's stream over HTTP: half
+ * of it then silence until the simulator closes the connection (`stall`), all of it after the silence
+ * (`slow_first_token`), half of it then its end (`truncated_sse`) or an error event (`stream_error`) or an event the
+ * client cannot read (`malformed_json`), or all of it but the last event (`missing_terminator`).
+ */
+const playOut = (
+  dialect: Core.Dialect,
+  fault: Faults.Fault,
+  request: Core.SimRequest,
+  parts: ReadonlyArray<Response.StreamPartEncoded>,
+  hangMs: number
+): Stream.Stream<Response.StreamPartEncoded, AiError.AiError> => {
+  const half = Stream.fromIterable(parts.slice(0, Math.max(1, Math.floor(parts.length / 2))))
+  const silence = Stream.drain(Stream.fromEffect(Effect.sleep(hangMs)))
+  switch (fault.kind) {
+    case "stall":
+      return Stream.concat(half, silence)
+    case "slow_first_token":
+      return Stream.concat(silence, Stream.fromIterable(parts))
+    case "truncated_sse":
+      return half
+    case "missing_terminator":
+      return Stream.fromIterable(parts.slice(0, -1))
+    case "stream_error": {
+      const event = dialect === "openai"
+        ? OpenAiWire.streamErrorEvent(fault, request, Math.floor(parts.length / 2), () => ({}))
+        : AnthropicWire.streamErrorEvent(fault)
+      return Stream.concat(half, Stream.make<Array<Response.StreamPartEncoded>>({ type: "error", error: event.data }))
+    }
+    default:
+      return Stream.concat(half, Stream.fail(unreadableError(dialect)))
+  }
+}
 
 /**
  * Makes an in-process simulator.
@@ -154,11 +213,14 @@ export const make = (options: Options = {}): InProcessSimulator => {
     return tokens
   }
 
+  const hangMs = options.faults?.hangMs ?? 600_000
+
   const answer = (
     dialect: Core.Dialect,
     model: string,
     parameters: Providers.ModelParameters,
-    providerOptions: LanguageModel.ProviderOptions
+    providerOptions: LanguageModel.ProviderOptions,
+    streamed: boolean
   ) =>
     Effect.gen(function*() {
       const n = ++sequence
@@ -186,15 +248,22 @@ export const make = (options: Options = {}): InProcessSimulator => {
       const latency = plan.random().latencyMs
       if (latency !== undefined && latency > 0) yield* Effect.sleep(latency)
       const requestId = `req_inproc${n}`
-      // In process, a fault is the failure it amounts to at the call (a mid-stream rate limit is a 429).
+      // In process, a fault with an error answer is that failure at the call (a mid-stream rate limit is a 429); the
+      // others play out as a client sees them (see `playOut`): no answer, a late one, or a broken one.
       const atCall = { ...request, stream: false }
       const render = (f: Faults.Fault | Core.SimFault) =>
         dialect === "openai" ? OpenAiWire.faultError(f, atCall) : AnthropicWire.faultError(f, atCall, requestId)
-      if (fault !== undefined && fault.kind !== "cut_off") {
-        if (fault.kind === "rate_limit" || fault.kind === "stream_rate_limit") counts.limited++
-        const error = render(fault) ??
-          { status: 500, body: { error: { type: "server_error", message: `fault ${fault.kind}` } } }
-        return yield* Effect.fail(toAiError(dialect, error))
+      const playedOut = fault !== undefined && fault.kind !== "cut_off" ? fault : undefined
+      if (playedOut !== undefined) {
+        if (playedOut.kind === "rate_limit" || playedOut.kind === "stream_rate_limit") counts.limited++
+        const error = render(playedOut)
+        if (error !== undefined) return yield* Effect.fail(toAiError(dialect, error))
+        if (playedOut.kind === "reset") return yield* Effect.fail(transportError(dialect, "read ECONNRESET"))
+        if (playedOut.kind === "hang" || (playedOut.kind === "stall" && !streamed)) {
+          // Held without a word until the simulator closes the connection (the caller's timeout comes first).
+          yield* Effect.sleep(hangMs)
+          return yield* Effect.fail(transportError(dialect, "socket hang up"))
+        }
       }
       const answered = Core.respond(request, seed, inputTokens)
       if (answered._tag !== "Reply") {
@@ -209,7 +278,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
       yield* options.onResponse === undefined
         ? Providers.reportHeaders(admission.headers)
         : options.onResponse(dialect, admission.headers)
-      return outcome
+      return { outcome, fault: playedOut, request }
     })
 
   return {
@@ -218,15 +287,24 @@ export const make = (options: Options = {}): InProcessSimulator => {
     languageModel: (dialect, model, parameters) =>
       LanguageModel.make({
         generateText: (providerOptions) =>
-          Effect.map(
-            answer(dialect, model, parameters, providerOptions),
-            (reply) => answerParts(dialect, reply, forcedTool(providerOptions))
-          ),
+          Effect.flatMap(answer(dialect, model, parameters, providerOptions, false), ({ fault, outcome }) => {
+            const parts = answerParts(dialect, outcome, forcedTool(providerOptions))
+            if (fault === undefined) return Effect.succeed(parts)
+            // The answer late, or half of its body (which the client cannot read).
+            return fault.kind === "slow_first_token"
+              ? Effect.as(Effect.sleep(hangMs), parts)
+              : Effect.fail(unreadableError(dialect))
+          }),
         streamText: (providerOptions) =>
           Stream.unwrap(
             Effect.map(
-              answer(dialect, model, parameters, providerOptions),
-              (reply) => Stream.fromIterable(streamParts(dialect, reply, forcedTool(providerOptions)))
+              answer(dialect, model, parameters, providerOptions, true),
+              ({ fault, outcome, request }) => {
+                const parts = streamParts(dialect, outcome, forcedTool(providerOptions))
+                return fault === undefined
+                  ? Stream.fromIterable(parts)
+                  : playOut(dialect, fault, request, parts, hangMs)
+              }
             )
           )
       })
