@@ -252,4 +252,15 @@ describe("Alerts sinks", () => {
       yield* TestClock.adjust("1 millis")
       yield* Fiber.join(closing)
     }))
+
+  it.effect("a drainTimeout of 0 closes at once, a sink still delivering: a test need not move the clock", () =>
+    Effect.gen(function*() {
+      const hanging = AlertSink.make("hanging", () => Effect.never)
+      const scope = yield* Scope.make()
+      const alerts = yield* Alerts.make(Alerts.defaultThresholds, { sinks: [hanging], drainTimeout: 0 })
+        .pipe(Scope.extend(scope))
+      yield* alerts.record(rateLimited(11))
+      yield* settle
+      yield* Scope.close(scope, Exit.void)
+    }))
 })
