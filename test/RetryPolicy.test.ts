@@ -376,6 +376,19 @@ describe("RetryPolicy: the issue's scenarios", () => {
     }).pipe(Effect.provide(engine({ openai: [overloaded, ok] }, calls)))
   })
 
+  it.effect("retries a kind it would not when the provider says to (x-should-retry: true), as a server error", () => {
+    const calls: Array<Call> = []
+    const invalidButRetry = fail(
+      httpError(400, openAiBody("invalid_request_error", null, "Please try again."), { "x-should-retry": "true" })
+    )
+    return Effect.gen(function*() {
+      const result = yield* generate(pinned, { useFallback: false })
+      // Before, the schedule retried it but the chain's step refused the same model again: one call, a failure.
+      expect(calls.map((call) => call.at)).toEqual([0, 5_000])
+      expect(result.result?.isTemplate).toBe(false)
+    }).pipe(Effect.provide(engine({ openai: [invalidButRetry, ok] }, calls)))
+  })
+
   it.effect("turns 5 x 500 into the template, with its warning", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {

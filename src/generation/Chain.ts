@@ -101,6 +101,14 @@ export const mayRunAfter = (
   model: ModelCatalog.ModelInfo,
   error: RetryPolicy.RetryableError
 ): boolean => {
+  // The provider said to try again (`x-should-retry: true`): the model that failed may be called again, whatever
+  // the kind (the retry policy then retries it as a server error).
+  if (
+    "shouldRetry" in error && error.shouldRetry === true && error.provider === model.provider &&
+    error.model === model.id
+  ) {
+    return true
+  }
   switch (error._tag) {
     case "AuthError":
     case "InvalidRequestError":
