@@ -659,6 +659,29 @@ describe("CircuitBreaker in the chain", () => {
     )))
   })
 
+  it.effect("a model skipped for its open circuit is a Fallback for that reason", () => {
+    const calls: Array<Call> = []
+    const openaiFirst: PlotRequestInput = { projectId: "novel", userPrompt: "What happens next?", provider: "openai" }
+    return Effect.gen(function*() {
+      const opened = yield* generate(openaiFirst, {}, "0 seconds")
+      const skipped = yield* generate(openaiFirst, {}, "0 seconds")
+      const fallbacks = [opened, skipped].map(({ events }) => events.find((e) => e._tag === "Fallback"))
+      // Before, the skip read "failure".
+      expect(fallbacks.map((fallback) => fallback?._tag === "Fallback" && fallback.reason)).toEqual([
+        "server_error",
+        "circuit_open"
+      ])
+      expect(skipped.result?.warnings).toContain(
+        "Fell back from openai/gpt-4.1-mini to anthropic/claude-haiku-4-5 after circuit_open."
+      )
+      expect(calls.map((call) => call.model)).toEqual(["gpt-4.1-mini", "claude-haiku-4-5", "claude-haiku-4-5"])
+    }).pipe(Effect.provide(engine(
+      { openai: [serverError], anthropic: [ok] },
+      calls,
+      { retryPolicy: noRetries, circuitBreaker: { threshold: 1, cooldown: "30 seconds" } }
+    )))
+  })
+
   it.effect("a probe that ends in a defect lets the next probe through", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {

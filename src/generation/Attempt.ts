@@ -272,12 +272,15 @@ const attempt = (
   return Effect.flatMap(engine.breaker.tryAcquire(breakerKey), (acquired) => {
     if (!acquired) {
       // Tripped because the provider does not serve the model: the same answer, without asking again.
-      return engine.notServed.get(breakerKey) ?? new Errors.ServerError({
+      const notServed = engine.notServed.get(breakerKey)
+      const skipped: Errors.ServerError | Errors.ModelNotFoundError = notServed ?? new Errors.ServerError({
         provider: target.provider,
         model: target.id,
         shouldRetry: false,
         detail: "skipped: its circuit breaker is open"
       })
+      const lastFailure = notServed === undefined ? "circuit_open" : "model_not_found"
+      return Effect.zipRight(Ref.update(state, (chain) => ({ ...chain, lastFailure })), Effect.fail(skipped))
     }
     // A half-open circuit's probe that ends without a verdict on the model (refused before it reached the provider,
     // interrupted, or a defect) lets another through; a failure the call booked has reopened the circuit already.
@@ -642,7 +645,7 @@ const bookFailure = (
     Effect.zipRight(
       Ref.update(state, (chain) => ({
         ...chain,
-        lastError: error,
+        lastFailure: Errors.errorType(error),
         failedRoutes: anotherDeploymentMayDo(error) ? new Set(chain.failedRoutes).add(breakerKey) : chain.failedRoutes,
         silentRoutes: failsOverAtOnce(error) ? new Set(chain.silentRoutes).add(breakerKey) : chain.silentRoutes,
         rateLimitErrors: chain.rateLimitErrors + (error._tag === "RateLimitError" ? 1 : 0),

@@ -32,7 +32,11 @@ export interface State {
   readonly attempts: number
   /** The step entered last; `undefined` before the first. */
   readonly lastStep: Attempt.Step | undefined
-  readonly lastError: RetryPolicy.RetryableError | undefined
+  /**
+   * Why the last step failed, as a `Fallback` tells it: the error's type (`Errors.errorType`), or `circuit_open` when
+   * it was skipped for its open circuit.
+   */
+  readonly lastFailure: string | undefined
   /** The deployments of a model (by `Engine.routeKey`) that failed in this generation: the next call goes elsewhere. */
   readonly failedRoutes: ReadonlySet<string>
   /** Of those, the ones that ran out of one of the engine's own time limits: never called again in the generation. */
@@ -55,7 +59,7 @@ export interface State {
 export const initial: State = {
   attempts: 0,
   lastStep: undefined,
-  lastError: undefined,
+  lastFailure: undefined,
   failedRoutes: new Set(),
   silentRoutes: new Set(),
   rateLimitErrors: 0,
@@ -181,7 +185,7 @@ const noteHop = (chain: ChainRun, step: Attempt.Step): Effect.Effect<void> =>
       }
       const from = Engine.modelLabel(last.model)
       const to = Engine.modelLabel(step.model)
-      const reason = current.lastError === undefined ? "failure" : Errors.errorType(current.lastError)
+      const reason = current.lastFailure ?? "failure"
       return [
         { from, to, reason },
         {
