@@ -400,6 +400,30 @@ export const makeMemory = (options: Options = {}): Effect.Effect<Service> =>
     (clock) => Effect.map(makeWith(TokenBuckets.memory(clock, window), options), ({ service }) => service)
   )
 
+/**
+ * A quota as given, checked: the concurrency 5 when it has none (a quota built from JSON may lack it; the type does
+ * not let TypeScript omit it), every limit a number above 0 (a limit of 0 or none admits nothing, silently). A quota
+ * that cannot be kept is a defect when the limiter is built, naming it.
+ */
+const checkedQuota = (name: string, quota: Quota): Quota => {
+  const checked = { ...quota, maxConcurrent: quota.maxConcurrent ?? 5 }
+  const wrong = (field: keyof Quota, value: unknown, whole: boolean) => {
+    if (value === undefined && field !== "requestsPerMinute") return
+    if (typeof value === "number" && value > 0 && (!whole || Number.isInteger(value))) return
+    throw new Error(
+      `ProviderRateLimiter: ${name}.${field} must be ${whole ? "a whole number of at least 1" : "above 0"} (got ${
+        JSON.stringify(value)
+      })`
+    )
+  }
+  wrong("requestsPerMinute", checked.requestsPerMinute, false)
+  wrong("tokensPerMinute", checked.tokensPerMinute, false)
+  wrong("inputTokensPerMinute", checked.inputTokensPerMinute, false)
+  wrong("outputTokensPerMinute", checked.outputTokensPerMinute, false)
+  wrong("maxConcurrent", checked.maxConcurrent, true)
+  return checked
+}
+
 /** An admission whose reconciliation also teaches the key how the provider counts prompts. */
 const learningInput = (
   state: LimiterKeys.KeyState,
@@ -430,7 +454,15 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     runDaemon: Runtime.runFork(yield* Effect.runtime<never>()),
     tell: () => {}
   }
-  const quotas = { ...defaultQuotas, ...options.quotas }
+  const quotas = Object.fromEntries(
+    Object.entries({ ...defaultQuotas, ...options.quotas }).map(([provider, quota]) => [
+      provider,
+      checkedQuota(`quotas.${provider}`, quota)
+    ])
+  ) as Record<Domain.ProviderName, Quota>
+  const keyQuotas = options.keyQuotas === undefined ? undefined : Object.fromEntries(
+    Object.entries(options.keyQuotas).map(([key, quota]) => [key, checkedQuota(`keyQuotas.${key}`, quota)])
+  )
   const states = new Map<string, LimiterKeys.KeyState>()
 
   // Signals for keys this instance has not used yet, kept until it does (the latest per key; a bounded map).
@@ -440,7 +472,7 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     const key = keyOf(options, target)
     const existing = states.get(key)
     if (existing !== undefined) return existing
-    const state = LimiterKeys.makeKeyState(shared, key, options.keyQuotas?.[key] ?? quotas[target.provider])
+    const state = LimiterKeys.makeKeyState(shared, key, keyQuotas?.[key] ?? quotas[target.provider])
     states.set(key, state)
     // What the others learnt of this key before this instance used it: what is left of the pause, the cut limits.
     const early = heardEarly.get(key)

@@ -3,6 +3,7 @@
  */
 import * as RateLimiter from "@effect/experimental/RateLimiter"
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -1079,6 +1080,33 @@ describe("ProviderRateLimiter order", () => {
       // a's request came back before b reserved at 100 ms: b waits one refill from then, not two (120,100).
       expect(log).toEqual([["burst", 0], ["b", 60_100]])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1, maxConcurrent: 1 }))))
+})
+
+describe("ProviderRateLimiter quotas as given", () => {
+  it.effect("a quota without maxConcurrent (built from JSON) has the default 5; one that cannot be kept is named", () =>
+    Effect.gen(function*() {
+      const fromJson = JSON.parse(`{ "openai": { "requestsPerMinute": 60, "tokensPerMinute": 90000 } }`)
+      const rateLimiter = yield* ProviderRateLimiter.makeMemory({ quotas: fromJson })
+      // Before, it admitted nothing: every caller queued for a permit that did not exist.
+      yield* Effect.scoped(rateLimiter.admit(target, small))
+      expect((yield* snapshotOf(rateLimiter))?.permitsFree).toBe(5)
+      for (
+        const [quota, says] of [
+          [
+            { requestsPerMinute: 60, maxConcurrent: 0 },
+            "quotas.openai.maxConcurrent must be a whole number of at least 1"
+          ],
+          [{ requestsPerMinute: 0, maxConcurrent: 5 }, "quotas.openai.requestsPerMinute must be above 0"],
+          [
+            { requestsPerMinute: 60, tokensPerMinute: -1, maxConcurrent: 5 },
+            "quotas.openai.tokensPerMinute must be above 0"
+          ]
+        ] as const
+      ) {
+        const exit = yield* Effect.exit(ProviderRateLimiter.makeMemory({ quotas: { openai: quota } }))
+        expect(Exit.isFailure(exit) && String(Cause.squash(exit.cause))).toContain(says)
+      }
+    }))
 })
 
 describe("ProviderRateLimiter sleepers behind a caller gone", () => {
