@@ -364,7 +364,7 @@ export class RequestValidationError
    * Quoted values are shortened: the bad value may be megabytes long, and the error must not carry it back.
    */
   static fromParseError(error: ParseResult.ParseError, root?: string): RequestValidationError {
-    const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const issues = ParseResult.ArrayFormatter.formatIssueSync(Validation.withShortActuals(error.issue))
     const first = issues[0]
     if (first === undefined) return new RequestValidationError({ field: root ?? "input", reason: "is invalid" })
     return new RequestValidationError({

@@ -125,7 +125,7 @@ export const validateOutline = (
   return nestedDeeperThan(value, maxNesting)
     ? fail(`the reply nests deeper than ${maxNesting} levels`, raw)
     : Either.mapLeft(decodeOutline(value), (error) => {
-      const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+      const first = ParseResult.ArrayFormatter.formatIssueSync(Validation.withShortActuals(error.issue))[0]
       const reason = first === undefined
         ? "invalid outline"
         : `${Validation.formatPath(first.path, "outline")}: ${first.message}`

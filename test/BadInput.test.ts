@@ -263,6 +263,21 @@ describe("oversized input", () => {
       expect(heapMb() - before).toBeLessThan(150)
     }).pipe(Effect.provide(engine)))
 
+  it.effect("a large value where a choice is expected is told by its size, not quoted once per choice", () =>
+    Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      // A megabyte of nested arrays (each its own, as JSON.parse makes them) where `kind` is a choice of three: Schema
+      // quoted it whole for each, which took most of a second of CPU per request.
+      const nested = JSON.stringify(Array.from({ length: 29 }).reduce<unknown>((inner) => [inner], 1))
+      const kind = JSON.parse(`[${Array(17_000).fill(nested).join(",")}]`)
+      const error = yield* Effect.flip(engineService.generate({ projectId: "novel", userPrompt: "Hi", kind }))
+      expect(error).toMatchObject({
+        _tag: "RequestValidationError",
+        field: "kind",
+        reason: `Expected "outline" or "scene_beats" or "suggestions", actual "an array of 17000 items"`
+      })
+    }).pipe(Effect.provide(engine)))
+
   it.effect("a project with 100,000 characters is refused, naming the list, within bounded memory", () =>
     Effect.gen(function*() {
       const characters = Array.from(
