@@ -52,7 +52,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { createServer } from "node:http"
 import { fileURLToPath } from "node:url"
 import * as Domain from "../src/Domain.js"
 import type * as Errors from "../src/Errors.js"
@@ -65,6 +64,7 @@ import * as Providers from "../src/Providers.js"
 import * as Prometheus from "../src/Telemetry/Prometheus.js"
 import * as HttpErrors from "./http-server/HttpErrors.js"
 import * as JsonBody from "./http-server/JsonBody.js"
+import * as NodeServer from "./http-server/NodeServer.js"
 import * as Shutdown from "./http-server/Shutdown.js"
 
 // =============================================================================
@@ -321,6 +321,8 @@ export interface ServerOptions {
    * seconds); no new connection is taken meanwhile.
    */
   readonly shutdownGrace?: Duration.DurationInput | undefined
+  /** Connections held at once (default 1,000); one more is closed as it opens. */
+  readonly maxConnections?: number | undefined
 }
 
 /**
@@ -350,7 +352,7 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
       served,
       { port, host: "127.0.0.1" },
       options.shutdownGrace,
-      () => HttpErrors.answerClientErrors(createServer())
+      () => NodeServer.make({ maxConnections: options.maxConnections })
     ).pipe(
       // Under the server: built before it and released after it, so that on shutdown the requests in flight end
       // with the engine still there. (Released first, its HTTP client was closed under them: each call failed,
@@ -383,7 +385,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const shutdownGrace = yield* ConfigValues.duration("SHUTDOWN_GRACE", "allowed").pipe(
       Config.withDefault(Shutdown.defaultGrace)
     )
-    return yield* Layer.launch(ServerLive(port, { maxBodyBytes, shutdownGrace })).pipe(
+    const maxConnections = yield* Config.integer("MAX_CONNECTIONS").pipe(
+      Config.validate({ message: "Expected a number of connections of at least 1", validation: (n) => n >= 1 }),
+      Config.withDefault(NodeServer.defaultMaxConnections)
+    )
+    return yield* Layer.launch(ServerLive(port, { maxBodyBytes, shutdownGrace, maxConnections })).pipe(
       // One line that says why (a port in use, one not allowed), not the platform's "An error has occurred" and stack.
       Effect.catchTag("ServeError", (error) =>
         Effect.fail(

@@ -124,10 +124,15 @@ export const read = (
   maxBytes: number
 ): Effect.Effect<unknown, HttpErrors.HttpError> => {
   const mediaType = (request.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase()
-  if (mediaType !== "application/json") return Effect.fail(HttpErrors.HttpError.unsupportedMediaType())
+  // Refused unread, the body is dropped as it comes, up to a budget: the client, still sending, reads the answer.
+  if (mediaType !== "application/json") {
+    drain(NodeHttpServerRequest.toIncomingMessage(request))
+    return Effect.fail(HttpErrors.HttpError.unsupportedMediaType())
+  }
   // A compressed body would be read as bytes that are not UTF-8 (a "malformed JSON" that is not the client's fault).
   const encoding = (request.headers["content-encoding"] ?? "identity").trim().toLowerCase()
   if (encoding !== "identity" && encoding !== "") {
+    drain(NodeHttpServerRequest.toIncomingMessage(request))
     return Effect.fail(HttpErrors.HttpError.unsupportedEncoding(encoding.slice(0, 40)))
   }
   return Effect.flatMap(readBody(request, maxBytes), parseJson)

@@ -175,6 +175,56 @@ layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels)))
       expect(yield* answer("NOT HTTP AT ALL\r\n\r\n", true)).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
     }))
 
+  it.effect("answers a client that half-closes its side once its request is sent", () =>
+    Effect.gen(function*() {
+      const { port } = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
+      const body = JSON.stringify(request)
+      const received = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => {
+          const socket = Net.connect(port, "127.0.0.1", () =>
+            socket.end(
+              `POST /plots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+                `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+            ))
+          let answer = ""
+          socket.on("data", (chunk) => (answer += chunk.toString()))
+          socket.on("close", () => resolve(answer))
+          socket.on("error", () => resolve(answer))
+        })
+      )
+      // Before, nothing: Node dropped the request it had read when the client's side closed.
+      expect(received).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    }))
+
+  it.effect("closes a connection whose body nobody reads once it is answered, rather than reading it to its end", () =>
+    Effect.gen(function*() {
+      const { port } = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
+      const declared = 64 * 1024 * 1024
+      const { answer, sent } = yield* Effect.promise(() =>
+        new Promise<{ answer: string; sent: number }>((resolve) => {
+          let answer = ""
+          let sent = 0
+          const piece = Buffer.alloc(256 * 1024, 120)
+          const socket = Net.connect(port, "127.0.0.1", () => {
+            socket.write(`POST /no-such-route HTTP/1.1\r\nHost: x\r\nContent-Length: ${declared}\r\n\r\n`)
+            const send = () => {
+              while (sent < declared && !socket.destroyed) {
+                sent += piece.length
+                if (!socket.write(piece)) return void socket.once("drain", send)
+              }
+            }
+            send()
+          })
+          socket.on("data", (chunk) => (answer += chunk.toString()))
+          socket.on("close", () => resolve({ answer, sent }))
+          socket.on("error", () => {})
+        })
+      )
+      expect(answer).toMatch(/^HTTP\/1\.1 404 /)
+      // Before, the server read all 64 MiB (and would have read any amount) to keep the connection.
+      expect(sent).toBeLessThan(declared)
+    }))
+
   it.effect("answers malformed JSON, deep JSON and other media types with the envelope", () =>
     Effect.gen(function*() {
       const url = yield* baseUrl
