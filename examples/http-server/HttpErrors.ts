@@ -119,7 +119,11 @@ export class ErrorEnvelope extends Schema.Class<ErrorEnvelope>("ErrorEnvelope")(
       description: "The kind of failure, one word: validation_error, not_found, rate_limit, malformed_json, ..."
     }),
     message: Schema.String.annotations({ description: "What happened and what to do, for people" }),
-    field: Schema.optional(Schema.String.annotations({ description: "The request field at fault (400s)" }))
+    field: Schema.optional(Schema.String.annotations({ description: "The request field at fault (400s)" })),
+    retry_after: Schema.optional(Schema.Int.annotations({
+      description: "Seconds to wait before trying again, when the wait is known (429s; the `Retry-After` header's, " +
+        "which a stream's `error` event cannot carry)"
+    }))
   })
 }) {}
 
@@ -157,16 +161,18 @@ export const errorStatus = (error: ApiError): number =>
 const bounded = (text: string, max: number) => text.length <= max ? text : `${text.slice(0, max - 1)}…`
 
 /** The envelope of an error. */
-export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded =>
-  error._tag === "HttpError"
-    ? { error: { type: error.type, message: error.message } }
-    : {
-      error: {
-        type: Errors.errorType(error),
-        message: bounded(Errors.userMessage(error), 600),
-        ...(error._tag === "RequestValidationError" ? { field: bounded(error.field, 200) } : {})
-      }
+export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded => {
+  if (error._tag === "HttpError") return { error: { type: error.type, message: error.message } }
+  const retryAfter = retryAfterSeconds(error)
+  return {
+    error: {
+      type: Errors.errorType(error),
+      message: bounded(Errors.userMessage(error), 600),
+      ...(error._tag === "RequestValidationError" ? { field: bounded(error.field, 200) } : {}),
+      ...(retryAfter === undefined ? {} : { retry_after: retryAfter })
     }
+  }
+}
 
 /** `Retry-After` in whole seconds, rounded up, when the wait is known (rate limits, quotas). */
 export const retryAfterSeconds = (error: ApiError): number | undefined =>
