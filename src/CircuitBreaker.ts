@@ -1,6 +1,6 @@
 /**
- * A circuit breaker per (provider, model): after `threshold` consecutive failures the model is skipped for a
- * cool-down, then one probe is let through (half-open); a success closes the circuit, a failure opens it
+ * A circuit breaker per key (the engine keys it per deployment of a model, `Engine.routeKey`): after `threshold`
+ * consecutive failures the key is skipped for a cool-down, then one probe is let through (half-open); a success closes the circuit, a failure opens it
  * again. Time is Effect's `Clock`, so `TestClock` drives it.
  *
  * @since 0.1.0

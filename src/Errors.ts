@@ -44,7 +44,6 @@ export type TypeId = typeof TypeId
 // Provider errors
 // =============================================================================
 
-/** What every provider error carries: who failed, how, and what the provider asked for. */
 /**
  * A per-minute limit of a provider, as its 429s name it.
  *
@@ -59,6 +58,7 @@ export const RateLimitKind = Schema.Literal("requests", "tokens", "input-tokens"
  */
 export type RateLimitKind = typeof RateLimitKind.Type
 
+/** What every provider error carries: who failed, how, and what the provider asked for. */
 const providerFields = {
   provider: Domain.ProviderName,
   model: Schema.String,
@@ -169,7 +169,8 @@ export class AuthError
 }
 
 /**
- * The provider rejected the request itself (other 400s, 404 unknown model, 422); retrying cannot help.
+ * The provider rejected the request itself (other 400s, 422); retrying cannot help. (A model it does not serve is
+ * a `ModelNotFoundError`.)
  *
  * @since 0.1.0
  * @category Errors
@@ -586,7 +587,8 @@ export const errorType = (error: GenerationError): ErrorType => errorTypes[error
 
 /**
  * Is this one of the failures that time may cure (rate limit, timeout, server, network)? These are retried
- * and, when retries are exhausted and `useFallback` holds, replaced by the template.
+ * and, when retries are exhausted and `useFallback` holds, replaced by the template, except a refusal of the local
+ * rate limiter, which the caller can answer sooner than a template would (see `Outcome`).
  *
  * @since 0.1.0
  * @category For people

@@ -126,7 +126,7 @@ export interface Options {
   readonly tokenCount?: ((encodingModel: string) => TokenCount.Count) | undefined
   /** Retries, budgets and deadline (default `RetryPolicy.defaults`). */
   readonly retryPolicy?: RetryPolicy.Policy | undefined
-  /** The circuit breaker per model (default 10 consecutive failures, 30 seconds). */
+  /** The circuit breaker per deployment of a model (default 10 consecutive failures, 30 seconds). */
   readonly circuitBreaker?: CircuitBreaker.Options | undefined
   /**
    * The reasoning effort asked of reasoning models, per kind of content (default

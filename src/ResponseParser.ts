@@ -183,9 +183,9 @@ const outlineAsWritten = (value: unknown): Domain.PlotOutline | undefined => {
 const outlineDescription = Tool.getDescriptionFromSchemaAst(Domain.PlotOutline.ast) ?? "A plot outline"
 
 /**
- * The tool whose call is the outline: every call forces it (`toolChoice: { tool: "plot_outline" }`), so that both
- * providers enforce `Domain.PlotOutline`'s JSON Schema on the reply, streamed or not (OpenAI a strict function
- * call, Anthropic a tool use). Its JSON Schema is computed once; its parameters pass through as they are and are
+ * The tool whose call is the outline: every call forces it (`toolChoice: { tool: "plot_outline" }`), streamed or
+ * not, with `Domain.PlotOutline`'s JSON Schema (OpenAI enforces it, a strict function call; Anthropic's forced tool
+ * use follows it without enforcing it). Its JSON Schema is computed once; its parameters pass through as they are and are
  * validated by `validateOutline` (one decoder compiled once, with the nesting guard): a schema rebuilt and a decoder
  * compiled per call cost a third of a generation's CPU.
  *

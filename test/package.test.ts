@@ -87,6 +87,16 @@ describe("the package", () => {
     }
   })
 
+  it("gives every module of the main entry a subpath of its own", () => {
+    const manifest = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8"))
+    const modules = [
+      ...readFileSync(path.join(root, "src/index.ts"), "utf8").matchAll(/export \* as \w+ from "\.\/(.+)\.js"/g)
+    ]
+      .map((match) => `./${match[1]}`)
+    // Before, QuotaSignals had none: a host importing it by its subpath, as the README writes the others, failed.
+    expect(modules.filter((module) => !(module in manifest.exports))).toEqual([])
+  })
+
   it("loads no Redis, OpenTelemetry SDK, protobufjs or chart library when its main entry is imported", () => {
     const loaded = modulesLoadedBy("index.js")
     expect(loaded.some((url) => url.includes("/node_modules/effect/"))).toBe(true)

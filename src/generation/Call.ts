@@ -1,6 +1,7 @@
 /**
- * One call to a model and what came of it. Every call forces the outline tool, so that the provider enforces the
- * outline's JSON Schema on the reply, streamed or not: OpenAI as a strict function call, Anthropic as a tool use.
+ * One call to a model and what came of it. Every call forces the outline tool, streamed or not: OpenAI enforces the
+ * outline's JSON Schema on the reply (a strict function call), Anthropic is asked to follow it (a forced tool use,
+ * not enforced); the reply is validated either way.
  * A streamed call tells the caller each part of the outline as it completes (and its Markdown), never JSON
  * fragments. Failures are the engine's tagged errors, classified from what the provider sent; an answer that
  * stopped at its output limit before the outline was written is an `IncompleteResponseError`.

@@ -96,7 +96,10 @@ export interface Generation {
   readonly traced: boolean
 }
 
-/** The key of a model in the engine's per-model state (the circuit breaker): never parsed back. */
+/**
+ * The key of a model in the engine's per-model state (its budgets after a failure, the deployment that holds a
+ * project's prompt cache): never parsed back. The circuit breaker's is per deployment (`routeKey`).
+ */
 export const modelKey = (model: Pick<ModelCatalog.ModelInfo, "provider" | "id">): string =>
   `${model.provider}\u0000${model.id}`
 
