@@ -174,7 +174,21 @@ export const limitOf = (limits: Limits, projectId: string, period: "day" | "mont
  */
 export const makeMemory = (limits: Limits): Service => {
   const accounts = new Map<string, Account>()
+  // The periods the accounts are of; once a period ends, its accounts go (a reservation held across the end keeps
+  // its own): a long-running process kept every project's every day.
+  let current = { day: "", month: "" }
+  const forgetEnded = (now: number) => {
+    const day = periodOf("day", now).key
+    const month = periodOf("month", now).key
+    if (day === current.day && month === current.month) return
+    current = { day, month }
+    for (const key of accounts.keys()) {
+      const period = key.slice(key.indexOf("\u0000") + 1)
+      if (period !== day && period !== month) accounts.delete(key)
+    }
+  }
   const accountOf = (projectId: string, period: "day" | "month", now: number) => {
+    forgetEnded(now)
     const key = `${projectId}\u0000${periodOf(period, now).key}`
     let account = accounts.get(key)
     if (account === undefined) {

@@ -145,6 +145,16 @@ describe("SpendLedger", () => {
     }).pipe(Effect.provide(fakeEngine({ openai: scripted([expensive]) }).pipe(Layer.provideMerge(slowLedger))))
   })
 
+  it.effect("forgets the periods that ended: a long-running ledger keeps the current day and month only", () =>
+    Effect.gen(function*() {
+      const ledger = SpendLedger.makeMemory({ default: { dailyUsd: 5 } })
+      for (const projectId of ["a", "b", "c"]) yield* Effect.flatMap(ledger.reserve(projectId, 1), (r) => r.settle(1))
+      yield* TestClock.adjust("40 days")
+      yield* Effect.flatMap(ledger.reserve("d", 1), (r) => r.settle(1))
+      // Before, every project of every past day and month was kept (and listed, at 0).
+      expect([...new Set((yield* ledger.snapshot).map((s) => s.projectId))]).toEqual(["d"])
+    }))
+
   it.effect("without a ledger, nothing is limited", () =>
     Effect.gen(function*() {
       const fiber = yield* Effect.fork(PlotGeneration.generate(request()))
