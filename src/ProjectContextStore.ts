@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import type * as PlatformError from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as Context from "effect/Context"
@@ -81,7 +82,7 @@ const spanOptions = { captureStackTrace: false } as const
 const readFile = Effect.fnUntraced(
   function*(file: string, projectId: string) {
     const fs = yield* FileSystem.FileSystem
-    const info = yield* fs.stat(file).pipe(Effect.mapError(() => new Errors.ProjectNotFoundError({ projectId })))
+    const info = yield* fs.stat(file).pipe(Effect.catchAll(notFound(projectId)))
     if (info.type !== "File") return yield* new Errors.ProjectNotFoundError({ projectId })
     if (Number(info.size) > maxFileBytes) {
       return yield* new Errors.RequestValidationError({
@@ -89,12 +90,22 @@ const readFile = Effect.fnUntraced(
         reason: `file is larger than ${maxFileBytes} bytes`
       })
     }
-    const text = yield* fs.readFileString(file).pipe(
-      Effect.mapError(() => new Errors.ProjectNotFoundError({ projectId }))
-    )
+    const text = yield* fs.readFileString(file).pipe(Effect.catchAll(notFound(projectId)))
     return yield* decodeProject(text)
   }
 )
+
+/**
+ * A project file that cannot be read is a project not found, for the writer; when it is there but unreadable (its
+ * permissions, a disk error), the operator is told why in a warning, which the writer's message does not say.
+ */
+const notFound = (projectId: string) => (error: PlatformError.PlatformError) =>
+  Effect.zipRight(
+    error._tag === "SystemError" && error.reason === "NotFound"
+      ? Effect.void
+      : Effect.logWarning(`Project ${projectId} could not be read: ${error.message}`),
+    Effect.fail(new Errors.ProjectNotFoundError({ projectId }))
+  )
 
 /**
  * Decodes a project from JSON text.

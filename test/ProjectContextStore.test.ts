@@ -1,6 +1,10 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as PlatformError from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import { writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as ProjectContextStore from "../src/ProjectContextStore.js"
@@ -44,6 +48,35 @@ describe("ProjectContextStore", () => {
       expect(broken._tag === "RequestValidationError" && broken.field).toBe("project")
       expect((yield* Effect.flip(get("absent")))._tag).toBe("ProjectNotFoundError")
     }).pipe(Effect.provide(ProjectContextStore.layerDirectory(dir)), Effect.provide(NodeContext.layer))
+  })
+
+  it.effect("a project file it cannot read is not found for the writer, and a warning tells the operator why", () => {
+    const lines: Array<string> = []
+    const unreadable = FileSystem.layerNoop({
+      stat: (file) =>
+        Effect.fail(
+          new PlatformError.SystemError({
+            reason: "PermissionDenied",
+            module: "FileSystem",
+            method: "stat",
+            pathOrDescriptor: file,
+            description: "permission denied"
+          })
+        )
+    })
+    return Effect.gen(function*() {
+      expect((yield* Effect.flip(get("locked")))._tag).toBe("ProjectNotFoundError")
+      // Before, nothing said the file was there but unreadable.
+      expect(lines).toEqual([expect.stringMatching(/^WARN Project locked could not be read: .*PermissionDenied/)])
+    }).pipe(
+      Effect.provide(ProjectContextStore.layerDirectory("/projects")),
+      Effect.provide(unreadable),
+      Effect.provide(Path.layer),
+      Effect.provide(Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ logLevel, message }) => lines.push(`${logLevel.label} ${String(message)}`))
+      ))
+    )
   })
 
   it("derives a project id from a file name", () => {
