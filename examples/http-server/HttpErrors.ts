@@ -9,7 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { type Server, STATUS_CODES } from "node:http"
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import * as Errors from "../../src/Errors.js"
 
@@ -27,6 +27,7 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
     "malformed_request",
     "request_timeout",
     "not_found_route",
+    "expectation_failed",
     "internal"
   ),
   message: Schema.String
@@ -94,6 +95,13 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
       status: 404,
       type: "not_found_route",
       message: `No ${method} route at this path: see /openapi.json for the routes.`
+    })
+  }
+  static expectationFailed() {
+    return new HttpError({
+      status: 417,
+      type: "expectation_failed",
+      message: "The server meets no `Expect` but 100-continue: send the request without it."
     })
   }
   static internal() {
@@ -197,21 +205,43 @@ export const errorResponse = (error: ApiError): HttpServerResponse.HttpServerRes
  * too slow) on its own, with a bare status line and no body: these answer with the envelope too, then close.
  */
 export const answerClientErrors = (server: Server): Server =>
-  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
-    // As Node does: nothing written into a response already under way (its bytes would land inside its body).
-    const underWay = (socket as { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
-    if (!socket.writable || error.code === "ECONNRESET" || underWay?.headersSent === true) return socket.destroy()
-    const answer = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? HttpError.requestTimeout()
-      : HttpError.malformedRequest(error.code === "HPE_HEADER_OVERFLOW" ? 431 : 400)
-    const body = JSON.stringify(errorEnvelope(answer))
-    // Then closed both ways: the client's side may stay open (Node keeps such sockets half open), holding it.
-    socket.end(
-      `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nContent-Type: application/json\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-      () => socket.destroy()
-    )
-  })
+  server
+    .on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+      // As Node does: nothing written into a response already under way (its bytes would land inside its body).
+      const underWay = (socket as { readonly _httpMessage?: { readonly headersSent?: boolean } })._httpMessage
+      if (!socket.writable || error.code === "ECONNRESET" || underWay?.headersSent === true) return socket.destroy()
+      answerOnSocket(
+        socket,
+        error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? HttpError.requestTimeout()
+          : HttpError.malformedRequest(error.code === "HPE_HEADER_OVERFLOW" ? 431 : 400)
+      )
+    })
+    // A CONNECT (a proxy's tunnel) is none of the routes; without a listener, Node closed the socket unanswered.
+    .on("connect", (_request: IncomingMessage, socket: Duplex) =>
+      answerOnSocket(socket, HttpError.routeNotFound("CONNECT")))
+    // An `Expect` other than 100-continue: Node's bare 417, without a body, otherwise.
+    .on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) => {
+      const answer = HttpError.expectationFailed()
+      const body = JSON.stringify(errorEnvelope(answer))
+      response.writeHead(answer.status, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        connection: "close"
+      })
+      response.end(body)
+    })
+
+/** Writes `answer` as a whole HTTP response on a raw socket, then closes it both ways. */
+const answerOnSocket = (socket: Duplex, answer: HttpError) => {
+  const body = JSON.stringify(errorEnvelope(answer))
+  // Closed both ways: the client's side may stay open (Node keeps such sockets half open), holding it.
+  socket.end(
+    `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy()
+  )
+}
 
 /**
  * The error to tell a client about a failure: its own typed error, or `internal` for anything else (a defect,

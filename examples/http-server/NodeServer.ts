@@ -25,7 +25,12 @@ export const requestTimeoutMillis = 30_000
 export const defaultMaxConnections = 1_000
 
 export const make = (options: Options = {}): Server => {
-  const server = createServer({ headersTimeout: headersTimeoutMillis, requestTimeout: requestTimeoutMillis }) // Node ends a connection whose client half-closed it, dropping the request it has just read (curl --data with
+  // A request without `Host` (an HTTP/1.0 client) is served: Node's own answer to it was a bare 400, with no body.
+  const server = createServer({
+    headersTimeout: headersTimeoutMillis,
+    requestTimeout: requestTimeoutMillis,
+    requireHostHeader: false
+  }) // Node ends a connection whose client half-closed it, dropping the request it has just read (curl --data with
    // a shut-down write side, a proxy that closes early): answered first, then ended.
   ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
   server.maxConnections = options.maxConnections ?? defaultMaxConnections

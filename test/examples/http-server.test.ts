@@ -175,6 +175,38 @@ layer(ServerLive(0).pipe(Layer.provide(Layer.setConfigProvider(unservedModels)))
       expect(yield* answer("NOT HTTP AT ALL\r\n\r\n", true)).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
     }))
 
+  it.effect("answers what Node would have answered bare: a CONNECT, an Expect it does not meet, no Host", () =>
+    Effect.gen(function*() {
+      const { port } = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
+      const answer = (bytes: string) =>
+        Effect.promise(() =>
+          new Promise<string>((resolve) => {
+            const socket = Net.connect(port, "127.0.0.1", () => socket.write(bytes))
+            let received = ""
+            socket.on("data", (chunk) => {
+              received += chunk.toString()
+              // A kept-alive answer is whole once its body is.
+              if (/\r\n\r\n(?:[0-9a-f]+\r\n)?\{.*\}(?:\r\n0\r\n\r\n)?$/s.test(received)) socket.destroy()
+            })
+            socket.on("close", () => resolve(received))
+            socket.on("error", () => resolve(received))
+          })
+        )
+      // The body, whether its length is given or it comes in chunks.
+      const envelope = (received: string) =>
+        JSON.parse(received.slice(received.indexOf("{"), received.lastIndexOf("}") + 1)).error.type
+      // Before: the socket closed unanswered, a bare 417, a bare 400.
+      const connect = yield* answer("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+      expect([connect.split("\r\n")[0], envelope(connect)]).toEqual(["HTTP/1.1 404 Not Found", "not_found_route"])
+      const expectation = yield* answer("GET /health HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n")
+      expect([expectation.split("\r\n")[0], envelope(expectation)]).toEqual([
+        "HTTP/1.1 417 Expectation Failed",
+        "expectation_failed"
+      ])
+      const noHost = yield* answer("GET /no-such-route HTTP/1.1\r\n\r\n")
+      expect([noHost.split("\r\n")[0], envelope(noHost)]).toEqual(["HTTP/1.1 404 Not Found", "not_found_route"])
+    }))
+
   it.effect("answers a client that half-closes its side once its request is sent", () =>
     Effect.gen(function*() {
       const { port } = (yield* HttpServer.HttpServer).address as HttpServer.TcpAddress
