@@ -5,28 +5,15 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
-import * as Alerts from "../../src/Alerts.js"
 import type * as Domain from "../../src/Domain.js"
 import * as PlotGeneration from "../../src/PlotGeneration.js"
-import * as ProjectContextStore from "../../src/ProjectContextStore.js"
-import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
-import * as Providers from "../../src/Providers.js"
 import * as RetryPolicy from "../../src/RetryPolicy.js"
 import * as InProcess from "../../src/simulator/InProcess.js"
-import { sampleProject } from "../utils/fixtures.js"
+import { fakeEngine, simulatorModels } from "../utils/engine.js"
 
 const engineWith = (simulator: InProcess.InProcessSimulator, policy: RetryPolicy.Policy = RetryPolicy.defaults) =>
-  PlotGeneration.layer({ retryPolicy: policy }).pipe(
-    Layer.provide(Providers.layerModels({
-      openai: (model, parameters) => simulator.languageModel("openai", model, parameters),
-      anthropic: (model, parameters) => simulator.languageModel("anthropic", model, parameters)
-    })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
-    Layer.provide(Alerts.layerDisabled)
-  )
+  fakeEngine(simulatorModels(simulator), { options: { retryPolicy: policy } })
 
 const request = (provider: Domain.ProviderName, marker: string) => ({
   projectId: "novel",

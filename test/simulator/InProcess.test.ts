@@ -8,33 +8,20 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
-import * as Alerts from "../../src/Alerts.js"
 import type { GenerationEvent } from "../../src/Domain.js"
 import * as PlotGeneration from "../../src/PlotGeneration.js"
-import * as ProjectContextStore from "../../src/ProjectContextStore.js"
-import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
-import * as Providers from "../../src/Providers.js"
 import type * as Faults from "../../src/simulator/Faults.js"
 import * as InProcess from "../../src/simulator/InProcess.js"
-import { sampleProject } from "../utils/fixtures.js"
+import { fakeEngine, simulatorModels } from "../utils/engine.js"
 
 /** Generates once over an in-process simulator whose first answer is `fault`: what happened, and when. */
 const generateThrough = (fault: Faults.FaultKind, streamed: boolean) => {
   const simulator = InProcess.make({ seed: 3 })
   simulator.plan.script("in-process", [fault, "ok"])
-  const engine = PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({
-      openai: (model, parameters) => simulator.languageModel("openai", model, parameters),
-      anthropic: (model, parameters) => simulator.languageModel("anthropic", model, parameters)
-    })),
-    Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
-    Layer.provide(ProviderRateLimiter.layerUnlimited),
-    Layer.provide(Alerts.layerDisabled)
-  )
+  const engine = fakeEngine(simulatorModels(simulator))
   return Effect.gen(function*() {
     const generation = yield* PlotGeneration.PlotGeneration
     const request = { projectId: "novel", userPrompt: "What happens next?", provider: "openai" as const }

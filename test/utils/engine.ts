@@ -10,6 +10,7 @@ import * as PlotGeneration from "../../src/PlotGeneration.js"
 import * as ProjectContextStore from "../../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../../src/ProviderRateLimiter.js"
 import * as Providers from "../../src/Providers.js"
+import type * as InProcess from "../../src/simulator/InProcess.js"
 import { sampleProject } from "./fixtures.js"
 
 export const fakeEngine = (
@@ -26,3 +27,11 @@ export const fakeEngine = (
     Layer.provide(limiter),
     Layer.provide(Alerts.layerDisabled)
   )
+
+/** Both providers' models from the simulator's in-process face. */
+export const simulatorModels = (
+  simulator: InProcess.InProcessSimulator
+): Record<ProviderName, Providers.ModelFactory> => ({
+  openai: (model, parameters) => simulator.languageModel("openai", model, parameters),
+  anthropic: (model, parameters) => simulator.languageModel("anthropic", model, parameters)
+})
