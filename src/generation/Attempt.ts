@@ -680,7 +680,10 @@ const bookFailure = (
           ? Effect.flatMap(
             Effect.zipRight(
               Effect.sync(() => {
-                if (engine.notServed.size >= 1_000) engine.notServed.clear()
+                // Bounded: past 1,000 the oldest goes (its 10 minutes most likely over), not every one (a model still
+                // skipped would then be told as a server error, not as the provider's 404).
+                engine.notServed.delete(breakerKey)
+                if (engine.notServed.size >= 1_000) engine.notServed.delete(engine.notServed.keys().next().value!)
                 engine.notServed.set(breakerKey, error)
               }),
               engine.breaker.trip(breakerKey, modelNotServedCooldown)
