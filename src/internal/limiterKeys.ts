@@ -285,21 +285,17 @@ const giveBack = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effec
 }
 
 /**
- * Reservations given back, then the key driven: the next head reserves with those tokens there (driven first, it
+ * A reservation given back, then the key driven: the next head reserves with those tokens there (driven first, it
  * would wait for them as if they were still taken).
  */
-const giveBackThenPump = (shared: Shared, state: KeyState, waiters: ReadonlyArray<Waiter>): Effect.Effect<void> => {
+const giveBackThenPump = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<void> => {
   const local = shared.buckets.local
   if (local !== undefined) {
-    const now = shared.clock.unsafeCurrentTimeMillis()
-    for (const waiter of waiters) giveBackLocally(local, state, waiter, now)
+    giveBackLocally(local, state, waiter, shared.clock.unsafeCurrentTimeMillis())
     pump(shared, state)
     return Effect.void
   }
-  return Effect.ensuring(
-    Effect.forEach(waiters, (waiter) => giveBack(shared, state, waiter), { discard: true }),
-    Effect.sync(() => pump(shared, state))
-  )
+  return Effect.ensuring(giveBack(shared, state, waiter), Effect.sync(() => pump(shared, state)))
 }
 
 /** What the waiters that have not reserved yet take from a bucket. */
@@ -637,7 +633,7 @@ const reservedNow = <A, E, R>(
   changeQueued(state, -1)
   holdPermit(state, waiter, -1)
   return Effect.zipRight(
-    giveBackThenPump(shared, state, [waiter]),
+    giveBackThenPump(shared, state, waiter),
     Effect.fail(saturated(state, waiter, delay, waiter.queuedAt))
   )
 }
@@ -828,16 +824,12 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         return Effect.void
       }
       case "admitted": {
-        // Those sleeping behind it reserved after it: put back, they reserve again with its reservation given back
-        // (left asleep, they would keep their turns, and a later arrival could pass them).
-        const behind = sleepersBehind(state, waiter, shared.clock.unsafeCurrentTimeMillis())
         // Never used for a call: says nothing of how long calls hold a permit.
         stopSleeping(state, waiter)
         waiter.status = "gone"
         changeQueued(state, -1)
         holdPermit(state, waiter, -1)
-        putBack(state, behind)
-        return giveBackThenPump(shared, state, [waiter, ...behind])
+        return giveBackThenPump(shared, state, waiter)
       }
       default:
         return Effect.void
@@ -1390,57 +1382,19 @@ const lowerBuckets = (shared: Shared, state: KeyState, fields: ReadonlyArray<Quo
 const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.Effect<void> => {
   if (state.sleeping.size === 0) return Effect.void
   const sleepers = [...state.sleeping]
-  const pausedFor = state.pausedUntil - now
-  const kept: Array<Waiter> = []
-  for (const waiter of sleepers) {
-    if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
-      // Paused longer than it may wait: refused now, wherever it would be in the queue.
-      stopSleeping(state, waiter)
-      holdPermit(state, waiter, -1)
-      waiter.status = "gone"
-      changeQueued(state, -1)
-      resumeWith(waiter, Effect.fail(pausedTooLong(state, waiter.target, pausedFor)))
-    } else {
-      kept.push(waiter)
-    }
-  }
-  putBack(state, kept)
-  const local = shared.buckets.local
-  if (local !== undefined) {
-    for (const waiter of sleepers) giveBackLocally(local, state, waiter, now)
-    return Effect.void
-  }
-  return Effect.forEach(sleepers, (waiter) => giveBack(shared, state, waiter), { discard: true })
-}
-
-/**
- * The callers admitted after `waiter` and still sleeping their reservations' waits at `now`: reservations made behind
- * its. None while the key is paused: those sleep on to the pause's end (see `hear`), where the buckets' levels are
- * not theirs to change.
- */
-const sleepersBehind = (state: KeyState, waiter: Waiter, now: number): ReadonlyArray<Waiter> => {
-  if (now + nanosecond < state.pausedUntil) return []
-  const behind: Array<Waiter> = []
-  let after = false
-  for (const sleeper of state.sleeping) {
-    if (sleeper === waiter) after = true
-    else if (after && sleeper.wake !== undefined && sleeper.wake.at > now + nanosecond) behind.push(sleeper)
-  }
-  return behind
-}
-
-/**
- * Puts admitted callers back at the head of their lanes' queues, in the order they were admitted, ahead of those that
- * came after them, their permits given back (their reservations are the caller's to give back): the pump admits them
- * again, each reserving anew.
- */
-const putBack = (state: KeyState, sleepers: ReadonlyArray<Waiter>) => {
-  if (sleepers.length === 0) return
   const interactive: Array<Waiter> = []
   const batch: Array<Waiter> = []
+  const pausedFor = state.pausedUntil - now
   for (const waiter of sleepers) {
     stopSleeping(state, waiter)
     holdPermit(state, waiter, -1)
+    if (pauseRefuses(state, pausedFor, waiter.maxPause, waiter.deadline)) {
+      // Paused longer than it may wait: refused now, wherever it would be in the queue.
+      waiter.status = "gone"
+      changeQueued(state, -1)
+      resumeWith(waiter, Effect.fail(pausedTooLong(state, waiter.target, pausedFor)))
+      continue
+    }
     waiter.status = "waiting"
     // A verdict kept for it (admitted while it ran its `onQueued`) is no longer what the pump says.
     waiter.verdict = undefined
@@ -1460,6 +1414,12 @@ const putBack = (state: KeyState, sleepers: ReadonlyArray<Waiter>) => {
     state.batchQueueHead = 0
     renumber(state.batchQueue, state.batchOrder)
   }
+  const local = shared.buckets.local
+  if (local !== undefined) {
+    for (const waiter of sleepers) giveBackLocally(local, state, waiter, now)
+    return Effect.void
+  }
+  return Effect.forEach(sleepers, (waiter) => giveBack(shared, state, waiter), { discard: true })
 }
 
 /**
