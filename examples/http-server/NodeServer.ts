@@ -1,8 +1,11 @@
 /**
  * Node's HTTP server as the example server runs it, for clients it does not trust: bounded in how long a request may
- * take to arrive, in how many connections it holds, and in what it reads of a body nobody wanted; a client that
- * half-closes its side once its request is sent still gets its answer; a request Node cannot read gets the error
- * envelope (`HttpErrors.answerClientErrors`).
+ * take to arrive, in how many connections it holds, and in what it reads of a body nobody wanted; a request Node
+ * cannot read gets the error envelope (`HttpErrors.answerClientErrors`).
+ *
+ * A client that half-closes its side once its request is sent gets no answer, as with Node's defaults: that end is
+ * how a client that gives up is told from one that waits (a FIN is what `fetch` sends when aborted), and a generation
+ * nobody waits for must stop spending the provider's tokens.
  */
 import { createServer, type Server } from "node:http"
 import * as HttpErrors from "./HttpErrors.js"
@@ -13,26 +16,25 @@ import * as HttpErrors from "./HttpErrors.js"
 export interface Options {
   /** Connections held at once; one more is closed as it opens (default 1,000). */
   readonly maxConnections?: number | undefined
+  /** How long a request's headers may take to arrive (default 10 s; Node's is a minute). */
+  readonly headersTimeoutMillis?: number | undefined
+  /** How long a whole request, its body too, may take to arrive (default 30 s; Node's is five minutes). */
+  readonly requestTimeoutMillis?: number | undefined
 }
-
-/** How long a request's headers may take to arrive (Node's default is a minute). */
-export const headersTimeoutMillis = 10_000
-
-/** How long a whole request, its body too, may take to arrive (Node's default is five minutes). */
-export const requestTimeoutMillis = 30_000
 
 /** The default cap on connections: each may hold a body of up to the body limit while it arrives. */
 export const defaultMaxConnections = 1_000
 
 export const make = (options: Options = {}): Server => {
-  // A request without `Host` (an HTTP/1.0 client) is served: Node's own answer to it was a bare 400, with no body.
+  const headersTimeout = options.headersTimeoutMillis ?? 10_000
   const server = createServer({
-    headersTimeout: headersTimeoutMillis,
-    requestTimeout: requestTimeoutMillis,
+    headersTimeout,
+    requestTimeout: options.requestTimeoutMillis ?? 30_000,
+    // Node looks at the timeouts of the requests arriving every 30 s by default: a limit of 10 s came at 30-40.
+    connectionsCheckingInterval: Math.min(1_000, Math.max(10, Math.floor(headersTimeout / 10))),
+    // A request without `Host` (an HTTP/1.0 client) is served: Node's own answer to it was a bare 400, no body.
     requireHostHeader: false
-  }) // Node ends a connection whose client half-closed it, dropping the request it has just read (curl --data with
-   // a shut-down write side, a proxy that closes early): answered first, then ended.
-  ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
+  })
   server.maxConnections = options.maxConnections ?? defaultMaxConnections
   // Answered while its body is still coming and nobody reads it (an unknown route), a request's body would be read
   // on by Node to its end, however long the client sends, to keep the connection: the answer closes it instead.

@@ -30,4 +30,61 @@ describe("examples/http-server/NodeServer", () => {
       // Before, Node's defaults: a minute for the headers, five minutes for the whole request.
       expect([server.headersTimeout, server.requestTimeout]).toEqual([10_000, 30_000])
     }))
+
+  it.scopedLive("tells a request's handler at once when its client goes away (what stops a generation nobody awaits)", () =>
+    Effect.gen(function*() {
+      const server = NodeServer.make()
+      const closed = yield* Effect.makeLatch(false)
+      let finished: boolean | undefined
+      // A handler that would answer after 1.5 s; the client sends its whole request and goes at 200 ms.
+      server.on("request", (_request, response) => {
+        const timer = setTimeout(() => response.end("late"), 1_500)
+        response.on("close", () => {
+          clearTimeout(timer)
+          finished = response.writableFinished
+          closed.unsafeOpen()
+        })
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const { port } = server.address() as AddressInfo
+      const started = Date.now()
+      const socket = Net.connect(
+        port,
+        "127.0.0.1",
+        () =>
+          socket.write(
+            "POST /plots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+          )
+      )
+      socket.on("error", () => {})
+      setTimeout(() => socket.destroy(), 200)
+      yield* closed.await
+      // A server that let clients half-close (to answer them) heard of it only once its answer was written.
+      expect([finished, Date.now() - started < 1_000]).toEqual([false, true])
+    }))
+
+  it.scopedLive("answers 408 once a request's headers are late, at its limit and not at Node's next look", () =>
+    Effect.gen(function*() {
+      const server = NodeServer.make({ headersTimeoutMillis: 300, requestTimeoutMillis: 600 })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const { port } = server.address() as AddressInfo
+      const started = Date.now()
+      // Headers begun and never ended.
+      const answer = yield* Effect.async<string>((resume) => {
+        const socket = Net.connect(port, "127.0.0.1", () => socket.write("GET / HTTP/1.1\r\nHost: x\r\n"))
+        let received = ""
+        socket.on("data", (chunk) => (received += chunk.toString()))
+        socket.on("close", () => resume(Effect.succeed(received)))
+        socket.on("error", () => {})
+      })
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /)
+      // Node looks every 30 s unless told otherwise: before, the 408 came after 30 s whatever the limit.
+      expect(Date.now() - started).toBeLessThan(2_000)
+    }))
 })
