@@ -274,7 +274,7 @@ describe("oversized input", () => {
       expect(error).toMatchObject({
         _tag: "RequestValidationError",
         field: "kind",
-        reason: `Expected "outline" or "scene_beats" or "suggestions", actual "an array of 17000 items"`
+        reason: `Expected "outline" or "scene_beats" or "suggestions", actual <an array of 17000 items>`
       })
     }).pipe(Effect.provide(engine)))
 

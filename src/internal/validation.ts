@@ -78,13 +78,21 @@ const largerThan = (value: unknown, budget: number): boolean => {
   return false
 }
 
+/** What a large array or object is told as: `<an array of 3000 items>`, not quoted as if the client sent that text. */
+class Described {
+  constructor(readonly description: string) {}
+  toString() {
+    return `<${this.description}>`
+  }
+}
+
 /** A large value as a parse issue quotes it: a string's start, or what an array or an object holds. */
 const standIn = (value: unknown): unknown =>
   typeof value === "string"
     ? `${value.slice(0, 100)}…`
     : Array.isArray(value)
-    ? `an array of ${value.length} items`
-    : `an object of ${Object.keys(value as object).length} fields`
+    ? new Described(`an array of ${value.length} items`)
+    : new Described(`an object of ${Object.keys(value as object).length} fields`)
 
 const short = (actual: unknown): unknown => (largerThan(actual, maxQuotedSize) ? standIn(actual) : actual)
 
