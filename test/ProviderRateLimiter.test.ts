@@ -1109,6 +1109,29 @@ describe("ProviderRateLimiter quotas as given", () => {
     }))
 })
 
+describe("ProviderRateLimiter sleepers behind a caller gone", () => {
+  it.effect("in memory, callers sleeping behind an interrupted one go at their new turns, ahead of later arrivals", () =>
+    Effect.gen(function*() {
+      const log: Array<readonly [string, number]> = []
+      const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
+      // a empties the 6,000 tokens a minute; b reserves the next 3,000 (30 s) and c the 3,000 after (60 s).
+      yield* request(log, "a", tokens(6_000))
+      const b = yield* Effect.fork(request(log, "b", tokens(3_000)))
+      yield* TestClock.adjust(0)
+      const c = yield* Effect.fork(request(log, "c", tokens(3_000)))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(b)
+      yield* TestClock.adjust("1 second")
+      const d = yield* Effect.fork(request(log, "d", tokens(1_000)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(c)
+      yield* Fiber.join(d)
+      // b's tokens came back at 1 s: c reserves again then (30 s), and d, come at 2 s, after it (40 s). Before, c
+      // slept on to 60 s and d, arriving after it, went first.
+      expect(log).toEqual([["a", 0], ["c", 30_000], ["d", 40_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
+})
+
 describe("ProviderRateLimiter metrics", () => {
   it.effect("reports the queue depth while requests wait, and how long they waited", () =>
     Effect.gen(function*() {

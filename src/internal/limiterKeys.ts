@@ -824,12 +824,23 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         return Effect.void
       }
       case "admitted": {
+        const local = shared.buckets.local
+        const now = shared.clock.unsafeCurrentTimeMillis()
+        const behind = local === undefined ? [] : sleepersBehind(state, waiter, now)
         // Never used for a call: says nothing of how long calls hold a permit.
         stopSleeping(state, waiter)
         waiter.status = "gone"
         changeQueued(state, -1)
         holdPermit(state, waiter, -1)
-        return giveBackThenPump(shared, state, waiter)
+        if (local === undefined || behind.length === 0) return giveBackThenPump(shared, state, waiter)
+        // In memory, those sleeping behind it, who reserved after it, reserve again with its reservation back, in
+        // the order they were admitted, and wake at their new turns: left asleep, they kept their old turns, and a
+        // caller arriving after them reserved what it gave back and went first. At most a permit's holders each.
+        giveBackLocally(local, state, waiter, now)
+        for (const sleeper of behind) giveBackLocally(local, state, sleeper, now)
+        for (const sleeper of behind) sleepUntil(state, sleeper, now + reserveLocally(local, state, sleeper, now))
+        pump(shared, state)
+        return Effect.void
       }
       default:
         return Effect.void
@@ -1420,6 +1431,22 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
     return Effect.void
   }
   return Effect.forEach(sleepers, (waiter) => giveBack(shared, state, waiter), { discard: true })
+}
+
+/**
+ * The callers admitted after `waiter` and still sleeping their reservations' waits at `now`: reservations made behind
+ * its (at most the key's permits, which they hold). None while the key is paused: those sleep on to the pause's end
+ * (see `hear`), where the buckets' levels are not theirs to change.
+ */
+const sleepersBehind = (state: KeyState, waiter: Waiter, now: number): ReadonlyArray<Waiter> => {
+  if (now + nanosecond < state.pausedUntil) return []
+  const behind: Array<Waiter> = []
+  let after = false
+  for (const sleeper of state.sleeping) {
+    if (sleeper === waiter) after = true
+    else if (after && sleeper.wake !== undefined && sleeper.wake.at > now + nanosecond) behind.push(sleeper)
+  }
+  return behind
 }
 
 /**
