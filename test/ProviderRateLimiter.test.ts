@@ -1130,6 +1130,30 @@ describe("ProviderRateLimiter sleepers behind a caller gone", () => {
       // slept on to 60 s and d, arriving after it, went first.
       expect(log).toEqual([["a", 0], ["c", 30_000], ["d", 40_000]])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
+
+  it.effect("a caller sleeping behind one interrupted never moves later than its turn (the buckets charged since)", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
+      const admitted = yield* Effect.scoped(rateLimiter.admit(target, tokens(6_000)))
+      const b = yield* Effect.fork(request(log, "b", tokens(3_000)))
+      yield* TestClock.adjust(0)
+      // c's turn is at 60 s, within its deadline of 65 s.
+      const c = yield* Effect.fork(Effect.scoped(Effect.zipRight(
+        rateLimiter.admit(target, tokens(3_000), { until: 65_000 }),
+        Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push(["c", now])))
+      )))
+      yield* TestClock.adjust(0)
+      yield* TestClock.adjust("1 second")
+      // The first call's prompt was 6,000 tokens more than estimated: taken again now, c's turn would be at 90 s.
+      yield* admitted.reconcile({ inputTokens: 9_000, outputTokens: 3_000 })
+      yield* Fiber.interrupt(b)
+      yield* TestClock.adjust("5 minutes")
+      yield* Fiber.join(c)
+      // Found by review: c was moved to 90 s, 25 s past its deadline.
+      expect(log).toEqual([["c", 60_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
 })
 
 describe("ProviderRateLimiter metrics", () => {

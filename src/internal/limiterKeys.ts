@@ -833,12 +833,23 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         changeQueued(state, -1)
         holdPermit(state, waiter, -1)
         if (local === undefined || behind.length === 0) return giveBackThenPump(shared, state, waiter)
-        // In memory, those sleeping behind it, who reserved after it, reserve again with its reservation back, in
-        // the order they were admitted, and wake at their new turns: left asleep, they kept their old turns, and a
-        // caller arriving after them reserved what it gave back and went first. At most a permit's holders each.
+        // In memory, those sleeping behind it, who reserved after it, take their tokens again with its reservation
+        // back, in the order they were admitted, and wake at their new turns when these are sooner (the buckets may
+        // have been charged since: a later turn would pass a deadline, the old one stays): left asleep, they kept
+        // their turns, and a caller arriving after them reserved what it gave back and went first. At most the
+        // key's permit holders; their reservations, as remembered, are the same.
         giveBackLocally(local, state, waiter, now)
-        for (const sleeper of behind) giveBackLocally(local, state, sleeper, now)
-        for (const sleeper of behind) sleepUntil(state, sleeper, now + reserveLocally(local, state, sleeper, now))
+        for (const sleeper of behind) refundLocally(local, state, sleeper.estimate, now)
+        let moved = false
+        for (const sleeper of behind) {
+          const at = now + takeLocally(local, state, sleeper.estimate, now)
+          if (at + nanosecond < sleeper.wake!.at) {
+            sleepUntil(state, sleeper, at)
+            moved = true
+          }
+        }
+        // Each moved wake leaves its old alarm in the heap until its time: dropped here when they pile up.
+        if (moved && state.alarms.size > 1_024 + 4 * (state.queued + state.sleeping.size)) state.alarms.retain(isLive)
         pump(shared, state)
         return Effect.void
       }
@@ -1184,7 +1195,11 @@ const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: num
  */
 const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waiter: Waiter, now: number): number => {
   remember(state, waiter, now)
-  const { estimate } = waiter
+  return takeLocally(local, state, waiter.estimate, now)
+}
+
+/** What a request takes from every bucket of the key, in memory: the wait it implies. */
+const takeLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number): number => {
   const { quota, storeKeys } = state
   let delay = local.take(storeKeys.rpm!, quota.requestsPerMinute, 1, now).delay
   if (quota.tokensPerMinute !== undefined) {
@@ -1202,7 +1217,11 @@ const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waite
 
 const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waiter: Waiter, now: number) => {
   forgetReservation(waiter)
-  const { estimate } = waiter
+  refundLocally(local, state, waiter.estimate, now)
+}
+
+/** What a request took, back into every bucket of the key, in memory. */
+const refundLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number) => {
   const { quota, storeKeys } = state
   local.refund(storeKeys.rpm!, quota.requestsPerMinute, 1, now)
   if (quota.tokensPerMinute !== undefined) {

@@ -15,6 +15,11 @@ export class MinHeap<A> {
     return this.items[0]
   }
 
+  /** Every item, in no order, the heap left empty. */
+  takeAll(): Array<A> {
+    return this.items.splice(0)
+  }
+
   push(item: A): void {
     const items = this.items
     items.push(item)
@@ -84,6 +89,13 @@ export class MinQueue<A> {
     const top = this.heap.peek()
     if (first === undefined) return top
     return top !== undefined && this.before(top, first) ? top : first
+  }
+
+  /** Keeps only the items `keep` holds to (stale ones dropped before they surface), in O(n log n). */
+  retain(keep: (item: A) => boolean): void {
+    const kept = [...this.heap.takeAll(), ...this.inOrder.slice(this.head)].filter(keep)
+    this.inOrder = kept.sort((a, b) => (this.before(a, b) ? -1 : this.before(b, a) ? 1 : 0))
+    this.head = 0
   }
 
   pop(): A | undefined {

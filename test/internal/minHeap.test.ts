@@ -44,4 +44,15 @@ describe("MinHeap.MinQueue", () => {
     expect(popped).toEqual([...expected, ...reference])
     expect(queue.pop()).toBeUndefined()
   })
+
+  it("retains only the items asked for, and pops them in order", () => {
+    const queue = new MinHeap.MinQueue(before)
+    const items = [5, 1, 9, 3, 7, 2, 8].map((at, seq) => ({ at, seq }))
+    for (const item of items) queue.push(item)
+    queue.retain((item) => item.at % 2 === 1)
+    expect(queue.size).toBe(5)
+    const popped: Array<number> = []
+    for (let item = queue.pop(); item !== undefined; item = queue.pop()) popped.push(item.at)
+    expect(popped).toEqual([1, 3, 5, 7, 9])
+  })
 })
