@@ -1131,6 +1131,25 @@ describe("ProviderRateLimiter sleepers behind a caller gone", () => {
       expect(log).toEqual([["a", 0], ["c", 30_000], ["d", 40_000]])
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
 
+  it.effect("in memory, budget a call did not use reaches the callers sleeping until their turns first", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
+      const admitted = yield* Effect.scoped(rateLimiter.admit(target, tokens(6_000)))
+      // c reserves the next 3,000 tokens (30 s).
+      const c = yield* Effect.fork(request(log, "c", tokens(3_000)))
+      yield* TestClock.adjust("1 second")
+      // The first call's prompt was 500 tokens, not 3,000: 2,500 come back, and c's turn is at 5 s; d, come after it,
+      // reserves behind it (15 s). Before, c slept on to 30 s and d went first, at 15 s.
+      yield* admitted.reconcile(tokens(1_000))
+      const d = yield* Effect.fork(request(log, "d", tokens(1_000)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(c)
+      yield* Fiber.join(d)
+      expect(log).toEqual([["c", 5_000], ["d", 15_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
+
   it.effect("a caller sleeping behind one interrupted never moves later than its turn (the buckets charged since)", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

@@ -794,7 +794,9 @@ const deliver = <A, E, R>(
     return then({
       admission: {
         reconcile: reconcileWith(shared, state, waiter),
-        cancel: Effect.suspend(() => giveBack(shared, state, waiter))
+        cancel: Effect.suspend(() =>
+          Effect.zipRight(giveBack(shared, state, waiter), Effect.sync(() => gaveBack(shared, state)))
+        )
       },
       release: waiter.release
     })
@@ -833,23 +835,8 @@ const release = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect
         changeQueued(state, -1)
         holdPermit(state, waiter, -1)
         if (local === undefined || behind.length === 0) return giveBackThenPump(shared, state, waiter)
-        // In memory, those sleeping behind it, who reserved after it, take their tokens again with its reservation
-        // back, in the order they were admitted, and wake at their new turns when these are sooner (the buckets may
-        // have been charged since: a later turn would pass a deadline, the old one stays): left asleep, they kept
-        // their turns, and a caller arriving after them reserved what it gave back and went first. At most the
-        // key's permit holders; their reservations, as remembered, are the same.
         giveBackLocally(local, state, waiter, now)
-        for (const sleeper of behind) refundLocally(local, state, sleeper.estimate, now)
-        let moved = false
-        for (const sleeper of behind) {
-          const at = now + takeLocally(local, state, sleeper.estimate, now)
-          if (at + nanosecond < sleeper.wake!.at) {
-            sleepUntil(state, sleeper, at)
-            moved = true
-          }
-        }
-        // Each moved wake leaves its old alarm in the heap until its time: dropped here when they pile up.
-        if (moved && state.alarms.size > 1_024 + 4 * (state.queued + state.sleeping.size)) state.alarms.retain(isLive)
+        moveUp(local, state, behind, now)
         pump(shared, state)
         return Effect.void
       }
@@ -1298,7 +1285,8 @@ const reconcileWith = (shared: Shared, state: KeyState, waiter: Waiter) => (usag
   const reserved = waiter.estimate
   countReservation(state, waiter, usage)
   const wanted = bucketsOf(state.quota, reserved)
-  return Effect.forEach(
+  let refunded = false
+  const settled = Effect.forEach(
     bucketsOf(state.quota, usage),
     (b, i) => {
       const used = b.name === "tpm" ? usage.inputTokens + reserved.outputTokens : b.tokens
@@ -1307,11 +1295,21 @@ const reconcileWith = (shared: Shared, state: KeyState, waiter: Waiter) => (usag
       return used > held
         ? Effect.asVoid(shared.buckets.take(key, b.limit, used - held))
         : used < held
-        ? shared.buckets.refund(key, b.limit, held - used)
+        ? Effect.zipRight(Effect.sync(() => (refunded = true)), shared.buckets.refund(key, b.limit, held - used))
         : Effect.void
     },
     { discard: true }
   )
+  return Effect.zipRight(settled, Effect.sync(() => refunded && gaveBack(shared, state)))
+}
+
+/** Budget came back to the key's buckets in memory: the callers sleeping until their turns move up (`moveUp`). */
+const gaveBack = (shared: Shared, state: KeyState) => {
+  const local = shared.buckets.local
+  if (local === undefined) return
+  const now = shared.clock.unsafeCurrentTimeMillis()
+  const sleepers = sleepersBehind(state, undefined, now)
+  if (sleepers.length > 0) moveUp(local, state, sleepers, now)
 }
 
 /**
@@ -1453,14 +1451,14 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
 }
 
 /**
- * The callers admitted after `waiter` and still sleeping their reservations' waits at `now`: reservations made behind
- * its (at most the key's permits, which they hold). None while the key is paused: those sleep on to the pause's end
+ * The callers admitted after `waiter` (every one without it) and still sleeping their reservations' waits at `now`:
+ * reservations made behind its (at most the key's permits, which they hold). None while the key is paused: those sleep on to the pause's end
  * (see `hear`), where the buckets' levels are not theirs to change.
  */
-const sleepersBehind = (state: KeyState, waiter: Waiter, now: number): ReadonlyArray<Waiter> => {
-  if (now + nanosecond < state.pausedUntil) return []
+const sleepersBehind = (state: KeyState, waiter: Waiter | undefined, now: number): ReadonlyArray<Waiter> => {
+  if (now + nanosecond < state.pausedUntil || state.sleeping.size === 0) return []
   const behind: Array<Waiter> = []
-  let after = false
+  let after = waiter === undefined
   for (const sleeper of state.sleeping) {
     if (sleeper === waiter) after = true
     else if (after && sleeper.wake !== undefined && sleeper.wake.at > now + nanosecond) behind.push(sleeper)
@@ -1469,6 +1467,28 @@ const sleepersBehind = (state: KeyState, waiter: Waiter, now: number): ReadonlyA
 }
 
 /**
+ * In memory, budget given back (a caller gone, a call that used less than it reserved) reaches the callers sleeping
+ * until their turns, `sleepers` in the order they were admitted: each takes its tokens again and wakes at its new
+ * turn when that is sooner (the buckets may have been charged since: a later turn could pass its deadline, and the
+ * old one stays). Left asleep, they kept their turns, and a caller arriving after them reserved what came back and
+ * went first. At most the key's permit holders; their reservations, as remembered, are the same.
+ */
+const moveUp = (local: TokenBuckets.LocalBuckets, state: KeyState, sleepers: ReadonlyArray<Waiter>, now: number) => {
+  for (const sleeper of sleepers) refundLocally(local, state, sleeper.estimate, now)
+  let moved = false
+  for (const sleeper of sleepers) {
+    const at = now + takeLocally(local, state, sleeper.estimate, now)
+    if (at + nanosecond < sleeper.wake!.at) {
+      sleepUntil(state, sleeper, at)
+      moved = true
+    }
+  }
+  // Each moved wake leaves its old alarm in the heap until its time: dropped here when they pile up.
+  if (moved && state.alarms.size > 1_024 + 4 * (state.queued + state.sleeping.size)) state.alarms.retain(isLive)
+}
+
+/**
+ * The limits of `quota` a 429 reached/**
  * The limits of `quota` a 429 reached: the one it named, or, where the quota does not keep that one, its nearest
  * (OpenAI's tokens are Anthropic's input and output tokens, either of those OpenAI's tokens); every limit when it
  * named none, or none of those is kept.
