@@ -1110,10 +1110,13 @@ describe("ProviderRateLimiter quotas as given", () => {
 })
 
 describe("ProviderRateLimiter sleepers behind a caller gone", () => {
+  /** Half prompt, half output. */
+  const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
+  const sixThousandTokensAMinute = limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 })
+
   it.effect("in memory, callers sleeping behind an interrupted one go at their new turns, ahead of later arrivals", () =>
     Effect.gen(function*() {
       const log: Array<readonly [string, number]> = []
-      const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
       // a empties the 6,000 tokens a minute; b reserves the next 3,000 (30 s) and c the 3,000 after (60 s).
       yield* request(log, "a", tokens(6_000))
       const b = yield* Effect.fork(request(log, "b", tokens(3_000)))
@@ -1129,13 +1132,12 @@ describe("ProviderRateLimiter sleepers behind a caller gone", () => {
       // b's tokens came back at 1 s: c reserves again then (30 s), and d, come at 2 s, after it (40 s). Before, c
       // slept on to 60 s and d, arriving after it, went first.
       expect(log).toEqual([["a", 0], ["c", 30_000], ["d", 40_000]])
-    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
+    }).pipe(Effect.provide(sixThousandTokensAMinute)))
 
   it.effect("in memory, budget a call did not use reaches the callers sleeping until their turns first", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const log: Array<readonly [string, number]> = []
-      const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
       const admitted = yield* Effect.scoped(rateLimiter.admit(target, tokens(6_000)))
       // c reserves the next 3,000 tokens (30 s).
       const c = yield* Effect.fork(request(log, "c", tokens(3_000)))
@@ -1148,13 +1150,12 @@ describe("ProviderRateLimiter sleepers behind a caller gone", () => {
       yield* Fiber.join(c)
       yield* Fiber.join(d)
       expect(log).toEqual([["c", 5_000], ["d", 15_000]])
-    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
+    }).pipe(Effect.provide(sixThousandTokensAMinute)))
 
   it.effect("a caller sleeping behind one interrupted never moves later than its turn (the buckets charged since)", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
       const log: Array<readonly [string, number]> = []
-      const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
       const admitted = yield* Effect.scoped(rateLimiter.admit(target, tokens(6_000)))
       const b = yield* Effect.fork(request(log, "b", tokens(3_000)))
       yield* TestClock.adjust(0)
@@ -1172,7 +1173,7 @@ describe("ProviderRateLimiter sleepers behind a caller gone", () => {
       yield* Fiber.join(c)
       // Found by review: c was moved to 90 s, 25 s past its deadline.
       expect(log).toEqual([["c", 60_000]])
-    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
+    }).pipe(Effect.provide(sixThousandTokensAMinute)))
 })
 
 describe("ProviderRateLimiter metrics", () => {

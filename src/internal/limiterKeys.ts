@@ -1452,8 +1452,8 @@ const requeueSleepers = (shared: Shared, state: KeyState, now: number): Effect.E
 
 /**
  * The callers admitted after `waiter` (every one without it) and still sleeping their reservations' waits at `now`:
- * reservations made behind its (at most the key's permits, which they hold). None while the key is paused: those sleep on to the pause's end
- * (see `hear`), where the buckets' levels are not theirs to change.
+ * reservations made behind its (at most the key's permits, which they hold). None while the key is paused: those
+ * sleep on to the pause's end (see `hear`), where the buckets' levels are not theirs to change.
  */
 const sleepersBehind = (state: KeyState, waiter: Waiter | undefined, now: number): ReadonlyArray<Waiter> => {
   if (now + nanosecond < state.pausedUntil || state.sleeping.size === 0) return []
@@ -1488,7 +1488,6 @@ const moveUp = (local: TokenBuckets.LocalBuckets, state: KeyState, sleepers: Rea
 }
 
 /**
- * The limits of `quota` a 429 reached/**
  * The limits of `quota` a 429 reached: the one it named, or, where the quota does not keep that one, its nearest
  * (OpenAI's tokens are Anthropic's input and output tokens, either of those OpenAI's tokens); every limit when it
  * named none, or none of those is kept.

@@ -122,6 +122,14 @@ export interface Fault {
 export type ScriptStep = Fault | FaultKind | "ok"
 
 /**
+ * How long a hang lasts before the simulator closes the connection, unless the faults say otherwise: longer than any
+ * client waits.
+ *
+ * @since 0.1.0
+ */
+export const defaultHangMs = 600_000
+
+/**
  * Random fault rates (0-1 each, summing to at most 1) and latency.
  *
  * @since 0.1.0
@@ -132,7 +140,7 @@ export interface RandomFaults {
   readonly ratesByKey?: Readonly<Record<string, Partial<Record<FaultKind, number>>>> | undefined
   /** Latency added to every answer, in milliseconds (on Effect's `Clock`). */
   readonly latencyMs?: number | undefined
-  /** How long a hang lasts before the simulator closes the connection (default 10 minutes). */
+  /** How long a hang lasts before the simulator closes the connection (default `defaultHangMs`, 10 minutes). */
   readonly hangMs?: number | undefined
   /** The retry-after of random 429s, in milliseconds (default 1,000). */
   readonly rateLimitRetryAfterMs?: number | undefined

@@ -435,7 +435,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           createdAt,
           headers,
           socket: NodeHttpServerRequest.toIncomingMessage(request).socket,
-          hangMs: random.hangMs ?? 600_000,
+          hangMs: random.hangMs ?? Faults.defaultHangMs,
           record: (status, reply) => record(status, fault.kind, reply),
           clientClosed
         })

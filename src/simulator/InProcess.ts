@@ -113,20 +113,23 @@ const breakpointOf = (prompt: Prompt.Prompt): PromptCache.Breakpoint | undefined
 }
 
 /** The error a real client builds from a wire answer. */
-const inProcessRequest = (dialect: Core.Dialect) => ({
-  method: "POST" as const,
-  url: dialect === "openai" ? "in-process/v1/responses" : "in-process/v1/messages",
-  urlParams: [],
-  hash: Option.none(),
-  headers: {}
+/** Who an error says failed, as the real clients name themselves, and the request it was failing. */
+const failingCall = (dialect: Core.Dialect) => ({
+  module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
+  method: "inProcess",
+  request: {
+    method: "POST" as const,
+    url: dialect === "openai" ? "in-process/v1/responses" : "in-process/v1/messages",
+    urlParams: [],
+    hash: Option.none(),
+    headers: {}
+  }
 })
 
 const toAiError = (dialect: Core.Dialect, error: Wire.WireError): AiError.AiError =>
   new AiError.HttpResponseError({
-    module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
-    method: "inProcess",
+    ...failingCall(dialect),
     reason: "StatusCode",
-    request: inProcessRequest(dialect),
     response: { status: error.status, headers: { "content-type": "application/json", ...error.headers } },
     body: JSON.stringify(error.body, null, 2)
   })
@@ -134,20 +137,16 @@ const toAiError = (dialect: Core.Dialect, error: Wire.WireError): AiError.AiErro
 /** What a client reports when the connection is lost without an answer (reset, or closed after a hang). */
 const transportError = (dialect: Core.Dialect, description: string): AiError.AiError =>
   new AiError.HttpRequestError({
-    module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
-    method: "inProcess",
+    ...failingCall(dialect),
     reason: "Transport",
-    request: inProcessRequest(dialect),
     description
   })
 
 /** What a client reports of a 200 whose body it could not read (broken JSON, or cut short). */
 const unreadableError = (dialect: Core.Dialect): AiError.AiError =>
   new AiError.HttpResponseError({
-    module: dialect === "openai" ? "OpenAiClient" : "AnthropicClient",
-    method: "inProcess",
+    ...failingCall(dialect),
     reason: "Decode",
-    request: inProcessRequest(dialect),
     response: { status: 200, headers: { "content-type": "application/json" } },
     description: "the response body is not valid JSON"
   })
@@ -213,7 +212,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
     return tokens
   }
 
-  const hangMs = options.faults?.hangMs ?? 600_000
+  const hangMs = options.faults?.hangMs ?? Faults.defaultHangMs
 
   const answer = (
     dialect: Core.Dialect,
@@ -253,13 +252,13 @@ export const make = (options: Options = {}): InProcessSimulator => {
       const atCall = { ...request, stream: false }
       const render = (f: Faults.Fault | Core.SimFault) =>
         dialect === "openai" ? OpenAiWire.faultError(f, atCall) : AnthropicWire.faultError(f, atCall, requestId)
-      const playedOut = fault !== undefined && fault.kind !== "cut_off" ? fault : undefined
-      if (playedOut !== undefined) {
-        if (playedOut.kind === "rate_limit" || playedOut.kind === "stream_rate_limit") counts.limited++
-        const error = render(playedOut)
+      const faulted = fault !== undefined && fault.kind !== "cut_off" ? fault : undefined
+      if (faulted !== undefined) {
+        if (faulted.kind === "rate_limit" || faulted.kind === "stream_rate_limit") counts.limited++
+        const error = render(faulted)
         if (error !== undefined) return yield* Effect.fail(toAiError(dialect, error))
-        if (playedOut.kind === "reset") return yield* Effect.fail(transportError(dialect, "read ECONNRESET"))
-        if (playedOut.kind === "hang" || (playedOut.kind === "stall" && !streamed)) {
+        if (faulted.kind === "reset") return yield* Effect.fail(transportError(dialect, "read ECONNRESET"))
+        if (faulted.kind === "hang" || (faulted.kind === "stall" && !streamed)) {
           // Held without a word until the simulator closes the connection (the caller's timeout comes first).
           yield* Effect.sleep(hangMs)
           return yield* Effect.fail(transportError(dialect, "socket hang up"))
@@ -278,7 +277,8 @@ export const make = (options: Options = {}): InProcessSimulator => {
       yield* options.onResponse === undefined
         ? Providers.reportHeaders(admission.headers)
         : options.onResponse(dialect, admission.headers)
-      return { outcome, fault: playedOut, request }
+      // The fault left to play out with the answer (a stream cut, late or broken), if any.
+      return { outcome, fault: faulted, request }
     })
 
   return {

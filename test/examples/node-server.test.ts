@@ -3,29 +3,40 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import type { Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Net from "node:net"
 import * as NodeServer from "../../examples/http-server/NodeServer.js"
+
+/** `server` listening on a port of loopback for the test's scope: the port. */
+const listening = (server: Server) =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+      () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+    ),
+    () => (server.address() as AddressInfo).port
+  )
 
 describe("examples/http-server/NodeServer", () => {
   it.scopedLive("holds at most maxConnections connections, and bounds how long a request may take to arrive", () =>
     Effect.gen(function*() {
       const server = NodeServer.make({ maxConnections: 2 })
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
-      const { port } = server.address() as AddressInfo
+      const port = yield* listening(server)
       // Three clients connect and say nothing: the third is closed at once, the first two are held.
       const closed: Array<number> = []
+      const someClosed = yield* Effect.makeLatch(false)
       const sockets = [0, 1, 2].map((i) => {
         const socket = Net.connect(port, "127.0.0.1")
-        socket.on("close", () => closed.push(i))
+        socket.on("close", () => {
+          closed.push(i)
+          someClosed.unsafeOpen()
+        })
         socket.on("error", () => {})
         return socket
       })
       yield* Effect.addFinalizer(() => Effect.sync(() => sockets.forEach((socket) => socket.destroy())))
-      yield* Effect.sleep("300 millis")
+      yield* someClosed.await
       expect(closed).toEqual([2])
       // Before, Node's defaults: a minute for the headers, five minutes for the whole request.
       expect([server.headersTimeout, server.requestTimeout]).toEqual([10_000, 30_000])
@@ -45,11 +56,7 @@ describe("examples/http-server/NodeServer", () => {
           closed.unsafeOpen()
         })
       })
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
-      const { port } = server.address() as AddressInfo
+      const port = yield* listening(server)
       const started = Date.now()
       const socket = Net.connect(
         port,
@@ -69,11 +76,7 @@ describe("examples/http-server/NodeServer", () => {
   it.scopedLive("answers 408 once a request's headers are late, at its limit and not at Node's next look", () =>
     Effect.gen(function*() {
       const server = NodeServer.make({ headersTimeoutMillis: 300, requestTimeoutMillis: 600 })
-      yield* Effect.acquireRelease(
-        Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
-        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
-      const { port } = server.address() as AddressInfo
+      const port = yield* listening(server)
       const started = Date.now()
       // Headers begun and never ended.
       const answer = yield* Effect.async<string>((resume) => {
