@@ -176,6 +176,21 @@ describe("a stream silent or crawling too long", () => {
     ))
   })
 
+  it.effect("whose finish lands on the attempt's limit exactly is in time, as a call that is not streamed is", () => {
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const { result } = yield* streamed(on("gpt-4.1"))
+      expect(calls).toHaveLength(1)
+      expect([result?.isTemplate, result?.durationMs]).toEqual([false, 60_000])
+    }).pipe(Effect.provide(
+      engine([slow(sampleOutlineJson, 31_000, 29_000)], calls, {
+        ...RetryPolicy.defaults,
+        firstTokenTimeout: "0 seconds",
+        idleTimeout: "0 seconds"
+      })
+    ))
+  })
+
   it.effect("a reasoning model may think in silence before it writes", () => {
     const calls: Array<Call> = []
     return Effect.gen(function*() {

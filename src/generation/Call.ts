@@ -363,7 +363,7 @@ export const streamed = (
       model.streamText(callOptions(input)),
       (error) => activity.finishedAt === undefined ? failClassified(input)(error) : Stream.empty
     )
-    return Timeout.watch(StreamPull.forEachChunk(answer, read), watchdog, locals).pipe(
+    return Timeout.watch(StreamPull.forEachChunk(answer, read), watchdog, locals, limits.total).pipe(
       Effect.flatMap((): Effect.Effect<Outcome, RetryPolicy.RetryableError> =>
         usage === undefined
           // The connection closed (or an undecodable error event was skipped) before the provider finished: the

@@ -195,19 +195,23 @@ export type Verdict<E> =
  * `self`, watched by `look`: the watch looks before the call starts, then again after each wait it asks for, until
  * it ends or fails the call (interrupted and awaited first), or the call ends by itself (a first look that decides
  * does not start the call). A look that throws ends the call with that defect. Waits under a millisecond are a
- * millisecond. Limits that move with what the
- * call does (a stream's silence) without a racing fiber: the call runs in one fiber with its `locals`, as in
- * `timeoutFail`, and the waits are plain timers on the default clock (a sleeping fiber that inherits nothing on
- * another, started before the call as `timeoutFail`'s limit is).
+ * millisecond. Limits that move with what the call does (a stream's silence) without a racing fiber: the call runs
+ * in one fiber with its `locals`, as in `timeoutFail`, and the waits are plain timers on the default clock (a
+ * sleeping fiber that inherits nothing on another).
+ *
+ * `lastLookMillis`, when given, is a look at that many milliseconds from the start (the call's whole limit), armed
+ * before the call starts as `timeoutFail`'s limit is: a call whose end is due at that instant exactly ends in time
+ * on a test clock (which wakes the sleepers of one instant newest first), and no wait asked for reaches past it.
  */
 export const watch = <E, R, E1>(
   self: Effect.Effect<void, E, R>,
   look: () => Verdict<E1>,
-  locals: ReadonlyArray<Local> = noLocals
+  locals: ReadonlyArray<Local> = noLocals,
+  lastLookMillis?: number
 ): Effect.Effect<void, E | E1, R> =>
   Effect.withFiberRuntime<void, E | E1, R>((caller, { runtimeFlags }) =>
     Effect.uninterruptibleMask((restore) => {
-      const watcher = startWatcher(Context.get(caller.currentDefaultServices, Clock.Clock), look)
+      const watcher = startWatcher(Context.get(caller.currentDefaultServices, Clock.Clock), look, lastLookMillis)
       const decided = watcher.decided()
       if (decided !== undefined) return verdictOf(decided)
       return endOfCall(startCall(caller, runtimeFlags, self, locals), restore, {
@@ -228,16 +232,22 @@ const verdictOf = <E>(decided: Decided<E>): Effect.Effect<void, E> =>
     : Effect.die(decided.defect)
 
 /**
- * Looks once now, and again after each wait; tells `onDecided` (once) when a look ends or fails the call. Once
- * cancelled it looks no more, even if a timer that was due already queued its look.
+ * Looks once now, again after each wait, and at the last look if there is one; tells `onDecided` (once) when a look
+ * ends or fails the call. Once cancelled or decided it looks no more, even if a timer that was due already queued
+ * its look.
  */
-const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>) => {
+const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>, lastLookMillis: number | undefined) => {
+  // Infinity once the last look came (or when there is none): the waits after it are armed as they are asked for.
+  let lastLookAt = lastLookMillis === undefined ? Infinity : clock.unsafeCurrentTimeMillis() + lastLookMillis
   let cancelTimer: (() => void) | undefined
+  let cancelLastLook: (() => void) | undefined
   let cancelled = false
   let decided: Decided<E> | undefined
   let onDecided: ((decided: Decided<E>) => void) | undefined
   const step = () => {
-    if (cancelled) return
+    if (cancelled || decided !== undefined) return
+    cancelTimer?.()
+    cancelTimer = undefined
     let verdict: Verdict<E> | Decided<E>
     try {
       verdict = look()
@@ -245,12 +255,21 @@ const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>) => {
       verdict = { _tag: "Die", defect }
     }
     if (verdict._tag === "Wait") {
-      // At least a millisecond: a wait of none would look again at once, without end.
-      cancelTimer = arm(clock, Math.max(1, verdict.millis), step)
+      // At least a millisecond: a wait of none would look again at once, without end. A wait that reaches the last
+      // look is left to it.
+      const millis = Math.max(1, verdict.millis)
+      if (clock.unsafeCurrentTimeMillis() + millis < lastLookAt) cancelTimer = arm(clock, millis, step)
     } else {
       decided = verdict
+      cancelLastLook?.()
       onDecided?.(verdict)
     }
+  }
+  if (lastLookMillis !== undefined) {
+    cancelLastLook = arm(clock, lastLookMillis, () => {
+      lastLookAt = Infinity
+      step()
+    })
   }
   step()
   return {
@@ -258,6 +277,7 @@ const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>) => {
     cancel: () => {
       cancelled = true
       cancelTimer?.()
+      cancelLastLook?.()
     },
     onDecided: (f: (decided: Decided<E>) => void) => {
       if (decided !== undefined) f(decided)

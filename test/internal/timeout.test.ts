@@ -115,6 +115,50 @@ describe("Timeout.watch", () => {
     return { looks, look }
   }
 
+  // The last look is armed before the call (as `timeoutFail`'s limit is), so a test clock wakes the call's own sleep of
+  // that instant first; a wait re-armed a second before it would be newer and fail the call.
+  it.effect("gives the call's end when it is due at the last look exactly, and fails a call still running then", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const onTime = deadline(3_000, 1_000)
+      const fiber = yield* Effect.fork(
+        Timeout.watch(Effect.sleep("3 seconds"), () => onTime.look(clock.unsafeCurrentTimeMillis()), [], 3_000)
+      )
+      yield* TestClock.adjust("3 seconds")
+      expect(yield* Fiber.join(fiber)).toBeUndefined()
+      expect(onTime.looks).toEqual([0, 1_000, 2_000])
+      const late = deadline(3_000, 1_000)
+      const start = clock.unsafeCurrentTimeMillis()
+      const hung = yield* Effect.fork(
+        Timeout.watch(Effect.never, () => late.look(clock.unsafeCurrentTimeMillis() - start), [], 3_000)
+      )
+      yield* TestClock.adjust("3 seconds")
+      expect(yield* Fiber.await(hung)).toEqual(Exit.fail("late"))
+      expect(late.looks).toEqual([0, 1_000, 2_000, 3_000])
+    }))
+
+  it.effect("arms the waits asked for after the last look", () =>
+    Effect.gen(function*() {
+      const clock = yield* Effect.clock
+      const looks: Array<number> = []
+      const fiber = yield* Effect.fork(
+        Timeout.watch(
+          Effect.never,
+          (): Timeout.Verdict<string> => {
+            const now = clock.unsafeCurrentTimeMillis()
+            looks.push(now)
+            return now < 2_000 ? { _tag: "Wait", millis: 5_000 } : { _tag: "Fail", error: "late" }
+          },
+          [],
+          1_000
+        )
+      )
+      yield* TestClock.adjust("1 minute")
+      expect(yield* Fiber.await(fiber)).toEqual(Exit.fail("late"))
+      // The first wait reached past the last look, which was left to look; the wait it asked for was armed.
+      expect(looks).toEqual([0, 1_000, 6_000])
+    }))
+
   it.effect("looks as the call starts and after each wait, and gives the call's end when it comes first", () =>
     Effect.gen(function*() {
       const clock = yield* Effect.clock
