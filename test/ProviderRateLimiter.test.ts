@@ -1152,6 +1152,25 @@ describe("ProviderRateLimiter sleepers behind a caller gone", () => {
       expect(log).toEqual([["c", 5_000], ["d", 15_000]])
     }).pipe(Effect.provide(sixThousandTokensAMinute)))
 
+  it.effect("in memory, a reservation given back by a call not sent reaches the callers sleeping until their turns", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const log: Array<readonly [string, number]> = []
+      const tokens = (total: number) => ({ inputTokens: total / 2, outputTokens: total / 2 })
+      const admitted = yield* Effect.scoped(rateLimiter.admit(target, tokens(6_000)))
+      // c reserves the next 3,000 tokens (30 s).
+      const c = yield* Effect.fork(request(log, "c", tokens(3_000)))
+      yield* TestClock.adjust("1 second")
+      // The first call was not sent: its 6,000 tokens come back and c goes now; d, come after it, reserves behind it
+      // (10 s). Before, c slept on to 30 s and d went first.
+      yield* admitted.cancel
+      const d = yield* Effect.fork(request(log, "d", tokens(4_000)))
+      yield* TestClock.adjust("2 minutes")
+      yield* Fiber.join(c)
+      yield* Fiber.join(d)
+      expect(log).toEqual([["c", 1_000], ["d", 10_000]])
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 1_000, tokensPerMinute: 6_000, maxConcurrent: 100 }))))
+
   it.effect("a caller sleeping behind one interrupted never moves later than its turn (the buckets charged since)", () =>
     Effect.gen(function*() {
       const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter

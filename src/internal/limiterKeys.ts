@@ -1185,19 +1185,33 @@ const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waite
   return takeLocally(local, state, waiter.estimate, now)
 }
 
-/** What a request takes from every bucket of the key, in memory: the wait it implies. */
-const takeLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estimate: Estimate, now: number): number => {
+/**
+ * What a request takes from every bucket of the key, in memory: the wait it implies. With `by` -1, what it took is put
+ * back as it was, even above a bucket's limit (see `moveUp`; a take of more than a limit took nothing).
+ */
+const takeLocally = (
+  local: TokenBuckets.LocalBuckets,
+  state: KeyState,
+  estimate: Estimate,
+  now: number,
+  by: 1 | -1 = 1
+): number => {
   const { quota, storeKeys } = state
-  let delay = local.take(storeKeys.rpm!, quota.requestsPerMinute, 1, now).delay
+  const take = (key: string, limit: number, tokens: number) =>
+    by === 1
+      ? local.take(key, limit, tokens, now).delay
+      : tokens > limit
+      ? 0
+      : local.take(key, limit, -tokens, now).delay
+  let delay = take(storeKeys.rpm!, quota.requestsPerMinute, 1)
   if (quota.tokensPerMinute !== undefined) {
-    const tokens = estimate.inputTokens + estimate.outputTokens
-    delay = Math.max(delay, local.take(storeKeys.tpm!, quota.tokensPerMinute, tokens, now).delay)
+    delay = Math.max(delay, take(storeKeys.tpm!, quota.tokensPerMinute, estimate.inputTokens + estimate.outputTokens))
   }
   if (quota.inputTokensPerMinute !== undefined) {
-    delay = Math.max(delay, local.take(storeKeys.itpm!, quota.inputTokensPerMinute, estimate.inputTokens, now).delay)
+    delay = Math.max(delay, take(storeKeys.itpm!, quota.inputTokensPerMinute, estimate.inputTokens))
   }
   if (quota.outputTokensPerMinute !== undefined) {
-    delay = Math.max(delay, local.take(storeKeys.otpm!, quota.outputTokensPerMinute, estimate.outputTokens, now).delay)
+    delay = Math.max(delay, take(storeKeys.otpm!, quota.outputTokensPerMinute, estimate.outputTokens))
   }
   return delay
 }
@@ -1474,7 +1488,8 @@ const sleepersBehind = (state: KeyState, waiter: Waiter | undefined, now: number
  * went first. At most the key's permit holders; their reservations, as remembered, are the same.
  */
 const moveUp = (local: TokenBuckets.LocalBuckets, state: KeyState, sleepers: ReadonlyArray<Waiter>, now: number) => {
-  for (const sleeper of sleepers) refundLocally(local, state, sleeper.estimate, now)
+  // Put back uncapped: each takes its tokens again at once, and a cap here would lose what the buckets refilled.
+  for (const sleeper of sleepers) takeLocally(local, state, sleeper.estimate, now, -1)
   let moved = false
   for (const sleeper of sleepers) {
     const at = now + takeLocally(local, state, sleeper.estimate, now)
