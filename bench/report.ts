@@ -200,6 +200,18 @@ const sections: Record<string, (f: Figures) => Promise<string>> = {
       "\n"
     ].join(""),
 
+  "model-flood": async (f) =>
+    [
+      "## A new model name per request\n",
+      "The engine over the simulator's in-process face with the in-memory limiter (`maxConcurrent` 5), every generation ",
+      "pinning a model nobody serves (a 404: `ModelNotFoundError`), as a client may when any model may be pinned: the heap ",
+      "kept after a full collection. The limiter's keys, the circuits, the metric series and the caches are bounded, ",
+      `so a name past 30,000 adds ${f.bytesPerNameFrom30kTo60k} bytes; 10,000 generations on one model keep `,
+      `${f.oneModelHeapKeptMbAt10k} MB. Before the bounds, each name kept about 16 KB for good.\n\n`,
+      table(f.rows),
+      "\n"
+    ].join(""),
+
   caching: async (f) =>
     [
       "## Prompt caching\n",

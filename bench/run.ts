@@ -13,6 +13,7 @@ import * as Faults from "./faults.js"
 import * as Fleet from "./fleet.js"
 import * as HttpPath from "./http-path.js"
 import * as LimiterScale from "./limiter-scale.js"
+import * as ModelFlood from "./model-flood.js"
 import * as Pipeline from "./pipeline.js"
 import * as RateLimit from "./ratelimit.js"
 import * as Report from "./report.js"
@@ -26,6 +27,7 @@ const benchmarks: Record<string, () => Record<string, unknown> | Promise<Record<
   faults: Faults.run,
   fleet: Fleet.run,
   "limiter-scale": LimiterScale.run,
+  "model-flood": ModelFlood.run,
   pipeline: Pipeline.run,
   ratelimit: RateLimit.run,
   routing: Routing.run,

@@ -64,6 +64,9 @@ export interface Service {
   readonly trip: (key: string, cooldown: Duration.DurationInput) => Effect.Effect<State | undefined>
 }
 
+/** The most keys a breaker keeps (see `forgetOldest`). */
+const maxEntries = 1_024
+
 /**
  * Makes a breaker holding the state of every key.
  *
@@ -92,16 +95,39 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
     }
 
     // The map is replaced, never changed in place, and only when an entry changes (most calls find a closed
-    // circuit and leave it closed).
+    // circuit and leave it closed). A circuit closed again is no entry.
     const update = <A>(key: string, f: (entry: Entry, now: number) => readonly [A, Entry]) =>
       Effect.clockWith((clock) =>
         Ref.modify(entries, (map) => {
           const now = clock.unsafeCurrentTimeMillis()
           const entry = current(map, key, now)
           const [result, next] = f(entry, now)
-          return [result, next === entry && map.get(key) === entry ? map : new Map(map).set(key, next)] as const
+          if (next === entry && map.get(key) === entry) return [result, map] as const
+          const changed = new Map(map)
+          if (next === closed) changed.delete(key)
+          else {
+            if (!map.has(key) && map.size >= maxEntries) forgetOldest(changed, now)
+            changed.set(key, next)
+          }
+          return [result, changed] as const
         })
       )
+
+    /**
+     * Room for a new key once there are `maxEntries` (keys come and go: a request may pin any model, and each model
+     * its provider does not serve is tripped): the circuits past their cool-down go first (the next call is a probe,
+     * as it would have been), then the oldest, up to half of them (their next call goes through, as a new key's); a
+     * circuit whose probe is out stays, to hear how it ended.
+     */
+    const forgetOldest = (map: Map<string, Entry>, now: number) => {
+      for (const [key, entry] of map) {
+        if (current(map, key, now).state === "half_open" && !entry.probing) map.delete(key)
+      }
+      for (const [key, entry] of map) {
+        if (map.size < maxEntries / 2) break
+        if (!entry.probing) map.delete(key)
+      }
+    }
 
     return {
       tryAcquire: (key) =>

@@ -441,6 +441,9 @@ const learningInput = (
   release
 })
 
+/** How many keys a limiter keeps before it forgets the idle ones (see `LimiterKeys.forgettable`). */
+const keySweepThreshold = 1_024
+
 const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets, options: Options) {
   const shared: LimiterKeys.Shared = {
     buckets,
@@ -464,6 +467,9 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     Object.entries(options.keyQuotas).map(([key, quota]) => [key, checkedQuota(`keyQuotas.${key}`, quota)])
   )
   const states = new Map<string, LimiterKeys.KeyState>()
+  // Keys come and go (a model pinned by one request, a retired deployment): once there are `sweepAt`, the ones
+  // forgetting loses nothing of are forgotten, and the next sweep waits until there are twice as many left.
+  let sweepAt = keySweepThreshold
 
   // Signals for keys this instance has not used yet, kept until it does (the latest per key; a bounded map).
   const heardEarly = new Map<string, { readonly signal: QuotaSignals.Signal; readonly at: number }>()
@@ -472,6 +478,11 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     const key = keyOf(options, target)
     const existing = states.get(key)
     if (existing !== undefined) return existing
+    if (states.size >= sweepAt) {
+      const now = shared.clock.unsafeCurrentTimeMillis()
+      for (const [known, state] of states) if (LimiterKeys.forgettable(shared, state, now)) states.delete(known)
+      sweepAt = Math.max(keySweepThreshold, 2 * states.size)
+    }
     const state = LimiterKeys.makeKeyState(shared, key, keyQuotas?.[key] ?? quotas[target.provider])
     states.set(key, state)
     // What the others learnt of this key before this instance used it: what is left of the pause, the cut limits.

@@ -187,18 +187,24 @@ export const recordResult = (result: Domain.PlotResult): Effect.Effect<void> => 
 
 /**
  * The metrics a result or a billed attempt updates, tagged with its provider and model: looked up once per update
- * rather than tag by tag for each of them. Providers and models come from small sets; past 10,000 pairs, they are
- * made on every update rather than kept.
+ * rather than tag by tag for each of them. Providers come from a small set, and models are bounded by `modelLabel`.
  */
-const modelMetrics = (provider: string, model: string): ModelMetrics => {
+const modelMetrics = (provider: string, requested: string): ModelMetrics => {
+  const model = modelLabel(requested)
   const key = `${provider}\u0000${model}`
   let metrics = metricsByModel.get(key)
   if (metrics === undefined) {
     metrics = tagModelMetrics(provider, model)
-    if (metricsByModel.size < 10_000) metricsByModel.set(key, metrics)
+    metricsByModel.set(key, metrics)
   }
   return metrics
 }
+
+/**
+ * The `model` label: the first 256 models seen by name, the rest as `other` (a request may pin any model name; see
+ * `Metrics.boundedLabel`).
+ */
+const modelLabel = Metrics.boundedLabel(256)
 
 const tagModelMetrics = (provider: string, model: string) => {
   const tags = { provider, model }
@@ -229,7 +235,7 @@ export const recordError = (error: Errors.GenerationError): Effect.Effect<void> 
   Metric.increment(tagged(errors, {
     error_type: Errors.errorType(error),
     provider: "provider" in error ? error.provider : "none",
-    model: "model" in error ? error.model : "none"
+    model: "model" in error ? modelLabel(error.model) : "none"
   }))
 
 /**
@@ -244,7 +250,7 @@ export const recordProviderCall = (
 ): Effect.Effect<void> =>
   Metric.increment(tagged(providerCalls, {
     provider: target.provider,
-    model: target.model,
+    model: modelLabel(target.model),
     deployment: ProviderRateLimiter.deploymentOf(target),
     outcome: Exit.match(outcome, {
       onSuccess: () => "success",
@@ -262,6 +268,6 @@ export const recordProviderCall = (
 export const recordFailure = (error: Errors.GenerationError): Effect.Effect<void> =>
   Metric.increment(tagged(generations, {
     provider: "provider" in error ? error.provider : "none",
-    model: "model" in error ? error.model : "none",
+    model: "model" in error ? modelLabel(error.model) : "none",
     outcome: "failure"
   }))

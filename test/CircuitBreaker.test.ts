@@ -58,4 +58,25 @@ describe("CircuitBreaker", () => {
       yield* breaker.release("m")
       expect(yield* breaker.tryAcquire("m")).toBe(true)
     }))
+
+  // A request may pin any model, and each one its provider does not serve is tripped: the breaker keeps 1,024 keys.
+  it.effect("keeps at most 1,024 keys: the cooled-down ones go first, then the oldest; a probe out is kept", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({ threshold: 3, cooldown: "30 seconds" })
+      yield* breaker.trip("probed", "1 second")
+      yield* breaker.trip("cooled", "1 second")
+      yield* TestClock.adjust("1 second")
+      expect(yield* breaker.tryAcquire("probed")).toBe(true)
+      for (let i = 0; i < 1_022; i++) yield* breaker.trip(`pinned-${i}`, "10 minutes")
+      expect(yield* breaker.state("cooled")).toBe("half_open")
+      // The 1,025th key: the cooled-down circuit goes (its next call is a probe, as it would have been), then the
+      // oldest up to half; the probe out stays, and so do the newest.
+      yield* breaker.trip("pinned-1022", "10 minutes")
+      expect(yield* breaker.state("cooled")).toBe("closed")
+      expect(yield* breaker.state("pinned-0")).toBe("closed")
+      expect(yield* breaker.state("probed")).toBe("half_open")
+      expect(yield* breaker.tryAcquire("probed")).toBe(false)
+      expect(yield* breaker.state("pinned-1021")).toBe("open")
+      expect(yield* breaker.state("pinned-1022")).toBe("open")
+    }))
 })

@@ -1495,3 +1495,30 @@ describe("ConfigValues.share", () => {
       }
     }))
 })
+
+describe("ProviderRateLimiter with keys that come and go", () => {
+  // A request may pin any model, and each model is a key: once the limiter holds 1,024 keys, it forgets those whose
+  // forgetting loses nothing (nobody holds or waits for them, and their buckets are full again).
+  it.effect("forgets the idle keys whose buckets refilled, and keeps a key in use or still refilling", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      const pinned = (i: number) => ({ provider: "openai", model: `pinned-${i}` }) as const
+      const started = yield* Deferred.make<void>()
+      const inUse = yield* Effect.fork(Effect.scoped(
+        rateLimiter.admit(pinned(0), small).pipe(
+          Effect.zipRight(Deferred.succeed(started, undefined)),
+          Effect.zipRight(Effect.never)
+        )
+      ))
+      yield* Deferred.await(started)
+      for (let i = 1; i < 1_000; i++) yield* Effect.scoped(rateLimiter.admit(pinned(i), small))
+      yield* TestClock.adjust("1 minute")
+      for (let i = 1_000; i < 1_024; i++) yield* Effect.scoped(rateLimiter.admit(pinned(i), small))
+      // The 1,025th key: the 999 idle and refilled go; the one in use and the 24 just used stay.
+      yield* Effect.scoped(rateLimiter.admit(pinned(1_024), small))
+      const keys = (yield* rateLimiter.snapshot).map((snapshot) => snapshot.key)
+      expect(keys).toHaveLength(26)
+      expect(keys.slice(0, 2)).toEqual(["openai/pinned-0", "openai/pinned-1000"])
+      yield* Fiber.interrupt(inUse)
+    }).pipe(Effect.provide(limiter({ requestsPerMinute: 60 }))))
+})

@@ -5,6 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -237,5 +238,26 @@ describe("PlotEngine.layerOtlpConfig", () => {
       yield* Layer.build(PlotEngine.layerOtlpConfig).pipe(
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["OTEL_EXPORTER_OTLP_ENDPOINT", ""]])))
       )
+    }))
+})
+
+describe("Telemetry with a model per request", () => {
+  // A request may pin any model name: every tag set is a metric kept for the process's life (and a Prometheus
+  // series), so past the first 256 models seen, the rest are counted as `other`.
+  it.effect("counts the models past the first 256 seen as `other`", () =>
+    Effect.gen(function*() {
+      for (let i = 0; i < 300; i++) {
+        yield* Telemetry.recordProviderCall({ provider: "openai", model: `flood-${i}` }, Exit.void)
+      }
+      const series = (yield* Metric.snapshot).filter((pair) =>
+        pair.metricKey.name === "plot_engine_provider_calls_total"
+      )
+      const modelOf = (pair: (typeof series)[number]) => pair.metricKey.tags.find((tag) => tag.key === "model")?.value
+      const count = (pair: (typeof series)[number]) => (pair.metricState as unknown as { readonly count: number }).count
+      const named = series.filter((pair) => modelOf(pair)?.startsWith("flood-"))
+      const other = series.filter((pair) => modelOf(pair) === "other")
+      expect(new Set(series.map(modelOf)).size).toBeLessThanOrEqual(257)
+      expect(named.length).toBeGreaterThan(0)
+      expect(other.reduce((sum, pair) => sum + count(pair), 0)).toBe(300 - named.length)
     }))
 })

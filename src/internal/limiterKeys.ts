@@ -199,6 +199,12 @@ export interface Shared {
   tell: (signal: QuotaSignals.Signal) => void
 }
 
+/**
+ * The `key` label of the limiter's metrics: the first 256 keys by name, the rest as `other` (their queue depths
+ * summed; a request may pin any model, and each model is a key: see `Metrics.boundedLabel`).
+ */
+const keyLabel = Metrics.boundedLabel(256)
+
 /** A key as it starts: its quota's permits, nothing queued, the gate open, no timer. */
 export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyState => ({
   key,
@@ -248,8 +254,8 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
     ["rpm", "tpm", "itpm", "otpm"].map((bucket) => [bucket, `${shared.prefix}${key}:${bucket}`])
   ),
   known: {},
-  depthGauge: Metrics.tagged(shared.queueDepth, { key }),
-  waitTimeHistogram: Metrics.tagged(shared.waitTime, { key })
+  depthGauge: Metrics.tagged(shared.queueDepth, { key: keyLabel(key) }),
+  waitTimeHistogram: Metrics.tagged(shared.waitTime, { key: keyLabel(key) })
 })
 
 /** The buckets a quota has, each with its limit and the share of an estimate it takes. */
@@ -1698,6 +1704,26 @@ const remember = (state: KeyState, waiter: Waiter, now: number) => {
   waiter.reserved = reserved
   state.recent.push(reserved)
   forgetBefore(state, now - windowMillis)
+}
+
+/**
+ * Whether forgetting a key loses nothing its callers rely on: nobody holds, waits for or sleeps on it, no timer,
+ * reservation or pause is under way, and its buckets in memory are full again (a new key's are full; over a remote
+ * store the buckets are the store's, and stay). What it learnt (the last minute's reservations, its input scale,
+ * limits cut by 429s or reported by the provider, how long calls hold a permit) goes with it: the provider's next
+ * answers teach it again.
+ */
+export const forgettable = (shared: Shared, state: KeyState, now: number): boolean => {
+  if (
+    state.permitsHeld > 0 || state.queued > 0 || state.sleeping.size > 0 || state.inFlight > 0 || state.reserving ||
+    state.pumping || state.alarmFiber !== undefined || state.tells.length > 0 || now < state.pausedUntil
+  ) return false
+  const local = shared.buckets.local
+  if (local === undefined) return true
+  for (const bucket of bucketsOf(state.quota, nothing)) {
+    if (local.level(state.storeKeys[bucket.name]!, bucket.limit, now) < bucket.limit) return false
+  }
+  return true
 }
 
 /** A reservation given back: never sent, it used nothing. */

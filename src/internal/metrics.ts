@@ -66,6 +66,24 @@ export const tagged = <M extends Metric.Metric<any, any, any>>(
 }
 
 /**
+ * A label whose values a request chooses (a model, a limiter key: a request may pin any model): the first `max`
+ * values seen are themselves, any other is `other`. Every tag set is a metric the registry keeps for the process's
+ * life (and a series for Prometheus), so a client naming a new model per request would grow them without end.
+ */
+export const boundedLabel = (max: number): (value: string) => string => {
+  const seen = new Set<string>()
+  return (value) => {
+    if (seen.has(value)) return value
+    if (seen.size >= max) return otherLabel
+    seen.add(value)
+    return value
+  }
+}
+
+/** The value of a bounded label past its first values (see `boundedLabel`). */
+export const otherLabel = "other"
+
+/**
  * Several updates as one effect: the ambient tags (`Effect.tagMetrics`) are read once and passed to each
  * update, as `Metric.update` would.
  */

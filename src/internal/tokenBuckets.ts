@@ -225,6 +225,8 @@ const abandonAfter = <A, E>(
       })
   )
 
+const bucketSweepThreshold = 4_096
+
 /**
  * Buckets in memory that refill continuously over `window`: the arithmetic of `@effect/experimental`'s memory
  * store and its `consume` with `onExceeded: "delay"` (a bucket refills a whole token every `window / limit`;
@@ -232,15 +234,26 @@ const abandonAfter = <A, E>(
  */
 export const memory = (clock: Clock.Clock, window: Duration.Duration): TokenBuckets => {
   const windowMillis = Duration.toMillis(window)
-  const buckets = new Map<string, { tokens: number; lastRefill: number }>()
+  const buckets = new Map<string, { tokens: number; lastRefill: number; limit: number }>()
+  // A bucket refilled to its limit is as a new one: once there are `sweepAt`, those are forgotten (keys come and
+  // go), and the next sweep waits until there are twice as many left.
+  let sweepAt = bucketSweepThreshold
   const take = (key: string, limit: number, tokens: number, now: number): Taken => {
     if (tokens > limit) return { delay: windowMillis, remaining: 0 }
     const refillMillis = windowMillis / limit
     let bucket = buckets.get(key)
     if (bucket === undefined) {
-      bucket = { tokens: limit, lastRefill: now }
+      if (buckets.size >= sweepAt) {
+        for (const [known, held] of buckets) {
+          const refilled = Math.floor((now - held.lastRefill) / (windowMillis / held.limit))
+          if (held.tokens + refilled >= held.limit) buckets.delete(known)
+        }
+        sweepAt = Math.max(bucketSweepThreshold, 2 * buckets.size)
+      }
+      bucket = { tokens: limit, lastRefill: now, limit }
       buckets.set(key, bucket)
     } else {
+      bucket.limit = limit
       const refilled = Math.floor((now - bucket.lastRefill) / refillMillis)
       if (refilled > 0) {
         bucket.tokens = Math.min(limit, bucket.tokens + refilled)

@@ -206,7 +206,7 @@ export const make = (options: Options = {}): InProcessSimulator => {
     let tokens = promptTokens.get(prompt)
     if (tokens === undefined) {
       tokens = Content.countTokens(prompt)
-      if (promptTokens.size >= 4_096) promptTokens.delete(promptTokens.keys().next().value!)
+      if (promptTokens.size >= 256) promptTokens.delete(promptTokens.keys().next().value!)
       promptTokens.set(prompt, tokens)
     }
     return tokens

@@ -237,9 +237,15 @@ const withoutRateLimitHeaders = (admission: Admission): Admission => ({
  */
 export const make = (options: QuotaOptions): Quotas => {
   const buckets = new Map<string, Bucket>()
+  // A bucket full again is as a new one: past `sweepAt` (a client may name a new model per request), those go.
+  let sweepAt = 4_096
   const bucket = (key: string, capacity: number, now: number): Bucket => {
     let b = buckets.get(key)
     if (b === undefined || b.capacity !== capacity) {
+      if (b === undefined && buckets.size >= sweepAt) {
+        for (const [known, held] of buckets) if (untilFull(held) <= now - held.at) buckets.delete(known)
+        sweepAt = Math.max(4_096, 2 * buckets.size)
+      }
       b = { capacity, level: capacity, at: now }
       buckets.set(key, b)
     }
