@@ -28,7 +28,8 @@
  *
  * Run it with `npm run example:server` (port from `PORT`, default 3000; body limit from `MAX_BODY_BYTES`). With
  * no provider configured it uses the embedded gateway simulator, like the CLI. On SIGTERM or Ctrl-C it takes no new
- * connection, gives the requests in flight `SHUTDOWN_GRACE` (default 25 seconds) to end, and then cuts the rest
+ * connection, gives the requests in flight `SHUTDOWN_GRACE` (default 25 seconds) to end, then answers those still
+ * running 503 `shutting_down` (a stream: its `error` event), and cuts what is left a second later
  * (`http-server/Shutdown.ts`).
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -120,10 +121,17 @@ const pullPreparation = Effect.fnUntraced(function*(
   return Stream.concat(Stream.fromIterable(held), Stream.repeatEffectChunkOption(pull))
 })
 
-/** The events as `text/event-stream`; a failure once streaming is the last event, `error`, with the envelope. */
-const eventStreamResponse = (events: Stream.Stream<Domain.GenerationEvent, Errors.GenerationError>) =>
+/**
+ * The events as `text/event-stream`; a failure once streaming is the last event, `error`, with the envelope (a
+ * stream still running when the shutdown's grace ends: `shutting_down`).
+ */
+const eventStreamResponse = (
+  events: Stream.Stream<Domain.GenerationEvent, Errors.GenerationError>,
+  graceOver: Effect.Effect<void>
+) =>
   HttpServerResponse.stream(
     events.pipe(
+      Stream.interruptWhen(failWhenGraceOver(graceOver)),
       Stream.map((event) => serverSentEvent(eventName(event._tag), encodeEvent(event))),
       Stream.catchAllCause((cause) =>
         Stream.fromEffect(
@@ -248,10 +256,15 @@ export class PlotsApi extends HttpApi.make("plot-engine")
 // Handlers
 // =============================================================================
 
+/** Fails with `shutting_down` once the shutdown's grace is over (see `Shutdown.GraceOver`). */
+const failWhenGraceOver = (graceOver: Effect.Effect<void>) =>
+  Effect.zipRight(graceOver, Effect.fail(HttpErrors.HttpError.shuttingDown()))
+
 const PlotsLive = (maxBodyBytes: number) =>
   HttpApiBuilder.group(PlotsApi, "plots", (handlers) =>
     Effect.gen(function*() {
       const engine = yield* PlotGeneration.PlotGeneration
+      const graceOver = yield* Shutdown.GraceOver
       return handlers
         .handleRaw(
           "generate",
@@ -259,7 +272,7 @@ const PlotsLive = (maxBodyBytes: number) =>
             function*({ request }) {
               const body = yield* readRequest(request, maxBodyBytes)
               // Encoded by the API with the endpoint's success schema.
-              return yield* engine.generate(body)
+              return yield* Effect.raceFirst(engine.generate(body), failWhenGraceOver(graceOver))
             },
             Effect.catchAll((error) => Effect.succeed(HttpErrors.errorResponse(error)))
           )
@@ -271,7 +284,8 @@ const PlotsLive = (maxBodyBytes: number) =>
               const body = yield* readRequest(request, maxBodyBytes)
               // Pulled in the request's scope, which stays open until the response is written (or the client leaves).
               const pull = yield* Stream.toPull(engine.generateStream(body))
-              return eventStreamResponse(yield* pullPreparation(pull))
+              const first = yield* Effect.raceFirst(pullPreparation(pull), failWhenGraceOver(graceOver))
+              return eventStreamResponse(first, graceOver)
             },
             Effect.catchAll((error) => Effect.succeed(HttpErrors.errorResponse(error)))
           )

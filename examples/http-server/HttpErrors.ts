@@ -28,6 +28,7 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
     "request_timeout",
     "not_found_route",
     "expectation_failed",
+    "shutting_down",
     "internal"
   ),
   message: Schema.String
@@ -104,6 +105,14 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
       message: "The server meets no `Expect` but 100-continue: send the request without it."
     })
   }
+  /** A request still running when the server's shutdown grace ended: another instance will take it. */
+  static shuttingDown() {
+    return new HttpError({
+      status: 503,
+      type: "shutting_down",
+      message: "This server is shutting down: send the request again."
+    })
+  }
   static internal() {
     return new HttpError({
       status: 500,
@@ -170,8 +179,16 @@ const bounded = (text: string, max: number) => text.length <= max ? text : `${te
 
 /** The envelope of an error. */
 export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded => {
-  if (error._tag === "HttpError") return { error: { type: error.type, message: error.message } }
   const retryAfter = retryAfterSeconds(error)
+  if (error._tag === "HttpError") {
+    return {
+      error: {
+        type: error.type,
+        message: error.message,
+        ...(retryAfter === undefined ? {} : { retry_after: retryAfter })
+      }
+    }
+  }
   return {
     error: {
       type: Errors.errorType(error),
@@ -182,10 +199,15 @@ export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded => 
   }
 }
 
-/** `Retry-After` in whole seconds, rounded up, when the wait is known (rate limits, quotas). */
+/**
+ * `Retry-After` in whole seconds, rounded up, when the wait is known (rate limits, quotas); a second for a server
+ * shutting down (the next try goes to another instance).
+ */
 export const retryAfterSeconds = (error: ApiError): number | undefined =>
   (error._tag === "RateLimitError" || error._tag === "QuotaExhaustedError") && error.retryAfterMs !== undefined
     ? Math.ceil(error.retryAfterMs / 1000)
+    : error._tag === "HttpError" && error.type === "shutting_down"
+    ? 1
     : undefined
 
 /**
@@ -264,7 +286,7 @@ export const statusDescriptions = {
   429: "Rate limited or out of quota; `Retry-After` (seconds) when the wait is known",
   500: "An unexpected failure, logged",
   502: "The provider failed, refused the key, or does not serve the model",
-  503: "The provider asked for is not configured",
+  503: "The provider asked for is not configured, or the server is shutting down (`shutting_down`: send it again)",
   504: "The provider took too long"
 } as const
 

@@ -718,7 +718,7 @@ describe("examples/http-server shutting down", () => {
   )
 
   it.scopedLive(
-    "cuts a stream still open after the grace, with the engine still there: no retries against a closed client",
+    "ends a stream still open after the grace with a shutting_down error, the engine still there: no retries",
     () =>
       Effect.gen(function*() {
         const simulator = yield* GatewaySimulator.GatewaySimulator
@@ -731,9 +731,20 @@ describe("examples/http-server shutting down", () => {
         const closedAfter = Date.now() - startedClosing
         const { body, cut } = yield* Fiber.join(reading)
         const events = parseEvents(body)
-        expect(cut).toBe(true)
+        // Before, the connection was cut without a word: the client could not tell a shutdown from a failure.
+        expect(cut).toBe(false)
         expect(events.map((e) => e.event)).toContain("model_selected")
         expect(events.map((e) => e.event)).not.toContain("completed")
+        expect(events.at(-1)).toEqual({
+          event: "error",
+          data: {
+            error: {
+              type: "shutting_down",
+              message: "This server is shutting down: send the request again.",
+              retry_after: 1
+            }
+          }
+        })
         // The grace, and the engine's release after it: seconds before the stream would have ended.
         expect(closedAfter).toBeGreaterThanOrEqual(290)
         expect(closedAfter).toBeLessThan(3_000)
@@ -741,6 +752,57 @@ describe("examples/http-server shutting down", () => {
         // stream ended with a template, its cost billed.
         expect(events.filter((e) => ["retrying", "fallback", "restarted"].includes(e.event))).toEqual([])
       }).pipe(Effect.provide(GatewaySimulator.layer({ eventIntervalMs: 20 }))),
+    30_000
+  )
+})
+
+describe("examples/http-server shutting down, a request not streamed", () => {
+  it.scopedLive(
+    "answers a request still running after the grace 503 shutting_down with Retry-After, and stops its calls",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const config = ConfigProvider.fromMap(
+          new Map([["OPENAI_API_KEY", "sk-test-shutdown"], ["OPENAI_BASE_URL", simulator.openaiBaseUrl]])
+        )
+        const scope = yield* Scope.make()
+        const context = yield* Layer.build(
+          ServerLive(0, { shutdownGrace: "300 millis" }).pipe(
+            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
+          )
+        ).pipe(Scope.extend(scope))
+        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        // A minute of latency: still waiting for the provider when the grace ends.
+        yield* simulator.setRandomFaults({ latencyMs: 60_000 })
+        const answer = yield* Effect.fork(Effect.promise(() =>
+          fetch(`${url}/plots`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(request)
+          }).then(async (response) => ({
+            status: response.status,
+            retryAfter: response.headers.get("retry-after"),
+            body: await response.json()
+          }))
+        ))
+        yield* Effect.sleep("200 millis")
+        const startedClosing = Date.now()
+        yield* Scope.close(scope, Exit.void)
+        const closedAfter = Date.now() - startedClosing
+        expect(yield* Fiber.join(answer)).toEqual({
+          status: 503,
+          retryAfter: "1",
+          body: {
+            error: {
+              type: "shutting_down",
+              message: "This server is shutting down: send the request again.",
+              retry_after: 1
+            }
+          }
+        })
+        expect(closedAfter).toBeLessThan(3_000)
+        expect((yield* simulator.stats).requests).toBe(1)
+      }).pipe(Effect.provide(GatewaySimulator.layer())),
     30_000
   )
 })
