@@ -20,7 +20,7 @@ import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as GatewaySimulator from "../src/simulator/GatewaySimulator.js"
-import { type Answer, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
+import { type Answer, type Call, fail, httpError, sampleOutlineJson, scripted, text } from "./utils/FakeModel.js"
 import { sampleProject } from "./utils/fixtures.js"
 import { counterTotal, engineOverSimulator } from "./utils/simulated.js"
 import { temporaryDirectory } from "./utils/temporaryDirectory.js"
@@ -30,9 +30,9 @@ const request = { projectId: "novel", userPrompt: "What happens at the Drowned B
 const hang: Answer = { _tag: "Hang" }
 
 /** The engine over a scripted Claude, behind a limiter with an Anthropic-style quota. */
-const engine = (answers: ReadonlyArray<Answer>) =>
+const engine = (answers: ReadonlyArray<Answer>, calls: Array<Call> = []) =>
   PlotGeneration.layer().pipe(
-    Layer.provide(Providers.layerModels({ anthropic: scripted(answers) })),
+    Layer.provide(Providers.layerModels({ anthropic: scripted(answers, calls) })),
     Layer.provide(ProjectContextStore.layerMemory({ novel: sampleProject })),
     Layer.provideMerge(ProviderRateLimiter.layerMemory({ quotas: { anthropic: quota } })),
     Layer.provide(Alerts.layerDisabled)
@@ -183,4 +183,36 @@ describe("interrupting a generation over HTTP", () => {
       )
     }
   }
+})
+
+describe("interrupting the probe of a half-open circuit", () => {
+  it.effect("while it waits for admission hands the probe back: the next generation probes the model", () => {
+    const notFound = fail(httpError(404, { type: "error", error: { type: "not_found_error", message: "model: x" } }))
+    const pinned = { ...request, model: "claude-haiku-4-5" }
+    const calls: Array<Call> = []
+    return Effect.gen(function*() {
+      const engineService = yield* PlotGeneration.PlotGeneration
+      const limiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      // The provider says it does not serve the model: its circuit opens for 10 minutes.
+      yield* Effect.either(engineService.generate(pinned, { useFallback: false }))
+      yield* TestClock.adjust("10 minutes")
+      // Half-open. Both permits held: the probe waits for admission, and is interrupted there.
+      const holders = yield* Effect.forkAll(
+        Array.from({ length: 2 }, () =>
+          Effect.scoped(Effect.zipRight(
+            limiter.admit({ provider: "anthropic", model: "claude-haiku-4-5" }, { inputTokens: 1, outputTokens: 1 }),
+            Effect.never
+          )))
+      )
+      yield* TestClock.adjust("1 millis")
+      const probe = yield* Effect.fork(engineService.generate(pinned, { useFallback: false }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(probe)
+      yield* Fiber.interrupt(holders)
+      // Handed back: a probe left out would have the circuit skip the model until the process restarted.
+      const next = yield* Effect.either(engineService.generate(pinned, { useFallback: false }))
+      expect(calls.map((call) => call.at)).toEqual([0, 601_001])
+      expect(next._tag).toBe("Right")
+    }).pipe(Effect.provide(engine([notFound, text(sampleOutlineJson)], calls)))
+  })
 })

@@ -9,6 +9,7 @@ import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -552,6 +553,32 @@ describe("RetryPolicy: the issue's scenarios", () => {
       }
       expect(calls.filter((c) => c.model === "gpt-4.1")).toHaveLength(2)
     }).pipe(Effect.provide(retired))
+  })
+
+  it.effect("remembers what the provider said of the last 1,000 models it does not serve, the oldest forgotten first", () => {
+    const calls: Array<Call> = []
+    const notServed = fail(httpError(
+      404,
+      openAiBody(
+        "invalid_request_error",
+        "model_not_found",
+        "The model does not exist or you do not have access to it."
+      )
+    ))
+    const madeUp = (i: number): PlotRequestInput => ({ ...chosen, provider: "openai", model: `made-up-${i}` })
+    const errorTag = (outcome: { readonly outcome: Either.Either<unknown, { readonly _tag: string }> }) =>
+      Either.match(outcome.outcome, { onLeft: (error) => error._tag, onRight: () => "result" })
+    return Effect.gen(function*() {
+      for (let i = 0; i <= 1_000; i++) yield* generate(madeUp(i), { useFallback: false }, "1 millis")
+      expect(calls).toHaveLength(1_001)
+      // Both circuits are still open (no call); the newest is told what the provider said, the oldest only that its
+      // circuit is open: what was said of it made room.
+      expect(errorTag(yield* generate(madeUp(1_000), { useFallback: false }, "1 millis"))).toBe("ModelNotFoundError")
+      expect(errorTag(yield* generate(madeUp(0), { useFallback: false }, "1 millis"))).toBe("ServerError")
+      // Only the oldest made room (before, the whole memory was dropped at 1,000).
+      expect(errorTag(yield* generate(madeUp(1), { useFallback: false }, "1 millis"))).toBe("ModelNotFoundError")
+      expect(calls).toHaveLength(1_001)
+    }).pipe(Effect.provide(engine({ openai: [notServed] }, calls)))
   })
 
   it.effect("fails on insufficient_quota when there is no other provider", () => {
