@@ -236,7 +236,11 @@ const verdictOf = <E>(decided: Decided<E>): Effect.Effect<void, E> =>
  * ends or fails the call. Once cancelled or decided it looks no more, even if a timer that was due already queued
  * its look.
  */
-const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>, lastLookMillis: number | undefined) => {
+const startWatcher = <E>(clock: Clock.Clock, look: () => Verdict<E>, lastLookWanted: number | undefined) => {
+  // None past what a Node timer keeps (`arm` would set none): the waits asked for reach the limit then, as before.
+  const lastLookMillis = lastLookWanted !== undefined && (clock !== defaultClock || lastLookWanted <= maxTimerMillis)
+    ? lastLookWanted
+    : undefined
   // Infinity once the last look came (or when there is none): the waits after it are armed as they are asked for.
   let lastLookAt = lastLookMillis === undefined ? Infinity : clock.unsafeCurrentTimeMillis() + lastLookMillis
   let cancelTimer: (() => void) | undefined
