@@ -270,9 +270,12 @@ const PlotsLive = (maxBodyBytes: number) =>
           "generate",
           Effect.fn("PlotsApi.generate")(
             function*({ request }) {
-              const body = yield* readRequest(request, maxBodyBytes)
-              // Encoded by the API with the endpoint's success schema.
-              return yield* Effect.raceFirst(engine.generate(body), failWhenGraceOver(graceOver))
+              // Encoded by the API with the endpoint's success schema. A body still coming when the grace ends is
+              // answered too.
+              return yield* Effect.raceFirst(
+                Effect.flatMap(readRequest(request, maxBodyBytes), engine.generate),
+                failWhenGraceOver(graceOver)
+              )
             },
             Effect.catchAll((error) => Effect.succeed(HttpErrors.errorResponse(error)))
           )
@@ -281,10 +284,16 @@ const PlotsLive = (maxBodyBytes: number) =>
           "stream",
           Effect.fn("PlotsApi.stream")(
             function*({ request }) {
-              const body = yield* readRequest(request, maxBodyBytes)
-              // Pulled in the request's scope, which stays open until the response is written (or the client leaves).
-              const pull = yield* Stream.toPull(engine.generateStream(body))
-              const first = yield* Effect.raceFirst(pullPreparation(pull), failWhenGraceOver(graceOver))
+              const first = yield* Effect.raceFirst(
+                Effect.gen(function*() {
+                  const body = yield* readRequest(request, maxBodyBytes)
+                  // Pulled in the request's scope, which stays open until the response is written (or the client
+                  // leaves).
+                  const pull = yield* Stream.toPull(engine.generateStream(body))
+                  return yield* pullPreparation(pull)
+                }),
+                failWhenGraceOver(graceOver)
+              )
               return eventStreamResponse(first, graceOver)
             },
             Effect.catchAll((error) => Effect.succeed(HttpErrors.errorResponse(error)))

@@ -138,8 +138,8 @@ export class ErrorEnvelope extends Schema.Class<ErrorEnvelope>("ErrorEnvelope")(
     message: Schema.String.annotations({ description: "What happened and what to do, for people" }),
     field: Schema.optional(Schema.String.annotations({ description: "The request field at fault (400s)" })),
     retry_after: Schema.optional(Schema.Int.annotations({
-      description: "Seconds to wait before trying again, when the wait is known (429s; the `Retry-After` header's, " +
-        "which a stream's `error` event cannot carry)"
+      description: "Seconds to wait before trying again, when the wait is known (429s, and 503 `shutting_down`; the " +
+        "`Retry-After` header's, which a stream's `error` event cannot carry)"
     }))
   })
 }) {}
