@@ -102,7 +102,10 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
           const now = clock.unsafeCurrentTimeMillis()
           const entry = current(map, key, now)
           const [result, next] = f(entry, now)
-          if (next === entry && map.get(key) === entry) return [result, map] as const
+          // Unchanged, or a closed circuit left closed (no entry): the same map.
+          if (next === entry && (map.get(key) === entry || (next === closed && !map.has(key)))) {
+            return [result, map] as const
+          }
           const changed = new Map(map)
           if (next === closed) changed.delete(key)
           else {
@@ -115,9 +118,9 @@ export const make = (options: Options = {}): Effect.Effect<Service> =>
 
     /**
      * Room for a new key once there are `maxEntries` (keys come and go: a request may pin any model, and each model
-     * its provider does not serve is tripped): the circuits past their cool-down go first (the next call is a probe,
-     * as it would have been), then the oldest, up to half of them (their next call goes through, as a new key's); a
-     * circuit whose probe is out stays, to hear how it ended.
+     * its provider does not serve is tripped): the circuits past their cool-down go first, then the oldest, up to
+     * half of them; a circuit whose probe is out stays, to hear how it ended. A forgotten circuit is closed, as a new
+     * key's: its calls go through, and a model still failing opens it again after `threshold` failures.
      */
     const forgetOldest = (map: Map<string, Entry>, now: number) => {
       for (const [key, entry] of map) {

@@ -477,13 +477,17 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
   const stateNow = (target: Target): LimiterKeys.KeyState => {
     const key = keyOf(options, target)
     const existing = states.get(key)
-    if (existing !== undefined) return existing
+    if (existing !== undefined) {
+      existing.lookedUpAt = shared.clock.unsafeCurrentTimeMillis()
+      return existing
+    }
     if (states.size >= sweepAt) {
       const now = shared.clock.unsafeCurrentTimeMillis()
       for (const [known, state] of states) if (LimiterKeys.forgettable(shared, state, now)) states.delete(known)
       sweepAt = Math.max(keySweepThreshold, 2 * states.size)
     }
     const state = LimiterKeys.makeKeyState(shared, key, keyQuotas?.[key] ?? quotas[target.provider])
+    state.lookedUpAt = shared.clock.unsafeCurrentTimeMillis()
     states.set(key, state)
     // What the others learnt of this key before this instance used it: what is left of the pause, the cut limits.
     const early = heardEarly.get(key)

@@ -26,6 +26,7 @@ import * as Option from "effect/Option"
 import type * as Domain from "./Domain.js"
 import * as Errors from "./Errors.js"
 import * as Metrics from "./internal/metrics.js"
+import * as ModelCatalog from "./ModelCatalog.js"
 import * as ProviderRateLimiter from "./ProviderRateLimiter.js"
 
 const tagged = Metrics.tagged
@@ -201,10 +202,10 @@ const modelMetrics = (provider: string, requested: string): ModelMetrics => {
 }
 
 /**
- * The `model` label: the first 256 models seen by name, the rest as `other` (a request may pin any model name; see
- * `Metrics.boundedLabel`).
+ * The `model` label: the default catalog's models and the first others seen, 256 in all, by name; the rest as
+ * `other` (a request may pin any model name; see `Metrics.boundedLabel`).
  */
-const modelLabel = Metrics.boundedLabel(256)
+const modelLabel = Metrics.boundedLabel(256, ModelCatalog.defaultCatalog.map((model) => model.id))
 
 const tagModelMetrics = (provider: string, model: string) => {
   const tags = { provider, model }

@@ -69,8 +69,8 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.tryAcquire("probed")).toBe(true)
       for (let i = 0; i < 1_022; i++) yield* breaker.trip(`pinned-${i}`, "10 minutes")
       expect(yield* breaker.state("cooled")).toBe("half_open")
-      // The 1,025th key: the cooled-down circuit goes (its next call is a probe, as it would have been), then the
-      // oldest up to half; the probe out stays, and so do the newest.
+      // The 1,025th key: the cooled-down circuit goes (closed, as a new key's), then the oldest up to half; the probe
+      // out stays, and so do the newest.
       yield* breaker.trip("pinned-1022", "10 minutes")
       expect(yield* breaker.state("cooled")).toBe("closed")
       expect(yield* breaker.state("pinned-0")).toBe("closed")
@@ -78,5 +78,32 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.tryAcquire("probed")).toBe(false)
       expect(yield* breaker.state("pinned-1021")).toBe("open")
       expect(yield* breaker.state("pinned-1022")).toBe("open")
+    }))
+
+  // Closed circuits are no entries: a call to a healthy key must not copy the map of the open ones.
+  it.effect("leaves its state as it is for calls to a healthy key: no copy of the open circuits' map", () =>
+    Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make({ threshold: 3 })
+      for (let i = 0; i < 1_000; i++) yield* breaker.trip(`pinned-${i}`, "10 minutes")
+      const RealMap = globalThis.Map
+      let copies = 0
+      class CountingMap<K, V> extends RealMap<K, V> {
+        constructor(entries?: Iterable<readonly [K, V]> | null) {
+          super(entries)
+          if (entries) copies++
+        }
+      }
+      globalThis.Map = CountingMap as MapConstructor
+      try {
+        for (let i = 0; i < 100; i++) {
+          yield* breaker.tryAcquire("healthy")
+          yield* breaker.onSuccess("healthy")
+        }
+      } finally {
+        globalThis.Map = RealMap
+      }
+      // Found by review: 200 copies of the 1,000 entries.
+      expect(copies).toBe(0)
+      expect(yield* breaker.state("pinned-999")).toBe("open")
     }))
 })

@@ -1521,4 +1521,43 @@ describe("ProviderRateLimiter with keys that come and go", () => {
       expect(keys.slice(0, 2)).toEqual(["openai/pinned-0", "openai/pinned-1000"])
       yield* Fiber.interrupt(inUse)
     }).pipe(Effect.provide(limiter({ requestsPerMinute: 60 }))))
+
+  // Found by review: a caller's fiber may pause between looking its key up and queuing on it (or taking a permit); a
+  // sweep then forgot the key, the caller took its permit on a state nobody else saw, and the next caller got a new
+  // one: two permits of a key with one. A key looked up in the last minute is kept.
+  it.effect("keeps a key a caller has just looked up and not yet queued on, however the fibers interleave", () =>
+    Effect.gen(function*() {
+      const pinned = (i: number) => ({ provider: "openai", model: `pinned-${i}` }) as const
+      const real = { provider: "openai", model: "real" } as const
+      const interleaving = (opsBeforeYield: number) =>
+        Effect.gen(function*() {
+          const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+          yield* Effect.scoped(rateLimiter.admit(real, small))
+          for (let i = 0; i < 1_023; i++) yield* Effect.scoped(rateLimiter.admit(pinned(i), small))
+          yield* TestClock.adjust("1 minute")
+          // a holds the real key's one permit; b, a new key, sweeps while a may be between the two steps.
+          const holding = yield* Deferred.make<void>()
+          const a = yield* Effect.fork(
+            Effect.scoped(
+              rateLimiter.admit(real, small).pipe(
+                Effect.zipRight(Deferred.succeed(holding, undefined)),
+                Effect.zipRight(Effect.never)
+              )
+            ).pipe(Effect.withMaxOpsBeforeYield(opsBeforeYield))
+          )
+          yield* Effect.scoped(rateLimiter.admit(pinned(5_000), small)).pipe(
+            Effect.withMaxOpsBeforeYield(opsBeforeYield)
+          )
+          yield* Deferred.await(holding)
+          const c = yield* Effect.fork(Effect.scoped(rateLimiter.admit(real, small)))
+          yield* TestClock.adjust("1 second")
+          const admitted = (yield* Fiber.poll(c))._tag === "Some"
+          yield* Fiber.interrupt(a)
+          yield* Fiber.interrupt(c)
+          return admitted
+        }).pipe(Effect.provide(limiter({ requestsPerMinute: 60, maxConcurrent: 1 })))
+      const admittedPastItsPermit: Array<number> = []
+      for (let ops = 10; ops <= 50; ops++) if (yield* interleaving(ops)) admittedPastItsPermit.push(ops)
+      expect(admittedPastItsPermit).toEqual([])
+    }))
 })

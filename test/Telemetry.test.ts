@@ -244,11 +244,12 @@ describe("PlotEngine.layerOtlpConfig", () => {
 describe("Telemetry with a model per request", () => {
   // A request may pin any model name: every tag set is a metric kept for the process's life (and a Prometheus
   // series), so past the first 256 models seen, the rest are counted as `other`.
-  it.effect("counts the models past the first 256 seen as `other`", () =>
+  it.effect("counts the models past the first 256 seen as `other`; the catalog's keep their names", () =>
     Effect.gen(function*() {
       for (let i = 0; i < 300; i++) {
         yield* Telemetry.recordProviderCall({ provider: "openai", model: `flood-${i}` }, Exit.void)
       }
+      yield* Telemetry.recordProviderCall({ provider: "anthropic", model: "claude-3-haiku-20240307" }, Exit.void)
       const series = (yield* Metric.snapshot).filter((pair) =>
         pair.metricKey.name === "plot_engine_provider_calls_total"
       )
@@ -259,5 +260,6 @@ describe("Telemetry with a model per request", () => {
       expect(new Set(series.map(modelOf)).size).toBeLessThanOrEqual(257)
       expect(named.length).toBeGreaterThan(0)
       expect(other.reduce((sum, pair) => sum + count(pair), 0)).toBe(300 - named.length)
+      expect(series.map(modelOf)).toContain("claude-3-haiku-20240307")
     }))
 })

@@ -21,6 +21,7 @@ import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import type * as Metric from "effect/Metric"
 import * as Errors from "../Errors.js"
+import * as ModelCatalog from "../ModelCatalog.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import type * as QuotaSignals from "../QuotaSignals.js"
 import * as Metrics from "./metrics.js"
@@ -131,6 +132,11 @@ export interface KeyState {
   /** How long an admitted request holds its permit, on average (recent calls weigh most); 0 before the first. */
   meanHoldMillis: number
   /**
+   * When a caller last looked the key up (see `forgettable`): one that has, and has not yet queued or taken a permit
+   * (its fiber may pause between the two), holds nothing the key can see.
+   */
+  lookedUpAt: number
+  /**
    * The interactive waiters in arrival order (`queueHead` is the first not yet gone; gone ones are skipped lazily),
    * and the batch ones behind them.
    */
@@ -200,10 +206,14 @@ export interface Shared {
 }
 
 /**
- * The `key` label of the limiter's metrics: the first 256 keys by name, the rest as `other` (their queue depths
- * summed; a request may pin any model, and each model is a key: see `Metrics.boundedLabel`).
+ * The `key` label of the limiter's metrics: the default catalog's models' keys and the first others, 256 in all, by
+ * name; the rest as `other`, their queue depths summed (a request may pin any model, and each model is a key: see
+ * `Metrics.boundedLabel`).
  */
-const keyLabel = Metrics.boundedLabel(256)
+const keyLabel = Metrics.boundedLabel(
+  256,
+  ModelCatalog.defaultCatalog.map((model) => `${model.provider}/${model.id}`)
+)
 
 /** A key as it starts: its quota's permits, nothing queued, the gate open, no timer. */
 export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyState => ({
@@ -234,6 +244,7 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
   interactiveOrder: new QueueOrder.QueueOrder(),
   batchOrder: new QueueOrder.QueueOrder(),
   meanHoldMillis: 0,
+  lookedUpAt: 0,
   queue: [],
   queueHead: 0,
   batchQueue: [],
@@ -1707,21 +1718,24 @@ const remember = (state: KeyState, waiter: Waiter, now: number) => {
 }
 
 /**
- * Whether forgetting a key loses nothing its callers rely on: nobody holds, waits for or sleeps on it, no timer,
- * reservation or pause is under way, and its buckets in memory are full again (a new key's are full; over a remote
- * store the buckets are the store's, and stay). What it learnt (the last minute's reservations, its input scale,
- * limits cut by 429s or reported by the provider, how long calls hold a permit) goes with it: the provider's next
- * answers teach it again.
+ * Whether forgetting a key loses nothing its callers rely on: nobody has looked it up for a minute (a caller that just
+ * did may not have queued yet), nobody holds, waits for or sleeps on it, no timer, reservation or pause is under way,
+ * and its buckets are full again (in memory; over a remote store, as the store last said, refilled since), as a new
+ * key's are. What it learnt (the last minute's reservations, its input scale, limits cut by 429s or reported by the
+ * provider, how long calls hold a permit) goes with it: the provider's next answers teach it again.
  */
 export const forgettable = (shared: Shared, state: KeyState, now: number): boolean => {
   if (
-    state.permitsHeld > 0 || state.queued > 0 || state.sleeping.size > 0 || state.inFlight > 0 || state.reserving ||
-    state.pumping || state.alarmFiber !== undefined || state.tells.length > 0 || now < state.pausedUntil
+    now - state.lookedUpAt < windowMillis || state.permitsHeld > 0 || state.queued > 0 || state.sleeping.size > 0 ||
+    state.inFlight > 0 || state.reserving || state.pumping || state.alarmFiber !== undefined ||
+    state.tells.length > 0 || now < state.pausedUntil
   ) return false
   const local = shared.buckets.local
-  if (local === undefined) return true
   for (const bucket of bucketsOf(state.quota, nothing)) {
-    if (local.level(state.storeKeys[bucket.name]!, bucket.limit, now) < bucket.limit) return false
+    const full = local === undefined
+      ? levelNow(shared, state, now)(bucket.name, bucket.limit) >= bucket.limit
+      : local.full(state.storeKeys[bucket.name]!, bucket.limit, now)
+    if (!full) return false
   }
   return true
 }

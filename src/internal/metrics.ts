@@ -66,12 +66,13 @@ export const tagged = <M extends Metric.Metric<any, any, any>>(
 }
 
 /**
- * A label whose values a request chooses (a model, a limiter key: a request may pin any model): the first `max`
- * values seen are themselves, any other is `other`. Every tag set is a metric the registry keeps for the process's
- * life (and a series for Prometheus), so a client naming a new model per request would grow them without end.
+ * A label whose values a request chooses (a model, a limiter key: a request may pin any model): the `known` values
+ * and the first others seen, up to `max` in all, are themselves, any other is `other`. Every tag set is a metric the
+ * registry keeps for the process's life (and a series for Prometheus), so a client naming a new model per request
+ * would grow them without end; the known ones keep their names however early such a client comes.
  */
-export const boundedLabel = (max: number): (value: string) => string => {
-  const seen = new Set<string>()
+export const boundedLabel = (max: number, known: Iterable<string> = []): (value: string) => string => {
+  const seen = new Set<string>(known)
   return (value) => {
     if (seen.has(value)) return value
     if (seen.size >= max) return otherLabel

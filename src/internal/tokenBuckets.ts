@@ -40,6 +40,8 @@ export interface TokenBuckets {
 export interface LocalBuckets {
   readonly take: (key: string, limit: number, tokens: number, now: number) => Taken
   readonly level: (key: string, limit: number, now: number) => number
+  /** Whether a bucket is full at `now`, as one never taken from is (without making it). */
+  readonly full: (key: string, limit: number, now: number) => boolean
   readonly refund: (key: string, limit: number, tokens: number, now: number) => void
 }
 
@@ -72,7 +74,19 @@ export const make = (
   const share = (limit: number) => Math.max(1, Math.floor(limit * fallback.localShare))
   const windowMillis = Duration.toMillis(window)
   // What each bucket held when the store last said, and when: where its local stand-in starts.
-  const lastKnown = new Map<string, { readonly remaining: number; readonly at: number }>()
+  const lastKnown = new Map<string, { readonly remaining: number; readonly at: number; readonly limit: number }>()
+  // One full again is as one never heard of: past `knownSweepAt` (keys come and go), those go.
+  let knownSweepAt = bucketSweepThreshold
+  const knowLevel = (key: string, limit: number, remaining: number) => {
+    const now = clock.unsafeCurrentTimeMillis()
+    if (!lastKnown.has(key) && lastKnown.size >= knownSweepAt) {
+      for (const [known, held] of lastKnown) {
+        if (held.remaining + ((now - held.at) * held.limit) / windowMillis >= held.limit) lastKnown.delete(known)
+      }
+      knownSweepAt = Math.max(bucketSweepThreshold, 2 * lastKnown.size)
+    }
+    lastKnown.set(key, { remaining, at: now, limit })
+  }
   // The buckets the local ones stood in for in this outage: their limits, and the tokens taken from them (net of
   // refunds). When the store answers again it is told, or every instance comes back to a quota it spent.
   const answeredLocally = new Map<string, { readonly limit: number; taken: number }>()
@@ -133,7 +147,7 @@ export const make = (
       const consume = limiter.consume({ key, limit, tokens, window, algorithm: "token-bucket", onExceeded: "delay" })
       return abandonAfter(consume, fallback.timeoutMillis).pipe(
         Effect.map((result): Taken => {
-          lastKnown.set(key, { remaining: result.remaining, at: clock.unsafeCurrentTimeMillis() })
+          knowLevel(key, limit, result.remaining)
           return { delay: Duration.toMillis(result.delay), remaining: result.remaining }
         }),
         Effect.tap(() => {
@@ -232,7 +246,10 @@ const bucketSweepThreshold = 4_096
  * store and its `consume` with `onExceeded: "delay"` (a bucket refills a whole token every `window / limit`;
  * a take of more than the limit waits a window and takes nothing), so that both stores admit at the same times.
  */
-export const memory = (clock: Clock.Clock, window: Duration.Duration): TokenBuckets => {
+export const memory = (
+  clock: Clock.Clock,
+  window: Duration.Duration
+): TokenBuckets & { readonly size: () => number } => {
   const windowMillis = Duration.toMillis(window)
   const buckets = new Map<string, { tokens: number; lastRefill: number; limit: number }>()
   // A bucket refilled to its limit is as a new one: once there are `sweepAt`, those are forgotten (keys come and
@@ -244,10 +261,7 @@ export const memory = (clock: Clock.Clock, window: Duration.Duration): TokenBuck
     let bucket = buckets.get(key)
     if (bucket === undefined) {
       if (buckets.size >= sweepAt) {
-        for (const [known, held] of buckets) {
-          const refilled = Math.floor((now - held.lastRefill) / (windowMillis / held.limit))
-          if (held.tokens + refilled >= held.limit) buckets.delete(known)
-        }
+        for (const [known, held] of buckets) if (full(known, held.limit, now)) buckets.delete(known)
         sweepAt = Math.max(bucketSweepThreshold, 2 * buckets.size)
       }
       bucket = { tokens: limit, lastRefill: now, limit }
@@ -265,18 +279,27 @@ export const memory = (clock: Clock.Clock, window: Duration.Duration): TokenBuck
     return { delay: remaining >= 0 ? 0 : refillMillis * -remaining, remaining }
   }
   const level = (key: string, limit: number, now: number) => take(key, limit, 0, now).remaining
+  const full = (key: string, limit: number, now: number) => {
+    const bucket = buckets.get(key)
+    return bucket === undefined || bucket.tokens + Math.floor((now - bucket.lastRefill) / (windowMillis / limit)) >= limit
+  }
   const local: LocalBuckets = {
     take,
     level,
+    full,
     refund: (key, limit, tokens, now) => {
       const back = Math.min(tokens, limit - level(key, limit, now))
       if (back > 0) take(key, limit, -back, now)
     }
   }
-  return withDerived(
-    (key, limit, tokens) => Effect.sync(() => take(key, limit, tokens, clock.unsafeCurrentTimeMillis())),
-    local
-  )
+  return {
+    ...withDerived(
+      (key, limit, tokens) => Effect.sync(() => take(key, limit, tokens, clock.unsafeCurrentTimeMillis())),
+      local
+    ),
+    // How many buckets are kept (for tests of the sweep).
+    size: () => buckets.size
+  }
 }
 
 /** `level`, `refund` and `lowerTo` in terms of `take`. */

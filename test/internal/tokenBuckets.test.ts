@@ -72,7 +72,8 @@ describe("TokenBuckets in memory, with keys that come and go", () => {
   // A bucket refilled to its limit is as a new one: forgotten once there are 4,096, so that the buckets of keys used
   // once (a model pinned by one request) do not pile up. One still refilling keeps its level.
   it("forgets the buckets refilled to their limits, and keeps the level of one still refilling", () => {
-    const buckets = TokenBuckets.memory({ unsafeCurrentTimeMillis: () => 0 } as never, Duration.minutes(1)).local!
+    const memory = TokenBuckets.memory({ unsafeCurrentTimeMillis: () => 0 } as never, Duration.minutes(1))
+    const buckets = memory.local!
     const minute = 60_000
     buckets.take("in-debt", 10, 10, 0)
     buckets.take("in-debt", 10, 5, 0)
@@ -80,7 +81,10 @@ describe("TokenBuckets in memory, with keys that come and go", () => {
     for (let i = 0; i < 4_094; i++) buckets.take(`pinned-${i}`, 10, 1, 0)
     // A new key at one minute, with 4,096 kept: the sweep. A refill of 10 in a minute leaves the bucket in debt at 5 and
     // the one emptied half a minute ago at 5; the others were full again.
+    expect(memory.size()).toBe(4_096)
     expect(buckets.take("new", 10, 0, minute).remaining).toBe(10)
+    // The two still refilling and the new one are kept.
+    expect(memory.size()).toBe(3)
     expect(buckets.level("in-debt", 10, minute)).toBe(5)
     expect(buckets.level("half-refilled", 10, minute)).toBe(5)
     expect(buckets.level("pinned-0", 10, minute)).toBe(10)
