@@ -1524,7 +1524,7 @@ describe("ProviderRateLimiter with keys that come and go", () => {
 
   // Found by review: a caller's fiber may pause between looking its key up and queuing on it (or taking a permit); a
   // sweep then forgot the key, the caller took its permit on a state nobody else saw, and the next caller got a new
-  // one: two permits of a key with one. A key looked up in the last minute is kept.
+  // one: two permits of a key with one. A key looked up in the last second is kept.
   it.effect("keeps a key a caller has just looked up and not yet queued on, however the fibers interleave", () =>
     Effect.gen(function*() {
       const pinned = (i: number) => ({ provider: "openai", model: `pinned-${i}` }) as const

@@ -1718,15 +1718,15 @@ const remember = (state: KeyState, waiter: Waiter, now: number) => {
 }
 
 /**
- * Whether forgetting a key loses nothing its callers rely on: nobody has looked it up for a minute (a caller that just
- * did may not have queued yet), nobody holds, waits for or sleeps on it, no timer, reservation or pause is under way,
+ * Whether forgetting a key loses nothing its callers rely on: nobody has looked it up for a second (a caller that
+ * just did may not have queued yet: its fiber may pause between the two), nobody holds, waits for or sleeps on it, no timer, reservation or pause is under way,
  * and its buckets are full again (in memory; over a remote store, as the store last said, refilled since), as a new
  * key's are. What it learnt (the last minute's reservations, its input scale, limits cut by 429s or reported by the
  * provider, how long calls hold a permit) goes with it: the provider's next answers teach it again.
  */
 export const forgettable = (shared: Shared, state: KeyState, now: number): boolean => {
   if (
-    now - state.lookedUpAt < windowMillis || state.permitsHeld > 0 || state.queued > 0 || state.sleeping.size > 0 ||
+    now - state.lookedUpAt < lookedUpGraceMillis || state.permitsHeld > 0 || state.queued > 0 || state.sleeping.size > 0 ||
     state.inFlight > 0 || state.reserving || state.pumping || state.alarmFiber !== undefined ||
     state.tells.length > 0 || now < state.pausedUntil
   ) return false
@@ -1739,6 +1739,9 @@ export const forgettable = (shared: Shared, state: KeyState, now: number): boole
   }
   return true
 }
+
+/** How long after a caller looked a key up it is kept (see `forgettable`): far more than the steps to its queue. */
+const lookedUpGraceMillis = 1_000
 
 /** A reservation given back: never sent, it used nothing. */
 const forgetReservation = (waiter: Waiter) => {
