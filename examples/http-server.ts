@@ -26,7 +26,8 @@
  *
  * The envelope and the statuses are in `http-server/HttpErrors.ts`, the reading of bodies in `http-server/JsonBody.ts`.
  *
- * Run it with `npm run example:server` (port from `PORT`, default 3000; body limit from `MAX_BODY_BYTES`). With
+ * Run it with `npm run example:server` (port from `PORT`, default 3000; body limit from `MAX_BODY_BYTES`; one client
+ * address's generations at once from `MAX_REQUESTS_PER_CLIENT`, `http-server/ClientShare.ts`). With
  * no provider configured it uses the embedded gateway simulator, like the CLI. On SIGTERM or Ctrl-C it takes no new
  * connection, gives the requests in flight `SHUTDOWN_GRACE` (default 25 seconds) to end, then answers those still
  * running 503 `shutting_down` (a stream: its `error` event), and cuts what is left a second later
@@ -63,6 +64,7 @@ import * as ProjectContextStore from "../src/ProjectContextStore.js"
 import * as ProviderRateLimiter from "../src/ProviderRateLimiter.js"
 import * as Providers from "../src/Providers.js"
 import * as Prometheus from "../src/Telemetry/Prometheus.js"
+import * as ClientShare from "./http-server/ClientShare.js"
 import * as HttpErrors from "./http-server/HttpErrors.js"
 import * as JsonBody from "./http-server/JsonBody.js"
 import * as NodeServer from "./http-server/NodeServer.js"
@@ -260,16 +262,18 @@ export class PlotsApi extends HttpApi.make("plot-engine")
 const failWhenGraceOver = (graceOver: Effect.Effect<void>) =>
   Effect.zipRight(graceOver, Effect.fail(HttpErrors.HttpError.shuttingDown()))
 
-const PlotsLive = (maxBodyBytes: number) =>
+const PlotsLive = (maxBodyBytes: number, maxRequestsPerClient: number) =>
   HttpApiBuilder.group(PlotsApi, "plots", (handlers) =>
     Effect.gen(function*() {
       const engine = yield* PlotGeneration.PlotGeneration
       const graceOver = yield* Shutdown.GraceOver
+      const share = ClientShare.make(maxRequestsPerClient)
       return handlers
         .handleRaw(
           "generate",
           Effect.fn("PlotsApi.generate")(
             function*({ request }) {
+              yield* share.enter(request)
               // Encoded by the API with the endpoint's success schema. A body still coming when the grace ends is
               // answered too.
               return yield* Effect.raceFirst(
@@ -284,6 +288,7 @@ const PlotsLive = (maxBodyBytes: number) =>
           "stream",
           Effect.fn("PlotsApi.stream")(
             function*({ request }) {
+              yield* share.enter(request)
               const first = yield* Effect.raceFirst(
                 Effect.gen(function*() {
                   const body = yield* readRequest(request, maxBodyBytes)
@@ -346,6 +351,8 @@ export interface ServerOptions {
   readonly shutdownGrace?: Duration.DurationInput | undefined
   /** Connections held at once (default 1,000); one more is closed as it opens. */
   readonly maxConnections?: number | undefined
+  /** Generations under way at once from one client address (default 8); one more is answered 429 at once. */
+  readonly maxRequestsPerClient?: number | undefined
 }
 
 /**
@@ -359,7 +366,12 @@ export const ServerLive = (port: number, options: ServerOptions = {}) =>
     const simulated = gateway.deployments === undefined && configured.openai === undefined &&
       configured.anthropic === undefined
     const api = HttpApiBuilder.api(PlotsApi).pipe(
-      Layer.provide(PlotsLive(options.maxBodyBytes ?? JsonBody.defaultMaxBytes)),
+      Layer.provide(
+        PlotsLive(
+          options.maxBodyBytes ?? JsonBody.defaultMaxBytes,
+          options.maxRequestsPerClient ?? ClientShare.defaultMaxPerClient
+        )
+      ),
       Layer.provide(SystemLive(simulated ? "simulator" : "providers")),
       Layer.provide(Prometheus.layer)
     )
@@ -412,7 +424,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       Config.validate({ message: "Expected a number of connections of at least 1", validation: (n) => n >= 1 }),
       Config.withDefault(NodeServer.defaultMaxConnections)
     )
-    return yield* Layer.launch(ServerLive(port, { maxBodyBytes, shutdownGrace, maxConnections })).pipe(
+    const maxRequestsPerClient = yield* Config.integer("MAX_REQUESTS_PER_CLIENT").pipe(
+      Config.validate({ message: "Expected a number of requests of at least 1", validation: (n) => n >= 1 }),
+      Config.withDefault(ClientShare.defaultMaxPerClient)
+    )
+    return yield* Layer.launch(
+      ServerLive(port, { maxBodyBytes, shutdownGrace, maxConnections, maxRequestsPerClient })
+    ).pipe(
       // One line that says why (a port in use, one not allowed), not the platform's "An error has occurred" and stack.
       Effect.catchTag("ServeError", (error) =>
         Effect.fail(

@@ -28,6 +28,7 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
     "request_timeout",
     "not_found_route",
     "expectation_failed",
+    "too_many_requests",
     "shutting_down",
     "internal"
   ),
@@ -103,6 +104,15 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
       status: 417,
       type: "expectation_failed",
       message: "The server meets no `Expect` but 100-continue: send the request without it."
+    })
+  }
+  /** One request more than a client's share of the server (see `ClientShare`). */
+  static tooManyRequests(maxPerClient: number) {
+    return new HttpError({
+      status: 429,
+      type: "too_many_requests",
+      message:
+        `This client already has ${maxPerClient} generations under way, the most one client may: wait for one to end.`
     })
   }
   /** A request still running when the server's shutdown grace ended: another instance will take it. */
@@ -201,12 +211,12 @@ export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded => 
 
 /**
  * `Retry-After` in whole seconds, rounded up, when the wait is known (rate limits, quotas); a second for a server
- * shutting down (the next try goes to another instance).
+ * shutting down (the next try goes to another instance) and for a client over its share.
  */
 export const retryAfterSeconds = (error: ApiError): number | undefined =>
   (error._tag === "RateLimitError" || error._tag === "QuotaExhaustedError") && error.retryAfterMs !== undefined
     ? Math.ceil(error.retryAfterMs / 1000)
-    : error._tag === "HttpError" && error.type === "shutting_down"
+    : error._tag === "HttpError" && (error.type === "shutting_down" || error.type === "too_many_requests")
     ? 1
     : undefined
 
@@ -283,7 +293,8 @@ export const statusDescriptions = {
   413: "The body is over the limit, or the project's context too long for the model",
   415: "The body is not application/json, or is compressed",
   422: "The model declined to write it (a refusal or content policy); the same request would be declined again",
-  429: "Rate limited or out of quota; `Retry-After` (seconds) when the wait is known",
+  429: "Rate limited or out of quota, or the client over its share (`too_many_requests`); `Retry-After` (seconds) " +
+    "when the wait is known",
   500: "An unexpected failure, logged",
   502: "The provider failed, refused the key, or does not serve the model",
   503: "The provider asked for is not configured, or the server is shutting down (`shutting_down`: send it again)",

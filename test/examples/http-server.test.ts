@@ -18,7 +18,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { writeFileSync } from "node:fs"
-import { createServer } from "node:http"
+import { createServer, request as httpRequest } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Net from "node:net"
 import path from "node:path"
@@ -880,6 +880,66 @@ describe("examples/http-server, a request not streamed, when the client leaves o
         expect(received).toMatch(/^HTTP\/1\.1 503 /)
         expect(JSON.parse(received.slice(received.indexOf("\r\n\r\n") + 4))).toEqual(shuttingDown)
         expect(closedAfter).toBeLessThan(1_000)
+      }).pipe(Effect.provide(GatewaySimulator.layer())),
+    30_000
+  )
+})
+
+describe("examples/http-server, a share per client", () => {
+  /** `POST /plots` from `localAddress` (the loopback has a whole /8: each address is a client of its own). */
+  const postFrom = (url: string, localAddress: string) =>
+    Effect.async<
+      { readonly status: number; readonly type: string | undefined; readonly retryAfter: string | undefined }
+    >(
+      (resume) => {
+        const body = JSON.stringify(request)
+        const sent = httpRequest(`${url}/plots`, {
+          method: "POST",
+          localAddress,
+          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+        }, (response) => {
+          let text = ""
+          response.on("data", (chunk) => (text += chunk))
+          response.on("end", () =>
+            resume(Effect.succeed({
+              status: response.statusCode!,
+              type: response.statusCode === 200 ? undefined : JSON.parse(text).error.type,
+              retryAfter: response.headers["retry-after"]
+            })))
+        })
+        sent.end(body)
+      }
+    )
+
+  it.scopedLive(
+    "answers a client over its share 429 too_many_requests at once; another client, and the first once a request ends, go on",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const config = ConfigProvider.fromMap(
+          new Map([["OPENAI_API_KEY", "sk-test-share"], ["OPENAI_BASE_URL", simulator.openaiBaseUrl]])
+        )
+        const context = yield* Layer.build(
+          ServerLive(0, { maxRequestsPerClient: 2 }).pipe(
+            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
+          )
+        )
+        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        yield* simulator.setRandomFaults({ latencyMs: 1_000 })
+        const first = yield* Effect.fork(Effect.all([postFrom(url, "127.0.0.1"), postFrom(url, "127.0.0.1")], {
+          concurrency: "unbounded"
+        }))
+        yield* Effect.sleep("200 millis")
+        const startedAt = Date.now()
+        const third = yield* postFrom(url, "127.0.0.1")
+        // At once, not after the two ahead of it.
+        expect(Date.now() - startedAt).toBeLessThan(500)
+        expect(third).toEqual({ status: 429, type: "too_many_requests", retryAfter: "1" })
+        const other = yield* postFrom(url, "127.0.0.2")
+        expect(other.status).toBe(200)
+        expect((yield* Fiber.join(first)).map((answer) => answer.status)).toEqual([200, 200])
+        // The first client's share is back.
+        expect((yield* postFrom(url, "127.0.0.1")).status).toBe(200)
       }).pipe(Effect.provide(GatewaySimulator.layer())),
     30_000
   )
