@@ -7,7 +7,8 @@
  * how a client that gives up is told from one that waits (a FIN is what `fetch` sends when aborted), and a generation
  * nobody waits for must stop spending the provider's tokens.
  */
-import { createServer, type Server } from "node:http"
+import { createServer, type Server, type ServerResponse } from "node:http"
+import type { Socket } from "node:net"
 import * as HttpErrors from "./HttpErrors.js"
 
 /**
@@ -44,6 +45,21 @@ export const make = (options: Options = {}): Server => {
       if (!request.complete && request.listenerCount("data") === 0) response.shouldKeepAlive = false
       return writeHead.apply(this, args)
     } as typeof writeHead
+    tellClientGone(request.socket, response)
   })
   return HttpErrors.answerClientErrors(server)
+}
+
+/**
+ * A request pipelined behind another on a connection its client then closes hears nothing from Node: its response,
+ * queued behind the first, has no socket yet, and gets neither `close` nor `finish`. The app is told as Node tells
+ * the first one, by the response's `close`; otherwise its generation ran on for nobody, and held its client's share
+ * for good. A response that has its socket is Node's to tell.
+ */
+const tellClientGone = (socket: Socket, response: ServerResponse) => {
+  const onClose = () => {
+    if (response.socket === null && !response.writableEnded) response.emit("close")
+  }
+  socket.once("close", onClose)
+  response.once("close", () => socket.off("close", onClose))
 }

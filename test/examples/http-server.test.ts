@@ -943,6 +943,42 @@ describe("examples/http-server, a share per client", () => {
       }).pipe(Effect.provide(GatewaySimulator.layer())),
     30_000
   )
+
+  // Found by review: Node tells nothing to a request pipelined behind another when the client closes the connection
+  // (its response has no socket yet); its generation ran on for nobody and held one of its client's places for good.
+  it.scopedLive(
+    "gives the share back, and stops the call, of a request pipelined behind another when its client goes away",
+    () =>
+      Effect.gen(function*() {
+        const simulator = yield* GatewaySimulator.GatewaySimulator
+        const config = ConfigProvider.fromMap(
+          new Map([["OPENAI_API_KEY", "sk-test-share"], ["OPENAI_BASE_URL", simulator.openaiBaseUrl]])
+        )
+        const context = yield* Layer.build(
+          ServerLive(0, { maxRequestsPerClient: 2 }).pipe(
+            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
+          )
+        )
+        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        yield* simulator.setRandomFaults({ latencyMs: 1_000 })
+        const body = JSON.stringify(request)
+        const one = "POST /plots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+        const socket = Net.connect(Number(new URL(url).port), "127.0.0.1", () => socket.write(one + one))
+        socket.on("error", () => {})
+        yield* Effect.sleep("200 millis")
+        socket.destroy()
+        yield* simulator.setRandomFaults({})
+        yield* Effect.sleep("1500 millis")
+        const both = yield* Effect.all([postFrom(url, "127.0.0.1"), postFrom(url, "127.0.0.1")], {
+          concurrency: "unbounded"
+        })
+        expect(both.map((answer) => answer.status)).toEqual([200, 200])
+        // Both calls of the connection gone were stopped: two calls sent for it, then the two answered.
+        expect((yield* simulator.stats).closedByClient).toBe(2)
+      }).pipe(Effect.provide(GatewaySimulator.layer())),
+    30_000
+  )
 })
 
 describe("examples/http-server with a deployments file", () => {
