@@ -281,7 +281,8 @@ export const memory = (
   const level = (key: string, limit: number, now: number) => take(key, limit, 0, now).remaining
   const full = (key: string, limit: number, now: number) => {
     const bucket = buckets.get(key)
-    return bucket === undefined || bucket.tokens + Math.floor((now - bucket.lastRefill) / (windowMillis / limit)) >= limit
+    return bucket === undefined ||
+      bucket.tokens + Math.floor((now - bucket.lastRefill) / (windowMillis / limit)) >= limit
   }
   const local: LocalBuckets = {
     take,
