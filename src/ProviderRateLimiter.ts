@@ -31,6 +31,7 @@ import type * as Domain from "./Domain.js"
 import type * as Errors from "./Errors.js"
 import * as ConfigValues from "./internal/configValues.js"
 import * as LimiterKeys from "./internal/limiterKeys.js"
+import * as LimiterLearning from "./internal/limiterLearning.js"
 import * as Metrics from "./internal/metrics.js"
 import * as TokenBuckets from "./internal/tokenBuckets.js"
 import * as Tracing from "./internal/tracing.js"
@@ -433,7 +434,7 @@ const learningInput = (
   admission: {
     reconcile: (usage) =>
       Effect.suspend(() => {
-        LimiterKeys.learnInputScale(state, estimate.inputTokens, usage.inputTokens)
+        LimiterLearning.learnInputScale(state, estimate.inputTokens, usage.inputTokens)
         return admission.reconcile(usage)
       }),
     cancel: admission.cancel
@@ -519,7 +520,7 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
       return admitOn(
         () => state,
         target,
-        LimiterKeys.inputScaled(state, estimate),
+        LimiterLearning.inputScaled(state, estimate),
         admitOptions,
         restore,
         (admitted) => then(learningInput(state, estimate, admitted))
@@ -587,7 +588,7 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
         LimiterKeys.waitForArrival(
           shared,
           state,
-          shared.adaptive ? LimiterKeys.inputScaled(state, estimate) : estimate,
+          shared.adaptive ? LimiterLearning.inputScaled(state, estimate) : estimate,
           lane ?? "interactive"
         ))
   })

@@ -24,6 +24,7 @@ import * as Errors from "../Errors.js"
 import * as ModelCatalog from "../ModelCatalog.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import type * as QuotaSignals from "../QuotaSignals.js"
+import * as LimiterLearning from "./limiterLearning.js"
 import * as Metrics from "./metrics.js"
 import * as MinHeap from "./minHeap.js"
 import * as QueueOrder from "./queueOrder.js"
@@ -45,7 +46,7 @@ type Lane = ProviderRateLimiter.Lane
  * moves it from `waiting`, and wakes it from its sleep, by calling `resume`; a provider 429 puts it back from
  * `admitted` to `waiting`; `release` ends it from any state, once.
  */
-interface Waiter {
+export interface Waiter {
   readonly estimate: Estimate
   /** Interactive waiters go ahead of batch ones; batch ones leave a key's reserved permits and take no debt. */
   readonly lane: Lane
@@ -62,7 +63,7 @@ interface Waiter {
   /** When it took its permit: how long permits are held is learnt from it. */
   admittedAt: number
   /** Its reservation among the key's `recent` ones, once made. */
-  reserved: Reserved | undefined
+  reserved: LimiterLearning.Reserved | undefined
   /** Admitted and sleeping its reservation's wait: the alarm that wakes it (others of its alarms are stale). */
   wake: Alarm | undefined
   /** Its caller, awaiting the pump's verdict (see `resumeWith`). */
@@ -91,18 +92,21 @@ export interface KeyState {
   quota: Quota
   readonly configured: Quota
   /** Limits the provider reported in its headers (trusted: they raise as well as lower). */
-  readonly reported: { -readonly [F in QuotaField]?: number }
+  readonly reported: { -readonly [F in LimiterLearning.QuotaField]?: number }
   /** When the limits in force last came down or climbed (the climb is a step per minute without a 429). */
   limitsChangedAt: number
-  /** How the provider counts a prompt against the caller's estimate (see `learnInputScale`); 1 at first. */
+  /**
+   * How the provider counts a prompt against the caller's estimate (see `LimiterLearning.learnInputScale`); 1 at
+   * first.
+   */
   inputScale: number
-  /** When a 429 at the edge last passed without a cut (see `atTheEdge`). */
+  /** When a 429 at the edge last passed without a cut (see `LimiterLearning.atTheEdge`). */
   edgePassedAt: number
   /**
    * What was sent in the last minute, oldest first (from `recentHead`): what a 429 says the quota is below. Each
    * reservation as made, then as counted when reconciled, and nothing once given back (never sent).
    */
-  recent: Array<Reserved>
+  recent: Array<LimiterLearning.Reserved>
   recentHead: number
   /** Concurrency permits, and how many are taken (admitted and not yet released). */
   readonly permits: number
@@ -120,7 +124,7 @@ export interface KeyState {
   inFlight: number
   pausedUntil: number
   /** The limits the 429s of the pause in force (its episode) reached, and whether the episode cut them. */
-  pauseLimits: ReadonlyArray<QuotaField>
+  pauseLimits: ReadonlyArray<LimiterLearning.QuotaField>
   pauseCut: boolean
   /** What the waiters that have not reserved yet will take: they are ahead of whoever arrives now. */
   pending: Pending
@@ -293,7 +297,7 @@ const giveBack = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effec
   if (local !== undefined) {
     return Effect.sync(() => giveBackLocally(local, state, waiter, shared.clock.unsafeCurrentTimeMillis()))
   }
-  forgetReservation(waiter)
+  LimiterLearning.forgetReservation(waiter)
   return Effect.forEach(
     bucketsOf(state.quota, waiter.estimate),
     (b) => shared.buckets.refund(state.storeKeys[b.name]!, b.limit, b.tokens),
@@ -352,7 +356,7 @@ const expectedWait = (
   const ahead = pending.ahead ?? (lane === "interactive" ? state.pendingInteractive : state.pending)
   for (const b of bucketsOf(state.quota, estimate)) {
     const deficit = pendingIn(ahead, b.name) * aheadShare + b.tokens - levelOf(b.name, b.limit)
-    if (deficit > 0) wait = Math.max(wait, (deficit * windowMillis) / b.limit)
+    if (deficit > 0) wait = Math.max(wait, (deficit * LimiterLearning.windowMillis) / b.limit)
   }
   const free = lane === "batch"
     ? Math.min(state.batchPermits - state.batchHeld, state.permits - state.permitsHeld)
@@ -370,10 +374,10 @@ const levelNow = (shared: Shared, state: KeyState, now: number) => (bucket: stri
   const local = shared.buckets.local
   if (local !== undefined) return local.level(state.storeKeys[bucket]!, limit, now)
   const known = state.known[bucket]
-  return known === undefined ? limit : Math.min(limit, known.remaining + ((now - known.at) * limit) / windowMillis)
+  return known === undefined
+    ? limit
+    : Math.min(limit, known.remaining + ((now - known.at) * limit) / LimiterLearning.windowMillis)
 }
-
-const windowMillis = 60_000
 
 const formatSeconds = (millis: number) => `${Math.ceil(millis / 1000)} s`
 
@@ -523,7 +527,7 @@ const untilFits = (shared: Shared, state: KeyState, estimate: Estimate, now: num
   let wait = 0
   for (const b of bucketsOf(state.quota, estimate)) {
     const deficit = b.tokens - levelOf(b.name, b.limit)
-    if (deficit > 0) wait = Math.max(wait, Math.ceil((deficit * windowMillis) / b.limit))
+    if (deficit > 0) wait = Math.max(wait, Math.ceil((deficit * LimiterLearning.windowMillis) / b.limit))
   }
   return wait
 }
@@ -998,7 +1002,7 @@ const pump = (shared: Shared, state: KeyState): void => {
 
 /** One look at the key: what is due, then the head of the queue; `dirty` when it must look again at once. */
 const step = (shared: Shared, state: KeyState, now: number): void => {
-  climbIfDue(shared, state, now)
+  LimiterLearning.climbIfDue(shared, state, now)
   ringDue(shared, state, now)
   const head = state.reserving ? undefined : headOf(state)
   if (head !== undefined && now + nanosecond < state.pausedUntil) {
@@ -1198,7 +1202,7 @@ const placeEstimate = (shared: Shared, state: KeyState, waiter: Waiter, now: num
  * The buckets of `bucketsOf`, in its order, without building its list (this runs on every admission).
  */
 const reserveLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waiter: Waiter, now: number): number => {
-  remember(state, waiter, now)
+  LimiterLearning.remember(state, waiter, now)
   return takeLocally(local, state, waiter.estimate, now)
 }
 
@@ -1234,7 +1238,7 @@ const takeLocally = (
 }
 
 const giveBackLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, waiter: Waiter, now: number) => {
-  forgetReservation(waiter)
+  LimiterLearning.forgetReservation(waiter)
   refundLocally(local, state, waiter.estimate, now)
 }
 
@@ -1256,7 +1260,7 @@ const refundLocally = (local: TokenBuckets.LocalBuckets, state: KeyState, estima
 /** One reservation across every bucket of the key, in a remote store: what each holds is remembered. */
 const reserveInStore = (shared: Shared, state: KeyState, waiter: Waiter): Effect.Effect<number> =>
   Effect.suspend(() => {
-    remember(state, waiter, shared.clock.unsafeCurrentTimeMillis())
+    LimiterLearning.remember(state, waiter, shared.clock.unsafeCurrentTimeMillis())
     return reserveAll(shared, state, waiter.estimate)
   })
 
@@ -1347,7 +1351,8 @@ const gaveBack = (shared: Shared, state: KeyState) => {
  * A provider 429: the key's gate closes for every caller until `millis` from now. With `adaptive`, the limit it
  * reached (`limit`, when the provider named it; else every limit) comes down by a tenth, with what its bucket
  * holds, once per episode: the refusals of calls already in flight when the first came are the same episode; not
- * for the first 429 in a minute that asks for less than one request's spacing at that limit (`atTheEdge`).
+ * for the first 429 in a minute that asks for less than one request's spacing at that limit
+ * (`LimiterLearning.atTheEdge`).
  */
 export const pauseKey = (
   shared: Shared,
@@ -1361,7 +1366,7 @@ export const pauseKey = (
     const alreadyPaused = pausedUntil > now
     state.pausedUntil = Math.max(pausedUntil, now + millis)
     state.pauses++
-    const reached = reachedLimits(state.quota, limit)
+    const reached = LimiterLearning.reachedLimits(state.quota, limit)
     // The episode's limits, and whether it cuts them, are settled before anything below yields: a 429 landing
     // meanwhile is of this episode and reads them (read later, it found the last episode's).
     let added = reached
@@ -1372,8 +1377,8 @@ export const pauseKey = (
       state.pauseLimits = [...state.pauseLimits, ...added]
     } else {
       // One 429 at the edge a minute passes; another within the minute says the limits are too high after all.
-      const passes = atTheEdge(state, reached, usedInLastMinute(state, now), millis) &&
-        now - state.edgePassedAt >= windowMillis
+      const passes = LimiterLearning.atTheEdge(state, reached, LimiterLearning.usedInLastMinute(state, now), millis) &&
+        now - state.edgePassedAt >= LimiterLearning.windowMillis
       if (passes) state.edgePassedAt = now
       state.pauseLimits = reached
       state.pauseCut = shared.adaptive && !passes
@@ -1385,12 +1390,12 @@ export const pauseKey = (
     // A reservation under way is given back (see `reserveNow`, `admitHead`) before the store is read and drained: read
     // before it ends, the drain would count it, and the give-back would then refill the bucket by as much.
     yield* untilNotReserving(state)
-    const used = usedInLastMinute(state, now)
+    const used = LimiterLearning.usedInLastMinute(state, now)
     // The provider refused while the local budget allowed: the limits in force are too high.
     if (cuts) cutLimits(state, added, used, now)
     if (alreadyPaused) {
       if (cuts) {
-        shared.tell({ key: state.key, pausedForMillis: millis, limits: limitsOf(state.quota) })
+        shared.tell({ key: state.key, pausedForMillis: millis, limits: LimiterLearning.limitsOf(state.quota) })
         yield* lowerBuckets(shared, state, added)
       }
       // A pause made longer empties every bucket of the episode again for its new end (through the extension they
@@ -1402,29 +1407,39 @@ export const pauseKey = (
       return
     }
     // Before the store calls: the others close their gates while this one is still emptying the buckets.
-    shared.tell({ key: state.key, pausedForMillis: millis, limits: cuts ? limitsOf(state.quota) : undefined })
+    shared.tell({
+      key: state.key,
+      pausedForMillis: millis,
+      limits: cuts ? LimiterLearning.limitsOf(state.quota) : undefined
+    })
     if (cuts) yield* lowerBuckets(shared, state, reached)
     yield* emptyForPause(shared, state, reached, millis, used)
   })
 
-/** The limits `fields` a tenth lower, or down to what the last minute used of them (see `cut`). */
+/** The limits `fields` a tenth lower, or down to what the last minute used of them (see `LimiterLearning.cut`). */
 const cutLimits = (
   state: KeyState,
-  fields: ReadonlyArray<QuotaField>,
-  used: ReturnType<typeof usedInLastMinute>,
+  fields: ReadonlyArray<LimiterLearning.QuotaField>,
+  used: ReturnType<typeof LimiterLearning.usedInLastMinute>,
   now: number
 ) => {
   let quota = state.quota
   for (const field of fields) {
     const inForce = quota[field]
-    if (inForce !== undefined) quota = { ...quota, [field]: cut(inForce, usedOf(used, field)) }
+    if (inForce !== undefined) {
+      quota = { ...quota, [field]: LimiterLearning.cut(inForce, LimiterLearning.usedOf(used, field)) }
+    }
   }
   state.quota = quota
   state.limitsChangedAt = now
 }
 
 /** The buckets of the limits `fields`, brought down to their limits in force (never above a lowered limit). */
-const lowerBuckets = (shared: Shared, state: KeyState, fields: ReadonlyArray<QuotaField>): Effect.Effect<void> =>
+const lowerBuckets = (
+  shared: Shared,
+  state: KeyState,
+  fields: ReadonlyArray<LimiterLearning.QuotaField>
+): Effect.Effect<void> =>
   Effect.forEach(
     bucketsOf(state.quota, nothing).filter((b) => fields.includes(quotaField[b.name]!)),
     (b) => shared.buckets.lowerTo(state.storeKeys[b.name]!, b.limit, b.limit),
@@ -1520,43 +1535,6 @@ const moveUp = (local: TokenBuckets.LocalBuckets, state: KeyState, sleepers: Rea
 }
 
 /**
- * The limits of `quota` a 429 reached: the one it named, or, where the quota does not keep that one, its nearest
- * (OpenAI's tokens are Anthropic's input and output tokens, either of those OpenAI's tokens); every limit when it
- * named none, or none of those is kept.
- */
-const reachedLimits = (quota: Quota, limit: Errors.RateLimitKind | undefined): ReadonlyArray<QuotaField> => {
-  if (limit === undefined) return quotaFields
-  for (const fields of limitFields[limit]) {
-    const kept = fields.filter((field) => quota[field] !== undefined)
-    if (kept.length > 0) return kept
-  }
-  return quotaFields
-}
-
-const limitFields: Readonly<Record<Errors.RateLimitKind, ReadonlyArray<ReadonlyArray<QuotaField>>>> = {
-  "requests": [["requestsPerMinute"]],
-  "tokens": [["tokensPerMinute"], ["inputTokensPerMinute", "outputTokensPerMinute"]],
-  "input-tokens": [["inputTokensPerMinute"], ["tokensPerMinute"]],
-  "output-tokens": [["outputTokensPerMinute"], ["tokensPerMinute"]]
-}
-
-/** What the last minute used of the budget of a limit. */
-const usedOf = (used: ReturnType<typeof usedInLastMinute>, field: QuotaField): number =>
-  field === "requestsPerMinute"
-    ? used.requests
-    : field === "tokensPerMinute"
-    ? used.inputTokens + used.outputTokens
-    : field === "inputTokensPerMinute"
-    ? used.inputTokens
-    : used.outputTokens
-
-const limitsOf = (quota: Quota): QuotaSignals.Limits => {
-  const limits: { -readonly [F in QuotaField]?: number } = {}
-  for (const field of quotaFields) if (quota[field] !== undefined) limits[field] = quota[field]
-  return limits as QuotaSignals.Limits
-}
-
-/**
  * What another instance sharing the quota learnt from a 429 (see `QuotaSignals`): the key's gate closes for the
  * same pause, and limits it cut come down here too (each only ever lower: two instances cutting at once settle on
  * the lower). The buckets need nothing: the other instance emptied them in the store they share. A 429 of this
@@ -1568,9 +1546,9 @@ export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signa
   const now = shared.clock.unsafeCurrentTimeMillis()
   if (shared.adaptive && signal.limits !== undefined) {
     // Brought up to date first: a climb is due only while the gate is open.
-    climbIfDue(shared, state, now)
+    LimiterLearning.climbIfDue(shared, state, now)
     let quota = state.quota
-    for (const field of quotaFields) {
+    for (const field of LimiterLearning.quotaFields) {
       const theirs = signal.limits[field]
       const inForce = quota[field]
       if (theirs !== undefined && inForce !== undefined && theirs < inForce) quota = { ...quota, [field]: theirs }
@@ -1583,7 +1561,7 @@ export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signa
   if (state.pausedUntil <= now || signal.limits !== undefined) {
     // Another instance's episode, or its cut within this one's: it cut and emptied what it reached; a 429 of this
     // one's within the pause cuts nothing more (and, making it longer, empties every bucket again).
-    state.pauseLimits = quotaFields
+    state.pauseLimits = LimiterLearning.quotaFields
   }
   state.pausedUntil = Math.max(state.pausedUntil, now + signal.pausedForMillis)
   pump(shared, state)
@@ -1602,9 +1580,9 @@ export const hear = (shared: Shared, state: KeyState, signal: QuotaSignals.Signa
 const emptyForPause = (
   shared: Shared,
   state: KeyState,
-  reached: ReadonlyArray<QuotaField>,
+  reached: ReadonlyArray<LimiterLearning.QuotaField>,
   millis: number,
-  used: ReturnType<typeof usedInLastMinute>
+  used: ReturnType<typeof LimiterLearning.usedInLastMinute>
 ): Effect.Effect<void> => {
   const meanRequest: Estimate = used.requests === 0 ? nothing : {
     inputTokens: Math.ceil(used.inputTokens / used.requests),
@@ -1628,7 +1606,7 @@ const emptyForPause = (
 
 /** A bucket brought down to hold `tokens` once `millis` have passed (overdrawn when they refill more). */
 const drainTo = (shared: Shared, key: string, limit: number, tokens: number, millis: number): Effect.Effect<void> => {
-  const atMost = tokens - Math.floor((limit * millis) / windowMillis)
+  const atMost = tokens - Math.floor((limit * millis) / LimiterLearning.windowMillis)
   return Effect.flatMap(shared.buckets.level(key, limit), (level) =>
     Effect.gen(function*() {
       // A take of more than the limit takes nothing: in steps.
@@ -1664,69 +1642,17 @@ export const observeOn = (shared: Shared, state: KeyState, headers: Wire.Headers
   })
 
 /**
- * Whether a 429 says the provider's bucket was short of one request rather than that requests come too fast: its
- * retry-after is shorter than the spacing of this key's requests at the limits it reached (for the mean request of
- * the last minute). Limits that match the provider's meet that at a burst's end, or when estimates run a little
- * short (the provider's bucket refilled into a full one while a first request was on its way), once: the refused
- * request's reservation is kept, and the limiter is then behind the provider. A cut then would slow every caller for
- * minutes to save one 429. Limits too high meet 429s again within the minute: the second cuts.
- */
-const atTheEdge = (
-  state: KeyState,
-  reached: ReadonlyArray<QuotaField>,
-  used: ReturnType<typeof usedInLastMinute>,
-  retryAfterMillis: number
-): boolean => {
-  if (used.requests === 0) return false
-  let spacing = 0
-  for (const field of reached) {
-    const limit = state.quota[field]
-    if (limit !== undefined) spacing = Math.max(spacing, (windowMillis * usedOf(used, field)) / used.requests / limit)
-  }
-  return retryAfterMillis < spacing
-}
-
-/**
- * A limit after a 429: a tenth lower, and, when this instance used at least half of it in the last minute, no
- * higher than what it used (the provider refused at that rate: its quota is below it). Less use says little (others
- * share the quota, or the key was idle): a tenth then.
- */
-const cut = (limit: number, usedInLastMinute: number): number => {
-  const lowered = usedInLastMinute >= 0.5 * limit ? Math.min(0.9 * limit, usedInLastMinute) : 0.9 * limit
-  return Math.max(1, Math.floor(lowered))
-}
-
-/** One reservation of the last minute: a request and its tokens, as reserved, then as counted. */
-interface Reserved {
-  readonly at: number
-  requests: number
-  inputTokens: number
-  outputTokens: number
-}
-
-/** A waiter's reservation, remembered for a minute. */
-const remember = (state: KeyState, waiter: Waiter, now: number) => {
-  const reserved: Reserved = {
-    at: now,
-    requests: 1,
-    inputTokens: waiter.estimate.inputTokens,
-    outputTokens: waiter.estimate.outputTokens
-  }
-  waiter.reserved = reserved
-  state.recent.push(reserved)
-  forgetBefore(state, now - windowMillis)
-}
-
-/**
  * Whether forgetting a key loses nothing its callers rely on: nobody has looked it up for a second (a caller that
- * just did may not have queued yet: its fiber may pause between the two), nobody holds, waits for or sleeps on it, no timer, reservation or pause is under way,
- * and its buckets are full again (in memory; over a remote store, as the store last said, refilled since), as a new
- * key's are. What it learnt (the last minute's reservations, its input scale, limits cut by 429s or reported by the
- * provider, how long calls hold a permit) goes with it: the provider's next answers teach it again.
+ * just did may not have queued yet: its fiber may pause between the two), nobody holds, waits for or sleeps on it,
+ * no timer, reservation or pause is under way, and its buckets are full again (in memory; over a remote store, as
+ * the store last said, refilled since), as a new key's are. What it learnt (the last minute's reservations, its
+ * input scale, limits cut by 429s or reported by the provider, how long calls hold a permit) goes with it: the
+ * provider's next answers teach it again.
  */
 export const forgettable = (shared: Shared, state: KeyState, now: number): boolean => {
   if (
-    now - state.lookedUpAt < lookedUpGraceMillis || state.permitsHeld > 0 || state.queued > 0 || state.sleeping.size > 0 ||
+    now - state.lookedUpAt < lookedUpGraceMillis || state.permitsHeld > 0 || state.queued > 0 ||
+    state.sleeping.size > 0 ||
     state.inFlight > 0 || state.reserving || state.pumping || state.alarmFiber !== undefined ||
     state.tells.length > 0 || now < state.pausedUntil
   ) return false
@@ -1743,97 +1669,13 @@ export const forgettable = (shared: Shared, state: KeyState, now: number): boole
 /** How long after a caller looked a key up it is kept (see `forgettable`): far more than the steps to its queue. */
 const lookedUpGraceMillis = 1_000
 
-/** A reservation given back: never sent, it used nothing. */
-const forgetReservation = (waiter: Waiter) => {
-  const reserved = waiter.reserved
-  if (reserved === undefined) return
-  reserved.requests = 0
-  reserved.inputTokens = 0
-  reserved.outputTokens = 0
-}
-
-const forgetBefore = (state: KeyState, since: number) => {
-  while (state.recentHead < state.recent.length && state.recent[state.recentHead]!.at <= since) state.recentHead++
-  // Compacted once the forgotten part is most of the array: amortized O(1) per reservation.
-  if (state.recentHead > 1_024 && state.recentHead * 2 > state.recent.length) {
-    state.recent = state.recent.slice(state.recentHead)
-    state.recentHead = 0
-  }
-}
-
-/** What the last minute's reservations took, per kind, as counted when known. */
-const usedInLastMinute = (state: KeyState, now: number) => {
-  forgetBefore(state, now - windowMillis)
-  const used = { requests: 0, inputTokens: 0, outputTokens: 0 }
-  for (let i = state.recentHead; i < state.recent.length; i++) {
-    const reserved = state.recent[i]!
-    used.requests += reserved.requests
-    used.inputTokens += reserved.inputTokens
-    used.outputTokens += reserved.outputTokens
-  }
-  return used
-}
-
-/** The most a prompt's estimate is scaled up by, and the share of the gap it eases down by per call below it. */
-const inputScaleCeiling = 1.5
-const inputScaleEase = 0.02
-
-/**
- * An estimate with its input tokens scaled by how the provider has been counting prompts (with `adaptive`): a
- * reservation that is a few percent short (the provider counts framing and formats the caller's tokenizer does
- * not see) lets a limiter at its quota's edge send what the provider's bucket does not hold yet, and every 429 then
- * cuts the limits.
- */
-export const inputScaled = (state: KeyState, estimate: Estimate): Estimate =>
-  state.inputScale === 1 || estimate.inputTokens === 0
-    ? estimate
-    : { inputTokens: Math.ceil(estimate.inputTokens * state.inputScale), outputTokens: estimate.outputTokens }
-
-/**
- * Learns from a call's reported usage how the provider counts prompts: the scale rises at once to a higher ratio of
- * counted to estimated input tokens (a reservation short again would meet the same 429), and eases down by a
- * fiftieth of the gap per call that counted less; never below 1 (an estimate too high costs a wait until the
- * reconciliation gives the rest back, not a 429) nor above 1.5.
- */
-export const learnInputScale = (state: KeyState, estimated: number, counted: number): void => {
-  if (estimated <= 0 || counted <= 0) return
-  const ratio = Math.min(inputScaleCeiling, Math.max(1, counted / estimated))
-  state.inputScale = ratio >= state.inputScale
-    ? ratio
-    : state.inputScale + (ratio - state.inputScale) * inputScaleEase
-}
-
-/** How much the limits in force climb back per minute without a 429: a twentieth of the ceiling. */
-const climbShare = 0.05
-
-/**
- * Limits cut by 429s climb back: every whole minute without a 429 since they last changed, each limit below its
- * ceiling (the provider's reported limit, else the configured one) rises by a twentieth of the ceiling, up to it.
- * A quota configured too high, with no headers to say so, settles where the 429s stop; one cut too far by a burst
- * of 429s recovers.
- */
-const climbIfDue = (shared: Shared, state: KeyState, now: number): void => {
-  const minutes = Math.floor((now - state.limitsChangedAt) / windowMillis)
-  if (!shared.adaptive || minutes < 1 || now < state.pausedUntil) return
-  let quota = state.quota
-  for (const field of quotaFields) {
-    const inForce = quota[field]
-    const ceiling = state.reported[field] ?? state.configured[field]
-    if (inForce === undefined || ceiling === undefined || inForce >= ceiling) continue
-    const step = Math.max(1, Math.ceil(ceiling * climbShare))
-    quota = { ...quota, [field]: Math.min(ceiling, inForce + minutes * step) }
-  }
-  state.limitsChangedAt += minutes * windowMillis
-  state.quota = quota
-}
-
 /**
  * How long a request arriving now would wait for admission on the key, in milliseconds: behind every waiter queued,
  * for the budgets and a permit, and past a 429's pause (an estimate, as for `onQueued`).
  */
 export const waitForArrival = (shared: Shared, state: KeyState, estimate: Estimate, lane: Lane): number => {
   const now = shared.clock.unsafeCurrentTimeMillis()
-  climbIfDue(shared, state, now)
+  LimiterLearning.climbIfDue(shared, state, now)
   const place = arrivalPlace(state, lane)
   const wait = expectedWait(state, estimate, { place, aheadShare: 1, lane }, levelNow(shared, state, now))
   return Math.max(wait, state.pausedUntil - now)
@@ -1842,7 +1684,7 @@ export const waitForArrival = (shared: Shared, state: KeyState, estimate: Estima
 export const snapshotOf = (shared: Shared, state: KeyState): Effect.Effect<KeySnapshot> =>
   Effect.suspend(() => {
     // The limits in force now, climbed back by the minutes since they were cut.
-    climbIfDue(shared, state, shared.clock.unsafeCurrentTimeMillis())
+    LimiterLearning.climbIfDue(shared, state, shared.clock.unsafeCurrentTimeMillis())
     return snapshotNow(shared, state)
   })
 
@@ -1867,16 +1709,7 @@ const snapshotNow = (shared: Shared, state: KeyState): Effect.Effect<KeySnapshot
     })
   )
 
-type QuotaField = "requestsPerMinute" | "tokensPerMinute" | "inputTokensPerMinute" | "outputTokensPerMinute"
-
-const quotaFields: ReadonlyArray<QuotaField> = [
-  "requestsPerMinute",
-  "tokensPerMinute",
-  "inputTokensPerMinute",
-  "outputTokensPerMinute"
-]
-
-const quotaField: Readonly<Record<string, QuotaField>> = {
+const quotaField: Readonly<Record<string, LimiterLearning.QuotaField>> = {
   rpm: "requestsPerMinute",
   tpm: "tokensPerMinute",
   itpm: "inputTokensPerMinute",
