@@ -56,6 +56,16 @@ const overloaded = fail(
   })
 )
 const gatewayTimeout = fail(httpError(504, "Gateway Timeout"))
+/** OpenAI's 404 for a model it does not serve. */
+const notServedBy = (model: string) =>
+  fail(httpError(
+    404,
+    openAiBody(
+      "invalid_request_error",
+      "model_not_found",
+      `The model \`${model}\` does not exist or you do not have access to it.`
+    )
+  ))
 const unauthorized = fail(
   httpError(401, openAiBody("invalid_request_error", "invalid_api_key", "Incorrect API key provided"))
 )
@@ -507,14 +517,7 @@ describe("RetryPolicy: the issue's scenarios", () => {
 
   it.effect("skips a model its provider does not serve for 10 minutes, then asks again", () => {
     const calls: Array<Call> = []
-    const notServed = fail(httpError(
-      404,
-      openAiBody(
-        "invalid_request_error",
-        "model_not_found",
-        "The model `gpt-4.1` does not exist or you do not have access to it."
-      )
-    ))
+    const notServed = notServedBy("gpt-4.1")
     // gpt-4.1 is retired at the provider; gpt-4.1-mini answers.
     const retired = PlotGeneration.layer().pipe(
       Layer.provide(Providers.layerModels({
@@ -557,14 +560,7 @@ describe("RetryPolicy: the issue's scenarios", () => {
 
   it.effect("remembers what the provider said of the last 1,000 models it does not serve, the oldest forgotten first", () => {
     const calls: Array<Call> = []
-    const notServed = fail(httpError(
-      404,
-      openAiBody(
-        "invalid_request_error",
-        "model_not_found",
-        "The model does not exist or you do not have access to it."
-      )
-    ))
+    const notServed = notServedBy("made-up")
     const madeUp = (i: number): PlotRequestInput => ({ ...chosen, provider: "openai", model: `made-up-${i}` })
     const errorTag = (outcome: { readonly outcome: Either.Either<unknown, { readonly _tag: string }> }) =>
       Either.match(outcome.outcome, { onLeft: (error) => error._tag, onRight: () => "result" })

@@ -23,7 +23,7 @@ import type { AddressInfo } from "node:net"
 import * as Net from "node:net"
 import path from "node:path"
 import { gzipSync } from "node:zlib"
-import { ServerLive } from "../../examples/http-server.js"
+import { ServerLive, type ServerOptions } from "../../examples/http-server.js"
 import * as HttpErrors from "../../examples/http-server/HttpErrors.js"
 import * as Errors from "../../src/Errors.js"
 import * as ModelCatalog from "../../src/ModelCatalog.js"
@@ -60,6 +60,26 @@ const request = {
   userPrompt: "What happens at the Drowned Bell?",
   targetWordCount: 300
 }
+
+/**
+ * The server over `simulator` with `options`, in a scope of its own that a test may close (a shutdown), else closed
+ * with the test's; its address and port.
+ */
+const servingOver = (simulator: GatewaySimulator.Service, options: ServerOptions) =>
+  Effect.gen(function*() {
+    const config = ConfigProvider.fromMap(
+      new Map([["OPENAI_API_KEY", "sk-test-serving"], ["OPENAI_BASE_URL", simulator.openaiBaseUrl]])
+    )
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const context = yield* Layer.build(
+      ServerLive(0, options).pipe(
+        Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
+      )
+    ).pipe(Scope.extend(scope))
+    const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+    return { scope, url, port: Number(new URL(url).port) }
+  })
 
 const providerFields = { provider: "openai", model: "gpt-4.1", detail: "slow down" } as const
 
@@ -618,23 +638,8 @@ describe("examples/http-server secrets", () => {
 })
 
 describe("examples/http-server shutting down", () => {
-  /** The server over the simulator, in a scope of its own that the test closes; its address. */
   const serving = (simulator: GatewaySimulator.Service, shutdownGrace: Duration.DurationInput) =>
-    Effect.gen(function*() {
-      const config = ConfigProvider.fromMap(
-        new Map([
-          ["OPENAI_API_KEY", "sk-test-shutdown"],
-          ["OPENAI_BASE_URL", simulator.openaiBaseUrl]
-        ])
-      )
-      const scope = yield* Scope.make()
-      const context = yield* Layer.build(
-        ServerLive(0, { shutdownGrace }).pipe(
-          Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
-        )
-      ).pipe(Scope.extend(scope))
-      return { scope, url: HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address) }
-    })
+    servingOver(simulator, { shutdownGrace })
 
   /** A streamed generation's body, read in a fiber of its own: what came, and whether the connection was cut. */
   const streamed = (url: string, targetWordCount: number) =>
@@ -757,21 +762,8 @@ describe("examples/http-server shutting down", () => {
 })
 
 describe("examples/http-server, a request not streamed, when the client leaves or the server shuts down", () => {
-  /** The server over the simulator, in a scope of its own that the test closes; its address and port. */
   const serving = (simulator: GatewaySimulator.Service, shutdownGrace: Duration.DurationInput) =>
-    Effect.gen(function*() {
-      const config = ConfigProvider.fromMap(
-        new Map([["OPENAI_API_KEY", "sk-test-shutdown"], ["OPENAI_BASE_URL", simulator.openaiBaseUrl]])
-      )
-      const scope = yield* Scope.make()
-      const context = yield* Layer.build(
-        ServerLive(0, { shutdownGrace }).pipe(
-          Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
-        )
-      ).pipe(Scope.extend(scope))
-      const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
-      return { scope, url, port: Number(new URL(url).port) }
-    })
+    servingOver(simulator, { shutdownGrace })
 
   /** The calls to the provider that ended interrupted, as `/metrics` counts them. */
   const interruptedCalls = (url: string) =>
@@ -916,15 +908,7 @@ describe("examples/http-server, a share per client", () => {
     () =>
       Effect.gen(function*() {
         const simulator = yield* GatewaySimulator.GatewaySimulator
-        const config = ConfigProvider.fromMap(
-          new Map([["OPENAI_API_KEY", "sk-test-share"], ["OPENAI_BASE_URL", simulator.openaiBaseUrl]])
-        )
-        const context = yield* Layer.build(
-          ServerLive(0, { maxRequestsPerClient: 2 }).pipe(
-            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
-          )
-        )
-        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        const { url } = yield* servingOver(simulator, { maxRequestsPerClient: 2 })
         yield* simulator.setRandomFaults({ latencyMs: 1_000 })
         const first = yield* Effect.fork(Effect.all([postFrom(url, "127.0.0.1"), postFrom(url, "127.0.0.1")], {
           concurrency: "unbounded"
@@ -951,20 +935,12 @@ describe("examples/http-server, a share per client", () => {
     () =>
       Effect.gen(function*() {
         const simulator = yield* GatewaySimulator.GatewaySimulator
-        const config = ConfigProvider.fromMap(
-          new Map([["OPENAI_API_KEY", "sk-test-share"], ["OPENAI_BASE_URL", simulator.openaiBaseUrl]])
-        )
-        const context = yield* Layer.build(
-          ServerLive(0, { maxRequestsPerClient: 2 }).pipe(
-            Layer.provide(Layer.mergeAll(Logger.minimumLogLevel(LogLevel.Error), Layer.setConfigProvider(config)))
-          )
-        )
-        const url = HttpServer.formatAddress(Context.get(context, HttpServer.HttpServer).address)
+        const { port, url } = yield* servingOver(simulator, { maxRequestsPerClient: 2 })
         yield* simulator.setRandomFaults({ latencyMs: 1_000 })
         const body = JSON.stringify(request)
         const one = "POST /plots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
           `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
-        const socket = Net.connect(Number(new URL(url).port), "127.0.0.1", () => socket.write(one + one))
+        const socket = Net.connect(port, "127.0.0.1", () => socket.write(one + one))
         socket.on("error", () => {})
         yield* Effect.sleep("200 millis")
         socket.destroy()
