@@ -36,6 +36,7 @@ import * as Metrics from "./internal/metrics.js"
 import * as TokenBuckets from "./internal/tokenBuckets.js"
 import * as Tracing from "./internal/tracing.js"
 import type * as Wire from "./internal/wire.js"
+import * as ModelCatalog from "./ModelCatalog.js"
 import * as QuotaSignals from "./QuotaSignals.js"
 
 // =============================================================================
@@ -452,6 +453,10 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     prefix: options.prefix ?? "plot-engine:",
     queueTimeoutMillis: Duration.toMillis(options.queueTimeout ?? "5 minutes"),
     adaptive: options.adaptive ?? true,
+    keyLabel: Metrics.boundedLabel(256, [
+      ...ModelCatalog.defaultCatalog.map((model) => keyOf(options, { provider: model.provider, model: model.id })),
+      ...Object.keys(options.keyQuotas ?? {})
+    ]),
     queueDepth,
     waitTime,
     clock: yield* Effect.clock,

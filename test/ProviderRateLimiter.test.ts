@@ -1560,4 +1560,27 @@ describe("ProviderRateLimiter with keys that come and go", () => {
       for (let ops = 10; ops <= 50; ops++) if (yield* interleaving(ops)) admittedPastItsPermit.push(ops)
       expect(admittedPastItsPermit).toEqual([])
     }))
+
+  // Every tag set is a metric kept for the process's life: past 256 keys, the others are tagged `other`; the keys of
+  // the catalog's models and of the configured quotas keep their names however early a flood of names comes.
+  it.effect("tags the metrics of the first 256 keys by name, the configured ones always, the rest as other", () =>
+    Effect.gen(function*() {
+      const rateLimiter = yield* ProviderRateLimiter.ProviderRateLimiter
+      for (let i = 0; i < 300; i++) {
+        yield* Effect.scoped(rateLimiter.admit({ provider: "openai", model: `labelled-${i}` }, small))
+      }
+      yield* Effect.scoped(rateLimiter.admit({ provider: "openai", model: "configured-late" }, small))
+      const keys = new Set(
+        (yield* Metric.snapshot)
+          .filter((pair) => pair.metricKey.name === "plot_engine_limiter_queue_depth")
+          .map((pair) => pair.metricKey.tags.find((tag) => tag.key === "key")?.value)
+      )
+      expect(keys.has("openai/configured-late")).toBe(true)
+      expect(keys.has("other")).toBe(true)
+      expect(keys.has("openai/labelled-299")).toBe(false)
+    }).pipe(
+      Effect.provide(
+        limiter({}, { keyQuotas: { "openai/configured-late": { requestsPerMinute: 10, maxConcurrent: 1 } } })
+      )
+    ))
 })

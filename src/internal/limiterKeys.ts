@@ -21,7 +21,6 @@ import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import type * as Metric from "effect/Metric"
 import * as Errors from "../Errors.js"
-import * as ModelCatalog from "../ModelCatalog.js"
 import type * as ProviderRateLimiter from "../ProviderRateLimiter.js"
 import type * as QuotaSignals from "../QuotaSignals.js"
 import * as LimiterLearning from "./limiterLearning.js"
@@ -194,6 +193,12 @@ export interface Shared {
   readonly adaptive: boolean
   /** The limiter's clock: the pump reads the time without an effect. */
   readonly clock: Clock.Clock
+  /**
+   * The `key` label of a key's metrics: the keys of the default catalog's models and of the configured quotas, and
+   * the first others, 256 in all, by name; the rest as `other`, their queue depths summed (a request may pin any
+   * model, and each model is a key: see `Metrics.boundedLabel`).
+   */
+  readonly keyLabel: (key: string) => string
   /** The limiter's metrics: requests waiting, and how long admissions waited (both tagged `key`). */
   readonly queueDepth: Metric.Metric.Gauge<number>
   readonly waitTime: Metric.Metric.Histogram<number>
@@ -208,16 +213,6 @@ export interface Shared {
    */
   tell: (signal: QuotaSignals.Signal) => void
 }
-
-/**
- * The `key` label of the limiter's metrics: the default catalog's models' keys and the first others, 256 in all, by
- * name; the rest as `other`, their queue depths summed (a request may pin any model, and each model is a key: see
- * `Metrics.boundedLabel`).
- */
-const keyLabel = Metrics.boundedLabel(
-  256,
-  ModelCatalog.defaultCatalog.map((model) => `${model.provider}/${model.id}`)
-)
 
 /** A key as it starts: its quota's permits, nothing queued, the gate open, no timer. */
 export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyState => ({
@@ -269,8 +264,8 @@ export const makeKeyState = (shared: Shared, key: string, quota: Quota): KeyStat
     ["rpm", "tpm", "itpm", "otpm"].map((bucket) => [bucket, `${shared.prefix}${key}:${bucket}`])
   ),
   known: {},
-  depthGauge: Metrics.tagged(shared.queueDepth, { key: keyLabel(key) }),
-  waitTimeHistogram: Metrics.tagged(shared.waitTime, { key: keyLabel(key) })
+  depthGauge: Metrics.tagged(shared.queueDepth, { key: shared.keyLabel(key) }),
+  waitTimeHistogram: Metrics.tagged(shared.waitTime, { key: shared.keyLabel(key) })
 })
 
 /** The buckets a quota has, each with its limit and the share of an estimate it takes. */
