@@ -15,9 +15,9 @@
  * Every answer that is not a 2xx has one shape, `{"error":{"type","message","field"?}}`: `type` is
  * `Errors.errorType` for the engine's errors (`validation_error`, `not_found`, `rate_limit`...) or one of this
  * server's (`malformed_json`, `json_too_deep`, `unsupported_media_type`, `payload_too_large`, `incomplete_body`,
- * `malformed_request`, `request_timeout`, `not_found_route`, `internal`); `message` is a sentence for people;
- * `field` names the bad field of a 400.
- * A 429 carries `Retry-After` (seconds) when the wait is known.
+ * `malformed_request`, `request_timeout`, `not_found_route`, `expectation_failed`, `too_many_requests`,
+ * `shutting_down`, `internal`); `message` is a sentence for people; `field` names the bad field of a 400.
+ * A 429 carries `Retry-After` (seconds) when the wait is known, as does a 503 `shutting_down`.
  *
  * The stream answers with an HTTP status until the engine has checked the request, read the project and chosen a
  * model; those events are held until then. After that it is a 200, and a failure is an `error` event whose data

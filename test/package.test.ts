@@ -72,7 +72,7 @@ describe("the package", () => {
     for (const file of ["dist/ProviderRateLimiter/Redis.js", "dist/Telemetry/OpenTelemetry.js", "dist/PlotEngine.js"]) {
       expect(files).toContain(`package/${file}`)
     }
-    for (const file of ["LICENSE", "README.md", "package.json", "docs/provider-wire.md"]) {
+    for (const file of ["CHANGELOG.md", "LICENSE", "README.md", "package.json", "docs/provider-wire.md"]) {
       expect(files).toContain(`package/${file}`)
     }
     expect(files.filter((file) => /^package\/(test|bench|examples|\.ci|node_modules)\//.test(file))).toEqual([])
