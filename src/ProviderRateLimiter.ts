@@ -33,6 +33,7 @@ import * as ConfigValues from "./internal/configValues.js"
 import * as LimiterKeys from "./internal/limiterKeys.js"
 import * as LimiterLearning from "./internal/limiterLearning.js"
 import * as Metrics from "./internal/metrics.js"
+import * as Sweep from "./internal/sweep.js"
 import * as TokenBuckets from "./internal/tokenBuckets.js"
 import * as Tracing from "./internal/tracing.js"
 import type * as Wire from "./internal/wire.js"
@@ -473,33 +474,28 @@ const makeWith = Effect.fnUntraced(function*(buckets: TokenBuckets.TokenBuckets,
     Object.entries(options.keyQuotas).map(([key, quota]) => [key, checkedQuota(`keyQuotas.${key}`, quota)])
   )
   const states = new Map<string, LimiterKeys.KeyState>()
-  // Keys come and go (a model pinned by one request, a retired deployment): once there are `sweepAt`, the ones
-  // forgetting loses nothing of are forgotten, and the next sweep waits until there are twice as many left.
-  let sweepAt = keySweepThreshold
+  const sweepStates = Sweep.make(states, keySweepThreshold)
 
   // Signals for keys this instance has not used yet, kept until it does (the latest per key; a bounded map).
   const heardEarly = new Map<string, { readonly signal: QuotaSignals.Signal; readonly at: number }>()
   // Synchronous, so that two callers arriving together for a new key find one state.
   const stateNow = (target: Target): LimiterKeys.KeyState => {
     const key = keyOf(options, target)
+    const now = shared.clock.unsafeCurrentTimeMillis()
     const existing = states.get(key)
     if (existing !== undefined) {
-      existing.lookedUpAt = shared.clock.unsafeCurrentTimeMillis()
+      existing.lookedUpAt = now
       return existing
     }
-    if (states.size >= sweepAt) {
-      const now = shared.clock.unsafeCurrentTimeMillis()
-      for (const [known, state] of states) if (LimiterKeys.forgettable(shared, state, now)) states.delete(known)
-      sweepAt = Math.max(keySweepThreshold, 2 * states.size)
-    }
+    sweepStates((state) => LimiterKeys.forgettable(shared, state, now))
     const state = LimiterKeys.makeKeyState(shared, key, keyQuotas?.[key] ?? quotas[target.provider])
-    state.lookedUpAt = shared.clock.unsafeCurrentTimeMillis()
+    state.lookedUpAt = now
     states.set(key, state)
     // What the others learnt of this key before this instance used it: what is left of the pause, the cut limits.
     const early = heardEarly.get(key)
     if (early !== undefined) {
       heardEarly.delete(key)
-      const since = shared.clock.unsafeCurrentTimeMillis() - early.at
+      const since = now - early.at
       LimiterKeys.hear(shared, state, {
         ...early.signal,
         pausedForMillis: Math.max(0, early.signal.pausedForMillis - since)

@@ -12,6 +12,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import * as Metric from "effect/Metric"
+import * as Sweep from "./sweep.js"
 
 /** What a take leaves: the wait before the tokens are there (0 when they are), and what the bucket holds. */
 export interface Taken {
@@ -75,15 +76,12 @@ export const make = (
   const windowMillis = Duration.toMillis(window)
   // What each bucket held when the store last said, and when: where its local stand-in starts.
   const lastKnown = new Map<string, { readonly remaining: number; readonly at: number; readonly limit: number }>()
-  // One full again is as one never heard of: past `knownSweepAt` (keys come and go), those go.
-  let knownSweepAt = bucketSweepThreshold
+  // One full again is as one never heard of: those go when the keys pile up.
+  const sweepKnown = Sweep.make(lastKnown, bucketSweepThreshold)
   const knowLevel = (key: string, limit: number, remaining: number) => {
     const now = clock.unsafeCurrentTimeMillis()
-    if (!lastKnown.has(key) && lastKnown.size >= knownSweepAt) {
-      for (const [known, held] of lastKnown) {
-        if (held.remaining + ((now - held.at) * held.limit) / windowMillis >= held.limit) lastKnown.delete(known)
-      }
-      knownSweepAt = Math.max(bucketSweepThreshold, 2 * lastKnown.size)
+    if (!lastKnown.has(key)) {
+      sweepKnown((held) => held.remaining + ((now - held.at) * held.limit) / windowMillis >= held.limit)
     }
     lastKnown.set(key, { remaining, at: now, limit })
   }
@@ -252,18 +250,14 @@ export const memory = (
 ): TokenBuckets & { readonly size: () => number } => {
   const windowMillis = Duration.toMillis(window)
   const buckets = new Map<string, { tokens: number; lastRefill: number; limit: number }>()
-  // A bucket refilled to its limit is as a new one: once there are `sweepAt`, those are forgotten (keys come and
-  // go), and the next sweep waits until there are twice as many left.
-  let sweepAt = bucketSweepThreshold
+  // A bucket refilled to its limit is as a new one: those go when the keys pile up.
+  const sweepBuckets = Sweep.make(buckets, bucketSweepThreshold)
   const take = (key: string, limit: number, tokens: number, now: number): Taken => {
     if (tokens > limit) return { delay: windowMillis, remaining: 0 }
     const refillMillis = windowMillis / limit
     let bucket = buckets.get(key)
     if (bucket === undefined) {
-      if (buckets.size >= sweepAt) {
-        for (const [known, held] of buckets) if (full(known, held.limit, now)) buckets.delete(known)
-        sweepAt = Math.max(bucketSweepThreshold, 2 * buckets.size)
-      }
+      sweepBuckets((held, known) => full(known, held.limit, now))
       bucket = { tokens: limit, lastRefill: now, limit }
       buckets.set(key, bucket)
     } else {

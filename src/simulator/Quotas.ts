@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import * as Sweep from "../internal/sweep.js"
 import type * as Core from "./Core.js"
 
 /**
@@ -237,15 +238,12 @@ const withoutRateLimitHeaders = (admission: Admission): Admission => ({
  */
 export const make = (options: QuotaOptions): Quotas => {
   const buckets = new Map<string, Bucket>()
-  // A bucket full again is as a new one: past `sweepAt` (a client may name a new model per request), those go.
-  let sweepAt = 4_096
+  // A bucket full again is as a new one: those go when the keys pile up (a client may name a new model per request).
+  const sweepBuckets = Sweep.make(buckets, 4_096)
   const bucket = (key: string, capacity: number, now: number): Bucket => {
     let b = buckets.get(key)
     if (b === undefined || b.capacity !== capacity) {
-      if (b === undefined && buckets.size >= sweepAt) {
-        for (const [known, held] of buckets) if (untilFull(held) <= now - held.at) buckets.delete(known)
-        sweepAt = Math.max(4_096, 2 * buckets.size)
-      }
+      if (b === undefined) sweepBuckets((held) => untilFull(held) <= now - held.at)
       b = { capacity, level: capacity, at: now }
       buckets.set(key, b)
     }
