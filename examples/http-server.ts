@@ -262,6 +262,17 @@ export class PlotsApi extends HttpApi.make("plot-engine")
 const failWhenGraceOver = (graceOver: Effect.Effect<void>) =>
   Effect.zipRight(graceOver, Effect.fail(HttpErrors.HttpError.shuttingDown()))
 
+/**
+ * A generation's request: within its client's share (`too_many_requests` past it), and answered `shutting_down` if
+ * the shutdown's grace ends before it has (a body still coming included).
+ */
+const underWay = <A, E, R>(
+  share: ClientShare.ClientShare,
+  graceOver: Effect.Effect<void>,
+  request: HttpServerRequest.HttpServerRequest,
+  work: Effect.Effect<A, E, R>
+) => Effect.zipRight(share.enter(request), Effect.raceFirst(work, failWhenGraceOver(graceOver)))
+
 const PlotsLive = (maxBodyBytes: number, maxRequestsPerClient: number) =>
   HttpApiBuilder.group(PlotsApi, "plots", (handlers) =>
     Effect.gen(function*() {
@@ -273,12 +284,12 @@ const PlotsLive = (maxBodyBytes: number, maxRequestsPerClient: number) =>
           "generate",
           Effect.fn("PlotsApi.generate")(
             function*({ request }) {
-              yield* share.enter(request)
-              // Encoded by the API with the endpoint's success schema. A body still coming when the grace ends is
-              // answered too.
-              return yield* Effect.raceFirst(
-                Effect.flatMap(readRequest(request, maxBodyBytes), engine.generate),
-                failWhenGraceOver(graceOver)
+              // Encoded by the API with the endpoint's success schema.
+              return yield* underWay(
+                share,
+                graceOver,
+                request,
+                Effect.flatMap(readRequest(request, maxBodyBytes), engine.generate)
               )
             },
             Effect.catchAll((error) => Effect.succeed(HttpErrors.errorResponse(error)))
@@ -288,16 +299,17 @@ const PlotsLive = (maxBodyBytes: number, maxRequestsPerClient: number) =>
           "stream",
           Effect.fn("PlotsApi.stream")(
             function*({ request }) {
-              yield* share.enter(request)
-              const first = yield* Effect.raceFirst(
+              const first = yield* underWay(
+                share,
+                graceOver,
+                request,
                 Effect.gen(function*() {
                   const body = yield* readRequest(request, maxBodyBytes)
                   // Pulled in the request's scope, which stays open until the response is written (or the client
                   // leaves).
                   const pull = yield* Stream.toPull(engine.generateStream(body))
                   return yield* pullPreparation(pull)
-                }),
-                failWhenGraceOver(graceOver)
+                })
               )
               return eventStreamResponse(first, graceOver)
             },
@@ -413,19 +425,16 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       }),
       Config.withDefault(3000)
     )
-    const maxBodyBytes = yield* Config.integer("MAX_BODY_BYTES").pipe(
-      Config.validate({ message: "Expected a number of bytes of at least 1", validation: (bytes) => bytes >= 1 }),
+    const maxBodyBytes = yield* ConfigValues.integerAtLeast("MAX_BODY_BYTES").pipe(
       Config.withDefault(JsonBody.defaultMaxBytes)
     )
     const shutdownGrace = yield* ConfigValues.duration("SHUTDOWN_GRACE", "allowed").pipe(
       Config.withDefault(Shutdown.defaultGrace)
     )
-    const maxConnections = yield* Config.integer("MAX_CONNECTIONS").pipe(
-      Config.validate({ message: "Expected a number of connections of at least 1", validation: (n) => n >= 1 }),
+    const maxConnections = yield* ConfigValues.integerAtLeast("MAX_CONNECTIONS").pipe(
       Config.withDefault(NodeServer.defaultMaxConnections)
     )
-    const maxRequestsPerClient = yield* Config.integer("MAX_REQUESTS_PER_CLIENT").pipe(
-      Config.validate({ message: "Expected a number of requests of at least 1", validation: (n) => n >= 1 }),
+    const maxRequestsPerClient = yield* ConfigValues.integerAtLeast("MAX_REQUESTS_PER_CLIENT").pipe(
       Config.withDefault(ClientShare.defaultMaxPerClient)
     )
     return yield* Layer.launch(

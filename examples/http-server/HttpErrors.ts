@@ -32,7 +32,9 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
     "shutting_down",
     "internal"
   ),
-  message: Schema.String
+  message: Schema.String,
+  /** Seconds to wait before trying again, when the server can say (`Retry-After`). */
+  retryAfterSeconds: Schema.optional(Schema.Int)
 }) {
   static malformedJson(reason: string) {
     return new HttpError({
@@ -112,7 +114,8 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
       status: 429,
       type: "too_many_requests",
       message:
-        `This client already has ${maxPerClient} generations under way, the most one client may: wait for one to end.`
+        `This client already has ${maxPerClient} generations under way, the most one client may: wait for one to end.`,
+      retryAfterSeconds: 1
     })
   }
   /** A request still running when the server's shutdown grace ended: another instance will take it. */
@@ -120,7 +123,9 @@ export class HttpError extends Schema.TaggedError<HttpError>("plot-engine/exampl
     return new HttpError({
       status: 503,
       type: "shutting_down",
-      message: "This server is shutting down: send the request again."
+      message: "This server is shutting down: send the request again.",
+      // The next try goes to another instance.
+      retryAfterSeconds: 1
     })
   }
   static internal() {
@@ -190,19 +195,11 @@ const bounded = (text: string, max: number) => text.length <= max ? text : `${te
 /** The envelope of an error. */
 export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded => {
   const retryAfter = retryAfterSeconds(error)
-  if (error._tag === "HttpError") {
-    return {
-      error: {
-        type: error.type,
-        message: error.message,
-        ...(retryAfter === undefined ? {} : { retry_after: retryAfter })
-      }
-    }
-  }
   return {
     error: {
-      type: Errors.errorType(error),
-      message: bounded(Errors.userMessage(error), 600),
+      ...(error._tag === "HttpError"
+        ? { type: error.type, message: error.message }
+        : { type: Errors.errorType(error), message: bounded(Errors.userMessage(error), 600) }),
       ...(error._tag === "RequestValidationError" ? { field: bounded(error.field, 200) } : {}),
       ...(retryAfter === undefined ? {} : { retry_after: retryAfter })
     }
@@ -210,14 +207,14 @@ export const errorEnvelope = (error: ApiError): typeof ErrorEnvelope.Encoded => 
 }
 
 /**
- * `Retry-After` in whole seconds, rounded up, when the wait is known (rate limits, quotas); a second for a server
- * shutting down (the next try goes to another instance) and for a client over its share.
+ * `Retry-After` in whole seconds, rounded up, when the wait is known: rate limits and quotas, and the server's own
+ * errors that say it (a server shutting down, a client over its share).
  */
 export const retryAfterSeconds = (error: ApiError): number | undefined =>
-  (error._tag === "RateLimitError" || error._tag === "QuotaExhaustedError") && error.retryAfterMs !== undefined
+  error._tag === "HttpError"
+    ? error.retryAfterSeconds
+    : (error._tag === "RateLimitError" || error._tag === "QuotaExhaustedError") && error.retryAfterMs !== undefined
     ? Math.ceil(error.retryAfterMs / 1000)
-    : error._tag === "HttpError" && (error.type === "shutting_down" || error.type === "too_many_requests")
-    ? 1
     : undefined
 
 /**
